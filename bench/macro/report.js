@@ -1,0 +1,251 @@
+// Turns a results JSON into medians, ratios, a console table and results/report.md with an
+// inline hand-written SVG bar chart. Also usable alone: `node bench/macro/report.js results/x.json`.
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+const SERVER_ORDER = ['ferry-embedded', 'ferry-redis', 'ferry-redis-x2', 'minimal', 'tus']
+const COLORS = { 'ferry-embedded': '#1f77b4', 'ferry-redis': '#2ca02c', 'ferry-redis-x2': '#17becf', minimal: '#7f7f7f', tus: '#ff7f0e' }
+
+export function median (xs) {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  if (!v.length) return NaN
+  const m = v.length >> 1
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
+}
+
+function describeRow (row, c) {
+  const mib = (b) => `${b / MiB} MiB`
+  const chunks = Math.ceil(c.sizeBytes / c.chunkBytes)
+  if (row === 'a') return `1 × ${mib(c.sizeBytes)}, single stream`
+  if (/^b\d+$/.test(row)) return `${mib(c.sizeBytes)} as ${chunks} × ${mib(c.chunkBytes)} chunks, ${row.slice(1)} in flight, + commit`
+  if (row === 'c') return `${c.files} × ${c.fileBytes / 1024} KiB, ${c.concurrency} clients`
+  if (row === 'd-store') return `Shaman: ${c.files} × ${c.fileBytes / 1024} KiB stored (204)`
+  if (row === 'd-dedup') return 'Shaman: the same again, dedup (208)'
+  if (row === 'f') return `${c.rssSessions} × ${mib(c.rssBytes)} chunked at once (peak RSS)`
+  if (row.startsWith('e-')) return `commit of one ${row.slice(2)} chunked upload`
+  return row
+}
+
+/** Medians per (row, server), ratios to minimal and tus of the same run, and goal checks. */
+export function summarize (result) {
+  const c = result.config
+  const byKey = new Map()
+  for (const run of result.runs) {
+    if (!run.ok) continue
+    for (const r of run.rows) {
+      const key = `${r.row}\u0000${run.server}`
+      if (!byKey.has(key)) byKey.set(key, [])
+      byKey.get(key).push({ ...r, rss: Math.max(...run.peakRssMiB) })
+    }
+  }
+  const rowIds = [...new Set(result.runs.flatMap((r) => r.rows.map((x) => x.row)))]
+  const order = (id) => (id.startsWith('e-') ? 100 + Number.parseFloat(id.slice(2)) / 1e6 : ['a', 'b1'].includes(id) ? ['a', 'b1'].indexOf(id) : /^b\d+$/.test(id) ? 2 : ['c', 'd-store', 'd-dedup', 'f'].indexOf(id) + 3)
+  rowIds.sort((x, y) => order(x) - order(y))
+  const rows = []
+  for (const id of rowIds) {
+    const isCommit = id.startsWith('e-')
+    const servers = {}
+    for (const s of SERVER_ORDER) {
+      const xs = byKey.get(`${id}\u0000${s}`)
+      if (!xs) continue
+      if (isCommit) {
+        const commitMs = median(xs.map((x) => x.commitMs))
+        const shaMs = median(xs.map((x) => x.shaMs))
+        const fsyncMs = median(xs.map((x) => x.fsyncMs))
+        servers[s] = { n: xs.length, value: commitMs, commitMs, shaMs, fsyncMs, boundMs: shaMs + fsyncMs, vsBound: commitMs / (shaMs + fsyncMs), size: xs[0].size }
+      } else {
+        const value = median(xs.map((x) => x.mbps ?? x.ups))
+        const cpu = median(xs.map((x) => x.serverCpuS))
+        const per = xs[0].mbps ? median(xs.map((x) => x.serverCpuS / (x.bytes / GiB))) : median(xs.map((x) => x.serverCpuS / (x.count / 1000)))
+        servers[s] = { n: xs.length, value, cpuS: cpu, cpuPer: per, clientCpuS: median(xs.map((x) => x.clientCpuS)), rssMiB: median(xs.map((x) => x.rss)) }
+      }
+    }
+    const sample = SERVER_ORDER.map((s) => byKey.get(`${id}\u0000${s}`)?.[0]).find(Boolean)
+    const unit = isCommit ? 'ms' : sample?.mbps ? 'MB/s' : 'uploads/s'
+    const min = servers.minimal?.value
+    // tus has no parallel chunks: compare parallel rows with its sequential PATCHes (b1).
+    const tusRow = /^b\d+$/.test(id) && !servers.tus ? 'b1' : id
+    const tus = tusRow === id ? servers.tus?.value : median((byKey.get(`b1\u0000tus`) ?? []).map((x) => x.mbps))
+    if (!isCommit) {
+      for (const v of Object.values(servers)) {
+        v.xMinimal = min ? v.value / min : NaN
+        v.xTus = tus ? v.value / tus : NaN
+      }
+    }
+    rows.push({ row: id, desc: describeRow(id, c), unit, tusFrom: tusRow, servers })
+  }
+  return { rows, goals: goals(rows) }
+}
+
+function goals (rows) {
+  const get = (id) => rows.find((r) => r.row === id)
+  const out = []
+  const ferries = ['ferry-embedded', 'ferry-redis', 'ferry-redis-x2']
+  for (const r of rows.filter((x) => /^b\d+$/.test(x.row))) {
+    for (const s of ferries) {
+      const v = r.servers[s]
+      if (!v) continue
+      out.push({ goal: `chunked (${r.row}) ≥ 0.85× ceiling`, server: s, measured: v.xMinimal, met: v.xMinimal >= 0.85 })
+      out.push({ goal: `chunked (${r.row}) ≥ 1.5× tus${r.tusFrom !== r.row ? ' (tus b1)' : ''}`, server: s, measured: v.xTus, met: v.xTus >= 1.5 })
+    }
+  }
+  const c = get('c')
+  for (const s of ferries) if (c?.servers[s]) out.push({ goal: 'small files ≥ 1.5× tus uploads/s', server: s, measured: c.servers[s].xTus, met: c.servers[s].xTus >= 1.5 })
+  for (const r of rows.filter((x) => !x.row.startsWith('e-'))) {
+    const one = r.servers['ferry-redis']?.value
+    const two = r.servers['ferry-redis-x2']?.value
+    if (one && two) out.push({ goal: `two instances on Redis no slower than one (${r.row})`, server: 'ferry-redis-x2', measured: two / one, met: two / one >= 1 })
+  }
+  const f = get('f')
+  for (const s of ferries) if (f?.servers[s]) out.push({ goal: `peak RSS under ${f.desc.split(' (')[0]} < 256 MiB`, server: s, measured: f.servers[s].rssMiB, met: f.servers[s].rssMiB < 256, unit: 'MiB' })
+  for (const r of rows.filter((x) => x.row.startsWith('e-'))) {
+    for (const s of ferries) {
+      const v = r.servers[s]
+      if (v) out.push({ goal: `commit ${r.row.slice(2)} ≤ sha256 pass + fsync`, server: s, measured: v.vsBound, met: v.vsBound <= 1 })
+    }
+  }
+  return out.filter((g) => Number.isFinite(g.measured))
+}
+
+const f1 = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '–')
+const fx = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '–')
+
+function tableRows (result) {
+  const { rows } = result.summary
+  const head = ['row', 'scenario', 'server', 'result', '× minimal', '× tus', 'server CPU s', 'CPU s per GiB or per 1k uploads', 'peak RSS MiB']
+  const body = []
+  for (const r of rows.filter((x) => !x.row.startsWith('e-'))) {
+    for (const [s, v] of Object.entries(r.servers)) {
+      body.push([r.row, r.desc, s, `${f1(v.value, r.unit === 'MB/s' ? 1 : 0)} ${r.unit}`, fx(v.xMinimal), fx(v.xTus), f1(v.cpuS, 2), f1(v.cpuPer, 2), f1(v.rssMiB, 0)])
+    }
+  }
+  const commitHead = ['row', 'server', 'commit ms', 'sha256 pass ms', 'fsync ms', 'sha+fsync ms', 'commit ÷ (sha+fsync)', 'commit ms per GiB']
+  const commitBody = []
+  for (const r of rows.filter((x) => x.row.startsWith('e-'))) {
+    for (const [s, v] of Object.entries(r.servers)) {
+      commitBody.push([r.row, s, f1(v.commitMs), f1(v.shaMs), f1(v.fsyncMs), f1(v.boundMs), fx(v.vsBound), f1(v.commitMs / (v.size / GiB), 0)])
+    }
+  }
+  return { head, body, commitHead, commitBody }
+}
+
+function textTable (head, body) {
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((r) => String(r[i]).length)))
+  const line = (r) => r.map((x, i) => String(x).padEnd(w[i])).join('  ')
+  return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...body.map(line)].join('\n')
+}
+
+function mdTable (head, body) {
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n')
+}
+
+/** The console table printed at the end of a run. */
+export function formatTable (result) {
+  const t = tableRows(result)
+  let out = textTable(t.head, t.body)
+  if (t.commitBody.length) out += '\n\n' + textTable(t.commitHead, t.commitBody)
+  const g = result.summary.goals
+  if (g.length) {
+    out += '\n\ngoals (informative, not asserted):\n' + g.map((x) => `  ${x.met ? 'met    ' : 'NOT met'}  ${x.goal}: ${x.server} ${x.unit ? f1(x.measured, 0) + ' ' + x.unit : fx(x.measured)}`).join('\n')
+  }
+  return out
+}
+
+/** Hand-written SVG: per row, one bar per server, length = ratio to the minimal server. */
+export function svgChart (result) {
+  const rows = result.summary.rows.filter((r) => !r.row.startsWith('e-') && r.servers.minimal)
+  const servers = SERVER_ORDER.filter((s) => rows.some((r) => r.servers[s]))
+  const barH = 14
+  const gap = 10
+  const left = 90
+  const plotW = 520
+  const maxX = Math.max(1.2, ...rows.flatMap((r) => Object.values(r.servers).map((v) => v.xMinimal).filter(Number.isFinite)))
+  const x = (v) => left + (v / maxX) * plotW
+  let y = 30
+  const parts = []
+  for (const r of rows) {
+    const present = servers.filter((s) => r.servers[s])
+    const groupH = present.length * barH
+    parts.push(`<text x="${left - 8}" y="${y + groupH / 2 + 4}" text-anchor="end" font-size="12">${r.row}</text>`)
+    for (const s of present) {
+      const v = r.servers[s].xMinimal
+      const w = Number.isFinite(v) ? Math.max(1, x(v) - left) : 0
+      parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH - 2}" fill="${COLORS[s]}"><title>${s} ${r.row}: ${f1(r.servers[s].value)} ${r.unit} (${fx(v)} minimal)</title></rect>`)
+      parts.push(`<text x="${(left + w + 4).toFixed(1)}" y="${y + barH - 4}" font-size="10">${fx(v)}</text>`)
+      y += barH
+    }
+    y += gap
+  }
+  const height = y + 20 + 18 * Math.ceil(servers.length / 3)
+  const ticks = []
+  for (let t = 0; t <= maxX + 1e-9; t += 0.25) {
+    ticks.push(`<line x1="${x(t)}" y1="24" x2="${x(t)}" y2="${y}" stroke="${t === 1 ? '#000' : '#ddd'}" stroke-width="${t === 1 ? 1.5 : 1}"/>`)
+    if (Math.abs(t * 2 - Math.round(t * 2)) < 1e-9) ticks.push(`<text x="${x(t)}" y="18" text-anchor="middle" font-size="10">${t.toFixed(1)}×</text>`)
+  }
+  const legend = servers.map((s, i) => {
+    const lx = left + (i % 3) * 180
+    const ly = y + 14 + Math.floor(i / 3) * 18
+    return `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${COLORS[s]}"/><text x="${lx + 16}" y="${ly}" font-size="12">${s}</text>`
+  })
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${left + plotW + 60}" height="${height}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="#fff"/>
+${ticks.join('\n')}
+${parts.join('\n')}
+${legend.join('\n')}
+</svg>`
+}
+
+/** Writes results/report.md (with the SVG inline) and results/chart.svg. */
+export function writeReport (result, outDir) {
+  const t = tableRows(result)
+  const e = result.env
+  const c = result.config
+  const svg = svgChart(result)
+  const md = [
+    '# Ferry benchmark report',
+    '',
+    `${result.date} · node ${e.node} · ${e.cpu} × ${e.cores} · ${e.memGiB} GiB · git ${e.gitRev ?? '(no commit)'} · @tus/server ${e.tusServer}`,
+    `${c.quick ? 'quick' : 'full'} run, ${c.reps} rep(s), medians; seed \`${c.seed}\`; ${result.ok ? 'every upload verified (sha256)' : '**some runs FAILED**'}; MB = 10^6 bytes.`,
+    '',
+    '## Throughput, CPU and memory',
+    '',
+    '"× minimal" is the ratio to the minimal node:http-to-file server (the ceiling), "× tus" to @tus/server + @tus/file-store, both measured in the same run. Chunked rows with more than one chunk in flight compare with tus\'s sequential PATCHes (b1). Server CPU is utime+stime of the server process(es) during the timed window; peak RSS is VmHWM (max over instances).',
+    '',
+    mdTable(t.head, t.body),
+    '',
+    'Ratio to the minimal server (longer is faster; the black line is the ceiling):',
+    '',
+    svg,
+    '',
+    ...(t.commitBody.length
+      ? ['## Commit time vs size', '', 'Time from sending the commit to its 200, against one sha256 pass over the stored file from page cache plus one fsync of as many freshly written bytes, both measured in the same run.', '', mdTable(t.commitHead, t.commitBody), '']
+      : []),
+    ...(result.summary.goals.length
+      ? ['## Goals (informative)', '', mdTable(['goal', 'server', 'measured', 'met'], result.summary.goals.map((g) => [g.goal, g.server, g.unit ? `${f1(g.measured, 0)} ${g.unit}` : fx(g.measured), g.met ? 'yes' : '**no**'])), '']
+      : []),
+    ...(result.runs.some((r) => !r.ok)
+      ? ['## Failures', '', ...result.runs.filter((r) => !r.ok).map((r) => `- rep ${r.rep} ${r.scenario} ${r.server}: \`${r.error.replace(/\n/g, ' ')}\``), '']
+      : [])
+  ].join('\n')
+  fs.mkdirSync(outDir, { recursive: true })
+  const mdFile = path.join(outDir, 'report.md')
+  fs.writeFileSync(mdFile, md)
+  fs.writeFileSync(path.join(outDir, 'chart.svg'), svg)
+  return { mdFile }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const file = process.argv[2]
+  if (!file) {
+    console.error('usage: node bench/macro/report.js bench/results/bench-<id>.json [outdir]')
+    process.exit(2)
+  }
+  const result = JSON.parse(fs.readFileSync(file, 'utf8'))
+  result.summary = summarize(result)
+  const { mdFile } = writeReport(result, process.argv[3] ?? path.dirname(file))
+  console.log(formatTable(result))
+  console.log(`wrote ${mdFile}`)
+}

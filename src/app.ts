@@ -1,0 +1,119 @@
+/**
+ * The composition root: the one place that makes the concrete state backend, worker pool,
+ * storage layout, upload service and API families, and wires them into the HTTP server.
+ */
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import type { Config } from './config/config.js'
+import { Sweeper } from './core/expiry/sweeper.js'
+import { DEFAULT_WORKER_FILE, HashPool } from './core/hashing/hash-pool.js'
+import { createEmbeddedState } from './core/state/embedded.js'
+import { createRedisState } from './core/state/redis.js'
+import type { StateBackend } from './core/state/types.js'
+import { createLayout, type DataLayout } from './core/storage/layout.js'
+import { UploadService } from './core/uploads/uploads.js'
+import type { Family } from './http/context.js'
+import { createImageStoreFamily } from './http/imagestore/family.js'
+import { createHttpServer } from './http/server.js'
+
+/** What every API family may use. */
+export interface Engine {
+  readonly config: Config
+  readonly layout: DataLayout
+  readonly state: StateBackend
+  readonly pool: HashPool
+  readonly uploads: UploadService
+  readonly log: Logger
+  /** Adds a periodic cleanup task to the sweeper (GC, abandoned claims, …). */
+  addSweepTask(task: () => Promise<unknown>): void
+}
+
+export interface App {
+  readonly engine: Engine
+  readonly server: Server
+  listen(): Promise<AddressInfo>
+  /** Stops accepting, lets in-flight requests finish within the shutdown timeout, closes all. */
+  close(): Promise<void>
+}
+
+export async function createApp(config: Config, log: Logger): Promise<App> {
+  const layout = createLayout(config.storage.dataDir)
+  const state: StateBackend = config.redis.url
+    ? await createRedisState(config.redis.url, config.redis.prefix)
+    : createEmbeddedState(layout.state)
+  const workers = config.pool.workers
+  const pool = new HashPool({ workerFile: DEFAULT_WORKER_FILE, threads: workers, streamThreads: workers * 2, streamIdleMs: 30_000 })
+  const uploads = new UploadService({
+    sessions: state.sessions,
+    pool,
+    layout,
+    log,
+    durableChunks: config.storage.fsync === 'chunk',
+    sessionTtlMs: config.sessions.ttlSec * 1000,
+    reserveLeaseMs: config.sessions.reserveLeaseMs,
+    commitLeaseMs: 5 * 60_000,
+  })
+  const sweepTasks: (() => Promise<unknown>)[] = [() => uploads.sweep()]
+  const engine: Engine = {
+    config, layout, state, pool, uploads, log,
+    addSweepTask: (t) => void sweepTasks.push(t),
+  }
+  const families: Family[] = [
+    createImageStoreFamily({ uploads, maxUploadBytes: config.limits.maxUploadBytes, maxJsonBytes: config.limits.maxJsonBytes }),
+  ]
+  let ready = false
+  const server = createHttpServer({
+    families,
+    log,
+    requestTimeoutMs: config.http.requestTimeoutMs,
+    idleTimeoutMs: config.http.idleTimeoutMs,
+    ready: () => ready,
+  })
+  const sweeper = new Sweeper(sweepTasks, log)
+  let closing: Promise<void> | null = null
+
+  return {
+    engine,
+    server,
+    async listen() {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(config.http.port, config.http.host, () => {
+          server.off('error', reject)
+          resolve()
+        })
+      })
+      ready = true
+      sweeper.start(config.sessions.sweepIntervalSec * 1000)
+      void sweeper.runOnce() // temp files orphaned by a crash go at start
+      const addr = server.address() as AddressInfo
+      log.info({ host: addr.address, port: addr.port, dataDir: layout.root, state: state.kind, workers, stateDir: state.kind === 'embedded' ? join(layout.root, 'state') : undefined }, `ferry listening on http://${addr.address}:${addr.port}`)
+      return addr
+    },
+    close() {
+      closing ??= (async () => {
+        ready = false
+        const drained = new Promise<void>((resolve) => server.close(() => resolve()))
+        server.closeIdleConnections()
+        let timer: NodeJS.Timeout | undefined
+        const timedOut = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), config.http.shutdownTimeoutMs)
+        })
+        if ((await Promise.race([drained, timedOut])) === 'timeout') {
+          log.warn({ timeoutMs: config.http.shutdownTimeoutMs }, 'in-flight requests cut at shutdown')
+          server.closeAllConnections()
+          await drained
+        }
+        clearTimeout(timer)
+        await sweeper.stop()
+        for (const f of families) await f.close?.()
+        await uploads.close()
+        await pool.close()
+        await state.close()
+      })()
+      return closing
+    },
+  }
+}

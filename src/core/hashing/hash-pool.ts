@@ -1,0 +1,126 @@
+/**
+ * The one importer of piscina. Two pools over the compiled `workers/hash.js`:
+ *
+ *   main thread ──advance(upTo)──▶ MessagePort ──▶ stream pool: one long task per session,
+ *   (receives bytes,                                 reads each newly contiguous stretch from
+ *    writes the temp file)                           page cache while later chunks arrive
+ *                ──hashFile(path, range)──────────▶ task pool: short whole-file passes
+ *
+ * A stream task holds a thread for as long as its upload runs, so stream tasks get their own
+ * pool and are only started while a stream thread is free; otherwise (or when a stream is lost to
+ * a restart, another instance or an idle timeout) the commit hashes the file in one full pass on
+ * the task pool. So a commit never waits behind another session's stream.
+ */
+import { MessageChannel, type MessagePort } from 'node:worker_threads'
+import { Piscina } from 'piscina'
+import type { HashAlgo, HashFileTask, HashResult, HashStreamResult, HashStreamTask, StreamMessage } from '../../../workers/protocol.js'
+
+export type { HashAlgo, HashResult }
+
+export interface HashPoolOptions {
+  /** Compiled worker file (dist/workers/hash.js). */
+  readonly workerFile: string | URL
+  /** Threads for short whole-file tasks. */
+  readonly threads: number
+  /** Threads for running hashes that follow an upload as it arrives. */
+  readonly streamThreads: number
+  /** A running hash that hears nothing this long gives its thread back, ms. */
+  readonly streamIdleMs: number
+}
+
+export const DEFAULT_WORKER_FILE = new URL('../../../workers/hash.js', import.meta.url)
+
+/** A running hash over a file that grows; advance it as bytes become contiguous. */
+export class StreamHasher {
+  readonly #port: MessagePort
+  readonly #result: Promise<HashStreamResult>
+  #sent = 0
+  #closed = false
+
+  constructor(port: MessagePort, result: Promise<HashStreamResult>) {
+    this.#port = port
+    this.#result = result
+    result.then(
+      () => this.#close(),
+      () => this.#close(),
+    )
+  }
+
+  #close() {
+    if (this.#closed) return
+    this.#closed = true
+    this.#port.close()
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** Bytes `[0, upTo)` are on disk: hash them now. */
+  advance(upTo: number): void {
+    if (this.#closed || upTo <= this.#sent) return
+    this.#sent = upTo
+    this.#port.postMessage({ type: 'advance', upTo } satisfies StreamMessage)
+  }
+
+  /** The digest of exactly `size` bytes, or null when this running hash was lost. */
+  async finish(size: number): Promise<HashResult | null> {
+    if (!this.#closed) this.#port.postMessage({ type: 'finish', size } satisfies StreamMessage)
+    const r = await this.#result.catch(() => ({ lost: true }) as const)
+    return r.lost ? null : r
+  }
+
+  cancel(): void {
+    if (!this.#closed) this.#port.postMessage({ type: 'cancel' } satisfies StreamMessage)
+    this.#close()
+  }
+}
+
+export class HashPool {
+  readonly #tasks: Piscina
+  readonly #streams: Piscina
+  readonly #streamThreads: number
+  readonly #idleMs: number
+  #activeStreams = 0
+
+  constructor(opts: HashPoolOptions) {
+    const filename = opts.workerFile instanceof URL ? opts.workerFile.href : opts.workerFile
+    this.#tasks = new Piscina({ filename, minThreads: 1, maxThreads: opts.threads, idleTimeout: 30_000 })
+    this.#streams = new Piscina({
+      filename,
+      minThreads: 0,
+      maxThreads: opts.streamThreads,
+      idleTimeout: 30_000,
+      // Stream tasks wait on their MessagePort, so the worker's event loop must keep turning.
+      atomics: 'disabled',
+    })
+    this.#streamThreads = opts.streamThreads
+    this.#idleMs = opts.streamIdleMs
+  }
+
+  /** Hashes `[start, end)` of a file on a worker thread. */
+  async hashFile(
+    path: string,
+    opts: { start?: number; end?: number | null; algos?: readonly HashAlgo[]; signal?: AbortSignal } = {},
+  ): Promise<HashResult> {
+    const task: HashFileTask = { path, start: opts.start ?? 0, end: opts.end ?? null, algos: opts.algos ?? ['sha256'] }
+    return (await this.#tasks.run(task, { name: 'hashFile', ...(opts.signal ? { signal: opts.signal } : {}) })) as HashResult
+  }
+
+  /** Starts a running hash of a growing file, or null when every stream thread is busy. */
+  openStream(path: string, algos: readonly HashAlgo[] = ['sha256']): StreamHasher | null {
+    if (this.#activeStreams >= this.#streamThreads) return null
+    this.#activeStreams++
+    const { port1, port2 } = new MessageChannel()
+    const task: HashStreamTask = { path, algos, port: port2, idleMs: this.#idleMs }
+    const result = (this.#streams.run(task, { name: 'hashStream', transferList: [port2] }) as Promise<HashStreamResult>)
+      .finally(() => {
+        this.#activeStreams--
+      })
+    return new StreamHasher(port1, result)
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.#tasks.close({ force: true }), this.#streams.close({ force: true })])
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * The embedded state backend, used when no Redis is configured: sessions in memory, each one
+ * persisted as a JSON sidecar under `<dataDir>/state/sessions/` (written to a temp name and
+ * renamed, so a kill never leaves half a record) before any change is acknowledged. One Ferry
+ * process owns a data directory at a time (a pid lock file); several instances need Redis.
+ */
+import { EventEmitter } from 'node:events'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, unlinkSync } from 'node:fs'
+import { rename, unlink, writeFile } from 'node:fs/promises'
+import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import { RenewingLock } from './lock-handle.js'
+import {
+  abortCommitStep, beginCommitStep, completeStep, finishCommitStep, isExpired, openStep, parseRecord,
+  releaseStep, removeIfExpiredStep, removeStep, renewStep, reserveStep, type Step,
+} from './session-logic.js'
+import type { Bus, Lock, Locker, SessionRecord, SessionStore, StateBackend } from './types.js'
+
+const fileNameOf = (key: string) => `${Buffer.from(key).toString('base64url')}.json`
+
+export class EmbeddedSessionStore implements SessionStore {
+  readonly #dir: string
+  readonly #sessions = new Map<string, SessionRecord>()
+  readonly #writes = new Map<string, Promise<void>>()
+  #seq = 0
+
+  constructor(stateDir: string) {
+    this.#dir = join(stateDir, 'sessions')
+    mkdirSync(this.#dir, { recursive: true })
+    for (const name of readdirSync(this.#dir)) {
+      const full = join(this.#dir, name)
+      if (!name.endsWith('.json')) {
+        unlinkSync(full) // a write cut short by a crash; its previous version is still there
+        continue
+      }
+      try {
+        const rec = parseRecord(readFileSync(full, 'utf8'))
+        // Requests that held reservations died with the previous process.
+        this.#sessions.set(rec.key, { ...rec, reservations: [] })
+      } catch {
+        unlinkSync(full)
+      }
+    }
+  }
+
+  async #apply<T>(key: string, step: (cur: SessionRecord | null) => Step<T>): Promise<T> {
+    const { next, out } = step(this.#sessions.get(key) ?? null)
+    if (next === 'same') {
+      await this.#writes.get(key) // a reader must not overtake a write not yet on disk
+      return out
+    }
+    if (next === null) this.#sessions.delete(key)
+    else this.#sessions.set(key, next)
+    const file = join(this.#dir, fileNameOf(key))
+    const snapshot = next === null ? null : JSON.stringify(next)
+    const tmp = `${file}.${++this.#seq}.tmp`
+    const prev = this.#writes.get(key) ?? Promise.resolve()
+    const write = prev.then(async () => {
+      if (snapshot === null) {
+        await unlink(file).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err
+        })
+      } else {
+        await writeFile(tmp, snapshot)
+        await rename(tmp, file)
+      }
+    })
+    this.#writes.set(key, write)
+    try {
+      await write
+    } finally {
+      if (this.#writes.get(key) === write) this.#writes.delete(key)
+    }
+    return out
+  }
+
+  open(init: Parameters<SessionStore['open']>[0], nowMs: number) {
+    return this.#apply(init.key, (c) => openStep(c, init, nowMs))
+  }
+  async get(key: string) {
+    await this.#writes.get(key)
+    return this.#sessions.get(key) ?? null
+  }
+  reserve(key: string, range: Parameters<SessionStore['reserve']>[1], token: string, nowMs: number, leaseMs: number) {
+    return this.#apply(key, (c) => reserveStep(c, range, token, nowMs, leaseMs))
+  }
+  renew(key: string, token: string, nowMs: number, leaseMs: number) {
+    return this.#apply(key, (c) => renewStep(c, token, nowMs, leaseMs))
+  }
+  complete(key: string, token: string, nowMs: number) {
+    return this.#apply(key, (c) => completeStep(c, token, nowMs))
+  }
+  release(key: string, token: string) {
+    return this.#apply(key, (c) => releaseStep(c, token))
+  }
+  beginCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
+    return this.#apply(key, (c) => beginCommitStep(c, owner, nowMs, leaseMs))
+  }
+  finishCommit(key: string, owner: string, result: string, nowMs: number) {
+    return this.#apply(key, (c) => finishCommitStep(c, owner, result, nowMs))
+  }
+  abortCommit(key: string, owner: string) {
+    return this.#apply(key, (c) => abortCommitStep(c, owner))
+  }
+  remove(key: string) {
+    return this.#apply(key, (c) => removeStep(c))
+  }
+  async listByTarget(keyPrefix: string, target: string) {
+    return [...this.#sessions.values()].filter((r) => r.key.startsWith(keyPrefix) && r.target === target)
+  }
+  async listExpired(nowMs: number, ttlMs: number, limit: number) {
+    return [...this.#sessions.values()]
+      .filter((r) => isExpired(r, nowMs, ttlMs))
+      .sort((a, b) => a.updatedAtMs - b.updatedAtMs)
+      .slice(0, limit)
+      .map((r) => r.key)
+  }
+  removeIfExpired(key: string, nowMs: number, ttlMs: number) {
+    return this.#apply(key, (c) => removeIfExpiredStep(c, nowMs, ttlMs))
+  }
+  async close() {
+    await Promise.all([...this.#writes.values()])
+  }
+}
+
+export class MemoryLocker implements Locker {
+  readonly #held = new Map<string, { token: string; expiresAtMs: number }>()
+
+  #live(key: string) {
+    const h = this.#held.get(key)
+    if (h !== undefined && h.expiresAtMs <= Date.now()) {
+      this.#held.delete(key)
+      return undefined
+    }
+    return h
+  }
+
+  async tryAcquire(key: string, ttlMs: number): Promise<Lock | null> {
+    if (this.#live(key) !== undefined) return null
+    const token = randomUUID()
+    this.#held.set(key, { token, expiresAtMs: Date.now() + ttlMs })
+    return new RenewingLock(key, token, ttlMs, {
+      extend: async (k, t, ms) => {
+        const h = this.#live(k)
+        if (h === undefined || h.token !== t) return false
+        h.expiresAtMs = Date.now() + ms
+        return true
+      },
+      drop: async (k, t) => {
+        if (this.#held.get(k)?.token === t) this.#held.delete(k)
+      },
+    })
+  }
+
+  async isHeld(key: string) {
+    return this.#live(key) !== undefined
+  }
+
+  async close() {
+    this.#held.clear()
+  }
+}
+
+export class MemoryBus implements Bus {
+  readonly #ee = new EventEmitter().setMaxListeners(0)
+
+  async publish(channel: string, message: string) {
+    // Delivered on a later tick, as Redis would, never inside the publisher's call stack.
+    setImmediate(() => this.#ee.emit(channel, message))
+  }
+
+  async subscribe(channel: string, handler: (message: string) => void) {
+    this.#ee.on(channel, handler)
+    return async () => {
+      this.#ee.off(channel, handler)
+    }
+  }
+
+  async close() {
+    this.#ee.removeAllListeners()
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Takes `<stateDir>/owner.pid` for this process; refuses while another live process holds it. */
+function claimDirectory(stateDir: string): () => void {
+  const file = join(stateDir, 'owner.pid')
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' })
+      return () => {
+        try {
+          if (readFileSync(file, 'utf8') === String(process.pid)) unlinkSync(file)
+        } catch {
+          /* already gone */
+        }
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      const pid = Number(readFileSync(file, 'utf8'))
+      if (Number.isInteger(pid) && pid !== process.pid && pidAlive(pid)) {
+        throw new Error(
+          `the embedded store in ${stateDir} is in use by process ${pid}; several instances need REDIS_URL`,
+        )
+      }
+      unlinkSync(file) // left by a process that died
+    }
+  }
+  throw new Error(`cannot claim ${file}`)
+}
+
+export function createEmbeddedState(stateDir: string): StateBackend {
+  mkdirSync(stateDir, { recursive: true })
+  const unclaim = claimDirectory(stateDir)
+  const sessions = new EmbeddedSessionStore(stateDir)
+  const locker = new MemoryLocker()
+  const bus = new MemoryBus()
+  return {
+    kind: 'embedded',
+    sessions,
+    locker,
+    bus,
+    async close() {
+      await sessions.close()
+      await locker.close()
+      await bus.close()
+      unclaim()
+    },
+  }
+}

@@ -1,0 +1,138 @@
+import type { ByteRange } from './range-set.js'
+
+export type SessionState = 'open' | 'committing' | 'committed'
+
+/** A range reserved by one in-flight request while its body streams to disk. */
+export interface Reservation extends ByteRange {
+  readonly token: string
+  readonly expiresAtMs: number
+}
+
+/**
+ * One upload session as every instance sees it. The store keeps it whole and changes it only
+ * through the atomic operations of SessionStore.
+ */
+export interface SessionRecord {
+  /** Store key: `<family>:<client session id>`; opaque to the store. */
+  readonly key: string
+  /** The path the session will publish to, exactly as the client gave it (family-relative). */
+  readonly target: string
+  /** Declared total size, bytes. */
+  readonly totalBytes: number
+  /** Temp file name inside `<dataDir>/tmp/`. */
+  readonly tempName: string
+  readonly createdAtMs: number
+  /** Creation, then every chunk that added a range; expiry counts from here. */
+  readonly updatedAtMs: number
+  /** Received bytes: sorted, merged, inclusive. */
+  readonly received: readonly ByteRange[]
+  readonly reservations: readonly Reservation[]
+  readonly state: SessionState
+  /** Who holds the commit and until when (state `committing`). */
+  readonly commitOwner: string | null
+  readonly commitLeaseUntilMs: number
+  /** The committed answer (family-defined JSON), so a repeated commit answers alike. */
+  readonly result: string | null
+}
+
+export interface NewSession {
+  readonly key: string
+  readonly target: string
+  readonly totalBytes: number
+  readonly tempName: string
+}
+
+export type ReserveOutcome =
+  | { readonly status: 'reserved'; readonly session: SessionRecord }
+  /** Every byte was already received: the caller may compare and answer as a no-op. */
+  | { readonly status: 'received'; readonly session: SessionRecord }
+  /** Part of the range was received and part not. */
+  | { readonly status: 'straddles'; readonly session: SessionRecord }
+  /** Another live request holds an overlapping reservation. */
+  | { readonly status: 'busy'; readonly session: SessionRecord }
+  | { readonly status: 'closed'; readonly session: SessionRecord }
+  | { readonly status: 'missing' }
+
+export type CommitOutcome =
+  | { readonly status: 'begun'; readonly session: SessionRecord }
+  | { readonly status: 'committed'; readonly session: SessionRecord }
+  | { readonly status: 'incomplete'; readonly session: SessionRecord }
+  | { readonly status: 'busy'; readonly session: SessionRecord }
+  | { readonly status: 'missing' }
+
+/**
+ * Upload sessions shared by every instance. Every method is one atomic read-modify-write: two
+ * instances may call any of them on one session at the same moment. Times are passed in so the
+ * contract suite can drive expiry without sleeping.
+ */
+export interface SessionStore {
+  /** Creates the session unless one with this key exists; answers the record either way. */
+  open(init: NewSession, nowMs: number): Promise<{ created: boolean; session: SessionRecord }>
+  get(key: string): Promise<SessionRecord | null>
+  /**
+   * Reserves `range` for one request (token) until `nowMs + leaseMs`. Refuses ranges that touch
+   * received bytes or a live reservation; ignores expired reservations.
+   */
+  reserve(key: string, range: ByteRange, token: string, nowMs: number, leaseMs: number): Promise<ReserveOutcome>
+  /** Extends a live reservation; false when it is gone (expired and taken, or session removed). */
+  renew(key: string, token: string, nowMs: number, leaseMs: number): Promise<boolean>
+  /** Marks the reserved range received and drops the reservation; null when it is gone. */
+  complete(key: string, token: string, nowMs: number): Promise<SessionRecord | null>
+  /** Drops a reservation without marking anything (abort, short body, error). */
+  release(key: string, token: string): Promise<void>
+  /**
+   * Starts a commit: `begun` only when every byte is received, no commit holds a live lease and
+   * the session is open; after that `reserve` answers `closed` until `abortCommit`.
+   */
+  beginCommit(key: string, owner: string, nowMs: number, leaseMs: number): Promise<CommitOutcome>
+  /** Records the committed answer; the record stays as a tombstone until it expires. */
+  finishCommit(key: string, owner: string, result: string, nowMs: number): Promise<boolean>
+  /** Gives a failed commit back: the session is open again. */
+  abortCommit(key: string, owner: string): Promise<void>
+  /** Removes the session; answers what was removed (to delete its temp file) or null. */
+  remove(key: string): Promise<SessionRecord | null>
+  /** Sessions whose target equals `target` exactly (keys of one family share a prefix). */
+  listByTarget(keyPrefix: string, target: string): Promise<SessionRecord[]>
+  /** Keys whose `updatedAtMs + ttlMs <= nowMs`, oldest first, at most `limit`. */
+  listExpired(nowMs: number, ttlMs: number, limit: number): Promise<string[]>
+  /** Removes the session only if it is still expired and nothing is in flight on it. */
+  removeIfExpired(key: string, nowMs: number, ttlMs: number): Promise<SessionRecord | null>
+  close(): Promise<void>
+}
+
+/** A held lock. Renewed in the background every third of its lifetime until released. */
+export interface Lock {
+  readonly key: string
+  readonly token: string
+  /** Aborted when the lock is lost (renewal failed) or released. */
+  readonly signal: AbortSignal
+  release(): Promise<void>
+}
+
+/**
+ * Mutual exclusion and in-flight claims shared by every instance (Redis: SET NX PX with an owner
+ * token, compare-and-delete release).
+ */
+export interface Locker {
+  /** Takes the lock if free; null when another owner holds it. */
+  tryAcquire(key: string, ttlMs: number): Promise<Lock | null>
+  /** True while any owner holds `key`. */
+  isHeld(key: string): Promise<boolean>
+  close(): Promise<void>
+}
+
+/** Fire-and-forget messages to every instance (Redis pub/sub), this one included. */
+export interface Bus {
+  publish(channel: string, message: string): Promise<void>
+  subscribe(channel: string, handler: (message: string) => void): Promise<() => Promise<void>>
+  close(): Promise<void>
+}
+
+/** What `createState` hands the rest of Ferry. */
+export interface StateBackend {
+  readonly kind: 'redis' | 'embedded'
+  readonly sessions: SessionStore
+  readonly locker: Locker
+  readonly bus: Bus
+  close(): Promise<void>
+}

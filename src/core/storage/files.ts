@@ -1,0 +1,204 @@
+/**
+ * The disk side of the data path: positional writes from a stream, byte comparison for exact
+ * re-sends, and atomic publication (fsync file → rename or link → fsync directory).
+ */
+import { constants, type Stats } from 'node:fs'
+import { mkdir, open, rename, link, unlink, stat, type FileHandle } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { Writable, type Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { UploadError } from '../errors.js'
+
+/** Writes land here at increasing positions; `onProgress(pos)` is told each time bytes reach disk. */
+class PositionalWriter extends Writable {
+  readonly #fh: FileHandle
+  readonly #limit: number
+  readonly #onProgress: ((pos: number) => void) | undefined
+  #pos: number
+  written = 0
+
+  constructor(fh: FileHandle, start: number, limitBytes: number, onProgress?: (pos: number) => void) {
+    super({ highWaterMark: 1024 * 1024 })
+    this.#fh = fh
+    this.#pos = start
+    this.#limit = limitBytes
+    this.#onProgress = onProgress
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    const bufs = chunks.map((c) => c.chunk)
+    const n = bufs.reduce((s, b) => s + b.length, 0)
+    if (this.written + n > this.#limit) {
+      cb(new UploadError('ERR_SIZE_MISMATCH', `body is longer than the ${this.#limit} bytes expected`, { details: { expected: this.#limit } }))
+      return
+    }
+    this.#fh.writev(bufs, this.#pos).then(({ bytesWritten }) => {
+      this.#pos += bytesWritten
+      this.written += bytesWritten
+      this.#onProgress?.(this.#pos)
+      cb()
+    }, cb)
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this._writev([{ chunk }], cb)
+  }
+}
+
+export interface WriteAtOptions {
+  /** Exactly this many bytes must arrive (a longer body fails before it is written). */
+  readonly expectedBytes?: number
+  /** At most this many bytes (when the length is not known in advance). */
+  readonly maxBytes?: number
+  /** fdatasync before answering. */
+  readonly durable?: boolean
+  readonly onProgress?: (pos: number) => void
+  readonly signal?: AbortSignal
+}
+
+function isAbort(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  return code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'ABORT_ERR' || (err as Error)?.name === 'AbortError'
+}
+
+/** Opens (creating, never truncating) a file for positional writes. */
+export async function openForWrite(path: string): Promise<FileHandle> {
+  return open(path, constants.O_WRONLY | constants.O_CREAT, 0o644)
+}
+
+/**
+ * Streams `source` into `path` from `position` with backpressure: memory stays bounded whatever
+ * the size. Answers the bytes written; throws ERR_SIZE_MISMATCH for a body shorter or longer
+ * than expected, ERR_BODY_TOO_LARGE past maxBytes, ERR_CLIENT_ABORTED when the client went away.
+ */
+export async function writeStreamAt(path: string, position: number, source: Readable, opts: WriteAtOptions = {}): Promise<number> {
+  const limit = opts.expectedBytes ?? opts.maxBytes ?? Number.MAX_SAFE_INTEGER
+  const fh = await openForWrite(path)
+  try {
+    const writer = new PositionalWriter(fh, position, limit, opts.onProgress)
+    try {
+      await pipeline(source, writer, opts.signal ? { signal: opts.signal } : {})
+    } catch (err) {
+      if (err instanceof UploadError) {
+        if (opts.expectedBytes === undefined && err.code === 'ERR_SIZE_MISMATCH') {
+          throw new UploadError('ERR_BODY_TOO_LARGE', `body is larger than ${limit} bytes`, { details: { maxBytes: limit } })
+        }
+        throw err
+      }
+      if (isAbort(err)) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away mid-body', { cause: err })
+      throw err
+    }
+    if (opts.expectedBytes !== undefined && writer.written !== opts.expectedBytes) {
+      throw new UploadError('ERR_SIZE_MISMATCH', `body has ${writer.written} bytes, the range needs ${opts.expectedBytes}`, {
+        details: { expected: opts.expectedBytes, received: writer.written },
+      })
+    }
+    if (opts.durable) await fh.datasync()
+    return writer.written
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Reads `source` to its end and tells whether it equals `expectedBytes` bytes of `path` from
+ * `position` (an exact re-send of received bytes). Memory stays bounded.
+ */
+export async function streamEqualsFile(path: string, position: number, expectedBytes: number, source: Readable): Promise<boolean> {
+  const fh = await open(path, 'r')
+  let pos = position
+  let same = true
+  let seen = 0
+  const buf = Buffer.allocUnsafe(1024 * 1024)
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      seen += chunk.length
+      if (!same || seen > expectedBytes) {
+        same = false
+        continue // keep reading so the client gets its answer, not a reset
+      }
+      let off = 0
+      while (off < chunk.length) {
+        const n = Math.min(buf.length, chunk.length - off)
+        const { bytesRead } = await fh.read(buf, 0, n, pos)
+        if (bytesRead !== n || buf.compare(chunk, off, off + n, 0, n) !== 0) {
+          same = false
+          break
+        }
+        off += n
+        pos += n
+      }
+    }
+  } catch (err) {
+    if (isAbort(err)) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away mid-body', { cause: err })
+    throw err
+  } finally {
+    await fh.close()
+  }
+  return same && seen === expectedBytes
+}
+
+/** fsync a directory so a rename or link inside it survives a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+export async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r')
+  try {
+    await fh.datasync()
+  } finally {
+    await fh.close()
+  }
+}
+
+export interface PublishOptions {
+  /** true: replace what is there (rename); false: create-if-absent (link + unlink), else ERR_ALREADY_EXISTS. */
+  readonly overwrite: boolean
+  /** The temp file was already fsynced (durable chunks); skip that flush. */
+  readonly alreadySynced?: boolean
+}
+
+/**
+ * Publishes a finished temp file at `target` atomically: a reader sees the old file or the whole
+ * new one, never a part. fsync the data, rename (or link), fsync the directory.
+ */
+export async function publishFile(tempPath: string, target: string, opts: PublishOptions): Promise<void> {
+  if (!opts.alreadySynced) await fsyncFile(tempPath)
+  const dir = dirname(target)
+  await mkdir(dir, { recursive: true })
+  if (opts.overwrite) {
+    await rename(tempPath, target)
+  } else {
+    try {
+      await link(tempPath, target)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new UploadError('ERR_ALREADY_EXISTS', 'an object already exists at this path')
+      }
+      throw err
+    }
+    await unlink(tempPath)
+  }
+  await fsyncDir(dir)
+}
+
+export async function removeQuietly(path: string): Promise<void> {
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+  })
+}
+
+export async function statOrNull(path: string): Promise<Stats | null> {
+  try {
+    return await stat(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return null
+    throw err
+  }
+}

@@ -1,0 +1,322 @@
+/**
+ * Protocol-neutral upload operations. The order of work for a chunk is: reserve the range in the
+ * shared store → stream the body to its offset in the session's temp file → mark it received.
+ * A dropped connection loses at most the chunk in flight; the client learns what to resend from
+ * the missing ranges.
+ */
+import { randomUUID } from 'node:crypto'
+import { readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Readable } from 'node:stream'
+import type { Logger } from 'pino'
+import { UploadError } from '../errors.js'
+import type { HashAlgo, HashPool, HashResult, StreamHasher } from '../hashing/hash-pool.js'
+import { contiguousPrefix, missingRanges, type ByteRange } from '../state/range-set.js'
+import type { SessionRecord, SessionStore } from '../state/types.js'
+import { openForWrite, publishFile, removeQuietly, streamEqualsFile, writeStreamAt, type PublishOptions } from '../storage/files.js'
+import type { DataLayout } from '../storage/layout.js'
+
+export interface UploadServiceOptions {
+  readonly sessions: SessionStore
+  readonly pool: HashPool
+  readonly layout: DataLayout
+  readonly log: Logger
+  /** fdatasync every chunk before it counts as received. */
+  readonly durableChunks: boolean
+  readonly sessionTtlMs: number
+  readonly reserveLeaseMs: number
+  /** How long one commit may hold a session before another instance may take it over, ms. */
+  readonly commitLeaseMs: number
+}
+
+export interface ChunkInput {
+  /** Store key: `<family>:<client id>`. */
+  readonly key: string
+  /** Where the session publishes (family-relative); must match an existing session's. */
+  readonly target: string
+  readonly totalBytes: number
+  /** Inclusive range; `{0,-1}` declares a 0-byte upload. */
+  readonly range: ByteRange
+  readonly body: Readable
+  readonly signal?: AbortSignal
+}
+
+export interface ChunkResult {
+  /** `written`: new bytes landed; `duplicate`: an exact re-send of received bytes, nothing changed. */
+  readonly status: 'written' | 'duplicate'
+  readonly session: SessionRecord
+}
+
+export interface CommitContext {
+  readonly session: SessionRecord
+  readonly tempPath: string
+  readonly digests: HashResult['digests']
+}
+
+export interface WholeFile {
+  readonly tempPath: string
+  readonly bytes: number
+  readonly digests: HashResult['digests']
+}
+
+const tempNameFor = (key: string) => `s-${Buffer.from(key).toString('base64url')}.part`
+const keyFromTempName = (name: string) =>
+  name.startsWith('s-') && name.endsWith('.part') ? Buffer.from(name.slice(2, -5), 'base64url').toString() : null
+
+export class UploadService {
+  readonly #o: UploadServiceOptions
+  /** Running hashes of sessions opened on this instance, by session key. */
+  readonly #hashers = new Map<string, StreamHasher>()
+
+  constructor(options: UploadServiceOptions) {
+    this.#o = options
+  }
+
+  get layout(): DataLayout {
+    return this.#o.layout
+  }
+
+  tempPathOf(session: SessionRecord): string {
+    return join(this.#o.layout.tmp, session.tempName)
+  }
+
+  /** Opens the session if new, checks it matches, then writes or verifies one chunk. */
+  async writeChunk(input: ChunkInput): Promise<ChunkResult> {
+    const { key, range, totalBytes } = input
+    const empty = range.end < range.start
+    if (range.start < 0 || (empty ? totalBytes !== 0 : range.end >= totalBytes)) {
+      throw new UploadError('ERR_INVALID_RANGE', `range ${range.start}-${range.end} is outside a file of ${totalBytes} bytes`)
+    }
+    const tempName = tempNameFor(key)
+    const tempPath = join(this.#o.layout.tmp, tempName)
+    const now = Date.now()
+    let existing = await this.#o.sessions.get(key)
+    if (existing === null) {
+      // Create the (empty, sparse) temp file before the record so a record never names a missing file.
+      await (await openForWrite(tempPath)).close()
+      const opened = await this.#o.sessions.open({ key, target: input.target, totalBytes, tempName }, now)
+      existing = opened.session
+      if (opened.created) {
+        this.#log().debug({ key, totalBytes }, 'session opened')
+        const h = this.#o.pool.openStream(tempPath)
+        if (h !== null) this.#hashers.set(key, h)
+      }
+    }
+    if (existing.target !== input.target) {
+      throw new UploadError('ERR_SESSION_ID_CONFLICT', 'this session id belongs to another path')
+    }
+    if (existing.totalBytes !== totalBytes) {
+      throw new UploadError('ERR_SIZE_MISMATCH', `the session's file size is ${existing.totalBytes}, not ${totalBytes}`)
+    }
+    const token = randomUUID()
+    const lease = this.#o.reserveLeaseMs
+    const got = await this.#o.sessions.reserve(key, range, token, Date.now(), lease)
+    switch (got.status) {
+      case 'missing':
+        throw new UploadError('ERR_SESSION_NOT_FOUND', 'the upload session was removed')
+      case 'closed':
+        throw new UploadError('ERR_SESSION_CLOSED', 'the upload session is being committed or is committed')
+      case 'straddles':
+        throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'the range overlaps bytes already received')
+      case 'busy':
+        throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'the range is being written by another request')
+      case 'received': {
+        const len = range.end - range.start + 1
+        const same = await streamEqualsFile(tempPath, range.start, len, input.body)
+        if (!same) throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'a re-sent range differs from the bytes already received')
+        return { status: 'duplicate', session: got.session }
+      }
+      case 'reserved':
+        break
+    }
+    const renew = setInterval(() => {
+      this.#o.sessions.renew(key, token, Date.now(), lease).then(
+        (ok) => {
+          if (!ok) input.body.destroy(new UploadError('ERR_SESSION_BUSY', 'the range reservation was lost'))
+        },
+        () => {},
+      )
+    }, Math.max(250, Math.floor(lease / 3)))
+    try {
+      await writeStreamAt(tempPath, range.start, input.body, {
+        expectedBytes: empty ? 0 : range.end - range.start + 1,
+        durable: this.#o.durableChunks,
+        ...(input.signal ? { signal: input.signal } : {}),
+      })
+    } catch (err) {
+      clearInterval(renew)
+      await this.#o.sessions.release(key, token).catch(() => {})
+      throw err
+    }
+    clearInterval(renew)
+    const done = await this.#o.sessions.complete(key, token, Date.now())
+    if (done === null) throw new UploadError('ERR_SESSION_BUSY', 'the session changed while the chunk was written; send it again')
+    const h = this.#hashers.get(key)
+    if (h !== undefined) {
+      if (h.closed) this.#hashers.delete(key)
+      else h.advance(contiguousPrefix(done.received))
+    }
+    return { status: 'written', session: done }
+  }
+
+  async getSession(key: string): Promise<SessionRecord | null> {
+    return this.#o.sessions.get(key)
+  }
+
+  missing(session: SessionRecord): ByteRange[] {
+    return missingRanges(session.received, session.totalBytes)
+  }
+
+  async listByTarget(keyPrefix: string, target: string): Promise<SessionRecord[]> {
+    return this.#o.sessions.listByTarget(keyPrefix, target)
+  }
+
+  /**
+   * Commits a complete session: hash (the running hash if this instance has it, else a full pass
+   * on the pool), then `publish`, which must move the temp file into place atomically and
+   * answer the family's result. A repeated commit answers the first result.
+   */
+  async commit(key: string, publish: (ctx: CommitContext) => Promise<string>, algos: readonly HashAlgo[] = ['sha256']): Promise<string> {
+    const owner = randomUUID()
+    const got = await this.#o.sessions.beginCommit(key, owner, Date.now(), this.#o.commitLeaseMs)
+    switch (got.status) {
+      case 'missing':
+        throw new UploadError('ERR_SESSION_NOT_FOUND', 'no such upload session')
+      case 'incomplete':
+        throw new UploadError('ERR_SESSION_INCOMPLETE', 'the upload session is missing bytes', {
+          details: { missing: this.missing(got.session) },
+        })
+      case 'busy':
+        throw new UploadError('ERR_SESSION_BUSY', 'another commit of this session is running')
+      case 'committed':
+        return got.session.result ?? ''
+      case 'begun':
+        break
+    }
+    const session = got.session
+    const tempPath = this.tempPathOf(session)
+    try {
+      const h = this.#hashers.get(key)
+      this.#hashers.delete(key)
+      let digests: HashResult['digests'] | null = null
+      if (h !== undefined && algos.length === 1 && algos[0] === 'sha256') {
+        digests = (await h.finish(session.totalBytes))?.digests ?? null
+      } else {
+        h?.cancel()
+      }
+      if (digests === null) {
+        const full = await this.#o.pool.hashFile(tempPath, { end: session.totalBytes, algos })
+        if (full.bytes !== session.totalBytes) {
+          throw new UploadError('ERR_IO', `the temp file has ${full.bytes} bytes, the session ${session.totalBytes}`)
+        }
+        digests = full.digests
+      }
+      const result = await publish({ session, tempPath, digests })
+      await this.#o.sessions.finishCommit(key, owner, result, Date.now())
+      this.#log().info({ key, bytes: session.totalBytes, sha256: digests['sha256'] }, 'session committed')
+      return result
+    } catch (err) {
+      await this.#o.sessions.abortCommit(key, owner).catch(() => {})
+      throw err
+    }
+  }
+
+  /** Cancels a session and removes its temp file; false when there was none. */
+  async abort(key: string): Promise<boolean> {
+    const removed = await this.#o.sessions.remove(key)
+    this.#dropHasher(key)
+    if (removed === null) return false
+    await removeQuietly(this.tempPathOf(removed))
+    return true
+  }
+
+  #dropHasher(key: string) {
+    this.#hashers.get(key)?.cancel()
+    this.#hashers.delete(key)
+  }
+
+  /**
+   * Streams a whole body into a new temp file while a pool thread hashes what has landed. The
+   * caller publishes `tempPath` (publishFile) or discards it (discard).
+   */
+  async receiveWhole(
+    body: Readable,
+    opts: { maxBytes: number; expectedBytes?: number; algos?: readonly HashAlgo[]; signal?: AbortSignal },
+  ): Promise<WholeFile> {
+    const tempPath = join(this.#o.layout.tmp, `w-${randomUUID()}.part`)
+    const algos = opts.algos ?? ['sha256']
+    const h = this.#o.pool.openStream(tempPath, algos)
+    try {
+      const bytes = await writeStreamAt(tempPath, 0, body, {
+        ...(opts.expectedBytes !== undefined ? { expectedBytes: opts.expectedBytes } : { maxBytes: opts.maxBytes }),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(h ? { onProgress: (pos: number) => h.advance(pos) } : {}),
+      })
+      const streamed = h ? await h.finish(bytes) : null
+      const digests = streamed?.digests ?? (await this.#o.pool.hashFile(tempPath, { algos })).digests
+      return { tempPath, bytes, digests }
+    } catch (err) {
+      h?.cancel()
+      await removeQuietly(tempPath)
+      throw err
+    }
+  }
+
+  async publish(tempPath: string, target: string, opts: PublishOptions): Promise<void> {
+    try {
+      await publishFile(tempPath, target, { ...opts, alreadySynced: opts.alreadySynced ?? false })
+    } catch (err) {
+      await removeQuietly(tempPath)
+      throw err
+    }
+  }
+
+  async discard(tempPath: string): Promise<void> {
+    await removeQuietly(tempPath)
+  }
+
+  /**
+   * Removes expired sessions with their temp files, then temp files that no session owns (left by
+   * a crash): session files whose record is gone for over a minute, stream files older than the TTL.
+   */
+  async sweep(nowMs = Date.now()): Promise<{ sessions: number; orphans: number }> {
+    const ttl = this.#o.sessionTtlMs
+    let sessions = 0
+    for (;;) {
+      const keys = await this.#o.sessions.listExpired(nowMs, ttl, 100)
+      let removedAny = false
+      for (const key of keys) {
+        const gone = await this.#o.sessions.removeIfExpired(key, nowMs, ttl)
+        if (gone === null) continue
+        removedAny = true
+        sessions++
+        this.#dropHasher(key)
+        await removeQuietly(this.tempPathOf(gone))
+      }
+      if (keys.length < 100 || !removedAny) break
+    }
+    let orphans = 0
+    for (const name of await readdir(this.#o.layout.tmp)) {
+      const full = join(this.#o.layout.tmp, name)
+      const st = await stat(full).catch(() => null)
+      if (st === null || !st.isFile()) continue
+      const age = nowMs - st.mtimeMs
+      const key = keyFromTempName(name)
+      const orphan = key !== null ? age > 60_000 && (await this.#o.sessions.get(key)) === null : age > ttl
+      if (orphan) {
+        await removeQuietly(full)
+        orphans++
+      }
+    }
+    if (sessions + orphans > 0) this.#log().info({ sessions, orphans }, 'swept expired uploads')
+    return { sessions, orphans }
+  }
+
+  #log(): Logger {
+    return this.#o.log
+  }
+
+  async close(): Promise<void> {
+    for (const key of [...this.#hashers.keys()]) this.#dropHasher(key)
+  }
+}

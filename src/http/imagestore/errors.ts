@@ -1,0 +1,73 @@
+import { isUploadError, type ErrorCode } from '../../core/errors.js'
+import type { RequestContext } from '../context.js'
+import { sendJson } from '../respond.js'
+
+/** Fabric error codes in the seed's FabricErrorCodes enum (servicefabric-imagestore-subset.json). */
+export type FabricCode =
+  | 'E_INVALIDARG'
+  | 'E_ACCESSDENIED'
+  | 'E_FAIL'
+  | 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'
+  | 'FABRIC_E_UPLOAD_SESSION_ID_CONFLICT'
+  | 'FABRIC_E_INVALID_UPLOAD_SESSION_ID'
+  | 'FABRIC_E_FILE_NOT_FOUND'
+  | 'FABRIC_E_DIRECTORY_NOT_FOUND'
+  | 'FABRIC_E_PATH_TOO_LONG'
+  | 'FABRIC_E_IMAGESTORE_IOERROR'
+  | 'FABRIC_E_IMAGEBUILDER_RESERVED_DIRECTORY_ERROR'
+  | 'FABRIC_E_TIMEOUT'
+
+/**
+ * Core code → (HTTP status, Fabric code). Statuses follow the runtime's ErrorCodeToHttpStatus
+ * (notes/shaman-imagestore.md 2.3); where the runtime has no matching condition we say why.
+ */
+export const IMAGESTORE_ERRORS: Readonly<Record<ErrorCode, readonly [number, FabricCode]>> = {
+  ERR_INVALID_ARGUMENT: [400, 'E_INVALIDARG'],
+  ERR_INVALID_PATH: [400, 'E_INVALIDARG'],
+  ERR_PATH_TOO_LONG: [400, 'FABRIC_E_PATH_TOO_LONG'],
+  ERR_INVALID_RANGE: [400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'],
+  ERR_RANGE_NOT_SATISFIABLE: [400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'],
+  // The runtime reports a total that differs from the session's, and a bad merge size, as E_INVALIDARG.
+  ERR_SIZE_MISMATCH: [400, 'E_INVALIDARG'],
+  ERR_CHECKSUM_MISMATCH: [400, 'E_INVALIDARG'],
+  // The runtime has no size limit of its own; 413 is ours, with the generic code.
+  ERR_BODY_TOO_LARGE: [413, 'E_INVALIDARG'],
+  ERR_UNSUPPORTED_MEDIA_TYPE: [415, 'E_INVALIDARG'],
+  // Unknown session on DeleteUploadSession: the runtime's internal NotFound maps to 404.
+  ERR_SESSION_NOT_FOUND: [404, 'FABRIC_E_FILE_NOT_FOUND'],
+  ERR_SESSION_ID_CONFLICT: [409, 'FABRIC_E_UPLOAD_SESSION_ID_CONFLICT'],
+  ERR_SESSION_INCOMPLETE: [400, 'E_INVALIDARG'],
+  // The runtime's "operations pending" (FileUpdateInProgress) has no public code; ours is 409 + E_FAIL.
+  ERR_SESSION_BUSY: [409, 'E_FAIL'],
+  ERR_SESSION_CLOSED: [400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'],
+  ERR_NOT_FOUND: [404, 'FABRIC_E_FILE_NOT_FOUND'],
+  // A file stands where a folder is needed (or the reverse).
+  ERR_ALREADY_EXISTS: [400, 'E_INVALIDARG'],
+  ERR_PRECONDITION_FAILED: [412, 'E_INVALIDARG'],
+  ERR_DEPENDENCY_MISSING: [404, 'FABRIC_E_FILE_NOT_FOUND'],
+  ERR_LOCKED: [409, 'E_FAIL'],
+  ERR_UNAUTHORIZED: [403, 'E_ACCESSDENIED'],
+  ERR_FORBIDDEN: [403, 'E_ACCESSDENIED'],
+  ERR_NOT_IMPLEMENTED: [400, 'E_INVALIDARG'],
+  ERR_RESERVED_NAME: [400, 'FABRIC_E_IMAGEBUILDER_RESERVED_DIRECTORY_ERROR'],
+  ERR_CLIENT_ABORTED: [400, 'E_INVALIDARG'],
+  ERR_TIMEOUT: [504, 'FABRIC_E_TIMEOUT'],
+  ERR_UNAVAILABLE: [503, 'E_FAIL'],
+  ERR_IO: [500, 'FABRIC_E_IMAGESTORE_IOERROR'],
+}
+
+export function sendFabricError(ctx: RequestContext, status: number, code: FabricCode, message: string): void {
+  sendJson(ctx.res, status, { Error: { Code: code, Message: message } })
+}
+
+export function sendImageStoreError(ctx: RequestContext, err: unknown): void {
+  if (isUploadError(err)) {
+    const [status, code] = IMAGESTORE_ERRORS[err.code]
+    if (status >= 500) ctx.log.error({ err }, 'imagestore request failed')
+    else ctx.log.info({ code: err.code, msg: err.message }, 'imagestore request refused')
+    sendFabricError(ctx, status, code, err.message)
+    return
+  }
+  ctx.log.error({ err }, 'imagestore request failed')
+  sendFabricError(ctx, 500, 'E_FAIL', 'internal error')
+}

@@ -1,0 +1,78 @@
+/**
+ * Ferry under test: in-process on a free port (real HTTP on 127.0.0.1, real worker threads), or
+ * forked as its own process (kill and shutdown tests).
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createApp, type App } from '../../src/app.js'
+import { loadConfig } from '../../src/config/config.js'
+import { createLogger } from '../../src/observability/logger.js'
+import { freePort } from './redis.js'
+
+export function tempDir(prefix = 'ferry-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix))
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true })
+}
+
+export interface TestServer {
+  readonly url: string
+  readonly app: App
+  readonly dataDir: string
+  close(): Promise<void>
+}
+
+/** Starts Ferry in this process. `env` holds FERRY_* variables as a user would set them. */
+export async function startFerry(env: Record<string, string> = {}): Promise<TestServer> {
+  const dataDir = env['FERRY_DATA_DIR'] ?? tempDir()
+  const config = loadConfig({ FERRY_PORT: '0', FERRY_LOG_LEVEL: process.env['FERRY_TEST_LOG'] ?? 'silent', ...env, FERRY_DATA_DIR: dataDir })
+  const app = await createApp(config, createLogger(config.logLevel))
+  const addr = await app.listen()
+  return { url: `http://127.0.0.1:${addr.port}`, app, dataDir, close: () => app.close() }
+}
+
+export const MAIN_JS = fileURLToPath(new URL('../../src/main.js', import.meta.url))
+
+export interface ChildServer {
+  readonly url: string
+  readonly port: number
+  readonly proc: ChildProcess
+  readonly output: () => string
+  /** Resolves with the exit code (or signal name) once the process ends. */
+  readonly exited: Promise<number | string>
+}
+
+/** Forks dist/src/main.js with `env` and waits for /healthz. */
+export async function spawnFerry(env: Record<string, string>, port?: number): Promise<ChildServer> {
+  const p = port ?? (await freePort())
+  const proc = fork(MAIN_JS, [], {
+    env: { PATH: process.env['PATH'] ?? '', FERRY_LOG_LEVEL: 'info', ...env, FERRY_PORT: String(p), FERRY_HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  })
+  let out = ''
+  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+  proc.stderr?.on('data', (d: Buffer) => (out += d.toString()))
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, sig) => resolve(code ?? sig ?? -1)))
+  const url = `http://127.0.0.1:${p}`
+  const until = Date.now() + 15_000
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`ferry exited early (${proc.exitCode}):\n${out}`)
+    try {
+      const r = await fetch(`${url}/healthz`)
+      if (r.status === 200) break
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > until) {
+      proc.kill('SIGKILL')
+      throw new Error(`ferry did not become ready:\n${out}`)
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return { url, port: p, proc, output: () => out, exited }
+}
