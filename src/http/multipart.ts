@@ -29,8 +29,8 @@ export function streamSingleFile(req: IncomingMessage, maxBytes: number): Promis
       if (!settled) {
         settled = true
         reject(err)
-      } else {
-        out?.destroy(err)
+      } else if (out !== null && !out.writableFinished && !out.destroyed) {
+        out.destroy(err) // still streaming: stop it; once it ended, `done` carries the error
       }
     }
     const done = new Promise<void>((res, rej) => {
@@ -45,6 +45,9 @@ export function streamSingleFile(req: IncomingMessage, maxBytes: number): Promis
       }
       settled = true
       const pass = new PassThrough({ highWaterMark: 1024 * 1024 })
+      // The consumer attaches its own listeners on a later tick; a limit hit before that must not
+      // surface as an unhandled 'error' (pipeline still sees the stream as errored).
+      pass.on('error', () => {})
       out = pass
       file.on('limit', () => {
         const err = new UploadError('ERR_BODY_TOO_LARGE', `file part is over the limit of ${maxBytes} bytes`, { details: { maxBytes } })

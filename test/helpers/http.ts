@@ -23,7 +23,11 @@ export function request(
     if ((typeof body === 'string' || Buffer.isBuffer(body)) && headers['Content-Length'] === undefined && headers['content-length'] === undefined) {
       headers['Content-Length'] = Buffer.byteLength(body)
     }
-    const req = httpRequest(url, { method: opts.method ?? 'GET', headers, agent }, (res) => {
+    // Parse by hand: WHATWG URL parsing would normalise `..` and `.` segments away, and tests
+    // must be able to send exactly what a hostile client sends.
+    const m = /^http:\/\/([^/:]+):(\d+)(\/.*)?$/.exec(url)
+    if (!m) throw new Error(`bad test URL ${url}`)
+    const req = httpRequest({ hostname: m[1], port: Number(m[2]), path: m[3] ?? '/', method: opts.method ?? 'GET', headers, agent }, (res) => {
       const parts: Buffer[] = []
       res.on('data', (d: Buffer) => parts.push(d))
       res.on('error', reject)

@@ -1,0 +1,247 @@
+/**
+ * One contract for both state backends: every SessionStore, Locker and Bus promise is checked
+ * against Redis (a real redis-server) and against the embedded store (real files).
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { randomUUID } from 'node:crypto'
+import { createEmbeddedState } from '../../src/core/state/embedded.js'
+import { createRedisState } from '../../src/core/state/redis.js'
+import type { StateBackend } from '../../src/core/state/types.js'
+import { removeDir, tempDir } from '../helpers/server.js'
+import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
+
+interface Maker {
+  name: string
+  make(): Promise<{ state: StateBackend; reopen(): Promise<StateBackend>; cleanup(): Promise<void> }>
+}
+
+const makers: Maker[] = [
+  {
+    name: 'redis',
+    async make() {
+      const prefix = uniquePrefix()
+      const state = await createRedisState(testRedisUrl(), prefix)
+      const opened: StateBackend[] = [state]
+      return {
+        state,
+        async reopen() {
+          const s = await createRedisState(testRedisUrl(), prefix)
+          opened.push(s)
+          return s
+        },
+        async cleanup() {
+          for (const s of opened) await s.close()
+        },
+      }
+    },
+  },
+  {
+    name: 'embedded',
+    async make() {
+      const dir = tempDir()
+      let state = createEmbeddedState(dir)
+      return {
+        state,
+        async reopen() {
+          await state.close()
+          state = createEmbeddedState(dir)
+          return state
+        },
+        async cleanup() {
+          await state.close()
+          removeDir(dir)
+        },
+      }
+    },
+  },
+]
+
+const T0 = 1_700_000_000_000
+const LEASE = 10_000
+const newSession = (key: string, total = 100, target = 'a/b.bin') => ({ key, target, totalBytes: total, tempName: `${key}.part` })
+
+describe.each(makers)('state backend: $name', (maker) => {
+  let h: Awaited<ReturnType<Maker['make']>>
+  beforeAll(async () => {
+    h = await maker.make()
+  })
+  afterAll(async () => {
+    await h.cleanup()
+  })
+  const k = () => `c:${randomUUID()}`
+
+  test('open creates once; a second open answers the existing record', async () => {
+    const key = k()
+    const a = await h.state.sessions.open(newSession(key), T0)
+    expect(a.created).toBe(true)
+    const b = await h.state.sessions.open(newSession(key, 999, 'other'), T0 + 5)
+    expect(b.created).toBe(false)
+    expect(b.session.totalBytes).toBe(100)
+    expect(b.session.target).toBe('a/b.bin')
+    expect(await h.state.sessions.get(key)).toMatchObject({ key, state: 'open', received: [] })
+  })
+
+  test('reserve refuses overlap with a live reservation, ignores an expired one', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key), T0)
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 't1', T0, LEASE)).status).toBe('reserved')
+    expect((await h.state.sessions.reserve(key, { start: 40, end: 59 }, 't2', T0 + 1, LEASE)).status).toBe('busy')
+    expect((await h.state.sessions.reserve(key, { start: 50, end: 99 }, 't3', T0 + 1, LEASE)).status).toBe('reserved')
+    // t1's lease ran out: its range may be taken, and t1 can no longer complete or renew.
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 't4', T0 + LEASE + 1, LEASE)).status).toBe('reserved')
+    expect(await h.state.sessions.complete(key, 't1', T0 + LEASE + 2)).toBeNull()
+    expect(await h.state.sessions.renew(key, 't1', T0 + LEASE + 2, LEASE)).toBe(false)
+  })
+
+  test('complete marks the range received, merges, and refreshes updatedAt', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key), T0)
+    await h.state.sessions.reserve(key, { start: 50, end: 99 }, 'a', T0, LEASE)
+    await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'b', T0, LEASE)
+    const r1 = await h.state.sessions.complete(key, 'a', T0 + 10)
+    expect(r1?.received).toEqual([{ start: 50, end: 99 }])
+    const r2 = await h.state.sessions.complete(key, 'b', T0 + 20)
+    expect(r2?.received).toEqual([{ start: 0, end: 99 }])
+    expect(r2?.updatedAtMs).toBe(T0 + 20)
+    expect(r2?.reservations).toEqual([])
+  })
+
+  test('a range inside received bytes answers "received"; straddling answers "straddles"', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key), T0)
+    await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
+    await h.state.sessions.complete(key, 'a', T0)
+    expect((await h.state.sessions.reserve(key, { start: 10, end: 20 }, 'b', T0, LEASE)).status).toBe('received')
+    expect((await h.state.sessions.reserve(key, { start: 40, end: 60 }, 'c', T0, LEASE)).status).toBe('straddles')
+  })
+
+  test('release drops a reservation without marking anything', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key), T0)
+    await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'a', T0, LEASE)
+    await h.state.sessions.release(key, 'a')
+    expect((await h.state.sessions.get(key))?.received).toEqual([])
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'b', T0, LEASE)).status).toBe('reserved')
+  })
+
+  test('concurrent reservations of one range: exactly one wins', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key, 1000), T0)
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => h.state.sessions.reserve(key, { start: 100, end: 199 }, `t${i}`, T0, LEASE)),
+    )
+    expect(outcomes.filter((o) => o.status === 'reserved')).toHaveLength(1)
+    expect(outcomes.filter((o) => o.status === 'busy')).toHaveLength(19)
+  })
+
+  test('concurrent completes of disjoint ranges are all kept', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key, 1000), T0)
+    await Promise.all(Array.from({ length: 10 }, (_, i) => h.state.sessions.reserve(key, { start: i * 100, end: i * 100 + 99 }, `t${i}`, T0, LEASE)))
+    await Promise.all(Array.from({ length: 10 }, (_, i) => h.state.sessions.complete(key, `t${i}`, T0 + 1)))
+    expect((await h.state.sessions.get(key))?.received).toEqual([{ start: 0, end: 999 }])
+  })
+
+  test('commit: incomplete refused; begun closes the session to chunks; repeat answers committed', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key), T0)
+    expect((await h.state.sessions.beginCommit(key, 'o1', T0, LEASE)).status).toBe('incomplete')
+    await h.state.sessions.reserve(key, { start: 0, end: 99 }, 'a', T0, LEASE)
+    await h.state.sessions.complete(key, 'a', T0)
+    expect((await h.state.sessions.beginCommit(key, 'o1', T0, LEASE)).status).toBe('begun')
+    expect((await h.state.sessions.beginCommit(key, 'o2', T0 + 1, LEASE)).status).toBe('busy')
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'late', T0 + 1, LEASE)).status).toBe('closed')
+    expect(await h.state.sessions.finishCommit(key, 'o2', 'x', T0 + 2)).toBe(false)
+    expect(await h.state.sessions.finishCommit(key, 'o1', '{"ok":1}', T0 + 2)).toBe(true)
+    const again = await h.state.sessions.beginCommit(key, 'o3', T0 + 3, LEASE)
+    expect(again.status).toBe('committed')
+    expect(again.status === 'committed' && again.session.result).toBe('{"ok":1}')
+  })
+
+  test('a crashed commit is taken over after its lease; abortCommit reopens', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key, 0), T0)
+    expect((await h.state.sessions.beginCommit(key, 'dead', T0, LEASE)).status).toBe('begun')
+    expect((await h.state.sessions.beginCommit(key, 'next', T0 + LEASE + 1, LEASE)).status).toBe('begun')
+    await h.state.sessions.abortCommit(key, 'next')
+    expect((await h.state.sessions.get(key))?.state).toBe('open')
+  })
+
+  test('listByTarget and remove', async () => {
+    const target = `t/${randomUUID()}`
+    const [a, b] = [k(), k()]
+    await h.state.sessions.open(newSession(a, 10, target), T0)
+    await h.state.sessions.open(newSession(b, 10, target), T0)
+    expect((await h.state.sessions.listByTarget('c:', target)).map((s) => s.key).sort()).toEqual([a, b].sort())
+    expect((await h.state.sessions.remove(a))?.key).toBe(a)
+    expect(await h.state.sessions.remove(a)).toBeNull()
+    expect((await h.state.sessions.listByTarget('c:', target)).map((s) => s.key)).toEqual([b])
+  })
+
+  test('expiry: listed once past the TTL, not removed while a chunk is in flight', async () => {
+    const key = k()
+    const ttl = 1000
+    await h.state.sessions.open(newSession(key), T0)
+    expect(await h.state.sessions.listExpired(T0 + ttl - 1, ttl, 1000)).not.toContain(key)
+    expect(await h.state.sessions.listExpired(T0 + ttl, ttl, 1000)).toContain(key)
+    await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'inflight', T0 + ttl, LEASE)
+    expect(await h.state.sessions.removeIfExpired(key, T0 + ttl + 1, ttl)).toBeNull()
+    expect((await h.state.sessions.removeIfExpired(key, T0 + ttl + LEASE + 1, ttl))?.key).toBe(key)
+    expect(await h.state.sessions.get(key)).toBeNull()
+  })
+
+  test('sessions survive a restart of the process that holds them', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key), T0)
+    await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'a', T0, LEASE)
+    await h.state.sessions.complete(key, 'a', T0)
+    h.state = await h.reopen()
+    expect((await h.state.sessions.get(key))?.received).toEqual([{ start: 0, end: 9 }])
+  })
+
+  test('locker: one holder at a time; release frees; expiry frees; isHeld tells', async () => {
+    const key = `lk:${randomUUID()}`
+    const a = await h.state.locker.tryAcquire(key, 300)
+    expect(a).not.toBeNull()
+    expect(await h.state.locker.tryAcquire(key, 300)).toBeNull()
+    expect(await h.state.locker.isHeld(key)).toBe(true)
+    await a!.release()
+    expect(a!.signal.aborted).toBe(true)
+    expect(await h.state.locker.isHeld(key)).toBe(false)
+    const b = await h.state.locker.tryAcquire(key, 300)
+    expect(b).not.toBeNull()
+    // Renewal keeps it past its first lifetime.
+    await new Promise((r) => setTimeout(r, 700))
+    expect(await h.state.locker.isHeld(key)).toBe(true)
+    expect(b!.signal.aborted).toBe(false)
+    await b!.release()
+  })
+
+  test('bus: a published message reaches every subscriber of the channel', async () => {
+    const ch = `ch:${randomUUID()}`
+    const got: string[] = []
+    const off = await h.state.bus.subscribe(ch, (m) => got.push(m))
+    await h.state.bus.publish(ch, 'hello')
+    await h.state.bus.publish(`${ch}:other`, 'nope')
+    for (let i = 0; i < 100 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(got).toEqual(['hello'])
+    await off()
+  })
+})
+
+describe('embedded store', () => {
+  test('refuses a data directory another live process owns', async () => {
+    const dir = tempDir()
+    const a = createEmbeddedState(dir)
+    const { writeFileSync } = await import('node:fs')
+    await a.close()
+    // A live foreign pid (our parent) holds the claim.
+    writeFileSync(`${dir}/owner.pid`, String(process.ppid))
+    expect(() => createEmbeddedState(dir)).toThrow(/in use by process/)
+    // A dead pid's claim is taken over.
+    writeFileSync(`${dir}/owner.pid`, '999999')
+    const b = createEmbeddedState(dir)
+    await b.close()
+    removeDir(dir)
+  })
+})
