@@ -16,6 +16,7 @@ import { createLayout, type DataLayout } from './core/storage/layout.js'
 import { UploadService } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
+import { createIngestFamily } from './http/ingest/family.js'
 import { createHttpServer } from './http/server.js'
 
 /** What every API family may use. */
@@ -53,7 +54,7 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
     durableChunks: config.storage.fsync === 'chunk',
     sessionTtlMs: config.sessions.ttlSec * 1000,
     reserveLeaseMs: config.sessions.reserveLeaseMs,
-    commitLeaseMs: 5 * 60_000,
+    commitLeaseMs: 30_000,
   })
   const sweepTasks: (() => Promise<unknown>)[] = [() => uploads.sweep()]
   const engine: Engine = {
@@ -62,6 +63,7 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
   }
   const families: Family[] = [
     createImageStoreFamily({ uploads, maxUploadBytes: config.limits.maxUploadBytes, maxJsonBytes: config.limits.maxJsonBytes }),
+    ...(config.ingest ? [createIngestFamily(engine, config.ingest)] : []),
   ]
   let ready = false
   const server = createHttpServer({
@@ -96,7 +98,10 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
       closing ??= (async () => {
         ready = false
         const drained = new Promise<void>((resolve) => server.close(() => resolve()))
+        // Keep-alive sockets whose last request ends during the drain go at once, not after
+        // their keep-alive timeout.
         server.closeIdleConnections()
+        const idleSweep = setInterval(() => server.closeIdleConnections(), 50)
         let timer: NodeJS.Timeout | undefined
         const timedOut = new Promise<'timeout'>((resolve) => {
           timer = setTimeout(() => resolve('timeout'), config.http.shutdownTimeoutMs)
@@ -107,6 +112,7 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
           await drained
         }
         clearTimeout(timer)
+        clearInterval(idleSweep)
         await sweeper.stop()
         for (const f of families) await f.close?.()
         await uploads.close()

@@ -29,7 +29,10 @@ export interface LakeFsConfig {
 }
 
 export interface IngestConfig {
+  /** Bearer JWT checks: HS256 with `secret`; `iss` must equal `issuer`, `aud` must contain `audience`. */
   readonly jwt: { readonly secret: string; readonly issuer: string; readonly audience: string }
+  /** Files of one bulk ingest processed at once (dsp-ingest's INGEST_BULK_MAX_PARALLEL). Default 8. */
+  readonly maxParallel: number
 }
 
 /** Everything Ferry reads at start, validated and frozen. `loadConfig` is its only maker. */
@@ -104,7 +107,7 @@ export const DEFAULTS: Config = deepFreeze({
   storage: { dataDir: './data', fsync: 'commit' },
   redis: { url: null, prefix: 'ferry:' },
   pool: { workers: Math.max(2, Math.min(4, availableParallelism())) },
-  sessions: { ttlSec: 1800, sweepIntervalSec: 60, reserveLeaseMs: 60_000 },
+  sessions: { ttlSec: 1800, sweepIntervalSec: 60, reserveLeaseMs: 15_000 },
   limits: { maxUploadBytes: 64 * GIB, maxJsonBytes: 8 * 1024 * 1024 },
   locks: { ttlMs: 30_000 },
   shaman: { gcMaxAgeSec: 31 * 24 * 3600, gcIntervalSec: 24 * 3600 },
@@ -185,26 +188,46 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
       const ro = onlyKeys(k, r, ['name', 'storageNamespace', 'branches'])
       const branches = ro['branches']
       if (!Array.isArray(branches) || branches.length === 0) throw new ConfigError(`${k}.branches must be a non-empty array`)
+      // lakeFS's own name rules; names also become folders under <dataDir>/staging.
+      const name = nonEmpty(`${k}.name`, ro['name'])
+      if (!/^[a-z0-9][a-z0-9-]{2,62}$/.test(name)) throw new ConfigError(`${k}.name must match ^[a-z0-9][a-z0-9-]{2,62}$ (lakeFS repository id)`)
+      const ns = nonEmpty(`${k}.storageNamespace`, ro['storageNamespace'])
+      if (!/^[a-z][a-z0-9+.-]*:\/\/[^\s,?#]+$/i.test(ns)) throw new ConfigError(`${k}.storageNamespace must be a URI such as local://${name}`)
       return {
-        name: nonEmpty(`${k}.name`, ro['name']),
-        storageNamespace: nonEmpty(`${k}.storageNamespace`, ro['storageNamespace']),
-        branches: branches.map((b, j) => nonEmpty(`${k}.branches[${j}]`, b)),
+        name,
+        storageNamespace: ns,
+        branches: branches.map((b, j) => {
+          const branch = nonEmpty(`${k}.branches[${j}]`, b)
+          if (!/^\w[-\w]*$/.test(branch) || branch.length > 255) throw new ConfigError(`${k}.branches[${j}] must match ^\\w[-\\w]*$ (lakeFS branch id)`)
+          return branch
+        }),
       }
     }),
     allowExternalAddresses: allowExt,
     presignTtlSec: presign,
   }
+  const names = new Set<string>()
+  for (const r of out.repositories) {
+    if (names.has(r.name)) throw new ConfigError(`FERRY_CONFIG.lakefs.repositories: "${r.name}" is listed twice`)
+    names.add(r.name)
+  }
+  return out
 }
 
 function parseIngest(raw: unknown): IngestConfig {
-  const o = onlyKeys('FERRY_CONFIG.ingest', raw, ['jwt'])
+  const o = onlyKeys('FERRY_CONFIG.ingest', raw, ['jwt', 'maxParallel'])
   const j = onlyKeys('FERRY_CONFIG.ingest.jwt', o['jwt'], ['secret', 'issuer', 'audience'])
+  const maxParallel = o['maxParallel'] ?? 8
+  if (typeof maxParallel !== 'number' || !Number.isSafeInteger(maxParallel) || maxParallel < 1 || maxParallel > 64) {
+    throw new ConfigError('FERRY_CONFIG.ingest.maxParallel must be a whole number from 1 to 64')
+  }
   return {
     jwt: {
       secret: nonEmpty('FERRY_CONFIG.ingest.jwt.secret', j['secret']),
       issuer: nonEmpty('FERRY_CONFIG.ingest.jwt.issuer', j['issuer']),
       audience: nonEmpty('FERRY_CONFIG.ingest.jwt.audience', j['audience']),
     },
+    maxParallel,
   }
 }
 

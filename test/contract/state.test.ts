@@ -162,8 +162,14 @@ describe.each(makers)('state backend: $name', (maker) => {
     const key = k()
     await h.state.sessions.open(newSession(key, 0), T0)
     expect((await h.state.sessions.beginCommit(key, 'dead', T0, LEASE)).status).toBe('begun')
-    expect((await h.state.sessions.beginCommit(key, 'next', T0 + LEASE + 1, LEASE)).status).toBe('begun')
+    // Renewed, the lease holds past its first term; renewal by another owner fails.
+    expect(await h.state.sessions.renewCommit(key, 'dead', T0 + LEASE - 1, LEASE)).toBe(true)
+    expect(await h.state.sessions.renewCommit(key, 'other', T0 + LEASE - 1, LEASE)).toBe(false)
+    expect((await h.state.sessions.beginCommit(key, 'early', T0 + LEASE + 1, LEASE)).status).toBe('busy')
+    expect((await h.state.sessions.beginCommit(key, 'next', T0 + 2 * LEASE, LEASE)).status).toBe('begun')
     await h.state.sessions.abortCommit(key, 'next')
+    expect((await h.state.sessions.beginCommit(key, 'dead2', T0 + 2 * LEASE, LEASE)).status).toBe('begun')
+    await h.state.sessions.abortCommit(key, 'dead2')
     expect((await h.state.sessions.get(key))?.state).toBe('open')
   })
 

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { RenewingLock } from './lock-handle.js'
 import {
-  abortCommitStep, beginCommitStep, completeStep, finishCommitStep, isExpired, openStep, parseRecord,
+  abortCommitStep, beginCommitStep, renewCommitStep, completeStep, finishCommitStep, isExpired, openStep, parseRecord,
   releaseStep, removeIfExpiredStep, removeStep, renewStep, reserveStep, type Step,
 } from './session-logic.js'
 import type { Bus, Lock, Locker, SessionRecord, SessionStore, StateBackend } from './types.js'
@@ -35,8 +35,10 @@ export class EmbeddedSessionStore implements SessionStore {
       }
       try {
         const rec = parseRecord(readFileSync(full, 'utf8'))
-        // Requests that held reservations died with the previous process.
-        this.#sessions.set(rec.key, { ...rec, reservations: [] })
+        // Requests that held reservations, and any commit that ran, died with the previous
+        // process (one process owns this directory), so a commit may start again at once.
+        const reopened = rec.state === 'committing' ? { state: 'open' as const, commitOwner: null, commitLeaseUntilMs: 0 } : {}
+        this.#sessions.set(rec.key, { ...rec, ...reopened, reservations: [] })
       } catch {
         unlinkSync(full)
       }
@@ -95,6 +97,9 @@ export class EmbeddedSessionStore implements SessionStore {
   }
   beginCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
     return this.#apply(key, (c) => beginCommitStep(c, owner, nowMs, leaseMs))
+  }
+  renewCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
+    return this.#apply(key, (c) => renewCommitStep(c, owner, nowMs, leaseMs))
   }
   finishCommit(key: string, owner: string, result: string, nowMs: number) {
     return this.#apply(key, (c) => finishCommitStep(c, owner, result, nowMs))

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { RenewingLock } from './lock-handle.js'
 import {
-  abortCommitStep, beginCommitStep, completeStep, finishCommitStep, openStep, parseRecord, releaseStep,
+  abortCommitStep, beginCommitStep, renewCommitStep, completeStep, finishCommitStep, openStep, parseRecord, releaseStep,
   removeIfExpiredStep, removeStep, renewStep, reserveStep, type Step,
 } from './session-logic.js'
 import type { Bus, Lock, Locker, SessionRecord, SessionStore, StateBackend } from './types.js'
@@ -127,6 +127,9 @@ export class RedisSessionStore implements SessionStore {
   }
   beginCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
     return this.#apply(key, (c) => beginCommitStep(c, owner, nowMs, leaseMs))
+  }
+  renewCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
+    return this.#apply(key, (c) => renewCommitStep(c, owner, nowMs, leaseMs))
   }
   finishCommit(key: string, owner: string, result: string, nowMs: number) {
     return this.#apply(key, (c) => finishCommitStep(c, owner, result, nowMs))

@@ -105,6 +105,11 @@ export function beginCommitStep(cur: SessionRecord | null, owner: string, nowMs:
   return { next, out: { status: 'begun', session: next } }
 }
 
+export function renewCommitStep(cur: SessionRecord | null, owner: string, nowMs: number, leaseMs: number): Step<boolean> {
+  if (cur === null || cur.state !== 'committing' || cur.commitOwner !== owner) return { next: 'same', out: false }
+  return { next: { ...cur, commitLeaseUntilMs: nowMs + leaseMs }, out: true }
+}
+
 export function finishCommitStep(cur: SessionRecord | null, owner: string, result: string, nowMs: number): Step<boolean> {
   if (cur === null || cur.state !== 'committing' || cur.commitOwner !== owner) return { next: 'same', out: false }
   const next: SessionRecord = {

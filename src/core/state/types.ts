@@ -85,6 +85,8 @@ export interface SessionStore {
    * the session is open; after that `reserve` answers `closed` until `abortCommit`.
    */
   beginCommit(key: string, owner: string, nowMs: number, leaseMs: number): Promise<CommitOutcome>
+  /** Extends a running commit's lease; false when the commit is no longer ours. */
+  renewCommit(key: string, owner: string, nowMs: number, leaseMs: number): Promise<boolean>
   /** Records the committed answer; the record stays as a tombstone until it expires. */
   finishCommit(key: string, owner: string, result: string, nowMs: number): Promise<boolean>
   /** Gives a failed commit back: the session is open again. */

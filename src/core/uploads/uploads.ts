@@ -5,7 +5,7 @@
  * the missing ranges.
  */
 import { randomUUID } from 'node:crypto'
-import { readdir, stat } from 'node:fs/promises'
+import { link, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
@@ -195,6 +195,15 @@ export class UploadService {
     }
     const session = got.session
     const tempPath = this.tempPathOf(session)
+    // The commit keeps its lease while it hashes and publishes; if this process dies, the lease
+    // runs out and any instance may commit again.
+    const lease = this.#o.commitLeaseMs
+    const renew = setInterval(() => {
+      this.#o.sessions.renewCommit(key, owner, Date.now(), lease).catch(() => {})
+    }, Math.max(250, Math.floor(lease / 3)))
+    // `publish` consumes a hard link, never the session's own temp file: a crash after the rename
+    // but before the result is recorded leaves the temp file, so a repeated commit can redo it.
+    const handoff = join(this.#o.layout.tmp, `p-${randomUUID()}.part`)
     try {
       const h = this.#hashers.get(key)
       this.#hashers.delete(key)
@@ -211,13 +220,20 @@ export class UploadService {
         }
         digests = full.digests
       }
-      const result = await publish({ session, tempPath, digests })
-      await this.#o.sessions.finishCommit(key, owner, result, Date.now())
+      await link(tempPath, handoff)
+      const result = await publish({ session, tempPath: handoff, digests })
+      if (!(await this.#o.sessions.finishCommit(key, owner, result, Date.now()))) {
+        throw new UploadError('ERR_SESSION_BUSY', 'the session changed while it was committed')
+      }
+      await removeQuietly(tempPath)
       this.#log().info({ key, bytes: session.totalBytes, sha256: digests['sha256'] }, 'session committed')
       return result
     } catch (err) {
+      await removeQuietly(handoff).catch(() => {})
       await this.#o.sessions.abortCommit(key, owner).catch(() => {})
       throw err
+    } finally {
+      clearInterval(renew)
     }
   }
 
@@ -299,8 +315,16 @@ export class UploadService {
     for (const name of await readdir(this.#o.layout.tmp)) {
       const full = join(this.#o.layout.tmp, name)
       const st = await stat(full).catch(() => null)
-      if (st === null || !st.isFile()) continue
+      if (st === null) continue
       const age = nowMs - st.mtimeMs
+      if (st.isDirectory()) {
+        // A folder deletion cut short by a crash (renamed into tmp/ first, then removed).
+        if (age > ttl) {
+          await rm(full, { recursive: true, force: true })
+          orphans++
+        }
+        continue
+      }
       const key = keyFromTempName(name)
       const orphan = key !== null ? age > 60_000 && (await this.#o.sessions.get(key)) === null : age > ttl
       if (orphan) {

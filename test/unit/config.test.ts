@@ -1,0 +1,76 @@
+import { describe, expect, test } from '@jest/globals'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { DEFAULTS, loadConfig } from '../../src/config/config.js'
+import { removeDir, tempDir } from '../helpers/server.js'
+
+describe('loadConfig', () => {
+  test('defaults: 127.0.0.1:8080, ./data, embedded store, 30-minute sessions', () => {
+    const c = loadConfig({})
+    expect(c.http.host).toBe('127.0.0.1')
+    expect(c.http.port).toBe(8080)
+    expect(c.storage.dataDir).toMatch(/\/data$/)
+    expect(c.redis.url).toBeNull()
+    expect(c.redis.prefix).toBe('ferry:')
+    expect(c.sessions.ttlSec).toBe(1800)
+    expect(Object.isFrozen(c.http)).toBe(true)
+    expect(Object.isFrozen(DEFAULTS.limits)).toBe(true)
+  })
+
+  test('environment and flags (flags win)', () => {
+    const c = loadConfig(
+      { FERRY_PORT: '9000', FERRY_HOST: '0.0.0.0', REDIS_URL: 'redis://127.0.0.1:6380', FERRY_WORKERS: '3', FERRY_SESSION_TTL_SEC: '60', FERRY_MAX_UPLOAD_BYTES: '1000', FERRY_FSYNC: 'chunk' },
+      ['--port', '9100'],
+    )
+    expect(c.http.port).toBe(9100)
+    expect(c.http.host).toBe('0.0.0.0')
+    expect(c.redis.url).toBe('redis://127.0.0.1:6380')
+    expect(c.pool.workers).toBe(3)
+    expect(c.sessions.ttlSec).toBe(60)
+    expect(c.limits.maxUploadBytes).toBe(1000)
+    expect(c.storage.fsync).toBe('chunk')
+  })
+
+  test.each([
+    [{ FERRY_PORT: 'eighty' }, /FERRY_PORT/],
+    [{ FERRY_PORT: '70000' }, /FERRY_PORT/],
+    [{ FERRY_WORKERS: '0' }, /FERRY_WORKERS/],
+    [{ FERRY_SESSION_TTL_SEC: '-5' }, /FERRY_SESSION_TTL_SEC/],
+    [{ FERRY_MAX_UPLOAD_BYTES: '1.5' }, /FERRY_MAX_UPLOAD_BYTES/],
+    [{ FERRY_FSYNC: 'sometimes' }, /FERRY_FSYNC/],
+    [{ REDIS_URL: 'localhost:6379' }, /REDIS_URL/],
+    [{ FERRY_REDIS_PREFIX: 'has space' }, /FERRY_REDIS_PREFIX/],
+    [{ FERRY_LOG_LEVEL: 'loud' }, /FERRY_LOG_LEVEL/],
+    [{ FERRY_CONFIG: '/nonexistent/ferry.json' }, /FERRY_CONFIG/],
+  ])('a bad value stops the start with a message naming the key: %j', (env, re) => {
+    expect(() => loadConfig(env)).toThrow(re)
+  })
+
+  test('an unknown flag is refused', () => {
+    expect(() => loadConfig({}, ['--bogus'])).toThrow()
+  })
+
+  test('FERRY_CONFIG: the design card shape is read; unknown keys and bad types name their path', () => {
+    const dir = tempDir()
+    try {
+      const file = join(dir, 'ferry.json')
+      writeFileSync(file, JSON.stringify({
+        lakefs: { signingSecret: 's', jwtSecret: 'j', credentials: [{ accessKeyId: 'AK', secretAccessKey: 'SK' }], repositories: [{ name: 'repo1', storageNamespace: 'local://repo1', branches: ['main'] }] },
+        ingest: { jwt: { secret: 'x', issuer: 'iss', audience: 'aud' } },
+      }))
+      const c = loadConfig({ FERRY_CONFIG: file })
+      expect(c.lakefs?.repositories[0]?.branches).toEqual(['main'])
+      expect(c.ingest?.jwt.issuer).toBe('iss')
+      writeFileSync(file, JSON.stringify({ lakefs: { signingSecret: 's', jwtSecret: 'j', typo: 1 } }))
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.lakefs\.typo/)
+      writeFileSync(file, JSON.stringify({ other: {} }))
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.other/)
+      writeFileSync(file, JSON.stringify({ ingest: { jwt: { secret: '', issuer: 'i', audience: 'a' } } }))
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.ingest\.jwt\.secret/)
+      writeFileSync(file, '{nope')
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/not valid JSON/)
+    } finally {
+      removeDir(dir)
+    }
+  })
+})
