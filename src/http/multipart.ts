@@ -15,7 +15,8 @@ export function streamSingleFile(req: IncomingMessage, maxBytes: number): Promis
     try {
       bb = busboy({
         headers: req.headers,
-        limits: { files: 1, fileSize: maxBytes, fields: 20, fieldSize: 64 * 1024, parts: 21, headerPairs: 50 },
+        // busboy flags 'limit' when a file *reaches* fileSize, so allow one byte more than the maximum.
+        limits: { files: 1, fileSize: maxBytes + 1, fields: 20, fieldSize: 64 * 1024, parts: 21, headerPairs: 50 },
       })
     } catch (err) {
       reject(new UploadError('ERR_INVALID_ARGUMENT', `bad multipart body: ${(err as Error).message}`))

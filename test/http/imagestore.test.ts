@@ -307,6 +307,22 @@ describe('ImageStore whole files, listing, copy, delete', () => {
     expect([r.status, fabric(r).Code]).toEqual([400, 'E_INVALIDARG'])
   })
 
+  test('a chunk may come as multipart/form-data too; its file part must fill the range exactly', async () => {
+    const id = newSessionId()
+    const bnd = 'chunkBoundary'
+    const mp = (content: string) => `--${bnd}\r\nContent-Disposition: form-data; name="file"; filename="c"\r\n\r\n${content}\r\n--${bnd}--\r\n`
+    const put = (range: string, content: string) =>
+      request(`${base}/ImageStore/mpchunk.bin/$/UploadChunk?${API}&session-id=${id}`, {
+        method: 'PUT', headers: { 'Content-Range': range, 'Content-Type': `multipart/form-data; boundary=${bnd}` }, body: mp(content),
+      })
+    expect((await put('bytes 0-4/10', 'hello')).status).toBe(200)
+    const short = await put('bytes 5-9/10', 'wor')
+    expect([short.status, fabric(short).Code]).toEqual([400, 'E_INVALIDARG'])
+    expect((await put('bytes 5-9/10', 'world')).status).toBe(200)
+    expect((await commit(base, id)).status).toBe(200)
+    expect(readFileSync(storeFile('mpchunk.bin'), 'utf8')).toBe('helloworld')
+  })
+
   test('a whole body over the limit → 413, nothing stored', async () => {
     const r = await request(`${base}/ImageStore/big/x.bin?${API}`, { method: 'PUT', body: Buffer.alloc(8 * 1024 * 1024 + 1) })
     expect(r.status).toBe(413)

@@ -13,7 +13,7 @@ import { UploadError } from '../errors.js'
 import type { HashAlgo, HashPool, HashResult, StreamHasher } from '../hashing/hash-pool.js'
 import { contiguousPrefix, missingRanges, type ByteRange } from '../state/range-set.js'
 import type { SessionRecord, SessionStore } from '../state/types.js'
-import { openForWrite, publishFile, removeQuietly, streamEqualsFile, writeStreamAt, type PublishOptions } from '../storage/files.js'
+import { BackgroundFlusher, openForWrite, publishFile, removeQuietly, streamEqualsFile, writeStreamAt, type PublishOptions } from '../storage/files.js'
 import type { DataLayout } from '../storage/layout.js'
 
 export interface UploadServiceOptions {
@@ -67,6 +67,7 @@ export class UploadService {
   readonly #o: UploadServiceOptions
   /** Running hashes of sessions opened on this instance, by session key. */
   readonly #hashers = new Map<string, StreamHasher>()
+  readonly #flusher = new BackgroundFlusher(64 * 1024 * 1024)
 
   constructor(options: UploadServiceOptions) {
     this.#o = options
@@ -149,6 +150,7 @@ export class UploadService {
       throw err
     }
     clearInterval(renew)
+    if (!this.#o.durableChunks) this.#flusher.wrote(tempPath, empty ? 0 : range.end - range.start + 1)
     const done = await this.#o.sessions.complete(key, token, Date.now())
     if (done === null) throw new UploadError('ERR_SESSION_BUSY', 'the session changed while the chunk was written; send it again')
     const h = this.#hashers.get(key)
@@ -204,12 +206,16 @@ export class UploadService {
     // `publish` consumes a hard link, never the session's own temp file: a crash after the rename
     // but before the result is recorded leaves the temp file, so a repeated commit can redo it.
     const handoff = join(this.#o.layout.tmp, `p-${randomUUID()}.part`)
+    const t0 = performance.now()
+    let streamed = false
+    let hashedAt = t0
     try {
       const h = this.#hashers.get(key)
       this.#hashers.delete(key)
       let digests: HashResult['digests'] | null = null
       if (h !== undefined && algos.length === 1 && algos[0] === 'sha256') {
         digests = (await h.finish(session.totalBytes))?.digests ?? null
+        streamed = digests !== null
       } else {
         h?.cancel()
       }
@@ -220,13 +226,18 @@ export class UploadService {
         }
         digests = full.digests
       }
+      hashedAt = performance.now()
+      await this.#flusher.settle(tempPath)
       await link(tempPath, handoff)
       const result = await publish({ session, tempPath: handoff, digests })
       if (!(await this.#o.sessions.finishCommit(key, owner, result, Date.now()))) {
         throw new UploadError('ERR_SESSION_BUSY', 'the session changed while it was committed')
       }
       await removeQuietly(tempPath)
-      this.#log().info({ key, bytes: session.totalBytes, sha256: digests['sha256'] }, 'session committed')
+      this.#log().info({
+        key, bytes: session.totalBytes, sha256: digests['sha256'], streamed,
+        hashMs: Math.round(hashedAt - t0), publishMs: Math.round(performance.now() - hashedAt),
+      }, 'session committed')
       return result
     } catch (err) {
       await removeQuietly(handoff).catch(() => {})
@@ -242,6 +253,7 @@ export class UploadService {
     const removed = await this.#o.sessions.remove(key)
     this.#dropHasher(key)
     if (removed === null) return false
+    this.#flusher.forget(this.tempPathOf(removed))
     await removeQuietly(this.tempPathOf(removed))
     return true
   }
@@ -262,17 +274,25 @@ export class UploadService {
     const tempPath = join(this.#o.layout.tmp, `w-${randomUUID()}.part`)
     const algos = opts.algos ?? ['sha256']
     const h = this.#o.pool.openStream(tempPath, algos)
+    let last = 0
+    const onProgress = (pos: number) => {
+      h?.advance(pos)
+      this.#flusher.wrote(tempPath, pos - last)
+      last = pos
+    }
     try {
       const bytes = await writeStreamAt(tempPath, 0, body, {
         ...(opts.expectedBytes !== undefined ? { expectedBytes: opts.expectedBytes } : { maxBytes: opts.maxBytes }),
         ...(opts.signal ? { signal: opts.signal } : {}),
-        ...(h ? { onProgress: (pos: number) => h.advance(pos) } : {}),
+        onProgress,
       })
+      await this.#flusher.settle(tempPath)
       const streamed = h ? await h.finish(bytes) : null
       const digests = streamed?.digests ?? (await this.#o.pool.hashFile(tempPath, { algos })).digests
       return { tempPath, bytes, digests }
     } catch (err) {
       h?.cancel()
+      await this.#flusher.settle(tempPath)
       await removeQuietly(tempPath)
       throw err
     }
@@ -307,6 +327,7 @@ export class UploadService {
         removedAny = true
         sessions++
         this.#dropHasher(key)
+        this.#flusher.forget(this.tempPathOf(gone))
         await removeQuietly(this.tempPathOf(gone))
       }
       if (keys.length < 100 || !removedAny) break

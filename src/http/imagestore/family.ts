@@ -9,7 +9,7 @@ import { checkRelativePath, resolveUnder, type PathRules } from '../../core/path
 import type { ByteRange } from '../../core/state/range-set.js'
 import type { SessionRecord } from '../../core/state/types.js'
 import type { UploadService } from '../../core/uploads/uploads.js'
-import { checkDeclaredSize, readJson, uploadBody } from '../body.js'
+import { checkDeclaredSize, isMultipart, readJson, uploadBody } from '../body.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty, sendJson } from '../respond.js'
 import { copyContent, deleteContent, listContent } from './content.js'
@@ -111,7 +111,7 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       throw new UploadError('ERR_BODY_TOO_LARGE', `a file of ${total} bytes is over the limit of ${opts.maxUploadBytes}`)
     }
     const want = range.end - range.start + 1
-    const declared = checkDeclaredSize(ctx.req, opts.maxUploadBytes)
+    const declared = isMultipart(ctx.req) ? null : checkDeclaredSize(ctx.req, opts.maxUploadBytes)
     if (declared !== null && declared !== Math.max(0, want)) {
       throw new UploadError('ERR_SIZE_MISMATCH', `Content-Length ${declared} does not match the range's ${Math.max(0, want)} bytes`)
     }

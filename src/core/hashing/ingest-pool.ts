@@ -1,0 +1,39 @@
+/**
+ * Worker threads for bulk-ingest file work (copy + hash), a sibling of HashPool over the compiled
+ * `workers/ingest.js`. Kept apart from HashPool's threads so a long ingest never delays the
+ * commits of interactive uploads. This folder stays the only importer of piscina.
+ */
+import { Piscina } from 'piscina'
+import type { CopyFileResult, CopyFileTask } from '../../../workers/protocol.js'
+
+export type { CopyFileResult }
+
+export const DEFAULT_INGEST_WORKER_FILE = new URL('../../../workers/ingest.js', import.meta.url)
+
+export interface IngestPoolOptions {
+  /** Compiled worker file (dist/workers/ingest.js). */
+  readonly workerFile: string | URL
+  readonly threads: number
+}
+
+export class IngestPool {
+  readonly #pool: Piscina
+
+  constructor(opts: IngestPoolOptions) {
+    const filename = opts.workerFile instanceof URL ? opts.workerFile.href : opts.workerFile
+    this.#pool = new Piscina({ filename, minThreads: 0, maxThreads: opts.threads, idleTimeout: 30_000 })
+  }
+
+  /**
+   * Copies `source` into the new file `target` on a worker thread, fsyncs it and answers the
+   * SHA-256 of the bytes written. Aborting the signal stops the task (the caller removes `target`).
+   */
+  async copyFile(source: string, target: string, signal?: AbortSignal): Promise<CopyFileResult> {
+    const task: CopyFileTask = { source, target }
+    return (await this.#pool.run(task, { name: 'copyFile', ...(signal ? { signal } : {}) })) as CopyFileResult
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close({ force: true })
+  }
+}

@@ -1,0 +1,532 @@
+/**
+ * DaSCH-style bulk ingest (notes/lakefs-dspingest.md part 2), protocol-neutral. A project
+ * (shortcode) owns one folder:
+ *
+ *   <dataDir>/ingest/<sc>/import/…            files uploaded by the client, sub-folders allowed
+ *   <dataDir>/ingest/<sc>/mapping-<sc>.csv    `original,derivative` lines, one per ingested file
+ *   <dataDir>/ingest/<sc>/assets/ab/cd/<id>.* the assets: `<id>.<ext>.orig`, `<id>.<ext>`, `<id>.info`
+ *   <dataDir>/ingest/<sc>/journal/<h>.json     one entry per file whose ingest has begun, not ended
+ *
+ * Every bulk operation of a project is exclusive under one lock in the shared Locker, so it
+ * holds across instances: an ingest and a finalize hold it for their whole background run (the
+ * Locker renews it; when it is lost the run stops at its next step), mapping.csv and each
+ * upload's publish hold it for a moment.
+ *
+ * Crash safety of one file's ingest: each step is idempotent and the steps run in this order,
+ * so a run stopped anywhere (SIGKILL, lock lost, shutdown) is finished by the next run.
+ *   1. journal entry `{file, id, source identity}` written atomically before any asset file;
+ *      a rerun finds it and reuses the same asset id, so it never makes a second asset.
+ *   2. `.orig` and the derivative: copied by a worker into `<dataDir>/tmp/`, fsynced, renamed
+ *      into place (overwrite): a reader sees no file or a whole one. Redoing them is harmless
+ *      because the source is still there (it is removed last).
+ *   3. `.info` last: its presence marks the asset complete, so 2 is skipped on a rerun.
+ *   4. the mapping line, appended (and fdatasynced) only after 3, and only if the mapping does
+ *      not already name this derivative (a run reads the derivative names once at its start,
+ *      after cutting a torn last line left by a crash mid-append). No duplicates, no lines for
+ *      incomplete assets.
+ *   5. the source removed (then its folder fsynced), and 6. the journal entry removed. A journal
+ *      entry whose source is gone is finished (mapped) or abandoned (its asset files removed).
+ * A source replaced by a new upload after a crash (another inode, size or mtime) is a new file:
+ * the old entry is settled as in 5/6 and the new content gets a new asset.
+ */
+import { randomUUID, createHash } from 'node:crypto'
+import type { Stats } from 'node:fs'
+import { lstat, mkdir, open, readdir, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { Logger } from 'pino'
+import { UploadError } from '../errors.js'
+import type { IngestPool } from '../hashing/ingest-pool.js'
+import { resolveUnder } from '../paths.js'
+import type { Lock, Locker } from '../state/types.js'
+import { fsyncDir, fsyncFile, publishFile, removeQuietly, statOrNull } from '../storage/files.js'
+import type { DataLayout } from '../storage/layout.js'
+import { checkUploadPath, csvField, extensionOf, isSupported, MAPPING_HEADER, newAssetId } from './names.js'
+
+export interface BulkIngestOptions {
+  readonly layout: DataLayout
+  readonly locker: Locker
+  readonly pool: IngestPool
+  readonly log: Logger
+  /** Lifetime of the project lock unless renewed, ms (the Locker renews it every third). */
+  readonly lockTtlMs: number
+  /** How long a request waits for a busy project lock before it answers "in progress", ms. */
+  readonly lockWaitMs: number
+  /** Files of one ingest processed at once. */
+  readonly maxParallel: number
+}
+
+interface JournalEntry {
+  readonly file: string
+  readonly id: string
+  readonly ext: string
+  readonly ino: number
+  readonly size: number
+  readonly mtimeMs: number
+}
+
+export interface AssetInfo {
+  readonly internalFilename: string
+  readonly originalInternalFilename: string
+  readonly originalFilename: string
+  readonly checksumOriginal: string
+  readonly checksumDerivative: string
+}
+
+/** What one finished run did (for logs and tests). */
+export interface IngestSummary {
+  readonly ingested: number
+  readonly failed: number
+  readonly skipped: number
+  readonly stopped: boolean
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+function conflict(sc: string): UploadError {
+  return new UploadError('ERR_LOCKED', `A bulk ingest is currently in progress for project ${sc}.`)
+}
+
+function stopped(signal: AbortSignal): void {
+  if (signal.aborted) throw new UploadError('ERR_CLIENT_ABORTED', 'the ingest was stopped', { cause: signal.reason })
+}
+
+export class BulkIngestService {
+  readonly #o: BulkIngestOptions
+  readonly #closing = new AbortController()
+  /** Background runs started on this instance (ingest or finalize), so close() can wait for them. */
+  readonly #running = new Set<Promise<unknown>>()
+
+  constructor(options: BulkIngestOptions) {
+    this.#o = options
+  }
+
+  projectDir(sc: string): string {
+    return join(this.#o.layout.ingest, sc)
+  }
+
+  importDir(sc: string): string {
+    return join(this.projectDir(sc), 'import')
+  }
+
+  mappingPath(sc: string): string {
+    return join(this.projectDir(sc), `mapping-${sc}.csv`)
+  }
+
+  assetsDir(sc: string): string {
+    return join(this.projectDir(sc), 'assets')
+  }
+
+  #journalDir(sc: string): string {
+    return join(this.projectDir(sc), 'journal')
+  }
+
+  #lockKey(sc: string): string {
+    return `ingest:project:${sc}`
+  }
+
+  /**
+   * Throws ERR_LOCKED while any instance runs a bulk operation on the project. Another upload's
+   * publish holds the lock for a moment only, so this waits up to lockWaitMs for it to clear.
+   */
+  async assertIdle(sc: string): Promise<void> {
+    const until = Date.now() + this.#o.lockWaitMs
+    while (await this.#o.locker.isHeld(this.#lockKey(sc))) {
+      if (Date.now() >= until) throw conflict(sc)
+      await sleep(Math.min(25, Math.max(1, until - Date.now())))
+    }
+  }
+
+  /** Where an upload of `file` lands; throws ERR_INVALID_PATH / ERR_PATH_TOO_LONG. */
+  uploadTarget(sc: string, file: string): { readonly relPath: string; readonly fullPath: string } {
+    const segments = checkUploadPath(file)
+    return { relPath: segments.join('/'), fullPath: resolveUnder(this.importDir(sc), segments) }
+  }
+
+  /** Runs `fn` under the project lock, waiting for it at most lockWaitMs (then ERR_LOCKED). */
+  async withProjectLock<T>(sc: string, fn: () => Promise<T>): Promise<T> {
+    const lock = await this.#acquire(sc)
+    try {
+      return await fn()
+    } finally {
+      await lock.release()
+    }
+  }
+
+  async #acquire(sc: string): Promise<Lock> {
+    const until = Date.now() + this.#o.lockWaitMs
+    for (;;) {
+      const lock = await this.#o.locker.tryAcquire(this.#lockKey(sc), this.#o.lockTtlMs)
+      if (lock !== null) return lock
+      if (Date.now() >= until) throw conflict(sc)
+      await sleep(Math.min(15, Math.max(1, until - Date.now())))
+    }
+  }
+
+  async #requireImportDir(sc: string): Promise<void> {
+    const st = await statOrNull(this.importDir(sc))
+    if (st === null || !st.isDirectory()) {
+      throw new UploadError('ERR_NOT_FOUND', `no import folder for project ${sc}`, { details: { id: sc, type: 'Import folder not found.' } })
+    }
+  }
+
+  /**
+   * Starts an ingest of the project's import folder in the background and answers once it holds
+   * the project lock. ERR_NOT_FOUND without an import folder, ERR_LOCKED while one runs.
+   * `onDone` hears how the run ended (tests, logs).
+   */
+  async start(sc: string, onDone?: (s: IngestSummary) => void): Promise<void> {
+    await this.#requireImportDir(sc)
+    const lock = await this.#acquire(sc)
+    this.#background(
+      this.#ingest(sc, lock).then((s) => {
+        onDone?.(s)
+        return s
+      }),
+      lock,
+    )
+  }
+
+  /**
+   * Takes the project lock and, in the background, removes the import folder, the mapping file
+   * and the assets of files whose ingest never finished. Completed assets stay.
+   */
+  async finalize(sc: string): Promise<void> {
+    await this.#requireImportDir(sc)
+    const lock = await this.#acquire(sc)
+    this.#background(this.#finalize(sc), lock)
+  }
+
+  /**
+   * The mapping as dsp-ingest answers it: complete lines joined with `\n`, no final newline.
+   * Read under the project lock. ERR_NOT_FOUND when there is no mapping file.
+   */
+  async readMapping(sc: string): Promise<string> {
+    return this.withProjectLock(sc, async () => {
+      let text: string
+      try {
+        text = await readFile(this.mappingPath(sc), 'utf8')
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw new UploadError('ERR_NOT_FOUND', `no mapping for project ${sc}`, { details: { id: sc, type: 'project' } })
+        }
+        throw err
+      }
+      const end = text.lastIndexOf('\n') // a torn last line (crash mid-append) is not shown
+      return end < 0 ? MAPPING_HEADER : text.slice(0, end)
+    })
+  }
+
+  #background(run: Promise<unknown>, lock: Lock): void {
+    const p = run
+      .catch((err: unknown) => this.#o.log.error({ err }, 'bulk ingest background run failed'))
+      .finally(async () => {
+        await lock.release().catch(() => {})
+        this.#running.delete(p)
+      })
+    this.#running.add(p)
+  }
+
+  /** Stops the runs of this instance at their next step and waits for them (locks released). */
+  async close(): Promise<void> {
+    this.#closing.abort(new Error('shutting down'))
+    await Promise.allSettled([...this.#running])
+  }
+
+  // ---- the ingest run ----
+
+  async #ingest(sc: string, lock: Lock): Promise<IngestSummary> {
+    const log = this.#o.log.child({ project: sc })
+    const signal = AbortSignal.any([lock.signal, this.#closing.signal])
+    await mkdir(this.#journalDir(sc), { recursive: true })
+    await mkdir(this.assetsDir(sc), { recursive: true })
+    const mapped = await this.#prepareMapping(sc)
+    await this.#settleJournal(sc, mapped, log, true)
+    const { files, skipped } = await this.#walk(this.importDir(sc), log)
+    log.info({ files: files.length, skipped }, 'bulk ingest started')
+    const fh = await open(this.mappingPath(sc), 'a')
+    let appends: Promise<void> = Promise.resolve()
+    const append = (line: string) => {
+      // One writer per run: appends are chained so lines never interleave and each is synced in order.
+      const p = appends.then(async () => {
+        await fh.write(`${line}\n`)
+        await fh.datasync()
+      })
+      appends = p.catch(() => {})
+      return p
+    }
+    let ingested = 0
+    let failed = 0
+    let next = 0
+    const lane = async () => {
+      while (next < files.length && !signal.aborted) {
+        const rel = files[next++]!
+        try {
+          if (await this.#ingestOne(sc, rel, mapped, append, signal)) ingested++
+        } catch (err) {
+          if (signal.aborted) break // not the file's fault: the next run finishes it
+          failed++
+          log.error({ err, file: rel }, 'file not ingested; it stays in the import folder')
+        }
+      }
+    }
+    try {
+      await Promise.all(Array.from({ length: Math.max(1, Math.min(this.#o.maxParallel, files.length)) }, lane))
+      await appends
+    } finally {
+      await fh.close()
+    }
+    const summary = { ingested, failed, skipped, stopped: signal.aborted }
+    if (signal.aborted) log.warn({ ...summary, reason: String(signal.reason) }, 'bulk ingest stopped before the end')
+    else log.info(summary, 'bulk ingest finished')
+    return summary
+  }
+
+  /** Non-hidden regular files under the import folder (relative, `/`-separated), sorted. */
+  async #walk(root: string, log: Logger): Promise<{ files: string[]; skipped: number }> {
+    const files: string[] = []
+    let skipped = 0
+    const visit = async (dir: string, rel: string) => {
+      const entries = await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return []
+        throw err
+      })
+      for (const e of entries) {
+        if (e.name.startsWith('.')) continue // hidden, as dsp-ingest skips them
+        const r = rel === '' ? e.name : `${rel}/${e.name}`
+        if (e.isDirectory()) await visit(join(dir, e.name), r)
+        else if (e.isFile()) {
+          if (isSupported(e.name)) files.push(r)
+          else {
+            skipped++
+            log.warn({ file: r }, 'unsupported file type; left in the import folder')
+          }
+        }
+      }
+    }
+    await visit(root, '')
+    return { files: files.sort(), skipped }
+  }
+
+  /**
+   * Ensures the mapping file exists with its header, cuts a torn last line and answers the
+   * derivative names it already lists.
+   */
+  async #prepareMapping(sc: string): Promise<Set<string>> {
+    const path = this.mappingPath(sc)
+    let text = ''
+    try {
+      text = await readFile(path, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    const cut = text.lastIndexOf('\n') + 1
+    if (cut === 0) {
+      await this.#writeAtomic(path, `${MAPPING_HEADER}\n`)
+      return new Set()
+    }
+    if (cut < text.length) {
+      await truncate(path, Buffer.byteLength(text.slice(0, cut)))
+      await fsyncFile(path)
+    }
+    return derivativesIn(text.slice(0, cut))
+  }
+
+  #journalPath(sc: string, rel: string): string {
+    return join(this.#journalDir(sc), `${createHash('sha256').update(rel).digest('hex').slice(0, 40)}.json`)
+  }
+
+  #assetFiles(sc: string, id: string, ext: string) {
+    const dir = join(this.assetsDir(sc), id.slice(0, 2).toLowerCase(), id.slice(2, 4).toLowerCase())
+    const derivative = `${id}.${ext}`
+    return {
+      derivativeName: derivative,
+      origName: `${derivative}.orig`,
+      orig: join(dir, `${derivative}.orig`),
+      derivative: join(dir, derivative),
+      info: join(dir, `${id}.info`),
+    }
+  }
+
+  /** Answers true when this call finished the file (false: it vanished before we began). */
+  async #ingestOne(
+    sc: string,
+    rel: string,
+    mapped: Set<string>,
+    append: (line: string) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const source = join(this.importDir(sc), ...rel.split('/'))
+    const st = await lstat(source).catch(() => null)
+    if (st === null || !st.isFile()) return false
+    const jPath = this.#journalPath(sc, rel)
+    let entry = await readJournal(jPath)
+    if (entry !== null && (entry.file !== rel || !sameSource(entry, st))) {
+      await this.#settle(sc, entry, jPath, mapped)
+      entry = null
+    }
+    if (entry === null) {
+      const name = rel.slice(rel.lastIndexOf('/') + 1)
+      entry = { file: rel, id: newAssetId(), ext: extensionOf(name) ?? 'bin', ino: st.ino, size: st.size, mtimeMs: st.mtimeMs }
+      await this.#writeAtomic(jPath, JSON.stringify(entry))
+    }
+    const a = this.#assetFiles(sc, entry.id, entry.ext)
+    try {
+      stopped(signal)
+      if ((await statOrNull(a.info)) === null) {
+        const orig = await this.#copyIn(source, a.orig, signal)
+        stopped(signal)
+        // The derivative: here the original's bytes under the asset's name (no conversion).
+        const deriv = await this.#copyIn(a.orig, a.derivative, signal)
+        stopped(signal)
+        const info: AssetInfo = {
+          internalFilename: a.derivativeName,
+          originalInternalFilename: a.origName,
+          originalFilename: rel.slice(rel.lastIndexOf('/') + 1),
+          checksumOriginal: orig.sha256,
+          checksumDerivative: deriv.sha256,
+        }
+        await this.#writeAtomic(a.info, JSON.stringify(info))
+      }
+      stopped(signal)
+      if (!mapped.has(a.derivativeName)) {
+        await append(`${csvField(rel)},${a.derivativeName}`)
+        mapped.add(a.derivativeName)
+      }
+    } catch (err) {
+      // A stopped run leaves everything for the next one; a real failure cleans up its asset.
+      if (!signal.aborted && !mapped.has(a.derivativeName)) await this.#settle(sc, entry, jPath, mapped).catch(() => {})
+      throw err
+    }
+    await unlink(source)
+    await fsyncDir(dirname(source))
+    await removeQuietly(jPath)
+    return true
+  }
+
+  /**
+   * Ends a journal entry that will not be resumed: if its asset is not in the mapping, its asset
+   * files go (info first, so a half-removed asset never looks complete); then the entry goes.
+   */
+  async #settle(sc: string, entry: JournalEntry, jPath: string, mapped: Set<string>): Promise<void> {
+    const a = this.#assetFiles(sc, entry.id, entry.ext)
+    if (!mapped.has(a.derivativeName)) {
+      for (const f of [a.info, a.derivative, a.orig]) await removeIfThere(f)
+      await fsyncDir(dirname(a.info)).catch(() => {})
+    }
+    await removeIfThere(jPath)
+  }
+
+  /**
+   * Journal entries left by a stopped run. `keepLive`: entries whose source is still there are
+   * left for the run to resume; otherwise (finalize) every entry is settled.
+   */
+  async #settleJournal(sc: string, mapped: Set<string>, log: Logger, keepLive: boolean): Promise<void> {
+    const dir = this.#journalDir(sc)
+    const names = await readdir(dir).catch(() => [] as string[])
+    let settled = 0
+    for (const n of names) {
+      const jPath = join(dir, n)
+      const entry = await readJournal(jPath)
+      if (entry === null) {
+        await removeQuietly(jPath)
+        continue
+      }
+      if (keepLive) {
+        const st = await lstat(join(this.importDir(sc), ...entry.file.split('/'))).catch(() => null)
+        if (st !== null && sameSource(entry, st)) continue
+      }
+      await this.#settle(sc, entry, jPath, mapped)
+      settled++
+    }
+    if (settled > 0) log.info({ settled }, 'journal entries of an earlier run settled')
+  }
+
+  async #copyIn(source: string, target: string, signal: AbortSignal) {
+    const tmp = this.#tempPath()
+    try {
+      const r = await this.#o.pool.copyFile(source, tmp, signal)
+      await publishFile(tmp, target, { overwrite: true, alreadySynced: true })
+      return r
+    } catch (err) {
+      await removeQuietly(tmp)
+      throw err
+    }
+  }
+
+  /** Writes a small file whole and renames it into place (fsync file, rename, fsync dir). */
+  async #writeAtomic(target: string, text: string): Promise<void> {
+    const tmp = this.#tempPath()
+    try {
+      await writeFile(tmp, text, { flag: 'wx' })
+      await publishFile(tmp, target, { overwrite: true })
+    } catch (err) {
+      await removeQuietly(tmp)
+      throw err
+    }
+  }
+
+  /** Temp files live in `<dataDir>/tmp/` (same filesystem); the sweeper removes strays of a crash. */
+  #tempPath(): string {
+    return join(this.#o.layout.tmp, `i-${randomUUID()}.part`)
+  }
+
+  // ---- finalize ----
+
+  async #finalize(sc: string): Promise<void> {
+    const log = this.#o.log.child({ project: sc })
+    let mapped = new Set<string>()
+    try {
+      mapped = derivativesIn(await readFile(this.mappingPath(sc), 'utf8'))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      log.warn('finalize: no mapping file')
+    }
+    await this.#settleJournal(sc, mapped, log, false)
+    // Mapping before the import folder: a crash in between leaves the folder, so finalize can run again.
+    await rm(this.#journalDir(sc), { recursive: true, force: true })
+    await removeQuietly(this.mappingPath(sc))
+    await rm(this.importDir(sc), { recursive: true, force: true })
+    await fsyncDir(this.projectDir(sc)).catch(() => {})
+    log.info('bulk ingest finalized: import folder and mapping removed')
+  }
+}
+
+/** Derivative names (last field) of complete mapping lines after the header. */
+function derivativesIn(text: string): Set<string> {
+  const out = new Set<string>()
+  const lines = text.split('\n')
+  if (text.length > 0 && !text.endsWith('\n')) lines.pop() // torn last line
+  for (const line of lines.slice(1)) {
+    if (line === '') continue
+    out.add(line.slice(line.lastIndexOf(',') + 1))
+  }
+  return out
+}
+
+/** Removes a file; a missing file or folder (ENOENT, ENOTDIR: something else stands there) is fine. */
+async function removeIfThere(path: string): Promise<void> {
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') throw err
+  })
+}
+
+function sameSource(e: JournalEntry, st: Stats): boolean {
+  return e.ino === st.ino && e.size === st.size && e.mtimeMs === st.mtimeMs
+}
+
+async function readJournal(path: string): Promise<JournalEntry | null> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch {
+    return null
+  }
+  try {
+    const o = JSON.parse(text) as Partial<JournalEntry>
+    if (typeof o.file !== 'string' || typeof o.id !== 'string' || typeof o.ext !== 'string') return null
+    if (typeof o.ino !== 'number' || typeof o.size !== 'number' || typeof o.mtimeMs !== 'number') return null
+    return o as JournalEntry
+  } catch {
+    return null
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * Signed physical addresses and presigned upload URLs for the lakeFS staging front door
+ * (notes/lakefs-dspingest.md 1.4). Stateless: everything a later request needs to trust an address
+ * is inside the address itself, so any instance can check what any other instance handed out.
+ *
+ * An address, relative to the repository's storage namespace, is
+ *
+ *     data/<partition>/<object id>,<signature>
+ *
+ * - `object id`: 20 base32hex characters of 12 bytes, the first 4 the creation time in unix
+ *   seconds (big-endian, as in an xid), the other 8 random. The link reads the time back from it.
+ * - `partition`: the same shape, its time `0xFFFFFFFF − start of the hour`, so partitions sort newest
+ *   first and roll over hourly, like lakeFS's; its random part is fixed per process.
+ * - `signature`: base64url (no padding) of HMAC-SHA256(signingSecret, JSON of
+ *   {"Repository","Branch","Path","PhysicalAddress"}) where PhysicalAddress is the address without
+ *   the signature. The JSON is written the way Go's encoding/json writes that struct (field order,
+ *   `<`, `>`, `&`, U+2028 and U+2029 escaped), the form lakeFS signs.
+ *
+ * The signature is part of the object key: the presigned PUT writes to the name that includes it.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { UploadError } from '../errors.js'
+
+/** How long an address may be linked after it was made (lakeFS: 24 hours). */
+export const LINK_ADDRESS_TTL_SEC = 24 * 3600
+
+const B32 = '0123456789abcdefghijklmnopqrstuv'
+const ID_RE = /^[0-9a-v]{20}$/
+const SIG_RE = /^[A-Za-z0-9_-]{43}$/
+/** The shape of a relative address Ferry makes, signature included. */
+export const SIGNED_ADDRESS_RE = /^data\/[0-9a-v]{20}\/[0-9a-v]{20},[A-Za-z0-9_-]{43}$/
+
+function base32hex(buf: Buffer): string {
+  let out = ''
+  let acc = 0
+  let bits = 0
+  for (const byte of buf) {
+    acc = (acc << 8) | byte
+    bits += 8
+    while (bits >= 5) {
+      out += B32[(acc >>> (bits - 5)) & 31]
+      bits -= 5
+    }
+    acc &= (1 << bits) - 1
+  }
+  if (bits > 0) out += B32[(acc << (5 - bits)) & 31]
+  return out
+}
+
+/** The creation time (unix seconds) held in an id made by `newId`, or null for a malformed id. */
+export function idTimeSec(id: string): number | null {
+  if (!ID_RE.test(id)) return null
+  let acc = 0
+  let bits = 0
+  const bytes: number[] = []
+  for (const ch of id) {
+    acc = (acc << 5) | B32.indexOf(ch)
+    bits += 5
+    if (bits >= 8) {
+      bytes.push((acc >>> (bits - 8)) & 0xff)
+      bits -= 8
+      acc &= (1 << bits) - 1
+    }
+    if (bytes.length === 4) break
+  }
+  return Buffer.from(bytes).readUInt32BE(0)
+}
+
+function newId(timeSec: number, tail: Buffer): string {
+  const b = Buffer.alloc(12)
+  b.writeUInt32BE(timeSec >>> 0, 0)
+  tail.copy(b, 4, 0, 8)
+  return base32hex(b)
+}
+
+const PROCESS_TAIL = randomBytes(8)
+
+/** Go's encoding/json output for the signed struct (HTML-safe escaping included). */
+function goJson(fields: readonly (readonly [string, string])[]): string {
+  const body = fields.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')
+  return `{${body}}`
+    .replace(/</g, '\\u003c')
+    .replace(/>/g, '\\u003e')
+    .replace(/&/g, '\\u0026')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029')
+}
+
+export interface AddressClaims {
+  readonly repository: string
+  readonly branch: string
+  /** The object path the address may be linked to. */
+  readonly path: string
+}
+
+function addressMac(secret: string, claims: AddressClaims, unsigned: string): Buffer {
+  const doc = goJson([
+    ['Repository', claims.repository],
+    ['Branch', claims.branch],
+    ['Path', claims.path],
+    ['PhysicalAddress', unsigned],
+  ])
+  return createHmac('sha256', secret).update(doc).digest()
+}
+
+/** A new signed relative address (`data/<partition>/<id>,<sig>`) for `claims`, made at `nowMs`. */
+export function makeSignedAddress(secret: string, claims: AddressClaims, nowMs: number): string {
+  const nowSec = Math.floor(nowMs / 1000)
+  const hour = nowSec - (nowSec % 3600)
+  const partition = newId(0xffffffff - hour, PROCESS_TAIL)
+  const unsigned = `data/${partition}/${newId(nowSec, randomBytes(8))}`
+  return `${unsigned},${addressMac(secret, claims, unsigned).toString('base64url')}`
+}
+
+/**
+ * Checks a relative address against the repository, branch and path it is linked to, in lakeFS's
+ * order and with its messages: unsigned, malformed signature, wrong signature (another path,
+ * branch or repository, or tampered), expired (older than 24 h). All are ERR_INVALID_ARGUMENT.
+ * The MAC comparison takes constant time.
+ */
+export function verifySignedAddress(secret: string, claims: AddressClaims, relative: string, nowMs: number): void {
+  const comma = relative.lastIndexOf(',')
+  if (comma < 0) throw new UploadError('ERR_INVALID_ARGUMENT', 'address is not signed: link address invalid')
+  const unsigned = relative.slice(0, comma)
+  const sig = relative.slice(comma + 1)
+  if (!SIG_RE.test(sig)) throw new UploadError('ERR_INVALID_ARGUMENT', 'malformed address signature: link address invalid')
+  const given = Buffer.from(sig, 'base64url')
+  // Only the canonical encoding: the spare low bits of the last character must be zero.
+  if (given.toString('base64url') !== sig) throw new UploadError('ERR_INVALID_ARGUMENT', 'malformed address signature: link address invalid')
+  const want = addressMac(secret, claims, unsigned)
+  if (given.length !== want.length || !timingSafeEqual(given, want)) {
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'invalid address signature: link address invalid')
+  }
+  // A valid MAC means Ferry made this address, so it has Ferry's shape; check anyway.
+  const created = SIGNED_ADDRESS_RE.test(relative) ? idTimeSec(unsigned.slice(unsigned.lastIndexOf('/') + 1)) : null
+  if (created === null) throw new UploadError('ERR_INVALID_ARGUMENT', 'invalid address signature: link address invalid')
+  if (Math.floor(nowMs / 1000) - created > LINK_ADDRESS_TTL_SEC) {
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'link address expired')
+  }
+}
+
+/*
+ * Presigned PUT URLs point at Ferry itself:
+ *   <origin>/api/v1/_ferry/presigned/<repository>/<relative address>?X-Ferry-Expires=<unix s>&X-Ferry-Signature=<mac>
+ * The MAC (HMAC-SHA256, base64url) covers a purpose label, the method, the repository, the
+ * relative address (whose own signature binds branch and path) and the expiry, so none of them
+ * can be changed without the key.
+ */
+export const PRESIGN_EXPIRES_PARAM = 'X-Ferry-Expires'
+export const PRESIGN_SIGNATURE_PARAM = 'X-Ferry-Signature'
+
+function presignMac(secret: string, repository: string, relative: string, expiresSec: number): Buffer {
+  return createHmac('sha256', secret).update(`ferry-presign-v1\nPUT\n${repository}\n${relative}\n${expiresSec}`).digest()
+}
+
+/** The query string (without `?`) that authorizes a PUT of `relative` until `expiresSec`. */
+export function presignQuery(secret: string, repository: string, relative: string, expiresSec: number): string {
+  const sig = presignMac(secret, repository, relative, expiresSec).toString('base64url')
+  return `${PRESIGN_EXPIRES_PARAM}=${expiresSec}&${PRESIGN_SIGNATURE_PARAM}=${sig}`
+}
+
+/** Why a presigned request is refused; the HTTP edge turns these into S3-style 403 answers. */
+export type PresignRefusal = 'missing' | 'mismatch' | 'expired'
+
+/**
+ * Checks a presigned PUT: the MAC first (constant time), then the expiry (which the MAC covers).
+ * Answers null when the request is authorized.
+ */
+export function checkPresigned(
+  secret: string,
+  repository: string,
+  relative: string,
+  expiresRaw: string | null,
+  sigRaw: string | null,
+  nowMs: number,
+): PresignRefusal | null {
+  if (expiresRaw === null || sigRaw === null) return 'missing'
+  if (!/^\d{1,12}$/.test(expiresRaw) || !SIG_RE.test(sigRaw)) return 'mismatch'
+  const expires = Number(expiresRaw)
+  const given = Buffer.from(sigRaw, 'base64url')
+  if (given.toString('base64url') !== sigRaw) return 'mismatch'
+  const want = presignMac(secret, repository, relative, expires)
+  if (given.length !== want.length || !timingSafeEqual(given, want)) return 'mismatch'
+  if (Math.floor(nowMs / 1000) > expires) return 'expired'
+  return null
+}

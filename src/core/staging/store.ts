@@ -1,0 +1,357 @@
+/**
+ * The lakeFS staging area on disk: physical addresses handed out for uploads, the bytes PUT to
+ * them, and objects linked on branches. Protocol-neutral; the HTTP edge is src/http/staging.
+ *
+ *   <dataDir>/staging/<repo>/
+ *     data/<partition>/<id>,<sig>            bytes PUT to a physical address (replaced by rename)
+ *     data/<partition>/<id>,<sig>.digests    {ino, size, mtimeNs, md5, sha256} of that upload
+ *     blobs/<xx>/<uuid>                      a hard link to the inode a link took (immutable)
+ *     branches/<branch>/objects/<a>.d/<b>.d/<name>.o   the linked entry (JSON)
+ *
+ * Why the link takes a hard link: a presigned URL stays valid after the link, and a second PUT
+ * replaces the address by rename, i.e. with a new inode. The linked object keeps the inode it was
+ * checked against, so its bytes never change under it.
+ *
+ * Why `.d` and `.o`: lakeFS keys may have both `a` and `a/b`; as plain files and folders they would
+ * collide. Folder names end in `.d`, entry names in `.o`, so no name can be both.
+ *
+ * Create-if-absent (`If-None-Match: *`) is decided by link(2) of the entry file: the kernel lets
+ * exactly one of two racing links create the name, on every instance sharing the data directory,
+ * with no lock. A plain link replaces the entry by rename and then removes the blob of the entry
+ * it replaced. Two overwrites racing on one path may leave one unreferenced blob (never a missing
+ * one: each blob belongs to exactly one entry, and only the entry's replacer removes it).
+ */
+import { randomUUID } from 'node:crypto'
+import { link, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { Readable } from 'node:stream'
+import type { LakeFsConfig, LakeFsRepository } from '../../config/config.js'
+import { UploadError } from '../errors.js'
+import type { HashPool } from '../hashing/hash-pool.js'
+import { checkRelativePath, resolveUnder, type PathRules } from '../paths.js'
+import { fsyncDir, removeQuietly } from '../storage/files.js'
+import type { DataLayout } from '../storage/layout.js'
+import type { UploadService } from '../uploads/uploads.js'
+import { checkPresigned, makeSignedAddress, presignQuery, SIGNED_ADDRESS_RE, verifySignedAddress, type PresignRefusal } from './signing.js'
+
+/** lakeFS keys are at most 1024 bytes; one name leaves room for the `.d`/`.o` suffix. */
+export const STAGING_PATH_RULES: PathRules = Object.freeze({ maxBytes: 1024, maxSegmentBytes: 253 })
+
+export const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
+
+export interface ObjectStats {
+  readonly checksum: string
+  readonly content_type: string
+  readonly metadata: Readonly<Record<string, string>>
+  readonly mtime: number
+  readonly path: string
+  readonly path_type: 'object'
+  readonly physical_address: string
+  readonly size_bytes: number
+}
+
+/** What a link stores (the entry file). */
+interface Entry {
+  readonly v: 1
+  readonly stats: Omit<ObjectStats, 'path' | 'path_type'>
+  /** Relative to the repository folder; null for an external address (no bytes here). */
+  readonly blob: string | null
+  readonly md5: string | null
+  readonly sha256: string | null
+}
+
+interface Digests {
+  readonly ino: string
+  readonly size: string
+  readonly mtimeNs: string
+  readonly md5: string
+  readonly sha256: string
+}
+
+export interface NewAddress {
+  /** `<storage namespace>/data/<partition>/<id>,<sig>` */
+  readonly physicalAddress: string
+  /** `data/<partition>/<id>,<sig>` */
+  readonly relative: string
+  /** Set when a presigned URL was asked for: its query string and expiry (unix s). */
+  readonly presign: { readonly query: string; readonly expiresSec: number } | null
+}
+
+export interface ReceivedUpload {
+  readonly bytes: number
+  /** Lower-case hex. */
+  readonly md5: string
+  readonly sha256: string
+}
+
+export interface LinkInput {
+  readonly repository: string
+  readonly branch: string
+  readonly path: string
+  readonly physicalAddress: string
+  readonly checksum: string
+  readonly sizeBytes: number
+  readonly userMetadata: Readonly<Record<string, string>>
+  readonly contentType: string | null
+  readonly mtimeSec: number | null
+  /** `If-None-Match: *`: fail with ERR_PRECONDITION_FAILED when the path has an object. */
+  readonly createOnly: boolean
+}
+
+export interface StagingStoreOptions {
+  readonly config: LakeFsConfig
+  readonly layout: DataLayout
+  readonly uploads: UploadService
+  readonly pool: HashPool
+  readonly maxUploadBytes: number
+  /** The signing clock, ms; tests pass their own. */
+  readonly now?: () => number
+}
+
+export class StagingStore {
+  readonly #o: StagingStoreOptions
+  readonly #repos: ReadonlyMap<string, LakeFsRepository>
+  readonly #now: () => number
+
+  constructor(o: StagingStoreOptions) {
+    this.#o = o
+    this.#repos = new Map(o.config.repositories.map((r) => [r.name, r]))
+    this.#now = o.now ?? Date.now
+  }
+
+  /** The configured repository, or ERR_NOT_FOUND "repository not found". */
+  repository(name: string): LakeFsRepository {
+    const repo = this.#repos.get(name)
+    if (repo === undefined) throw new UploadError('ERR_NOT_FOUND', 'repository not found')
+    return repo
+  }
+
+  /**
+   * A new signed address for `path` on `branch`. The branch is not checked here (lakeFS does not
+   * either); the link checks it. The path is checked now, since an address for a path that can
+   * never be linked is of no use.
+   */
+  newAddress(repository: string, branch: string, path: string, presign: boolean): NewAddress {
+    const repo = this.repository(repository)
+    checkRelativePath(path, STAGING_PATH_RULES)
+    const nowMs = this.#now()
+    const relative = makeSignedAddress(this.#o.config.signingSecret, { repository, branch, path }, nowMs)
+    let p: NewAddress['presign'] = null
+    if (presign) {
+      const expiresSec = Math.floor(nowMs / 1000) + this.#o.config.presignTtlSec
+      p = { query: presignQuery(this.#o.config.signingSecret, repository, relative, expiresSec), expiresSec }
+    }
+    return { physicalAddress: `${namespaceOf(repo)}/${relative}`, relative, presign: p }
+  }
+
+  /** Checks a presigned PUT's signature and expiry (null: authorized). */
+  checkPresigned(repository: string, relative: string, expires: string | null, signature: string | null): PresignRefusal | null {
+    return checkPresigned(this.#o.config.signingSecret, repository, relative, expires, signature, this.#now())
+  }
+
+  /**
+   * Streams an upload into the address's file: hashes md5 and sha256 in the same pool pass,
+   * checks `contentMd5` (base64) when the client sent one, then replaces the file atomically
+   * (S3 semantics: the last complete PUT wins; a broken one changes nothing).
+   */
+  async receive(
+    repository: string,
+    relative: string,
+    body: { readonly stream: Readable; readonly length: number | null; readonly done: Promise<void> },
+    opts: { readonly contentMd5: string | null; readonly signal: AbortSignal },
+  ): Promise<ReceivedUpload> {
+    this.repository(repository)
+    if (!SIGNED_ADDRESS_RE.test(relative)) throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
+    const target = this.#dataFile(repository, relative)
+    const got = await this.#o.uploads.receiveWhole(body.stream, {
+      maxBytes: this.#o.maxUploadBytes,
+      ...(body.length !== null ? { expectedBytes: body.length } : {}),
+      algos: ['md5', 'sha256'],
+      signal: opts.signal,
+    })
+    try {
+      await body.done
+      const md5 = got.digests.md5
+      const sha256 = got.digests.sha256
+      if (md5 === undefined || sha256 === undefined) throw new Error('hash pool answered without md5 or sha256')
+      if (opts.contentMd5 !== null && Buffer.from(md5, 'hex').toString('base64') !== opts.contentMd5.trim()) {
+        throw new UploadError('ERR_CHECKSUM_MISMATCH', 'The Content-MD5 you specified did not match what we received.')
+      }
+      const st = await stat(got.tempPath, { bigint: true })
+      await this.#o.uploads.publish(got.tempPath, target, { overwrite: true })
+      const digests: Digests = { ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs), md5, sha256 }
+      await writeSmallFile(this.#o.layout.tmp, `${target}.digests`, JSON.stringify(digests), this.#o.uploads, true)
+      return { bytes: got.bytes, md5, sha256 }
+    } catch (err) {
+      await this.#o.uploads.discard(got.tempPath)
+      throw err
+    }
+  }
+
+  /**
+   * Links a physical address at `path` on `branch` (lakeFS linkPhysicalAddress). Checks, in order:
+   * the address (signed for this repository, branch and path, not expired; or external, if
+   * allowed), the checksum is present, the path, the branch, the staged bytes (present: else
+   * ERR_DEPENDENCY_MISSING; `sizeBytes` long; `checksum` their md5 as hex or base64, or their
+   * sha256), then publishes the entry atomically (create-only: ERR_PRECONDITION_FAILED if taken).
+   */
+  async link(input: LinkInput): Promise<ObjectStats> {
+    const repo = this.repository(input.repository)
+    const ns = namespaceOf(repo)
+    const internalPrefix = `${ns}/data/`
+    const internal = input.physicalAddress.startsWith(internalPrefix)
+    const relative = internal ? input.physicalAddress.slice(ns.length + 1) : null
+    if (relative !== null) {
+      verifySignedAddress(this.#o.config.signingSecret, { repository: repo.name, branch: input.branch, path: input.path }, relative, this.#now())
+    } else if (!this.#o.config.allowExternalAddresses) {
+      throw new UploadError('ERR_INVALID_ARGUMENT', `physical address is not a signed address in the repository's storage namespace (${ns}/data/…); external addresses are not allowed`)
+    }
+    const checksum = input.checksum.replace(/["\s]/g, '')
+    if (checksum === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'checksum is required')
+    if (!Number.isSafeInteger(input.sizeBytes) || input.sizeBytes < 0) {
+      throw new UploadError('ERR_INVALID_ARGUMENT', 'size_bytes must be a whole number of bytes')
+    }
+    const segments = checkRelativePath(input.path, STAGING_PATH_RULES)
+    if (!repo.branches.includes(input.branch)) throw new UploadError('ERR_NOT_FOUND', 'branch not found')
+
+    const repoDir = this.#repoDir(repo.name)
+    let blob: string | null = null
+    let digests: { md5: string; sha256: string } | null = null
+    if (relative !== null) {
+      blob = join('blobs', randomUUID().slice(0, 2), randomUUID())
+      digests = await this.#snapshot(this.#dataFile(repo.name, relative), join(repoDir, blob), input.sizeBytes, checksum)
+    }
+    const blobPath = blob === null ? null : join(repoDir, blob)
+    try {
+      const entry: Entry = {
+        v: 1,
+        stats: {
+          checksum,
+          content_type: input.contentType ?? DEFAULT_CONTENT_TYPE,
+          metadata: { ...input.userMetadata },
+          mtime: input.mtimeSec ?? Math.floor(this.#now() / 1000),
+          physical_address: input.physicalAddress,
+          size_bytes: input.sizeBytes,
+        },
+        blob,
+        md5: digests?.md5 ?? null,
+        sha256: digests?.sha256 ?? null,
+      }
+      const target = this.#entryFile(repo.name, input.branch, segments)
+      const previous = input.createOnly ? null : await readEntry(target)
+      try {
+        await writeSmallFile(this.#o.layout.tmp, target, JSON.stringify(entry), this.#o.uploads, !input.createOnly)
+      } catch (err) {
+        if (err instanceof UploadError && err.code === 'ERR_ALREADY_EXISTS') {
+          throw new UploadError('ERR_PRECONDITION_FAILED', 'Precondition failed')
+        }
+        throw err
+      }
+      // The replaced entry's blob belongs to no entry any more.
+      if (previous?.blob) await removeQuietly(join(repoDir, previous.blob))
+      const { checksum: c, content_type, metadata, mtime, physical_address, size_bytes } = entry.stats
+      return { checksum: c, content_type, metadata, mtime, path: input.path, path_type: 'object', physical_address, size_bytes }
+    } catch (err) {
+      if (blobPath !== null) await removeQuietly(blobPath)
+      throw err
+    }
+  }
+
+  /**
+   * Takes a hard link of the staged file (so later PUTs cannot change what was checked), then
+   * checks its size and checksum. Digests come from the upload's sidecar when it describes this
+   * very inode, else from a pool pass over the file.
+   */
+  async #snapshot(dataFile: string, blobPath: string, sizeBytes: number, checksum: string): Promise<{ md5: string; sha256: string }> {
+    await mkdir(dirname(blobPath), { recursive: true })
+    try {
+      await link(dataFile, blobPath)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new UploadError('ERR_DEPENDENCY_MISSING', 'no object was uploaded to this physical address')
+      }
+      throw err
+    }
+    try {
+      const st = await stat(blobPath, { bigint: true })
+      if (st.size !== BigInt(sizeBytes)) {
+        throw new UploadError('ERR_SIZE_MISMATCH', `size_bytes ${sizeBytes} does not match the ${st.size} bytes staged at this address`)
+      }
+      let d: { md5: string; sha256: string } | null = null
+      const side = await readJsonOrNull<Digests>(`${dataFile}.digests`)
+      if (side !== null && side.ino === String(st.ino) && side.size === String(st.size) && side.mtimeNs === String(st.mtimeNs)) {
+        d = { md5: side.md5, sha256: side.sha256 }
+      } else {
+        const h = await this.#o.pool.hashFile(blobPath, { algos: ['md5', 'sha256'] })
+        const md5 = h.digests.md5
+        const sha256 = h.digests.sha256
+        if (md5 === undefined || sha256 === undefined) throw new Error('hash pool answered without md5 or sha256')
+        d = { md5, sha256 }
+      }
+      if (!checksumMatches(checksum, d)) {
+        throw new UploadError('ERR_CHECKSUM_MISMATCH', 'checksum does not match the object staged at this address')
+      }
+      await fsyncDir(dirname(blobPath))
+      return d
+    } catch (err) {
+      await removeQuietly(blobPath)
+      throw err
+    }
+  }
+
+  #repoDir(repo: string): string {
+    return resolveUnder(this.#o.layout.staging, [repo])
+  }
+
+  #dataFile(repo: string, relative: string): string {
+    return resolveUnder(this.#repoDir(repo), relative.split('/'))
+  }
+
+  #entryFile(repo: string, branch: string, segments: readonly string[]): string {
+    const names = segments.map((s, i) => (i === segments.length - 1 ? `${s}.o` : `${s}.d`))
+    return resolveUnder(this.#repoDir(repo), ['branches', branch, 'objects', ...names])
+  }
+}
+
+/** The namespace without a trailing slash. */
+function namespaceOf(repo: LakeFsRepository): string {
+  return repo.storageNamespace.replace(/\/+$/, '')
+}
+
+/**
+ * lakectl sends the md5 as hex (from Content-MD5 or the ETag); the web UI passes the base64
+ * Content-MD5 through; sha256 hex is accepted too.
+ */
+export function checksumMatches(checksum: string, d: { readonly md5: string; readonly sha256: string }): boolean {
+  const c = checksum.toLowerCase()
+  if (c === d.md5 || c === d.sha256) return true
+  return checksum === Buffer.from(d.md5, 'hex').toString('base64')
+}
+
+async function readJsonOrNull<T>(path: string): Promise<T | null> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null
+    throw err
+  }
+  try {
+    return JSON.parse(text) as T
+  } catch {
+    return null // a sidecar cut by a crash: treated as absent, the bytes get hashed again
+  }
+}
+
+async function readEntry(path: string): Promise<Entry | null> {
+  const e = await readJsonOrNull<Entry>(path)
+  return e !== null && e.v === 1 ? e : null
+}
+
+/** Writes a small file to a temp name, then publishes it (rename, or link-if-absent). */
+async function writeSmallFile(tmpDir: string, target: string, text: string, uploads: UploadService, overwrite: boolean): Promise<void> {
+  const tmp = join(tmpDir, `w-${randomUUID()}.part`)
+  await writeFile(tmp, text, { mode: 0o644 })
+  await uploads.publish(tmp, target, { overwrite })
+}

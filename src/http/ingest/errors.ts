@@ -1,0 +1,80 @@
+/**
+ * Error answers of the bulk-ingest family, in dsp-ingest's shapes (BaseEndpoints'
+ * defaultErrorOutputs; notes/lakefs-dspingest.md §2.2): the status picks the body.
+ */
+import { isUploadError, type ErrorCode } from '../../core/errors.js'
+import type { RequestContext } from '../context.js'
+import { sendJson } from '../respond.js'
+
+/**
+ * Core code → status. dsp-ingest answers only 400, 401, 404, 409, 500 and 503 on these routes
+ * (403 is declared but never used); every code lands on one of them except 413, our own limit.
+ */
+export const INGEST_STATUS: Readonly<Record<ErrorCode, number>> = {
+  ERR_INVALID_ARGUMENT: 400,
+  ERR_INVALID_PATH: 400,
+  ERR_PATH_TOO_LONG: 400,
+  ERR_INVALID_RANGE: 400,
+  ERR_RANGE_NOT_SATISFIABLE: 400,
+  ERR_SIZE_MISMATCH: 400,
+  ERR_CHECKSUM_MISMATCH: 400,
+  // dsp-ingest streams any size; Ferry's FERRY_MAX_UPLOAD_BYTES is refused with 413 and a reason.
+  ERR_BODY_TOO_LARGE: 413,
+  ERR_UNSUPPORTED_MEDIA_TYPE: 400,
+  ERR_SESSION_NOT_FOUND: 404,
+  ERR_SESSION_ID_CONFLICT: 409,
+  ERR_SESSION_INCOMPLETE: 400,
+  ERR_SESSION_BUSY: 409,
+  ERR_SESSION_CLOSED: 409,
+  ERR_NOT_FOUND: 404,
+  // A folder stands where the file should go (or a file where a folder is needed): the client's
+  // path is at fault, and 409 would tell dsp-tools "an ingest is running".
+  ERR_ALREADY_EXISTS: 400,
+  ERR_PRECONDITION_FAILED: 400,
+  ERR_DEPENDENCY_MISSING: 404,
+  ERR_LOCKED: 409,
+  ERR_UNAUTHORIZED: 401,
+  // "dsp-ingest never uses 403 for a scope failure": a token without the project's scope is 401.
+  ERR_FORBIDDEN: 401,
+  ERR_NOT_IMPLEMENTED: 400,
+  ERR_RESERVED_NAME: 400,
+  ERR_CLIENT_ABORTED: 400,
+  ERR_TIMEOUT: 503,
+  ERR_UNAVAILABLE: 503,
+  ERR_IO: 500,
+}
+
+/** The body of each status (the BadRequest argument text is dsp-ingest's, stray quote included). */
+export function ingestErrorBody(status: number, message: string, details: Record<string, unknown>): unknown {
+  switch (status) {
+    case 400:
+      return {
+        errors: [{
+          argument: typeof details['argument'] === 'string' ? details['argument'] : 'Request',
+          reason: typeof details['reason'] === 'string' ? details['reason'] : message,
+        }],
+      }
+    case 404:
+      return { id: String(details['id'] ?? ''), type: String(details['type'] ?? 'project') }
+    case 500:
+      return { errorMessage: 'internal error' }
+    case 503:
+      return { status: 'DOWN' }
+    default: // 401, 403, 409, 413
+      return { reason: message }
+  }
+}
+
+export function sendIngestError(ctx: RequestContext, err: unknown): void {
+  if (isUploadError(err)) {
+    const status = INGEST_STATUS[err.code]
+    if (status >= 500) ctx.log.error({ err }, 'bulk-ingest request failed')
+    else ctx.log.info({ code: err.code, msg: err.message }, 'bulk-ingest request refused')
+    // RFC 6750: a missing or malformed credential is answered with a Bearer challenge.
+    const headers: Record<string, string> = err.details['challenge'] === true ? { 'WWW-Authenticate': 'Bearer' } : {}
+    sendJson(ctx.res, status, ingestErrorBody(status, err.message, err.details), headers)
+    return
+  }
+  ctx.log.error({ err }, 'bulk-ingest request failed')
+  sendJson(ctx.res, 500, { errorMessage: 'internal error' })
+}

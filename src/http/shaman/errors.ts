@@ -1,0 +1,69 @@
+import { isUploadError, type StatusTable } from '../../core/errors.js'
+import type { RequestContext } from '../context.js'
+import { sendJson } from '../respond.js'
+
+/**
+ * Core code → HTTP status for the Shaman API. The body is always the spec's
+ * `Error {code, message}` with `code` = the HTTP status (flamenco-openapi.yaml `Error`).
+ * Where Flamenco's Go server differs from its spec (500 for every checkout error, a random suffix
+ * instead of 409), we follow the spec (notes/shaman-imagestore.md 1.11).
+ */
+export const SHAMAN_STATUS: StatusTable = {
+  // Bad path parameters, headers and JSON: the Manager's request validator answers 400.
+  ERR_INVALID_ARGUMENT: 400,
+  ERR_INVALID_PATH: 400,
+  ERR_PATH_TOO_LONG: 400,
+  ERR_INVALID_RANGE: 400,
+  ERR_RANGE_NOT_SATISFIABLE: 416,
+  // Spec: "417: There was a mismatch between the request parameters and the actual file size
+  // or checksum of the uploaded file."
+  ERR_SIZE_MISMATCH: 417,
+  ERR_CHECKSUM_MISMATCH: 417,
+  // Flamenco has no size limit (it buffers the body in RAM); ours is 413.
+  ERR_BODY_TOO_LARGE: 413,
+  ERR_UNSUPPORTED_MEDIA_TYPE: 415,
+  ERR_SESSION_NOT_FOUND: 404,
+  ERR_SESSION_ID_CONFLICT: 409,
+  ERR_SESSION_INCOMPLETE: 400,
+  ERR_SESSION_BUSY: 409,
+  ERR_SESSION_CLOSED: 409,
+  ERR_NOT_FOUND: 404,
+  // Spec, checkout: "409: Checkout already exists." (Flamenco's code adds a suffix instead.)
+  ERR_ALREADY_EXISTS: 409,
+  ERR_PRECONDITION_FAILED: 412,
+  // Spec, checkout: "424: There were files missing." (Flamenco's code answers 500.)
+  ERR_DEPENDENCY_MISSING: 424,
+  // A checkout whose lock was lost while it was being built: someone else may be creating it.
+  ERR_LOCKED: 409,
+  ERR_UNAUTHORIZED: 401,
+  ERR_FORBIDDEN: 403,
+  ERR_NOT_IMPLEMENTED: 501,
+  ERR_RESERVED_NAME: 400,
+  // The client is gone; nobody reads this answer.
+  ERR_CLIENT_ABORTED: 400,
+  ERR_TIMEOUT: 504,
+  // Spec, Error.code: "Code 503 is used when the database is busy. The HTTP response will
+  // contain a 'Retry-After' HTTP header". We use it while a GC pass blocks a checkout.
+  ERR_UNAVAILABLE: 503,
+  ERR_IO: 500,
+}
+
+export function sendShamanErrorBody(ctx: RequestContext, status: number, message: string, headers: Record<string, string> = {}): void {
+  sendJson(ctx.res, status, { code: status, message }, headers)
+}
+
+export function sendShamanError(ctx: RequestContext, err: unknown): void {
+  if (isUploadError(err)) {
+    const status = SHAMAN_STATUS[err.code]
+    if (status >= 500) ctx.log.error({ err }, 'shaman request failed')
+    else ctx.log.info({ code: err.code, msg: err.message }, 'shaman request refused')
+    const headers: Record<string, string> = {}
+    if (status === 503) headers['Retry-After'] = '5'
+    // A body declared over our limit is not drained: close the connection after the answer.
+    if (err.code === 'ERR_BODY_TOO_LARGE' && !ctx.req.complete) headers['Connection'] = 'close'
+    sendShamanErrorBody(ctx, status, err.message, headers)
+    return
+  }
+  ctx.log.error({ err }, 'shaman request failed')
+  sendShamanErrorBody(ctx, 500, 'internal error')
+}

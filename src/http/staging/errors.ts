@@ -1,0 +1,129 @@
+import type { ServerResponse } from 'node:http'
+import { isUploadError, type ErrorCode, type StatusTable } from '../../core/errors.js'
+import type { RequestContext } from '../context.js'
+
+/**
+ * Core code → HTTP status for the lakeFS API (`{"message": …}` bodies). Statuses follow lakeFS's
+ * handleApiErrorCallback where it has the condition (notes/lakefs-dspingest.md 1.4); where it
+ * does not, the comment says why we chose ours.
+ */
+export const LAKEFS_STATUS: StatusTable = {
+  ERR_INVALID_ARGUMENT: 400,
+  ERR_INVALID_PATH: 400,
+  ERR_PATH_TOO_LONG: 400,
+  ERR_INVALID_RANGE: 400,
+  ERR_RANGE_NOT_SATISFIABLE: 416,
+  // Link with a size_bytes, or a PUT with a body, that does not match the bytes: a bad request.
+  ERR_SIZE_MISMATCH: 400,
+  ERR_CHECKSUM_MISMATCH: 400,
+  ERR_BODY_TOO_LARGE: 413,
+  ERR_UNSUPPORTED_MEDIA_TYPE: 415,
+  ERR_SESSION_NOT_FOUND: 404,
+  ERR_SESSION_ID_CONFLICT: 409,
+  ERR_SESSION_INCOMPLETE: 400,
+  // lakeFS answers a contended write with 429 "Too many attempts, try again later".
+  ERR_SESSION_BUSY: 429,
+  ERR_SESSION_CLOSED: 400,
+  ERR_NOT_FOUND: 404,
+  // Create-if-absent lost: lakeFS's 412 "Precondition failed".
+  ERR_ALREADY_EXISTS: 412,
+  ERR_PRECONDITION_FAILED: 412,
+  // Link of an address nothing was uploaded to. 409 is the one status on which lakectl and the
+  // Go client start the upload over (new address, new PUT), which is the way out of this state.
+  ERR_DEPENDENCY_MISSING: 409,
+  ERR_LOCKED: 429,
+  // lakeFS never uses 403 for a denial; auth failures are 401.
+  ERR_UNAUTHORIZED: 401,
+  ERR_FORBIDDEN: 403,
+  ERR_NOT_IMPLEMENTED: 501,
+  ERR_RESERVED_NAME: 400,
+  // lakeFS answers a request cancelled by its client with 499 and no body.
+  ERR_CLIENT_ABORTED: 499,
+  ERR_TIMEOUT: 504,
+  ERR_UNAVAILABLE: 503,
+  ERR_IO: 500,
+}
+
+/** lakeFS writes JSON with Go's json.Encoder (trailing newline) and `nosniff`. */
+export function sendLakeFsJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = `${JSON.stringify(body)}\n`
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'X-Content-Type-Options': 'nosniff',
+    'Content-Length': Buffer.byteLength(text),
+    ...headers,
+  })
+  res.end(res.req?.method === 'HEAD' ? undefined : text)
+}
+
+export function statusOf(code: ErrorCode): number {
+  return LAKEFS_STATUS[code]
+}
+
+/** The error answer of the lakeFS API routes. Anything not an UploadError is a 500 with no internals. */
+export function sendLakeFsError(ctx: RequestContext, err: unknown): void {
+  if (isUploadError(err)) {
+    const status = statusOf(err.code)
+    if (status >= 500) ctx.log.error({ err }, 'lakefs request failed')
+    else ctx.log.info({ code: err.code, msg: err.message }, 'lakefs request refused')
+    if (status === 499) {
+      ctx.res.writeHead(499, { 'Content-Length': 0 })
+      ctx.res.end()
+      return
+    }
+    sendLakeFsJson(ctx.res, status, { message: err.message })
+    return
+  }
+  ctx.log.error({ err }, 'lakefs request failed')
+  sendLakeFsJson(ctx.res, 500, { message: 'internal server error' })
+}
+
+const S3_CODE_BY_STATUS: Readonly<Record<number, string>> = {
+  400: 'InvalidRequest',
+  403: 'AccessDenied',
+  404: 'NoSuchBucket',
+  412: 'PreconditionFailed',
+  413: 'EntityTooLarge',
+  501: 'NotImplemented',
+  503: 'ServiceUnavailable',
+}
+
+const S3_CODE_BY_ERROR: Partial<Record<ErrorCode, string>> = {
+  ERR_CHECKSUM_MISMATCH: 'BadDigest',
+  ERR_SIZE_MISMATCH: 'IncompleteBody',
+  ERR_INVALID_ARGUMENT: 'InvalidArgument',
+}
+
+function xmlEscape(s: string): string {
+  return s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+/**
+ * The presigned PUT stands in for the object store (S3, GCS, Azure all answer XML), so its errors
+ * are S3-style `<Error><Code>…</Code><Message>…</Message></Error>` with the same statuses as the
+ * table above. A bad signature is 403 SignatureDoesNotMatch, an expired or missing one 403
+ * AccessDenied (the UploadError's `details.s3Code` names the code when the status alone does not).
+ */
+export function sendS3Error(ctx: RequestContext, err: unknown): void {
+  let status = 500
+  let code = 'InternalError'
+  let message = 'We encountered an internal error. Please try again.'
+  if (isUploadError(err)) {
+    status = statusOf(err.code)
+    const named = err.details['s3Code']
+    code = typeof named === 'string' ? named : (S3_CODE_BY_ERROR[err.code] ?? S3_CODE_BY_STATUS[status] ?? (status >= 500 ? 'InternalError' : 'InvalidRequest'))
+    message = err.message
+    if (status >= 500) ctx.log.error({ err }, 'presigned upload failed')
+    else ctx.log.info({ code: err.code, msg: err.message }, 'presigned upload refused')
+    if (status === 499) {
+      ctx.res.writeHead(499, { 'Content-Length': 0 })
+      ctx.res.end()
+      return
+    }
+  } else {
+    ctx.log.error({ err }, 'presigned upload failed')
+  }
+  const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message><RequestId>${xmlEscape(ctx.reqId)}</RequestId></Error>`
+  ctx.res.writeHead(status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(xml) })
+  ctx.res.end(xml)
+}

@@ -1,0 +1,296 @@
+/**
+ * lakeFS staging front door under `/api/v1` (shared/specs/lakefs-swagger.yml, operations
+ * getPhysicalAddress and linkPhysicalAddress; notes/lakefs-dspingest.md part 1). Ferry is a
+ * staging and upload service, not a version-control system: repositories, their storage
+ * namespaces and branches come from FERRY_CONFIG.
+ *
+ *   GET  /healthcheck                                         204, no auth
+ *   GET  /config                                              Config (pre_sign_support: true)
+ *   GET  /repositories/{r}/branches/{b}/staging/backing       StagingLocation (+ presigned URL)
+ *   PUT  /repositories/{r}/branches/{b}/staging/backing       StagingMetadata → ObjectStats
+ *   PUT  /_ferry/presigned/{r}/data/{partition}/{id},{sig}    the presigned upload (S3-style answers)
+ *
+ * The flow lakectl runs: config → GET backing?presign=true → PUT the bytes to presigned_url (the
+ * answer carries ETag = "<md5 hex>" and Content-MD5 = base64 md5, as S3 single-part) → PUT backing
+ * with the StagingLocation echoed and the md5 as checksum → 200 ObjectStats.
+ *
+ * Departures from lakeFS, on purpose:
+ * - authentication is checked before the request is validated (lakeFS validates first), so an
+ *   anonymous client learns nothing about repositories or parameters;
+ * - the object path is checked (no empty, `.` or `..` segments, no backslash or control
+ *   characters) already when an address is asked for, since it becomes folders on disk;
+ * - If-Match / If-None-Match are checked before the body (lakeFS: after the address);
+ * - a link of an address nothing was uploaded to answers 409 (lakeFS does not look), so lakectl
+ *   starts that upload over; a size or checksum that does not match the staged bytes is 400.
+ */
+import type { LakeFsConfig } from '../../config/config.js'
+import type { Engine } from '../../app.js'
+import { UploadError } from '../../core/errors.js'
+import { PRESIGN_EXPIRES_PARAM, PRESIGN_SIGNATURE_PARAM } from '../../core/staging/signing.js'
+import { StagingStore } from '../../core/staging/store.js'
+import { readJson, uploadBody } from '../body.js'
+import type { Family, RequestContext } from '../context.js'
+import { sendEmpty } from '../respond.js'
+import { createAuthenticator } from './auth.js'
+import { sendLakeFsError, sendLakeFsJson, sendS3Error } from './errors.js'
+
+export const LAKEFS_PREFIX = '/api/v1'
+/** Presigned upload URLs live here (inside the family's prefix, outside lakeFS's own routes). */
+export const PRESIGNED_PATH = '/_ferry/presigned/'
+
+export interface StagingFamilyOptions {
+  /** The signing clock, ms (tests). */
+  readonly now?: () => number
+}
+
+/** The lakeFS API version whose contract this front door follows. */
+const API_VERSION = '1.84.0'
+
+interface LinkBody {
+  readonly physicalAddress: string
+  readonly checksum: string
+  readonly sizeBytes: number
+  readonly userMetadata: Record<string, string>
+  readonly contentType: string | null
+  readonly mtimeSec: number | null
+}
+
+const bodyError = (msg: string) => new UploadError('ERR_INVALID_ARGUMENT', `request body has an error: doesn't match schema: ${msg}`)
+
+function isInt64(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v)
+}
+
+/** StagingMetadata, checked against the spec's schema (required: staging, checksum, size_bytes). */
+export function parseStagingMetadata(raw: unknown): LinkBody {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bodyError('value must be an object')
+  const o = raw as Record<string, unknown>
+  for (const k of ['staging', 'checksum', 'size_bytes']) {
+    if (o[k] === undefined) throw bodyError(`property "${k}" is missing`)
+  }
+  const staging = o['staging']
+  if (typeof staging !== 'object' || staging === null || Array.isArray(staging)) throw bodyError('property "staging": value must be an object')
+  const st = staging as Record<string, unknown>
+  // presigned_url and presigned_url_expiry are echoed back by clients: accepted and ignored.
+  if (st['presigned_url'] !== undefined && st['presigned_url'] !== null && typeof st['presigned_url'] !== 'string') {
+    throw bodyError('property "staging.presigned_url": value must be a string')
+  }
+  if (st['presigned_url_expiry'] !== undefined && !isInt64(st['presigned_url_expiry'])) {
+    throw bodyError('property "staging.presigned_url_expiry": value must be an integer')
+  }
+  const addr = st['physical_address']
+  if (typeof addr !== 'string' || addr === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'physical_address is required')
+  if (typeof o['checksum'] !== 'string') throw bodyError('property "checksum": value must be a string')
+  if (!isInt64(o['size_bytes'])) throw bodyError('property "size_bytes": value must be an integer')
+  if (o['size_bytes'] < 0) throw new UploadError('ERR_INVALID_ARGUMENT', 'size_bytes must not be negative')
+  const meta: Record<string, string> = {}
+  const um = o['user_metadata']
+  if (um !== undefined && um !== null) {
+    if (typeof um !== 'object' || Array.isArray(um)) throw bodyError('property "user_metadata": value must be an object')
+    for (const [k, v] of Object.entries(um)) {
+      if (typeof v !== 'string') throw bodyError(`property "user_metadata.${k}": value must be a string`)
+      meta[k] = v
+    }
+  }
+  const ct = o['content_type']
+  if (ct !== undefined && ct !== null && typeof ct !== 'string') throw bodyError('property "content_type": value must be a string')
+  const mtime = o['mtime']
+  if (mtime !== undefined && mtime !== null && !isInt64(mtime)) throw bodyError('property "mtime": value must be an integer')
+  const force = o['force']
+  if (force !== undefined && typeof force !== 'boolean') throw bodyError('property "force": value must be a boolean')
+  return {
+    physicalAddress: addr,
+    checksum: o['checksum'],
+    sizeBytes: o['size_bytes'],
+    userMetadata: meta,
+    contentType: typeof ct === 'string' && ct !== '' ? ct : null,
+    mtimeSec: typeof mtime === 'number' ? mtime : null,
+  }
+}
+
+/** Go's strconv.ParseBool, which the lakeFS validator uses for boolean query parameters. */
+function parseBool(name: string, raw: string | null): boolean {
+  if (raw === null) return false
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(raw)) return true
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(raw)) return false
+  throw new UploadError('ERR_INVALID_ARGUMENT', `parameter "${name}" in query has an error: value ${raw}: an invalid boolean: invalid syntax`)
+}
+
+function requiredQuery(url: URL, name: string): string {
+  const v = url.searchParams.get(name)
+  if (v === null) throw new UploadError('ERR_INVALID_ARGUMENT', `parameter "${name}" in query has an error: value is required but missing`)
+  return v
+}
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s)
+  } catch {
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'malformed percent-encoding in the path')
+  }
+}
+
+/** `Host` as the client sent it, when it is a plain host[:port]; else this socket's address. */
+function originOf(ctx: RequestContext): string {
+  const host = ctx.req.headers.host
+  if (typeof host === 'string' && /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host)) return `http://${host}`
+  const addr = ctx.req.socket.localAddress ?? '127.0.0.1'
+  const port = ctx.req.socket.localPort ?? 80
+  return `http://${addr.includes(':') ? `[${addr}]` : addr}:${port}`
+}
+
+function blockstoreType(lakefs: LakeFsConfig): string {
+  const first = lakefs.repositories[0]?.storageNamespace ?? 'local://'
+  return /^([a-z][a-z0-9+.-]*):\/\//i.exec(first)?.[1]?.toLowerCase() ?? 'local'
+}
+
+export function createStagingFamily(engine: Engine, lakefs: LakeFsConfig, opts: StagingFamilyOptions = {}): Family {
+  const store = new StagingStore({
+    config: lakefs,
+    layout: engine.layout,
+    uploads: engine.uploads,
+    pool: engine.pool,
+    maxUploadBytes: engine.config.limits.maxUploadBytes,
+    ...(opts.now ? { now: opts.now } : {}),
+  })
+  const authenticate = createAuthenticator(lakefs)
+  const maxJsonBytes = engine.config.limits.maxJsonBytes
+  const type = blockstoreType(lakefs)
+  const storageConfig = {
+    blockstore_type: type,
+    blockstore_namespace_example: `${type}://example-bucket/`,
+    blockstore_namespace_ValidityRegex: `^${type}://`,
+    blockstore_description: 'Ferry staging area',
+    pre_sign_support: true,
+    // Ferry sends no CORS headers, so browsers cannot PUT to its presigned URLs.
+    pre_sign_support_ui: false,
+    import_support: false,
+    import_validity_regex: `^${type}://`,
+    // Multipart presigned uploads (/staging/pmpu) are not offered: lakectl stays single-part.
+    pre_sign_multipart_upload: false,
+  }
+  const configBody = {
+    version_config: { version: API_VERSION, version_context: 'ferry', upgrade_recommended: false },
+    storage_config: storageConfig,
+    storage_config_list: [storageConfig],
+    ui_config: {},
+    capabilities_config: {},
+  }
+
+  function methodNotAllowed(ctx: RequestContext, allow: string): true {
+    sendLakeFsJson(ctx.res, 405, { message: 'method not allowed' }, { Allow: allow })
+    return true
+  }
+
+  async function getPhysicalAddress(ctx: RequestContext, repo: string, branch: string): Promise<void> {
+    await authenticate(ctx.req)
+    store.repository(repo)
+    const path = requiredQuery(ctx.url, 'path')
+    const presign = parseBool('presign', ctx.url.searchParams.get('presign'))
+    const a = store.newAddress(repo, branch, path, presign)
+    // Go emits presigned_url always (null when not asked for), presigned_url_expiry only when set.
+    const body: Record<string, unknown> = { physical_address: a.physicalAddress, presigned_url: null }
+    if (a.presign !== null) {
+      body['presigned_url'] = `${originOf(ctx)}${LAKEFS_PREFIX}${PRESIGNED_PATH}${encodeURIComponent(repo)}/${a.relative}?${a.presign.query}`
+      body['presigned_url_expiry'] = a.presign.expiresSec
+    }
+    sendLakeFsJson(ctx.res, 200, body)
+  }
+
+  async function linkPhysicalAddress(ctx: RequestContext, repo: string, branch: string): Promise<void> {
+    await authenticate(ctx.req)
+    store.repository(repo)
+    const path = requiredQuery(ctx.url, 'path')
+    // lakeFS (v1.71+): any If-Match, and any If-None-Match but `*`, is 501.
+    if (ctx.req.headers['if-match'] !== undefined) throw new UploadError('ERR_NOT_IMPLEMENTED', 'Not Implemented')
+    const inm = ctx.req.headers['if-none-match']
+    if (inm !== undefined && inm.trim() !== '*') throw new UploadError('ERR_NOT_IMPLEMENTED', 'Not Implemented')
+    const body = parseStagingMetadata(await readJson(ctx.req, maxJsonBytes))
+    const stats = await store.link({
+      repository: repo,
+      branch,
+      path,
+      physicalAddress: body.physicalAddress,
+      checksum: body.checksum,
+      sizeBytes: body.sizeBytes,
+      userMetadata: body.userMetadata,
+      contentType: body.contentType,
+      mtimeSec: body.mtimeSec,
+      createOnly: inm !== undefined,
+    })
+    sendLakeFsJson(ctx.res, 200, stats)
+  }
+
+  async function presignedPut(ctx: RequestContext, rest: string): Promise<void> {
+    const segs = rest.split('/').map(decodeSegment)
+    const repo = segs[0] ?? ''
+    const relative = segs.slice(1).join('/')
+    const refusal = store.checkPresigned(
+      repo,
+      relative,
+      ctx.url.searchParams.get(PRESIGN_EXPIRES_PARAM),
+      ctx.url.searchParams.get(PRESIGN_SIGNATURE_PARAM),
+    )
+    if (refusal === 'missing') {
+      throw new UploadError('ERR_FORBIDDEN', `Query-string authentication requires the ${PRESIGN_SIGNATURE_PARAM} and ${PRESIGN_EXPIRES_PARAM} parameters`, { details: { s3Code: 'AccessDenied' } })
+    }
+    if (refusal === 'mismatch') {
+      throw new UploadError('ERR_FORBIDDEN', 'The request signature we calculated does not match the signature you provided.', { details: { s3Code: 'SignatureDoesNotMatch' } })
+    }
+    if (refusal === 'expired') throw new UploadError('ERR_FORBIDDEN', 'Request has expired', { details: { s3Code: 'AccessDenied' } })
+    const body = await uploadBody(ctx.req, engine.config.limits.maxUploadBytes)
+    const md5Header = ctx.req.headers['content-md5']
+    const got = await store.receive(repo, relative, body, { contentMd5: typeof md5Header === 'string' ? md5Header : null, signal: ctx.signal })
+    // S3 single-part: ETag is the quoted md5 hex; Content-MD5 the base64 md5. lakectl takes
+    // either as the checksum it links with.
+    sendEmpty(ctx.res, 200, {
+      ETag: `"${got.md5}"`,
+      'Content-MD5': Buffer.from(got.md5, 'hex').toString('base64'),
+    })
+  }
+
+  return {
+    name: 'lakefs',
+    prefix: LAKEFS_PREFIX,
+    async handle(ctx) {
+      const rest = ctx.rawPath.slice(LAKEFS_PREFIX.length)
+      const method = ctx.req.method ?? 'GET'
+      if (rest.startsWith(PRESIGNED_PATH)) {
+        if (method !== 'PUT') {
+          ctx.res.writeHead(405, { Allow: 'PUT', 'Content-Length': 0 })
+          ctx.res.end()
+          return true
+        }
+        await presignedPut(ctx, rest.slice(PRESIGNED_PATH.length))
+        return true
+      }
+      if (rest === '/healthcheck') {
+        if (method !== 'GET') return methodNotAllowed(ctx, 'GET')
+        sendEmpty(ctx.res, 204)
+        return true
+      }
+      if (rest === '/config') {
+        if (method !== 'GET') return methodNotAllowed(ctx, 'GET')
+        await authenticate(ctx.req)
+        sendLakeFsJson(ctx.res, 200, configBody)
+        return true
+      }
+      const m = /^\/repositories\/([^/]+)\/branches\/([^/]+)\/staging\/backing$/.exec(rest)
+      if (m) {
+        const repo = decodeSegment(m[1]!)
+        const branch = decodeSegment(m[2]!)
+        if (method === 'GET') await getPhysicalAddress(ctx, repo, branch)
+        else if (method === 'PUT') await linkPhysicalAddress(ctx, repo, branch)
+        else return methodNotAllowed(ctx, 'GET, PUT')
+        return true
+      }
+      // lakeFS's answer for a path under /api/v1 that matches no operation.
+      sendLakeFsJson(ctx.res, 404, { message: 'invalid API endpoint' })
+      return true
+    },
+    sendError(ctx, err) {
+      if (ctx.rawPath.startsWith(LAKEFS_PREFIX + PRESIGNED_PATH)) sendS3Error(ctx, err)
+      else sendLakeFsError(ctx, err)
+    },
+  }
+}
