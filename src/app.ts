@@ -17,6 +17,8 @@ import { UploadService } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
 import { createIngestFamily } from './http/ingest/family.js'
+import { createStagingFamily } from './http/staging/family.js'
+import { createShamanFamily } from './http/shaman/family.js'
 import { createHttpServer } from './http/server.js'
 
 /** What every API family may use. */
@@ -64,6 +66,8 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
   const families: Family[] = [
     createImageStoreFamily({ uploads, maxUploadBytes: config.limits.maxUploadBytes, maxJsonBytes: config.limits.maxJsonBytes }),
     ...(config.ingest ? [createIngestFamily(engine, config.ingest)] : []),
+    ...(config.lakefs ? [createStagingFamily(engine, config.lakefs)] : []),
+    createShamanFamily(engine),
   ]
   let ready = false
   const server = createHttpServer({

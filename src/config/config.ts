@@ -172,7 +172,7 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
   }
   const allowExt = o['allowExternalAddresses'] ?? false
   if (typeof allowExt !== 'boolean') throw new ConfigError('FERRY_CONFIG.lakefs.allowExternalAddresses must be a boolean')
-  return {
+  const out: LakeFsConfig = {
     signingSecret: nonEmpty('FERRY_CONFIG.lakefs.signingSecret', o['signingSecret']),
     jwtSecret: nonEmpty('FERRY_CONFIG.lakefs.jwtSecret', o['jwtSecret']),
     credentials: creds.map((c, i) => {
