@@ -7,10 +7,11 @@
  *   <dataDir>/ingest/<sc>/assets/ab/cd/<id>.* the assets: `<id>.<ext>.orig`, `<id>.<ext>`, `<id>.info`
  *   <dataDir>/ingest/<sc>/journal/<h>.json     one entry per file whose ingest has begun, not ended
  *
- * Every bulk operation of a project is exclusive under one lock in the shared Locker, so it
+ * Bulk operations of a project exclude each other through one mutex in the shared Locker, so it
  * holds across instances: an ingest and a finalize hold it for their whole background run (the
  * Locker renews it; when it is lost the run stops at its next step), mapping.csv and each
- * upload's publish hold it for a moment.
+ * upload's publish hold it for a moment. A run also holds a job marker, so an upload can answer
+ * "in progress" at once during a run yet wait its turn behind other uploads' publishes.
  *
  * Crash safety of one file's ingest: each step is idempotent and the steps run in this order,
  * so a run stopped anywhere (SIGKILL, lock lost, shutdown) is finished by the next run.
@@ -51,6 +52,8 @@ export interface BulkIngestOptions {
   readonly lockTtlMs: number
   /** How long a request waits for a busy project lock before it answers "in progress", ms. */
   readonly lockWaitMs: number
+  /** How long an upload's publish waits behind other uploads' publishes, ms. */
+  readonly publishWaitMs: number
   /** Files of one ingest processed at once. */
   readonly maxParallel: number
 }
@@ -120,20 +123,19 @@ export class BulkIngestService {
     return join(this.projectDir(sc), 'journal')
   }
 
+  /** The project mutex: held by a run for its whole length, by an upload's publish and a mapping read briefly. */
   #lockKey(sc: string): string {
     return `ingest:project:${sc}`
   }
 
-  /**
-   * Throws ERR_LOCKED while any instance runs a bulk operation on the project. Another upload's
-   * publish holds the lock for a moment only, so this waits up to lockWaitMs for it to clear.
-   */
+  /** Held next to the mutex by an ingest or finalize run only, so uploads can tell a run from each other. */
+  #jobKey(sc: string): string {
+    return `ingest:job:${sc}`
+  }
+
+  /** Throws ERR_LOCKED while any instance runs an ingest or finalize of the project. */
   async assertIdle(sc: string): Promise<void> {
-    const until = Date.now() + this.#o.lockWaitMs
-    while (await this.#o.locker.isHeld(this.#lockKey(sc))) {
-      if (Date.now() >= until) throw conflict(sc)
-      await sleep(Math.min(25, Math.max(1, until - Date.now())))
-    }
+    if (await this.#o.locker.isHeld(this.#jobKey(sc))) throw conflict(sc)
   }
 
   /** Where an upload of `file` lands; throws ERR_INVALID_PATH / ERR_PATH_TOO_LONG. */
@@ -142,13 +144,26 @@ export class BulkIngestService {
     return { relPath: segments.join('/'), fullPath: resolveUnder(this.importDir(sc), segments) }
   }
 
-  /** Runs `fn` under the project lock, waiting for it at most lockWaitMs (then ERR_LOCKED). */
-  async withProjectLock<T>(sc: string, fn: () => Promise<T>): Promise<T> {
-    const lock = await this.#acquire(sc)
-    try {
-      return await fn()
-    } finally {
-      await lock.release()
+  /**
+   * Runs an upload's publish under the project mutex, so no file lands while a run reads the
+   * import folder (a file replaced mid-ingest would otherwise be removed as the old one's source).
+   * Other publishes hold the mutex for a moment only, so this waits for them up to
+   * publishWaitMs; it gives up at once with ERR_LOCKED when an ingest or finalize runs.
+   */
+  async withPublishLock<T>(sc: string, fn: () => Promise<T>): Promise<T> {
+    const until = Date.now() + this.#o.publishWaitMs
+    for (;;) {
+      await this.assertIdle(sc)
+      const lock = await this.#o.locker.tryAcquire(this.#lockKey(sc), this.#o.lockTtlMs)
+      if (lock !== null) {
+        try {
+          return await fn()
+        } finally {
+          await lock.release()
+        }
+      }
+      if (Date.now() >= until) throw conflict(sc)
+      await sleep(15)
     }
   }
 
@@ -159,6 +174,29 @@ export class BulkIngestService {
       if (lock !== null) return lock
       if (Date.now() >= until) throw conflict(sc)
       await sleep(Math.min(15, Math.max(1, until - Date.now())))
+    }
+  }
+
+  /** The mutex and the job marker for a background run; both renewed until released. */
+  async #acquireJob(sc: string): Promise<Lock> {
+    const mutex = await this.#acquire(sc)
+    const job = await this.#o.locker.tryAcquire(this.#jobKey(sc), this.#o.lockTtlMs).catch(async (err: unknown) => {
+      await mutex.release()
+      throw err
+    })
+    if (job === null) {
+      // A marker without the mutex: a run whose mutex was taken over is still winding down.
+      await mutex.release()
+      throw conflict(sc)
+    }
+    return {
+      key: mutex.key,
+      token: mutex.token,
+      signal: AbortSignal.any([mutex.signal, job.signal]),
+      release: async () => {
+        await job.release().catch(() => {})
+        await mutex.release()
+      },
     }
   }
 
@@ -176,7 +214,7 @@ export class BulkIngestService {
    */
   async start(sc: string, onDone?: (s: IngestSummary) => void): Promise<void> {
     await this.#requireImportDir(sc)
-    const lock = await this.#acquire(sc)
+    const lock = await this.#acquireJob(sc)
     this.#background(
       this.#ingest(sc, lock).then((s) => {
         onDone?.(s)
@@ -192,7 +230,7 @@ export class BulkIngestService {
    */
   async finalize(sc: string): Promise<void> {
     await this.#requireImportDir(sc)
-    const lock = await this.#acquire(sc)
+    const lock = await this.#acquireJob(sc)
     this.#background(this.#finalize(sc), lock)
   }
 
@@ -201,7 +239,8 @@ export class BulkIngestService {
    * Read under the project lock. ERR_NOT_FOUND when there is no mapping file.
    */
   async readMapping(sc: string): Promise<string> {
-    return this.withProjectLock(sc, async () => {
+    const lock = await this.#acquire(sc)
+    try {
       let text: string
       try {
         text = await readFile(this.mappingPath(sc), 'utf8')
@@ -213,7 +252,9 @@ export class BulkIngestService {
       }
       const end = text.lastIndexOf('\n') // a torn last line (crash mid-append) is not shown
       return end < 0 ? MAPPING_HEADER : text.slice(0, end)
-    })
+    } finally {
+      await lock.release()
+    }
   }
 
   #background(run: Promise<unknown>, lock: Lock): void {

@@ -2,7 +2,8 @@
  * The disk side of the data path: positional writes from a stream, byte comparison for exact
  * re-sends, and atomic publication (fsync file → rename or link → fsync directory).
  */
-import { constants, type Stats } from 'node:fs'
+import type { Hash } from 'node:crypto'
+import { constants, writev, type Stats } from 'node:fs'
 import { mkdir, open, rename, link, unlink, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
@@ -14,15 +15,17 @@ class PositionalWriter extends Writable {
   readonly #fh: FileHandle
   readonly #limit: number
   readonly #onProgress: ((pos: number) => void) | undefined
+  readonly #hashes: readonly Hash[]
   #pos: number
   written = 0
 
-  constructor(fh: FileHandle, start: number, limitBytes: number, onProgress?: (pos: number) => void) {
+  constructor(fh: FileHandle, start: number, limitBytes: number, onProgress?: (pos: number) => void, hashes: readonly Hash[] = []) {
     super({ highWaterMark: 1024 * 1024 })
     this.#fh = fh
     this.#pos = start
     this.#limit = limitBytes
     this.#onProgress = onProgress
+    this.#hashes = hashes
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
@@ -32,12 +35,17 @@ class PositionalWriter extends Writable {
       cb(new UploadError('ERR_SIZE_MISMATCH', `body is longer than the ${this.#limit} bytes expected`, { details: { expected: this.#limit } }))
       return
     }
-    this.#fh.writev(bufs, this.#pos).then(({ bytesWritten }) => {
+    for (const h of this.#hashes) for (const b of bufs) h.update(b)
+    // The callback API on the raw fd, as fs.WriteStream uses: measurably cheaper on the main
+    // thread than FileHandle.writev's promise per call.
+    writev(this.#fh.fd, bufs, this.#pos, (err, bytesWritten) => {
+      if (err) return cb(err)
+      if (bytesWritten !== n) return cb(new UploadError('ERR_IO', `short write: ${bytesWritten} of ${n} bytes`))
       this.#pos += bytesWritten
       this.written += bytesWritten
       this.#onProgress?.(this.#pos)
       cb()
-    }, cb)
+    })
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -53,6 +61,8 @@ export interface WriteAtOptions {
   /** fdatasync before answering. */
   readonly durable?: boolean
   readonly onProgress?: (pos: number) => void
+  /** Hashes fed with every byte, in order, on this thread (small bodies only). */
+  readonly hashes?: readonly Hash[]
   readonly signal?: AbortSignal
 }
 
@@ -75,7 +85,7 @@ export async function writeStreamAt(path: string, position: number, source: Read
   const limit = opts.expectedBytes ?? opts.maxBytes ?? Number.MAX_SAFE_INTEGER
   const fh = await openForWrite(path)
   try {
-    const writer = new PositionalWriter(fh, position, limit, opts.onProgress)
+    const writer = new PositionalWriter(fh, position, limit, opts.onProgress, opts.hashes)
     try {
       await pipeline(source, writer, opts.signal ? { signal: opts.signal } : {})
     } catch (err) {

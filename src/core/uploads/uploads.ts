@@ -4,7 +4,7 @@
  * A dropped connection loses at most the chunk in flight; the client learns what to resend from
  * the missing ranges.
  */
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { link, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -58,6 +58,9 @@ export interface WholeFile {
   readonly bytes: number
   readonly digests: HashResult['digests']
 }
+
+/** Bodies up to this size (known in advance) are hashed on the main thread as they arrive. */
+export const INLINE_HASH_MAX_BYTES = 1024 * 1024
 
 const tempNameFor = (key: string) => `s-${Buffer.from(key).toString('base64url')}.part`
 const keyFromTempName = (name: string) =>
@@ -273,7 +276,11 @@ export class UploadService {
   ): Promise<WholeFile> {
     const tempPath = join(this.#o.layout.tmp, `w-${randomUUID()}.part`)
     const algos = opts.algos ?? ['sha256']
-    const h = this.#o.pool.openStream(tempPath, algos)
+    // A small body of known length is hashed inline as it arrives: cheaper than a pool round trip.
+    // Anything larger (or of unknown length) is hashed by a pool thread following the writes.
+    const inline = opts.expectedBytes !== undefined && opts.expectedBytes <= INLINE_HASH_MAX_BYTES
+    const hashes = inline ? algos.map((a) => createHash(a)) : []
+    const h = inline ? null : this.#o.pool.openStream(tempPath, algos)
     let last = 0
     const onProgress = (pos: number) => {
       h?.advance(pos)
@@ -285,8 +292,12 @@ export class UploadService {
         ...(opts.expectedBytes !== undefined ? { expectedBytes: opts.expectedBytes } : { maxBytes: opts.maxBytes }),
         ...(opts.signal ? { signal: opts.signal } : {}),
         onProgress,
+        hashes,
       })
       await this.#flusher.settle(tempPath)
+      if (inline) {
+        return { tempPath, bytes, digests: Object.fromEntries(algos.map((a, i) => [a, hashes[i]!.digest('hex')])) }
+      }
       const streamed = h ? await h.finish(bytes) : null
       const digests = streamed?.digests ?? (await this.#o.pool.hashFile(tempPath, { algos })).digests
       return { tempPath, bytes, digests }
