@@ -237,7 +237,11 @@ async function startProcess (name, cmd, argv, env, logFile, ready, waitMs = 30_0
   child.on('error', (err) => { exited = err.message })
   const deadline = Date.now() + waitMs
   while (Date.now() < deadline) {
-    if (exited !== null) throw new Error(`${name} exited (${exited}) before it was ready; log ${logFile}:\n${tail(logFile)}`)
+    if (exited !== null) {
+      const err = new Error(`${name} exited (${exited}) before it was ready; log ${logFile}:\n${tail(logFile)}`)
+      err.bySignal = typeof exited === 'string' && exited.startsWith('SIG')
+      throw err
+    }
     if (await ready()) return child
     await sleep(50)
   }
@@ -306,6 +310,7 @@ if (needRedis) {
 }
 
 let seq = 0
+const startRetries = []
 /** Starts every instance of server `name` on one fresh data dir; returns {pids, targets, stop}. */
 async function startServer (name, dataDir) {
   const sv = SERVERS[name]
@@ -322,8 +327,19 @@ async function startServer (name, dataDir) {
       if (sv.redis) Object.assign(env, { REDIS_URL: `redis://127.0.0.1:${redisPort}`, FERRY_REDIS_PREFIX: prefix })
       const logFile = path.join(logDir, `${n}-${name}-${i}.log`)
       const script = sv.ferry ? ferryMain : sv.script
-      const child = await startProcess(`${name}#${i}`, process.execPath, [script], env, logFile,
-        async () => (await httpStatus(port, '/healthz')) === 200)
+      const ready = async () => (await httpStatus(port, '/healthz')) === 200
+      let child
+      try {
+        child = await startProcess(`${name}#${i}`, process.execPath, [script], env, logFile, ready)
+      } catch (err) {
+        // Killed by a signal nobody here sent (seen on a shared dev machine: something else
+        // signalled the process during start-up): one more try, recorded in the results. A server
+        // that exits on its own, or dies twice, still fails the run.
+        if (!err.bySignal) throw err
+        console.log(`\nbench: WARNING ${err.message.split(';')[0]}; starting it once more`)
+        startRetries.push({ server: name, error: err.message.split(';')[0], at: new Date().toISOString() })
+        child = await startProcess(`${name}#${i}`, process.execPath, [script], env, logFile, ready)
+      }
       children.push(child)
       targets.push({ host: '127.0.0.1', port })
     }
@@ -526,6 +542,7 @@ const result = {
   },
   config: { ...cfg, bigBytes },
   runs,
+  startRetries,
   ok: failed.length === 0
 }
 result.summary = summarize(result)
@@ -535,8 +552,11 @@ fs.writeFileSync(jsonFile, JSON.stringify(result, null, 2))
 const { mdFile } = writeReport(result, args.out)
 console.log('\n' + formatTable(result))
 console.log(`\nbench: ${runs.length - failed.length}/${runs.length} runs ok in ${result.durationS.toFixed(1)} s; wrote ${path.relative(process.cwd(), jsonFile)} and ${path.relative(process.cwd(), mdFile)}`)
-if (!args.keep) fs.rmSync(runRoot, { recursive: true, force: true })
-else console.log(`bench: kept ${runRoot}`)
+if (args.keep) console.log(`bench: kept ${runRoot}`)
+else if (failed.length) {
+  for (const d of fs.readdirSync(runRoot)) if (d !== 'logs') fs.rmSync(path.join(runRoot, d), { recursive: true, force: true })
+  console.log(`bench: server logs kept in ${logDir}`)
+} else fs.rmSync(runRoot, { recursive: true, force: true })
 if (failed.length) {
   console.error(`bench: ${failed.length} run(s) FAILED:`)
   for (const r of failed) console.error(`  rep ${r.rep} ${r.scenario} ${r.server}: ${r.error}`)

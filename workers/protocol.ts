@@ -36,3 +36,18 @@ export type StreamMessage =
   | { readonly type: 'cancel' }
 
 export type HashStreamResult = (HashResult & { readonly lost: false }) | { readonly lost: true }
+
+/**
+ * Copy a whole file into a new file (bulk ingest): the worker creates `target` (it must not
+ * exist), writes every byte of `source`, fsyncs it, and answers the SHA-256 of what it wrote.
+ */
+export interface CopyFileTask {
+  readonly source: string
+  readonly target: string
+}
+
+export interface CopyFileResult {
+  readonly bytes: number
+  /** Lower-case hex SHA-256 of the bytes written. */
+  readonly sha256: string
+}

@@ -107,7 +107,28 @@ function goals (rows) {
       if (v) out.push({ goal: `commit ${r.row.slice(2)} ≤ sha256 pass + fsync`, server: s, measured: v.vsBound, met: v.vsBound <= 1 })
     }
   }
+  // Linear growth: least-squares slope (ms per GiB) of commit time vs size, against the slope
+  // of sha256 pass + fsync over the same sizes.
+  const eRows = rows.filter((x) => x.row.startsWith('e-'))
+  if (eRows.length >= 2) {
+    for (const s of ferries) {
+      const pts = eRows.map((r) => r.servers[s]).filter(Boolean)
+      if (pts.length < 2) continue
+      const commit = slope(pts.map((v) => [v.size / GiB, v.commitMs]))
+      const bound = slope(pts.map((v) => [v.size / GiB, v.boundMs]))
+      out.push({ goal: `commit slope ≤ sha256+fsync slope (${f1(commit, 0)} vs ${f1(bound, 0)} ms/GiB)`, server: s, measured: commit / bound, met: commit <= bound })
+    }
+  }
   return out.filter((g) => Number.isFinite(g.measured))
+}
+
+function slope (pts) {
+  const n = pts.length
+  const mx = pts.reduce((a, [x]) => a + x, 0) / n
+  const my = pts.reduce((a, [, y]) => a + y, 0) / n
+  const sxy = pts.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0)
+  const sxx = pts.reduce((a, [x]) => a + (x - mx) ** 2, 0)
+  return sxx ? sxy / sxx : NaN
 }
 
 const f1 = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '–')
@@ -164,7 +185,7 @@ export function svgChart (result) {
   const plotW = 520
   const maxX = Math.max(1.2, ...rows.flatMap((r) => Object.values(r.servers).map((v) => v.xMinimal).filter(Number.isFinite)))
   const x = (v) => left + (v / maxX) * plotW
-  let y = 30
+  let y = 44
   const parts = []
   for (const r of rows) {
     const present = servers.filter((s) => r.servers[s])
@@ -182,8 +203,8 @@ export function svgChart (result) {
   const height = y + 20 + 18 * Math.ceil(servers.length / 3)
   const ticks = []
   for (let t = 0; t <= maxX + 1e-9; t += 0.25) {
-    ticks.push(`<line x1="${x(t)}" y1="24" x2="${x(t)}" y2="${y}" stroke="${t === 1 ? '#000' : '#ddd'}" stroke-width="${t === 1 ? 1.5 : 1}"/>`)
-    if (Math.abs(t * 2 - Math.round(t * 2)) < 1e-9) ticks.push(`<text x="${x(t)}" y="18" text-anchor="middle" font-size="10">${t.toFixed(1)}×</text>`)
+    ticks.push(`<line x1="${x(t)}" y1="38" x2="${x(t)}" y2="${y}" stroke="${t === 1 ? '#000' : '#ddd'}" stroke-width="${t === 1 ? 1.5 : 1}"/>`)
+    if (Math.abs(t * 2 - Math.round(t * 2)) < 1e-9) ticks.push(`<text x="${x(t)}" y="32" text-anchor="middle" font-size="10">${t.toFixed(1)}×</text>`)
   }
   const legend = servers.map((s, i) => {
     const lx = left + (i % 3) * 180
@@ -192,6 +213,7 @@ export function svgChart (result) {
   })
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${left + plotW + 60}" height="${height}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="#fff"/>
+<text x="8" y="14" font-size="12" font-weight="bold">Throughput as a ratio of the minimal server (${result.config.quick ? 'quick' : 'full'} run, medians)</text>
 ${ticks.join('\n')}
 ${parts.join('\n')}
 ${legend.join('\n')}
@@ -225,6 +247,9 @@ export function writeReport (result, outDir) {
       : []),
     ...(result.summary.goals.length
       ? ['## Goals (informative)', '', mdTable(['goal', 'server', 'measured', 'met'], result.summary.goals.map((g) => [g.goal, g.server, g.unit ? `${f1(g.measured, 0)} ${g.unit}` : fx(g.measured), g.met ? 'yes' : '**no**'])), '']
+      : []),
+    ...(result.startRetries?.length
+      ? ['## Start-up retries', '', ...result.startRetries.map((r) => `- ${r.at} ${r.server}: ${r.error} (started again)`), '']
       : []),
     ...(result.runs.some((r) => !r.ok)
       ? ['## Failures', '', ...result.runs.filter((r) => !r.ok).map((r) => `- rep ${r.rep} ${r.scenario} ${r.server}: \`${r.error.replace(/\n/g, ' ')}\``), '']

@@ -17,6 +17,7 @@ const dir = process.env.BENCH_DATA_DIR ?? process.env.FERRY_DATA_DIR
 const sessions = new Map()
 const madeDirs = new Set()
 const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT
+const MiB = 1024 * 1024
 
 function ensureDir (d) {
   if (madeDirs.has(d)) return
@@ -26,8 +27,12 @@ function ensureDir (d) {
 
 async function toFile (req, file, start) {
   ensureDir(path.dirname(file))
-  const hwm = Number(process.env.BENCH_HWM ?? 16384)
-  const opts = start === undefined ? { flags: 'w', highWaterMark: hwm } : { flags: CREATE, start, highWaterMark: hwm }
+  // A 1 MiB write buffer lets the socket keep flowing while one write is in the thread pool
+  // (fs.WriteStream then batches with writev). The 16 KiB default pauses the request after every
+  // 64 KiB read: measured here 0.4-0.7 GB/s at ~2.4 CPU-s/GiB vs 0.73-0.9 GB/s at ~1.4.
+  const opts = start === undefined
+    ? { flags: 'w', highWaterMark: MiB }
+    : { flags: CREATE, start, highWaterMark: MiB }
   await pipeline(req, fs.createWriteStream(file, opts))
 }
 

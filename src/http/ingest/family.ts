@@ -27,6 +27,12 @@ import { sendIngestError } from './errors.js'
 const PREFIX = '/projects'
 /** dsp-ingest waits this long for a busy project semaphore before answering 409, ms. */
 const LOCK_WAIT_MS = 400
+/**
+ * Uploads wait this long for each other's publish (a rename, held for milliseconds), ms. Unlike
+ * dsp-ingest, concurrent uploads to one project do not refuse each other; a running ingest still
+ * refuses them at once.
+ */
+const PUBLISH_WAIT_MS = 30_000
 
 type Route = 'upload' | 'start' | 'mapping' | 'finalize'
 const METHOD: Readonly<Record<Route, string>> = { upload: 'POST', start: 'POST', mapping: 'GET', finalize: 'POST' }
@@ -63,6 +69,7 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
     log: engine.log.child({ family: 'ingest' }),
     lockTtlMs: engine.config.locks.ttlMs,
     lockWaitMs: LOCK_WAIT_MS,
+    publishWaitMs: PUBLISH_WAIT_MS,
     maxParallel: settings.maxParallel,
   })
   const verify = createJwtVerifier(settings.jwt)
@@ -92,7 +99,7 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
       await body.done
       // The bytes streamed without the lock; only the publish (a rename) needs it, so concurrent
       // uploads to one project do not refuse each other, and none lands while an ingest runs.
-      await ingest.withProjectLock(sc, () => engine.uploads.publish(got.tempPath, target.fullPath, { overwrite: true }))
+      await ingest.withPublishLock(sc, () => engine.uploads.publish(got.tempPath, target.fullPath, { overwrite: true }))
     } catch (err) {
       await engine.uploads.discard(got.tempPath)
       const code = (err as NodeJS.ErrnoException).code

@@ -1,0 +1,72 @@
+import { describe, expect, test } from '@jest/globals'
+import { ERROR_CODES } from '../../src/core/errors.js'
+import { checkUploadPath, csvField, isShortcode, newAssetId } from '../../src/core/ingest/names.js'
+import { ingestErrorBody, INGEST_STATUS } from '../../src/http/ingest/errors.js'
+
+describe('bulk-ingest error table', () => {
+  test('maps every core error code to a status that has a dsp-ingest body', () => {
+    expect(Object.keys(INGEST_STATUS).sort()).toEqual([...ERROR_CODES].sort())
+    for (const status of Object.values(INGEST_STATUS)) {
+      expect([400, 401, 404, 409, 413, 500, 503]).toContain(status)
+    }
+  })
+  test('the statuses dsp-ingest names: 409 in progress, 404 not found, 401 for auth and scope', () => {
+    expect(INGEST_STATUS.ERR_LOCKED).toBe(409)
+    expect(INGEST_STATUS.ERR_NOT_FOUND).toBe(404)
+    expect(INGEST_STATUS.ERR_UNAUTHORIZED).toBe(401)
+    expect(INGEST_STATUS.ERR_FORBIDDEN).toBe(401)
+    expect(INGEST_STATUS.ERR_INVALID_PATH).toBe(400)
+    expect(INGEST_STATUS.ERR_IO).toBe(500)
+  })
+  test('each status has its own body shape', () => {
+    expect(ingestErrorBody(400, 'm', { argument: 'a', reason: 'r' })).toEqual({ errors: [{ argument: 'a', reason: 'r' }] })
+    expect(ingestErrorBody(400, 'm', {})).toEqual({ errors: [{ argument: 'Request', reason: 'm' }] })
+    expect(ingestErrorBody(401, 'No project access.', {})).toEqual({ reason: 'No project access.' })
+    expect(ingestErrorBody(404, 'm', { id: '0001', type: 'project' })).toEqual({ id: '0001', type: 'project' })
+    expect(ingestErrorBody(409, 'busy', {})).toEqual({ reason: 'busy' })
+    expect(ingestErrorBody(500, 'secret internals', {})).toEqual({ errorMessage: 'internal error' })
+    expect(ingestErrorBody(503, 'm', {})).toEqual({ status: 'DOWN' })
+  })
+})
+
+describe('bulk-ingest names', () => {
+  test('shortcodes are exactly four hex digits, either case', () => {
+    for (const ok of ['0001', '00ff', '00FF', 'abcd']) expect(isShortcode(ok)).toBe(true)
+    for (const bad of ['', '1', '12', '123', '000G', '12345', ' 001']) expect(isShortcode(bad)).toBe(false)
+  })
+  test('upload paths: sub-folders allowed, the file name held to AssetFilename rules', () => {
+    expect(checkUploadPath('one/two/out.txt')).toEqual(['one', 'two', 'out.txt'])
+    expect(checkUploadPath("a dir/Ünïcödé (1) [x] {y} +=!<>|,'`.TIFF")).toHaveLength(2)
+    expect(checkUploadPath('a\u0304.mp3')[0]).toBe('\u0101.mp3') // NFD name stored NFC
+    expect(checkUploadPath('.hidden.png')).toEqual(['.hidden.png'])
+  })
+  test.each([
+    ['', 'Is empty'],
+    ['../x.txt', 'Cannot traverse out of the upload directory'],
+    ['a/../../x.txt', 'Cannot traverse out of the upload directory'],
+    ['/abs.txt', 'relative'],
+    ['a\\b.txt', 'backslash'],
+    ['a\u0000.txt', 'control'],
+    ['a//b.txt', 'empty'],
+    ['noext', 'valid file extension'],
+    ['x.exe', 'valid file extension'],
+    ['.png', 'valid file extension'],
+    ['a#b.txt', 'invalid characters'],
+    ['a$b.txt', 'invalid characters'],
+    ['a?b.txt', 'invalid characters'],
+    ['smile\u{1F600}.txt', 'invalid characters'],
+    [`${'a'.repeat(256)}.txt`, 'longer'],
+  ])('refuses %j (%s)', (p, msg) => {
+    expect(() => checkUploadPath(p)).toThrow(msg)
+  })
+  test('asset ids look like dsp-ingest ids and do not repeat', () => {
+    const ids = new Set(Array.from({ length: 1000 }, newAssetId))
+    expect(ids.size).toBe(1000)
+    for (const id of ids) expect(id).toMatch(/^[0-9A-Za-z]{11}-[0-9A-Za-z]{11}$/)
+  })
+  test('CSV fields are quoted only when needed', () => {
+    expect(csvField('a/b.txt')).toBe('a/b.txt')
+    expect(csvField('a,b.txt')).toBe('"a,b.txt"')
+    expect(csvField('say "hi".txt')).toBe('"say ""hi"".txt"')
+  })
+})
