@@ -1,0 +1,300 @@
+/**
+ * Dedup across instances: two Ferry processes' worth of state (in-process instances, plus a
+ * forked one for kill tests) sharing one redis-server and one data directory. Clients speak raw
+ * HTTP/1.1 as urllib3 does: the whole body is written, answers may arrive before its end.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { readdirSync, readFileSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { request, seededBytes, sha256 } from '../helpers/http.js'
+import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
+import { removeDir, spawnFerry, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+
+const API = '/api/v3/shaman'
+const MIB = 1024 * 1024
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+interface RawAnswer {
+  readonly status: number
+  readonly body: Buffer
+}
+
+/** One keep-alive connection spoken by hand (see test/http/shaman.test.ts for why). */
+class RawConn {
+  readonly #sock: Socket
+  #buf = Buffer.alloc(0)
+  #wake: (() => void) | null = null
+  #closed = false
+
+  private constructor(sock: Socket) {
+    this.#sock = sock
+    sock.on('data', (d: Buffer) => {
+      this.#buf = Buffer.concat([this.#buf, d])
+      this.#wake?.()
+    })
+    sock.on('close', () => {
+      this.#closed = true
+      this.#wake?.()
+    })
+    sock.on('error', () => {})
+  }
+
+  static open(base: string): Promise<RawConn> {
+    const u = new URL(base)
+    return new Promise((resolve, reject) => {
+      const sock = connect(Number(u.port), u.hostname, () => resolve(new RawConn(sock)))
+      sock.once('error', reject)
+    })
+  }
+
+  head(method: string, path: string, headers: Record<string, string | number>): Promise<void> {
+    const lines = [`${method} ${path} HTTP/1.1`, 'Host: ferry', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)]
+    return this.write(Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'))
+  }
+
+  write(data: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => this.#sock.write(data, (err) => (err ? reject(err) : resolve())))
+  }
+
+  async writeBody(data: Buffer): Promise<void> {
+    for (let off = 0; off < data.length; off += 256 * 1024) await this.write(data.subarray(off, off + 256 * 1024))
+  }
+
+  hasAnswer(): boolean {
+    return this.#buf.indexOf('\r\n\r\n') >= 0
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  async answer(timeoutMs = 60_000): Promise<RawAnswer> {
+    const until = Date.now() + timeoutMs
+    for (;;) {
+      const end = this.#buf.indexOf('\r\n\r\n')
+      if (end >= 0) {
+        const head = this.#buf.subarray(0, end).toString('latin1')
+        const len = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0)
+        if (this.#buf.length >= end + 4 + len) {
+          const body = this.#buf.subarray(end + 4, end + 4 + len)
+          this.#buf = this.#buf.subarray(end + 4 + len)
+          return { status: Number(head.split(' ')[1]), body }
+        }
+      }
+      if (this.#closed) throw new Error('connection closed before a whole answer')
+      if (Date.now() > until) throw new Error('no answer in time')
+      await new Promise<void>((r) => {
+        this.#wake = r
+        setTimeout(r, 50)
+      })
+      this.#wake = null
+    }
+  }
+
+  close(): void {
+    this.#sock.destroy()
+  }
+}
+
+const filePath = (sha: string, size: number) => `${API}/files/${sha}/${size}`
+const blobsUnder = (dataDir: string) => {
+  const out: string[] = []
+  const cas = join(dataDir, 'cas')
+  for (const a of readdirSync(cas)) for (const b of readdirSync(join(cas, a))) for (const f of readdirSync(join(cas, a, b))) out.push(join(cas, a, b, f))
+  return out
+}
+
+async function statusOn(base: string, sha: string, size: number): Promise<string> {
+  return (await request(`${base}${filePath(sha, size)}`)).json<{ status: string }>().status
+}
+
+async function waitStatus(base: string, sha: string, size: number, want: string, timeoutMs = 10_000): Promise<number> {
+  const t0 = Date.now()
+  while ((await statusOn(base, sha, size)) !== want) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`status never became ${want}`)
+    await sleep(10)
+  }
+  return Date.now() - t0
+}
+
+/** Starts an upload and writes `first` bytes of `body`; the caller writes the rest. */
+async function startUpload(base: string, sha: string, size: number, defer: 'True' | 'False', body: Buffer, first: number): Promise<RawConn> {
+  const c = await RawConn.open(base)
+  await c.head('POST', filePath(sha, size), {
+    'Content-Type': 'application/octet-stream',
+    'Content-Length': size,
+    'X-Shaman-Can-Defer-Upload': defer,
+    'X-Shaman-Original-Filename': '=?utf-8?q?big=2Ebin?=',
+    'Accept-Encoding': 'identity',
+  })
+  await c.writeBody(body.subarray(0, first))
+  return c
+}
+
+describe('two instances, one Redis, one data directory', () => {
+  let dir: string
+  let a: TestServer
+  let b: TestServer
+  const data = seededBytes(32 * MIB, 'dedup-32')
+  const sha = sha256(data)
+
+  beforeAll(async () => {
+    dir = tempDir('ferry-shaman-dedup-')
+    const env = { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: dir, FERRY_SHAMAN_GC_INTERVAL_SEC: '0', FERRY_LOCK_TTL_MS: '3000' }
+    a = await startFerry(env)
+    b = await startFerry(env)
+  })
+  afterAll(async () => {
+    await a.close()
+    await b.close()
+    removeDir(dir)
+  })
+
+  test('20 concurrent uploads of one 32 MiB file: exactly one 204, the rest 208 or 425, one blob', async () => {
+    // A fresh object for this test (the others use `data`).
+    const mine = seededBytes(32 * MIB, 'dedup-free-for-all')
+    const s = sha256(mine)
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const c = await startUpload(i % 2 === 0 ? a.url : b.url, s, mine.length, i % 3 === 0 ? 'True' : 'False', mine, 0)
+        const [ans] = await Promise.all([c.answer(), c.writeBody(mine)])
+        c.close()
+        return ans.status
+      }),
+    )
+    expect(answers.every((st) => st === 204 || st === 208 || st === 425)).toBe(true)
+    expect(answers.filter((st) => st === 204)).toHaveLength(1)
+    const blobs = blobsUnder(dir).filter((p) => p.includes(s.slice(2)))
+    expect(blobs).toHaveLength(1)
+    expect(sha256(readFileSync(blobs[0]!))).toBe(s)
+    expect(await statusOn(b.url, s, mine.length)).toBe('stored')
+  })
+
+  test('the claimant finishes: every parallel upload on both instances is cut short with 208 while still sending', async () => {
+    const first = await startUpload(a.url, sha, data.length, 'False', data, 4 * MIB)
+    // The claim is visible from the other instance.
+    await waitStatus(b.url, sha, data.length, 'uploading')
+    const deferring: RawConn[] = []
+    const parallel: RawConn[] = []
+    for (let i = 1; i < 20; i++) {
+      const base = i % 2 === 0 ? a.url : b.url
+      if (Math.floor(i / 2) % 2 === 1) deferring.push(await startUpload(base, sha, data.length, 'True', data, 0))
+      else parallel.push(await startUpload(base, sha, data.length, 'False', data, 4 * MIB))
+    }
+    // Deferring clients are answered 425 before their bodies, which they still send in full.
+    for (const c of deferring) {
+      const [ans] = await Promise.all([c.answer(), c.writeBody(data)])
+      expect(ans.status).toBe(425)
+    }
+    expect(parallel.some((c) => c.hasAnswer())).toBe(false)
+    await first.writeBody(data.subarray(4 * MIB))
+    expect((await first.answer()).status).toBe(204)
+    // The others are told over the bus and answered 208 although they have sent only 4 MiB.
+    for (const c of parallel) expect((await c.answer()).status).toBe(208)
+    // They finish sending; their connections still take requests.
+    for (const c of parallel) {
+      await c.writeBody(data.subarray(4 * MIB))
+      await c.head('GET', filePath(sha, data.length), {})
+      const st = await c.answer()
+      expect([st.status, JSON.parse(st.body.toString())]).toEqual([200, { status: 'stored' }])
+      expect(c.closed).toBe(false)
+    }
+    for (const c of [first, ...deferring, ...parallel]) c.close()
+    const blobs = blobsUnder(dir).filter((p) => p.includes(sha.slice(2)))
+    expect(blobs).toHaveLength(1)
+    expect(readFileSync(blobs[0]!).equals(data)).toBe(true)
+    for (let i = 0; i < 100 && readdirSync(join(dir, 'tmp')).length > 0; i++) await sleep(20)
+    expect(readdirSync(join(dir, 'tmp'))).toEqual([])
+  })
+
+  test('a claimant that sends a corrupted body gets 417 and cuts nobody short; a parallel upload then stores the file', async () => {
+    const good = seededBytes(32 * MIB, 'dedup-corrupt')
+    const s = sha256(good)
+    const bad = Buffer.from(good)
+    bad[bad.length - 10] = bad[bad.length - 10]! ^ 0xff
+    const first = await startUpload(a.url, s, good.length, 'False', bad, 4 * MIB)
+    await waitStatus(b.url, s, good.length, 'uploading')
+    const deferring: RawConn[] = []
+    const parallel: RawConn[] = []
+    for (let i = 1; i < 20; i++) {
+      const base = i % 2 === 0 ? a.url : b.url
+      if (i % 2 === 1) deferring.push(await startUpload(base, s, good.length, 'True', good, 0))
+      else parallel.push(await startUpload(base, s, good.length, 'False', good, 4 * MIB))
+    }
+    for (const c of deferring) {
+      const [ans] = await Promise.all([c.answer(), c.writeBody(good)])
+      expect(ans.status).toBe(425)
+    }
+    await first.writeBody(bad.subarray(4 * MIB))
+    const failed = await first.answer()
+    expect(failed.status).toBe(417)
+    expect(JSON.parse(failed.body.toString())).toMatchObject({ code: 417, message: expect.stringMatching(/^file SHA256 mismatched/) })
+    // Nobody is told "already stored" for a file that failed to verify.
+    await sleep(500)
+    expect(parallel.some((c) => c.hasAnswer())).toBe(false)
+    expect(blobsUnder(dir).filter((p) => p.includes(s.slice(2)))).toHaveLength(0)
+    // One of the parallel uploads takes the claim over: the file still shows as uploading.
+    await waitStatus(a.url, s, good.length, 'uploading', 5000)
+    // Release the parallel uploads one by one: the first to finish stores it, the rest get 208.
+    const statuses: number[] = []
+    await parallel[0]!.writeBody(good.subarray(4 * MIB))
+    statuses.push((await parallel[0]!.answer()).status)
+    for (const c of parallel.slice(1)) {
+      const ans = await c.answer()
+      statuses.push(ans.status)
+      await c.writeBody(good.subarray(4 * MIB))
+    }
+    expect(statuses[0]).toBe(204)
+    expect(statuses.slice(1).every((st) => st === 208)).toBe(true)
+    for (const c of [first, ...deferring, ...parallel]) c.close()
+    const blobs = blobsUnder(dir).filter((p) => p.includes(s.slice(2)))
+    expect(blobs).toHaveLength(1)
+    expect(readFileSync(blobs[0]!).equals(good)).toBe(true)
+  })
+
+  test('a corrupted claimant with only deferring company: 417 and 425s, never a 208, nothing stored', async () => {
+    const good = seededBytes(8 * MIB, 'dedup-corrupt-alone')
+    const s = sha256(good)
+    const bad = Buffer.from(good)
+    bad[0] = bad[0]! ^ 1
+    const first = await startUpload(b.url, s, good.length, 'False', bad, MIB)
+    await waitStatus(a.url, s, good.length, 'uploading')
+    const others = await Promise.all(Array.from({ length: 6 }, (_, i) => startUpload(i % 2 ? a.url : b.url, s, good.length, 'True', good, 0)))
+    const answers = await Promise.all(others.map(async (c) => (await Promise.all([c.answer(), c.writeBody(good)]))[0].status))
+    expect(answers).toEqual([425, 425, 425, 425, 425, 425])
+    await first.writeBody(bad.subarray(MIB))
+    expect((await first.answer()).status).toBe(417)
+    for (const c of [first, ...others]) c.close()
+    expect(await waitStatus(a.url, s, good.length, 'unknown', 2000)).toBeLessThan(2000)
+    expect(blobsUnder(dir).filter((p) => p.includes(s.slice(2)))).toHaveLength(0)
+  })
+})
+
+describe('claims of a killed instance', () => {
+  test('status is no longer "uploading" once the lock lifetime has passed', async () => {
+    const dir = tempDir('ferry-shaman-kill-')
+    const env = { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: dir, FERRY_LOCK_TTL_MS: '600', FERRY_SHAMAN_GC_INTERVAL_SEC: '0' }
+    const child = await spawnFerry(env)
+    const local = await startFerry(env)
+    try {
+      const data = seededBytes(4 * MIB, 'kill')
+      const s = sha256(data)
+      const c = await startUpload(child.url, s, data.length, 'False', data, MIB)
+      await waitStatus(local.url, s, data.length, 'uploading')
+      // Renewed while the upload runs: still held well past one lifetime.
+      await sleep(1500)
+      expect(await statusOn(local.url, s, data.length)).toBe('uploading')
+      child.proc.kill('SIGKILL')
+      await child.exited
+      const t0 = Date.now()
+      await waitStatus(local.url, s, data.length, 'unknown', 5000)
+      expect(Date.now() - t0).toBeLessThan(1600)
+      c.close()
+    } finally {
+      if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL')
+      await local.close()
+      removeDir(dir)
+    }
+  })
+})
