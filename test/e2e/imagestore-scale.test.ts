@@ -8,8 +8,7 @@ import { createReadStream } from 'node:fs'
 import { join } from 'node:path'
 import { seededBytes, sha256, shuffle } from '../helpers/http.js'
 import { commit, newSessionId, sessionById, uploadChunks } from '../helpers/imagestore.js'
-import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
-import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { removeDir, startCluster, startFerry } from '../helpers/server.js'
 
 const SIZE = 64 * 1024 * 1024
 const CHUNK = 2 * 1024 * 1024
@@ -23,18 +22,18 @@ async function fileSha(path: string): Promise<string> {
   return h.digest('hex')
 }
 
-const servers: TestServer[] = []
-const dirs: string[] = []
+const cleanups: (() => Promise<void>)[] = []
 afterAll(async () => {
-  for (const s of servers) await s.close()
-  for (const d of dirs) removeDir(d)
+  for (const clean of cleanups) await clean()
 })
 
 describe('64 MiB in shuffled chunks, 4 in flight', () => {
   test('embedded store: committed file hashes to the source', async () => {
     const s = await startFerry()
-    servers.push(s)
-    dirs.push(s.dataDir)
+    cleanups.push(async () => {
+      await s.close()
+      removeDir(s.dataDir)
+    })
     const id = newSessionId()
     await uploadChunks([s.url], 'big/embedded.bin', id, data, CHUNK, 4, order)
     expect((await commit(s.url, id)).status).toBe(200)
@@ -42,12 +41,9 @@ describe('64 MiB in shuffled chunks, 4 in flight', () => {
   })
 
   test('Redis, chunks spread over two instances sharing the data directory', async () => {
-    const shared = tempDir()
-    dirs.push(shared)
-    const env = { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: shared }
-    const a = await startFerry(env)
-    const b = await startFerry(env)
-    servers.push(a, b)
+    const cluster = await startCluster(2)
+    cleanups.push(cluster.close)
+    const [a, b] = cluster.servers
     const id = newSessionId()
     await uploadChunks([a.url, b.url], 'big/redis.bin', id, data, CHUNK, 4, order)
     // Either instance sees the whole session.
@@ -56,6 +52,6 @@ describe('64 MiB in shuffled chunks, 4 in flight', () => {
     // Commit on the instance that did not open the session (no running hash there: full pass).
     expect((await commit(b.url, id)).status).toBe(200)
     expect((await commit(a.url, id)).status).toBe(200)
-    expect(await fileSha(join(shared, 'store/big/redis.bin'))).toBe(want)
+    expect(await fileSha(join(cluster.dataDir, 'store/big/redis.bin'))).toBe(want)
   })
 })

@@ -9,30 +9,24 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request, seededBytes, sha256, shuffle } from '../helpers/http.js'
 import { API, commit, newSessionId, uploadChunks } from '../helpers/imagestore.js'
-import { freePort, testRedisUrl, uniquePrefix } from '../helpers/redis.js'
-import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { freePort } from '../helpers/redis.js'
+import { startCluster, type TestCluster, type TestServer } from '../helpers/server.js'
 
 let lb: ChildProcess
 let lbUrl: string
-const servers: TestServer[] = []
+let cluster: TestCluster<[TestServer, TestServer]>
 const served = [0, 0]
-let shared: string
 
 beforeAll(async () => {
-  shared = tempDir()
-  const env = { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: shared }
-  for (let i = 0; i < 2; i++) {
-    const s = await startFerry(env)
-    s.app.server.on('request', () => served[i]!++)
-    servers.push(s)
-  }
+  cluster = await startCluster(2)
+  cluster.servers.forEach((s, i) => s.app.server.on('request', () => served[i]!++))
   const port = await freePort()
-  const cfg = join(shared, 'haproxy.cfg')
+  const cfg = join(cluster.dataDir, 'haproxy.cfg')
   writeFileSync(cfg, [
     'defaults', '  mode http', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '  option http-server-close',
     'frontend in', `  bind 127.0.0.1:${port}`, '  default_backend ferry',
     'backend ferry', '  balance roundrobin',
-    ...servers.map((s, i) => `  server f${i} ${new URL(s.url).host}`),
+    ...cluster.servers.map((s, i) => `  server f${i} ${new URL(s.url).host}`),
     '',
   ].join('\n'))
   lb = spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'ignore' })
@@ -46,8 +40,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   lb?.kill('SIGKILL')
-  for (const s of servers) await s.close()
-  removeDir(shared)
+  await cluster?.close()
 })
 
 describe('behind haproxy, round-robin, no stickiness', () => {
@@ -59,20 +52,20 @@ describe('behind haproxy, round-robin, no stickiness', () => {
     expect((await commit(lbUrl, id)).status).toBe(200)
     expect(served[0]! - before[0]!).toBeGreaterThan(2)
     expect(served[1]! - before[1]!).toBeGreaterThan(2)
-    expect(sha256(readFileSync(join(shared, 'store/lb/file.bin')))).toBe(sha256(data))
+    expect(sha256(readFileSync(join(cluster.dataDir, 'store/lb/file.bin')))).toBe(sha256(data))
     const listed = await request(`${lbUrl}/ImageStore/lb?api-version=6.2`)
     expect(listed.json<{ StoreFiles: { FileSize: string }[] }>().StoreFiles[0]!.FileSize).toBe(String(data.length))
   })
 
   test('a session opened on one instance is seen, cancelled and reused through the other', async () => {
     const id = newSessionId()
-    const r1 = await request(`${servers[0]!.url}/ImageStore/lb/c.bin/$/UploadChunk?${API}&session-id=${id}`, {
+    const r1 = await request(`${cluster.servers[0].url}/ImageStore/lb/c.bin/$/UploadChunk?${API}&session-id=${id}`, {
       method: 'PUT', headers: { 'Content-Range': 'bytes 0-3/8' }, body: 'abcd',
     })
     expect(r1.status).toBe(200)
-    const seen = await request(`${servers[1]!.url}/ImageStore/$/GetUploadSession?${API}&session-id=${id}`)
+    const seen = await request(`${cluster.servers[1].url}/ImageStore/$/GetUploadSession?${API}&session-id=${id}`)
     expect(seen.status).toBe(200)
-    expect((await request(`${servers[1]!.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, { method: 'DELETE' })).status).toBe(200)
-    expect((await request(`${servers[0]!.url}/ImageStore/$/GetUploadSession?${API}&session-id=${id}`)).status).toBe(204)
+    expect((await request(`${cluster.servers[1].url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, { method: 'DELETE' })).status).toBe(200)
+    expect((await request(`${cluster.servers[0].url}/ImageStore/$/GetUploadSession?${API}&session-id=${id}`)).status).toBe(204)
   })
 })

@@ -5,97 +5,17 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { readdirSync, readFileSync } from 'node:fs'
-import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { request, seededBytes, sha256 } from '../helpers/http.js'
+import { RawConn } from '../helpers/raw-http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
-import { removeDir, spawnFerry, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { removeDir, spawnFerry, startCluster, startFerry, tempDir, type TestCluster, type TestServer } from '../helpers/server.js'
 
 const API = '/api/v3/shaman'
 const MIB = 1024 * 1024
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-interface RawAnswer {
-  readonly status: number
-  readonly body: Buffer
-}
-
-/** One keep-alive connection spoken by hand (see test/http/shaman.test.ts for why). */
-class RawConn {
-  readonly #sock: Socket
-  #buf = Buffer.alloc(0)
-  #wake: (() => void) | null = null
-  #closed = false
-
-  private constructor(sock: Socket) {
-    this.#sock = sock
-    sock.on('data', (d: Buffer) => {
-      this.#buf = Buffer.concat([this.#buf, d])
-      this.#wake?.()
-    })
-    sock.on('close', () => {
-      this.#closed = true
-      this.#wake?.()
-    })
-    sock.on('error', () => {})
-  }
-
-  static open(base: string): Promise<RawConn> {
-    const u = new URL(base)
-    return new Promise((resolve, reject) => {
-      const sock = connect(Number(u.port), u.hostname, () => resolve(new RawConn(sock)))
-      sock.once('error', reject)
-    })
-  }
-
-  head(method: string, path: string, headers: Record<string, string | number>): Promise<void> {
-    const lines = [`${method} ${path} HTTP/1.1`, 'Host: ferry', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)]
-    return this.write(Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'))
-  }
-
-  write(data: Buffer): Promise<void> {
-    return new Promise((resolve, reject) => this.#sock.write(data, (err) => (err ? reject(err) : resolve())))
-  }
-
-  async writeBody(data: Buffer): Promise<void> {
-    for (let off = 0; off < data.length; off += 256 * 1024) await this.write(data.subarray(off, off + 256 * 1024))
-  }
-
-  hasAnswer(): boolean {
-    return this.#buf.indexOf('\r\n\r\n') >= 0
-  }
-
-  get closed(): boolean {
-    return this.#closed
-  }
-
-  async answer(timeoutMs = 60_000): Promise<RawAnswer> {
-    const until = Date.now() + timeoutMs
-    for (;;) {
-      const end = this.#buf.indexOf('\r\n\r\n')
-      if (end >= 0) {
-        const head = this.#buf.subarray(0, end).toString('latin1')
-        const len = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0)
-        if (this.#buf.length >= end + 4 + len) {
-          const body = this.#buf.subarray(end + 4, end + 4 + len)
-          this.#buf = this.#buf.subarray(end + 4 + len)
-          return { status: Number(head.split(' ')[1]), body }
-        }
-      }
-      if (this.#closed) throw new Error('connection closed before a whole answer')
-      if (Date.now() > until) throw new Error('no answer in time')
-      await new Promise<void>((r) => {
-        this.#wake = r
-        setTimeout(r, 50)
-      })
-      this.#wake = null
-    }
-  }
-
-  close(): void {
-    this.#sock.destroy()
-  }
-}
+/** Raw connections as urllib3 writes 32 MiB bodies: large writes, and answers that may take long. */
+const RAW = { pieceBytes: 256 * 1024, answerTimeoutMs: 60_000 }
 
 const filePath = (sha: string, size: number) => `${API}/files/${sha}/${size}`
 const blobsUnder = (dataDir: string) => {
@@ -120,7 +40,7 @@ async function waitStatus(base: string, sha: string, size: number, want: string,
 
 /** Starts an upload and writes `first` bytes of `body`; the caller writes the rest. */
 async function startUpload(base: string, sha: string, size: number, defer: 'True' | 'False', body: Buffer, first: number): Promise<RawConn> {
-  const c = await RawConn.open(base)
+  const c = await RawConn.open(base, RAW)
   await c.head('POST', filePath(sha, size), {
     'Content-Type': 'application/octet-stream',
     'Content-Length': size,
@@ -133,6 +53,7 @@ async function startUpload(base: string, sha: string, size: number, defer: 'True
 }
 
 describe('two instances, one Redis, one data directory', () => {
+  let cluster: TestCluster<[TestServer, TestServer]>
   let dir: string
   let a: TestServer
   let b: TestServer
@@ -140,16 +61,31 @@ describe('two instances, one Redis, one data directory', () => {
   const sha = sha256(data)
 
   beforeAll(async () => {
-    dir = tempDir('ferry-shaman-dedup-')
-    const env = { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: dir, FERRY_SHAMAN_GC_INTERVAL_SEC: '0', FERRY_LOCK_TTL_MS: '3000' }
-    a = await startFerry(env)
-    b = await startFerry(env)
+    cluster = await startCluster(2, { FERRY_SHAMAN_GC_INTERVAL_SEC: '0', FERRY_LOCK_TTL_MS: '3000' }, 'ferry-shaman-dedup-')
+    ;[a, b] = cluster.servers
+    dir = cluster.dataDir
   })
-  afterAll(async () => {
-    await a.close()
-    await b.close()
-    removeDir(dir)
-  })
+  afterAll(() => cluster.close())
+
+  /**
+   * 19 more uploads of `body` while someone else holds the claim, alternating between the two
+   * instances: those `defers(i)` picks ask to defer, are answered 425 before their body and still
+   * send it in full; the others send 4 MiB and wait for an answer.
+   */
+  async function crowd(s: string, body: Buffer, defers: (i: number) => boolean): Promise<{ deferring: RawConn[]; parallel: RawConn[] }> {
+    const deferring: RawConn[] = []
+    const parallel: RawConn[] = []
+    for (let i = 1; i < 20; i++) {
+      const base = i % 2 === 0 ? a.url : b.url
+      if (defers(i)) deferring.push(await startUpload(base, s, body.length, 'True', body, 0))
+      else parallel.push(await startUpload(base, s, body.length, 'False', body, 4 * MIB))
+    }
+    for (const c of deferring) {
+      const [ans] = await Promise.all([c.answer(), c.writeBody(body)])
+      expect(ans.status).toBe(425)
+    }
+    return { deferring, parallel }
+  }
 
   test('20 concurrent uploads of one 32 MiB file: exactly one 204, the rest 208 or 425, one blob', async () => {
     // A fresh object for this test (the others use `data`).
@@ -175,18 +111,8 @@ describe('two instances, one Redis, one data directory', () => {
     const first = await startUpload(a.url, sha, data.length, 'False', data, 4 * MIB)
     // The claim is visible from the other instance.
     await waitStatus(b.url, sha, data.length, 'uploading')
-    const deferring: RawConn[] = []
-    const parallel: RawConn[] = []
-    for (let i = 1; i < 20; i++) {
-      const base = i % 2 === 0 ? a.url : b.url
-      if (Math.floor(i / 2) % 2 === 1) deferring.push(await startUpload(base, sha, data.length, 'True', data, 0))
-      else parallel.push(await startUpload(base, sha, data.length, 'False', data, 4 * MIB))
-    }
     // Deferring clients are answered 425 before their bodies, which they still send in full.
-    for (const c of deferring) {
-      const [ans] = await Promise.all([c.answer(), c.writeBody(data)])
-      expect(ans.status).toBe(425)
-    }
+    const { deferring, parallel } = await crowd(sha, data, (i) => Math.floor(i / 2) % 2 === 1)
     expect(parallel.some((c) => c.hasAnswer())).toBe(false)
     await first.writeBody(data.subarray(4 * MIB))
     expect((await first.answer()).status).toBe(204)
@@ -215,17 +141,7 @@ describe('two instances, one Redis, one data directory', () => {
     bad[bad.length - 10] = bad[bad.length - 10]! ^ 0xff
     const first = await startUpload(a.url, s, good.length, 'False', bad, 4 * MIB)
     await waitStatus(b.url, s, good.length, 'uploading')
-    const deferring: RawConn[] = []
-    const parallel: RawConn[] = []
-    for (let i = 1; i < 20; i++) {
-      const base = i % 2 === 0 ? a.url : b.url
-      if (i % 2 === 1) deferring.push(await startUpload(base, s, good.length, 'True', good, 0))
-      else parallel.push(await startUpload(base, s, good.length, 'False', good, 4 * MIB))
-    }
-    for (const c of deferring) {
-      const [ans] = await Promise.all([c.answer(), c.writeBody(good)])
-      expect(ans.status).toBe(425)
-    }
+    const { deferring, parallel } = await crowd(s, good, (i) => i % 2 === 1)
     await first.writeBody(bad.subarray(4 * MIB))
     const failed = await first.answer()
     expect(failed.status).toBe(417)

@@ -11,8 +11,7 @@ import { lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { request as httpRequest, Agent } from 'node:http'
 import { join } from 'node:path'
 import { seededBytes, sha256, shuffle } from '../helpers/http.js'
-import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
-import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { startCluster, type TestCluster, type TestServer } from '../helpers/server.js'
 
 const API = '/api/v3/shaman'
 
@@ -116,21 +115,17 @@ async function submitJob(base: string, files: Spec[], content: Map<string, Buffe
 }
 
 describe('the Flamenco add-on flow on two instances', () => {
+  let cluster: TestCluster<[TestServer, TestServer]>
   let dir: string
   let a: TestServer
   let b: TestServer
 
   beforeAll(async () => {
-    dir = tempDir('ferry-shaman-flamenco-')
-    const env = { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: dir, FERRY_SHAMAN_GC_INTERVAL_SEC: '0' }
-    a = await startFerry(env)
-    b = await startFerry(env)
+    cluster = await startCluster(2, { FERRY_SHAMAN_GC_INTERVAL_SEC: '0' }, 'ferry-shaman-flamenco-')
+    ;[a, b] = cluster.servers
+    dir = cluster.dataDir
   })
-  afterAll(async () => {
-    await a.close()
-    await b.close()
-    removeDir(dir)
-  })
+  afterAll(() => cluster.close())
 
   test('two artists submit overlapping jobs at once; both checkouts hold every file, each stored once', async () => {
     const content = new Map<string, Buffer>()

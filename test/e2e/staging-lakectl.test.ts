@@ -9,19 +9,17 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { request, seededBytes, type Reply } from '../helpers/http.js'
-import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
-import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { removeDir, startCluster, tempDir, type TestCluster, type TestServer } from '../helpers/server.js'
 
 const BASIC = `Basic ${Buffer.from('AKIALAKECTL:lakectl-secret').toString('base64')}`
 
+let cluster: TestCluster<[TestServer, TestServer]>
 let a: TestServer
 let b: TestServer
-let shared: string
 let cfgDir: string
 
 beforeAll(async () => {
   cfgDir = tempDir('ferry-lakectl-cfg-')
-  shared = tempDir('ferry-lakectl-data-')
   const cfg = join(cfgDir, 'ferry.json')
   writeFileSync(cfg, JSON.stringify({
     lakefs: {
@@ -31,14 +29,11 @@ beforeAll(async () => {
       repositories: [{ name: 'example', storageNamespace: 'local://example', branches: ['main'] }],
     },
   }))
-  const env = { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: shared, FERRY_CONFIG: cfg }
-  a = await startFerry(env)
-  b = await startFerry(env)
+  cluster = await startCluster(2, { FERRY_CONFIG: cfg }, 'ferry-lakectl-data-')
+  ;[a, b] = cluster.servers
 })
 afterAll(async () => {
-  await a.close()
-  await b.close()
-  removeDir(shared)
+  await cluster.close()
   removeDir(cfgDir)
 })
 
@@ -103,9 +98,9 @@ function lakectlLink(base: string, path: string, s: Staged, size: number, conten
 
 const linkedBytes = (path: string) => {
   const segs = path.split('/')
-  const entryFile = join(shared, 'staging', 'example', 'branches', 'main', 'objects', ...segs.map((s, i) => (i === segs.length - 1 ? `${s}.o` : `${s}.d`)))
+  const entryFile = join(cluster.dataDir, 'staging', 'example', 'branches', 'main', 'objects', ...segs.map((s, i) => (i === segs.length - 1 ? `${s}.o` : `${s}.d`)))
   const entry = JSON.parse(readFileSync(entryFile, 'utf8')) as { blob: string }
-  return readFileSync(join(shared, 'staging', 'example', entry.blob))
+  return readFileSync(join(cluster.dataDir, 'staging', 'example', entry.blob))
 }
 
 describe('lakectl fs upload --pre-sign against two instances', () => {

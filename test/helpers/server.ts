@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { createApp, type App } from '../../src/app.js'
 import { loadConfig } from '../../src/config/config.js'
 import { createLogger } from '../../src/observability/logger.js'
-import { freePort } from './redis.js'
+import { freePort, testRedisUrl, uniquePrefix } from './redis.js'
 
 export function tempDir(prefix = 'ferry-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix))
@@ -34,6 +34,41 @@ export async function startFerry(env: Record<string, string> = {}): Promise<Test
   const app = await createApp(config, createLogger(config.logLevel))
   const addr = await app.listen()
   return { url: `http://127.0.0.1:${addr.port}`, app, dataDir, close: () => app.close() }
+}
+
+/** Several in-process instances as one scaled deployment: one Redis (a fresh key prefix), one data directory. */
+export interface TestCluster<S extends readonly TestServer[] = readonly TestServer[]> {
+  readonly servers: S
+  /** The data directory they share (removed by `close`). */
+  readonly dataDir: string
+  /** Closes every instance, then removes the data directory. */
+  close(): Promise<void>
+}
+
+/** `n` TestServers as a tuple when `n` is a literal, so that `const [a, b] = servers` needs no `!`. */
+type Servers<N extends number, Acc extends TestServer[] = []> = number extends N
+  ? TestServer[]
+  : Acc['length'] extends N ? Acc : Servers<N, [...Acc, TestServer]>
+
+/**
+ * Starts `n` instances on the suite's redis-server under one fresh FERRY_REDIS_PREFIX and one new
+ * data directory (named after `dirPrefix`); `env` adds settings (and may not override those three).
+ */
+export async function startCluster<N extends number>(n: N, env: Record<string, string> = {}, dirPrefix = 'ferry-cluster-'): Promise<TestCluster<Servers<N>>> {
+  const dataDir = tempDir(dirPrefix)
+  const shared = { ...env, REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: dataDir }
+  const servers: TestServer[] = []
+  const close = async () => {
+    for (const s of servers) await s.close()
+    removeDir(dataDir)
+  }
+  try {
+    for (let i = 0; i < n; i++) servers.push(await startFerry(shared))
+  } catch (err) {
+    await close()
+    throw err
+  }
+  return { servers: servers as Servers<N>, dataDir, close }
 }
 
 export const MAIN_JS = fileURLToPath(new URL('../../src/main.js', import.meta.url))

@@ -5,10 +5,10 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync, utimesSync } from 'node:fs'
 import { request as rawRequest, type IncomingHttpHeaders } from 'node:http'
-import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { request, seededBytes, sha256 } from '../helpers/http.js'
+import { RawConn } from '../helpers/raw-http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, startFerry, type TestServer } from '../helpers/server.js'
 
@@ -100,103 +100,6 @@ function send(url: string, body: Buffer, opts: { headers?: Record<string, string
   answer.catch(() => {})
   stream.pipe(req)
   return { answer, sent, gated, release: () => releaseGate(), abort: () => req.destroy() }
-}
-
-interface RawAnswer {
-  readonly status: number
-  readonly headers: Record<string, string>
-  readonly body: Buffer
-}
-
-/**
- * One keep-alive connection spoken by hand, as urllib3 does: the whole request is written before
- * any answer is read, and the answer may come while the body is still being written (Node's own
- * client half-closes or stops writing once it has an answer, so it cannot show this).
- */
-class RawConn {
-  readonly #sock: Socket
-  #buf = Buffer.alloc(0)
-  #wake: (() => void) | null = null
-  #closed = false
-
-  private constructor(sock: Socket) {
-    this.#sock = sock
-    sock.on('data', (d: Buffer) => {
-      this.#buf = Buffer.concat([this.#buf, d])
-      this.#wake?.()
-    })
-    sock.on('close', () => {
-      this.#closed = true
-      this.#wake?.()
-    })
-    sock.on('error', () => {})
-  }
-
-  static open(url: string): Promise<RawConn> {
-    const u = new URL(url)
-    return new Promise((resolve, reject) => {
-      const sock = connect(Number(u.port), u.hostname, () => resolve(new RawConn(sock)))
-      sock.once('error', reject)
-    })
-  }
-
-  get closed(): boolean {
-    return this.#closed
-  }
-
-  head(method: string, url: string, headers: Record<string, string | number>): Promise<void> {
-    const u = new URL(url)
-    const lines = [`${method} ${u.pathname} HTTP/1.1`, `Host: ${u.host}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)]
-    return this.write(Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'))
-  }
-
-  write(data: Buffer): Promise<void> {
-    return new Promise((resolve, reject) => this.#sock.write(data, (err) => (err ? reject(err) : resolve())))
-  }
-
-  /** Writes `data` in 64 KiB pieces. */
-  async writeBody(data: Buffer): Promise<void> {
-    for (let off = 0; off < data.length; off += 64 * 1024) await this.write(data.subarray(off, off + 64 * 1024))
-  }
-
-  /** The next answer on this connection (Content-Length framed). */
-  async answer(timeoutMs = 20_000): Promise<RawAnswer> {
-    const until = Date.now() + timeoutMs
-    for (;;) {
-      const end = this.#buf.indexOf('\r\n\r\n')
-      if (end >= 0) {
-        const lines = this.#buf.subarray(0, end).toString('latin1').split('\r\n')
-        const status = Number(lines[0]!.split(' ')[1])
-        const headers: Record<string, string> = {}
-        for (const l of lines.slice(1)) {
-          const i = l.indexOf(':')
-          headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim()
-        }
-        const len = Number(headers['content-length'] ?? 0)
-        if (this.#buf.length >= end + 4 + len) {
-          const body = this.#buf.subarray(end + 4, end + 4 + len)
-          this.#buf = this.#buf.subarray(end + 4 + len)
-          return { status, headers, body }
-        }
-      }
-      if (this.#closed) throw new Error('connection closed before a whole answer')
-      if (Date.now() > until) throw new Error('no answer in time')
-      await new Promise<void>((r) => {
-        this.#wake = r
-        setTimeout(r, 50)
-      })
-      this.#wake = null
-    }
-  }
-
-  /** True when an answer is already here (without waiting). */
-  hasAnswer(): boolean {
-    return this.#buf.indexOf('\r\n\r\n') >= 0
-  }
-
-  close(): void {
-    this.#sock.destroy()
-  }
 }
 
 const fileUrl = (sha: string, size: number | string) => `${base}/files/${sha}/${size}`

@@ -1,15 +1,11 @@
 import { describe, expect, test } from '@jest/globals'
-import { ERROR_CODES } from '../../src/core/errors.js'
 import { IMAGESTORE_ERRORS } from '../../src/http/imagestore/errors.js'
 import { parseContentRange } from '../../src/http/imagestore/family.js'
 
+// Completeness of the table and its statuses: test/unit/error-tables.test.ts.
 describe('ImageStore error table', () => {
-  test('maps every core error code to a status and a Fabric code', () => {
-    expect(Object.keys(IMAGESTORE_ERRORS).sort()).toEqual([...ERROR_CODES].sort())
-    for (const [status, code] of Object.values(IMAGESTORE_ERRORS)) {
-      expect(status).toBeGreaterThanOrEqual(400)
-      expect(code).toMatch(/^(E_|FABRIC_E_)[A-Z_]+$/)
-    }
+  test('every entry names a Fabric code', () => {
+    for (const [, code] of Object.values(IMAGESTORE_ERRORS)) expect(code).toMatch(/^(E_|FABRIC_E_)[A-Z_]+$/)
   })
   test('statuses follow the runtime for the codes it names', () => {
     expect(IMAGESTORE_ERRORS.ERR_SESSION_ID_CONFLICT).toEqual([409, 'FABRIC_E_UPLOAD_SESSION_ID_CONFLICT'])

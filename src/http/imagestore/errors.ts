@@ -1,5 +1,6 @@
-import { isUploadError, type ErrorCode } from '../../core/errors.js'
+import type { ErrorCode } from '../../core/errors.js'
 import type { RequestContext } from '../context.js'
+import { classifyFailure } from '../errors.js'
 import { sendJson } from '../respond.js'
 
 /** Fabric error codes in the seed's FabricErrorCodes enum (servicefabric-imagestore-subset.json). */
@@ -61,13 +62,7 @@ export function sendFabricError(ctx: RequestContext, status: number, code: Fabri
 }
 
 export function sendImageStoreError(ctx: RequestContext, err: unknown): void {
-  if (isUploadError(err)) {
-    const [status, code] = IMAGESTORE_ERRORS[err.code]
-    if (status >= 500) ctx.log.error({ err }, 'imagestore request failed')
-    else ctx.log.info({ code: err.code, msg: err.message }, 'imagestore request refused')
-    sendFabricError(ctx, status, code, err.message)
-    return
-  }
-  ctx.log.error({ err }, 'imagestore request failed')
-  sendFabricError(ctx, 500, 'E_FAIL', 'internal error')
+  const { status, error } = classifyFailure(ctx, err, (code) => IMAGESTORE_ERRORS[code][0], 'imagestore request')
+  if (error) sendFabricError(ctx, status, IMAGESTORE_ERRORS[error.code][1], error.message)
+  else sendFabricError(ctx, 500, 'E_FAIL', 'internal error')
 }

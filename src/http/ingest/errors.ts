@@ -2,8 +2,9 @@
  * Error answers of the bulk-ingest family, in dsp-ingest's shapes (BaseEndpoints'
  * defaultErrorOutputs; notes/lakefs-dspingest.md §2.2): the status picks the body.
  */
-import { isUploadError, type ErrorCode } from '../../core/errors.js'
+import type { ErrorCode } from '../../core/errors.js'
 import type { RequestContext } from '../context.js'
+import { classifyFailure } from '../errors.js'
 import { sendJson } from '../respond.js'
 
 /**
@@ -66,15 +67,10 @@ export function ingestErrorBody(status: number, message: string, details: Record
 }
 
 export function sendIngestError(ctx: RequestContext, err: unknown): void {
-  if (isUploadError(err)) {
-    const status = INGEST_STATUS[err.code]
-    if (status >= 500) ctx.log.error({ err }, 'bulk-ingest request failed')
-    else ctx.log.info({ code: err.code, msg: err.message }, 'bulk-ingest request refused')
-    // RFC 6750: a missing or malformed credential is answered with a Bearer challenge.
-    const headers: Record<string, string> = err.details['challenge'] === true ? { 'WWW-Authenticate': 'Bearer' } : {}
-    sendJson(ctx.res, status, ingestErrorBody(status, err.message, err.details), headers)
-    return
-  }
-  ctx.log.error({ err }, 'bulk-ingest request failed')
-  sendJson(ctx.res, 500, { errorMessage: 'internal error' })
+  const { status, error } = classifyFailure(ctx, err, (code) => INGEST_STATUS[code], 'bulk-ingest request')
+  // ingestErrorBody(500, …) hides the message: nothing of a non-UploadError reaches the client.
+  if (!error) return sendJson(ctx.res, 500, ingestErrorBody(500, '', {}))
+  // RFC 6750: a missing or malformed credential is answered with a Bearer challenge.
+  const headers: Record<string, string> = error.details['challenge'] === true ? { 'WWW-Authenticate': 'Bearer' } : {}
+  sendJson(ctx.res, status, ingestErrorBody(status, error.message, error.details), headers)
 }

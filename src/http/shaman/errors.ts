@@ -1,5 +1,6 @@
-import { isUploadError, type StatusTable } from '../../core/errors.js'
+import type { StatusTable } from '../../core/errors.js'
 import type { RequestContext } from '../context.js'
+import { classifyFailure } from '../errors.js'
 import { sendJson } from '../respond.js'
 
 /**
@@ -53,17 +54,11 @@ export function sendShamanErrorBody(ctx: RequestContext, status: number, message
 }
 
 export function sendShamanError(ctx: RequestContext, err: unknown): void {
-  if (isUploadError(err)) {
-    const status = SHAMAN_STATUS[err.code]
-    if (status >= 500) ctx.log.error({ err }, 'shaman request failed')
-    else ctx.log.info({ code: err.code, msg: err.message }, 'shaman request refused')
-    const headers: Record<string, string> = {}
-    if (status === 503) headers['Retry-After'] = '5'
-    // A body declared over our limit is not drained: close the connection after the answer.
-    if (err.code === 'ERR_BODY_TOO_LARGE' && !ctx.req.complete) headers['Connection'] = 'close'
-    sendShamanErrorBody(ctx, status, err.message, headers)
-    return
-  }
-  ctx.log.error({ err }, 'shaman request failed')
-  sendShamanErrorBody(ctx, 500, 'internal error')
+  const { status, error } = classifyFailure(ctx, err, (code) => SHAMAN_STATUS[code], 'shaman request')
+  if (!error) return sendShamanErrorBody(ctx, 500, 'internal error')
+  const headers: Record<string, string> = {}
+  if (status === 503) headers['Retry-After'] = '5'
+  // A body declared over our limit is not drained: close the connection after the answer.
+  if (error.code === 'ERR_BODY_TOO_LARGE' && !ctx.req.complete) headers['Connection'] = 'close'
+  sendShamanErrorBody(ctx, status, error.message, headers)
 }

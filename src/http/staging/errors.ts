@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http'
-import { isUploadError, type ErrorCode, type StatusTable } from '../../core/errors.js'
+import type { ErrorCode, StatusTable } from '../../core/errors.js'
 import type { RequestContext } from '../context.js'
+import { classifyFailure } from '../errors.js'
 
 /**
  * Core code → HTTP status for the lakeFS API (`{"message": …}` bodies). Statuses follow lakeFS's
@@ -62,20 +63,15 @@ export function statusOf(code: ErrorCode): number {
 
 /** The error answer of the lakeFS API routes. Anything not an UploadError is a 500 with no internals. */
 export function sendLakeFsError(ctx: RequestContext, err: unknown): void {
-  if (isUploadError(err)) {
-    const status = statusOf(err.code)
-    if (status >= 500) ctx.log.error({ err }, 'lakefs request failed')
-    else ctx.log.info({ code: err.code, msg: err.message }, 'lakefs request refused')
-    if (status === 499) {
-      ctx.res.writeHead(499, { 'Content-Length': 0 })
-      ctx.res.end()
-      return
-    }
-    sendLakeFsJson(ctx.res, status, { message: err.message })
-    return
-  }
-  ctx.log.error({ err }, 'lakefs request failed')
-  sendLakeFsJson(ctx.res, 500, { message: 'internal server error' })
+  const { status, error } = classifyFailure(ctx, err, statusOf, 'lakefs request')
+  if (status === 499) return sendClientClosed(ctx)
+  sendLakeFsJson(ctx.res, status, { message: error ? error.message : 'internal server error' })
+}
+
+/** lakeFS answers a request cancelled by its client with 499 and no body (nobody reads it). */
+function sendClientClosed(ctx: RequestContext): void {
+  ctx.res.writeHead(499, { 'Content-Length': 0 })
+  ctx.res.end()
 }
 
 const S3_CODE_BY_STATUS: Readonly<Record<number, string>> = {
@@ -105,23 +101,14 @@ function xmlEscape(s: string): string {
  * AccessDenied (the UploadError's `details.s3Code` names the code when the status alone does not).
  */
 export function sendS3Error(ctx: RequestContext, err: unknown): void {
-  let status = 500
+  const { status, error } = classifyFailure(ctx, err, statusOf, 'presigned upload')
+  if (status === 499) return sendClientClosed(ctx)
   let code = 'InternalError'
   let message = 'We encountered an internal error. Please try again.'
-  if (isUploadError(err)) {
-    status = statusOf(err.code)
-    const named = err.details['s3Code']
-    code = typeof named === 'string' ? named : (S3_CODE_BY_ERROR[err.code] ?? S3_CODE_BY_STATUS[status] ?? (status >= 500 ? 'InternalError' : 'InvalidRequest'))
-    message = err.message
-    if (status >= 500) ctx.log.error({ err }, 'presigned upload failed')
-    else ctx.log.info({ code: err.code, msg: err.message }, 'presigned upload refused')
-    if (status === 499) {
-      ctx.res.writeHead(499, { 'Content-Length': 0 })
-      ctx.res.end()
-      return
-    }
-  } else {
-    ctx.log.error({ err }, 'presigned upload failed')
+  if (error) {
+    const named = error.details['s3Code']
+    code = typeof named === 'string' ? named : (S3_CODE_BY_ERROR[error.code] ?? S3_CODE_BY_STATUS[status] ?? (status >= 500 ? 'InternalError' : 'InvalidRequest'))
+    message = error.message
   }
   const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message><RequestId>${xmlEscape(ctx.reqId)}</RequestId></Error>`
   ctx.res.writeHead(status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(xml) })
