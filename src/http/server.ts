@@ -20,7 +20,9 @@ export interface HttpServerOptions {
 export function createHttpServer(opts: HttpServerOptions): Server {
   const families = [...opts.families].sort((a, b) => b.prefix.length - a.prefix.length)
   const server = createServer(
-    { requestTimeout: opts.requestTimeoutMs, keepAliveTimeout: 5_000, headersTimeout: 30_000 },
+    // Idle keep-alive sockets live longer than a load balancer's (commonly 60 s), so the balancer,
+    // not Ferry, closes them: a server closing first races the balancer's reuse (ECONNRESET).
+    { requestTimeout: opts.requestTimeoutMs, keepAliveTimeout: 65_000, headersTimeout: 30_000 },
     (req, res) => {
       void handle(req, res)
     },

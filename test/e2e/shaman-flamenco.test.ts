@@ -196,6 +196,8 @@ describe('the Flamenco add-on flow on two instances', () => {
       }
       process.stdout.write(JSON.stringify([...seen]) + '\\n')
     `], { stdio: ['ignore', 'pipe', 'inherit'] })
+    // Listen for the exit now: the reader may finish before the checkout calls answer.
+    const readerExited = new Promise((r) => reader.once('exit', r))
     let out = ''
     reader.stdout.on('data', (d: Buffer) => (out += d.toString()))
     while (!out.includes('ready')) await new Promise((r) => setTimeout(r, 10))
@@ -206,7 +208,7 @@ describe('the Flamenco add-on flow on two instances', () => {
       postJson(agentB, `${b.url}${API}/checkout/create`, { files, checkoutPath: 'atomic/job' }),
     ])
     expect([ca.status, cb.status].sort()).toEqual([200, 409])
-    await new Promise((r) => reader.once('exit', r))
+    await readerExited
     const seen = JSON.parse(out.trim().split('\n').pop()!) as number[]
     expect(readdirSync(target, { recursive: true }).length).toBe(total)
     expect(seen).toEqual([total])

@@ -11,6 +11,7 @@ import { request, seededBytes, sha256 } from '../helpers/http.js'
 import { RawConn } from '../helpers/raw-http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, startFerry, type TestServer } from '../helpers/server.js'
+import { GC_LOCK_KEY } from '../../src/core/cas/cas-store.js'
 
 const API = '/api/v3/shaman'
 let srv: TestServer
@@ -504,10 +505,21 @@ describe('garbage collection on its timer', () => {
       const unused = seededBytes(102, 'gc-unused')
       for (const d of [used, touched, unused]) expect((await put(d)).status).toBe(204)
       expect((await request(`${g}/checkout/create`, json({ checkoutPath: 'job', files: [{ sha: sha256(used), size: 100, path: 'u' }] }))).status).toBe(200)
+      // Hold the GC lock while the blobs are back-dated, so no pass runs in between; the
+      // requirements call touches its blob first and then waits for the lock.
+      let held = await gc.app.engine.state.locker.tryAcquire(GC_LOCK_KEY, 30_000)
+      for (let i = 0; held === null && i < 500; i++) {
+        await sleep(10) // a pass is running right now: wait for it to end
+        held = await gc.app.engine.state.locker.tryAcquire(GC_LOCK_KEY, 30_000)
+      }
+      expect(held).not.toBeNull()
       const old = new Date(Date.now() - 2 * 3600_000)
       for (const d of [used, touched, unused]) utimesSync(blobPath(gc.dataDir, sha256(d), d.length), old, old)
-      const req = await request(`${g}/checkout/requirements`, json({ files: [{ sha: sha256(touched), size: 101, path: 't' }] }))
-      expect(req.json()).toEqual({ files: [] })
+      const pending = request(`${g}/checkout/requirements`, json({ files: [{ sha: sha256(touched), size: 101, path: 't' }] }))
+      const touchedPath = blobPath(gc.dataDir, sha256(touched), 101)
+      for (let i = 0; i < 200 && statSync(touchedPath).mtimeMs < Date.now() - 3600_000; i++) await sleep(20)
+      await held!.release()
+      expect((await pending).json()).toEqual({ files: [] })
       const t0 = Date.now()
       while (existsSync(blobPath(gc.dataDir, sha256(unused), 102)) && Date.now() - t0 < 10_000) await sleep(100)
       expect(existsSync(blobPath(gc.dataDir, sha256(unused), 102))).toBe(false)

@@ -18,6 +18,7 @@
  */
 import { PassThrough } from 'node:stream'
 import type { Engine } from '../../app.js'
+import { INLINE_HASH_MAX_BYTES } from '../../core/uploads/uploads.js'
 import {
   CasStore,
   SHA256_HEX,
@@ -41,16 +42,6 @@ export const SHAMAN_PREFIX = '/api/v3/shaman'
 
 /** Most files one requirements or checkout request may list. */
 export const MAX_FILES_PER_REQUEST = 100_000
-
-/**
- * Objects up to this size are hashed inline as they arrive; larger ones by a pool thread that
- * follows the temp file. Measured over loopback HTTP on the 2-core project machine (medians of
- * interleaved rounds, fsync included; inline vs pool): 64 KiB 198 vs 120 files/s, 1 MiB 70 vs
- * 47 files/s, 4 MiB 163 vs 187 MB/s, 16 MiB 212 vs 251, 64 MiB 235 vs 251, 256 MiB 195 vs
- * 348. Small files lose to the pool's per-file round trip; from a few MiB on, hashing on
- * another core while the main thread moves bytes wins. The crossover lies between 1 and 4 MiB.
- */
-export const HASH_INLINE_MAX_BYTES = 2 * 1024 * 1024
 
 export interface ShamanOptions {
   /** Overrides the size-based choice (for measurements). */
@@ -121,7 +112,7 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
   started.catch((err: unknown) => log.error({ err }, 'shaman could not subscribe to the bus'))
   const maxUploadBytes = config.limits.maxUploadBytes
 
-  const hashModeFor = (size: number): HashMode => options.hashMode ?? (size <= HASH_INLINE_MAX_BYTES ? 'inline' : 'pool')
+  const hashModeFor = (size: number): HashMode => options.hashMode ?? (size <= INLINE_HASH_MAX_BYTES ? 'inline' : 'pool')
 
   // ---- garbage collection -------------------------------------------------------------------
   let gcRunning: Promise<unknown> | null = null
@@ -248,7 +239,6 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
     try {
       got = await receiveBlob(feed, {
         uploads,
-        tmpDir: layout.tmp,
         declaredBytes: key.size,
         mode: hashModeFor(key.size),
         signal: ctx.signal,
