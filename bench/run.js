@@ -39,7 +39,7 @@ const { writeReport, summarize, formatTable } = await import('./macro/report.js'
 
 // ---- CLI ---------------------------------------------------------------------------------------
 const ALL_SCENARIOS = ['a', 'b', 'c', 'd', 'e', 'f']
-const ALL_SERVERS = ['ferry-embedded', 'ferry-redis', 'ferry-redis-x2', 'minimal', 'tus']
+const ALL_SERVERS = ['ferry-embedded', 'ferry-redis', 'ferry-redis-x2', 'minimal', 'minimal-durable', 'tus']
 const HELP = `usage: node bench/run.js [options]
   --quick                 small sizes, one rep (CI): 64 MiB, 100 files, commit sizes 16,32,64, RSS 8x32 MiB
   --scenarios LIST        ${ALL_SCENARIOS.join(',')} (default all)
@@ -147,6 +147,9 @@ const SERVERS = {
   'ferry-redis': { proto: 'ferry', instances: 1, ferry: true, redis: true },
   'ferry-redis-x2': { proto: 'ferry', instances: 2, ferry: true, redis: true },
   minimal: { proto: 'minimal', instances: 1, script: path.join(benchDir, 'macro', 'servers', 'minimal.js') },
+  // The same server, fdatasync + directory fsync before answering a commit or whole-file PUT:
+  // the ceiling for a server that, like Ferry, has the bytes on disk when it says 200.
+  'minimal-durable': { proto: 'minimal', instances: 1, script: path.join(benchDir, 'macro', 'servers', 'minimal.js'), env: { BENCH_FSYNC: '1' } },
   tus: { proto: 'tus', instances: 1, script: path.join(benchDir, 'macro', 'servers', 'tus.js') }
 }
 
@@ -325,6 +328,7 @@ async function startServer (name, dataDir) {
         ? { FERRY_HOST: '127.0.0.1', FERRY_PORT: String(port), FERRY_DATA_DIR: dataDir }
         : { BENCH_HOST: '127.0.0.1', BENCH_PORT: String(port), BENCH_DATA_DIR: dataDir }
       if (sv.redis) Object.assign(env, { REDIS_URL: `redis://127.0.0.1:${redisPort}`, FERRY_REDIS_PREFIX: prefix })
+      if (sv.env) Object.assign(env, sv.env)
       const logFile = path.join(logDir, `${n}-${name}-${i}.log`)
       const script = sv.ferry ? ferryMain : sv.script
       const ready = async () => (await httpStatus(port, '/healthz')) === 200

@@ -236,6 +236,33 @@ describe.each(makers)('state backend: $name', (maker) => {
 })
 
 describe('embedded store', () => {
+  test('its journal replays after a restart, ignores a last line cut short by a crash, and is compacted', async () => {
+    const dir = tempDir()
+    const { appendFileSync, readFileSync } = await import('node:fs')
+    let state = createEmbeddedState(dir)
+    await state.sessions.open(newSession('j:1', 100), T0)
+    await state.sessions.open(newSession('j:2', 100), T0)
+    for (let i = 0; i < 10; i++) {
+      await state.sessions.reserve('j:1', { start: i * 10, end: i * 10 + 9 }, `t${i}`, T0, LEASE)
+      await state.sessions.complete('j:1', `t${i}`, T0 + i)
+    }
+    await state.sessions.remove('j:2')
+    await state.close()
+    const journal = `${dir}/sessions.journal`
+    expect(readFileSync(journal, 'utf8').trim().split('\n').length).toBeGreaterThan(20)
+    // A crash in the middle of an append leaves half a line.
+    appendFileSync(journal, '{"k":"j:1","r":{"key":"j:1","tot')
+    state = createEmbeddedState(dir)
+    const rec = await state.sessions.get('j:1')
+    expect(rec?.received).toEqual([{ start: 0, end: 99 }])
+    expect(await state.sessions.get('j:2')).toBeNull()
+    // Compacted at start: one line per live session.
+    expect(readFileSync(journal, 'utf8').trim().split('\n')).toHaveLength(1)
+    await state.close()
+    removeDir(dir)
+  })
+
+
   test('refuses a data directory another live process owns', async () => {
     const dir = tempDir()
     const a = createEmbeddedState(dir)

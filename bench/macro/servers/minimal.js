@@ -1,5 +1,7 @@
 // The ceiling: a node:http server that only writes request bodies to files. No hashing, no
-// fsync, no state beyond a session-id → path map. It accepts the same URLs as Ferry's
+// fsync (unless BENCH_FSYNC=1: then, like Ferry's default policy, a file is fdatasynced and its
+// directory fsynced before a whole-file PUT or a commit is answered — the *durable* ceiling),
+// no state beyond a session-id → path map. It accepts the same URLs as Ferry's
 // ImageStore and Shaman scenarios so the load generator is identical.
 //   PUT  /ImageStore/{path}                           body → <dir>/store/{path}
 //   PUT  /ImageStore/{path}/$/UploadChunk?session-id  body → <dir>/tmp/{sid} at Content-Range start
@@ -18,6 +20,16 @@ const sessions = new Map()
 const madeDirs = new Set()
 const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT
 const MiB = 1024 * 1024
+const durable = process.env.BENCH_FSYNC === '1'
+
+/** fdatasync `file` and fsync its directory (BENCH_FSYNC=1 only). */
+async function makeDurable (file) {
+  if (!durable) return
+  for (const [p, sync] of [[file, 'datasync'], [path.dirname(file), 'sync']]) {
+    const fh = await fs.promises.open(p, 'r')
+    try { await fh[sync]() } finally { await fh.close() }
+  }
+}
 
 function ensureDir (d) {
   if (madeDirs.has(d)) return
@@ -56,6 +68,7 @@ async function handle (req, res) {
       return reply(res, 200)
     }
     await toFile(req, path.join(dir, 'store', rel))
+    await makeDurable(path.join(dir, 'store', rel))
     return reply(res, 200)
   }
   if (req.method === 'POST' && p === '/ImageStore/$/CommitUploadSession') {
@@ -64,7 +77,9 @@ async function handle (req, res) {
     if (!rel) return reply(res, 404, 'no session')
     const dest = path.join(dir, 'store', rel)
     ensureDir(path.dirname(dest))
+    if (durable) await makeDurable(path.join(dir, 'tmp', sid))
     await fs.promises.rename(path.join(dir, 'tmp', sid), dest)
+    await makeDurable(dest)
     sessions.delete(sid)
     return reply(res, 200)
   }
@@ -72,6 +87,7 @@ async function handle (req, res) {
   if (req.method === 'POST' && shaman) {
     const [, sha, size] = shaman
     await toFile(req, path.join(dir, 'cas', sha.slice(0, 2), sha.slice(2), `${size}.blob`))
+    await makeDurable(path.join(dir, 'cas', sha.slice(0, 2), sha.slice(2), `${size}.blob`))
     return reply(res, 204)
   }
   req.resume()

@@ -1,12 +1,19 @@
 /**
- * The embedded state backend, used when no Redis is configured: sessions in memory, each one
- * persisted as a JSON sidecar under `<dataDir>/state/sessions/` (written to a temp name and
- * renamed, so a kill never leaves half a record) before any change is acknowledged. One Ferry
- * process owns a data directory at a time (a pid lock file); several instances need Redis.
+ * The embedded state backend, used when no Redis is configured: sessions in memory, every change
+ * appended to one journal file, `<dataDir>/state/sessions.journal` (a JSON line per change: the
+ * whole record, or null for a removal), before the change is acknowledged. Replaying the journal
+ * (last line of a key wins) restores the sessions after a restart; a line cut short by a crash is
+ * ignored. The journal is compacted (live records to a temp file, then rename) at start and when
+ * it grows past a limit. One Ferry process owns a data directory at a time (a pid lock file);
+ * several instances need Redis.
+ *
+ * Why a journal and not a file per session: appending to one open file costs no directory
+ * operation per chunk. A write-then-rename per change measured about 30 % slower uploads (1 GiB
+ * in 8 MiB chunks) than the Redis store, its renames waiting behind the ext4 journal commits that
+ * the data fsyncs force.
  */
 import { EventEmitter } from 'node:events'
-import { mkdirSync, readdirSync, readFileSync, writeFileSync, unlinkSync } from 'node:fs'
-import { rename, unlink, writeFile } from 'node:fs/promises'
+import { mkdirSync, readFileSync, renameSync, writeFileSync, unlinkSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { RenewingLock } from './lock-handle.js'
@@ -15,32 +22,89 @@ import {
   releaseStep, removeIfExpiredStep, removeStep, renewStep, reserveStep, type Step,
 } from './session-logic.js'
 import type { Bus, Lock, Locker, SessionRecord, SessionStore, StateBackend } from './types.js'
+import { appendFile } from 'node:fs/promises'
 
-const fileNameOf = (key: string) => `${Buffer.from(key).toString('base64url')}.json`
+/** Compact once the journal is this large and holds at least 4× the bytes of the live records. */
+const COMPACT_MIN_BYTES = 8 * 1024 * 1024
+
+interface Pending {
+  readonly line: string
+  readonly done: () => void
+  readonly fail: (err: unknown) => void
+}
 
 export class EmbeddedSessionStore implements SessionStore {
-  readonly #dir: string
+  readonly #file: string
   readonly #sessions = new Map<string, SessionRecord>()
+  /** The last unfinished journal write of each key: readers wait for it. */
   readonly #writes = new Map<string, Promise<void>>()
-  #seq = 0
+  #queue: Pending[] = []
+  #pumping: Promise<void> | null = null
+  #bytes = 0
 
   constructor(stateDir: string) {
-    this.#dir = join(stateDir, 'sessions')
-    mkdirSync(this.#dir, { recursive: true })
-    for (const name of readdirSync(this.#dir)) {
-      const full = join(this.#dir, name)
-      if (!name.endsWith('.json')) {
-        unlinkSync(full) // a write cut short by a crash; its previous version is still there
-        continue
-      }
+    this.#file = join(stateDir, 'sessions.journal')
+    let text = ''
+    try {
+      text = readFileSync(this.#file, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    for (const line of text.split('\n')) {
+      if (line === '') continue
+      let entry: { k: string; r: SessionRecord | null }
       try {
-        const rec = parseRecord(readFileSync(full, 'utf8'))
-        // Requests that held reservations, and any commit that ran, died with the previous
-        // process (one process owns this directory), so a commit may start again at once.
-        const reopened = rec.state === 'committing' ? { state: 'open' as const, commitOwner: null, commitLeaseUntilMs: 0 } : {}
-        this.#sessions.set(rec.key, { ...rec, ...reopened, reservations: [] })
+        entry = JSON.parse(line) as { k: string; r: SessionRecord | null }
       } catch {
-        unlinkSync(full)
+        continue // the last append of a crashed process, cut short
+      }
+      if (entry.r === null) this.#sessions.delete(entry.k)
+      else this.#sessions.set(entry.k, parseRecord(JSON.stringify(entry.r)))
+    }
+    for (const [key, rec] of this.#sessions) {
+      // Requests that held reservations, and any commit that ran, died with the previous
+      // process (one process owns this directory), so a commit may start again at once.
+      const reopened = rec.state === 'committing' ? { state: 'open' as const, commitOwner: null, commitLeaseUntilMs: 0 } : {}
+      this.#sessions.set(key, { ...rec, ...reopened, reservations: [] })
+    }
+    this.#compactSync()
+  }
+
+  /** Rewrites the journal as one line per live record (temp file, then rename). */
+  #compactSync(): void {
+    const tmp = `${this.#file}.tmp`
+    const text = [...this.#sessions].map(([k, r]) => `${JSON.stringify({ k, r })}\n`).join('')
+    writeFileSync(tmp, text)
+    renameSync(tmp, this.#file)
+    this.#bytes = Buffer.byteLength(text)
+  }
+
+  /** Appends one line; resolves once it is in the file. Lines go out in order, batched. */
+  #append(line: string): Promise<void> {
+    return new Promise((done, fail) => {
+      this.#queue.push({ line, done, fail })
+      this.#pumping ??= this.#pump().finally(() => {
+        this.#pumping = null
+      })
+    })
+  }
+
+  async #pump(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue
+      this.#queue = []
+      const text = batch.map((p) => p.line).join('')
+      try {
+        await appendFile(this.#file, text)
+        this.#bytes += Buffer.byteLength(text)
+        for (const p of batch) p.done()
+      } catch (err) {
+        for (const p of batch) p.fail(err)
+      }
+      if (this.#bytes > COMPACT_MIN_BYTES) {
+        const live = [...this.#sessions].reduce((n, [k, r]) => n + k.length + JSON.stringify(r).length + 10, 0)
+        // Between batches nothing else writes the file, and memory holds every acknowledged change.
+        if (this.#bytes > 4 * live) this.#compactSync()
       }
     }
   }
@@ -53,20 +117,7 @@ export class EmbeddedSessionStore implements SessionStore {
     }
     if (next === null) this.#sessions.delete(key)
     else this.#sessions.set(key, next)
-    const file = join(this.#dir, fileNameOf(key))
-    const snapshot = next === null ? null : JSON.stringify(next)
-    const tmp = `${file}.${++this.#seq}.tmp`
-    const prev = this.#writes.get(key) ?? Promise.resolve()
-    const write = prev.then(async () => {
-      if (snapshot === null) {
-        await unlink(file).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err
-        })
-      } else {
-        await writeFile(tmp, snapshot)
-        await rename(tmp, file)
-      }
-    })
+    const write = this.#append(`${JSON.stringify({ k: key, r: next })}\n`)
     this.#writes.set(key, write)
     try {
       await write
@@ -125,6 +176,7 @@ export class EmbeddedSessionStore implements SessionStore {
   }
   async close() {
     await Promise.all([...this.#writes.values()])
+    await this.#pumping
   }
 }
 
