@@ -53,7 +53,3 @@ export function contiguousPrefix(ranges: readonly ByteRange[]): number {
   const first = ranges[0]
   return first !== undefined && first.start === 0 ? first.end + 1 : 0
 }
-
-export function totalCovered(ranges: readonly ByteRange[]): number {
-  return ranges.reduce((n, x) => n + (x.end - x.start + 1), 0)
-}

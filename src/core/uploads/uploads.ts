@@ -109,7 +109,7 @@ export class UploadService {
       const opened = await this.#o.sessions.open({ key, target: input.target, totalBytes, tempName }, now)
       existing = opened.session
       if (opened.created) {
-        this.#log().debug({ key, totalBytes }, 'session opened')
+        this.#o.log.debug({ key, totalBytes }, 'session opened')
         const h = this.#o.pool.openStream(tempPath)
         if (h !== null) this.#hashers.set(key, h)
       }
@@ -245,7 +245,7 @@ export class UploadService {
         throw new UploadError('ERR_SESSION_BUSY', 'the session changed while it was committed')
       }
       await removeQuietly(tempPath)
-      this.#log().info({
+      this.#o.log.info({
         key, bytes: session.totalBytes, sha256: digests['sha256'], streamed,
         hashMs: Math.round(hashedAt - t0), publishMs: Math.round(performance.now() - hashedAt),
       }, 'session committed')
@@ -379,12 +379,8 @@ export class UploadService {
         orphans++
       }
     }
-    if (sessions + orphans > 0) this.#log().info({ sessions, orphans }, 'swept expired uploads')
+    if (sessions + orphans > 0) this.#o.log.info({ sessions, orphans }, 'swept expired uploads')
     return { sessions, orphans }
-  }
-
-  #log(): Logger {
-    return this.#o.log
   }
 
   async close(): Promise<void> {

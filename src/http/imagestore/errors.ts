@@ -33,7 +33,6 @@ export const IMAGESTORE_ERRORS: Readonly<Record<ErrorCode, readonly [number, Fab
   ERR_CHECKSUM_MISMATCH: [400, 'E_INVALIDARG'],
   // The runtime has no size limit of its own; 413 is ours, with the generic code.
   ERR_BODY_TOO_LARGE: [413, 'E_INVALIDARG'],
-  ERR_UNSUPPORTED_MEDIA_TYPE: [415, 'E_INVALIDARG'],
   // Unknown session on DeleteUploadSession: the runtime's internal NotFound maps to 404.
   ERR_SESSION_NOT_FOUND: [404, 'FABRIC_E_FILE_NOT_FOUND'],
   ERR_SESSION_ID_CONFLICT: [409, 'FABRIC_E_UPLOAD_SESSION_ID_CONFLICT'],
@@ -52,7 +51,6 @@ export const IMAGESTORE_ERRORS: Readonly<Record<ErrorCode, readonly [number, Fab
   ERR_NOT_IMPLEMENTED: [400, 'E_INVALIDARG'],
   ERR_RESERVED_NAME: [400, 'FABRIC_E_IMAGEBUILDER_RESERVED_DIRECTORY_ERROR'],
   ERR_CLIENT_ABORTED: [400, 'E_INVALIDARG'],
-  ERR_TIMEOUT: [504, 'FABRIC_E_TIMEOUT'],
   ERR_UNAVAILABLE: [503, 'E_FAIL'],
   ERR_IO: [500, 'FABRIC_E_IMAGESTORE_IOERROR'],
 }

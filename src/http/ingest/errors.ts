@@ -21,7 +21,6 @@ export const INGEST_STATUS: Readonly<Record<ErrorCode, number>> = {
   ERR_CHECKSUM_MISMATCH: 400,
   // dsp-ingest streams any size; Ferry's FERRY_MAX_UPLOAD_BYTES is refused with 413 and a reason.
   ERR_BODY_TOO_LARGE: 413,
-  ERR_UNSUPPORTED_MEDIA_TYPE: 400,
   ERR_SESSION_NOT_FOUND: 404,
   ERR_SESSION_ID_CONFLICT: 409,
   ERR_SESSION_INCOMPLETE: 400,
@@ -40,7 +39,6 @@ export const INGEST_STATUS: Readonly<Record<ErrorCode, number>> = {
   ERR_NOT_IMPLEMENTED: 400,
   ERR_RESERVED_NAME: 400,
   ERR_CLIENT_ABORTED: 400,
-  ERR_TIMEOUT: 503,
   ERR_UNAVAILABLE: 503,
   ERR_IO: 500,
 }

@@ -22,7 +22,6 @@ export const SHAMAN_STATUS: StatusTable = {
   ERR_CHECKSUM_MISMATCH: 417,
   // Flamenco has no size limit (it buffers the body in RAM); ours is 413.
   ERR_BODY_TOO_LARGE: 413,
-  ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   ERR_SESSION_NOT_FOUND: 404,
   ERR_SESSION_ID_CONFLICT: 409,
   ERR_SESSION_INCOMPLETE: 400,
@@ -42,7 +41,6 @@ export const SHAMAN_STATUS: StatusTable = {
   ERR_RESERVED_NAME: 400,
   // The client is gone; nobody reads this answer.
   ERR_CLIENT_ABORTED: 400,
-  ERR_TIMEOUT: 504,
   // Spec, Error.code: "Code 503 is used when the database is busy. The HTTP response will
   // contain a 'Retry-After' HTTP header". We use it while a GC pass blocks a checkout.
   ERR_UNAVAILABLE: 503,
