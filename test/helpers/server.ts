@@ -83,9 +83,10 @@ export interface ChildServer {
 }
 
 /** Forks dist/src/main.js with `env` and waits for /healthz. */
-export async function spawnFerry(env: Record<string, string>, port?: number): Promise<ChildServer> {
+export async function spawnFerry(env: Record<string, string>, port?: number, opts: { execArgv?: string[] } = {}): Promise<ChildServer> {
   const p = port ?? (await freePort())
   const proc = fork(MAIN_JS, [], {
+    execArgv: opts.execArgv ?? process.execArgv,
     env: { PATH: process.env['PATH'] ?? '', FERRY_LOG_LEVEL: 'info', ...env, FERRY_PORT: String(p), FERRY_HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   })
