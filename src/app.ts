@@ -57,7 +57,10 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
     sessionTtlMs: config.sessions.ttlSec * 1000,
     reserveLeaseMs: config.sessions.reserveLeaseMs,
     commitLeaseMs: 30_000,
+    // Several instances may share Redis: a commit can ask the one that runs the session's hash.
+    peers: state.kind === 'redis' ? state.bus : null,
   })
+  await uploads.listenForPeers()
   const sweepTasks: (() => Promise<unknown>)[] = [() => uploads.sweep()]
   const engine: Engine = {
     config, layout, state, pool, uploads, log,

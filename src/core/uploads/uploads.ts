@@ -12,7 +12,7 @@ import type { Logger } from 'pino'
 import { UploadError } from '../errors.js'
 import type { HashAlgo, HashPool, HashResult, StreamHasher } from '../hashing/hash-pool.js'
 import { contiguousPrefix, missingRanges, type ByteRange } from '../state/range-set.js'
-import type { SessionRecord, SessionStore } from '../state/types.js'
+import type { Bus, SessionRecord, SessionStore } from '../state/types.js'
 import { BackgroundFlusher, openForWrite, publishFile, removeQuietly, streamEqualsFile, writeStreamAt, type PublishOptions } from '../storage/files.js'
 import type { DataLayout } from '../storage/layout.js'
 
@@ -27,6 +27,11 @@ export interface UploadServiceOptions {
   readonly reserveLeaseMs: number
   /** How long one commit may hold a session before another instance may take it over, ms. */
   readonly commitLeaseMs: number
+  /**
+   * The bus every instance shares (Redis only): a commit on an instance without the session's
+   * running hash asks the instance that has it (see `listenForPeers`). Null: one instance.
+   */
+  readonly peers?: Bus | null
 }
 
 export interface ChunkInput {
@@ -70,6 +75,45 @@ export interface WholeFile {
  */
 export const INLINE_HASH_MAX_BYTES = 2 * 1024 * 1024
 
+/**
+ * A commit without the running hash asks the other instances for it only from this size on:
+ * below it, a full pass on the pool (about 45 ms at 64 MiB) costs less than waiting out
+ * `PEER_ACK_MS` when no instance has the hash (after a restart or an idle timeout).
+ */
+export const PEER_HASH_MIN_BYTES = 64 * 1024 * 1024
+/** How long a commit waits for an instance to say it has the running hash, ms. */
+const PEER_ACK_MS = 150
+/** How long it then waits for that instance's digest (it reads what it has not hashed yet), ms. */
+const PEER_DIGEST_MS = 60_000
+const HASH_REQUEST_CHANNEL = 'uploads:hash-request'
+
+/** Commit → every instance: "whoever has the running hash of this session, finish it". */
+interface PeerHashRequest {
+  readonly key: string
+  /** Ties the request to one incarnation of the session key: a hasher left from an aborted session of the same id never answers. */
+  readonly createdAtMs: number
+  readonly size: number
+  readonly reply: string
+}
+/** Owner → the asking commit: first `ack`, then the digest (null when the running hash was lost). */
+type PeerHashReply = { readonly type: 'ack' } | { readonly type: 'digest'; readonly sha256: string | null }
+
+/** A running hash and the session incarnation it belongs to. */
+interface RunningHash {
+  readonly hasher: StreamHasher
+  readonly createdAtMs: number
+}
+
+/** Where a commit's digest came from; counted per instance (logs and tests). */
+export interface CommitHashCounts {
+  /** This instance's running hash. */
+  local: number
+  /** Another instance's running hash, handed over on request. */
+  peer: number
+  /** A full pass over the temp file. */
+  fullPass: number
+}
+
 const tempNameFor = (key: string) => `s-${Buffer.from(key).toString('base64url')}.part`
 const keyFromTempName = (name: string) =>
   name.startsWith('s-') && name.endsWith('.part') ? Buffer.from(name.slice(2, -5), 'base64url').toString() : null
@@ -77,8 +121,10 @@ const keyFromTempName = (name: string) =>
 export class UploadService {
   readonly #o: UploadServiceOptions
   /** Running hashes of sessions opened on this instance, by session key. */
-  readonly #hashers = new Map<string, StreamHasher>()
+  readonly #hashers = new Map<string, RunningHash>()
   readonly #flusher = new BackgroundFlusher(64 * 1024 * 1024)
+  readonly hashCounts: CommitHashCounts = { local: 0, peer: 0, fullPass: 0 }
+  #stopListening: (() => Promise<void>) | null = null
 
   constructor(options: UploadServiceOptions) {
     this.#o = options
@@ -111,7 +157,7 @@ export class UploadService {
       if (opened.created) {
         this.#o.log.debug({ key, totalBytes }, 'session opened')
         const h = this.#o.pool.openStream(tempPath)
-        if (h !== null) this.#hashers.set(key, h)
+        if (h !== null) this.#hashers.set(key, { hasher: h, createdAtMs: existing.createdAtMs })
       }
     }
     if (existing.target !== input.target) {
@@ -164,11 +210,8 @@ export class UploadService {
     if (!this.#o.durableChunks) this.#flusher.wrote(tempPath, empty ? 0 : range.end - range.start + 1)
     const done = await this.#o.sessions.complete(key, token, Date.now())
     if (done === null) throw new UploadError('ERR_SESSION_BUSY', 'the session changed while the chunk was written; send it again')
-    const h = this.#hashers.get(key)
-    if (h !== undefined) {
-      if (h.closed) this.#hashers.delete(key)
-      else h.advance(contiguousPrefix(done.received))
-    }
+    const running = this.#runningHash(done)
+    running?.advance(contiguousPrefix(done.received))
     return { status: 'written', session: done }
   }
 
@@ -218,17 +261,25 @@ export class UploadService {
     // but before the result is recorded leaves the temp file, so a repeated commit can redo it.
     const handoff = join(this.#o.layout.tmp, `p-${randomUUID()}.part`)
     const t0 = performance.now()
-    let streamed = false
     let hashedAt = t0
+    let source: keyof CommitHashCounts = 'fullPass'
     try {
-      const h = this.#hashers.get(key)
+      const h = this.#runningHash(session)
       this.#hashers.delete(key)
       let digests: HashResult['digests'] | null = null
-      if (h !== undefined && algos.length === 1 && algos[0] === 'sha256') {
+      const sha256Only = algos.length === 1 && algos[0] === 'sha256'
+      if (h !== null && sha256Only) {
         digests = (await h.finish(session.totalBytes))?.digests ?? null
-        streamed = digests !== null
+        if (digests !== null) source = 'local'
       } else {
         h?.cancel()
+        if (h === null && sha256Only && this.#o.peers && session.totalBytes >= PEER_HASH_MIN_BYTES) {
+          const sha256 = await this.#askPeers(this.#o.peers, session)
+          if (sha256 !== null) {
+            digests = { sha256 }
+            source = 'peer'
+          }
+        }
       }
       if (digests === null) {
         const full = await this.#o.pool.hashFile(tempPath, { end: session.totalBytes, algos })
@@ -245,8 +296,9 @@ export class UploadService {
         throw new UploadError('ERR_SESSION_BUSY', 'the session changed while it was committed')
       }
       await removeQuietly(tempPath)
+      this.hashCounts[source]++
       this.#o.log.info({
-        key, bytes: session.totalBytes, sha256: digests['sha256'], streamed,
+        key, bytes: session.totalBytes, sha256: digests['sha256'], hashedBy: source,
         hashMs: Math.round(hashedAt - t0), publishMs: Math.round(performance.now() - hashedAt),
       }, 'session committed')
       return result
@@ -270,8 +322,85 @@ export class UploadService {
   }
 
   #dropHasher(key: string) {
-    this.#hashers.get(key)?.cancel()
+    this.#hashers.get(key)?.hasher.cancel()
     this.#hashers.delete(key)
+  }
+
+  /**
+   * This instance's running hash of exactly this incarnation of the session, or null. A hasher
+   * left by an earlier session under the same key (aborted or expired on another instance) is
+   * dropped: it follows a temp file that no longer exists.
+   */
+  #runningHash(session: SessionRecord): StreamHasher | null {
+    const r = this.#hashers.get(session.key)
+    if (r === undefined) return null
+    if (r.hasher.closed || r.createdAtMs !== session.createdAtMs) {
+      this.#dropHasher(session.key)
+      return null
+    }
+    return r.hasher
+  }
+
+  /**
+   * Answers other instances' commits that lack a session's running hash: the instance that
+   * opened the session (and so runs its hash) finishes it and hands over the digest, so a
+   * commit that a load balancer sends elsewhere does not read the whole file again.
+   */
+  async listenForPeers(): Promise<void> {
+    const bus = this.#o.peers
+    if (!bus || this.#stopListening !== null) return
+    this.#stopListening = await bus.subscribe(HASH_REQUEST_CHANNEL, (message) => {
+      this.#answerPeer(bus, message).catch((err: unknown) => this.#o.log.warn({ err }, 'could not answer a peer hash request'))
+    })
+  }
+
+  async #answerPeer(bus: Bus, message: string): Promise<void> {
+    let req: PeerHashRequest
+    try {
+      req = JSON.parse(message) as PeerHashRequest
+    } catch {
+      return
+    }
+    if (typeof req.key !== 'string' || typeof req.reply !== 'string' || !Number.isSafeInteger(req.size) || !Number.isSafeInteger(req.createdAtMs)) return
+    const r = this.#hashers.get(req.key)
+    if (r === undefined || r.hasher.closed || r.createdAtMs !== req.createdAtMs) return
+    this.#hashers.delete(req.key)
+    await bus.publish(req.reply, JSON.stringify({ type: 'ack' } satisfies PeerHashReply))
+    const result = await r.hasher.finish(req.size)
+    const sha256 = result !== null && result.bytes === req.size ? (result.digests['sha256'] ?? null) : null
+    await bus.publish(req.reply, JSON.stringify({ type: 'digest', sha256 } satisfies PeerHashReply))
+  }
+
+  /** The session's sha256 from the instance that runs its hash, or null (none answered in time, or it was lost). */
+  async #askPeers(bus: Bus, session: SessionRecord): Promise<string | null> {
+    const reply = `uploads:hash-reply:${randomUUID()}`
+    let acked = false
+    let settle: (sha256: string | null) => void = () => {}
+    const answer = new Promise<string | null>((resolve) => (settle = resolve))
+    let timer = setTimeout(() => settle(null), PEER_ACK_MS)
+    const unsubscribe = await bus.subscribe(reply, (message) => {
+      let m: PeerHashReply
+      try {
+        m = JSON.parse(message) as PeerHashReply
+      } catch {
+        return
+      }
+      if (m.type === 'ack' && !acked) {
+        acked = true
+        clearTimeout(timer)
+        timer = setTimeout(() => settle(null), PEER_DIGEST_MS)
+      } else if (m.type === 'digest') {
+        settle(typeof m.sha256 === 'string' && /^[0-9a-f]{64}$/.test(m.sha256) ? m.sha256 : null)
+      }
+    })
+    try {
+      const req: PeerHashRequest = { key: session.key, createdAtMs: session.createdAtMs, size: session.totalBytes, reply }
+      await bus.publish(HASH_REQUEST_CHANNEL, JSON.stringify(req))
+      return await answer
+    } finally {
+      clearTimeout(timer)
+      await unsubscribe().catch(() => {})
+    }
   }
 
   /**
@@ -384,6 +513,9 @@ export class UploadService {
   }
 
   async close(): Promise<void> {
+    const stop = this.#stopListening
+    this.#stopListening = null
+    await stop?.().catch(() => {})
     for (const key of [...this.#hashers.keys()]) this.#dropHasher(key)
   }
 }
