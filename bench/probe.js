@@ -2,11 +2,11 @@
 // that found where Ferry's CPU per byte went (bench/README.md, "Profiling"). Not part of run.js.
 //
 //   node bench/probe.js [--server ferry|minimal|minimal-durable] [--dist DIR] [--mib N]
-//                       [--parallel N] [--node-arg ARG]... [--env K=V]... [--reps N]
+//                       [--parallel N] [--node-arg=ARG]... [--env K=V]... [--reps N]
 //
 // Prints one JSON line per upload: MB/s (10^6 B, chunks + commit), commit ms, CPU s per GiB of
 // the whole process, and per thread in creation order: `main`, V8's platform workers, libuv's
-// thread pool, then worker threads (Ferry's hash pool). `--node-arg --trace-gc` plus
+// thread pool, then worker threads (Ferry's hash pool). `--node-arg=--trace-gc` plus
 // `--gc-log FILE` counts the full and young GCs of every isolate since the server started.
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
