@@ -371,13 +371,25 @@ export class UploadService {
     await bus.publish(req.reply, JSON.stringify({ type: 'digest', sha256 } satisfies PeerHashReply))
   }
 
-  /** The session's sha256 from the instance that runs its hash, or null (none answered in time, or it was lost). */
+  /**
+   * The session's sha256 from the instance that runs its hash, or null: none answered in time,
+   * its hash was lost, or the bus failed (the commit then hashes the file itself).
+   */
   async #askPeers(bus: Bus, session: SessionRecord): Promise<string | null> {
+    try {
+      return await this.#requestPeerDigest(bus, session)
+    } catch (err) {
+      this.#o.log.warn({ err, key: session.key }, 'could not ask the other instances for a running hash')
+      return null
+    }
+  }
+
+  async #requestPeerDigest(bus: Bus, session: SessionRecord): Promise<string | null> {
     const reply = `uploads:hash-reply:${randomUUID()}`
     let acked = false
     let settle: (sha256: string | null) => void = () => {}
     const answer = new Promise<string | null>((resolve) => (settle = resolve))
-    let timer = setTimeout(() => settle(null), PEER_ACK_MS)
+    let timer: NodeJS.Timeout | undefined
     const unsubscribe = await bus.subscribe(reply, (message) => {
       let m: PeerHashReply
       try {
@@ -395,6 +407,7 @@ export class UploadService {
     })
     try {
       const req: PeerHashRequest = { key: session.key, createdAtMs: session.createdAtMs, size: session.totalBytes, reply }
+      timer = setTimeout(() => settle(null), PEER_ACK_MS)
       await bus.publish(HASH_REQUEST_CHANNEL, JSON.stringify(req))
       return await answer
     } finally {
