@@ -2,9 +2,10 @@
 // that found where Ferry's CPU per byte went (bench/README.md, "Profiling"). Not part of run.js.
 //
 //   node bench/probe.js [--server ferry|minimal|minimal-durable] [--dist DIR] [--mib N]
-//                       [--parallel N] [--node-arg=ARG]... [--env K=V]... [--reps N]
+//                       [--parallel N] [--sessions N] [--node-arg=ARG]... [--env K=V]... [--reps N]
 //
-// Prints one JSON line per upload: MB/s (10^6 B, chunks + commit), commit ms, CPU s per GiB of
+// `--sessions N` runs N such uploads at once (the same bytes, distinct sessions and paths).
+// Prints one JSON line per run: MB/s (10^6 B, all chunks + commits), commit ms (the slowest), CPU s per GiB of
 // the whole process, and per thread in creation order: `main`, V8's platform workers, libuv's
 // thread pool, then worker threads (Ferry's hash pool). `--node-arg=--trace-gc` plus
 // `--gc-log FILE` counts the full and young GCs of every isolate since the server started.
@@ -22,6 +23,7 @@ const { values: a } = parseArgs({
     dist: { type: 'string', default: 'dist' },
     mib: { type: 'string', default: '1024' },
     parallel: { type: 'string', default: '1' },
+    sessions: { type: 'string', default: '1' },
     'node-arg': { type: 'string', multiple: true, default: [] },
     env: { type: 'string', multiple: true, default: [] },
     'gc-log': { type: 'string' },
@@ -32,7 +34,8 @@ const MiB = 1024 * 1024
 const CHUNK = 8 * MiB
 const total = Number(a.mib) * MiB
 const parallel = Number(a.parallel)
-if (!(total >= CHUNK && total % CHUNK === 0) || !(parallel >= 1)) throw new Error('--mib must be a multiple of 8, --parallel >= 1')
+const sessions = Number(a.sessions)
+if (!(total >= CHUNK && total % CHUNK === 0) || !(parallel >= 1) || !(sessions >= 1)) throw new Error('--mib must be a multiple of 8, --parallel and --sessions >= 1')
 const benchDir = path.dirname(new URL(import.meta.url).pathname)
 
 // Deterministic, incompressible enough, and cheap to make.
@@ -89,26 +92,30 @@ async function once () {
     }
     const c0 = threadCpu(child.pid)
     const t0 = performance.now()
-    const sid = randomUUID()
-    let next = 0
-    await Promise.all(Array.from({ length: parallel }, async () => {
-      while (next < total / CHUNK) {
-        const s = next++ * CHUNK
-        await req('PUT', `/ImageStore/probe/f.bin/$/UploadChunk?api-version=6.0&session-id=${sid}`,
-          { 'content-range': `bytes ${s}-${s + CHUNK - 1}/${total}` }, data.subarray(s, s + CHUNK))
-      }
+    let commitMs = 0
+    await Promise.all(Array.from({ length: sessions }, async (_, k) => {
+      const sid = randomUUID()
+      let next = 0
+      await Promise.all(Array.from({ length: parallel }, async () => {
+        while (next < total / CHUNK) {
+          const s = next++ * CHUNK
+          await req('PUT', `/ImageStore/probe/f${k}.bin/$/UploadChunk?api-version=6.0&session-id=${sid}`,
+            { 'content-range': `bytes ${s}-${s + CHUNK - 1}/${total}` }, data.subarray(s, s + CHUNK))
+        }
+      }))
+      const tUp = performance.now()
+      await req('POST', `/ImageStore/$/CommitUploadSession?api-version=6.0&session-id=${sid}`)
+      commitMs = Math.max(commitMs, performance.now() - tUp)
     }))
-    const tUp = performance.now()
-    await req('POST', `/ImageStore/$/CommitUploadSession?api-version=6.0&session-id=${sid}`)
     const t1 = performance.now()
     const c1 = threadCpu(child.pid)
-    const gib = total / 2 ** 30
+    const gib = (total * sessions) / 2 ** 30
     const tids = [...c1.keys()].sort((x, y) => x - y)
     const per = tids.map((t) => [t === child.pid ? 'main' : String(t - child.pid), (c1.get(t) - (c0.get(t) ?? 0)) / gib])
     const line = {
       server: a.server,
-      MBs: +(total / 1e6 / ((t1 - t0) / 1000)).toFixed(1),
-      commitMs: Math.round(t1 - tUp),
+      MBs: +((total * sessions) / 1e6 / ((t1 - t0) / 1000)).toFixed(1),
+      commitMs: Math.round(commitMs),
       cpuPerGiB: +per.reduce((s, [, v]) => s + v, 0).toFixed(2),
       threads: per.filter(([, v]) => v >= 0.005).map(([k, v]) => `${k}:${v.toFixed(2)}`).join(' '),
     }

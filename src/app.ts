@@ -47,7 +47,7 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
     ? await createRedisState(config.redis.url, config.redis.prefix)
     : createEmbeddedState(layout.state)
   const workers = config.pool.workers
-  const pool = new HashPool({ workerFile: DEFAULT_WORKER_FILE, threads: workers, streamThreads: workers * 2, streamIdleMs: 30_000 })
+  const pool = new HashPool({ workerFile: DEFAULT_WORKER_FILE, threads: workers, streamThreads: workers, streamsPerThread: 8, streamIdleMs: 30_000 })
   const uploads = new UploadService({
     sessions: state.sessions,
     pool,

@@ -8,6 +8,11 @@ import { closeSync, openSync, readSync } from 'node:fs'
 import type { HashFileTask, HashResult, HashStreamResult, HashStreamTask, StreamMessage } from './protocol.js'
 
 const READ_BYTES = 1024 * 1024
+/**
+ * One read buffer per worker thread, shared by its tasks: every read-and-hash runs synchronously
+ * to its end, so the running hashes a stream thread interleaves never use it at the same time.
+ */
+const buf = Buffer.allocUnsafe(READ_BYTES)
 
 /** Reads `[from, to)` of an open file into every hash; answers the bytes read (short at EOF). */
 function feed(fd: number, buf: Buffer, hashes: readonly Hash[], from: number, to: number | null): number {
@@ -28,7 +33,7 @@ export function hashFile(task: HashFileTask): HashResult {
   const hashes = task.algos.map((a) => createHash(a))
   const fd = openSync(task.path, 'r')
   try {
-    const bytes = feed(fd, Buffer.allocUnsafe(READ_BYTES), hashes, task.start, task.end)
+    const bytes = feed(fd, buf, hashes, task.start, task.end)
     return { bytes, digests: Object.fromEntries(task.algos.map((a, i) => [a, hashes[i]!.digest('hex')])) }
   } finally {
     closeSync(fd)
@@ -37,7 +42,6 @@ export function hashFile(task: HashFileTask): HashResult {
 
 export function hashStream(task: HashStreamTask): Promise<HashStreamResult> {
   const hashes = task.algos.map((a) => createHash(a))
-  const buf = Buffer.allocUnsafe(READ_BYTES)
   let fd: number | null = null
   let done = 0
   return new Promise<HashStreamResult>((resolve) => {

@@ -2,13 +2,14 @@
  * Two instances on one Redis and one data directory. The instance that opens a session runs its
  * sha256 as the chunks land; a commit that reaches the other instance asks for that digest over
  * the bus instead of reading the whole file again, and falls back to a full pass when nobody
- * has it. Every case checks the digest the commit hands to `publish` against the bytes.
+ * has it. Every case checks the digest the commit hands to `publish` against the bytes. The last
+ * case: one instance follows eight uploads at once.
  */
 import { afterAll, expect, test } from '@jest/globals'
 import { randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { seededBytes, sha256 } from '../helpers/http.js'
-import { startCluster, type TestServer } from '../helpers/server.js'
+import { removeDir, startCluster, startFerry, type TestServer } from '../helpers/server.js'
 import { PEER_HASH_MIN_BYTES, type UploadService } from '../../src/core/uploads/uploads.js'
 
 const MIB = 1024 * 1024
@@ -107,4 +108,17 @@ test('below the size threshold a commit does not wait for the other instances', 
   await chunk(uploadsOf(b), key, data, 1)
   expect(await commitDigest(uploadsOf(b), key)).toBe(sha256(data))
   expect(uploadsOf(b).hashCounts).toEqual({ local: 0, peer: 0, fullPass: 1 })
+})
+
+test('eight uploads at once are all hashed as they arrive, none by a full pass at commit', async () => {
+  const s = await startFerry({ FERRY_WORKERS: '2' })
+  cleanups.push(async () => {
+    await s.close()
+    removeDir(s.dataDir)
+  })
+  const files = Array.from({ length: 8 }, (_, i) => ({ key: `t:${randomUUID()}`, data: seededBytes(2 * CHUNK, `eight-${i}`) }))
+  for (const f of files) await chunk(uploadsOf(s), f.key, f.data, 0) // all eight open before any commit
+  for (const f of files) await chunk(uploadsOf(s), f.key, f.data, 1)
+  for (const f of files) expect(await commitDigest(uploadsOf(s), f.key)).toBe(sha256(f.data))
+  expect(uploadsOf(s).hashCounts).toEqual({ local: 8, peer: 0, fullPass: 0 })
 })
