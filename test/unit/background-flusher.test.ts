@@ -12,6 +12,14 @@ import { removeDir, tempDir } from '../helpers/server.js'
 const dir = tempDir('ferry-flusher-')
 afterAll(() => removeDir(dir))
 
+/** Waits (bounded) for a condition that a real fsync makes true, however slow the disk is. */
+async function until(cond: () => boolean): Promise<void> {
+  for (const stop = Date.now() + 10_000; !cond(); ) {
+    if (Date.now() > stop) throw new Error('timed out waiting')
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
 function file(name: string): string {
   const p = join(dir, name)
   writeFileSync(p, Buffer.alloc(4096, 1))
@@ -38,7 +46,7 @@ test('one flush at a time, the file with the most unflushed bytes next', async (
   flusher.wrote(small, 99) // under the threshold: never flushed in the background
   expect(order).toEqual([a])
   gates.get(a)!()
-  await new Promise((r) => setTimeout(r, 20))
+  await until(() => order.length === 2)
   expect(order).toEqual([a, c]) // c has the most pending bytes
   const settled = flusher.settle(c) // a commit of c waits for c's running flush
   let done = false
@@ -47,10 +55,11 @@ test('one flush at a time, the file with the most unflushed bytes next', async (
   expect(done).toBe(false)
   gates.get(c)!()
   await settled
-  await new Promise((r) => setTimeout(r, 20))
+  await until(() => order.length === 3)
   expect(order).toEqual([a, c, b])
   gates.get(b)!()
-  await new Promise((r) => setTimeout(r, 20))
+  await until(() => running === 0)
+  await new Promise((r) => setTimeout(r, 20)) // nothing else is due: `small` stays under the threshold
   expect(order).toEqual([a, c, b])
   expect(most).toBe(1)
 })
@@ -65,7 +74,7 @@ test('a flush of a file that went away is not an error, and the next one still r
   })
   flusher.wrote(gone, 50)
   flusher.wrote(there, 20)
-  await new Promise((r) => setTimeout(r, 50))
+  await until(() => flushed.length === 1)
   expect(flushed).toEqual([there])
   await flusher.settle(there)
 })
