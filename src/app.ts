@@ -13,7 +13,7 @@ import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
 import type { StateBackend } from './core/state/types.js'
 import { createLayout, type DataLayout } from './core/storage/layout.js'
-import { UploadService } from './core/uploads/uploads.js'
+import { UploadService, type UploadHooks } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
 import { createIngestFamily } from './http/ingest/family.js'
@@ -41,11 +41,24 @@ export interface App {
   close(): Promise<void>
 }
 
-export async function createApp(config: Config, log: Logger): Promise<App> {
+/** What tests may add to an app (never set by configuration). */
+export interface AppOptions {
+  /** Pauses injected into the data path, to reproduce races deterministically. */
+  readonly uploadHooks?: UploadHooks
+}
+
+export async function createApp(config: Config, log: Logger, options: AppOptions = {}): Promise<App> {
   const layout = createLayout(config.storage.dataDir)
+  const limits = {
+    maxSessions: config.sessions.maxSessions,
+    maxRangesPerSession: config.sessions.maxRangesPerSession,
+    maxChunksPerSession: config.sessions.maxChunksPerSession,
+  }
   const state: StateBackend = config.redis.url
-    ? await createRedisState(config.redis.url, config.redis.prefix)
-    : createEmbeddedState(layout.state)
+    ? await createRedisState(config.redis.url, config.redis.prefix, {
+      limits, livenessMs: config.cluster.livenessMs, commandTimeoutMs: config.cluster.redisTimeoutMs,
+    })
+    : createEmbeddedState(layout.state, { limits })
   const workers = config.pool.workers
   const pool = new HashPool({ workerFile: DEFAULT_WORKER_FILE, threads: workers, streamThreads: workers, streamsPerThread: 8, streamIdleMs: 30_000 })
   const uploads = new UploadService({
@@ -56,7 +69,9 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
     durableChunks: config.storage.fsync === 'chunk',
     sessionTtlMs: config.sessions.ttlSec * 1000,
     reserveLeaseMs: config.sessions.reserveLeaseMs,
-    commitLeaseMs: 30_000,
+    commitLeaseMs: config.sessions.commitLeaseMs,
+    minChunkBytes: config.sessions.minChunkBytes,
+    ...(options.uploadHooks ? { hooks: options.uploadHooks } : {}),
     // Several instances may share Redis: a commit can ask the one that runs the session's hash.
     peers: state.kind === 'redis' ? state.bus : null,
   })

@@ -72,6 +72,22 @@ export interface Config {
     readonly sweepIntervalSec: number
     /** A chunk's range reservation lives this long unless renewed while its body streams, ms. */
     readonly reserveLeaseMs: number
+    /** A commit's lease on its session, renewed while it runs, ms. */
+    readonly commitLeaseMs: number
+    /** Sessions held at once (committed ones until they expire included); 503 beyond. 0: no bound. */
+    readonly maxSessions: number
+    /** Separate received ranges one session may hold; 400 beyond. */
+    readonly maxRangesPerSession: number
+    /** Chunks one session may receive; 400 beyond. */
+    readonly maxChunksPerSession: number
+    /** Smallest chunk accepted except the last one of a file, bytes. */
+    readonly minChunkBytes: number
+  }
+  readonly cluster: {
+    /** An instance that has not renewed its liveness key for this long is dead: its leases are broken, ms. */
+    readonly livenessMs: number
+    /** Longest a Redis command may wait (an outage answers 503 after it), ms. */
+    readonly redisTimeoutMs: number
   }
   readonly limits: {
     /** Largest single upload (whole file or session total), bytes. */
@@ -107,7 +123,11 @@ export const DEFAULTS: Config = deepFreeze({
   storage: { dataDir: './data', fsync: 'commit' },
   redis: { url: null, prefix: 'ferry:' },
   pool: { workers: Math.max(2, Math.min(4, availableParallelism())) },
-  sessions: { ttlSec: 1800, sweepIntervalSec: 60, reserveLeaseMs: 15_000 },
+  sessions: {
+    ttlSec: 1800, sweepIntervalSec: 60, reserveLeaseMs: 15_000, commitLeaseMs: 30_000,
+    maxSessions: 10_000, maxRangesPerSession: 256, maxChunksPerSession: 100_000, minChunkBytes: 64 * 1024,
+  },
+  cluster: { livenessMs: 3000, redisTimeoutMs: 2000 },
   limits: { maxUploadBytes: 64 * GIB, maxJsonBytes: 8 * 1024 * 1024 },
   locks: { ttlMs: 30_000 },
   shaman: { gcMaxAgeSec: 31 * 24 * 3600, gcIntervalSec: 24 * 3600 },
@@ -299,6 +319,15 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       ttlSec: intFrom('FERRY_SESSION_TTL_SEC', env['FERRY_SESSION_TTL_SEC'], DEFAULTS.sessions.ttlSec, 1),
       sweepIntervalSec: intFrom('FERRY_SWEEP_INTERVAL_SEC', env['FERRY_SWEEP_INTERVAL_SEC'], DEFAULTS.sessions.sweepIntervalSec, 1),
       reserveLeaseMs: intFrom('FERRY_RESERVE_LEASE_MS', env['FERRY_RESERVE_LEASE_MS'], DEFAULTS.sessions.reserveLeaseMs, 1000),
+      commitLeaseMs: intFrom('FERRY_COMMIT_LEASE_MS', env['FERRY_COMMIT_LEASE_MS'], DEFAULTS.sessions.commitLeaseMs, 1000),
+      maxSessions: intFrom('FERRY_MAX_SESSIONS', env['FERRY_MAX_SESSIONS'], DEFAULTS.sessions.maxSessions, 0),
+      maxRangesPerSession: intFrom('FERRY_MAX_RANGES_PER_SESSION', env['FERRY_MAX_RANGES_PER_SESSION'], DEFAULTS.sessions.maxRangesPerSession, 1),
+      maxChunksPerSession: intFrom('FERRY_MAX_CHUNKS_PER_SESSION', env['FERRY_MAX_CHUNKS_PER_SESSION'], DEFAULTS.sessions.maxChunksPerSession, 1),
+      minChunkBytes: intFrom('FERRY_MIN_CHUNK_BYTES', env['FERRY_MIN_CHUNK_BYTES'], DEFAULTS.sessions.minChunkBytes, 0),
+    },
+    cluster: {
+      livenessMs: intFrom('FERRY_LIVENESS_MS', env['FERRY_LIVENESS_MS'], DEFAULTS.cluster.livenessMs, 300),
+      redisTimeoutMs: intFrom('FERRY_REDIS_TIMEOUT_MS', env['FERRY_REDIS_TIMEOUT_MS'], DEFAULTS.cluster.redisTimeoutMs, 100),
     },
     limits: {
       maxUploadBytes: intFrom('FERRY_MAX_UPLOAD_BYTES', env['FERRY_MAX_UPLOAD_BYTES'], DEFAULTS.limits.maxUploadBytes, 0),

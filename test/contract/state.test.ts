@@ -58,7 +58,7 @@ const makers: Maker[] = [
 
 const T0 = 1_700_000_000_000
 const LEASE = 10_000
-const newSession = (key: string, total = 100, target = 'a/b.bin') => ({ key, target, totalBytes: total, tempName: `${key}.part` })
+const newSession = (key: string, total = 100, target = 'a/b.bin') => ({ key, incarnation: randomUUID(), target, totalBytes: total, tempName: `${key}.part` })
 
 describe.each(makers)('state backend: $name', (maker) => {
   let h: Awaited<ReturnType<Maker['make']>>
@@ -88,9 +88,9 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect((await h.state.sessions.reserve(key, { start: 40, end: 59 }, 't2', T0 + 1, LEASE)).status).toBe('busy')
     expect((await h.state.sessions.reserve(key, { start: 50, end: 99 }, 't3', T0 + 1, LEASE)).status).toBe('reserved')
     // t1's lease ran out: its range may be taken, and t1 can no longer complete or renew.
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 't4', T0 + LEASE + 1, LEASE)).status).toBe('reserved')
-    expect(await h.state.sessions.complete(key, 't1', T0 + LEASE + 2)).toBeNull()
-    expect(await h.state.sessions.renew(key, 't1', T0 + LEASE + 2, LEASE)).toBe(false)
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 't4', T0 + LEASE + 100, LEASE)).status).toBe('reserved')
+    expect(await h.state.sessions.complete(key, 't1', T0 + LEASE + 200)).toBeNull()
+    expect(await h.state.sessions.renew(key, 't1', T0 + LEASE + 200, LEASE)).toBe(false)
   })
 
   test('complete marks the range received, merges, and refreshes updatedAt', async () => {
@@ -102,17 +102,83 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect(r1?.received).toEqual([{ start: 50, end: 99 }])
     const r2 = await h.state.sessions.complete(key, 'b', T0 + 20)
     expect(r2?.received).toEqual([{ start: 0, end: 99 }])
-    expect(r2?.updatedAtMs).toBe(T0 + 20)
+    // On the store's clock shifted by the caller's offset: T0 + 20 plus the round trip.
+    expect(r2!.updatedAtMs).toBeGreaterThanOrEqual(T0 + 20)
+    expect(r2!.updatedAtMs).toBeLessThan(T0 + 1020)
     expect(r2?.reservations).toEqual([])
   })
 
-  test('a range inside received bytes answers "received"; straddling answers "straddles"', async () => {
+  test('only an exact received chunk answers "received"; any other range touching received bytes "straddles"', async () => {
     const key = k()
     await h.state.sessions.open(newSession(key), T0)
     await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
     await h.state.sessions.complete(key, 'a', T0)
-    expect((await h.state.sessions.reserve(key, { start: 10, end: 20 }, 'b', T0, LEASE)).status).toBe('received')
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'b', T0, LEASE)).status).toBe('received')
+    // A part of a chunk would let a client compare guessed bytes one at a time: refused unread.
+    expect((await h.state.sessions.reserve(key, { start: 10, end: 20 }, 'b', T0, LEASE)).status).toBe('straddles')
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 0 }, 'b', T0, LEASE)).status).toBe('straddles')
     expect((await h.state.sessions.reserve(key, { start: 40, end: 60 }, 'c', T0, LEASE)).status).toBe('straddles')
+    // Chunks survive a restart of the store.
+    h.state = await h.reopen()
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'd', T0, LEASE)).status).toBe('received')
+    expect((await h.state.sessions.get(key))?.chunks).toBe(1)
+  })
+
+  test('a key removed and created again is a new incarnation: nothing of the old one carries over', async () => {
+    const key = k()
+    const first = await h.state.sessions.open(newSession(key), T0)
+    await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
+    await h.state.sessions.complete(key, 'a', T0)
+    await h.state.sessions.remove(key)
+    const second = await h.state.sessions.open(newSession(key), T0)
+    expect(second.session.incarnation).not.toBe(first.session.incarnation)
+    expect(second.session.received).toEqual([])
+    // The old chunk set went with the old record.
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'b', T0, LEASE)).status).toBe('reserved')
+    // A request that expects the old incarnation is told it is gone.
+    expect((await h.state.sessions.reserve(key, { start: 50, end: 99 }, 'c', T0, LEASE, first.session.incarnation)).status).toBe('missing')
+  })
+
+  test('limits: ranges and chunks per session', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key, 10_000), T0)
+    // Default limit: 256 separate ranges. Every other 10-byte block makes a new range.
+    for (let i = 0; i < 256; i++) {
+      const r = { start: i * 20, end: i * 20 + 9 }
+      expect((await h.state.sessions.reserve(key, r, `t${i}`, T0, LEASE)).status).toBe('reserved')
+      await h.state.sessions.complete(key, `t${i}`, T0)
+    }
+    const over = await h.state.sessions.reserve(key, { start: 256 * 20, end: 256 * 20 + 9 }, 'over', T0, LEASE)
+    expect(over.status).toBe('limit')
+    // Filling a gap needs no new range: still taken.
+    expect((await h.state.sessions.reserve(key, { start: 10, end: 19 }, 'gap', T0, LEASE)).status).toBe('reserved')
+  })
+
+  test('cancel is refused while a live commit holds the session, allowed after its lease', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key, 0), T0)
+    expect((await h.state.sessions.beginCommit(key, 'o', T0, LEASE)).status).toBe('begun')
+    expect((await h.state.sessions.cancel(key, T0 + 1)).status).toBe('busy')
+    expect((await h.state.sessions.cancel(key, T0 + LEASE + 100)).status).toBe('removed')
+    expect((await h.state.sessions.cancel(key, T0 + LEASE + 200)).status).toBe('missing')
+  })
+
+  test('fence: checkCommit holds only for the owner with lease to spare; fences only grow; a take-over names its victim', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key, 0), T0)
+    const a = await h.state.sessions.beginCommit(key, 'a', T0, LEASE)
+    expect(a.status).toBe('begun')
+    expect(await h.state.sessions.checkCommit(key, 'a', T0 + 100, 1000)).toBe(true)
+    expect(await h.state.sessions.checkCommit(key, 'x', T0 + 100, 1000)).toBe(false)
+    expect(await h.state.sessions.checkCommit(key, 'a', T0 + LEASE - 500, 1000)).toBe(false)
+    const b = await h.state.sessions.beginCommit(key, 'b', T0 + LEASE + 100, LEASE)
+    expect(b.status === 'begun' && b.takenOverFrom).toBe('a')
+    expect(b.status === 'begun' && a.status === 'begun' && b.session.commitFence > a.session.commitFence).toBe(true)
+    // The stalled commit wakes up: the fence refuses it, and so do renew and finish.
+    expect(await h.state.sessions.checkCommit(key, 'a', T0 + LEASE + 200, 0)).toBe(false)
+    expect(await h.state.sessions.renewCommit(key, 'a', T0 + LEASE + 200, LEASE)).toBe(false)
+    expect(await h.state.sessions.finishCommit(key, 'a', 'stale', T0 + LEASE + 200)).toBe(false)
+    expect(await h.state.sessions.finishCommit(key, 'b', 'ok', T0 + LEASE + 200)).toBe(true)
   })
 
   test('release drops a reservation without marking anything', async () => {
@@ -163,9 +229,9 @@ describe.each(makers)('state backend: $name', (maker) => {
     await h.state.sessions.open(newSession(key, 0), T0)
     expect((await h.state.sessions.beginCommit(key, 'dead', T0, LEASE)).status).toBe('begun')
     // Renewed, the lease holds past its first term; renewal by another owner fails.
-    expect(await h.state.sessions.renewCommit(key, 'dead', T0 + LEASE - 1, LEASE)).toBe(true)
-    expect(await h.state.sessions.renewCommit(key, 'other', T0 + LEASE - 1, LEASE)).toBe(false)
-    expect((await h.state.sessions.beginCommit(key, 'early', T0 + LEASE + 1, LEASE)).status).toBe('busy')
+    expect(await h.state.sessions.renewCommit(key, 'dead', T0 + LEASE - 100, LEASE)).toBe(true)
+    expect(await h.state.sessions.renewCommit(key, 'other', T0 + LEASE - 100, LEASE)).toBe(false)
+    expect((await h.state.sessions.beginCommit(key, 'early', T0 + LEASE + 100, LEASE)).status).toBe('busy')
     expect((await h.state.sessions.beginCommit(key, 'next', T0 + 2 * LEASE, LEASE)).status).toBe('begun')
     await h.state.sessions.abortCommit(key, 'next')
     expect((await h.state.sessions.beginCommit(key, 'dead2', T0 + 2 * LEASE, LEASE)).status).toBe('begun')
@@ -188,11 +254,13 @@ describe.each(makers)('state backend: $name', (maker) => {
     const key = k()
     const ttl = 1000
     await h.state.sessions.open(newSession(key), T0)
-    expect(await h.state.sessions.listExpired(T0 + ttl - 1, ttl, 1000)).not.toContain(key)
-    expect(await h.state.sessions.listExpired(T0 + ttl, ttl, 1000)).toContain(key)
+    // The store judges time on its own clock (Redis TIME), shifted by the caller's offset: allow
+    // a few milliseconds of round trip at the edges.
+    expect(await h.state.sessions.listExpired(T0 + ttl - 100, ttl, 1000)).not.toContain(key)
+    expect(await h.state.sessions.listExpired(T0 + ttl + 100, ttl, 1000)).toContain(key)
     await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'inflight', T0 + ttl, LEASE)
-    expect(await h.state.sessions.removeIfExpired(key, T0 + ttl + 1, ttl)).toBeNull()
-    expect((await h.state.sessions.removeIfExpired(key, T0 + ttl + LEASE + 1, ttl))?.key).toBe(key)
+    expect(await h.state.sessions.removeIfExpired(key, T0 + ttl + 100, ttl)).toBeNull()
+    expect((await h.state.sessions.removeIfExpired(key, T0 + ttl + LEASE + 100, ttl))?.key).toBe(key)
     expect(await h.state.sessions.get(key)).toBeNull()
   })
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createApp, type App } from '../../src/app.js'
+import { createApp, type App, type AppOptions } from '../../src/app.js'
 import { loadConfig } from '../../src/config/config.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { freePort, testRedisUrl, uniquePrefix } from './redis.js'
@@ -28,10 +28,16 @@ export interface TestServer {
 }
 
 /** Starts Ferry in this process. `env` holds FERRY_* variables as a user would set them. */
-export async function startFerry(env: Record<string, string> = {}): Promise<TestServer> {
+/**
+ * Settings every test server starts with unless a test says otherwise: tests write chunks of a
+ * few bytes for readability, below the 64 KiB minimum of production (tested on its own).
+ */
+export const TEST_DEFAULTS: Readonly<Record<string, string>> = { FERRY_MIN_CHUNK_BYTES: '0' }
+
+export async function startFerry(env: Record<string, string> = {}, opts: AppOptions = {}): Promise<TestServer> {
   const dataDir = env['FERRY_DATA_DIR'] ?? tempDir()
-  const config = loadConfig({ FERRY_PORT: '0', FERRY_LOG_LEVEL: process.env['FERRY_TEST_LOG'] ?? 'silent', ...env, FERRY_DATA_DIR: dataDir })
-  const app = await createApp(config, createLogger(config.logLevel))
+  const config = loadConfig({ FERRY_PORT: '0', FERRY_LOG_LEVEL: process.env['FERRY_TEST_LOG'] ?? 'silent', ...TEST_DEFAULTS, ...env, FERRY_DATA_DIR: dataDir })
+  const app = await createApp(config, createLogger(config.logLevel), opts)
   const addr = await app.listen()
   return { url: `http://127.0.0.1:${addr.port}`, app, dataDir, close: () => app.close() }
 }
@@ -87,7 +93,7 @@ export async function spawnFerry(env: Record<string, string>, port?: number, opt
   const p = port ?? (await freePort())
   const proc = fork(MAIN_JS, [], {
     execArgv: opts.execArgv ?? process.execArgv,
-    env: { PATH: process.env['PATH'] ?? '', FERRY_LOG_LEVEL: 'info', ...env, FERRY_PORT: String(p), FERRY_HOST: '127.0.0.1' },
+    env: { PATH: process.env['PATH'] ?? '', FERRY_LOG_LEVEL: 'info', ...TEST_DEFAULTS, ...env, FERRY_PORT: String(p), FERRY_HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   })
   let out = ''

@@ -193,6 +193,10 @@ export class BulkIngestService {
       key: mutex.key,
       token: mutex.token,
       signal: AbortSignal.any([mutex.signal, job.signal]),
+      check: async () => {
+        await mutex.check()
+        await job.check()
+      },
       release: async () => {
         await job.release().catch(() => {})
         await mutex.release()

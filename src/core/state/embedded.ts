@@ -17,15 +17,26 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync, unlinkSync } from '
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { RenewingLock } from './lock-handle.js'
+import { UploadError } from '../errors.js'
 import {
-  abortCommitStep, beginCommitStep, renewCommitStep, completeStep, finishCommitStep, isExpired, openStep, parseRecord,
-  releaseStep, removeIfExpiredStep, removeStep, renewStep, reserveStep, type Step,
+  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, isExpired, openStep,
+  parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep, type Step, type StepContext,
 } from './session-logic.js'
-import type { Bus, Lock, Locker, SessionRecord, SessionStore, StateBackend } from './types.js'
+import { DEFAULT_STATE_LIMITS, type Bus, type Lock, type Locker, type SessionRecord, type SessionStore, type StateBackend, type StateLimits } from './types.js'
 import { appendFile } from 'node:fs/promises'
 
 /** Compact once the journal is this large and holds at least 4× the bytes of the live records. */
 const COMPACT_MIN_BYTES = 8 * 1024 * 1024
+
+/** One journal line: the whole (small) record, plus the chunk it added or, compacted, all chunks. */
+interface JournalEntry {
+  readonly k: string
+  readonly r: SessionRecord | null
+  readonly c?: string
+  readonly cs?: readonly string[]
+}
+
+const NO_DEAD: ReadonlySet<string> = new Set()
 
 interface Pending {
   readonly line: string
@@ -36,13 +47,23 @@ interface Pending {
 export class EmbeddedSessionStore implements SessionStore {
   readonly #file: string
   readonly #sessions = new Map<string, SessionRecord>()
+  /** The received chunks of each session (`start-end`): only an exact one may be re-sent. */
+  readonly #chunks = new Map<string, Set<string>>()
+  readonly #self = randomUUID()
+  get instanceId(): string {
+    return this.#self
+  }
+  readonly #limits: StateLimits
+  /** Fencing tokens: only grow, across restarts too (seeded from the clock). */
+  #fence = Date.now()
   /** The last unfinished journal write of each key: readers wait for it. */
   readonly #writes = new Map<string, Promise<void>>()
   #queue: Pending[] = []
   #pumping: Promise<void> | null = null
   #bytes = 0
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, limits: StateLimits = DEFAULT_STATE_LIMITS) {
+    this.#limits = limits
     this.#file = join(stateDir, 'sessions.journal')
     let text = ''
     try {
@@ -52,20 +73,20 @@ export class EmbeddedSessionStore implements SessionStore {
     }
     for (const line of text.split('\n')) {
       if (line === '') continue
-      let entry: { k: string; r: SessionRecord | null }
+      let entry: JournalEntry
       try {
-        entry = JSON.parse(line) as { k: string; r: SessionRecord | null }
+        entry = JSON.parse(line) as JournalEntry
       } catch {
         continue // the last append of a crashed process, cut short
       }
-      if (entry.r === null) this.#sessions.delete(entry.k)
-      else this.#sessions.set(entry.k, parseRecord(JSON.stringify(entry.r)))
+      this.#replay(entry)
     }
     for (const [key, rec] of this.#sessions) {
       // Requests that held reservations, and any commit that ran, died with the previous
       // process (one process owns this directory), so a commit may start again at once.
-      const reopened = rec.state === 'committing' ? { state: 'open' as const, commitOwner: null, commitLeaseUntilMs: 0 } : {}
+      const reopened = rec.state === 'committing' ? { state: 'open' as const, commitOwner: null, commitHolder: null, commitLeaseUntilMs: 0 } : {}
       this.#sessions.set(key, { ...rec, ...reopened, reservations: [] })
+      this.#fence = Math.max(this.#fence, rec.commitFence)
     }
     this.#compactSync()
   }
@@ -73,7 +94,7 @@ export class EmbeddedSessionStore implements SessionStore {
   /** Rewrites the journal as one line per live record (temp file, then rename). */
   #compactSync(): void {
     const tmp = `${this.#file}.tmp`
-    const text = [...this.#sessions].map(([k, r]) => `${JSON.stringify({ k, r })}\n`).join('')
+    const text = [...this.#sessions].map(([k, r]) => `${JSON.stringify({ k, r, cs: [...(this.#chunks.get(k) ?? [])] })}\n`).join('')
     writeFileSync(tmp, text)
     renameSync(tmp, this.#file)
     this.#bytes = Buffer.byteLength(text)
@@ -109,15 +130,38 @@ export class EmbeddedSessionStore implements SessionStore {
     }
   }
 
-  async #apply<T>(key: string, step: (cur: SessionRecord | null) => Step<T>): Promise<T> {
-    const { next, out } = step(this.#sessions.get(key) ?? null)
+  #replay(e: JournalEntry): void {
+    if (e.r === null) {
+      this.#sessions.delete(e.k)
+      this.#chunks.delete(e.k)
+      return
+    }
+    this.#sessions.set(e.k, parseRecord(JSON.stringify(e.r)))
+    const add = e.cs ?? (e.c !== undefined ? [e.c] : [])
+    if (add.length > 0) {
+      let set = this.#chunks.get(e.k)
+      if (set === undefined) this.#chunks.set(e.k, (set = new Set()))
+      for (const c of add) set.add(c)
+    }
+  }
+
+  #ctx(nowMs: number | null): StepContext {
+    return { now: nowMs ?? Date.now(), dead: NO_DEAD, self: this.#self, limits: this.#limits }
+  }
+
+  async #apply<T>(key: string, nowMs: number | null, step: (cur: SessionRecord | null, c: StepContext) => Step<T>): Promise<T> {
+    const cur = this.#sessions.get(key) ?? null
+    const { next, out, chunk } = step(cur, this.#ctx(nowMs))
     if (next === 'same') {
       await this.#writes.get(key) // a reader must not overtake a write not yet on disk
       return out
     }
-    if (next === null) this.#sessions.delete(key)
-    else this.#sessions.set(key, next)
-    const write = this.#append(`${JSON.stringify({ k: key, r: next })}\n`)
+    if (cur === null && this.#limits.maxSessions > 0 && this.#sessions.size >= this.#limits.maxSessions) {
+      throw new UploadError('ERR_UNAVAILABLE', `too many upload sessions are open (at most ${this.#limits.maxSessions}); try again later`)
+    }
+    const entry: JournalEntry = chunk === undefined ? { k: key, r: next } : { k: key, r: next, c: chunk }
+    this.#replay(entry)
+    const write = this.#append(`${JSON.stringify(entry)}\n`)
     this.#writes.set(key, write)
     try {
       await write
@@ -128,38 +172,46 @@ export class EmbeddedSessionStore implements SessionStore {
   }
 
   open(init: Parameters<SessionStore['open']>[0], nowMs: number) {
-    return this.#apply(init.key, (c) => openStep(c, init, nowMs))
+    return this.#apply(init.key, nowMs, (cur, c) => openStep(cur, init, c))
   }
   async get(key: string) {
     await this.#writes.get(key)
     return this.#sessions.get(key) ?? null
   }
-  reserve(key: string, range: Parameters<SessionStore['reserve']>[1], token: string, nowMs: number, leaseMs: number) {
-    return this.#apply(key, (c) => reserveStep(c, range, token, nowMs, leaseMs))
+  reserve(key: string, range: { start: number; end: number }, token: string, nowMs: number, leaseMs: number, incarnation?: string) {
+    const isChunk = this.#chunks.get(key)?.has(chunkId(range)) ?? false
+    return this.#apply(key, nowMs, (cur, c) => reserveStep(cur, range, token, leaseMs, incarnation, isChunk, c))
   }
   renew(key: string, token: string, nowMs: number, leaseMs: number) {
-    return this.#apply(key, (c) => renewStep(c, token, nowMs, leaseMs))
+    return this.#apply(key, nowMs, (cur, c) => renewStep(cur, token, leaseMs, c))
   }
   complete(key: string, token: string, nowMs: number) {
-    return this.#apply(key, (c) => completeStep(c, token, nowMs))
+    return this.#apply(key, nowMs, (cur, c) => completeStep(cur, token, c))
   }
   release(key: string, token: string) {
-    return this.#apply(key, (c) => releaseStep(c, token))
+    return this.#apply(key, null, (cur) => releaseStep(cur, token))
   }
   beginCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
-    return this.#apply(key, (c) => beginCommitStep(c, owner, nowMs, leaseMs))
+    const fence = ++this.#fence
+    return this.#apply(key, nowMs, (cur, c) => beginCommitStep(cur, owner, leaseMs, fence, c))
   }
   renewCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
-    return this.#apply(key, (c) => renewCommitStep(c, owner, nowMs, leaseMs))
+    return this.#apply(key, nowMs, (cur, c) => renewCommitStep(cur, owner, leaseMs, c))
+  }
+  checkCommit(key: string, owner: string, nowMs: number, marginMs: number) {
+    return this.#apply(key, nowMs, (cur, c) => checkCommitStep(cur, owner, marginMs, c))
   }
   finishCommit(key: string, owner: string, result: string, nowMs: number) {
-    return this.#apply(key, (c) => finishCommitStep(c, owner, result, nowMs))
+    return this.#apply(key, nowMs, (cur, c) => finishCommitStep(cur, owner, result, c))
   }
   abortCommit(key: string, owner: string) {
-    return this.#apply(key, (c) => abortCommitStep(c, owner))
+    return this.#apply(key, null, (cur) => abortCommitStep(cur, owner))
+  }
+  cancel(key: string, nowMs: number) {
+    return this.#apply(key, nowMs, (cur, c) => cancelStep(cur, c))
   }
   remove(key: string) {
-    return this.#apply(key, (c) => removeStep(c))
+    return this.#apply(key, null, (cur) => removeStep(cur))
   }
   async listByTarget(keyPrefix: string, target: string) {
     return [...this.#sessions.values()].filter((r) => r.key.startsWith(keyPrefix) && r.target === target)
@@ -172,7 +224,7 @@ export class EmbeddedSessionStore implements SessionStore {
       .map((r) => r.key)
   }
   removeIfExpired(key: string, nowMs: number, ttlMs: number) {
-    return this.#apply(key, (c) => removeIfExpiredStep(c, nowMs, ttlMs))
+    return this.#apply(key, nowMs, (cur, c) => removeIfExpiredStep(cur, ttlMs, c))
   }
   async close() {
     await Promise.all([...this.#writes.values()])
@@ -202,6 +254,10 @@ export class MemoryLocker implements Locker {
         if (h === undefined || h.token !== t) return false
         h.expiresAtMs = Date.now() + ms
         return true
+      },
+      remaining: async (k, t) => {
+        const h = this.#live(k)
+        return h === undefined || h.token !== t ? -1 : h.expiresAtMs - Date.now()
       },
       drop: async (k, t) => {
         if (this.#held.get(k)?.token === t) this.#held.delete(k)
@@ -274,14 +330,19 @@ function claimDirectory(stateDir: string): () => void {
   throw new Error(`cannot claim ${file}`)
 }
 
-export function createEmbeddedState(stateDir: string): StateBackend {
+export interface EmbeddedStateOptions {
+  readonly limits?: StateLimits
+}
+
+export function createEmbeddedState(stateDir: string, opts: EmbeddedStateOptions = {}): StateBackend {
   mkdirSync(stateDir, { recursive: true })
   const unclaim = claimDirectory(stateDir)
-  const sessions = new EmbeddedSessionStore(stateDir)
+  const sessions = new EmbeddedSessionStore(stateDir, opts.limits ?? DEFAULT_STATE_LIMITS)
   const locker = new MemoryLocker()
   const bus = new MemoryBus()
   return {
     kind: 'embedded',
+    instanceId: sessions.instanceId,
     sessions,
     locker,
     bus,

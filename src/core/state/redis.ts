@@ -1,157 +1,306 @@
 /**
  * The Redis state backend (ioredis). A session is one hash `{v, doc}`: the record as JSON and a
- * version. Every change runs the shared pure transition (session-logic.ts) on a snapshot and
- * writes it back with one Lua compare-and-set on the version, retried on conflict, so two
- * instances changing one session at once never lose each other's update. An index zset
- * (updatedAt) feeds the sweeper and a set per target answers look-ups by path.
+ * version, plus a set of its received chunks (`start-end`, added as deltas, never rewritten).
+ * Every change runs the shared pure transition (session-logic.ts) on a snapshot read together
+ * with Redis's clock (TIME) and writes it back with one Lua compare-and-set on the version,
+ * retried on conflict. Versions come from one counter that only grows, so a record removed and
+ * created again never repeats a version: an update computed on an earlier incarnation can never
+ * land on a later one (ABA). An index zset (updatedAt) feeds the sweeper and a set per target
+ * answers look-ups by path.
+ *
+ * Instances announce themselves with a short liveness key; a lease whose holder's key has run out
+ * is treated as expired, so what a dead instance held is free within `livenessMs`, while live
+ * instances keep their full leases. The compare-and-set re-checks that those holders are still
+ * dead, atomically with the write.
+ *
+ * Outages: every command has a timeout; a failure surfaces as ERR_UNAVAILABLE (503) instead of a
+ * request that hangs, and ioredis reconnects by itself.
  */
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
+import { UploadError, isUploadError } from '../errors.js'
 import { RenewingLock } from './lock-handle.js'
 import {
-  abortCommitStep, beginCommitStep, renewCommitStep, completeStep, finishCommitStep, openStep, parseRecord, releaseStep,
-  removeIfExpiredStep, removeStep, renewStep, reserveStep, type Step,
+  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, holdersToCheck,
+  openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
+  type Step, type StepContext,
 } from './session-logic.js'
-import type { Bus, Lock, Locker, SessionRecord, SessionStore, StateBackend } from './types.js'
+import { DEFAULT_STATE_LIMITS, type Bus, type Lock, type Locker, type SessionRecord, type SessionStore, type StateBackend, type StateLimits } from './types.js'
 
+// KEYS: record, by-updated, by-target, chunks, seq, then the liveness keys of presumed-dead holders.
+// ARGV: expected version, doc ('' removes), key, score, chunk member ('' none), max sessions (0 none).
 const CAS = `
 local cur = redis.call('HGET', KEYS[1], 'v')
 if (cur or '') ~= ARGV[1] then return 0 end
+for i = 6, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
 if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[4])
   redis.call('ZREM', KEYS[2], ARGV[3])
   redis.call('SREM', KEYS[3], ARGV[3])
-else
-  redis.call('HSET', KEYS[1], 'v', tostring((tonumber(cur) or 0) + 1), 'doc', ARGV[2])
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-  redis.call('SADD', KEYS[3], ARGV[3])
+  return 1
 end
+if cur == false and tonumber(ARGV[6]) > 0 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return 2 end
+redis.call('HSET', KEYS[1], 'v', tostring(redis.call('INCR', KEYS[5])), 'doc', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[3])
+if ARGV[5] ~= '' then redis.call('SADD', KEYS[4], ARGV[5]) end
 return 1`
 
 const EXTEND = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`
 
+const REMAINING = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PTTL', KEYS[1]) end
+return -3`
+
 const DROP = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`
 
 type Commands = Redis & {
-  ferryCas(k1: string, k2: string, k3: string, expect: string, doc: string, key: string, score: number): Promise<number>
+  ferryCas(...args: (string | number)[]): Promise<number>
   ferryExtend(k: string, token: string, ttlMs: number): Promise<number>
+  ferryRemaining(k: string, token: string): Promise<number>
   ferryDrop(k: string, token: string): Promise<number>
 }
 
 export function defineCommands(redis: Redis): Commands {
-  redis.defineCommand('ferryCas', { numberOfKeys: 3, lua: CAS })
+  redis.defineCommand('ferryCas', { lua: CAS })
   redis.defineCommand('ferryExtend', { numberOfKeys: 1, lua: EXTEND })
+  redis.defineCommand('ferryRemaining', { numberOfKeys: 1, lua: REMAINING })
   redis.defineCommand('ferryDrop', { numberOfKeys: 1, lua: DROP })
   return redis as Commands
 }
 
+/** `redis://user:secret@host` → `redis://user:***@host`, for messages and logs. */
+export function maskRedisUrl(url: string): string {
+  return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@').replace(/^(rediss?:\/\/)[^:@/]+@/, '$1***@')
+}
+
+export interface RedisStateOptions {
+  /** Longest a Redis command may take before the request fails with 503, ms. */
+  readonly commandTimeoutMs?: number
+  /** An instance silent this long is dead: its leases may be broken, ms. */
+  readonly livenessMs?: number
+  readonly limits?: StateLimits
+  /** Test hook: runs between a step's read and its compare-and-set (a stall: GC, a slow reply). */
+  readonly beforeCas?: (key: string) => Promise<void>
+}
+
+const DEFAULT_COMMAND_TIMEOUT_MS = 2000
+export const DEFAULT_LIVENESS_MS = 3000
+
 /** Connects and waits until Redis answers, or throws after `timeoutMs`. */
-export async function connectRedis(url: string, timeoutMs = 10_000): Promise<Redis> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: true })
+export async function connectRedis(url: string, timeoutMs = 10_000, commandTimeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<Redis> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    // During an outage a command waits at most commandTimeout, then fails: the request answers
+    // 503 instead of hanging, and ioredis keeps reconnecting in the background.
+    commandTimeout: commandTimeoutMs,
+    maxRetriesPerRequest: 1,
+    retryStrategy: (times) => Math.min(50 * times, 1000),
+    enableAutoPipelining: true,
+  })
   redis.on('error', () => {
-    /* reconnects on its own; commands wait in the offline queue meanwhile */
+    /* reconnects on its own; commands fail after commandTimeout meanwhile */
   })
   let timer: NodeJS.Timeout | undefined
   try {
     await Promise.race([
       redis.connect(),
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`Redis at ${url} did not answer in ${timeoutMs} ms`)), timeoutMs)
+        timer = setTimeout(() => reject(new Error(`Redis at ${maskRedisUrl(url)} did not answer in ${timeoutMs} ms`)), timeoutMs)
       }),
     ])
   } catch (err) {
     redis.disconnect()
-    throw err
+    throw new Error(`cannot connect to Redis at ${maskRedisUrl(url)}: ${maskRedisUrl((err as Error).message)}`)
   } finally {
     clearTimeout(timer)
   }
   return redis
 }
 
+/** Turns a Redis failure (timeout, connection lost) into the 503 every family knows. */
+async function guard<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (err) {
+    if (isUploadError(err)) throw err
+    throw new UploadError('ERR_UNAVAILABLE', 'the state store is unavailable; try again shortly', { cause: err })
+  }
+}
+
 export class RedisSessionStore implements SessionStore {
   readonly #r: Commands
   readonly #p: string
+  readonly #self: string
+  readonly #limits: StateLimits
+  readonly #beforeCas: ((key: string) => Promise<void>) | undefined
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: Redis, prefix: string, self: string = randomUUID(), limits: StateLimits = DEFAULT_STATE_LIMITS, beforeCas?: (key: string) => Promise<void>) {
     this.#r = defineCommands(redis)
     this.#p = prefix
+    this.#self = self
+    this.#limits = limits
+    this.#beforeCas = beforeCas
   }
 
   #k = (key: string) => `${this.#p}sess:${key}`
+  #chunks = (key: string) => `${this.#p}sess-chunks:${key}`
   #byUpdated = () => `${this.#p}sess-by-updated`
   #byTarget = (target: string) => `${this.#p}sess-by-target:${target}`
+  #seq = () => `${this.#p}seq`
+  #alive = (id: string) => `${this.#p}alive:${id}`
 
-  async #read(key: string): Promise<{ v: string; rec: SessionRecord | null }> {
-    const [v, doc] = await this.#r.hmget(this.#k(key), 'v', 'doc')
-    return { v: v ?? '', rec: doc ? parseRecord(doc) : null }
+  /** The record, its version and Redis's clock, read in one transaction; `member`: is it a chunk? */
+  async #read(key: string, member?: string): Promise<{ v: string; rec: SessionRecord | null; redisNow: number; isChunk: boolean }> {
+    const m = this.#r.multi().time().hmget(this.#k(key), 'v', 'doc')
+    if (member !== undefined) m.sismember(this.#chunks(key), member)
+    const res = await m.exec()
+    if (res === null) throw new Error('transaction aborted')
+    for (const [err] of res) if (err) throw err
+    const [sec, usec] = res[0]![1] as [string, string]
+    const [v, doc] = res[1]![1] as [string | null, string | null]
+    return {
+      v: v ?? '',
+      rec: doc ? parseRecord(doc) : null,
+      redisNow: Number(sec) * 1000 + Math.floor(Number(usec) / 1000),
+      isChunk: member !== undefined && res[2]![1] === 1,
+    }
   }
 
-  async #apply<T>(key: string, step: (cur: SessionRecord | null) => Step<T>): Promise<T> {
+  /**
+   * Applies a step atomically. `nowMs` is the caller's clock: only its offset from the caller's
+   * `Date.now()` is used, added to Redis's TIME.
+   */
+  async #apply<T>(
+    key: string,
+    nowMs: number | null,
+    step: (cur: SessionRecord | null, c: StepContext, isChunk: boolean) => Step<T>,
+    member?: string,
+  ): Promise<T> {
+    const offset = nowMs === null ? 0 : nowMs - Date.now()
     for (let attempt = 0; attempt < 100; attempt++) {
-      const { v, rec } = await this.#read(key)
-      const { next, out } = step(rec)
+      const { v, rec, redisNow, isChunk } = await this.#read(key, member)
+      const now = redisNow + offset
+      const suspects = holdersToCheck(rec, now, this.#self)
+      const dead = new Set<string>()
+      if (suspects.length > 0) {
+        const alive = await this.#r.mget(...suspects.map(this.#alive))
+        suspects.forEach((id, i) => {
+          if (alive[i] === null) dead.add(id)
+        })
+      }
+      const { next, out, chunk } = step(rec, { now, dead, self: this.#self, limits: this.#limits }, isChunk)
       if (next === 'same') return out
+      await this.#beforeCas?.(key)
       const target = next?.target ?? rec?.target ?? ''
       const ok = await this.#r.ferryCas(
-        this.#k(key), this.#byUpdated(), this.#byTarget(target),
-        v, next === null ? '' : JSON.stringify(next), key, next?.updatedAtMs ?? 0,
+        5 + dead.size,
+        this.#k(key), this.#byUpdated(), this.#byTarget(target), this.#chunks(key), this.#seq(), ...[...dead].map(this.#alive),
+        v, next === null ? '' : JSON.stringify(next), key, next?.updatedAtMs ?? 0, chunk ?? '', this.#limits.maxSessions,
       )
       if (ok === 1) return out
+      if (ok === 2) throw new UploadError('ERR_UNAVAILABLE', `too many upload sessions are open (at most ${this.#limits.maxSessions}); try again later`)
       // Lost a race with another writer of this session: read again and re-decide.
       if (attempt > 3) await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt))
     }
-    throw new Error(`session ${key}: too much contention`)
+    throw new UploadError('ERR_UNAVAILABLE', `session ${key}: too much contention`)
+  }
+
+  #run<T>(key: string, nowMs: number | null, step: (cur: SessionRecord | null, c: StepContext, isChunk: boolean) => Step<T>, member?: string): Promise<T> {
+    return guard(() => this.#apply(key, nowMs, step, member))
   }
 
   open(init: Parameters<SessionStore['open']>[0], nowMs: number) {
-    return this.#apply(init.key, (c) => openStep(c, init, nowMs))
+    return this.#run(init.key, nowMs, (cur, c) => openStep(cur, init, c))
   }
-  async get(key: string) {
-    return (await this.#read(key)).rec
+  get(key: string) {
+    return guard(async () => (await this.#read(key)).rec)
   }
-  reserve(key: string, range: Parameters<SessionStore['reserve']>[1], token: string, nowMs: number, leaseMs: number) {
-    return this.#apply(key, (c) => reserveStep(c, range, token, nowMs, leaseMs))
+  reserve(key: string, range: { start: number; end: number }, token: string, nowMs: number, leaseMs: number, incarnation?: string) {
+    return this.#run(key, nowMs, (cur, c, isChunk) => reserveStep(cur, range, token, leaseMs, incarnation, isChunk, c), chunkId(range))
   }
   renew(key: string, token: string, nowMs: number, leaseMs: number) {
-    return this.#apply(key, (c) => renewStep(c, token, nowMs, leaseMs))
+    return this.#run(key, nowMs, (cur, c) => renewStep(cur, token, leaseMs, c))
   }
   complete(key: string, token: string, nowMs: number) {
-    return this.#apply(key, (c) => completeStep(c, token, nowMs))
+    return this.#run(key, nowMs, (cur, c) => completeStep(cur, token, c))
   }
   release(key: string, token: string) {
-    return this.#apply(key, (c) => releaseStep(c, token))
+    return this.#run(key, null, (cur) => releaseStep(cur, token))
   }
   beginCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
-    return this.#apply(key, (c) => beginCommitStep(c, owner, nowMs, leaseMs))
+    return guard(async () => {
+      const fence = await this.#r.incr(this.#seq())
+      return this.#apply(key, nowMs, (cur, c) => beginCommitStep(cur, owner, leaseMs, fence, c))
+    })
   }
   renewCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
-    return this.#apply(key, (c) => renewCommitStep(c, owner, nowMs, leaseMs))
+    return this.#run(key, nowMs, (cur, c) => renewCommitStep(cur, owner, leaseMs, c))
+  }
+  checkCommit(key: string, owner: string, nowMs: number, marginMs: number) {
+    return this.#run(key, nowMs, (cur, c) => checkCommitStep(cur, owner, marginMs, c))
   }
   finishCommit(key: string, owner: string, result: string, nowMs: number) {
-    return this.#apply(key, (c) => finishCommitStep(c, owner, result, nowMs))
+    return this.#run(key, nowMs, (cur, c) => finishCommitStep(cur, owner, result, c))
   }
   abortCommit(key: string, owner: string) {
-    return this.#apply(key, (c) => abortCommitStep(c, owner))
+    return this.#run(key, null, (cur) => abortCommitStep(cur, owner))
+  }
+  cancel(key: string, nowMs: number) {
+    return this.#run(key, nowMs, (cur, c) => cancelStep(cur, c))
   }
   remove(key: string) {
-    return this.#apply(key, (c) => removeStep(c))
+    return this.#run(key, null, (cur) => removeStep(cur))
   }
-  async listByTarget(keyPrefix: string, target: string) {
-    const keys = (await this.#r.smembers(this.#byTarget(target))).filter((k) => k.startsWith(keyPrefix))
-    const recs = await Promise.all(keys.map((k) => this.get(k)))
-    return recs.filter((r): r is SessionRecord => r !== null && r.target === target)
+  listByTarget(keyPrefix: string, target: string) {
+    return guard(async () => {
+      const keys = (await this.#r.smembers(this.#byTarget(target))).filter((k) => k.startsWith(keyPrefix)).slice(0, 1000)
+      const recs = await Promise.all(keys.map(async (k) => (await this.#read(k)).rec))
+      return recs.filter((r): r is SessionRecord => r !== null && r.target === target)
+    })
   }
-  async listExpired(nowMs: number, ttlMs: number, limit: number) {
-    return this.#r.zrangebyscore(this.#byUpdated(), '-inf', nowMs - ttlMs, 'LIMIT', 0, limit)
+  listExpired(nowMs: number, ttlMs: number, limit: number) {
+    return guard(async () => {
+      const [sec, usec] = (await this.#r.time()) as unknown as [string, string]
+      const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) + (nowMs - Date.now())
+      return this.#r.zrangebyscore(this.#byUpdated(), '-inf', now - ttlMs, 'LIMIT', 0, limit)
+    })
   }
   removeIfExpired(key: string, nowMs: number, ttlMs: number) {
-    return this.#apply(key, (c) => removeIfExpiredStep(c, nowMs, ttlMs))
+    return this.#run(key, nowMs, (cur, c) => removeIfExpiredStep(cur, ttlMs, c))
   }
   async close() {}
+}
+
+/** Keeps `<prefix>alive:<instance>` set while this process runs, so others can tell it is alive. */
+export class Liveness {
+  readonly #timer: NodeJS.Timeout
+  readonly #r: Redis
+  readonly #key: string
+
+  constructor(redis: Redis, prefix: string, instanceId: string, livenessMs: number) {
+    this.#r = redis
+    this.#key = `${prefix}alive:${instanceId}`
+    const beat = () => {
+      redis.set(this.#key, '1', 'PX', livenessMs).catch(() => {
+        /* Redis is down: others cannot see us either; they find us again when it is back */
+      })
+    }
+    beat()
+    this.#timer = setInterval(beat, Math.max(100, Math.floor(livenessMs / 3)))
+    this.#timer.unref()
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer)
+    await this.#r.del(this.#key).catch(() => {})
+  }
 }
 
 export class RedisLocker implements Locker {
@@ -163,21 +312,24 @@ export class RedisLocker implements Locker {
     this.#p = prefix
   }
 
-  async tryAcquire(key: string, ttlMs: number): Promise<Lock | null> {
-    const token = randomUUID()
-    const full = `${this.#p}lock:${key}`
-    const ok = await this.#r.set(full, token, 'PX', ttlMs, 'NX')
-    if (ok !== 'OK') return null
-    return new RenewingLock(key, token, ttlMs, {
-      extend: async (_k, t, ms) => (await this.#r.ferryExtend(full, t, ms)) === 1,
-      drop: async (_k, t) => {
-        await this.#r.ferryDrop(full, t)
-      },
+  tryAcquire(key: string, ttlMs: number): Promise<Lock | null> {
+    return guard(async () => {
+      const token = randomUUID()
+      const full = `${this.#p}lock:${key}`
+      const ok = await this.#r.set(full, token, 'PX', ttlMs, 'NX')
+      if (ok !== 'OK') return null
+      return new RenewingLock(key, token, ttlMs, {
+        extend: async (_k, t, ms) => (await this.#r.ferryExtend(full, t, ms)) === 1,
+        remaining: (_k, t) => guard(() => this.#r.ferryRemaining(full, t)),
+        drop: async (_k, t) => {
+          await this.#r.ferryDrop(full, t)
+        },
+      })
     })
   }
 
-  async isHeld(key: string) {
-    return (await this.#r.exists(`${this.#p}lock:${key}`)) === 1
+  isHeld(key: string) {
+    return guard(async () => (await this.#r.exists(`${this.#p}lock:${key}`)) === 1)
   }
 
   async close() {}
@@ -199,7 +351,7 @@ export class RedisBus implements Bus {
   }
 
   async publish(channel: string, message: string) {
-    await this.#pub.publish(`${this.#p}${channel}`, message)
+    await guard(() => this.#pub.publish(`${this.#p}${channel}`, message))
   }
 
   async subscribe(channel: string, handler: (message: string) => void) {
@@ -208,7 +360,7 @@ export class RedisBus implements Bus {
     if (set === undefined) {
       set = new Set()
       this.#handlers.set(full, set)
-      await this.#sub.subscribe(full)
+      await guard(() => this.#sub.subscribe(full))
     }
     set.add(handler)
     return async () => {
@@ -225,21 +377,25 @@ export class RedisBus implements Bus {
   }
 }
 
-export async function createRedisState(url: string, prefix: string): Promise<StateBackend & { redis: Redis }> {
-  const redis = await connectRedis(url)
+export async function createRedisState(url: string, prefix: string, opts: RedisStateOptions = {}): Promise<StateBackend & { redis: Redis }> {
+  const redis = await connectRedis(url, 10_000, opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS)
   const sub = redis.duplicate()
   sub.on('error', () => {})
   await sub.ping()
-  const sessions = new RedisSessionStore(redis, prefix)
+  const instanceId = randomUUID()
+  const liveness = new Liveness(redis, prefix, instanceId, opts.livenessMs ?? DEFAULT_LIVENESS_MS)
+  const sessions = new RedisSessionStore(redis, prefix, instanceId, opts.limits ?? DEFAULT_STATE_LIMITS, opts.beforeCas)
   const locker = new RedisLocker(redis, prefix)
   const bus = new RedisBus(redis, sub, prefix)
   return {
     kind: 'redis',
+    instanceId,
     redis,
     sessions,
     locker,
     bus,
     async close() {
+      await liveness.stop()
       await bus.close()
       sub.disconnect()
       await redis.quit().catch(() => redis.disconnect())

@@ -1,88 +1,143 @@
 /**
- * The session state machine as pure functions of (record, arguments, now). Both stores apply the
- * same functions: the embedded store in memory, the Redis store inside a compare-and-set on the
- * record's version. So the rules live in one place and one contract suite checks both.
+ * The session state machine as pure functions of (record, arguments, context). Both stores apply
+ * the same functions: the embedded store in memory, the Redis store inside a compare-and-set on a
+ * version that never repeats. So the rules live in one place and one contract suite checks both.
  */
 import { addRange, containsRange, missingRanges, overlapsAny, type ByteRange } from './range-set.js'
-import type { CommitOutcome, NewSession, ReserveOutcome, SessionRecord } from './types.js'
+import type { CancelOutcome, CommitOutcome, NewSession, ReserveOutcome, SessionRecord, StateLimits } from './types.js'
 
 /** A transition's answer: the new record (null removes it; `same` keeps it untouched) and an output. */
 export interface Step<T> {
   readonly next: SessionRecord | null | 'same'
   readonly out: T
+  /** A chunk to add to the session's chunk set (`start-end`), with the record. */
+  readonly chunk?: string
 }
 
-const live = (r: SessionRecord, nowMs: number) => r.reservations.filter((x) => x.expiresAtMs > nowMs)
+/** What a step may know besides the record: the store's clock and which lease holders are dead. */
+export interface StepContext {
+  readonly now: number
+  /** Instances whose liveness key has run out: their leases count as expired. */
+  readonly dead: ReadonlySet<string>
+  /** This instance (the holder of what the step creates). */
+  readonly self: string
+  readonly limits: StateLimits
+}
 
-export function openStep(cur: SessionRecord | null, init: NewSession, nowMs: number): Step<{ created: boolean; session: SessionRecord }> {
+/** The member of the chunk set for a range. */
+export const chunkId = (r: ByteRange) => `${r.start}-${r.end}`
+
+const liveRes = (r: SessionRecord, c: StepContext) => r.reservations.filter((x) => x.expiresAtMs > c.now && !c.dead.has(x.holder))
+
+/** The commit holds a lease that is neither expired nor held by a dead instance. */
+const liveCommit = (r: SessionRecord, c: StepContext) =>
+  r.state === 'committing' && r.commitLeaseUntilMs > c.now && !(r.commitHolder !== null && c.dead.has(r.commitHolder))
+
+/** Holders whose liveness matters to a step on `r`: those of live-looking leases, not ourselves. */
+export function holdersToCheck(r: SessionRecord | null, now: number, self: string): string[] {
+  if (r === null) return []
+  const out = new Set<string>()
+  for (const x of r.reservations) if (x.expiresAtMs > now && x.holder !== self) out.add(x.holder)
+  if (r.state === 'committing' && r.commitLeaseUntilMs > now && r.commitHolder !== null && r.commitHolder !== self) out.add(r.commitHolder)
+  return [...out]
+}
+
+export function openStep(cur: SessionRecord | null, init: NewSession, c: StepContext): Step<{ created: boolean; session: SessionRecord }> {
   if (cur !== null) return { next: 'same', out: { created: false, session: cur } }
   const rec: SessionRecord = {
     key: init.key,
+    incarnation: init.incarnation,
     target: init.target,
     totalBytes: init.totalBytes,
     tempName: init.tempName,
-    createdAtMs: nowMs,
-    updatedAtMs: nowMs,
+    createdAtMs: c.now,
+    updatedAtMs: c.now,
     received: [],
+    chunks: 0,
     reservations: [],
     state: 'open',
     commitOwner: null,
+    commitHolder: null,
     commitLeaseUntilMs: 0,
+    commitFence: 0,
     result: null,
   }
   return { next: rec, out: { created: true, session: rec } }
 }
 
+/**
+ * `isChunk`: the range is exactly one chunk received earlier (from the store's chunk set). Only
+ * such a re-send may be compared with what is on disk; any other range touching received bytes
+ * is refused without looking at them, so answers never tell whether guessed bytes matched.
+ */
 export function reserveStep(
   cur: SessionRecord | null,
   range: ByteRange,
   token: string,
-  nowMs: number,
   leaseMs: number,
+  incarnation: string | undefined,
+  isChunk: boolean,
+  c: StepContext,
 ): Step<ReserveOutcome> {
-  if (cur === null) return { next: 'same', out: { status: 'missing' } }
+  if (cur === null || (incarnation !== undefined && cur.incarnation !== incarnation)) return { next: 'same', out: { status: 'missing' } }
   if (cur.state !== 'open') return { next: 'same', out: { status: 'closed', session: cur } }
-  if (range.end >= range.start && containsRange(cur.received, range)) {
+  const empty = range.end < range.start
+  if (!empty && containsRange(cur.received, range) && isChunk) {
     return { next: 'same', out: { status: 'received', session: cur } }
   }
-  if (overlapsAny(cur.received, range)) return { next: 'same', out: { status: 'straddles', session: cur } }
-  const holders = live(cur, nowMs)
+  if (!empty && overlapsAny(cur.received, range)) return { next: 'same', out: { status: 'straddles', session: cur } }
+  const holders = liveRes(cur, c)
   if (overlapsAny(holders, range)) return { next: 'same', out: { status: 'busy', session: cur } }
+  const { maxChunksPerSession, maxRangesPerSession } = c.limits
+  if (maxChunksPerSession > 0 && cur.chunks + holders.length >= maxChunksPerSession) {
+    return { next: 'same', out: { status: 'limit', session: cur, reason: `a session takes at most ${maxChunksPerSession} chunks` } }
+  }
+  if (!empty && maxRangesPerSession > 0) {
+    let ranges = cur.received
+    for (const h of [...holders, range]) ranges = addRange(ranges, h)
+    if (ranges.length > maxRangesPerSession) {
+      return { next: 'same', out: { status: 'limit', session: cur, reason: `a session may hold at most ${maxRangesPerSession} separate ranges; send the gaps first` } }
+    }
+  }
   const next: SessionRecord = {
     ...cur,
-    reservations: [...holders, { start: range.start, end: range.end, token, expiresAtMs: nowMs + leaseMs }],
+    reservations: [...holders, { start: range.start, end: range.end, token, expiresAtMs: c.now + leaseMs, holder: c.self }],
   }
   return { next, out: { status: 'reserved', session: next } }
 }
 
-export function renewStep(cur: SessionRecord | null, token: string, nowMs: number, leaseMs: number): Step<boolean> {
+export function renewStep(cur: SessionRecord | null, token: string, leaseMs: number, c: StepContext): Step<boolean> {
   if (cur === null || cur.state !== 'open') return { next: 'same', out: false }
   const mine = cur.reservations.find((x) => x.token === token)
   if (mine === undefined) return { next: 'same', out: false }
   // An expired reservation that nobody overlapped yet may still be renewed: its bytes are ours.
-  const others = live(cur, nowMs).filter((x) => x.token !== token)
+  const others = liveRes(cur, c).filter((x) => x.token !== token)
   if (overlapsAny(others, mine)) return { next: 'same', out: false }
   const next: SessionRecord = {
     ...cur,
-    reservations: [...others, { ...mine, expiresAtMs: nowMs + leaseMs }],
+    reservations: [...others, { ...mine, expiresAtMs: c.now + leaseMs }],
   }
   return { next, out: true }
 }
 
-export function completeStep(cur: SessionRecord | null, token: string, nowMs: number): Step<SessionRecord | null> {
+export function completeStep(cur: SessionRecord | null, token: string, c: StepContext): Step<SessionRecord | null> {
   if (cur === null || cur.state !== 'open') return { next: 'same', out: null }
   const mine = cur.reservations.find((x) => x.token === token)
   if (mine === undefined) return { next: 'same', out: null }
+  // Someone else's live reservation overlaps ours: ours was broken (expired or judged dead) and
+  // taken; our bytes may have been overwritten, so they do not count.
+  if (overlapsAny(liveRes(cur, c).filter((x) => x.token !== token), mine)) return { next: 'same', out: null }
   const others = cur.reservations.filter((x) => x.token !== token)
   // A zero-length session has nothing to mark; its "chunk" is only the declaration.
-  const received = mine.end >= mine.start ? addRange(cur.received, { start: mine.start, end: mine.end }) : cur.received
+  const empty = mine.end < mine.start
   const next: SessionRecord = {
     ...cur,
-    received,
+    received: empty ? cur.received : addRange(cur.received, { start: mine.start, end: mine.end }),
+    chunks: empty ? cur.chunks : cur.chunks + 1,
     reservations: others,
-    updatedAtMs: nowMs,
+    updatedAtMs: c.now,
   }
-  return { next, out: next }
+  return empty ? { next, out: next } : { next, out: next, chunk: chunkId(mine) }
 }
 
 export function releaseStep(cur: SessionRecord | null, token: string): Step<void> {
@@ -94,39 +149,60 @@ export function isComplete(rec: SessionRecord): boolean {
   return missingRanges(rec.received, rec.totalBytes).length === 0
 }
 
-export function beginCommitStep(cur: SessionRecord | null, owner: string, nowMs: number, leaseMs: number): Step<CommitOutcome> {
+/** `fence`: the store's next version, which only grows. */
+export function beginCommitStep(cur: SessionRecord | null, owner: string, leaseMs: number, fence: number, c: StepContext): Step<CommitOutcome> {
   if (cur === null) return { next: 'same', out: { status: 'missing' } }
   if (cur.state === 'committed') return { next: 'same', out: { status: 'committed', session: cur } }
-  if (cur.state === 'committing' && cur.commitLeaseUntilMs > nowMs && cur.commitOwner !== owner) {
-    return { next: 'same', out: { status: 'busy', session: cur } }
-  }
+  if (liveCommit(cur, c) && cur.commitOwner !== owner) return { next: 'same', out: { status: 'busy', session: cur } }
   if (!isComplete(cur)) return { next: 'same', out: { status: 'incomplete', session: cur } }
-  const next: SessionRecord = { ...cur, state: 'committing', commitOwner: owner, commitLeaseUntilMs: nowMs + leaseMs }
-  return { next, out: { status: 'begun', session: next } }
+  const takenOverFrom = cur.state === 'committing' && cur.commitOwner !== owner ? cur.commitOwner : null
+  const next: SessionRecord = {
+    ...cur,
+    state: 'committing',
+    commitOwner: owner,
+    commitHolder: c.self,
+    commitLeaseUntilMs: c.now + leaseMs,
+    commitFence: fence,
+  }
+  return { next, out: { status: 'begun', session: next, takenOverFrom } }
 }
 
-export function renewCommitStep(cur: SessionRecord | null, owner: string, nowMs: number, leaseMs: number): Step<boolean> {
-  if (cur === null || cur.state !== 'committing' || cur.commitOwner !== owner) return { next: 'same', out: false }
-  return { next: { ...cur, commitLeaseUntilMs: nowMs + leaseMs }, out: true }
+const ownsCommit = (cur: SessionRecord | null, owner: string): cur is SessionRecord =>
+  cur !== null && cur.state === 'committing' && cur.commitOwner === owner
+
+export function renewCommitStep(cur: SessionRecord | null, owner: string, leaseMs: number, c: StepContext): Step<boolean> {
+  if (!ownsCommit(cur, owner)) return { next: 'same', out: false }
+  return { next: { ...cur, commitLeaseUntilMs: c.now + leaseMs }, out: true }
 }
 
-export function finishCommitStep(cur: SessionRecord | null, owner: string, result: string, nowMs: number): Step<boolean> {
-  if (cur === null || cur.state !== 'committing' || cur.commitOwner !== owner) return { next: 'same', out: false }
+export function checkCommitStep(cur: SessionRecord | null, owner: string, marginMs: number, c: StepContext): Step<boolean> {
+  return { next: 'same', out: ownsCommit(cur, owner) && cur.commitLeaseUntilMs > c.now + marginMs }
+}
+
+export function finishCommitStep(cur: SessionRecord | null, owner: string, result: string, c: StepContext): Step<boolean> {
+  if (!ownsCommit(cur, owner)) return { next: 'same', out: false }
   const next: SessionRecord = {
     ...cur,
     state: 'committed',
     commitOwner: null,
+    commitHolder: null,
     commitLeaseUntilMs: 0,
     reservations: [],
     result,
-    updatedAtMs: nowMs,
+    updatedAtMs: c.now,
   }
   return { next, out: true }
 }
 
 export function abortCommitStep(cur: SessionRecord | null, owner: string): Step<void> {
-  if (cur === null || cur.state !== 'committing' || cur.commitOwner !== owner) return { next: 'same', out: undefined }
-  return { next: { ...cur, state: 'open', commitOwner: null, commitLeaseUntilMs: 0 }, out: undefined }
+  if (!ownsCommit(cur, owner)) return { next: 'same', out: undefined }
+  return { next: { ...cur, state: 'open', commitOwner: null, commitHolder: null, commitLeaseUntilMs: 0 }, out: undefined }
+}
+
+export function cancelStep(cur: SessionRecord | null, c: StepContext): Step<CancelOutcome> {
+  if (cur === null) return { next: 'same', out: { status: 'missing' } }
+  if (liveCommit(cur, c)) return { next: 'same', out: { status: 'busy', session: cur } }
+  return { next: null, out: { status: 'removed', session: cur } }
 }
 
 export function removeStep(cur: SessionRecord | null): Step<SessionRecord | null> {
@@ -137,19 +213,23 @@ export function isExpired(rec: SessionRecord, nowMs: number, ttlMs: number): boo
   return rec.updatedAtMs + ttlMs <= nowMs
 }
 
-export function removeIfExpiredStep(cur: SessionRecord | null, nowMs: number, ttlMs: number): Step<SessionRecord | null> {
-  if (cur === null || !isExpired(cur, nowMs, ttlMs)) return { next: 'same', out: null }
-  if (live(cur, nowMs).length > 0) return { next: 'same', out: null }
-  if (cur.state === 'committing' && cur.commitLeaseUntilMs > nowMs) return { next: 'same', out: null }
+export function removeIfExpiredStep(cur: SessionRecord | null, ttlMs: number, c: StepContext): Step<SessionRecord | null> {
+  if (cur === null || !isExpired(cur, c.now, ttlMs)) return { next: 'same', out: null }
+  if (liveRes(cur, c).length > 0) return { next: 'same', out: null }
+  if (liveCommit(cur, c)) return { next: 'same', out: null }
   return { next: null, out: cur }
 }
 
 /** Normalises a record parsed from JSON (defensive: older or foreign writers). */
 export function parseRecord(text: string): SessionRecord {
-  const r = JSON.parse(text) as SessionRecord
+  const r = JSON.parse(text) as Partial<SessionRecord> & SessionRecord
   return {
     ...r,
+    incarnation: typeof r.incarnation === 'string' ? r.incarnation : `legacy-${r.createdAtMs}`,
     received: Array.isArray(r.received) ? r.received : [],
-    reservations: Array.isArray(r.reservations) ? r.reservations : [],
+    chunks: typeof r.chunks === 'number' ? r.chunks : 0,
+    reservations: Array.isArray(r.reservations) ? r.reservations.map((x) => ({ ...x, holder: typeof x.holder === 'string' ? x.holder : '' })) : [],
+    commitHolder: typeof r.commitHolder === 'string' ? r.commitHolder : null,
+    commitFence: typeof r.commitFence === 'number' ? r.commitFence : 0,
   }
 }

@@ -6,6 +6,8 @@ export type SessionState = 'open' | 'committing' | 'committed'
 export interface Reservation extends ByteRange {
   readonly token: string
   readonly expiresAtMs: number
+  /** The instance whose request holds it (`StateBackend.instanceId`): a dead holder's lease may be broken early. */
+  readonly holder: string
 }
 
 /**
@@ -15,55 +17,95 @@ export interface Reservation extends ByteRange {
 export interface SessionRecord {
   /** Store key: `<family>:<client session id>`; opaque to the store. */
   readonly key: string
+  /**
+   * Random per creation of the key. A key removed (cancel, expiry, a Redis that lost its data) and
+   * created again is a new incarnation with its own temp file: nothing of an earlier one leaks in.
+   */
+  readonly incarnation: string
   /** The path the session will publish to, exactly as the client gave it (family-relative). */
   readonly target: string
   /** Declared total size, bytes. */
   readonly totalBytes: number
-  /** Temp file name inside `<dataDir>/tmp/`. */
+  /** Temp file name inside `<dataDir>/tmp/`; unique to this incarnation. */
   readonly tempName: string
   readonly createdAtMs: number
   /** Creation, then every chunk that added a range; expiry counts from here. */
   readonly updatedAtMs: number
   /** Received bytes: sorted, merged, inclusive. */
   readonly received: readonly ByteRange[]
+  /** How many chunks were received (each is also kept, exactly, in the store's chunk set). */
+  readonly chunks: number
   readonly reservations: readonly Reservation[]
   readonly state: SessionState
   /** Who holds the commit and until when (state `committing`). */
   readonly commitOwner: string | null
+  /** The instance running that commit. */
+  readonly commitHolder: string | null
   readonly commitLeaseUntilMs: number
+  /**
+   * The fencing token of the running commit: the store's version counter when it began, so it only
+   * ever grows, across incarnations too. Checked before every irreversible step of the commit.
+   */
+  readonly commitFence: number
   /** The committed answer (family-defined JSON), so a repeated commit answers alike. */
   readonly result: string | null
 }
 
 export interface NewSession {
   readonly key: string
+  readonly incarnation: string
   readonly target: string
   readonly totalBytes: number
   readonly tempName: string
 }
 
+/** Bounds on what one client can make the store hold (0 = no bound). */
+export interface StateLimits {
+  /** Sessions the store holds at once, committed tombstones included; `open` beyond is ERR_UNAVAILABLE. */
+  readonly maxSessions: number
+  /** Separate received ranges (gaps) one session may have. */
+  readonly maxRangesPerSession: number
+  /** Chunks one session may receive. */
+  readonly maxChunksPerSession: number
+}
+
+export const DEFAULT_STATE_LIMITS: StateLimits = Object.freeze({ maxSessions: 10_000, maxRangesPerSession: 256, maxChunksPerSession: 100_000 })
+
 export type ReserveOutcome =
   | { readonly status: 'reserved'; readonly session: SessionRecord }
-  /** Every byte was already received: the caller may compare and answer as a no-op. */
+  /** The range is exactly one chunk received before: the caller may compare and answer as a no-op. */
   | { readonly status: 'received'; readonly session: SessionRecord }
-  /** Part of the range was received and part not. */
+  /** The range touches received bytes without being exactly one received chunk. */
   | { readonly status: 'straddles'; readonly session: SessionRecord }
   /** Another live request holds an overlapping reservation. */
   | { readonly status: 'busy'; readonly session: SessionRecord }
   | { readonly status: 'closed'; readonly session: SessionRecord }
+  /** The session would pass a StateLimits bound. */
+  | { readonly status: 'limit'; readonly session: SessionRecord; readonly reason: string }
+  /** No session (or not the incarnation the caller expected). */
   | { readonly status: 'missing' }
 
 export type CommitOutcome =
-  | { readonly status: 'begun'; readonly session: SessionRecord }
+  | { readonly status: 'begun'; readonly session: SessionRecord; readonly takenOverFrom: string | null }
   | { readonly status: 'committed'; readonly session: SessionRecord }
   | { readonly status: 'incomplete'; readonly session: SessionRecord }
   | { readonly status: 'busy'; readonly session: SessionRecord }
   | { readonly status: 'missing' }
 
+export type CancelOutcome =
+  | { readonly status: 'removed'; readonly session: SessionRecord }
+  /** A commit holds the session: cancelling now would race its publish. */
+  | { readonly status: 'busy'; readonly session: SessionRecord }
+  | { readonly status: 'missing' }
+
 /**
  * Upload sessions shared by every instance. Every method is one atomic read-modify-write: two
- * instances may call any of them on one session at the same moment. Times are passed in so the
- * contract suite can drive expiry without sleeping.
+ * instances may call any of them on one session at the same moment.
+ *
+ * Times: callers pass their own `Date.now()`-based `nowMs`. The store judges leases on ITS clock
+ * (Redis: TIME, read in the same transaction as the record), shifted by the caller's offset from
+ * its own clock, so instances with skewed clocks agree and the contract suite can still drive
+ * expiry by passing times in the future.
  */
 export interface SessionStore {
   /** Creates the session unless one with this key exists; answers the record either way. */
@@ -71,9 +113,10 @@ export interface SessionStore {
   get(key: string): Promise<SessionRecord | null>
   /**
    * Reserves `range` for one request (token) until `nowMs + leaseMs`. Refuses ranges that touch
-   * received bytes or a live reservation; ignores expired reservations.
+   * received bytes or a live reservation; ignores expired reservations and those of dead
+   * instances. With `incarnation`, answers `missing` unless the session is that incarnation.
    */
-  reserve(key: string, range: ByteRange, token: string, nowMs: number, leaseMs: number): Promise<ReserveOutcome>
+  reserve(key: string, range: { start: number; end: number }, token: string, nowMs: number, leaseMs: number, incarnation?: string): Promise<ReserveOutcome>
   /** Extends a live reservation; false when it is gone (expired and taken, or session removed). */
   renew(key: string, token: string, nowMs: number, leaseMs: number): Promise<boolean>
   /** Marks the reserved range received and drops the reservation; null when it is gone. */
@@ -81,17 +124,24 @@ export interface SessionStore {
   /** Drops a reservation without marking anything (abort, short body, error). */
   release(key: string, token: string): Promise<void>
   /**
-   * Starts a commit: `begun` only when every byte is received, no commit holds a live lease and
-   * the session is open; after that `reserve` answers `closed` until `abortCommit`.
+   * Starts a commit: `begun` only when every byte is received, no live commit holds the session
+   * and it is open; after that `reserve` answers `closed` until `abortCommit`.
    */
   beginCommit(key: string, owner: string, nowMs: number, leaseMs: number): Promise<CommitOutcome>
   /** Extends a running commit's lease; false when the commit is no longer ours. */
   renewCommit(key: string, owner: string, nowMs: number, leaseMs: number): Promise<boolean>
+  /**
+   * The fence: true only while `owner` holds the commit with at least `marginMs` of lease left on
+   * the store's clock. Asked right before each irreversible step.
+   */
+  checkCommit(key: string, owner: string, nowMs: number, marginMs: number): Promise<boolean>
   /** Records the committed answer; the record stays as a tombstone until it expires. */
   finishCommit(key: string, owner: string, result: string, nowMs: number): Promise<boolean>
   /** Gives a failed commit back: the session is open again. */
   abortCommit(key: string, owner: string): Promise<void>
-  /** Removes the session; answers what was removed (to delete its temp file) or null. */
+  /** A client's cancel: removes the session unless a live commit holds it. */
+  cancel(key: string, nowMs: number): Promise<CancelOutcome>
+  /** Removes the session whatever its state; answers what was removed (to delete its temp file) or null. */
   remove(key: string): Promise<SessionRecord | null>
   /** Sessions whose target equals `target` exactly (keys of one family share a prefix). */
   listByTarget(keyPrefix: string, target: string): Promise<SessionRecord[]>
@@ -106,8 +156,13 @@ export interface SessionStore {
 export interface Lock {
   readonly key: string
   readonly token: string
-  /** Aborted when the lock is lost (renewal failed) or released. */
+  /** Aborted when the lock is lost (renewal failed or overdue) or released. */
   readonly signal: AbortSignal
+  /**
+   * The fence before an irreversible step: throws unless the lock is still ours in the store with
+   * at least a third of its lifetime left.
+   */
+  check(): Promise<void>
   release(): Promise<void>
 }
 
@@ -133,6 +188,8 @@ export interface Bus {
 /** What `createState` hands the rest of Ferry. */
 export interface StateBackend {
   readonly kind: 'redis' | 'embedded'
+  /** This process's name in leases; unique per start. */
+  readonly instanceId: string
   readonly sessions: SessionStore
   readonly locker: Locker
   readonly bus: Bus

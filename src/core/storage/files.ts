@@ -29,6 +29,7 @@ class PositionalWriter extends Writable {
   readonly #limit: number
   readonly #onProgress: ((pos: number) => void) | undefined
   readonly #hashes: readonly Hash[]
+  readonly #guard: (() => Error | null) | undefined
   #pos: number
   #pending: Buffer[] = []
   #pendingBytes = 0
@@ -36,8 +37,9 @@ class PositionalWriter extends Writable {
   #accepted = 0
   written = 0
 
-  constructor(fh: FileHandle, start: number, limitBytes: number, onProgress?: (pos: number) => void, hashes: readonly Hash[] = []) {
+  constructor(fh: FileHandle, start: number, limitBytes: number, onProgress?: (pos: number) => void, hashes: readonly Hash[] = [], guard?: () => Error | null) {
     super({ highWaterMark: 1024 * 1024 })
+    this.#guard = guard
     this.#fh = fh
     this.#pos = start
     this.#limit = limitBytes
@@ -79,6 +81,8 @@ class PositionalWriter extends Writable {
     const n = this.#pendingBytes
     this.#pending = []
     this.#pendingBytes = 0
+    const refused = this.#guard?.()
+    if (refused) return cb(refused)
     // The callback API on the raw fd, as fs.WriteStream uses: measurably cheaper on the main
     // thread than FileHandle.writev's promise per call.
     writev(this.#fh.fd, bufs, this.#pos, (err, bytesWritten) => {
@@ -103,6 +107,8 @@ export interface WriteAtOptions {
   /** Hashes fed with every byte, in order, on this thread (small bodies only). */
   readonly hashes?: readonly Hash[]
   readonly signal?: AbortSignal
+  /** Asked before each batch is written: an error stops the write (a lease that may be lost). */
+  readonly guard?: () => Error | null
 }
 
 function isAbort(err: unknown): boolean {
@@ -124,7 +130,7 @@ export async function writeStreamAt(path: string, position: number, source: Read
   const limit = opts.expectedBytes ?? opts.maxBytes ?? Number.MAX_SAFE_INTEGER
   const fh = await openForWrite(path)
   try {
-    const writer = new PositionalWriter(fh, position, limit, opts.onProgress, opts.hashes)
+    const writer = new PositionalWriter(fh, position, limit, opts.onProgress, opts.hashes, opts.guard)
     try {
       await pipeline(source, writer, opts.signal ? { signal: opts.signal } : {})
     } catch (err) {

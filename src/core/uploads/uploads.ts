@@ -5,7 +5,7 @@
  * the missing ranges.
  */
 import { createHash, randomUUID } from 'node:crypto'
-import { link, readdir, rm, stat } from 'node:fs/promises'
+import { link, open, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
@@ -13,7 +13,7 @@ import { UploadError } from '../errors.js'
 import type { HashAlgo, HashPool, HashResult, StreamHasher } from '../hashing/hash-pool.js'
 import { contiguousPrefix, missingRanges, type ByteRange } from '../state/range-set.js'
 import type { Bus, SessionRecord, SessionStore } from '../state/types.js'
-import { BackgroundFlusher, openForWrite, publishFile, removeQuietly, streamEqualsFile, writeStreamAt, type PublishOptions } from '../storage/files.js'
+import { BackgroundFlusher, fsyncFile, publishFile, removeQuietly, streamEqualsFile, writeStreamAt, type PublishOptions } from '../storage/files.js'
 import type { DataLayout } from '../storage/layout.js'
 
 export interface UploadServiceOptions {
@@ -27,11 +27,25 @@ export interface UploadServiceOptions {
   readonly reserveLeaseMs: number
   /** How long one commit may hold a session before another instance may take it over, ms. */
   readonly commitLeaseMs: number
+  /** Smallest chunk accepted, except the one that ends the file (0: any). */
+  readonly minChunkBytes?: number
+  /** Test hooks: pauses injected at the named points of the data path, to reproduce races. */
+  readonly hooks?: UploadHooks
   /**
    * The bus every instance shares (Redis only): a commit on an instance without the session's
    * running hash asks the instance that has it (see `listenForPeers`). Null: one instance.
    */
   readonly peers?: Bus | null
+}
+
+/** Points where a test can hold the data path (a stall: GC, event-loop lag, a slow Redis reply). */
+export interface UploadHooks {
+  /** After the chunk's reservation, before its bytes are written. */
+  readonly afterReserve?: (key: string) => Promise<void>
+  /** After the commit has hashed the file, before the fence check and publish. */
+  readonly beforePublish?: (key: string) => Promise<void>
+  /** After a cancel or the sweeper removed a session's record, before its temp file is deleted. */
+  readonly afterRecordRemoved?: (key: string) => Promise<void>
 }
 
 export interface ChunkInput {
@@ -92,7 +106,7 @@ const HASH_REQUEST_CHANNEL = 'uploads:hash-request'
 interface PeerHashRequest {
   readonly key: string
   /** Ties the request to one incarnation of the session key: a hasher left from an aborted session of the same id never answers. */
-  readonly createdAtMs: number
+  readonly incarnation: string
   readonly size: number
   readonly reply: string
 }
@@ -102,7 +116,7 @@ type PeerHashReply = { readonly type: 'ack' } | { readonly type: 'digest'; reado
 /** A running hash and the session incarnation it belongs to. */
 interface RunningHash {
   readonly hasher: StreamHasher
-  readonly createdAtMs: number
+  readonly incarnation: string
 }
 
 /** Where a commit's digest came from; counted per instance (logs and tests). */
@@ -115,9 +129,20 @@ export interface CommitHashCounts {
   fullPass: number
 }
 
-const tempNameFor = (key: string) => `s-${Buffer.from(key).toString('base64url')}.part`
-const keyFromTempName = (name: string) =>
-  name.startsWith('s-') && name.endsWith('.part') ? Buffer.from(name.slice(2, -5), 'base64url').toString() : null
+/**
+ * Temp files are named after the session key AND its incarnation (`s-<key>.<incarnation>.part`),
+ * and created exclusively: a session created again under the same id (after a cancel, an expiry,
+ * or a Redis that lost its data) never sees, and never deletes, bytes of an earlier one.
+ * Commit hand-off links are `p-<key>.<commit owner>.part`.
+ */
+const tempNameFor = (key: string, incarnation: string) => `s-${Buffer.from(key).toString('base64url')}.${incarnation}.part`
+const handoffNameFor = (key: string, owner: string) => `p-${Buffer.from(key).toString('base64url')}.${owner}.part`
+function parseTempName(name: string): { kind: 's' | 'p'; key: string; id: string } | null {
+  const m = /^([sp])-([A-Za-z0-9_-]*)\.([0-9a-f-]{36})\.part$/.exec(name)
+  return m ? { kind: m[1] as 's' | 'p', key: Buffer.from(m[2]!, 'base64url').toString(), id: m[3]! } : null
+}
+/** Files a sweep leaves alone this long after their last change: a temp file exists before its record. */
+const TEMP_GRACE_MS = 60_000
 
 export class UploadService {
   readonly #o: UploadServiceOptions
@@ -146,66 +171,119 @@ export class UploadService {
     if (range.start < 0 || (empty ? totalBytes !== 0 : range.end >= totalBytes)) {
       throw new UploadError('ERR_INVALID_RANGE', `range ${range.start}-${range.end} is outside a file of ${totalBytes} bytes`)
     }
-    const tempName = tempNameFor(key)
-    const tempPath = join(this.#o.layout.tmp, tempName)
-    const now = Date.now()
-    let existing = await this.#o.sessions.get(key)
-    if (existing === null) {
-      // Create the (empty, sparse) temp file before the record so a record never names a missing file.
-      await (await openForWrite(tempPath)).close()
-      const opened = await this.#o.sessions.open({ key, target: input.target, totalBytes, tempName }, now)
-      existing = opened.session
-      if (opened.created) {
-        this.#o.log.debug({ key, totalBytes }, 'session opened')
-        const h = this.#o.pool.openStream(tempPath)
-        if (h !== null) this.#hashers.set(key, { hasher: h, createdAtMs: existing.createdAtMs })
+    const min = this.#o.minChunkBytes ?? 0
+    if (!empty && range.end - range.start + 1 < min && range.end !== totalBytes - 1) {
+      throw new UploadError('ERR_INVALID_RANGE', `a chunk must hold at least ${min} bytes, except the one that ends the file`)
+    }
+    // A session removed between our read and our reservation (cancel, expiry, lost Redis data)
+    // is answered `missing`; the next pass opens a fresh incarnation.
+    for (let attempt = 0; ; attempt++) {
+      const session = await this.#openOrGet(input)
+      const token = randomUUID()
+      const got = await this.#o.sessions.reserve(key, range, token, Date.now(), this.#o.reserveLeaseMs, session.incarnation)
+      switch (got.status) {
+        case 'missing':
+          if (attempt < 2) continue
+          throw new UploadError('ERR_SESSION_NOT_FOUND', 'the upload session was removed')
+        case 'closed':
+          throw new UploadError('ERR_SESSION_CLOSED', 'the upload session is being committed or is committed')
+        case 'straddles':
+          throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'the range overlaps bytes already received; only an exact re-send of one received chunk is accepted')
+        case 'busy':
+          throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'the range is being written by another request')
+        case 'limit':
+          throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', got.reason)
+        case 'received': {
+          // Exactly one chunk received before: a retry whose answer was lost. Comparing whole
+          // chunks only, so no answer tells whether a few guessed bytes matched.
+          const len = range.end - range.start + 1
+          const same = await streamEqualsFile(this.tempPathOf(got.session), range.start, len, input.body)
+          if (!same) throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'a re-sent chunk differs from the one already received')
+          return { status: 'duplicate', session: got.session }
+        }
+        case 'reserved':
+          return await this.#writeReserved(input, got.session, token)
       }
     }
-    if (existing.target !== input.target) {
+  }
+
+  /** The session's record, creating it (and its own, new temp file) if there is none. */
+  async #openOrGet(input: ChunkInput): Promise<SessionRecord> {
+    const { key, totalBytes } = input
+    let session = await this.#o.sessions.get(key)
+    if (session === null) {
+      const incarnation = randomUUID()
+      const tempName = tempNameFor(key, incarnation)
+      const tempPath = join(this.#o.layout.tmp, tempName)
+      // Create the (empty, sparse) temp file before the record so a record never names a missing
+      // file; exclusively, so it is never a file of another incarnation.
+      await (await open(tempPath, 'wx', 0o644)).close()
+      const opened = await this.#o.sessions.open({ key, incarnation, target: input.target, totalBytes, tempName }, Date.now()).catch(async (err: unknown) => {
+        await removeQuietly(tempPath)
+        throw err
+      })
+      session = opened.session
+      if (opened.created) {
+        this.#o.log.debug({ key, totalBytes, incarnation }, 'session opened')
+        const h = this.#o.pool.openStream(tempPath)
+        if (h !== null) this.#hashers.set(key, { hasher: h, incarnation })
+      } else {
+        await removeQuietly(tempPath) // another request created it first
+      }
+    }
+    if (session.target !== input.target) {
       throw new UploadError('ERR_SESSION_ID_CONFLICT', 'this session id belongs to another path')
     }
-    if (existing.totalBytes !== totalBytes) {
-      throw new UploadError('ERR_SIZE_MISMATCH', `the session's file size is ${existing.totalBytes}, not ${totalBytes}`)
+    if (session.totalBytes !== totalBytes) {
+      throw new UploadError('ERR_SIZE_MISMATCH', `the session's file size is ${session.totalBytes}, not ${totalBytes}`)
     }
-    const token = randomUUID()
+    return session
+  }
+
+  /** Streams a reserved chunk into the session's temp file and marks it received. */
+  async #writeReserved(input: ChunkInput, session: SessionRecord, token: string): Promise<ChunkResult> {
+    const { key, range } = input
+    const empty = range.end < range.start
     const lease = this.#o.reserveLeaseMs
-    const got = await this.#o.sessions.reserve(key, range, token, Date.now(), lease)
-    switch (got.status) {
-      case 'missing':
-        throw new UploadError('ERR_SESSION_NOT_FOUND', 'the upload session was removed')
-      case 'closed':
-        throw new UploadError('ERR_SESSION_CLOSED', 'the upload session is being committed or is committed')
-      case 'straddles':
-        throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'the range overlaps bytes already received')
-      case 'busy':
-        throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'the range is being written by another request')
-      case 'received': {
-        const len = range.end - range.start + 1
-        const same = await streamEqualsFile(tempPath, range.start, len, input.body)
-        if (!same) throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'a re-sent range differs from the bytes already received')
-        return { status: 'duplicate', session: got.session }
-      }
-      case 'reserved':
-        break
+    const tempPath = this.tempPathOf(session)
+    // The reservation is ours while confirmed within its lease. A process that stalled past it
+    // (GC, a paused VM) may have lost it to another writer: it must not write another byte.
+    let confirmedAt = performance.now()
+    let lost: UploadError | null = null
+    const lose = (why: string) => {
+      lost ??= new UploadError('ERR_SESSION_BUSY', `the range reservation was lost (${why}); send the chunk again`)
+      input.body.destroy(lost)
     }
     const renew = setInterval(() => {
+      const asked = performance.now()
+      if (asked - confirmedAt >= lease) {
+        lose('this process stalled past the lease')
+        return
+      }
       this.#o.sessions.renew(key, token, Date.now(), lease).then(
         (ok) => {
-          if (!ok) input.body.destroy(new UploadError('ERR_SESSION_BUSY', 'the range reservation was lost'))
+          if (ok) confirmedAt = asked
+          else lose('taken over')
         },
-        () => {},
+        () => {
+          if (performance.now() - confirmedAt > lease * 0.75) lose('the state store did not answer')
+        },
       )
     }, Math.max(250, Math.floor(lease / 3)))
     try {
+      await this.#o.hooks?.afterReserve?.(key)
       await writeStreamAt(tempPath, range.start, input.body, {
         expectedBytes: empty ? 0 : range.end - range.start + 1,
         durable: this.#o.durableChunks,
         ...(input.signal ? { signal: input.signal } : {}),
+        // Checked before each batch reaches the disk: never write on a lease that may be gone.
+        guard: () => lost ?? (performance.now() - confirmedAt > lease * 0.75 ? new UploadError('ERR_SESSION_BUSY', 'the range reservation ran out while the chunk was written; send it again') : null),
       })
     } catch (err) {
       clearInterval(renew)
+      // Released at once, so the client may send the range again right away (a full disk, a cut).
       await this.#o.sessions.release(key, token).catch(() => {})
-      throw err
+      throw lost ?? err
     }
     clearInterval(renew)
     if (!this.#o.durableChunks) this.#flusher.wrote(tempPath, empty ? 0 : range.end - range.start + 1)
@@ -235,7 +313,8 @@ export class UploadService {
    */
   async commit(key: string, publish: (ctx: CommitContext) => Promise<string>, algos: readonly HashAlgo[] = ['sha256']): Promise<string> {
     const owner = randomUUID()
-    const got = await this.#o.sessions.beginCommit(key, owner, Date.now(), this.#o.commitLeaseMs)
+    const lease = this.#o.commitLeaseMs
+    const got = await this.#o.sessions.beginCommit(key, owner, Date.now(), lease)
     switch (got.status) {
       case 'missing':
         throw new UploadError('ERR_SESSION_NOT_FOUND', 'no such upload session')
@@ -252,19 +331,45 @@ export class UploadService {
     }
     const session = got.session
     const tempPath = this.tempPathOf(session)
-    // The commit keeps its lease while it hashes and publishes; if this process dies, the lease
-    // runs out and any instance may commit again.
-    const lease = this.#o.commitLeaseMs
+    // A commit we took over (its holder died or stalled past its lease) may wake up later: its
+    // hand-off link goes first, so its publish (a rename of that link) can only fail.
+    if (got.takenOverFrom !== null) await removeQuietly(join(this.#o.layout.tmp, handoffNameFor(key, got.takenOverFrom)))
+    // The commit keeps its lease while it hashes and publishes. If a renewal says the commit is no
+    // longer ours, or none succeeds within the lease, the commit stops before its next step.
+    const ctl = new AbortController()
+    let confirmedAt = performance.now()
     const renew = setInterval(() => {
-      this.#o.sessions.renewCommit(key, owner, Date.now(), lease).catch(() => {})
+      const asked = performance.now()
+      if (asked - confirmedAt >= lease) {
+        // This process stalled past the lease: another instance may have taken the commit over.
+        ctl.abort(new UploadError('ERR_SESSION_BUSY', 'the commit stalled past its lease; commit again'))
+        return
+      }
+      this.#o.sessions.renewCommit(key, owner, Date.now(), lease).then(
+        (ok) => {
+          if (ok) confirmedAt = asked
+          else ctl.abort(new UploadError('ERR_SESSION_BUSY', 'the commit lost its lease to another commit'))
+        },
+        () => {
+          if (performance.now() - confirmedAt > lease * 0.75) ctl.abort(new UploadError('ERR_SESSION_BUSY', 'the commit could not renew its lease'))
+        },
+      )
     }, Math.max(250, Math.floor(lease / 3)))
+    const stillOurs = () => {
+      if (ctl.signal.aborted) throw ctl.signal.reason
+    }
     // `publish` consumes a hard link, never the session's own temp file: a crash after the rename
     // but before the result is recorded leaves the temp file, so a repeated commit can redo it.
-    const handoff = join(this.#o.layout.tmp, `p-${randomUUID()}.part`)
+    const handoff = join(this.#o.layout.tmp, handoffNameFor(key, owner))
     const t0 = performance.now()
     let hashedAt = t0
     let source: keyof CommitHashCounts = 'fullPass'
     try {
+      // Exactly totalBytes bytes are published: checked, not assumed.
+      const size = (await stat(tempPath)).size
+      if (size !== session.totalBytes) {
+        throw new UploadError('ERR_IO', `the temp file has ${size} bytes, the session ${session.totalBytes}`)
+      }
       const h = this.#runningHash(session)
       this.#hashers.delete(key)
       let digests: HashResult['digests'] | null = null
@@ -291,6 +396,13 @@ export class UploadService {
       }
       hashedAt = performance.now()
       await this.#flusher.settle(tempPath)
+      await fsyncFile(tempPath)
+      await this.#o.hooks?.beforePublish?.(key)
+      stillOurs()
+      // The fence, on the store's clock, right before the irreversible step.
+      if (!(await this.#o.sessions.checkCommit(key, owner, Date.now(), Math.min(5000, lease / 3)))) {
+        throw new UploadError('ERR_SESSION_BUSY', 'the commit lost its lease before it could publish; commit again')
+      }
       await link(tempPath, handoff)
       const result = await publish({ session, tempPath: handoff, digests })
       if (!(await this.#o.sessions.finishCommit(key, owner, result, Date.now()))) {
@@ -299,7 +411,7 @@ export class UploadService {
       await removeQuietly(tempPath)
       this.hashCounts[source]++
       this.#o.log.info({
-        key, bytes: session.totalBytes, sha256: digests['sha256'], hashedBy: source,
+        key, bytes: session.totalBytes, sha256: digests['sha256'], hashedBy: source, fence: session.commitFence,
         hashMs: Math.round(hashedAt - t0), publishMs: Math.round(performance.now() - hashedAt),
       }, 'session committed')
       return result
@@ -312,18 +424,23 @@ export class UploadService {
     }
   }
 
-  /** Cancels a session and removes its temp file; false when there was none. */
+  /** Cancels a session and removes its temp file; false when there was none. Refused while a commit runs. */
   async abort(key: string): Promise<boolean> {
-    const removed = await this.#o.sessions.remove(key)
-    this.#dropHasher(key)
-    if (removed === null) return false
-    this.#flusher.forget(this.tempPathOf(removed))
-    await removeQuietly(this.tempPathOf(removed))
+    const got = await this.#o.sessions.cancel(key, Date.now())
+    if (got.status === 'missing') return false
+    if (got.status === 'busy') throw new UploadError('ERR_SESSION_BUSY', 'a commit of this session is running; cancel it after the commit ends')
+    this.#dropHasher(key, got.session.incarnation)
+    await this.#o.hooks?.afterRecordRemoved?.(key)
+    this.#flusher.forget(this.tempPathOf(got.session))
+    await removeQuietly(this.tempPathOf(got.session))
     return true
   }
 
-  #dropHasher(key: string) {
-    this.#hashers.get(key)?.hasher.cancel()
+  /** Drops the running hash of `key` (only of that incarnation, when given). */
+  #dropHasher(key: string, incarnation?: string) {
+    const r = this.#hashers.get(key)
+    if (r === undefined || (incarnation !== undefined && r.incarnation !== incarnation)) return
+    r.hasher.cancel()
     this.#hashers.delete(key)
   }
 
@@ -335,7 +452,7 @@ export class UploadService {
   #runningHash(session: SessionRecord): StreamHasher | null {
     const r = this.#hashers.get(session.key)
     if (r === undefined) return null
-    if (r.hasher.closed || r.createdAtMs !== session.createdAtMs) {
+    if (r.hasher.closed || r.incarnation !== session.incarnation) {
       this.#dropHasher(session.key)
       return null
     }
@@ -362,9 +479,9 @@ export class UploadService {
     } catch {
       return
     }
-    if (typeof req.key !== 'string' || typeof req.reply !== 'string' || !Number.isSafeInteger(req.size) || !Number.isSafeInteger(req.createdAtMs)) return
+    if (typeof req.key !== 'string' || typeof req.reply !== 'string' || !Number.isSafeInteger(req.size) || typeof req.incarnation !== 'string') return
     const r = this.#hashers.get(req.key)
-    if (r === undefined || r.hasher.closed || r.createdAtMs !== req.createdAtMs) return
+    if (r === undefined || r.hasher.closed || r.incarnation !== req.incarnation) return
     this.#hashers.delete(req.key)
     await bus.publish(req.reply, JSON.stringify({ type: 'ack' } satisfies PeerHashReply))
     const result = await r.hasher.finish(req.size)
@@ -407,7 +524,7 @@ export class UploadService {
       }
     })
     try {
-      const req: PeerHashRequest = { key: session.key, createdAtMs: session.createdAtMs, size: session.totalBytes, reply }
+      const req: PeerHashRequest = { key: session.key, incarnation: session.incarnation, size: session.totalBytes, reply }
       timer = setTimeout(() => settle(null), PEER_ACK_MS)
       await bus.publish(HASH_REQUEST_CHANNEL, JSON.stringify(req))
       return await answer
@@ -481,8 +598,10 @@ export class UploadService {
   }
 
   /**
-   * Removes expired sessions with their temp files, then temp files that no session owns (left by
-   * a crash): session files whose record is gone for over a minute, stream files older than the TTL.
+   * Removes expired sessions with their temp files, then temp files that nothing needs any more:
+   * a session file whose record is gone, is of another incarnation, or is committed (a crash
+   * between the commit's record and its clean-up); a commit hand-off link whose commit is not
+   * running; stream files and folders older than the TTL.
    */
   async sweep(nowMs = Date.now()): Promise<{ sessions: number; orphans: number }> {
     const ttl = this.#o.sessionTtlMs
@@ -495,7 +614,8 @@ export class UploadService {
         if (gone === null) continue
         removedAny = true
         sessions++
-        this.#dropHasher(key)
+        this.#dropHasher(key, gone.incarnation)
+        await this.#o.hooks?.afterRecordRemoved?.(key)
         this.#flusher.forget(this.tempPathOf(gone))
         await removeQuietly(this.tempPathOf(gone))
       }
@@ -515,8 +635,16 @@ export class UploadService {
         }
         continue
       }
-      const key = keyFromTempName(name)
-      const orphan = key !== null ? age > 60_000 && (await this.#o.sessions.get(key)) === null : age > ttl
+      const parsed = parseTempName(name)
+      let orphan: boolean
+      if (parsed === null) orphan = age > ttl
+      else if (age <= TEMP_GRACE_MS) orphan = false
+      else {
+        const rec = await this.#o.sessions.get(parsed.key)
+        orphan = parsed.kind === 's'
+          ? rec === null || rec.incarnation !== parsed.id || rec.state === 'committed'
+          : rec === null || rec.state !== 'committing' || rec.commitOwner !== parsed.id
+      }
       if (orphan) {
         await removeQuietly(full)
         orphans++
