@@ -45,6 +45,8 @@ export interface App {
 export interface AppOptions {
   /** Pauses injected into the data path, to reproduce races deterministically. */
   readonly uploadHooks?: UploadHooks
+  /** Another boot id than the host's: a restart "after a reboot" (power-cut tests). */
+  readonly bootId?: string
 }
 
 export async function createApp(config: Config, log: Logger, options: AppOptions = {}): Promise<App> {
@@ -57,8 +59,9 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   const state: StateBackend = config.redis.url
     ? await createRedisState(config.redis.url, config.redis.prefix, {
       limits, livenessMs: config.cluster.livenessMs, commandTimeoutMs: config.cluster.redisTimeoutMs,
+      ...(options.bootId ? { bootId: options.bootId } : {}),
     })
-    : createEmbeddedState(layout.state, { limits })
+    : createEmbeddedState(layout.state, { limits, ...(options.bootId ? { bootId: options.bootId } : {}) })
   const workers = config.pool.workers
   const pool = new HashPool({ workerFile: DEFAULT_WORKER_FILE, threads: workers, streamThreads: workers, streamsPerThread: 8, streamIdleMs: 30_000 })
   const uploads = new UploadService({

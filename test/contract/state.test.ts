@@ -303,6 +303,77 @@ describe.each(makers)('state backend: $name', (maker) => {
   })
 })
 
+describe('power loss: ranges owed by a dead writer (FERRY_FSYNC=commit)', () => {
+  const received = async (st: StateBackend, key: string) => (await st.sessions.beginCommit(key, 'probe', Date.now(), LEASE))
+
+  test('embedded: after a reboot the unflushed ranges are asked for again; flushed ones and a mere process restart keep theirs', async () => {
+    const dir = tempDir()
+    let st = createEmbeddedState(dir, { bootId: 'boot-1' })
+    const now = Date.now()
+    await st.sessions.open({ ...newSession('p:1', 100), incarnation: 'inc' }, now)
+    for (const [i, r] of [[0, 49], [50, 99]].entries()) {
+      await st.sessions.reserve('p:1', { start: r[0]!, end: r[1]! }, `t${i}`, now, LEASE)
+      await st.sessions.complete('p:1', `t${i}`, now)
+    }
+    await st.sessions.markDurable('p:1', 'inc', [{ start: 0, end: 49 }], now) // a background flush covered these
+    await st.close()
+    // The process died, the host did not reboot: the page cache still holds everything.
+    st = createEmbeddedState(dir, { bootId: 'boot-1' })
+    expect((await st.sessions.get('p:1'))?.received).toEqual([{ start: 0, end: 99 }])
+    await st.close()
+    removeDir(dir)
+    // The same, but the host rebooted before the restart.
+    const dir2 = tempDir()
+    let st2 = createEmbeddedState(dir2, { bootId: 'boot-1' })
+    await st2.sessions.open({ ...newSession('p:2', 100), incarnation: 'inc2' }, now)
+    for (const [i, r] of [[0, 49], [50, 99]].entries()) {
+      await st2.sessions.reserve('p:2', { start: r[0]!, end: r[1]! }, `t${i}`, now, LEASE)
+      await st2.sessions.complete('p:2', `t${i}`, now)
+    }
+    await st2.sessions.markDurable('p:2', 'inc2', [{ start: 0, end: 49 }], now)
+    await st2.close()
+    st2 = createEmbeddedState(dir2, { bootId: 'boot-2' })
+    const c = await received(st2, 'p:2')
+    expect(c.status).toBe('incomplete')
+    expect(c.status === 'incomplete' && c.session.received).toEqual([{ start: 0, end: 49 }])
+    await st2.close()
+    removeDir(dir2)
+  })
+
+  test('redis: a dead instance\'s unflushed ranges are dropped when its host rebooted, kept when it is the same boot', async () => {
+    const prefix = uniquePrefix()
+    const a = await createRedisState(testRedisUrl(), prefix, { bootId: 'host-a', livenessMs: 1000 })
+    const now = Date.now()
+    for (const key of ['q:other-boot', 'q:same-boot']) {
+      await a.sessions.open({ ...newSession(key, 100), incarnation: key }, now)
+      await a.sessions.reserve(key, { start: 0, end: 99 }, 't', now, LEASE)
+      await a.sessions.complete(key, 't', now)
+    }
+    await a.close() // dead: its liveness key is gone
+    const b = await createRedisState(testRedisUrl(), prefix, { bootId: 'host-b' })
+    const c = await received(b, 'q:other-boot')
+    expect(c.status).toBe('incomplete')
+    await b.close()
+    const a2 = await createRedisState(testRedisUrl(), prefix, { bootId: 'host-a' })
+    expect((await received(a2, 'q:same-boot')).status).toBe('begun')
+    await a2.close()
+  })
+
+  test('durable chunks (FERRY_FSYNC=chunk) owe nothing', async () => {
+    const dir = tempDir()
+    let st = createEmbeddedState(dir, { bootId: 'boot-1' })
+    const now = Date.now()
+    await st.sessions.open(newSession('d:1', 10), now)
+    await st.sessions.reserve('d:1', { start: 0, end: 9 }, 't', now, LEASE)
+    await st.sessions.complete('d:1', 't', now, true)
+    await st.close()
+    st = createEmbeddedState(dir, { bootId: 'boot-2' })
+    expect((await received(st, 'd:1')).status).toBe('begun')
+    await st.close()
+    removeDir(dir)
+  })
+})
+
 describe('embedded store', () => {
   test('its journal replays after a restart, ignores a last line cut short by a crash, and is compacted', async () => {
     const dir = tempDir()

@@ -314,3 +314,51 @@ describe('embedded store: open sessions are bounded', () => {
   })
 })
 
+
+describe('power loss with FERRY_FSYNC=commit (simulated: a restart under another boot id, the unflushed bytes zeroed)', () => {
+  test('chunks acknowledged but never flushed are asked for again after a reboot, never published as zeros', async () => {
+    const dataDir = (await import('../helpers/server.js')).tempDir()
+    const id = newSessionId()
+    const data = Buffer.concat([fill(1000, 0x5a), fill(1000, 0xa5)])
+    let srv = await startFerry({ FERRY_DATA_DIR: dataDir }, { bootId: 'boot-before' })
+    expect((await putChunk(srv.url, 'power.bin', id, 0, 999, 2000, data.subarray(0, 1000))).status).toBe(200)
+    expect((await putChunk(srv.url, 'power.bin', id, 1000, 1999, 2000, data.subarray(1000))).status).toBe(200)
+    const rec = await srv.app.engine.uploads.getSession(`imagestore:${id}`)
+    await srv.close()
+    // The host lost power: what sat in the page cache is gone; the file reads zeros there.
+    writeFileSync(join(dataDir, 'tmp', rec!.tempName), Buffer.alloc(2000))
+    srv = await startFerry({ FERRY_DATA_DIR: dataDir }, { bootId: 'boot-after' })
+    try {
+      const c = await commit(srv.url, id)
+      expect(c.status).toBe(400)
+      const missing = (await sessionById(srv.url, id)).json<{ UploadSessions: { ExpectedRanges: unknown[] }[] }>()
+      expect(missing.UploadSessions[0]!.ExpectedRanges).toEqual([{ StartPosition: '0', EndPosition: '1999' }])
+      expect(existsSync(storeFile(srv, 'power.bin'))).toBe(false)
+      // The client re-sends what it is asked for; the file is whole.
+      expect((await putChunk(srv.url, 'power.bin', id, 0, 999, 2000, data.subarray(0, 1000))).status).toBe(200)
+      expect((await putChunk(srv.url, 'power.bin', id, 1000, 1999, 2000, data.subarray(1000))).status).toBe(200)
+      expect((await commit(srv.url, id)).status).toBe(200)
+      expect(readFileSync(storeFile(srv, 'power.bin')).equals(data)).toBe(true)
+    } finally {
+      await srv.close()
+      removeDir(dataDir)
+    }
+  })
+
+  test('a process restart on the same boot keeps its acknowledged chunks', async () => {
+    const dataDir = (await import('../helpers/server.js')).tempDir()
+    const id = newSessionId()
+    const data = fill(1000, 0x42)
+    let srv = await startFerry({ FERRY_DATA_DIR: dataDir }, { bootId: 'same-boot' })
+    expect((await putChunk(srv.url, 'restart.bin', id, 0, 999, 1000, data)).status).toBe(200)
+    await srv.close()
+    srv = await startFerry({ FERRY_DATA_DIR: dataDir }, { bootId: 'same-boot' })
+    try {
+      expect((await commit(srv.url, id)).status).toBe(200)
+      expect(readFileSync(storeFile(srv, 'restart.bin')).equals(data)).toBe(true)
+    } finally {
+      await srv.close()
+      removeDir(dataDir)
+    }
+  })
+})

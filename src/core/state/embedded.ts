@@ -18,9 +18,11 @@ import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { RenewingLock } from './lock-handle.js'
 import { UploadError } from '../errors.js'
+import { hostBootId } from './boot.js'
 import {
-  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, isExpired, openStep,
-  parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep, type Step, type StepContext,
+  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, isExpired, markDurableStep,
+  openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep, settled, type Step,
+  type StepContext,
 } from './session-logic.js'
 import { DEFAULT_STATE_LIMITS, type Bus, type Lock, type Locker, type SessionRecord, type SessionStore, type StateBackend, type StateLimits } from './types.js'
 import { appendFile } from 'node:fs/promises'
@@ -35,8 +37,6 @@ interface JournalEntry {
   readonly c?: string
   readonly cs?: readonly string[]
 }
-
-const NO_DEAD: ReadonlySet<string> = new Set()
 
 interface Pending {
   readonly line: string
@@ -62,8 +62,13 @@ export class EmbeddedSessionStore implements SessionStore {
   #pumping: Promise<void> | null = null
   #bytes = 0
 
-  constructor(stateDir: string, limits: StateLimits = DEFAULT_STATE_LIMITS) {
+  readonly #boot: string
+  /** One process owns the directory: every other holder named in a record is a process that died. */
+  readonly #dead = { has: (id: string) => id !== this.#self }
+
+  constructor(stateDir: string, limits: StateLimits = DEFAULT_STATE_LIMITS, bootId: string = hostBootId()) {
     this.#limits = limits
+    this.#boot = bootId
     this.#file = join(stateDir, 'sessions.journal')
     let text = ''
     try {
@@ -146,12 +151,13 @@ export class EmbeddedSessionStore implements SessionStore {
   }
 
   #ctx(nowMs: number | null): StepContext {
-    return { now: nowMs ?? Date.now(), dead: NO_DEAD, self: this.#self, limits: this.#limits }
+    return { now: nowMs ?? Date.now(), dead: this.#dead, self: this.#self, boot: this.#boot, limits: this.#limits }
   }
 
   async #apply<T>(key: string, nowMs: number | null, step: (cur: SessionRecord | null, c: StepContext) => Step<T>): Promise<T> {
     const cur = this.#sessions.get(key) ?? null
-    const { next, out, chunk } = step(cur, this.#ctx(nowMs))
+    const c = this.#ctx(nowMs)
+    const { next, out, chunk } = settled(cur, c, (x) => step(x, c))
     if (next === 'same') {
       await this.#writes.get(key) // a reader must not overtake a write not yet on disk
       return out
@@ -185,8 +191,11 @@ export class EmbeddedSessionStore implements SessionStore {
   renew(key: string, token: string, nowMs: number, leaseMs: number) {
     return this.#apply(key, nowMs, (cur, c) => renewStep(cur, token, leaseMs, c))
   }
-  complete(key: string, token: string, nowMs: number) {
-    return this.#apply(key, nowMs, (cur, c) => completeStep(cur, token, c))
+  complete(key: string, token: string, nowMs: number, durable = false) {
+    return this.#apply(key, nowMs, (cur, c) => completeStep(cur, token, durable, c))
+  }
+  markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number) {
+    return this.#apply(key, nowMs, (cur, c) => markDurableStep(cur, incarnation, ranges, c))
   }
   release(key: string, token: string) {
     return this.#apply(key, null, (cur) => releaseStep(cur, token))
@@ -332,12 +341,14 @@ function claimDirectory(stateDir: string): () => void {
 
 export interface EmbeddedStateOptions {
   readonly limits?: StateLimits
+  /** This host's boot id (tests simulate a reboot with another). */
+  readonly bootId?: string
 }
 
 export function createEmbeddedState(stateDir: string, opts: EmbeddedStateOptions = {}): StateBackend {
   mkdirSync(stateDir, { recursive: true })
   const unclaim = claimDirectory(stateDir)
-  const sessions = new EmbeddedSessionStore(stateDir, opts.limits ?? DEFAULT_STATE_LIMITS)
+  const sessions = new EmbeddedSessionStore(stateDir, opts.limits ?? DEFAULT_STATE_LIMITS, opts.bootId)
   const locker = new MemoryLocker()
   const bus = new MemoryBus()
   return {

@@ -53,3 +53,21 @@ export function contiguousPrefix(ranges: readonly ByteRange[]): number {
   const first = ranges[0]
   return first !== undefined && first.start === 0 ? first.end + 1 : 0
 }
+
+/** `ranges` without the bytes of `remove` (both sorted, merged, inclusive). */
+export function subtractRanges(ranges: readonly ByteRange[], remove: readonly ByteRange[]): ByteRange[] {
+  let out: ByteRange[] = [...ranges]
+  for (const r of remove) {
+    const next: ByteRange[] = []
+    for (const x of out) {
+      if (x.end < r.start || r.end < x.start) {
+        next.push(x)
+        continue
+      }
+      if (x.start < r.start) next.push({ start: x.start, end: r.start - 1 })
+      if (r.end < x.end) next.push({ start: r.end + 1, end: x.end })
+    }
+    out = next
+  }
+  return out
+}

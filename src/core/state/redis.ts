@@ -19,11 +19,12 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { UploadError, isUploadError } from '../errors.js'
+import { hostBootId } from './boot.js'
 import { RenewingLock } from './lock-handle.js'
 import {
   abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, holdersToCheck,
-  openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
-  type Step, type StepContext,
+  markDurableStep, openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
+  settled, type Step, type StepContext,
 } from './session-logic.js'
 import { DEFAULT_STATE_LIMITS, type Bus, type Lock, type Locker, type SessionRecord, type SessionStore, type StateBackend, type StateLimits } from './types.js'
 
@@ -86,6 +87,8 @@ export interface RedisStateOptions {
   /** An instance silent this long is dead: its leases may be broken, ms. */
   readonly livenessMs?: number
   readonly limits?: StateLimits
+  /** This host's boot id (tests simulate a reboot with another). */
+  readonly bootId?: string
   /** Test hook: runs between a step's read and its compare-and-set (a stall: GC, a slow reply). */
   readonly beforeCas?: (key: string) => Promise<void>
 }
@@ -140,13 +143,15 @@ export class RedisSessionStore implements SessionStore {
   readonly #self: string
   readonly #limits: StateLimits
   readonly #beforeCas: ((key: string) => Promise<void>) | undefined
+  readonly #boot: string
 
-  constructor(redis: Redis, prefix: string, self: string = randomUUID(), limits: StateLimits = DEFAULT_STATE_LIMITS, beforeCas?: (key: string) => Promise<void>) {
+  constructor(redis: Redis, prefix: string, self: string = randomUUID(), opts: RedisStateOptions = {}) {
     this.#r = defineCommands(redis)
     this.#p = prefix
     this.#self = self
-    this.#limits = limits
-    this.#beforeCas = beforeCas
+    this.#limits = opts.limits ?? DEFAULT_STATE_LIMITS
+    this.#beforeCas = opts.beforeCas
+    this.#boot = opts.bootId ?? hostBootId()
   }
 
   #k = (key: string) => `${this.#p}sess:${key}`
@@ -195,7 +200,8 @@ export class RedisSessionStore implements SessionStore {
           if (alive[i] === null) dead.add(id)
         })
       }
-      const { next, out, chunk } = step(rec, { now, dead, self: this.#self, limits: this.#limits }, isChunk)
+      const c: StepContext = { now, dead, self: this.#self, boot: this.#boot, limits: this.#limits }
+      const { next, out, chunk } = settled(rec, c, (cur) => step(cur, c, isChunk))
       if (next === 'same') return out
       await this.#beforeCas?.(key)
       const target = next?.target ?? rec?.target ?? ''
@@ -228,8 +234,11 @@ export class RedisSessionStore implements SessionStore {
   renew(key: string, token: string, nowMs: number, leaseMs: number) {
     return this.#run(key, nowMs, (cur, c) => renewStep(cur, token, leaseMs, c))
   }
-  complete(key: string, token: string, nowMs: number) {
-    return this.#run(key, nowMs, (cur, c) => completeStep(cur, token, c))
+  complete(key: string, token: string, nowMs: number, durable = false) {
+    return this.#run(key, nowMs, (cur, c) => completeStep(cur, token, durable, c))
+  }
+  markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number) {
+    return this.#run(key, nowMs, (cur, c) => markDurableStep(cur, incarnation, ranges, c))
   }
   release(key: string, token: string) {
     return this.#run(key, null, (cur) => releaseStep(cur, token))
@@ -384,7 +393,7 @@ export async function createRedisState(url: string, prefix: string, opts: RedisS
   await sub.ping()
   const instanceId = randomUUID()
   const liveness = new Liveness(redis, prefix, instanceId, opts.livenessMs ?? DEFAULT_LIVENESS_MS)
-  const sessions = new RedisSessionStore(redis, prefix, instanceId, opts.limits ?? DEFAULT_STATE_LIMITS, opts.beforeCas)
+  const sessions = new RedisSessionStore(redis, prefix, instanceId, opts)
   const locker = new RedisLocker(redis, prefix)
   const bus = new RedisBus(redis, sub, prefix)
   return {

@@ -3,8 +3,8 @@
  * the same functions: the embedded store in memory, the Redis store inside a compare-and-set on a
  * version that never repeats. So the rules live in one place and one contract suite checks both.
  */
-import { addRange, containsRange, missingRanges, overlapsAny, type ByteRange } from './range-set.js'
-import type { CancelOutcome, CommitOutcome, NewSession, ReserveOutcome, SessionRecord, StateLimits } from './types.js'
+import { addRange, containsRange, missingRanges, overlapsAny, subtractRanges, type ByteRange } from './range-set.js'
+import type { CancelOutcome, CommitOutcome, NewSession, OwedRanges, ReserveOutcome, SessionRecord, StateLimits } from './types.js'
 
 /** A transition's answer: the new record (null removes it; `same` keeps it untouched) and an output. */
 export interface Step<T> {
@@ -18,10 +18,42 @@ export interface Step<T> {
 export interface StepContext {
   readonly now: number
   /** Instances whose liveness key has run out: their leases count as expired. */
-  readonly dead: ReadonlySet<string>
+  readonly dead: { has(id: string): boolean }
   /** This instance (the holder of what the step creates). */
   readonly self: string
+  /** This host's boot id. */
+  readonly boot: string
   readonly limits: StateLimits
+}
+
+/**
+ * Settles what dead instances owed: ranges they had not flushed stay received if their host
+ * has not rebooted since (same boot id: the page cache outlived the process), else are dropped
+ * from `received` so the client sends them again. Applied before every step that changes a
+ * record; answers the record itself when nothing changed.
+ */
+export function settleOwed(cur: SessionRecord, c: StepContext): SessionRecord {
+  if (cur.owed.length === 0 || cur.state === 'committed') return cur
+  let received = cur.received
+  const owed: OwedRanges[] = []
+  let changed = false
+  for (const o of cur.owed) {
+    if (o.holder === c.self || !c.dead.has(o.holder)) {
+      owed.push(o)
+      continue
+    }
+    changed = true
+    if (o.boot !== c.boot) received = subtractRanges(received, o.ranges)
+  }
+  return changed ? { ...cur, received, owed } : cur
+}
+
+/** Runs `step` on the settled record; writes the settled record even when the step changes nothing. */
+export function settled<T>(cur: SessionRecord | null, c: StepContext, step: (cur: SessionRecord | null) => Step<T>): Step<T> {
+  if (cur === null) return step(null)
+  const s = settleOwed(cur, c)
+  const r = step(s)
+  return r.next === 'same' && s !== cur ? { ...r, next: s } : r
 }
 
 /** The member of the chunk set for a range. */
@@ -38,6 +70,7 @@ export function holdersToCheck(r: SessionRecord | null, now: number, self: strin
   if (r === null) return []
   const out = new Set<string>()
   for (const x of r.reservations) if (x.expiresAtMs > now && x.holder !== self) out.add(x.holder)
+  for (const o of r.owed) if (o.holder !== self) out.add(o.holder)
   if (r.state === 'committing' && r.commitLeaseUntilMs > now && r.commitHolder !== null && r.commitHolder !== self) out.add(r.commitHolder)
   return [...out]
 }
@@ -61,6 +94,7 @@ export function openStep(cur: SessionRecord | null, init: NewSession, c: StepCon
     commitLeaseUntilMs: 0,
     commitFence: 0,
     result: null,
+    owed: [],
   }
   return { next: rec, out: { created: true, session: rec } }
 }
@@ -120,7 +154,23 @@ export function renewStep(cur: SessionRecord | null, token: string, leaseMs: num
   return { next, out: true }
 }
 
-export function completeStep(cur: SessionRecord | null, token: string, c: StepContext): Step<SessionRecord | null> {
+/** Adds `range` to what (c.self, c.boot) owes. */
+function owe(owed: readonly OwedRanges[], range: ByteRange, c: StepContext): OwedRanges[] {
+  const mine = owed.find((o) => o.holder === c.self && o.boot === c.boot)
+  const rest = owed.filter((o) => o !== mine)
+  return [...rest, { holder: c.self, boot: c.boot, ranges: addRange(mine?.ranges ?? [], range) }]
+}
+
+export function markDurableStep(cur: SessionRecord | null, incarnation: string, ranges: readonly ByteRange[], c: StepContext): Step<void> {
+  if (cur === null || cur.incarnation !== incarnation || cur.state === 'committed') return { next: 'same', out: undefined }
+  const mine = cur.owed.find((o) => o.holder === c.self)
+  if (mine === undefined) return { next: 'same', out: undefined }
+  const left = subtractRanges(mine.ranges, ranges)
+  const owed = cur.owed.filter((o) => o !== mine)
+  return { next: { ...cur, owed: left.length > 0 ? [...owed, { ...mine, ranges: left }] : owed }, out: undefined }
+}
+
+export function completeStep(cur: SessionRecord | null, token: string, durable: boolean, c: StepContext): Step<SessionRecord | null> {
   if (cur === null || cur.state !== 'open') return { next: 'same', out: null }
   const mine = cur.reservations.find((x) => x.token === token)
   if (mine === undefined) return { next: 'same', out: null }
@@ -136,6 +186,7 @@ export function completeStep(cur: SessionRecord | null, token: string, c: StepCo
     chunks: empty ? cur.chunks : cur.chunks + 1,
     reservations: others,
     updatedAtMs: c.now,
+    owed: empty || durable ? cur.owed : owe(cur.owed, mine, c),
   }
   return empty ? { next, out: next } : { next, out: next, chunk: chunkId(mine) }
 }
@@ -190,6 +241,7 @@ export function finishCommitStep(cur: SessionRecord | null, owner: string, resul
     reservations: [],
     result,
     updatedAtMs: c.now,
+    owed: [], // the commit fsynced the file before it published
   }
   return { next, out: true }
 }
@@ -231,5 +283,6 @@ export function parseRecord(text: string): SessionRecord {
     reservations: Array.isArray(r.reservations) ? r.reservations.map((x) => ({ ...x, holder: typeof x.holder === 'string' ? x.holder : '' })) : [],
     commitHolder: typeof r.commitHolder === 'string' ? r.commitHolder : null,
     commitFence: typeof r.commitFence === 'number' ? r.commitFence : 0,
+    owed: Array.isArray(r.owed) ? r.owed : [],
   }
 }

@@ -49,6 +49,20 @@ export interface SessionRecord {
   readonly commitFence: number
   /** The committed answer (family-defined JSON), so a repeated commit answers alike. */
   readonly result: string | null
+  /**
+   * Received ranges not yet flushed to disk (FERRY_FSYNC=commit), by the instance that wrote
+   * them and the boot of its host. When that instance is found dead, they stay received only if
+   * its host did not reboot (the page cache outlived the process); otherwise they are dropped from
+   * `received` and the client is asked for them again: a power cut never publishes zeros.
+   */
+  readonly owed: readonly OwedRanges[]
+}
+
+export interface OwedRanges {
+  readonly holder: string
+  /** `/proc/sys/kernel/random/boot_id` of the holder's host. */
+  readonly boot: string
+  readonly ranges: readonly ByteRange[]
 }
 
 export interface NewSession {
@@ -119,8 +133,13 @@ export interface SessionStore {
   reserve(key: string, range: { start: number; end: number }, token: string, nowMs: number, leaseMs: number, incarnation?: string): Promise<ReserveOutcome>
   /** Extends a live reservation; false when it is gone (expired and taken, or session removed). */
   renew(key: string, token: string, nowMs: number, leaseMs: number): Promise<boolean>
-  /** Marks the reserved range received and drops the reservation; null when it is gone. */
-  complete(key: string, token: string, nowMs: number): Promise<SessionRecord | null>
+  /**
+   * Marks the reserved range received and drops the reservation; null when it is gone. Unless
+   * `durable` (the bytes were fsynced), the range is also owed by this instance until `markDurable`.
+   */
+  complete(key: string, token: string, nowMs: number, durable?: boolean): Promise<SessionRecord | null>
+  /** These ranges, written by this instance into this incarnation, are now on disk. */
+  markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number): Promise<void>
   /** Drops a reservation without marking anything (abort, short body, error). */
   release(key: string, token: string): Promise<void>
   /**

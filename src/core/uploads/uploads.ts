@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import { UploadError } from '../errors.js'
 import type { HashAlgo, HashPool, HashResult, StreamHasher } from '../hashing/hash-pool.js'
-import { contiguousPrefix, missingRanges, type ByteRange } from '../state/range-set.js'
+import { addRange, contiguousPrefix, missingRanges, type ByteRange } from '../state/range-set.js'
 import type { Bus, SessionRecord, SessionStore } from '../state/types.js'
 import { BackgroundFlusher, fsyncFile, publishFile, removeQuietly, streamEqualsFile, writeStreamAt, type PublishOptions } from '../storage/files.js'
 import type { DataLayout } from '../storage/layout.js'
@@ -148,12 +148,26 @@ export class UploadService {
   readonly #o: UploadServiceOptions
   /** Running hashes of sessions opened on this instance, by session key. */
   readonly #hashers = new Map<string, RunningHash>()
-  readonly #flusher = new BackgroundFlusher(64 * 1024 * 1024)
+  /**
+   * Flushes temp files as bodies arrive; after each flush of a session's file, the ranges this
+   * instance completed before the flush began are marked durable in the store (they are no longer
+   * owed: a power cut cannot lose them).
+   */
+  readonly #flusher = new BackgroundFlusher(64 * 1024 * 1024, (path) => this.#flushAndSettle(path))
+  /** Ranges this instance completed in a session's temp file and has not flushed yet, by path. */
+  readonly #unflushed = new Map<string, { key: string; incarnation: string; ranges: ByteRange[] }>()
   readonly hashCounts: CommitHashCounts = { local: 0, peer: 0, fullPass: 0 }
   #stopListening: (() => Promise<void>) | null = null
 
   constructor(options: UploadServiceOptions) {
     this.#o = options
+  }
+
+  async #flushAndSettle(path: string): Promise<void> {
+    const owed = this.#unflushed.get(path)
+    this.#unflushed.delete(path)
+    await fsyncFile(path)
+    if (owed !== undefined) await this.#o.sessions.markDurable(owed.key, owed.incarnation, owed.ranges, Date.now())
   }
 
   get layout(): DataLayout {
@@ -286,9 +300,18 @@ export class UploadService {
       throw lost ?? err
     }
     clearInterval(renew)
-    if (!this.#o.durableChunks) this.#flusher.wrote(tempPath, empty ? 0 : range.end - range.start + 1)
-    const done = await this.#o.sessions.complete(key, token, Date.now())
+    const done = await this.#o.sessions.complete(key, token, Date.now(), this.#o.durableChunks)
     if (done === null) throw new UploadError('ERR_SESSION_BUSY', 'the session changed while the chunk was written; send it again')
+    if (!this.#o.durableChunks && !empty) {
+      // Owed until a flush: noted before the flusher may run, so the flush that follows covers it.
+      let u = this.#unflushed.get(tempPath)
+      if (u === undefined || u.incarnation !== session.incarnation) {
+        u = { key, incarnation: session.incarnation, ranges: [] }
+        this.#unflushed.set(tempPath, u)
+      }
+      u.ranges = addRange(u.ranges, range)
+      this.#flusher.wrote(tempPath, range.end - range.start + 1)
+    }
     const running = this.#runningHash(done)
     running?.advance(contiguousPrefix(done.received))
     return { status: 'written', session: done }
@@ -408,6 +431,7 @@ export class UploadService {
       if (!(await this.#o.sessions.finishCommit(key, owner, result, Date.now()))) {
         throw new UploadError('ERR_SESSION_BUSY', 'the session changed while it was committed')
       }
+      this.#unflushed.delete(tempPath)
       await removeQuietly(tempPath)
       this.hashCounts[source]++
       this.#o.log.info({
@@ -431,9 +455,14 @@ export class UploadService {
     if (got.status === 'busy') throw new UploadError('ERR_SESSION_BUSY', 'a commit of this session is running; cancel it after the commit ends')
     this.#dropHasher(key, got.session.incarnation)
     await this.#o.hooks?.afterRecordRemoved?.(key)
-    this.#flusher.forget(this.tempPathOf(got.session))
+    this.#forgetFile(this.tempPathOf(got.session))
     await removeQuietly(this.tempPathOf(got.session))
     return true
+  }
+
+  #forgetFile(path: string) {
+    this.#flusher.forget(path)
+    this.#unflushed.delete(path)
   }
 
   /** Drops the running hash of `key` (only of that incarnation, when given). */
@@ -616,7 +645,7 @@ export class UploadService {
         sessions++
         this.#dropHasher(key, gone.incarnation)
         await this.#o.hooks?.afterRecordRemoved?.(key)
-        this.#flusher.forget(this.tempPathOf(gone))
+        this.#forgetFile(this.tempPathOf(gone))
         await removeQuietly(this.tempPathOf(gone))
       }
       if (keys.length < 100 || !removedAny) break
