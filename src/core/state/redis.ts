@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
+import { maskUrl } from '../../observability/redact.js'
 import { RenewingLock } from './lock-handle.js'
 import {
   abortCommitStep, beginCommitStep, renewCommitStep, completeStep, finishCommitStep, openStep, parseRecord, releaseStep,
@@ -60,7 +61,7 @@ export async function connectRedis(url: string, timeoutMs = 10_000): Promise<Red
     await Promise.race([
       redis.connect(),
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`Redis at ${url} did not answer in ${timeoutMs} ms`)), timeoutMs)
+        timer = setTimeout(() => reject(new Error(`Redis at ${maskUrl(url)} did not answer in ${timeoutMs} ms`)), timeoutMs)
       }),
     ])
   } catch (err) {
