@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 import { UploadError } from '../core/errors.js'
 import { streamSingleFile } from './multipart.js'
@@ -79,6 +80,8 @@ export interface MinBodyRate {
 
 interface Watched {
   readonly req: IncomingMessage
+  /** Kept here: `req.socket` is null once the socket is gone. */
+  readonly socket: Socket
   readonly onSlow: () => void
   lastBytes: number
   /** Bytes received in each counted tick, newest last (at most one window's worth). */
@@ -118,7 +121,7 @@ export class BodyRateWatch {
   /** Starts watching `req`'s body; the returned function stops (also stopped by a complete body). */
   watch(req: IncomingMessage, onSlow: () => void): () => void {
     if (!this.enabled || req.complete) return () => {}
-    const w: Watched = { req, onSlow, lastBytes: req.socket.bytesRead, ticks: [], sum: 0 }
+    const w: Watched = { req, socket: req.socket, onSlow, lastBytes: req.socket.bytesRead, ticks: [], sum: 0 }
     this.#watched.add(w)
     if (this.#timer === null) {
       this.#timer = setInterval(() => this.#tick(), this.#tickMs)
@@ -137,7 +140,7 @@ export class BodyRateWatch {
 
   #tick(): void {
     for (const w of this.#watched) {
-      const sock = w.req.socket
+      const sock = w.socket
       if (w.req.complete || sock.destroyed) {
         this.#stop(w)
         continue

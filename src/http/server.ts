@@ -44,6 +44,7 @@ export function edgeOptionsFrom(config: Config): Pick<HttpServerOptions, 'minBod
 interface InFlight {
   readonly ctx: RequestContext
   readonly family: Family | null
+  readonly socket: Socket
   readonly abort: (reason: Error) => void
   /** The edge answered (slow body, broken body): the handler's own outcome is moot. */
   answeredByEdge: boolean
@@ -79,9 +80,10 @@ export function createHttpServer(opts: HttpServerOptions): Server {
    * cannot be skipped). The handler, still waiting on the body, is aborted.
    */
   function answerFromEdge(f: InFlight, err: UploadError): void {
-    const { res, req } = f.ctx
+    const { res } = f.ctx
+    const socket = f.socket // req.socket is null once the socket is gone
     f.answeredByEdge = true
-    if (!res.headersSent && !res.writableEnded && res.socket !== null && !res.socket.destroyed) {
+    if (!res.headersSent && !res.writableEnded && !socket.destroyed) {
       res.setHeader('Connection', 'close')
       try {
         if (f.family) f.family.sendError(f.ctx, err)
@@ -89,10 +91,10 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       } catch (e) {
         f.ctx.log.error({ err: e }, 'error handler failed')
       }
-      res.once('finish', () => req.socket.destroySoon())
-      setTimeout(() => req.socket.destroy(), 5000).unref() // a client that does not read its answer
+      res.once('finish', () => socket.destroySoon())
+      setTimeout(() => socket.destroy(), 5000).unref() // a client that does not read its answer
     } else {
-      req.socket.destroy()
+      socket.destroy()
     }
     f.abort(err)
   }
@@ -202,10 +204,10 @@ export function createHttpServer(opts: HttpServerOptions): Server {
     }
     const family = families.find((f) => rawPath === f.prefix || rawPath.startsWith(f.prefix.endsWith('/') ? f.prefix : `${f.prefix}/`) || rawPath.startsWith(`${f.prefix}?`)) ?? null
     const ctx: RequestContext = { req, res, url, rawPath, reqId, log, signal: ctl.signal }
-    const inflight: InFlight = { ctx, family, abort: (reason) => ctl.abort(reason), answeredByEdge: false }
+    const inflight: InFlight = { ctx, family, socket: sock, abort: (reason) => ctl.abort(reason), answeredByEdge: false }
     let stopWatch = () => {}
     if (!req.complete) {
-      const socket = req.socket
+      const socket = sock
       reading.set(socket, inflight)
       const done = () => {
         stopWatch()
