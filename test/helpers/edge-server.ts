@@ -26,6 +26,8 @@ export interface EdgeServer {
   readonly app: App
   readonly server: Server
   readonly dataDir: string
+  /** What the composition root's `ready` flag says (false: starting or draining). */
+  setReady(ready: boolean): void
   close(): Promise<void>
 }
 
@@ -82,6 +84,9 @@ export async function startEdge(env: Record<string, string> = {}, opts: { log?: 
     app,
     server,
     dataDir,
+    setReady: (r) => {
+      ready = r
+    },
     async close() {
       ready = false
       server.closeAllConnections()
