@@ -213,9 +213,11 @@ export function createHttpServer(opts: HttpServerOptions): Server {
         stopWatch()
         if (reading.get(socket) === inflight) reading.delete(socket)
       }
+      // Watched until the body is read or the connection goes, not until the answer: node reads
+      // away the body of an early answer (a 401 before the body), and a trickle there would hold
+      // the connection as well.
       req.once('end', done)
       req.once('close', done)
-      res.once('close', done)
       stopWatch = rateWatch.watch(req, () => {
         done()
         const rate = opts.minBodyRate ?? { bytesPerSec: 1024, windowSec: 60 }
