@@ -71,6 +71,20 @@ describe('minimum body rate (1000 B/s over a 1 s window)', () => {
     expect((await request(`${srv.url}/healthz`)).status).toBe(200)
   })
 
+  test('an early answer (401 before the body) does not let the rest trickle forever: the connection is closed after a window', async () => {
+    const { answer, conn } = await trickle(srv.url, 'POST', '/projects/0a0b/bulk-ingest/ingest/f.txt', {}, 1000, 200)
+    expect(answer?.status).toBe(401)
+    const t0 = Date.now()
+    const timer = setInterval(() => void conn.write(Buffer.from('x')).catch(() => {}), 200)
+    try {
+      while (!conn.closed && Date.now() - t0 < 5000) await new Promise((res) => setTimeout(res, 20))
+    } finally {
+      clearInterval(timer)
+    }
+    expect(conn.closed).toBe(true)
+    conn.close()
+  })
+
   test('a body that keeps the rate is not cut: 256 KiB in 16 KiB pieces every 50 ms (~320 KB/s) stores', async () => {
     const conn = await RawConn.open(srv.url, { pieceBytes: 16 * 1024 })
     const data = Buffer.alloc(256 * 1024, 7)
