@@ -51,7 +51,7 @@ async function trickle(base: string, method: string, target: string, headers: Re
 
 describe('minimum body rate (1000 B/s over a 1 s window)', () => {
   const routes = bodyRoutes()
-  test.each(routes.map((r) => [r.name, r] as const))('%s: a body at 5 B/s is answered 408 in the family\'s shape after about one window, and closed', async (_n, r) => {
+  test.concurrent.each(routes.map((r) => [r.name, r] as const))('%s: a body at 5 B/s is answered 408 in the family\'s shape after about one window, and closed', async (_n, r) => {
     const target = await r.target(srv.url)
     const headers = await r.headers()
     if (r.name === 'ImageStore UploadChunk') headers['Content-Range'] = 'bytes 0-999/1000'
