@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { statfs } from 'node:fs/promises'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
-import type { Config } from '../config/config.js'
+import { DEFAULTS, type Config } from '../config/config.js'
 import { UploadError } from '../core/errors.js'
 import { redactUrl } from '../observability/redact.js'
 import { BodyRateWatch, type MinBodyRate } from './body.js'
@@ -21,7 +21,7 @@ export interface HttpServerOptions {
   readonly idleTimeoutMs: number
   /** `GET /healthz` answers 200 while this is true (and `/readyz` 503 while it is false: draining). */
   readonly ready: () => boolean
-  /** Slowest accepted request body (408 and close below it). Default: 1 KiB/s over 60 s. */
+  /** Slowest accepted request body (408 and close below it). Default: config DEFAULTS (1 KiB/s over 60 s). */
   readonly minBodyRate?: MinBodyRate
   /** The data directory whose free space `/readyz` checks (statfs). Unset: no disk check. */
   readonly dataDir?: string
@@ -59,7 +59,8 @@ const READY_CHECK_TIMEOUT_MS = 2000
  */
 export function createHttpServer(opts: HttpServerOptions): Server {
   const families = [...opts.families].sort((a, b) => b.prefix.length - a.prefix.length)
-  const rateWatch = new BodyRateWatch(opts.minBodyRate ?? { bytesPerSec: 1024, windowSec: 60 })
+  const minRate = opts.minBodyRate ?? { bytesPerSec: DEFAULTS.http.minBodyRateBytesPerSec, windowSec: DEFAULTS.http.minBodyRateWindowSec }
+  const rateWatch = new BodyRateWatch(minRate)
   /** Requests whose body is still being read, per socket (the one 'clientError' concerns). */
   const reading = new Map<Socket, InFlight>()
   /** Responses not yet finished, per socket: node's bare error answer only where this is 0. */
@@ -220,9 +221,8 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       req.once('close', done)
       stopWatch = rateWatch.watch(req, () => {
         done()
-        const rate = opts.minBodyRate ?? { bytesPerSec: 1024, windowSec: 60 }
-        log.info({ minBytesPerSec: rate.bytesPerSec, windowSec: rate.windowSec }, 'request body too slow; closing')
-        answerFromEdge(inflight, new UploadError('ERR_BODY_TIMEOUT', `the request body arrived slower than ${rate.bytesPerSec} bytes/s over ${rate.windowSec} s`))
+        log.info({ minBytesPerSec: minRate.bytesPerSec, windowSec: minRate.windowSec }, 'request body too slow; closing')
+        answerFromEdge(inflight, new UploadError('ERR_BODY_TIMEOUT', `the request body arrived slower than ${minRate.bytesPerSec} bytes/s over ${minRate.windowSec} s`))
       })
     }
     if (family === null) {
