@@ -74,6 +74,9 @@ export function createHttpServer(opts: HttpServerOptions): Server {
     },
   )
   server.timeout = opts.idleTimeoutMs // a socket silent this long is closed
+  // A server 'error' after listening (an accept failure) must not end the process; a listen
+  // failure still reaches the composition root's own listener.
+  server.on('error', (err: NodeJS.ErrnoException) => opts.log.error({ err }, 'http server error'))
 
   /**
    * Answers an in-flight request from the edge (its body is broken or too slow): the family's
