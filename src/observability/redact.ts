@@ -17,7 +17,7 @@ export const REDACTED = '[REDACTED]'
  */
 const SENSITIVE_PARAM = /sig|token|secret|passw|pwd|credential|auth|jwt|key|code/i
 /** Names that contain a sensitive word but carry none (kept readable in logs). */
-const HARMLESS_PARAM = new Set(['session-id', 'api-version'])
+const HARMLESS_PARAM = new Set(['session-id', 'api-version', 'presign'])
 
 export function isSensitiveParam(name: string): boolean {
   let decoded: string
@@ -61,7 +61,12 @@ export function maskUrl(url: string): string {
 /** Masks the password of every `scheme://user:password@` found in `text`, and query secrets. */
 export function maskUrlsIn(text: string): string {
   return text
-    .replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^\s/@:]*):([^\s/@]*)@/gi, (_m, scheme: string, user: string) => `${scheme}${user}:***@`)
+    // The authority runs to the first `/`, `?`, `#` or space; its userinfo ends at its LAST `@`
+    // (a raw `@` in a password must not leave the rest of it readable).
+    .replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#]*)@/gi, (_m, scheme: string, userinfo: string) => {
+      const colon = userinfo.indexOf(':')
+      return colon < 0 ? `${scheme}${userinfo}@` : `${scheme}${userinfo.slice(0, colon)}:***@`
+    })
     .replace(/\b([a-z][a-z0-9+.-]*:\/\/[^\s?#]*\?[^\s#]*)/gi, (u: string) => redactUrl(u))
 }
 
