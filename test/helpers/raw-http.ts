@@ -113,6 +113,11 @@ export class RawConn {
     this.#sock.destroy()
   }
 
+  /** Resets the connection (TCP RST), as a client that crashed or was killed. */
+  reset(): void {
+    this.#sock.resetAndDestroy()
+  }
+
   /** Half-closes: sends FIN and keeps reading (a client whose body ends early but waits for an answer). */
   end(): void {
     this.#sock.end()

@@ -31,7 +31,8 @@ const partHead = `--${B}\r\nContent-Disposition: form-data; name="file"; filenam
 
 /**
  * How a case ends: `half` sends FIN and waits for an answer or a close; `wait` (a whole HTTP
- * message) waits for the answer, which must come; `destroy` resets.
+ * message) waits for the answer, which must come; `destroy` closes the socket at once; `reset`
+ * sends a TCP RST.
  */
 interface Cut {
   readonly name: string
@@ -39,7 +40,7 @@ interface Cut {
   readonly headers: (n: number) => Record<string, string | number>
   /** Bytes written after the head. */
   readonly body: (n: number) => Buffer
-  readonly end: 'half' | 'wait' | 'destroy'
+  readonly end: 'half' | 'wait' | 'destroy' | 'reset'
   /** Cut inside the head: no family is known yet, node's bare 400 is the answer. */
   readonly inHead?: boolean
 }
@@ -53,10 +54,12 @@ const COMMON: Cut[] = [
   { name: 'raw: cut in the request head', inHead: true, headers: () => ({}), body: () => Buffer.alloc(0), end: 'half' },
   { name: 'raw: cut mid-body, client half-closes', headers: raw, body: (n) => x(Math.floor(n / 2)), end: 'half' },
   { name: 'raw: socket destroyed mid-body', headers: raw, body: (n) => x(Math.floor(n / 2)), end: 'destroy' },
+  { name: 'raw: connection reset (RST) mid-body', headers: raw, body: (n) => x(Math.floor(n / 2)), end: 'reset' },
   { name: 'chunked: cut in a chunk-size line', headers: chunked, body: () => Buffer.from('4'), end: 'half' },
   { name: 'chunked: cut mid-chunk', headers: chunked, body: (n) => Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), x(Math.floor(n / 2))]), end: 'half' },
   { name: 'chunked: cut before the last chunk', headers: chunked, body: (n) => Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), x(n), Buffer.from('\r\n')]), end: 'half' },
   { name: 'chunked: socket destroyed mid-chunk', headers: chunked, body: (n) => Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), x(Math.floor(n / 2))]), end: 'destroy' },
+  { name: 'chunked: connection reset (RST) mid-chunk', headers: chunked, body: (n) => Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), x(Math.floor(n / 2))]), end: 'reset' },
   { name: 'chunked: malformed chunk size', headers: chunked, body: () => Buffer.from('zz\r\nxx\r\n'), end: 'half' },
 ]
 
@@ -76,6 +79,7 @@ const MULTIPART: Cut[] = [
     end: 'half',
   },
   { name: 'multipart: socket destroyed mid-part', headers: (n) => ({ 'Content-Type': `multipart/form-data; boundary=${B}`, 'Content-Length': partHead.length + n + 100 }), body: (n) => Buffer.from(partHead + 'x'.repeat(Math.floor(n / 2))), end: 'destroy' },
+  { name: 'multipart: connection reset (RST) mid-part', headers: (n) => ({ 'Content-Type': `multipart/form-data; boundary=${B}`, 'Content-Length': partHead.length + n + 100 }), body: (n) => Buffer.from(partHead + 'x'.repeat(Math.floor(n / 2))), end: 'reset' },
 ]
 
 const JSON_CUT: Cut[] = [
@@ -99,10 +103,11 @@ async function runCase(r: BodyRoute, cut: Cut): Promise<RawAnswer | null> {
       const body = cut.body(n)
       if (body.length > 0) await conn.write(body)
     }
-    if (cut.end === 'destroy') {
-      // Give the server a moment to be inside the body before the reset.
+    if (cut.end === 'destroy' || cut.end === 'reset') {
+      // Give the server a moment to be inside the body before the connection goes.
       await new Promise((res) => setTimeout(res, 20))
-      conn.close()
+      if (cut.end === 'reset') conn.reset()
+      else conn.close()
       return null
     }
     // node's server (httpAllowHalfOpen off) closes at a client's FIN: only a cut body gets one.
