@@ -19,7 +19,7 @@ import { createImageStoreFamily } from './http/imagestore/family.js'
 import { createIngestFamily } from './http/ingest/family.js'
 import { createStagingFamily } from './http/staging/family.js'
 import { createShamanFamily } from './http/shaman/family.js'
-import { createHttpServer } from './http/server.js'
+import { createHttpServer, edgeOptionsFrom } from './http/server.js'
 
 /** What every API family may use. */
 export interface Engine {
@@ -97,6 +97,16 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     requestTimeoutMs: config.http.requestTimeoutMs,
     idleTimeoutMs: config.http.idleTimeoutMs,
     ready: () => ready,
+    ...edgeOptionsFrom(config),
+    // Readiness: the state backend answers (Redis up, the embedded journal writable).
+    readyChecks: [async () => {
+      try {
+        await state.sessions.get('readyz:probe')
+        return { ok: true }
+      } catch {
+        return { ok: false, reason: `the ${state.kind} state store does not answer` }
+      }
+    }],
   })
   const sweeper = new Sweeper(sweepTasks, log)
   let closing: Promise<void> | null = null

@@ -1,8 +1,38 @@
 /** Process entry: load config, build the app, listen, shut down cleanly on SIGTERM/SIGINT. */
 import { setFlagsFromString } from 'node:v8'
-import { ConfigError, loadConfig } from './config/config.js'
+import { ConfigError, loadConfig, type Config } from './config/config.js'
 import { createApp } from './app.js'
 import { createLogger } from './observability/logger.js'
+import { maskUrlsIn, scrubSecrets } from './observability/redact.js'
+
+/**
+ * Secrets that must never be printed, from the environment and the loaded configuration: a
+ * start-up error may quote any of them (ioredis and node errors quote the URL they were given).
+ */
+let knownSecrets: string[] = []
+
+function secretsOf(config: Config | null, env: NodeJS.ProcessEnv): string[] {
+  const out: string[] = []
+  const redisUrl = config?.redis.url ?? env['REDIS_URL']
+  if (redisUrl) {
+    try {
+      const u = new URL(redisUrl)
+      if (u.password) out.push(u.password, decodeURIComponent(u.password))
+    } catch {
+      /* not a URL: the pattern masking below still applies */
+    }
+  }
+  if (config?.lakefs) {
+    out.push(config.lakefs.signingSecret, config.lakefs.jwtSecret, ...config.lakefs.credentials.map((c) => c.secretAccessKey))
+  }
+  if (config?.ingest) out.push(config.ingest.jwt.secret)
+  return out
+}
+
+/** What may be printed of an error at start-up: URL passwords masked, known secrets removed. */
+function printable(text: string): string {
+  return scrubSecrets(maskUrlsIn(text), knownSecrets)
+}
 
 /**
  * V8 counts the external memory allocated since the last full GC (here: socket read buffers,
@@ -24,15 +54,17 @@ function tuneHeapGrowth(): void {
 async function main(): Promise<void> {
   tuneHeapGrowth()
   let config
+  knownSecrets = secretsOf(null, process.env)
   try {
     config = loadConfig(process.env, process.argv.slice(2))
   } catch (err) {
     if (err instanceof ConfigError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`ferry: ${(err as Error).message}\n`)
+      process.stderr.write(`ferry: ${printable((err as Error).message)}\n`)
       process.exit(2)
     }
     throw err
   }
+  knownSecrets = secretsOf(config, process.env)
   const log = createLogger(config.logLevel)
   const app = await createApp(config, log)
   let stopping = false
@@ -57,6 +89,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`ferry: failed to start: ${(err as Error).stack ?? String(err)}\n`)
+  process.stderr.write(`ferry: failed to start: ${printable((err as Error).stack ?? String(err))}\n`)
   process.exit(1)
 })

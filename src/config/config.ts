@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
+import { maskUrl } from '../observability/redact.js'
 
 export type FsyncPolicy = 'commit' | 'chunk'
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -48,12 +49,23 @@ export interface Config {
     readonly idleTimeoutMs: number
     /** SIGTERM: how long in-flight requests may still run before the process exits, ms. */
     readonly shutdownTimeoutMs: number
+    /** A request body slower than this on average over the window is answered 408 and closed, bytes/s; 0 disables. */
+    readonly minBodyRateBytesPerSec: number
+    /** The window over which the body rate is averaged, s. */
+    readonly minBodyRateWindowSec: number
+    /**
+     * Origin (optionally with a path prefix, no trailing slash) of every URL Ferry hands out, such
+     * as lakeFS presigned URLs: `https://uploads.example.org`. Null: taken from the request's Host.
+     */
+    readonly publicUrl: string | null
   }
   readonly storage: {
     /** Root of tmp/, store/, cas/, checkouts/, staging/, ingest/, state/ (one filesystem). */
     readonly dataDir: string
     /** `commit`: fsync once at commit (default); `chunk`: fdatasync every chunk before it counts. */
     readonly fsync: FsyncPolicy
+    /** `/readyz` reports not ready while the data directory's filesystem has less free space, bytes; 0 disables. */
+    readonly readyMinFreeBytes: number
   }
   readonly redis: {
     /** `redis://…`; null selects the embedded store in `<dataDir>/state`. */
@@ -119,8 +131,11 @@ export const DEFAULTS: Config = deepFreeze({
     requestTimeoutMs: 0,
     idleTimeoutMs: 60_000,
     shutdownTimeoutMs: 10_000,
+    minBodyRateBytesPerSec: 1024,
+    minBodyRateWindowSec: 60,
+    publicUrl: null,
   },
-  storage: { dataDir: './data', fsync: 'commit' },
+  storage: { dataDir: './data', fsync: 'commit', readyMinFreeBytes: 64 * 1024 * 1024 },
   redis: { url: null, prefix: 'ferry:' },
   pool: { workers: Math.max(2, Math.min(4, availableParallelism())) },
   sessions: {
@@ -161,6 +176,22 @@ function oneOf<T extends string>(key: string, raw: string | undefined, def: T, a
     throw new ConfigError(`${key} must be one of ${allowed.join(', ')}, got "${raw}"`)
   }
   return raw as T
+}
+
+/** FERRY_PUBLIC_URL: an absolute http(s) URL without query, fragment or userinfo; the trailing slash dropped. */
+function publicUrlFrom(raw: string | undefined): string | null {
+  if (raw === undefined || raw === '') return null
+  let u: URL
+  try {
+    u = new URL(raw)
+  } catch {
+    throw new ConfigError(`FERRY_PUBLIC_URL must be an absolute http:// or https:// URL, got "${maskUrl(raw)}"`)
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`FERRY_PUBLIC_URL must use http:// or https://, got "${u.protocol}"`)
+  if (u.search !== '' || raw.includes('?')) throw new ConfigError('FERRY_PUBLIC_URL must not have a query string')
+  if (u.hash !== '' || raw.includes('#')) throw new ConfigError('FERRY_PUBLIC_URL must not have a fragment')
+  if (u.username !== '' || u.password !== '') throw new ConfigError('FERRY_PUBLIC_URL must not carry a user name or password')
+  return `${u.origin}${u.pathname.replace(/\/+$/, '')}`
 }
 
 function nonEmpty(key: string, raw: unknown): string {
@@ -292,7 +323,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   if (host.length === 0) throw new ConfigError('FERRY_HOST must not be empty')
   const redisUrl = flags['redis-url'] ?? env['REDIS_URL']
   if (redisUrl !== undefined && redisUrl !== '' && !/^rediss?:\/\//.test(redisUrl)) {
-    throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${redisUrl}"`)
+    throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${maskUrl(redisUrl)}"`)
   }
   const prefix = env['FERRY_REDIS_PREFIX'] ?? DEFAULTS.redis.prefix
   if (!/^[A-Za-z0-9:_.{}-]{1,64}$/.test(prefix)) {
@@ -306,10 +337,14 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       requestTimeoutMs: intFrom('FERRY_REQUEST_TIMEOUT_MS', env['FERRY_REQUEST_TIMEOUT_MS'], DEFAULTS.http.requestTimeoutMs, 0),
       idleTimeoutMs: intFrom('FERRY_IDLE_TIMEOUT_MS', env['FERRY_IDLE_TIMEOUT_MS'], DEFAULTS.http.idleTimeoutMs, 100),
       shutdownTimeoutMs: intFrom('FERRY_SHUTDOWN_TIMEOUT_MS', env['FERRY_SHUTDOWN_TIMEOUT_MS'], DEFAULTS.http.shutdownTimeoutMs, 0),
+      minBodyRateBytesPerSec: intFrom('FERRY_MIN_BODY_RATE_BYTES_PER_SEC', env['FERRY_MIN_BODY_RATE_BYTES_PER_SEC'], DEFAULTS.http.minBodyRateBytesPerSec, 0),
+      minBodyRateWindowSec: intFrom('FERRY_MIN_BODY_RATE_WINDOW_SEC', env['FERRY_MIN_BODY_RATE_WINDOW_SEC'], DEFAULTS.http.minBodyRateWindowSec, 0, 86_400),
+      publicUrl: publicUrlFrom(env['FERRY_PUBLIC_URL']),
     },
     storage: {
       dataDir: resolve(flags['data-dir'] ?? env['FERRY_DATA_DIR'] ?? DEFAULTS.storage.dataDir),
       fsync: oneOf('FERRY_FSYNC', env['FERRY_FSYNC'], DEFAULTS.storage.fsync, ['commit', 'chunk']),
+      readyMinFreeBytes: intFrom('FERRY_READY_MIN_FREE_BYTES', env['FERRY_READY_MIN_FREE_BYTES'], DEFAULTS.storage.readyMinFreeBytes, 0),
     },
     redis: { url: redisUrl === undefined || redisUrl === '' ? null : redisUrl, prefix },
     pool: {

@@ -29,6 +29,10 @@ export const ERROR_CODES = [
   'ERR_CLIENT_ABORTED',
   'ERR_UNAVAILABLE',
   'ERR_IO',
+  /** The disk (or quota) is full: ENOSPC / EDQUOT. Retryable once space is freed. */
+  'ERR_INSUFFICIENT_STORAGE',
+  /** The request body arrived slower than the configured minimum rate. */
+  'ERR_BODY_TIMEOUT',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 import { UploadError } from '../core/errors.js'
 import { streamSingleFile } from './multipart.js'
@@ -67,4 +68,95 @@ export async function uploadBody(req: IncomingMessage, maxBytes: number): Promis
   }
   const length = checkDeclaredSize(req, maxBytes)
   return { stream: req, length, filename: null, done: Promise.resolve() }
+}
+
+/** The slowest a request body may arrive: below `bytesPerSec` averaged over `windowSec`, it is cut. */
+export interface MinBodyRate {
+  /** Bytes per second; 0 disables the check. */
+  readonly bytesPerSec: number
+  /** Seconds over which the rate is averaged. */
+  readonly windowSec: number
+}
+
+interface Watched {
+  readonly req: IncomingMessage
+  /** Kept here: `req.socket` is null once the socket is gone. */
+  readonly socket: Socket
+  readonly onSlow: () => void
+  lastBytes: number
+  /** Bytes received in each counted tick, newest last (at most one window's worth). */
+  readonly ticks: number[]
+  sum: number
+}
+
+/**
+ * Watches request bodies for a minimum arrival rate (issue 9 item 7: a body trickling 1 byte/s held
+ * its connection forever; headers already time out). One timer for all watched requests.
+ *
+ * The rate is counted on the socket (`bytesRead`), never by reading the body, and only over the
+ * ticks in which Ferry was ready for more: while the socket is paused because Ferry is not reading
+ * (its buffer is full: a slow disk, a lock wait before the body is read), the client cannot send,
+ * so that time is not held against it. Once a whole window of counted ticks has brought fewer than
+ * `bytesPerSec × windowSec` bytes, `onSlow` is called once and the watch ends.
+ */
+export class BodyRateWatch {
+  readonly #minBytes: number
+  readonly #ticksPerWindow: number
+  readonly #tickMs: number
+  readonly #watched = new Set<Watched>()
+  #timer: NodeJS.Timeout | null = null
+
+  constructor(rate: MinBodyRate) {
+    const windowMs = rate.windowSec * 1000
+    // Ten ticks per window, between 100 ms and 1 s each.
+    this.#tickMs = Math.max(100, Math.min(1000, Math.floor(windowMs / 10)))
+    this.#ticksPerWindow = Math.max(1, Math.round(windowMs / this.#tickMs))
+    this.#minBytes = rate.bytesPerSec > 0 && rate.windowSec > 0 ? rate.bytesPerSec * rate.windowSec : 0
+  }
+
+  get enabled(): boolean {
+    return this.#minBytes > 0
+  }
+
+  /** Starts watching `req`'s body; the returned function stops (also stopped by a complete body). */
+  watch(req: IncomingMessage, onSlow: () => void): () => void {
+    if (!this.enabled || req.complete) return () => {}
+    const w: Watched = { req, socket: req.socket, onSlow, lastBytes: req.socket.bytesRead, ticks: [], sum: 0 }
+    this.#watched.add(w)
+    if (this.#timer === null) {
+      this.#timer = setInterval(() => this.#tick(), this.#tickMs)
+      this.#timer.unref()
+    }
+    return () => this.#stop(w)
+  }
+
+  #stop(w: Watched): void {
+    this.#watched.delete(w)
+    if (this.#watched.size === 0 && this.#timer !== null) {
+      clearInterval(this.#timer)
+      this.#timer = null
+    }
+  }
+
+  #tick(): void {
+    for (const w of this.#watched) {
+      const sock = w.socket
+      if (w.req.complete || sock.destroyed) {
+        this.#stop(w)
+        continue
+      }
+      const now = sock.bytesRead
+      const got = now - w.lastBytes
+      w.lastBytes = now
+      // Paused by us (backpressure or not read yet): the client could not send; don't count.
+      if (sock.isPaused() && got === 0) continue
+      w.ticks.push(got)
+      w.sum += got
+      if (w.ticks.length > this.#ticksPerWindow) w.sum -= w.ticks.shift()!
+      if (w.ticks.length === this.#ticksPerWindow && w.sum < this.#minBytes) {
+        this.#stop(w)
+        w.onSlow()
+      }
+    }
+  }
 }

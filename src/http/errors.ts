@@ -1,10 +1,21 @@
 /**
  * What every family's `sendError` does before writing its own body: find the status and log.
- * An UploadError gets the status of the family's table; a 5xx is our fault and is logged at error
- * level with its stack, anything lower is the client's and is logged briefly at info. Anything
- * else is a bug: logged with its stack, answered 500, and its message never reaches the client.
+ *
+ * - An UploadError gets the status of the family's table.
+ * - A raw ENOSPC / EDQUOT from the filesystem, wherever it was thrown, is the full-disk condition
+ *   ERR_INSUFFICIENT_STORAGE (507), not a bug (issue 9 item 3).
+ * - A client that went away (reset, premature close, abort) is no failure of ours.
+ * - Anything else is a bug: logged with its stack, answered 500, its message never sent.
+ *
+ * Log levels (issue 9 item 9): `error` with the stack only for our own faults (500 and anything
+ * not an UploadError); 503 and 507 are `warn` without a stack (a dependency or the disk, not a
+ * bug); 501 is the spec's answer and is `info`; every 4xx and every client abort is `info`
+ * without a stack. Each line has one `msg`; the error's own message goes under `reason`.
+ *
+ * Every 503 and 507 answer carries `Retry-After` (set here on the response, so every family's
+ * body writer sends it).
  */
-import { isUploadError, type ErrorCode, type UploadError } from '../core/errors.js'
+import { isUploadError, UploadError, type ErrorCode } from '../core/errors.js'
 import type { RequestContext } from './context.js'
 
 export interface Failure {
@@ -13,14 +24,68 @@ export interface Failure {
   readonly error: UploadError | null
 }
 
+/** Seconds a client is told to wait (`Retry-After`) after a 503 and after a 507. */
+export const RETRY_AFTER_SEC: Readonly<Record<number, number>> = { 503: 1, 507: 5 }
+
+const FULL_DISK = new Set(['ENOSPC', 'EDQUOT'])
+const CLIENT_GONE = new Set(['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'ABORT_ERR', 'EPIPE', 'ECONNABORTED'])
+
+/** The errno-style code of `err` or of any error in its `cause` chain that has one of `codes`. */
+function findCode(err: unknown, codes: ReadonlySet<string>): string | null {
+  let e: unknown = err
+  for (let depth = 0; depth < 8 && typeof e === 'object' && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && codes.has(code)) return code
+    e = (e as { cause?: unknown }).cause
+  }
+  return null
+}
+
+/** True when `err` is (or was caused by) a full disk or quota. */
+export function isFullDisk(err: unknown): boolean {
+  return findCode(err, FULL_DISK) !== null
+}
+
+/** True when `err` says the client went away rather than that something failed. */
+export function isClientGone(err: unknown): boolean {
+  if (isUploadError(err)) return err.code === 'ERR_CLIENT_ABORTED'
+  return findCode(err, CLIENT_GONE) !== null || (err as Error | null)?.name === 'AbortError'
+}
+
+/**
+ * Turns what reached an edge into the UploadError to answer, or null for a bug. A full disk
+ * becomes ERR_INSUFFICIENT_STORAGE whatever wrapped it (an ERR_IO, a raw fs error), a raw
+ * client abort ERR_CLIENT_ABORTED.
+ */
+export function normalizeFailure(err: unknown): UploadError | null {
+  if (isUploadError(err) && err.code === 'ERR_INSUFFICIENT_STORAGE') return err
+  if ((!isUploadError(err) || err.code === 'ERR_IO') && isFullDisk(err)) {
+    return new UploadError('ERR_INSUFFICIENT_STORAGE', 'not enough free space on the storage device; retry later', { cause: err })
+  }
+  if (isUploadError(err)) return err
+  if (isClientGone(err)) return new UploadError('ERR_CLIENT_ABORTED', 'the client went away', { cause: err })
+  return null
+}
+
 /** `what` names the request in the log lines: "<what> failed" / "<what> refused". */
 export function classifyFailure(ctx: Pick<RequestContext, 'log'>, err: unknown, statusOf: (code: ErrorCode) => number, what: string): Failure {
-  if (!isUploadError(err)) {
+  const error = normalizeFailure(err)
+  if (error === null) {
     ctx.log.error({ err }, `${what} failed`)
     return { status: 500, error: null }
   }
-  const status = statusOf(err.code)
-  if (status >= 500) ctx.log.error({ err }, `${what} failed`)
-  else ctx.log.info({ code: err.code, msg: err.message }, `${what} refused`)
-  return { status, error: err }
+  const status = statusOf(error.code)
+  const retryAfter = RETRY_AFTER_SEC[status]
+  // classifyFailure's signature takes only the logger; the response is there for every caller
+  // that answers a request.
+  const res = (ctx as Partial<Pick<RequestContext, 'res'>>).res
+  if (retryAfter !== undefined && res !== undefined && !res.headersSent && !res.hasHeader('Retry-After')) {
+    res.setHeader('Retry-After', String(retryAfter))
+  }
+  if (error.code === 'ERR_CLIENT_ABORTED') ctx.log.info({ code: error.code, status }, `${what}: the client went away`)
+  else if (status === 501) ctx.log.info({ code: error.code, status, reason: error.message }, `${what} refused`)
+  else if (status === 503 || status === 507) ctx.log.warn({ code: error.code, status, reason: error.message }, `${what} refused`)
+  else if (status >= 500) ctx.log.error({ err: error, status }, `${what} failed`)
+  else ctx.log.info({ code: error.code, status, reason: error.message }, `${what} refused`)
+  return { status, error }
 }

@@ -1,24 +1,70 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { randomUUID } from 'node:crypto'
+import { statfs } from 'node:fs/promises'
+import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
+import { DEFAULTS, type Config } from '../config/config.js'
+import { UploadError } from '../core/errors.js'
+import { redactUrl } from '../observability/redact.js'
+import { BodyRateWatch, type MinBodyRate } from './body.js'
 import type { Family, RequestContext } from './context.js'
+import { isClientGone, RETRY_AFTER_SEC } from './errors.js'
 import { sendJson, sendText } from './respond.js'
+
+/** One readiness check: `ok: false` takes this instance out of rotation (`/readyz` 503). */
+export type ReadyCheck = () => Promise<{ ok: boolean; reason?: string }>
 
 export interface HttpServerOptions {
   readonly families: readonly Family[]
   readonly log: Logger
   readonly requestTimeoutMs: number
   readonly idleTimeoutMs: number
-  /** `GET /healthz` answers 200 while this is true. */
+  /** `GET /healthz` answers 200 while this is true (and `/readyz` 503 while it is false: draining). */
   readonly ready: () => boolean
+  /** Slowest accepted request body (408 and close below it). Default: config DEFAULTS (1 KiB/s over 60 s). */
+  readonly minBodyRate?: MinBodyRate
+  /** The data directory whose free space `/readyz` checks (statfs). Unset: no disk check. */
+  readonly dataDir?: string
+  /** `/readyz` answers 503 while the data directory's filesystem has less free space, bytes. */
+  readonly readyMinFreeBytes?: number
+  /** More readiness checks (the state backend's, …), run on every `/readyz`. */
+  readonly readyChecks?: readonly ReadyCheck[]
 }
+
+/** The options `createHttpServer` takes from the configuration (for the composition root). */
+export function edgeOptionsFrom(config: Config): Pick<HttpServerOptions, 'minBodyRate' | 'dataDir' | 'readyMinFreeBytes'> {
+  return {
+    minBodyRate: { bytesPerSec: config.http.minBodyRateBytesPerSec, windowSec: config.http.minBodyRateWindowSec },
+    dataDir: config.storage.dataDir,
+    readyMinFreeBytes: config.storage.readyMinFreeBytes,
+  }
+}
+
+/** A request between its head and its answer: what the edge needs to answer it itself. */
+interface InFlight {
+  readonly ctx: RequestContext
+  readonly family: Family | null
+  readonly socket: Socket
+  readonly abort: (reason: Error) => void
+  /** The edge answered (slow body, broken body): the handler's own outcome is moot. */
+  answeredByEdge: boolean
+}
+
+const READY_CHECK_TIMEOUT_MS = 2000
 
 /**
  * node:http server: request id, family dispatch by prefix, last-resort 500 that logs the stack and
- * shows the client nothing internal.
+ * shows the client nothing internal; `/healthz` and `/readyz`; the minimum body rate; answers to
+ * broken requests ('clientError') in the family's own error shape where one is in flight.
  */
 export function createHttpServer(opts: HttpServerOptions): Server {
   const families = [...opts.families].sort((a, b) => b.prefix.length - a.prefix.length)
+  const minRate = opts.minBodyRate ?? { bytesPerSec: DEFAULTS.http.minBodyRateBytesPerSec, windowSec: DEFAULTS.http.minBodyRateWindowSec }
+  const rateWatch = new BodyRateWatch(minRate)
+  /** Requests whose body is still being read, per socket (the one 'clientError' concerns). */
+  const reading = new Map<Socket, InFlight>()
+  /** Responses not yet finished, per socket: node's bare error answer only where this is 0. */
+  const open = new Map<Socket, number>()
   const server = createServer(
     // Idle keep-alive sockets live longer than a load balancer's (commonly 60 s), so the balancer,
     // not Ferry, closes them: a server closing first races the balancer's reuse (ECONNRESET).
@@ -28,20 +74,117 @@ export function createHttpServer(opts: HttpServerOptions): Server {
     },
   )
   server.timeout = opts.idleTimeoutMs // a socket silent this long is closed
+  // A server 'error' after listening (an accept failure) must not end the process; a listen
+  // failure still reaches the composition root's own listener.
+  server.on('error', (err: NodeJS.ErrnoException) => opts.log.error({ err }, 'http server error'))
+
+  /**
+   * Answers an in-flight request from the edge (its body is broken or too slow): the family's
+   * error body if nothing was sent yet, then the connection is closed (the unread rest of the body
+   * cannot be skipped). The handler, still waiting on the body, is aborted.
+   */
+  function answerFromEdge(f: InFlight, err: UploadError): void {
+    const { res } = f.ctx
+    const socket = f.socket // req.socket is null once the socket is gone
+    f.answeredByEdge = true
+    if (!res.headersSent && !res.writableEnded && !socket.destroyed) {
+      res.setHeader('Connection', 'close')
+      try {
+        if (f.family) f.family.sendError(f.ctx, err)
+        else sendJson(res, err.code === 'ERR_BODY_TIMEOUT' ? 408 : 400, { message: err.message })
+      } catch (e) {
+        f.ctx.log.error({ err: e }, 'error handler failed')
+      }
+      res.once('finish', () => socket.destroySoon())
+      setTimeout(() => socket.destroy(), 5000).unref() // a client that does not read its answer
+    } else {
+      socket.destroy()
+    }
+    f.abort(err)
+  }
+
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const code = err.code ?? 'unknown'
+    opts.log.debug({ code, reason: err.message }, 'broken request or connection')
+    const f = reading.get(socket)
+    if (f !== undefined && !f.ctx.req.complete && code !== 'ECONNRESET' && socket.writable) {
+      // The error is in the body of a request a family is reading: its answer, its shape.
+      reading.delete(socket)
+      const timeout = code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      answerFromEdge(f, timeout
+        ? new UploadError('ERR_BODY_TIMEOUT', 'the request took longer than the server allows')
+        : new UploadError('ERR_INVALID_ARGUMENT', `the request body is malformed or was cut short (${code})`))
+      return
+    }
+    // No request a family could answer (a broken head, a reset, a parse error between requests):
+    // node's own bare answers, where nothing else was written on this connection.
+    if (socket.writable && f === undefined && code !== 'ECONNRESET' && (open.get(socket) ?? 0) === 0) {
+      const [status, text] = code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large']
+        : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout']
+        : [400, 'Bad Request']
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      setTimeout(() => socket.destroy(), 1000).unref()
+      return
+    }
+    socket.destroy()
+  })
+
+  async function readiness(): Promise<{ ok: boolean; reasons: string[] }> {
+    const reasons: string[] = []
+    if (!opts.ready()) reasons.push('starting or draining')
+    if (opts.dataDir !== undefined && (opts.readyMinFreeBytes ?? 0) > 0) {
+      try {
+        const s = await statfs(opts.dataDir)
+        const free = s.bavail * s.bsize
+        if (free < opts.readyMinFreeBytes!) reasons.push(`data directory has ${free} bytes free, below ${opts.readyMinFreeBytes}`)
+      } catch (err) {
+        reasons.push(`data directory cannot be checked: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+      }
+    }
+    const results = await Promise.all((opts.readyChecks ?? []).map(async (check) => {
+      let timer: NodeJS.Timeout | undefined
+      try {
+        return await Promise.race([
+          check(),
+          new Promise<{ ok: boolean; reason: string }>((resolve) => {
+            timer = setTimeout(() => resolve({ ok: false, reason: 'a readiness check did not answer in time' }), READY_CHECK_TIMEOUT_MS)
+          }),
+        ])
+      } catch (err) {
+        return { ok: false, reason: `a readiness check failed: ${(err as Error).message}` }
+      } finally {
+        clearTimeout(timer)
+      }
+    }))
+    for (const r of results) if (!r.ok) reasons.push(r.reason ?? 'not ready')
+    return { ok: reasons.length === 0, reasons }
+  }
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const reqId = (typeof req.headers['x-request-id'] === 'string' && /^[\w.-]{1,128}$/.test(req.headers['x-request-id'])
       ? req.headers['x-request-id']
       : randomUUID())
     res.setHeader('X-Request-Id', reqId)
+    const sock = req.socket
+    open.set(sock, (open.get(sock) ?? 0) + 1)
+    res.once('close', () => {
+      const n = (open.get(sock) ?? 1) - 1
+      if (n <= 0) open.delete(sock)
+      else open.set(sock, n)
+    })
     const log = opts.log.child({ reqId })
+    // Errors on the request or response after the client went away are expected; without a
+    // listener one would end the process.
+    req.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code }, 'request stream error'))
+    res.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code }, 'response stream error'))
     const ctl = new AbortController()
     res.on('close', () => {
       if (!res.writableFinished) ctl.abort(new Error('client went away'))
     })
     const started = process.hrtime.bigint()
     res.on('finish', () => {
-      log.info({ method: req.method, url: req.url, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request')
+      // Never the raw URL: presigned-URL signatures and tokens travel in query strings.
+      log.info({ method: req.method, url: redactUrl(req.url ?? '/'), status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request')
     })
     const rawPath = (req.url ?? '/').split('?')[0] ?? '/'
     let url: URL
@@ -51,14 +194,41 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       sendText(res, 400, 'bad request target')
       return
     }
-    if (rawPath === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
-      if (opts.ready()) sendJson(res, 200, { status: 'ok' })
-      else sendJson(res, 503, { status: 'starting or stopping' })
+    if ((rawPath === '/healthz' || rawPath === '/readyz') && (req.method === 'GET' || req.method === 'HEAD')) {
+      const retry = { 'Retry-After': String(RETRY_AFTER_SEC[503]) }
+      if (rawPath === '/healthz') {
+        if (opts.ready()) sendJson(res, 200, { status: 'ok' })
+        else sendJson(res, 503, { status: 'starting or stopping' }, retry)
+        return
+      }
+      const r = await readiness()
+      if (r.ok) sendJson(res, 200, { status: 'ready' })
+      else sendJson(res, 503, { status: 'not ready', reasons: r.reasons }, retry)
       return
     }
-    const family = families.find((f) => rawPath === f.prefix || rawPath.startsWith(f.prefix.endsWith('/') ? f.prefix : `${f.prefix}/`) || rawPath.startsWith(`${f.prefix}?`))
+    const family = families.find((f) => rawPath === f.prefix || rawPath.startsWith(f.prefix.endsWith('/') ? f.prefix : `${f.prefix}/`) || rawPath.startsWith(`${f.prefix}?`)) ?? null
     const ctx: RequestContext = { req, res, url, rawPath, reqId, log, signal: ctl.signal }
-    if (family === undefined) {
+    const inflight: InFlight = { ctx, family, socket: sock, abort: (reason) => ctl.abort(reason), answeredByEdge: false }
+    let stopWatch = () => {}
+    if (!req.complete) {
+      const socket = sock
+      reading.set(socket, inflight)
+      const done = () => {
+        stopWatch()
+        if (reading.get(socket) === inflight) reading.delete(socket)
+      }
+      // Watched until the body is read or the connection goes, not until the answer: node reads
+      // away the body of an early answer (a 401 before the body), and a trickle there would hold
+      // the connection as well.
+      req.once('end', done)
+      req.once('close', done)
+      stopWatch = rateWatch.watch(req, () => {
+        done()
+        log.info({ minBytesPerSec: minRate.bytesPerSec, windowSec: minRate.windowSec }, 'request body too slow; closing')
+        answerFromEdge(inflight, new UploadError('ERR_BODY_TIMEOUT', `the request body arrived slower than ${minRate.bytesPerSec} bytes/s over ${minRate.windowSec} s`))
+      })
+    }
+    if (family === null) {
       sendJson(res, 404, { message: 'not found' })
       return
     }
@@ -66,9 +236,11 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       const took = await family.handle(ctx)
       if (!took && !res.headersSent) sendJson(res, 404, { message: 'not found' })
     } catch (err) {
-      if (res.headersSent) {
-        log.error({ err }, 'failed after the response started')
-        res.destroy()
+      if (res.headersSent || inflight.answeredByEdge) {
+        // Answered already (by the edge, or partly by the handler): nothing more can be said.
+        if (inflight.answeredByEdge || isClientGone(err)) log.debug({ code: (err as { code?: unknown }).code }, 'request ended after its answer')
+        else log.error({ err }, 'failed after the response started')
+        if (!res.writableFinished) res.destroy()
         return
       }
       try {

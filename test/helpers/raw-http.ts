@@ -112,4 +112,27 @@ export class RawConn {
   close(): void {
     this.#sock.destroy()
   }
+
+  /** Resets the connection (TCP RST), as a client that crashed or was killed. */
+  reset(): void {
+    this.#sock.resetAndDestroy()
+  }
+
+  /** Half-closes: sends FIN and keeps reading (a client whose body ends early but waits for an answer). */
+  end(): void {
+    this.#sock.end()
+  }
+
+  /**
+   * The next answer, or null when the server closes the connection without one. Throws when
+   * neither happens within `timeoutMs` (a request left hanging).
+   */
+  async answerOrClose(timeoutMs = this.#answerTimeoutMs): Promise<RawAnswer | null> {
+    try {
+      return await this.answer(timeoutMs)
+    } catch (err) {
+      if (this.#closed && !this.hasAnswer()) return null
+      throw err
+    }
+  }
 }

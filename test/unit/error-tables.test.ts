@@ -20,7 +20,7 @@ const families: { family: string; table: Readonly<Record<string, number>>; only?
   { family: 'Shaman', table: SHAMAN_STATUS },
   { family: 'lakeFS', table: LAKEFS_STATUS },
   // dsp-ingest has a body for these statuses only (ingestErrorBody).
-  { family: 'bulk-ingest', table: INGEST_STATUS, only: [400, 401, 404, 409, 413, 500, 503] },
+  { family: 'bulk-ingest', table: INGEST_STATUS, only: [400, 401, 404, 408, 409, 413, 500, 503, 507] },
 ]
 
 describe.each(families)('$family error table', ({ table, only }) => {

@@ -18,6 +18,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
+import { maskUrl } from '../../observability/redact.js'
 import { UploadError, isUploadError } from '../errors.js'
 import { hostBootId } from './boot.js'
 import { RenewingLock } from './lock-handle.js'
@@ -76,11 +77,6 @@ export function defineCommands(redis: Redis): Commands {
   return redis as Commands
 }
 
-/** `redis://user:secret@host` → `redis://user:***@host`, for messages and logs. */
-export function maskRedisUrl(url: string): string {
-  return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@').replace(/^(rediss?:\/\/)[^:@/]+@/, '$1***@')
-}
-
 export interface RedisStateOptions {
   /** Longest a Redis command may take before the request fails with 503, ms. */
   readonly commandTimeoutMs?: number
@@ -115,12 +111,12 @@ export async function connectRedis(url: string, timeoutMs = 10_000, commandTimeo
     await Promise.race([
       redis.connect(),
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`Redis at ${maskRedisUrl(url)} did not answer in ${timeoutMs} ms`)), timeoutMs)
+        timer = setTimeout(() => reject(new Error(`Redis at ${maskUrl(url)} did not answer in ${timeoutMs} ms`)), timeoutMs)
       }),
     ])
   } catch (err) {
     redis.disconnect()
-    throw new Error(`cannot connect to Redis at ${maskRedisUrl(url)}: ${maskRedisUrl((err as Error).message)}`)
+    throw new Error(`cannot connect to Redis at ${maskUrl(url)}: ${maskUrl((err as Error).message)}`)
   } finally {
     clearTimeout(timer)
   }

@@ -85,13 +85,32 @@ class PositionalWriter extends Writable {
     if (refused) return cb(refused)
     // The callback API on the raw fd, as fs.WriteStream uses: measurably cheaper on the main
     // thread than FileHandle.writev's promise per call.
+    this.#writeAll(bufs, n, cb)
+  }
+
+  /**
+   * A short write (a disk filling up mid-batch, a signal) is not an error: the rest is written by
+   * the next call, which then fails with the real cause (ENOSPC → 507) if there is one.
+   */
+  #writeAll(bufs: Buffer[], n: number, cb: (err?: Error | null) => void): void {
     writev(this.#fh.fd, bufs, this.#pos, (err, bytesWritten) => {
       if (err) return cb(err)
-      if (bytesWritten !== n) return cb(new UploadError('ERR_IO', `short write: ${bytesWritten} of ${n} bytes`))
       this.#pos += bytesWritten
       this.written += bytesWritten
       this.#onProgress?.(this.#pos)
-      cb()
+      if (bytesWritten === n) return cb()
+      if (bytesWritten === 0) return cb(new UploadError('ERR_IO', `short write: 0 of ${n} bytes`))
+      let skip = bytesWritten
+      const rest: Buffer[] = []
+      for (const b of bufs) {
+        if (skip >= b.length) {
+          skip -= b.length
+          continue
+        }
+        rest.push(skip > 0 ? b.subarray(skip) : b)
+        skip = 0
+      }
+      this.#writeAll(rest, n - bytesWritten, cb)
     })
   }
 }

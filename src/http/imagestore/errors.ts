@@ -53,6 +53,10 @@ export const IMAGESTORE_ERRORS: Readonly<Record<ErrorCode, readonly [number, Fab
   ERR_CLIENT_ABORTED: [400, 'E_INVALIDARG'],
   ERR_UNAVAILABLE: [503, 'E_FAIL'],
   ERR_IO: [500, 'FABRIC_E_IMAGESTORE_IOERROR'],
+  // The runtime reports a full disk as an I/O error (500); 507 tells a client to retry later
+  // instead of treating the failure as a bug, with the Fabric code of the condition.
+  ERR_INSUFFICIENT_STORAGE: [507, 'FABRIC_E_IMAGESTORE_IOERROR'],
+  ERR_BODY_TIMEOUT: [408, 'FABRIC_E_TIMEOUT'],
 }
 
 export function sendFabricError(ctx: RequestContext, status: number, code: FabricCode, message: string): void {

@@ -45,7 +45,7 @@ export function createJwtVerifier(settings: JwtSettings): (authorization: string
     if (token.length > MAX_TOKEN_CHARS) throw unauthorized('The token is too long.', true)
     const parts = token.split('.').length
     if (parts !== 2 && parts !== 3) {
-      throw unauthorized(`Expected token [${token}] to be composed of 2 or 3 parts separated by dots.`)
+      throw unauthorized('Expected the token to be composed of 2 or 3 parts separated by dots.')
     }
     let payloadBytes: Uint8Array
     try {

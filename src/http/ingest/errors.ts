@@ -41,6 +41,10 @@ export const INGEST_STATUS: Readonly<Record<ErrorCode, number>> = {
   ERR_CLIENT_ABORTED: 400,
   ERR_UNAVAILABLE: 503,
   ERR_IO: 500,
+  // dsp-ingest has no such answer (a full disk is its 500); 507 tells clients to retry later,
+  // with the {reason} body of its other non-400 refusals.
+  ERR_INSUFFICIENT_STORAGE: 507,
+  ERR_BODY_TIMEOUT: 408,
 }
 
 /** The body of each status (the BadRequest argument text is dsp-ingest's, stray quote included). */
@@ -59,7 +63,7 @@ export function ingestErrorBody(status: number, message: string, details: Record
       return { errorMessage: 'internal error' }
     case 503:
       return { status: 'DOWN' }
-    default: // 401, 403, 409, 413
+    default: // 401, 403, 408, 409, 413, 507
       return { reason: message }
   }
 }

@@ -45,6 +45,10 @@ export const SHAMAN_STATUS: StatusTable = {
   // contain a 'Retry-After' HTTP header". We use it while a GC pass blocks a checkout.
   ERR_UNAVAILABLE: 503,
   ERR_IO: 500,
+  // Flamenco answers a full disk with 500; 507 says "retry once space is freed", in the spec's
+  // Error body.
+  ERR_INSUFFICIENT_STORAGE: 507,
+  ERR_BODY_TIMEOUT: 408,
 }
 
 export function sendShamanErrorBody(ctx: RequestContext, status: number, message: string, headers: Record<string, string> = {}): void {

@@ -41,6 +41,9 @@ export const LAKEFS_STATUS: StatusTable = {
   ERR_CLIENT_ABORTED: 499,
   ERR_UNAVAILABLE: 503,
   ERR_IO: 500,
+  // lakeFS passes the object store's full-disk failure on as 500; ours is 507 so clients retry.
+  ERR_INSUFFICIENT_STORAGE: 507,
+  ERR_BODY_TIMEOUT: 408,
 }
 
 /** lakeFS writes JSON with Go's json.Encoder (trailing newline) and `nosniff`. */
@@ -80,6 +83,10 @@ const S3_CODE_BY_STATUS: Readonly<Record<number, string>> = {
   413: 'EntityTooLarge',
   501: 'NotImplemented',
   503: 'ServiceUnavailable',
+  // S3 has no full-disk error; MinIO, the S3-compatible store that can run out of space, answers
+  // 507 XMinioStorageFull.
+  507: 'XMinioStorageFull',
+  408: 'RequestTimeout',
 }
 
 const S3_CODE_BY_ERROR: Partial<Record<ErrorCode, string>> = {

@@ -130,8 +130,13 @@ function decodeSegment(s: string): string {
   }
 }
 
-/** `Host` as the client sent it, when it is a plain host[:port]; else this socket's address. */
-function originOf(ctx: RequestContext): string {
+/**
+ * The origin of the URLs this family hands out: FERRY_PUBLIC_URL when set (issue 9 item 13: behind
+ * a proxy or on port 80/443 the Host header does not name where clients reach Ferry); else `Host`
+ * as the client sent it, when it is a plain host[:port]; else this socket's address.
+ */
+function originOf(ctx: RequestContext, publicUrl: string | null): string {
+  if (publicUrl !== null) return publicUrl
   const host = ctx.req.headers.host
   if (typeof host === 'string' && /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host)) return `http://${host}`
   const addr = ctx.req.socket.localAddress ?? '127.0.0.1'
@@ -191,7 +196,7 @@ export function createStagingFamily(engine: Engine, lakefs: LakeFsConfig, opts: 
     // Go emits presigned_url always (null when not asked for), presigned_url_expiry only when set.
     const body: Record<string, unknown> = { physical_address: a.physicalAddress, presigned_url: null }
     if (a.presign !== null) {
-      body['presigned_url'] = `${originOf(ctx)}${LAKEFS_PREFIX}${PRESIGNED_PATH}${encodeURIComponent(repo)}/${a.relative}?${a.presign.query}`
+      body['presigned_url'] = `${originOf(ctx, engine.config.http.publicUrl)}${LAKEFS_PREFIX}${PRESIGNED_PATH}${encodeURIComponent(repo)}/${a.relative}?${a.presign.query}`
       body['presigned_url_expiry'] = a.presign.expiresSec
     }
     sendLakeFsJson(ctx.res, 200, body)
