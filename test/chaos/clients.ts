@@ -6,6 +6,8 @@
  * GetUploadSession for ExpectedRanges, resend what is missing, then CommitUploadSession, retrying
  * the commit on 409/5xx/cut. GetUploadSession answering 204 for a session that a commit then calls
  * unknown (400) means the session is gone (Redis lost it): the upload starts again from scratch.
+ * A quarter of the clients also stop part-way through their chunks, as a client process that
+ * restarts, and resume later from the session id they saved, asking GetUploadSession first.
  * Most clients take a new session id then; a "path-keyed" client keeps the id (derived from the
  * path) and sends the file as it is now, a new smaller version, as a build output rewritten while
  * the upload was interrupted. That is the sequence of issue 9 defect 2.
@@ -114,6 +116,8 @@ export interface ImageStoreUpload {
   /** Every version sent to this path (the observer's allowed contents), sha256 → size. */
   readonly versions: Map<string, number>
   data: Buffer
+  /** Every version's content, in the order sent. */
+  readonly allData: Buffer[]
   sessionId: string
   restarts: number
   completed: boolean
@@ -121,6 +125,8 @@ export interface ImageStoreUpload {
   commitWaits: CommitWait[]
   startedMs: number
   endedMs: number
+  /** Times the client itself stopped and resumed from its saved session id. */
+  clientRestarts: number
   /** Checked and removed by the harness right after its commit (the disk phase). */
   takenAway: boolean
 }
@@ -135,9 +141,9 @@ export function newImageStoreUpload(n: number, path: string, size: number, rng: 
   const data = seededBytes(size, `is-${n}-${rng.next()}`)
   versions.set(sha256(data), data.length)
   return {
-    n, path, pathKeyed, versions, data,
+    n, path, pathKeyed, versions, data, allData: [data],
     sessionId: pathKeyed ? uuidFrom(path) : randomUUID(),
-    restarts: 0, completed: false, lost: null, commitWaits: [], startedMs: Date.now(), endedMs: 0, takenAway: false,
+    restarts: 0, completed: false, lost: null, commitWaits: [], startedMs: Date.now(), endedMs: 0, takenAway: false, clientRestarts: 0,
   }
 }
 
@@ -182,9 +188,17 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
     // First pass: every chunk once, in random order.
     const all = u.data.length === 0 ? [{ start: 0, end: -1 }] : rng.shuffle(split({ start: 0, end: u.data.length - 1 }, chunkBytes))
     let failed = false
-    await eachParallel(all, parallel, async (r) => {
+    // A quarter of the clients stop part-way (their process restarted) and come back after a
+    // while with the session id they saved: they ask GetUploadSession before sending more.
+    const stopAfter = rng.chance(0.25) ? rng.int(1, all.length) : all.length
+    await eachParallel(all.slice(0, stopAfter), parallel, async (r) => {
       if (!(await putRange(r))) failed = true
     })
+    if (stopAfter < all.length) {
+      u.clientRestarts++
+      await sleep(rng.int(500, 3000))
+      failed = true
+    }
     // Resume loop: ask what is missing, resend it, commit.
     let needCheck = failed
     let commitStart: number | null = null
@@ -247,6 +261,7 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
         const size = Math.max(1, Math.floor(u.data.length * (0.3 + 0.5 * rng.next())))
         u.data = seededBytes(size, `is-${u.n}-v${u.restarts}-${rng.next()}`)
         u.versions.set(sha256(u.data), u.data.length)
+        u.allData.push(u.data)
       } else u.sessionId = randomUUID()
     }
   }

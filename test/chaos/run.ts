@@ -39,6 +39,8 @@ export interface ChaosOptions {
   /** Faults stop once this many SIGKILLs are done over all phases (or `minutes` pass). */
   readonly kills: number
   readonly minutes: number
+  /** ... but not before this many seconds of faults (so that every kind of fault gets its turn). */
+  readonly minFaultSec: number
   readonly phases: readonly PhaseName[]
   /** Uploads running at once, per phase. */
   readonly concurrency: Readonly<Record<PhaseName, number>>
@@ -180,7 +182,7 @@ class Phase {
           const path = `chaos/${this.name}/${w}/${n}.bin`
           const versions = new Map<string, number>()
           this.versions.set(path, versions)
-          const u = newImageStoreUpload(n, path, size, rng, rng.chance(0.3), versions)
+          const u = newImageStoreUpload(n, path, size, rng, rng.chance(0.5), versions)
           this.uploads.push(u)
           try {
             await runImageStoreUpload(u, this.traffic, rng)
@@ -234,6 +236,9 @@ class Phase {
           const busy = this.traffic.commitsInFlight.findIndex((c) => c > 0)
           if (busy >= 0) {
             idx = busy
+            // The request still has to cross the proxy and reach the commit step: strike at a
+            // random point of its first tens of milliseconds, where the commit lease is held.
+            await sleep(rng.int(0, 40))
             break
           }
           await sleep(5)
@@ -246,7 +251,6 @@ class Phase {
       await inst.kill()
       this.kills.push({ atMs: Date.now(), instance: inst.name, during })
       this.#shared.kills++
-      if (this.#shared.kills >= this.#o.kills) this.#shared.faultsOn = false
       await sleep(rng.int(0, 500))
       await this.#restart(inst)
     }
@@ -318,7 +322,6 @@ class Phase {
         await inst.kill()
         this.kills.push({ atMs: Date.now(), instance: inst.name, during })
         this.#shared.kills++
-        if (this.#shared.kills >= this.#o.kills) this.#shared.faultsOn = false
         restart = this.#restart(inst)
       }
       const until = Date.now() + this.#o.diskFullSec * 1000
@@ -377,7 +380,7 @@ class Phase {
       if (!u.completed || u.takenAway) continue
       const want = sha256(u.data)
       const got = await readFile(join(this.dataDir, 'store', u.path)).then(sha256, (e: Error) => `unreadable (${e.message})`)
-      if (got !== want) this.finalWrong.push(`store/${u.path}: ${got.slice(0, 16)}… instead of ${want.slice(0, 16)}…/${u.data.length}`)
+      if (got !== want) this.finalWrong.push(`store/${u.path}: ${got.slice(0, 16)}… instead of ${want.slice(0, 16)}…/${u.data.length}${await explain(join(this.dataDir, 'store', u.path), u)}`)
     }
     for (const u of this.shaman) {
       if (!u.completed) continue
@@ -432,6 +435,34 @@ class Phase {
   }
 }
 
+/** Says which sent versions a wrong file is made of (e.g. the new version, then the old one's tail). */
+async function explain(full: string, u: ImageStoreUpload): Promise<string> {
+  const got = await readFile(full).catch(() => null)
+  if (got === null) return ''
+  const parts: string[] = []
+  for (let off = 0; off < got.length; ) {
+    let best = { v: -1, len: 0 }
+    u.allData.forEach((d, v) => {
+      let len = 0
+      while (off + len < got.length && off + len < d.length && got[off + len] === d[off + len]) len++
+      if (len > best.len) best = { v, len }
+    })
+    if (best.len === 0) {
+      // Bytes of no version: zeros (a hole never written) or something else.
+      const zero = got[off] === 0
+      let len = 1
+      while (off + len < got.length && (zero ? got[off + len] === 0 : u.allData.every((d) => got[off + len] !== d[off + len]))) len++
+      parts.push(`bytes ${off}-${off + len - 1} ${zero ? 'zeros' : 'from no version'}`)
+      off += len
+    } else {
+      parts.push(`bytes ${off}-${off + best.len - 1} = version ${best.v + 1} (${u.allData[best.v]!.length} bytes)`)
+      off += best.len
+    }
+    if (parts.length > 8) break
+  }
+  return ` (${got.length} bytes: ${parts.join(', ')})`
+}
+
 function proxyAction(rng: Rng, rate: number): ProxyAction {
   if (!rng.chance(rate)) return { kind: 'pass' }
   const r = rng.next()
@@ -484,6 +515,8 @@ export interface ChaosReport {
   readonly phases: Record<string, unknown>
   readonly violations: readonly Violation[]
   readonly lostUploads: readonly string[]
+  /** Uploads whose session vanished and that started again from scratch. */
+  readonly restartedUploads: readonly string[]
   readonly finalWrong: readonly string[]
   readonly crashes: readonly ExitRecord[]
   readonly failedStarts: readonly ExitRecord[]
@@ -517,7 +550,7 @@ export async function runChaos(o: ChaosOptions, command: string): Promise<ChaosR
     const faultsOver = (async () => {
       const until = t0 + o.minutes * 60_000
       let lastLog = Date.now()
-      while (shared.faultsOn && Date.now() < until) {
+      while (Date.now() < until && !(shared.kills >= o.kills && Date.now() - t0 >= o.minFaultSec * 1000)) {
         await sleep(200)
         if (Date.now() - lastLog > 15_000) {
           lastLog = Date.now()
@@ -643,6 +676,8 @@ function buildReport(o: ChaosOptions, command: string, t0: number, phases: Phase
     }])),
     violations,
     lostUploads: lost,
+    restartedUploads: phases.flatMap((p) => p.uploads.filter((u) => u.restarts > 0).map((u) =>
+      `${p.name} ${u.path}: ${u.restarts} restart(s), ${u.pathKeyed ? 'same session id, new smaller version' : 'new session id'}, ${u.completed ? 'completed' : 'not completed'} (versions ${[...u.versions.values()].join(' > ')} bytes)`)),
     finalWrong,
     crashes,
     failedStarts,
@@ -701,9 +736,10 @@ export function markdown(r: ChaosReport): string {
   lines.push(
     ...list('Wrong or partial files seen', r.violations.map((v) => `${v.kind}: ${v.path} (${v.bytes} bytes, sha256 ${v.sha256.slice(0, 16)}…; expected ${v.expected}) at ${new Date(v.atMs).toISOString()}`)),
     ...list('Lost uploads', r.lostUploads),
+    ...list('Uploads restarted from scratch (their session vanished)', r.restartedUploads),
     ...list('Wrong at the end', r.finalWrong),
     ...list('Crashes', r.crashes.map((c) => `${c.instance} exit ${c.code}:\n\n\`\`\`\n${c.tail.split('\n').slice(-12).join('\n')}\n\`\`\``)),
-    ...list('Failed starts', r.failedStarts.map((c) => `${c.instance} exit ${c.code}:\n\n\`\`\`\n${c.tail.split('\n').slice(-8).join('\n')}\n\`\`\``)),
+    ...list('Failed starts', r.failedStarts.map((c) => `${c.instance} exit ${c.code}:\n\n\`\`\`\n${c.tail.split('\n').slice(-12).join('\n')}\n\`\`\``)),
     ...list('Leftovers', r.leftovers),
     ...list('Harness errors', r.harnessErrors),
     '',
