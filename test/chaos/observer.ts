@@ -31,6 +31,8 @@ export interface ObserverOptions {
   readonly store: string
   readonly cas: string
   readonly versionsOf: (storeRelPath: string) => Versions | undefined
+  /** For a wrong store file: whether it is a beginning of one version, and what it is made of. */
+  readonly explain?: (storeRelPath: string, content: Buffer) => { partial: boolean; text: string } | null
   readonly intervalMs: number
 }
 
@@ -106,7 +108,14 @@ export class StoreObserver {
       }
       const sha256 = h.digest('hex')
       const rel = relative(dir, full).split(sep).join('/')
-      const verdict = root === 'store' ? this.#judgeStore(rel, sha256, bytes) : judgeBlob(rel, sha256, bytes)
+      let verdict = root === 'store' ? this.#judgeStore(rel, sha256, bytes) : judgeBlob(rel, sha256, bytes)
+      if (verdict !== null && root === 'store' && verdict.kind !== 'unexpected' && this.#o.explain) {
+        // Rare: read it again, whole, and say what it is made of (same inode: this handle).
+        const content = Buffer.alloc(bytes)
+        await fh.read(content, 0, bytes, 0)
+        const why = this.#o.explain(rel, content)
+        if (why !== null) verdict = { kind: why.partial ? 'partial' : 'wrong', expected: `${verdict.expected}; found ${why.text}` }
+      }
       if (verdict === null) {
         this.okStates++
         this.okPaths.add(`${root}/${rel}`)
@@ -122,6 +131,7 @@ export class StoreObserver {
     if (versions.has(sha256)) return null
     const sizes = [...versions.values()]
     const expected = [...versions].map(([s, n]) => `${s.slice(0, 12)}…/${n}`).join(' or ')
+    // Without the content at hand (no `explain`): shorter than a version counts as partial.
     return { kind: sizes.some((n) => bytes < n) ? 'partial' : 'wrong', expected }
   }
 }

@@ -109,6 +109,7 @@ class Phase {
   traffic!: Traffic
   observer!: StoreObserver
   readonly versions = new Map<string, Map<string, number>>()
+  readonly #byPath = new Map<string, ImageStoreUpload>()
   readonly uploads: ImageStoreUpload[] = []
   readonly shaman: ShamanUpload[] = []
   readonly kills: Kill[] = []
@@ -158,6 +159,10 @@ class Phase {
       store: join(this.dataDir, 'store'),
       cas: join(this.dataDir, 'cas'),
       versionsOf: (p) => this.versions.get(p),
+      explain: (p, got) => {
+        const u = this.#byPath.get(p)
+        return u === undefined ? null : describe(got, u.allData)
+      },
       intervalMs: 50,
     })
     this.observer.start()
@@ -184,6 +189,7 @@ class Phase {
           this.versions.set(path, versions)
           const u = newImageStoreUpload(n, path, size, rng, rng.chance(0.5), versions)
           this.uploads.push(u)
+          this.#byPath.set(path, u)
           try {
             await runImageStoreUpload(u, this.traffic, rng)
           } catch (err) {
@@ -435,14 +441,16 @@ class Phase {
   }
 }
 
-/** Says which sent versions a wrong file is made of (e.g. the new version, then the old one's tail). */
-async function explain(full: string, u: ImageStoreUpload): Promise<string> {
-  const got = await readFile(full).catch(() => null)
-  if (got === null) return ''
+/**
+ * Says which sent versions a wrong file is made of (e.g. the new version, then the old one's
+ * tail), and whether it is only a beginning of one version (partial).
+ */
+export function describe(got: Buffer, versions: readonly Buffer[]): { partial: boolean; text: string } {
+  const partial = versions.some((d) => got.length < d.length && d.subarray(0, got.length).equals(got))
   const parts: string[] = []
   for (let off = 0; off < got.length; ) {
     let best = { v: -1, len: 0 }
-    u.allData.forEach((d, v) => {
+    versions.forEach((d, v) => {
       let len = 0
       while (off + len < got.length && off + len < d.length && got[off + len] === d[off + len]) len++
       if (len > best.len) best = { v, len }
@@ -451,16 +459,24 @@ async function explain(full: string, u: ImageStoreUpload): Promise<string> {
       // Bytes of no version: zeros (a hole never written) or something else.
       const zero = got[off] === 0
       let len = 1
-      while (off + len < got.length && (zero ? got[off + len] === 0 : u.allData.every((d) => got[off + len] !== d[off + len]))) len++
+      while (off + len < got.length && (zero ? got[off + len] === 0 : versions.every((d) => got[off + len] !== d[off + len]))) len++
       parts.push(`bytes ${off}-${off + len - 1} ${zero ? 'zeros' : 'from no version'}`)
       off += len
     } else {
-      parts.push(`bytes ${off}-${off + best.len - 1} = version ${best.v + 1} (${u.allData[best.v]!.length} bytes)`)
+      parts.push(`bytes ${off}-${off + best.len - 1} = version ${best.v + 1} (${versions[best.v]!.length} bytes)`)
       off += best.len
     }
-    if (parts.length > 8) break
+    if (parts.length > 8) {
+      parts.push('…')
+      break
+    }
   }
-  return ` (${got.length} bytes: ${parts.join(', ')})`
+  return { partial, text: `${got.length} bytes: ${parts.join(', ')}` }
+}
+
+async function explain(full: string, u: ImageStoreUpload): Promise<string> {
+  const got = await readFile(full).catch(() => null)
+  return got === null ? '' : ` (${describe(got, u.allData).text})`
 }
 
 function proxyAction(rng: Rng, rate: number): ProxyAction {
