@@ -54,13 +54,17 @@ export function newTraffic(bases: readonly string[], idleTimeoutMs: number): Tra
   }
 }
 
-function tally(t: Traffic, op: string, o: Outcome): void {
+function tally(t: Traffic, op: string, o: Outcome, trace?: string[], base?: number, detail = ''): void {
   let key = `${op} ${o.kind === 'answer' ? o.status : o.kind}`
   if (o.kind === 'answer' && o.status >= 400) {
     const code = /"Code"\s*:\s*"([A-Z_]+)"/.exec(o.body.toString('utf8', 0, 300))?.[1]
     if (code) key += ` ${code}`
   }
   t.answers.set(key, (t.answers.get(key) ?? 0) + 1)
+  if (trace) {
+    trace.push(`${new Date().toISOString().slice(11, 23)} i${base} ${key}${detail}`)
+    if (trace.length > 40) trace.shift()
+  }
 }
 
 export function send(url: string, method: string, headers: Record<string, string | number>, body: Buffer | null, idleTimeoutMs: number): Promise<Outcome> {
@@ -125,6 +129,8 @@ export interface ImageStoreUpload {
   commitWaits: CommitWait[]
   startedMs: number
   endedMs: number
+  /** The last answers this upload got (time, instance, operation, status). */
+  readonly trace: string[]
   /** Times the client itself stopped and resumed from its saved session id. */
   clientRestarts: number
   /** Checked and removed by the harness right after its commit (the disk phase). */
@@ -143,7 +149,7 @@ export function newImageStoreUpload(n: number, path: string, size: number, rng: 
   return {
     n, path, pathKeyed, versions, data, allData: [data],
     sessionId: pathKeyed ? uuidFrom(path) : randomUUID(),
-    restarts: 0, completed: false, lost: null, commitWaits: [], startedMs: Date.now(), endedMs: 0, takenAway: false, clientRestarts: 0,
+    restarts: 0, completed: false, lost: null, commitWaits: [], startedMs: Date.now(), endedMs: 0, takenAway: false, clientRestarts: 0, trace: [],
   }
 }
 
@@ -179,7 +185,7 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
     const total = u.data.length
     const o = await send(url, 'PUT', { 'Content-Range': total === 0 ? 'bytes */0' : `bytes ${r.start}-${r.end}/${total}`, 'Content-Type': 'application/octet-stream' }, u.data.subarray(r.start, r.end + 1), t.idleTimeoutMs)
     t.chunksInFlight[b]!--
-    tally(t, 'chunk', o)
+    tally(t, 'chunk', o, u.trace, b, ` ${r.start}-${r.end}/${total}`)
     return o.kind === 'answer' && o.status === 200
   }
 
@@ -208,7 +214,7 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
       if (needCheck) {
         const b = pickBase(t, rng)
         const o = await send(`${t.bases[b]}/ImageStore/$/GetUploadSession?${API}&session-id=${u.sessionId}`, 'GET', {}, null, t.idleTimeoutMs)
-        tally(t, 'session', o)
+        tally(t, 'session', o, u.trace, b)
         if (o.kind !== 'answer' || o.status >= 500) {
           await backoff(rng, attempt)
           continue
@@ -236,7 +242,7 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
       t.commitsInFlight[b]!++
       const o = await send(`${t.bases[b]}/ImageStore/$/CommitUploadSession?${API}&session-id=${u.sessionId}`, 'POST', {}, null, t.idleTimeoutMs)
       t.commitsInFlight[b]!--
-      tally(t, 'commit', o)
+      tally(t, 'commit', o, u.trace, b)
       if (o.kind === 'answer' && o.status === 200) {
         u.commitWaits.push({ startMs: commitStart, endMs: Date.now() })
         u.completed = true
@@ -256,6 +262,7 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
     }
     if (restart) {
       u.restarts++
+      u.trace.push(`restart from scratch (${u.pathKeyed ? 'same id, new version' : 'new id'})`)
       if (u.pathKeyed) {
         // The file changed meanwhile: a new, smaller version under the same session id.
         const size = Math.max(1, Math.floor(u.data.length * (0.3 + 0.5 * rng.next())))
@@ -270,8 +277,9 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
 /** True when GetUploadSession answers 204 once more (after a commit said 400): the session is gone. */
 async function sessionGone(u: ImageStoreUpload, t: Traffic, rng: Rng): Promise<boolean> {
   for (let i = 0; i < 20; i++) {
-    const o = await send(`${t.bases[pickBase(t, rng)]}/ImageStore/$/GetUploadSession?${API}&session-id=${u.sessionId}`, 'GET', {}, null, t.idleTimeoutMs)
-    tally(t, 'session', o)
+    const b = pickBase(t, rng)
+    const o = await send(`${t.bases[b]}/ImageStore/$/GetUploadSession?${API}&session-id=${u.sessionId}`, 'GET', {}, null, t.idleTimeoutMs)
+    tally(t, 'session', o, u.trace, b)
     if (o.kind === 'answer' && o.status === 204) return true
     if (o.kind === 'answer' && o.status === 200) return false
     await backoff(rng, i)

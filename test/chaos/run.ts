@@ -533,6 +533,8 @@ export interface ChaosReport {
   readonly lostUploads: readonly string[]
   /** Uploads whose session vanished and that started again from scratch. */
   readonly restartedUploads: readonly string[]
+  /** The answers of uploads that were restarted, lost or wrong (last 40 each). */
+  readonly traces: Record<string, readonly string[]>
   readonly finalWrong: readonly string[]
   readonly crashes: readonly ExitRecord[]
   readonly failedStarts: readonly ExitRecord[]
@@ -692,6 +694,9 @@ function buildReport(o: ChaosOptions, command: string, t0: number, phases: Phase
     }])),
     violations,
     lostUploads: lost,
+    traces: Object.fromEntries(phases.flatMap((p) => p.uploads
+      .filter((u) => u.restarts > 0 || !u.completed || finalWrong.some((w) => w.includes(u.path)) || violations.some((v) => v.path.endsWith(u.path)))
+      .map((u) => [`${p.name}:${u.path}`, u.trace]))),
     restartedUploads: phases.flatMap((p) => p.uploads.filter((u) => u.restarts > 0).map((u) =>
       `${p.name} ${u.path}: ${u.restarts} restart(s), ${u.pathKeyed ? 'same session id, new smaller version' : 'new session id'}, ${u.completed ? 'completed' : 'not completed'} (versions ${[...u.versions.values()].join(' > ')} bytes)`)),
     finalWrong,
@@ -712,6 +717,19 @@ function writeReport(r: ChaosReport | null): void {
   mkdirSync(join(r.files.json, '..'), { recursive: true })
   writeFileSync(r.files.json, `${JSON.stringify(r, null, 2)}\n`)
   writeFileSync(r.files.markdown, markdown(r))
+}
+
+/** Exits grouped by instance and their first line of output that names an error, with one tail each. */
+function grouped(xs: readonly ExitRecord[]): string[] {
+  const groups = new Map<string, { n: number; rec: ExitRecord }>()
+  for (const x of xs) {
+    const line = x.tail.split('\n').find((l) => /error|fail|ENOSPC|in use/i.test(l)) ?? x.tail.split('\n')[0] ?? ''
+    const key = `${x.instance} exit ${x.code}: ${line.slice(0, 200)}`
+    const g = groups.get(key)
+    if (g) g.n++
+    else groups.set(key, { n: 1, rec: x })
+  }
+  return [...groups].map(([key, g]) => `${g.n} × ${key}\n\n\`\`\`\n${g.rec.tail.split('\n').slice(-12).join('\n')}\n\`\`\``)
 }
 
 const mark = (c: Check) => `| ${c.ok ? 'ok' : '**FAILED**'} | ${c.name} | ${c.detail} |`
@@ -754,8 +772,8 @@ export function markdown(r: ChaosReport): string {
     ...list('Lost uploads', r.lostUploads),
     ...list('Uploads restarted from scratch (their session vanished)', r.restartedUploads),
     ...list('Wrong at the end', r.finalWrong),
-    ...list('Crashes', r.crashes.map((c) => `${c.instance} exit ${c.code}:\n\n\`\`\`\n${c.tail.split('\n').slice(-12).join('\n')}\n\`\`\``)),
-    ...list('Failed starts', r.failedStarts.map((c) => `${c.instance} exit ${c.code}:\n\n\`\`\`\n${c.tail.split('\n').slice(-12).join('\n')}\n\`\`\``)),
+    ...list('Crashes', grouped(r.crashes)),
+    ...list('Failed starts', grouped(r.failedStarts)),
     ...list('Leftovers', r.leftovers),
     ...list('Harness errors', r.harnessErrors),
     '',
