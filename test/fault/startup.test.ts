@@ -1,5 +1,6 @@
 import { describe, expect, test } from '@jest/globals'
 import { spawnSync } from 'node:child_process'
+import { freePort, startPrivateRedis } from '../helpers/redis.js'
 import { MAIN_JS, removeDir, spawnFerry, tempDir } from '../helpers/server.js'
 
 describe('starting the process', () => {
@@ -48,6 +49,26 @@ describe('starting the process', () => {
     } finally {
       child.proc.kill('SIGTERM')
       await child.exited
+      removeDir(dir)
+    }
+  })
+
+  test('a Redis that comes up a moment after Ferry starts is waited for, not a failed start', async () => {
+    const dir = tempDir()
+    const port = await freePort()
+    const later = (async () => {
+      await new Promise((r) => setTimeout(r, 1500))
+      return startPrivateRedis({ port })
+    })()
+    const child = await spawnFerry({ FERRY_DATA_DIR: dir, REDIS_URL: `redis://127.0.0.1:${port}` })
+    const redis = await later
+    try {
+      expect((await fetch(`${child.url}/healthz`)).status).toBe(200)
+    } finally {
+      child.proc.kill('SIGKILL')
+      await child.exited
+      await redis.stop()
+      removeDir(redis.dir)
       removeDir(dir)
     }
   })

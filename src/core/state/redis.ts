@@ -108,8 +108,12 @@ export async function connectRedis(url: string, timeoutMs = 10_000, commandTimeo
   })
   let timer: NodeJS.Timeout | undefined
   try {
+    // A refused first connection (Redis restarting at the same moment) is retried by ioredis;
+    // the start fails only when Redis has not answered within timeoutMs.
+    redis.connect().catch(() => {})
     await Promise.race([
-      redis.connect(),
+      // (events.once would reject on the first 'error': a refused attempt that ioredis retries.)
+      new Promise<void>((resolve) => redis.once('ready', () => resolve())),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`Redis at ${maskUrl(url)} did not answer in ${timeoutMs} ms`)), timeoutMs)
       }),
