@@ -45,7 +45,7 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
   const layout = createLayout(config.storage.dataDir)
   const state: StateBackend = config.redis.url
     ? await createRedisState(config.redis.url, config.redis.prefix)
-    : createEmbeddedState(layout.state)
+    : createEmbeddedState(layout.state, { journalMode: config.storage.fsync === 'chunk' ? 'sync' : 'background', log })
   const workers = config.pool.workers
   const pool = new HashPool({ workerFile: DEFAULT_WORKER_FILE, threads: workers, streamThreads: workers, streamsPerThread: 8, streamIdleMs: 30_000 })
   const uploads = new UploadService({

@@ -2,10 +2,9 @@
  * The embedded state backend, used when no Redis is configured: sessions in memory, every change
  * appended to one journal file, `<dataDir>/state/sessions.journal` (a JSON line per change: the
  * whole record, or null for a removal), before the change is acknowledged. Replaying the journal
- * (last line of a key wins) restores the sessions after a restart; a line cut short by a crash is
- * ignored. The journal is compacted (live records to a temp file, then rename) at start and when
- * it grows past a limit. One Ferry process owns a data directory at a time (a pid lock file);
- * several instances need Redis.
+ * (last line of a key wins) restores the sessions after a restart. How lines reach the disk (group
+ * commit, fdatasync per mode, damaged lines, compaction) is journal.ts's; one Ferry process owns a
+ * data directory at a time (an OS lock, dir-lock.ts); several instances need Redis.
  *
  * Why a journal and not a file per session: appending to one open file costs no directory
  * operation per chunk. A write-then-rename per change measured about 30 % slower uploads (1 GiB
@@ -13,116 +12,109 @@
  * the data fsyncs force.
  */
 import { EventEmitter } from 'node:events'
-import { mkdirSync, readFileSync, renameSync, writeFileSync, unlinkSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
+import { lockDirectory } from './dir-lock.js'
+import { openJournal, type Journal, type JournalLog, type JournalMode } from './journal.js'
 import { RenewingLock } from './lock-handle.js'
 import {
   abortCommitStep, beginCommitStep, renewCommitStep, completeStep, finishCommitStep, isExpired, openStep, parseRecord,
   releaseStep, removeIfExpiredStep, removeStep, renewStep, reserveStep, type Step,
 } from './session-logic.js'
 import type { Bus, Lock, Locker, SessionRecord, SessionStore, StateBackend } from './types.js'
-import { appendFile } from 'node:fs/promises'
 
-/** Compact once the journal is this large and holds at least 4× the bytes of the live records. */
-const COMPACT_MIN_BYTES = 8 * 1024 * 1024
-
-interface Pending {
-  readonly line: string
-  readonly done: () => void
-  readonly fail: (err: unknown) => void
+export interface EmbeddedOptions {
+  /**
+   * `sync`: every change is fdatasynced before it is acknowledged (FERRY_FSYNC=chunk);
+   * `background` (default): changes reach the page cache before they are acknowledged and the
+   * disk within 200 ms; removals are always fdatasynced first (a temp file is deleted after them).
+   */
+  readonly journalMode?: JournalMode
+  readonly log?: JournalLog
 }
 
 export class EmbeddedSessionStore implements SessionStore {
-  readonly #file: string
   readonly #sessions = new Map<string, SessionRecord>()
   /** The last unfinished journal write of each key: readers wait for it. */
   readonly #writes = new Map<string, Promise<void>>()
-  #queue: Pending[] = []
-  #pumping: Promise<void> | null = null
-  #bytes = 0
+  /** For each key with writes in flight: its record as the journal file holds it. */
+  readonly #onDisk = new Map<string, SessionRecord | null>()
+  readonly #journal: Journal
 
-  constructor(stateDir: string) {
-    this.#file = join(stateDir, 'sessions.journal')
-    let text = ''
-    try {
-      text = readFileSync(this.#file, 'utf8')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
-    for (const line of text.split('\n')) {
-      if (line === '') continue
-      let entry: { k: string; r: SessionRecord | null }
-      try {
-        entry = JSON.parse(line) as { k: string; r: SessionRecord | null }
-      } catch {
-        continue // the last append of a crashed process, cut short
-      }
-      if (entry.r === null) this.#sessions.delete(entry.k)
-      else this.#sessions.set(entry.k, parseRecord(JSON.stringify(entry.r)))
-    }
+  constructor(stateDir: string, opts: EmbeddedOptions = {}) {
+    this.#journal = openJournal(join(stateDir, 'sessions.journal'), {
+      mode: opts.journalMode ?? 'background',
+      ...(opts.log ? { log: opts.log } : {}),
+      replay: (line) => {
+        let entry: { k: string; r: SessionRecord | null }
+        try {
+          entry = JSON.parse(line) as { k: string; r: SessionRecord | null }
+          if (entry.r === null) this.#sessions.delete(entry.k)
+          else this.#sessions.set(entry.k, parseRecord(JSON.stringify(entry.r)))
+        } catch {
+          return false
+        }
+        return true
+      },
+      liveLines: () => this.#sessions.size,
+      snapshot: () => {
+        // Records are replaced, never changed, so this copy is the state of this moment.
+        const entries = [...this.#sessions]
+        return (function* () {
+          for (const [k, r] of entries) yield JSON.stringify({ k, r })
+        })()
+      },
+    })
     for (const [key, rec] of this.#sessions) {
       // Requests that held reservations, and any commit that ran, died with the previous
       // process (one process owns this directory), so a commit may start again at once.
       const reopened = rec.state === 'committing' ? { state: 'open' as const, commitOwner: null, commitLeaseUntilMs: 0 } : {}
       this.#sessions.set(key, { ...rec, ...reopened, reservations: [] })
     }
-    this.#compactSync()
+    // In the background, failures logged, never fatal: Ferry must start on a full disk.
+    void this.#journal.compactIfWorthwhile(1)
   }
 
-  /** Rewrites the journal as one line per live record (temp file, then rename). */
-  #compactSync(): void {
-    const tmp = `${this.#file}.tmp`
-    const text = [...this.#sessions].map(([k, r]) => `${JSON.stringify({ k, r })}\n`).join('')
-    writeFileSync(tmp, text)
-    renameSync(tmp, this.#file)
-    this.#bytes = Buffer.byteLength(text)
-  }
-
-  /** Appends one line; resolves once it is in the file. Lines go out in order, batched. */
-  #append(line: string): Promise<void> {
-    return new Promise((done, fail) => {
-      this.#queue.push({ line, done, fail })
-      this.#pumping ??= this.#pump().finally(() => {
-        this.#pumping = null
-      })
-    })
-  }
-
-  async #pump(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#queue
-      this.#queue = []
-      const text = batch.map((p) => p.line).join('')
-      try {
-        await appendFile(this.#file, text)
-        this.#bytes += Buffer.byteLength(text)
-        for (const p of batch) p.done()
-      } catch (err) {
-        for (const p of batch) p.fail(err)
-      }
-      if (this.#bytes > COMPACT_MIN_BYTES) {
-        const live = [...this.#sessions].reduce((n, [k, r]) => n + k.length + JSON.stringify(r).length + 10, 0)
-        // Between batches nothing else writes the file, and memory holds every acknowledged change.
-        if (this.#bytes > 4 * live) this.#compactSync()
-      }
-    }
+  /** Rewrites the journal as the live sessions when most of it is dead (call after sweeps). */
+  compactIfWorthwhile(): Promise<boolean> {
+    return this.#journal.compactIfWorthwhile()
   }
 
   async #apply<T>(key: string, step: (cur: SessionRecord | null) => Step<T>): Promise<T> {
     const { next, out } = step(this.#sessions.get(key) ?? null)
     if (next === 'same') {
-      await this.#writes.get(key) // a reader must not overtake a write not yet on disk
+      await this.#writes.get(key)?.catch(() => {}) // a reader must not overtake a write not yet on disk
       return out
     }
+    if (!this.#writes.has(key)) this.#onDisk.set(key, this.#sessions.get(key) ?? null)
     if (next === null) this.#sessions.delete(key)
     else this.#sessions.set(key, next)
-    const write = this.#append(`${JSON.stringify({ k: key, r: next })}\n`)
+    // A removal is followed by deleting the temp file: it must be on disk first, or a restart
+    // would bring back a session whose bytes are gone. It may use the reserve on a full disk.
+    const line = JSON.stringify({ k: key, r: next })
+    const write = this.#journal.append(line, { durable: next === null, freesSpace: next === null })
     this.#writes.set(key, write)
+    const latest = () => this.#writes.get(key) === write
     try {
       await write
-    } finally {
-      if (this.#writes.get(key) === write) this.#writes.delete(key)
+    } catch (err) {
+      // Not in the file: memory goes back to what the file says (unless a later change is still
+      // in flight, whose line carries the whole record and settles it).
+      if (latest()) {
+        const disk = this.#onDisk.get(key) ?? null
+        if (disk === null) this.#sessions.delete(key)
+        else this.#sessions.set(key, disk)
+        this.#writes.delete(key)
+        this.#onDisk.delete(key)
+      }
+      throw err
+    }
+    if (latest()) {
+      this.#writes.delete(key)
+      this.#onDisk.delete(key)
+    } else {
+      this.#onDisk.set(key, next)
     }
     return out
   }
@@ -131,7 +123,7 @@ export class EmbeddedSessionStore implements SessionStore {
     return this.#apply(init.key, (c) => openStep(c, init, nowMs))
   }
   async get(key: string) {
-    await this.#writes.get(key)
+    await this.#writes.get(key)?.catch(() => {})
     return this.#sessions.get(key) ?? null
   }
   reserve(key: string, range: Parameters<SessionStore['reserve']>[1], token: string, nowMs: number, leaseMs: number) {
@@ -175,8 +167,8 @@ export class EmbeddedSessionStore implements SessionStore {
     return this.#apply(key, (c) => removeIfExpiredStep(c, nowMs, ttlMs))
   }
   async close() {
-    await Promise.all([...this.#writes.values()])
-    await this.#pumping
+    await Promise.allSettled([...this.#writes.values()])
+    await this.#journal.close()
   }
 }
 
@@ -238,46 +230,16 @@ export class MemoryBus implements Bus {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-/** Takes `<stateDir>/owner.pid` for this process; refuses while another live process holds it. */
-function claimDirectory(stateDir: string): () => void {
-  const file = join(stateDir, 'owner.pid')
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(file, String(process.pid), { flag: 'wx' })
-      return () => {
-        try {
-          if (readFileSync(file, 'utf8') === String(process.pid)) unlinkSync(file)
-        } catch {
-          /* already gone */
-        }
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      const pid = Number(readFileSync(file, 'utf8'))
-      if (Number.isInteger(pid) && pid !== process.pid && pidAlive(pid)) {
-        throw new Error(
-          `the embedded store in ${stateDir} is in use by process ${pid}; several instances need REDIS_URL`,
-        )
-      }
-      unlinkSync(file) // left by a process that died
-    }
-  }
-  throw new Error(`cannot claim ${file}`)
-}
-
-export function createEmbeddedState(stateDir: string): StateBackend {
+export function createEmbeddedState(stateDir: string, opts: EmbeddedOptions = {}): StateBackend {
   mkdirSync(stateDir, { recursive: true })
-  const unclaim = claimDirectory(stateDir)
-  const sessions = new EmbeddedSessionStore(stateDir)
+  const lock = lockDirectory(stateDir, { onWarning: (msg, err) => opts.log?.warn({ err }, msg) })
+  let sessions: EmbeddedSessionStore
+  try {
+    sessions = new EmbeddedSessionStore(stateDir, opts)
+  } catch (err) {
+    lock.release()
+    throw err
+  }
   const locker = new MemoryLocker()
   const bus = new MemoryBus()
   return {
@@ -289,7 +251,7 @@ export function createEmbeddedState(stateDir: string): StateBackend {
       await sessions.close()
       await locker.close()
       await bus.close()
-      unclaim()
+      lock.release()
     },
   }
 }
