@@ -28,7 +28,8 @@ export interface EmbeddedOptions {
   /**
    * `sync`: every change is fdatasynced before it is acknowledged (FERRY_FSYNC=chunk);
    * `background` (default): changes reach the page cache before they are acknowledged and the
-   * disk within 200 ms; removals are always fdatasynced first (a temp file is deleted after them).
+   * disk within 200 ms; removals and commit records are always fdatasynced first (a temp file
+   * is deleted after them).
    */
   readonly journalMode?: JournalMode
   readonly log?: JournalLog
@@ -90,10 +91,11 @@ export class EmbeddedSessionStore implements SessionStore {
     if (!this.#writes.has(key)) this.#onDisk.set(key, this.#sessions.get(key) ?? null)
     if (next === null) this.#sessions.delete(key)
     else this.#sessions.set(key, next)
-    // A removal is followed by deleting the temp file: it must be on disk first, or a restart
-    // would bring back a session whose bytes are gone. It may use the reserve on a full disk.
+    // A removal or a commit's record is followed by deleting the temp file: it must be on disk
+    // first, or a restart would bring back an open session whose bytes are gone. A removal may
+    // use the journal's reserve on a full disk.
     const line = JSON.stringify({ k: key, r: next })
-    const write = this.#journal.append(line, { durable: next === null, freesSpace: next === null })
+    const write = this.#journal.append(line, { durable: next === null || next.state === 'committed', freesSpace: next === null })
     this.#writes.set(key, write)
     const latest = () => this.#writes.get(key) === write
     try {

@@ -250,7 +250,9 @@ class LineJournal implements Journal {
     try {
       fd = openSync(this.#reserve, 'w', 0o644)
       // Written, not sparse: only written blocks are really taken from the filesystem.
-      writeSync(fd, Buffer.alloc(this.#reserveBytes))
+      if (writeSync(fd, Buffer.alloc(this.#reserveBytes)) < this.#reserveBytes) {
+        throw Object.assign(new Error('short write of the journal reserve'), { code: 'ENOSPC' })
+      }
       this.#hasReserve = true
     } catch (err) {
       this.#hasReserve = false
