@@ -211,6 +211,42 @@ describe('appends', () => {
     }
   })
 
+  test('a compaction takes in the appends queued when it starts and the later ones go to the new file, each line once', async () => {
+    const dir = newDir()
+    const file = join(dir, 'fold.journal')
+    const state: string[] = []
+    const later: Promise<unknown>[] = []
+    let folded = -1
+    const j = openJournal(file, {
+      mode: 'sync',
+      replay: () => true,
+      liveLines: () => state.length,
+      snapshot: () => {
+        // Lines applied but not yet in the file at this moment: the compaction must take them in.
+        folded = state.length - j.lines
+        // Changes while it writes: they wait, then go to the new file.
+        setImmediate(() => {
+          for (let i = 0; i < 50; i++) later.push(change(`c${String(i).padStart(3, '0')}`))
+        })
+        return [...state]
+      },
+    })
+    const change = (line: string) => {
+      state.push(line)
+      return j.append(line)
+    }
+    const all: Promise<unknown>[] = []
+    for (let i = 0; i < 100; i++) all.push(change(`a${String(i).padStart(3, '0')}`))
+    all.push(j.compact().then((ok) => expect(ok).toBe(true)))
+    for (let i = 0; i < 100; i++) all.push(change(`b${String(i).padStart(3, '0')}`))
+    await Promise.all(all)
+    expect(later).toHaveLength(50)
+    await Promise.all(later)
+    await j.close()
+    expect(folded).toBeGreaterThan(0)
+    expect(readFileSync(file, 'utf8')).toBe(state.map((l) => `${l}\n`).join(''))
+  })
+
   test('an append after close is refused, not lost silently', async () => {
     const dir = newDir()
     const j = openJournal(join(dir, 'c.journal'), { mode: 'sync', replay: () => true, liveLines: () => 0, snapshot: () => [] })
