@@ -91,7 +91,8 @@ export interface Journal {
   compact(): Promise<boolean>
   /**
    * Compacts when at least `minDeadLines` lines of the file are dead and they are at least as many
-   * as the live ones (or the file had damaged lines at open); else resolves false at once.
+   * as the live ones (or the file had damaged lines at open); else resolves false at once. The
+   * journal also calls it by itself a second after the last of a run of `freesSpace` lines.
    */
   compactIfWorthwhile(minDeadLines?: number): Promise<boolean>
   /** Bytes of whole lines in the file. */
@@ -106,6 +107,11 @@ const DEFAULT_SYNC_INTERVAL_MS = 200
 const DEFAULT_RESERVE_BYTES = 256 * 1024
 /** Without a sweep asking, compact once the file is this large and at least 3/4 of it is dead. */
 const AUTO_COMPACT_BYTES = 8 * 1024 * 1024
+/**
+ * After lines that free space (removals: cancels, deletes, a sweep's expiries), compactIfWorthwhile
+ * runs once they have stopped coming for this long, so a sweep's journal shrinks when it is done.
+ */
+const AFTER_REMOVALS_MS = 1000
 /** A compaction writes its temp file in pieces of about this size, yielding between them. */
 const COMPACT_WRITE_BYTES = 1024 * 1024
 const READ_BYTES = 1024 * 1024
@@ -162,6 +168,7 @@ class LineJournal implements Journal {
   #dirty = false
   #bgSync: Promise<void> | null = null
   #timer: NodeJS.Timeout | null = null
+  #removalsTimer: NodeJS.Timeout | null = null
   #hasReserve = false
   #closed = false
 
@@ -343,7 +350,18 @@ class LineJournal implements Journal {
     this.#size += buf.length
     this.#lines += batch.length
     if (!sync) this.#markDirty()
+    if (batch.some((p) => p.freesSpace)) this.#afterRemovals()
     for (const p of batch) p.done()
+  }
+
+  #afterRemovals(): void {
+    if (this.#closed) return
+    if (this.#removalsTimer !== null) clearTimeout(this.#removalsTimer)
+    this.#removalsTimer = setTimeout(() => {
+      this.#removalsTimer = null
+      void this.compactIfWorthwhile()
+    }, AFTER_REMOVALS_MS)
+    this.#removalsTimer.unref()
   }
 
   async #cutTo(size: number): Promise<void> {
@@ -490,6 +508,8 @@ class LineJournal implements Journal {
     this.#closed = true
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
+    if (this.#removalsTimer !== null) clearTimeout(this.#removalsTimer)
+    this.#removalsTimer = null
     await this.#bgSync
     if (this.#dirty) {
       await fdatasyncAsync(this.#fd).catch((err: unknown) => {
