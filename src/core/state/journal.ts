@@ -298,11 +298,14 @@ class LineJournal implements Journal {
   }
 
   #kick(): void {
-    this.#pumping ??= this.#pump().finally(() => {
-      this.#pumping = null
-      // Work that arrived between the loop's last look and here.
-      if (this.#queue.length > 0 || this.#compactWaiters.length > 0) this.#kick()
-    })
+    this.#pumping ??= this.#pump()
+      // #pump handles its own failures; this only keeps a bug in it from ending the process.
+      .catch((err: unknown) => this.#log.error({ err, file: this.#file }, 'journal writer failed'))
+      .finally(() => {
+        this.#pumping = null
+        // Work that arrived between the loop's last look and here.
+        if (this.#queue.length > 0 || this.#compactWaiters.length > 0) this.#kick()
+      })
   }
 
   /** The one writer: batches and compactions, one at a time, in order. Never rejects. */
