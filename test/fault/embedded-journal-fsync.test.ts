@@ -5,10 +5,12 @@
  * fsync (issue 17.4). strace is installed when missing (as root), or the test fails saying how.
  */
 import { beforeAll, describe, expect, test } from '@jest/globals'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { removeDir, tempDir } from '../helpers/server.js'
+import { freePort } from '../helpers/redis.js'
+import { newSessionId, putChunk } from '../helpers/imagestore.js'
+import { MAIN_JS, removeDir, tempDir } from '../helpers/server.js'
 
 const EMBEDDED_JS = new URL('../../src/core/state/embedded.js', import.meta.url).href
 
@@ -174,5 +176,50 @@ describe('compaction', () => {
     expect(tmpSync).toBeGreaterThan(tmpWrite)
     expect(renamed).toBeGreaterThan(tmpSync)
     expect(dirSync).toBeGreaterThan(renamed)
+  })
+})
+
+describe('Ferry itself', () => {
+  test('FERRY_FSYNC=chunk: every journal write of a chunk upload is fdatasynced before the next', async () => {
+    const dir = tempDir('ferry-strace-app-')
+    const trace = join(dir, 'trace.txt')
+    const port = await freePort()
+    const proc = spawn('strace', ['-f', '-qq', '-y', '-e', 'trace=write,fdatasync', '-o', trace, process.execPath, MAIN_JS], {
+      env: { PATH: process.env['PATH'] ?? '', FERRY_DATA_DIR: join(dir, 'data'), FERRY_PORT: String(port), FERRY_FSYNC: 'chunk', FERRY_LOG_LEVEL: 'warn' },
+      stdio: 'ignore',
+    })
+    const exited = new Promise((resolve) => proc.once('exit', resolve))
+    let pid = 0
+    try {
+      const url = `http://127.0.0.1:${port}`
+      for (const stop = Date.now() + 30_000; ; ) {
+        if ((await fetch(`${url}/healthz`).then((r) => r.status, () => 0)) === 200) break
+        if (Date.now() > stop) throw new Error('ferry under strace did not become ready')
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      const id = newSessionId()
+      for (let i = 0; i < 5; i++) expect((await putChunk(url, 'f.bin', id, i * 10, i * 10 + 9, 50, Buffer.alloc(10, i))).status).toBe(200)
+      // The traced Ferry is the first process in the trace.
+      pid = Number(/^(\d+)/.exec(readFileSync(trace, 'utf8'))![1])
+      process.kill(pid, 'SIGTERM')
+      await exited
+      const journal = parseTrace(readFileSync(trace, 'utf8')).filter((c) => onJournal(c) && ok(c))
+      const writes = journal.filter((c) => c.name === 'write')
+      expect(writes.length).toBeGreaterThanOrEqual(10) // open, then reserve + complete per chunk
+      for (const [i, w] of writes.entries()) {
+        const next = writes[i + 1]?.start ?? Infinity
+        expect([i, journal.some((c) => c.name === 'fdatasync' && c.start > w.end && c.start < next)]).toEqual([i, true])
+      }
+    } finally {
+      // Killing strace would leave the traced Ferry running: end Ferry itself.
+      try {
+        if (pid > 0) process.kill(pid, 'SIGKILL')
+        else proc.kill('SIGKILL')
+      } catch {
+        /* already gone */
+      }
+      await exited
+      removeDir(dir)
+    }
   })
 })
