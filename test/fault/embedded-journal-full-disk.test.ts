@@ -125,6 +125,22 @@ describe('embedded store on a full disk', () => {
     await state.close()
   })
 
+  test('a release that cannot be written still frees its range at once (a restart drops reservations anyway)', async () => {
+    const mnt = mountTmpfs(4 * MIB)
+    const dir = join(mnt, 'state')
+    const state = createEmbeddedState(dir)
+    const key = longKey(1)
+    await state.sessions.open(newSession(key), 0)
+    expect((await state.sessions.reserve(key, { start: 0, end: 9 }, 'tok', 0, 60_000)).status).toBe('reserved')
+    fill(mnt)
+    await state.sessions.release(key, 'tok')
+    expect((await state.sessions.get(key))?.reservations).toEqual([])
+    // A reservation is a line to write, though: refused on the full disk, and not held.
+    await expect(state.sessions.reserve(key, { start: 0, end: 9 }, 'tok2', 0, 60_000)).rejects.toThrow(/ENOSPC/)
+    expect((await state.sessions.get(key))?.reservations).toEqual([])
+    await state.close()
+  })
+
   test('Ferry restarted on a full disk starts, and DeleteUploadSession answers 200 and frees the temp file', async () => {
     const mnt = mountTmpfs(16 * MIB)
     const id = newSessionId()

@@ -102,14 +102,16 @@ export class EmbeddedSessionStore implements SessionStore {
       await write
     } catch (err) {
       // Not in the file: memory goes back to what the file says (unless a later change is still
-      // in flight, whose line carries the whole record and settles it).
-      if (latest()) {
-        const disk = this.#onDisk.get(key) ?? null
-        if (disk === null) this.#sessions.delete(key)
-        else this.#sessions.set(key, disk)
-        this.#writes.delete(key)
-        this.#onDisk.delete(key)
-      }
+      // in flight, whose line carries the whole record and settles it) — except a change that
+      // only drops reservations (a release on a full disk): a restart drops them anyway, and
+      // keeping one would block its range for a whole lease.
+      if (!latest()) throw err
+      const disk = this.#onDisk.get(key) ?? null
+      this.#writes.delete(key)
+      this.#onDisk.delete(key)
+      if (onlyDropsReservations(disk, next)) return out
+      if (disk === null) this.#sessions.delete(key)
+      else this.#sessions.set(key, disk)
       throw err
     }
     if (latest()) {
@@ -172,6 +174,13 @@ export class EmbeddedSessionStore implements SessionStore {
     await Promise.allSettled([...this.#writes.values()])
     await this.#journal.close()
   }
+}
+
+/** `next` is `before` less some of its reservations, nothing else changed. */
+function onlyDropsReservations(before: SessionRecord | null, next: SessionRecord | null): boolean {
+  if (before === null || next === null || next.reservations.length >= before.reservations.length) return false
+  if (!next.reservations.every((r) => before.reservations.some((b) => b.token === r.token))) return false
+  return JSON.stringify({ ...before, reservations: [] }) === JSON.stringify({ ...next, reservations: [] })
 }
 
 export class MemoryLocker implements Locker {
