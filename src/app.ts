@@ -61,7 +61,10 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       limits, livenessMs: config.cluster.livenessMs, commandTimeoutMs: config.cluster.redisTimeoutMs,
       ...(options.bootId ? { bootId: options.bootId } : {}),
     })
-    : createEmbeddedState(layout.state, { limits, ...(options.bootId ? { bootId: options.bootId } : {}) })
+    : createEmbeddedState(layout.state, {
+      limits, journalMode: config.storage.fsync === 'chunk' ? 'sync' : 'background', log,
+      ...(options.bootId ? { bootId: options.bootId } : {}),
+    })
   const workers = config.pool.workers
   const pool = new HashPool({ workerFile: DEFAULT_WORKER_FILE, threads: workers, streamThreads: workers, streamsPerThread: 8, streamIdleMs: 30_000 })
   const uploads = new UploadService({

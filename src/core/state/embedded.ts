@@ -1,11 +1,13 @@
 /**
  * The embedded state backend, used when no Redis is configured: sessions in memory, every change
- * appended to one journal file, `<dataDir>/state/sessions.journal` (a JSON line per change: the
- * whole record, or null for a removal), before the change is acknowledged. Replaying the journal
- * (last line of a key wins) restores the sessions after a restart; a line cut short by a crash is
- * ignored. The journal is compacted (live records to a temp file, then rename) at start and when
- * it grows past a limit. One Ferry process owns a data directory at a time (a pid lock file);
- * several instances need Redis.
+ * appended to one journal file, `<dataDir>/state/sessions.journal`, before the change is
+ * acknowledged. A line is the whole record (or null for a removal), or, for a received chunk,
+ * only that change (`CompleteDelta`): the bytes written per chunk do not grow with the session.
+ * Reservations are never journaled: they die with the process anyway (one process owns the
+ * directory), so a reservation, its renewals and its release cost no write. Replaying the journal
+ * restores the sessions after a restart. How lines reach the disk (group
+ * commit, fdatasync per mode, damaged lines, compaction) is journal.ts's; one Ferry process owns a
+ * data directory at a time (an OS lock, dir-lock.ts); several instances need Redis.
  *
  * Why a journal and not a file per session: appending to one open file costs no directory
  * operation per chunk. A write-then-rename per change measured about 30 % slower uploads (1 GiB
@@ -13,79 +15,82 @@
  * the data fsyncs force.
  */
 import { EventEmitter } from 'node:events'
-import { mkdirSync, readFileSync, renameSync, writeFileSync, unlinkSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
-import { RenewingLock } from './lock-handle.js'
 import { UploadError } from '../errors.js'
 import { hostBootId } from './boot.js'
+import { lockDirectory } from './dir-lock.js'
+import { openJournal, type Journal, type JournalLog, type JournalMode } from './journal.js'
+import { RenewingLock } from './lock-handle.js'
 import {
-  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, isExpired, markDurableStep,
-  openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep, settled, type Step,
-  type StepContext,
+  abortCommitStep, applyComplete, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, isExpired,
+  markDurableStep, openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
+  settled, type CompleteDelta, type Step, type StepContext,
 } from './session-logic.js'
 import { DEFAULT_STATE_LIMITS, type Bus, type Lock, type Locker, type SessionRecord, type SessionStore, type StateBackend, type StateLimits } from './types.js'
-import { appendFile } from 'node:fs/promises'
 
-/** Compact once the journal is this large and holds at least 4× the bytes of the live records. */
-const COMPACT_MIN_BYTES = 8 * 1024 * 1024
+/** One journal line: a whole record (with its chunks when compacted), or one received chunk. */
+type JournalEntry =
+  | { readonly k: string; readonly r: SessionRecord | null; readonly c?: string; readonly cs?: readonly string[] }
+  | { readonly k: string; readonly d: CompleteDelta }
 
-/** One journal line: the whole (small) record, plus the chunk it added or, compacted, all chunks. */
-interface JournalEntry {
-  readonly k: string
-  readonly r: SessionRecord | null
-  readonly c?: string
-  readonly cs?: readonly string[]
-}
-
-interface Pending {
-  readonly line: string
-  readonly done: () => void
-  readonly fail: (err: unknown) => void
+export interface EmbeddedOptions {
+  /**
+   * `sync`: every change is fdatasynced before it is acknowledged (FERRY_FSYNC=chunk);
+   * `background` (default): changes reach the page cache before they are acknowledged and the
+   * disk within 200 ms; removals and commit records are always fdatasynced first (a temp file
+   * is deleted after them).
+   */
+  readonly journalMode?: JournalMode
+  readonly log?: JournalLog
+  readonly limits?: StateLimits
+  /** This host's boot id (tests simulate a reboot with another). */
+  readonly bootId?: string
 }
 
 export class EmbeddedSessionStore implements SessionStore {
-  readonly #file: string
   readonly #sessions = new Map<string, SessionRecord>()
-  /** The received chunks of each session (`start-end`): only an exact one may be re-sent. */
-  readonly #chunks = new Map<string, Set<string>>()
-  readonly #self = randomUUID()
-  get instanceId(): string {
-    return this.#self
-  }
-  readonly #limits: StateLimits
-  /** Fencing tokens: only grow, across restarts too (seeded from the clock). */
-  #fence = Date.now()
   /** The last unfinished journal write of each key: readers wait for it. */
   readonly #writes = new Map<string, Promise<void>>()
-  #queue: Pending[] = []
-  #pumping: Promise<void> | null = null
-  #bytes = 0
-
+  /** For each key with writes in flight: its record as the journal file holds it. */
+  readonly #onDisk = new Map<string, SessionRecord | null>()
+  /** The received chunks of each session (`start-end`): only an exact one may be re-sent. */
+  readonly #chunks = new Map<string, Set<string>>()
+  /** Keys whose last line failed: their next line is a whole record, never a delta. */
+  readonly #wholeNext = new Set<string>()
+  readonly #journal: Journal
+  readonly #self = randomUUID()
   readonly #boot: string
+  readonly #limits: StateLimits
   /** One process owns the directory: every other holder named in a record is a process that died. */
   readonly #dead = { has: (id: string) => id !== this.#self }
+  /** Fencing tokens: only grow, across restarts too (seeded from the clock and the records). */
+  #fence = Date.now()
 
-  constructor(stateDir: string, limits: StateLimits = DEFAULT_STATE_LIMITS, bootId: string = hostBootId()) {
-    this.#limits = limits
-    this.#boot = bootId
-    this.#file = join(stateDir, 'sessions.journal')
-    let text = ''
-    try {
-      text = readFileSync(this.#file, 'utf8')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
-    for (const line of text.split('\n')) {
-      if (line === '') continue
-      let entry: JournalEntry
-      try {
-        entry = JSON.parse(line) as JournalEntry
-      } catch {
-        continue // the last append of a crashed process, cut short
-      }
-      this.#replay(entry)
-    }
+  constructor(stateDir: string, opts: EmbeddedOptions = {}) {
+    this.#limits = opts.limits ?? DEFAULT_STATE_LIMITS
+    this.#boot = opts.bootId ?? hostBootId()
+    this.#journal = openJournal(join(stateDir, 'sessions.journal'), {
+      mode: opts.journalMode ?? 'background',
+      ...(opts.log ? { log: opts.log } : {}),
+      replay: (line) => {
+        try {
+          this.#replay(JSON.parse(line) as JournalEntry)
+        } catch {
+          return false
+        }
+        return true
+      },
+      liveLines: () => this.#sessions.size,
+      snapshot: () => {
+        // Records are replaced, never changed, so this copy is the state of this moment.
+        const entries = [...this.#sessions].map(([k, r]) => ({ k, r, cs: [...(this.#chunks.get(k) ?? [])] }))
+        return (function* () {
+          for (const e of entries) yield JSON.stringify(e)
+        })()
+      },
+    })
     for (const [key, rec] of this.#sessions) {
       // Requests that held reservations, and any commit that ran, died with the previous
       // process (one process owns this directory), so a commit may start again at once.
@@ -93,61 +98,41 @@ export class EmbeddedSessionStore implements SessionStore {
       this.#sessions.set(key, { ...rec, ...reopened, reservations: [] })
       this.#fence = Math.max(this.#fence, rec.commitFence)
     }
-    this.#compactSync()
+    // In the background, failures logged, never fatal: Ferry must start on a full disk.
+    void this.#journal.compactIfWorthwhile(1)
   }
 
-  /** Rewrites the journal as one line per live record (temp file, then rename). */
-  #compactSync(): void {
-    const tmp = `${this.#file}.tmp`
-    const text = [...this.#sessions].map(([k, r]) => `${JSON.stringify({ k, r, cs: [...(this.#chunks.get(k) ?? [])] })}\n`).join('')
-    writeFileSync(tmp, text)
-    renameSync(tmp, this.#file)
-    this.#bytes = Buffer.byteLength(text)
+  /** Rewrites the journal as the live sessions when most of it is dead (call after sweeps). */
+  compactIfWorthwhile(): Promise<boolean> {
+    return this.#journal.compactIfWorthwhile()
   }
 
-  /** Appends one line; resolves once it is in the file. Lines go out in order, batched. */
-  #append(line: string): Promise<void> {
-    return new Promise((done, fail) => {
-      this.#queue.push({ line, done, fail })
-      this.#pumping ??= this.#pump().finally(() => {
-        this.#pumping = null
-      })
-    })
-  }
-
-  async #pump(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#queue
-      this.#queue = []
-      const text = batch.map((p) => p.line).join('')
-      try {
-        await appendFile(this.#file, text)
-        this.#bytes += Buffer.byteLength(text)
-        for (const p of batch) p.done()
-      } catch (err) {
-        for (const p of batch) p.fail(err)
-      }
-      if (this.#bytes > COMPACT_MIN_BYTES) {
-        const live = [...this.#sessions].reduce((n, [k, r]) => n + k.length + JSON.stringify(r).length + 10, 0)
-        // Between batches nothing else writes the file, and memory holds every acknowledged change.
-        if (this.#bytes > 4 * live) this.#compactSync()
-      }
-    }
+  get instanceId(): string {
+    return this.#self
   }
 
   #replay(e: JournalEntry): void {
+    if ('d' in e) {
+      const cur = this.#sessions.get(e.k)
+      if (cur === undefined) return
+      this.#sessions.set(e.k, applyComplete(cur, e.d))
+      if (e.d.end >= e.d.start) this.#addChunks(e.k, [chunkId(e.d)])
+      return
+    }
     if (e.r === null) {
       this.#sessions.delete(e.k)
       this.#chunks.delete(e.k)
       return
     }
     this.#sessions.set(e.k, parseRecord(JSON.stringify(e.r)))
-    const add = e.cs ?? (e.c !== undefined ? [e.c] : [])
-    if (add.length > 0) {
-      let set = this.#chunks.get(e.k)
-      if (set === undefined) this.#chunks.set(e.k, (set = new Set()))
-      for (const c of add) set.add(c)
-    }
+    this.#addChunks(e.k, e.cs ?? (e.c !== undefined ? [e.c] : []))
+  }
+
+  #addChunks(key: string, ids: readonly string[]): void {
+    if (ids.length === 0) return
+    let set = this.#chunks.get(key)
+    if (set === undefined) this.#chunks.set(key, (set = new Set()))
+    for (const c of ids) set.add(c)
   }
 
   #ctx(nowMs: number | null): StepContext {
@@ -157,22 +142,64 @@ export class EmbeddedSessionStore implements SessionStore {
   async #apply<T>(key: string, nowMs: number | null, step: (cur: SessionRecord | null, c: StepContext) => Step<T>): Promise<T> {
     const cur = this.#sessions.get(key) ?? null
     const c = this.#ctx(nowMs)
-    const { next, out, chunk } = settled(cur, c, (x) => step(x, c))
+    let settledRec: SessionRecord | null = cur
+    const { next, out, chunk, complete } = settled(cur, c, (x) => {
+      settledRec = x
+      return step(x, c)
+    })
     if (next === 'same') {
-      await this.#writes.get(key) // a reader must not overtake a write not yet on disk
+      await this.#writes.get(key)?.catch(() => {}) // a reader must not overtake a write not yet on disk
       return out
     }
-    if (cur === null && this.#limits.maxSessions > 0 && this.#sessions.size >= this.#limits.maxSessions) {
+    if (cur === null && next !== null && this.#limits.maxSessions > 0 && this.#sessions.size >= this.#limits.maxSessions) {
       throw new UploadError('ERR_UNAVAILABLE', `too many upload sessions are open (at most ${this.#limits.maxSessions}); try again later`)
     }
-    const entry: JournalEntry = chunk === undefined ? { k: key, r: next } : { k: key, r: next, c: chunk }
-    this.#replay(entry)
-    const write = this.#append(`${JSON.stringify(entry)}\n`)
+    // Reservations die with the process: a change of them alone is kept in memory only.
+    if (cur !== null && next !== null && sameButReservations(cur, next)) {
+      this.#sessions.set(key, next)
+      await this.#writes.get(key)?.catch(() => {})
+      return out
+    }
+    if (!this.#writes.has(key)) this.#onDisk.set(key, cur)
+    if (next === null) {
+      this.#sessions.delete(key)
+      this.#chunks.delete(key)
+    } else this.#sessions.set(key, next)
+    if (chunk !== undefined) this.#addChunks(key, [chunk])
+    // A received chunk is written as its delta when the record on disk is the one it applies to.
+    const delta = complete !== undefined && settledRec === cur && !this.#wholeNext.has(key)
+    const entry: JournalEntry = delta ? { k: key, d: complete } : chunk === undefined ? { k: key, r: next } : { k: key, r: next, c: chunk }
+    // A removal or a commit's record is followed by deleting the temp file: it must be on disk
+    // first, or a restart would bring back an open session whose bytes are gone. A removal may
+    // use the journal's reserve on a full disk.
+    const line = JSON.stringify(entry)
+    const write = this.#journal.append(line, { durable: next === null || next.state === 'committed', freesSpace: next === null })
+    this.#wholeNext.delete(key)
     this.#writes.set(key, write)
+    const latest = () => this.#writes.get(key) === write
     try {
       await write
-    } finally {
-      if (this.#writes.get(key) === write) this.#writes.delete(key)
+    } catch (err) {
+      // Not in the file: memory goes back to what the file says (unless a later change is still
+      // in flight, whose line carries the whole record and settles it) — except a change that
+      // only drops reservations (a release on a full disk): a restart drops them anyway, and
+      // keeping one would block its range for a whole lease.
+      this.#wholeNext.add(key)
+      if (!latest()) throw err
+      const disk = this.#onDisk.get(key) ?? null
+      this.#writes.delete(key)
+      this.#onDisk.delete(key)
+      if (onlyDropsReservations(disk, next)) return out
+      if (disk === null) this.#sessions.delete(key)
+      else this.#sessions.set(key, disk)
+      if (chunk !== undefined) this.#chunks.get(key)?.delete(chunk)
+      throw err
+    }
+    if (latest()) {
+      this.#writes.delete(key)
+      this.#onDisk.delete(key)
+    } else {
+      this.#onDisk.set(key, next)
     }
     return out
   }
@@ -181,7 +208,7 @@ export class EmbeddedSessionStore implements SessionStore {
     return this.#apply(init.key, nowMs, (cur, c) => openStep(cur, init, c))
   }
   async get(key: string) {
-    await this.#writes.get(key)
+    await this.#writes.get(key)?.catch(() => {})
     return this.#sessions.get(key) ?? null
   }
   reserve(key: string, range: { start: number; end: number }, token: string, nowMs: number, leaseMs: number, incarnation?: string) {
@@ -236,9 +263,24 @@ export class EmbeddedSessionStore implements SessionStore {
     return this.#apply(key, nowMs, (cur, c) => removeIfExpiredStep(cur, ttlMs, c))
   }
   async close() {
-    await Promise.all([...this.#writes.values()])
-    await this.#pumping
+    await Promise.allSettled([...this.#writes.values()])
+    await this.#journal.close()
   }
+}
+
+/** Records equal in everything but their reservations (records are never mutated: compare fields). */
+function sameButReservations(a: SessionRecord, b: SessionRecord): boolean {
+  for (const k of Object.keys(b) as (keyof SessionRecord)[]) {
+    if (k !== 'reservations' && a[k] !== b[k]) return false
+  }
+  return true
+}
+
+/** `next` is `before` less some of its reservations, nothing else changed. */
+function onlyDropsReservations(before: SessionRecord | null, next: SessionRecord | null): boolean {
+  if (before === null || next === null || next.reservations.length >= before.reservations.length) return false
+  if (!next.reservations.every((r) => before.reservations.some((b) => b.token === r.token))) return false
+  return JSON.stringify({ ...before, reservations: [] }) === JSON.stringify({ ...next, reservations: [] })
 }
 
 export class MemoryLocker implements Locker {
@@ -303,52 +345,16 @@ export class MemoryBus implements Bus {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-/** Takes `<stateDir>/owner.pid` for this process; refuses while another live process holds it. */
-function claimDirectory(stateDir: string): () => void {
-  const file = join(stateDir, 'owner.pid')
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(file, String(process.pid), { flag: 'wx' })
-      return () => {
-        try {
-          if (readFileSync(file, 'utf8') === String(process.pid)) unlinkSync(file)
-        } catch {
-          /* already gone */
-        }
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      const pid = Number(readFileSync(file, 'utf8'))
-      if (Number.isInteger(pid) && pid !== process.pid && pidAlive(pid)) {
-        throw new Error(
-          `the embedded store in ${stateDir} is in use by process ${pid}; several instances need REDIS_URL`,
-        )
-      }
-      unlinkSync(file) // left by a process that died
-    }
-  }
-  throw new Error(`cannot claim ${file}`)
-}
-
-export interface EmbeddedStateOptions {
-  readonly limits?: StateLimits
-  /** This host's boot id (tests simulate a reboot with another). */
-  readonly bootId?: string
-}
-
-export function createEmbeddedState(stateDir: string, opts: EmbeddedStateOptions = {}): StateBackend {
+export function createEmbeddedState(stateDir: string, opts: EmbeddedOptions = {}): StateBackend {
   mkdirSync(stateDir, { recursive: true })
-  const unclaim = claimDirectory(stateDir)
-  const sessions = new EmbeddedSessionStore(stateDir, opts.limits ?? DEFAULT_STATE_LIMITS, opts.bootId)
+  const lock = lockDirectory(stateDir, { onWarning: (msg, err) => opts.log?.warn({ err }, msg) })
+  let sessions: EmbeddedSessionStore
+  try {
+    sessions = new EmbeddedSessionStore(stateDir, opts)
+  } catch (err) {
+    lock.release()
+    throw err
+  }
   const locker = new MemoryLocker()
   const bus = new MemoryBus()
   return {
@@ -361,7 +367,7 @@ export function createEmbeddedState(stateDir: string, opts: EmbeddedStateOptions
       await sessions.close()
       await locker.close()
       await bus.close()
-      unclaim()
+      lock.release()
     },
   }
 }

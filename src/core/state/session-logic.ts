@@ -12,6 +12,8 @@ export interface Step<T> {
   readonly out: T
   /** A chunk to add to the session's chunk set (`start-end`), with the record. */
   readonly chunk?: string
+  /** Set by `completeStep`: the change as a delta (`next` is `applyComplete(cur, complete)`). */
+  readonly complete?: CompleteDelta
 }
 
 /** What a step may know besides the record: the store's clock and which lease holders are dead. */
@@ -154,13 +156,6 @@ export function renewStep(cur: SessionRecord | null, token: string, leaseMs: num
   return { next, out: true }
 }
 
-/** Adds `range` to what (c.self, c.boot) owes. */
-function owe(owed: readonly OwedRanges[], range: ByteRange, c: StepContext): OwedRanges[] {
-  const mine = owed.find((o) => o.holder === c.self && o.boot === c.boot)
-  const rest = owed.filter((o) => o !== mine)
-  return [...rest, { holder: c.self, boot: c.boot, ranges: addRange(mine?.ranges ?? [], range) }]
-}
-
 export function markDurableStep(cur: SessionRecord | null, incarnation: string, ranges: readonly ByteRange[], c: StepContext): Step<void> {
   if (cur === null || cur.incarnation !== incarnation || cur.state === 'committed') return { next: 'same', out: undefined }
   const mine = cur.owed.find((o) => o.holder === c.self)
@@ -170,6 +165,40 @@ export function markDurableStep(cur: SessionRecord | null, incarnation: string, 
   return { next: { ...cur, owed: left.length > 0 ? [...owed, { ...mine, ranges: left }] : owed }, out: undefined }
 }
 
+/**
+ * What completing a chunk changes, as data: the embedded journal writes this instead of the whole
+ * record (a few dozen bytes per chunk whatever the session's size) and replays it with
+ * `applyComplete`, the one implementation of the change.
+ */
+export interface CompleteDelta {
+  readonly token: string
+  readonly start: number
+  readonly end: number
+  readonly at: number
+  /** The writer that owes the bytes until they are flushed (null: durable already). */
+  readonly owedBy: { readonly holder: string; readonly boot: string } | null
+}
+
+export function applyComplete(cur: SessionRecord, d: CompleteDelta): SessionRecord {
+  const range = { start: d.start, end: d.end }
+  const empty = d.end < d.start
+  let owed = cur.owed
+  if (!empty && d.owedBy !== null) {
+    const { holder, boot } = d.owedBy
+    const mine = owed.find((o) => o.holder === holder && o.boot === boot)
+    owed = [...owed.filter((o) => o !== mine), { holder, boot, ranges: addRange(mine?.ranges ?? [], range) }]
+  }
+  return {
+    ...cur,
+    // A zero-length session has nothing to mark; its "chunk" is only the declaration.
+    received: empty ? cur.received : addRange(cur.received, range),
+    chunks: empty ? cur.chunks : cur.chunks + 1,
+    reservations: cur.reservations.filter((x) => x.token !== d.token),
+    updatedAtMs: d.at,
+    owed,
+  }
+}
+
 export function completeStep(cur: SessionRecord | null, token: string, durable: boolean, c: StepContext): Step<SessionRecord | null> {
   if (cur === null || cur.state !== 'open') return { next: 'same', out: null }
   const mine = cur.reservations.find((x) => x.token === token)
@@ -177,18 +206,9 @@ export function completeStep(cur: SessionRecord | null, token: string, durable: 
   // Someone else's live reservation overlaps ours: ours was broken (expired or judged dead) and
   // taken; our bytes may have been overwritten, so they do not count.
   if (overlapsAny(liveRes(cur, c).filter((x) => x.token !== token), mine)) return { next: 'same', out: null }
-  const others = cur.reservations.filter((x) => x.token !== token)
-  // A zero-length session has nothing to mark; its "chunk" is only the declaration.
-  const empty = mine.end < mine.start
-  const next: SessionRecord = {
-    ...cur,
-    received: empty ? cur.received : addRange(cur.received, { start: mine.start, end: mine.end }),
-    chunks: empty ? cur.chunks : cur.chunks + 1,
-    reservations: others,
-    updatedAtMs: c.now,
-    owed: empty || durable ? cur.owed : owe(cur.owed, mine, c),
-  }
-  return empty ? { next, out: next } : { next, out: next, chunk: chunkId(mine) }
+  const delta: CompleteDelta = { token, start: mine.start, end: mine.end, at: c.now, owedBy: durable ? null : { holder: c.self, boot: c.boot } }
+  const next = applyComplete(cur, delta)
+  return mine.end < mine.start ? { next, out: next, complete: delta } : { next, out: next, chunk: chunkId(mine), complete: delta }
 }
 
 export function releaseStep(cur: SessionRecord | null, token: string): Step<void> {

@@ -638,16 +638,17 @@ export class UploadService {
     for (;;) {
       const keys = await this.#o.sessions.listExpired(nowMs, ttl, 100)
       let removedAny = false
-      for (const key of keys) {
+      // A batch at once: the embedded journal syncs each removal, and concurrent ones share a sync.
+      await Promise.all(keys.map(async (key) => {
         const gone = await this.#o.sessions.removeIfExpired(key, nowMs, ttl)
-        if (gone === null) continue
+        if (gone === null) return
         removedAny = true
         sessions++
         this.#dropHasher(key, gone.incarnation)
         await this.#o.hooks?.afterRecordRemoved?.(key)
         this.#forgetFile(this.tempPathOf(gone))
         await removeQuietly(this.tempPathOf(gone))
-      }
+      }))
       if (keys.length < 100 || !removedAny) break
     }
     let orphans = 0
