@@ -33,6 +33,7 @@ import { UploadError } from '../../core/errors.js'
 import { checkRelativePath } from '../../core/paths.js'
 import type { Lock } from '../../core/state/types.js'
 import { checkDeclaredSize, readJson } from '../body.js'
+import { createBearerCheck } from '../auth/bearer.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty, sendJson } from '../respond.js'
 import { sendShamanError, sendShamanErrorBody } from './errors.js'
@@ -111,6 +112,8 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
   const started = cas.start()
   started.catch((err: unknown) => log.error({ err }, 'shaman could not subscribe to the bus'))
   const maxUploadBytes = config.limits.maxUploadBytes
+  // Flamenco leaves Shaman open (notes 1.1); FERRY_CONFIG `shaman.auth` puts a bearer token in front.
+  const authenticate = config.shaman.auth ? createBearerCheck(config.shaman.auth) : null
 
   const hashModeFor = (size: number): HashMode => options.hashMode ?? (size <= INLINE_HASH_MAX_BYTES ? 'inline' : 'pool')
 
@@ -333,6 +336,8 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
     prefix: SHAMAN_PREFIX,
     sendError: sendShamanError,
     async handle(ctx) {
+      // Before routing: an anonymous client learns nothing, not even which routes exist.
+      if (authenticate !== null) await authenticate(ctx.req.headers.authorization)
       const rest = ctx.rawPath.slice(SHAMAN_PREFIX.length)
       const method = ctx.req.method
       if (rest === '/checkout/requirements' || rest === '/checkout/create') {
