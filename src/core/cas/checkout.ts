@@ -189,11 +189,39 @@ async function checkAncestors(o: CheckoutOptions, segs: readonly string[]): Prom
  * - `a` already a checkout: its mark refuses `a/b` before anything is written.
  */
 export async function createCheckout(o: CheckoutOptions, checkoutPath: string, files: readonly CheckoutFile[]): Promise<string> {
+  const links = planLinks(files, o.pathRules)
+  const keys = uniqueKeys(links)
+  const index = new Map(keys.map((k, i) => [`${k.sha256}:${k.size}`, i]))
+  const dirs = new Set<string>()
+  for (const l of links) for (let i = 1; i < l.segs.length; i++) dirs.add(l.segs.slice(0, i).join('/'))
+  return createPlannedCheckout(o, checkoutPath, {
+    linkCount: links.length,
+    linkPath: (i) => links[i]!.segs.join('/'),
+    linkKey: (i) => index.get(`${links[i]!.key.sha256}:${links[i]!.key.size}`)!,
+    keys,
+    dirs: [...dirs].sort(),
+  })
+}
+
+/**
+ * A checked checkout, ready to build (from planLinks, or from a file list parsed on a worker):
+ * link `i` is `linkPath(i)` → `keys[linkKey(i)]`; `dirs` are the folders the links need, parents
+ * first. Read by index so a large plan is never turned into 80,000 objects at once.
+ */
+export interface CheckoutPlan {
+  readonly linkCount: number
+  linkPath(i: number): string
+  linkKey(i: number): number
+  readonly keys: readonly CasKey[]
+  readonly dirs: readonly string[]
+}
+
+/** createCheckout for a plan made beforehand (file paths already checked). */
+export async function createPlannedCheckout(o: CheckoutOptions, checkoutPath: string, plan: CheckoutPlan): Promise<string> {
   const segs = checkCheckoutPath(checkoutPath, o.pathRules)
   const rel = segs.join('/')
   const final = resolveUnder(o.root, segs)
-  const links = planLinks(files, o.pathRules)
-  const keys = uniqueKeys(links)
+  const { keys } = plan
   const absent = await missingOf(keys, (k) => o.cas.isStored(k))
   if (absent.length > 0) throw missingError(absent)
 
@@ -217,15 +245,13 @@ export async function createCheckout(o: CheckoutOptions, checkoutPath: string, f
       throw inTheWay(err) ?? err
     }
     await writeFile(join(tmp, CHECKOUT_MARK), '', { flag: 'wx' })
-    const dirs = new Set<string>()
-    for (const l of links) for (let i = 1; i < l.segs.length; i++) dirs.add(l.segs.slice(0, i).join('/'))
-    // Sorted, a folder comes before its sub-folders.
-    for (const d of [...dirs].sort()) await mkdir(join(tmp, d))
+    for (const d of plan.dirs) await mkdir(join(tmp, d))
     const tmpDir = tmp
-    await eachLimit(links, 32, async (l) => {
+    await eachLimit(Array.from({ length: plan.linkCount }, (_, i) => i), 32, async (i) => {
+      const path = plan.linkPath(i)
       // Relative to where the link will live after the rename (same depth as in tmp).
-      const target = relative(dirname(join(final, ...l.segs)), o.cas.blobPath(l.key))
-      await symlink(target, join(tmpDir, ...l.segs))
+      const target = relative(dirname(join(final, path)), o.cas.blobPath(keys[plan.linkKey(i)]!))
+      await symlink(target, join(tmpDir, path))
     })
     if (o.signal?.aborted) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away')
     // The links are now visible to GC (gc.ts walks the temp directory too). Wait out a running
@@ -244,7 +270,7 @@ export async function createCheckout(o: CheckoutOptions, checkoutPath: string, f
     }
     tmp = null
     await fsyncDir(parent)
-    o.log.info({ checkoutPath: rel, files: links.length, objects: keys.length }, 'checkout created')
+    o.log.info({ checkoutPath: rel, files: plan.linkCount, objects: keys.length }, 'checkout created')
     return rel
   } finally {
     if (tmp !== null) await rm(tmp, { recursive: true, force: true }).catch(() => {})
