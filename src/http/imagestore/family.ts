@@ -199,7 +199,10 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
 
   async function getContent(ctx: RequestContext, content: string | null) {
     const full = content === null ? layout.store : storePath(content).full
-    const listed = await listContent(layout, full)
+    // The runtime reads `ContinuationToken` from the query (UriArgumentParser) and unescapes it.
+    const token = ctx.url.searchParams.get('ContinuationToken')
+    if (token !== null && token.length > 4096) throw new UploadError('ERR_INVALID_ARGUMENT', 'ContinuationToken is too long')
+    const listed = await listContent(layout, full, { pageSize: opts.listPageSize ?? 1000, continuationToken: token === '' ? null : token })
     // Runtime: empty listings are a bare 204 (path exists) or 404 (it does not), with no body.
     if (listed === null) return sendEmpty(ctx.res, content === null ? 204 : 404)
     if (listed.StoreFiles.length === 0 && listed.StoreFolders.length === 0) return sendEmpty(ctx.res, 204)
