@@ -43,7 +43,6 @@ describe('/healthz during large Shaman requests', () => {
       return Buffer.from(JSON.stringify({ files }))
     })
     expect(bodies[0]!.length).toBeLessThanOrEqual(8 * 1024 * 1024)
-    const probeAgent = new Agent({ keepAlive: true })
     const waits: number[] = []
     let running = true
     const probe = (async () => {
@@ -59,7 +58,6 @@ describe('/healthz during large Shaman requests', () => {
     const answers = await Promise.all(bodies.map((b) => post(agent, '/api/v3/shaman/checkout/requirements', b)))
     running = false
     await probe
-    probeAgent.destroy()
     for (const a of answers) {
       expect(a.status).toBe(200)
       const files = (JSON.parse(a.body.toString('utf8')) as { files: { status: string }[] }).files
