@@ -41,6 +41,21 @@ export interface App {
   close(): Promise<void>
 }
 
+/** Mounted families that take requests without credentials (ImageStore and Shaman without auth). */
+export function openFamilies(config: Config): string[] {
+  return [
+    ...(config.imagestore.enabled && config.imagestore.auth === null ? ['imagestore'] : []),
+    ...(config.shaman.enabled && config.shaman.auth === null ? ['shaman'] : []),
+  ]
+}
+
+/** 127.0.0.0/8, ::1, localhost: only this machine can connect. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase()
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\./.test(h)
+}
+
+
 /** What tests may add to an app (never set by configuration). */
 export interface AppOptions {
   /** Pauses injected into the data path, to reproduce races deterministically. */
@@ -87,11 +102,16 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     config, layout, state, pool, uploads, log,
     addSweepTask: (t) => void sweepTasks.push(t),
   }
+  // A family is mounted when it is enabled (FERRY_FAMILIES, FERRY_CONFIG `<family>.enabled`, or
+  // for lakeFS and bulk ingest, their FERRY_CONFIG section).
+  const { imagestore } = config
   const families: Family[] = [
-    createImageStoreFamily({ uploads, maxUploadBytes: config.limits.maxUploadBytes, maxJsonBytes: config.limits.maxJsonBytes }),
+    ...(imagestore.enabled
+      ? [createImageStoreFamily({ uploads, maxUploadBytes: config.limits.maxUploadBytes, maxJsonBytes: config.limits.maxJsonBytes, auth: imagestore.auth, listPageSize: imagestore.listPageSize })]
+      : []),
     ...(config.ingest ? [createIngestFamily(engine, config.ingest)] : []),
     ...(config.lakefs ? [createStagingFamily(engine, config.lakefs)] : []),
-    createShamanFamily(engine),
+    ...(config.shaman.enabled ? [createShamanFamily(engine)] : []),
   ]
   let ready = false
   const server = createHttpServer({
@@ -129,7 +149,11 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       sweeper.start(config.sessions.sweepIntervalSec * 1000)
       void sweeper.runOnce() // temp files orphaned by a crash go at start
       const addr = server.address() as AddressInfo
-      log.info({ host: addr.address, port: addr.port, dataDir: layout.root, state: state.kind, workers, stateDir: state.kind === 'embedded' ? join(layout.root, 'state') : undefined }, `ferry listening on http://${addr.address}:${addr.port}`)
+      log.info({ host: addr.address, port: addr.port, dataDir: layout.root, state: state.kind, workers, families: families.map((f) => f.name), stateDir: state.kind === 'embedded' ? join(layout.root, 'state') : undefined }, `ferry listening on http://${addr.address}:${addr.port}`)
+      const open = openFamilies(config)
+      if (open.length > 0 && !isLoopback(config.http.host)) {
+        log.warn({ host: config.http.host, families: open }, `anyone who reaches ${config.http.host} can write and delete through ${open.join(' and ')}: set FERRY_CONFIG <family>.auth, or turn them off (FERRY_FAMILIES)`)
+      }
       return addr
     },
     close() {

@@ -21,8 +21,14 @@ export interface LakeFsConfig {
   readonly signingSecret: string
   /** HS256 key for `jwt_token` bearer auth. */
   readonly jwtSecret: string
-  readonly credentials: readonly { readonly accessKeyId: string; readonly secretAccessKey: string }[]
+  /** `repositories`: the repository names this key may reach; absent (null) = every repository. */
+  readonly credentials: readonly { readonly accessKeyId: string; readonly secretAccessKey: string; readonly repositories: readonly string[] | null }[]
   readonly repositories: readonly LakeFsRepository[]
+  /**
+   * Per JWT subject (`sub`), the repositories it may reach. Null: every valid JWT reaches every
+   * repository. When set, a subject not listed reaches none (401 "insufficient permissions").
+   */
+  readonly jwtSubjects: Readonly<Record<string, readonly string[]>> | null
   /** Accept link requests for addresses Ferry did not sign (outside the namespace). Default false. */
   readonly allowExternalAddresses: boolean
   /** Lifetime of a presigned upload URL, seconds. Default 900. */
@@ -31,10 +37,37 @@ export interface LakeFsConfig {
 
 export interface IngestConfig {
   /** Bearer JWT checks: HS256 with `secret`; `iss` must equal `issuer`, `aud` must contain `audience`. */
-  readonly jwt: { readonly secret: string; readonly issuer: string; readonly audience: string }
+  readonly jwt: {
+    readonly secret: string
+    readonly issuer: string
+    readonly audience: string
+    /** A token without `exp` is refused (401). Default true; false accepts such tokens forever, as dsp-ingest does. */
+    readonly requireExp: boolean
+  }
   /** Files of one bulk ingest processed at once (dsp-ingest's INGEST_BULK_MAX_PARALLEL). Default 8. */
   readonly maxParallel: number
 }
+
+/**
+ * Bearer-token auth of a family that its real API leaves open (ImageStore, Shaman). A request must
+ * carry `Authorization: Bearer <t>` where `t` is one of `tokens` (compared in constant time) or an
+ * HS256 JWT signed with `jwt.secret`. Null: the family is open to anyone who reaches the port.
+ */
+export interface BearerAuthConfig {
+  readonly tokens: readonly string[]
+  readonly jwt: {
+    readonly secret: string
+    /** `iss` must equal this when set. */
+    readonly issuer: string | null
+    /** `aud` must contain this when set. */
+    readonly audience: string | null
+    /** Tokens without `exp` are refused unless false. Default true. */
+    readonly requireExp: boolean
+  } | null
+}
+
+export type FamilyName = 'imagestore' | 'shaman' | 'lakefs' | 'ingest'
+export const FAMILY_NAMES: readonly FamilyName[] = ['imagestore', 'shaman', 'lakefs', 'ingest']
 
 /** Everything Ferry reads at start, validated and frozen. `loadConfig` is its only maker. */
 export interface Config {
@@ -111,13 +144,27 @@ export interface Config {
     /** Lifetime of a lock or in-flight claim unless renewed, ms. Renewed every third of it. */
     readonly ttlMs: number
   }
+  readonly imagestore: {
+    /** Mounted under /ImageStore. FERRY_CONFIG `imagestore.enabled`, or left out of FERRY_FAMILIES. Default true. */
+    readonly enabled: boolean
+    /** FERRY_CONFIG `imagestore.auth`; null (default): no authentication. */
+    readonly auth: BearerAuthConfig | null
+    /** Most entries (files + folders) one listing answers; the rest is paged with ContinuationToken. */
+    readonly listPageSize: number
+  }
   readonly shaman: {
+    /** Mounted under /api/v3/shaman. FERRY_CONFIG `shaman.enabled`, or left out of FERRY_FAMILIES. Default true. */
+    readonly enabled: boolean
+    /** FERRY_CONFIG `shaman.auth`; null (default): no authentication. */
+    readonly auth: BearerAuthConfig | null
     /** Blobs untouched for this long and used by no checkout are collected, s. */
     readonly gcMaxAgeSec: number
     /** Garbage collection period, s; 0 disables it. */
     readonly gcIntervalSec: number
   }
+  /** Null: the lakeFS family is off (no FERRY_CONFIG `lakefs`, or left out of FERRY_FAMILIES). */
   readonly lakefs: LakeFsConfig | null
+  /** Null: the bulk-ingest family is off (no FERRY_CONFIG `ingest`, or left out of FERRY_FAMILIES). */
   readonly ingest: IngestConfig | null
   readonly logLevel: LogLevel
 }
@@ -145,7 +192,8 @@ export const DEFAULTS: Config = deepFreeze({
   cluster: { livenessMs: 3000, redisTimeoutMs: 2000 },
   limits: { maxUploadBytes: 64 * GIB, maxJsonBytes: 8 * 1024 * 1024 },
   locks: { ttlMs: 30_000 },
-  shaman: { gcMaxAgeSec: 31 * 24 * 3600, gcIntervalSec: 24 * 3600 },
+  imagestore: { enabled: true, auth: null, listPageSize: 1000 },
+  shaman: { enabled: true, auth: null, gcMaxAgeSec: 31 * 24 * 3600, gcIntervalSec: 24 * 3600 },
   lakefs: null,
   ingest: null,
   logLevel: 'info',
@@ -211,7 +259,7 @@ function onlyKeys(key: string, obj: unknown, allowed: readonly string[]): Record
 
 function parseLakeFs(raw: unknown): LakeFsConfig {
   const o = onlyKeys('FERRY_CONFIG.lakefs', raw, [
-    'signingSecret', 'jwtSecret', 'credentials', 'repositories', 'allowExternalAddresses', 'presignTtlSec',
+    'signingSecret', 'jwtSecret', 'credentials', 'repositories', 'allowExternalAddresses', 'presignTtlSec', 'jwtSubjects',
   ])
   const creds = o['credentials'] ?? []
   if (!Array.isArray(creds)) throw new ConfigError('FERRY_CONFIG.lakefs.credentials must be an array')
@@ -228,10 +276,11 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
     jwtSecret: nonEmpty('FERRY_CONFIG.lakefs.jwtSecret', o['jwtSecret']),
     credentials: creds.map((c, i) => {
       const k = `FERRY_CONFIG.lakefs.credentials[${i}]`
-      const co = onlyKeys(k, c, ['accessKeyId', 'secretAccessKey'])
+      const co = onlyKeys(k, c, ['accessKeyId', 'secretAccessKey', 'repositories'])
       return {
         accessKeyId: nonEmpty(`${k}.accessKeyId`, co['accessKeyId']),
         secretAccessKey: nonEmpty(`${k}.secretAccessKey`, co['secretAccessKey']),
+        repositories: co['repositories'] === undefined ? null : stringList(`${k}.repositories`, co['repositories']),
       }
     }),
     repositories: repos.map((r, i) => {
@@ -256,18 +305,92 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
     }),
     allowExternalAddresses: allowExt,
     presignTtlSec: presign,
+    jwtSubjects: null,
   }
   const names = new Set<string>()
   for (const r of out.repositories) {
     if (names.has(r.name)) throw new ConfigError(`FERRY_CONFIG.lakefs.repositories: "${r.name}" is listed twice`)
     names.add(r.name)
   }
+  // An allow-list naming a repository that is not configured is a typo that would lock a user out.
+  const known = (key: string, list: readonly string[]) => {
+    for (const n of list) if (!names.has(n)) throw new ConfigError(`${key}: "${n}" is not a configured repository`)
+  }
+  out.credentials.forEach((c, i) => c.repositories && known(`FERRY_CONFIG.lakefs.credentials[${i}].repositories`, c.repositories))
+  const subjects = o['jwtSubjects']
+  if (subjects === undefined) return out
+  if (typeof subjects !== 'object' || subjects === null || Array.isArray(subjects)) {
+    throw new ConfigError('FERRY_CONFIG.lakefs.jwtSubjects must be an object of subject → repository names')
+  }
+  const so = subjects as Record<string, unknown>
+  const map: Record<string, readonly string[]> = Object.create(null) as Record<string, readonly string[]>
+  for (const [sub, list] of Object.entries(so)) {
+    const key = `FERRY_CONFIG.lakefs.jwtSubjects.${sub}`
+    map[sub] = stringList(key, list)
+    known(key, map[sub])
+  }
+  return { ...out, jwtSubjects: map }
+}
+
+function stringList(key: string, raw: unknown): string[] {
+  if (!Array.isArray(raw)) throw new ConfigError(`${key} must be an array of strings`)
+  return raw.map((v, i) => nonEmpty(`${key}[${i}]`, v))
+}
+
+function optionalBool(key: string, raw: unknown, def: boolean): boolean {
+  if (raw === undefined) return def
+  if (typeof raw !== 'boolean') throw new ConfigError(`${key} must be true or false`)
+  return raw
+}
+
+function parseBearerAuth(key: string, raw: unknown): BearerAuthConfig {
+  const o = onlyKeys(key, raw, ['tokens', 'jwt'])
+  const tokens = o['tokens'] === undefined ? [] : stringList(`${key}.tokens`, o['tokens'])
+  // A short static token can be guessed; 16 characters is the least we take.
+  tokens.forEach((t, i) => {
+    if (t.length < 16) throw new ConfigError(`${key}.tokens[${i}] must be at least 16 characters`)
+  })
+  let jwt: BearerAuthConfig['jwt'] = null
+  if (o['jwt'] !== undefined) {
+    const j = onlyKeys(`${key}.jwt`, o['jwt'], ['secret', 'issuer', 'audience', 'requireExp'])
+    jwt = {
+      secret: nonEmpty(`${key}.jwt.secret`, j['secret']),
+      issuer: j['issuer'] === undefined ? null : nonEmpty(`${key}.jwt.issuer`, j['issuer']),
+      audience: j['audience'] === undefined ? null : nonEmpty(`${key}.jwt.audience`, j['audience']),
+      requireExp: optionalBool(`${key}.jwt.requireExp`, j['requireExp'], true),
+    }
+  }
+  if (tokens.length === 0 && jwt === null) throw new ConfigError(`${key} needs tokens or jwt (leave auth out for an open family)`)
+  return { tokens, jwt }
+}
+
+interface FamilySection {
+  readonly enabled: boolean
+  readonly auth: BearerAuthConfig | null
+}
+
+function parseFamilySection(name: 'imagestore' | 'shaman', raw: unknown): FamilySection {
+  const key = `FERRY_CONFIG.${name}`
+  const o = onlyKeys(key, raw, ['enabled', 'auth'])
+  return { enabled: optionalBool(`${key}.enabled`, o['enabled'], true), auth: o['auth'] === undefined ? null : parseBearerAuth(`${key}.auth`, o['auth']) }
+}
+
+/** FERRY_FAMILIES: comma-separated family names to mount; unset or empty: every configured family. */
+function parseFamilies(raw: string | undefined): ReadonlySet<FamilyName> | null {
+  if (raw === undefined || raw.trim() === '') return null
+  const out = new Set<FamilyName>()
+  for (const part of raw.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p !== '')) {
+    if (!(FAMILY_NAMES as readonly string[]).includes(part)) {
+      throw new ConfigError(`FERRY_FAMILIES: unknown family "${part}"; known: ${FAMILY_NAMES.join(', ')}`)
+    }
+    out.add(part as FamilyName)
+  }
   return out
 }
 
 function parseIngest(raw: unknown): IngestConfig {
   const o = onlyKeys('FERRY_CONFIG.ingest', raw, ['jwt', 'maxParallel'])
-  const j = onlyKeys('FERRY_CONFIG.ingest.jwt', o['jwt'], ['secret', 'issuer', 'audience'])
+  const j = onlyKeys('FERRY_CONFIG.ingest.jwt', o['jwt'], ['secret', 'issuer', 'audience', 'requireExp'])
   const maxParallel = o['maxParallel'] ?? 8
   if (typeof maxParallel !== 'number' || !Number.isSafeInteger(maxParallel) || maxParallel < 1 || maxParallel > 64) {
     throw new ConfigError('FERRY_CONFIG.ingest.maxParallel must be a whole number from 1 to 64')
@@ -277,12 +400,20 @@ function parseIngest(raw: unknown): IngestConfig {
       secret: nonEmpty('FERRY_CONFIG.ingest.jwt.secret', j['secret']),
       issuer: nonEmpty('FERRY_CONFIG.ingest.jwt.issuer', j['issuer']),
       audience: nonEmpty('FERRY_CONFIG.ingest.jwt.audience', j['audience']),
+      requireExp: optionalBool('FERRY_CONFIG.ingest.jwt.requireExp', j['requireExp'], true),
     },
     maxParallel,
   }
 }
 
-function readConfigFile(path: string): { lakefs: LakeFsConfig | null; ingest: IngestConfig | null } {
+interface ConfigFile {
+  lakefs: LakeFsConfig | null
+  ingest: IngestConfig | null
+  imagestore: FamilySection | null
+  shaman: FamilySection | null
+}
+
+function readConfigFile(path: string): ConfigFile {
   let text: string
   try {
     text = readFileSync(path, 'utf8')
@@ -295,10 +426,12 @@ function readConfigFile(path: string): { lakefs: LakeFsConfig | null; ingest: In
   } catch (err) {
     throw new ConfigError(`FERRY_CONFIG: ${path} is not valid JSON: ${(err as Error).message}`)
   }
-  const o = onlyKeys('FERRY_CONFIG', doc, ['lakefs', 'ingest'])
+  const o = onlyKeys('FERRY_CONFIG', doc, ['lakefs', 'ingest', 'imagestore', 'shaman'])
   return {
     lakefs: o['lakefs'] === undefined ? null : parseLakeFs(o['lakefs']),
     ingest: o['ingest'] === undefined ? null : parseIngest(o['ingest']),
+    imagestore: o['imagestore'] === undefined ? null : parseFamilySection('imagestore', o['imagestore']),
+    shaman: o['shaman'] === undefined ? null : parseFamilySection('shaman', o['shaman']),
   }
 }
 
@@ -329,7 +462,15 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   if (!/^[A-Za-z0-9:_.{}-]{1,64}$/.test(prefix)) {
     throw new ConfigError('FERRY_REDIS_PREFIX must be 1-64 characters of letters, digits and :_.{}-')
   }
-  const file = env['FERRY_CONFIG'] ? readConfigFile(env['FERRY_CONFIG']) : { lakefs: null, ingest: null }
+  const file: ConfigFile = env['FERRY_CONFIG'] ? readConfigFile(env['FERRY_CONFIG']) : { lakefs: null, ingest: null, imagestore: null, shaman: null }
+  const only = parseFamilies(env['FERRY_FAMILIES'])
+  const on = (name: FamilyName, configured: boolean, enabled = true): boolean => {
+    if (only === null) return configured && enabled
+    if (!only.has(name)) return false
+    if (!configured) throw new ConfigError(`FERRY_FAMILIES names ${name}, but FERRY_CONFIG has no ${name} section`)
+    if (!enabled) throw new ConfigError(`FERRY_FAMILIES names ${name}, but FERRY_CONFIG.${name}.enabled is false`)
+    return true
+  }
   const config: Config = {
     http: {
       host,
@@ -369,12 +510,19 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       maxJsonBytes: intFrom('FERRY_MAX_JSON_BYTES', env['FERRY_MAX_JSON_BYTES'], DEFAULTS.limits.maxJsonBytes, 1024),
     },
     locks: { ttlMs: intFrom('FERRY_LOCK_TTL_MS', env['FERRY_LOCK_TTL_MS'], DEFAULTS.locks.ttlMs, 300) },
+    imagestore: {
+      enabled: on('imagestore', true, file.imagestore?.enabled ?? true),
+      auth: file.imagestore?.auth ?? null,
+      listPageSize: intFrom('FERRY_IMAGESTORE_LIST_PAGE_SIZE', env['FERRY_IMAGESTORE_LIST_PAGE_SIZE'], DEFAULTS.imagestore.listPageSize, 1, 100_000),
+    },
     shaman: {
+      enabled: on('shaman', true, file.shaman?.enabled ?? true),
+      auth: file.shaman?.auth ?? null,
       gcMaxAgeSec: intFrom('FERRY_SHAMAN_GC_MAX_AGE_SEC', env['FERRY_SHAMAN_GC_MAX_AGE_SEC'], DEFAULTS.shaman.gcMaxAgeSec, 1),
       gcIntervalSec: intFrom('FERRY_SHAMAN_GC_INTERVAL_SEC', env['FERRY_SHAMAN_GC_INTERVAL_SEC'], DEFAULTS.shaman.gcIntervalSec, 0),
     },
-    lakefs: file.lakefs,
-    ingest: file.ingest,
+    lakefs: on('lakefs', file.lakefs !== null) ? file.lakefs : null,
+    ingest: on('ingest', file.ingest !== null) ? file.ingest : null,
     logLevel: oneOf('FERRY_LOG_LEVEL', env['FERRY_LOG_LEVEL'], DEFAULTS.logLevel, [
       'fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent',
     ]),

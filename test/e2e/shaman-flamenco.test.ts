@@ -181,7 +181,7 @@ describe('the Flamenco add-on flow on two instances', () => {
       for (let j = 0; j < 50; j++) files.push({ sha: sha256(buf), size: buf.length, path: `d${j % 25}/sub${i % 4}/f-${i}-${j}.bin` })
     }
     const target = join(dir, 'checkouts', 'atomic', 'job')
-    const total = files.length + 25 + 25 * 4 // links + d*/ + d*/sub*/
+    const total = files.length + 25 + 25 * 4 + 1 // links + d*/ + d*/sub*/ + the checkout's mark file
     // The reader polls as fast as it can and reports every entry count it saw while the path existed.
     const reader = spawn(process.execPath, ['-e', `
       const fs = require('fs')

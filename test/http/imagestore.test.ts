@@ -316,7 +316,7 @@ describe('ImageStore whole files, listing, copy, delete', () => {
     expect(existsSync(storeFile('big/x.bin'))).toBe(false)
   })
 
-  test('listing: files, folders with recursive FileCount, a file path, empty → 204, missing → 404', async () => {
+  test('listing: files, folders with their direct FileCount, a file path, empty → 204, missing → 404', async () => {
     for (const p of ['lst/B.txt', 'lst/a.txt', 'lst/sub/x', 'lst/sub/deep/y', 'lst/sub/_.dir']) {
       expect((await request(`${base}/ImageStore/${p}?${API}`, { method: 'PUT', body: p })).status).toBe(200)
     }
@@ -326,7 +326,9 @@ describe('ImageStore whole files, listing, copy, delete', () => {
     expect(c.StoreFiles.map((f) => f.StoreRelativePath)).toEqual(['lst/a.txt', 'lst/B.txt'])
     expect(c.StoreFiles[0]!.FileSize).toBe(String('lst/a.txt'.length))
     expect(typeof c.StoreFiles[0]!.FileVersion['VersionNumber']).toBe('string')
-    expect(c.StoreFolders).toEqual([{ StoreRelativePath: 'lst/sub', FileCount: '3' }])
+    // Files directly in lst/sub (x and _.dir), not the whole tree below it (issue 17.12).
+    expect(c.StoreFolders).toEqual([{ StoreRelativePath: 'lst/sub', FileCount: '2' }])
+    expect(c).not.toHaveProperty('ContinuationToken')
     r = await request(`${base}/ImageStore/lst/a.txt?api-version=6.2`)
     expect(r.json<{ StoreFiles: unknown[] }>().StoreFiles).toHaveLength(1)
     r = await request(`${base}/ImageStore/nothing/here?api-version=6.2`)

@@ -287,6 +287,11 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
       const nbf = await jwt({ scope: 'admin', nbf: Math.floor(Date.now() / 1000) + 3600 })
       expect(reason(await tryWith(`Bearer ${nbf}`))).toMatch(/^The token will only be valid after /)
     })
+    test('a token without exp is refused by default: 401 (issue 9.11)', async () => {
+      const r = await tryWith(`Bearer ${await jwt({ scope: 'admin' }, { exp: null })}`)
+      expect(r.status).toBe(401)
+      expect(reason(r)).toBe('Invalid contents: the token has no expiry (exp).')
+    })
     test('wrong issuer, wrong audience, no subject: 401, all reasons together', async () => {
       expect(reason(await tryWith(`Bearer ${await jwt({ scope: 'admin' }, { iss: 'elsewhere' })}`))).toBe(`Invalid issuer: expected ${ISSUER}`)
       expect(reason(await tryWith(`Bearer ${await jwt({ scope: 'admin' }, { aud: 'other' })}`))).toBe(`Invalid audience: expected ${AUDIENCE}`)

@@ -12,6 +12,7 @@ import { RawConn } from '../helpers/raw-http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, startFerry, type TestServer } from '../helpers/server.js'
 import { GC_LOCK_KEY } from '../../src/core/cas/cas-store.js'
+import { CHECKOUT_MARK } from '../../src/core/cas/checkout.js'
 
 const API = '/api/v3/shaman'
 let srv: TestServer
@@ -419,7 +420,9 @@ describe('POST /checkout/create', () => {
     expect(readlinkSync(link)).toBe(`../../../../../../cas/${sha256(b).slice(0, 2)}/${sha256(b).slice(2)}/3001.blob`)
     expect(readFileSync(link)).toEqual(b)
     expect(readFileSync(join(root, 'scene.blend'))).toEqual(a)
-    expect(readdirSync(root).sort()).toEqual(['scene.blend', 'textures', 'много ликова.py'].sort())
+    // The files, and the empty mark that tells a checkout from the folders above it.
+    expect(readdirSync(root).sort()).toEqual(['scene.blend', 'textures', 'много ликова.py', CHECKOUT_MARK].sort())
+    expect(statSync(join(root, CHECKOUT_MARK)).size).toBe(0)
     expect(readdirSync(join(srv.dataDir, 'checkouts', 'Sprite-Fright/scene'))).toEqual(['job-1'])
     const again = await create({ checkoutPath: 'Sprite-Fright/scene/job-1', files })
     expect(again.status).toBe(409)
@@ -429,7 +432,7 @@ describe('POST /checkout/create', () => {
   test('an empty file list makes an empty directory', async () => {
     const r = await create({ checkoutPath: 'empty-job', files: [] })
     expect(r.status).toBe(200)
-    expect(readdirSync(join(srv.dataDir, 'checkouts', 'empty-job'))).toEqual([])
+    expect(readdirSync(join(srv.dataDir, 'checkouts', 'empty-job'))).toEqual([CHECKOUT_MARK])
   })
 
   test('a file that is not stored is 424 and nothing is created', async () => {
@@ -490,7 +493,53 @@ describe('POST /checkout/create', () => {
     const r = await create({ checkoutPath: 'host/file.bin/inner', files: [spec(b, 'x')] })
     expect(r.status).toBe(409)
     expect(readFileSync(join(srv.dataDir, 'checkouts', 'host', 'file.bin'))).toEqual(a)
-    expect(readdirSync(join(srv.dataDir, 'checkouts', 'host'))).toEqual(['file.bin'])
+    expect(readdirSync(join(srv.dataDir, 'checkouts', 'host')).sort()).toEqual([CHECKOUT_MARK, 'file.bin'].sort())
+  })
+
+  /** Every path below `dir` (relative), with symlink targets, to prove nothing changed. */
+  const snapshot = (dir: string): string[] => {
+    const out: string[] = []
+    const walk = (d: string, rel: string) => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        const r = rel === '' ? e.name : `${rel}/${e.name}`
+        if (e.isDirectory()) walk(join(d, e.name), r)
+        else out.push(e.isSymbolicLink() ? `${r} -> ${readlinkSync(join(d, e.name))}` : r)
+      }
+    }
+    walk(dir, '')
+    return out.sort()
+  }
+
+  test('a checkout inside another checkout (in a sub-folder or at its top) is 409 and writes nothing (issue 9.12)', async () => {
+    const files = [spec(a, 'dir/scene.blend'), spec(b, 'top.bin')]
+    expect((await create({ checkoutPath: 'co-base', files })).status).toBe(200)
+    const base = join(srv.dataDir, 'checkouts', 'co-base')
+    const before = snapshot(base)
+    for (const checkoutPath of ['co-base/dir/nested', 'co-base/dir', 'co-base/new-folder/deeper', 'co-base/x']) {
+      const r = await create({ checkoutPath, files: [spec(b, 'other.bin')] })
+      expect(r.status).toBe(409)
+      expect(errorOf(r)).toMatchObject({ code: 409, message: expect.stringContaining('"co-base" is a checkout') })
+    }
+    expect(snapshot(base)).toEqual(before)
+    expect(readFileSync(join(base, 'dir/scene.blend'))).toEqual(a)
+  })
+
+  test('a checkout that would contain an existing checkout is 409 and changes nothing', async () => {
+    expect((await create({ checkoutPath: 'outer/inner-job', files: [spec(a, 'x.bin')] })).status).toBe(200)
+    const outer = join(srv.dataDir, 'checkouts', 'outer')
+    const before = snapshot(outer)
+    const r = await create({ checkoutPath: 'outer', files: [spec(b, 'y.bin')] })
+    expect(r.status).toBe(409)
+    expect(errorOf(r).message).toMatch(/holds other checkouts/)
+    expect(snapshot(outer)).toEqual(before)
+    // A sibling under the same plain folder is fine.
+    expect((await create({ checkoutPath: 'outer/second-job', files: [spec(b, 'y.bin')] })).status).toBe(200)
+  })
+
+  test('a file path using the reserved mark name is 400', async () => {
+    const r = await create({ checkoutPath: 'reserved-files-job', files: [spec(a, CHECKOUT_MARK)] })
+    expect(r.status).toBe(400)
+    expect(existsSync(join(srv.dataDir, 'checkouts', 'reserved-files-job'))).toBe(false)
   })
 })
 

@@ -9,7 +9,7 @@
  * unchecked, so `../../x` escaped the checkout), and a failure removes only our temp directory
  * (Flamenco erased the requested path, i.e. someone else's older checkout).
  */
-import { chmod, lstat, mkdir, mkdtemp, rename, rm, symlink } from 'node:fs/promises'
+import { chmod, lstat, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import type { Logger } from 'pino'
 import { UploadError } from '../errors.js'
@@ -20,6 +20,15 @@ import type { CasKey, CasStore } from './cas-store.js'
 
 /** Temp directories of checkouts being built; no client path may use a name like this. */
 export const CHECKOUT_TEMP_PREFIX = '.ferry-co-'
+
+/**
+ * An empty file at the top of every checkout Ferry makes (written into the temp directory, so it
+ * appears with the checkout in one rename). It is how a later request tells a checkout from the
+ * plain folders above checkouts: a checkout path whose ancestor holds it lies inside another
+ * checkout and is refused. Its name uses the reserved prefix, so no checkout or file path can
+ * collide with it. Checkouts made before it existed carry none and are not recognised.
+ */
+export const CHECKOUT_MARK = `${CHECKOUT_TEMP_PREFIX}checkout`
 
 export interface CheckoutFile extends CasKey {
   /** POSIX path of the file inside the checkout. */
@@ -35,6 +44,8 @@ export interface CheckoutOptions {
   readonly log: Logger
   readonly pathRules?: PathRules
   readonly signal?: AbortSignal
+  /** Test hook: awaited with the tree built, just before the final checks and the rename. */
+  readonly beforePublish?: (checkoutPath: string) => Promise<void>
 }
 
 // Flamenco's isValidCheckoutPath: no leading "/", none of ? * : ; { } \ anywhere.
@@ -75,6 +86,7 @@ export function planLinks(files: readonly CheckoutFile[], rules?: PathRules): Pl
   const folders = new Set<string>()
   for (const f of files) {
     const segs = checkRelativePath(f.path, rules)
+    checkNotReserved(segs, 'a file path')
     const rel = segs.join('/')
     const seen = byPath.get(rel)
     if (seen !== undefined) {
@@ -130,25 +142,99 @@ function inTheWay(err: unknown): UploadError | null {
   return null
 }
 
+const lockKeyOf = (rel: string) => `checkout:${rel}`
+
+/**
+ * Refuses (ERR_ALREADY_EXISTS → 409) a checkout path that lies inside another checkout: an
+ * ancestor folder that carries CHECKOUT_MARK, an ancestor another request (on any instance) is
+ * creating right now (its lock is held), or a file or symlink where a folder is needed.
+ */
+async function checkAncestors(o: CheckoutOptions, segs: readonly string[]): Promise<void> {
+  let onDisk = true
+  for (let i = 1; i < segs.length; i++) {
+    const rel = segs.slice(0, i).join('/')
+    if (await o.locker.isHeld(lockKeyOf(rel))) {
+      throw new UploadError('ERR_ALREADY_EXISTS', `a checkout is being created at "${rel}", which contains this path`)
+    }
+    if (!onDisk) continue // below a missing folder nothing exists yet; only the locks matter
+    const dir = resolveUnder(o.root, segs.slice(0, i))
+    const st = await lstat(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null
+      throw err
+    })
+    if (st === null) {
+      onDisk = false
+      continue
+    }
+    if (!st.isDirectory()) throw new UploadError('ERR_ALREADY_EXISTS', `"${rel}" is a file, not a folder; a checkout cannot be made inside it`)
+    if (await lstat(join(dir, CHECKOUT_MARK)).then(() => true, () => false)) {
+      throw new UploadError('ERR_ALREADY_EXISTS', `"${rel}" is a checkout; a checkout cannot be made inside another`)
+    }
+  }
+}
+
 /**
  * Creates the checkout `checkoutPath` (already checked by checkCheckoutPath) with one symlink per
  * file. Throws ERR_DEPENDENCY_MISSING when an object is not stored, ERR_ALREADY_EXISTS when the
- * path exists or another instance is creating it. Answers the checkout's relative path.
+ * path exists (a checkout, or a folder that holds checkouts), lies inside another checkout, or
+ * another instance is creating it or a checkout around it. Answers the checkout's relative path.
+ *
+ * Nesting, across instances: each creation holds the lock of its own path while it builds, and
+ * checks its ancestors (marks and locks, above) before it starts and again after its temp
+ * directory exists, just before the rename. Whichever of two overlapping requests gets there
+ * first wins; the other gets 409:
+ * - `a` being created while `a/b` is: `a/b`'s second check sees `a`'s lock, or, if `a/b` got
+ *   further, its temp directory already sits in the plain folder `a`, so `a`'s rename onto the
+ *   non-empty `a` fails (ENOTEMPTY);
+ * - `a` already a checkout: its mark refuses `a/b` before anything is written.
  */
 export async function createCheckout(o: CheckoutOptions, checkoutPath: string, files: readonly CheckoutFile[]): Promise<string> {
+  const links = planLinks(files, o.pathRules)
+  const keys = uniqueKeys(links)
+  const index = new Map(keys.map((k, i) => [`${k.sha256}:${k.size}`, i]))
+  const dirs = new Set<string>()
+  for (const l of links) for (let i = 1; i < l.segs.length; i++) dirs.add(l.segs.slice(0, i).join('/'))
+  return createPlannedCheckout(o, checkoutPath, {
+    linkCount: links.length,
+    linkPath: (i) => links[i]!.segs.join('/'),
+    linkKey: (i) => index.get(`${links[i]!.key.sha256}:${links[i]!.key.size}`)!,
+    keys,
+    dirs: [...dirs].sort(),
+  })
+}
+
+/**
+ * A checked checkout, ready to build (from planLinks, or from a file list parsed on a worker):
+ * link `i` is `linkPath(i)` → `keys[linkKey(i)]`; `dirs` are the folders the links need, parents
+ * first. Read by index so a large plan is never turned into 80,000 objects at once.
+ */
+export interface CheckoutPlan {
+  readonly linkCount: number
+  linkPath(i: number): string
+  linkKey(i: number): number
+  readonly keys: readonly CasKey[]
+  readonly dirs: readonly string[]
+}
+
+/** createCheckout for a plan made beforehand (file paths already checked). */
+export async function createPlannedCheckout(o: CheckoutOptions, checkoutPath: string, plan: CheckoutPlan): Promise<string> {
   const segs = checkCheckoutPath(checkoutPath, o.pathRules)
   const rel = segs.join('/')
   const final = resolveUnder(o.root, segs)
-  const links = planLinks(files, o.pathRules)
-  const keys = uniqueKeys(links)
+  const { keys } = plan
   const absent = await missingOf(keys, (k) => o.cas.isStored(k))
   if (absent.length > 0) throw missingError(absent)
 
-  const lock = await o.locker.tryAcquire(`checkout:${rel}`, o.lockTtlMs)
+  const lock = await o.locker.tryAcquire(lockKeyOf(rel), o.lockTtlMs)
   if (lock === null) throw new UploadError('ERR_ALREADY_EXISTS', 'this checkout is being created by another request')
   let tmp: string | null = null
   try {
-    if (await lstat(final).then(() => true, () => false)) throw new UploadError('ERR_ALREADY_EXISTS', 'checkout already exists')
+    await checkAncestors(o, segs)
+    const there = await lstat(final).catch(() => null)
+    if (there !== null) {
+      const isCheckout = there.isDirectory() && (await lstat(join(final, CHECKOUT_MARK)).then(() => true, () => false))
+      throw new UploadError('ERR_ALREADY_EXISTS', isCheckout || !there.isDirectory() ? 'checkout already exists' : 'this path holds other checkouts; a checkout cannot contain another')
+    }
     const parent = dirname(final)
     try {
       await mkdir(parent, { recursive: true })
@@ -158,15 +244,14 @@ export async function createCheckout(o: CheckoutOptions, checkoutPath: string, f
     } catch (err) {
       throw inTheWay(err) ?? err
     }
-    const dirs = new Set<string>()
-    for (const l of links) for (let i = 1; i < l.segs.length; i++) dirs.add(l.segs.slice(0, i).join('/'))
-    // Sorted, a folder comes before its sub-folders.
-    for (const d of [...dirs].sort()) await mkdir(join(tmp, d))
+    await writeFile(join(tmp, CHECKOUT_MARK), '', { flag: 'wx' })
+    for (const d of plan.dirs) await mkdir(join(tmp, d))
     const tmpDir = tmp
-    await eachLimit(links, 32, async (l) => {
+    await eachLimit(Array.from({ length: plan.linkCount }, (_, i) => i), 32, async (i) => {
+      const path = plan.linkPath(i)
       // Relative to where the link will live after the rename (same depth as in tmp).
-      const target = relative(dirname(join(final, ...l.segs)), o.cas.blobPath(l.key))
-      await symlink(target, join(tmpDir, ...l.segs))
+      const target = relative(dirname(join(final, path)), o.cas.blobPath(keys[plan.linkKey(i)]!))
+      await symlink(target, join(tmpDir, path))
     })
     if (o.signal?.aborted) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away')
     // The links are now visible to GC (gc.ts walks the temp directory too). Wait out a running
@@ -174,6 +259,9 @@ export async function createCheckout(o: CheckoutOptions, checkoutPath: string, f
     await o.cas.settle(o.signal)
     const gone = await missingOf(keys, (k) => o.cas.touch(k))
     if (gone.length > 0) throw missingError(gone)
+    await o.beforePublish?.(rel)
+    // Again, now that our temp directory holds the parent folder in place (see above).
+    await checkAncestors(o, segs)
     if (lock.signal.aborted) throw new UploadError('ERR_LOCKED', 'lost the checkout lock while building it')
     try {
       await rename(tmp, final)
@@ -182,7 +270,7 @@ export async function createCheckout(o: CheckoutOptions, checkoutPath: string, f
     }
     tmp = null
     await fsyncDir(parent)
-    o.log.info({ checkoutPath: rel, files: links.length, objects: keys.length }, 'checkout created')
+    o.log.info({ checkoutPath: rel, files: plan.linkCount, objects: keys.length }, 'checkout created')
     return rel
   } finally {
     if (tmp !== null) await rm(tmp, { recursive: true, force: true }).catch(() => {})

@@ -56,6 +56,11 @@ export interface BulkIngestOptions {
   readonly publishWaitMs: number
   /** Files of one ingest processed at once. */
   readonly maxParallel: number
+  /**
+   * Test hook: awaited by start and finalize after their first look at the import folder and
+   * before they take the project lock, so a test can run the other operation in that gap.
+   */
+  readonly beforeJobLock?: (sc: string, op: 'start' | 'finalize') => Promise<void>
 }
 
 interface JournalEntry {
@@ -217,8 +222,7 @@ export class BulkIngestService {
    * `onDone` hears how the run ended (tests, logs).
    */
   async start(sc: string, onDone?: (s: IngestSummary) => void): Promise<void> {
-    await this.#requireImportDir(sc)
-    const lock = await this.#acquireJob(sc)
+    const lock = await this.#lockWithImportDir(sc, 'start')
     this.#background(
       this.#ingest(sc, lock).then((s) => {
         onDone?.(s)
@@ -233,9 +237,27 @@ export class BulkIngestService {
    * and the assets of files whose ingest never finished. Completed assets stay.
    */
   async finalize(sc: string): Promise<void> {
-    await this.#requireImportDir(sc)
-    const lock = await this.#acquireJob(sc)
+    const lock = await this.#lockWithImportDir(sc, 'finalize')
     this.#background(this.#finalize(sc), lock)
+  }
+
+  /**
+   * The job lock, taken only while the import folder exists. The first look answers 404 without
+   * touching the lock; the second, under the lock, is the one that counts: a finalize (on any
+   * instance) may have removed the folder between the first look and the lock, and a start that
+   * went on would create a header-only mapping that no finalize could remove (it needs the folder).
+   */
+  async #lockWithImportDir(sc: string, op: 'start' | 'finalize'): Promise<Lock> {
+    await this.#requireImportDir(sc)
+    await this.#o.beforeJobLock?.(sc, op)
+    const lock = await this.#acquireJob(sc)
+    try {
+      await this.#requireImportDir(sc)
+    } catch (err) {
+      await lock.release().catch(() => {})
+      throw err
+    }
+    return lock
   }
 
   /**

@@ -55,28 +55,64 @@ export async function walkFiles(dir: string): Promise<string[]> {
   return out
 }
 
+export interface ListOptions {
+  /** Most entries (files + folders) in one answer. */
+  readonly pageSize: number
+  /** From the previous page: its last entry's StoreRelativePath; this page starts after it. */
+  readonly continuationToken: string | null
+}
+
+export interface ImageStorePage extends ImageStoreContent {
+  /** Present when more entries follow: pass it back as `ContinuationToken`. */
+  ContinuationToken?: string
+}
+
+const keyOf = (p: string) => p.toLowerCase()
+const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
+
+/** Files directly inside `dir` (not below): one readdir, no stat. */
+async function directFileCount(dir: string): Promise<number> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
+  let n = 0
+  for (const e of entries) if (e.isFile()) n++
+  return n
+}
+
 /**
- * Lists `full` (a file: that file; a folder: its files and, per child folder, the count of all
- * files below it). Null when nothing exists there. Order: lower-cased path, as the runtime sorts.
+ * Lists `full` (a file: that file; a folder: its entries), one page at a time, in the runtime's
+ * order (lower-cased path), as the runtime's paged form does for api-version > 3.0 (notes 2.2,
+ * 2.5): a page holds at most `pageSize` entries and, when more follow, a ContinuationToken the
+ * client sends back. Null when nothing exists there.
+ *
+ * Work per request is bounded by the page, never by the store: one readdir of the folder (names
+ * only), a stat per listed file, and per listed folder one readdir. Departure from the runtime:
+ * FolderInfo.FileCount counts the files directly in the folder, not all files below it (the
+ * recursive count walked the whole store: 0.3-0.5 s at the root of 100,000 files, issue 17.12).
  */
-export async function listContent(layout: DataLayout, full: string): Promise<ImageStoreContent | null> {
+export async function listContent(layout: DataLayout, full: string, opts: ListOptions = { pageSize: 1000, continuationToken: null }): Promise<ImageStorePage | null> {
   const st = await statOrNull(full)
   if (st === null) return null
   if (st.isFile()) return { StoreFiles: [fileInfo(layout, full, st)], StoreFolders: [] }
+  const after = opts.continuationToken === null ? null : keyOf(opts.continuationToken)
+  const entries = (await readdir(full, { withFileTypes: true }))
+    .filter((e) => e.isFile() || e.isDirectory())
+    .map((e) => ({ e, path: join(full, e.name), key: keyOf(toStorePath(layout, join(full, e.name))) }))
+    .filter((x) => after === null || x.key > after)
+    .sort((a, b) => byKey(a.key, b.key))
+  const page = entries.slice(0, opts.pageSize)
   const files: FileInfo[] = []
   const folders: FolderInfo[] = []
-  for (const e of await readdir(full, { withFileTypes: true })) {
-    const p = join(full, e.name)
+  for (const { e, path } of page) {
     if (e.isFile()) {
-      const s = await statOrNull(p)
-      if (s !== null) files.push(fileInfo(layout, p, s))
-    } else if (e.isDirectory()) {
-      folders.push({ StoreRelativePath: toStorePath(layout, p), FileCount: String((await walkFiles(p)).length) })
+      const s = await statOrNull(path)
+      if (s !== null) files.push(fileInfo(layout, path, s))
+    } else {
+      folders.push({ StoreRelativePath: toStorePath(layout, path), FileCount: String(await directFileCount(path)) })
     }
   }
-  const byKey = (a: { StoreRelativePath: string }, b: { StoreRelativePath: string }) =>
-    a.StoreRelativePath.toLowerCase() < b.StoreRelativePath.toLowerCase() ? -1 : a.StoreRelativePath.toLowerCase() > b.StoreRelativePath.toLowerCase() ? 1 : 0
-  return { StoreFiles: files.sort(byKey), StoreFolders: folders.sort(byKey) }
+  const out: ImageStorePage = { StoreFiles: files, StoreFolders: folders }
+  if (entries.length > page.length && page.length > 0) out.ContinuationToken = toStorePath(layout, page[page.length - 1]!.path)
+  return out
 }
 
 /** Copies one file atomically: a temp copy in tmp/, then fsync + rename into place. */

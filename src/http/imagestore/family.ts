@@ -10,7 +10,10 @@ import type { ByteRange } from '../../core/state/range-set.js'
 import type { SessionRecord } from '../../core/state/types.js'
 import type { UploadService } from '../../core/uploads/uploads.js'
 import { checkDeclaredSize, isMultipart, readJson, uploadBody } from '../body.js'
+import type { BearerAuthConfig } from '../../config/config.js'
+import { challengeOf, createBearerCheck } from '../auth/bearer.js'
 import type { Family, RequestContext } from '../context.js'
+import { classifyFailure } from '../errors.js'
 import { sendEmpty, sendJson } from '../respond.js'
 import { copyContent, deleteContent, listContent } from './content.js'
 import { sendFabricError, sendImageStoreError } from './errors.js'
@@ -20,6 +23,10 @@ export interface ImageStoreOptions {
   readonly maxUploadBytes: number
   readonly maxJsonBytes: number
   readonly pathRules?: PathRules
+  /** FERRY_CONFIG `imagestore.auth`: bearer tokens or JWTs; null or absent: open. */
+  readonly auth?: BearerAuthConfig | null
+  /** Most entries one content listing answers before it pages (ContinuationToken). Default 1000. */
+  readonly listPageSize?: number
 }
 
 const PREFIX = '/ImageStore'
@@ -97,6 +104,7 @@ function splitPath(rawPath: string): { content: string | null; op: string | null
 export function createImageStoreFamily(opts: ImageStoreOptions): Family {
   const { uploads } = opts
   const layout = uploads.layout
+  const authenticate = opts.auth ? createBearerCheck(opts.auth) : null
 
   const storePath = (content: string) => {
     const segs = checkRelativePath(content, opts.pathRules)
@@ -191,7 +199,10 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
 
   async function getContent(ctx: RequestContext, content: string | null) {
     const full = content === null ? layout.store : storePath(content).full
-    const listed = await listContent(layout, full)
+    // The runtime reads `ContinuationToken` from the query (UriArgumentParser) and unescapes it.
+    const token = ctx.url.searchParams.get('ContinuationToken')
+    if (token !== null && token.length > 4096) throw new UploadError('ERR_INVALID_ARGUMENT', 'ContinuationToken is too long')
+    const listed = await listContent(layout, full, { pageSize: opts.listPageSize ?? 1000, continuationToken: token === '' ? null : token })
     // Runtime: empty listings are a bare 204 (path exists) or 404 (it does not), with no body.
     if (listed === null) return sendEmpty(ctx.res, content === null ? 204 : 404)
     if (listed.StoreFiles.length === 0 && listed.StoreFolders.length === 0) return sendEmpty(ctx.res, 204)
@@ -238,12 +249,21 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     name: 'imagestore',
     prefix: PREFIX,
     sendError(ctx, err) {
+      if (err instanceof UploadError && err.code === 'ERR_UNAUTHORIZED') {
+        // The gateway's token (claims) handler answers a missing or rejected token with 401 and a
+        // challenge (httpgateway HttpClaimsAuthHandler → InvalidCredentials → StatusAuthenticate);
+        // the body is the FabricError shape with the one Fabric code for access, E_ACCESSDENIED.
+        classifyFailure(ctx, err, () => 401, 'imagestore request')
+        return sendJson(ctx.res, 401, { Error: { Code: 'E_ACCESSDENIED', Message: err.message } }, { 'WWW-Authenticate': challengeOf(err) })
+      }
       const fabric = (err as { fabric?: 'FABRIC_E_INVALID_UPLOAD_SESSION_ID' }).fabric
       if (err instanceof UploadError && fabric !== undefined) return sendFabricError(ctx, 400, fabric, err.message)
       sendImageStoreError(ctx, err)
     },
     async handle(ctx) {
       const { method } = ctx.req
+      // Before anything else, so an anonymous client learns nothing about routes or paths.
+      if (authenticate !== null) await authenticate(ctx.req.headers.authorization)
       checkApiVersion(ctx.url)
       const { content, op } = splitPath(ctx.rawPath)
       if (op === null) {

@@ -1,6 +1,7 @@
 /**
  * Bearer JWT auth as dsp-ingest does it (notes/lakefs-dspingest.md §2.8): HS256 only with the
- * shared secret; `exp`/`nbf` enforced when present; then `aud` must contain the audience, `iss`
+ * shared secret; `exp` required (unlike dsp-ingest; `requireExp: false` opts out) and `exp`/`nbf`
+ * enforced; then `aud` must contain the audience, `iss`
  * must equal the issuer, `sub` must be there and `scope` (if present) must be a space-separated
  * string. Those claim checks are all collected and reported together, joined by ", ".
  */
@@ -12,6 +13,11 @@ export interface JwtSettings {
   readonly secret: string
   readonly issuer: string
   readonly audience: string
+  /**
+   * Refuse tokens without `exp` (default true). dsp-ingest accepts them, and such a token, once
+   * leaked, works forever; `ingest.jwt.requireExp: false` restores dsp-ingest's behaviour.
+   */
+  readonly requireExp?: boolean
 }
 
 /** What a verified token grants. Shortcodes are upper-cased, as dsp-ingest's ProjectShortcode.from does. */
@@ -64,6 +70,7 @@ export function createJwtVerifier(settings: JwtSettings): (authorization: string
     }
     const now = Date.now() / 1000
     const exp = claims['exp']
+    if (exp === undefined && settings.requireExp !== false) throw unauthorized('Invalid contents: the token has no expiry (exp).')
     if (exp !== undefined) {
       if (typeof exp !== 'number' || !Number.isFinite(exp)) throw unauthorized('Invalid contents: exp must be a number.')
       if (exp <= now) throw unauthorized(`The token is expired since ${instant(exp)}`)

@@ -1,4 +1,5 @@
 import type { StatusTable } from '../../core/errors.js'
+import { challengeOf } from '../auth/bearer.js'
 import type { RequestContext } from '../context.js'
 import { classifyFailure } from '../errors.js'
 import { sendJson } from '../respond.js'
@@ -60,6 +61,8 @@ export function sendShamanError(ctx: RequestContext, err: unknown): void {
   if (!error) return sendShamanErrorBody(ctx, 500, 'internal error')
   const headers: Record<string, string> = {}
   if (status === 503) headers['Retry-After'] = '5'
+  // Bearer auth (FERRY_CONFIG shaman.auth): RFC 6750's challenge with the spec's Error body.
+  if (error.code === 'ERR_UNAUTHORIZED') headers['WWW-Authenticate'] = challengeOf(error)
   // A body declared over our limit is not drained: close the connection after the answer.
   if (error.code === 'ERR_BODY_TOO_LARGE' && !ctx.req.complete) headers['Connection'] = 'close'
   sendShamanErrorBody(ctx, status, error.message, headers)

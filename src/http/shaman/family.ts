@@ -23,16 +23,17 @@ import {
   CasStore,
   SHA256_HEX,
   collectGarbage,
-  createCheckout,
+  createPlannedCheckout,
   receiveBlob,
   type CasKey,
-  type CheckoutFile,
   type HashMode,
 } from '../../core/cas/index.js'
+import { keyAt, splitList } from '../../core/cas/file-list.js'
+import { FileListPool } from '../../core/cas/file-list-pool.js'
 import { UploadError } from '../../core/errors.js'
-import { checkRelativePath } from '../../core/paths.js'
 import type { Lock } from '../../core/state/types.js'
-import { checkDeclaredSize, readJson } from '../body.js'
+import { checkDeclaredSize, readSmallBody } from '../body.js'
+import { createBearerCheck } from '../auth/bearer.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty, sendJson } from '../respond.js'
 import { sendShamanError, sendShamanErrorBody } from './errors.js'
@@ -48,39 +49,6 @@ export interface ShamanOptions {
   readonly hashMode?: HashMode
 }
 
-type FileSpec = CheckoutFile
-
-function checkFileSpecs(body: unknown, what: string): { obj: Record<string, unknown>; files: FileSpec[] } {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new UploadError('ERR_INVALID_ARGUMENT', `${what} must be a JSON object`)
-  }
-  const obj = body as Record<string, unknown>
-  const list = obj['files']
-  if (!Array.isArray(list)) throw new UploadError('ERR_INVALID_ARGUMENT', 'files is required and must be an array')
-  if (list.length > MAX_FILES_PER_REQUEST) {
-    throw new UploadError('ERR_INVALID_ARGUMENT', `files lists ${list.length} entries; at most ${MAX_FILES_PER_REQUEST} are allowed`)
-  }
-  const files = list.map((f: unknown, i): FileSpec => {
-    if (typeof f !== 'object' || f === null || Array.isArray(f)) throw new UploadError('ERR_INVALID_ARGUMENT', `files[${i}] must be an object`)
-    const { sha, size, path } = f as Record<string, unknown>
-    if (typeof sha !== 'string' || !SHA256_HEX.test(sha)) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', `files[${i}].sha must be a SHA256 checksum: 64 lowercase hexadecimal digits`)
-    }
-    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', `files[${i}].size must be a non-negative integer`)
-    }
-    if (typeof path !== 'string') throw new UploadError('ERR_INVALID_ARGUMENT', `files[${i}].path must be a string`)
-    try {
-      checkRelativePath(path)
-    } catch (err) {
-      if (err instanceof UploadError) throw new UploadError(err.code, `files[${i}].path: ${err.message}`)
-      throw err
-    }
-    return { sha256: sha, size, path }
-  })
-  return { obj, files }
-}
-
 function parseObjectPath(checksum: string, filesize: string): CasKey {
   if (!SHA256_HEX.test(checksum)) {
     throw new UploadError('ERR_INVALID_ARGUMENT', 'checksum must be a SHA256 checksum: 64 lowercase hexadecimal digits')
@@ -90,6 +58,13 @@ function parseObjectPath(checksum: string, filesize: string): CasKey {
   }
   return { sha256: checksum, size: Number(filesize) }
 }
+
+/** Threads that parse file lists and look blobs up; two keep one slow list from holding up the next. */
+const FILE_LIST_THREADS = 2
+/** Entries handled between two yields of the event loop (~1-3 ms of work each). */
+const OUTPUT_SLICE = 4000
+
+const yieldLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 /** Runs `fn` over `items`, at most `n` at once. */
 async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
@@ -111,6 +86,11 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
   const started = cas.start()
   started.catch((err: unknown) => log.error({ err }, 'shaman could not subscribe to the bus'))
   const maxUploadBytes = config.limits.maxUploadBytes
+  // Flamenco leaves Shaman open (notes 1.1); FERRY_CONFIG `shaman.auth` puts a bearer token in front.
+  const authenticate = config.shaman.auth ? createBearerCheck(config.shaman.auth) : null
+
+  // Parsing large file lists and looking up their blobs happens on these threads (issue 9.6).
+  const lists = new FileListPool(FILE_LIST_THREADS)
 
   const hashModeFor = (size: number): HashMode => options.hashMode ?? (size <= INLINE_HASH_MAX_BYTES ? 'inline' : 'pool')
 
@@ -278,48 +258,53 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
     sendEmpty(res, status)
   }
 
+  /**
+   * Work per request grows with the request (capped: MAX_FILES_PER_REQUEST entries, maxJsonBytes
+   * of JSON), never with the store, and the event loop stays free meanwhile: the list is parsed
+   * and checked on a FileListPool thread, the blobs are looked up (and touched) there in one
+   * batch, and the answer is built in slices with the loop let go between them.
+   */
   async function requirements(ctx: RequestContext) {
-    const { files } = checkFileSpecs(await readJson(ctx.req, config.limits.maxJsonBytes), 'ShamanRequirementsRequest')
-    // Duplicates (same sha + size) are listed once, with the path of their first occurrence.
-    const seen = new Set<string>()
-    const unique = files.filter((f) => {
-      const id = `${f.sha256}:${f.size}`
-      if (seen.has(id)) return false
-      seen.add(id)
-      return true
-    })
+    const list = await lists.parse(await readSmallBody(ctx.req, config.limits.maxJsonBytes), 'requirements', MAX_FILES_PER_REQUEST)
+    const files = list.files
+    const n = files.count
     // Stored objects are left out and touched (mtime now) so GC keeps them until the checkout;
     // after a running GC pass is over, they are checked again (see cas-store.ts).
-    const stored = new Array<boolean>(unique.length).fill(false)
-    await eachLimit(unique, 64, async (f, i) => {
-      stored[i] = await cas.touch(f)
-    })
-    if (stored.some(Boolean)) {
+    const stored = await lists.lookUp(layout.cas, files, true)
+    if (stored.includes(1)) {
       await cas.settle(ctx.signal)
-      await eachLimit(unique, 64, async (f, i) => {
-        if (stored[i]) stored[i] = await cas.touch(f)
-      })
+      const still = await lists.lookUp(layout.cas, files, true)
+      for (let i = 0; i < n; i++) stored[i]! &= still[i]!
     }
-    const out: { sha: string; size: number; path: string; status: 'unknown' | 'uploading' }[] = []
-    const claimed = new Array<boolean>(unique.length).fill(false)
-    await eachLimit(unique, 64, async (f, i) => {
-      if (!stored[i]) claimed[i] = await cas.isClaimed(f)
-    })
-    unique.forEach((f, i) => {
-      if (!stored[i]) out.push({ sha: f.sha256, size: f.size, path: f.path, status: claimed[i] ? 'uploading' : 'unknown' })
-    })
-    ctx.log.info({ files: files.length, needed: out.length }, 'shaman requirements')
-    sendJson(ctx.res, 200, { files: out })
+    const unknown: number[] = []
+    for (let i = 0; i < n; i++) if (stored[i] === 0) unknown.push(i)
+    const claimed = new Uint8Array(n)
+    // In slices with the loop let go between them: the embedded Locker answers at once, and
+    // 80,000 already-settled promises in a row would run as one long microtask chain.
+    for (let u = 0; u < unknown.length; u += OUTPUT_SLICE) {
+      await eachLimit(unknown.slice(u, u + OUTPUT_SLICE), 64, async (i) => {
+        if (await cas.isClaimed(keyAt(files, i))) claimed[i] = 1
+      })
+      await yieldLoop()
+    }
+    const json = await lists.renderRequirements(files, stored, claimed)
+    ctx.log.info({ files: list.listed, needed: unknown.length }, 'shaman requirements')
+    ctx.res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': json.length })
+    ctx.res.end(json)
   }
 
   async function checkout(ctx: RequestContext) {
-    const { obj, files } = checkFileSpecs(await readJson(ctx.req, config.limits.maxJsonBytes), 'ShamanCheckout')
-    const checkoutPath = obj['checkoutPath']
-    if (typeof checkoutPath !== 'string') throw new UploadError('ERR_INVALID_ARGUMENT', 'checkoutPath is required and must be a string')
-    const made = await createCheckout(
+    const list = await lists.parse(await readSmallBody(ctx.req, config.limits.maxJsonBytes), 'checkout', MAX_FILES_PER_REQUEST)
+    const keys: CasKey[] = []
+    for (let i = 0; i < list.keys.count; i++) {
+      keys.push(keyAt(list.keys, i))
+      if (i % OUTPUT_SLICE === OUTPUT_SLICE - 1) await yieldLoop()
+    }
+    const paths = splitList(list.links.paths)
+    const made = await createPlannedCheckout(
       { cas, root: layout.checkouts, locker: state.locker, lockTtlMs, log: ctx.log, signal: ctx.signal },
-      checkoutPath,
-      files,
+      list.checkoutPath,
+      { linkCount: list.links.count, linkPath: (i) => paths[i]!, linkKey: (i) => list.links.keyIndex[i]!, keys, dirs: splitList(list.dirs) },
     )
     sendJson(ctx.res, 200, { checkoutPath: made })
   }
@@ -333,6 +318,8 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
     prefix: SHAMAN_PREFIX,
     sendError: sendShamanError,
     async handle(ctx) {
+      // Before routing: an anonymous client learns nothing, not even which routes exist.
+      if (authenticate !== null) await authenticate(ctx.req.headers.authorization)
       const rest = ctx.rawPath.slice(SHAMAN_PREFIX.length)
       const method = ctx.req.method
       if (rest === '/checkout/requirements' || rest === '/checkout/create') {
@@ -353,6 +340,7 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
       if (gcTimer !== null) clearInterval(gcTimer)
       await gcRunning
       await cas.close()
+      await lists.close()
     },
   }
 }

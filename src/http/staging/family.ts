@@ -31,7 +31,7 @@ import { StagingStore } from '../../core/staging/store.js'
 import { readJson, uploadBody } from '../body.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty } from '../respond.js'
-import { createAuthenticator } from './auth.js'
+import { authorizeRepository, createAuthenticator } from './auth.js'
 import { sendLakeFsError, sendLakeFsJson, sendS3Error } from './errors.js'
 
 export const LAKEFS_PREFIX = '/api/v1'
@@ -188,7 +188,7 @@ export function createStagingFamily(engine: Engine, lakefs: LakeFsConfig, opts: 
   }
 
   async function getPhysicalAddress(ctx: RequestContext, repo: string, branch: string): Promise<void> {
-    await authenticate(ctx.req)
+    authorizeRepository(await authenticate(ctx.req), repo)
     store.repository(repo)
     const path = requiredQuery(ctx.url, 'path')
     const presign = parseBool('presign', ctx.url.searchParams.get('presign'))
@@ -203,7 +203,7 @@ export function createStagingFamily(engine: Engine, lakefs: LakeFsConfig, opts: 
   }
 
   async function linkPhysicalAddress(ctx: RequestContext, repo: string, branch: string): Promise<void> {
-    await authenticate(ctx.req)
+    authorizeRepository(await authenticate(ctx.req), repo)
     store.repository(repo)
     const path = requiredQuery(ctx.url, 'path')
     // lakeFS (v1.71+): any If-Match, and any If-None-Match but `*`, is 501.
