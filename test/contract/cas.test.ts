@@ -137,6 +137,28 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
     await held!.release()
   })
 
+  test('GC whose lock was lost (taken by another pass while it stalled) deletes nothing: fenced before each unlink', async () => {
+    const k = await store(seededBytes(10, 'fenced-gc'))
+    age(k, 2 * HOUR)
+    // The real locker, but the lock is gone from the store the moment it is granted: what another
+    // instance sees after this pass stalled past its lifetime. Its own renewal has not noticed yet.
+    const stolen: typeof state.locker = {
+      tryAcquire: async (key, ttl) => {
+        const lock = await state.locker.tryAcquire(key, ttl)
+        if (lock !== null) {
+          await lock.release().catch(() => {})
+          Object.defineProperty(lock, 'signal', { value: new AbortController().signal })
+        }
+        return lock
+      },
+      isHeld: (key) => state.locker.isHeld(key),
+      close: async () => {},
+    }
+    const r = await collectGarbage({ cas, checkoutsRoot: layout.checkouts, locker: stolen, lockTtlMs: 60_000, maxAgeMs: HOUR, log })
+    expect(r).toMatchObject({ ran: true, old: 1, removed: 0 })
+    expect(existsSync(cas.blobPath(k))).toBe(true)
+  })
+
   test('an old blob touched by requirements (mtime now) survives the next pass', async () => {
     const k = await store(seededBytes(10, 'touched'))
     age(k, 2 * HOUR)

@@ -73,6 +73,22 @@ describe('Redis store: versions never repeat (ABA)', () => {
     }
   })
 
+  test('Lock.check is a fence read from the store: a lock taken over in Redis fails it before its holder notices', async () => {
+    const prefix = uniquePrefix()
+    const st = await createRedisState(testRedisUrl(), prefix)
+    try {
+      const lock = await st.locker.tryAcquire('fenced', 60_000)
+      await lock!.check()
+      // Expired and taken by another owner while this one stalled.
+      await st.redis.set(`${prefix}lock:fenced`, 'another-owner', 'PX', 60_000)
+      expect(lock!.signal.aborted).toBe(false)
+      await expect(lock!.check()).rejects.toMatchObject({ code: 'ERR_LOCKED' })
+      expect(lock!.signal.aborted).toBe(true)
+    } finally {
+      await st.close()
+    }
+  })
+
   test('a lease held by a dead instance is broken at once; a live instance keeps its lease', async () => {
     const prefix = uniquePrefix()
     const a = await createRedisState(testRedisUrl(), prefix, { livenessMs: 1000 })

@@ -159,6 +159,12 @@ export async function collectGarbage(o: GcOptions): Promise<GcResult> {
         result.removedBytes += now.size
         continue
       }
+      // The fence before the irreversible step: the lock is still ours in the store, with time
+      // to spare (a pass that stalled past its lock may be racing a checkout that uses this blob).
+      if (!(await lock.check().then(() => true, () => false))) {
+        o.log.warn('garbage collection stopped: its lock was lost')
+        break
+      }
       try {
         await unlink(path)
       } catch (err) {

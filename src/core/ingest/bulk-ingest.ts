@@ -315,6 +315,9 @@ export class BulkIngestService {
     const append = (line: string) => {
       // One writer per run: appends are chained so lines never interleave and each is synced in order.
       const p = appends.then(async () => {
+        // The fence: a run that stalled past its project lock must not append to a mapping that
+        // a finalize (or another run) now owns.
+        await lock.check()
         await fh.write(`${line}\n`)
         await fh.datasync()
       })
