@@ -113,3 +113,95 @@ export class RawConn {
     this.#sock.destroy()
   }
 }
+
+/** What became of one request sent by `sendRaw`. */
+export interface RawOutcome {
+  /** Status of the first final (non-1xx) answer, or null when the connection ended without one. */
+  readonly status: number | null
+  /** Bytes of the answer that had arrived when `sendRaw` returned (head and what came of the body). */
+  readonly answer: Buffer
+  /** The server closed (or reset) the connection before `sendRaw` returned. */
+  readonly closed: boolean
+  /** Neither an answer nor a close came within `timeoutMs` after the last byte was sent. */
+  readonly timedOut: boolean
+  /** ms from the last byte written (or the half-close) to the answer's head or the close. */
+  readonly latencyMs: number
+}
+
+export interface SendRawOptions {
+  /**
+   * After the bytes: 'wait' keeps the connection open for the answer (the request is complete),
+   * 'half-close' sends FIN at once (a truncated request: the client has nothing more to say),
+   * 'reset' destroys the socket (a client that vanishes; nothing is awaited).
+   */
+  readonly ending: 'wait' | 'half-close' | 'reset'
+  /** How long to wait for an answer or a close (default 10 s). */
+  readonly timeoutMs?: number
+  /** Once a 5xx head is in, how long to keep reading its body for the report (default 200 ms). */
+  readonly errorBodyMs?: number
+}
+
+/**
+ * Sends `bytes` as they are on a new connection to 127.0.0.1:`port` (malformed HTTP included)
+ * and reports the first final answer's status, or that the server closed without one. 1xx
+ * answers (100 Continue) are skipped. The connection is always destroyed before returning.
+ */
+export function sendRaw(port: number, bytes: Buffer, opts: SendRawOptions): Promise<RawOutcome> {
+  const timeoutMs = opts.timeoutMs ?? 10_000
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1')
+    let buf = Buffer.alloc(0)
+    let sentAt = 0
+    let answeredAt = 0
+    let status: number | null = null
+    let done = false
+    let timer: NodeJS.Timeout | null = null
+    const finish = (closed: boolean, timedOut: boolean) => {
+      if (done) return
+      done = true
+      if (timer !== null) clearTimeout(timer)
+      sock.destroy()
+      const end = answeredAt !== 0 ? answeredAt : Date.now()
+      resolve({ status, answer: buf, closed, timedOut, latencyMs: sentAt === 0 ? 0 : Math.max(0, end - sentAt) })
+    }
+    /** Reads the first final head in `buf`, if there is one. Interim answers are skipped. */
+    const readHead = (): boolean => {
+      let from = 0
+      while (status === null) {
+        const end = buf.indexOf('\r\n\r\n', from)
+        if (end < 0) return false
+        const m = /^HTTP\/\d\.\d (\d{3})/.exec(buf.subarray(from, Math.min(end, from + 64)).toString('latin1'))
+        const code = m ? Number(m[1]) : 0
+        if (code >= 100 && code < 200) {
+          from = end + 4
+          continue
+        }
+        status = code
+        answeredAt = Date.now()
+      }
+      return true
+    }
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      if (status !== null || !readHead()) return
+      // A 5xx is kept open a little longer so the report can show its body.
+      if ((status ?? 0) >= 500) setTimeout(() => finish(false, false), opts.errorBodyMs ?? 200)
+      else finish(false, false)
+    })
+    const ended = () => {
+      readHead()
+      finish(true, false)
+    }
+    sock.on('error', ended)
+    sock.on('close', ended)
+    sock.on('connect', () => {
+      sock.write(bytes, () => {
+        if (done) return
+        sentAt = Date.now()
+        if (opts.ending === 'reset') return finish(true, false)
+        if (opts.ending === 'half-close') sock.end()
+        timer = setTimeout(() => finish(false, true), timeoutMs)
+      })
+    })
+  })
+}
