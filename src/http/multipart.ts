@@ -55,6 +55,12 @@ export function streamSingleFile(req: IncomingMessage, maxBytes: number): Promis
         failure ??= err
         pass.destroy(err)
       })
+      // busboy errors the file stream when the body ends inside the part (no closing boundary).
+      file.on('error', (err: Error) => {
+        const e = new UploadError('ERR_INVALID_ARGUMENT', `bad multipart body: ${err.message}`)
+        failure ??= e
+        pass.destroy(e)
+      })
       file.pipe(pass)
       resolve({ stream: pass, length: null, filename: info.filename ?? null, done })
     })
