@@ -717,6 +717,14 @@ function serialise(d: Draft, m: string, v: string, hb: HeaderBend, fr: Framing, 
       if (hb.value.toLowerCase().includes('upgrade')) all.push(['Upgrade', 'websocket'])
       break
   }
+  if (hb.kind === 'connection' && hb.value.toLowerCase().includes('upgrade') && fr.kind === 'chunked' && fr.bad !== 'none') {
+    // Node 20's parser neither answers nor reports a bad chunk size on a request that asks for an
+    // Upgrade nobody listens for: the request waits for a body end that never comes, until the
+    // idle timeout (60 s). A Node quirk, reported (test/fuzz/README.md); the client gives up here
+    // instead of waiting, so the case still checks that nothing crashes.
+    whole = false
+    notes.push('Upgrade with a bad chunk size: client half-closes (Node quirk)')
+  }
   if (hb.kind !== 'none') notes.push(`headers: ${hb.kind}`)
   if (m !== d.method) notes.push(`method ${JSON.stringify(m)}`)
   if (v !== 'HTTP/1.1') notes.push(`version ${JSON.stringify(v)}`)

@@ -46,6 +46,7 @@ async function main(): Promise<number> {
   const failures: FailureReport[] = []
   console.log(`[fuzz] Ferry pid ${target.pid} on 127.0.0.1:${target.port}, data ${target.dataDir}; ${a.runs} cases from seed ${a.seed}`)
   let seed = a.seed
+  let stopMs: number | null = null
   try {
     while (stats.cases < a.runs) {
       const before = stats.cases
@@ -65,7 +66,7 @@ async function main(): Promise<number> {
       console.log(`[fuzz] going on with seed ${seed}`)
     }
   } finally {
-    await target.stop()
+    stopMs = await target.stop()
   }
   const durationSec = (Date.now() - startedMs) / 1000
   console.log(progressLine(stats, startedMs, a.runs))
@@ -83,12 +84,15 @@ async function main(): Promise<number> {
     maxLatencyRoute: stats.maxLatencyRoute,
     maxRssMiB: Number(mib(stats.maxRssBytes)),
     serverRestarts: target.restarts,
+    /** SIGTERM to exit after the run, ms; null when it did not exit within 3 s and was killed. */
+    gracefulStopMs: stopMs,
     failures: failures.map((f) => ({ seed: f.seed, path: f.path, error: f.error.split('\n')[0], route: f.route, notes: f.notes, bytes: f.bytes.length })),
     byRoute: stats.byRoute,
   }
   mkdirSync(RESULTS_DIR, { recursive: true })
   const file = `${RESULTS_DIR}fuzz-${summary.date.replace(/[:.]/g, '-')}.json`
   writeFileSync(file, `${JSON.stringify(summary, null, 2)}\n`)
+  console.log(`[fuzz] graceful stop after the run: ${stopMs === null ? 'not within 3 s (killed)' : `${stopMs} ms`}`)
   console.log(`[fuzz] ${stats.cases} cases in ${durationSec.toFixed(0)} s, ${failures.length} failure(s); summary in ${file}`)
   return failures.length === 0 ? 0 : 1
 }

@@ -7,7 +7,8 @@
  *   <sentinel>/data/       FERRY_DATA_DIR; its top level may hold only the layout's folders
  *   <config dir>/ferry.json
  */
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SignJWT } from 'jose'
 import { sendRaw } from '../helpers/raw-http.js'
@@ -26,6 +27,9 @@ export const FUZZ_MAX_UPLOAD_BYTES = 1024 * 1024
 export const FUZZ_MAX_JSON_BYTES = 256 * 1024
 /** What the data directory's top level may hold (src/core/storage/layout.ts). */
 export const LAYOUT_DIRS = new Set(['tmp', 'store', 'cas', 'checkouts', 'staging', 'ingest', 'state'])
+
+/** Top-level names the generator's paths use (generators.ts SANE_SEGMENTS and fixed paths). */
+const CANARY_NAMES = ['a.bin', 'dir', 'x', 'file.txt', 'sub', 'data.tif', 'b', 'fuzz', 'repo1', 'repo2', '0ABC', 'checkouts', 'store']
 
 /** Credentials and addresses the generators draw from; filled by `FuzzTarget.start`. */
 export interface Credentials {
@@ -111,6 +115,8 @@ export class FuzzTarget {
   /** Processes that ended on their own (each a crash). */
   readonly deaths: { code: number | string; output: string }[] = []
   restarts = 0
+  /** Paths outside the sentinel the generator's names could land on, absent at the start. */
+  readonly #canaries: string[]
 
   private constructor(env: Record<string, string>) {
     this.#env = env
@@ -131,6 +137,9 @@ export class FuzzTarget {
       ingest: { jwt: { secret: INGEST_SECRET, issuer: INGEST_ISSUER, audience: INGEST_AUDIENCE } },
     }
     writeFileSync(join(this.#cfgDir, 'ferry.json'), JSON.stringify(config))
+    this.#canaries = [tmpdir(), '/']
+      .flatMap((d) => CANARY_NAMES.map((n) => join(d, n)))
+      .filter((p) => !existsSync(p))
   }
 
   static async start(opts: TargetOptions = {}): Promise<FuzzTarget> {
@@ -234,21 +243,39 @@ export class FuzzTarget {
     }
   }
 
-  /** Anything created outside the data directory or beside the layout's folders, by name. */
+  /**
+   * Anything created outside the data directory or beside the layout's folders, by name; and, one
+   * level further out, any of the names the generator writes that appeared in the temp directory
+   * or at the file system root since the start.
+   */
   escapes(): string[] {
     const out = strangers(this.#sentinel, new Set(['data'])).map((n) => join(this.#sentinel, n))
-    return out.concat(strangers(this.dataDir, LAYOUT_DIRS).map((n) => join(this.dataDir, n)))
+    out.push(...strangers(this.dataDir, LAYOUT_DIRS).map((n) => join(this.dataDir, n)))
+    out.push(...this.#canaries.filter((p) => existsSync(p)))
+    return out
   }
 
-  async stop(): Promise<void> {
+  /**
+   * SIGTERM, then SIGKILL after `graceMs`. Answers how long the graceful stop took, or null when
+   * it had to be killed (a connection the server never let go of holds up its drain).
+   */
+  async stop(graceMs = 3000): Promise<number | null> {
     const s = this.#server
+    let took: number | null = 0
     if (s !== null && this.alive()) {
+      const t0 = Date.now()
+      let killed = false
       s.proc.kill('SIGTERM')
-      const t = setTimeout(() => s.proc.kill('SIGKILL'), 10_000)
+      const t = setTimeout(() => {
+        killed = true
+        s.proc.kill('SIGKILL')
+      }, graceMs)
       await s.exited
       clearTimeout(t)
+      took = killed ? null : Date.now() - t0
     }
     removeDir(this.#sentinel)
     removeDir(this.#cfgDir)
+    return took
   }
 }
