@@ -41,7 +41,7 @@ export function newStats(): FuzzStats {
 
 export class InvariantViolation extends Error {
   constructor(
-    readonly kind: 'crash' | '5xx' | 'timeout' | 'escape' | 'rss',
+    readonly kind: 'crash' | '5xx' | 'timeout' | 'stalled-connection' | 'escape' | 'rss',
     message: string,
   ) {
     super(`${kind}: ${message}`)
@@ -68,10 +68,16 @@ function record(stats: FuzzStats, c: FuzzCase, o: RawOutcome): void {
   }
 }
 
-/** Sends one case and throws an InvariantViolation when it broke one. */
-export async function runCase(target: FuzzTarget, c: FuzzCase, stats: FuzzStats): Promise<void> {
+const FOLLOW_UP = Buffer.from('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+
+/**
+ * Sends one case and throws an InvariantViolation when it broke one. With `followUp`, a request
+ * answered on a connection kept alive must leave that connection usable: a /healthz sent next on
+ * it is answered (or the connection closed) within 10 s.
+ */
+export async function runCase(target: FuzzTarget, c: FuzzCase, stats: FuzzStats, followUp = false): Promise<void> {
   await target.ensureUp()
-  const o = await sendRaw(target.port, c.bytes, { ending: c.ending, timeoutMs: ANSWER_TIMEOUT_MS })
+  const o = await sendRaw(target.port, c.bytes, { ending: c.ending, timeoutMs: ANSWER_TIMEOUT_MS, ...(followUp ? { followUp: FOLLOW_UP } : {}) })
   record(stats, c, o)
   // A crash cuts every connection, ours included: confirm with a health check whenever ours was cut.
   if ((o.status === null || !target.alive()) && !(await target.healthy())) {
@@ -82,6 +88,9 @@ export async function runCase(target: FuzzTarget, c: FuzzCase, stats: FuzzStats)
     throw new InvariantViolation('5xx', `answered ${o.status}: ${JSON.stringify(o.answer.subarray(0, 600).toString('latin1'))}`)
   }
   if (o.timedOut) throw new InvariantViolation('timeout', `neither answered nor closed within ${ANSWER_TIMEOUT_MS} ms`)
+  if (o.followUp === 'timeout') {
+    throw new InvariantViolation('stalled-connection', `answered ${o.status} and kept the connection open, but a request sent next on it got neither an answer nor a close within ${ANSWER_TIMEOUT_MS} ms`)
+  }
   const escapes = target.escapes()
   if (escapes.length > 0) throw new InvariantViolation('escape', `created outside the data directory's layout: ${escapes.join(', ')}`)
   const rss = target.rssBytes()
@@ -157,6 +166,8 @@ export interface FuzzRunOptions {
   /** Called every `progressEvery` cases. */
   readonly onProgress?: (stats: FuzzStats) => void
   readonly progressEvery?: number
+  /** Also check that a kept-alive connection still takes the next request (see runCase). */
+  readonly followUp?: boolean
 }
 
 /**
@@ -168,7 +179,7 @@ export async function fuzzOnce(target: FuzzTarget, stats: FuzzStats, opts: FuzzR
   let lastCase: FuzzCase | null = null
   const prop = fc.asyncProperty(fuzzCase(target.creds), async (c) => {
     lastCase = c
-    await runCase(target, c, stats)
+    await runCase(target, c, stats, opts.followUp ?? false)
     if (every > 0 && stats.cases % every === 0) opts.onProgress?.(stats)
   })
   const details = await fc.check(prop, { numRuns: opts.runs, seed: opts.seed, ...(opts.path !== undefined ? { path: opts.path } : {}), endOnFailure: false })

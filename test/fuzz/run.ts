@@ -1,5 +1,6 @@
 /**
- * The long fuzz run: `npm run fuzz -- --runs 100000 [--seed N] [--path P] [--stop]`.
+ * The long fuzz run: `npm run fuzz -- --runs 100000 [--seed N] [--path P] [--stop] [--follow-up]`.
+ * `--follow-up` also sends a second request on every connection kept alive after an answer.
  *
  * Forks one Ferry (all four families, embedded state; REDIS_URL in the environment puts it on
  * Redis), sends `--runs` generated requests, prints progress, and on a failure prints the seed,
@@ -16,7 +17,7 @@ import { FuzzTarget } from './target.js'
 
 const RESULTS_DIR = fileURLToPath(new URL('../../../test/fuzz/results/', import.meta.url))
 
-function args(argv: readonly string[]): { runs: number; seed: number; path?: string; stop: boolean } {
+function args(argv: readonly string[]): { runs: number; seed: number; path?: string; stop: boolean; followUp: boolean } {
   const get = (name: string) => {
     const i = argv.indexOf(`--${name}`)
     return i >= 0 ? argv[i + 1] : undefined
@@ -26,7 +27,7 @@ function args(argv: readonly string[]): { runs: number; seed: number; path?: str
   if (!Number.isSafeInteger(runs) || runs < 1) throw new Error('--runs must be a positive whole number')
   if (!Number.isSafeInteger(seed)) throw new Error('--seed must be a whole number')
   const path = get('path')
-  return { runs, seed, ...(path !== undefined ? { path } : {}), stop: argv.includes('--stop') || path !== undefined }
+  return { runs, seed, ...(path !== undefined ? { path } : {}), stop: argv.includes('--stop') || path !== undefined, followUp: argv.includes('--follow-up') }
 }
 
 const mib = (b: number) => (b / 2 ** 20).toFixed(1)
@@ -55,6 +56,7 @@ async function main(): Promise<number> {
         seed,
         ...(a.path !== undefined ? { path: a.path } : {}),
         progressEvery: 1000,
+        followUp: a.followUp,
         onProgress: (s) => console.log(progressLine(s, startedMs, a.runs)),
       })
       if (f === null) break

@@ -126,6 +126,11 @@ export interface RawOutcome {
   readonly timedOut: boolean
   /** ms from the last byte written (or the half-close) to the answer's head or the close. */
   readonly latencyMs: number
+  /**
+   * With `followUp`: what became of the next request sent on the same connection after a
+   * keep-alive answer ('answered', 'closed', or 'timeout'); null when it was not sent.
+   */
+  readonly followUp: 'answered' | 'closed' | 'timeout' | null
 }
 
 export interface SendRawOptions {
@@ -139,6 +144,12 @@ export interface SendRawOptions {
   readonly timeoutMs?: number
   /** Once a 5xx head is in, how long to keep reading its body for the report (default 200 ms). */
   readonly errorBodyMs?: number
+  /**
+   * A second request to send on the same connection once a final answer came that keeps the
+   * connection open ('wait' only): a server must read or discard the rest of the first request,
+   * or close, so that this one is answered (or the connection closed) within `timeoutMs`.
+   */
+  readonly followUp?: Buffer
 }
 
 /**
@@ -156,13 +167,26 @@ export function sendRaw(port: number, bytes: Buffer, opts: SendRawOptions): Prom
     let status: number | null = null
     let done = false
     let timer: NodeJS.Timeout | null = null
+    let followUp: RawOutcome['followUp'] = null
+    let firstEnd = -1
     const finish = (closed: boolean, timedOut: boolean) => {
       if (done) return
       done = true
       if (timer !== null) clearTimeout(timer)
       sock.destroy()
+      if (followUp === 'timeout') followUp = closed ? 'closed' : timedOut ? 'timeout' : 'answered'
       const end = answeredAt !== 0 ? answeredAt : Date.now()
-      resolve({ status, answer: buf, closed, timedOut, latencyMs: sentAt === 0 ? 0 : Math.max(0, end - sentAt) })
+      resolve({ status, answer: buf, closed, timedOut: timedOut && followUp === null, latencyMs: sentAt === 0 ? 0 : Math.max(0, end - sentAt), followUp })
+    }
+    /** After a keep-alive answer: sends the follow-up; its head (or a close) ends the exchange. */
+    const startFollowUp = (): boolean => {
+      const head = buf.subarray(0, firstEnd).toString('latin1')
+      if (opts.followUp === undefined || opts.ending !== 'wait' || /^connection:\s*close/im.test(head) || /^HTTP\/1\.0/.test(head)) return false
+      followUp = 'timeout' // until something else is seen
+      if (timer !== null) clearTimeout(timer)
+      timer = setTimeout(() => finish(false, true), timeoutMs)
+      sock.write(opts.followUp, () => {})
+      return true
     }
     /** Reads the first final head in `buf`, if there is one. Interim answers are skipped. */
     const readHead = (): boolean => {
@@ -178,12 +202,19 @@ export function sendRaw(port: number, bytes: Buffer, opts: SendRawOptions): Prom
         }
         status = code
         answeredAt = Date.now()
+        firstEnd = end
       }
       return true
     }
     sock.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d])
+      if (followUp !== null) {
+        const next = buf.indexOf('HTTP/1.1 ', firstEnd)
+        if (next >= 0 && buf.indexOf('\r\n\r\n', next) >= 0) finish(false, false)
+        return
+      }
       if (status !== null || !readHead()) return
+      if ((status ?? 0) < 500 && sentAt !== 0 && startFollowUp()) return
       // A 5xx is kept open a little longer so the report can show its body.
       if ((status ?? 0) >= 500) setTimeout(() => finish(false, false), opts.errorBodyMs ?? 200)
       else finish(false, false)
