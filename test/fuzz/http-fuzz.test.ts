@@ -6,7 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import fc from 'fast-check'
-import { describeFailure, fuzzOnce, newStats, type FuzzStats } from './harness.js'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describeFailure, fuzzOnce, InvariantViolation, newStats, runCase, type FuzzStats } from './harness.js'
 import { fuzzCase } from './generators.js'
 import { FuzzTarget } from './target.js'
 
@@ -42,6 +44,36 @@ describe('HTTP fuzz (seeded slice)', () => {
     const withAuth = cases.filter((c) => c.family === 'ingest' && c.bytes.includes(target.creds.ingestValid[0]!))
     expect(withAuth.length).toBeGreaterThan(50)
   })
+
+  test('the checks see what they guard: a file beside the data directory, RSS, a dead process', async () => {
+    const stray = join(target.dataDir, '..', 'escaped')
+    writeFileSync(stray, 'x')
+    try {
+      expect(target.escapes()).toContain(stray)
+    } finally {
+      rmSync(stray)
+    }
+    expect(target.escapes()).toEqual([])
+    expect(target.rssBytes()).toBeGreaterThan(10 * 2 ** 20)
+    // A server that dies under a request is reported as a crash, and the next case gets a new one.
+    const scratch = newStats()
+    const probe = fc.sample(fuzzCase(target.creds), { numRuns: 1, seed: SEED })[0]!
+    process.kill(target.pid, 'SIGKILL')
+    await new Promise((r) => setTimeout(r, 200))
+    const err = await runCase(target, probe, scratch).then(() => null, (e: unknown) => e)
+    // ensureUp already replaced the dead process before sending, so the case itself passes...
+    expect(err).toBeNull()
+    expect(target.restarts).toBe(1)
+    // ...and a process killed while the case runs is caught as a crash.
+    const dying = runCase(target, { ...probe, bytes: probe.bytes.subarray(0, 5), ending: 'wait' }, scratch)
+    setTimeout(() => process.kill(target.pid, 'SIGKILL'), 100)
+    const crash = await dying.then(() => null, (e: unknown) => e)
+    expect(crash).toBeInstanceOf(InvariantViolation)
+    expect((crash as InvariantViolation).kind).toBe('crash')
+    await target.ensureUp()
+    target.restarts = 0
+    target.deaths.length = 0
+  }, 30_000)
 
   test(`${RUNS} generated requests: the process stays up, no stray 5xx, every request answered or closed within 10 s, nothing outside the data directory, RSS bounded`, async () => {
     const failure = await fuzzOnce(target, stats, { runs: RUNS, seed: SEED })
