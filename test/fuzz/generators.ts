@@ -629,7 +629,7 @@ function chunkedBytes(body: Buffer, f: Extract<Framing, { kind: 'chunked' }>): {
 function serialise(d: Draft, m: string, v: string, hb: HeaderBend, fr: Framing, c: Cut | null): FuzzCase {
   const notes = [...d.body.notes]
   let body = d.body
-  if (c !== null && c.where === 'body') {
+  if (c !== null && c.where === 'body' && body.bytes.length > 0) {
     const at = bodyCutAt(body, c.stage, c.at)
     body = { ...body, bytes: body.bytes.subarray(0, at) }
     notes.push(`body cut at ${at} (${c.stage})`)

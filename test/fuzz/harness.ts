@@ -26,6 +26,10 @@ export interface FuzzStats {
   status5xx: number
   /** Connections the server closed without a final answer (truncated requests, mostly). */
   closedWithoutAnswer: number
+  /** Of those, whole requests whose client was waiting for the answer. */
+  closedWhileWaiting: number
+  /** The first few of them (route and bends), to look at. */
+  closedWhileWaitingExamples: string[]
   /** Cases whose client reset the connection (nothing awaited). */
   resets: number
   maxLatencyMs: number
@@ -36,7 +40,7 @@ export interface FuzzStats {
 }
 
 export function newStats(): FuzzStats {
-  return { cases: 0, status2xx: 0, status3xx: 0, status4xx: 0, status5xx: 0, closedWithoutAnswer: 0, resets: 0, maxLatencyMs: 0, maxLatencyRoute: '', maxRssBytes: 0, byRoute: {}, byStatus: {} }
+  return { cases: 0, status2xx: 0, status3xx: 0, status4xx: 0, status5xx: 0, closedWithoutAnswer: 0, closedWhileWaiting: 0, closedWhileWaitingExamples: [], resets: 0, maxLatencyMs: 0, maxLatencyRoute: '', maxRssBytes: 0, byRoute: {}, byStatus: {} }
 }
 
 export class InvariantViolation extends Error {
@@ -57,7 +61,13 @@ function record(stats: FuzzStats, c: FuzzCase, o: RawOutcome): void {
   stats.byStatus[key] = (stats.byStatus[key] ?? 0) + 1
   if (o.status === null) {
     if (c.ending === 'reset') stats.resets++
-    else stats.closedWithoutAnswer++
+    else {
+      stats.closedWithoutAnswer++
+      if (c.ending === 'wait') {
+        stats.closedWhileWaiting++
+        if (stats.closedWhileWaitingExamples.length < 20) stats.closedWhileWaitingExamples.push(`${c.route}: ${c.notes.join('; ')} | ${escapedView(c.bytes, 300)}`)
+      }
+    }
   } else if (o.status >= 500) stats.status5xx++
   else if (o.status >= 400) stats.status4xx++
   else if (o.status >= 300) stats.status3xx++

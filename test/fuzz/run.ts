@@ -48,6 +48,7 @@ async function main(): Promise<number> {
   console.log(`[fuzz] Ferry pid ${target.pid} on 127.0.0.1:${target.port}, data ${target.dataDir}; ${a.runs} cases from seed ${a.seed}`)
   let seed = a.seed
   let stopMs: number | null = null
+  let errorLines = 0
   try {
     while (stats.cases < a.runs) {
       const before = stats.cases
@@ -68,6 +69,12 @@ async function main(): Promise<number> {
       console.log(`[fuzz] going on with seed ${seed}`)
     }
   } finally {
+    const errors = target.output().split('\n').filter((l) => /"level":(50|60)/.test(l))
+    errorLines = errors.length
+    if (errorLines > 0) {
+      mkdirSync(RESULTS_DIR, { recursive: true })
+      writeFileSync(`${RESULTS_DIR}server-errors-seed-${a.seed}.log`, `${errors.join('\n')}\n`)
+    }
     stopMs = await target.stop()
   }
   const durationSec = (Date.now() - startedMs) / 1000
@@ -80,7 +87,18 @@ async function main(): Promise<number> {
     seed: a.seed,
     cases: stats.cases,
     durationSec: Math.round(durationSec),
-    status: { '2xx': stats.status2xx, '3xx': stats.status3xx, '4xx': stats.status4xx, '5xx': stats.status5xx, closedWithoutAnswer: stats.closedWithoutAnswer, clientResets: stats.resets },
+    status: {
+      '2xx': stats.status2xx,
+      '3xx': stats.status3xx,
+      '4xx': stats.status4xx,
+      '5xx': stats.status5xx,
+      closedWithoutAnswer: stats.closedWithoutAnswer,
+      closedWhileWaiting: stats.closedWhileWaiting,
+      clientResets: stats.resets,
+    },
+    /** Server log lines at error level or above (issue 9 defect 9: client aborts should not be). */
+    serverErrorLogLines: errorLines,
+    closedWhileWaitingExamples: stats.closedWhileWaitingExamples,
     byStatus: stats.byStatus,
     maxLatencyMs: stats.maxLatencyMs,
     maxLatencyRoute: stats.maxLatencyRoute,
