@@ -616,7 +616,10 @@ function chunkedBytes(body: Buffer, f: Extract<Framing, { kind: 'chunked' }>): {
     let size = piece.length.toString(16)
     if (f.upper) size = size.toUpperCase()
     if (i === 0 && f.bad !== 'none') {
-      whole = f.bad !== 'long' ? whole : false
+      // A size too long, too short or run into its data can still parse: the leftover bytes read
+      // as the next size line (hex digits, or an extension up to the next CRLF) and the server
+      // rightly waits for more. Such a client is done sending, so it half-closes.
+      if (f.bad === 'long' || f.bad === 'short' || f.bad === 'no-crlf') whole = false
       size = { garbage: 'zz', negative: '-1', short: (Math.max(0, piece.length - 1)).toString(16), long: (piece.length + 16).toString(16), huge: 'ffffffffffffffffff', 'no-crlf': size }[f.bad]
     }
     out.push(latin1(`${size}${f.ext ? ';name=value' : ''}${f.bad === 'no-crlf' && i === 0 ? '' : '\r\n'}`), piece, latin1('\r\n'))
