@@ -136,3 +136,126 @@ export class RawConn {
     }
   }
 }
+
+/** What became of one request sent by `sendRaw`. */
+export interface RawOutcome {
+  /** Status of the first final (non-1xx) answer, or null when the connection ended without one. */
+  readonly status: number | null
+  /** Bytes of the answer that had arrived when `sendRaw` returned (head and what came of the body). */
+  readonly answer: Buffer
+  /** The server closed (or reset) the connection before `sendRaw` returned. */
+  readonly closed: boolean
+  /** Neither an answer nor a close came within `timeoutMs` after the last byte was sent. */
+  readonly timedOut: boolean
+  /** ms from the last byte written (or the half-close) to the answer's head or the close. */
+  readonly latencyMs: number
+  /**
+   * With `followUp`: what became of the next request sent on the same connection after a
+   * keep-alive answer ('answered', 'closed', or 'timeout'); null when it was not sent.
+   */
+  readonly followUp: 'answered' | 'closed' | 'timeout' | null
+}
+
+export interface SendRawOptions {
+  /**
+   * After the bytes: 'wait' keeps the connection open for the answer (the request is complete),
+   * 'half-close' sends FIN at once (a truncated request: the client has nothing more to say),
+   * 'reset' destroys the socket (a client that vanishes; nothing is awaited).
+   */
+  readonly ending: 'wait' | 'half-close' | 'reset'
+  /** How long to wait for an answer or a close (default 10 s). */
+  readonly timeoutMs?: number
+  /** Once a 5xx head is in, how long to keep reading its body for the report (default 200 ms). */
+  readonly errorBodyMs?: number
+  /**
+   * A second request to send on the same connection once a final answer came that keeps the
+   * connection open ('wait' only): a server must read or discard the rest of the first request,
+   * or close, so that this one is answered (or the connection closed) within `timeoutMs`.
+   */
+  readonly followUp?: Buffer
+}
+
+/**
+ * Sends `bytes` as they are on a new connection to 127.0.0.1:`port` (malformed HTTP included)
+ * and reports the first final answer's status, or that the server closed without one. 1xx
+ * answers (100 Continue) are skipped. The connection is always destroyed before returning.
+ */
+export function sendRaw(port: number, bytes: Buffer, opts: SendRawOptions): Promise<RawOutcome> {
+  const timeoutMs = opts.timeoutMs ?? 10_000
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1')
+    let buf = Buffer.alloc(0)
+    let sentAt = 0
+    let answeredAt = 0
+    let status: number | null = null
+    let done = false
+    let timer: NodeJS.Timeout | null = null
+    let followUp: RawOutcome['followUp'] = null
+    let firstEnd = -1
+    const finish = (closed: boolean, timedOut: boolean) => {
+      if (done) return
+      done = true
+      if (timer !== null) clearTimeout(timer)
+      sock.destroy()
+      if (followUp === 'timeout') followUp = closed ? 'closed' : timedOut ? 'timeout' : 'answered'
+      const end = answeredAt !== 0 ? answeredAt : Date.now()
+      resolve({ status, answer: buf, closed, timedOut: timedOut && followUp === null, latencyMs: sentAt === 0 ? 0 : Math.max(0, end - sentAt), followUp })
+    }
+    /** After a keep-alive answer: sends the follow-up; its head (or a close) ends the exchange. */
+    const startFollowUp = (): boolean => {
+      const head = buf.subarray(0, firstEnd).toString('latin1')
+      if (opts.followUp === undefined || opts.ending !== 'wait' || /^connection:\s*close/im.test(head) || /^HTTP\/1\.0/.test(head)) return false
+      followUp = 'timeout' // until something else is seen
+      if (timer !== null) clearTimeout(timer)
+      timer = setTimeout(() => finish(false, true), timeoutMs)
+      sock.write(opts.followUp, () => {})
+      return true
+    }
+    /** Reads the first final head in `buf`, if there is one. Interim answers are skipped. */
+    const readHead = (): boolean => {
+      let from = 0
+      while (status === null) {
+        const end = buf.indexOf('\r\n\r\n', from)
+        if (end < 0) return false
+        const m = /^HTTP\/\d\.\d (\d{3})/.exec(buf.subarray(from, Math.min(end, from + 64)).toString('latin1'))
+        const code = m ? Number(m[1]) : 0
+        if (code >= 100 && code < 200) {
+          from = end + 4
+          continue
+        }
+        status = code
+        answeredAt = Date.now()
+        firstEnd = end
+      }
+      return true
+    }
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      if (followUp !== null) {
+        const next = buf.indexOf('HTTP/1.1 ', firstEnd)
+        if (next >= 0 && buf.indexOf('\r\n\r\n', next) >= 0) finish(false, false)
+        return
+      }
+      if (status !== null || !readHead()) return
+      if ((status ?? 0) < 500 && sentAt !== 0 && startFollowUp()) return
+      // A 5xx is kept open a little longer so the report can show its body.
+      if ((status ?? 0) >= 500) setTimeout(() => finish(false, false), opts.errorBodyMs ?? 200)
+      else finish(false, false)
+    })
+    const ended = () => {
+      readHead()
+      finish(true, false)
+    }
+    sock.on('error', ended)
+    sock.on('close', ended)
+    sock.on('connect', () => {
+      sock.write(bytes, () => {
+        if (done) return
+        sentAt = Date.now()
+        if (opts.ending === 'reset') return finish(true, false)
+        if (opts.ending === 'half-close') sock.end()
+        timer = setTimeout(() => finish(false, true), timeoutMs)
+      })
+    })
+  })
+}
