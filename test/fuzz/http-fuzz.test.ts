@@ -76,7 +76,7 @@ describe('HTTP fuzz (seeded slice)', () => {
   }, 30_000)
 
   test(`${RUNS} generated requests: the process stays up, no stray 5xx, every request answered or closed within 10 s, nothing outside the data directory, RSS bounded`, async () => {
-    const failure = await fuzzOnce(target, stats, { runs: RUNS, seed: SEED })
+    const failure = await fuzzOnce(target, stats, { runs: RUNS, seed: SEED, followUp: true })
     if (failure !== null) throw new Error(describeFailure(failure, target.port, null))
     expect(stats.cases).toBe(RUNS)
     expect(target.restarts).toBe(0)

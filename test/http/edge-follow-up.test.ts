@@ -1,0 +1,39 @@
+/**
+ * A request refused before its body was read (here: a malformed multipart part header) must not
+ * leave its keep-alive connection stuck: the next request on it is answered (found by the fuzz
+ * suite with --follow-up; before the edge fix it hung until the idle timeout).
+ */
+import { afterAll, beforeAll, expect, test } from '@jest/globals'
+import { connect } from 'node:net'
+import { removeDir, startFerry, type TestServer } from '../helpers/server.js'
+
+let srv: TestServer
+beforeAll(async () => {
+  srv = await startFerry()
+})
+afterAll(async () => {
+  await srv.close()
+  removeDir(srv.dataDir)
+})
+
+test('the next request on a connection whose body was refused early is answered', async () => {
+  const port = Number(new URL(srv.url).port)
+  const body = Buffer.concat([
+    Buffer.from('--XB\r\nContent-Disposition: form-data; name="file"; filename="a"\r\nX: y'),
+    Buffer.alloc(1024 * 1024, 0x61),
+    Buffer.from('\r\n--XB--\r\n'),
+  ])
+  const s = connect(port, '127.0.0.1')
+  let got = ''
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')))
+  s.on('error', () => {})
+  s.write(`PUT /ImageStore/a.bin?api-version=6.0 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XB\r\nContent-Length: ${body.length}\r\n\r\n`)
+  s.write(body)
+  s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+  const until = Date.now() + 5000
+  while (Date.now() < until && !(s.destroyed || /"status":"ok"/.test(got))) await new Promise((r) => setTimeout(r, 20))
+  s.destroy()
+  expect(got.startsWith('HTTP/1.1 400')).toBe(true)
+  // Either the second request is answered, or the server closed the connection (never a hang).
+  expect(/"status":"ok"/.test(got) || s.readableEnded).toBe(true)
+})
