@@ -92,6 +92,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     reserveLeaseMs: config.sessions.reserveLeaseMs,
     commitLeaseMs: config.sessions.commitLeaseMs,
     minChunkBytes: config.sessions.minChunkBytes,
+    instance: { id: state.instanceId, isAlive: (id) => state.isAlive(id) },
     ...(options.uploadHooks ? { hooks: options.uploadHooks } : {}),
     // Several instances may share Redis: a commit can ask the one that runs the session's hash.
     peers: state.kind === 'redis' ? state.bus : null,

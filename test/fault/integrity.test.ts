@@ -109,9 +109,10 @@ describe('one instance on the suite Redis, with hooks', () => {
   /** A stall of the whole event loop (a long GC pause): nothing runs, not even lease renewals. */
   let stallMs = 0
   let srv: TestServer
+  const prefix = uniquePrefix()
   beforeAll(async () => {
     srv = await startFerry(
-      { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_COMMIT_LEASE_MS: '1500', FERRY_SESSION_TTL_SEC: '1' },
+      { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: prefix, FERRY_COMMIT_LEASE_MS: '1500', FERRY_SESSION_TTL_SEC: '1' },
       {
         uploadHooks: {
           afterReserve: () => hooks.afterReserve.wait(),
@@ -232,6 +233,33 @@ describe('one instance on the suite Redis, with hooks', () => {
     expect(existsSync(leftover)).toBe(false)
     expect(existsSync(handoff)).toBe(false)
     expect(existsSync(join(tmp, live!.tempName))).toBe(true)
+  })
+
+  test('sweep: stream temp files of killed instances go; those of a live instance or a running stream stay', async () => {
+    const tmp = join(srv.dataDir, 'tmp')
+    const other = await createRedisState(testRedisUrl(), prefix) // another live instance
+    try {
+      const self = srv.app.engine.state.instanceId
+      const names = {
+        dead: `w-${randomUUID()}.${randomUUID()}.part`,
+        mineIdle: `w-${self}.${randomUUID()}.part`,
+        otherLive: `w-${other.instanceId}.${randomUUID()}.part`,
+      }
+      const running = srv.app.engine.uploads.streamTempPath() // a stream of ours in progress
+      const old = new Date(Date.now() - 120_000)
+      for (const f of [...Object.values(names).map((n) => join(tmp, n)), running]) {
+        writeFileSync(f, 'x')
+        utimesSync(f, old, old)
+      }
+      await srv.app.engine.uploads.sweep()
+      expect(existsSync(join(tmp, names.dead))).toBe(false)
+      expect(existsSync(join(tmp, names.mineIdle))).toBe(false)
+      expect(existsSync(join(tmp, names.otherLive))).toBe(true)
+      expect(existsSync(running)).toBe(true)
+      await srv.app.engine.uploads.discard(running)
+    } finally {
+      await other.close()
+    }
   })
 
   test('limits: tiny chunks below the minimum and too many separate ranges are refused with 400', async () => {

@@ -180,7 +180,7 @@ export class StagingStore {
       const st = await stat(got.tempPath, { bigint: true })
       await this.#o.uploads.publish(got.tempPath, target, { overwrite: true })
       const digests: Digests = { ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs), md5, sha256 }
-      await writeSmallFile(this.#o.layout.tmp, `${target}.digests`, JSON.stringify(digests), this.#o.uploads, true)
+      await writeSmallFile(`${target}.digests`, JSON.stringify(digests), this.#o.uploads, true)
       return { bytes: got.bytes, md5, sha256 }
     } catch (err) {
       await this.#o.uploads.discard(got.tempPath)
@@ -240,7 +240,7 @@ export class StagingStore {
       const target = this.#entryFile(repo.name, input.branch, segments)
       const previous = input.createOnly ? null : await readEntry(target)
       try {
-        await writeSmallFile(this.#o.layout.tmp, target, JSON.stringify(entry), this.#o.uploads, !input.createOnly)
+        await writeSmallFile(target, JSON.stringify(entry), this.#o.uploads, !input.createOnly)
       } catch (err) {
         if (err instanceof UploadError && err.code === 'ERR_ALREADY_EXISTS') {
           throw new UploadError('ERR_PRECONDITION_FAILED', 'Precondition failed')
@@ -350,8 +350,8 @@ async function readEntry(path: string): Promise<Entry | null> {
 }
 
 /** Writes a small file to a temp name, then publishes it (rename, or link-if-absent). */
-async function writeSmallFile(tmpDir: string, target: string, text: string, uploads: UploadService, overwrite: boolean): Promise<void> {
-  const tmp = join(tmpDir, `w-${randomUUID()}.part`)
+async function writeSmallFile(target: string, text: string, uploads: UploadService, overwrite: boolean): Promise<void> {
+  const tmp = uploads.streamTempPath()
   await writeFile(tmp, text, { mode: 0o644 })
   await uploads.publish(tmp, target, { overwrite })
 }

@@ -360,6 +360,8 @@ export function createEmbeddedState(stateDir: string, opts: EmbeddedOptions = {}
   return {
     kind: 'embedded',
     instanceId: sessions.instanceId,
+    // One process owns the directory: any other instance is a process that ended.
+    isAlive: async (id) => id === sessions.instanceId,
     sessions,
     locker,
     bus,

@@ -399,6 +399,7 @@ export async function createRedisState(url: string, prefix: string, opts: RedisS
   return {
     kind: 'redis',
     instanceId,
+    isAlive: (id) => guard(async () => id === instanceId || (await redis.exists(`${prefix}alive:${id}`)) === 1),
     redis,
     sessions,
     locker,

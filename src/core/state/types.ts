@@ -209,6 +209,8 @@ export interface StateBackend {
   readonly kind: 'redis' | 'embedded'
   /** This process's name in leases; unique per start. */
   readonly instanceId: string
+  /** Whether the instance of that id is running (its liveness key is fresh; embedded: it is this one). */
+  isAlive(instanceId: string): Promise<boolean>
   readonly sessions: SessionStore
   readonly locker: Locker
   readonly bus: Bus

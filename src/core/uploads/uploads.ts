@@ -31,6 +31,8 @@ export interface UploadServiceOptions {
   readonly minChunkBytes?: number
   /** Test hooks: pauses injected at the named points of the data path, to reproduce races. */
   readonly hooks?: UploadHooks
+  /** This instance, and how to tell whether another one still runs (its stream temp files are in use). */
+  readonly instance?: { readonly id: string; isAlive(id: string): Promise<boolean> }
   /**
    * The bus every instance shares (Redis only): a commit on an instance without the session's
    * running hash asks the instance that has it (see `listenForPeers`). Null: one instance.
@@ -137,7 +139,9 @@ export interface CommitHashCounts {
  */
 const tempNameFor = (key: string, incarnation: string) => `s-${Buffer.from(key).toString('base64url')}.${incarnation}.part`
 const handoffNameFor = (key: string, owner: string) => `p-${Buffer.from(key).toString('base64url')}.${owner}.part`
-function parseTempName(name: string): { kind: 's' | 'p'; key: string; id: string } | null {
+function parseTempName(name: string): { kind: 's' | 'p'; key: string; id: string } | { kind: 'w'; instance: string } | null {
+  const w = /^w-([0-9a-f-]{36})\.[0-9a-f-]{36}\.part$/.exec(name)
+  if (w) return { kind: 'w', instance: w[1]! }
   const m = /^([sp])-([A-Za-z0-9_-]*)\.([0-9a-f-]{36})\.part$/.exec(name)
   return m ? { kind: m[1] as 's' | 'p', key: Buffer.from(m[2]!, 'base64url').toString(), id: m[3]! } : null
 }
@@ -157,10 +161,26 @@ export class UploadService {
   /** Ranges this instance completed in a session's temp file and has not flushed yet, by path. */
   readonly #unflushed = new Map<string, { key: string; incarnation: string; ranges: ByteRange[] }>()
   readonly hashCounts: CommitHashCounts = { local: 0, peer: 0, fullPass: 0 }
+  readonly #instanceId: string
+  /** Stream temp files of this instance not yet published or discarded. */
+  readonly #streaming = new Set<string>()
   #stopListening: (() => Promise<void>) | null = null
 
   constructor(options: UploadServiceOptions) {
     this.#o = options
+    this.#instanceId = options.instance?.id ?? randomUUID()
+  }
+
+  /**
+   * A new temp file name for a whole-file stream or a small file to publish:
+   * `w-<instance>.<random>.part`, so a sweep can tell a file of a running stream (this instance
+   * is streaming it, or its instance is alive) from one left by a killed process. The caller
+   * publishes it (`publish`) or lets it go (`discard`).
+   */
+  streamTempPath(): string {
+    const path = join(this.#o.layout.tmp, `w-${this.#instanceId}.${randomUUID()}.part`)
+    this.#streaming.add(path)
+    return path
   }
 
   async #flushAndSettle(path: string): Promise<void> {
@@ -578,7 +598,7 @@ export class UploadService {
       hashInline?: boolean
     },
   ): Promise<WholeFile> {
-    const tempPath = join(this.#o.layout.tmp, `w-${randomUUID()}.part`)
+    const tempPath = this.streamTempPath()
     const algos = opts.algos ?? ['sha256']
     // A small body of known length is hashed inline as it arrives: cheaper than a pool round trip.
     // Anything larger (or of unknown length) is hashed by a pool thread following the writes.
@@ -608,7 +628,7 @@ export class UploadService {
     } catch (err) {
       h?.cancel()
       await this.#flusher.settle(tempPath)
-      await removeQuietly(tempPath)
+      await this.discard(tempPath)
       throw err
     }
   }
@@ -619,11 +639,17 @@ export class UploadService {
     } catch (err) {
       await removeQuietly(tempPath)
       throw err
+    } finally {
+      this.#streaming.delete(tempPath)
     }
   }
 
   async discard(tempPath: string): Promise<void> {
-    await removeQuietly(tempPath)
+    try {
+      await removeQuietly(tempPath)
+    } finally {
+      this.#streaming.delete(tempPath)
+    }
   }
 
   /**
@@ -669,7 +695,12 @@ export class UploadService {
       let orphan: boolean
       if (parsed === null) orphan = age > ttl
       else if (age <= TEMP_GRACE_MS) orphan = false
-      else {
+      else if (parsed.kind === 'w') {
+        // A stream's temp file: in use while its stream runs here, or while its instance lives.
+        orphan = parsed.instance === this.#instanceId
+          ? !this.#streaming.has(full)
+          : !(await (this.#o.instance?.isAlive(parsed.instance) ?? Promise.resolve(true)))
+      } else {
         const rec = await this.#o.sessions.get(parsed.key)
         orphan = parsed.kind === 's'
           ? rec === null || rec.incarnation !== parsed.id || rec.state === 'committed'
