@@ -19,7 +19,7 @@ import { createImageStoreFamily } from './http/imagestore/family.js'
 import { createIngestFamily } from './http/ingest/family.js'
 import { createStagingFamily } from './http/staging/family.js'
 import { createShamanFamily } from './http/shaman/family.js'
-import { createHttpServer, edgeOptionsFrom } from './http/server.js'
+import { createHttpServer, edgeOptionsFrom, type ReadyCheck } from './http/server.js'
 
 /** What every API family may use. */
 export interface Engine {
@@ -37,6 +37,11 @@ export interface App {
   readonly engine: Engine
   readonly server: Server
   listen(): Promise<AddressInfo>
+  /**
+   * Takes this instance out of (false) or back into (true) the load balancer's rotation: /healthz
+   * and /readyz answer 503 while it is out; requests are still served. close() takes it out first.
+   */
+  setReady(ready: boolean): void
   /** Stops accepting, lets in-flight requests finish within the shutdown timeout, closes all. */
   close(): Promise<void>
 }
@@ -62,6 +67,8 @@ export interface AppOptions {
   readonly uploadHooks?: UploadHooks
   /** Another boot id than the host's: a restart "after a reboot" (power-cut tests). */
   readonly bootId?: string
+  /** More readiness checks for /readyz, after the state store's. */
+  readonly readyChecks?: readonly ReadyCheck[]
 }
 
 export async function createApp(config: Config, log: Logger, options: AppOptions = {}): Promise<App> {
@@ -130,7 +137,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       } catch {
         return { ok: false, reason: `the ${state.kind} state store does not answer` }
       }
-    }],
+    }, ...(options.readyChecks ?? [])],
   })
   const sweeper = new Sweeper(sweepTasks, log)
   let closing: Promise<void> | null = null
@@ -138,6 +145,9 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   return {
     engine,
     server,
+    setReady(r) {
+      ready = r
+    },
     async listen() {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
