@@ -5,7 +5,7 @@
 //
 // `scattered` writes chunk i at offset 2i (every chunk a new separate range: the worst case a
 // client can make); `sequential` at offset i. Run it against two builds (--dist) to compare.
-import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -26,7 +26,11 @@ const { createRedisState } = await import(pathToFileURL(join(dist, 'src/core/sta
 
 const offset = (i) => (a.pattern === 'scattered' ? 2 * i : i)
 
+/** Bytes this process has written with write(2) and friends so far (/proc/self/io wchar). */
+const written = () => Number(/wchar: (\d+)/.exec(readFileSync('/proc/self/io', 'utf8'))[1])
+
 async function drive(state, journal) {
+  const w0 = written()
   const key = `g:${Date.now()}`
   const now = Date.now()
   await state.sessions.open({ key, incarnation: 'i', target: 't', totalBytes: 2 * n + 2, tempName: 'x.part' }, now)
@@ -47,6 +51,8 @@ async function drive(state, journal) {
     lastMs: +med(lat.slice(-k)).toFixed(3),
     refused,
     journalBytes: journal ? statSync(journal).size : undefined,
+    // Everything appended to the journal on the way (compactions shrink the file itself).
+    writtenBytes: journal ? written() - w0 : undefined,
   }
 }
 
