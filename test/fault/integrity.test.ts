@@ -317,6 +317,23 @@ describe('a Redis that loses its data or goes away', () => {
     expect(stored.equals(fill(mib, 0x55))).toBe(true)
   })
 
+  test('a subscription made while Redis is down (an instance starting during a Redis restart) comes through once it is back', async () => {
+    const st = await createRedisState(redis.url, uniquePrefix())
+    try {
+      await redis.stop()
+      const got: string[] = []
+      await st.bus.subscribe('late', (m) => got.push(m)) // must not throw
+      await redis.restart()
+      for (let i = 0; i < 100 && got.length === 0; i++) {
+        await st.bus.publish('late', 'hello').catch(() => {})
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(got[0]).toBe('hello')
+    } finally {
+      await st.close()
+    }
+  })
+
   test('during an outage requests fail fast with 503 and the family body; Ferry recovers by itself', async () => {
     const id = newSessionId()
     await redis.stop()

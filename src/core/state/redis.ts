@@ -363,13 +363,30 @@ export class RedisBus implements Bus {
     await guard(() => this.#pub.publish(`${this.#p}${channel}`, message))
   }
 
+  /**
+   * Subscribes; if Redis is down (an instance starting during a Redis restart), the subscription
+   * is retried in the background instead of failing: a missed message only costs a fallback
+   * (a full hash pass, an upload not cut short), a failed start costs the instance.
+   */
   async subscribe(channel: string, handler: (message: string) => void) {
     const full = `${this.#p}${channel}`
     let set = this.#handlers.get(full)
     if (set === undefined) {
       set = new Set()
       this.#handlers.set(full, set)
-      await guard(() => this.#sub.subscribe(full))
+      const mine = set
+      const attempt = async (): Promise<void> => {
+        try {
+          await this.#sub.subscribe(full)
+        } catch {
+          if (this.#handlers.get(full) !== mine) return
+          await new Promise((r) => setTimeout(r, 500).unref())
+          if (this.#handlers.get(full) === mine) return attempt()
+        }
+      }
+      const first = attempt()
+      // Wait for the first answer a little (the usual case: subscribed at once), never fail.
+      await Promise.race([first, new Promise((r) => setTimeout(r, 1000).unref())])
     }
     set.add(handler)
     return async () => {
