@@ -166,6 +166,13 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       : randomUUID())
     res.setHeader('X-Request-Id', reqId)
     const sock = req.socket
+    // `Connection: upgrade` with `Upgrade`: Ferry upgrades to nothing (RFC 9110 §7.8 lets a server
+    // ignore it), but node's parser, once it has seen the upgrade, hands the connection's later
+    // bytes to no one: no further request could be read on it. Answer this one, then close.
+    if (req.headers.upgrade !== undefined && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(String(req.headers.connection ?? ''))) {
+      res.setHeader('Connection', 'close')
+      res.once('finish', () => sock.destroySoon())
+    }
     open.set(sock, (open.get(sock) ?? 0) + 1)
     res.once('close', () => {
       const n = (open.get(sock) ?? 1) - 1

@@ -37,3 +37,22 @@ test('the next request on a connection whose body was refused early is answered'
   // Either the second request is answered, or the server closed the connection (never a hang).
   expect(/"status":"ok"/.test(got) || s.readableEnded).toBe(true)
 })
+
+test('a request carrying Connection: upgrade is answered and its connection closed, never left hanging', async () => {
+  const port = Number(new URL(srv.url).port)
+  const s = connect(port, '127.0.0.1')
+  let got = ''
+  let closed = false
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')))
+  s.on('close', () => (closed = true))
+  s.on('error', () => {})
+  const body = Buffer.alloc(4096, 0x61)
+  s.write(`GET /ImageStore/a.bin?api-version=6.0 HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n`)
+  s.write(body)
+  s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+  const until = Date.now() + 5000
+  while (Date.now() < until && !closed && !/"status":"ok"/.test(got)) await new Promise((r) => setTimeout(r, 20))
+  s.destroy()
+  expect(got.startsWith('HTTP/1.1 ')).toBe(true)
+  expect(closed || /"status":"ok"/.test(got)).toBe(true)
+})
