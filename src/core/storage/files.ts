@@ -128,6 +128,8 @@ export interface WriteAtOptions {
   readonly signal?: AbortSignal
   /** Asked before each batch is written: an error stops the write (a lease that may be lost). */
   readonly guard?: () => Error | null
+  /** The file must exist already (a session's temp file): never create it again once deleted. */
+  readonly mustExist?: boolean
 }
 
 function isAbort(err: unknown): boolean {
@@ -147,7 +149,7 @@ export async function openForWrite(path: string): Promise<FileHandle> {
  */
 export async function writeStreamAt(path: string, position: number, source: Readable, opts: WriteAtOptions = {}): Promise<number> {
   const limit = opts.expectedBytes ?? opts.maxBytes ?? Number.MAX_SAFE_INTEGER
-  const fh = await openForWrite(path)
+  const fh = opts.mustExist ? await open(path, constants.O_WRONLY) : await openForWrite(path)
   try {
     const writer = new PositionalWriter(fh, position, limit, opts.onProgress, opts.hashes, opts.guard)
     try {

@@ -309,6 +309,7 @@ export class UploadService {
       await writeStreamAt(tempPath, range.start, input.body, {
         expectedBytes: empty ? 0 : range.end - range.start + 1,
         durable: this.#o.durableChunks,
+        mustExist: true, // a cancelled incarnation's file is not brought back
         ...(input.signal ? { signal: input.signal } : {}),
         // Checked before each batch reaches the disk: never write on a lease that may be gone.
         guard: () => lost ?? (performance.now() - confirmedAt > lease * 0.75 ? new UploadError('ERR_SESSION_BUSY', 'the range reservation ran out while the chunk was written; send it again') : null),
@@ -317,6 +318,9 @@ export class UploadService {
       clearInterval(renew)
       // Released at once, so the client may send the range again right away (a full disk, a cut).
       await this.#o.sessions.release(key, token).catch(() => {})
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new UploadError('ERR_SESSION_NOT_FOUND', 'the upload session was cancelled while the chunk arrived', { cause: err })
+      }
       throw lost ?? err
     }
     clearInterval(renew)
