@@ -91,6 +91,12 @@ export interface RedisStateOptions {
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 2000
 export const DEFAULT_LIVENESS_MS = 3000
+/**
+ * A holder seen alive is not asked about again for this long (one round trip less per chunk when
+ * another instance's lease or unflushed ranges sit on the session); it adds at most this much to
+ * the time a dead instance's leases stay held.
+ */
+const ALIVE_CACHE_MS = 500
 
 /** Connects and waits until Redis answers, or throws after `timeoutMs`. */
 export async function connectRedis(url: string, timeoutMs = 10_000, commandTimeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<Redis> {
@@ -192,14 +198,7 @@ export class RedisSessionStore implements SessionStore {
     for (let attempt = 0; attempt < 100; attempt++) {
       const { v, rec, redisNow, isChunk } = await this.#read(key, member)
       const now = redisNow + offset
-      const suspects = holdersToCheck(rec, now, this.#self)
-      const dead = new Set<string>()
-      if (suspects.length > 0) {
-        const alive = await this.#r.mget(...suspects.map(this.#alive))
-        suspects.forEach((id, i) => {
-          if (alive[i] === null) dead.add(id)
-        })
-      }
+      const dead = await this.#deadAmong(holdersToCheck(rec, now, this.#self))
       const c: StepContext = { now, dead, self: this.#self, boot: this.#boot, limits: this.#limits }
       const { next, out, chunk } = settled(rec, c, (cur) => step(cur, c, isChunk))
       if (next === 'same') return out
@@ -216,6 +215,26 @@ export class RedisSessionStore implements SessionStore {
       if (attempt > 3) await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt))
     }
     throw new UploadError('ERR_UNAVAILABLE', `session ${key}: too much contention`)
+  }
+
+  /** Instances seen alive, and when: asked again after ALIVE_CACHE_MS (a dead answer is never cached). */
+  readonly #seenAlive = new Map<string, number>()
+
+  /** Which of `ids` have no liveness key. The compare-and-set re-checks the dead ones atomically. */
+  async #deadAmong(ids: readonly string[]): Promise<Set<string>> {
+    const dead = new Set<string>()
+    const t = performance.now()
+    const ask = ids.filter((id) => !(t - (this.#seenAlive.get(id) ?? -Infinity) < ALIVE_CACHE_MS))
+    if (ask.length === 0) return dead
+    const alive = await this.#r.mget(...ask.map(this.#alive))
+    ask.forEach((id, i) => {
+      if (alive[i] === null) {
+        dead.add(id)
+        this.#seenAlive.delete(id)
+      } else this.#seenAlive.set(id, t)
+    })
+    if (this.#seenAlive.size > 1000) this.#seenAlive.clear()
+    return dead
   }
 
   #run<T>(key: string, nowMs: number | null, step: (cur: SessionRecord | null, c: StepContext, isChunk: boolean) => Step<T>, member?: string): Promise<T> {
