@@ -57,6 +57,11 @@ const READY_CHECK_TIMEOUT_MS = 2000
  * shows the client nothing internal; `/healthz` and `/readyz`; the minimum body rate; answers to
  * broken requests ('clientError') in the family's own error shape where one is in flight.
  */
+/** How much of a refused request's unread body is read and dropped to keep its connection. */
+const UNREAD_BODY_DRAIN_BYTES = 1024 * 1024
+/** How long that may take before the connection is closed instead. */
+const UNREAD_BODY_DRAIN_MS = 5000
+
 export function createHttpServer(opts: HttpServerOptions): Server {
   const families = [...opts.families].sort((a, b) => b.prefix.length - a.prefix.length)
   const minRate = opts.minBodyRate ?? { bytesPerSec: DEFAULTS.http.minBodyRateBytesPerSec, windowSec: DEFAULTS.http.minBodyRateWindowSec }
@@ -189,6 +194,28 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       if (!res.writableFinished) ctl.abort(new Error('client went away'))
     })
     const started = process.hrtime.bigint()
+    res.once('finish', () => {
+      if (req.complete || sock.destroyed) return
+      // The handler gave up on the body (an abandoned async iterator destroys the request): what
+      // is left of it can no longer be read, so the connection cannot carry another request.
+      if (req.destroyed) {
+        sock.destroySoon()
+        return
+      }
+      // Answered before the body was read to its end (a refusal: too large, bad JSON, no auth):
+      // read the rest and drop it, so the connection can carry the next request; a rest larger
+      // than UNREAD_BODY_DRAIN_BYTES, or slower than its deadline, closes the connection instead.
+      let left = UNREAD_BODY_DRAIN_BYTES
+      const stop = setTimeout(() => sock.destroy(), UNREAD_BODY_DRAIN_MS).unref()
+      req.unpipe()
+      req.on('data', (d: Buffer) => {
+        left -= d.length
+        if (left < 0) sock.destroy()
+      })
+      req.once('end', () => clearTimeout(stop))
+      req.once('close', () => clearTimeout(stop))
+      req.resume()
+    })
     res.on('finish', () => {
       // Never the raw URL: presigned-URL signatures and tokens travel in query strings.
       log.info({ method: req.method, url: redactUrl(req.url ?? '/'), status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request')
