@@ -202,6 +202,8 @@ export function createHttpServer(opts: HttpServerOptions): Server {
         sock.destroySoon()
         return
       }
+      // Someone still reads it (Shaman lets a client finish sending after an early 208): theirs.
+      if (req.readableFlowing === true) return
       // Answered before the body was read to its end (a refusal: too large, bad JSON, no auth):
       // read the rest and drop it, so the connection can carry the next request; a rest larger
       // than UNREAD_BODY_DRAIN_BYTES, or slower than its deadline, closes the connection instead.
