@@ -181,15 +181,13 @@ export class EmbeddedSessionStore implements SessionStore {
       await write
     } catch (err) {
       // Not in the file: memory goes back to what the file says (unless a later change is still
-      // in flight, whose line carries the whole record and settles it) — except a change that
-      // only drops reservations (a release on a full disk): a restart drops them anyway, and
-      // keeping one would block its range for a whole lease.
+      // in flight and settles it). A release on a full disk never gets here: reservations are
+      // not journaled, so it always frees its range at once.
       this.#wholeNext.add(key)
       if (!latest()) throw err
       const disk = this.#onDisk.get(key) ?? null
       this.#writes.delete(key)
       this.#onDisk.delete(key)
-      if (onlyDropsReservations(disk, next)) return out
       if (disk === null) this.#sessions.delete(key)
       else this.#sessions.set(key, disk)
       if (chunk !== undefined) this.#chunks.get(key)?.delete(chunk)
@@ -274,13 +272,6 @@ function sameButReservations(a: SessionRecord, b: SessionRecord): boolean {
     if (k !== 'reservations' && a[k] !== b[k]) return false
   }
   return true
-}
-
-/** `next` is `before` less some of its reservations, nothing else changed. */
-function onlyDropsReservations(before: SessionRecord | null, next: SessionRecord | null): boolean {
-  if (before === null || next === null || next.reservations.length >= before.reservations.length) return false
-  if (!next.reservations.every((r) => before.reservations.some((b) => b.token === r.token))) return false
-  return JSON.stringify({ ...before, reservations: [] }) === JSON.stringify({ ...next, reservations: [] })
 }
 
 export class MemoryLocker implements Locker {

@@ -15,6 +15,7 @@ import { addRange, contiguousPrefix, missingRanges, type ByteRange } from '../st
 import type { Bus, SessionRecord, SessionStore } from '../state/types.js'
 import { BackgroundFlusher, fsyncFile, publishFile, removeQuietly, streamEqualsFile, writeStreamAt, type PublishOptions } from '../storage/files.js'
 import type { DataLayout } from '../storage/layout.js'
+import { LeaseRenewal } from '../state/lock-handle.js'
 
 export interface UploadServiceOptions {
   readonly sessions: SessionStore
@@ -70,6 +71,7 @@ export interface ChunkResult {
 
 export interface CommitContext {
   readonly session: SessionRecord
+  /** A hard link to the session's file, already fsynced: publish it with `alreadySynced`. */
   readonly tempPath: string
   readonly digests: HashResult['digests']
 }
@@ -282,28 +284,11 @@ export class UploadService {
     const tempPath = this.tempPathOf(session)
     // The reservation is ours while confirmed within its lease. A process that stalled past it
     // (GC, a paused VM) may have lost it to another writer: it must not write another byte.
-    let confirmedAt = performance.now()
     let lost: UploadError | null = null
-    const lose = (why: string) => {
+    const renewal = new LeaseRenewal(lease, () => this.#o.sessions.renew(key, token, Date.now(), lease), (why) => {
       lost ??= new UploadError('ERR_SESSION_BUSY', `the range reservation was lost (${why}); send the chunk again`)
       input.body.destroy(lost)
-    }
-    const renew = setInterval(() => {
-      const asked = performance.now()
-      if (asked - confirmedAt >= lease) {
-        lose('this process stalled past the lease')
-        return
-      }
-      this.#o.sessions.renew(key, token, Date.now(), lease).then(
-        (ok) => {
-          if (ok) confirmedAt = asked
-          else lose('taken over')
-        },
-        () => {
-          if (performance.now() - confirmedAt > lease * 0.75) lose('the state store did not answer')
-        },
-      )
-    }, Math.max(250, Math.floor(lease / 3)))
+    })
     try {
       await this.#o.hooks?.afterReserve?.(key)
       await writeStreamAt(tempPath, range.start, input.body, {
@@ -312,10 +297,10 @@ export class UploadService {
         mustExist: true, // a cancelled incarnation's file is not brought back
         ...(input.signal ? { signal: input.signal } : {}),
         // Checked before each batch reaches the disk: never write on a lease that may be gone.
-        guard: () => lost ?? (performance.now() - confirmedAt > lease * 0.75 ? new UploadError('ERR_SESSION_BUSY', 'the range reservation ran out while the chunk was written; send it again') : null),
+        guard: () => lost ?? (renewal.fresh ? null : new UploadError('ERR_SESSION_BUSY', 'the range reservation ran out while the chunk was written; send it again')),
       })
     } catch (err) {
-      clearInterval(renew)
+      renewal.stop()
       // Released at once, so the client may send the range again right away (a full disk, a cut).
       await this.#o.sessions.release(key, token).catch(() => {})
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -323,7 +308,7 @@ export class UploadService {
       }
       throw lost ?? err
     }
-    clearInterval(renew)
+    renewal.stop()
     const done = await this.#o.sessions.complete(key, token, Date.now(), this.#o.durableChunks)
     if (done === null) throw new UploadError('ERR_SESSION_BUSY', 'the session changed while the chunk was written; send it again')
     if (!this.#o.durableChunks && !empty) {
@@ -384,24 +369,9 @@ export class UploadService {
     // The commit keeps its lease while it hashes and publishes. If a renewal says the commit is no
     // longer ours, or none succeeds within the lease, the commit stops before its next step.
     const ctl = new AbortController()
-    let confirmedAt = performance.now()
-    const renew = setInterval(() => {
-      const asked = performance.now()
-      if (asked - confirmedAt >= lease) {
-        // This process stalled past the lease: another instance may have taken the commit over.
-        ctl.abort(new UploadError('ERR_SESSION_BUSY', 'the commit stalled past its lease; commit again'))
-        return
-      }
-      this.#o.sessions.renewCommit(key, owner, Date.now(), lease).then(
-        (ok) => {
-          if (ok) confirmedAt = asked
-          else ctl.abort(new UploadError('ERR_SESSION_BUSY', 'the commit lost its lease to another commit'))
-        },
-        () => {
-          if (performance.now() - confirmedAt > lease * 0.75) ctl.abort(new UploadError('ERR_SESSION_BUSY', 'the commit could not renew its lease'))
-        },
-      )
-    }, Math.max(250, Math.floor(lease / 3)))
+    const renewal = new LeaseRenewal(lease, () => this.#o.sessions.renewCommit(key, owner, Date.now(), lease), (why) => {
+      ctl.abort(new UploadError('ERR_SESSION_BUSY', `the commit lost its lease (${why}); commit again`))
+    })
     const stillOurs = () => {
       if (ctl.signal.aborted) throw ctl.signal.reason
     }
@@ -468,7 +438,7 @@ export class UploadService {
       await this.#o.sessions.abortCommit(key, owner).catch(() => {})
       throw err
     } finally {
-      clearInterval(renew)
+      renewal.stop()
     }
   }
 

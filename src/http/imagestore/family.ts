@@ -148,9 +148,9 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     sendEmpty(ctx.res, 200)
   }
 
-  async function publishInStore(tempPath: string, full: string) {
+  async function publishInStore(tempPath: string, full: string, alreadySynced = false) {
     try {
-      await uploads.publish(tempPath, full, { overwrite: true })
+      await uploads.publish(tempPath, full, { overwrite: true, alreadySynced })
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
       if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENOTEMPTY') {
@@ -164,7 +164,7 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     const id = sessionIdOf(ctx.url, 'commit')
     try {
       await uploads.commit(KEY_PREFIX + id, async ({ session, tempPath, digests }) => {
-        await publishInStore(tempPath, storePath(session.target).full)
+        await publishInStore(tempPath, storePath(session.target).full, true) // commit fsynced it
         return JSON.stringify({ sha256: digests.sha256, bytes: session.totalBytes })
       })
     } catch (err) {
