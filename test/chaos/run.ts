@@ -234,21 +234,28 @@ class Phase {
     while (this.#shared.faultsOn) {
       await sleep(between(rng, this.#o.killEveryMs))
       if (!this.#shared.faultsOn) break
-      // Half the kills wait (up to 3 s) for a commit in flight and strike it.
+      // Half the kills wait (up to 3 s) for a commit in flight and strike it; until one kill of
+      // this phase has struck a commit, every kill waits for one (as long as the faults last),
+      // so that even a short run proves a kill mid-commit (a CI run once saw none).
       let idx = rng.int(0, this.instances.length - 1)
-      if (rng.chance(0.5)) {
-        const until = Date.now() + 3000
-        while (Date.now() < until) {
-          const busy = this.traffic.commitsInFlight.findIndex((c) => c > 0)
+      const mustHitCommit = !this.kills.some((k) => k.during === 'commit')
+      if (mustHitCommit || rng.chance(0.5)) {
+        const until = mustHitCommit ? Infinity : Date.now() + 3000
+        while (Date.now() < until && this.#shared.faultsOn) {
+          const busy = this.traffic.commitsInFlight.findIndex((c, i) => c > 0 && this.instances[i]!.running && !this.#busy.has(this.instances[i]!))
           if (busy >= 0) {
-            idx = busy
             // The request still has to cross the proxy and reach the commit step: strike at a
             // random point of its first tens of milliseconds, where the commit lease is held.
             await sleep(rng.int(0, 40))
-            break
+            // Counted as a kill mid-commit only when the commit is still in flight.
+            if (this.traffic.commitsInFlight[busy]! > 0 || !mustHitCommit) {
+              idx = busy
+              break
+            }
           }
           await sleep(5)
         }
+        if (!this.#shared.faultsOn) break
       }
       const inst = this.instances[idx]!
       if (this.#busy.has(inst) || !inst.running) continue
