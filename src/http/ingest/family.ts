@@ -12,12 +12,11 @@
  * exactly as received (dsp-ingest does not upper-case the path parameter), so `00ff` and `00FF`
  * are different projects on disk.
  */
-import type { Engine } from '../../app.js'
-import type { IngestConfig } from '../../config/config.js'
+import type { JwtSettings } from './auth.js'
 import { UploadError } from '../../core/errors.js'
-import { DEFAULT_INGEST_WORKER_FILE, IngestPool } from '../../core/hashing/ingest-pool.js'
-import { BulkIngestService } from '../../core/ingest/bulk-ingest.js'
+import type { BulkIngestService } from '../../core/ingest/bulk-ingest.js'
 import { isShortcode } from '../../core/ingest/names.js'
+import type { UploadService } from '../../core/uploads/uploads.js'
 import { uploadBody } from '../body.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty, sendJson, sendText } from '../respond.js'
@@ -25,14 +24,16 @@ import { createJwtVerifier, requireProjectWrite } from './auth.js'
 import { sendIngestError } from './errors.js'
 
 const PREFIX = '/projects'
-/** dsp-ingest waits this long for a busy project semaphore before answering 409, ms. */
-const LOCK_WAIT_MS = 400
-/**
- * Uploads wait this long for each other's publish (a rename, held for milliseconds), ms. Unlike
- * dsp-ingest, concurrent uploads to one project do not refuse each other; a running ingest still
- * refuses them at once.
- */
-const PUBLISH_WAIT_MS = 30_000
+
+/** What the bulk-ingest family uses; the composition root builds the services and hands them in. */
+export interface IngestDeps {
+  /** Project locks, ingest jobs, mapping; with its own worker pool. */
+  readonly ingest: BulkIngestService
+  readonly uploads: UploadService
+  /** FERRY_CONFIG `ingest.jwt`. */
+  readonly jwt: JwtSettings
+  readonly maxUploadBytes: number
+}
 
 type Route = 'upload' | 'start' | 'mapping' | 'finalize'
 const METHOD: Readonly<Record<Route, string>> = { upload: 'POST', start: 'POST', mapping: 'GET', finalize: 'POST' }
@@ -60,20 +61,9 @@ function decode(raw: string, argument: string): string {
   }
 }
 
-export function createIngestFamily(engine: Engine, settings: IngestConfig): Family {
-  const pool = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: Math.min(engine.config.pool.workers, settings.maxParallel) })
-  const ingest = new BulkIngestService({
-    layout: engine.layout,
-    locker: engine.state.locker,
-    pool,
-    log: engine.log.child({ family: 'ingest' }),
-    lockTtlMs: engine.config.locks.ttlMs,
-    lockWaitMs: LOCK_WAIT_MS,
-    publishWaitMs: PUBLISH_WAIT_MS,
-    maxParallel: settings.maxParallel,
-  })
-  const verify = createJwtVerifier(settings.jwt)
-  const maxUploadBytes = engine.config.limits.maxUploadBytes
+export function createIngestFamily(deps: IngestDeps): Family {
+  const { ingest, uploads, maxUploadBytes } = deps
+  const verify = createJwtVerifier(deps.jwt)
 
   async function upload(ctx: RequestContext, sc: string, rawFile: string) {
     // dsp-ingest takes the project semaphore before it looks at the file name: 409 beats 400.
@@ -90,7 +80,7 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
       })
     }
     const body = await uploadBody(ctx.req, maxUploadBytes)
-    const got = await engine.uploads.receiveWhole(body.stream, {
+    const got = await uploads.receiveWhole(body.stream, {
       maxBytes: maxUploadBytes,
       ...(body.length !== null ? { expectedBytes: body.length } : {}),
       signal: ctx.signal,
@@ -99,9 +89,10 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
       await body.done
       // The bytes streamed without the lock; only the publish (a rename) needs it, so concurrent
       // uploads to one project do not refuse each other, and none lands while an ingest runs.
-      await ingest.withPublishLock(sc, () => engine.uploads.publish(got.tempPath, target.fullPath, { overwrite: true }))
+      await ingest.withPublishLock(sc, () =>
+        uploads.publish(got.tempPath, target.fullPath, { overwrite: true }))
     } catch (err) {
-      await engine.uploads.discard(got.tempPath)
+      await uploads.discard(got.tempPath)
       const code = (err as NodeJS.ErrnoException).code
       if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENOTEMPTY') {
         throw new UploadError('ERR_ALREADY_EXISTS', 'a file or folder is in the way of this path', {
@@ -155,10 +146,6 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
           break
       }
       return true
-    },
-    async close() {
-      await ingest.close()
-      await pool.close()
     },
   }
 }
