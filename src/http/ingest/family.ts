@@ -21,7 +21,7 @@ import { uploadBody } from '../body.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty, sendJson, sendText } from '../respond.js'
 import { createJwtVerifier, requireProjectWrite } from './auth.js'
-import { sendIngestError } from './errors.js'
+import { ingestRefusals, sendIngestError } from './errors.js'
 
 const PREFIX = '/projects'
 
@@ -34,6 +34,10 @@ export interface IngestDeps {
   readonly jwt: JwtSettings
   readonly maxUploadBytes: number
 }
+
+/** dsp-ingest's names of the path parameters in a BadRequest; the stray quote is theirs. */
+const FILENAME_ARGUMENT = "Path variable: 'filename''"
+const SHORTCODE_ARGUMENT = "Path variable: 'shortcode'"
 
 type Route = 'upload' | 'start' | 'mapping' | 'finalize'
 const METHOD: Readonly<Record<Route, string>> = { upload: 'POST', start: 'POST', mapping: 'GET', finalize: 'POST' }
@@ -55,8 +59,8 @@ function decode(raw: string, argument: string): string {
   try {
     return decodeURIComponent(raw)
   } catch {
-    throw new UploadError('ERR_INVALID_ARGUMENT', 'bad percent-encoding', {
-      details: { argument, reason: `'${raw}' is not valid percent-encoding` },
+    throw ingestRefusals.error('ERR_INVALID_ARGUMENT', 'bad percent-encoding', {
+      kind: 'argument', argument, reason: `'${raw}' is not valid percent-encoding`,
     })
   }
 }
@@ -68,15 +72,16 @@ export function createIngestFamily(deps: IngestDeps): Family {
   async function upload(ctx: RequestContext, sc: string, rawFile: string) {
     // dsp-ingest takes the project semaphore before it looks at the file name: 409 beats 400.
     await ingest.assertIdle(sc)
-    const file = decode(rawFile, "Path variable: 'filename''")
+    const file = decode(rawFile, FILENAME_ARGUMENT)
     let target: { relPath: string; fullPath: string }
     try {
       target = ingest.uploadTarget(sc, file)
     } catch (err) {
       if (!(err instanceof UploadError)) throw err
-      // dsp-ingest's wording, stray quote and all: `Path variable: 'filename''`.
-      throw new UploadError(err.code, err.message, {
-        details: { argument: "Path variable: 'filename''", reason: `'${file}' is invalid: ${err.message}` },
+      throw ingestRefusals.error(err.code, err.message, {
+        kind: 'argument',
+        argument: FILENAME_ARGUMENT,
+        reason: `'${file}' is invalid: ${err.message}`,
       })
     }
     const body = await uploadBody(ctx.req, maxUploadBytes)
@@ -95,10 +100,11 @@ export function createIngestFamily(deps: IngestDeps): Family {
       await uploads.discard(got.tempPath)
       const code = (err as NodeJS.ErrnoException).code
       if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENOTEMPTY') {
-        throw new UploadError('ERR_ALREADY_EXISTS', 'a file or folder is in the way of this path', {
-          cause: err,
-          details: { argument: "Path variable: 'filename''", reason: `'${file}' is invalid: a file or folder is in the way` },
-        })
+        const reason = `'${file}' is invalid: a file or folder is in the way`
+        const message = 'a file or folder is in the way of this path'
+        throw ingestRefusals.error('ERR_ALREADY_EXISTS', message, {
+          kind: 'argument', argument: FILENAME_ARGUMENT, reason,
+        }, { cause: err })
       }
       throw err
     }
@@ -119,10 +125,12 @@ export function createIngestFamily(deps: IngestDeps): Family {
         return true
       }
       const principal = await verify(ctx.req.headers.authorization)
-      const sc = decode(m.sc, "Path variable: 'shortcode'")
+      const sc = decode(m.sc, SHORTCODE_ARGUMENT)
       if (!isShortcode(sc)) {
-        throw new UploadError('ERR_INVALID_ARGUMENT', 'invalid shortcode', {
-          details: { argument: "Path variable: 'shortcode'", reason: `'${sc}' is not a project shortcode: exactly 4 hexadecimal characters` },
+        throw ingestRefusals.error('ERR_INVALID_ARGUMENT', 'invalid shortcode', {
+          kind: 'argument',
+          argument: SHORTCODE_ARGUMENT,
+          reason: `'${sc}' is not a project shortcode: exactly 4 hexadecimal characters`,
         })
       }
       requireProjectWrite(principal, sc)

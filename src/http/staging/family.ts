@@ -31,7 +31,7 @@ import { readJson, uploadBody } from '../body.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty } from '../respond.js'
 import { authorizeRepository, createAuthenticator } from './auth.js'
-import { sendLakeFsError, sendLakeFsJson, sendS3Error } from './errors.js'
+import { s3Refusals, sendLakeFsError, sendLakeFsJson, sendS3Error } from './errors.js'
 
 export const LAKEFS_PREFIX = '/api/v1'
 /** Presigned upload URLs live here (inside the family's prefix, outside lakeFS's own routes). */
@@ -236,12 +236,18 @@ export function createStagingFamily(deps: StagingDeps): Family {
       ctx.url.searchParams.get(PRESIGN_SIGNATURE_PARAM),
     )
     if (refusal === 'missing') {
-      throw new UploadError('ERR_FORBIDDEN', `Query-string authentication requires the ${PRESIGN_SIGNATURE_PARAM} and ${PRESIGN_EXPIRES_PARAM} parameters`, { details: { s3Code: 'AccessDenied' } })
+      const params = `${PRESIGN_SIGNATURE_PARAM} and ${PRESIGN_EXPIRES_PARAM}`
+      const message = `Query-string authentication requires the ${params} parameters`
+      throw s3Refusals.error('ERR_FORBIDDEN', message, { s3Code: 'AccessDenied' })
     }
     if (refusal === 'mismatch') {
-      throw new UploadError('ERR_FORBIDDEN', 'The request signature we calculated does not match the signature you provided.', { details: { s3Code: 'SignatureDoesNotMatch' } })
+      const message =
+        'The request signature we calculated does not match the signature you provided.'
+      throw s3Refusals.error('ERR_FORBIDDEN', message, { s3Code: 'SignatureDoesNotMatch' })
     }
-    if (refusal === 'expired') throw new UploadError('ERR_FORBIDDEN', 'Request has expired', { details: { s3Code: 'AccessDenied' } })
+    if (refusal === 'expired') {
+      throw s3Refusals.error('ERR_FORBIDDEN', 'Request has expired', { s3Code: 'AccessDenied' })
+    }
     const body = await uploadBody(ctx.req, maxUploadBytes)
     const md5Header = ctx.req.headers['content-md5']
     const got = await store.receive(repo, relative, body, { contentMd5: typeof md5Header === 'string' ? md5Header : null, signal: ctx.signal })
