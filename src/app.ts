@@ -7,8 +7,14 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from './config/config.js'
-import { Sweeper } from './core/expiry/sweeper.js'
+import { CasStore } from './core/cas/cas-store.js'
+import { FileListPool } from './core/cas/file-list-pool.js'
+import { createGcSweepTask } from './core/cas/gc-task.js'
+import { Sweeper, type SweepTask } from './core/expiry/sweeper.js'
 import { DEFAULT_WORKER_FILE, HashPool } from './core/hashing/hash-pool.js'
+import { DEFAULT_INGEST_WORKER_FILE, IngestPool } from './core/hashing/ingest-pool.js'
+import { BulkIngestService } from './core/ingest/bulk-ingest.js'
+import { StagingStore } from './core/staging/store.js'
 import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
 import type { StateBackend } from './core/state/types.js'
@@ -21,20 +27,29 @@ import { createStagingFamily } from './http/staging/family.js'
 import { createShamanFamily } from './http/shaman/family.js'
 import { createHttpServer, edgeOptionsFrom, type ReadyCheck } from './http/server.js'
 
-/** What every API family may use. */
-export interface Engine {
+/**
+ * The shared services the root built, for tests that look inside a running app (sessions, the
+ * Locker). Families never see this: each gets its own deps object.
+ */
+export interface AppServices {
   readonly config: Config
   readonly layout: DataLayout
   readonly state: StateBackend
   readonly pool: HashPool
   readonly uploads: UploadService
   readonly log: Logger
-  /** Adds a periodic cleanup task to the sweeper (GC, abandoned claims, …). */
-  addSweepTask(task: () => Promise<unknown>): void
+  /** Shaman's store, when Shaman is mounted. */
+  readonly cas: CasStore | null
+}
+
+/** Something the root built and closes at shutdown, after the HTTP server has drained. */
+interface Closeable {
+  close(): Promise<void>
 }
 
 export interface App {
-  readonly engine: Engine
+  /** The services the root built (tests). */
+  readonly engine: AppServices
   readonly server: Server
   listen(): Promise<AddressInfo>
   /**
@@ -88,7 +103,13 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       ...(options.bootId ? { bootId: options.bootId } : {}),
     })
   const workers = config.pool.workers
-  const pool = new HashPool({ workerFile: DEFAULT_WORKER_FILE, threads: workers, streamThreads: workers, streamsPerThread: 8, streamIdleMs: 30_000 })
+  const pool = new HashPool({
+    workerFile: DEFAULT_WORKER_FILE,
+    threads: workers,
+    streamThreads: workers,
+    streamsPerThread: config.pool.streamsPerThread,
+    streamIdleMs: config.pool.streamIdleMs,
+  })
   const uploads = new UploadService({
     sessions: state.sessions,
     pool,
@@ -105,22 +126,93 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     peers: state.kind === 'redis' ? state.bus : null,
   })
   await uploads.listenForPeers()
-  const sweepTasks: (() => Promise<unknown>)[] = [() => uploads.sweep()]
-  const engine: Engine = {
-    config, layout, state, pool, uploads, log,
-    addSweepTask: (t) => void sweepTasks.push(t),
-  }
+  const sweepTasks: SweepTask[] = [
+    { name: 'uploads', runAtStart: true, run: () => uploads.sweep() },
+  ]
+  // Services of the families, closed in this order after the server has drained.
+  const familyServices: Closeable[] = []
+  const { maxUploadBytes, maxJsonBytes } = config.limits
   // A family is mounted when it is enabled (FERRY_FAMILIES, FERRY_CONFIG `<family>.enabled`, or
   // for lakeFS and bulk ingest, their FERRY_CONFIG section).
-  const { imagestore } = config
-  const families: Family[] = [
-    ...(imagestore.enabled
-      ? [createImageStoreFamily({ uploads, maxUploadBytes: config.limits.maxUploadBytes, maxJsonBytes: config.limits.maxJsonBytes, auth: imagestore.auth, listPageSize: imagestore.listPageSize })]
-      : []),
-    ...(config.ingest ? [createIngestFamily(engine, config.ingest)] : []),
-    ...(config.lakefs ? [createStagingFamily(engine, config.lakefs)] : []),
-    ...(config.shaman.enabled ? [createShamanFamily(engine)] : []),
-  ]
+  const families: Family[] = []
+  const { imagestore, shaman, lakefs, ingest } = config
+  if (imagestore.enabled) {
+    families.push(createImageStoreFamily({
+      uploads,
+      maxUploadBytes,
+      maxJsonBytes,
+      auth: imagestore.auth,
+      listPageSize: imagestore.listPageSize,
+    }))
+  }
+  if (ingest) {
+    const ingestPool = new IngestPool({
+      workerFile: DEFAULT_INGEST_WORKER_FILE,
+      threads: Math.min(workers, ingest.maxParallel),
+    })
+    const service = new BulkIngestService({
+      layout,
+      locker: state.locker,
+      pool: ingestPool,
+      log: log.child({ family: 'ingest' }),
+      lockTtlMs: config.locks.ttlMs,
+      lockWaitMs: ingest.lockWaitMs,
+      publishWaitMs: ingest.publishWaitMs,
+      maxParallel: ingest.maxParallel,
+    })
+    familyServices.push(service, ingestPool)
+    families.push(createIngestFamily({ ingest: service, uploads, jwt: ingest.jwt, maxUploadBytes }))
+  }
+  if (lakefs) {
+    const store = new StagingStore({ config: lakefs, layout, uploads, pool, maxUploadBytes })
+    families.push(createStagingFamily({
+      store,
+      lakefs,
+      maxUploadBytes,
+      maxJsonBytes,
+      publicUrl: config.http.publicUrl,
+    }))
+  }
+  let cas: CasStore | null = null
+  if (shaman.enabled) {
+    const shamanLog = log.child({ family: 'shaman' })
+    const lockTtlMs = config.locks.ttlMs
+    cas = new CasStore({
+      root: layout.cas, locker: state.locker, bus: state.bus, claimTtlMs: lockTtlMs, log: shamanLog,
+    })
+    // Not awaited: Ferry starts without the subscription, and the uploads that need it fail.
+    cas.start().catch((err: unknown) => {
+      shamanLog.error({ err }, 'shaman could not subscribe to the bus')
+    })
+    const lists = new FileListPool(shaman.fileListThreads)
+    if (shaman.gcIntervalSec > 0) {
+      sweepTasks.push(createGcSweepTask({
+        cas,
+        checkoutsRoot: layout.checkouts,
+        locker: state.locker,
+        lockTtlMs,
+        maxAgeMs: shaman.gcMaxAgeSec * 1000,
+        intervalMs: shaman.gcIntervalSec * 1000,
+        log: shamanLog,
+      }))
+    }
+    familyServices.push(cas, lists)
+    families.push(createShamanFamily({
+      cas,
+      lists,
+      uploads,
+      locker: state.locker,
+      layout,
+      log,
+      settings: {
+        auth: shaman.auth,
+        lockTtlMs,
+        maxUploadBytes,
+        maxJsonBytes,
+      },
+    }))
+  }
+  const engine: AppServices = { config, layout, state, pool, uploads, log, cas }
   let ready = false
   const server = createHttpServer({
     families,
@@ -157,8 +249,8 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
         })
       })
       ready = true
+      // Temp files orphaned by a crash go at start (the uploads task runs at once).
       sweeper.start(config.sessions.sweepIntervalSec * 1000)
-      void sweeper.runOnce() // temp files orphaned by a crash go at start
       const addr = server.address() as AddressInfo
       log.info({ host: addr.address, port: addr.port, dataDir: layout.root, state: state.kind, workers, families: families.map((f) => f.name), stateDir: state.kind === 'embedded' ? join(layout.root, 'state') : undefined }, `ferry listening on http://${addr.address}:${addr.port}`)
       const open = openFamilies(config)
@@ -186,8 +278,10 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
         }
         clearTimeout(timer)
         clearInterval(idleSweep)
+        // The sweeper's tasks (Shaman GC included) end before the services they use close.
         await sweeper.stop()
         for (const f of families) await f.close?.()
+        for (const s of familyServices) await s.close()
         await uploads.close()
         await pool.close()
         await state.close()

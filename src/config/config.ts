@@ -46,6 +46,17 @@ export interface IngestConfig {
   }
   /** Files of one bulk ingest processed at once (dsp-ingest's INGEST_BULK_MAX_PARALLEL). Default 8. */
   readonly maxParallel: number
+  /**
+   * How long a request waits for a busy project lock before it answers 409 "in progress", ms.
+   * Default 400, dsp-ingest's semaphore wait.
+   */
+  readonly lockWaitMs: number
+  /**
+   * How long an upload's publish (a rename) waits behind other uploads' publishes, ms. Default
+   * 30000. Unlike dsp-ingest, concurrent uploads to one project do not refuse each other; a
+   * running ingest still refuses them at once.
+   */
+  readonly publishWaitMs: number
 }
 
 /**
@@ -109,6 +120,10 @@ export interface Config {
   readonly pool: {
     /** Worker threads for hashing and commit work. */
     readonly workers: number
+    /** Running hashes (one per upload as it arrives) that one stream thread follows at once. */
+    readonly streamsPerThread: number
+    /** A running hash that hears nothing for this long gives its slot back, ms. */
+    readonly streamIdleMs: number
   }
   readonly sessions: {
     /** A session with no chunk for this long is removed with its temp file, s. */
@@ -161,6 +176,8 @@ export interface Config {
     readonly gcMaxAgeSec: number
     /** Garbage collection period, s; 0 disables it. */
     readonly gcIntervalSec: number
+    /** Threads that parse requirements and checkout file lists and look their blobs up. */
+    readonly fileListThreads: number
   }
   /** Null: the lakeFS family is off (no FERRY_CONFIG `lakefs`, or left out of FERRY_FAMILIES). */
   readonly lakefs: LakeFsConfig | null
@@ -184,7 +201,11 @@ export const DEFAULTS: Config = deepFreeze({
   },
   storage: { dataDir: './data', fsync: 'commit', readyMinFreeBytes: 64 * 1024 * 1024 },
   redis: { url: null, prefix: 'ferry:' },
-  pool: { workers: Math.max(2, Math.min(4, availableParallelism())) },
+  // 8 running hashes per stream thread: on 2 threads all of 8 parallel uploads hash as they
+  // arrive (see hash-pool.ts).
+  pool: {
+    workers: Math.max(2, Math.min(4, availableParallelism())), streamsPerThread: 8, streamIdleMs: 30_000,
+  },
   sessions: {
     ttlSec: 1800, sweepIntervalSec: 60, reserveLeaseMs: 15_000, commitLeaseMs: 30_000,
     maxSessions: 10_000, maxRangesPerSession: 256, maxChunksPerSession: 100_000, minChunkBytes: 64 * 1024,
@@ -193,11 +214,28 @@ export const DEFAULTS: Config = deepFreeze({
   limits: { maxUploadBytes: 64 * GIB, maxJsonBytes: 8 * 1024 * 1024 },
   locks: { ttlMs: 30_000 },
   imagestore: { enabled: true, auth: null, listPageSize: 1000 },
-  shaman: { enabled: true, auth: null, gcMaxAgeSec: 31 * 24 * 3600, gcIntervalSec: 24 * 3600 },
+  // Two file-list threads keep one slow list from holding up the next.
+  shaman: {
+    enabled: true, auth: null, gcMaxAgeSec: 31 * 24 * 3600, gcIntervalSec: 24 * 3600, fileListThreads: 2,
+  },
   lakefs: null,
   ingest: null,
   logLevel: 'info',
 } satisfies Config)
+
+/**
+ * Defaults of the optional FERRY_CONFIG sections (`lakefs`, `ingest`), applied when a section is
+ * present: DEFAULTS holds null for the sections themselves.
+ */
+type IngestTunable = 'maxParallel' | 'lockWaitMs' | 'publishWaitMs'
+
+export const SECTION_DEFAULTS = deepFreeze({
+  lakefs: { presignTtlSec: 900, allowExternalAddresses: false },
+  ingest: { maxParallel: 8, requireExp: true, lockWaitMs: 400, publishWaitMs: 30_000 },
+} as const satisfies {
+  lakefs: Pick<LakeFsConfig, 'presignTtlSec' | 'allowExternalAddresses'>
+  ingest: Pick<IngestConfig, IngestTunable> & { requireExp: boolean }
+})
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -265,11 +303,11 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
   if (!Array.isArray(creds)) throw new ConfigError('FERRY_CONFIG.lakefs.credentials must be an array')
   const repos = o['repositories'] ?? []
   if (!Array.isArray(repos)) throw new ConfigError('FERRY_CONFIG.lakefs.repositories must be an array')
-  const presign = o['presignTtlSec'] ?? 900
+  const presign = o['presignTtlSec'] ?? SECTION_DEFAULTS.lakefs.presignTtlSec
   if (typeof presign !== 'number' || !Number.isSafeInteger(presign) || presign < 1) {
     throw new ConfigError('FERRY_CONFIG.lakefs.presignTtlSec must be a positive whole number')
   }
-  const allowExt = o['allowExternalAddresses'] ?? false
+  const allowExt = o['allowExternalAddresses'] ?? SECTION_DEFAULTS.lakefs.allowExternalAddresses
   if (typeof allowExt !== 'boolean') throw new ConfigError('FERRY_CONFIG.lakefs.allowExternalAddresses must be a boolean')
   const out: LakeFsConfig = {
     signingSecret: nonEmpty('FERRY_CONFIG.lakefs.signingSecret', o['signingSecret']),
@@ -389,20 +427,30 @@ function parseFamilies(raw: string | undefined): ReadonlySet<FamilyName> | null 
 }
 
 function parseIngest(raw: unknown): IngestConfig {
-  const o = onlyKeys('FERRY_CONFIG.ingest', raw, ['jwt', 'maxParallel'])
+  const o = onlyKeys('FERRY_CONFIG.ingest', raw, [
+    'jwt', 'maxParallel', 'lockWaitMs', 'publishWaitMs',
+  ])
   const j = onlyKeys('FERRY_CONFIG.ingest.jwt', o['jwt'], ['secret', 'issuer', 'audience', 'requireExp'])
-  const maxParallel = o['maxParallel'] ?? 8
-  if (typeof maxParallel !== 'number' || !Number.isSafeInteger(maxParallel) || maxParallel < 1 || maxParallel > 64) {
-    throw new ConfigError('FERRY_CONFIG.ingest.maxParallel must be a whole number from 1 to 64')
+  const d = SECTION_DEFAULTS.ingest
+  const whole = (key: IngestTunable, def: number, min: number, max: number) => {
+    const v = o[key] ?? def
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+      const rule = `must be a whole number from ${min} to ${max}`
+      throw new ConfigError(`FERRY_CONFIG.ingest.${key} ${rule}`)
+    }
+    return v
   }
+  const maxParallel = whole('maxParallel', d.maxParallel, 1, 64)
   return {
     jwt: {
       secret: nonEmpty('FERRY_CONFIG.ingest.jwt.secret', j['secret']),
       issuer: nonEmpty('FERRY_CONFIG.ingest.jwt.issuer', j['issuer']),
       audience: nonEmpty('FERRY_CONFIG.ingest.jwt.audience', j['audience']),
-      requireExp: optionalBool('FERRY_CONFIG.ingest.jwt.requireExp', j['requireExp'], true),
+      requireExp: optionalBool('FERRY_CONFIG.ingest.jwt.requireExp', j['requireExp'], d.requireExp),
     },
     maxParallel,
+    lockWaitMs: whole('lockWaitMs', d.lockWaitMs, 0, 3_600_000),
+    publishWaitMs: whole('publishWaitMs', d.publishWaitMs, 0, 3_600_000),
   }
 }
 
@@ -490,6 +538,10 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     redis: { url: redisUrl === undefined || redisUrl === '' ? null : redisUrl, prefix },
     pool: {
       workers: intFrom(flags.workers !== undefined ? '--workers' : 'FERRY_WORKERS', flags.workers ?? env['FERRY_WORKERS'], DEFAULTS.pool.workers, 1, 64),
+      streamsPerThread: intFrom('FERRY_POOL_STREAMS_PER_THREAD', env['FERRY_POOL_STREAMS_PER_THREAD'],
+        DEFAULTS.pool.streamsPerThread, 1, 1024),
+      streamIdleMs: intFrom('FERRY_POOL_STREAM_IDLE_MS', env['FERRY_POOL_STREAM_IDLE_MS'],
+        DEFAULTS.pool.streamIdleMs, 100),
     },
     sessions: {
       ttlSec: intFrom('FERRY_SESSION_TTL_SEC', env['FERRY_SESSION_TTL_SEC'], DEFAULTS.sessions.ttlSec, 1),
@@ -520,6 +572,8 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       auth: file.shaman?.auth ?? null,
       gcMaxAgeSec: intFrom('FERRY_SHAMAN_GC_MAX_AGE_SEC', env['FERRY_SHAMAN_GC_MAX_AGE_SEC'], DEFAULTS.shaman.gcMaxAgeSec, 1),
       gcIntervalSec: intFrom('FERRY_SHAMAN_GC_INTERVAL_SEC', env['FERRY_SHAMAN_GC_INTERVAL_SEC'], DEFAULTS.shaman.gcIntervalSec, 0),
+      fileListThreads: intFrom('FERRY_SHAMAN_FILE_LIST_THREADS', env['FERRY_SHAMAN_FILE_LIST_THREADS'],
+        DEFAULTS.shaman.fileListThreads, 1, 64),
     },
     lakefs: on('lakefs', file.lakefs !== null) ? file.lakefs : null,
     ingest: on('ingest', file.ingest !== null) ? file.ingest : null,

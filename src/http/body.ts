@@ -16,7 +16,9 @@ export function declaredLength(req: IncomingMessage): number | null {
 export function checkDeclaredSize(req: IncomingMessage, maxBytes: number): number | null {
   const n = declaredLength(req)
   if (n !== null && n > maxBytes) {
-    throw new UploadError('ERR_BODY_TOO_LARGE', `body of ${n} bytes is over the limit of ${maxBytes}`, { details: { maxBytes } })
+    throw new UploadError('ERR_BODY_TOO_LARGE', `body of ${n} bytes is over the limit of ${maxBytes}`, {
+      detail: { kind: 'limit', maxBytes },
+    })
   }
   return n
 }

@@ -15,8 +15,37 @@
  * Every 503 and 507 answer carries `Retry-After` (set here on the response, so every family's
  * body writer sends it).
  */
-import { isUploadError, UploadError, type ErrorCode } from '../core/errors.js'
+import {
+  isUploadError, UploadError, type ErrorCode, type UploadErrorOptions,
+} from '../core/errors.js'
 import type { RequestContext } from './context.js'
+
+/**
+ * A family's own, typed fields for an error it raises at its edge: words only its protocol has
+ * (a Fabric code, an S3 code, dsp-ingest's argument text, a Bearer challenge). The family throws
+ * `refusals.error(code, message, fields)`, which is an UploadError like any other (same table,
+ * same log line), and its error writer reads the fields back with `refusals.fieldsOf(err)`.
+ * Each `defineRefusals` makes its own class, so one family never reads another's fields.
+ */
+export interface Refusals<F> {
+  error(code: ErrorCode, message: string, fields: F, options?: UploadErrorOptions): UploadError
+  /** The fields `err` was raised with by this set's `error`, or null. */
+  fieldsOf(err: UploadError): F | null
+}
+
+export function defineRefusals<F>(): Refusals<F> {
+  class Refusal extends UploadError {
+    readonly fields: F
+    constructor(code: ErrorCode, message: string, fields: F, options: UploadErrorOptions) {
+      super(code, message, options)
+      this.fields = fields
+    }
+  }
+  return {
+    error: (code, message, fields, options = {}) => new Refusal(code, message, fields, options),
+    fieldsOf: (err) => (err instanceof Refusal ? err.fields : null),
+  }
+}
 
 export interface Failure {
   readonly status: number

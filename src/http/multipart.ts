@@ -86,7 +86,9 @@ export function streamSingleFile(req: IncomingMessage, maxBytes: number): Promis
       })
       out = pass
       file.on('limit', () => {
-        fail(new UploadError('ERR_BODY_TOO_LARGE', `file part is over the limit of ${maxBytes} bytes`, { details: { maxBytes } }))
+        fail(new UploadError('ERR_BODY_TOO_LARGE', `file part is over the limit of ${maxBytes} bytes`, {
+          detail: { kind: 'limit', maxBytes },
+        }))
       })
       file.pipe(pass)
       resolve({ stream: pass, length: null, filename: info.filename ?? null, done })

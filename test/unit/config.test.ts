@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { DEFAULTS, loadConfig } from '../../src/config/config.js'
+import { DEFAULTS, SECTION_DEFAULTS, loadConfig } from '../../src/config/config.js'
 import { removeDir, tempDir } from '../helpers/server.js'
 
 describe('loadConfig', () => {
@@ -69,6 +69,50 @@ describe('loadConfig', () => {
       expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.ingest\.jwt\.secret/)
       writeFileSync(file, '{nope')
       expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/not valid JSON/)
+    } finally {
+      removeDir(dir)
+    }
+  })
+
+  test('construction tunables: defaults from DEFAULTS, each set by its own FERRY_* variable', () => {
+    const d = loadConfig({})
+    expect(d.pool).toMatchObject({ streamsPerThread: 8, streamIdleMs: 30_000 })
+    expect(d.shaman.fileListThreads).toBe(2)
+    expect(DEFAULTS.pool).toMatchObject({ streamsPerThread: 8, streamIdleMs: 30_000 })
+    expect(DEFAULTS.shaman.fileListThreads).toBe(2)
+    const c = loadConfig({ FERRY_POOL_STREAMS_PER_THREAD: '3', FERRY_POOL_STREAM_IDLE_MS: '5000', FERRY_SHAMAN_FILE_LIST_THREADS: '4' })
+    expect(c.pool).toMatchObject({ streamsPerThread: 3, streamIdleMs: 5000 })
+    expect(c.shaman.fileListThreads).toBe(4)
+  })
+
+  test.each([
+    [{ FERRY_POOL_STREAMS_PER_THREAD: '0' }, /FERRY_POOL_STREAMS_PER_THREAD/],
+    [{ FERRY_POOL_STREAM_IDLE_MS: '10' }, /FERRY_POOL_STREAM_IDLE_MS/],
+    [{ FERRY_SHAMAN_FILE_LIST_THREADS: '0' }, /FERRY_SHAMAN_FILE_LIST_THREADS/],
+    [{ FERRY_SHAMAN_FILE_LIST_THREADS: 'two' }, /FERRY_SHAMAN_FILE_LIST_THREADS/],
+  ])('a bad tunable is refused by name: %j', (env, re) => {
+    expect(() => loadConfig(env)).toThrow(re)
+  })
+
+  test('FERRY_CONFIG ingest: lock and publish waits default to SECTION_DEFAULTS (dsp-ingest 400 ms) and can be set', () => {
+    const dir = tempDir()
+    try {
+      const file = join(dir, 'ferry.json')
+      const jwt = { secret: 'x', issuer: 'iss', audience: 'aud' }
+      writeFileSync(file, JSON.stringify({ ingest: { jwt }, lakefs: { signingSecret: 's', jwtSecret: 'j' } }))
+      const d = loadConfig({ FERRY_CONFIG: file })
+      expect(d.ingest).toMatchObject({ maxParallel: 8, lockWaitMs: 400, publishWaitMs: 30_000, jwt: { requireExp: true } })
+      expect(d.lakefs).toMatchObject({ presignTtlSec: 900, allowExternalAddresses: false })
+      expect(SECTION_DEFAULTS.ingest).toMatchObject({ maxParallel: 8, lockWaitMs: 400, publishWaitMs: 30_000 })
+      expect(Object.isFrozen(SECTION_DEFAULTS.ingest)).toBe(true)
+      writeFileSync(file, JSON.stringify({ ingest: { jwt, lockWaitMs: 0, publishWaitMs: 1000 } }))
+      expect(loadConfig({ FERRY_CONFIG: file }).ingest).toMatchObject({ lockWaitMs: 0, publishWaitMs: 1000 })
+      writeFileSync(file, JSON.stringify({ ingest: { jwt, lockWaitMs: -1 } }))
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.ingest\.lockWaitMs/)
+      writeFileSync(file, JSON.stringify({ ingest: { jwt, publishWaitMs: 'soon' } }))
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.ingest\.publishWaitMs/)
+      writeFileSync(file, JSON.stringify({ ingest: { jwt, maxParallel: 65 } }))
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.ingest\.maxParallel must be a whole number from 1 to 64/)
     } finally {
       removeDir(dir)
     }

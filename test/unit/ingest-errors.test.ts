@@ -15,13 +15,22 @@ describe('bulk-ingest error table', () => {
     })
   })
   test('each status has its own body shape', () => {
-    expect(ingestErrorBody(400, 'm', { argument: 'a', reason: 'r' })).toEqual({ errors: [{ argument: 'a', reason: 'r' }] })
-    expect(ingestErrorBody(400, 'm', {})).toEqual({ errors: [{ argument: 'Request', reason: 'm' }] })
-    expect(ingestErrorBody(401, 'No project access.', {})).toEqual({ reason: 'No project access.' })
-    expect(ingestErrorBody(404, 'm', { id: '0001', type: 'project' })).toEqual({ id: '0001', type: 'project' })
-    expect(ingestErrorBody(409, 'busy', {})).toEqual({ reason: 'busy' })
-    expect(ingestErrorBody(500, 'secret internals', {})).toEqual({ errorMessage: 'internal error' })
-    expect(ingestErrorBody(503, 'm', {})).toEqual({ status: 'DOWN' })
+    const arg = { kind: 'argument', argument: 'a', reason: 'r' } as const
+    expect(ingestErrorBody(400, 'm', arg, null)).toEqual({ errors: [{ argument: 'a', reason: 'r' }] })
+    expect(ingestErrorBody(400, 'm', null, null))
+      .toEqual({ errors: [{ argument: 'Request', reason: 'm' }] })
+    expect(ingestErrorBody(401, 'No project access.', null, null))
+      .toEqual({ reason: 'No project access.' })
+    const project = { kind: 'not-found', resource: 'project', id: '0001' } as const
+    expect(ingestErrorBody(404, 'm', null, project)).toEqual({ id: '0001', type: 'project' })
+    const folder = { kind: 'not-found', resource: 'import-folder', id: '0001' } as const
+    expect(ingestErrorBody(404, 'm', null, folder))
+      .toEqual({ id: '0001', type: 'Import folder not found.' })
+    expect(ingestErrorBody(404, 'm', null, null)).toEqual({ id: '', type: 'project' })
+    expect(ingestErrorBody(409, 'busy', null, null)).toEqual({ reason: 'busy' })
+    expect(ingestErrorBody(500, 'secret internals', null, null))
+      .toEqual({ errorMessage: 'internal error' })
+    expect(ingestErrorBody(503, 'm', null, null)).toEqual({ status: 'DOWN' })
   })
 })
 

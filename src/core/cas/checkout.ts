@@ -130,7 +130,7 @@ async function missingOf(keys: readonly CasKey[], test: (k: CasKey) => Promise<b
 function missingError(missing: readonly CasKey[]): UploadError {
   const some = missing.slice(0, 3).map((k) => `${k.sha256}/${k.size}`).join(', ')
   return new UploadError('ERR_DEPENDENCY_MISSING', `unknown files requested in checkout: ${missing.length} not stored (${some}${missing.length > 3 ? ', …' : ''})`, {
-    details: { missing: missing.length },
+    detail: { kind: 'missing-objects', count: missing.length },
   })
 }
 

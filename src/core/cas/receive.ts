@@ -55,8 +55,8 @@ class Meter extends Transform {
 }
 
 /**
- * Streams `body` into a new temp file and hashes it. Throws ERR_SIZE_MISMATCH (details:
- * `{declared, received, overflow: true}`) as soon as the body passes the declared size, and
+ * Streams `body` into a new temp file and hashes it. Throws ERR_SIZE_MISMATCH (detail
+ * `{kind: 'size', overflow: true}`) as soon as the body passes the declared size, and
  * ERR_CLIENT_ABORTED when the body breaks off; the temp file is gone in both cases. A body shorter
  * than declared is returned as is: the caller compares `bytes`.
  */
@@ -80,7 +80,9 @@ export async function receiveBlob(body: Readable, o: ReceiveOptions): Promise<Re
   } catch (err) {
     if (!meter.overflowed) throw err
     throw new UploadError('ERR_SIZE_MISMATCH', `file size mismatched, declared ${o.declaredBytes} but received ${meter.bytes} bytes`, {
-      details: { declared: o.declaredBytes, received: meter.bytes, overflow: true },
+      detail: {
+        kind: 'size', expectedBytes: o.declaredBytes, receivedBytes: meter.bytes, overflow: true,
+      },
     })
   } finally {
     await feeding

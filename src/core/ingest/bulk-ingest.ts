@@ -212,7 +212,9 @@ export class BulkIngestService {
   async #requireImportDir(sc: string): Promise<void> {
     const st = await statOrNull(this.importDir(sc))
     if (st === null || !st.isDirectory()) {
-      throw new UploadError('ERR_NOT_FOUND', `no import folder for project ${sc}`, { details: { id: sc, type: 'Import folder not found.' } })
+      throw new UploadError('ERR_NOT_FOUND', `no import folder for project ${sc}`, {
+        detail: { kind: 'not-found', resource: 'import-folder', id: sc },
+      })
     }
   }
 
@@ -272,7 +274,9 @@ export class BulkIngestService {
         text = await readFile(this.mappingPath(sc), 'utf8')
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-          throw new UploadError('ERR_NOT_FOUND', `no mapping for project ${sc}`, { details: { id: sc, type: 'project' } })
+          throw new UploadError('ERR_NOT_FOUND', `no mapping for project ${sc}`, {
+            detail: { kind: 'not-found', resource: 'project', id: sc },
+          })
         }
         throw err
       }

@@ -51,7 +51,10 @@ class PositionalWriter extends Writable {
     let n = 0
     for (const c of chunks) n += c.chunk.length
     if (this.#accepted + n > this.#limit) {
-      cb(new UploadError('ERR_SIZE_MISMATCH', `body is longer than the ${this.#limit} bytes expected`, { details: { expected: this.#limit } }))
+      const message = `body is longer than the ${this.#limit} bytes expected`
+      cb(new UploadError('ERR_SIZE_MISMATCH', message, {
+        detail: { kind: 'size', expectedBytes: this.#limit, receivedBytes: null, overflow: true },
+      }))
       return
     }
     this.#accepted += n
@@ -157,7 +160,9 @@ export async function writeStreamAt(path: string, position: number, source: Read
     } catch (err) {
       if (err instanceof UploadError) {
         if (opts.expectedBytes === undefined && err.code === 'ERR_SIZE_MISMATCH') {
-          throw new UploadError('ERR_BODY_TOO_LARGE', `body is larger than ${limit} bytes`, { details: { maxBytes: limit } })
+          throw new UploadError('ERR_BODY_TOO_LARGE', `body is larger than ${limit} bytes`, {
+            detail: { kind: 'limit', maxBytes: limit },
+          })
         }
         throw err
       }
@@ -166,7 +171,9 @@ export async function writeStreamAt(path: string, position: number, source: Read
     }
     if (opts.expectedBytes !== undefined && writer.written !== opts.expectedBytes) {
       throw new UploadError('ERR_SIZE_MISMATCH', `body has ${writer.written} bytes, the range needs ${opts.expectedBytes}`, {
-        details: { expected: opts.expectedBytes, received: writer.written },
+        detail: {
+          kind: 'size', expectedBytes: opts.expectedBytes, receivedBytes: writer.written, overflow: false,
+        },
       })
     }
     if (opts.durable) await fh.datasync()

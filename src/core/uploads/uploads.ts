@@ -352,7 +352,7 @@ export class UploadService {
         throw new UploadError('ERR_SESSION_NOT_FOUND', 'no such upload session')
       case 'incomplete':
         throw new UploadError('ERR_SESSION_INCOMPLETE', 'the upload session is missing bytes', {
-          details: { missing: this.missing(got.session) },
+          detail: { kind: 'missing-ranges', ranges: this.missing(got.session) },
         })
       case 'busy':
         throw new UploadError('ERR_SESSION_BUSY', 'another commit of this session is running')

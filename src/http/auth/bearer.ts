@@ -15,27 +15,36 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { errors as joseErrors, jwtVerify } from 'jose'
 import type { BearerAuthConfig } from '../../config/config.js'
-import { UploadError } from '../../core/errors.js'
+import type { UploadError } from '../../core/errors.js'
+import { defineRefusals } from '../errors.js'
 
 export interface BearerPrincipal {
   /** `token` for a static token, else the JWT's `sub` (or `jwt` when it has none). */
   readonly subject: string
 }
 
-/** Checks an Authorization header; throws ERR_UNAUTHORIZED with a `challenge` detail on failure. */
+/** Checks an Authorization header; throws ERR_UNAUTHORIZED carrying its challenge on failure. */
 export type BearerCheck = (authorization: string | undefined) => Promise<BearerPrincipal>
 
 const MAX_TOKEN_CHARS = 8192
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest()
 
+/** A bearer refusal's fields: the `WWW-Authenticate` value to answer with. */
+export interface BearerFields {
+  readonly challenge: string
+}
+
+/** The refusals of the bearer check (ImageStore and Shaman share it). */
+export const bearerRefusals = defineRefusals<BearerFields>()
+
 /** The WWW-Authenticate value for a refusal (RFC 6750 §3: no error code when no token came). */
 export function challengeOf(err: UploadError): string {
-  return typeof err.details['challenge'] === 'string' ? err.details['challenge'] : 'Bearer realm="ferry"'
+  return bearerRefusals.fieldsOf(err)?.challenge ?? 'Bearer realm="ferry"'
 }
 
 function refuse(message: string, tokenSent: boolean): UploadError {
   const challenge = tokenSent ? 'Bearer realm="ferry", error="invalid_token"' : 'Bearer realm="ferry"'
-  return new UploadError('ERR_UNAUTHORIZED', message, { details: { challenge } })
+  return bearerRefusals.error('ERR_UNAUTHORIZED', message, { challenge })
 }
 
 export function createBearerCheck(config: BearerAuthConfig): BearerCheck {

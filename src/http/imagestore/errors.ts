@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../../core/errors.js'
+import { challengeOf } from '../auth/bearer.js'
 import type { RequestContext } from '../context.js'
-import { classifyFailure } from '../errors.js'
+import { classifyFailure, defineRefusals } from '../errors.js'
 import { sendJson } from '../respond.js'
 
 /** Fabric error codes in the seed's FabricErrorCodes enum (servicefabric-imagestore-subset.json). */
@@ -63,8 +64,28 @@ export function sendFabricError(ctx: RequestContext, status: number, code: Fabri
   sendJson(ctx.res, status, { Error: { Code: code, Message: message } })
 }
 
+/** ImageStore's own field: where the runtime names another Fabric code than the table's. */
+export interface FabricFields {
+  readonly fabricCode: FabricCode
+}
+
+/**
+ * Refusals with their own Fabric code. The runtime answers a missing session-id with
+ * FABRIC_E_INVALID_UPLOAD_SESSION_ID on UploadChunk and GetUploadSession, yet E_INVALIDARG on
+ * commit and delete: one core code, two Fabric codes, chosen where the family throws.
+ */
+export const fabricRefusals = defineRefusals<FabricFields>()
+
+/** The status and the FabricError body of `err` (a 500 says nothing of a non-UploadError). */
 export function sendImageStoreError(ctx: RequestContext, err: unknown): void {
-  const { status, error } = classifyFailure(ctx, err, (code) => IMAGESTORE_ERRORS[code][0], 'imagestore request')
-  if (error) sendFabricError(ctx, status, IMAGESTORE_ERRORS[error.code][1], error.message)
-  else sendFabricError(ctx, 500, 'E_FAIL', 'internal error')
+  const statusOf = (code: ErrorCode) => IMAGESTORE_ERRORS[code][0]
+  const { status, error } = classifyFailure(ctx, err, statusOf, 'imagestore request')
+  if (!error) return sendFabricError(ctx, 500, 'E_FAIL', 'internal error')
+  // The gateway's token (claims) handler answers a missing or rejected token with 401 and a
+  // challenge (httpgateway HttpClaimsAuthHandler → InvalidCredentials → StatusAuthenticate),
+  // with the one Fabric code for access, E_ACCESSDENIED (the table's).
+  const headers: Record<string, string> = {}
+  if (error.code === 'ERR_UNAUTHORIZED') headers['WWW-Authenticate'] = challengeOf(error)
+  const code = fabricRefusals.fieldsOf(error)?.fabricCode ?? IMAGESTORE_ERRORS[error.code][1]
+  sendJson(ctx.res, status, { Error: { Code: code, Message: error.message } }, headers)
 }

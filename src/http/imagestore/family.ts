@@ -11,12 +11,11 @@ import type { SessionRecord } from '../../core/state/types.js'
 import type { UploadService } from '../../core/uploads/uploads.js'
 import { checkDeclaredSize, isMultipart, readJson, uploadBody } from '../body.js'
 import type { BearerAuthConfig } from '../../config/config.js'
-import { challengeOf, createBearerCheck } from '../auth/bearer.js'
+import { createBearerCheck } from '../auth/bearer.js'
 import type { Family, RequestContext } from '../context.js'
-import { classifyFailure } from '../errors.js'
 import { sendEmpty, sendJson } from '../respond.js'
 import { copyContent, deleteContent, listContent } from './content.js'
-import { sendFabricError, sendImageStoreError } from './errors.js'
+import { fabricRefusals, sendImageStoreError } from './errors.js'
 
 export interface ImageStoreOptions {
   readonly uploads: UploadService
@@ -65,7 +64,11 @@ function sessionIdOf(url: URL, rule: IdRule): string {
   if (id === null || id === '') {
     // Runtime: missing id is FABRIC_E_INVALID_UPLOAD_SESSION_ID for UploadChunk/GetUploadSession,
     // E_INVALIDARG for commit and delete.
-    if (rule === 'chunk') throw Object.assign(new UploadError('ERR_INVALID_ARGUMENT', 'session-id is required'), { fabric: 'FABRIC_E_INVALID_UPLOAD_SESSION_ID' })
+    if (rule === 'chunk') {
+      throw fabricRefusals.error('ERR_INVALID_ARGUMENT', 'session-id is required', {
+        fabricCode: 'FABRIC_E_INVALID_UPLOAD_SESSION_ID',
+      })
+    }
     throw new UploadError('ERR_INVALID_ARGUMENT', 'session-id is required')
   }
   if (!GUID.test(id)) throw new UploadError('ERR_INVALID_ARGUMENT', `Invalid GUID "${id}"`)
@@ -248,18 +251,7 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
   return {
     name: 'imagestore',
     prefix: PREFIX,
-    sendError(ctx, err) {
-      if (err instanceof UploadError && err.code === 'ERR_UNAUTHORIZED') {
-        // The gateway's token (claims) handler answers a missing or rejected token with 401 and a
-        // challenge (httpgateway HttpClaimsAuthHandler → InvalidCredentials → StatusAuthenticate);
-        // the body is the FabricError shape with the one Fabric code for access, E_ACCESSDENIED.
-        classifyFailure(ctx, err, () => 401, 'imagestore request')
-        return sendJson(ctx.res, 401, { Error: { Code: 'E_ACCESSDENIED', Message: err.message } }, { 'WWW-Authenticate': challengeOf(err) })
-      }
-      const fabric = (err as { fabric?: 'FABRIC_E_INVALID_UPLOAD_SESSION_ID' }).fabric
-      if (err instanceof UploadError && fabric !== undefined) return sendFabricError(ctx, 400, fabric, err.message)
-      sendImageStoreError(ctx, err)
-    },
+    sendError: sendImageStoreError,
     async handle(ctx) {
       const { method } = ctx.req
       // Before anything else, so an anonymous client learns nothing about routes or paths.

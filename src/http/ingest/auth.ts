@@ -8,6 +8,7 @@
 import { compactVerify } from 'jose'
 import { UploadError } from '../../core/errors.js'
 import { isShortcode } from '../../core/ingest/names.js'
+import { ingestRefusals } from './errors.js'
 
 export interface JwtSettings {
   readonly secret: string
@@ -31,7 +32,8 @@ export interface Principal {
 const MAX_TOKEN_CHARS = 8192
 
 function unauthorized(reason: string, challenge = false): UploadError {
-  return new UploadError('ERR_UNAUTHORIZED', reason, { details: challenge ? { challenge: true } : {} })
+  if (challenge) return ingestRefusals.error('ERR_UNAUTHORIZED', reason, { kind: 'challenge' })
+  return new UploadError('ERR_UNAUTHORIZED', reason)
 }
 
 /** Java's Instant.toString: ISO-8601 in UTC without a zero fraction. */

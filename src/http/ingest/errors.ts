@@ -2,9 +2,9 @@
  * Error answers of the bulk-ingest family, in dsp-ingest's shapes (BaseEndpoints'
  * defaultErrorOutputs; notes/lakefs-dspingest.md §2.2): the status picks the body.
  */
-import type { ErrorCode } from '../../core/errors.js'
+import type { ErrorCode, ErrorDetail } from '../../core/errors.js'
 import type { RequestContext } from '../context.js'
-import { classifyFailure } from '../errors.js'
+import { classifyFailure, defineRefusals } from '../errors.js'
 import { sendJson } from '../respond.js'
 
 /**
@@ -47,18 +47,40 @@ export const INGEST_STATUS: Readonly<Record<ErrorCode, number>> = {
   ERR_BODY_TIMEOUT: 408,
 }
 
-/** The body of each status (the BadRequest argument text is dsp-ingest's, stray quote included). */
-export function ingestErrorBody(status: number, message: string, details: Record<string, unknown>): unknown {
+/** What the bulk-ingest family adds to an error it raises, in dsp-ingest's terms. */
+export type IngestFields =
+  /** The BadRequest entry: which input (dsp-ingest's text, stray quote included) and why. */
+  | { readonly kind: 'argument'; readonly argument: string; readonly reason: string }
+  /** A missing or malformed Authorization header: answered with `WWW-Authenticate: Bearer`. */
+  | { readonly kind: 'challenge' }
+
+export const ingestRefusals = defineRefusals<IngestFields>()
+
+/** dsp-ingest's NotFound `type` per thing looked for. */
+const NOT_FOUND_TYPE = {
+  'project': 'project',
+  'import-folder': 'Import folder not found.',
+} as const
+
+/**
+ * The body of each status. `fields` are the family's own (null for an error the core raised),
+ * `detail` the core's facts about the condition.
+ */
+export function ingestErrorBody(
+  status: number,
+  message: string,
+  fields: IngestFields | null,
+  detail: ErrorDetail | null,
+): unknown {
   switch (status) {
-    case 400:
-      return {
-        errors: [{
-          argument: typeof details['argument'] === 'string' ? details['argument'] : 'Request',
-          reason: typeof details['reason'] === 'string' ? details['reason'] : message,
-        }],
-      }
+    case 400: {
+      const arg = fields?.kind === 'argument' ? fields : { argument: 'Request', reason: message }
+      return { errors: [{ argument: arg.argument, reason: arg.reason }] }
+    }
     case 404:
-      return { id: String(details['id'] ?? ''), type: String(details['type'] ?? 'project') }
+      return detail?.kind === 'not-found'
+        ? { id: detail.id, type: NOT_FOUND_TYPE[detail.resource] }
+        : { id: '', type: 'project' }
     case 500:
       return { errorMessage: 'internal error' }
     case 503:
@@ -71,8 +93,10 @@ export function ingestErrorBody(status: number, message: string, details: Record
 export function sendIngestError(ctx: RequestContext, err: unknown): void {
   const { status, error } = classifyFailure(ctx, err, (code) => INGEST_STATUS[code], 'bulk-ingest request')
   // ingestErrorBody(500, …) hides the message: nothing of a non-UploadError reaches the client.
-  if (!error) return sendJson(ctx.res, 500, ingestErrorBody(500, '', {}))
+  if (!error) return sendJson(ctx.res, 500, ingestErrorBody(500, '', null, null))
+  const fields = ingestRefusals.fieldsOf(error)
   // RFC 6750: a missing or malformed credential is answered with a Bearer challenge.
-  const headers: Record<string, string> = error.details['challenge'] === true ? { 'WWW-Authenticate': 'Bearer' } : {}
-  sendJson(ctx.res, status, ingestErrorBody(status, error.message, error.details), headers)
+  const headers: Record<string, string> =
+    fields?.kind === 'challenge' ? { 'WWW-Authenticate': 'Bearer' } : {}
+  sendJson(ctx.res, status, ingestErrorBody(status, error.message, fields, error.detail), headers)
 }

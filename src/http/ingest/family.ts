@@ -12,27 +12,32 @@
  * exactly as received (dsp-ingest does not upper-case the path parameter), so `00ff` and `00FF`
  * are different projects on disk.
  */
-import type { Engine } from '../../app.js'
-import type { IngestConfig } from '../../config/config.js'
+import type { JwtSettings } from './auth.js'
 import { UploadError } from '../../core/errors.js'
-import { DEFAULT_INGEST_WORKER_FILE, IngestPool } from '../../core/hashing/ingest-pool.js'
-import { BulkIngestService } from '../../core/ingest/bulk-ingest.js'
+import type { BulkIngestService } from '../../core/ingest/bulk-ingest.js'
 import { isShortcode } from '../../core/ingest/names.js'
+import type { UploadService } from '../../core/uploads/uploads.js'
 import { uploadBody } from '../body.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty, sendJson, sendText } from '../respond.js'
 import { createJwtVerifier, requireProjectWrite } from './auth.js'
-import { sendIngestError } from './errors.js'
+import { ingestRefusals, sendIngestError } from './errors.js'
 
 const PREFIX = '/projects'
-/** dsp-ingest waits this long for a busy project semaphore before answering 409, ms. */
-const LOCK_WAIT_MS = 400
-/**
- * Uploads wait this long for each other's publish (a rename, held for milliseconds), ms. Unlike
- * dsp-ingest, concurrent uploads to one project do not refuse each other; a running ingest still
- * refuses them at once.
- */
-const PUBLISH_WAIT_MS = 30_000
+
+/** What the bulk-ingest family uses; the composition root builds the services and hands them in. */
+export interface IngestDeps {
+  /** Project locks, ingest jobs, mapping; with its own worker pool. */
+  readonly ingest: BulkIngestService
+  readonly uploads: UploadService
+  /** FERRY_CONFIG `ingest.jwt`. */
+  readonly jwt: JwtSettings
+  readonly maxUploadBytes: number
+}
+
+/** dsp-ingest's names of the path parameters in a BadRequest; the stray quote is theirs. */
+const FILENAME_ARGUMENT = "Path variable: 'filename''"
+const SHORTCODE_ARGUMENT = "Path variable: 'shortcode'"
 
 type Route = 'upload' | 'start' | 'mapping' | 'finalize'
 const METHOD: Readonly<Record<Route, string>> = { upload: 'POST', start: 'POST', mapping: 'GET', finalize: 'POST' }
@@ -54,43 +59,33 @@ function decode(raw: string, argument: string): string {
   try {
     return decodeURIComponent(raw)
   } catch {
-    throw new UploadError('ERR_INVALID_ARGUMENT', 'bad percent-encoding', {
-      details: { argument, reason: `'${raw}' is not valid percent-encoding` },
+    throw ingestRefusals.error('ERR_INVALID_ARGUMENT', 'bad percent-encoding', {
+      kind: 'argument', argument, reason: `'${raw}' is not valid percent-encoding`,
     })
   }
 }
 
-export function createIngestFamily(engine: Engine, settings: IngestConfig): Family {
-  const pool = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: Math.min(engine.config.pool.workers, settings.maxParallel) })
-  const ingest = new BulkIngestService({
-    layout: engine.layout,
-    locker: engine.state.locker,
-    pool,
-    log: engine.log.child({ family: 'ingest' }),
-    lockTtlMs: engine.config.locks.ttlMs,
-    lockWaitMs: LOCK_WAIT_MS,
-    publishWaitMs: PUBLISH_WAIT_MS,
-    maxParallel: settings.maxParallel,
-  })
-  const verify = createJwtVerifier(settings.jwt)
-  const maxUploadBytes = engine.config.limits.maxUploadBytes
+export function createIngestFamily(deps: IngestDeps): Family {
+  const { ingest, uploads, maxUploadBytes } = deps
+  const verify = createJwtVerifier(deps.jwt)
 
   async function upload(ctx: RequestContext, sc: string, rawFile: string) {
     // dsp-ingest takes the project semaphore before it looks at the file name: 409 beats 400.
     await ingest.assertIdle(sc)
-    const file = decode(rawFile, "Path variable: 'filename''")
+    const file = decode(rawFile, FILENAME_ARGUMENT)
     let target: { relPath: string; fullPath: string }
     try {
       target = ingest.uploadTarget(sc, file)
     } catch (err) {
       if (!(err instanceof UploadError)) throw err
-      // dsp-ingest's wording, stray quote and all: `Path variable: 'filename''`.
-      throw new UploadError(err.code, err.message, {
-        details: { argument: "Path variable: 'filename''", reason: `'${file}' is invalid: ${err.message}` },
+      throw ingestRefusals.error(err.code, err.message, {
+        kind: 'argument',
+        argument: FILENAME_ARGUMENT,
+        reason: `'${file}' is invalid: ${err.message}`,
       })
     }
     const body = await uploadBody(ctx.req, maxUploadBytes)
-    const got = await engine.uploads.receiveWhole(body.stream, {
+    const got = await uploads.receiveWhole(body.stream, {
       maxBytes: maxUploadBytes,
       ...(body.length !== null ? { expectedBytes: body.length } : {}),
       signal: ctx.signal,
@@ -99,15 +94,17 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
       await body.done
       // The bytes streamed without the lock; only the publish (a rename) needs it, so concurrent
       // uploads to one project do not refuse each other, and none lands while an ingest runs.
-      await ingest.withPublishLock(sc, () => engine.uploads.publish(got.tempPath, target.fullPath, { overwrite: true }))
+      await ingest.withPublishLock(sc, () =>
+        uploads.publish(got.tempPath, target.fullPath, { overwrite: true }))
     } catch (err) {
-      await engine.uploads.discard(got.tempPath)
+      await uploads.discard(got.tempPath)
       const code = (err as NodeJS.ErrnoException).code
       if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENOTEMPTY') {
-        throw new UploadError('ERR_ALREADY_EXISTS', 'a file or folder is in the way of this path', {
-          cause: err,
-          details: { argument: "Path variable: 'filename''", reason: `'${file}' is invalid: a file or folder is in the way` },
-        })
+        const reason = `'${file}' is invalid: a file or folder is in the way`
+        const message = 'a file or folder is in the way of this path'
+        throw ingestRefusals.error('ERR_ALREADY_EXISTS', message, {
+          kind: 'argument', argument: FILENAME_ARGUMENT, reason,
+        }, { cause: err })
       }
       throw err
     }
@@ -128,10 +125,12 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
         return true
       }
       const principal = await verify(ctx.req.headers.authorization)
-      const sc = decode(m.sc, "Path variable: 'shortcode'")
+      const sc = decode(m.sc, SHORTCODE_ARGUMENT)
       if (!isShortcode(sc)) {
-        throw new UploadError('ERR_INVALID_ARGUMENT', 'invalid shortcode', {
-          details: { argument: "Path variable: 'shortcode'", reason: `'${sc}' is not a project shortcode: exactly 4 hexadecimal characters` },
+        throw ingestRefusals.error('ERR_INVALID_ARGUMENT', 'invalid shortcode', {
+          kind: 'argument',
+          argument: SHORTCODE_ARGUMENT,
+          reason: `'${sc}' is not a project shortcode: exactly 4 hexadecimal characters`,
         })
       }
       requireProjectWrite(principal, sc)
@@ -155,10 +154,6 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
           break
       }
       return true
-    },
-    async close() {
-      await ingest.close()
-      await pool.close()
     },
   }
 }

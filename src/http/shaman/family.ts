@@ -17,21 +17,22 @@
  *   with the spec's Error body.
  */
 import { PassThrough } from 'node:stream'
-import type { Engine } from '../../app.js'
-import { INLINE_HASH_MAX_BYTES } from '../../core/uploads/uploads.js'
+import type { Logger } from 'pino'
+import type { BearerAuthConfig } from '../../config/config.js'
+import { INLINE_HASH_MAX_BYTES, type UploadService } from '../../core/uploads/uploads.js'
 import {
-  CasStore,
   SHA256_HEX,
-  collectGarbage,
   createPlannedCheckout,
   receiveBlob,
   type CasKey,
+  type CasStore,
   type HashMode,
 } from '../../core/cas/index.js'
 import { keyAt, splitList } from '../../core/cas/file-list.js'
-import { FileListPool } from '../../core/cas/file-list-pool.js'
+import type { FileListPool } from '../../core/cas/file-list-pool.js'
 import { UploadError } from '../../core/errors.js'
-import type { Lock } from '../../core/state/types.js'
+import type { Lock, Locker } from '../../core/state/types.js'
+import type { DataLayout } from '../../core/storage/layout.js'
 import { checkDeclaredSize, readSmallBody } from '../body.js'
 import { createBearerCheck } from '../auth/bearer.js'
 import type { Family, RequestContext } from '../context.js'
@@ -44,9 +45,31 @@ export const SHAMAN_PREFIX = '/api/v3/shaman'
 /** Most files one requirements or checkout request may list. */
 export const MAX_FILES_PER_REQUEST = 100_000
 
-export interface ShamanOptions {
+/** What the Shaman family uses; the composition root builds the services and hands them in. */
+export interface ShamanDeps {
+  /** The content-addressed store (its bus subscription is started by the root). */
+  readonly cas: CasStore
+  /** Threads that parse file lists and look their blobs up. */
+  readonly lists: FileListPool
+  readonly uploads: UploadService
+  readonly locker: Locker
+  /** Where blobs and checkouts live. */
+  readonly layout: Pick<DataLayout, 'cas' | 'checkouts'>
+  readonly log: Logger
+  readonly settings: ShamanSettings
   /** Overrides the size-based choice (for measurements). */
   readonly hashMode?: HashMode
+}
+
+/** Shaman's slice of the configuration. */
+export interface ShamanSettings {
+  /** FERRY_CONFIG `shaman.auth`; null: open, as Flamenco leaves it. */
+  readonly auth: BearerAuthConfig | null
+  /** Lifetime of in-flight claims and checkout locks unless renewed, ms. */
+  readonly lockTtlMs: number
+  readonly maxUploadBytes: number
+  /** Largest requirements or checkout body, bytes. */
+  readonly maxJsonBytes: number
 }
 
 function parseObjectPath(checksum: string, filesize: string): CasKey {
@@ -59,8 +82,6 @@ function parseObjectPath(checksum: string, filesize: string): CasKey {
   return { sha256: checksum, size: Number(filesize) }
 }
 
-/** Threads that parse file lists and look blobs up; two keep one slow list from holding up the next. */
-const FILE_LIST_THREADS = 2
 /** Entries handled between two yields of the event loop (~1-3 ms of work each). */
 const OUTPUT_SLICE = 4000
 
@@ -78,41 +99,15 @@ async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T, i: num
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, run))
 }
 
-export function createShamanFamily(engine: Engine, options: ShamanOptions = {}): Family {
-  const { config, layout, state, uploads } = engine
-  const log = engine.log.child({ family: 'shaman' })
-  const lockTtlMs = config.locks.ttlMs
-  const cas = new CasStore({ root: layout.cas, locker: state.locker, bus: state.bus, claimTtlMs: lockTtlMs, log })
-  const started = cas.start()
-  started.catch((err: unknown) => log.error({ err }, 'shaman could not subscribe to the bus'))
-  const maxUploadBytes = config.limits.maxUploadBytes
+export function createShamanFamily(deps: ShamanDeps): Family {
+  const { cas, lists, layout, locker, uploads, settings } = deps
+  const log = deps.log.child({ family: 'shaman' })
+  const { lockTtlMs, maxUploadBytes } = settings
   // Flamenco leaves Shaman open (notes 1.1); FERRY_CONFIG `shaman.auth` puts a bearer token in front.
-  const authenticate = config.shaman.auth ? createBearerCheck(config.shaman.auth) : null
+  const authenticate = settings.auth ? createBearerCheck(settings.auth) : null
 
-  // Parsing large file lists and looking up their blobs happens on these threads (issue 9.6).
-  const lists = new FileListPool(FILE_LIST_THREADS)
-
-  const hashModeFor = (size: number): HashMode => options.hashMode ?? (size <= INLINE_HASH_MAX_BYTES ? 'inline' : 'pool')
-
-  // ---- garbage collection -------------------------------------------------------------------
-  let gcRunning: Promise<unknown> | null = null
-  const runGc = () => {
-    gcRunning ??= collectGarbage({
-      cas,
-      checkoutsRoot: layout.checkouts,
-      locker: state.locker,
-      lockTtlMs,
-      maxAgeMs: config.shaman.gcMaxAgeSec * 1000,
-      log,
-    })
-      .catch((err: unknown) => log.error({ err }, 'shaman garbage collection failed'))
-      .finally(() => {
-        gcRunning = null
-      })
-    return gcRunning
-  }
-  const gcTimer = config.shaman.gcIntervalSec > 0 ? setInterval(() => void runGc(), config.shaman.gcIntervalSec * 1000) : null
-  gcTimer?.unref()
+  const hashModeFor = (size: number): HashMode =>
+    deps.hashMode ?? (size <= INLINE_HASH_MAX_BYTES ? 'inline' : 'pool')
 
   // ---- requests ------------------------------------------------------------------------------
 
@@ -144,7 +139,8 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
     const rlog = ctx.log.child({ sha256: key.sha256, size: key.size, filename })
     if (key.size > maxUploadBytes) throw new UploadError('ERR_BODY_TOO_LARGE', `a file of ${key.size} bytes is over the limit of ${maxUploadBytes}`)
     const declared = checkDeclaredSize(req, maxUploadBytes)
-    await started
+    // The root started the bus subscription; a failed start fails the uploads that need it.
+    await cas.start()
 
     // Spec: 208 "The file was already known to the server", answered before reading the body.
     // node:http reads the unread body away after the answer, so a client still sending sees it.
@@ -265,7 +261,8 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
    * batch, and the answer is built in slices with the loop let go between them.
    */
   async function requirements(ctx: RequestContext) {
-    const list = await lists.parse(await readSmallBody(ctx.req, config.limits.maxJsonBytes), 'requirements', MAX_FILES_PER_REQUEST)
+    const body = await readSmallBody(ctx.req, settings.maxJsonBytes)
+    const list = await lists.parse(body, 'requirements', MAX_FILES_PER_REQUEST)
     const files = list.files
     const n = files.count
     // Stored objects are left out and touched (mtime now) so GC keeps them until the checkout;
@@ -294,7 +291,8 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
   }
 
   async function checkout(ctx: RequestContext) {
-    const list = await lists.parse(await readSmallBody(ctx.req, config.limits.maxJsonBytes), 'checkout', MAX_FILES_PER_REQUEST)
+    const body = await readSmallBody(ctx.req, settings.maxJsonBytes)
+    const list = await lists.parse(body, 'checkout', MAX_FILES_PER_REQUEST)
     const keys: CasKey[] = []
     for (let i = 0; i < list.keys.count; i++) {
       keys.push(keyAt(list.keys, i))
@@ -302,7 +300,7 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
     }
     const paths = splitList(list.links.paths)
     const made = await createPlannedCheckout(
-      { cas, root: layout.checkouts, locker: state.locker, lockTtlMs, log: ctx.log, signal: ctx.signal },
+      { cas, root: layout.checkouts, locker, lockTtlMs, log: ctx.log, signal: ctx.signal },
       list.checkoutPath,
       { linkCount: list.links.count, linkPath: (i) => paths[i]!, linkKey: (i) => list.links.keyIndex[i]!, keys, dirs: splitList(list.dirs) },
     )
@@ -335,12 +333,6 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
         return true
       }
       throw new UploadError('ERR_NOT_FOUND', `no Shaman route ${rest || '/'}`)
-    },
-    async close() {
-      if (gcTimer !== null) clearInterval(gcTimer)
-      await gcRunning
-      await cas.close()
-      await lists.close()
     },
   }
 }

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import type { ErrorCode, StatusTable } from '../../core/errors.js'
 import type { RequestContext } from '../context.js'
-import { classifyFailure } from '../errors.js'
+import { classifyFailure, defineRefusals } from '../errors.js'
 
 /**
  * Core code → HTTP status for the lakeFS API (`{"message": …}` bodies). Statuses follow lakeFS's
@@ -99,11 +99,22 @@ function xmlEscape(s: string): string {
   return s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`)
 }
 
+/** S3 error codes the presigned PUT names itself, where the status alone does not say. */
+export type S3RefusalCode = 'AccessDenied' | 'SignatureDoesNotMatch'
+
+/** The presigned PUT's own field: the S3 code of a refusal. */
+export interface S3Fields {
+  readonly s3Code: S3RefusalCode
+}
+
+/** Refusals of the presigned PUT that name their S3 code. */
+export const s3Refusals = defineRefusals<S3Fields>()
+
 /**
  * The presigned PUT stands in for the object store (S3, GCS, Azure all answer XML), so its errors
  * are S3-style `<Error><Code>…</Code><Message>…</Message></Error>` with the same statuses as the
  * table above. A bad signature is 403 SignatureDoesNotMatch, an expired or missing one 403
- * AccessDenied (the UploadError's `details.s3Code` names the code when the status alone does not).
+ * AccessDenied (raised through `s3Refusals`, since the status alone does not tell them apart).
  */
 export function sendS3Error(ctx: RequestContext, err: unknown): void {
   const { status, error } = classifyFailure(ctx, err, statusOf, 'presigned upload')
@@ -111,8 +122,10 @@ export function sendS3Error(ctx: RequestContext, err: unknown): void {
   let code = 'InternalError'
   let message = 'We encountered an internal error. Please try again.'
   if (error) {
-    const named = error.details['s3Code']
-    code = typeof named === 'string' ? named : (S3_CODE_BY_ERROR[error.code] ?? S3_CODE_BY_STATUS[status] ?? (status >= 500 ? 'InternalError' : 'InvalidRequest'))
+    code = s3Refusals.fieldsOf(error)?.s3Code
+      ?? S3_CODE_BY_ERROR[error.code]
+      ?? S3_CODE_BY_STATUS[status]
+      ?? (status >= 500 ? 'InternalError' : 'InvalidRequest')
     message = error.message
   }
   const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message><RequestId>${xmlEscape(ctx.reqId)}</RequestId></Error>`

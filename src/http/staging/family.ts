@@ -24,23 +24,28 @@
  *   starts that upload over; a size or checksum that does not match the staged bytes is 400.
  */
 import type { LakeFsConfig } from '../../config/config.js'
-import type { Engine } from '../../app.js'
 import { UploadError } from '../../core/errors.js'
 import { PRESIGN_EXPIRES_PARAM, PRESIGN_SIGNATURE_PARAM } from '../../core/staging/signing.js'
-import { StagingStore } from '../../core/staging/store.js'
+import type { StagingStore } from '../../core/staging/store.js'
 import { readJson, uploadBody } from '../body.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty } from '../respond.js'
 import { authorizeRepository, createAuthenticator } from './auth.js'
-import { sendLakeFsError, sendLakeFsJson, sendS3Error } from './errors.js'
+import { s3Refusals, sendLakeFsError, sendLakeFsJson, sendS3Error } from './errors.js'
 
 export const LAKEFS_PREFIX = '/api/v1'
 /** Presigned upload URLs live here (inside the family's prefix, outside lakeFS's own routes). */
 export const PRESIGNED_PATH = '/_ferry/presigned/'
 
-export interface StagingFamilyOptions {
-  /** The signing clock, ms (tests). */
-  readonly now?: () => number
+/** What the lakeFS family uses; the composition root builds the store and hands it in. */
+export interface StagingDeps {
+  readonly store: StagingStore
+  /** FERRY_CONFIG `lakefs`: repositories, credentials, JWT settings. */
+  readonly lakefs: LakeFsConfig
+  readonly maxUploadBytes: number
+  readonly maxJsonBytes: number
+  /** FERRY_PUBLIC_URL: the origin of the presigned URLs handed out; null: from the request. */
+  readonly publicUrl: string | null
 }
 
 /** The lakeFS API version whose contract this front door follows. */
@@ -149,17 +154,9 @@ function blockstoreType(lakefs: LakeFsConfig): string {
   return /^([a-z][a-z0-9+.-]*):\/\//i.exec(first)?.[1]?.toLowerCase() ?? 'local'
 }
 
-export function createStagingFamily(engine: Engine, lakefs: LakeFsConfig, opts: StagingFamilyOptions = {}): Family {
-  const store = new StagingStore({
-    config: lakefs,
-    layout: engine.layout,
-    uploads: engine.uploads,
-    pool: engine.pool,
-    maxUploadBytes: engine.config.limits.maxUploadBytes,
-    ...(opts.now ? { now: opts.now } : {}),
-  })
+export function createStagingFamily(deps: StagingDeps): Family {
+  const { store, lakefs, maxJsonBytes, maxUploadBytes, publicUrl } = deps
   const authenticate = createAuthenticator(lakefs)
-  const maxJsonBytes = engine.config.limits.maxJsonBytes
   const type = blockstoreType(lakefs)
   const storageConfig = {
     blockstore_type: type,
@@ -196,7 +193,9 @@ export function createStagingFamily(engine: Engine, lakefs: LakeFsConfig, opts: 
     // Go emits presigned_url always (null when not asked for), presigned_url_expiry only when set.
     const body: Record<string, unknown> = { physical_address: a.physicalAddress, presigned_url: null }
     if (a.presign !== null) {
-      body['presigned_url'] = `${originOf(ctx, engine.config.http.publicUrl)}${LAKEFS_PREFIX}${PRESIGNED_PATH}${encodeURIComponent(repo)}/${a.relative}?${a.presign.query}`
+      const origin = originOf(ctx, publicUrl)
+      body['presigned_url'] =
+        `${origin}${LAKEFS_PREFIX}${PRESIGNED_PATH}${encodeURIComponent(repo)}/${a.relative}?${a.presign.query}`
       body['presigned_url_expiry'] = a.presign.expiresSec
     }
     sendLakeFsJson(ctx.res, 200, body)
@@ -237,13 +236,19 @@ export function createStagingFamily(engine: Engine, lakefs: LakeFsConfig, opts: 
       ctx.url.searchParams.get(PRESIGN_SIGNATURE_PARAM),
     )
     if (refusal === 'missing') {
-      throw new UploadError('ERR_FORBIDDEN', `Query-string authentication requires the ${PRESIGN_SIGNATURE_PARAM} and ${PRESIGN_EXPIRES_PARAM} parameters`, { details: { s3Code: 'AccessDenied' } })
+      const params = `${PRESIGN_SIGNATURE_PARAM} and ${PRESIGN_EXPIRES_PARAM}`
+      const message = `Query-string authentication requires the ${params} parameters`
+      throw s3Refusals.error('ERR_FORBIDDEN', message, { s3Code: 'AccessDenied' })
     }
     if (refusal === 'mismatch') {
-      throw new UploadError('ERR_FORBIDDEN', 'The request signature we calculated does not match the signature you provided.', { details: { s3Code: 'SignatureDoesNotMatch' } })
+      const message =
+        'The request signature we calculated does not match the signature you provided.'
+      throw s3Refusals.error('ERR_FORBIDDEN', message, { s3Code: 'SignatureDoesNotMatch' })
     }
-    if (refusal === 'expired') throw new UploadError('ERR_FORBIDDEN', 'Request has expired', { details: { s3Code: 'AccessDenied' } })
-    const body = await uploadBody(ctx.req, engine.config.limits.maxUploadBytes)
+    if (refusal === 'expired') {
+      throw s3Refusals.error('ERR_FORBIDDEN', 'Request has expired', { s3Code: 'AccessDenied' })
+    }
+    const body = await uploadBody(ctx.req, maxUploadBytes)
     const md5Header = ctx.req.headers['content-md5']
     const got = await store.receive(repo, relative, body, { contentMd5: typeof md5Header === 'string' ? md5Header : null, signal: ctx.signal })
     // S3 single-part: ETag is the quoted md5 hex; Content-MD5 the base64 md5. lakectl takes
