@@ -301,6 +301,89 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect(got).toEqual(['hello'])
     await off()
   })
+
+  test('complete with an end keeps the prefix a cut chunk left, frees the rest, and survives a restart', async () => {
+    const key = k()
+    await h.state.sessions.open(newSession(key), T0)
+    await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
+    // Not durable: the prefix is owed by this instance until a flush, like a whole chunk.
+    const cut = await h.state.sessions.complete(key, 'a', T0 + 1, false, 19)
+    expect(cut?.received).toEqual([{ start: 0, end: 19 }])
+    expect(cut?.reservations).toEqual([])
+    expect(cut?.chunks).toBe(1)
+    expect(cut?.owed.flatMap((o) => o.ranges)).toEqual([{ start: 0, end: 19 }])
+    // The rest of the reservation is free again; the original range now straddles received bytes.
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'b', T0 + 2, LEASE)).status).toBe('straddles')
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 19 }, 'b', T0 + 2, LEASE)).status).toBe('received')
+    expect((await h.state.sessions.reserve(key, { start: 20, end: 59 }, 'c', T0 + 2, LEASE)).status).toBe('reserved')
+    // An end outside the reservation is a caller's bug: refused, nothing marked.
+    await expect(h.state.sessions.complete(key, 'c', T0 + 3, true, 60)).rejects.toMatchObject({ code: 'ERR_INVALID_RANGE' })
+    await expect(h.state.sessions.complete(key, 'c', T0 + 3, true, 19)).rejects.toMatchObject({ code: 'ERR_INVALID_RANGE' })
+    // Durable: nothing more owed.
+    const second = await h.state.sessions.complete(key, 'c', T0 + 4, true, 20)
+    expect(second?.received).toEqual([{ start: 0, end: 20 }])
+    expect(second?.owed.flatMap((o) => o.ranges)).toEqual([{ start: 0, end: 19 }])
+    // A cut whose reservation was taken meanwhile keeps nothing.
+    await h.state.sessions.reserve(key, { start: 21, end: 40 }, 'd', T0, LEASE)
+    await h.state.sessions.reserve(key, { start: 21, end: 40 }, 'e', T0 + LEASE + 100, LEASE)
+    expect(await h.state.sessions.complete(key, 'd', T0 + LEASE + 200, false, 30)).toBeNull()
+    await h.state.sessions.release(key, 'e')
+    h.state = await h.reopen()
+    const after = await h.state.sessions.get(key)
+    expect(after?.received).toEqual([{ start: 0, end: 20 }])
+    expect(after?.chunks).toBe(2)
+    expect((await h.state.sessions.reserve(key, { start: 20, end: 20 }, 'f', T0 + 5, LEASE)).status).toBe('received')
+  })
+
+  test('a session opened with its length unknown: declared once, never below what it holds, commit refused until then', async () => {
+    const key = k()
+    const metadata = { filename: 'b.bin', 'content-type': 'application/octet-stream', empty: '' }
+    const opened = await h.state.sessions.open({ ...newSession(key), totalBytes: null, metadata }, T0)
+    expect(opened.session).toMatchObject({ totalBytes: null, metadata })
+    await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
+    await h.state.sessions.complete(key, 'a', T0, true)
+    expect((await h.state.sessions.beginCommit(key, 'o', T0, LEASE)).status).toBe('incomplete')
+    // A live reservation counts as held: 60 would cut it.
+    await h.state.sessions.reserve(key, { start: 50, end: 69 }, 'b', T0, LEASE)
+    expect((await h.state.sessions.declareLength(key, 49, T0)).status).toBe('too-small')
+    expect((await h.state.sessions.declareLength(key, 60, T0)).status).toBe('too-small')
+    await h.state.sessions.release(key, 'b')
+    // The fields survive a restart of the store.
+    h.state = await h.reopen()
+    expect(await h.state.sessions.get(key)).toMatchObject({ totalBytes: null, metadata, received: [{ start: 0, end: 49 }] })
+    const declared = await h.state.sessions.declareLength(key, 50, T0 + 10)
+    expect(declared).toMatchObject({ status: 'declared', session: { totalBytes: 50 } })
+    expect((await h.state.sessions.declareLength(key, 50, T0 + 11)).status).toBe('declared')
+    expect((await h.state.sessions.declareLength(key, 51, T0 + 11)).status).toBe('conflict')
+    expect((await h.state.sessions.declareLength(`${key}:none`, 51, T0)).status).toBe('missing')
+    await expect(h.state.sessions.declareLength(key, -1, T0)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+    h.state = await h.reopen()
+    expect(await h.state.sessions.get(key)).toMatchObject({ totalBytes: 50, metadata })
+    expect((await h.state.sessions.beginCommit(key, 'o', T0 + 20, LEASE)).status).toBe('begun')
+  })
+
+  test('metadata past its bounds or of the wrong shape is refused and nothing is stored', async () => {
+    const bad: unknown[] = [
+      Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])),
+      { 'has space': 'v' },
+      { 'a,b': 'v' },
+      { '': 'v' },
+      { ['k'.repeat(129)]: 'v' },
+      { big: 'x'.repeat(8200) },
+      { n: 1 },
+      ['v'],
+    ]
+    for (const metadata of bad) {
+      const key = k()
+      const init = { ...newSession(key), metadata: metadata as Record<string, string> }
+      await expect(h.state.sessions.open(init, T0)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+      expect(await h.state.sessions.get(key)).toBeNull()
+    }
+    // At the bounds: accepted.
+    const key = k()
+    const full = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`k${String(i).padStart(2, '0')}`, 'v'.repeat(200)]))
+    expect((await h.state.sessions.open({ ...newSession(key), metadata: full }, T0)).session.metadata).toEqual(full)
+  })
 })
 
 describe('power loss: ranges owed by a dead writer (FERRY_FSYNC=commit)', () => {
@@ -369,6 +452,52 @@ describe('power loss: ranges owed by a dead writer (FERRY_FSYNC=commit)', () => 
     await st.close()
     st = createEmbeddedState(dir, { bootId: 'boot-2' })
     expect((await received(st, 'd:1')).status).toBe('begun')
+    await st.close()
+    removeDir(dir)
+  })
+})
+
+/** A record as the version before unknown lengths and metadata wrote it. */
+const oldRecord = (key: string) => ({
+  key, incarnation: 'inc-old', target: 'a/b.bin', totalBytes: 100, tempName: `${key}.part`, createdAtMs: T0, updatedAtMs: T0,
+  received: [{ start: 0, end: 9 }], chunks: 1, reservations: [], state: 'open', commitOwner: null, commitHolder: null,
+  commitLeaseUntilMs: 0, commitFence: 0, result: null, owed: [],
+})
+
+describe('records written before lengths could be unknown and sessions carried metadata', () => {
+  test('redis: an old record loads with no metadata and its length, and takes the new steps', async () => {
+    const prefix = uniquePrefix()
+    const st = await createRedisState(testRedisUrl(), prefix)
+    try {
+      await st.redis.hset(`${prefix}sess:old:1`, 'v', '1', 'doc', JSON.stringify(oldRecord('old:1')))
+      await st.redis.sadd(`${prefix}sess-chunks:old:1`, '0-9')
+      expect(await st.sessions.get('old:1')).toMatchObject({ totalBytes: 100, metadata: {}, received: [{ start: 0, end: 9 }] })
+      expect((await st.sessions.declareLength('old:1', 100, Date.now())).status).toBe('declared')
+      expect((await st.sessions.declareLength('old:1', 90, Date.now())).status).toBe('conflict')
+      await st.sessions.reserve('old:1', { start: 10, end: 99 }, 't', Date.now(), LEASE)
+      expect((await st.sessions.complete('old:1', 't', Date.now(), true, 49))?.received).toEqual([{ start: 0, end: 49 }])
+      expect(await st.sessions.get('old:1')).toMatchObject({ metadata: {}, totalBytes: 100 })
+    } finally {
+      await st.close()
+    }
+  })
+
+  test('embedded: a journal of old lines (whole records and chunk deltas) replays, then takes the new steps', async () => {
+    const dir = tempDir()
+    const { writeFileSync } = await import('node:fs')
+    const delta = { token: 't0', start: 10, end: 19, at: T0 + 1, owedBy: null }
+    writeFileSync(`${dir}/sessions.journal`, [
+      JSON.stringify({ k: 'old:1', r: oldRecord('old:1'), c: '0-9' }),
+      JSON.stringify({ k: 'old:1', d: delta }),
+    ].join('\n') + '\n')
+    let st = createEmbeddedState(dir)
+    expect(await st.sessions.get('old:1')).toMatchObject({ totalBytes: 100, metadata: {}, received: [{ start: 0, end: 19 }], chunks: 2 })
+    expect((await st.sessions.reserve('old:1', { start: 10, end: 19 }, 'x', T0, LEASE)).status).toBe('received')
+    await st.sessions.reserve('old:1', { start: 20, end: 99 }, 't', T0, LEASE)
+    await st.sessions.complete('old:1', 't', T0 + 2, true, 29)
+    await st.close()
+    st = createEmbeddedState(dir)
+    expect(await st.sessions.get('old:1')).toMatchObject({ totalBytes: 100, metadata: {}, received: [{ start: 0, end: 29 }] })
     await st.close()
     removeDir(dir)
   })

@@ -24,7 +24,7 @@ import { lockDirectory } from './dir-lock.js'
 import { openJournal, type Journal, type JournalLog, type JournalMode } from './journal.js'
 import { RenewingLock } from './lock-handle.js'
 import {
-  abortCommitStep, applyComplete, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, isExpired,
+  abortCommitStep, applyComplete, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, declareLengthStep, finishCommitStep, isExpired,
   markDurableStep, openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
   settled, type CompleteDelta, type Step, type StepContext,
 } from './session-logic.js'
@@ -216,8 +216,11 @@ export class EmbeddedSessionStore implements SessionStore {
   renew(key: string, token: string, nowMs: number, leaseMs: number) {
     return this.#apply(key, nowMs, (cur, c) => renewStep(cur, token, leaseMs, c))
   }
-  complete(key: string, token: string, nowMs: number, durable = false) {
-    return this.#apply(key, nowMs, (cur, c) => completeStep(cur, token, durable, c))
+  complete(key: string, token: string, nowMs: number, durable = false, end?: number) {
+    return this.#apply(key, nowMs, (cur, c) => completeStep(cur, token, durable, c, end))
+  }
+  declareLength(key: string, totalBytes: number, nowMs: number) {
+    return this.#apply(key, nowMs, (cur, c) => declareLengthStep(cur, totalBytes, c))
   }
   markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number) {
     return this.#apply(key, nowMs, (cur, c) => markDurableStep(cur, incarnation, ranges, c))

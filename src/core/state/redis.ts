@@ -23,7 +23,7 @@ import { UploadError, isUploadError } from '../errors.js'
 import { hostBootId } from './boot.js'
 import { RenewingLock } from './lock-handle.js'
 import {
-  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, holdersToCheck,
+  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, declareLengthStep, finishCommitStep, holdersToCheck,
   markDurableStep, openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
   settled, type Step, type StepContext,
 } from './session-logic.js'
@@ -253,8 +253,11 @@ export class RedisSessionStore implements SessionStore {
   renew(key: string, token: string, nowMs: number, leaseMs: number) {
     return this.#run(key, nowMs, (cur, c) => renewStep(cur, token, leaseMs, c))
   }
-  complete(key: string, token: string, nowMs: number, durable = false) {
-    return this.#run(key, nowMs, (cur, c) => completeStep(cur, token, durable, c))
+  complete(key: string, token: string, nowMs: number, durable = false, end?: number) {
+    return this.#run(key, nowMs, (cur, c) => completeStep(cur, token, durable, c, end))
+  }
+  declareLength(key: string, totalBytes: number, nowMs: number) {
+    return this.#run(key, nowMs, (cur, c) => declareLengthStep(cur, totalBytes, c))
   }
   markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number) {
     return this.#run(key, nowMs, (cur, c) => markDurableStep(cur, incarnation, ranges, c))

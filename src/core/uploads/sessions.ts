@@ -11,13 +11,16 @@ import { UploadError } from '../errors.js'
 import type { HashAlgo, HashResult } from '../hashing/hash-pool.js'
 import { LeaseRenewal } from '../state/lock-handle.js'
 import { contiguousPrefix, missingRanges, type ByteRange } from '../state/range-set.js'
+import { metadataProblem } from '../state/session-logic.js'
 import type { SessionRecord } from '../state/types.js'
 import { fsyncFile, removeQuietly, streamEqualsFile, writeStreamAt } from '../storage/files.js'
 import type { OwedFlusher } from './flush.js'
 import { PEER_HASH_MIN_BYTES, type PeerDigest } from './peer-digest.js'
 import type { RunningHashes } from './running-hash.js'
 import { handoffTempName, sessionTempName } from './temp-names.js'
-import type { ChunkInput, ChunkResult, CommitContext, CommitHashCounts, UploadServiceOptions } from './types.js'
+import type {
+  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadServiceOptions,
+} from './types.js'
 
 export interface SessionDeps {
   readonly o: UploadServiceOptions
@@ -26,6 +29,9 @@ export interface SessionDeps {
   /** Null: one instance, nobody to ask for a running hash. */
   readonly peers: PeerDigest | null
 }
+
+/** The end (exclusive) of the last received range. */
+const contiguousEnd = (s: SessionRecord) => (s.received.length === 0 ? 0 : s.received[s.received.length - 1]!.end + 1)
 
 export class ChunkSessions {
   readonly #o: UploadServiceOptions
@@ -47,19 +53,16 @@ export class ChunkSessions {
 
   /** Opens the session if new, checks it matches, then writes or verifies one chunk. */
   async writeChunk(input: ChunkInput): Promise<ChunkResult> {
-    const { key, range, totalBytes } = input
-    const empty = range.end < range.start
-    if (range.start < 0 || (empty ? totalBytes !== 0 : range.end >= totalBytes)) {
-      throw new UploadError('ERR_INVALID_RANGE', `range ${range.start}-${range.end} is outside a file of ${totalBytes} bytes`)
-    }
-    const min = this.#o.minChunkBytes ?? 0
-    if (!empty && range.end - range.start + 1 < min && range.end !== totalBytes - 1) {
-      throw new UploadError('ERR_INVALID_RANGE', `a chunk must hold at least ${min} bytes, except the one that ends the file`)
-    }
+    const { key, range } = input
+    // Checked before a session is opened when the caller knows the length; else against the
+    // session's length once it is known.
+    if (input.totalBytes !== null) this.#checkRange(range, input.totalBytes)
+    else if (range.start < 0) this.#checkRange(range, null)
     // A session removed between our read and our reservation (cancel, expiry, lost Redis data)
     // is answered `missing`; the next pass opens a fresh incarnation.
     for (let attempt = 0; ; attempt++) {
       const session = await this.#openOrGet(input)
+      if (input.totalBytes === null) this.#checkRange(range, session.totalBytes)
       const token = randomUUID()
       const got = await this.#o.sessions.reserve(key, range, token, Date.now(), this.#o.reserveLeaseMs, session.incarnation)
       switch (got.status) {
@@ -88,8 +91,58 @@ export class ChunkSessions {
     }
   }
 
+  /**
+   * A range must lie inside the file; `{0,-1}` only declares a 0-byte file. Chunks below the
+   * minimum size are refused unless they end the file; with the length unknown, no chunk can be
+   * known to end it, so none is refused for its size.
+   */
+  #checkRange(range: ByteRange, total: number | null): void {
+    const empty = range.end < range.start
+    if (range.start < 0 || (empty ? total !== 0 : total !== null && range.end >= total)) {
+      const size = total === null ? 'a file of unknown length' : `a file of ${total} bytes`
+      throw new UploadError('ERR_INVALID_RANGE', `range ${range.start}-${range.end} is outside ${size}`)
+    }
+    const min = this.#o.minChunkBytes ?? 0
+    if (!empty && total !== null && range.end - range.start + 1 < min && range.end !== total - 1) {
+      throw new UploadError('ERR_INVALID_RANGE', `a chunk must hold at least ${min} bytes, except the one that ends the file`)
+    }
+  }
+
+  /**
+   * Opens a session before its first chunk, with its length unknown if need be, and metadata;
+   * an existing session of this key must match (target; length when both are known).
+   */
+  async open(init: NewUpload): Promise<SessionRecord> {
+    const problem = init.metadata === undefined ? null : metadataProblem(init.metadata)
+    if (problem !== null) throw new UploadError('ERR_INVALID_ARGUMENT', problem)
+    if (init.totalBytes !== null && !(Number.isSafeInteger(init.totalBytes) && init.totalBytes >= 0)) {
+      throw new UploadError('ERR_INVALID_ARGUMENT', 'the total length must be a non-negative integer')
+    }
+    return this.#openOrGet(init)
+  }
+
+  /** Declares the length of a session opened without one (once; see SessionStore.declareLength). */
+  async declareLength(key: string, totalBytes: number): Promise<SessionRecord> {
+    if (!(Number.isSafeInteger(totalBytes) && totalBytes >= 0)) {
+      throw new UploadError('ERR_INVALID_ARGUMENT', 'the total length must be a non-negative integer')
+    }
+    const got = await this.#o.sessions.declareLength(key, totalBytes, Date.now())
+    switch (got.status) {
+      case 'declared':
+        return got.session
+      case 'missing':
+        throw new UploadError('ERR_SESSION_NOT_FOUND', 'no such upload session')
+      case 'closed':
+        throw new UploadError('ERR_SESSION_CLOSED', 'the upload session is being committed or is committed')
+      case 'conflict':
+        throw new UploadError('ERR_SIZE_MISMATCH', `the session's length is ${got.session.totalBytes}, not ${totalBytes}`)
+      case 'too-small':
+        throw new UploadError('ERR_SIZE_MISMATCH', `the session holds bytes beyond ${totalBytes}`)
+    }
+  }
+
   /** The session's record, creating it (and its own, new temp file) if there is none. */
-  async #openOrGet(input: ChunkInput): Promise<SessionRecord> {
+  async #openOrGet(input: NewUpload): Promise<SessionRecord> {
     const { key, totalBytes } = input
     let session = await this.#o.sessions.get(key)
     if (session === null) {
@@ -99,7 +152,11 @@ export class ChunkSessions {
       // Create the (empty, sparse) temp file before the record so a record never names a missing
       // file; exclusively, so it is never a file of another incarnation.
       await (await open(tempPath, 'wx', 0o644)).close()
-      const opened = await this.#o.sessions.open({ key, incarnation, target: input.target, totalBytes, tempName }, Date.now()).catch(async (err: unknown) => {
+      const init = {
+        key, incarnation, target: input.target, totalBytes, tempName,
+        ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
+      }
+      const opened = await this.#o.sessions.open(init, Date.now()).catch(async (err: unknown) => {
         await removeQuietly(tempPath)
         throw err
       })
@@ -115,8 +172,8 @@ export class ChunkSessions {
     if (session.target !== input.target) {
       throw new UploadError('ERR_SESSION_ID_CONFLICT', 'this session id belongs to another path')
     }
-    if (session.totalBytes !== totalBytes) {
-      throw new UploadError('ERR_SIZE_MISMATCH', `the session's file size is ${session.totalBytes}, not ${totalBytes}`)
+    if (totalBytes !== null && session.totalBytes !== totalBytes) {
+      throw new UploadError('ERR_SIZE_MISMATCH', `the session's file size is ${session.totalBytes ?? 'not declared'}, not ${totalBytes}`)
     }
     return session
   }
@@ -134,6 +191,8 @@ export class ChunkSessions {
       lost ??= new UploadError('ERR_SESSION_BUSY', `the range reservation was lost (${why}); send the chunk again`)
       input.body.destroy(lost)
     })
+    // Where the written bytes reach in the file: what a cut body leaves (`keepPartial`).
+    let landed = range.start
     try {
       await this.#o.hooks?.afterReserve?.(key)
       await writeStreamAt(tempPath, range.start, input.body, {
@@ -141,14 +200,23 @@ export class ChunkSessions {
         durable: this.#o.durableChunks,
         mustExist: true, // a cancelled incarnation's file is not brought back
         ...(input.signal ? { signal: input.signal } : {}),
+        ...(input.keepPartial ? { onProgress: (pos: number) => void (landed = pos) } : {}),
         // Checked before each batch reaches the disk: never write on a lease that may be gone.
         guard: () => lost ?? (renewal.fresh ? null : new UploadError('ERR_SESSION_BUSY', 'the range reservation ran out while the chunk was written; send it again')),
       })
     } catch (err) {
       renewal.stop()
+      const gone = (err as NodeJS.ErrnoException).code === 'ENOENT'
+      // Bytes written under a reservation that was never taken from us are good: kept when
+      // asked. (A lapsed lease nobody took is still ours: `complete` checks that.)
+      if (input.keepPartial && lost === null && !gone && landed > range.start) {
+        await this.#keepPrefix(key, token, session, { start: range.start, end: landed - 1 }).catch((e: unknown) => {
+          this.#o.log.warn({ err: e, key }, 'could not keep the bytes of a cut chunk')
+        })
+      }
       // Released at once, so the client may send the range again right away (a full disk, a cut).
       await this.#o.sessions.release(key, token).catch(() => {})
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (gone) {
         throw new UploadError('ERR_SESSION_NOT_FOUND', 'the upload session was cancelled while the chunk arrived', { cause: err })
       }
       throw lost ?? err
@@ -156,14 +224,34 @@ export class ChunkSessions {
     renewal.stop()
     const done = await this.#o.sessions.complete(key, token, Date.now(), this.#o.durableChunks)
     if (done === null) throw new UploadError('ERR_SESSION_BUSY', 'the session changed while the chunk was written; send it again')
-    if (!this.#o.durableChunks && !empty) this.#flusher.owe(tempPath, key, session.incarnation, range)
-    const running = this.#hashes.of(done)
-    running?.advance(contiguousPrefix(done.received))
+    this.#received(tempPath, session, done, empty ? null : range)
     return { status: 'written', session: done }
   }
 
+  /**
+   * Marks what a cut body left in the file, `kept`, as received: on disk first per the fsync
+   * mode, exactly like a whole chunk (fdatasynced now when chunks are durable, else owed until
+   * the background flush). Null when the reservation was taken meanwhile.
+   */
+  async #keepPrefix(key: string, token: string, session: SessionRecord, kept: ByteRange): Promise<SessionRecord | null> {
+    const tempPath = this.tempPathOf(session)
+    if (this.#o.durableChunks) await fsyncFile(tempPath)
+    const done = await this.#o.sessions.complete(key, token, Date.now(), this.#o.durableChunks, kept.end)
+    if (done !== null) this.#received(tempPath, session, done, kept)
+    this.#o.log.debug({ key, start: kept.start, end: kept.end, marked: done !== null }, 'kept the bytes of a cut chunk')
+    return done
+  }
+
+  /** After `complete`: what this instance now owes, and the running hash's progress. */
+  #received(tempPath: string, session: SessionRecord, done: SessionRecord, range: ByteRange | null): void {
+    if (!this.#o.durableChunks && range !== null) this.#flusher.owe(tempPath, session.key, session.incarnation, range)
+    const running = this.#hashes.of(done)
+    running?.advance(contiguousPrefix(done.received))
+  }
+
+  /** Gaps to send; with the length unknown, only those below the last byte received. */
   missing(session: SessionRecord): ByteRange[] {
-    return missingRanges(session.received, session.totalBytes)
+    return missingRanges(session.received, session.totalBytes ?? contiguousEnd(session))
   }
 
   /**
@@ -179,6 +267,11 @@ export class ChunkSessions {
       case 'missing':
         throw new UploadError('ERR_SESSION_NOT_FOUND', 'no such upload session')
       case 'incomplete':
+        if (got.session.totalBytes === null) {
+          throw new UploadError('ERR_SESSION_INCOMPLETE', 'the upload length is not declared yet', {
+            details: { missing: this.missing(got.session) },
+          })
+        }
         throw new UploadError('ERR_SESSION_INCOMPLETE', 'the upload session is missing bytes', {
           details: { missing: this.missing(got.session) },
         })
@@ -190,6 +283,8 @@ export class ChunkSessions {
         break
     }
     const session = got.session
+    // A commit begins only once every byte of a declared length is received.
+    const total = session.totalBytes ?? 0
     const tempPath = this.tempPathOf(session)
     // A commit we took over (its holder died or stalled past its lease) may wake up later: its
     // hand-off link goes first, so its publish (a rename of that link) can only fail.
@@ -212,20 +307,20 @@ export class ChunkSessions {
     try {
       // Exactly totalBytes bytes are published: checked, not assumed.
       const size = (await stat(tempPath)).size
-      if (size !== session.totalBytes) {
-        throw new UploadError('ERR_IO', `the temp file has ${size} bytes, the session ${session.totalBytes}`)
+      if (size !== total) {
+        throw new UploadError('ERR_IO', `the temp file has ${size} bytes, the session ${total}`)
       }
       const h = this.#hashes.of(session)
       this.#hashes.forget(key)
       let digests: HashResult['digests'] | null = null
       const sha256Only = algos.length === 1 && algos[0] === 'sha256'
       if (h !== null && sha256Only) {
-        digests = (await h.finish(session.totalBytes))?.digests ?? null
+        digests = (await h.finish(total))?.digests ?? null
         if (digests !== null) source = 'local'
       } else {
         h?.cancel()
-        if (h === null && sha256Only && this.#peers !== null && session.totalBytes >= PEER_HASH_MIN_BYTES) {
-          const sha256 = await this.#peers.ask(session, session.totalBytes)
+        if (h === null && sha256Only && this.#peers !== null && total >= PEER_HASH_MIN_BYTES) {
+          const sha256 = await this.#peers.ask(session, total)
           if (sha256 !== null) {
             digests = { sha256 }
             source = 'peer'
@@ -233,9 +328,9 @@ export class ChunkSessions {
         }
       }
       if (digests === null) {
-        const full = await this.#o.pool.hashFile(tempPath, { end: session.totalBytes, algos })
-        if (full.bytes !== session.totalBytes) {
-          throw new UploadError('ERR_IO', `the temp file has ${full.bytes} bytes, the session ${session.totalBytes}`)
+        const full = await this.#o.pool.hashFile(tempPath, { end: total, algos })
+        if (full.bytes !== total) {
+          throw new UploadError('ERR_IO', `the temp file has ${full.bytes} bytes, the session ${total}`)
         }
         digests = full.digests
       }
@@ -257,7 +352,7 @@ export class ChunkSessions {
       await removeQuietly(tempPath)
       this.hashCounts[source]++
       this.#o.log.info({
-        key, bytes: session.totalBytes, sha256: digests['sha256'], hashedBy: source, fence: session.commitFence,
+        key, bytes: total, sha256: digests['sha256'], hashedBy: source, fence: session.commitFence,
         hashMs: Math.round(hashedAt - t0), publishMs: Math.round(performance.now() - hashedAt),
       }, 'session committed')
       return result

@@ -50,7 +50,7 @@ export interface ChunkInput {
    * session opened with its length unknown, or one whose length the caller does not repeat);
    * the range is then checked against the session's length when it has one.
    */
-  readonly totalBytes: number
+  readonly totalBytes: number | null
   /** Inclusive range; `{0,-1}` declares a 0-byte upload. */
   readonly range: ByteRange
   readonly body: Readable
@@ -62,6 +62,16 @@ export interface ChunkInput {
    * chunks count.
    */
   readonly keepPartial?: boolean
+}
+
+/** A session opened before its first chunk (a creation request). */
+export interface NewUpload {
+  readonly key: string
+  readonly target: string
+  /** Null: not known yet; declared later with `declareLength`. */
+  readonly totalBytes: number | null
+  /** Opaque client metadata kept with the session (bounded: `metadataProblem`). */
+  readonly metadata?: Readonly<Record<string, string>>
 }
 
 export interface ChunkResult {

@@ -24,13 +24,14 @@ import { RunningHashes } from './running-hash.js'
 import { ChunkSessions } from './sessions.js'
 import { sweepUploads } from './sweep.js'
 import type {
-  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, UploadServiceOptions, WholeFile,
+  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadServiceOptions, WholeFile,
 } from './types.js'
 
 export { PEER_HASH_MIN_BYTES } from './peer-digest.js'
 export { INLINE_HASH_MAX_BYTES } from './receive.js'
 export type {
-  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, UploadHooks, UploadServiceOptions, WholeFile,
+  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadHooks, UploadServiceOptions,
+  WholeFile,
 } from './types.js'
 
 export class UploadService {
@@ -74,6 +75,20 @@ export class UploadService {
   /** Opens the session if new, checks it matches, then writes or verifies one chunk. */
   writeChunk(input: ChunkInput): Promise<ChunkResult> {
     return this.#sessions.writeChunk(input)
+  }
+
+  /**
+   * Opens a session before its first chunk (a creation request): its length may be unknown
+   * (null, declared later with `declareLength`) and it may carry opaque metadata. An existing
+   * session of the key is answered when it matches.
+   */
+  openSession(init: NewUpload): Promise<SessionRecord> {
+    return this.#sessions.open(init)
+  }
+
+  /** Declares the length of a session opened without one: once, never below what it holds. */
+  declareLength(key: string, totalBytes: number): Promise<SessionRecord> {
+    return this.#sessions.declareLength(key, totalBytes)
   }
 
   getSession(key: string): Promise<SessionRecord | null> {
