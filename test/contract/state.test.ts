@@ -302,67 +302,78 @@ describe.each(makers)('state backend: $name', (maker) => {
     await off()
   })
 
-  test('complete with an end keeps the prefix a cut chunk left, frees the rest, and survives a restart', async () => {
+  /** The outcome's status of a store call (a short form for the tests below). */
+  const statusOf = async (p: Promise<{ status: string }>) => (await p).status
+  const reserve = (key: string, start: number, end: number, token: string, now: number) =>
+    statusOf(h.state.sessions.reserve(key, { start, end }, token, now, LEASE))
+
+  test('complete with an end keeps the prefix a cut chunk left and frees the rest', async () => {
     const key = k()
-    await h.state.sessions.open(newSession(key), T0)
-    await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
+    const s = () => h.state.sessions
+    await s().open(newSession(key), T0)
+    await s().reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
     // Not durable: the prefix is owed by this instance until a flush, like a whole chunk.
-    const cut = await h.state.sessions.complete(key, 'a', T0 + 1, false, 19)
+    const cut = await s().complete(key, 'a', T0 + 1, false, 19)
     expect(cut?.received).toEqual([{ start: 0, end: 19 }])
     expect(cut?.reservations).toEqual([])
     expect(cut?.chunks).toBe(1)
     expect(cut?.owed.flatMap((o) => o.ranges)).toEqual([{ start: 0, end: 19 }])
-    // The rest of the reservation is free again; the original range now straddles received bytes.
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'b', T0 + 2, LEASE)).status).toBe('straddles')
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 19 }, 'b', T0 + 2, LEASE)).status).toBe('received')
-    expect((await h.state.sessions.reserve(key, { start: 20, end: 59 }, 'c', T0 + 2, LEASE)).status).toBe('reserved')
+    // The rest is free again; the original range now straddles received bytes.
+    expect(await reserve(key, 0, 49, 'b', T0 + 2)).toBe('straddles')
+    expect(await reserve(key, 0, 19, 'b', T0 + 2)).toBe('received')
+    expect(await reserve(key, 20, 59, 'c', T0 + 2)).toBe('reserved')
     // An end outside the reservation is a caller's bug: refused, nothing marked.
-    await expect(h.state.sessions.complete(key, 'c', T0 + 3, true, 60)).rejects.toMatchObject({ code: 'ERR_INVALID_RANGE' })
-    await expect(h.state.sessions.complete(key, 'c', T0 + 3, true, 19)).rejects.toMatchObject({ code: 'ERR_INVALID_RANGE' })
+    const invalid = { code: 'ERR_INVALID_RANGE' }
+    await expect(s().complete(key, 'c', T0 + 3, true, 60)).rejects.toMatchObject(invalid)
+    await expect(s().complete(key, 'c', T0 + 3, true, 19)).rejects.toMatchObject(invalid)
     // Durable: nothing more owed.
-    const second = await h.state.sessions.complete(key, 'c', T0 + 4, true, 20)
+    const second = await s().complete(key, 'c', T0 + 4, true, 20)
     expect(second?.received).toEqual([{ start: 0, end: 20 }])
     expect(second?.owed.flatMap((o) => o.ranges)).toEqual([{ start: 0, end: 19 }])
     // A cut whose reservation was taken meanwhile keeps nothing.
-    await h.state.sessions.reserve(key, { start: 21, end: 40 }, 'd', T0, LEASE)
-    await h.state.sessions.reserve(key, { start: 21, end: 40 }, 'e', T0 + LEASE + 100, LEASE)
-    expect(await h.state.sessions.complete(key, 'd', T0 + LEASE + 200, false, 30)).toBeNull()
-    await h.state.sessions.release(key, 'e')
+    await s().reserve(key, { start: 21, end: 40 }, 'd', T0, LEASE)
+    await s().reserve(key, { start: 21, end: 40 }, 'e', T0 + LEASE + 100, LEASE)
+    expect(await s().complete(key, 'd', T0 + LEASE + 200, false, 30)).toBeNull()
+    await s().release(key, 'e')
+    // Kept prefixes survive a restart of the store, as chunks.
     h.state = await h.reopen()
-    const after = await h.state.sessions.get(key)
+    const after = await s().get(key)
     expect(after?.received).toEqual([{ start: 0, end: 20 }])
     expect(after?.chunks).toBe(2)
-    expect((await h.state.sessions.reserve(key, { start: 20, end: 20 }, 'f', T0 + 5, LEASE)).status).toBe('received')
+    expect(await reserve(key, 20, 20, 'f', T0 + 5)).toBe('received')
   })
 
-  test('a session opened with its length unknown: declared once, never below what it holds, commit refused until then', async () => {
+  test('an unknown length is declared once, never below what is held; commit waits', async () => {
     const key = k()
+    const s = () => h.state.sessions
     const metadata = { filename: 'b.bin', 'content-type': 'application/octet-stream', empty: '' }
-    const opened = await h.state.sessions.open({ ...newSession(key), totalBytes: null, metadata }, T0)
+    const opened = await s().open({ ...newSession(key), totalBytes: null, metadata }, T0)
     expect(opened.session).toMatchObject({ totalBytes: null, metadata })
-    await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
-    await h.state.sessions.complete(key, 'a', T0, true)
-    expect((await h.state.sessions.beginCommit(key, 'o', T0, LEASE)).status).toBe('incomplete')
+    await s().reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
+    await s().complete(key, 'a', T0, true)
+    expect(await statusOf(s().beginCommit(key, 'o', T0, LEASE))).toBe('incomplete')
     // A live reservation counts as held: 60 would cut it.
-    await h.state.sessions.reserve(key, { start: 50, end: 69 }, 'b', T0, LEASE)
-    expect((await h.state.sessions.declareLength(key, 49, T0)).status).toBe('too-small')
-    expect((await h.state.sessions.declareLength(key, 60, T0)).status).toBe('too-small')
-    await h.state.sessions.release(key, 'b')
+    await s().reserve(key, { start: 50, end: 69 }, 'b', T0, LEASE)
+    expect(await statusOf(s().declareLength(key, 49, T0))).toBe('too-small')
+    expect(await statusOf(s().declareLength(key, 60, T0))).toBe('too-small')
+    await s().release(key, 'b')
     // The fields survive a restart of the store.
     h.state = await h.reopen()
-    expect(await h.state.sessions.get(key)).toMatchObject({ totalBytes: null, metadata, received: [{ start: 0, end: 49 }] })
-    const declared = await h.state.sessions.declareLength(key, 50, T0 + 10)
+    const held = { totalBytes: null, metadata, received: [{ start: 0, end: 49 }] }
+    expect(await s().get(key)).toMatchObject(held)
+    const declared = await s().declareLength(key, 50, T0 + 10)
     expect(declared).toMatchObject({ status: 'declared', session: { totalBytes: 50 } })
-    expect((await h.state.sessions.declareLength(key, 50, T0 + 11)).status).toBe('declared')
-    expect((await h.state.sessions.declareLength(key, 51, T0 + 11)).status).toBe('conflict')
-    expect((await h.state.sessions.declareLength(`${key}:none`, 51, T0)).status).toBe('missing')
-    await expect(h.state.sessions.declareLength(key, -1, T0)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+    expect(await statusOf(s().declareLength(key, 50, T0 + 11))).toBe('declared')
+    expect(await statusOf(s().declareLength(key, 51, T0 + 11))).toBe('conflict')
+    expect(await statusOf(s().declareLength(`${key}:none`, 51, T0))).toBe('missing')
+    const invalid = { code: 'ERR_INVALID_ARGUMENT' }
+    await expect(s().declareLength(key, -1, T0)).rejects.toMatchObject(invalid)
     h.state = await h.reopen()
-    expect(await h.state.sessions.get(key)).toMatchObject({ totalBytes: 50, metadata })
-    expect((await h.state.sessions.beginCommit(key, 'o', T0 + 20, LEASE)).status).toBe('begun')
+    expect(await s().get(key)).toMatchObject({ totalBytes: 50, metadata })
+    expect(await statusOf(s().beginCommit(key, 'o', T0 + 20, LEASE))).toBe('begun')
   })
 
-  test('metadata past its bounds or of the wrong shape is refused and nothing is stored', async () => {
+  test('metadata past its bounds or of the wrong shape is refused, nothing stored', async () => {
     const bad: unknown[] = [
       Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])),
       { 'has space': 'v' },
@@ -376,13 +387,16 @@ describe.each(makers)('state backend: $name', (maker) => {
     for (const metadata of bad) {
       const key = k()
       const init = { ...newSession(key), metadata: metadata as Record<string, string> }
-      await expect(h.state.sessions.open(init, T0)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+      const invalid = { code: 'ERR_INVALID_ARGUMENT' }
+      await expect(h.state.sessions.open(init, T0)).rejects.toMatchObject(invalid)
       expect(await h.state.sessions.get(key)).toBeNull()
     }
-    // At the bounds: accepted.
+    // At the bounds (32 entries, 32 x (3 + 253) = 8192 bytes): accepted.
     const key = k()
-    const full = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`k${String(i).padStart(2, '0')}`, 'v'.repeat(200)]))
-    expect((await h.state.sessions.open({ ...newSession(key), metadata: full }, T0)).session.metadata).toEqual(full)
+    const name = (i: number) => `k${String(i).padStart(2, '0')}`
+    const full = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [name(i), 'v'.repeat(253)]))
+    const opened = await h.state.sessions.open({ ...newSession(key), metadata: full }, T0)
+    expect(opened.session.metadata).toEqual(full)
   })
 })
 
@@ -459,30 +473,47 @@ describe('power loss: ranges owed by a dead writer (FERRY_FSYNC=commit)', () => 
 
 /** A record as the version before unknown lengths and metadata wrote it. */
 const oldRecord = (key: string) => ({
-  key, incarnation: 'inc-old', target: 'a/b.bin', totalBytes: 100, tempName: `${key}.part`, createdAtMs: T0, updatedAtMs: T0,
-  received: [{ start: 0, end: 9 }], chunks: 1, reservations: [], state: 'open', commitOwner: null, commitHolder: null,
-  commitLeaseUntilMs: 0, commitFence: 0, result: null, owed: [],
+  key,
+  incarnation: 'inc-old',
+  target: 'a/b.bin',
+  totalBytes: 100,
+  tempName: `${key}.part`,
+  createdAtMs: T0,
+  updatedAtMs: T0,
+  received: [{ start: 0, end: 9 }],
+  chunks: 1,
+  reservations: [],
+  state: 'open',
+  commitOwner: null,
+  commitHolder: null,
+  commitLeaseUntilMs: 0,
+  commitFence: 0,
+  result: null,
+  owed: [],
 })
 
-describe('records written before lengths could be unknown and sessions carried metadata', () => {
-  test('redis: an old record loads with no metadata and its length, and takes the new steps', async () => {
+describe('records written before unknown lengths and metadata', () => {
+  test('redis: an old record loads with no metadata and takes the new steps', async () => {
     const prefix = uniquePrefix()
     const st = await createRedisState(testRedisUrl(), prefix)
     try {
-      await st.redis.hset(`${prefix}sess:old:1`, 'v', '1', 'doc', JSON.stringify(oldRecord('old:1')))
+      const doc = JSON.stringify(oldRecord('old:1'))
+      await st.redis.hset(`${prefix}sess:old:1`, 'v', '1', 'doc', doc)
       await st.redis.sadd(`${prefix}sess-chunks:old:1`, '0-9')
-      expect(await st.sessions.get('old:1')).toMatchObject({ totalBytes: 100, metadata: {}, received: [{ start: 0, end: 9 }] })
+      const loaded = { totalBytes: 100, metadata: {}, received: [{ start: 0, end: 9 }] }
+      expect(await st.sessions.get('old:1')).toMatchObject(loaded)
       expect((await st.sessions.declareLength('old:1', 100, Date.now())).status).toBe('declared')
       expect((await st.sessions.declareLength('old:1', 90, Date.now())).status).toBe('conflict')
       await st.sessions.reserve('old:1', { start: 10, end: 99 }, 't', Date.now(), LEASE)
-      expect((await st.sessions.complete('old:1', 't', Date.now(), true, 49))?.received).toEqual([{ start: 0, end: 49 }])
+      const cut = await st.sessions.complete('old:1', 't', Date.now(), true, 49)
+      expect(cut?.received).toEqual([{ start: 0, end: 49 }])
       expect(await st.sessions.get('old:1')).toMatchObject({ metadata: {}, totalBytes: 100 })
     } finally {
       await st.close()
     }
   })
 
-  test('embedded: a journal of old lines (whole records and chunk deltas) replays, then takes the new steps', async () => {
+  test('embedded: old journal lines (records, deltas) replay and take the new steps', async () => {
     const dir = tempDir()
     const { writeFileSync } = await import('node:fs')
     const delta = { token: 't0', start: 10, end: 19, at: T0 + 1, owedBy: null }
@@ -491,13 +522,16 @@ describe('records written before lengths could be unknown and sessions carried m
       JSON.stringify({ k: 'old:1', d: delta }),
     ].join('\n') + '\n')
     let st = createEmbeddedState(dir)
-    expect(await st.sessions.get('old:1')).toMatchObject({ totalBytes: 100, metadata: {}, received: [{ start: 0, end: 19 }], chunks: 2 })
-    expect((await st.sessions.reserve('old:1', { start: 10, end: 19 }, 'x', T0, LEASE)).status).toBe('received')
+    const loaded = { totalBytes: 100, metadata: {}, received: [{ start: 0, end: 19 }], chunks: 2 }
+    expect(await st.sessions.get('old:1')).toMatchObject(loaded)
+    const resent = await st.sessions.reserve('old:1', { start: 10, end: 19 }, 'x', T0, LEASE)
+    expect(resent.status).toBe('received')
     await st.sessions.reserve('old:1', { start: 20, end: 99 }, 't', T0, LEASE)
     await st.sessions.complete('old:1', 't', T0 + 2, true, 29)
     await st.close()
     st = createEmbeddedState(dir)
-    expect(await st.sessions.get('old:1')).toMatchObject({ totalBytes: 100, metadata: {}, received: [{ start: 0, end: 29 }] })
+    const after = { totalBytes: 100, metadata: {}, received: [{ start: 0, end: 29 }] }
+    expect(await st.sessions.get('old:1')).toMatchObject(after)
     await st.close()
     removeDir(dir)
   })

@@ -20,8 +20,16 @@ afterAll(async () => {
 })
 
 const setups: { name: string; durable: boolean; start(): Promise<TestServer> }[] = [
-  { name: 'embedded, FERRY_FSYNC=commit', durable: false, start: () => startFerry({ FERRY_FSYNC: 'commit' }) },
-  { name: 'embedded, FERRY_FSYNC=chunk', durable: true, start: () => startFerry({ FERRY_FSYNC: 'chunk' }) },
+  {
+    name: 'embedded, FERRY_FSYNC=commit',
+    durable: false,
+    start: () => startFerry({ FERRY_FSYNC: 'commit' }),
+  },
+  {
+    name: 'embedded, FERRY_FSYNC=chunk',
+    durable: true,
+    start: () => startFerry({ FERRY_FSYNC: 'chunk' }),
+  },
   {
     name: 'redis, FERRY_FSYNC=commit',
     durable: false,
@@ -46,14 +54,27 @@ async function waitFor(what: string, cond: () => Promise<boolean>): Promise<void
  * once at least `cutAfter` bytes are in the file; answers the error the write ended with.
  */
 async function cutChunk(
-  uploads: UploadService, key: string, data: Buffer, from: number, cutAfter: number, keepPartial: boolean,
+  uploads: UploadService,
+  key: string,
+  data: Buffer,
+  from: number,
+  cutAfter: number,
+  keepPartial: boolean,
 ): Promise<unknown> {
   const body = new PassThrough()
   const writing = uploads.writeChunk({
-    key, target: `partial/${key}.bin`, totalBytes: data.length, range: { start: from, end: data.length - 1 }, body, keepPartial,
+    key,
+    target: `partial/${key}.bin`,
+    totalBytes: data.length,
+    range: { start: from, end: data.length - 1 },
+    body,
+    keepPartial,
   })
   // In 64 KiB pieces, then a few bytes more that stay in the writer's batch and never land.
-  for (let off = from; off < from + cutAfter; off += 64 * 1024) body.write(data.subarray(off, Math.min(off + 64 * 1024, from + cutAfter)))
+  const piece = 64 * 1024
+  for (let off = from; off < from + cutAfter; off += piece) {
+    body.write(data.subarray(off, Math.min(off + piece, from + cutAfter)))
+  }
   body.write(data.subarray(from + cutAfter, from + cutAfter + 10))
   await waitFor('the bytes to land', async () => {
     const s = await uploads.getSession(key)
@@ -64,7 +85,10 @@ async function cutChunk(
 }
 
 /** Commits and answers the bytes the commit handed to `publish`. */
-async function committedBytes(uploads: UploadService, key: string): Promise<{ bytes: Buffer; sha256: string }> {
+async function committedBytes(
+  uploads: UploadService,
+  key: string,
+): Promise<{ bytes: Buffer; sha256: string }> {
   let out = { bytes: Buffer.alloc(0), sha256: '' }
   await uploads.commit(key, async ({ tempPath, digests }) => {
     out = { bytes: await readFile(tempPath), sha256: digests['sha256'] ?? '' }
@@ -83,7 +107,7 @@ describe.each(setups)('$name', (setup) => {
     uploads = server.app.engine.uploads
   })
 
-  test('a cut body keeps the bytes that reached the file; the resumed append continues right after them', async () => {
+  test('a cut body keeps the bytes that landed; the resumed append continues there', async () => {
     const key = `p:${randomUUID()}`
     const data = seededBytes(6 * MIB + 12345, 'partial')
     // A first whole chunk, so the cut one starts mid-file.
@@ -97,15 +121,20 @@ describe.each(setups)('$name', (setup) => {
     expect(session.reservations).toEqual([])
     expect(session.received).toHaveLength(1)
     const kept = session.received[0]!.end + 1
-    // Everything that landed and nothing that did not: the 10 bytes left in the batch are asked again.
+    // Everything that landed and nothing that did not: the 10 bytes left in the batch are asked
+    // for again.
     expect(kept).toBeGreaterThanOrEqual(4 * MIB)
     expect(kept).toBeLessThanOrEqual(4 * MIB + 10)
     expect(uploads.missing(session)).toEqual([{ start: kept, end: data.length - 1 }])
     // Per the fsync mode, like whole chunks: fdatasynced before they count, or owed until a flush.
-    expect(session.owed.flatMap((o) => o.ranges)).toEqual(setup.durable ? [] : [{ start: 0, end: kept - 1 }])
+    const owed = setup.durable ? [] : [{ start: 0, end: kept - 1 }]
+    expect(session.owed.flatMap((o) => o.ranges)).toEqual(owed)
     // The resumed append starts where the kept bytes end.
     const r = await uploads.writeChunk({
-      key, target: `partial/${key}.bin`, totalBytes: data.length, range: { start: kept, end: data.length - 1 },
+      key,
+      target: `partial/${key}.bin`,
+      totalBytes: data.length,
+      range: { start: kept, end: data.length - 1 },
       body: Readable.from([data.subarray(kept)]),
     })
     expect(r.status).toBe('written')
@@ -114,7 +143,7 @@ describe.each(setups)('$name', (setup) => {
     expect(done.bytes.equals(data)).toBe(true)
   })
 
-  test('without keepPartial a cut chunk counts for nothing and may be sent again whole at once', async () => {
+  test('without keepPartial a cut chunk counts for nothing and may be resent', async () => {
     const key = `p:${randomUUID()}`
     const data = seededBytes(3 * MIB, 'whole only')
     const err = await cutChunk(uploads, key, data, 0, 2 * MIB, false)
@@ -123,13 +152,16 @@ describe.each(setups)('$name', (setup) => {
     expect(session.received).toEqual([])
     expect(session.reservations).toEqual([])
     await uploads.writeChunk({
-      key, target: `partial/${key}.bin`, totalBytes: data.length, range: { start: 0, end: data.length - 1 },
+      key,
+      target: `partial/${key}.bin`,
+      totalBytes: data.length,
+      range: { start: 0, end: data.length - 1 },
       body: Readable.from([data]),
     })
     expect((await committedBytes(uploads, key)).sha256).toBe(sha256(data))
   })
 
-  test('a session of unknown length with metadata: appends, commit refused until the length is declared', async () => {
+  test('unknown length and metadata: commit refused until the length is declared', async () => {
     const key = `u:${randomUUID()}`
     const target = `partial/${key}.bin`
     const data = seededBytes(2 * MIB + 7, 'unknown length')
@@ -137,24 +169,38 @@ describe.each(setups)('$name', (setup) => {
     const opened = await uploads.openSession({ key, target, totalBytes: null, metadata })
     expect(opened).toMatchObject({ totalBytes: null, metadata })
     // Opening again answers the same session; a different target is another upload's id.
-    expect((await uploads.openSession({ key, target, totalBytes: null })).incarnation).toBe(opened.incarnation)
-    await expect(uploads.openSession({ key, target: 'elsewhere', totalBytes: null })).rejects.toMatchObject({ code: 'ERR_SESSION_ID_CONFLICT' })
-    await expect(uploads.openSession({ key: `u:${randomUUID()}`, target, totalBytes: null, metadata: { 'a b': 'c' } }))
+    const again = await uploads.openSession({ key, target, totalBytes: null })
+    expect(again.incarnation).toBe(opened.incarnation)
+    await expect(uploads.openSession({ key, target: 'elsewhere', totalBytes: null }))
+      .rejects.toMatchObject({ code: 'ERR_SESSION_ID_CONFLICT' })
+    const badMeta = { 'a b': 'c' }
+    const other = `u:${randomUUID()}`
+    await expect(uploads.openSession({ key: other, target, totalBytes: null, metadata: badMeta }))
       .rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
-    await uploads.writeChunk({ key, target, totalBytes: null, range: { start: 0, end: MIB - 1 }, body: Readable.from([data.subarray(0, MIB)]) })
+    const append = (start: number, end: number, bytes: Buffer) =>
+      uploads.writeChunk({
+        key, target, totalBytes: null, range: { start, end }, body: Readable.from([bytes]),
+      })
+    await append(0, MIB - 1, data.subarray(0, MIB))
     expect(uploads.missing((await uploads.getSession(key))!)).toEqual([])
-    await expect(uploads.commit(key, async () => '{}')).rejects.toMatchObject({ code: 'ERR_SESSION_INCOMPLETE', message: expect.stringMatching(/not declared/) })
+    await expect(uploads.commit(key, async () => '{}'))
+      .rejects.toMatchObject({
+        code: 'ERR_SESSION_INCOMPLETE',
+        message: expect.stringMatching(/not declared/),
+      })
     // A 0-byte "declaration" chunk needs a known length of 0.
-    await expect(uploads.writeChunk({ key, target, totalBytes: null, range: { start: 0, end: -1 }, body: Readable.from([]) }))
+    await expect(append(0, -1, Buffer.alloc(0)))
       .rejects.toMatchObject({ code: 'ERR_INVALID_RANGE' })
-    await expect(uploads.declareLength(key, MIB - 1)).rejects.toMatchObject({ code: 'ERR_SIZE_MISMATCH' })
+    await expect(uploads.declareLength(key, MIB - 1))
+      .rejects.toMatchObject({ code: 'ERR_SIZE_MISMATCH' })
     expect((await uploads.declareLength(key, data.length)).totalBytes).toBe(data.length)
     expect((await uploads.declareLength(key, data.length)).totalBytes).toBe(data.length)
-    await expect(uploads.declareLength(key, data.length + 1)).rejects.toMatchObject({ code: 'ERR_SIZE_MISMATCH' })
+    await expect(uploads.declareLength(key, data.length + 1))
+      .rejects.toMatchObject({ code: 'ERR_SIZE_MISMATCH' })
     // Now the range is checked against the declared length.
-    await expect(uploads.writeChunk({ key, target, totalBytes: null, range: { start: MIB, end: data.length }, body: Readable.from([data.subarray(MIB)]) }))
+    await expect(append(MIB, data.length, data.subarray(MIB)))
       .rejects.toMatchObject({ code: 'ERR_INVALID_RANGE' })
-    await uploads.writeChunk({ key, target, totalBytes: null, range: { start: MIB, end: data.length - 1 }, body: Readable.from([data.subarray(MIB)]) })
+    await append(MIB, data.length - 1, data.subarray(MIB))
     const done = await committedBytes(uploads, key)
     expect(done.bytes.equals(data)).toBe(true)
     expect((await uploads.getSession(key))?.metadata).toEqual(metadata)

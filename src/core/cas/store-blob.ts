@@ -32,7 +32,10 @@ export type StoreBlobOutcome =
 
 /** The body of one upload, as its transport hands it over. */
 export interface BlobBody {
-  /** Starts the bytes flowing into a stream that `storeBlob` owns; called at most once, and only when the bytes are needed. */
+  /**
+   * Starts the bytes flowing into a stream that `storeBlob` owns; called at most once, and only
+   * when the bytes are needed.
+   */
   open(): Readable
   /** The upload is cut short: stop feeding the stream (the transport's own stream stays intact). */
   detach(): void
@@ -58,13 +61,19 @@ export interface StoreBlobOptions {
   readonly log: Logger
 }
 
-/** Stores one object; throws ERR_SIZE_MISMATCH or ERR_CHECKSUM_MISMATCH for bytes that do not match `key`. */
+/**
+ * Stores one object; throws ERR_SIZE_MISMATCH or ERR_CHECKSUM_MISMATCH for bytes that do not match
+ * `key`.
+ */
 export async function storeBlob(o: StoreBlobOptions): Promise<StoreBlobOutcome> {
   const { cas, key, lockTtlMs } = o
   // Known before the body is read: the caller may answer without reading it.
   if (await cas.touchSettled(key, o.signal)) return { status: 'existed', beforeBody: true }
   if (o.declaredBytes !== null && o.declaredBytes !== key.size) {
-    throw new UploadError('ERR_SIZE_MISMATCH', `file size mismatched, declared ${key.size} but received ${o.declaredBytes} bytes`)
+    throw new UploadError(
+      'ERR_SIZE_MISMATCH',
+      `file size mismatched, declared ${key.size} but received ${o.declaredBytes} bytes`,
+    )
   }
   let claim: Lock | null = await cas.claim(key)
   if (claim === null && o.canDefer) return { status: 'deferred' }
@@ -127,7 +136,10 @@ async function receiveAndStore(o: StoreBlobOptions): Promise<StoreBlobOutcome> {
       // Another upload verified and published the object (the bus message is sent only then,
       // and `watch` re-checked the blob on disk before calling us).
       if (!(await cas.touchSettled(key, o.signal))) {
-        throw new UploadError('ERR_UNAVAILABLE', 'the object was removed meanwhile; upload it again')
+        throw new UploadError(
+          'ERR_UNAVAILABLE',
+          'the object was removed meanwhile; upload it again',
+        )
       }
       return { status: 'cut-short' }
     }
@@ -141,12 +153,18 @@ async function receiveAndStore(o: StoreBlobOptions): Promise<StoreBlobOutcome> {
   // Flamenco checks the size first, then the checksum (receivefile.go), with these messages.
   if (got.bytes !== key.size) {
     await uploads.discard(got.tempPath)
-    throw new UploadError('ERR_SIZE_MISMATCH', `file size mismatched, declared ${key.size} but received ${got.bytes} bytes`)
+    throw new UploadError(
+      'ERR_SIZE_MISMATCH',
+      `file size mismatched, declared ${key.size} but received ${got.bytes} bytes`,
+    )
   }
   if (got.sha256 !== key.sha256) {
     await uploads.discard(got.tempPath)
     o.log.warn({ actual: got.sha256 }, 'shaman upload: checksum mismatch')
-    throw new UploadError('ERR_CHECKSUM_MISMATCH', `file SHA256 mismatched, declared ${key.sha256} but received ${got.sha256}`)
+    throw new UploadError(
+      'ERR_CHECKSUM_MISMATCH',
+      `file SHA256 mismatched, declared ${key.sha256} but received ${got.sha256}`,
+    )
   }
   const published = await cas.publish(got.tempPath, key)
   return published === 'stored' ? { status: 'stored' } : { status: 'existed', beforeBody: false }

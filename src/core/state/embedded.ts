@@ -24,10 +24,11 @@ import { lockDirectory } from './dir-lock.js'
 import { openJournal, type Journal, type JournalLog, type JournalMode } from './journal.js'
 import { RenewingLock } from './lock-handle.js'
 import {
-  abortCommitStep, applyComplete, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, declareLengthStep, finishCommitStep, isExpired,
+  abortCommitStep, applyComplete, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, isExpired,
   markDurableStep, openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
   settled, type CompleteDelta, type Step, type StepContext,
 } from './session-logic.js'
+import { declareLengthStep } from './session-logic.js'
 import { DEFAULT_STATE_LIMITS, type Bus, type Lock, type Locker, type SessionRecord, type SessionStore, type StateBackend, type StateLimits } from './types.js'
 
 /** One journal line: a whole record (with its chunks when compacted), or one received chunk. */

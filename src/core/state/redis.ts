@@ -23,10 +23,11 @@ import { UploadError, isUploadError } from '../errors.js'
 import { hostBootId } from './boot.js'
 import { RenewingLock } from './lock-handle.js'
 import {
-  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, declareLengthStep, finishCommitStep, holdersToCheck,
+  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, holdersToCheck,
   markDurableStep, openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
   settled, type Step, type StepContext,
 } from './session-logic.js'
+import { declareLengthStep } from './session-logic.js'
 import { DEFAULT_STATE_LIMITS, type Bus, type Lock, type Locker, type SessionRecord, type SessionStore, type StateBackend, type StateLimits } from './types.js'
 
 // KEYS: record, by-updated, by-target, chunks, seq, then the liveness keys of presumed-dead holders.

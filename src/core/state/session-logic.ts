@@ -6,7 +6,8 @@
 import { addRange, containsRange, missingRanges, overlapsAny, subtractRanges, type ByteRange } from './range-set.js'
 import { UploadError } from '../errors.js'
 import type {
-  CancelOutcome, CommitOutcome, DeclareLengthOutcome, NewSession, OwedRanges, ReserveOutcome, SessionRecord, StateLimits,
+  CancelOutcome, CommitOutcome, DeclareLengthOutcome, NewSession, OwedRanges, ReserveOutcome,
+  SessionRecord, StateLimits,
 } from './types.js'
 
 /** A transition's answer: the new record (null removes it; `same` keeps it untouched) and an output. */
@@ -84,7 +85,11 @@ export function holdersToCheck(r: SessionRecord | null, now: number, self: strin
  * Bounds on a session's metadata: it lives in the record, which every change of the session
  * writes whole (Redis) or at open and compaction (the embedded journal).
  */
-export const METADATA_LIMITS = Object.freeze({ maxEntries: 32, maxKeyChars: 128, maxTotalBytes: 8192 })
+export const METADATA_LIMITS = Object.freeze({
+  maxEntries: 32,
+  maxKeyChars: 128,
+  maxTotalBytes: 8192,
+})
 
 /**
  * Why `meta` is not acceptable as session metadata, or null: a plain object of at most
@@ -93,14 +98,16 @@ export const METADATA_LIMITS = Object.freeze({ maxEntries: 32, maxKeyChars: 128,
  * in UTF-8.
  */
 export function metadataProblem(meta: unknown): string | null {
-  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return 'metadata must be an object of strings'
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
+    return 'metadata must be an object of strings'
+  }
   const entries = Object.entries(meta)
   const { maxEntries, maxKeyChars, maxTotalBytes } = METADATA_LIMITS
   if (entries.length > maxEntries) return `metadata holds at most ${maxEntries} entries`
   let total = 0
   for (const [k, v] of entries) {
     if (k.length === 0 || k.length > maxKeyChars || !/^[^\x00-\x20,\x7f]+$/.test(k)) {
-      return `a metadata key has 1 to ${maxKeyChars} characters, none of them a control, a space or a comma`
+      return `a metadata key has 1 to ${maxKeyChars} characters, none a control, a space or a comma`
     }
     if (typeof v !== 'string') return `metadata value of ${JSON.stringify(k)} is not a string`
     total += Buffer.byteLength(k) + Buffer.byteLength(v)
@@ -109,12 +116,14 @@ export function metadataProblem(meta: unknown): string | null {
   return null
 }
 
-const isLength = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
+const isLength = (n: unknown): n is number =>
+  typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
+const NOT_A_LENGTH = 'the total length must be a non-negative integer'
 
 export function openStep(cur: SessionRecord | null, init: NewSession, c: StepContext): Step<{ created: boolean; session: SessionRecord }> {
   if (cur !== null) return { next: 'same', out: { created: false, session: cur } }
   if (init.totalBytes !== null && !isLength(init.totalBytes)) {
-    throw new UploadError('ERR_INVALID_ARGUMENT', 'the total length must be a non-negative integer')
+    throw new UploadError('ERR_INVALID_ARGUMENT', NOT_A_LENGTH)
   }
   const problem = init.metadata === undefined ? null : metadataProblem(init.metadata)
   if (problem !== null) throw new UploadError('ERR_INVALID_ARGUMENT', problem)
@@ -256,7 +265,8 @@ export function completeStep(
   const mine = cur.reservations.find((x) => x.token === token)
   if (mine === undefined) return { next: 'same', out: null }
   if (end !== undefined && !(Number.isSafeInteger(end) && end >= mine.start && end <= mine.end)) {
-    throw new UploadError('ERR_INVALID_RANGE', `a kept prefix must end inside its reservation ${mine.start}-${mine.end}`)
+    const msg = `a kept prefix must end inside its reservation ${mine.start}-${mine.end}`
+    throw new UploadError('ERR_INVALID_RANGE', msg)
   }
   // Someone else's live reservation overlaps ours: ours was broken (expired or judged dead) and
   // taken; our bytes may have been overwritten, so they do not count.
@@ -265,10 +275,11 @@ export function completeStep(
   const owedBy = durable ? null : { holder: c.self, boot: c.boot }
   const delta: CompleteDelta = { token, start: kept.start, end: kept.end, at: c.now, owedBy }
   const next = applyComplete(cur, delta)
-  return kept.end < kept.start ? { next, out: next, complete: delta } : { next, out: next, chunk: chunkId(kept), complete: delta }
+  if (kept.end < kept.start) return { next, out: next, complete: delta }
+  return { next, out: next, chunk: chunkId(kept), complete: delta }
 }
 
-/** The end (exclusive) of what a session holds or may soon hold: received bytes and live reservations. */
+/** The end (exclusive) of what a session holds or may soon hold: received and reserved bytes. */
 function claimedEnd(cur: SessionRecord, c: StepContext): number {
   let end = 0
   for (const r of cur.received) end = Math.max(end, r.end + 1)
@@ -276,14 +287,21 @@ function claimedEnd(cur: SessionRecord, c: StepContext): number {
   return end
 }
 
-export function declareLengthStep(cur: SessionRecord | null, totalBytes: number, c: StepContext): Step<DeclareLengthOutcome> {
-  if (!isLength(totalBytes)) throw new UploadError('ERR_INVALID_ARGUMENT', 'the total length must be a non-negative integer')
+export function declareLengthStep(
+  cur: SessionRecord | null,
+  totalBytes: number,
+  c: StepContext,
+): Step<DeclareLengthOutcome> {
+  if (!isLength(totalBytes)) throw new UploadError('ERR_INVALID_ARGUMENT', NOT_A_LENGTH)
   if (cur === null) return { next: 'same', out: { status: 'missing' } }
   if (cur.totalBytes !== null) {
-    return { next: 'same', out: { status: cur.totalBytes === totalBytes ? 'declared' : 'conflict', session: cur } }
+    const status = cur.totalBytes === totalBytes ? 'declared' : 'conflict'
+    return { next: 'same', out: { status, session: cur } }
   }
   if (cur.state !== 'open') return { next: 'same', out: { status: 'closed', session: cur } }
-  if (totalBytes < claimedEnd(cur, c)) return { next: 'same', out: { status: 'too-small', session: cur } }
+  if (totalBytes < claimedEnd(cur, c)) {
+    return { next: 'same', out: { status: 'too-small', session: cur } }
+  }
   const next: SessionRecord = { ...cur, totalBytes, updatedAtMs: c.now }
   return { next, out: { status: 'declared', session: next } }
 }
@@ -370,6 +388,9 @@ export function removeIfExpiredStep(cur: SessionRecord | null, ttlMs: number, c:
   return { next: null, out: cur }
 }
 
+const isStringMap = (m: unknown): m is Record<string, string> =>
+  typeof m === 'object' && m !== null && !Array.isArray(m)
+
 /** Normalises a record parsed from JSON (defensive: older or foreign writers). */
 export function parseRecord(text: string): SessionRecord {
   const r = JSON.parse(text) as Partial<SessionRecord> & SessionRecord
@@ -379,7 +400,7 @@ export function parseRecord(text: string): SessionRecord {
     // Written before lengths could be unknown: always a number. Anything else is unknown.
     totalBytes: isLength(r.totalBytes) ? r.totalBytes : null,
     // Written before sessions carried metadata.
-    metadata: typeof r.metadata === 'object' && r.metadata !== null && !Array.isArray(r.metadata) ? r.metadata : {},
+    metadata: isStringMap(r.metadata) ? r.metadata : {},
     received: Array.isArray(r.received) ? r.received : [],
     chunks: typeof r.chunks === 'number' ? r.chunks : 0,
     reservations: Array.isArray(r.reservations) ? r.reservations.map((x) => ({ ...x, holder: typeof x.holder === 'string' ? x.holder : '' })) : [],

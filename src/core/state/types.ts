@@ -157,10 +157,16 @@ export interface SessionStore {
   /**
    * Marks the reserved range received and drops the reservation; null when it is gone. Unless
    * `durable` (the bytes were fsynced), the range is also owed by this instance until `markDurable`.
-   * With `end` (inside the reservation): only its prefix `[start, end]` is marked, what a body cut
-   * short left in the file; the rest of the reservation is freed.
+   * With `end` (inside the reservation): only its prefix `[start, end]` is marked, what a body
+   * cut short left in the file; the rest of the reservation is freed.
    */
-  complete(key: string, token: string, nowMs: number, durable?: boolean, end?: number): Promise<SessionRecord | null>
+  complete(
+    key: string,
+    token: string,
+    nowMs: number,
+    durable?: boolean,
+    end?: number,
+  ): Promise<SessionRecord | null>
   /** These ranges, written by this instance into this incarnation, are now on disk. */
   markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number): Promise<void>
   /**

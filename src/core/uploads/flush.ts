@@ -26,7 +26,8 @@ export class OwedFlusher {
     const owed = this.#unflushed.get(path)
     this.#unflushed.delete(path)
     await fsyncFile(path)
-    if (owed !== undefined) await this.#sessions.markDurable(owed.key, owed.incarnation, owed.ranges, Date.now())
+    if (owed === undefined) return
+    await this.#sessions.markDurable(owed.key, owed.incarnation, owed.ranges, Date.now())
   }
 
   /** Bytes written to `path` that no range is owed for (a whole-file stream). */

@@ -37,7 +37,9 @@ interface PeerHashRequest {
   readonly size: number
   readonly reply: string
 }
-/** Owner → the asking commit: first `ack`, then the digest (null when the running hash was lost). */
+/**
+ * Owner → the asking commit: first `ack`, then the digest (null when the running hash was lost).
+ */
 type PeerHashReply =
   | { readonly type: 'ack' }
   | { readonly type: 'digest'; readonly sha256: string | null }
@@ -78,15 +80,17 @@ export class PeerDigest {
       return
     }
     if (
-      typeof req.key !== 'string' || typeof req.reply !== 'string' || !Number.isSafeInteger(req.size) ||
-      typeof req.incarnation !== 'string'
+      typeof req.key !== 'string' || typeof req.reply !== 'string' ||
+      !Number.isSafeInteger(req.size) || typeof req.incarnation !== 'string'
     ) return
     const hasher = this.#hashes.take(req.key, req.incarnation)
     if (hasher === null) return
     await this.#bus.publish(req.reply, JSON.stringify({ type: 'ack' } satisfies PeerHashReply))
     const result = await hasher.finish(req.size)
-    const sha256 = result !== null && result.bytes === req.size ? (result.digests['sha256'] ?? null) : null
-    await this.#bus.publish(req.reply, JSON.stringify({ type: 'digest', sha256 } satisfies PeerHashReply))
+    const whole = result !== null && result.bytes === req.size
+    const sha256 = whole ? (result.digests['sha256'] ?? null) : null
+    const digest: PeerHashReply = { type: 'digest', sha256 }
+    await this.#bus.publish(req.reply, JSON.stringify(digest))
   }
 
   /**
@@ -97,7 +101,8 @@ export class PeerDigest {
     try {
       return await this.#request(session, size)
     } catch (err) {
-      this.#log.warn({ err, key: session.key }, 'could not ask the other instances for a running hash')
+      const msg = 'could not ask the other instances for a running hash'
+      this.#log.warn({ err, key: session.key }, msg)
       return null
     }
   }
@@ -124,7 +129,8 @@ export class PeerDigest {
       }
     })
     try {
-      const req: PeerHashRequest = { key: session.key, incarnation: session.incarnation, size, reply }
+      const { key, incarnation } = session
+      const req: PeerHashRequest = { key, incarnation, size, reply }
       timer = setTimeout(() => settle(null), PEER_ACK_MS)
       await this.#bus.publish(HASH_REQUEST_CHANNEL, JSON.stringify(req))
       return await answer

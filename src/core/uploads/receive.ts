@@ -40,13 +40,18 @@ export interface ReceiveDeps {
  * Streams a whole body into a new temp file while a pool thread hashes what has landed. The
  * caller publishes `tempPath` (publishFile) or discards it (discard).
  */
-export async function receiveWhole(deps: ReceiveDeps, body: Readable, opts: ReceiveWholeOptions): Promise<WholeFile> {
+export async function receiveWhole(
+  deps: ReceiveDeps,
+  body: Readable,
+  opts: ReceiveWholeOptions,
+): Promise<WholeFile> {
   const { pool, files, flusher } = deps
   const tempPath = files.newPath()
   const algos = opts.algos ?? ['sha256']
   // A small body of known length is hashed inline as it arrives: cheaper than a pool round trip.
   // Anything larger (or of unknown length) is hashed by a pool thread following the writes.
-  const inline = opts.hashInline ?? (opts.expectedBytes !== undefined && opts.expectedBytes <= INLINE_HASH_MAX_BYTES)
+  const small = opts.expectedBytes !== undefined && opts.expectedBytes <= INLINE_HASH_MAX_BYTES
+  const inline = opts.hashInline ?? small
   const hashes = inline ? algos.map((a) => createHash(a)) : []
   const h = inline ? null : pool.openStream(tempPath, algos)
   let last = 0
@@ -57,14 +62,17 @@ export async function receiveWhole(deps: ReceiveDeps, body: Readable, opts: Rece
   }
   try {
     const bytes = await writeStreamAt(tempPath, 0, body, {
-      ...(opts.expectedBytes !== undefined ? { expectedBytes: opts.expectedBytes } : { maxBytes: opts.maxBytes }),
+      ...(opts.expectedBytes !== undefined
+        ? { expectedBytes: opts.expectedBytes }
+        : { maxBytes: opts.maxBytes }),
       ...(opts.signal ? { signal: opts.signal } : {}),
       onProgress,
       hashes,
     })
     await flusher.settle(tempPath)
     if (inline) {
-      return { tempPath, bytes, digests: Object.fromEntries(algos.map((a, i) => [a, hashes[i]!.digest('hex')])) }
+      const digests = Object.fromEntries(algos.map((a, i) => [a, hashes[i]!.digest('hex')]))
+      return { tempPath, bytes, digests }
     }
     const streamed = h ? await h.finish(bytes) : null
     const digests = streamed?.digests ?? (await pool.hashFile(tempPath, { algos })).digests

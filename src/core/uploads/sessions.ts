@@ -31,7 +31,8 @@ export interface SessionDeps {
 }
 
 /** The end (exclusive) of the last received range. */
-const contiguousEnd = (s: SessionRecord) => (s.received.length === 0 ? 0 : s.received[s.received.length - 1]!.end + 1)
+const contiguousEnd = (s: SessionRecord) =>
+  s.received.length === 0 ? 0 : s.received[s.received.length - 1]!.end + 1
 
 export class ChunkSessions {
   readonly #o: UploadServiceOptions
@@ -64,25 +65,43 @@ export class ChunkSessions {
       const session = await this.#openOrGet(input)
       if (input.totalBytes === null) this.#checkRange(range, session.totalBytes)
       const token = randomUUID()
-      const got = await this.#o.sessions.reserve(key, range, token, Date.now(), this.#o.reserveLeaseMs, session.incarnation)
+      const lease = this.#o.reserveLeaseMs
+      const { incarnation } = session
+      const got = await this.#o.sessions.reserve(key, range, token, Date.now(), lease, incarnation)
       switch (got.status) {
         case 'missing':
           if (attempt < 2) continue
           throw new UploadError('ERR_SESSION_NOT_FOUND', 'the upload session was removed')
         case 'closed':
-          throw new UploadError('ERR_SESSION_CLOSED', 'the upload session is being committed or is committed')
+          throw new UploadError(
+            'ERR_SESSION_CLOSED',
+            'the upload session is being committed or is committed',
+          )
         case 'straddles':
-          throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'the range overlaps bytes already received; only an exact re-send of one received chunk is accepted')
+          throw new UploadError(
+            'ERR_RANGE_NOT_SATISFIABLE',
+            'the range overlaps bytes already received; only an exact re-send of one received' +
+              ' chunk is accepted',
+          )
         case 'busy':
-          throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'the range is being written by another request')
+          throw new UploadError(
+            'ERR_RANGE_NOT_SATISFIABLE',
+            'the range is being written by another request',
+          )
         case 'limit':
           throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', got.reason)
         case 'received': {
           // Exactly one chunk received before: a retry whose answer was lost. Comparing whole
           // chunks only, so no answer tells whether a few guessed bytes matched.
           const len = range.end - range.start + 1
-          const same = await streamEqualsFile(this.tempPathOf(got.session), range.start, len, input.body)
-          if (!same) throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', 'a re-sent chunk differs from the one already received')
+          const path = this.tempPathOf(got.session)
+          const same = await streamEqualsFile(path, range.start, len, input.body)
+          if (!same) {
+            throw new UploadError(
+              'ERR_RANGE_NOT_SATISFIABLE',
+              'a re-sent chunk differs from the one already received',
+            )
+          }
           return { status: 'duplicate', session: got.session }
         }
         case 'reserved':
@@ -100,11 +119,17 @@ export class ChunkSessions {
     const empty = range.end < range.start
     if (range.start < 0 || (empty ? total !== 0 : total !== null && range.end >= total)) {
       const size = total === null ? 'a file of unknown length' : `a file of ${total} bytes`
-      throw new UploadError('ERR_INVALID_RANGE', `range ${range.start}-${range.end} is outside ${size}`)
+      throw new UploadError(
+        'ERR_INVALID_RANGE',
+        `range ${range.start}-${range.end} is outside ${size}`,
+      )
     }
     const min = this.#o.minChunkBytes ?? 0
     if (!empty && total !== null && range.end - range.start + 1 < min && range.end !== total - 1) {
-      throw new UploadError('ERR_INVALID_RANGE', `a chunk must hold at least ${min} bytes, except the one that ends the file`)
+      throw new UploadError(
+        'ERR_INVALID_RANGE',
+        `a chunk must hold at least ${min} bytes, except the one that ends the file`,
+      )
     }
   }
 
@@ -115,8 +140,12 @@ export class ChunkSessions {
   async open(init: NewUpload): Promise<SessionRecord> {
     const problem = init.metadata === undefined ? null : metadataProblem(init.metadata)
     if (problem !== null) throw new UploadError('ERR_INVALID_ARGUMENT', problem)
-    if (init.totalBytes !== null && !(Number.isSafeInteger(init.totalBytes) && init.totalBytes >= 0)) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', 'the total length must be a non-negative integer')
+    const total = init.totalBytes
+    if (total !== null && !(Number.isSafeInteger(total) && total >= 0)) {
+      throw new UploadError(
+        'ERR_INVALID_ARGUMENT',
+        'the total length must be a non-negative integer',
+      )
     }
     return this.#openOrGet(init)
   }
@@ -124,7 +153,10 @@ export class ChunkSessions {
   /** Declares the length of a session opened without one (once; see SessionStore.declareLength). */
   async declareLength(key: string, totalBytes: number): Promise<SessionRecord> {
     if (!(Number.isSafeInteger(totalBytes) && totalBytes >= 0)) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', 'the total length must be a non-negative integer')
+      throw new UploadError(
+        'ERR_INVALID_ARGUMENT',
+        'the total length must be a non-negative integer',
+      )
     }
     const got = await this.#o.sessions.declareLength(key, totalBytes, Date.now())
     switch (got.status) {
@@ -133,9 +165,15 @@ export class ChunkSessions {
       case 'missing':
         throw new UploadError('ERR_SESSION_NOT_FOUND', 'no such upload session')
       case 'closed':
-        throw new UploadError('ERR_SESSION_CLOSED', 'the upload session is being committed or is committed')
+        throw new UploadError(
+          'ERR_SESSION_CLOSED',
+          'the upload session is being committed or is committed',
+        )
       case 'conflict':
-        throw new UploadError('ERR_SIZE_MISMATCH', `the session's length is ${got.session.totalBytes}, not ${totalBytes}`)
+        throw new UploadError(
+          'ERR_SIZE_MISMATCH',
+          `the session's length is ${got.session.totalBytes}, not ${totalBytes}`,
+        )
       case 'too-small':
         throw new UploadError('ERR_SIZE_MISMATCH', `the session holds bytes beyond ${totalBytes}`)
     }
@@ -173,13 +211,20 @@ export class ChunkSessions {
       throw new UploadError('ERR_SESSION_ID_CONFLICT', 'this session id belongs to another path')
     }
     if (totalBytes !== null && session.totalBytes !== totalBytes) {
-      throw new UploadError('ERR_SIZE_MISMATCH', `the session's file size is ${session.totalBytes ?? 'not declared'}, not ${totalBytes}`)
+      throw new UploadError(
+        'ERR_SIZE_MISMATCH',
+        `the session's file size is ${session.totalBytes ?? 'not declared'}, not ${totalBytes}`,
+      )
     }
     return session
   }
 
   /** Streams a reserved chunk into the session's temp file and marks it received. */
-  async #writeReserved(input: ChunkInput, session: SessionRecord, token: string): Promise<ChunkResult> {
+  async #writeReserved(
+    input: ChunkInput,
+    session: SessionRecord,
+    token: string,
+  ): Promise<ChunkResult> {
     const { key, range } = input
     const empty = range.end < range.start
     const lease = this.#o.reserveLeaseMs
@@ -187,8 +232,10 @@ export class ChunkSessions {
     // The reservation is ours while confirmed within its lease. A process that stalled past it
     // (GC, a paused VM) may have lost it to another writer: it must not write another byte.
     let lost: UploadError | null = null
-    const renewal = new LeaseRenewal(lease, () => this.#o.sessions.renew(key, token, Date.now(), lease), (why) => {
-      lost ??= new UploadError('ERR_SESSION_BUSY', `the range reservation was lost (${why}); send the chunk again`)
+    const renew = () => this.#o.sessions.renew(key, token, Date.now(), lease)
+    const renewal = new LeaseRenewal(lease, renew, (why) => {
+      const msg = `the range reservation was lost (${why}); send the chunk again`
+      lost ??= new UploadError('ERR_SESSION_BUSY', msg)
       input.body.destroy(lost)
     })
     // Where the written bytes reach in the file: what a cut body leaves (`keepPartial`).
@@ -202,7 +249,10 @@ export class ChunkSessions {
         ...(input.signal ? { signal: input.signal } : {}),
         ...(input.keepPartial ? { onProgress: (pos: number) => void (landed = pos) } : {}),
         // Checked before each batch reaches the disk: never write on a lease that may be gone.
-        guard: () => lost ?? (renewal.fresh ? null : new UploadError('ERR_SESSION_BUSY', 'the range reservation ran out while the chunk was written; send it again')),
+        guard: () => lost ?? (renewal.fresh ? null : new UploadError(
+          'ERR_SESSION_BUSY',
+          'the range reservation ran out while the chunk was written; send it again',
+        )),
       })
     } catch (err) {
       renewal.stop()
@@ -210,20 +260,30 @@ export class ChunkSessions {
       // Bytes written under a reservation that was never taken from us are good: kept when
       // asked. (A lapsed lease nobody took is still ours: `complete` checks that.)
       if (input.keepPartial && lost === null && !gone && landed > range.start) {
-        await this.#keepPrefix(key, token, session, { start: range.start, end: landed - 1 }).catch((e: unknown) => {
+        const kept = { start: range.start, end: landed - 1 }
+        await this.#keepPrefix(key, token, session, kept).catch((e: unknown) => {
           this.#o.log.warn({ err: e, key }, 'could not keep the bytes of a cut chunk')
         })
       }
       // Released at once, so the client may send the range again right away (a full disk, a cut).
       await this.#o.sessions.release(key, token).catch(() => {})
       if (gone) {
-        throw new UploadError('ERR_SESSION_NOT_FOUND', 'the upload session was cancelled while the chunk arrived', { cause: err })
+        throw new UploadError(
+          'ERR_SESSION_NOT_FOUND',
+          'the upload session was cancelled while the chunk arrived',
+          { cause: err },
+        )
       }
       throw lost ?? err
     }
     renewal.stop()
     const done = await this.#o.sessions.complete(key, token, Date.now(), this.#o.durableChunks)
-    if (done === null) throw new UploadError('ERR_SESSION_BUSY', 'the session changed while the chunk was written; send it again')
+    if (done === null) {
+      throw new UploadError(
+        'ERR_SESSION_BUSY',
+        'the session changed while the chunk was written; send it again',
+      )
+    }
     this.#received(tempPath, session, done, empty ? null : range)
     return { status: 'written', session: done }
   }
@@ -233,18 +293,27 @@ export class ChunkSessions {
    * mode, exactly like a whole chunk (fdatasynced now when chunks are durable, else owed until
    * the background flush). Null when the reservation was taken meanwhile.
    */
-  async #keepPrefix(key: string, token: string, session: SessionRecord, kept: ByteRange): Promise<SessionRecord | null> {
+  async #keepPrefix(
+    key: string,
+    token: string,
+    session: SessionRecord,
+    kept: ByteRange,
+  ): Promise<SessionRecord | null> {
     const tempPath = this.tempPathOf(session)
     if (this.#o.durableChunks) await fsyncFile(tempPath)
-    const done = await this.#o.sessions.complete(key, token, Date.now(), this.#o.durableChunks, kept.end)
+    const durable = this.#o.durableChunks
+    const done = await this.#o.sessions.complete(key, token, Date.now(), durable, kept.end)
     if (done !== null) this.#received(tempPath, session, done, kept)
-    this.#o.log.debug({ key, start: kept.start, end: kept.end, marked: done !== null }, 'kept the bytes of a cut chunk')
+    const marked = done !== null
+    this.#o.log.debug({ key, ...kept, marked }, 'kept the bytes of a cut chunk')
     return done
   }
 
   /** After `complete`: what this instance now owes, and the running hash's progress. */
-  #received(tempPath: string, session: SessionRecord, done: SessionRecord, range: ByteRange | null): void {
-    if (!this.#o.durableChunks && range !== null) this.#flusher.owe(tempPath, session.key, session.incarnation, range)
+  #received(path: string, session: SessionRecord, done: SessionRecord, range: ByteRange | null) {
+    if (!this.#o.durableChunks && range !== null) {
+      this.#flusher.owe(path, session.key, session.incarnation, range)
+    }
     const running = this.#hashes.of(done)
     running?.advance(contiguousPrefix(done.received))
   }
@@ -259,7 +328,11 @@ export class ChunkSessions {
    * on the pool), then `publish`, which must move the temp file into place atomically and
    * answer the family's result. A repeated commit answers the first result.
    */
-  async commit(key: string, publish: (ctx: CommitContext) => Promise<string>, algos: readonly HashAlgo[] = ['sha256']): Promise<string> {
+  async commit(
+    key: string,
+    publish: (ctx: CommitContext) => Promise<string>,
+    algos: readonly HashAlgo[] = ['sha256'],
+  ): Promise<string> {
     const owner = randomUUID()
     const lease = this.#o.commitLeaseMs
     const got = await this.#o.sessions.beginCommit(key, owner, Date.now(), lease)
@@ -288,12 +361,16 @@ export class ChunkSessions {
     const tempPath = this.tempPathOf(session)
     // A commit we took over (its holder died or stalled past its lease) may wake up later: its
     // hand-off link goes first, so its publish (a rename of that link) can only fail.
-    if (got.takenOverFrom !== null) await removeQuietly(join(this.#o.layout.tmp, handoffTempName(key, got.takenOverFrom)))
+    if (got.takenOverFrom !== null) {
+      await removeQuietly(join(this.#o.layout.tmp, handoffTempName(key, got.takenOverFrom)))
+    }
     // The commit keeps its lease while it hashes and publishes. If a renewal says the commit is no
     // longer ours, or none succeeds within the lease, the commit stops before its next step.
     const ctl = new AbortController()
-    const renewal = new LeaseRenewal(lease, () => this.#o.sessions.renewCommit(key, owner, Date.now(), lease), (why) => {
-      ctl.abort(new UploadError('ERR_SESSION_BUSY', `the commit lost its lease (${why}); commit again`))
+    const renew = () => this.#o.sessions.renewCommit(key, owner, Date.now(), lease)
+    const renewal = new LeaseRenewal(lease, renew, (why) => {
+      const msg = `the commit lost its lease (${why}); commit again`
+      ctl.abort(new UploadError('ERR_SESSION_BUSY', msg))
     })
     const stillOurs = () => {
       if (ctl.signal.aborted) throw ctl.signal.reason
@@ -330,7 +407,10 @@ export class ChunkSessions {
       if (digests === null) {
         const full = await this.#o.pool.hashFile(tempPath, { end: total, algos })
         if (full.bytes !== total) {
-          throw new UploadError('ERR_IO', `the temp file has ${full.bytes} bytes, the session ${total}`)
+          throw new UploadError(
+            'ERR_IO',
+            `the temp file has ${full.bytes} bytes, the session ${total}`,
+          )
         }
         digests = full.digests
       }
@@ -340,8 +420,12 @@ export class ChunkSessions {
       await this.#o.hooks?.beforePublish?.(key)
       stillOurs()
       // The fence, on the store's clock, right before the irreversible step.
-      if (!(await this.#o.sessions.checkCommit(key, owner, Date.now(), Math.min(5000, lease / 3)))) {
-        throw new UploadError('ERR_SESSION_BUSY', 'the commit lost its lease before it could publish; commit again')
+      const margin = Math.min(5000, lease / 3)
+      if (!(await this.#o.sessions.checkCommit(key, owner, Date.now(), margin))) {
+        throw new UploadError(
+          'ERR_SESSION_BUSY',
+          'the commit lost its lease before it could publish; commit again',
+        )
       }
       await link(tempPath, handoff)
       const result = await publish({ session, tempPath: handoff, digests })
@@ -365,11 +449,19 @@ export class ChunkSessions {
     }
   }
 
-  /** Cancels a session and removes its temp file; false when there was none. Refused while a commit runs. */
+  /**
+   * Cancels a session and removes its temp file; false when there was none. Refused while a commit
+   * runs.
+   */
   async abort(key: string): Promise<boolean> {
     const got = await this.#o.sessions.cancel(key, Date.now())
     if (got.status === 'missing') return false
-    if (got.status === 'busy') throw new UploadError('ERR_SESSION_BUSY', 'a commit of this session is running; cancel it after the commit ends')
+    if (got.status === 'busy') {
+      throw new UploadError(
+        'ERR_SESSION_BUSY',
+        'a commit of this session is running; cancel it after the commit ends',
+      )
+    }
     this.#hashes.drop(key, got.session.incarnation)
     await this.#o.hooks?.afterRecordRemoved?.(key)
     this.#flusher.forget(this.tempPathOf(got.session))

@@ -33,7 +33,10 @@ export interface SweepDeps {
  * between the commit's record and its clean-up); a commit hand-off link whose commit is not
  * running; stream files and folders older than the TTL.
  */
-export async function sweepUploads(d: SweepDeps, nowMs: number): Promise<{ sessions: number; orphans: number }> {
+export async function sweepUploads(
+  d: SweepDeps,
+  nowMs: number,
+): Promise<{ sessions: number; orphans: number }> {
   const ttl = d.sessionTtlMs
   let sessions = 0
   for (;;) {

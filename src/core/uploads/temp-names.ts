@@ -16,7 +16,8 @@ import { randomUUID } from 'node:crypto'
 
 const encodeKey = (key: string) => Buffer.from(key).toString('base64url')
 
-export const sessionTempName = (key: string, incarnation: string) => `s-${encodeKey(key)}.${incarnation}.part`
+export const sessionTempName = (key: string, incarnation: string) =>
+  `s-${encodeKey(key)}.${incarnation}.part`
 
 export const handoffTempName = (key: string, owner: string) => `p-${encodeKey(key)}.${owner}.part`
 
@@ -35,5 +36,8 @@ export function parseTempName(name: string): ParsedTempName | null {
   return { kind: m[1] as 's' | 'p', key: Buffer.from(m[2]!, 'base64url').toString(), id: m[3]! }
 }
 
-/** Files a sweep leaves alone this long after their last change: a temp file exists before its record. */
+/**
+ * Files a sweep leaves alone this long after their last change: a temp file exists before its
+ * record.
+ */
 export const TEMP_GRACE_MS = 60_000

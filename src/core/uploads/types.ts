@@ -21,7 +21,10 @@ export interface UploadServiceOptions {
   readonly minChunkBytes?: number
   /** Test hooks: pauses injected at the named points of the data path, to reproduce races. */
   readonly hooks?: UploadHooks
-  /** This instance, and how to tell whether another one still runs (its stream temp files are in use). */
+  /**
+   * This instance, and how to tell whether another one still runs (its stream temp files are in
+   * use).
+   */
   readonly instance?: { readonly id: string; isAlive(id: string): Promise<boolean> }
   /**
    * The bus every instance shares (Redis only): a commit on an instance without the session's
@@ -75,7 +78,9 @@ export interface NewUpload {
 }
 
 export interface ChunkResult {
-  /** `written`: new bytes landed; `duplicate`: an exact re-send of received bytes, nothing changed. */
+  /**
+   * `written`: new bytes landed; `duplicate`: an exact re-send of received bytes, nothing changed.
+   */
   readonly status: 'written' | 'duplicate'
   readonly session: SessionRecord
 }

@@ -24,14 +24,15 @@ import { RunningHashes } from './running-hash.js'
 import { ChunkSessions } from './sessions.js'
 import { sweepUploads } from './sweep.js'
 import type {
-  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadServiceOptions, WholeFile,
+  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadServiceOptions,
+  WholeFile,
 } from './types.js'
 
 export { PEER_HASH_MIN_BYTES } from './peer-digest.js'
 export { INLINE_HASH_MAX_BYTES } from './receive.js'
 export type {
-  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadHooks, UploadServiceOptions,
-  WholeFile,
+  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadHooks,
+  UploadServiceOptions, WholeFile,
 } from './types.js'
 
 export class UploadService {
@@ -49,7 +50,9 @@ export class UploadService {
     this.#flusher = new OwedFlusher(options.sessions)
     this.#files = new StreamFiles(options.layout.tmp, this.#instanceId)
     this.#peers = options.peers ? new PeerDigest(options.peers, this.#hashes, options.log) : null
-    this.#sessions = new ChunkSessions({ o: options, hashes: this.#hashes, flusher: this.#flusher, peers: this.#peers })
+    this.#sessions = new ChunkSessions({
+      o: options, hashes: this.#hashes, flusher: this.#flusher, peers: this.#peers,
+    })
   }
 
   get hashCounts(): CommitHashCounts {
@@ -108,11 +111,18 @@ export class UploadService {
    * on the pool), then `publish`, which must move the temp file into place atomically and
    * answer the family's result. A repeated commit answers the first result.
    */
-  commit(key: string, publish: (ctx: CommitContext) => Promise<string>, algos: readonly HashAlgo[] = ['sha256']): Promise<string> {
+  commit(
+    key: string,
+    publish: (ctx: CommitContext) => Promise<string>,
+    algos: readonly HashAlgo[] = ['sha256'],
+  ): Promise<string> {
     return this.#sessions.commit(key, publish, algos)
   }
 
-  /** Cancels a session and removes its temp file; false when there was none. Refused while a commit runs. */
+  /**
+   * Cancels a session and removes its temp file; false when there was none. Refused while a commit
+   * runs.
+   */
   abort(key: string): Promise<boolean> {
     return this.#sessions.abort(key)
   }
@@ -130,7 +140,8 @@ export class UploadService {
    * caller publishes `tempPath` (publishFile) or discards it (discard).
    */
   receiveWhole(body: Readable, opts: ReceiveWholeOptions): Promise<WholeFile> {
-    return receiveWhole({ pool: this.#o.pool, files: this.#files, flusher: this.#flusher }, body, opts)
+    const deps = { pool: this.#o.pool, files: this.#files, flusher: this.#flusher }
+    return receiveWhole(deps, body, opts)
   }
 
   publish(tempPath: string, target: string, opts: PublishOptions): Promise<void> {

@@ -169,7 +169,9 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
         // Spec: 208 "The file was already known to the server", answered before reading the
         // body when possible. node:http reads the unread body away after the answer, so a
         // client still sending sees it.
-        rlog.info({ status: 208 }, outcome.beforeBody ? 'shaman upload: already stored' : 'shaman upload: verified, already stored')
+        rlog.info({ status: 208 }, outcome.beforeBody
+          ? 'shaman upload: already stored'
+          : 'shaman upload: verified, already stored')
         return sendEmpty(res, 208)
       case 'deferred':
         // Spec: 425 "The file is currently in the process of being uploaded by someone else, and
@@ -192,7 +194,10 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
   function requestBody(ctx: RequestContext, key: CasKey): BlobBody {
     const { req } = ctx
     const feed = new PassThrough()
-    const broke = () => feed.destroy(Object.assign(new Error('the client went away mid-body'), { code: 'ECONNRESET' }))
+    const broke = () => {
+      const reset = new Error('the client went away mid-body')
+      feed.destroy(Object.assign(reset, { code: 'ECONNRESET' }))
+    }
     const onClose = () => {
       if (!req.complete) broke()
     }
