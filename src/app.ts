@@ -203,7 +203,6 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       uploads,
       locker: state.locker,
       layout,
-      log,
       settings: {
         auth: shaman.auth,
         lockTtlMs,

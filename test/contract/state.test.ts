@@ -301,6 +301,103 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect(got).toEqual(['hello'])
     await off()
   })
+
+  /** The outcome's status of a store call (a short form for the tests below). */
+  const statusOf = async (p: Promise<{ status: string }>) => (await p).status
+  const reserve = (key: string, start: number, end: number, token: string, now: number) =>
+    statusOf(h.state.sessions.reserve(key, { start, end }, token, now, LEASE))
+
+  test('complete with an end keeps the prefix a cut chunk left and frees the rest', async () => {
+    const key = k()
+    const s = () => h.state.sessions
+    await s().open(newSession(key), T0)
+    await s().reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
+    // Not durable: the prefix is owed by this instance until a flush, like a whole chunk.
+    const cut = await s().complete(key, 'a', T0 + 1, false, 19)
+    expect(cut?.received).toEqual([{ start: 0, end: 19 }])
+    expect(cut?.reservations).toEqual([])
+    expect(cut?.chunks).toBe(1)
+    expect(cut?.owed.flatMap((o) => o.ranges)).toEqual([{ start: 0, end: 19 }])
+    // The rest is free again; the original range now straddles received bytes.
+    expect(await reserve(key, 0, 49, 'b', T0 + 2)).toBe('straddles')
+    expect(await reserve(key, 0, 19, 'b', T0 + 2)).toBe('received')
+    expect(await reserve(key, 20, 59, 'c', T0 + 2)).toBe('reserved')
+    // An end outside the reservation is a caller's bug: refused, nothing marked.
+    const invalid = { code: 'ERR_INVALID_RANGE' }
+    await expect(s().complete(key, 'c', T0 + 3, true, 60)).rejects.toMatchObject(invalid)
+    await expect(s().complete(key, 'c', T0 + 3, true, 19)).rejects.toMatchObject(invalid)
+    // Durable: nothing more owed.
+    const second = await s().complete(key, 'c', T0 + 4, true, 20)
+    expect(second?.received).toEqual([{ start: 0, end: 20 }])
+    expect(second?.owed.flatMap((o) => o.ranges)).toEqual([{ start: 0, end: 19 }])
+    // A cut whose reservation was taken meanwhile keeps nothing.
+    await s().reserve(key, { start: 21, end: 40 }, 'd', T0, LEASE)
+    await s().reserve(key, { start: 21, end: 40 }, 'e', T0 + LEASE + 100, LEASE)
+    expect(await s().complete(key, 'd', T0 + LEASE + 200, false, 30)).toBeNull()
+    await s().release(key, 'e')
+    // Kept prefixes survive a restart of the store, as chunks.
+    h.state = await h.reopen()
+    const after = await s().get(key)
+    expect(after?.received).toEqual([{ start: 0, end: 20 }])
+    expect(after?.chunks).toBe(2)
+    expect(await reserve(key, 20, 20, 'f', T0 + 5)).toBe('received')
+  })
+
+  test('an unknown length is declared once, never below what is held; commit waits', async () => {
+    const key = k()
+    const s = () => h.state.sessions
+    const metadata = { filename: 'b.bin', 'content-type': 'application/octet-stream', empty: '' }
+    const opened = await s().open({ ...newSession(key), totalBytes: null, metadata }, T0)
+    expect(opened.session).toMatchObject({ totalBytes: null, metadata })
+    await s().reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
+    await s().complete(key, 'a', T0, true)
+    expect(await statusOf(s().beginCommit(key, 'o', T0, LEASE))).toBe('incomplete')
+    // A live reservation counts as held: 60 would cut it.
+    await s().reserve(key, { start: 50, end: 69 }, 'b', T0, LEASE)
+    expect(await statusOf(s().declareLength(key, 49, T0))).toBe('too-small')
+    expect(await statusOf(s().declareLength(key, 60, T0))).toBe('too-small')
+    await s().release(key, 'b')
+    // The fields survive a restart of the store.
+    h.state = await h.reopen()
+    const held = { totalBytes: null, metadata, received: [{ start: 0, end: 49 }] }
+    expect(await s().get(key)).toMatchObject(held)
+    const declared = await s().declareLength(key, 50, T0 + 10)
+    expect(declared).toMatchObject({ status: 'declared', session: { totalBytes: 50 } })
+    expect(await statusOf(s().declareLength(key, 50, T0 + 11))).toBe('declared')
+    expect(await statusOf(s().declareLength(key, 51, T0 + 11))).toBe('conflict')
+    expect(await statusOf(s().declareLength(`${key}:none`, 51, T0))).toBe('missing')
+    const invalid = { code: 'ERR_INVALID_ARGUMENT' }
+    await expect(s().declareLength(key, -1, T0)).rejects.toMatchObject(invalid)
+    h.state = await h.reopen()
+    expect(await s().get(key)).toMatchObject({ totalBytes: 50, metadata })
+    expect(await statusOf(s().beginCommit(key, 'o', T0 + 20, LEASE))).toBe('begun')
+  })
+
+  test('metadata past its bounds or of the wrong shape is refused, nothing stored', async () => {
+    const bad: unknown[] = [
+      Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])),
+      { 'has space': 'v' },
+      { 'a,b': 'v' },
+      { '': 'v' },
+      { ['k'.repeat(129)]: 'v' },
+      { big: 'x'.repeat(8200) },
+      { n: 1 },
+      ['v'],
+    ]
+    for (const metadata of bad) {
+      const key = k()
+      const init = { ...newSession(key), metadata: metadata as Record<string, string> }
+      const invalid = { code: 'ERR_INVALID_ARGUMENT' }
+      await expect(h.state.sessions.open(init, T0)).rejects.toMatchObject(invalid)
+      expect(await h.state.sessions.get(key)).toBeNull()
+    }
+    // At the bounds (32 entries, 32 x (3 + 253) = 8192 bytes): accepted.
+    const key = k()
+    const name = (i: number) => `k${String(i).padStart(2, '0')}`
+    const full = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [name(i), 'v'.repeat(253)]))
+    const opened = await h.state.sessions.open({ ...newSession(key), metadata: full }, T0)
+    expect(opened.session.metadata).toEqual(full)
+  })
 })
 
 describe('power loss: ranges owed by a dead writer (FERRY_FSYNC=commit)', () => {
@@ -369,6 +466,72 @@ describe('power loss: ranges owed by a dead writer (FERRY_FSYNC=commit)', () => 
     await st.close()
     st = createEmbeddedState(dir, { bootId: 'boot-2' })
     expect((await received(st, 'd:1')).status).toBe('begun')
+    await st.close()
+    removeDir(dir)
+  })
+})
+
+/** A record as the version before unknown lengths and metadata wrote it. */
+const oldRecord = (key: string) => ({
+  key,
+  incarnation: 'inc-old',
+  target: 'a/b.bin',
+  totalBytes: 100,
+  tempName: `${key}.part`,
+  createdAtMs: T0,
+  updatedAtMs: T0,
+  received: [{ start: 0, end: 9 }],
+  chunks: 1,
+  reservations: [],
+  state: 'open',
+  commitOwner: null,
+  commitHolder: null,
+  commitLeaseUntilMs: 0,
+  commitFence: 0,
+  result: null,
+  owed: [],
+})
+
+describe('records written before unknown lengths and metadata', () => {
+  test('redis: an old record loads with no metadata and takes the new steps', async () => {
+    const prefix = uniquePrefix()
+    const st = await createRedisState(testRedisUrl(), prefix)
+    try {
+      const doc = JSON.stringify(oldRecord('old:1'))
+      await st.redis.hset(`${prefix}sess:old:1`, 'v', '1', 'doc', doc)
+      await st.redis.sadd(`${prefix}sess-chunks:old:1`, '0-9')
+      const loaded = { totalBytes: 100, metadata: {}, received: [{ start: 0, end: 9 }] }
+      expect(await st.sessions.get('old:1')).toMatchObject(loaded)
+      expect((await st.sessions.declareLength('old:1', 100, Date.now())).status).toBe('declared')
+      expect((await st.sessions.declareLength('old:1', 90, Date.now())).status).toBe('conflict')
+      await st.sessions.reserve('old:1', { start: 10, end: 99 }, 't', Date.now(), LEASE)
+      const cut = await st.sessions.complete('old:1', 't', Date.now(), true, 49)
+      expect(cut?.received).toEqual([{ start: 0, end: 49 }])
+      expect(await st.sessions.get('old:1')).toMatchObject({ metadata: {}, totalBytes: 100 })
+    } finally {
+      await st.close()
+    }
+  })
+
+  test('embedded: old journal lines (records, deltas) replay and take the new steps', async () => {
+    const dir = tempDir()
+    const { writeFileSync } = await import('node:fs')
+    const delta = { token: 't0', start: 10, end: 19, at: T0 + 1, owedBy: null }
+    writeFileSync(`${dir}/sessions.journal`, [
+      JSON.stringify({ k: 'old:1', r: oldRecord('old:1'), c: '0-9' }),
+      JSON.stringify({ k: 'old:1', d: delta }),
+    ].join('\n') + '\n')
+    let st = createEmbeddedState(dir)
+    const loaded = { totalBytes: 100, metadata: {}, received: [{ start: 0, end: 19 }], chunks: 2 }
+    expect(await st.sessions.get('old:1')).toMatchObject(loaded)
+    const resent = await st.sessions.reserve('old:1', { start: 10, end: 19 }, 'x', T0, LEASE)
+    expect(resent.status).toBe('received')
+    await st.sessions.reserve('old:1', { start: 20, end: 99 }, 't', T0, LEASE)
+    await st.sessions.complete('old:1', 't', T0 + 2, true, 29)
+    await st.close()
+    st = createEmbeddedState(dir)
+    const after = { totalBytes: 100, metadata: {}, received: [{ start: 0, end: 29 }] }
+    expect(await st.sessions.get('old:1')).toMatchObject(after)
     await st.close()
     removeDir(dir)
   })

@@ -5,7 +5,7 @@
  *   pool:   body ──▶ Meter (count, limit) ──▶ receiveWhole: temp file ◀── pool thread hashes
  *                                                           each stretch that landed
  *
- * Which is faster depends on the size (measured: see INLINE_HASH_MAX_BYTES in uploads.ts).
+ * Which is faster depends on the size (measured: see INLINE_HASH_MAX_BYTES in uploads/receive.ts).
  * Either way memory stays bounded (backpressure) and a body longer than declared stops before
  * its excess is written.
  */

@@ -27,6 +27,7 @@ import {
   markDurableStep, openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
   settled, type Step, type StepContext,
 } from './session-logic.js'
+import { declareLengthStep } from './session-logic.js'
 import { DEFAULT_STATE_LIMITS, type Bus, type Lock, type Locker, type SessionRecord, type SessionStore, type StateBackend, type StateLimits } from './types.js'
 
 // KEYS: record, by-updated, by-target, chunks, seq, then the liveness keys of presumed-dead holders.
@@ -253,8 +254,11 @@ export class RedisSessionStore implements SessionStore {
   renew(key: string, token: string, nowMs: number, leaseMs: number) {
     return this.#run(key, nowMs, (cur, c) => renewStep(cur, token, leaseMs, c))
   }
-  complete(key: string, token: string, nowMs: number, durable = false) {
-    return this.#run(key, nowMs, (cur, c) => completeStep(cur, token, durable, c))
+  complete(key: string, token: string, nowMs: number, durable = false, end?: number) {
+    return this.#run(key, nowMs, (cur, c) => completeStep(cur, token, durable, c, end))
+  }
+  declareLength(key: string, totalBytes: number, nowMs: number) {
+    return this.#run(key, nowMs, (cur, c) => declareLengthStep(cur, totalBytes, c))
   }
   markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number) {
     return this.#run(key, nowMs, (cur, c) => markDurableStep(cur, incarnation, ranges, c))

@@ -4,7 +4,11 @@
  * version that never repeats. So the rules live in one place and one contract suite checks both.
  */
 import { addRange, containsRange, missingRanges, overlapsAny, subtractRanges, type ByteRange } from './range-set.js'
-import type { CancelOutcome, CommitOutcome, NewSession, OwedRanges, ReserveOutcome, SessionRecord, StateLimits } from './types.js'
+import { UploadError } from '../errors.js'
+import type {
+  CancelOutcome, CommitOutcome, DeclareLengthOutcome, NewSession, OwedRanges, ReserveOutcome,
+  SessionRecord, StateLimits,
+} from './types.js'
 
 /** A transition's answer: the new record (null removes it; `same` keeps it untouched) and an output. */
 export interface Step<T> {
@@ -77,14 +81,60 @@ export function holdersToCheck(r: SessionRecord | null, now: number, self: strin
   return [...out]
 }
 
+/**
+ * Bounds on a session's metadata: it lives in the record, which every change of the session
+ * writes whole (Redis) or at open and compaction (the embedded journal).
+ */
+export const METADATA_LIMITS = Object.freeze({
+  maxEntries: 32,
+  maxKeyChars: 128,
+  maxTotalBytes: 8192,
+})
+
+/**
+ * Why `meta` is not acceptable as session metadata, or null: a plain object of at most
+ * `maxEntries` string values, keys of 1 to `maxKeyChars` printable characters (no controls, no
+ * spaces or commas, as tus's Upload-Metadata keys), at most `maxTotalBytes` of keys and values
+ * in UTF-8.
+ */
+export function metadataProblem(meta: unknown): string | null {
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
+    return 'metadata must be an object of strings'
+  }
+  const entries = Object.entries(meta)
+  const { maxEntries, maxKeyChars, maxTotalBytes } = METADATA_LIMITS
+  if (entries.length > maxEntries) return `metadata holds at most ${maxEntries} entries`
+  let total = 0
+  for (const [k, v] of entries) {
+    if (k.length === 0 || k.length > maxKeyChars || !/^[^\x00-\x20,\x7f]+$/.test(k)) {
+      return `a metadata key has 1 to ${maxKeyChars} characters, none a control, a space or a comma`
+    }
+    if (typeof v !== 'string') return `metadata value of ${JSON.stringify(k)} is not a string`
+    total += Buffer.byteLength(k) + Buffer.byteLength(v)
+  }
+  if (total > maxTotalBytes) return `metadata holds at most ${maxTotalBytes} bytes`
+  return null
+}
+
+const isLength = (n: unknown): n is number =>
+  typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
+const NOT_A_LENGTH = 'the total length must be a non-negative integer'
+
 export function openStep(cur: SessionRecord | null, init: NewSession, c: StepContext): Step<{ created: boolean; session: SessionRecord }> {
   if (cur !== null) return { next: 'same', out: { created: false, session: cur } }
+  if (init.totalBytes !== null && !isLength(init.totalBytes)) {
+    throw new UploadError('ERR_INVALID_ARGUMENT', NOT_A_LENGTH)
+  }
+  const problem = init.metadata === undefined ? null : metadataProblem(init.metadata)
+  if (problem !== null) throw new UploadError('ERR_INVALID_ARGUMENT', problem)
   const rec: SessionRecord = {
     key: init.key,
     incarnation: init.incarnation,
     target: init.target,
     totalBytes: init.totalBytes,
     tempName: init.tempName,
+    // A copy: the record must not change when the caller's object does.
+    metadata: init.metadata === undefined ? {} : { ...init.metadata },
     createdAtMs: c.now,
     updatedAtMs: c.now,
     received: [],
@@ -199,16 +249,61 @@ export function applyComplete(cur: SessionRecord, d: CompleteDelta): SessionReco
   }
 }
 
-export function completeStep(cur: SessionRecord | null, token: string, durable: boolean, c: StepContext): Step<SessionRecord | null> {
+/**
+ * `end`: only the prefix `[start, end]` of the reservation arrived (a body cut short); it is
+ * marked received (and added to the chunk set: it is exactly what was received) and the whole
+ * reservation is dropped. Absent: the whole reserved range.
+ */
+export function completeStep(
+  cur: SessionRecord | null,
+  token: string,
+  durable: boolean,
+  c: StepContext,
+  end?: number,
+): Step<SessionRecord | null> {
   if (cur === null || cur.state !== 'open') return { next: 'same', out: null }
   const mine = cur.reservations.find((x) => x.token === token)
   if (mine === undefined) return { next: 'same', out: null }
+  if (end !== undefined && !(Number.isSafeInteger(end) && end >= mine.start && end <= mine.end)) {
+    const msg = `a kept prefix must end inside its reservation ${mine.start}-${mine.end}`
+    throw new UploadError('ERR_INVALID_RANGE', msg)
+  }
   // Someone else's live reservation overlaps ours: ours was broken (expired or judged dead) and
   // taken; our bytes may have been overwritten, so they do not count.
   if (overlapsAny(liveRes(cur, c).filter((x) => x.token !== token), mine)) return { next: 'same', out: null }
-  const delta: CompleteDelta = { token, start: mine.start, end: mine.end, at: c.now, owedBy: durable ? null : { holder: c.self, boot: c.boot } }
+  const kept = { start: mine.start, end: end ?? mine.end }
+  const owedBy = durable ? null : { holder: c.self, boot: c.boot }
+  const delta: CompleteDelta = { token, start: kept.start, end: kept.end, at: c.now, owedBy }
   const next = applyComplete(cur, delta)
-  return mine.end < mine.start ? { next, out: next, complete: delta } : { next, out: next, chunk: chunkId(mine), complete: delta }
+  if (kept.end < kept.start) return { next, out: next, complete: delta }
+  return { next, out: next, chunk: chunkId(kept), complete: delta }
+}
+
+/** The end (exclusive) of what a session holds or may soon hold: received and reserved bytes. */
+function claimedEnd(cur: SessionRecord, c: StepContext): number {
+  let end = 0
+  for (const r of cur.received) end = Math.max(end, r.end + 1)
+  for (const r of liveRes(cur, c)) end = Math.max(end, r.end + 1)
+  return end
+}
+
+export function declareLengthStep(
+  cur: SessionRecord | null,
+  totalBytes: number,
+  c: StepContext,
+): Step<DeclareLengthOutcome> {
+  if (!isLength(totalBytes)) throw new UploadError('ERR_INVALID_ARGUMENT', NOT_A_LENGTH)
+  if (cur === null) return { next: 'same', out: { status: 'missing' } }
+  if (cur.totalBytes !== null) {
+    const status = cur.totalBytes === totalBytes ? 'declared' : 'conflict'
+    return { next: 'same', out: { status, session: cur } }
+  }
+  if (cur.state !== 'open') return { next: 'same', out: { status: 'closed', session: cur } }
+  if (totalBytes < claimedEnd(cur, c)) {
+    return { next: 'same', out: { status: 'too-small', session: cur } }
+  }
+  const next: SessionRecord = { ...cur, totalBytes, updatedAtMs: c.now }
+  return { next, out: { status: 'declared', session: next } }
 }
 
 export function releaseStep(cur: SessionRecord | null, token: string): Step<void> {
@@ -216,8 +311,9 @@ export function releaseStep(cur: SessionRecord | null, token: string): Step<void
   return { next: { ...cur, reservations: cur.reservations.filter((x) => x.token !== token) }, out: undefined }
 }
 
+/** Every byte of a declared length is received (never true while the length is unknown). */
 export function isComplete(rec: SessionRecord): boolean {
-  return missingRanges(rec.received, rec.totalBytes).length === 0
+  return rec.totalBytes !== null && missingRanges(rec.received, rec.totalBytes).length === 0
 }
 
 /** `fence`: the store's next version, which only grows. */
@@ -292,12 +388,19 @@ export function removeIfExpiredStep(cur: SessionRecord | null, ttlMs: number, c:
   return { next: null, out: cur }
 }
 
+const isStringMap = (m: unknown): m is Record<string, string> =>
+  typeof m === 'object' && m !== null && !Array.isArray(m)
+
 /** Normalises a record parsed from JSON (defensive: older or foreign writers). */
 export function parseRecord(text: string): SessionRecord {
   const r = JSON.parse(text) as Partial<SessionRecord> & SessionRecord
   return {
     ...r,
     incarnation: typeof r.incarnation === 'string' ? r.incarnation : `legacy-${r.createdAtMs}`,
+    // Written before lengths could be unknown: always a number. Anything else is unknown.
+    totalBytes: isLength(r.totalBytes) ? r.totalBytes : null,
+    // Written before sessions carried metadata.
+    metadata: isStringMap(r.metadata) ? r.metadata : {},
     received: Array.isArray(r.received) ? r.received : [],
     chunks: typeof r.chunks === 'number' ? r.chunks : 0,
     reservations: Array.isArray(r.reservations) ? r.reservations.map((x) => ({ ...x, holder: typeof x.holder === 'string' ? x.holder : '' })) : [],

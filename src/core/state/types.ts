@@ -24,10 +24,18 @@ export interface SessionRecord {
   readonly incarnation: string
   /** The path the session will publish to, exactly as the client gave it (family-relative). */
   readonly target: string
-  /** Declared total size, bytes. */
-  readonly totalBytes: number
+  /**
+   * Declared total size, bytes; null while the client has not declared it yet (declared once,
+   * later, by `declareLength`; a commit is refused until then).
+   */
+  readonly totalBytes: number | null
   /** Temp file name inside `<dataDir>/tmp/`; unique to this incarnation. */
   readonly tempName: string
+  /**
+   * Opaque client metadata given at open (string → string, bounded: see `checkMetadata`); `{}`
+   * for none and for records written before it existed.
+   */
+  readonly metadata: Readonly<Record<string, string>>
   readonly createdAtMs: number
   /** Creation, then every chunk that added a range; expiry counts from here. */
   readonly updatedAtMs: number
@@ -69,8 +77,11 @@ export interface NewSession {
   readonly key: string
   readonly incarnation: string
   readonly target: string
-  readonly totalBytes: number
+  /** Null: not known yet (see `SessionStore.declareLength`). */
+  readonly totalBytes: number | null
   readonly tempName: string
+  /** Checked by `open` (ERR_INVALID_ARGUMENT past its bounds); absent: none. */
+  readonly metadata?: Readonly<Record<string, string>>
 }
 
 /** Bounds on what one client can make the store hold (0 = no bound). */
@@ -106,6 +117,16 @@ export type CommitOutcome =
   | { readonly status: 'busy'; readonly session: SessionRecord }
   | { readonly status: 'missing' }
 
+export type DeclareLengthOutcome =
+  /** The length is set now, or was already set to this very value (a retry). */
+  | { readonly status: 'declared'; readonly session: SessionRecord }
+  /** Another length is declared already: a length never changes. */
+  | { readonly status: 'conflict'; readonly session: SessionRecord }
+  /** Shorter than bytes received or reserved already. */
+  | { readonly status: 'too-small'; readonly session: SessionRecord }
+  | { readonly status: 'closed'; readonly session: SessionRecord }
+  | { readonly status: 'missing' }
+
 export type CancelOutcome =
   | { readonly status: 'removed'; readonly session: SessionRecord }
   /** A commit holds the session: cancelling now would race its publish. */
@@ -136,10 +157,23 @@ export interface SessionStore {
   /**
    * Marks the reserved range received and drops the reservation; null when it is gone. Unless
    * `durable` (the bytes were fsynced), the range is also owed by this instance until `markDurable`.
+   * With `end` (inside the reservation): only its prefix `[start, end]` is marked, what a body
+   * cut short left in the file; the rest of the reservation is freed.
    */
-  complete(key: string, token: string, nowMs: number, durable?: boolean): Promise<SessionRecord | null>
+  complete(
+    key: string,
+    token: string,
+    nowMs: number,
+    durable?: boolean,
+    end?: number,
+  ): Promise<SessionRecord | null>
   /** These ranges, written by this instance into this incarnation, are now on disk. */
   markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number): Promise<void>
+  /**
+   * Declares the total size of a session opened without one: once, never below the bytes
+   * received or reserved, never changed afterwards (declaring the same value again is a no-op).
+   */
+  declareLength(key: string, totalBytes: number, nowMs: number): Promise<DeclareLengthOutcome>
   /** Drops a reservation without marking anything (abort, short body, error). */
   release(key: string, token: string): Promise<void>
   /**

@@ -17,21 +17,22 @@
  *   with the spec's Error body.
  */
 import { PassThrough } from 'node:stream'
-import type { Logger } from 'pino'
 import type { BearerAuthConfig } from '../../config/config.js'
 import { INLINE_HASH_MAX_BYTES, type UploadService } from '../../core/uploads/uploads.js'
 import {
   SHA256_HEX,
   createPlannedCheckout,
-  receiveBlob,
+  storeBlob,
+  type BlobBody,
   type CasKey,
   type CasStore,
   type HashMode,
+  type StoreBlobOutcome,
 } from '../../core/cas/index.js'
 import { keyAt, splitList } from '../../core/cas/file-list.js'
 import type { FileListPool } from '../../core/cas/file-list-pool.js'
 import { UploadError } from '../../core/errors.js'
-import type { Lock, Locker } from '../../core/state/types.js'
+import type { Locker } from '../../core/state/types.js'
 import type { DataLayout } from '../../core/storage/layout.js'
 import { checkDeclaredSize, readSmallBody } from '../body.js'
 import { createBearerCheck } from '../auth/bearer.js'
@@ -55,7 +56,6 @@ export interface ShamanDeps {
   readonly locker: Locker
   /** Where blobs and checkouts live. */
   readonly layout: Pick<DataLayout, 'cas' | 'checkouts'>
-  readonly log: Logger
   readonly settings: ShamanSettings
   /** Overrides the size-based choice (for measurements). */
   readonly hashMode?: HashMode
@@ -101,7 +101,6 @@ async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T, i: num
 
 export function createShamanFamily(deps: ShamanDeps): Family {
   const { cas, lists, layout, locker, uploads, settings } = deps
-  const log = deps.log.child({ family: 'shaman' })
   const { lockTtlMs, maxUploadBytes } = settings
   // Flamenco leaves Shaman open (notes 1.1); FERRY_CONFIG `shaman.auth` puts a bearer token in front.
   const authenticate = settings.auth ? createBearerCheck(settings.auth) : null
@@ -141,117 +140,75 @@ export function createShamanFamily(deps: ShamanDeps): Family {
     const declared = checkDeclaredSize(req, maxUploadBytes)
     // The root started the bus subscription; a failed start fails the uploads that need it.
     await cas.start()
-
-    // Spec: 208 "The file was already known to the server", answered before reading the body.
-    // node:http reads the unread body away after the answer, so a client still sending sees it.
-    if (await cas.touchSettled(key, ctx.signal)) {
-      rlog.info({ status: 208 }, 'shaman upload: already stored')
-      return sendEmpty(res, 208)
-    }
-    if (declared !== null && declared !== key.size) {
-      throw new UploadError('ERR_SIZE_MISMATCH', `file size mismatched, declared ${key.size} but received ${declared} bytes`)
-    }
-    let claim: Lock | null = await cas.claim(key)
-    if (claim === null && canDefer) {
-      // Spec: 425 "The file is currently in the process of being uploaded by someone else, and
-      // `X-Shaman-Can-Defer-Upload: true` was sent in the request."
-      rlog.info({ status: 425 }, 'shaman upload: deferred, another upload is in flight')
-      return sendEmpty(res, 425)
-    }
-    // An upload running beside the claimant keeps trying to take the claim, so that when the
-    // claimant fails (417, dropped client) the object still shows as "uploading".
-    let finished = false
-    const retry =
-      claim === null
-        ? setInterval(() => {
-            void cas.claim(key).then(
-              (got) => {
-                if (got === null) return
-                if (finished || claim !== null) void got.release().catch(() => {})
-                else {
-                  claim = got
-                  clearInterval(retry!)
-                }
-              },
-              () => {},
-            )
-          }, Math.max(100, Math.min(1000, Math.floor(lockTtlMs / 3))))
-        : null
+    let outcome: StoreBlobOutcome
     try {
-      await receiveAndStore(ctx, key, rlog)
-    } finally {
-      finished = true
-      if (retry !== null) clearInterval(retry)
-      // Released after the object is published and announced: status goes uploading → stored.
-      await (claim as Lock | null)?.release().catch(() => {})
+      outcome = await storeBlob({
+        cas,
+        uploads,
+        key,
+        body: requestBody(ctx, key),
+        declaredBytes: declared,
+        canDefer,
+        mode: hashModeFor(key.size),
+        lockTtlMs,
+        signal: ctx.signal,
+        log: rlog,
+      })
+    } catch (err) {
+      if (err instanceof UploadError && err.code === 'ERR_CLIENT_ABORTED') rlog.info('shaman upload: client went away')
+      throw err
+    }
+    switch (outcome.status) {
+      case 'existed':
+        // Spec: 208 "The file was already known to the server", answered before reading the
+        // body when possible. node:http reads the unread body away after the answer, so a
+        // client still sending sees it.
+        rlog.info({ status: 208 }, outcome.beforeBody
+          ? 'shaman upload: already stored'
+          : 'shaman upload: verified, already stored')
+        return sendEmpty(res, 208)
+      case 'deferred':
+        // Spec: 425 "The file is currently in the process of being uploaded by someone else, and
+        // `X-Shaman-Can-Defer-Upload: true` was sent in the request."
+        rlog.info({ status: 425 }, 'shaman upload: deferred, another upload is in flight')
+        return sendEmpty(res, 425)
+      case 'cut-short':
+        rlog.info({ status: 208 }, 'shaman upload: cut short, stored by another upload')
+        return sendEmpty(res, 208)
+      case 'stored':
+        rlog.info({ status: 204 }, 'shaman upload: stored')
+        return sendEmpty(res, 204)
     }
   }
 
-  async function receiveAndStore(ctx: RequestContext, key: CasKey, rlog: typeof log) {
-    const { req, res } = ctx
-    // The body reaches the temp file through `feed`, never directly: cutting the upload short
-    // must not destroy the request (that would reset the client's connection).
+  /**
+   * The request body as storeBlob reads it: through `feed`, never directly, so that cutting the
+   * upload short does not destroy the request (that would reset the client's connection).
+   */
+  function requestBody(ctx: RequestContext, key: CasKey): BlobBody {
+    const { req } = ctx
     const feed = new PassThrough()
-    let receiving = true
-    let cut = false
-    const cutShort = () => {
-      if (!receiving || cut) return
-      cut = true
-      req.unpipe(feed)
-      feed.destroy(new UploadError('ERR_ALREADY_EXISTS', 'the object was stored by another upload'))
+    const broke = () => {
+      const reset = new Error('the client went away mid-body')
+      feed.destroy(Object.assign(reset, { code: 'ECONNRESET' }))
     }
-    const broke = () => feed.destroy(Object.assign(new Error('the client went away mid-body'), { code: 'ECONNRESET' }))
     const onClose = () => {
       if (!req.complete) broke()
     }
-    req.on('error', broke)
-    req.on('close', onClose)
-    const stopWatching = cas.watch(key, cutShort)
-    req.pipe(feed)
-    // Stored between our first look and the watch: stop at once.
-    void cas.isStored(key).then((yes) => yes && cutShort(), () => {})
-
-    let got
-    try {
-      got = await receiveBlob(feed, {
-        uploads,
-        declaredBytes: key.size,
-        mode: hashModeFor(key.size),
-        signal: ctx.signal,
-      })
-    } catch (err) {
-      receiving = false
-      if (!(err instanceof UploadError && err.code === 'ERR_CLIENT_ABORTED')) releaseBody(ctx, key)
-      if (cut) {
-        // Another upload verified and published the object (the bus message is sent only then,
-        // and `watch` re-checked the blob on disk before calling us).
-        if (!(await cas.touchSettled(key, ctx.signal))) throw new UploadError('ERR_UNAVAILABLE', 'the object was removed meanwhile; upload it again')
-        rlog.info({ status: 208 }, 'shaman upload: cut short, stored by another upload')
-        return sendEmpty(res, 208)
-      }
-      if (err instanceof UploadError && err.code === 'ERR_CLIENT_ABORTED') rlog.info('shaman upload: client went away')
-      throw err
-    } finally {
-      receiving = false
-      stopWatching()
-      req.off('error', broke)
-      req.off('close', onClose)
+    return {
+      open() {
+        req.on('error', broke)
+        req.on('close', onClose)
+        req.pipe(feed)
+        return feed
+      },
+      detach: () => req.unpipe(feed),
+      done() {
+        req.off('error', broke)
+        req.off('close', onClose)
+      },
+      leftUnread: () => releaseBody(ctx, key),
     }
-
-    // Flamenco checks the size first, then the checksum (receivefile.go), with these messages.
-    if (got.bytes !== key.size) {
-      await uploads.discard(got.tempPath)
-      throw new UploadError('ERR_SIZE_MISMATCH', `file size mismatched, declared ${key.size} but received ${got.bytes} bytes`)
-    }
-    if (got.sha256 !== key.sha256) {
-      await uploads.discard(got.tempPath)
-      rlog.warn({ actual: got.sha256 }, 'shaman upload: checksum mismatch')
-      throw new UploadError('ERR_CHECKSUM_MISMATCH', `file SHA256 mismatched, declared ${key.sha256} but received ${got.sha256}`)
-    }
-    const outcome = await cas.publish(got.tempPath, key)
-    const status = outcome === 'stored' ? 204 : 208
-    rlog.info({ status }, outcome === 'stored' ? 'shaman upload: stored' : 'shaman upload: verified, already stored')
-    sendEmpty(res, status)
   }
 
   /**
