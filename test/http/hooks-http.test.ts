@@ -1,7 +1,11 @@
 import { afterEach, describe, expect, test } from '@jest/globals'
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { createHttpHooks, type HookUpload, type HttpHooks } from '../../src/core/hooks/http-hooks.js'
+import {
+  createHttpHooks,
+  type HookUpload,
+  type HttpHooks,
+} from '../../src/core/hooks/http-hooks.js'
 
 interface Received {
   headers: IncomingHttpHeaders
@@ -93,7 +97,7 @@ afterEach(async () => {
 })
 
 describe('post-* events', () => {
-  test('post-finish is a JSON POST with event, id, family, size, sha256, metadata and time', async () => {
+  test('post-finish is a JSON POST: event, id, family, size, sha256, metadata, time', async () => {
     const s = await start()
     const h = make({ url: s.url })
     const before = Date.now()
@@ -128,7 +132,7 @@ describe('post-* events', () => {
     expect(h.stats.delivered).toBe(1)
   })
 
-  test('failures are retried with backoff until the hook answers 2xx, same delivery id', async () => {
+  test('failures are retried with backoff until a 2xx, with the same delivery id', async () => {
     const s = await start()
     s.behaviour = (res, n) => {
       if (n <= 3) res.writeHead(n === 2 ? 429 : 503).end('busy')
@@ -180,9 +184,13 @@ describe('post-* events', () => {
       res.writeHead(200).end()
     }
     const logged: string[] = []
-    const logger = { warn: (_o: object, m: string) => logged.push(m), error: (_o: object, m: string) => logged.push(m) }
+    const push = (_o: object, m: string): void => {
+      logged.push(m)
+    }
+    const logger = { warn: push, error: push }
     const h = make({ url: s.url, queueLimit: 3, concurrency: 1, logger })
-    expect([1, 2, 3].map((i) => h.notify('post-finish', upload(`q${i}`)))).toEqual([true, true, true])
+    const accepted = [1, 2, 3].map((i) => h.notify('post-finish', upload(`q${i}`)))
+    expect(accepted).toEqual([true, true, true])
     expect(h.notify('post-finish', upload('q4'))).toBe(false)
     expect(h.stats).toMatchObject({ queued: 2, inFlight: 1, dropped: 1 })
     expect(logged).toContain('hook event dropped')
@@ -239,7 +247,7 @@ describe('close()', () => {
     expect(h.stats.delivered).toBe(1)
   })
 
-  test('gives up at its deadline: pending events are aborted and reported as abandoned', async () => {
+  test('gives up at its deadline: pending events are aborted and reported abandoned', async () => {
     const s = await start()
     s.behaviour = () => {
       // never answers
@@ -261,14 +269,18 @@ describe('pre-create', () => {
     const s = await start()
     const h = make({ url: s.url })
     expect(await h.preCreate(upload('new'))).toEqual({ allow: true, degraded: false })
-    expect(s.received[0]!.body).toMatchObject({ event: 'pre-create', upload: { id: 'new', family: 'tus' } })
+    expect(s.received[0]!.body).toMatchObject({
+      event: 'pre-create',
+      upload: { id: 'new', family: 'tus' },
+    })
     expect(s.received[0]!.headers['ferry-hook-event']).toBe('pre-create')
   })
 
   test('a 4xx answer rejects with its status and JSON message', async () => {
     const s = await start()
     s.behaviour = (res) => {
-      res.writeHead(403, { 'Content-Type': 'application/json' }).end(JSON.stringify({ message: 'quota exceeded' }))
+      res.writeHead(403, { 'Content-Type': 'application/json' })
+      res.end(JSON.stringify({ message: 'quota exceeded' }))
     }
     const h = make({ url: s.url })
     expect(await h.preCreate(upload())).toEqual({
@@ -286,17 +298,23 @@ describe('pre-create', () => {
       res.writeHead(413).end('file too big\r\nfor you')
     }
     const h = make({ url: s.url })
-    expect(await h.preCreate(upload())).toMatchObject({ allow: false, status: 413, message: 'file too big for you' })
+    expect(await h.preCreate(upload())).toMatchObject({
+      allow: false,
+      status: 413,
+      message: 'file too big for you',
+    })
   })
 
   test('2xx with {"reject": true} rejects; a status outside 4xx becomes 403', async () => {
     const s = await start()
     s.behaviour = (res, n) => {
-      const body = n === 1 ? { reject: true, status: 451, message: 'not here' } : { reject: true, status: 500 }
+      const body =
+        n === 1 ? { reject: true, status: 451, message: 'not here' } : { reject: true, status: 500 }
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(body))
     }
     const h = make({ url: s.url })
-    expect(await h.preCreate(upload())).toMatchObject({ allow: false, status: 451, message: 'not here' })
+    const first = await h.preCreate(upload())
+    expect(first).toMatchObject({ allow: false, status: 451, message: 'not here' })
     expect(await h.preCreate(upload())).toMatchObject({
       allow: false,
       status: 403,
@@ -314,7 +332,7 @@ describe('pre-create', () => {
     expect(s.received).toHaveLength(2)
   })
 
-  test('timeout → 503 by default, after preCreateAttempts tries of attemptTimeoutMs each', async () => {
+  test('timeout → 503 by default, after preCreateAttempts tries of attemptTimeoutMs', async () => {
     const s = await start()
     s.behaviour = () => {
       // never answers
@@ -334,13 +352,17 @@ describe('pre-create', () => {
     expect(elapsed).toBeLessThan(3000)
   })
 
-  test("unreachable hook → 503, or allowed (degraded) with onPreCreateUnavailable: 'allow'", async () => {
+  test("unreachable hook → 503, or allowed (degraded) with 'allow'", async () => {
     const s = await start()
     const deadUrl = s.url
     await s.close()
     servers = servers.filter((x) => x !== s)
     const strict = make({ url: deadUrl, backoffBaseMs: 5 })
-    expect(await strict.preCreate(upload())).toMatchObject({ allow: false, status: 503, reason: 'unavailable' })
+    expect(await strict.preCreate(upload())).toMatchObject({
+      allow: false,
+      status: 503,
+      reason: 'unavailable',
+    })
     const lenient = make({ url: deadUrl, backoffBaseMs: 5, onPreCreateUnavailable: 'allow' })
     expect(await lenient.preCreate(upload())).toEqual({ allow: true, degraded: true })
   })
@@ -361,7 +383,7 @@ describe('pre-create', () => {
     expect(s.received).toHaveLength(1)
   })
 
-  test('credentials in the URL become a Basic Authorization header and are never logged', async () => {
+  test('credentials in the URL become Basic Authorization and are never logged', async () => {
     const s = await start()
     const logged: object[] = []
     const logger = { warn: (o: object) => logged.push(o), error: (o: object) => logged.push(o) }
@@ -375,7 +397,8 @@ describe('pre-create', () => {
       preCreateAttempts: 1,
     })
     await h.preCreate(upload())
-    expect(s.received[0]!.headers['authorization']).toBe(`Basic ${Buffer.from('hook:s3cret').toString('base64')}`)
+    const basic = `Basic ${Buffer.from('hook:s3cret').toString('base64')}`
+    expect(s.received[0]!.headers['authorization']).toBe(basic)
     expect(JSON.stringify(logged)).not.toContain('s3cret')
     expect(JSON.stringify(logged)).toContain('127.0.0.1')
   })
@@ -385,7 +408,8 @@ describe('options', () => {
   test('bad options fail fast with the option name', () => {
     expect(() => createHttpHooks({ url: 'ftp://x/' })).toThrow(/http or https/)
     expect(() => createHttpHooks({ url: 'http://x/', queueLimit: 0 })).toThrow(/queueLimit/)
-    expect(() => createHttpHooks({ url: 'http://x/', attemptTimeoutMs: 1.5 })).toThrow(/attemptTimeoutMs/)
+    const fractional = { url: 'http://x/', attemptTimeoutMs: 1.5 }
+    expect(() => createHttpHooks(fractional)).toThrow(/attemptTimeoutMs/)
     expect(() => createHttpHooks({ url: 'not a url' })).toThrow()
   })
 })

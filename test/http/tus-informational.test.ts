@@ -1,8 +1,18 @@
 import { afterEach, describe, expect, test } from '@jest/globals'
-import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import {
+  createServer,
+  request,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import { formatUploadLimit } from '../../src/http/tus/headers.js'
-import { sendUploadResumptionSupported, type ResumptionSupported } from '../../src/http/tus/informational.js'
+import {
+  sendUploadResumptionSupported,
+  type ResumptionSupported,
+} from '../../src/http/tus/informational.js'
 
 interface Info {
   status: number
@@ -20,13 +30,15 @@ afterEach(async () => {
   }
 })
 
-async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<number> {
+type Handler = (req: IncomingMessage, res: ServerResponse) => void
+
+async function listen(handler: Handler): Promise<number> {
   server = createServer(handler)
   await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve))
   return (server.address() as AddressInfo).port
 }
 
-/** A POST through node's client, collecting every 1xx seen with 'information' and the final answer. */
+/** A POST through node's client: every 1xx seen by 'information', then the final answer. */
 function post(port: number, body: Buffer, headers: Record<string, string> = {}) {
   return new Promise<{ infos: Info[]; status: number; headers: IncomingHttpHeaders; body: string }>(
     (resolve, reject) => {
@@ -37,13 +49,22 @@ function post(port: number, body: Buffer, headers: Record<string, string> = {}) 
           port,
           method: 'POST',
           path: '/files/',
-          headers: { 'Content-Length': String(body.length), 'Upload-Draft-Interop-Version': '8', ...headers },
+          headers: {
+            'Content-Length': String(body.length),
+            'Upload-Draft-Interop-Version': '8',
+            ...headers,
+          },
         },
         (res) => {
           const parts: Buffer[] = []
           res.on('data', (d: Buffer) => parts.push(d))
           res.on('end', () =>
-            resolve({ infos, status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString() }),
+            resolve({
+              infos,
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              body: Buffer.concat(parts).toString(),
+            }),
           )
         },
       )
@@ -57,7 +78,7 @@ function post(port: number, body: Buffer, headers: Record<string, string> = {}) 
 }
 
 describe('104 Upload Resumption Supported on Node 20', () => {
-  test("a creation's 104 carries Location, interop version and Upload-Limit, then the final 201", async () => {
+  test("a creation's 104 has Location, interop version, Upload-Limit; then the 201", async () => {
     const limit = formatUploadLimit({ maxSize: 1_000_000, maxAgeSec: 3600 }, 8)
     let sent: boolean | undefined
     const port = await listen((req, res) => {
@@ -87,10 +108,11 @@ describe('104 Upload Resumption Supported on Node 20', () => {
     expect(r.body).toBe('done')
   })
 
-  test('progress 104s (Upload-Offset, no Location) may repeat before the final answer', async () => {
+  test('progress 104s (Upload-Offset, no Location) repeat before the final answer', async () => {
     const port = await listen((req, res) => {
       let seen = 0
-      sendUploadResumptionSupported(res, { location: '/files/p', interopVersion: 6, uploadLimit: 'min-size=0' })
+      const first = { location: '/files/p', interopVersion: 6, uploadLimit: 'min-size=0' } as const
+      sendUploadResumptionSupported(res, first)
       req.on('data', (d: Buffer) => {
         seen += d.length
         sendUploadResumptionSupported(res, { interopVersion: 6, uploadOffset: seen })
@@ -147,7 +169,7 @@ describe('104 Upload Resumption Supported on Node 20', () => {
     const results: boolean[] = []
     const port = await listen((req, res) => {
       if (req.httpVersion === '1.0') {
-        results.push(sendUploadResumptionSupported(res, { location: '/files/x', interopVersion: 8 }))
+        results.push(sendUploadResumptionSupported(res, { location: '/x', interopVersion: 8 }))
         res.end('old')
         return
       }
@@ -175,7 +197,10 @@ describe('104 Upload Resumption Supported on Node 20', () => {
   test('a CR/LF in a header value throws instead of splitting the response', async () => {
     let thrown: unknown
     const port = await listen((_req, res) => {
-      const info: ResumptionSupported = { location: '/files/a\r\nSet-Cookie: x=1', interopVersion: 8 }
+      const info: ResumptionSupported = {
+        location: '/files/a\r\nSet-Cookie: x=1',
+        interopVersion: 8,
+      }
       try {
         sendUploadResumptionSupported(res, info)
       } catch (err) {

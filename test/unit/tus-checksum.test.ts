@@ -65,7 +65,9 @@ describe('checksum algorithms', () => {
   test('sha1 (mandatory), md5, sha256 and sha512 with their digest lengths', () => {
     expect(CHECKSUM_ALGORITHMS).toEqual({ sha1: 20, md5: 16, sha256: 32, sha512: 64 })
     expect(TUS_CHECKSUM_ALGORITHM_HEADER).toBe('sha1,md5,sha256,sha512')
-    for (const a of algorithms) expect(Buffer.from(ABC[a], 'hex').length).toBe(CHECKSUM_ALGORITHMS[a])
+    for (const a of algorithms) {
+      expect(Buffer.from(ABC[a], 'hex').length).toBe(CHECKSUM_ALGORITHMS[a])
+    }
   })
   test('only own names count as algorithms', () => {
     expect(isChecksumAlgorithm('sha1')).toBe(true)
@@ -76,7 +78,7 @@ describe('checksum algorithms', () => {
 })
 
 describe('ChecksumTransform', () => {
-  test.each(algorithms)('%s: "abc" byte by byte matches the known vector and passes bytes on', async (a) => {
+  test.each(algorithms)('%s: "abc" byte by byte matches its vector, bytes pass on', async (a) => {
     const { t, forwarded } = await pass('abc', a, ABC[a])
     expect(t.digest().toString('hex')).toBe(ABC[a])
     expect(t.matches()).toBe(true)
@@ -105,7 +107,7 @@ describe('ChecksumTransform', () => {
     expect(() => t.digest()).toThrow(/has not ended/)
     t.destroy()
   })
-  test('works with what parseUploadChecksum returns (the header as a client sends it)', async () => {
+  test('works with what parseUploadChecksum returns for a client header', async () => {
     const header = `sha256 ${Buffer.from(ABC.sha256, 'hex').toString('base64')}`
     const parsed = parseUploadChecksum(header)
     if (!parsed.ok || parsed.value === undefined) throw new Error('parse failed')
@@ -130,7 +132,8 @@ describe('verifyChecksum', () => {
       await writeFile(path, body)
       const { createHash } = await import('node:crypto')
       const want = createHash('md5').update(body).digest()
-      const r = await verifyChecksum(createReadStream(path, { highWaterMark: 65_536 }), { algorithm: 'md5', digest: want })
+      const stream = createReadStream(path, { highWaterMark: 65_536 })
+      const r = await verifyChecksum(stream, { algorithm: 'md5', digest: want })
       expect(r.matches).toBe(true)
       expect(r.bytes).toBe(body.length)
       expect(r.digest.equals(want)).toBe(true)
@@ -143,7 +146,8 @@ describe('verifyChecksum', () => {
     }
   })
   test.each(algorithms)('%s over an async iterable of Uint8Arrays', async (a) => {
-    const r = await verifyChecksum(Readable.from([new Uint8Array([0x61]), new Uint8Array([0x62, 0x63])]), {
+    const body = Readable.from([new Uint8Array([0x61]), new Uint8Array([0x62, 0x63])])
+    const r = await verifyChecksum(body, {
       algorithm: a,
       digest: Buffer.from(ABC[a], 'hex'),
     })

@@ -20,7 +20,8 @@ describe('FERRY_CORS_ORIGINS', () => {
     expect(parseCorsOrigins(' NONE ')).toEqual({ mode: 'none' })
   })
   test('a list is normalised the way browsers serialise Origin, duplicates dropped', () => {
-    expect(parseCorsOrigins('https://App.Example.com, http://localhost:5173/,https://app.example.com:443')).toEqual({
+    const raw = 'https://App.Example.com, http://localhost:5173/,https://app.example.com:443'
+    expect(parseCorsOrigins(raw)).toEqual({
       mode: 'list',
       origins: ['https://app.example.com', 'http://localhost:5173'],
     })
@@ -41,7 +42,8 @@ describe('FERRY_CORS_ORIGINS', () => {
 
 describe('header lists', () => {
   test('preflight allows PATCH and every tus and IETF request header', () => {
-    expect(CORS_ALLOW_METHODS).toEqual(expect.arrayContaining(['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS', 'GET']))
+    const methods = ['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS', 'GET']
+    expect(CORS_ALLOW_METHODS).toEqual(expect.arrayContaining(methods))
     for (const h of [
       'Tus-Resumable', 'Upload-Length', 'Upload-Offset', 'Upload-Metadata', 'Upload-Defer-Length',
       'Upload-Concat', 'Upload-Checksum', 'X-HTTP-Method-Override', 'Content-Type', 'Authorization',
@@ -52,9 +54,11 @@ describe('header lists', () => {
   })
   test('answers expose Location, the Upload-* and Tus-* headers and the draft headers', () => {
     for (const h of [
-      'Location', 'Upload-Offset', 'Upload-Length', 'Upload-Expires', 'Upload-Metadata', 'Upload-Concat',
+      'Location', 'Upload-Offset', 'Upload-Length', 'Upload-Expires', 'Upload-Metadata',
+      'Upload-Concat',
       'Upload-Defer-Length', 'Tus-Version', 'Tus-Resumable', 'Tus-Max-Size', 'Tus-Extension',
-      'Tus-Checksum-Algorithm', 'Upload-Draft-Interop-Version', 'Upload-Complete', 'Upload-Limit', 'ETag',
+      'Tus-Checksum-Algorithm', 'Upload-Draft-Interop-Version', 'Upload-Complete', 'Upload-Limit',
+      'ETag',
     ]) {
       expect(CORS_EXPOSE_HEADERS).toContain(h)
     }
@@ -73,7 +77,9 @@ describe('policy: any origin (the default)', () => {
     expect(h['Access-Control-Allow-Origin']).toBe('*')
     expect(list(h['Access-Control-Allow-Methods'])).toContain('patch')
     expect(list(h['Access-Control-Allow-Headers'])).toEqual(
-      expect.arrayContaining(['upload-offset', 'tus-resumable', 'upload-checksum', 'upload-complete']),
+      expect.arrayContaining(
+        ['upload-offset', 'tus-resumable', 'upload-checksum', 'upload-complete'],
+      ),
     )
     expect(h['Access-Control-Max-Age']).toBe(String(CORS_MAX_AGE_SEC))
     expect(h['Access-Control-Allow-Credentials']).toBeUndefined()
@@ -83,7 +89,9 @@ describe('policy: any origin (the default)', () => {
     const h = p.responseHeaders('https://uppy.example')
     expect(h['Access-Control-Allow-Origin']).toBe('*')
     expect(list(h['Access-Control-Expose-Headers'])).toEqual(
-      expect.arrayContaining(['location', 'upload-offset', 'upload-length', 'upload-expires', 'tus-version']),
+      expect.arrayContaining(
+        ['location', 'upload-offset', 'upload-length', 'upload-expires', 'tus-version'],
+      ),
     )
     expect(h['Access-Control-Allow-Methods']).toBeUndefined()
     expect(h['Vary']).toBeUndefined()
@@ -105,7 +113,8 @@ describe('policy: a list of origins', () => {
     expect(act['Vary']).toBe('Origin')
   })
   test('letter case of the Origin does not matter, the echo is what the browser sent', () => {
-    expect(p.responseHeaders('https://APP.example.com')['Access-Control-Allow-Origin']).toBe('https://APP.example.com')
+    const h = p.responseHeaders('https://APP.example.com')
+    expect(h['Access-Control-Allow-Origin']).toBe('https://APP.example.com')
   })
   test.each([
     'https://evil.example',

@@ -415,8 +415,9 @@ const DEFAULT_ID = /^[A-Za-z0-9_-]{1,128}$/
  * `Upload-Concat`: `partial`, or `final;` followed by space-separated upload URLs ("Upload-Concat:
  * final;/files/a /files/b" in tus 1.0.0; tus-js-client sends absolute URLs). Each URL must name
  * an upload of this server: same scheme, host and port as one of `prefixes`, the path directly
- * under its path, no query or fragment. A partial named twice is refused: it would have to be
- * locked twice, and no client sends it.
+ * under its path, no query or fragment. The same partial may appear more than once (tus 1.0.x:
+ * "The same partial upload MAY be present multiple times in the Upload-Concat header"); the
+ * family locks each distinct id once.
  */
 export function parseUploadConcat(
   value: HeaderValue,
@@ -451,9 +452,6 @@ export function parseUploadConcat(
   for (const ref of refs) {
     const id = concatRefToId(ref, options.requestUrl, prefixes, isValidId)
     if (!id.ok) return id as Parsed<never>
-    if (ids.includes(id.value)) {
-      return fail('ERR_INVALID_CONCAT', H, `${H} names upload ${quote(id.value)} twice`)
-    }
     ids.push(id.value)
   }
   return ok({ kind: 'final', ids })
