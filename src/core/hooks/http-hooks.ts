@@ -12,7 +12,9 @@
  *
  * Wire format: `POST <url>`, `Content-Type: application/json`, headers `Ferry-Hook-Event` and
  * `Ferry-Hook-Delivery` (one id per event, the same on every retry, so a receiver can drop
- * duplicates: delivery is at-least-once), body `HookPayload`.
+ * duplicates: delivery is at-least-once), body `HookPayload`. With `concurrency` > 1 or after a
+ * retry, events may arrive out of order (a post-terminate before the post-finish of the same
+ * upload): receivers order by `time`.
  *
  * pre-create answers: 2xx allows, unless its JSON body is `{"reject": true, "status"?: 4xx,
  * "message"?: "…"}`; a 4xx answer (other than 408/429) rejects with that status and the body's
