@@ -401,7 +401,11 @@ export interface ConcatOptions {
    * (FERRY_PUBLIC_URL). A reference must resolve under one of them.
    */
   readonly prefixes: readonly string[]
-  /** The URL path-only references (`/files/a`) are resolved against: the request's own URL. */
+  /**
+   * What path-only references (`/files/a`) are resolved against: the URL as the client sees it,
+   * i.e. under FERRY_PUBLIC_URL when that is set (a proxy may have stripped a path prefix), else
+   * the request's own scheme, Host and path.
+   */
   readonly requestUrl: string
   /** Which ids may exist; the default is Ferry's generated-id alphabet, 1 to 128 characters. */
   readonly isValidId?: (id: string) => boolean
