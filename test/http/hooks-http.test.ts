@@ -410,6 +410,9 @@ describe('options', () => {
     expect(() => createHttpHooks({ url: 'http://x/', queueLimit: 0 })).toThrow(/queueLimit/)
     const fractional = { url: 'http://x/', attemptTimeoutMs: 1.5 }
     expect(() => createHttpHooks(fractional)).toThrow(/attemptTimeoutMs/)
+    const unbounded = { url: 'http://x/', concurrency: Infinity }
+    expect(() => createHttpHooks(unbounded)).toThrow(/concurrency/)
+    expect(() => createHttpHooks({ url: 'http://x/', maxAttempts: 0 })).toThrow(/maxAttempts/)
     expect(() => createHttpHooks({ url: 'not a url' })).toThrow()
   })
 })

@@ -175,7 +175,8 @@ export class HttpHooks {
     this.#attemptTimeoutMs = positive('attemptTimeoutMs', options.attemptTimeoutMs ?? 5000)
     this.#preCreateAttempts = positive('preCreateAttempts', options.preCreateAttempts ?? 2)
     this.#onUnavailable = options.onPreCreateUnavailable ?? 'reject'
-    this.#maxAttempts = positive('maxAttempts', options.maxAttempts ?? Infinity)
+    const maxAttempts = options.maxAttempts ?? Infinity
+    this.#maxAttempts = maxAttempts === Infinity ? Infinity : positive('maxAttempts', maxAttempts)
     this.#backoffBaseMs = positive('backoffBaseMs', options.backoffBaseMs ?? 500)
     this.#backoffMaxMs = positive('backoffMaxMs', options.backoffMaxMs ?? 30_000)
     this.#queueLimit = positive('queueLimit', options.queueLimit ?? 1000)
@@ -455,7 +456,7 @@ function describe(cause: unknown): string {
 }
 
 function positive(name: string, v: number): number {
-  if (!(v > 0) || (!Number.isInteger(v) && v !== Infinity)) {
+  if (!Number.isSafeInteger(v) || v <= 0) {
     throw new RangeError(`HttpHooks option ${name} must be a positive integer, got ${v}`)
   }
   return v
