@@ -6,16 +6,18 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 
-const LAYOUT_MODULE = 'src/core/storage/layout.js' // createLayout(root): the data directory's parts
-const CAS_MODULE = 'src/core/cas/cas-store.js' // CasStore#blobPath(key): one object's file
+// createLayout(root): the data directory's parts; CasStore#blobPath(key): one object's file.
+const LAYOUT_MODULE = 'src/core/storage/layout.js'
+const CAS_MODULE = 'src/core/cas/cas-store.js'
 
 async function ferryLayout (distDir) {
   const load = (m) => import(pathToFileURL(path.join(distDir, m)).href)
-  const [{ createLayout }, { CasStore }] = await Promise.all([load(LAYOUT_MODULE), load(CAS_MODULE)])
+  const [{ createLayout }, { CasStore }] = await Promise.all([LAYOUT_MODULE, CAS_MODULE].map(load))
   return (dataDir) => {
     const layout = createLayout(dataDir)
     // Never started: no lock, bus or log is touched by blobPath, which only joins paths.
-    const cas = new CasStore({ root: layout.cas, locker: null, bus: null, claimTtlMs: 1, log: null })
+    const cas = new CasStore({ root: layout.cas, locker: null, bus: null, claimTtlMs: 1,
+      log: null })
     return {
       casBlob: (sha256, size) => cas.blobPath({ sha256, size }),
       imageStoreFile: (rel) => path.join(layout.store, ...rel.split('/'))
@@ -33,5 +35,6 @@ export async function loadFerryLayout (distDir, fallbackDistDir) {
   for (const dir of [distDir, fallbackDistDir]) {
     if (dir && fs.existsSync(path.join(dir, CAS_MODULE))) return ferryLayout(dir)
   }
-  throw new Error(`no Ferry layout code (${CAS_MODULE}) under ${distDir} or ${fallbackDistDir}: build Ferry first`)
+  throw new Error(`no Ferry layout code (${CAS_MODULE}) under ${distDir} or ${fallbackDistDir}: ` +
+    'build Ferry first')
 }

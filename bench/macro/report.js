@@ -96,7 +96,9 @@ function compare (result, rows) {
     for (const run of result.runs) {
       if (!run.ok || run.server !== server) continue
       const r = run.rows.find((x) => x.row === row)
-      if (r) m.set(run.rep, r.commitMs ?? r.mbps ?? r.ups)
+      // The value the row's median is of: commit ms for e-*, else throughput (chunked rows also
+      // carry their commits' ms, which is not what they rank by).
+      if (r) m.set(run.rep, row.startsWith('e-') ? r.commitMs : (r.mbps ?? r.ups))
     }
     return m
   }
@@ -214,8 +216,10 @@ function compareRows (result) {
   const body = (result.summary.compare ?? []).map((c) => {
     const d = c.unit === 'MB/s' ? 1 : 0
     const faster = c.lowerIsBetter ? c.ratio < 1 : c.ratio > 1
+    // Repetitions that disagree on the side of 1 say the difference is inside the noise.
+    const split = c.repRatios.length > 1 && Math.min(...c.repRatios) < 1 && Math.max(...c.repRatios) > 1
     return [c.row, c.a, c.b, `${f1(c.valueA, d)} ${c.unit}`, `${f1(c.valueB, d)} ${c.unit}`, fx(c.ratio),
-      c.repRatios.map((x) => x.toFixed(2)).join(' '), fx(c.cpuRatio), faster ? 'faster' : 'slower']
+      c.repRatios.map((x) => x.toFixed(2)).join(' '), fx(c.cpuRatio), split ? 'noise (reps split)' : faster ? 'faster' : 'slower']
   })
   return { head, body }
 }

@@ -13,20 +13,23 @@ import { hashAndFsyncMs } from './verify.js'
 const MiB = 1024 * 1024
 const any = () => true
 const notTus = (sv) => sv.proto !== 'tus'
-const base = (rk, cfg) => ({ prefix: `bench/${rk.id}`, chunk: cfg.chunkBytes, conc: cfg.concurrency, count: cfg.files })
+const base = (rk, cfg) =>
+  ({ prefix: `bench/${rk.id}`, chunk: cfg.chunkBytes, conc: cfg.concurrency, count: cfg.files })
 
 export const SCENARIOS = {
   a: {
     what: 'one file as a single stream',
     runs: () => [{ id: 'a', kind: 'stream', can: any }],
-    steps: (rk, sv, cfg) => [{ row: rk.id, kind: 'stream', params: { ...base(rk, cfg), size: cfg.sizeBytes } }]
+    steps: (rk, sv, cfg) =>
+      [{ row: rk.id, kind: 'stream', params: { ...base(rk, cfg), size: cfg.sizeBytes } }]
   },
   b: {
     what: 'chunked, 1 and --parallel in flight',
     runs: (cfg) => {
       const seq = { id: 'b1', kind: 'chunked', parallel: 1, can: any }
       // tus has no parallel PATCHes to one upload: sequential only.
-      return cfg.parallel === 1 ? [seq] : [seq, { id: `b${cfg.parallel}`, kind: 'chunked', parallel: cfg.parallel, can: notTus }]
+      const par = { id: `b${cfg.parallel}`, kind: 'chunked', parallel: cfg.parallel, can: notTus }
+      return cfg.parallel === 1 ? [seq] : [seq, par]
     },
     steps: (rk, sv, cfg) => [{
       row: rk.id,
@@ -46,17 +49,20 @@ export const SCENARIOS = {
       { row: 'd-store', kind: 'shaman', params: { ...base(rk, cfg), expect: [204] } },
       // Ferry knows every file now and answers 208 before reading the body; the ceiling just
       // writes the file again.
-      { row: 'd-dedup', kind: 'shaman', params: { ...base(rk, cfg), expect: sv.proto === 'ferry' ? [208] : [204] } }
+      { row: 'd-dedup', kind: 'shaman',
+        params: { ...base(rk, cfg), expect: sv.proto === 'ferry' ? [208] : [204] } }
     ]
   },
   e: {
     what: 'commit time vs size',
     runs: () => [{ id: 'e', kind: 'commits', can: notTus }],
-    steps: (rk, sv, cfg) => [{ row: rk.id, kind: 'commits', params: { ...base(rk, cfg), sizes: cfg.commitSizes } }],
+    steps: (rk, sv, cfg) =>
+      [{ row: rk.id, kind: 'commits', params: { ...base(rk, cfg), sizes: cfg.commitSizes } }],
     async rows ({ rk, uploads, commits, dataDir, fileOf, bigData }) {
       const rows = []
       for (const [i, { size, commitNs }] of commits.entries()) {
-        const u = uploads.find((x) => x.size === size && x.path?.startsWith(`bench/${rk.id}/${size}/`)) ?? uploads[i]
+        const mine = (x) => x.size === size && x.path?.startsWith(`bench/${rk.id}/${size}/`)
+        const u = uploads.find(mine) ?? uploads[i]
         const y = await hashAndFsyncMs(dataDir, fileOf(u), bigData.subarray(0, size))
         rows.push({ row: `e-${size / MiB}MiB`, size, commitMs: commitNs / 1e6, ...y })
       }
@@ -65,7 +71,8 @@ export const SCENARIOS = {
   },
   f: {
     what: 'peak RSS, --rss-sessions chunked uploads at once',
-    runs: (cfg) => [{ id: 'f', kind: 'chunked', parallel: 1, sessions: cfg.rssSessions, can: any }],
+    runs: (cfg) =>
+      [{ id: 'f', kind: 'chunked', parallel: 1, sessions: cfg.rssSessions, can: any }],
     steps: (rk, sv, cfg) => [{
       row: rk.id,
       kind: 'chunked',

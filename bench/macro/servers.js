@@ -20,35 +20,50 @@ const rootDir = path.resolve(macroDir, '..', '..')
 
 function ferry (build, colors) {
   const n = build === 'a' ? 'ferry' : 'ferry-b'
-  const twin = (s) => (build === 'b' ? { comparesWith: `ferry-${s}` } : {})
   const of = build === 'a' ? '' : ' (build B, --ferry-main-b)'
+  const entry = (variant, color, more, what) => ({
+    name: `${n}-${variant}`,
+    proto: 'ferry',
+    build,
+    readyPath: '/healthz',
+    instances: 1,
+    color,
+    ...(build === 'b' ? { comparesWith: `ferry-${variant}` } : {}),
+    ...more,
+    what
+  })
   return [
-    { name: `${n}-embedded`, proto: 'ferry', build, readyPath: '/healthz', instances: 1, color: colors[0], ...twin('embedded'),
-      what: `Ferry${of}, embedded state` },
-    { name: `${n}-redis`, proto: 'ferry', build, readyPath: '/healthz', instances: 1, redis: true, color: colors[1], ...twin('redis'),
-      what: `Ferry${of} on a private redis-server (no persistence, own key prefix per run)` },
-    { name: `${n}-redis-x2`, proto: 'ferry', build, readyPath: '/healthz', instances: 2, redis: true, color: colors[2], ...twin('redis-x2'),
-      what: `two Ferry${of} instances sharing that Redis and one data directory` }
+    entry('embedded', colors[0], {}, `Ferry${of}, embedded state`),
+    entry('redis', colors[1], { redis: true },
+      `Ferry${of} on a private redis-server (no persistence, own key prefix per run)`),
+    entry('redis-x2', colors[2], { redis: true, instances: 2 },
+      `two Ferry${of} instances sharing that Redis and one data directory`)
   ]
+}
+
+/** The bench's own servers (macro/servers/): the minimal ceiling and the tus peer. */
+const own = (name, script, color, more, what) => {
+  const proto = script === 'tus.js' ? 'tus' : 'minimal'
+  return { name, proto, readyPath: '/healthz', instances: 1, script, color, ...more, what }
 }
 
 export const SERVERS = [
   ...ferry('a', ['#1f77b4', '#2ca02c', '#17becf']),
   ...ferry('b', ['#9467bd', '#8c564b', '#e377c2']),
-  { name: 'minimal', proto: 'minimal', readyPath: '/healthz', instances: 1, script: 'minimal.js', color: '#7f7f7f',
-    what: 'node:http writing bodies to files, no hash, no fsync: the ceiling' },
+  own('minimal', 'minimal.js', '#7f7f7f', {},
+    'node:http writing bodies to files, no hash, no fsync: the ceiling'),
   // The same server, fdatasync + directory fsync before answering a commit or whole-file PUT:
   // the ceiling for a server that, like Ferry, has the bytes on disk when it says 200.
-  { name: 'minimal-durable', proto: 'minimal', readyPath: '/healthz', instances: 1, script: 'minimal.js', env: { BENCH_FSYNC: '1' },
-    color: '#bcbd22', what: 'the same, fdatasync + directory fsync before a commit or whole PUT is answered' },
-  { name: 'tus', proto: 'tus', readyPath: '/healthz', instances: 1, script: 'tus.js', color: '#ff7f0e',
-    what: '@tus/server + @tus/file-store: the peer' }
+  own('minimal-durable', 'minimal.js', '#bcbd22', { env: { BENCH_FSYNC: '1' } },
+    'the same, fdatasync + directory fsync before a commit or whole PUT is answered'),
+  own('tus', 'tus.js', '#ff7f0e', {}, '@tus/server + @tus/file-store: the peer')
 ]
 
 export const SERVER_NAMES = SERVERS.map((s) => s.name)
 export const serverByName = (name) => SERVERS.find((s) => s.name === name)
 /** The servers a run picks when --servers is not given: build B only when it was named. */
-export const defaultServers = (withB) => SERVERS.filter((s) => withB || s.build !== 'b').map((s) => s.name)
+export const defaultServers = (withB) =>
+  SERVERS.filter((s) => withB || s.build !== 'b').map((s) => s.name)
 
 /** Where the minimal server keeps uploads: it mimics Ferry's layout (see its header). */
 const minimalLayout = (dataDir) => ({
@@ -71,14 +86,15 @@ export async function bindServers (names, mains) {
   }
   return new Map(names.map((name) => {
     const sv = serverByName(name)
-    const script = sv.proto === 'ferry' ? mains[sv.build] : path.join(macroDir, 'servers', sv.script)
-    const layoutOf = sv.proto === 'ferry' ? layouts[sv.build] : minimalLayout
+    const ferry = sv.proto === 'ferry'
+    const script = ferry ? mains[sv.build] : path.join(macroDir, 'servers', sv.script)
+    const layoutOf = ferry ? layouts[sv.build] : minimalLayout
     return [name, {
       ...sv,
       script,
       /** Environment of one instance: Ferry reads FERRY_*, the bench's own servers BENCH_*. */
       env ({ port, dataDir, redisUrl, redisPrefix }) {
-        const e = sv.proto === 'ferry'
+        const e = ferry
           ? { FERRY_HOST: '127.0.0.1', FERRY_PORT: String(port), FERRY_DATA_DIR: dataDir }
           : { BENCH_HOST: '127.0.0.1', BENCH_PORT: String(port), BENCH_DATA_DIR: dataDir }
         if (sv.redis) Object.assign(e, { REDIS_URL: redisUrl, FERRY_REDIS_PREFIX: redisPrefix })

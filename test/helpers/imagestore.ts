@@ -14,7 +14,10 @@ export function newSessionId(): string {
  * once the next chunk of session `id` holds its range reservation, before its bytes are written:
  * the moment a test races another request against it.
  */
-export function reservationGate(): { hooks: NonNullable<AppOptions['uploadHooks']>; next(id: string): Promise<void> } {
+export function reservationGate(): {
+  hooks: NonNullable<AppOptions['uploadHooks']>
+  next(id: string): Promise<void>
+} {
   const waiting = new Map<string, () => void>()
   const afterReserve = async (key: string) => {
     for (const [id, done] of waiting) {

@@ -1,4 +1,4 @@
-/** lakeFS staging requests as lakectl and the SDKs build them (treeverse/lakeFS, api/swagger.yml). */
+/** lakeFS staging requests as lakectl sends them (treeverse/lakeFS, api/swagger.yml). */
 
 /** `StagingLocation` of the lakeFS API: where to PUT the bytes, then what to link. */
 export interface StagingLocation {
@@ -11,6 +11,14 @@ export interface StagingLocation {
 export const basicAuth = (accessKeyId: string, secret: string): string =>
   `Basic ${Buffer.from(`${accessKeyId}:${secret}`).toString('base64')}`
 
-/** `GET` (address) and `PUT` (link) `…/staging/backing?path=` of one object; `query` starts with `&`. */
-export const stagingBackingUrl = (base: string, repo: string, branch: string, path: string, query = ''): string =>
-  `${base}/api/v1/repositories/${repo}/branches/${branch}/staging/backing?path=${encodeURIComponent(path)}${query}`
+/** `…/staging/backing?path=` of one object (GET: an address, PUT: link); `query` starts with &. */
+export function stagingBackingUrl(
+  base: string,
+  repo: string,
+  branch: string,
+  path: string,
+  query = '',
+): string {
+  const branchUrl = `${base}/api/v1/repositories/${repo}/branches/${branch}`
+  return `${branchUrl}/staging/backing?path=${encodeURIComponent(path)}${query}`
+}
