@@ -285,7 +285,7 @@ describe.each(makers)('state backend: $name', (maker) => {
     const b = await h.state.locker.tryAcquire(key, 300)
     expect(b).not.toBeNull()
     // Renewal keeps it past its first lifetime.
-    await new Promise((r) => setTimeout(r, 700))
+    await new Promise((r) => setTimeout(r, 700)) // over two lifetimes of 300 ms: the case
     expect(await h.state.locker.isHeld(key)).toBe(true)
     expect(b!.signal.aborted).toBe(false)
     await b!.release()

@@ -1,16 +1,17 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { createHash } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { SignJWT } from 'jose'
 import { makeSignedAddress, presignQuery } from '../../src/core/staging/signing.js'
 import { request, seededBytes, type Reply } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
-import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { nowSeconds, signJwt } from '../helpers/jwt.js'
+import { basicAuth, stagingBackingUrl, type StagingLocation } from '../helpers/staging.js'
+import { removeDir, startFerry, tempDir, writeConfig, type TestServer } from '../helpers/server.js'
 
 const SIGNING = 'test-signing-secret'
 const JWT_SECRET = 'test-jwt-secret'
-const BASIC = `Basic ${Buffer.from('AKIAFERRY:s3cr3t-key').toString('base64')}`
+const BASIC = basicAuth('AKIAFERRY', 's3cr3t-key')
 const LAKEFS = {
   signingSecret: SIGNING,
   jwtSecret: JWT_SECRET,
@@ -29,11 +30,7 @@ let srv: TestServer
 let ext: TestServer
 let cfgDir: string
 
-function configFile(name: string, lakefs: object): string {
-  const f = join(cfgDir, name)
-  writeFileSync(f, JSON.stringify({ lakefs }))
-  return f
-}
+const configFile = (name: string, lakefs: object): string => writeConfig(cfgDir, name, { lakefs })
 
 beforeAll(async () => {
   cfgDir = tempDir('ferry-lakefs-cfg-')
@@ -49,16 +46,9 @@ afterAll(async () => {
   removeDir(cfgDir)
 })
 
-interface StagingLocation {
-  physical_address: string
-  presigned_url: string | null
-  presigned_url_expiry?: number
-}
-
 const md5hex = (b: Buffer) => createHash('md5').update(b).digest('hex')
 const msg = (r: Reply) => r.json<{ message: string }>().message
-const backingUrl = (base: string, repo: string, branch: string, path: string, extra = '') =>
-  `${base}/api/v1/repositories/${repo}/branches/${branch}/staging/backing?path=${encodeURIComponent(path)}${extra}`
+const backingUrl = stagingBackingUrl
 
 async function getAddress(base: string, repo: string, branch: string, path: string, presign: boolean): Promise<StagingLocation> {
   const r = await request(backingUrl(base, repo, branch, path, presign ? '&presign=true' : ''), { headers: { Authorization: BASIC } })
@@ -155,8 +145,8 @@ describe('lakeFS service routes', () => {
 describe('authentication', () => {
   const cfg = (headers: Record<string, string>) => request(`${srv.url}/api/v1/config`, { headers })
   const jwt = (claims: Record<string, unknown>, secret = JWT_SECRET, alg = 'HS256') =>
-    new SignJWT(claims).setProtectedHeader({ alg }).sign(new TextEncoder().encode(secret))
-  const inOneHour = () => Math.floor(Date.now() / 1000) + 3600
+    signJwt(claims, { secret, alg })
+  const inOneHour = () => nowSeconds() + 3600
 
   test('basic auth: every configured key works; a bad secret, an unknown key or junk is 401', async () => {
     expect((await cfg({ Authorization: BASIC })).status).toBe(200)
@@ -341,6 +331,7 @@ describe('presigned PUT', () => {
     try {
       const loc = await getAddress(short.url, 'repo1', 'main', 'short.bin', true)
       // Valid through second `expiry`, refused from expiry+1: wait until then (≤ 2.1 s).
+      // Past the URL's expiry: the passing of time is the case under test.
       await new Promise((r) => setTimeout(r, (loc.presigned_url_expiry! + 1) * 1000 - Date.now() + 50))
       const r = await putPresigned(loc.presigned_url!, Buffer.from('late'))
       expect(r.status).toBe(403)

@@ -16,6 +16,7 @@ import { createLayout, type DataLayout } from '../../src/core/storage/layout.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, tempDir } from '../helpers/server.js'
+import { waitFor } from '../helpers/wait.js'
 
 const backends: { name: string; make(dir: string): Promise<StateBackend> }[] = [
   { name: 'redis', make: () => createRedisState(testRedisUrl(), uniquePrefix()) },
@@ -60,13 +61,7 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
     return s
   }
 
-  async function until(what: string, fn: () => Promise<boolean> | boolean): Promise<void> {
-    const end = Date.now() + 10_000
-    while (!(await fn())) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-      await new Promise((r) => setTimeout(r, 10))
-    }
-  }
+  const until = (what: string, fn: () => Promise<boolean> | boolean) => waitFor(what, fn, { timeoutMs: 10_000, everyMs: 10 })
 
   test('a start that passed the folder check before finalize removed the folder answers 404 and leaves no mapping', async () => {
     const sc = '0a1b'
