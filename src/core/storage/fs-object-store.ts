@@ -8,7 +8,7 @@
  * folder on the same filesystem, so the rename and the link are atomic.
  */
 import {
-  chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readlink, rename, rm, rmdir, stat, symlink, utimes, writeFile,
+  chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readlink, rename, rm, rmdir, stat, symlink, utimes, writeFile,
 } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import { Readable } from 'node:stream'
@@ -140,16 +140,28 @@ export class FsObjectStore implements ObjectStore, LocalPaths, Toucher, HardLink
     const { folder } = checkObjectPrefix(prefix)
     const base = folder.length === 0 ? this.#root : resolveUnder(this.#root, folder)
     const baseKey = folder.length === 0 ? '' : `${folder.join('/')}/`
+    if (opts.delimiter === true) {
+      // One level: one readdir, no stat (a folder of 100,000 files lists in one call).
+      const entries = await readdir(base, { withFileTypes: true }).catch((err: unknown) => {
+        if (isAbsent(err)) return []
+        throw err
+      })
+      for (const e of entries) {
+        const key = baseKey + e.name
+        if (!key.startsWith(prefix)) continue
+        if (e.isFile()) yield { kind: 'object', key }
+        else if (e.isDirectory()) yield { kind: 'prefix', key: `${key}/` }
+      }
+      return
+    }
     // Enter only folders that can hold matching keys.
     const skip = (_: string, rel: string) => {
       const key = baseKey + rel
       return !key.startsWith(prefix) && !prefix.startsWith(`${key}/`)
     }
-    for await (const e of walkTree(base, { skip: (n, rel) => skip(n, rel) || (opts.delimiter === true && rel.includes('/')) })) {
+    for await (const e of walkTree(base, { skip })) {
       const key = baseKey + e.rel
-      if (!key.startsWith(prefix)) continue
-      if (e.dirent.isFile()) yield { kind: 'object', key }
-      else if (opts.delimiter === true && e.dirent.isDirectory()) yield { kind: 'prefix', key: `${key}/` }
+      if (e.dirent.isFile() && key.startsWith(prefix)) yield { kind: 'object', key }
     }
   }
 
