@@ -5,6 +5,7 @@
  * the whole new one; a crash leaves at most a temp file for the sweeper.
  */
 import { writeFile } from 'node:fs/promises'
+import { UploadError } from '../errors.js'
 import { publishFile } from './files.js'
 import type { ObjectStore, PutMode } from './object-store.js'
 import { removeIfPresent } from './remove.js'
@@ -41,4 +42,21 @@ export async function putSmallObject(store: ObjectStore, key: string, data: stri
     await removeIfPresent(w.tempPath)
     throw err
   }
+}
+
+/**
+ * The whole text of a small object (a sidecar, an entry), or null when there is none. Callers
+ * keep these objects small: the bytes are held in memory.
+ */
+export async function readSmallObject(store: ObjectStore, key: string): Promise<string | null> {
+  let stream
+  try {
+    stream = await store.get(key)
+  } catch (err) {
+    if (err instanceof UploadError && err.code === 'ERR_NOT_FOUND') return null
+    throw err
+  }
+  const parts: Buffer[] = []
+  for await (const c of stream as AsyncIterable<Buffer>) parts.push(c)
+  return Buffer.concat(parts).toString('utf8')
 }
