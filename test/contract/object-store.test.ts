@@ -10,7 +10,9 @@ import type { Readable } from 'node:stream'
 import {
   capabilitiesOf,
   FsObjectStore,
+  hasAppendable,
   hasAtomicFolders,
+  hasFolderSync,
   hasHardLinkSnapshots,
   hasLocalPaths,
   hasSymlinkTrees,
@@ -41,7 +43,7 @@ interface Maker {
 const makers: Maker[] = [
   {
     name: 'FsObjectStore',
-    capabilities: ['LocalPaths', 'Toucher', 'HardLinkSnapshots', 'AtomicFolders', 'SymlinkTrees'],
+    capabilities: ['LocalPaths', 'Toucher', 'HardLinkSnapshots', 'FolderSync', 'Appendable', 'AtomicFolders', 'SymlinkTrees'],
     async make() {
       const dir = tempDir('ferry-objects-')
       const root = join(dir, 'store')
@@ -263,7 +265,27 @@ describe.each(makers)('object store: $name', (maker) => {
       expect((await readAll(await s.get(snap.key))).toString()).toBe('v1')
       await expect(s.snapshot(key, snap.key)).rejects.toMatchObject({ code: 'ERR_ALREADY_EXISTS' })
       await expect(s.snapshot(k('missing'), k('snap2'))).rejects.toMatchObject({ code: 'ERR_NOT_FOUND' })
-      await s.syncFolderOf(snap.key)
+    }
+    if (hasFolderSync(s)) {
+      const key = k('synced')
+      await s.put(key, m.temp('s'), { mode: 'overwrite' })
+      await s.delete(key)
+      await s.syncFolderOf(key)
+      expect(await s.head(key)).toBeNull()
+    }
+    if (hasAppendable(s)) {
+      const key = k('log.csv')
+      const log = await s.openAppend(key)
+      await log.append('one\n')
+      await log.append(Buffer.from('two\nthr'))
+      await log.close()
+      expect((await readAll(await s.get(key))).toString()).toBe('one\ntwo\nthr')
+      await s.truncate(key, 8)
+      expect((await readAll(await s.get(key))).toString()).toBe('one\ntwo\n')
+      const again = await s.openAppend(key)
+      await again.append('four\n')
+      await again.close()
+      expect((await readAll(await s.get(key))).toString()).toBe('one\ntwo\nfour\n')
     }
     if (hasAtomicFolders(s)) {
       const top = `f-${randomUUID()}`

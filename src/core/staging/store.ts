@@ -29,7 +29,7 @@ import type { HashPool } from '../hashing/hash-pool.js'
 import { checkRelativePath, type PathRules } from '../paths.js'
 import { putSmallObject, readSmallObject } from '../storage/atomic.js'
 import { fsStoreOf, type DataLayout } from '../storage/layout.js'
-import type { HardLinkSnapshots, LocalPaths, ObjectStore } from '../storage/object-store.js'
+import type { FolderSync, HardLinkSnapshots, LocalPaths, ObjectStore } from '../storage/object-store.js'
 import type { UploadService } from '../uploads/uploads.js'
 import { checkPresigned, makeSignedAddress, presignQuery, SIGNED_ADDRESS_RE, verifySignedAddress, type PresignRefusal } from './signing.js'
 
@@ -79,7 +79,7 @@ const etagOf = (d: Digests) => d.etag ?? `${d.ino}:${d.size}:${d.mtimeNs}`
  * What staging needs of its ObjectStore: hard-link snapshots (a linked object keeps the bytes
  * it was checked against) and local paths (the hash pool reads a snapshot by path).
  */
-export type StagingObjects = ObjectStore & HardLinkSnapshots & LocalPaths
+export type StagingObjects = ObjectStore & HardLinkSnapshots & FolderSync & LocalPaths
 
 export interface NewAddress {
   /** `<storage namespace>/data/<partition>/<id>,<sig>` */

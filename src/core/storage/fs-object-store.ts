@@ -17,6 +17,9 @@ import { resolveUnder } from '../paths.js'
 import { isAbsent, isExists, isNotFound } from './errno.js'
 import { fsyncDir, publishFile } from './files.js'
 import {
+  type Appendable,
+  type AppendHandle,
+  type FolderSync,
   checkObjectKey,
   checkObjectPrefix,
   checkObjectRange,
@@ -56,7 +59,8 @@ function infoOf(key: string, st: { size: bigint; ino: bigint; mtimeNs: bigint; m
   return { key, size: Number(st.size), mtimeMs: Number(st.mtimeMs), etag: `${st.ino}:${st.size}:${st.mtimeNs}` }
 }
 
-export class FsObjectStore implements ObjectStore, LocalPaths, Toucher, HardLinkSnapshots, AtomicFolders, SymlinkTrees {
+export class FsObjectStore
+  implements ObjectStore, LocalPaths, Toucher, HardLinkSnapshots, FolderSync, Appendable, AtomicFolders, SymlinkTrees {
   readonly #root: string
   readonly #temps: TempFiles
 
@@ -104,7 +108,9 @@ export class FsObjectStore implements ObjectStore, LocalPaths, Toucher, HardLink
     try {
       fh = await open(path, 'r')
     } catch (err) {
-      if (isAbsent(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') throw new UploadError('ERR_NOT_FOUND', 'no such object', { cause: err })
+      // ENOTDIR (a file where the key needs a folder) stays an errno error: a broken layout,
+      // not a missing object (head, which only looks, answers null for it).
+      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') throw new UploadError('ERR_NOT_FOUND', 'no such object', { cause: err })
       throw err
     }
     try {
@@ -224,8 +230,35 @@ export class FsObjectStore implements ObjectStore, LocalPaths, Toucher, HardLink
     return infoOf(to, await stat(target, { bigint: true }))
   }
 
+  // ---- FolderSync ----
+
   async syncFolderOf(key: string): Promise<void> {
     await fsyncDir(dirname(this.#path(key)))
+  }
+
+  // ---- Appendable ----
+
+  async openAppend(key: string): Promise<AppendHandle> {
+    const path = this.#path(key)
+    await mkdir(dirname(path), { recursive: true })
+    const fh = await open(path, 'a')
+    return {
+      append: async (data) => {
+        await fh.appendFile(data)
+        await fh.datasync()
+      },
+      close: () => fh.close(),
+    }
+  }
+
+  async truncate(key: string, bytes: number): Promise<void> {
+    const fh = await open(this.#path(key), 'r+')
+    try {
+      await fh.truncate(bytes)
+      await fh.datasync()
+    } finally {
+      await fh.close()
+    }
   }
 
   // ---- AtomicFolders ----
@@ -316,4 +349,16 @@ export class FsObjectStore implements ObjectStore, LocalPaths, Toucher, HardLink
       yield { link: baseKey + e.rel, target: into.keyOfLocalPath(resolve(dirname(e.path), target)) }
     }
   }
+}
+
+/**
+ * The filesystem identity inside an FsObjectStore etag (`<ino>:<size>:<mtimeNs>`) as fs.Stats
+ * numbers (mtimeMs computed as Node computes it), or null for an etag of another store. For
+ * records that stored this identity before there were etags (bulk-ingest journal entries).
+ */
+export function fsIdentityOf(etag: string): { ino: number; size: number; mtimeMs: number } | null {
+  const m = /^(\d+):(\d+):(\d+)$/.exec(etag)
+  if (m === null) return null
+  const ns = BigInt(m[3]!)
+  return { ino: Number(m[1]), size: Number(m[2]), mtimeMs: Number(ns / 1_000_000_000n) * 1e3 + Number(ns % 1_000_000_000n) / 1e6 }
 }

@@ -85,7 +85,7 @@ export interface ObjectStore {
   head(key: string): Promise<ObjectInfo | null>
   /**
    * A stream of the object's bytes, or of `range` of them. ERR_NOT_FOUND when there is no
-   * object, ERR_INVALID_RANGE for a malformed range, ERR_RANGE_NOT_SATISFIABLE for one that
+   * object (a folder is none), ERR_INVALID_RANGE for a malformed range, ERR_RANGE_NOT_SATISFIABLE for one that
    * reaches past the end. The stream reads the object as it was when get answered.
    */
   get(key: string, range?: ObjectRange): Promise<Readable>
@@ -127,11 +127,34 @@ export interface HardLinkSnapshots {
   /**
    * Makes `to` a second name of the object `from` (the same bytes, not a copy). ERR_NOT_FOUND
    * when `from` has none, ERR_ALREADY_EXISTS when `to` is taken. Answers the snapshot's info.
-   * Not yet durable: the caller fsyncs with `syncFolderOf` once it decides to keep it.
+   * Not yet durable: a caller that keeps it makes it so with FolderSync.
    */
   snapshot(from: string, to: string): Promise<ObjectInfo>
-  /** Makes the names in `key`'s folder durable (after snapshots, renames). */
+}
+
+/**
+ * A store whose deletes and snapshots are not durable by themselves (a filesystem: an unlink or
+ * link lives in its folder until that is fsynced). put and the folder operations sync on their
+ * own; a caller that must order a delete before a later step (bulk ingest removes a source,
+ * then its journal entry) syncs in between.
+ */
+export interface FolderSync {
+  /** Makes every name change in the folder holding `key` durable. */
   syncFolderOf(key: string): Promise<void>
+}
+
+/** Appends in place, each one durable when it answers: a log (the bulk-ingest mapping). */
+export interface Appendable {
+  /** Opens `key` for appends, creating an empty object if there is none. */
+  openAppend(key: string): Promise<AppendHandle>
+  /** Cuts `key` to its first `bytes` bytes, durably (a torn last line after a crash). */
+  truncate(key: string, bytes: number): Promise<void>
+}
+
+export interface AppendHandle {
+  /** Writes `data` at the end and makes it durable (fdatasync) before answering. */
+  append(data: string | Uint8Array): Promise<void>
+  close(): Promise<void>
 }
 
 /** Folders as things of their own, removed in one atomic step (ImageStore delete and listings). */
@@ -193,7 +216,13 @@ export function hasToucher<S extends ObjectStore>(s: S): s is S & Toucher {
   return has(s, 'touch')
 }
 export function hasHardLinkSnapshots<S extends ObjectStore>(s: S): s is S & HardLinkSnapshots {
-  return has(s, 'snapshot', 'syncFolderOf')
+  return has(s, 'snapshot')
+}
+export function hasFolderSync<S extends ObjectStore>(s: S): s is S & FolderSync {
+  return has(s, 'syncFolderOf')
+}
+export function hasAppendable<S extends ObjectStore>(s: S): s is S & Appendable {
+  return has(s, 'openAppend', 'truncate')
 }
 export function hasAtomicFolders<S extends ObjectStore>(s: S): s is S & AtomicFolders {
   return has(s, 'hasFolder', 'removeFolder')
@@ -208,6 +237,8 @@ export function capabilitiesOf(s: ObjectStore): string[] {
   if (hasLocalPaths(s)) out.push('LocalPaths')
   if (hasToucher(s)) out.push('Toucher')
   if (hasHardLinkSnapshots(s)) out.push('HardLinkSnapshots')
+  if (hasFolderSync(s)) out.push('FolderSync')
+  if (hasAppendable(s)) out.push('Appendable')
   if (hasAtomicFolders(s)) out.push('AtomicFolders')
   if (hasSymlinkTrees(s)) out.push('SymlinkTrees')
   return out

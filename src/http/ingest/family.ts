@@ -79,7 +79,7 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
     // dsp-ingest takes the project semaphore before it looks at the file name: 409 beats 400.
     await ingest.assertIdle(sc)
     const file = decode(rawFile, "Path variable: 'filename''")
-    let target: { relPath: string; fullPath: string }
+    let target: { relPath: string }
     try {
       target = ingest.uploadTarget(sc, file)
     } catch (err) {
@@ -99,7 +99,7 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
       await body.done
       // The bytes streamed without the lock; only the publish (a rename) needs it, so concurrent
       // uploads to one project do not refuse each other, and none lands while an ingest runs.
-      await ingest.withPublishLock(sc, () => engine.uploads.publish(got.tempPath, target.fullPath, { overwrite: true }))
+      await ingest.withPublishLock(sc, () => ingest.publishUpload(sc, target.relPath, got.tempPath))
     } catch (err) {
       await engine.uploads.discard(got.tempPath)
       const code = (err as NodeJS.ErrnoException).code
@@ -111,6 +111,7 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
       }
       throw err
     }
+    await engine.uploads.discard(got.tempPath) // published (the temp file is gone): forget it
     ctx.log.info({ project: sc, file: target.relPath, bytes: got.bytes, sha256: got.digests.sha256 }, 'bulk-ingest file uploaded')
     sendJson(ctx.res, 200, { status: 'ok' })
   }
