@@ -74,7 +74,7 @@ export function checkCasKey(key: CasKey): void {
 
 const idOf = (k: CasKey) => `${k.sha256}:${k.size}`
 
-/** The object key of a blob: `<sha[0:2]>/<sha[2:]>/<size>.blob` (the on-disk layout since the start). */
+/** The object key of a blob: `<sha[0:2]>/<sha[2:]>/<size>.blob` (the on-disk layout). */
 export function blobKey(k: CasKey): string {
   return `${k.sha256.slice(0, 2)}/${k.sha256.slice(2)}/${k.size}.blob`
 }
@@ -105,7 +105,9 @@ export class CasStore {
 
   constructor(options: CasStoreOptions) {
     this.#o = options
-    if (options.objects === undefined && options.root === undefined) throw new TypeError('CasStore needs objects or root')
+    if (options.objects === undefined && options.root === undefined) {
+      throw new TypeError('CasStore needs objects or root')
+    }
     this.objects = options.objects ?? fsStoreOf(options.root!)
     // Keep `max` small: lru-cache preallocates its arrays for `max` entries, and in a bisection
     // harness an idle cache of 100,000 slots raised the CPU cost of every upload in the process

@@ -168,7 +168,11 @@ function checkoutsOf(o: CheckoutOptions): CheckoutObjects {
  * ancestor folder that carries CHECKOUT_MARK, an ancestor another request (on any instance) is
  * creating right now (its lock is held), or a file or symlink where a folder is needed.
  */
-async function checkAncestors(o: CheckoutOptions, tree: CheckoutObjects, segs: readonly string[]): Promise<void> {
+async function checkAncestors(
+  o: CheckoutOptions,
+  tree: CheckoutObjects,
+  segs: readonly string[],
+): Promise<void> {
   let onDisk = true
   for (let i = 1; i < segs.length; i++) {
     const rel = segs.slice(0, i).join('/')
@@ -181,7 +185,10 @@ async function checkAncestors(o: CheckoutOptions, tree: CheckoutObjects, segs: r
       onDisk = false
       continue
     }
-    if (kind !== 'folder') throw new UploadError('ERR_ALREADY_EXISTS', `"${rel}" is a file, not a folder; a checkout cannot be made inside it`)
+    if (kind !== 'folder') {
+      const msg = `"${rel}" is a file, not a folder; a checkout cannot be made inside it`
+      throw new UploadError('ERR_ALREADY_EXISTS', msg)
+    }
     if (await isMarked(tree, rel)) {
       throw new UploadError('ERR_ALREADY_EXISTS', `"${rel}" is a checkout; a checkout cannot be made inside another`)
     }
@@ -248,7 +255,10 @@ export async function createPlannedCheckout(o: CheckoutOptions, checkoutPath: st
     const there = await tree.entryKind(rel).catch(() => null)
     if (there !== null) {
       const isCheckout = there === 'folder' && (await isMarked(tree, rel))
-      throw new UploadError('ERR_ALREADY_EXISTS', isCheckout || there !== 'folder' ? 'checkout already exists' : 'this path holds other checkouts; a checkout cannot contain another')
+      const msg = isCheckout || there !== 'folder'
+        ? 'checkout already exists'
+        : 'this path holds other checkouts; a checkout cannot contain another'
+      throw new UploadError('ERR_ALREADY_EXISTS', msg)
     }
     try {
       building = await tree.beginTree(rel)

@@ -125,7 +125,11 @@ export class FileListPool {
    */
   async lookUp(objects: LocalPaths, files: PackedFiles, touch: boolean): Promise<Uint8Array> {
     if (files.count === 0) return new Uint8Array(0)
-    const r = await this.#call({ op: 'touch', root: objects.localPath(''), shas: files.shas.slice(), sizes: files.sizes.slice(), count: files.count, touch }, [])
+    const root = objects.localPath('')
+    const { count } = files
+    const shas = files.shas.slice()
+    const sizes = files.sizes.slice()
+    const r = await this.#call({ op: 'touch', root, shas, sizes, count, touch }, [])
     if (!r.ok) throw new UploadError(r.error.code, r.error.message)
     if (!('found' in r)) throw new UploadError('ERR_IO', 'unexpected worker answer')
     return r.found

@@ -41,7 +41,8 @@ function run(msg: FileListRequest): { reply: FileListReply; transfer: ArrayBuffe
   const found = new Uint8Array(msg.count)
   const now = new Date()
   for (let i = 0; i < msg.count; i++) {
-    if (probeFileSync(blobPath(msg.root, msg.shas, msg.sizes, i), msg.touch ? now : undefined)) found[i] = 1
+    const path = blobPath(msg.root, msg.shas, msg.sizes, i)
+    if (probeFileSync(path, msg.touch ? now : undefined)) found[i] = 1
   }
   return { reply: { id: msg.id, ok: true, found }, transfer: [found.buffer] }
 }

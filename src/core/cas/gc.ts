@@ -23,7 +23,8 @@ import type { Locker } from '../state/types.js'
 import { fsStoreOf } from '../storage/layout.js'
 import type { ObjectStore, SymlinkTrees } from '../storage/object-store.js'
 import { TreeChangedError } from '../storage/walk.js'
-import { casKeyOfBlob, GC_LOCK_KEY, type CasKey, type CasObjects, type CasStore } from './cas-store.js'
+import { casKeyOfBlob, GC_LOCK_KEY, type CasKey, type CasObjects } from './cas-store.js'
+import type { CasStore } from './cas-store.js'
 
 export interface GcOptions {
   readonly cas: CasStore
@@ -54,8 +55,10 @@ export interface GcResult {
 }
 
 /** Every blob of the store with its mtime, by object key. */
-async function scanStore(objects: CasObjects): Promise<Map<string, { key: CasKey; mtimeMs: number }>> {
-  const out = new Map<string, { key: CasKey; mtimeMs: number }>()
+type Scanned = Map<string, { key: CasKey; mtimeMs: number }>
+
+async function scanStore(objects: CasObjects): Promise<Scanned> {
+  const out: Scanned = new Map()
   for await (const e of objects.list('')) {
     const key = casKeyOfBlob(e.key)
     if (e.kind !== 'object' || key === null) continue
@@ -66,7 +69,10 @@ async function scanStore(objects: CasObjects): Promise<Map<string, { key: CasKey
 }
 
 /** Blob keys that some checkout symlink points at, and how many symlinks there are. */
-async function walkCheckouts(checkouts: SymlinkTrees, objects: CasObjects): Promise<{ used: Set<string>; symlinks: number }> {
+async function walkCheckouts(
+  checkouts: SymlinkTrees,
+  objects: CasObjects,
+): Promise<{ used: Set<string>; symlinks: number }> {
   const used = new Set<string>()
   let symlinks = 0
   for await (const l of checkouts.links('', objects)) {
@@ -85,7 +91,8 @@ export async function collectGarbage(o: GcOptions): Promise<GcResult> {
   try {
     const cutoff = (o.nowMs ?? Date.now()) - o.maxAgeMs
     const objects = o.cas.objects
-    const checkouts = o.checkouts ?? (o.checkoutsRoot !== undefined ? fsStoreOf(o.checkoutsRoot) : null)
+    const root = o.checkoutsRoot
+    const checkouts = o.checkouts ?? (root !== undefined ? fsStoreOf(root) : null)
     if (checkouts === null) throw new TypeError('collectGarbage needs checkouts or checkoutsRoot')
     const blobs = await scanStore(objects)
     result.blobs = blobs.size

@@ -38,7 +38,9 @@ import type { Lock, Locker } from '../state/types.js'
 import { putSmallObject, readSmallObject } from '../storage/atomic.js'
 import { fsIdentityOf } from '../storage/fs-object-store.js'
 import { fsStoreOf, type DataLayout } from '../storage/layout.js'
-import type { Appendable, AtomicFolders, FolderSync, LocalPaths, ObjectInfo, ObjectStore } from '../storage/object-store.js'
+import type {
+  Appendable, AtomicFolders, FolderSync, LocalPaths, ObjectInfo, ObjectStore,
+} from '../storage/object-store.js'
 import { removeIfPresent } from '../storage/remove.js'
 import { TempFiles } from '../storage/temp-files.js'
 import { checkUploadPath, csvField, extensionOf, isSupported, MAPPING_HEADER, newAssetId } from './names.js'
@@ -52,7 +54,10 @@ export type IngestObjects = ObjectStore & LocalPaths & Appendable & FolderSync &
 
 export interface BulkIngestOptions {
   readonly layout: DataLayout
-  /** Keys `<sc>/import/…`, `<sc>/mapping-<sc>.csv`, `<sc>/assets/…`, `<sc>/journal/…` (default: the layout's ingest/). */
+  /**
+   * Keys `<sc>/import/…`, `<sc>/mapping-<sc>.csv`, `<sc>/assets/…`, `<sc>/journal/…` (default:
+   * the layout's ingest/).
+   */
   readonly objects?: IngestObjects
   readonly locker: Locker
   readonly pool: IngestPool
@@ -116,7 +121,10 @@ function stopped(signal: AbortSignal): void {
 export class BulkIngestService {
   readonly #o: BulkIngestOptions
   readonly #objects: IngestObjects
-  /** Temp files (`i-<uuid>.part`) live in `<dataDir>/tmp/` (same filesystem); the sweeper removes strays of a crash. */
+  /**
+   * Temp files (`i-<uuid>.part`) live in `<dataDir>/tmp/` (same filesystem); the sweeper removes
+   * strays of a crash.
+   */
   readonly #temps: TempFiles
   readonly #closing = new AbortController()
   /** Background runs started on this instance (ingest or finalize), so close() can wait for them. */
@@ -160,7 +168,10 @@ export class BulkIngestService {
     if (await this.#o.locker.isHeld(this.#jobKey(sc))) throw conflict(sc)
   }
 
-  /** Where an upload of `file` lands, relative to the import folder; throws ERR_INVALID_PATH / ERR_PATH_TOO_LONG. */
+  /**
+   * Where an upload of `file` lands, relative to the import folder; throws ERR_INVALID_PATH /
+   * ERR_PATH_TOO_LONG.
+   */
   uploadTarget(_sc: string, file: string): { readonly relPath: string } {
     return { relPath: checkUploadPath(file).join('/') }
   }
@@ -293,7 +304,10 @@ export class BulkIngestService {
     const lock = await this.#acquire(sc)
     try {
       const text = await readSmallObject(this.#objects, this.mappingPath(sc))
-      if (text === null) throw new UploadError('ERR_NOT_FOUND', `no mapping for project ${sc}`, { details: { id: sc, type: 'project' } })
+      if (text === null) {
+        const details = { id: sc, type: 'project' }
+        throw new UploadError('ERR_NOT_FOUND', `no mapping for project ${sc}`, { details })
+      }
       const end = text.lastIndexOf('\n') // a torn last line (crash mid-append) is not shown
       return end < 0 ? MAPPING_HEADER : text.slice(0, end)
     } finally {
@@ -373,7 +387,8 @@ export class BulkIngestService {
     const top = `${this.importDir(sc)}/`
     for await (const e of this.#objects.list(top)) {
       const r = e.key.slice(top.length)
-      if (e.kind !== 'object' || r.split('/').some((n) => n.startsWith('.'))) continue // hidden, as dsp-ingest skips them
+      // Hidden names are skipped, as dsp-ingest skips them.
+      if (e.kind !== 'object' || r.split('/').some((n) => n.startsWith('.'))) continue
       if (isSupported(r.slice(r.lastIndexOf('/') + 1))) files.push(r)
       else {
         skipped++
@@ -402,11 +417,13 @@ export class BulkIngestService {
   }
 
   #journalPath(sc: string, rel: string): string {
-    return `${this.#journalDir(sc)}/${createHash('sha256').update(rel).digest('hex').slice(0, 40)}.json`
+    const name = createHash('sha256').update(rel).digest('hex').slice(0, 40)
+    return `${this.#journalDir(sc)}/${name}.json`
   }
 
   #assetFiles(sc: string, id: string, ext: string) {
-    const dir = `${this.assetsDir(sc)}/${id.slice(0, 2).toLowerCase()}/${id.slice(2, 4).toLowerCase()}`
+    const lower = id.toLowerCase()
+    const dir = `${this.assetsDir(sc)}/${lower.slice(0, 2)}/${lower.slice(2, 4)}`
     const derivative = `${id}.${ext}`
     return {
       derivativeName: derivative,
@@ -436,7 +453,8 @@ export class BulkIngestService {
     }
     if (entry === null) {
       const name = rel.slice(rel.lastIndexOf('/') + 1)
-      entry = { file: rel, id: newAssetId(), ext: extensionOf(name) ?? 'bin', etag: st.etag, ...fsIdentityOf(st.etag) }
+      const ext = extensionOf(name) ?? 'bin'
+      entry = { file: rel, id: newAssetId(), ext, etag: st.etag, ...fsIdentityOf(st.etag) }
       await this.#writeAtomic(jPath, JSON.stringify(entry))
     }
     const a = this.#assetFiles(sc, entry.id, entry.ext)
@@ -492,7 +510,9 @@ export class BulkIngestService {
    */
   async #settleJournal(sc: string, mapped: Set<string>, log: Logger, keepLive: boolean): Promise<void> {
     const names: string[] = []
-    for await (const e of this.#objects.list(`${this.#journalDir(sc)}/`, { delimiter: true })) if (e.kind === 'object') names.push(e.key)
+    for await (const e of this.#objects.list(`${this.#journalDir(sc)}/`, { delimiter: true })) {
+      if (e.kind === 'object') names.push(e.key)
+    }
     let settled = 0
     for (const jPath of names) {
       const entry = await this.#readJournal(jPath)
@@ -525,7 +545,8 @@ export class BulkIngestService {
 
   /** Writes a small object whole and renames it into place (fsync file, rename, fsync dir). */
   async #writeAtomic(target: string, text: string): Promise<void> {
-    await putSmallObject(this.#objects, target, text, { tempPath: this.#temps.ingestPath(), overwrite: true })
+    const tempPath = this.#temps.ingestPath()
+    await putSmallObject(this.#objects, target, text, { tempPath, overwrite: true })
   }
 
   async #readJournal(key: string): Promise<JournalEntry | null> {
@@ -574,7 +595,8 @@ function parseJournal(text: string | null): JournalEntry | null {
   try {
     const o = JSON.parse(text) as Partial<JournalEntry>
     if (typeof o.file !== 'string' || typeof o.id !== 'string' || typeof o.ext !== 'string') return null
-    const legacy = typeof o.ino === 'number' && typeof o.size === 'number' && typeof o.mtimeMs === 'number'
+    const legacy =
+      typeof o.ino === 'number' && typeof o.size === 'number' && typeof o.mtimeMs === 'number'
     if (typeof o.etag !== 'string' && !legacy) return null
     return o as JournalEntry
   } catch {

@@ -29,7 +29,9 @@ import type { HashPool } from '../hashing/hash-pool.js'
 import { checkRelativePath, type PathRules } from '../paths.js'
 import { putSmallObject, readSmallObject } from '../storage/atomic.js'
 import { fsStoreOf, type DataLayout } from '../storage/layout.js'
-import type { FolderSync, HardLinkSnapshots, LocalPaths, ObjectStore } from '../storage/object-store.js'
+import type {
+  FolderSync, HardLinkSnapshots, LocalPaths, ObjectStore,
+} from '../storage/object-store.js'
 import type { UploadService } from '../uploads/uploads.js'
 import { checkPresigned, makeSignedAddress, presignQuery, SIGNED_ADDRESS_RE, verifySignedAddress, type PresignRefusal } from './signing.js'
 
@@ -114,7 +116,7 @@ export interface LinkInput {
 export interface StagingStoreOptions {
   readonly config: LakeFsConfig
   readonly layout: DataLayout
-  /** Keys `<repo>/data/…`, `<repo>/blobs/…`, `<repo>/branches/…` (default: the layout's staging/). */
+  /** Keys `<repo>/data/…`, `<repo>/blobs/…`, `<repo>/branches/…` (default: layout's staging/). */
   readonly objects?: StagingObjects
   readonly uploads: UploadService
   readonly pool: HashPool
@@ -234,7 +236,8 @@ export class StagingStore {
     let digests: { md5: string; sha256: string } | null = null
     if (relative !== null) {
       blob = `blobs/${randomUUID().slice(0, 2)}/${randomUUID()}`
-      digests = await this.#snapshot(this.#dataKey(repo.name, relative), `${repo.name}/${blob}`, input.sizeBytes, checksum)
+      const dataKey = this.#dataKey(repo.name, relative)
+      digests = await this.#snapshot(dataKey, `${repo.name}/${blob}`, input.sizeBytes, checksum)
     }
     const blobKey = blob === null ? null : `${repo.name}/${blob}`
     try {
@@ -265,7 +268,8 @@ export class StagingStore {
       // The replaced entry's blob belongs to no entry any more.
       if (previous?.blob) {
         await this.#objects.delete(`${repo.name}/${previous.blob}`).catch((err: unknown) => {
-          if (!(err instanceof UploadError)) throw err // an entry naming no valid blob: nothing to remove
+          // An entry naming no valid blob key: nothing to remove.
+          if (!(err instanceof UploadError)) throw err
         })
       }
       const { checksum: c, content_type, metadata, mtime, physical_address, size_bytes } = entry.stats
@@ -281,7 +285,12 @@ export class StagingStore {
    * checks its size and checksum. Digests come from the upload's sidecar when it describes this
    * very inode, else from a pool pass over the file.
    */
-  async #snapshot(dataKey: string, blobKey: string, sizeBytes: number, checksum: string): Promise<{ md5: string; sha256: string }> {
+  async #snapshot(
+    dataKey: string,
+    blobKey: string,
+    sizeBytes: number,
+    checksum: string,
+  ): Promise<{ md5: string; sha256: string }> {
     let snap
     try {
       snap = await this.#objects.snapshot(dataKey, blobKey)
@@ -293,14 +302,17 @@ export class StagingStore {
     }
     try {
       if (snap.size !== sizeBytes) {
-        throw new UploadError('ERR_SIZE_MISMATCH', `size_bytes ${sizeBytes} does not match the ${snap.size} bytes staged at this address`)
+        const msg =
+          `size_bytes ${sizeBytes} does not match the ${snap.size} bytes staged at this address`
+        throw new UploadError('ERR_SIZE_MISMATCH', msg)
       }
       let d: { md5: string; sha256: string } | null = null
       const side = parseJson<Digests>(await readSmallObject(this.#objects, `${dataKey}.digests`))
       if (side !== null && etagOf(side) === snap.etag) {
         d = { md5: side.md5, sha256: side.sha256 }
       } else {
-        const h = await this.#o.pool.hashFile(this.#objects.localPath(blobKey), { algos: ['md5', 'sha256'] })
+        const path = this.#objects.localPath(blobKey)
+        const h = await this.#o.pool.hashFile(path, { algos: ['md5', 'sha256'] })
         const md5 = h.digests.md5
         const sha256 = h.digests.sha256
         if (md5 === undefined || sha256 === undefined) throw new Error('hash pool answered without md5 or sha256')
@@ -317,7 +329,7 @@ export class StagingStore {
     }
   }
 
-  /** Publishes an upload's temp file at `key` (last PUT wins) and lets the upload service forget it. */
+  /** Publishes an upload's temp file at `key` (the last PUT wins); uploads forget its name. */
   async #publish(key: string, tempPath: string) {
     try {
       return await this.#objects.put(key, tempPath, { mode: 'overwrite' })
@@ -326,7 +338,7 @@ export class StagingStore {
     }
   }
 
-  /** Writes a small object through a temp file: replaced (rename) or created only if absent (link). */
+  /** Writes a small object through a temp file: replaced (rename) or created if absent (link). */
   async #writeSmall(key: string, text: string, overwrite: boolean): Promise<void> {
     const tempPath = this.#o.uploads.streamTempPath()
     try {

@@ -6,12 +6,11 @@
  */
 import { writeFile } from 'node:fs/promises'
 import { UploadError } from '../errors.js'
-import { publishFile } from './files.js'
 import type { ObjectStore, PutMode } from './object-store.js'
 import { removeIfPresent } from './remove.js'
 
 export interface SmallWrite {
-  /** A new temp name from TempFiles (`streamPath()` or `ingestPath()`), on the target's filesystem. */
+  /** A new temp name from TempFiles (`streamPath()`, `ingestPath()`), beside the store. */
   readonly tempPath: string
   /** true: replace what is there; false: ERR_ALREADY_EXISTS when something is. */
   readonly overwrite: boolean
@@ -21,19 +20,13 @@ async function writeTemp(tempPath: string, data: string | Uint8Array): Promise<v
   await writeFile(tempPath, data, { flag: 'wx', mode: 0o644 })
 }
 
-/** Writes `data` to `target` atomically (see above). The temp file is gone afterwards either way. */
-export async function writeFileAtomic(target: string, data: string | Uint8Array, w: SmallWrite): Promise<void> {
-  try {
-    await writeTemp(w.tempPath, data)
-    await publishFile(w.tempPath, target, { overwrite: w.overwrite })
-  } catch (err) {
-    await removeIfPresent(w.tempPath)
-    throw err
-  }
-}
-
-/** writeFileAtomic through an ObjectStore: `data` becomes the object `key`. */
-export async function putSmallObject(store: ObjectStore, key: string, data: string | Uint8Array, w: SmallWrite): Promise<void> {
+/** Writes `data` as the object `key` (see above). The temp file is gone afterwards either way. */
+export async function putSmallObject(
+  store: ObjectStore,
+  key: string,
+  data: string | Uint8Array,
+  w: SmallWrite,
+): Promise<void> {
   const mode: PutMode = w.overwrite ? 'overwrite' : 'if-absent'
   try {
     await writeTemp(w.tempPath, data)

@@ -8,13 +8,14 @@
  * folder on the same filesystem, so the rename and the link are atomic.
  */
 import {
-  chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readlink, rename, rm, rmdir, stat, symlink, utimes, writeFile,
+  chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readlink, rename, rm, rmdir, stat,
+  symlink, utimes, writeFile,
 } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import { Readable } from 'node:stream'
 import { UploadError } from '../errors.js'
 import { resolveUnder } from '../paths.js'
-import { isAbsent, isExists, isNotFound } from './errno.js'
+import { errnoOf, isAbsent, isExists, isNotFound } from './errno.js'
 import { fsyncDir, publishFile } from './files.js'
 import {
   type Appendable,
@@ -34,6 +35,7 @@ import {
   type ObjectRange,
   type ObjectStore,
   type PutOptions,
+  type SymlinkEntry,
   type SymlinkTrees,
   type Toucher,
   type TreeBuilder,
@@ -55,12 +57,23 @@ export interface FsObjectStoreOptions {
  */
 const VANISHED_FOLDER_RETRIES = 2
 
-function infoOf(key: string, st: { size: bigint; ino: bigint; mtimeNs: bigint; mtimeMs: bigint }): ObjectInfo {
-  return { key, size: Number(st.size), mtimeMs: Number(st.mtimeMs), etag: `${st.ino}:${st.size}:${st.mtimeNs}` }
+interface BigStats {
+  readonly size: bigint
+  readonly ino: bigint
+  readonly mtimeNs: bigint
+  readonly mtimeMs: bigint
+}
+
+function infoOf(key: string, st: BigStats): ObjectInfo {
+  const etag = `${st.ino}:${st.size}:${st.mtimeNs}`
+  return { key, size: Number(st.size), mtimeMs: Number(st.mtimeMs), etag }
 }
 
 export class FsObjectStore
-  implements ObjectStore, LocalPaths, Toucher, HardLinkSnapshots, FolderSync, Appendable, AtomicFolders, SymlinkTrees {
+  implements
+    ObjectStore, LocalPaths, Toucher, HardLinkSnapshots, FolderSync, Appendable, AtomicFolders,
+    SymlinkTrees
+{
   readonly #root: string
   readonly #temps: TempFiles
 
@@ -83,7 +96,10 @@ export class FsObjectStore
     const st = await stat(tempPath, { bigint: true })
     for (let attempt = 0; ; attempt++) {
       try {
-        await publishFile(tempPath, target, { overwrite: opts.mode === 'overwrite', alreadySynced: (opts.alreadySynced ?? false) || attempt > 0 })
+        await publishFile(tempPath, target, {
+          overwrite: opts.mode === 'overwrite',
+          alreadySynced: (opts.alreadySynced ?? false) || attempt > 0,
+        })
         return infoOf(key, st)
       } catch (err) {
         if (!(isNotFound(err) && attempt < VANISHED_FOLDER_RETRIES)) throw err
@@ -110,7 +126,9 @@ export class FsObjectStore
     } catch (err) {
       // ENOTDIR (a file where the key needs a folder) stays an errno error: a broken layout,
       // not a missing object (head, which only looks, answers null for it).
-      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') throw new UploadError('ERR_NOT_FOUND', 'no such object', { cause: err })
+      if (isNotFound(err) || errnoOf(err) === 'EISDIR') {
+        throw new UploadError('ERR_NOT_FOUND', 'no such object', { cause: err })
+      }
       throw err
     }
     try {
@@ -179,7 +197,9 @@ export class FsObjectStore
       try {
         await copyFile(source, tmp)
       } catch (err) {
-        if (isAbsent(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') throw new UploadError('ERR_NOT_FOUND', 'no object to copy', { cause: err })
+        if (isAbsent(err) || errnoOf(err) === 'EISDIR') {
+          throw new UploadError('ERR_NOT_FOUND', 'no object to copy', { cause: err })
+        }
         throw err
       }
       return await this.put(to, tmp, { mode: opts.mode })
@@ -223,8 +243,12 @@ export class FsObjectStore
     try {
       await link(source, target)
     } catch (err) {
-      if (isAbsent(err)) throw new UploadError('ERR_NOT_FOUND', 'no object to snapshot', { cause: err })
-      if (isExists(err)) throw new UploadError('ERR_ALREADY_EXISTS', 'an object already exists at this key', { cause: err })
+      if (isAbsent(err)) {
+        throw new UploadError('ERR_NOT_FOUND', 'no object to snapshot', { cause: err })
+      }
+      if (isExists(err)) {
+        throw new UploadError('ERR_ALREADY_EXISTS', 'an object exists at this key', { cause: err })
+      }
       throw err
     }
     return infoOf(to, await stat(target, { bigint: true }))
@@ -272,7 +296,9 @@ export class FsObjectStore
   }
 
   async removeFolder(prefix: string): Promise<boolean> {
-    if (prefix === '') throw new UploadError('ERR_INVALID_PATH', 'the root folder cannot be removed')
+    if (prefix === '') {
+      throw new UploadError('ERR_INVALID_PATH', 'the root folder cannot be removed')
+    }
     const dir = this.#path(prefix)
     if (!(await this.hasFolder(prefix))) return false
     const trash = this.#temps.trashPath()
@@ -294,7 +320,9 @@ export class FsObjectStore
       throw err
     })
     if (st === null) return null
-    return st.isFile() ? 'file' : st.isDirectory() ? 'folder' : st.isSymbolicLink() ? 'symlink' : 'other'
+    if (st.isFile()) return 'file'
+    if (st.isDirectory()) return 'folder'
+    return st.isSymbolicLink() ? 'symlink' : 'other'
   }
 
   async beginTree(key: string): Promise<TreeBuilder> {
@@ -333,7 +361,7 @@ export class FsObjectStore
     }
   }
 
-  async *links(prefix: string, into: LocalPaths): AsyncGenerator<{ readonly link: string; readonly target: string | null }> {
+  async *links(prefix: string, into: LocalPaths): AsyncGenerator<SymlinkEntry> {
     const base = this.#folder(prefix)
     const baseKey = prefix === '' ? '' : `${prefix}/`
     for await (const e of walkTree(base, { onVanished: 'throw' })) {
@@ -360,5 +388,6 @@ export function fsIdentityOf(etag: string): { ino: number; size: number; mtimeMs
   const m = /^(\d+):(\d+):(\d+)$/.exec(etag)
   if (m === null) return null
   const ns = BigInt(m[3]!)
-  return { ino: Number(m[1]), size: Number(m[2]), mtimeMs: Number(ns / 1_000_000_000n) * 1e3 + Number(ns % 1_000_000_000n) / 1e6 }
+  const mtimeMs = Number(ns / 1_000_000_000n) * 1e3 + Number(ns % 1_000_000_000n) / 1e6
+  return { ino: Number(m[1]), size: Number(m[2]), mtimeMs }
 }

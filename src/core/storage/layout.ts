@@ -63,5 +63,6 @@ export function createStores(layout: DataLayout, instanceId?: string): DataStore
  * files in the data directory's tmp/ beside it: for callers that are still handed the folder.
  */
 export function fsStoreOf(areaFolder: string): FsObjectStore {
-  return new FsObjectStore({ root: areaFolder, temps: new TempFiles(join(dirname(areaFolder), 'tmp')) })
+  const temps = new TempFiles(join(dirname(areaFolder), 'tmp'))
+  return new FsObjectStore({ root: areaFolder, temps })
 }

@@ -18,7 +18,7 @@ import { checkRelativePath, type PathRules } from '../paths.js'
 /** Limits every key obeys in any store (families check their own, tighter rules first). */
 export const OBJECT_KEY_RULES: PathRules = Object.freeze({ maxBytes: 4096, maxSegmentBytes: 255 })
 
-/** `overwrite`: replace what is there (last writer wins); `if-absent`: ERR_ALREADY_EXISTS if taken. */
+/** `overwrite`: replace what is there (the last writer wins); `if-absent`: refuse a taken key. */
 export type PutMode = 'if-absent' | 'overwrite'
 
 export interface PutOptions {
@@ -85,8 +85,9 @@ export interface ObjectStore {
   head(key: string): Promise<ObjectInfo | null>
   /**
    * A stream of the object's bytes, or of `range` of them. ERR_NOT_FOUND when there is no
-   * object (a folder is none), ERR_INVALID_RANGE for a malformed range, ERR_RANGE_NOT_SATISFIABLE for one that
-   * reaches past the end. The stream reads the object as it was when get answered.
+   * object (a folder is none), ERR_INVALID_RANGE for a malformed range,
+   * ERR_RANGE_NOT_SATISFIABLE for one that reaches past the end. The stream reads the object as
+   * it was when get answered.
    */
   get(key: string, range?: ObjectRange): Promise<Readable>
   /** Removes the object; false when there was none (not an error). */
@@ -188,7 +189,14 @@ export interface SymlinkTrees {
    * store, else null. A folder renamed or removed mid-walk throws TreeChangedError (walk.ts), so
    * a caller that must see every link can start over.
    */
-  links(prefix: string, into: LocalPaths): AsyncIterable<{ readonly link: string; readonly target: string | null }>
+  links(prefix: string, into: LocalPaths): AsyncIterable<SymlinkEntry>
+}
+
+export interface SymlinkEntry {
+  /** The symlink's key. */
+  readonly link: string
+  /** The key it points at in the store asked about, or null (elsewhere, or removed meanwhile). */
+  readonly target: string | null
 }
 
 /** A tree under construction (see SymlinkTrees). Paths are relative to the tree's top. */
@@ -207,7 +215,8 @@ export interface TreeBuilder {
   abandon(): Promise<void>
 }
 
-const has = (o: object, ...fns: string[]) => fns.every((f) => typeof (o as Record<string, unknown>)[f] === 'function')
+const has = (o: object, ...fns: string[]) =>
+  fns.every((f) => typeof (o as Record<string, unknown>)[f] === 'function')
 
 export function hasLocalPaths<S extends ObjectStore>(s: S): s is S & LocalPaths {
   return has(s, 'localPath', 'keyOfLocalPath')
@@ -246,7 +255,9 @@ export function capabilitiesOf(s: ObjectStore): string[] {
 
 /** Checks a key and answers its segments (ERR_INVALID_PATH / ERR_PATH_TOO_LONG). */
 export function checkObjectKey(key: string): string[] {
-  if (typeof key !== 'string') throw new UploadError('ERR_INVALID_PATH', 'an object key must be a string')
+  if (typeof key !== 'string') {
+    throw new UploadError('ERR_INVALID_PATH', 'an object key must be a string')
+  }
   return checkRelativePath(key, OBJECT_KEY_RULES)
 }
 
@@ -254,11 +265,15 @@ export function checkObjectKey(key: string): string[] {
  * Checks a listing prefix: `''`, or a key with at most one trailing `/`. Answers the folder part
  * (segments before the last `/`) and the partial name after it.
  */
-export function checkObjectPrefix(prefix: string): { readonly folder: string[]; readonly partial: string } {
+export function checkObjectPrefix(prefix: string): {
+  readonly folder: string[]
+  readonly partial: string
+} {
   if (prefix === '') return { folder: [], partial: '' }
   const body = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix
   const segs = checkObjectKey(body)
-  return prefix.endsWith('/') ? { folder: segs, partial: '' } : { folder: segs.slice(0, -1), partial: segs[segs.length - 1]! }
+  if (prefix.endsWith('/')) return { folder: segs, partial: '' }
+  return { folder: segs.slice(0, -1), partial: segs[segs.length - 1]! }
 }
 
 /** Checks a range for an object of `size` bytes. */
@@ -268,6 +283,7 @@ export function checkObjectRange(range: ObjectRange, size: number): void {
     throw new UploadError('ERR_INVALID_RANGE', `invalid byte range ${start}-${end}`)
   }
   if (end >= size || start > size) {
-    throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', `byte range ${start}-${end} is outside an object of ${size} bytes`, { details: { size } })
+    const msg = `byte range ${start}-${end} is outside an object of ${size} bytes`
+    throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', msg, { details: { size } })
   }
 }

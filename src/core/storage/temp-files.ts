@@ -26,7 +26,10 @@
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 
-/** Files a sweep leaves alone this long after their last change: a temp file exists before its record. */
+/**
+ * Files a sweep leaves alone this long after their last change: a temp file exists before its
+ * record.
+ */
 export const TEMP_GRACE_MS = 60_000
 
 /** Prefix of the temp folder a checkout is built in (and reserved in checkout and file paths). */
@@ -68,7 +71,9 @@ export function parseTempName(name: string): TempName | null {
   let m = P.stream.exec(name)
   if (m) return { kind: 'stream', instance: m[1]! }
   m = P.session.exec(name)
-  if (m) return { kind: 'session', key: Buffer.from(m[1]!, 'base64url').toString(), incarnation: m[2]! }
+  if (m) {
+    return { kind: 'session', key: Buffer.from(m[1]!, 'base64url').toString(), incarnation: m[2]! }
+  }
   m = P.handoff.exec(name)
   if (m) return { kind: 'handoff', key: Buffer.from(m[1]!, 'base64url').toString(), owner: m[2]! }
   if (P.copy.test(name)) return { kind: 'copy' }
@@ -111,12 +116,15 @@ export async function isOrphan(
   // A folder deletion cut short by a crash (renamed into tmp/ first, then removed).
   if (st.isDirectory()) return age > facts.ttlMs
   const t = parseTempName(name)
-  if (t === null || t.kind === 'copy' || t.kind === 'ingest' || t.kind === 'trash') return age > facts.ttlMs
+  if (t === null || t.kind === 'copy' || t.kind === 'ingest' || t.kind === 'trash') {
+    return age > facts.ttlMs
+  }
   if (age <= TEMP_GRACE_MS) return false
   switch (t.kind) {
     case 'stream':
       // In use while its stream runs here, or while its instance lives.
-      return t.instance === facts.instanceId ? !facts.isStreaming(path) : !(await facts.isAlive(t.instance))
+      if (t.instance === facts.instanceId) return !facts.isStreaming(path)
+      return !(await facts.isAlive(t.instance))
     case 'session': {
       const rec = await facts.session(t.key)
       return rec === null || rec.incarnation !== t.incarnation || rec.state === 'committed'

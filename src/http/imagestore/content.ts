@@ -32,7 +32,11 @@ function fileInfo(info: ObjectInfo): FileInfo {
   return {
     StoreRelativePath: info.key,
     // Versions are not kept; the modification time in ms grows with every overwrite.
-    FileVersion: { VersionNumber: String(Math.floor(info.mtimeMs)), EpochDataLossNumber: '0', EpochConfigurationNumber: '0' },
+    FileVersion: {
+      VersionNumber: String(Math.floor(info.mtimeMs)),
+      EpochDataLossNumber: '0',
+      EpochConfigurationNumber: '0',
+    },
     FileSize: String(info.size),
     ModifiedDate: new Date(info.mtimeMs).toISOString(),
   }
@@ -74,7 +78,11 @@ async function directFileCount(store: ImageStoreObjects, folder: string): Promis
  * FolderInfo.FileCount counts the files directly in the folder, not all files below it (the
  * recursive count walked the whole store: 0.3-0.5 s at the root of 100,000 files, issue 17.12).
  */
-export async function listContent(store: ImageStoreObjects, path: string, opts: ListOptions = { pageSize: 1000, continuationToken: null }): Promise<ImageStorePage | null> {
+export async function listContent(
+  store: ImageStoreObjects,
+  path: string,
+  opts: ListOptions = { pageSize: 1000, continuationToken: null },
+): Promise<ImageStorePage | null> {
   if (path !== '') {
     const file = await store.head(path)
     if (file !== null) return { StoreFiles: [fileInfo(file)], StoreFolders: [] }
@@ -96,11 +104,14 @@ export async function listContent(store: ImageStoreObjects, path: string, opts: 
       const info = await store.head(e.path)
       if (info !== null) files.push(fileInfo(info))
     } else {
-      folders.push({ StoreRelativePath: e.path, FileCount: String(await directFileCount(store, e.path)) })
+      const count = await directFileCount(store, e.path)
+      folders.push({ StoreRelativePath: e.path, FileCount: String(count) })
     }
   }
   const out: ImageStorePage = { StoreFiles: files, StoreFolders: folders }
-  if (entries.length > page.length && page.length > 0) out.ContinuationToken = page[page.length - 1]!.path
+  if (entries.length > page.length && page.length > 0) {
+    out.ContinuationToken = page[page.length - 1]!.path
+  }
   return out
 }
 
@@ -131,7 +142,9 @@ export async function copyContent(store: ImageStoreObjects, req: CopyRequest): P
     await copyOne(store, req.source, req.destination)
     return 1
   }
-  if (!(await store.hasFolder(req.source))) throw new UploadError('ERR_NOT_FOUND', 'no file or completed directory at RemoteSource')
+  if (!(await store.hasFolder(req.source))) {
+    throw new UploadError('ERR_NOT_FOUND', 'no file or completed directory at RemoteSource')
+  }
   if ((await store.head(`${req.source}/${MARK_FILE}`)) === null) {
     // Swagger: "If the property is true and mark file does not exist, the copy is skipped."
     if (req.checkMarkFile) return 0

@@ -156,7 +156,10 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     try {
       await objects.put(rel, tempPath, { mode: 'overwrite', alreadySynced })
     } catch (err) {
-      if (isInTheWay(err)) throw new UploadError('ERR_ALREADY_EXISTS', 'a file or folder is in the way of this path', { cause: err })
+      if (isInTheWay(err)) {
+        const msg = 'a file or folder is in the way of this path'
+        throw new UploadError('ERR_ALREADY_EXISTS', msg, { cause: err })
+      }
       throw err
     } finally {
       // Published, the temp file is gone: this forgets it; after a failure it also removes it.
@@ -206,7 +209,9 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     // The runtime reads `ContinuationToken` from the query (UriArgumentParser) and unescapes it.
     const token = ctx.url.searchParams.get('ContinuationToken')
     if (token !== null && token.length > 4096) throw new UploadError('ERR_INVALID_ARGUMENT', 'ContinuationToken is too long')
-    const listed = await listContent(objects, path, { pageSize: opts.listPageSize ?? 1000, continuationToken: token === '' ? null : token })
+    const pageSize = opts.listPageSize ?? 1000
+    const continuationToken = token === '' ? null : token
+    const listed = await listContent(objects, path, { pageSize, continuationToken })
     // Runtime: empty listings are a bare 204 (path exists) or 404 (it does not), with no body.
     if (listed === null) return sendEmpty(ctx.res, content === null ? 204 : 404)
     if (listed.StoreFiles.length === 0 && listed.StoreFolders.length === 0) return sendEmpty(ctx.res, 204)
@@ -235,7 +240,12 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     if (to.rel === from.rel || to.rel.startsWith(`${from.rel}/`)) {
       throw new UploadError('ERR_INVALID_ARGUMENT', 'RemoteDestination must not be inside RemoteSource')
     }
-    const n = await copyContent(objects, { source: from.rel, destination: to.rel, skipFiles: skip as string[], checkMarkFile: check })
+    const n = await copyContent(objects, {
+      source: from.rel,
+      destination: to.rel,
+      skipFiles: skip as string[],
+      checkMarkFile: check,
+    })
     ctx.log.info({ from: from.rel, to: to.rel, files: n }, 'copied')
     sendEmpty(ctx.res, 200)
   }
