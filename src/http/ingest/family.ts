@@ -15,6 +15,7 @@
 import type { Engine } from '../../app.js'
 import type { IngestConfig } from '../../config/config.js'
 import { UploadError } from '../../core/errors.js'
+import { isInTheWay } from '../../core/storage/errno.js'
 import { DEFAULT_INGEST_WORKER_FILE, IngestPool } from '../../core/hashing/ingest-pool.js'
 import { BulkIngestService } from '../../core/ingest/bulk-ingest.js'
 import { isShortcode } from '../../core/ingest/names.js'
@@ -102,8 +103,7 @@ export function createIngestFamily(engine: Engine, settings: IngestConfig): Fami
       await ingest.withPublishLock(sc, () => ingest.publishUpload(sc, target.relPath, got.tempPath))
     } catch (err) {
       await engine.uploads.discard(got.tempPath)
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENOTEMPTY') {
+      if (isInTheWay(err)) {
         throw new UploadError('ERR_ALREADY_EXISTS', 'a file or folder is in the way of this path', {
           cause: err,
           details: { argument: "Path variable: 'filename''", reason: `'${file}' is invalid: a file or folder is in the way` },
