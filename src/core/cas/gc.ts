@@ -23,8 +23,9 @@ import type { Locker } from '../state/types.js'
 import { fsStoreOf } from '../storage/layout.js'
 import type { ObjectStore, SymlinkTrees } from '../storage/object-store.js'
 import { TreeChangedError } from '../storage/walk.js'
-import { casKeyOfBlob, GC_LOCK_KEY, type CasKey, type CasObjects } from './cas-store.js'
-import type { CasStore } from './cas-store.js'
+import {
+  casKeyOfBlob, GC_LOCK_KEY, type CasKey, type CasObjects, type CasStore,
+} from './cas-store.js'
 
 export interface GcOptions {
   readonly cas: CasStore

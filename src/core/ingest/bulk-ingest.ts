@@ -59,6 +59,8 @@ export interface BulkIngestOptions {
    * the layout's ingest/).
    */
   readonly objects?: IngestObjects
+  /** Names its temp files (default: a TempFiles over the layout's tmp/). */
+  readonly temps?: TempFiles
   readonly locker: Locker
   readonly pool: IngestPool
   readonly log: Logger
@@ -133,7 +135,7 @@ export class BulkIngestService {
   constructor(options: BulkIngestOptions) {
     this.#o = options
     this.#objects = options.objects ?? fsStoreOf(options.layout.ingest)
-    this.#temps = new TempFiles(options.layout.tmp)
+    this.#temps = options.temps ?? new TempFiles(options.layout.tmp)
   }
 
   /** The project's import folder (a key prefix, no trailing `/`). */
