@@ -444,7 +444,8 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
       return hashFile(...args)
     }
     try {
-      const linkOf = async (path: string, sidecar: (d: Record<string, string>) => object | null) => {
+      type Rewrite = (d: Record<string, string>) => object | null
+      const linkOf = async (path: string, sidecar: Rewrite) => {
         const data = seededBytes(20_000, path)
         const { loc, md5 } = await stage(srv.url, 'repo1', 'main', path, data)
         const file = `${dataFileOf(srv, 'repo1', loc.physical_address)}.digests`
@@ -452,8 +453,8 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
         const next = sidecar(d)
         if (next !== null) writeFileSync(file, JSON.stringify(next))
         const before = hashed
-        const r = await link(srv.url, 'repo1', 'main', path, { staging: loc, checksum: md5, size_bytes: data.length })
-        expect(r.status).toBe(200)
+        const body = { staging: loc, checksum: md5, size_bytes: data.length }
+        expect((await link(srv.url, 'repo1', 'main', path, body)).status).toBe(200)
         return hashed - before
       }
       expect(await linkOf('trust/etag', () => null)).toBe(0)
