@@ -4,7 +4,7 @@
  * atomic step), so the store must have the AtomicFolders capability.
  */
 import { UploadError } from '../../core/errors.js'
-import { isInTheWay } from '../../core/storage/errno.js'
+import { errnoOf, isInTheWay } from '../../core/storage/errno.js'
 import type { AtomicFolders, ObjectInfo, ObjectStore } from '../../core/storage/object-store.js'
 
 /** What ImageStore needs of its ObjectStore. */
@@ -120,7 +120,7 @@ async function copyOne(store: ImageStoreObjects, from: string, to: string): Prom
   try {
     await store.copy(from, to, { mode: 'overwrite' })
   } catch (err) {
-    if (isInTheWay(err) && (err as NodeJS.ErrnoException).code !== 'ENOTEMPTY') {
+    if (isInTheWay(err) && errnoOf(err) !== 'ENOTEMPTY') {
       throw new UploadError('ERR_ALREADY_EXISTS', 'a file or folder is in the way of the copy', { cause: err })
     }
     throw err
