@@ -94,7 +94,7 @@ describe('files', () => {
     }
   })
 
-  test('removeIfPresent says whether the file was there; a file in the way is absence', async () => {
+  test('removeIfPresent: whether the file was there; a file in the way is absence', async () => {
     writeFileSync(join(dir, 'f'), '')
     expect(await removeIfPresent(join(dir, 'f'))).toBe(true)
     expect(await removeIfPresent(join(dir, 'f'))).toBe(false)
