@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { createHash } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { makeSignedAddress, presignQuery } from '../../src/core/staging/signing.js'
 import { request, seededBytes, type Reply } from '../helpers/http.js'
@@ -424,6 +424,40 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
     rmSync(`${dataFileOf(srv, 'repo1', loc.physical_address)}.digests`)
     expect((await link(srv.url, 'repo1', 'main', 'side/car', { staging: loc, checksum: '0'.repeat(32), size_bytes: data.length })).status).toBe(400)
     expect((await link(srv.url, 'repo1', 'main', 'side/car', { staging: loc, checksum: md5, size_bytes: data.length })).status).toBe(200)
+  })
+
+  test('link trusts a sidecar naming the staged bytes, old or new form; else hashes', async () => {
+    const pool = srv.app.engine.pool
+    const hashFile = pool.hashFile.bind(pool)
+    let hashed = 0
+    pool.hashFile = (...args: Parameters<typeof hashFile>) => {
+      hashed++
+      return hashFile(...args)
+    }
+    try {
+      type Rewrite = (d: Record<string, string>) => object | null
+      const linkOf = async (path: string, sidecar: Rewrite) => {
+        const data = seededBytes(20_000, path)
+        const { loc, md5 } = await stage(srv.url, 'repo1', 'main', path, data)
+        const file = `${dataFileOf(srv, 'repo1', loc.physical_address)}.digests`
+        const d = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>
+        const next = sidecar(d)
+        if (next !== null) writeFileSync(file, JSON.stringify(next))
+        const before = hashed
+        const body = { staging: loc, checksum: md5, size_bytes: data.length }
+        expect((await link(srv.url, 'repo1', 'main', path, body)).status).toBe(200)
+        return hashed - before
+      }
+      expect(await linkOf('trust/etag', () => null)).toBe(0)
+      const legacy = (d: Record<string, string>) => {
+        const [ino, size, mtimeNs] = d['etag']!.split(':')
+        return { ino, size, mtimeNs, md5: d['md5'], sha256: d['sha256'] }
+      }
+      expect(await linkOf('trust/legacy', legacy)).toBe(0)
+      expect(await linkOf('trust/other', (d) => ({ ...d, etag: '1:2:3' }))).toBe(1)
+    } finally {
+      pool.hashFile = hashFile
+    }
   })
 
   test('If-None-Match: * creates only; a plain link replaces and drops the old blob; If-Match and other If-None-Match are 501', async () => {
