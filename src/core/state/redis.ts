@@ -413,10 +413,12 @@ export async function createRedisState(url: string, prefix: string, opts: RedisS
   sub.on('error', () => {})
   await sub.ping()
   const instanceId = randomUUID()
-  const liveness = new Liveness(redis, prefix, instanceId, opts.livenessMs ?? DEFAULT_LIVENESS_MS)
+  // The Lua commands are defined before the first command (the liveness beat): an auto-pipeline
+  // opened before a defineCommand lacks that command until it is flushed.
   const sessions = new RedisSessionStore(redis, prefix, instanceId, opts)
   const bus = new RedisBus(redis, sub, prefix)
   const locker = new RedisLocker(redis, prefix, bus, opts.lockRecheckMs === undefined ? {} : { recheckMs: opts.lockRecheckMs })
+  const liveness = new Liveness(redis, prefix, instanceId, opts.livenessMs ?? DEFAULT_LIVENESS_MS)
   return {
     peers: bus,
     describe: () => `redis at ${maskUrl(url)}, key prefix ${prefix}`,
