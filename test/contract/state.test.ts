@@ -348,7 +348,7 @@ describe.each(makers)('state backend: $name', (maker) => {
       expect(err).toMatchObject({ code: 'ERR_CLIENT_ABORTED', key })
     }
     expect(performance.now() - t0).toBeLessThan(RECHECK_MS / 2)
-    // Already aborted: refused before any look; the holder is untouched.
+    // Already aborted: refused without waiting; the holder is untouched.
     await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 5000, signal: ac.signal })).rejects.toBeInstanceOf(LockAbortedError)
     expect(await h.state.locker.isHeld(key)).toBe(true)
     await a.release()
@@ -398,6 +398,29 @@ describe.each(makers)('state backend: $name', (maker) => {
     await waiting
     expect(freedAt - releasedAt).toBeLessThan(RECHECK_MS / 4)
     expect(await h.state.locker.isHeld(key)).toBe(false)
+  })
+
+  test('notifyWaiters wakes waiters without a release: their recheck may end the wait', async () => {
+    const key = `lk:${randomUUID()}`
+    const a = (await h.state.locker.tryAcquire(key, 10_000))!
+    let busy = false
+    let rechecks = 0
+    const t0 = performance.now()
+    const waiting = h.state.locker.acquire(key, {
+      ttlMs: 1000, waitMs: 5000,
+      recheck: () => {
+        rechecks++
+        if (busy) throw new Error('the holder now runs a job')
+      },
+    }).catch((e: unknown) => e)
+    await sleep(100)
+    busy = true
+    await h.state.locker.notifyWaiters(key)
+    expect(await waiting).toMatchObject({ message: 'the holder now runs a job' })
+    expect(performance.now() - t0).toBeLessThan(RECHECK_MS / 2)
+    expect(rechecks).toBeGreaterThanOrEqual(2)
+    expect(a.signal.aborted).toBe(false)
+    await a.release()
   })
 
   test('many waiters: each gets the lock in turn, never two at once', async () => {

@@ -185,16 +185,17 @@ export class BusLocker implements Locker {
 
   /**
    * Looks (`look`) until it answers `done`, the wait runs out or is aborted. The first look needs
-   * no subscription (the usual case: free); after it, the waiter's doorbell is hung before every
-   * further look, so a release between a look and the wait still rings.
+   * no subscription (the usual case: free) and answers even under an aborted signal; after it,
+   * the waiter's doorbell is hung before every further look (and `recheck`), so a release or a
+   * notification between a look and the wait still rings.
    */
   async #wait<T>(key: string, o: WaitOptions, look: () => Promise<{ done: T } | { leaseMs: number }>): Promise<T> {
     const signal = o.signal === undefined ? this.#closed.signal : AbortSignal.any([o.signal, this.#closed.signal])
     const aborted = () => new LockAbortedError(key, signal.reason)
-    if (signal.aborted) throw aborted()
     const until = performance.now() + o.waitMs
     let seen = await look()
     if ('done' in seen) return seen.done
+    if (signal.aborted) throw aborted()
     if (o.waitMs <= 0) throw new LockTimeoutError(key, o.waitMs)
     await this.#listen()
     const bell = new Doorbell()
@@ -204,6 +205,7 @@ export class BusLocker implements Locker {
     try {
       for (;;) {
         if (signal.aborted) throw aborted()
+        await o.recheck?.()
         seen = await look()
         if ('done' in seen) return seen.done
         const left = until - performance.now()

@@ -185,14 +185,23 @@ export interface Lock {
   release(): Promise<void>
 }
 
+export interface WaitOptions {
+  /** Longest wait, ms (0: look once; Infinity: until done or aborted). */
+  readonly waitMs: number
+  /** Stops the wait with a LockAbortedError (a free key still answers at once). */
+  readonly signal?: AbortSignal
+  /**
+   * Run before every look after the first, i.e. on every wake-up: throw to stop waiting. For a
+   * waiter whose reason to wait can end while the lock stays held (its holder calls
+   * `notifyWaiters` when it changes that reason).
+   */
+  readonly recheck?: () => Promise<void> | void
+}
+
 /** How `Locker.acquire` takes a lock. */
-export interface AcquireOptions {
+export interface AcquireOptions extends WaitOptions {
   /** Lease, ms: the lock is renewed every third of it while held, and lapses this long after its holder died. */
   readonly ttlMs: number
-  /** Longest wait for a held lock, ms (0: try once; Infinity: until taken or aborted). */
-  readonly waitMs: number
-  /** Stops the wait with a LockAbortedError. */
-  readonly signal?: AbortSignal
   /**
    * Called (on the holder's instance) when another waiter asks for this lock with
    * `requestRelease`, as tusd's `Lock(ctx, requestUnlock)` and @tus/server's
@@ -202,12 +211,6 @@ export interface AcquireOptions {
   readonly onReleaseRequested?: () => void
   /** When the lock is found held, ask its holder once to release it (tus: a resumed upload pre-empts a hung one). */
   readonly requestRelease?: boolean
-}
-
-export interface WaitOptions {
-  /** Longest wait, ms (Infinity: until free or aborted). */
-  readonly waitMs: number
-  readonly signal?: AbortSignal
 }
 
 /**
@@ -229,8 +232,9 @@ export interface Locker {
   /** Asks whoever holds `key`, on any instance, to release it (their `onReleaseRequested`). */
   requestRelease(key: string): Promise<void>
   /**
-   * Wakes every waiter of `key` to look again, without a release: for a holder that changed what
-   * its waiters decide on (a bulk-ingest run that now marks the project busy).
+   * Wakes every waiter of `key` to look again (and run its `recheck`), without a release: for a
+   * holder that changed what its waiters decide on (a bulk-ingest run that now marks the project
+   * busy).
    */
   notifyWaiters(key: string): Promise<void>
   /** True while any owner holds `key`. */

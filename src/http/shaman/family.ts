@@ -162,30 +162,24 @@ export function createShamanFamily(engine: Engine, options: ShamanOptions = {}):
       rlog.info({ status: 425 }, 'shaman upload: deferred, another upload is in flight')
       return sendEmpty(res, 425)
     }
-    // An upload running beside the claimant keeps trying to take the claim, so that when the
-    // claimant fails (417, dropped client) the object still shows as "uploading".
+    // An upload running beside the claimant takes the claim as soon as the claimant lets go, so
+    // that when the claimant fails (417, dropped client) the object still shows as "uploading".
     let finished = false
-    const retry =
-      claim === null
-        ? setInterval(() => {
-            void cas.claim(key).then(
-              (got) => {
-                if (got === null) return
-                if (finished || claim !== null) void got.release().catch(() => {})
-                else {
-                  claim = got
-                  clearInterval(retry!)
-                }
-              },
-              () => {},
-            )
-          }, Math.max(100, Math.min(1000, Math.floor(lockTtlMs / 3))))
-        : null
+    const waiting = claim === null ? new AbortController() : null
+    if (waiting !== null) {
+      cas.claimWhenFree(key, waiting.signal).then(
+        (got) => {
+          if (finished) void got.release().catch(() => {})
+          else claim = got
+        },
+        () => {},
+      )
+    }
     try {
       await receiveAndStore(ctx, key, rlog)
     } finally {
       finished = true
-      if (retry !== null) clearInterval(retry)
+      waiting?.abort()
       // Released after the object is published and announced: status goes uploading → stored.
       await (claim as Lock | null)?.release().catch(() => {})
     }
