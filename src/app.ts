@@ -159,7 +159,10 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       sweeper.start(config.sessions.sweepIntervalSec * 1000)
       void sweeper.runOnce() // temp files orphaned by a crash go at start
       const addr = server.address() as AddressInfo
-      log.info({ host: addr.address, port: addr.port, dataDir: layout.root, state: state.describe(), workers, families: families.map((f) => f.name) }, `ferry listening on http://${addr.address}:${addr.port}`)
+      log.info({
+        host: addr.address, port: addr.port, dataDir: layout.root, state: state.describe(), workers,
+        families: families.map((f) => f.name),
+      }, `ferry listening on http://${addr.address}:${addr.port}`)
       const open = openFamilies(config)
       if (open.length > 0 && !isLoopback(config.http.host)) {
         log.warn({ host: config.http.host, families: open }, `anyone who reaches ${config.http.host} can write and delete through ${open.join(' and ')}: set FERRY_CONFIG <family>.auth, or turn them off (FERRY_FAMILIES)`)

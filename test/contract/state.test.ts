@@ -298,17 +298,18 @@ describe.each(makers)('state backend: $name', (maker) => {
     await b!.release()
   })
 
-  test('acquire waits for a held lock and gets it as soon as it is released (woken over the bus)', async () => {
+  test('acquire waits for a held lock, gets it as soon as it is released', async () => {
     const key = `lk:${randomUUID()}`
     const a = (await h.state.locker.tryAcquire(key, 10_000))!
     let settledAt = 0
-    const waiting = h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 5000 }).finally(() => (settledAt = performance.now()))
+    const waiting = h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 5000 })
+      .finally(() => (settledAt = performance.now()))
     await sleep(100)
     expect(settledAt).toBe(0)
     const releasedAt = performance.now()
     await a.release()
     const b = await waiting
-    // The holder's lease (10 s) and the re-check (2 s) are far off: only the release message woke it.
+    // The holder's lease (10 s) and the re-check (2 s) are far off: the release message woke it.
     expect(settledAt - releasedAt).toBeLessThan(RECHECK_MS / 4)
     expect(b.key).toBe(key)
     expect(b.token).not.toBe(a.token)
@@ -316,31 +317,35 @@ describe.each(makers)('state backend: $name', (maker) => {
     await b.release()
   })
 
-  test('acquire gives up after waitMs with LockTimeoutError (ERR_LOCKED); waitMs 0 tries once', async () => {
+  test('acquire gives up after waitMs (ERR_LOCKED); waitMs 0 tries once', async () => {
     const key = `lk:${randomUUID()}`
     const a = (await h.state.locker.tryAcquire(key, 10_000))!
     const t0 = performance.now()
-    const err = await h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 250 }).catch((e: unknown) => e)
+    const err = await h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 250 })
+      .catch((e: unknown) => e)
     const took = performance.now() - t0
     expect(err).toBeInstanceOf(LockTimeoutError)
     expect(err).toMatchObject({ code: 'ERR_LOCKED', key })
     expect(took).toBeGreaterThanOrEqual(240)
     expect(took).toBeLessThan(RECHECK_MS)
-    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 0 })).rejects.toBeInstanceOf(LockTimeoutError)
+    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 0 }))
+      .rejects.toBeInstanceOf(LockTimeoutError)
     expect(a.signal.aborted).toBe(false)
     await a.release()
     const free = await h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 0 })
     await free.release()
   })
 
-  test('acquire and waitUntilFree stop at once when their signal aborts (LockAbortedError, ERR_CLIENT_ABORTED)', async () => {
+  test('acquire and waitUntilFree stop when their signal aborts (ERR_CLIENT_ABORTED)', async () => {
     const key = `lk:${randomUUID()}`
     const a = (await h.state.locker.tryAcquire(key, 10_000))!
     const ac = new AbortController()
     const t0 = performance.now()
     const both = Promise.all([
-      h.state.locker.acquire(key, { ttlMs: 1000, waitMs: Infinity, signal: ac.signal }).catch((e: unknown) => e),
-      h.state.locker.waitUntilFree(key, { waitMs: Infinity, signal: ac.signal }).catch((e: unknown) => e),
+      h.state.locker.acquire(key, { ttlMs: 1000, waitMs: Infinity, signal: ac.signal })
+        .catch((e: unknown) => e),
+      h.state.locker.waitUntilFree(key, { waitMs: Infinity, signal: ac.signal })
+        .catch((e: unknown) => e),
     ])
     setTimeout(() => ac.abort(new Error('client gone')), 100)
     for (const err of await both) {
@@ -349,12 +354,13 @@ describe.each(makers)('state backend: $name', (maker) => {
     }
     expect(performance.now() - t0).toBeLessThan(RECHECK_MS / 2)
     // Already aborted: refused without waiting; the holder is untouched.
-    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 5000, signal: ac.signal })).rejects.toBeInstanceOf(LockAbortedError)
+    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 5000, signal: ac.signal }))
+      .rejects.toBeInstanceOf(LockAbortedError)
     expect(await h.state.locker.isHeld(key)).toBe(true)
     await a.release()
   })
 
-  test('a release request reaches the holder\'s callback; a holder that heeds it hands over, one that ignores it keeps the lock', async () => {
+  test('a release request reaches the holder; heeded: hand-over, ignored: kept', async () => {
     const key = `lk:${randomUUID()}`
     let asked = 0
     const holder: Lock = await h.state.locker.acquire(key, {
@@ -365,16 +371,21 @@ describe.each(makers)('state backend: $name', (maker) => {
       },
     })
     const t0 = performance.now()
-    const next = await h.state.locker.acquire(key, { ttlMs: 10_000, waitMs: 5000, requestRelease: true })
+    const next = await h.state.locker.acquire(key, {
+      ttlMs: 10_000, waitMs: 5000, requestRelease: true,
+    })
     expect(performance.now() - t0).toBeLessThan(RECHECK_MS / 4)
     expect(asked).toBe(1)
     expect(holder.signal.aborted).toBe(true)
     // This holder listens but does not let go: waiters wait out their waitMs.
     let heard = 0
     await next.release()
-    const stubborn = await h.state.locker.acquire(key, { ttlMs: 10_000, waitMs: 0, onReleaseRequested: () => heard++ })
+    const stubborn = await h.state.locker.acquire(key, {
+      ttlMs: 10_000, waitMs: 0, onReleaseRequested: () => heard++,
+    })
     await h.state.locker.requestRelease(key)
-    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 300, requestRelease: true })).rejects.toBeInstanceOf(LockTimeoutError)
+    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 300, requestRelease: true }))
+      .rejects.toBeInstanceOf(LockTimeoutError)
     expect(heard).toBe(2)
     expect(stubborn.signal.aborted).toBe(false)
     await stubborn.release()
@@ -384,13 +395,15 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect(heard).toBe(2)
   })
 
-  test('waitUntilFree answers at once for a free key, wakes on release without taking the lock, and times out', async () => {
+  test('waitUntilFree: at once when free, woken by a release, times out', async () => {
     const key = `lk:${randomUUID()}`
     await h.state.locker.waitUntilFree(key, { waitMs: 0 })
     const a = (await h.state.locker.tryAcquire(key, 10_000))!
-    await expect(h.state.locker.waitUntilFree(key, { waitMs: 200 })).rejects.toBeInstanceOf(LockTimeoutError)
+    await expect(h.state.locker.waitUntilFree(key, { waitMs: 200 }))
+      .rejects.toBeInstanceOf(LockTimeoutError)
     let freedAt = 0
-    const waiting = h.state.locker.waitUntilFree(key, { waitMs: 5000 }).then(() => (freedAt = performance.now()))
+    const waiting = h.state.locker.waitUntilFree(key, { waitMs: 5000 })
+      .then(() => (freedAt = performance.now()))
     await sleep(100)
     expect(freedAt).toBe(0)
     const releasedAt = performance.now()
@@ -400,7 +413,7 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect(await h.state.locker.isHeld(key)).toBe(false)
   })
 
-  test('notifyWaiters wakes waiters without a release: their recheck may end the wait', async () => {
+  test('notifyWaiters wakes waiters (no release): their recheck may end the wait', async () => {
     const key = `lk:${randomUUID()}`
     const a = (await h.state.locker.tryAcquire(key, 10_000))!
     let busy = false
@@ -453,17 +466,22 @@ describe.each(makers)('state backend: $name', (maker) => {
 })
 
 describe('locker: two instances on one Redis', () => {
-  const open = (prefix: string) => createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
+  const open = (prefix: string) =>
+    createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
 
-  test('a release on one instance wakes a waiter on the other at once; a release request crosses too', async () => {
+  test('a release wakes a waiter on the other instance; release requests cross', async () => {
     const prefix = uniquePrefix()
     const [a, b] = await Promise.all([open(prefix), open(prefix)])
     const key = `lk:${randomUUID()}`
     let asked = 0
-    const held = await a.locker.acquire(key, { ttlMs: 10_000, waitMs: 0, onReleaseRequested: () => asked++ })
+    const held = await a.locker.acquire(key, {
+      ttlMs: 10_000, waitMs: 0, onReleaseRequested: () => asked++,
+    })
     expect(await b.locker.tryAcquire(key, 1000)).toBeNull()
     let gotAt = 0
-    const waiting = b.locker.acquire(key, { ttlMs: 10_000, waitMs: 5000, requestRelease: true }).then((l) => {
+    const waiting = b.locker.acquire(key, {
+      ttlMs: 10_000, waitMs: 5000, requestRelease: true,
+    }).then((l) => {
       gotAt = performance.now()
       return l
     })
@@ -479,7 +497,7 @@ describe('locker: two instances on one Redis', () => {
     await Promise.all([a.close(), b.close()])
   })
 
-  test('contending from both instances: mutual exclusion, everyone served, hand-overs by message', async () => {
+  test('contending from both instances: one at a time, all served, by message', async () => {
     const prefix = uniquePrefix()
     const [a, b] = await Promise.all([open(prefix), open(prefix)])
     const key = `lk:${randomUUID()}`
@@ -498,7 +516,7 @@ describe('locker: two instances on one Redis', () => {
     await Promise.all([a.close(), b.close()])
   })
 
-  test('a holder that died without releasing: its lease runs out and the waiter gets the lock then, not at the next re-check', async () => {
+  test('a holder that died: the waiter gets the lock when its lease runs out', async () => {
     const prefix = uniquePrefix()
     const [a, b] = await Promise.all([open(prefix), open(prefix)])
     const key = `lk:${randomUUID()}`

@@ -171,9 +171,13 @@ export class CasStore {
     return this.#o.locker.tryAcquire(this.claimKey(k), this.#o.claimTtlMs)
   }
 
-  /** Takes the claim of `k` as soon as its holder lets go; rejects (LockAbortedError) when `signal` aborts. */
+  /**
+   * Takes the claim of `k` as soon as its holder lets go; rejects (LockAbortedError) when
+   * `signal` aborts.
+   */
   claimWhenFree(k: CasKey, signal: AbortSignal): Promise<Lock> {
-    return this.#o.locker.acquire(this.claimKey(k), { ttlMs: this.#o.claimTtlMs, waitMs: Infinity, signal })
+    const o = { ttlMs: this.#o.claimTtlMs, waitMs: Infinity, signal }
+    return this.#o.locker.acquire(this.claimKey(k), o)
   }
 
   /**
@@ -187,8 +191,12 @@ export class CasStore {
       // Woken when the pass releases its lock (or its lease lapses), not by polling.
       await this.#o.locker.waitUntilFree(GC_LOCK_KEY, { waitMs, ...(signal ? { signal } : {}) })
     } catch (err) {
-      if (err instanceof LockTimeoutError) throw new UploadError('ERR_UNAVAILABLE', 'garbage collection is running; try again shortly')
-      if (err instanceof LockAbortedError) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away')
+      if (err instanceof LockTimeoutError) {
+        throw new UploadError('ERR_UNAVAILABLE', 'garbage collection is running; try again shortly')
+      }
+      if (err instanceof LockAbortedError) {
+        throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away')
+      }
       throw err
     }
   }

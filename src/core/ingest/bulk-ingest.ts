@@ -177,7 +177,8 @@ export class BulkIngestService {
 
   async #acquire(sc: string): Promise<Lock> {
     try {
-      return await this.#o.locker.acquire(this.#lockKey(sc), { ttlMs: this.#o.lockTtlMs, waitMs: this.#o.lockWaitMs })
+      const o = { ttlMs: this.#o.lockTtlMs, waitMs: this.#o.lockWaitMs }
+      return await this.#o.locker.acquire(this.#lockKey(sc), o)
     } catch (err) {
       throw err instanceof LockTimeoutError ? conflict(sc) : err
     }

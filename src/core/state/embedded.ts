@@ -23,9 +23,13 @@ import { hostBootId } from './boot.js'
 import { lockDirectory } from './dir-lock.js'
 import { openJournal, type Journal, type JournalLog, type JournalMode } from './journal.js'
 import { BusLocker, type LockTable } from './locker.js'
-import { applyComplete, chunkId, isExpired, parseRecord, settled, type CompleteDelta, type StepContext } from './session-logic.js'
+import {
+  applyComplete, chunkId, isExpired, parseRecord, settled, type CompleteDelta, type StepContext,
+} from './session-logic.js'
 import { StepSessionStore, type StepApplier, type StepFn } from './session-store.js'
-import { DEFAULT_STATE_LIMITS, type Bus, type SessionRecord, type StateBackend, type StateLimits } from './types.js'
+import {
+  DEFAULT_STATE_LIMITS, type Bus, type SessionRecord, type StateBackend, type StateLimits,
+} from './types.js'
 
 /** One journal line: a whole record (with its chunks when compacted), or one received chunk. */
 type JournalEntry =
@@ -351,7 +355,8 @@ export function createEmbeddedState(stateDir: string, opts: EmbeddedOptions = {}
     throw err
   }
   const bus = new MemoryBus()
-  const locker = new MemoryLocker(bus, opts.lockRecheckMs === undefined ? {} : { recheckMs: opts.lockRecheckMs })
+  const recheck = opts.lockRecheckMs === undefined ? {} : { recheckMs: opts.lockRecheckMs }
+  const locker = new MemoryLocker(bus, recheck)
   return {
     peers: null,
     describe: () => `embedded journal in ${stateDir}`,

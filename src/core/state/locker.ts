@@ -20,7 +20,7 @@ import type { AcquireOptions, Bus, Lock, Locker, WaitOptions } from './types.js'
 
 /** What a backend does atomically on one lock key. */
 export interface LockTable extends LockOps {
-  /** Sets `key` to `token` for `ttlMs` unless held: null when taken, else the holder's lease left, ms. */
+  /** Sets `key` to `token` for `ttlMs` unless held: null when taken, else the holder's lease. */
   take(key: string, token: string, ttlMs: number): Promise<number | null>
   /** The current holder's lease left, ms, or null when nobody holds `key`. */
   heldFor(key: string): Promise<number | null>
@@ -44,7 +44,7 @@ export class LockAbortedError extends UploadError {
   }
 }
 
-/** Bus channel of lock events: `r <key>` wake the waiters of key, `q <key>` ask its holder to release. */
+/** Bus channel of lock events: `r <key>` wakes its waiters, `q <key>` asks its holder to let go. */
 const CHANNEL = 'lock-events'
 /** Default fallback: a waiter looks again this often even without a message, ms. */
 export const DEFAULT_LOCK_RECHECK_MS = 1000
@@ -104,7 +104,7 @@ export class BusLocker implements Locker {
     this.#recheckMs = options.recheckMs ?? DEFAULT_LOCK_RECHECK_MS
   }
 
-  /** Subscribes once, on first need; a failed subscription leaves the waiters to their re-checks. */
+  /** Subscribes once, on first need; a failed subscription leaves waiters to their re-checks. */
   #listen(): Promise<unknown> {
     this.#subscribed ??= this.#bus.subscribe(CHANNEL, (m) => this.#onMessage(m)).catch(() => null)
     return this.#subscribed
@@ -189,8 +189,11 @@ export class BusLocker implements Locker {
    * the waiter's doorbell is hung before every further look (and `recheck`), so a release or a
    * notification between a look and the wait still rings.
    */
-  async #wait<T>(key: string, o: WaitOptions, look: () => Promise<{ done: T } | { leaseMs: number }>): Promise<T> {
-    const signal = o.signal === undefined ? this.#closed.signal : AbortSignal.any([o.signal, this.#closed.signal])
+  async #wait<T>(
+    key: string, o: WaitOptions, look: () => Promise<{ done: T } | { leaseMs: number }>,
+  ): Promise<T> {
+    const closed = this.#closed.signal
+    const signal = o.signal === undefined ? closed : AbortSignal.any([o.signal, closed])
     const aborted = () => new LockAbortedError(key, signal.reason)
     const until = performance.now() + o.waitMs
     let seen = await look()

@@ -24,7 +24,9 @@ import { hostBootId } from './boot.js'
 import { BusLocker, DEFAULT_LOCK_RECHECK_MS, type LockTable } from './locker.js'
 import { holdersToCheck, parseRecord, settled, type StepContext } from './session-logic.js'
 import { StepSessionStore, type StepApplier, type StepFn } from './session-store.js'
-import { DEFAULT_STATE_LIMITS, type Bus, type SessionRecord, type StateBackend, type StateLimits } from './types.js'
+import {
+  DEFAULT_STATE_LIMITS, type Bus, type SessionRecord, type StateBackend, type StateLimits,
+} from './types.js'
 
 // KEYS: record, by-updated, by-target, chunks, seq, then the liveness keys of presumed-dead holders.
 // ARGV: expected version, doc ('' removes), key, score, chunk member ('' none), max sessions (0 none).
@@ -200,7 +202,9 @@ class RedisSteps implements StepApplier {
     return guard(() => this.#apply(key, nowMs, step, member))
   }
 
-  async #apply<T>(key: string, nowMs: number | null, step: StepFn<T>, member: string | undefined): Promise<T> {
+  async #apply<T>(
+    key: string, nowMs: number | null, step: StepFn<T>, member: string | undefined,
+  ): Promise<T> {
     const offset = nowMs === null ? 0 : nowMs - Date.now()
     for (let attempt = 0; attempt < 100; attempt++) {
       const { v, rec, redisNow, isChunk } = await this.#read(key, member)
@@ -269,7 +273,9 @@ class RedisSteps implements StepApplier {
 
 /** The SessionStore over Redis; several instances may share one prefix. */
 export class RedisSessionStore extends StepSessionStore {
-  constructor(redis: Redis, prefix: string, self: string = randomUUID(), opts: RedisStateOptions = {}) {
+  constructor(
+    redis: Redis, prefix: string, self: string = randomUUID(), opts: RedisStateOptions = {},
+  ) {
     super(new RedisSteps(redis, prefix, self, opts))
   }
 }
@@ -299,7 +305,7 @@ export class Liveness {
   }
 }
 
-/** Locks as `<prefix>lock:<key>` = owner token with a PX lease; changes compare the token in Lua. */
+/** Locks as `<prefix>lock:<key>` = owner token with a PX lease; changes compare it in Lua. */
 class RedisLockTable implements LockTable {
   readonly #r: Commands
   readonly #p: string
@@ -417,7 +423,8 @@ export async function createRedisState(url: string, prefix: string, opts: RedisS
   // opened before a defineCommand lacks that command until it is flushed.
   const sessions = new RedisSessionStore(redis, prefix, instanceId, opts)
   const bus = new RedisBus(redis, sub, prefix)
-  const locker = new RedisLocker(redis, prefix, bus, opts.lockRecheckMs === undefined ? {} : { recheckMs: opts.lockRecheckMs })
+  const recheck = opts.lockRecheckMs === undefined ? {} : { recheckMs: opts.lockRecheckMs }
+  const locker = new RedisLocker(redis, prefix, bus, recheck)
   const liveness = new Liveness(redis, prefix, instanceId, opts.livenessMs ?? DEFAULT_LIVENESS_MS)
   return {
     peers: bus,

@@ -5,12 +5,13 @@
  * and a journal line; Redis: a Lua compare-and-set on a version) and what "now" and "dead" mean.
  */
 import {
-  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, markDurableStep,
-  openStep, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep, type Step, type StepContext,
+  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep,
+  finishCommitStep, markDurableStep, openStep, releaseStep, removeIfExpiredStep, removeStep,
+  renewCommitStep, renewStep, reserveStep, type Step, type StepContext,
 } from './session-logic.js'
-import type { NewSession, SessionRecord, SessionStore } from './types.js'
+import type { NewSession, ReserveOutcome, SessionRecord, SessionStore } from './types.js'
 
-/** A transition over the current record; `isChunk`: the `chunk` asked about was received whole before. */
+/** A transition of the current record; `isChunk`: the `chunk` asked about was received before. */
 export type StepFn<T> = (cur: SessionRecord | null, c: StepContext, isChunk: boolean) => Step<T>
 
 /** What a backend provides under the SessionStore: atomic steps, reads and listings. */
@@ -43,8 +44,13 @@ export class StepSessionStore implements SessionStore {
   get(key: string) {
     return this.#a.read(key)
   }
-  reserve(key: string, range: { start: number; end: number }, token: string, nowMs: number, leaseMs: number, incarnation?: string) {
-    return this.#a.apply(key, nowMs, (cur, c, isChunk) => reserveStep(cur, range, token, leaseMs, incarnation, isChunk, c), chunkId(range))
+  reserve(
+    key: string, range: { start: number; end: number }, token: string, nowMs: number,
+    leaseMs: number, incarnation?: string,
+  ) {
+    const step: StepFn<ReserveOutcome> = (cur, c, isChunk) =>
+      reserveStep(cur, range, token, leaseMs, incarnation, isChunk, c)
+    return this.#a.apply(key, nowMs, step, chunkId(range))
   }
   renew(key: string, token: string, nowMs: number, leaseMs: number) {
     return this.#a.apply(key, nowMs, (cur, c) => renewStep(cur, token, leaseMs, c))
@@ -52,14 +58,18 @@ export class StepSessionStore implements SessionStore {
   complete(key: string, token: string, nowMs: number, durable = false) {
     return this.#a.apply(key, nowMs, (cur, c) => completeStep(cur, token, durable, c))
   }
-  markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number) {
+  markDurable(
+    key: string, incarnation: string, ranges: readonly { start: number; end: number }[],
+    nowMs: number,
+  ) {
     return this.#a.apply(key, nowMs, (cur, c) => markDurableStep(cur, incarnation, ranges, c))
   }
   release(key: string, token: string) {
     return this.#a.apply(key, null, (cur) => releaseStep(cur, token))
   }
   beginCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
-    const run = (fence: number) => this.#a.apply(key, nowMs, (cur, c) => beginCommitStep(cur, owner, leaseMs, fence, c))
+    const run = (fence: number) =>
+      this.#a.apply(key, nowMs, (cur, c) => beginCommitStep(cur, owner, leaseMs, fence, c))
     // A synchronous fence keeps the embedded store's steps in call order (no await before them).
     const fence = this.#a.nextFence()
     return typeof fence === 'number' ? run(fence) : fence.then(run)

@@ -200,7 +200,7 @@ export interface WaitOptions {
 
 /** How `Locker.acquire` takes a lock. */
 export interface AcquireOptions extends WaitOptions {
-  /** Lease, ms: the lock is renewed every third of it while held, and lapses this long after its holder died. */
+  /** Lease, ms: renewed every third of it while held; lapses this long after its holder died. */
   readonly ttlMs: number
   /**
    * Called (on the holder's instance) when another waiter asks for this lock with
@@ -209,7 +209,10 @@ export interface AcquireOptions extends WaitOptions {
    * until it releases or its lease runs out.
    */
   readonly onReleaseRequested?: () => void
-  /** When the lock is found held, ask its holder once to release it (tus: a resumed upload pre-empts a hung one). */
+  /**
+   * When the lock is found held, ask its holder once to release it (tus: a resumed upload
+   * pre-empts a hung one).
+   */
   readonly requestRelease?: boolean
 }
 
