@@ -4,7 +4,6 @@
  */
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from './config/config.js'
 import { CasStore } from './core/cas/cas-store.js'
@@ -123,7 +122,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     instance: { id: state.instanceId, isAlive: (id) => state.isAlive(id) },
     ...(options.uploadHooks ? { hooks: options.uploadHooks } : {}),
     // Several instances may share Redis: a commit can ask the one that runs the session's hash.
-    peers: state.kind === 'redis' ? state.bus : null,
+    peers: state.peers,
   })
   await uploads.listenForPeers()
   const sweepTasks: SweepTask[] = [
@@ -226,7 +225,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
         await state.sessions.get('readyz:probe')
         return { ok: true }
       } catch {
-        return { ok: false, reason: `the ${state.kind} state store does not answer` }
+        return { ok: false, reason: `the state store (${state.describe()}) does not answer` }
       }
     }, ...(options.readyChecks ?? [])],
   })
@@ -251,7 +250,10 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       // Temp files orphaned by a crash go at start (the uploads task runs at once).
       sweeper.start(config.sessions.sweepIntervalSec * 1000)
       const addr = server.address() as AddressInfo
-      log.info({ host: addr.address, port: addr.port, dataDir: layout.root, state: state.kind, workers, families: families.map((f) => f.name), stateDir: state.kind === 'embedded' ? join(layout.root, 'state') : undefined }, `ferry listening on http://${addr.address}:${addr.port}`)
+      log.info({
+        host: addr.address, port: addr.port, dataDir: layout.root, state: state.describe(), workers,
+        families: families.map((f) => f.name),
+      }, `ferry listening on http://${addr.address}:${addr.port}`)
       const open = openFamilies(config)
       if (open.length > 0 && !isLoopback(config.http.host)) {
         log.warn({ host: config.http.host, families: open }, `anyone who reaches ${config.http.host} can write and delete through ${open.join(' and ')}: set FERRY_CONFIG <family>.auth, or turn them off (FERRY_FAMILIES)`)

@@ -19,6 +19,7 @@
 import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import { UploadError } from '../errors.js'
+import { LockAbortedError, LockTimeoutError } from '../state/locker.js'
 import type { Bus, Lock, Locker } from '../state/types.js'
 import { fsStoreOf } from '../storage/layout.js'
 import type { LocalPaths, ObjectStore, Toucher } from '../storage/object-store.js'
@@ -187,18 +188,32 @@ export class CasStore {
   }
 
   /**
+   * Takes the claim of `k` as soon as its holder lets go; rejects (LockAbortedError) when
+   * `signal` aborts.
+   */
+  claimWhenFree(k: CasKey, signal: AbortSignal): Promise<Lock> {
+    const o = { ttlMs: this.#o.claimTtlMs, waitMs: Infinity, signal }
+    return this.#o.locker.acquire(this.claimKey(k), o)
+  }
+
+  /**
    * Waits while a GC pass holds its lock (on any instance). Callers make their use of a blob
    * visible to GC first (touch or symlink), then settle, then check the blob still exists.
    * Throws ERR_UNAVAILABLE after `settleTimeoutMs`.
    */
   async settle(signal?: AbortSignal): Promise<void> {
-    const until = Date.now() + (this.#o.settleTimeoutMs ?? 60_000)
-    let delay = 25
-    while (await this.#o.locker.isHeld(GC_LOCK_KEY)) {
-      if (signal?.aborted) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away')
-      if (Date.now() > until) throw new UploadError('ERR_UNAVAILABLE', 'garbage collection is running; try again shortly')
-      await new Promise((r) => setTimeout(r, delay))
-      delay = Math.min(500, delay * 2)
+    const waitMs = this.#o.settleTimeoutMs ?? 60_000
+    try {
+      // Woken when the pass releases its lock (or its lease lapses), not by polling.
+      await this.#o.locker.waitUntilFree(GC_LOCK_KEY, { waitMs, ...(signal ? { signal } : {}) })
+    } catch (err) {
+      if (err instanceof LockTimeoutError) {
+        throw new UploadError('ERR_UNAVAILABLE', 'garbage collection is running; try again shortly')
+      }
+      if (err instanceof LockAbortedError) {
+        throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away')
+      }
+      throw err
     }
   }
 

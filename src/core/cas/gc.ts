@@ -12,8 +12,11 @@
  *   A pass that starts after the use is visible sees either the fresh mtime or the symlink;
  *   one that was running has finished, so its deletions show in the final check.
  * - We chose this over "checkout re-verifies after linking" alone because that leaves a window
- *   between GC's last look and its unlink; and over checkouts taking the GC lock, because the
- *   Locker has no shared mode and checkouts would then serialise with each other.
+ *   between GC's last look and its unlink; and over requests holding a shared (reader) lock
+ *   against the pass's exclusive one: that would cost every upload and checkout a lock taken,
+ *   renewed and released in the store, where settling costs one read while no pass runs (the
+ *   wait itself is woken by the pass's release, `Locker.waitUntilFree`), and making the use
+ *   visible first already closes the race a reader lock would close.
  * - Belt and braces: each candidate is re-stat'ed just before unlink and kept if its mtime moved,
  *   and a checkout directory that vanishes during the walk (renamed into place, or erased) makes
  *   the walk start over, so a checkout renamed mid-walk is never missed.

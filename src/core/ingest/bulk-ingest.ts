@@ -34,6 +34,7 @@ import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
 import { UploadError } from '../errors.js'
 import type { IngestPool } from '../hashing/ingest-pool.js'
+import { LockTimeoutError } from '../state/locker.js'
 import type { Lock, Locker } from '../state/types.js'
 import { putSmallObject, readSmallObject } from '../storage/atomic.js'
 import { fsIdentityOf } from '../storage/fs-object-store.js'
@@ -109,8 +110,6 @@ export interface IngestSummary {
   readonly skipped: number
   readonly stopped: boolean
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 function conflict(sc: string): UploadError {
   return new UploadError('ERR_LOCKED', `A bulk ingest is currently in progress for project ${sc}.`)
@@ -195,29 +194,32 @@ export class BulkIngestService {
    * publishWaitMs; it gives up at once with ERR_LOCKED when an ingest or finalize runs.
    */
   async withPublishLock<T>(sc: string, fn: () => Promise<T>): Promise<T> {
-    const until = Date.now() + this.#o.publishWaitMs
-    for (;;) {
-      await this.assertIdle(sc)
-      const lock = await this.#o.locker.tryAcquire(this.#lockKey(sc), this.#o.lockTtlMs)
-      if (lock !== null) {
-        try {
-          return await fn()
-        } finally {
-          await lock.release()
-        }
-      }
-      if (Date.now() >= until) throw conflict(sc)
-      await sleep(15)
+    await this.assertIdle(sc)
+    let lock: Lock
+    try {
+      // Woken when the mutex is released, and when a run takes it (#acquireJob notifies): the
+      // recheck then answers "in progress" at once instead of waiting out the run.
+      lock = await this.#o.locker.acquire(this.#lockKey(sc), {
+        ttlMs: this.#o.lockTtlMs,
+        waitMs: this.#o.publishWaitMs,
+        recheck: () => this.assertIdle(sc),
+      })
+    } catch (err) {
+      throw err instanceof LockTimeoutError ? conflict(sc) : err
+    }
+    try {
+      return await fn()
+    } finally {
+      await lock.release()
     }
   }
 
   async #acquire(sc: string): Promise<Lock> {
-    const until = Date.now() + this.#o.lockWaitMs
-    for (;;) {
-      const lock = await this.#o.locker.tryAcquire(this.#lockKey(sc), this.#o.lockTtlMs)
-      if (lock !== null) return lock
-      if (Date.now() >= until) throw conflict(sc)
-      await sleep(Math.min(15, Math.max(1, until - Date.now())))
+    try {
+      const o = { ttlMs: this.#o.lockTtlMs, waitMs: this.#o.lockWaitMs }
+      return await this.#o.locker.acquire(this.#lockKey(sc), o)
+    } catch (err) {
+      throw err instanceof LockTimeoutError ? conflict(sc) : err
     }
   }
 
@@ -233,6 +235,8 @@ export class BulkIngestService {
       await mutex.release()
       throw conflict(sc)
     }
+    // Uploads waiting for the mutex look again and see the marker: they answer "in progress".
+    this.#o.locker.notifyWaiters(this.#lockKey(sc)).catch(() => {})
     return {
       key: mutex.key,
       token: mutex.token,

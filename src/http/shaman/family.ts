@@ -150,7 +150,6 @@ export function createShamanFamily(deps: ShamanDeps): Family {
         declaredBytes: declared,
         canDefer,
         mode: hashModeFor(key.size),
-        lockTtlMs,
         signal: ctx.signal,
         log: rlog,
       })
