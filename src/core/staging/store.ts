@@ -66,6 +66,17 @@ interface Digests {
   readonly mtimeNs: string
   readonly md5: string
   readonly sha256: string
+  /** A multipart upload's S3-style ETag (`<md5 of the part md5s>-<parts>`), also linkable. */
+  readonly etag?: string
+}
+
+/** A finished file to stage at an address (see `stage`). */
+export interface StagedFile {
+  /** A temp file from the upload service, consumed (published or discarded). */
+  readonly tempPath: string
+  readonly md5: string
+  readonly sha256: string
+  readonly etag?: string
 }
 
 export interface NewAddress {
@@ -189,6 +200,30 @@ export class StagingStore {
   }
 
   /**
+   * Stages a file that is already complete (a joined multipart upload) at an address, as a
+   * presigned PUT would have: replaces the address's file atomically and records its digests,
+   * so `link` checks against them without reading the bytes again.
+   */
+  async stage(repository: string, relative: string, file: StagedFile): Promise<void> {
+    this.repository(repository)
+    if (!SIGNED_ADDRESS_RE.test(relative)) throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
+    const target = this.#dataFile(repository, relative)
+    let published = false
+    try {
+      const st = await stat(file.tempPath, { bigint: true })
+      await this.#o.uploads.publish(file.tempPath, target, { overwrite: true })
+      published = true
+      const digests: Digests = {
+        ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs), md5: file.md5, sha256: file.sha256,
+        ...(file.etag !== undefined ? { etag: file.etag } : {}),
+      }
+      await writeSmallFile(`${target}.digests`, JSON.stringify(digests), this.#o.uploads, true)
+    } finally {
+      if (!published) await this.#o.uploads.discard(file.tempPath)
+    }
+  }
+
+  /**
    * Links a physical address at `path` on `branch` (lakeFS linkPhysicalAddress). Checks, in order:
    * the address (signed for this repository, branch and path, not expired; or external, if
    * allowed), the checksum is present, the path, the branch, the staged bytes (present: else
@@ -277,10 +312,10 @@ export class StagingStore {
       if (st.size !== BigInt(sizeBytes)) {
         throw new UploadError('ERR_SIZE_MISMATCH', `size_bytes ${sizeBytes} does not match the ${st.size} bytes staged at this address`)
       }
-      let d: { md5: string; sha256: string } | null = null
+      let d: { md5: string; sha256: string; etag?: string } | null = null
       const side = await readJsonOrNull<Digests>(`${dataFile}.digests`)
       if (side !== null && side.ino === String(st.ino) && side.size === String(st.size) && side.mtimeNs === String(st.mtimeNs)) {
-        d = { md5: side.md5, sha256: side.sha256 }
+        d = { md5: side.md5, sha256: side.sha256, ...(side.etag !== undefined ? { etag: side.etag } : {}) }
       } else {
         const h = await this.#o.pool.hashFile(blobPath, { algos: ['md5', 'sha256'] })
         const md5 = h.digests.md5
@@ -292,7 +327,7 @@ export class StagingStore {
         throw new UploadError('ERR_CHECKSUM_MISMATCH', 'checksum does not match the object staged at this address')
       }
       await fsyncDir(dirname(blobPath))
-      return d
+      return { md5: d.md5, sha256: d.sha256 }
     } catch (err) {
       await removeQuietly(blobPath)
       throw err
@@ -320,11 +355,15 @@ function namespaceOf(repo: LakeFsRepository): string {
 
 /**
  * lakectl sends the md5 as hex (from Content-MD5 or the ETag); the web UI passes the base64
- * Content-MD5 through; sha256 hex is accepted too.
+ * Content-MD5 through; sha256 hex is accepted too, and for a joined multipart upload its
+ * S3-style ETag (what the completion answered as the checksum).
  */
-export function checksumMatches(checksum: string, d: { readonly md5: string; readonly sha256: string }): boolean {
+export function checksumMatches(
+  checksum: string,
+  d: { readonly md5: string; readonly sha256: string; readonly etag?: string },
+): boolean {
   const c = checksum.toLowerCase()
-  if (c === d.md5 || c === d.sha256) return true
+  if (c === d.md5 || c === d.sha256 || (d.etag !== undefined && c === d.etag)) return true
   return checksum === Buffer.from(d.md5, 'hex').toString('base64')
 }
 
