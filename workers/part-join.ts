@@ -54,7 +54,8 @@ export function joinParts(task: JoinPartsTask): JoinPartsResult {
       sourceBytes.push(partBytes)
     }
     fsyncSync(dst)
-    return { status: 'joined', bytes: written, md5: md5.digest('hex'), sha256: sha256.digest('hex'), sourceBytes }
+    const digests = { md5: md5.digest('hex'), sha256: sha256.digest('hex') }
+    return { status: 'joined', bytes: written, ...digests, sourceBytes }
   } finally {
     closeSync(dst)
   }

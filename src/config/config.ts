@@ -317,7 +317,9 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
   const allowExt = o['allowExternalAddresses'] ?? SECTION_DEFAULTS.lakefs.allowExternalAddresses
   if (typeof allowExt !== 'boolean') throw new ConfigError('FERRY_CONFIG.lakefs.allowExternalAddresses must be a boolean')
   const multipart = o['presignMultipart'] ?? SECTION_DEFAULTS.lakefs.presignMultipart
-  if (typeof multipart !== 'boolean') throw new ConfigError('FERRY_CONFIG.lakefs.presignMultipart must be a boolean')
+  if (typeof multipart !== 'boolean') {
+    throw new ConfigError('FERRY_CONFIG.lakefs.presignMultipart must be a boolean')
+  }
   const out: LakeFsConfig = {
     signingSecret: nonEmpty('FERRY_CONFIG.lakefs.signingSecret', o['signingSecret']),
     jwtSecret: nonEmpty('FERRY_CONFIG.lakefs.jwtSecret', o['jwtSecret']),

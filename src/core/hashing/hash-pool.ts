@@ -17,7 +17,8 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { Piscina } from 'piscina'
 import type {
-  HashAlgo, HashFileTask, HashResult, HashStreamResult, HashStreamTask, JoinPartsResult, JoinPartsTask, StreamMessage,
+  HashAlgo, HashFileTask, HashResult, HashStreamResult, HashStreamTask, JoinPartsResult,
+  JoinPartsTask, StreamMessage,
 } from '../../../workers/protocol.js'
 
 export type { HashAlgo, HashResult, JoinPartsResult }
@@ -126,7 +127,8 @@ export class HashPool {
     signal?: AbortSignal,
   ): Promise<JoinPartsResult> {
     const task: JoinPartsTask = { sources, target }
-    return (await this.#tasks.run(task, { name: 'joinParts', ...(signal ? { signal } : {}) })) as JoinPartsResult
+    const run = this.#tasks.run(task, { name: 'joinParts', ...(signal ? { signal } : {}) })
+    return (await run) as JoinPartsResult
   }
 
   /** Starts a running hash of a growing file, or null when every stream slot is taken. */

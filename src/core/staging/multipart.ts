@@ -45,7 +45,8 @@ import { fsyncDir, fsyncFile, removeQuietly } from '../storage/files.js'
 import type { DataLayout } from '../storage/layout.js'
 import type { UploadService } from '../uploads/uploads.js'
 import {
-  checkPresignedPart, LINK_ADDRESS_TTL_SEC, presignPartQuery, verifySignedAddress, type PresignRefusal,
+  checkPresignedPart, LINK_ADDRESS_TTL_SEC, presignPartQuery, verifySignedAddress,
+  type PresignRefusal,
 } from './signing.js'
 import type { ObjectStats, StagingStore } from './store.js'
 
@@ -57,10 +58,10 @@ export const MIN_PART_BYTES = 5 * 1024 * 1024
 export const MAX_PART_BYTES = 5 * 1024 * 1024 * 1024
 
 /** What S3 answers for an upload id that is not (or no longer) there. */
-const NO_SUCH_UPLOAD =
-  'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.'
-const INVALID_PART =
-  "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."
+const NO_SUCH_UPLOAD = 'The specified upload does not exist. The upload ID may be invalid, ' +
+  'or the upload may have been aborted or completed.'
+const INVALID_PART = 'One or more of the specified parts could not be found. The part may not ' +
+  "have been uploaded, or the specified entity tag may not match the part's entity tag."
 /** A folder without upload.json younger than this is an upload being created: left alone. */
 const CREATE_GRACE_MS = 60_000
 
@@ -156,9 +157,16 @@ export class StagingMultipart {
    * 1..`parts` (0 to 10,000; lakeFS hands out none for 0). The branch must exist (lakeFS checks
    * it here, so an upload does not fail only at its end).
    */
-  async create(repository: string, branch: string, path: string, parts: number): Promise<CreatedUpload> {
+  async create(
+    repository: string,
+    branch: string,
+    path: string,
+    parts: number,
+  ): Promise<CreatedUpload> {
     const repo = this.#o.store.repository(repository)
-    if (!repo.branches.includes(branch)) throw new UploadError('ERR_NOT_FOUND', `branch '${branch}' not found`)
+    if (!repo.branches.includes(branch)) {
+      throw new UploadError('ERR_NOT_FOUND', `branch '${branch}' not found`)
+    }
     if (path === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'path is required')
     if (!Number.isSafeInteger(parts) || parts < 0 || parts > MAX_PARTS) {
       throw new UploadError('ERR_INVALID_ARGUMENT', `parts can be between 0 and ${MAX_PARTS}`)
@@ -172,22 +180,29 @@ export class StagingMultipart {
     await mkdir(dir, { recursive: true })
     await this.#writeJson(join(dir, 'upload.json'), manifest)
     const partQueries: string[] = []
-    for (let n = 1; n <= parts; n++) partQueries.push(this.partQuery(repository, address.relative, uploadId, n))
-    return { uploadId, physicalAddress: address.physicalAddress, relative: address.relative, partQueries }
+    for (let n = 1; n <= parts; n++) {
+      partQueries.push(this.partQuery(repository, address.relative, uploadId, n))
+    }
+    const { physicalAddress, relative } = address
+    return { uploadId, physicalAddress, relative, partQueries }
   }
 
   /**
    * A fresh presigned URL query for one part (lakeFS uploadPart). Like lakeFS, it checks the
    * address (signed for this branch and path) but not the upload: the part PUT does.
    */
-  freshPartQuery(ref: UploadRef, partNumber: number): { readonly relative: string; readonly query: string } {
+  freshPartQuery(
+    ref: UploadRef,
+    partNumber: number,
+  ): { readonly relative: string; readonly query: string } {
     const relative = this.#verifyAddress(ref)
     return { relative, query: this.partQuery(ref.repository, relative, ref.uploadId, partNumber) }
   }
 
   partQuery(repository: string, relative: string, uploadId: string, partNumber: number): string {
     const claims = { repository, relative, uploadId, partNumber }
-    return presignPartQuery(this.#o.config.signingSecret, claims, this.#now(), this.#o.config.presignTtlSec)
+    const { signingSecret, presignTtlSec } = this.#o.config
+    return presignPartQuery(signingSecret, claims, this.#now(), presignTtlSec)
   }
 
   /** Checks a part PUT's URL (null: authorized). */
@@ -195,7 +210,8 @@ export class StagingMultipart {
     claims: { repository: string; relative: string; uploadId: string; partNumber: number },
     q: { date: string | null; expires: string | null; signature: string | null },
   ): PresignRefusal | null {
-    return checkPresignedPart(this.#o.config.signingSecret, claims, q.date, q.expires, q.signature, this.#now())
+    const secret = this.#o.config.signingSecret
+    return checkPresignedPart(secret, claims, q.date, q.expires, q.signature, this.#now())
   }
 
   /**
@@ -214,8 +230,9 @@ export class StagingMultipart {
   ): Promise<{ readonly md5: string; readonly bytes: number }> {
     const dir = this.#uploadDir(repository, uploadId)
     const manifest = await this.#manifest(dir)
-    if (manifest === null || manifest.relative !== relative || (await exists(join(dir, 'completed.json')))) {
-      throw new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
+    const gone = manifest === null || manifest.relative !== relative
+    if (gone || (await exists(join(dir, 'completed.json')))) {
+      throw noSuchUpload()
     }
     const got = await this.#o.uploads.receiveWhole(body.stream, {
       maxBytes: Math.min(MAX_PART_BYTES, this.#o.maxUploadBytes),
@@ -226,15 +243,17 @@ export class StagingMultipart {
     try {
       const md5 = got.digests.md5
       if (md5 === undefined) throw new Error('hash pool answered without md5')
-      if (opts.contentMd5 !== null && Buffer.from(md5, 'hex').toString('base64') !== opts.contentMd5.trim()) {
-        throw new UploadError('ERR_CHECKSUM_MISMATCH', 'The Content-MD5 you specified did not match what we received.')
+      const given = opts.contentMd5?.trim() ?? null
+      if (given !== null && Buffer.from(md5, 'hex').toString('base64') !== given) {
+        const message = 'The Content-MD5 you specified did not match what we received.'
+        throw new UploadError('ERR_CHECKSUM_MISMATCH', message)
       }
       await fsyncFile(got.tempPath)
       // No mkdir: an aborted upload's folder is gone, and must stay gone.
       try {
         await rename(got.tempPath, join(dir, `${partNumber}.part`))
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw noSuchUpload()
         throw err
       }
       await fsyncDir(dir)
@@ -253,7 +272,9 @@ export class StagingMultipart {
    * answers the first one's ObjectStats (lakectl retries on transport errors and 5xx).
    */
   async complete(input: CompleteInput): Promise<ObjectStats> {
-    if (input.parts.length === 0) throw new UploadError('ERR_INVALID_ARGUMENT', 'parts are required')
+    if (input.parts.length === 0) {
+      throw new UploadError('ERR_INVALID_ARGUMENT', 'parts are required')
+    }
     const relative = this.#verifyAddress(input)
     const dir = this.#uploadDir(input.repository, input.uploadId)
     await this.#ownManifest(dir, input, relative)
@@ -261,10 +282,13 @@ export class StagingMultipart {
     const md5s: string[] = []
     for (const p of input.parts) {
       if (!Number.isSafeInteger(p.partNumber) || p.partNumber < 1 || p.partNumber > MAX_PARTS) {
-        throw new UploadError('ERR_INVALID_ARGUMENT', `part numbers run from 1 to ${MAX_PARTS}, not ${p.partNumber}`)
+        const message = `part numbers run from 1 to ${MAX_PARTS}, not ${p.partNumber}`
+        throw new UploadError('ERR_INVALID_ARGUMENT', message)
       }
       if (p.partNumber <= previous) {
-        throw new UploadError('ERR_INVALID_ARGUMENT', 'The list of parts was not in ascending order. Parts must be ordered by part number.')
+        const message = 'The list of parts was not in ascending order. ' +
+          'Parts must be ordered by part number.'
+        throw new UploadError('ERR_INVALID_ARGUMENT', message)
       }
       previous = p.partNumber
       const etag = normalEtag(p.etag)
@@ -281,16 +305,15 @@ export class StagingMultipart {
       const st = await stat(path).catch(() => null)
       if (st === null) return this.#afterLostPart(dir, etag)
       if (i < input.parts.length - 1 && st.size < MIN_PART_BYTES) {
-        throw new UploadError('ERR_INVALID_ARGUMENT', `Your proposed upload is smaller than the minimum allowed size: part ${p.partNumber} has ${st.size} bytes, and every part but the last needs at least ${MIN_PART_BYTES}.`)
+        const message = 'Your proposed upload is smaller than the minimum allowed size: ' +
+          `part ${p.partNumber} has ${st.size} bytes, and every part but the last needs at ` +
+          `least ${MIN_PART_BYTES}.`
+        throw new UploadError('ERR_INVALID_ARGUMENT', message)
       }
       total += st.size
       sources.push({ path, expectedMd5: md5s[i]! })
     }
-    if (total > this.#o.maxUploadBytes) {
-      throw new UploadError('ERR_BODY_TOO_LARGE', `the parts hold ${total} bytes, over the limit of ${this.#o.maxUploadBytes}`, {
-        detail: { kind: 'limit', maxBytes: this.#o.maxUploadBytes },
-      })
-    }
+    this.#checkTotal(total)
     const tempPath = this.#o.uploads.streamTempPath()
     let staged = false
     try {
@@ -300,15 +323,15 @@ export class StagingMultipart {
       // A part replaced between the size check and the join: its ETag still matched, so its bytes
       // are the ones named, but the sizes must be checked on what was joined.
       for (const [i, n] of joined.sourceBytes.entries()) {
-        if (i < joined.sourceBytes.length - 1 && n < MIN_PART_BYTES) throw new UploadError('ERR_INVALID_ARGUMENT', INVALID_PART)
+        const last = i === joined.sourceBytes.length - 1
+        if (!last && n < MIN_PART_BYTES) throw new UploadError('ERR_INVALID_ARGUMENT', INVALID_PART)
       }
-      if (joined.bytes > this.#o.maxUploadBytes) {
-        throw new UploadError('ERR_BODY_TOO_LARGE', `the parts hold ${joined.bytes} bytes, over the limit of ${this.#o.maxUploadBytes}`)
-      }
+      this.#checkTotal(joined.bytes)
       // An abort that won the race: nothing is staged or linked for it.
-      if ((await this.#manifest(dir)) === null) throw new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
+      if ((await this.#manifest(dir)) === null) throw noSuchUpload()
       staged = true
-      await this.#o.store.stage(input.repository, relative, { tempPath, md5: joined.md5, sha256: joined.sha256, etag })
+      const { md5, sha256 } = joined
+      await this.#o.store.stage(input.repository, relative, { tempPath, md5, sha256, etag })
       const stats = await this.#o.store.link({
         repository: input.repository,
         branch: input.branch,
@@ -334,8 +357,8 @@ export class StagingMultipart {
     const relative = this.#verifyAddress(ref)
     const dir = this.#uploadDir(ref.repository, ref.uploadId)
     await this.#ownManifest(dir, ref, relative)
-    if (await exists(join(dir, 'completed.json'))) throw new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
-    if (!(await this.#remove(dir))) throw new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
+    if (await exists(join(dir, 'completed.json'))) throw noSuchUpload()
+    if (!(await this.#remove(dir))) throw noSuchUpload()
   }
 
   /**
@@ -364,7 +387,10 @@ export class StagingMultipart {
         let gone: boolean
         if (completed !== null) gone = nowMs - completed.mtimeMs > this.#o.idleTtlMs
         else if (manifest === null) gone = idleMs > CREATE_GRACE_MS
-        else gone = idleMs > this.#o.idleTtlMs || nowMs - manifest.createdMs > LINK_ADDRESS_TTL_SEC * 1000
+        else {
+          const tooOld = nowMs - manifest.createdMs > LINK_ADDRESS_TTL_SEC * 1000
+          gone = idleMs > this.#o.idleTtlMs || tooOld
+        }
         if (gone && (await this.#remove(dir))) removed++
       }
     }
@@ -375,10 +401,13 @@ export class StagingMultipart {
   /** The address relative to the namespace, checked as lakeFS's VerifyLinkAddress does. */
   #verifyAddress(ref: UploadRef): string {
     const repo = this.#o.store.repository(ref.repository)
-    if (ref.physicalAddress === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'physical_address is required')
+    if (ref.physicalAddress === '') {
+      throw new UploadError('ERR_INVALID_ARGUMENT', 'physical_address is required')
+    }
     const ns = repo.storageNamespace.replace(/\/+$/, '')
     if (!ref.physicalAddress.startsWith(`${ns}/data/`)) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', 'physical address must be relative to the storage namespace')
+      const message = 'physical address must be relative to the storage namespace'
+      throw new UploadError('ERR_INVALID_ARGUMENT', message)
     }
     const relative = ref.physicalAddress.slice(ns.length + 1)
     const claims = { repository: ref.repository, branch: ref.branch, path: ref.path }
@@ -390,7 +419,7 @@ export class StagingMultipart {
   async #ownManifest(dir: string, ref: UploadRef, relative: string): Promise<Manifest> {
     const m = await this.#manifest(dir)
     if (m === null || m.relative !== relative || m.branch !== ref.branch || m.path !== ref.path) {
-      throw new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
+      throw noSuchUpload()
     }
     return m
   }
@@ -404,7 +433,7 @@ export class StagingMultipart {
   async #completed(dir: string, etag: string): Promise<ObjectStats | null> {
     const c = await readJsonOrNull<Completed>(join(dir, 'completed.json'))
     if (c === null) return null
-    if (c.etag !== etag) throw new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
+    if (c.etag !== etag) throw noSuchUpload()
     return c.stats
   }
 
@@ -415,8 +444,16 @@ export class StagingMultipart {
   async #afterLostPart(dir: string, etag: string): Promise<ObjectStats> {
     const done = await this.#completed(dir, etag)
     if (done !== null) return done
-    if ((await this.#manifest(dir)) === null) throw new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
+    if ((await this.#manifest(dir)) === null) throw noSuchUpload()
     throw new UploadError('ERR_INVALID_ARGUMENT', INVALID_PART)
+  }
+
+  #checkTotal(bytes: number): void {
+    const max = this.#o.maxUploadBytes
+    if (bytes <= max) return
+    const message = `the parts hold ${bytes} bytes, over the limit of ${max}`
+    const detail = { kind: 'limit', maxBytes: max } as const
+    throw new UploadError('ERR_BODY_TOO_LARGE', message, { detail })
   }
 
   async #removeParts(dir: string): Promise<void> {
@@ -454,9 +491,13 @@ export class StagingMultipart {
 
   #uploadDir(repository: string, uploadId: string): string {
     // Ids are ours (32 hex); anything else names no upload, and never a path outside pmpu/.
-    if (!UPLOAD_ID_RE.test(uploadId)) throw new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
+    if (!UPLOAD_ID_RE.test(uploadId)) throw noSuchUpload()
     return join(this.#pmpuRoot(this.#o.store.repository(repository)), uploadId)
   }
+}
+
+function noSuchUpload(): UploadError {
+  return new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -202,14 +202,16 @@ export const AMZ_EXPIRES_PARAM = 'X-Amz-Expires'
 
 /** S3's X-Amz-Date: `20261125T154200Z` (UTC, basic ISO 8601). */
 export function amzDate(nowMs: number): string {
-  return new Date(Math.floor(nowMs / 1000) * 1000).toISOString().replace(/[-:]/g, '').replace('.000', '')
+  const iso = new Date(Math.floor(nowMs / 1000) * 1000).toISOString()
+  return iso.replace(/[-:]/g, '').replace('.000', '')
 }
 
 /** Unix seconds of an X-Amz-Date, or null when it is not one. */
 function parseAmzDate(raw: string): number | null {
   const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(raw)
   if (!m) return null
-  const ms = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]))
+  const n = m.slice(1).map(Number)
+  const ms = Date.UTC(n[0]!, n[1]! - 1, n[2]!, n[3]!, n[4]!, n[5]!)
   return Number.isFinite(ms) && amzDate(ms) === raw ? ms / 1000 : null
 }
 
@@ -221,15 +223,22 @@ export interface PartClaims {
 }
 
 function partMac(secret: string, c: PartClaims, date: string, expiresSec: number): Buffer {
-  const doc = `ferry-presign-part-v1\nPUT\n${c.repository}\n${c.relative}\n${c.uploadId}\n${c.partNumber}\n${date}\n${expiresSec}`
+  const fields = [c.repository, c.relative, c.uploadId, c.partNumber, date, expiresSec]
+  const doc = `ferry-presign-part-v1\nPUT\n${fields.join('\n')}`
   return createHmac('sha256', secret).update(doc).digest()
 }
 
 /** The query string (without `?`) that authorizes a PUT of one part for `ttlSec` from `nowMs`. */
-export function presignPartQuery(secret: string, c: PartClaims, nowMs: number, ttlSec: number): string {
+export function presignPartQuery(
+  secret: string,
+  c: PartClaims,
+  nowMs: number,
+  ttlSec: number,
+): string {
   const date = amzDate(nowMs)
   const sig = partMac(secret, c, date, ttlSec).toString('base64url')
-  return `${PART_NUMBER_PARAM}=${c.partNumber}&${UPLOAD_ID_PARAM}=${encodeURIComponent(c.uploadId)}` +
+  const id = encodeURIComponent(c.uploadId)
+  return `${PART_NUMBER_PARAM}=${c.partNumber}&${UPLOAD_ID_PARAM}=${id}` +
     `&${AMZ_DATE_PARAM}=${date}&${AMZ_EXPIRES_PARAM}=${ttlSec}&${PRESIGN_SIGNATURE_PARAM}=${sig}`
 }
 

@@ -206,7 +206,9 @@ export class StagingStore {
    */
   async stage(repository: string, relative: string, file: StagedFile): Promise<void> {
     this.repository(repository)
-    if (!SIGNED_ADDRESS_RE.test(relative)) throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
+    if (!SIGNED_ADDRESS_RE.test(relative)) {
+      throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
+    }
     const target = this.#dataFile(repository, relative)
     let published = false
     try {
@@ -214,7 +216,8 @@ export class StagingStore {
       await this.#o.uploads.publish(file.tempPath, target, { overwrite: true })
       published = true
       const digests: Digests = {
-        ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs), md5: file.md5, sha256: file.sha256,
+        ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs),
+        md5: file.md5, sha256: file.sha256,
         ...(file.etag !== undefined ? { etag: file.etag } : {}),
       }
       await writeSmallFile(`${target}.digests`, JSON.stringify(digests), this.#o.uploads, true)
@@ -315,7 +318,8 @@ export class StagingStore {
       let d: { md5: string; sha256: string; etag?: string } | null = null
       const side = await readJsonOrNull<Digests>(`${dataFile}.digests`)
       if (side !== null && side.ino === String(st.ino) && side.size === String(st.size) && side.mtimeNs === String(st.mtimeNs)) {
-        d = { md5: side.md5, sha256: side.sha256, ...(side.etag !== undefined ? { etag: side.etag } : {}) }
+        const etag = side.etag !== undefined ? { etag: side.etag } : {}
+        d = { md5: side.md5, sha256: side.sha256, ...etag }
       } else {
         const h = await this.#o.pool.hashFile(blobPath, { algos: ['md5', 'sha256'] })
         const md5 = h.digests.md5

@@ -28,7 +28,8 @@
  * - a link of an address nothing was uploaded to answers 409 (lakeFS does not look), so lakectl
  *   starts that upload over; a size or checksum that does not match the staged bytes is 400.
  *
- * Presigned multipart (lakectl's path for files of 5 MiB or more, lakeFS pkg/api/helpers/upload.go):
+ * Presigned multipart, lakectl's path for files of 5 MiB or more (lakeFS
+ * pkg/api/helpers/upload.go):
  * POST pmpu?path=…&parts=N → 201 {physical_address, presigned_urls, upload_id}; the parts are PUT
  * 5 at a time, in any order, to any instance; each answer carries `ETag: "<md5>"`; then PUT
  * pmpu/{id} with the parts' numbers and ETags → 200 ObjectStats (the object is linked, as lakeFS's
@@ -43,10 +44,12 @@
  */
 import type { LakeFsConfig } from '../../config/config.js'
 import { UploadError } from '../../core/errors.js'
-import { MAX_PART_BYTES, MAX_PARTS, type CompletedPart, type StagingMultipart } from '../../core/staging/multipart.js'
 import {
-  AMZ_DATE_PARAM, AMZ_EXPIRES_PARAM, PART_NUMBER_PARAM, PRESIGN_EXPIRES_PARAM, PRESIGN_SIGNATURE_PARAM,
-  UPLOAD_ID_PARAM, type PresignRefusal,
+  MAX_PART_BYTES, MAX_PARTS, type CompletedPart, type StagingMultipart,
+} from '../../core/staging/multipart.js'
+import {
+  AMZ_DATE_PARAM, AMZ_EXPIRES_PARAM, PART_NUMBER_PARAM, PRESIGN_EXPIRES_PARAM,
+  PRESIGN_SIGNATURE_PARAM, UPLOAD_ID_PARAM, type PresignRefusal,
 } from '../../core/staging/signing.js'
 import type { StagingStore } from '../../core/staging/store.js'
 import { checkDeclaredSize, readJson, uploadBody } from '../body.js'
@@ -148,26 +151,35 @@ export function parseCompleteBody(raw: unknown): {
   const parts = o.raw['parts']
   if (!Array.isArray(parts)) throw bodyError('property "parts": value must be an array')
   const list = parts.map((p: unknown, i): CompletedPart => {
-    if (typeof p !== 'object' || p === null || Array.isArray(p)) throw bodyError(`property "parts[${i}]": value must be an object`)
+    const at = `property "parts[${i}]`
+    if (typeof p !== 'object' || p === null || Array.isArray(p)) {
+      throw bodyError(`${at}": value must be an object`)
+    }
     const po = p as Record<string, unknown>
     for (const k of ['part_number', 'etag']) {
-      if (po[k] === undefined) throw bodyError(`property "parts[${i}].${k}" is missing`)
+      if (po[k] === undefined) throw bodyError(`${at}.${k}" is missing`)
     }
-    if (!isInt64(po['part_number'])) throw bodyError(`property "parts[${i}].part_number": value must be an integer`)
-    if (typeof po['etag'] !== 'string') throw bodyError(`property "parts[${i}].etag": value must be a string`)
+    if (!isInt64(po['part_number'])) throw bodyError(`${at}.part_number": value must be an integer`)
+    if (typeof po['etag'] !== 'string') throw bodyError(`${at}.etag": value must be a string`)
     return { partNumber: po['part_number'], etag: po['etag'] }
   })
   const meta: Record<string, string> = {}
   const um = o.raw['user_metadata']
   if (um !== undefined && um !== null) {
-    if (typeof um !== 'object' || Array.isArray(um)) throw bodyError('property "user_metadata": value must be an object')
+    if (typeof um !== 'object' || Array.isArray(um)) {
+      throw bodyError('property "user_metadata": value must be an object')
+    }
     for (const [k, v] of Object.entries(um)) {
-      if (typeof v !== 'string') throw bodyError(`property "user_metadata.${k}": value must be a string`)
+      if (typeof v !== 'string') {
+        throw bodyError(`property "user_metadata.${k}": value must be a string`)
+      }
       meta[k] = v
     }
   }
   const ct = o.raw['content_type']
-  if (ct !== undefined && ct !== null && typeof ct !== 'string') throw bodyError('property "content_type": value must be a string')
+  if (ct !== undefined && ct !== null && typeof ct !== 'string') {
+    throw bodyError('property "content_type": value must be a string')
+  }
   return {
     physicalAddress: o.physicalAddress,
     parts: list,
@@ -181,24 +193,33 @@ export function physicalAddressBody(
   raw: unknown,
   required: readonly string[] = ['physical_address'],
 ): { physicalAddress: string; raw: Record<string, unknown> } {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bodyError('value must be an object')
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw bodyError('value must be an object')
+  }
   const o = raw as Record<string, unknown>
   for (const k of required) {
     if (o[k] === undefined) throw bodyError(`property "${k}" is missing`)
   }
-  if (typeof o['physical_address'] !== 'string') throw bodyError('property "physical_address": value must be a string')
+  if (typeof o['physical_address'] !== 'string') {
+    throw bodyError('property "physical_address": value must be a string')
+  }
   return { physicalAddress: o['physical_address'], raw: o }
 }
 
 /** An integer parameter as lakeFS's validator reads it; null when absent. */
-function intParam(name: string, where: 'query' | 'path', raw: string | null, min: number, max: number): number | null {
+function intParam(
+  name: string,
+  where: 'query' | 'path',
+  raw: string | null,
+  range: { readonly min: number; readonly max: number } | null = null,
+): number | null {
   if (raw === null) return null
-  if (!/^[+-]?\d{1,15}$/.test(raw)) {
-    throw new UploadError('ERR_INVALID_ARGUMENT', `parameter "${name}" in ${where} has an error: value ${raw}: an invalid integer: invalid syntax`)
-  }
+  const bad = (why: string) =>
+    new UploadError('ERR_INVALID_ARGUMENT', `parameter "${name}" in ${where} has an error: ${why}`)
+  if (!/^[+-]?\d{1,15}$/.test(raw)) throw bad(`value ${raw}: an invalid integer: invalid syntax`)
   const n = Number(raw)
-  if (n < min) throw new UploadError('ERR_INVALID_ARGUMENT', `parameter "${name}" in ${where} has an error: number must be at least ${min}`)
-  if (n > max) throw new UploadError('ERR_INVALID_ARGUMENT', `parameter "${name}" in ${where} has an error: number must be at most ${max}`)
+  if (range !== null && n < range.min) throw bad(`number must be at least ${range.min}`)
+  if (range !== null && n > range.max) throw bad(`number must be at most ${range.max}`)
   return n
 }
 
@@ -241,6 +262,19 @@ function originOf(ctx: RequestContext, publicUrl: string | null): string {
 function blockstoreType(lakefs: LakeFsConfig): string {
   const first = lakefs.repositories[0]?.storageNamespace ?? 'local://'
   return /^([a-z][a-z0-9+.-]*):\/\//i.exec(first)?.[1]?.toLowerCase() ?? 'local'
+}
+
+/** …/staging/pmpu, …/pmpu/{uploadId}, …/pmpu/{uploadId}/parts/{n}, …/parts/{n}/copy */
+const PMPU_ROUTE = new RegExp(
+  '^/repositories/([^/]+)/branches/([^/]+)/staging/pmpu' +
+  '(?:/([^/]+)(?:/parts/([^/]+)(/copy)?)?)?$',
+)
+
+/** A route under one multipart upload. */
+interface PmpuRoute {
+  readonly repo: string
+  readonly branch: string
+  readonly uploadId: string
 }
 
 /** The presigned PUT's S3-style refusal of a URL that is unsigned, tampered or expired. */
@@ -328,15 +362,16 @@ export function createStagingFamily(deps: StagingDeps): Family {
     sendLakeFsJson(ctx.res, 200, stats)
   }
 
-  function presignedUrl(ctx: RequestContext, repo: string, relative: string, query: string): string {
+  function presignedUrl(ctx: RequestContext, repo: string, rel: string, query: string): string {
     const origin = originOf(ctx, publicUrl)
-    return `${origin}${LAKEFS_PREFIX}${PRESIGNED_PATH}${encodeURIComponent(repo)}/${relative}?${query}`
+    const repoSegment = encodeURIComponent(repo)
+    return `${origin}${LAKEFS_PREFIX}${PRESIGNED_PATH}${repoSegment}/${rel}?${query}`
   }
 
   /** The multipart store, or lakeFS's 501 when the feature is off. */
   function multipartOn(): StagingMultipart {
-    if (multipart === null) throw new UploadError('ERR_NOT_IMPLEMENTED', 'presign multipart upload API is not supported')
-    return multipart
+    if (multipart !== null) return multipart
+    throw new UploadError('ERR_NOT_IMPLEMENTED', 'presign multipart upload API is not supported')
   }
 
   async function createMultipart(ctx: RequestContext, repo: string, branch: string): Promise<void> {
@@ -344,27 +379,33 @@ export function createStagingFamily(deps: StagingDeps): Family {
     store.repository(repo)
     const mp = multipartOn()
     const path = requiredQuery(ctx.url, 'path')
-    const parts = intParam('parts', 'query', ctx.url.searchParams.get('parts'), Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER) ?? 0
+    // The range (0..10000) is the handler's check, with lakeFS's words.
+    const parts = intParam('parts', 'query', ctx.url.searchParams.get('parts')) ?? 0
     const up = await mp.create(repo, branch, path, parts)
     // Go's field order; presigned_urls only when there are some (lakeFS leaves it out for 0).
     const body: Record<string, unknown> = { physical_address: up.physicalAddress }
-    if (up.partQueries.length > 0) body['presigned_urls'] = up.partQueries.map((q) => presignedUrl(ctx, repo, up.relative, q))
+    if (up.partQueries.length > 0) {
+      body['presigned_urls'] = up.partQueries.map((q) => presignedUrl(ctx, repo, up.relative, q))
+    }
     body['upload_id'] = up.uploadId
     sendLakeFsJson(ctx.res, 201, body)
   }
 
-  async function freshPartUrl(ctx: RequestContext, repo: string, branch: string, uploadId: string, partRaw: string): Promise<void> {
+  async function freshPartUrl(ctx: RequestContext, ref: PmpuRoute, partRaw: string): Promise<void> {
+    const { repo, branch, uploadId } = ref
     authorizeRepository(await authenticate(ctx.req), repo)
     store.repository(repo)
     const mp = multipartOn()
     const path = requiredQuery(ctx.url, 'path')
-    const partNumber = intParam('partNumber', 'path', partRaw, 1, MAX_PARTS)!
+    const partNumber = intParam('partNumber', 'path', partRaw, { min: 1, max: MAX_PARTS })!
     const { physicalAddress } = physicalAddressBody(await readJson(ctx.req, maxJsonBytes))
-    const p = mp.freshPartQuery({ repository: repo, branch, path, uploadId, physicalAddress }, partNumber)
+    const upload = { repository: repo, branch, path, uploadId, physicalAddress }
+    const p = mp.freshPartQuery(upload, partNumber)
     sendLakeFsJson(ctx.res, 200, { presigned_url: presignedUrl(ctx, repo, p.relative, p.query) })
   }
 
-  async function completeMultipart(ctx: RequestContext, repo: string, branch: string, uploadId: string): Promise<void> {
+  async function completeMultipart(ctx: RequestContext, ref: PmpuRoute): Promise<void> {
+    const { repo, branch, uploadId } = ref
     authorizeRepository(await authenticate(ctx.req), repo)
     store.repository(repo)
     const mp = multipartOn()
@@ -375,7 +416,8 @@ export function createStagingFamily(deps: StagingDeps): Family {
     sendLakeFsJson(ctx.res, 200, stats)
   }
 
-  async function abortMultipart(ctx: RequestContext, repo: string, branch: string, uploadId: string): Promise<void> {
+  async function abortMultipart(ctx: RequestContext, ref: PmpuRoute): Promise<void> {
+    const { repo, branch, uploadId } = ref
     authorizeRepository(await authenticate(ctx.req), repo)
     store.repository(repo)
     const mp = multipartOn()
@@ -393,19 +435,27 @@ export function createStagingFamily(deps: StagingDeps): Family {
     const uploadId = q.get(UPLOAD_ID_PARAM) ?? ''
     const partRaw = q.get(PART_NUMBER_PARAM) ?? ''
     if (!/^\d{1,5}$/.test(partRaw) || Number(partRaw) < 1 || Number(partRaw) > MAX_PARTS) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', `Part number must be an integer between 1 and ${MAX_PARTS}, inclusive`)
+      const message = `Part number must be an integer between 1 and ${MAX_PARTS}, inclusive`
+      throw new UploadError('ERR_INVALID_ARGUMENT', message)
     }
     const partNumber = Number(partRaw)
     store.repository(repo)
-    const refusal = mp.checkPartUrl(
-      { repository: repo, relative, uploadId, partNumber },
-      { date: q.get(AMZ_DATE_PARAM), expires: q.get(AMZ_EXPIRES_PARAM), signature: q.get(PRESIGN_SIGNATURE_PARAM) },
-    )
-    if (refusal !== null) throw presignRefusal(refusal, `${AMZ_DATE_PARAM}, ${AMZ_EXPIRES_PARAM} and ${PRESIGN_SIGNATURE_PARAM}`)
+    const refusal = mp.checkPartUrl({ repository: repo, relative, uploadId, partNumber }, {
+      date: q.get(AMZ_DATE_PARAM),
+      expires: q.get(AMZ_EXPIRES_PARAM),
+      signature: q.get(PRESIGN_SIGNATURE_PARAM),
+    })
+    if (refusal !== null) {
+      const params = `${AMZ_DATE_PARAM}, ${AMZ_EXPIRES_PARAM} and ${PRESIGN_SIGNATURE_PARAM}`
+      throw presignRefusal(refusal, params)
+    }
     const length = checkDeclaredSize(ctx.req, Math.min(maxUploadBytes, MAX_PART_BYTES))
     const md5Header = ctx.req.headers['content-md5']
     // Raw bytes whatever the Content-Type says: lakectl sends the object's own type on every part.
-    const got = await mp.receivePart(repo, relative, uploadId, partNumber, { stream: ctx.req, length }, {
+    const got = await mp.receivePart(repo, relative, uploadId, partNumber, {
+      stream: ctx.req,
+      length,
+    }, {
       contentMd5: typeof md5Header === 'string' ? md5Header : null,
       signal: ctx.signal,
     })
@@ -426,7 +476,9 @@ export function createStagingFamily(deps: StagingDeps): Family {
       ctx.url.searchParams.get(PRESIGN_EXPIRES_PARAM),
       ctx.url.searchParams.get(PRESIGN_SIGNATURE_PARAM),
     )
-    if (refusal !== null) throw presignRefusal(refusal, `${PRESIGN_SIGNATURE_PARAM} and ${PRESIGN_EXPIRES_PARAM}`)
+    if (refusal !== null) {
+      throw presignRefusal(refusal, `${PRESIGN_SIGNATURE_PARAM} and ${PRESIGN_EXPIRES_PARAM}`)
+    }
     const body = await uploadBody(ctx.req, maxUploadBytes)
     const md5Header = ctx.req.headers['content-md5']
     const got = await store.receive(repo, relative, body, { contentMd5: typeof md5Header === 'string' ? md5Header : null, signal: ctx.signal })
@@ -473,23 +525,25 @@ export function createStagingFamily(deps: StagingDeps): Family {
         else return methodNotAllowed(ctx, 'GET, PUT')
         return true
       }
-      const pm = /^\/repositories\/([^/]+)\/branches\/([^/]+)\/staging\/pmpu(?:\/([^/]+)(?:\/parts\/([^/]+)(\/copy)?)?)?$/.exec(rest)
+      const pm = PMPU_ROUTE.exec(rest)
       if (pm) {
         const repo = decodeSegment(pm[1]!)
         const branch = decodeSegment(pm[2]!)
-        const uploadId = pm[3] === undefined ? null : decodeSegment(pm[3])
-        if (uploadId === null) {
+        if (pm[3] === undefined) {
           if (method !== 'POST') return methodNotAllowed(ctx, 'POST')
           await createMultipart(ctx, repo, branch)
-        } else if (pm[4] === undefined) {
-          if (method === 'PUT') await completeMultipart(ctx, repo, branch, uploadId)
-          else if (method === 'DELETE') await abortMultipart(ctx, repo, branch, uploadId)
+          return true
+        }
+        const ref: PmpuRoute = { repo, branch, uploadId: decodeSegment(pm[3]) }
+        if (pm[4] === undefined) {
+          if (method === 'PUT') await completeMultipart(ctx, ref)
+          else if (method === 'DELETE') await abortMultipart(ctx, ref)
           else return methodNotAllowed(ctx, 'PUT, DELETE')
         } else {
           if (method !== 'PUT') return methodNotAllowed(ctx, 'PUT')
           // uploadPartCopy copies from another lakeFS object; Ferry keeps no versioned objects.
           if (pm[5] !== undefined) throw new UploadError('ERR_NOT_IMPLEMENTED', 'Not Implemented')
-          await freshPartUrl(ctx, repo, branch, uploadId, decodeSegment(pm[4]))
+          await freshPartUrl(ctx, ref, decodeSegment(pm[4]))
         }
         return true
       }
