@@ -13,6 +13,7 @@ import { Sweeper, type SweepTask } from './core/expiry/sweeper.js'
 import { DEFAULT_WORKER_FILE, HashPool } from './core/hashing/hash-pool.js'
 import { DEFAULT_INGEST_WORKER_FILE, IngestPool } from './core/hashing/ingest-pool.js'
 import { BulkIngestService } from './core/ingest/bulk-ingest.js'
+import { StagingMultipart } from './core/staging/multipart.js'
 import { StagingStore } from './core/staging/store.js'
 import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
@@ -164,12 +165,29 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   }
   if (lakefs) {
     const store = new StagingStore({ config: lakefs, layout, uploads, pool, maxUploadBytes })
+    let multipart: StagingMultipart | null = null
+    if (lakefs.presignMultipart) {
+      multipart = new StagingMultipart({
+        config: lakefs,
+        layout,
+        uploads,
+        pool,
+        store,
+        maxUploadBytes,
+        idleTtlMs: config.sessions.ttlSec * 1000,
+        log: log.child({ family: 'lakefs' }),
+      })
+      const mp = multipart
+      // Abandoned multipart uploads go on the session sweep's period and idle TTL.
+      sweepTasks.push({ name: 'lakefs-multipart', run: () => mp.sweep() })
+    }
     families.push(createStagingFamily({
       store,
       lakefs,
       maxUploadBytes,
       maxJsonBytes,
       publicUrl: config.http.publicUrl,
+      multipart,
     }))
   }
   let cas: CasStore | null = null

@@ -93,7 +93,7 @@ describe('lakeFS service routes', () => {
     expect(r.body.length).toBe(0)
   })
 
-  test('GET /api/v1/config needs auth and offers presigned single-part uploads', async () => {
+  test('GET /api/v1/config needs auth and offers presigned single-part and multipart uploads', async () => {
     const anon = await request(`${srv.url}/api/v1/config`)
     expect(anon.status).toBe(401)
     expect(anon.text()).toBe('{"message":"error authenticating request"}\n')
@@ -111,7 +111,7 @@ describe('lakeFS service routes', () => {
       pre_sign_support_ui: false,
       import_support: false,
       import_validity_regex: '^local://',
-      pre_sign_multipart_upload: false,
+      pre_sign_multipart_upload: true,
     })
     expect(c.storage_config_list).toEqual([c.storage_config])
     expect(c.version_config.version).toMatch(/^\d+\.\d+\.\d+$/)

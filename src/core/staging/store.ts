@@ -73,6 +73,17 @@ interface Digests {
   readonly mtimeNs?: string
   readonly md5: string
   readonly sha256: string
+  /** A multipart upload's S3-style ETag (`<md5 of the part md5s>-<parts>`), also linkable. */
+  readonly multipartEtag?: string
+}
+
+/** A finished file to stage at an address (see `stage`). */
+export interface StagedFile {
+  /** A temp file from the upload service, consumed (published or discarded). */
+  readonly tempPath: string
+  readonly md5: string
+  readonly sha256: string
+  readonly etag?: string
 }
 
 const etagOf = (d: Digests) => d.etag ?? `${d.ino}:${d.size}:${d.mtimeNs}`
@@ -207,6 +218,25 @@ export class StagingStore {
   }
 
   /**
+   * Stages a file that is already complete (a joined multipart upload) at an address, as a
+   * presigned PUT would have: replaces the address's file atomically and records its digests,
+   * so `link` checks against them without reading the bytes again.
+   */
+  async stage(repository: string, relative: string, file: StagedFile): Promise<void> {
+    this.repository(repository)
+    if (!SIGNED_ADDRESS_RE.test(relative)) {
+      throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
+    }
+    const target = this.#dataKey(repository, relative)
+    const published = await this.#publish(target, file.tempPath)
+    const digests: Digests = {
+      etag: published.etag, md5: file.md5, sha256: file.sha256,
+      ...(file.etag !== undefined ? { multipartEtag: file.etag } : {}),
+    }
+    await this.#writeSmall(`${target}.digests`, JSON.stringify(digests), true)
+  }
+
+  /**
    * Links a physical address at `path` on `branch` (lakeFS linkPhysicalAddress). Checks, in order:
    * the address (signed for this repository, branch and path, not expired; or external, if
    * allowed), the checksum is present, the path, the branch, the staged bytes (present: else
@@ -306,10 +336,11 @@ export class StagingStore {
           `size_bytes ${sizeBytes} does not match the ${snap.size} bytes staged at this address`
         throw new UploadError('ERR_SIZE_MISMATCH', msg)
       }
-      let d: { md5: string; sha256: string } | null = null
+      let d: { md5: string; sha256: string; etag?: string } | null = null
       const side = parseJson<Digests>(await readSmallObject(this.#objects, `${dataKey}.digests`))
       if (side !== null && etagOf(side) === snap.etag) {
-        d = { md5: side.md5, sha256: side.sha256 }
+        const etag = side.multipartEtag !== undefined ? { etag: side.multipartEtag } : {}
+        d = { md5: side.md5, sha256: side.sha256, ...etag }
       } else {
         const path = this.#objects.localPath(blobKey)
         const h = await this.#o.pool.hashFile(path, { algos: ['md5', 'sha256'] })
@@ -322,7 +353,7 @@ export class StagingStore {
         throw new UploadError('ERR_CHECKSUM_MISMATCH', 'checksum does not match the object staged at this address')
       }
       await this.#objects.syncFolderOf(blobKey)
-      return d
+      return { md5: d.md5, sha256: d.sha256 }
     } catch (err) {
       await this.#objects.delete(blobKey)
       throw err
@@ -370,11 +401,15 @@ function namespaceOf(repo: LakeFsRepository): string {
 
 /**
  * lakectl sends the md5 as hex (from Content-MD5 or the ETag); the web UI passes the base64
- * Content-MD5 through; sha256 hex is accepted too.
+ * Content-MD5 through; sha256 hex is accepted too, and for a joined multipart upload its
+ * S3-style ETag (what the completion answered as the checksum).
  */
-export function checksumMatches(checksum: string, d: { readonly md5: string; readonly sha256: string }): boolean {
+export function checksumMatches(
+  checksum: string,
+  d: { readonly md5: string; readonly sha256: string; readonly etag?: string },
+): boolean {
   const c = checksum.toLowerCase()
-  if (c === d.md5 || c === d.sha256) return true
+  if (c === d.md5 || c === d.sha256 || (d.etag !== undefined && c === d.etag)) return true
   return checksum === Buffer.from(d.md5, 'hex').toString('base64')
 }
 
