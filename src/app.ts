@@ -18,7 +18,7 @@ import { StagingStore } from './core/staging/store.js'
 import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
 import type { StateBackend } from './core/state/types.js'
-import { createLayout, type DataLayout } from './core/storage/layout.js'
+import { createLayout, fsStoreOf, type DataLayout } from './core/storage/layout.js'
 import { UploadService, type UploadHooks } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
@@ -169,7 +169,8 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     if (lakefs.presignMultipart) {
       multipart = new StagingMultipart({
         config: lakefs,
-        layout,
+        // The staging area's store: the uploads' folders sit beside the addresses they fill.
+        objects: fsStoreOf(layout.staging),
         uploads,
         pool,
         store,

@@ -5,13 +5,17 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { createHash } from 'node:crypto'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { multipartEtag } from '../../src/core/staging/multipart.js'
+import { PassThrough } from 'node:stream'
+import { multipartEtag, StagingMultipart } from '../../src/core/staging/multipart.js'
 import { makeSignedAddress, presignPartQuery } from '../../src/core/staging/signing.js'
+import { StagingStore } from '../../src/core/staging/store.js'
+import { fsStoreOf } from '../../src/core/storage/layout.js'
 import { request, seededBytes, sha256, type Reply } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { waitFor } from '../helpers/wait.js'
 
 const SIGNING = 'pmpu-signing-secret'
 const BASIC = `Basic ${Buffer.from('AKIAFERRY:s3cr3t-key').toString('base64')}`
@@ -359,6 +363,107 @@ describe('abort', () => {
     expect((await abort(srv.url, 'gone/a.bin', c)).status).toBe(404)
     const noBody = await request(pmpuUrl(srv.url, 'gone/a.bin', `/${c.upload_id}`), { method: 'DELETE', ...json({}) })
     expect(noBody.status).toBe(400)
+  })
+
+  test('a part whose body was still arriving when the upload was aborted: 404 NoSuchUpload, and the folder stays gone', async () => {
+    const c = await create(srv.url, 'gone/racing.bin', 1)
+    const dir = join(srv.dataDir, 'staging', 'repo1', 'pmpu', c.upload_id)
+    const tmp = srv.app.engine.layout.tmp
+    const before = new Set(readdirSync(tmp))
+    const data = seededBytes(4 * MIB, 'abort-mid-body')
+    const body = new PassThrough()
+    const put = request(c.presigned_urls![0]!, {
+      method: 'PUT', headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': data.length }, body,
+    })
+    body.write(data.subarray(0, 2 * MIB))
+    // Gate: the part's temp file holds bytes, so the upload was checked and found before the abort.
+    await waitFor('the part body on disk', () => readdirSync(tmp).some((n) => !before.has(n) && n.startsWith('w-') && statSync(join(tmp, n)).size > 0))
+    expect((await abort(srv.url, 'gone/racing.bin', c)).status).toBe(204)
+    expect(existsSync(dir)).toBe(false)
+    body.end(data.subarray(2 * MIB))
+    const r = await put
+    expect([r.status, s3Code(r)]).toEqual([404, 'NoSuchUpload'])
+    expect(existsSync(dir)).toBe(false)
+    expect(readdirSync(tmp).filter((n) => !before.has(n))).toEqual([])
+  })
+})
+
+describe('sweep rules (the clock passed in)', () => {
+  const T = 1000 // s
+  let mp: StagingMultipart
+  let pmpuDir: string
+  beforeAll(() => {
+    const { config, layout, uploads, pool, log } = srv.app.engine
+    const lakefs = config.lakefs!
+    const store = new StagingStore({ config: lakefs, layout, uploads, pool, maxUploadBytes: MAX_UPLOAD })
+    mp = new StagingMultipart({
+      config: lakefs, objects: fsStoreOf(layout.staging), uploads, pool, store, maxUploadBytes: MAX_UPLOAD,
+      idleTtlMs: 600 * T, log,
+    })
+    pmpuDir = join(layout.staging, 'repo1', 'pmpu')
+  })
+  /** An upload folder made by hand, its files' mtimes set to `at` (ms). */
+  const folder = (id: string, files: Record<string, string>, at: number) => {
+    const dir = join(pmpuDir, id)
+    mkdirSync(dir, { recursive: true })
+    for (const [name, text] of Object.entries(files)) {
+      writeFileSync(join(dir, name), text)
+      utimesSync(join(dir, name), new Date(at), new Date(at))
+    }
+    return dir
+  }
+  const manifest = (id: string, createdMs: number) => JSON.stringify({
+    v: 1, uploadId: id, repository: 'repo1', branch: 'main', path: `sweep/${id}`, relative: 'data/x', createdMs,
+  })
+
+  test('no upload.json: kept while its newest part is under a minute old, then removed', async () => {
+    const t0 = Date.now()
+    const dir = folder('a'.repeat(32), { '1.part': 'old', '2.part': 'new' }, t0 - 120 * T)
+    utimesSync(join(dir, '2.part'), new Date(t0), new Date(t0))
+    await mp.sweep(t0 + 30 * T)
+    expect(existsSync(dir)).toBe(true)
+    await mp.sweep(t0 + 61 * T)
+    expect(existsSync(dir)).toBe(false)
+  })
+
+  test('an empty folder goes only when sweeps over a minute apart find it empty, with nothing between', async () => {
+    const t0 = Date.now()
+    const dir = folder('b'.repeat(32), {}, t0)
+    await mp.sweep(t0 + 3600 * T)
+    expect(existsSync(dir)).toBe(true)
+    await mp.sweep(t0 + 3630 * T)
+    expect(existsSync(dir)).toBe(true)
+    await mp.sweep(t0 + 3661 * T)
+    expect(existsSync(dir)).toBe(false)
+    // Something landed between two sweeps (a create): the minute starts again once it is empty.
+    const x = t0 + 5000 * T
+    const id = 'c'.repeat(32)
+    const other = folder(id, {}, x)
+    await mp.sweep(x)
+    folder(id, { 'upload.json': manifest(id, x) }, x)
+    await mp.sweep(x + 61 * T)
+    expect(existsSync(join(other, 'upload.json'))).toBe(true)
+    rmSync(join(other, 'upload.json'))
+    await mp.sweep(x + 122 * T)
+    expect(existsSync(other)).toBe(true)
+    await mp.sweep(x + 183 * T)
+    expect(existsSync(other)).toBe(false)
+  })
+
+  test('an upload is idle since its newest object; a completed one since its completion', async () => {
+    const t0 = Date.now()
+    const id = 'd'.repeat(32)
+    const dir = folder(id, { 'upload.json': manifest(id, t0 - 900 * T), '1.part': 'p1' }, t0 - 900 * T)
+    utimesSync(join(dir, '1.part'), new Date(t0), new Date(t0))
+    await mp.sweep(t0 + 599 * T)
+    expect(existsSync(dir)).toBe(true)
+    await mp.sweep(t0 + 601 * T)
+    expect(existsSync(dir)).toBe(false)
+    const done = folder('e'.repeat(32), { 'upload.json': manifest('e'.repeat(32), t0), 'completed.json': '{}' }, t0)
+    await mp.sweep(t0 + 599 * T)
+    expect(existsSync(done)).toBe(true)
+    await mp.sweep(t0 + 601 * T)
+    expect(existsSync(done)).toBe(false)
   })
 })
 

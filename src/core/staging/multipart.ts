@@ -21,10 +21,14 @@
  * The join costs one sequential copy, done by a pool thread (workers/part-join.ts) that hashes as
  * it copies, so no byte crosses the event loop and the object's MD5 and SHA-256 come for free.
  *
- * Any instance may take any request: everything lives in the shared data directory, and the
- * upload id and address are checked against `upload.json`, not against memory. An abort (or the
- * sweeper) renames the folder away before deleting it, so a part arriving later finds no folder:
- * its rename fails and it is answered NoSuchUpload, never written into a half-deleted upload.
+ * Everything is an object of the staging area's ObjectStore (keys `<repo>/pmpu/<id>/…`, the
+ * folder above on a filesystem), beside the addresses the parts are joined into; the join reads
+ * the parts by path on a pool thread, so the store must have LocalPaths. Any instance may take
+ * any request: the upload id and address are checked against `upload.json`, not against memory.
+ * An abort (or the sweeper) removes the folder in one step (AtomicFolders: renamed into tmp/,
+ * then deleted), so no request sees half an upload. A part that lands after that (its put makes
+ * the folder again) finds no `upload.json` when it looks again, removes itself and is answered
+ * NoSuchUpload.
  *
  * Limits: at most 10,000 parts (S3's and lakeFS's), each at most 5 GiB and FERRY_MAX_UPLOAD_BYTES,
  * all but the last at least 5 MiB (S3 EntityTooSmall, checked at completion as S3 does), and the
@@ -32,17 +36,14 @@
  * parts stored for one upload are bounded by what the same client could stage through as many
  * presigned PUT addresses, and abandoned uploads are swept (`sweep`).
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { createHash, randomBytes } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
-import type { LakeFsConfig, LakeFsRepository } from '../../config/config.js'
+import type { LakeFsConfig } from '../../config/config.js'
 import { UploadError } from '../errors.js'
 import type { HashPool } from '../hashing/hash-pool.js'
-import { resolveUnder } from '../paths.js'
-import { fsyncDir, fsyncFile, removeQuietly } from '../storage/files.js'
-import type { DataLayout } from '../storage/layout.js'
+import { putSmallObject, readSmallObject } from '../storage/atomic.js'
+import type { AtomicFolders, LocalPaths, ObjectStore } from '../storage/object-store.js'
 import type { UploadService } from '../uploads/uploads.js'
 import {
   checkPresignedPart, LINK_ADDRESS_TTL_SEC, presignPartQuery, verifySignedAddress,
@@ -62,7 +63,11 @@ const NO_SUCH_UPLOAD = 'The specified upload does not exist. The upload ID may b
   'or the upload may have been aborted or completed.'
 const INVALID_PART = 'One or more of the specified parts could not be found. The part may not ' +
   "have been uploaded, or the specified entity tag may not match the part's entity tag."
-/** A folder without upload.json younger than this is an upload being created: left alone. */
+/**
+ * An upload folder without upload.json is removed once its newest part is this old; an empty
+ * one once two sweeps this far apart found it empty (the store tells no folder's age, and a
+ * create makes the folder a moment before upload.json lands in it).
+ */
 const CREATE_GRACE_MS = 60_000
 
 const UPLOAD_ID_RE = /^[0-9a-f]{32}$/
@@ -117,9 +122,16 @@ export interface PartBody {
   readonly length: number | null
 }
 
+/**
+ * What the uploads need of their store: local paths (the join reads parts by path on a pool
+ * thread) and atomic folder removal (an abort takes the whole upload away in one step).
+ */
+export type MultipartObjects = ObjectStore & LocalPaths & AtomicFolders
+
 export interface StagingMultipartOptions {
   readonly config: LakeFsConfig
-  readonly layout: DataLayout
+  /** The staging area's store (StagingStore's): keys `<repo>/pmpu/<upload id>/…`. */
+  readonly objects: MultipartObjects
   readonly uploads: UploadService
   readonly pool: HashPool
   readonly store: StagingStore
@@ -145,10 +157,14 @@ function normalEtag(etag: string): string {
 
 export class StagingMultipart {
   readonly #o: StagingMultipartOptions
+  readonly #objects: MultipartObjects
   readonly #now: () => number
+  /** Upload folders a sweep found empty, and when it first did (see CREATE_GRACE_MS). */
+  readonly #emptySince = new Map<string, number>()
 
   constructor(o: StagingMultipartOptions) {
     this.#o = o
+    this.#objects = o.objects
     this.#now = o.now ?? Date.now
   }
 
@@ -177,8 +193,7 @@ export class StagingMultipart {
       v: 1, uploadId, repository, branch, path, relative: address.relative, createdMs: this.#now(),
     }
     const dir = this.#uploadDir(repository, uploadId)
-    await mkdir(dir, { recursive: true })
-    await this.#writeJson(join(dir, 'upload.json'), manifest)
+    await this.#writeJson(`${dir}/upload.json`, manifest)
     const partQueries: string[] = []
     for (let n = 1; n <= parts; n++) {
       partQueries.push(this.partQuery(repository, address.relative, uploadId, n))
@@ -216,7 +231,7 @@ export class StagingMultipart {
 
   /**
    * Stores part `partNumber` of an upload (any order, again to replace it): streams it into a
-   * temp file while a pool thread hashes it, checks `contentMd5` (base64) when given, then moves
+   * temp file while a pool thread hashes it, checks `contentMd5` (base64) when given, then puts
    * it into the upload's folder. Answers its MD5 (the part's ETag). ERR_SESSION_NOT_FOUND when
    * the upload does not exist, or was aborted or completed.
    */
@@ -231,7 +246,7 @@ export class StagingMultipart {
     const dir = this.#uploadDir(repository, uploadId)
     const manifest = await this.#manifest(dir)
     const gone = manifest === null || manifest.relative !== relative
-    if (gone || (await exists(join(dir, 'completed.json')))) {
+    if (gone || (await this.#objects.head(`${dir}/completed.json`)) !== null) {
       throw noSuchUpload()
     }
     const got = await this.#o.uploads.receiveWhole(body.stream, {
@@ -248,15 +263,14 @@ export class StagingMultipart {
         const message = 'The Content-MD5 you specified did not match what we received.'
         throw new UploadError('ERR_CHECKSUM_MISMATCH', message)
       }
-      await fsyncFile(got.tempPath)
-      // No mkdir: an aborted upload's folder is gone, and must stay gone.
-      try {
-        await rename(got.tempPath, join(dir, `${partNumber}.part`))
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw noSuchUpload()
-        throw err
+      const key = partKey(dir, partNumber)
+      await this.#objects.put(key, got.tempPath, { mode: 'overwrite' })
+      // An abort (or a sweep) that removed the upload while the body arrived: the put made the
+      // folder again, for nothing. Take the part back out (and the folder, once empty).
+      if ((await this.#manifest(dir)) === null) {
+        await this.#objects.delete(key, { pruneEmptyParents: 1 })
+        throw noSuchUpload()
       }
-      await fsyncDir(dir)
       return { md5, bytes: got.bytes }
     } finally {
       // Removes the temp file if it is still there, and forgets it as a running stream.
@@ -301,8 +315,8 @@ export class StagingMultipart {
     const sources: { path: string; expectedMd5: string }[] = []
     let total = 0
     for (const [i, p] of input.parts.entries()) {
-      const path = join(dir, `${p.partNumber}.part`)
-      const st = await stat(path).catch(() => null)
+      const key = partKey(dir, p.partNumber)
+      const st = await this.#objects.head(key)
       if (st === null) return this.#afterLostPart(dir, etag)
       if (i < input.parts.length - 1 && st.size < MIN_PART_BYTES) {
         const message = 'Your proposed upload is smaller than the minimum allowed size: ' +
@@ -311,7 +325,8 @@ export class StagingMultipart {
         throw new UploadError('ERR_INVALID_ARGUMENT', message)
       }
       total += st.size
-      sources.push({ path, expectedMd5: md5s[i]! })
+      // The join runs on a pool thread, which opens the parts by path.
+      sources.push({ path: this.#objects.localPath(key), expectedMd5: md5s[i]! })
     }
     this.#checkTotal(total)
     const tempPath = this.#o.uploads.streamTempPath()
@@ -344,7 +359,7 @@ export class StagingMultipart {
         mtimeSec: null,
         createOnly: false,
       })
-      await this.#writeJson(join(dir, 'completed.json'), { v: 1, etag, stats } satisfies Completed)
+      await this.#writeJson(`${dir}/completed.json`, { v: 1, etag, stats } satisfies Completed)
       await this.#removeParts(dir)
       return stats
     } finally {
@@ -357,45 +372,69 @@ export class StagingMultipart {
     const relative = this.#verifyAddress(ref)
     const dir = this.#uploadDir(ref.repository, ref.uploadId)
     await this.#ownManifest(dir, ref, relative)
-    if (await exists(join(dir, 'completed.json'))) throw noSuchUpload()
-    if (!(await this.#remove(dir))) throw noSuchUpload()
+    if ((await this.#objects.head(`${dir}/completed.json`)) !== null) throw noSuchUpload()
+    if (!(await this.#objects.removeFolder(dir))) throw noSuchUpload()
   }
 
   /**
    * Removes uploads nobody will finish: no part PUT for `idleTtlMs`, or older than an address
    * may be linked (24 h: completing it could only fail); completed ones once their answer is
-   * `idleTtlMs` old (lakectl's retries come within seconds); folders left without upload.json.
+   * `idleTtlMs` old (lakectl's retries come within seconds); folders left without upload.json
+   * (see CREATE_GRACE_MS). An upload's last activity is its newest object's mtime (a part's is
+   * when its body ended), since the store tells no folder's age.
    */
   async sweep(nowMs = this.#now()): Promise<{ readonly removed: number }> {
     let removed = 0
+    const seen = new Set<string>()
     for (const repo of this.#o.config.repositories) {
-      const root = this.#pmpuRoot(repo)
-      let ids: string[]
-      try {
-        ids = await readdir(root)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
-        throw err
-      }
-      for (const id of ids) {
-        const dir = join(root, id)
-        const st = await stat(dir).catch(() => null)
-        if (st === null || !st.isDirectory()) continue
-        const idleMs = nowMs - st.mtimeMs
-        const manifest = await this.#manifest(dir)
-        const completed = await stat(join(dir, 'completed.json')).catch(() => null)
-        let gone: boolean
-        if (completed !== null) gone = nowMs - completed.mtimeMs > this.#o.idleTtlMs
-        else if (manifest === null) gone = idleMs > CREATE_GRACE_MS
-        else {
-          const tooOld = nowMs - manifest.createdMs > LINK_ADDRESS_TTL_SEC * 1000
-          gone = idleMs > this.#o.idleTtlMs || tooOld
+      for await (const e of this.#objects.list(`${pmpuPrefix(repo.name)}/`, { delimiter: true })) {
+        if (e.kind !== 'prefix') continue
+        const dir = e.key.slice(0, -1)
+        seen.add(dir)
+        try {
+          if ((await this.#abandoned(dir, nowMs)) && (await this.#objects.removeFolder(dir))) {
+            removed++
+          }
+        } catch (err) {
+          // A name Ferry never made (not a valid key): not ours to judge or remove.
+          if (!(err instanceof UploadError && err.code === 'ERR_INVALID_PATH')) throw err
         }
-        if (gone && (await this.#remove(dir))) removed++
       }
     }
+    for (const dir of this.#emptySince.keys()) if (!seen.has(dir)) this.#emptySince.delete(dir)
     if (removed > 0) this.#o.log.info({ removed }, 'swept lakeFS multipart uploads')
     return { removed }
+  }
+
+  /** Whether the sweep removes the upload folder `dir` (see `sweep`). */
+  async #abandoned(dir: string, nowMs: number): Promise<boolean> {
+    const completed = await this.#objects.head(`${dir}/completed.json`)
+    if (completed !== null) return nowMs - completed.mtimeMs > this.#o.idleTtlMs
+    const manifest = await this.#manifest(dir)
+    if (manifest !== null && nowMs - manifest.createdMs > LINK_ADDRESS_TTL_SEC * 1000) return true
+    // Idle since its newest object: the last part PUT, or upload.json when none came.
+    const idleLimitMs = manifest === null ? CREATE_GRACE_MS : this.#o.idleTtlMs
+    const activity = await this.#activity(dir, nowMs - idleLimitMs)
+    if (activity !== 'empty') {
+      this.#emptySince.delete(dir)
+      return activity === 'stale'
+    }
+    const first = this.#emptySince.get(dir)
+    if (first === undefined) this.#emptySince.set(dir, nowMs)
+    return first !== undefined && nowMs - first > CREATE_GRACE_MS
+  }
+
+  /** Whether an object in `dir` changed after `sinceMs` (`recent`), none did, or there is none. */
+  async #activity(dir: string, sinceMs: number): Promise<'recent' | 'stale' | 'empty'> {
+    let any = false
+    for await (const e of this.#objects.list(`${dir}/`, { delimiter: true })) {
+      if (e.kind !== 'object') continue
+      const info = await this.#objects.head(e.key)
+      if (info === null) continue
+      if (info.mtimeMs >= sinceMs) return 'recent'
+      any = true
+    }
+    return any ? 'stale' : 'empty'
   }
 
   /** The address relative to the namespace, checked as lakeFS's VerifyLinkAddress does. */
@@ -425,13 +464,13 @@ export class StagingMultipart {
   }
 
   async #manifest(dir: string): Promise<Manifest | null> {
-    const m = await readJsonOrNull<Manifest>(join(dir, 'upload.json'))
+    const m = parseJson<Manifest>(await readSmallObject(this.#objects, `${dir}/upload.json`))
     return m !== null && m.v === 1 ? m : null
   }
 
   /** The first completion's answer when it was for the same parts; null when not completed. */
   async #completed(dir: string, etag: string): Promise<ObjectStats | null> {
-    const c = await readJsonOrNull<Completed>(join(dir, 'completed.json'))
+    const c = parseJson<Completed>(await readSmallObject(this.#objects, `${dir}/completed.json`))
     if (c === null) return null
     if (c.etag !== etag) throw noSuchUpload()
     return c.stats
@@ -457,62 +496,46 @@ export class StagingMultipart {
   }
 
   async #removeParts(dir: string): Promise<void> {
-    for (const name of await readdir(dir)) {
-      if (name.endsWith('.part')) await removeQuietly(join(dir, name))
+    for await (const e of this.#objects.list(`${dir}/`, { delimiter: true })) {
+      if (e.kind === 'object' && e.key.endsWith('.part')) await this.#objects.delete(e.key)
     }
   }
 
-  /**
-   * Renames the folder into tmp/ first (atomic: later part PUTs find nothing), then deletes it;
-   * a crash in between leaves a folder in tmp/ that the uploads sweep removes. False when it was
-   * already gone.
-   */
-  async #remove(dir: string): Promise<boolean> {
-    const away = join(this.#o.layout.tmp, `pmpu-${randomUUID()}`)
+  /** Writes a small JSON object through a temp file, replacing what is there. */
+  async #writeJson(key: string, doc: unknown): Promise<void> {
+    const tempPath = this.#o.uploads.streamTempPath()
     try {
-      await rename(dir, away)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
-      throw err
+      await putSmallObject(this.#objects, key, JSON.stringify(doc), { tempPath, overwrite: true })
+    } finally {
+      // Forgets it as a running stream (the file is gone already, published or removed).
+      await this.#o.uploads.discard(tempPath)
     }
-    await rm(away, { recursive: true, force: true })
-    return true
   }
 
-  async #writeJson(target: string, doc: unknown): Promise<void> {
-    const tmp = this.#o.uploads.streamTempPath()
-    await writeFile(tmp, JSON.stringify(doc), { mode: 0o644 })
-    await this.#o.uploads.publish(tmp, target, { overwrite: true })
-  }
-
-  #pmpuRoot(repo: LakeFsRepository): string {
-    return resolveUnder(this.#o.layout.staging, [repo.name, 'pmpu'])
-  }
-
+  /** The key prefix of an upload's objects (`<repo>/pmpu/<id>`), a folder on a filesystem. */
   #uploadDir(repository: string, uploadId: string): string {
-    // Ids are ours (32 hex); anything else names no upload, and never a path outside pmpu/.
+    // Ids are ours (32 hex); anything else names no upload, and never a key outside pmpu/.
     if (!UPLOAD_ID_RE.test(uploadId)) throw noSuchUpload()
-    return join(this.#pmpuRoot(this.#o.store.repository(repository)), uploadId)
+    return `${pmpuPrefix(this.#o.store.repository(repository).name)}/${uploadId}`
   }
+}
+
+/** Where a repository's uploads live in the staging store (beside `data/`, `blobs/`…). */
+function pmpuPrefix(repository: string): string {
+  return `${repository}/pmpu`
+}
+
+function partKey(dir: string, partNumber: number): string {
+  return `${dir}/${partNumber}.part`
 }
 
 function noSuchUpload(): UploadError {
   return new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
 }
 
-async function exists(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => null)) !== null
-}
-
-async function readJsonOrNull<T>(path: string): Promise<T | null> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null
-    throw err
-  }
+/** Parsed JSON, or null for no object or one that does not parse (treated as absent). */
+function parseJson<T>(text: string | null): T | null {
+  if (text === null) return null
   try {
     return JSON.parse(text) as T
   } catch {
