@@ -16,6 +16,7 @@ import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
+import { freePort } from './macro/procs.js'
 
 const { values: a } = parseArgs({
   options: {
@@ -42,11 +43,6 @@ const benchDir = path.dirname(new URL(import.meta.url).pathname)
 const data = Buffer.allocUnsafe(total)
 for (let i = 0; i < total; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i)
 
-function freePort () {
-  return new Promise((resolve) => {
-    const s = http.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)) })
-  })
-}
 
 function threadCpu (pid) {
   const out = new Map()

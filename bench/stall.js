@@ -21,6 +21,8 @@ import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
+import { loadFerryLayout } from './ferry-layout.js'
+import { freePort } from './macro/procs.js'
 
 const { values: a } = parseArgs({
   options: {
@@ -36,11 +38,6 @@ const { values: a } = parseArgs({
 const nFiles = Number(a.files)
 const concurrent = Number(a.concurrent)
 
-function freePort () {
-  return new Promise((resolve) => {
-    const s = http.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)) })
-  })
-}
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 })
 function req (port, method, p, body = null, headers = {}) {
@@ -57,15 +54,17 @@ function req (port, method, p, body = null, headers = {}) {
 }
 
 const sha = (i) => createHash('sha256').update(`stall-${i}`).digest('hex')
-const blobPath = (dir, s, size) => path.join(dir, 'cas', s.slice(0, 2), s.slice(2), `${size}.blob`)
+// Where the build under test keeps a CAS object (its own code, not a copy of its layout).
+const layoutOf = await loadFerryLayout(path.resolve(a.dist))
 
 /** Writes what the scenario needs straight into the data directory, before Ferry starts. */
 function prepare (dir) {
   if (a.scenario === 'requirements-stored' || a.scenario === 'checkout') {
+    const { casBlob } = layoutOf(dir)
     for (let i = 0; i < nFiles; i++) {
-      const s = sha(i)
-      fs.mkdirSync(path.dirname(blobPath(dir, s, i % 1000)), { recursive: true })
-      fs.writeFileSync(blobPath(dir, s, i % 1000), '')
+      const blob = casBlob(sha(i), i % 1000)
+      fs.mkdirSync(path.dirname(blob), { recursive: true })
+      fs.writeFileSync(blob, '')
     }
   }
   if (a.scenario === 'listing') {

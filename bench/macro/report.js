@@ -3,11 +3,12 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { SERVERS, SERVER_NAMES, serverByName } from './servers.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
-const SERVER_ORDER = ['ferry-embedded', 'ferry-redis', 'ferry-redis-x2', 'minimal', 'minimal-durable', 'tus']
-const COLORS = { 'ferry-embedded': '#1f77b4', 'ferry-redis': '#2ca02c', 'ferry-redis-x2': '#17becf', minimal: '#7f7f7f', 'minimal-durable': '#bcbd22', tus: '#ff7f0e' }
+const SERVER_ORDER = SERVER_NAMES
+const COLORS = Object.fromEntries(SERVERS.map((s) => [s.name, s.color]))
 
 export function median (xs) {
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
@@ -79,13 +80,56 @@ export function summarize (result) {
     }
     rows.push({ row: id, desc: describeRow(id, c), unit, tusFrom: tusRow, servers })
   }
-  return { rows, goals: goals(rows) }
+  return { rows, goals: goals(rows), compare: compare(result, rows) }
+}
+
+/**
+ * Build B against build A (--ferry-main-b): per row and ferry-b-* server with its ferry-* twin,
+ * the ratio B/A of the medians, and of each repetition's pair (both ran in the same repetition,
+ * back to back), whose spread shows the noise. Throughput rows: above 1 = B faster; commit rows
+ * (e-*, ms): below 1 = B faster.
+ */
+function compare (result, rows) {
+  const out = []
+  const perRep = (row, server) => {
+    const m = new Map()
+    for (const run of result.runs) {
+      if (!run.ok || run.server !== server) continue
+      const r = run.rows.find((x) => x.row === row)
+      // The value the row's median is of: commit ms for e-*, else throughput (chunked rows also
+      // carry their commits' ms, which is not what they rank by).
+      if (r) m.set(run.rep, row.startsWith('e-') ? r.commitMs : (r.mbps ?? r.ups))
+    }
+    return m
+  }
+  for (const r of rows) {
+    for (const [b, vb] of Object.entries(r.servers)) {
+      const a = serverByName(b)?.comparesWith
+      const va = a && r.servers[a]
+      if (!va) continue
+      const ra = perRep(r.row, a)
+      const pairs = [...perRep(r.row, b)].filter(([rep]) => ra.has(rep)).map(([rep, v]) => v / ra.get(rep))
+      out.push({
+        row: r.row,
+        a,
+        b,
+        unit: r.unit,
+        lowerIsBetter: r.row.startsWith('e-'),
+        valueA: va.value,
+        valueB: vb.value,
+        ratio: vb.value / va.value,
+        cpuRatio: vb.cpuPer / va.cpuPer,
+        repRatios: pairs
+      })
+    }
+  }
+  return out
 }
 
 function goals (rows) {
   const get = (id) => rows.find((r) => r.row === id)
   const out = []
-  const ferries = ['ferry-embedded', 'ferry-redis', 'ferry-redis-x2']
+  const ferries = SERVERS.filter((s) => s.proto === 'ferry').map((s) => s.name)
   for (const r of rows.filter((x) => /^b\d+$/.test(x.row))) {
     for (const s of ferries) {
       const v = r.servers[s]
@@ -166,11 +210,27 @@ function mdTable (head, body) {
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n')
 }
 
+/** The B/A table of a compare run (empty body when there is no build B). */
+function compareRows (result) {
+  const head = ['row', 'A', 'B', 'A median', 'B median', 'B/A', 'B/A per rep', 'CPU per unit B/A', 'B is']
+  const body = (result.summary.compare ?? []).map((c) => {
+    const d = c.unit === 'MB/s' ? 1 : 0
+    const faster = c.lowerIsBetter ? c.ratio < 1 : c.ratio > 1
+    // Repetitions that disagree on the side of 1 say the difference is inside the noise.
+    const split = c.repRatios.length > 1 && Math.min(...c.repRatios) < 1 && Math.max(...c.repRatios) > 1
+    return [c.row, c.a, c.b, `${f1(c.valueA, d)} ${c.unit}`, `${f1(c.valueB, d)} ${c.unit}`, fx(c.ratio),
+      c.repRatios.map((x) => x.toFixed(2)).join(' '), fx(c.cpuRatio), split ? 'noise (reps split)' : faster ? 'faster' : 'slower']
+  })
+  return { head, body }
+}
+
 /** The console table printed at the end of a run. */
 export function formatTable (result) {
   const t = tableRows(result)
   let out = textTable(t.head, t.body)
   if (t.commitBody.length) out += '\n\n' + textTable(t.commitHead, t.commitBody)
+  const cmp = compareRows(result)
+  if (cmp.body.length) out += '\n\nbuild B against build A (throughput rows: B/A > 1 is B faster; e-* commit ms: < 1):\n' + textTable(cmp.head, cmp.body)
   const g = result.summary.goals
   if (g.length) {
     out += '\n\ngoals (informative, not asserted):\n' + g.map((x) => `  ${x.met ? 'met    ' : 'NOT met'}  ${x.goal}: ${x.server} ${x.unit ? f1(x.measured, 0) + ' ' + x.unit : fx(x.measured)}`).join('\n')
@@ -247,6 +307,9 @@ export function writeReport (result, outDir) {
     '',
     ...(t.commitBody.length
       ? ['## Commit time vs size', '', 'Time from sending the commit to its 200, against one sha256 pass over the stored file from page cache plus one fsync of as many freshly written bytes, both measured in the same run.', '', mdTable(t.commitHead, t.commitBody), '']
+      : []),
+    ...(compareRows(result).body.length
+      ? ['## Build B against build A', '', `A = \`${c.ferryMainA}\`, B = \`${c.ferryMainB}\`, run interleaved (each repetition runs both, order rotating). "B/A" is the ratio of the medians; "per rep" the ratio within each repetition. Throughput rows: above 1 means B is faster; commit rows (e-*, ms): below 1 means B is faster.`, '', mdTable(compareRows(result).head, compareRows(result).body), '']
       : []),
     ...(result.summary.goals.length
       ? ['## Goals (informative)', '', mdTable(['goal', 'server', 'measured', 'met'], result.summary.goals.map((g) => [g.goal, g.server, g.unit ? `${f1(g.measured, 0)} ${g.unit}` : fx(g.measured), g.met ? 'yes' : '**no**'])), '']

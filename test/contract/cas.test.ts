@@ -14,6 +14,7 @@ import { createLogger } from '../../src/observability/logger.js'
 import { seededBytes, sha256 } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, tempDir } from '../helpers/server.js'
+import { waitFor } from '../helpers/wait.js'
 
 const log = createLogger('silent')
 const HOUR = 3600_000
@@ -87,14 +88,14 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
     let fired = 0
     const stop = cas.watch(k, () => fired++)
     await cas.announce(k) // a stray announce: nothing stored
-    await new Promise((r) => setTimeout(r, 200))
+    await new Promise((r) => setTimeout(r, 200)) // a window for a wrong call: not firing has no event
     expect(fired).toBe(0)
     await store(data) // publish announces
-    for (let i = 0; i < 50 && fired === 0; i++) await new Promise((r) => setTimeout(r, 20))
+    await waitFor('the watcher to fire', () => fired > 0, { timeoutMs: 1000, everyMs: 20 })
     expect(fired).toBe(1)
     stop()
     await cas.announce(k)
-    await new Promise((r) => setTimeout(r, 200))
+    await new Promise((r) => setTimeout(r, 200)) // a window for a wrong call, as above
     expect(fired).toBe(1)
   })
 
@@ -152,6 +153,10 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
         return lock
       },
       isHeld: (key) => state.locker.isHeld(key),
+      acquire: (key, o) => state.locker.acquire(key, o),
+      waitUntilFree: (key, o) => state.locker.waitUntilFree(key, o),
+      requestRelease: (key) => state.locker.requestRelease(key),
+      notifyWaiters: (key) => state.locker.notifyWaiters(key),
       close: async () => {},
     }
     const r = await collectGarbage({ cas, checkoutsRoot: layout.checkouts, locker: stolen, lockTtlMs: 60_000, maxAgeMs: HOUR, log })
@@ -171,7 +176,7 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
   test('settle waits while a GC pass holds the lock and gives up with ERR_UNAVAILABLE', async () => {
     const lock = await state.locker.tryAcquire(GC_LOCK_KEY, 2000)
     const t0 = Date.now()
-    setTimeout(() => void lock!.release(), 300)
+    setTimeout(() => void lock!.release(), 300) // how long a GC pass holds the lock: the case
     await cas.settle()
     expect(Date.now() - t0).toBeGreaterThanOrEqual(250)
     const lock2 = await state.locker.tryAcquire(GC_LOCK_KEY, 10_000)
@@ -205,7 +210,7 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
     const o = { cas, root: layout.checkouts, locker: state.locker, lockTtlMs: 2000, log }
     let done = false
     const p = createCheckout(o, 'waits', [{ ...a, path: 'f' }]).then((r) => ((done = true), r))
-    await new Promise((r) => setTimeout(r, 300))
+    await new Promise((r) => setTimeout(r, 300)) // a window in which the checkout must not finish
     expect(done).toBe(false)
     expect(existsSync(join(layout.checkouts, 'waits'))).toBe(false)
     // The pass deletes the blob (as if it scanned before the checkout's links existed).

@@ -92,7 +92,7 @@ test('an instance holding a stale running hash does not use it for a commit of t
   const first = seededBytes(PEER_HASH_MIN_BYTES, 'stale local')
   for (let i = 0; i < first.length / CHUNK; i++) await chunk(uploadsOf(a), key, first, i)
   expect(await uploadsOf(b).abort(key)).toBe(true)
-  await new Promise((r) => setTimeout(r, 5))
+  await new Promise((r) => setTimeout(r, 5)) // a later creation time, whatever the clock's grain
   const second = seededBytes(PEER_HASH_MIN_BYTES, 'fresh remote')
   for (let i = 0; i < second.length / CHUNK; i++) await chunk(uploadsOf(b), key, second, i)
   // a drops its stale hash and gets the successor's from b, which opened it.

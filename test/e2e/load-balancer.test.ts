@@ -11,6 +11,7 @@ import { request, seededBytes, sha256, shuffle } from '../helpers/http.js'
 import { API, commit, newSessionId, uploadChunks } from '../helpers/imagestore.js'
 import { freePort } from '../helpers/redis.js'
 import { startCluster, type TestCluster, type TestServer } from '../helpers/server.js'
+import { waitFor } from '../helpers/wait.js'
 
 let lb: ChildProcess
 let lbUrl: string
@@ -31,11 +32,7 @@ beforeAll(async () => {
   ].join('\n'))
   lb = spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'ignore' })
   lbUrl = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 200; i++) {
-    const ok = await fetch(`${lbUrl}/healthz`).then((r) => r.status === 200, () => false)
-    if (ok) break
-    await new Promise((r) => setTimeout(r, 50))
-  }
+  await waitFor('haproxy to forward', () => fetch(`${lbUrl}/healthz`).then((r) => r.status === 200, () => false), { timeoutMs: 10_000, everyMs: 50 })
 })
 
 afterAll(async () => {

@@ -6,14 +6,15 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { request, seededBytes, sha256 } from '../helpers/http.js'
+import { seededBytes, sha256 } from '../helpers/http.js'
 import { RawConn } from '../helpers/raw-http.js'
+import { shamanStatus, waitShamanStatus } from '../helpers/shaman.js'
+import { sleep, waitFor } from '../helpers/wait.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, spawnFerry, startCluster, startFerry, tempDir, type TestCluster, type TestServer } from '../helpers/server.js'
 
 const API = '/api/v3/shaman'
 const MIB = 1024 * 1024
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 /** Raw connections as urllib3 writes 32 MiB bodies: large writes, and answers that may take long. */
 const RAW = { pieceBytes: 256 * 1024, answerTimeoutMs: 60_000 }
 
@@ -25,18 +26,9 @@ const blobsUnder = (dataDir: string) => {
   return out
 }
 
-async function statusOn(base: string, sha: string, size: number): Promise<string> {
-  return (await request(`${base}${filePath(sha, size)}`)).json<{ status: string }>().status
-}
-
-async function waitStatus(base: string, sha: string, size: number, want: string, timeoutMs = 10_000): Promise<number> {
-  const t0 = Date.now()
-  while ((await statusOn(base, sha, size)) !== want) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`status never became ${want}`)
-    await sleep(10)
-  }
-  return Date.now() - t0
-}
+const statusOn = (base: string, sha: string, size: number) => shamanStatus(base + API, sha, size)
+const waitStatus = (base: string, sha: string, size: number, want: string, timeoutMs = 10_000) =>
+  waitShamanStatus(base + API, sha, size, want, timeoutMs)
 
 /** Starts an upload and writes `first` bytes of `body`; the caller writes the rest. */
 async function startUpload(base: string, sha: string, size: number, defer: 'True' | 'False', body: Buffer, first: number): Promise<RawConn> {
@@ -130,8 +122,7 @@ describe('two instances, one Redis, one data directory', () => {
     const blobs = blobsUnder(dir).filter((p) => p.includes(sha.slice(2)))
     expect(blobs).toHaveLength(1)
     expect(readFileSync(blobs[0]!).equals(data)).toBe(true)
-    for (let i = 0; i < 100 && readdirSync(join(dir, 'tmp')).length > 0; i++) await sleep(20)
-    expect(readdirSync(join(dir, 'tmp'))).toEqual([])
+    await waitFor('the temp files to go', () => readdirSync(join(dir, 'tmp')).length === 0, { timeoutMs: 2000, everyMs: 20 })
   })
 
   test('a claimant that sends a corrupted body gets 417 and cuts nobody short; a parallel upload then stores the file', async () => {
@@ -146,7 +137,8 @@ describe('two instances, one Redis, one data directory', () => {
     const failed = await first.answer()
     expect(failed.status).toBe(417)
     expect(JSON.parse(failed.body.toString())).toMatchObject({ code: 417, message: expect.stringMatching(/^file SHA256 mismatched/) })
-    // Nobody is told "already stored" for a file that failed to verify.
+    // Nobody is told "already stored" for a file that failed to verify: an answer that is not
+    // there cannot be waited for, so the test gives one a window to arrive in.
     await sleep(500)
     expect(parallel.some((c) => c.hasAnswer())).toBe(false)
     expect(blobsUnder(dir).filter((p) => p.includes(s.slice(2)))).toHaveLength(0)
@@ -198,7 +190,7 @@ describe('claims of a killed instance', () => {
       const s = sha256(data)
       const c = await startUpload(child.url, s, data.length, 'False', data, MIB)
       await waitStatus(local.url, s, data.length, 'uploading')
-      // Renewed while the upload runs: still held well past one lifetime.
+      // Renewed while the upload runs: still held well past one lifetime (the time is the case).
       await sleep(1500)
       expect(await statusOn(local.url, s, data.length)).toBe('uploading')
       child.proc.kill('SIGKILL')

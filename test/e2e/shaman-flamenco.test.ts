@@ -1,6 +1,6 @@
 /**
  * The Flamenco Blender add-on's Shaman flow, replayed with the requests the real client sends
- * (notes/clients.md, notes/shaman-imagestore.md 1.10): requirements → for each file GET its
+ * (Flamenco's addon/flamenco/bat/shaman.py, `Transferrer._run`): requirements → for each file GET its
  * status, POST it with `X-Shaman-Can-Defer-Upload: True|False` and an RFC 2047 filename → query
  * again → checkout. Two artists submit overlapping jobs to two instances at once. Then checkout
  * atomicity, watched by another process.
@@ -12,6 +12,7 @@ import { request as httpRequest, Agent } from 'node:http'
 import { join } from 'node:path'
 import { seededBytes, sha256, shuffle } from '../helpers/http.js'
 import { startCluster, type TestCluster, type TestServer } from '../helpers/server.js'
+import { waitFor } from '../helpers/wait.js'
 
 const API = '/api/v3/shaman'
 
@@ -200,7 +201,7 @@ describe('the Flamenco add-on flow on two instances', () => {
     const readerExited = new Promise((r) => reader.once('exit', r))
     let out = ''
     reader.stdout.on('data', (d: Buffer) => (out += d.toString()))
-    while (!out.includes('ready')) await new Promise((r) => setTimeout(r, 10))
+    await waitFor('the reader to start', () => out.includes('ready'), { everyMs: 10 })
     const agentA = new Agent({ keepAlive: false })
     const agentB = new Agent({ keepAlive: false })
     const [ca, cb] = await Promise.all([

@@ -1,5 +1,5 @@
 /**
- * lakectl's `fs upload --pre-sign` flow (notes/clients.md, lakeFS pkg/api/helpers/upload.go), step
+ * lakectl's `fs upload --pre-sign` flow (treeverse/lakeFS, pkg/api/helpers/upload.go), step
  * by step as the client runs it, against two Ferry instances sharing one Redis and one data
  * directory: config → physical address with presign → PUT to the presigned URL → link with the
  * checksum from Content-MD5 (base64 → hex) or the ETag (quotes stripped).
@@ -9,9 +9,10 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { request, seededBytes, type Reply } from '../helpers/http.js'
+import { basicAuth, stagingBackingUrl, type StagingLocation } from '../helpers/staging.js'
 import { removeDir, startCluster, tempDir, type TestCluster, type TestServer } from '../helpers/server.js'
 
-const BASIC = `Basic ${Buffer.from('AKIALAKECTL:lakectl-secret').toString('base64')}`
+const BASIC = basicAuth('AKIALAKECTL', 'lakectl-secret')
 
 let cluster: TestCluster<[TestServer, TestServer]>
 let a: TestServer
@@ -37,15 +38,8 @@ afterAll(async () => {
   removeDir(cfgDir)
 })
 
-interface StagingLocation {
-  physical_address: string
-  presigned_url: string | null
-  presigned_url_expiry?: number
-}
-
 const api = (base: string) => `${base}/api/v1`
-const backing = (base: string, repo: string, branch: string, path: string) =>
-  `${api(base)}/repositories/${repo}/branches/${branch}/staging/backing?path=${encodeURIComponent(path)}`
+const backing = (base: string, repo: string, branch: string, path: string) => stagingBackingUrl(base, repo, branch, path)
 
 /** Points a presigned URL at another instance (as a load balancer would). */
 const via = (url: string, base: string) => {
@@ -67,7 +61,8 @@ async function lakectlStage(apiBase: string, putBase: string, path: string, data
   // lakectl: the server's pre_sign_support decides, whatever the flag says.
   expect(cfg.json<{ storage_config: { pre_sign_support: boolean; pre_sign_multipart_upload: boolean } }>().storage_config).toMatchObject({
     pre_sign_support: true,
-    pre_sign_multipart_upload: false,
+    // Multipart is offered; lakectl still uploads files under 5 MiB in one PUT (this flow).
+    pre_sign_multipart_upload: true,
   })
   const g = await request(`${backing(apiBase, 'example', 'main', path)}&presign=true`, { headers: { Authorization: BASIC } })
   expect(g.status).toBe(200)

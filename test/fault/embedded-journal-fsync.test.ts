@@ -40,6 +40,7 @@ if (scenario === 'sequential') {
 } else if (scenario === 'background') {
   for (let i = 0; i < count; i++) { await s.open(rec('s:' + i), 0); mark('OPEN s:' + i) }
   mark('OPENED')
+  // Idle time in which background mode must flush on its own: the time is the case.
   await new Promise((r) => setTimeout(r, 1000))
   mark('SLEPT')
   await s.remove('s:0')

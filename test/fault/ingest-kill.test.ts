@@ -2,10 +2,11 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { Redis } from 'ioredis'
-import { SignJWT } from 'jose'
 import { request, seededBytes, sha256 } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
+import { signJwt } from '../helpers/jwt.js'
 import { removeDir, spawnFerry, startFerry, tempDir, type ChildServer, type TestServer } from '../helpers/server.js'
+import { waitFor as waitUntil } from '../helpers/wait.js'
 
 const SECRET = 'bulk-ingest-kill-secret-0123456789'
 const ISSUER = 'ferry-test'
@@ -13,15 +14,8 @@ const AUDIENCE = 'ferry-ingest'
 const SC = '0d1e'
 const FILES = 300
 
-async function waitFor<T>(what: string, fn: () => Promise<T | null>, timeoutMs = 60_000, everyMs = 25): Promise<T> {
-  const until = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v !== null) return v
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, everyMs))
-  }
-}
+const waitFor = <T>(what: string, fn: () => Promise<T | null>, timeoutMs = 60_000, everyMs = 25) =>
+  waitUntil(what, fn, { timeoutMs, everyMs })
 
 const ASSET_NAME = /^([0-9A-Za-z]{11}-[0-9A-Za-z]{11})\.(info|[A-Za-z0-9]+|[A-Za-z0-9]+\.orig)$/
 
@@ -64,8 +58,7 @@ describe('bulk ingest survives SIGKILL', () => {
       FERRY_LOCK_TTL_MS: '1000',
       FERRY_LOG_LEVEL: 'warn',
     }
-    const token = await new SignJWT({ sub: 'kill-test', scope: `write:project:${SC}` }).setProtectedHeader({ alg: 'HS256' })
-      .setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('1h').sign(new TextEncoder().encode(SECRET))
+    const token = await signJwt({ sub: 'kill-test', scope: `write:project:${SC}` }, { secret: SECRET, iss: ISSUER, aud: AUDIENCE, exp: '1h' })
     auth = { Authorization: `Bearer ${token}` }
     for (let i = 0; i < FILES; i++) {
       const rel = `batch-${i % 5}/${i % 2 ? 'odd/' : ''}img-${i}.${i % 3 ? 'tif' : 'txt'}`
@@ -175,8 +168,7 @@ describe('bulk ingest stops when its lock is lost', () => {
     const srv = await startFerry({ REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: prefix, FERRY_DATA_DIR: dataDir, FERRY_CONFIG: cfg, FERRY_LOCK_TTL_MS: '600' })
     const redis = new Redis(testRedisUrl())
     try {
-      const token = await new SignJWT({ sub: 'lock-test', scope: 'admin' }).setProtectedHeader({ alg: 'HS256' })
-        .setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('1h').sign(new TextEncoder().encode(SECRET))
+      const token = await signJwt({ sub: 'lock-test', scope: 'admin' }, { secret: SECRET, iss: ISSUER, aud: AUDIENCE, exp: '1h' })
       const auth = { Authorization: `Bearer ${token}` }
       const n = 200
       for (let i = 0; i < n; i++) {
@@ -188,15 +180,17 @@ describe('bulk ingest stops when its lock is lost', () => {
       const mappingFile = join(dataDir, 'ingest', SC, `mapping-${SC}.csv`)
       const lines = () => (existsSync(mappingFile) ? readFileSync(mappingFile, 'utf8').split('\n').length - 2 : 0)
       await waitFor('some progress', async () => (lines() >= 20 ? true : null), 60_000, 5)
+      const jobKey = `${prefix}lock:ingest:job:${SC}`
+      expect(await redis.exists(jobKey)).toBe(1) // the run's job marker, held while it runs
       // Steal the lock: the owner's next renewal (every ttl/3) finds it gone and the run stops.
       await redis.set(`${prefix}lock:ingest:project:${SC}`, 'thief', 'PX', 60_000)
-      await new Promise((r) => setTimeout(r, 600))
+      // The run has ended once it let its job marker go (released after its last append).
+      await waitFor('the run to stop', async () => ((await redis.exists(jobKey)) === 0 ? true : null), 10_000, 10)
       const atStop = lines()
-      await new Promise((r) => setTimeout(r, 800))
-      expect(lines()).toBe(atStop)
       expect(atStop).toBeLessThan(n)
       // The thief's lock counts as a running ingest.
       expect((await request(`${srv.url}/projects/${SC}/bulk-ingest/mapping.csv`, { headers: auth })).status).toBe(409)
+      expect(lines()).toBe(atStop)
       await redis.del(`${prefix}lock:ingest:project:${SC}`)
       expect((await request(`${srv.url}/projects/${SC}/bulk-ingest`, { method: 'POST', headers: auth })).status).toBe(202)
       const done = await waitFor('the rerun to finish', async () => {

@@ -57,6 +57,7 @@ describe('starting the process', () => {
     const dir = tempDir()
     const port = await freePort()
     const later = (async () => {
+      // A Redis that starts late is the case: 1.5 s is well after Ferry's first attempt.
       await new Promise((r) => setTimeout(r, 1500))
       return startPrivateRedis({ port })
     })()

@@ -10,10 +10,11 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { SignJWT } from 'jose'
+import { nowSeconds, signJwt } from '../helpers/jwt.js'
 import { sendRaw } from '../helpers/raw-http.js'
 import { freePort } from '../helpers/redis.js'
 import { removeDir, spawnFerry, tempDir, type ChildServer } from '../helpers/server.js'
+import { basicAuth } from '../helpers/staging.js'
 
 export const LAKEFS_SIGNING = 'fuzz-signing-secret'
 export const LAKEFS_JWT_SECRET = 'fuzz-lakefs-jwt-secret'
@@ -48,13 +49,10 @@ export interface Credentials {
 }
 
 async function hs(secret: string, claims: Record<string, unknown>, o: { iss?: string; aud?: string | string[]; expIn?: number | null; alg?: string } = {}): Promise<string> {
-  const now = Math.floor(Date.now() / 1000)
-  let b = new SignJWT(claims).setProtectedHeader({ alg: o.alg ?? 'HS256' }).setIssuedAt(now - 60)
-  if (o.iss !== undefined) b = b.setIssuer(o.iss)
-  if (o.aud !== undefined) b = b.setAudience(o.aud)
+  const now = nowSeconds()
   // Long enough for a run of many hours.
-  if (o.expIn !== null) b = b.setExpirationTime(now + (o.expIn ?? 7 * 24 * 3600))
-  return b.sign(new TextEncoder().encode(secret))
+  const exp = o.expIn === null ? null : now + (o.expIn ?? 7 * 24 * 3600)
+  return signJwt(claims, { secret, alg: o.alg, iss: o.iss, aud: o.aud, iat: now - 60, exp })
 }
 
 const b64url = (s: string) => Buffer.from(s).toString('base64url')
@@ -65,7 +63,7 @@ async function mintCredentials(): Promise<Omit<Credentials, 'presigned' | 'physi
   const lake = (claims: Record<string, unknown>, o: Parameters<typeof hs>[2] = {}, secret = LAKEFS_JWT_SECRET) => hs(secret, { sub: 'fuzzer', ...claims }, o)
   return {
     lakefsValid: [
-      `Basic ${Buffer.from(`${LAKEFS_KEY.accessKeyId}:${LAKEFS_KEY.secretAccessKey}`).toString('base64')}`,
+      basicAuth(LAKEFS_KEY.accessKeyId, LAKEFS_KEY.secretAccessKey),
       `Bearer ${await lake({})}`,
       `Bearer ${await lake({}, { aud: 'login', alg: 'HS512' })}`,
     ],
@@ -75,7 +73,7 @@ async function mintCredentials(): Promise<Omit<Credentials, 'presigned' | 'physi
       `Bearer ${await lake({}, { aud: 'elsewhere' })}`,
       `Bearer ${await lake({}, { expIn: null })}`,
       `Bearer ${await lake({ sub: '' })}`,
-      `Basic ${Buffer.from(`${LAKEFS_KEY.accessKeyId}:wrong`).toString('base64')}`,
+      basicAuth(LAKEFS_KEY.accessKeyId, 'wrong'),
       `Basic ${Buffer.from(':').toString('base64')}`,
       `Bearer ${b64url('{"alg":"none"}')}.${b64url('{"sub":"x","exp":9999999999}')}.`,
     ],

@@ -7,7 +7,8 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { SignJWT } from 'jose'
+import { nowSeconds, signJwt } from './jwt.js'
+import { basicAuth, stagingBackingUrl } from './staging.js'
 import { request } from './http.js'
 import type { RawAnswer } from './raw-http.js'
 
@@ -22,7 +23,7 @@ export const SECRETS = {
 
 export const INGEST_ISSUER = 'edge-issuer'
 export const INGEST_AUDIENCE = 'http://edge-audience'
-export const BASIC_AUTH = `Basic ${Buffer.from(`${SECRETS.accessKeyId}:${SECRETS.secretAccessKey}`).toString('base64')}`
+export const BASIC_AUTH = basicAuth(SECRETS.accessKeyId, SECRETS.secretAccessKey)
 
 /** Writes the FERRY_CONFIG file (lakeFS repository `repo1`, bulk ingest) into `dir`; answers its path. */
 export function writeFamiliesConfig(dir: string): string {
@@ -41,22 +42,20 @@ export function writeFamiliesConfig(dir: string): string {
 
 /** A bulk-ingest bearer token (admin scope) signed with the configured secret. */
 export async function ingestToken(): Promise<string> {
-  const now = Math.floor(Date.now() / 1000)
-  return new SignJWT({ sub: 'edge-tester', scope: 'admin' }).setProtectedHeader({ alg: 'HS256' })
-    .setIssuer(INGEST_ISSUER).setAudience(INGEST_AUDIENCE).setIssuedAt(now - 10).setExpirationTime(now + 3600)
-    .sign(new TextEncoder().encode(SECRETS.ingestJwtSecret))
+  const now = nowSeconds()
+  const o = { iss: INGEST_ISSUER, aud: INGEST_AUDIENCE, iat: now - 10, exp: now + 3600 }
+  return signJwt({ sub: 'edge-tester', scope: 'admin' }, { secret: SECRETS.ingestJwtSecret, ...o })
 }
 
 /** A lakeFS `jwt_token` bearer token for user `edge-tester`. */
 export async function lakefsToken(): Promise<string> {
-  const now = Math.floor(Date.now() / 1000)
-  return new SignJWT({ sub: 'edge-tester' }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now - 10).setExpirationTime(now + 3600)
-    .sign(new TextEncoder().encode(SECRETS.lakefsJwtSecret))
+  const now = nowSeconds()
+  return signJwt({ sub: 'edge-tester' }, { secret: SECRETS.lakefsJwtSecret, iat: now - 10, exp: now + 3600 })
 }
 
 /** A fresh presigned upload URL for `repo1/main/<path>` (the path part of it, for RawConn). */
 export async function presignedTarget(base: string, path = `edge/${randomUUID()}.bin`): Promise<string> {
-  const r = await request(`${base}/api/v1/repositories/repo1/branches/main/staging/backing?path=${encodeURIComponent(path)}&presign=true`, {
+  const r = await request(stagingBackingUrl(base, 'repo1', 'main', path, '&presign=true'), {
     headers: { Authorization: BASIC_AUTH },
   })
   if (r.status !== 200) throw new Error(`presign: ${r.status} ${r.text()}`)

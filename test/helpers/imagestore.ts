@@ -1,11 +1,33 @@
 /** ImageStore client calls as the azure-servicefabric SDK and sfctl send them. */
 import { randomUUID } from 'node:crypto'
+import type { AppOptions } from '../../src/app.js'
 import { request, type Reply } from './http.js'
 
 export const API = 'api-version=6.0'
 
 export function newSessionId(): string {
   return randomUUID()
+}
+
+/**
+ * A gate on chunk reservations: pass `hooks` as startFerry's `uploadHooks`; `next(id)` resolves
+ * once the next chunk of session `id` holds its range reservation, before its bytes are written:
+ * the moment a test races another request against it.
+ */
+export function reservationGate(): {
+  hooks: NonNullable<AppOptions['uploadHooks']>
+  next(id: string): Promise<void>
+} {
+  const waiting = new Map<string, () => void>()
+  const afterReserve = async (key: string) => {
+    for (const [id, done] of waiting) {
+      if (key.endsWith(`:${id}`)) {
+        waiting.delete(id)
+        done()
+      }
+    }
+  }
+  return { hooks: { afterReserve }, next: (id) => new Promise<void>((r) => waiting.set(id, r)) }
 }
 
 export function putChunk(base: string, path: string, id: string, start: number, end: number, total: number, body: Buffer, headers: Record<string, string | number> = {}): Promise<Reply> {

@@ -3,7 +3,7 @@
  * forked as its own process (kill and shutdown tests).
  */
 import { fork, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -18,6 +18,13 @@ export function tempDir(prefix = 'ferry-test-'): string {
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true })
+}
+
+/** Writes `body` as the JSON config file `dir/name`; returns its path (for FERRY_CONFIG). */
+export function writeConfig(dir: string, name: string, body: object): string {
+  const file = join(dir, name)
+  writeFileSync(file, JSON.stringify(body))
+  return file
 }
 
 export interface TestServer {

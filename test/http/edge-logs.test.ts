@@ -10,6 +10,7 @@ import { captureLog, startEdge, type CapturedLog, type EdgeServer } from '../hel
 import { request } from '../helpers/http.js'
 import { RawConn } from '../helpers/raw-http.js'
 import { removeDir, tempDir } from '../helpers/server.js'
+import { waitFor } from '../helpers/wait.js'
 
 let srv: EdgeServer
 let dir: string
@@ -26,14 +27,17 @@ afterAll(async () => {
   removeDir(dir)
 })
 
-const waitLogs = () => new Promise((res) => setTimeout(res, 300))
+/** A request's line is written when the server is done with it: wait until `ready` holds. */
+const waitLogs = (what: string, ready: () => boolean) => waitFor(what, ready, { timeoutMs: 10_000, everyMs: 20 })
+const isRefusal = (l: Record<string, unknown>) => typeof l['msg'] === 'string' && (l['msg'] as string).endsWith('refused')
+const isGone = (l: Record<string, unknown>) => String(l['msg']).includes('went away') || l['code'] === 'ERR_CLIENT_ABORTED'
 
 /** Sends half a body, then resets the connection. */
 async function abortMidBody(method: string, target: string, headers: Record<string, string>): Promise<void> {
   const conn = await RawConn.open(srv.url)
   await conn.head(method, target, { ...headers, 'Content-Length': 1 << 20 })
   await conn.write(Buffer.alloc(64 * 1024, 1))
-  await new Promise((res) => setTimeout(res, 50))
+  await new Promise((res) => setTimeout(res, 50)) // a client that stalls mid-body, then goes: the case
   conn.close()
 }
 
@@ -60,7 +64,7 @@ describe('log levels and shape', () => {
     // A multipart body cut before its closing boundary.
     const mp = '--XB\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nx'
     expect((await request(`${srv.url}/ImageStore/mp.bin?api-version=6.0`, { method: 'PUT', body: mp, headers: { 'Content-Type': 'multipart/form-data; boundary=XB' } })).status).toBe(400)
-    await waitLogs()
+    await waitLogs('the refusals and the aborts', () => log.lines.filter(isRefusal).length >= 6 && log.lines.some(isGone))
 
     const text = log.text()
     const lines = text.split('\n').filter((l) => l.trim() !== '')
@@ -70,13 +74,13 @@ describe('log levels and shape', () => {
     expect(log.lines.filter((l) => (l['level'] as number) >= 50)).toEqual([])
     expect(lines.filter((l) => l.includes('"stack"'))).toEqual([])
     // The refusals are there, at info, with their reason under `reason`.
-    const refused = log.lines.filter((l) => typeof l['msg'] === 'string' && (l['msg'] as string).endsWith('refused'))
+    const refused = log.lines.filter(isRefusal)
     expect(refused.length).toBeGreaterThanOrEqual(6)
     for (const l of refused) expect([l['msg'], l['level'], typeof l['reason']]).toEqual([l['msg'], 30, 'string'])
     const r501line = refused.find((l) => l['status'] === 501)
     expect(r501line).toMatchObject({ level: 30, code: 'ERR_NOT_IMPLEMENTED' })
     // The aborts were seen, and logged below error.
-    const gone = log.lines.filter((l) => String(l['msg']).includes('went away') || l['code'] === 'ERR_CLIENT_ABORTED')
+    const gone = log.lines.filter(isGone)
     expect(gone.length).toBeGreaterThan(0)
   })
 
@@ -85,7 +89,7 @@ describe('log levels and shape', () => {
     // What every family's sendError runs on a failure that is not an UploadError (a bug).
     const { classifyFailure } = await import('../../src/http/errors.js')
     classifyFailure({ log: log.logger }, new TypeError('a bug'), () => 400, 'x request')
-    await waitLogs()
+    await waitLogs('the error line', () => log.lines.length > before)
     const added = log.lines.slice(before)
     expect(added).toHaveLength(1)
     expect(added[0]).toMatchObject({ level: 50, msg: 'x request failed' })

@@ -1,6 +1,6 @@
 /**
- * `GET /readyz` (DESIGN.md: whether this instance should get traffic): 200 when every check
- * passes; 503 with Retry-After and the reasons while the instance drains, while the data
+ * `GET /readyz` (whether this instance should get traffic, as a load balancer asks): 200 when
+ * every check passes; 503 with Retry-After and the reasons while the instance drains, while the data
  * directory's filesystem has less free space than FERRY_READY_MIN_FREE_BYTES, or while a
  * pluggable check (the state backend's, hooked in by the composition root) fails, throws or does
  * not answer. `/healthz` stays what it was: the process is up.

@@ -91,7 +91,7 @@ describe('minimum body rate (1000 B/s over a 1 s window)', () => {
     await conn.head('PUT', '/ImageStore/edge/steady.bin?api-version=6.0', { 'Content-Length': data.length })
     for (let off = 0; off < data.length; off += 16 * 1024) {
       await conn.write(data.subarray(off, off + 16 * 1024))
-      await new Promise((res) => setTimeout(res, 50))
+      await new Promise((res) => setTimeout(res, 50)) // the client's steady rate: the case
     }
     const a = await conn.answer()
     conn.close()

@@ -4,30 +4,22 @@
  * challenge, and the start-up warning for an open family on a non-loopback address.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { SignJWT } from 'jose'
 import { pino } from 'pino'
 import { createApp, isLoopback } from '../../src/app.js'
 import { loadConfig } from '../../src/config/config.js'
 import { request, type Reply } from '../helpers/http.js'
-import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { signJwt } from '../helpers/jwt.js'
+import { removeDir, startFerry, tempDir, writeConfig, type TestServer } from '../helpers/server.js'
 
 const IMAGESTORE_TOKEN = 'imagestore-static-token-0123456789'
 const SHAMAN_SECRET = 'shaman-jwt-secret-for-tests'
 const SHAMAN_TOKEN = 'shaman-static-token-abcdefghijkl'
 
 let dir: string
-const configFile = (name: string, body: object) => {
-  const f = join(dir, name)
-  writeFileSync(f, JSON.stringify(body))
-  return f
-}
+const configFile = (name: string, body: object) => writeConfig(dir, name, body)
 const shamanJwt = (claims: Record<string, unknown> = {}, exp: string | null = '1h', secret = SHAMAN_SECRET) => {
-  let b = new SignJWT({ sub: 'artist', ...claims }).setProtectedHeader({ alg: 'HS256' }).setIssuer('flamenco')
-  if (exp !== null) b = b.setExpirationTime(exp)
-  return b.sign(new TextEncoder().encode(secret))
+  return signJwt({ sub: 'artist', ...claims }, { secret, iss: 'flamenco', exp })
 }
 
 beforeAll(() => {
@@ -99,16 +91,13 @@ describe('bearer auth on ImageStore and Shaman', () => {
   })
 
   test('Shaman JWTs: expired, without exp, wrong issuer, wrong secret or another algorithm are 401', async () => {
-    const expired = await new SignJWT({ sub: 'a' }).setProtectedHeader({ alg: 'HS256' }).setIssuer('flamenco').setExpirationTime(1_700_000_000)
-      .sign(new TextEncoder().encode(SHAMAN_SECRET))
+    const expired = await signJwt({ sub: 'a' }, { secret: SHAMAN_SECRET, iss: 'flamenco', exp: 1_700_000_000 })
     shamanDenied(await shaman(`Bearer ${expired}`), 'Bearer realm="ferry", error="invalid_token"')
     shamanDenied(await shaman(`Bearer ${await shamanJwt({}, null)}`), 'Bearer realm="ferry", error="invalid_token"')
-    const elsewhere = await new SignJWT({ sub: 'a' }).setProtectedHeader({ alg: 'HS256' }).setIssuer('elsewhere').setExpirationTime('1h')
-      .sign(new TextEncoder().encode(SHAMAN_SECRET))
+    const elsewhere = await signJwt({ sub: 'a' }, { secret: SHAMAN_SECRET, iss: 'elsewhere', exp: '1h' })
     shamanDenied(await shaman(`Bearer ${elsewhere}`), 'Bearer realm="ferry", error="invalid_token"')
     shamanDenied(await shaman(`Bearer ${await shamanJwt({}, '1h', 'another-secret-entirely')}`), 'Bearer realm="ferry", error="invalid_token"')
-    const hs512 = await new SignJWT({ sub: 'a' }).setProtectedHeader({ alg: 'HS512' }).setIssuer('flamenco').setExpirationTime('1h')
-      .sign(new TextEncoder().encode(SHAMAN_SECRET))
+    const hs512 = await signJwt({ sub: 'a' }, { secret: SHAMAN_SECRET, alg: 'HS512', iss: 'flamenco', exp: '1h' })
     shamanDenied(await shaman(`Bearer ${hs512}`), 'Bearer realm="ferry", error="invalid_token"')
   })
 })

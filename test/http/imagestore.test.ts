@@ -5,15 +5,16 @@ import { request as rawRequest } from 'node:http'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { request, seededBytes, sha256 } from '../helpers/http.js'
-import { API, commit, newSessionId, putChunk, sessionById, type SessionInfo } from '../helpers/imagestore.js'
+import { API, commit, newSessionId, putChunk, reservationGate, sessionById, type SessionInfo } from '../helpers/imagestore.js'
 import { removeDir, startFerry, type TestServer } from '../helpers/server.js'
 
 let srv: TestServer
 let base: string
+const reserved = reservationGate()
 const fabric = (r: { json<T>(): T }) => r.json<{ Error: { Code: string; Message: string } }>().Error
 
 beforeAll(async () => {
-  srv = await startFerry({ FERRY_MAX_UPLOAD_BYTES: String(8 * 1024 * 1024) })
+  srv = await startFerry({ FERRY_MAX_UPLOAD_BYTES: String(8 * 1024 * 1024) }, { uploadHooks: reserved.hooks })
   base = srv.url
 })
 afterAll(async () => {
@@ -179,17 +180,12 @@ describe('ImageStore upload sessions', () => {
   test('two requests for one range at once: the second is refused while the first streams', async () => {
     const id = newSessionId()
     const slow = new PassThrough()
+    const held = reserved.next(id)
     const first = request(`${base}/ImageStore/race.bin/$/UploadChunk?${API}&session-id=${id}`, {
       method: 'PUT', headers: { 'Content-Range': 'bytes 0-99/100', 'Content-Length': 100 }, body: slow,
     })
     slow.write(Buffer.alloc(10, 7))
-    // Wait until the first request holds its reservation.
-    for (let i = 0; i < 200; i++) {
-      const s = await sessionById(base, id)
-      if (s.status === 200) break
-      await new Promise((r) => setTimeout(r, 10))
-    }
-    await new Promise((r) => setTimeout(r, 50))
+    await held // the first request holds its reservation
     const second = await putChunk(base, 'race.bin', id, 0, 99, 100, Buffer.alloc(100, 9))
     expect([second.status, fabric(second).Code]).toEqual([400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'])
     slow.end(Buffer.alloc(90, 7))
@@ -203,11 +199,12 @@ describe('ImageStore upload sessions', () => {
     const data = seededBytes(2000, 'late')
     await putChunk(base, 'late.bin', id, 0, 999, 2000, data.subarray(0, 1000))
     const slow = new PassThrough()
+    const held = reserved.next(id)
     const late = request(`${base}/ImageStore/late.bin/$/UploadChunk?${API}&session-id=${id}`, {
       method: 'PUT', headers: { 'Content-Range': 'bytes 1000-1999/2000', 'Content-Length': 1000 }, body: slow,
     })
     slow.write(data.subarray(1000, 1500))
-    await new Promise((r) => setTimeout(r, 50))
+    await held // the late chunk holds its reservation
     const early = await commit(base, id)
     expect([early.status, fabric(early).Code]).toEqual([400, 'E_INVALIDARG'])
     slow.end(data.subarray(1500))

@@ -1,36 +1,24 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { SignJWT } from 'jose'
 import { request, seededBytes, sha256, type Reply } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
-import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { nowSeconds, signJwt } from '../helpers/jwt.js'
+import { removeDir, startFerry, tempDir, writeConfig, type TestServer } from '../helpers/server.js'
+import { waitFor } from '../helpers/wait.js'
 
 const SECRET = 'bulk-ingest-test-secret-0123456789'
 const ISSUER = '0.0.0.0:3333'
 const AUDIENCE = 'http://localhost:3340'
 
 async function jwt(claims: Record<string, unknown> = { scope: 'admin' }, o: { secret?: string; exp?: number | null; iss?: string; aud?: string } = {}): Promise<string> {
-  const now = Math.floor(Date.now() / 1000)
-  let b = new SignJWT({ sub: 'tester', ...claims }).setProtectedHeader({ alg: 'HS256' }).setIssuer(o.iss ?? ISSUER).setAudience(o.aud ?? AUDIENCE).setIssuedAt(now - 60)
-  if (o.exp !== null) b = b.setExpirationTime(o.exp ?? now + 3600)
-  return b.sign(new TextEncoder().encode(o.secret ?? SECRET))
+  const now = nowSeconds()
+  const exp = o.exp === null ? null : (o.exp ?? now + 3600)
+  return signJwt({ sub: 'tester', ...claims }, { secret: o.secret ?? SECRET, iss: o.iss ?? ISSUER, aud: o.aud ?? AUDIENCE, iat: now - 60, exp })
 }
 
 function configFile(dir: string, extra: Record<string, unknown> = {}): string {
-  const file = join(dir, 'ferry-config.json')
-  writeFileSync(file, JSON.stringify({ ingest: { jwt: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE }, ...extra } }))
-  return file
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v !== null) return v
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
+  return writeConfig(dir, 'ferry-config.json', { ingest: { jwt: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE }, ...extra } })
 }
 
 const rec = <T>(r: Reply) => r.json<T>()
@@ -276,8 +264,7 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
       const none = `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${p}.`
       expect(reason(await tryWith(`Bearer ${none}`))).toBe('Invalid signature for this token or wrong algorithm.')
       expect(reason(await tryWith(`Bearer ${h}.${p}`))).toBe('Invalid signature for this token or wrong algorithm.')
-      const hs512 = await new SignJWT({ sub: 's', scope: 'admin' }).setProtectedHeader({ alg: 'HS512' }).setIssuer(ISSUER).setAudience(AUDIENCE)
-        .sign(new TextEncoder().encode(SECRET))
+      const hs512 = await signJwt({ sub: 's', scope: 'admin' }, { secret: SECRET, alg: 'HS512', iss: ISSUER, aud: AUDIENCE })
       expect((await tryWith(`Bearer ${hs512}`)).status).toBe(401)
     })
     test('expired and not-yet-valid tokens: 401', async () => {
@@ -298,8 +285,7 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
       const both = await jwt({ scope: 'admin', sub: undefined }, { iss: 'x', aud: 'y' })
       expect(reason(await tryWith(`Bearer ${both}`))).toBe(`Invalid audience: expected ${AUDIENCE}, Invalid issuer: expected ${ISSUER}, Subject is missing.`)
       // An audience array that contains ours is accepted.
-      const arr = await new SignJWT({ sub: 's', scope: 'admin' }).setProtectedHeader({ alg: 'HS256' }).setIssuer(ISSUER).setAudience(['x', AUDIENCE])
-        .setExpirationTime('1h').sign(new TextEncoder().encode(SECRET))
+      const arr = await signJwt({ sub: 's', scope: 'admin' }, { secret: SECRET, iss: ISSUER, aud: ['x', AUDIENCE], exp: '1h' })
       expect((await tryWith(`Bearer ${arr}`)).status).not.toBe(401)
     })
     test('missing scope, read-only scope, another project\'s scope: 401 "No project access."', async () => {
@@ -379,7 +365,7 @@ describe('bulk ingest across two instances (shared Redis and data directory)', (
     r = await waitFor('the ingest to end', async () => {
       const m = await request(base(b, '/mapping.csv'), { headers: auth })
       return m.status === 409 ? null : m
-    }, 120_000)
+    }, { timeoutMs: 120_000 })
     expect(r.status).toBe(200)
     const lines = r.text().split('\n')
     expect(lines[0]).toBe('original,derivative')

@@ -51,7 +51,7 @@ describe('/healthz during large Shaman requests', () => {
         const r = await fetch(`${srv.url}/healthz`)
         await r.arrayBuffer()
         waits.push(performance.now() - t)
-        await new Promise((res) => setTimeout(res, 10))
+        await new Promise((res) => setTimeout(res, 10)) // the probe's rate, not a gate
       }
     })()
     const agent = new Agent({ keepAlive: false })

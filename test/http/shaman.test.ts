@@ -11,6 +11,8 @@ import { request, seededBytes, sha256 } from '../helpers/http.js'
 import { RawConn } from '../helpers/raw-http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, startFerry, type TestServer } from '../helpers/server.js'
+import { shamanStatus, waitShamanStatus } from '../helpers/shaman.js'
+import { sleep, waitFor } from '../helpers/wait.js'
 import { GC_LOCK_KEY } from '../../src/core/cas/cas-store.js'
 import { CHECKOUT_MARK } from '../../src/core/cas/checkout.js'
 
@@ -33,7 +35,6 @@ afterAll(async () => {
 })
 
 const blobPath = (dataDir: string, sha: string, size: number) => join(dataDir, 'cas', sha.slice(0, 2), sha.slice(2), `${size}.blob`)
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 interface Answer {
   readonly status: number
@@ -105,16 +106,8 @@ function send(url: string, body: Buffer, opts: { headers?: Record<string, string
 }
 
 const fileUrl = (sha: string, size: number | string) => `${base}/files/${sha}/${size}`
-const status = async (sha: string, size: number) => (await request(fileUrl(sha, size))).json<{ status: string }>().status
-
-async function waitStatus(sha: string, size: number, want: string, timeoutMs = 5000): Promise<number> {
-  const t0 = Date.now()
-  while ((await status(sha, size)) !== want) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`status never became ${want}`)
-    await sleep(10)
-  }
-  return Date.now() - t0
-}
+const status = (sha: string, size: number) => shamanStatus(base, sha, size)
+const waitStatus = (sha: string, size: number, want: string, timeoutMs = 5000) => waitShamanStatus(base, sha, size, want, timeoutMs)
 
 async function upload(data: Buffer, headers: Record<string, string> = {}) {
   return request(fileUrl(sha256(data), data.length), { method: 'POST', body: data, headers: { 'Content-Type': 'application/octet-stream', ...headers } })
@@ -224,8 +217,7 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     expect(e.message).toMatch(/^file size mismatched, declared 200000 but received \d+ bytes$/)
     expect(Number(/received (\d+)/.exec(e.message)![1])).toBeGreaterThan(declared)
     expect(existsSync(blobPath(srv.dataDir, sha256(data.subarray(0, declared)), declared))).toBe(false)
-    await sleep(50)
-    expect(tmpFiles()).toEqual([])
+    await waitFor('the temp file to go', () => tmpFiles().length === 0, { timeoutMs: 2000, everyMs: 10 })
   })
 
   test('425 for a deferrable duplicate of an upload in flight (any ParseBool spelling); others upload in parallel and the first is cut short with 208', async () => {
@@ -263,8 +255,7 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     s.abort()
     // The claim would otherwise live 30 s (the default lock lifetime).
     expect(await waitStatus(sha, data.length, 'unknown', 2000)).toBeLessThan(2000)
-    for (let i = 0; i < 100 && tmpFiles().length > 0; i++) await sleep(20)
-    expect(tmpFiles()).toEqual([])
+    await waitFor('the temp file to go', () => tmpFiles().length === 0, { timeoutMs: 2000, everyMs: 20 })
     expect(existsSync(blobPath(srv.dataDir, sha, data.length))).toBe(false)
   })
 
@@ -566,12 +557,10 @@ describe('garbage collection on its timer', () => {
       for (const d of [used, touched, unused]) utimesSync(blobPath(gc.dataDir, sha256(d), d.length), old, old)
       const pending = request(`${g}/checkout/requirements`, json({ files: [{ sha: sha256(touched), size: 101, path: 't' }] }))
       const touchedPath = blobPath(gc.dataDir, sha256(touched), 101)
-      for (let i = 0; i < 200 && statSync(touchedPath).mtimeMs < Date.now() - 3600_000; i++) await sleep(20)
+      await waitFor('requirements to touch the blob', () => statSync(touchedPath).mtimeMs >= Date.now() - 3600_000, { timeoutMs: 4000 })
       await held!.release()
       expect((await pending).json()).toEqual({ files: [] })
-      const t0 = Date.now()
-      while (existsSync(blobPath(gc.dataDir, sha256(unused), 102)) && Date.now() - t0 < 10_000) await sleep(100)
-      expect(existsSync(blobPath(gc.dataDir, sha256(unused), 102))).toBe(false)
+      await waitFor('GC to remove the unused blob', () => !existsSync(blobPath(gc.dataDir, sha256(unused), 102)), { timeoutMs: 10_000, everyMs: 100 })
       expect((await request(`${g}/files/${sha256(unused)}/102`)).json()).toEqual({ status: 'unknown' })
       expect(readFileSync(join(gc.dataDir, 'checkouts', 'job', 'u'))).toEqual(used)
       expect(readFileSync(blobPath(gc.dataDir, sha256(touched), 101))).toEqual(touched)

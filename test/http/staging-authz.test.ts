@@ -4,15 +4,14 @@
  * {"message":"insufficient permissions"}, decided before the repository is looked up.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { SignJWT } from 'jose'
 import { loadConfig } from '../../src/config/config.js'
 import { request, type Reply } from '../helpers/http.js'
-import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { bearer as jwtBearer } from '../helpers/jwt.js'
+import { basicAuth } from '../helpers/staging.js'
+import { removeDir, startFerry, tempDir, writeConfig, type TestServer } from '../helpers/server.js'
 
 const JWT_SECRET = 'authz-jwt-secret'
-const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`
+const basic = basicAuth
 const ONLY_REPO1 = basic('AKIAREPO1', 'repo1-only-secret')
 const ANY_REPO = basic('AKIAANY', 'any-repo-secret')
 const repos = [
@@ -29,18 +28,13 @@ const lakefs = (extra: Record<string, unknown> = {}) => ({
   repositories: repos,
   ...extra,
 })
-const bearer = async (sub: string) =>
-  `Bearer ${await new SignJWT({ sub }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(new TextEncoder().encode(JWT_SECRET))}`
+const bearer = (sub: string) => jwtBearer({ sub }, { secret: JWT_SECRET, exp: '1h' })
 
 let srv: TestServer
 let open: TestServer
 let dir: string
 
-function configFile(name: string, body: object): string {
-  const f = join(dir, name)
-  writeFileSync(f, JSON.stringify(body))
-  return f
-}
+const configFile = (name: string, body: object): string => writeConfig(dir, name, body)
 
 beforeAll(async () => {
   dir = tempDir('ferry-authz-')

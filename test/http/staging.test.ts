@@ -2,15 +2,16 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { SignJWT } from 'jose'
 import { makeSignedAddress, presignQuery } from '../../src/core/staging/signing.js'
 import { request, seededBytes, type Reply } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
-import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+import { nowSeconds, signJwt } from '../helpers/jwt.js'
+import { basicAuth, stagingBackingUrl, type StagingLocation } from '../helpers/staging.js'
+import { removeDir, startFerry, tempDir, writeConfig, type TestServer } from '../helpers/server.js'
 
 const SIGNING = 'test-signing-secret'
 const JWT_SECRET = 'test-jwt-secret'
-const BASIC = `Basic ${Buffer.from('AKIAFERRY:s3cr3t-key').toString('base64')}`
+const BASIC = basicAuth('AKIAFERRY', 's3cr3t-key')
 const LAKEFS = {
   signingSecret: SIGNING,
   jwtSecret: JWT_SECRET,
@@ -29,11 +30,7 @@ let srv: TestServer
 let ext: TestServer
 let cfgDir: string
 
-function configFile(name: string, lakefs: object): string {
-  const f = join(cfgDir, name)
-  writeFileSync(f, JSON.stringify({ lakefs }))
-  return f
-}
+const configFile = (name: string, lakefs: object): string => writeConfig(cfgDir, name, { lakefs })
 
 beforeAll(async () => {
   cfgDir = tempDir('ferry-lakefs-cfg-')
@@ -49,16 +46,9 @@ afterAll(async () => {
   removeDir(cfgDir)
 })
 
-interface StagingLocation {
-  physical_address: string
-  presigned_url: string | null
-  presigned_url_expiry?: number
-}
-
 const md5hex = (b: Buffer) => createHash('md5').update(b).digest('hex')
 const msg = (r: Reply) => r.json<{ message: string }>().message
-const backingUrl = (base: string, repo: string, branch: string, path: string, extra = '') =>
-  `${base}/api/v1/repositories/${repo}/branches/${branch}/staging/backing?path=${encodeURIComponent(path)}${extra}`
+const backingUrl = stagingBackingUrl
 
 async function getAddress(base: string, repo: string, branch: string, path: string, presign: boolean): Promise<StagingLocation> {
   const r = await request(backingUrl(base, repo, branch, path, presign ? '&presign=true' : ''), { headers: { Authorization: BASIC } })
@@ -103,7 +93,7 @@ describe('lakeFS service routes', () => {
     expect(r.body.length).toBe(0)
   })
 
-  test('GET /api/v1/config needs auth and offers presigned single-part uploads', async () => {
+  test('GET /api/v1/config needs auth and offers presigned single-part and multipart uploads', async () => {
     const anon = await request(`${srv.url}/api/v1/config`)
     expect(anon.status).toBe(401)
     expect(anon.text()).toBe('{"message":"error authenticating request"}\n')
@@ -121,7 +111,7 @@ describe('lakeFS service routes', () => {
       pre_sign_support_ui: false,
       import_support: false,
       import_validity_regex: '^local://',
-      pre_sign_multipart_upload: false,
+      pre_sign_multipart_upload: true,
     })
     expect(c.storage_config_list).toEqual([c.storage_config])
     expect(c.version_config.version).toMatch(/^\d+\.\d+\.\d+$/)
@@ -155,8 +145,8 @@ describe('lakeFS service routes', () => {
 describe('authentication', () => {
   const cfg = (headers: Record<string, string>) => request(`${srv.url}/api/v1/config`, { headers })
   const jwt = (claims: Record<string, unknown>, secret = JWT_SECRET, alg = 'HS256') =>
-    new SignJWT(claims).setProtectedHeader({ alg }).sign(new TextEncoder().encode(secret))
-  const inOneHour = () => Math.floor(Date.now() / 1000) + 3600
+    signJwt(claims, { secret, alg })
+  const inOneHour = () => nowSeconds() + 3600
 
   test('basic auth: every configured key works; a bad secret, an unknown key or junk is 401', async () => {
     expect((await cfg({ Authorization: BASIC })).status).toBe(200)
@@ -341,6 +331,7 @@ describe('presigned PUT', () => {
     try {
       const loc = await getAddress(short.url, 'repo1', 'main', 'short.bin', true)
       // Valid through second `expiry`, refused from expiry+1: wait until then (≤ 2.1 s).
+      // Past the URL's expiry: the passing of time is the case under test.
       await new Promise((r) => setTimeout(r, (loc.presigned_url_expiry! + 1) * 1000 - Date.now() + 50))
       const r = await putPresigned(loc.presigned_url!, Buffer.from('late'))
       expect(r.status).toBe(403)
@@ -433,6 +424,40 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
     rmSync(`${dataFileOf(srv, 'repo1', loc.physical_address)}.digests`)
     expect((await link(srv.url, 'repo1', 'main', 'side/car', { staging: loc, checksum: '0'.repeat(32), size_bytes: data.length })).status).toBe(400)
     expect((await link(srv.url, 'repo1', 'main', 'side/car', { staging: loc, checksum: md5, size_bytes: data.length })).status).toBe(200)
+  })
+
+  test('link trusts a sidecar naming the staged bytes, old or new form; else hashes', async () => {
+    const pool = srv.app.engine.pool
+    const hashFile = pool.hashFile.bind(pool)
+    let hashed = 0
+    pool.hashFile = (...args: Parameters<typeof hashFile>) => {
+      hashed++
+      return hashFile(...args)
+    }
+    try {
+      type Rewrite = (d: Record<string, string>) => object | null
+      const linkOf = async (path: string, sidecar: Rewrite) => {
+        const data = seededBytes(20_000, path)
+        const { loc, md5 } = await stage(srv.url, 'repo1', 'main', path, data)
+        const file = `${dataFileOf(srv, 'repo1', loc.physical_address)}.digests`
+        const d = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>
+        const next = sidecar(d)
+        if (next !== null) writeFileSync(file, JSON.stringify(next))
+        const before = hashed
+        const body = { staging: loc, checksum: md5, size_bytes: data.length }
+        expect((await link(srv.url, 'repo1', 'main', path, body)).status).toBe(200)
+        return hashed - before
+      }
+      expect(await linkOf('trust/etag', () => null)).toBe(0)
+      const legacy = (d: Record<string, string>) => {
+        const [ino, size, mtimeNs] = d['etag']!.split(':')
+        return { ino, size, mtimeNs, md5: d['md5'], sha256: d['sha256'] }
+      }
+      expect(await linkOf('trust/legacy', legacy)).toBe(0)
+      expect(await linkOf('trust/other', (d) => ({ ...d, etag: '1:2:3' }))).toBe(1)
+    } finally {
+      pool.hashFile = hashFile
+    }
   })
 
   test('If-None-Match: * creates only; a plain link replaces and drops the old blob; If-Match and other If-None-Match are 501', async () => {

@@ -8,17 +8,13 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { BackgroundFlusher, fsyncFile } from '../../src/core/storage/files.js'
 import { removeDir, tempDir } from '../helpers/server.js'
+import { waitFor } from '../helpers/wait.js'
 
 const dir = tempDir('ferry-flusher-')
 afterAll(() => removeDir(dir))
 
 /** Waits (bounded) for a condition that a real fsync makes true, however slow the disk is. */
-async function until(cond: () => boolean): Promise<void> {
-  for (const stop = Date.now() + 10_000; !cond(); ) {
-    if (Date.now() > stop) throw new Error('timed out waiting')
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
+const until = (cond: () => boolean) => waitFor('the flusher', cond, { timeoutMs: 10_000, everyMs: 5 })
 
 function file(name: string): string {
   const p = join(dir, name)
@@ -51,7 +47,7 @@ test('one flush at a time, the file with the most unflushed bytes next', async (
   const settled = flusher.settle(c) // a commit of c waits for c's running flush
   let done = false
   void settled.then(() => (done = true))
-  await new Promise((r) => setTimeout(r, 20))
+  await new Promise((r) => setTimeout(r, 20)) // a window for a wrong early settle (no event to wait on)
   expect(done).toBe(false)
   gates.get(c)!()
   await settled

@@ -94,6 +94,23 @@ describe('loadConfig', () => {
     expect(() => loadConfig(env)).toThrow(re)
   })
 
+  test('FERRY_CONFIG lakefs.presignMultipart: true by default, false turns it off, anything else is refused by name', () => {
+    const dir = tempDir()
+    try {
+      const file = join(dir, 'ferry.json')
+      const lakefs = { signingSecret: 's', jwtSecret: 'j' }
+      writeFileSync(file, JSON.stringify({ lakefs }))
+      expect(loadConfig({ FERRY_CONFIG: file }).lakefs?.presignMultipart).toBe(true)
+      expect(SECTION_DEFAULTS.lakefs.presignMultipart).toBe(true)
+      writeFileSync(file, JSON.stringify({ lakefs: { ...lakefs, presignMultipart: false } }))
+      expect(loadConfig({ FERRY_CONFIG: file }).lakefs?.presignMultipart).toBe(false)
+      writeFileSync(file, JSON.stringify({ lakefs: { ...lakefs, presignMultipart: 'yes' } }))
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.lakefs\.presignMultipart must be a boolean/)
+    } finally {
+      removeDir(dir)
+    }
+  })
+
   test('FERRY_CONFIG ingest: lock and publish waits default to SECTION_DEFAULTS (dsp-ingest 400 ms) and can be set', () => {
     const dir = tempDir()
     try {

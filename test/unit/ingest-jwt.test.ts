@@ -6,18 +6,14 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { SignJWT } from 'jose'
 import { loadConfig } from '../../src/config/config.js'
 import { UploadError } from '../../src/core/errors.js'
 import { createJwtVerifier } from '../../src/http/ingest/auth.js'
+import { signJwt } from '../helpers/jwt.js'
 import { removeDir, tempDir } from '../helpers/server.js'
 
 const SECRET = 'ingest-jwt-unit-secret'
-const jwt = (exp: number | null) => {
-  let b = new SignJWT({ sub: 'me', scope: 'admin' }).setProtectedHeader({ alg: 'HS256' }).setIssuer('iss').setAudience('aud')
-  if (exp !== null) b = b.setExpirationTime(exp)
-  return b.sign(new TextEncoder().encode(SECRET))
-}
+const jwt = (exp: number | null) => signJwt({ sub: 'me', scope: 'admin' }, { secret: SECRET, iss: 'iss', aud: 'aud', exp })
 
 describe('ingest.jwt.requireExp', () => {
   let dir: string

@@ -16,6 +16,7 @@ import { createLayout, type DataLayout } from '../../src/core/storage/layout.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, tempDir } from '../helpers/server.js'
+import { waitFor } from '../helpers/wait.js'
 
 const backends: { name: string; make(dir: string): Promise<StateBackend> }[] = [
   { name: 'redis', make: () => createRedisState(testRedisUrl(), uniquePrefix()) },
@@ -60,13 +61,7 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
     return s
   }
 
-  async function until(what: string, fn: () => Promise<boolean> | boolean): Promise<void> {
-    const end = Date.now() + 10_000
-    while (!(await fn())) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-      await new Promise((r) => setTimeout(r, 10))
-    }
-  }
+  const until = (what: string, fn: () => Promise<boolean> | boolean) => waitFor(what, fn, { timeoutMs: 10_000, everyMs: 10 })
 
   test('a start that passed the folder check before finalize removed the folder answers 404 and leaves no mapping', async () => {
     const sc = '0a1b'
@@ -124,5 +119,45 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
     const outcome = await first
     expect(outcome).toBeInstanceOf(UploadError)
     expect((outcome as UploadError).code).toBe('ERR_NOT_FOUND')
+  })
+
+  test('an upload waiting behind a publish does not wait out a run that takes the project', async () => {
+    const sc = '0a1d'
+    const s = service()
+    mkdirSync(join(layout.ingest, sc, 'import'), { recursive: true })
+    for (let i = 0; i < 20; i++) writeFileSync(join(layout.ingest, sc, 'import', `f${i}.pdf`), `pdf ${i}`)
+    // Upload A publishes and holds the project mutex until let go.
+    let holding = () => {}
+    const held = new Promise<void>((r) => (holding = r))
+    let letGo = () => {}
+    const gate = new Promise<void>((r) => (letGo = r))
+    const a = s.withPublishLock(sc, async () => {
+      holding()
+      await gate
+    })
+    await held
+    // Upload B waits behind A; a run waits for the mutex too.
+    let bSettledAt = 0
+    const b = s.withPublishLock(sc, async () => 'published').then(
+      (v) => v, (err: unknown) => err,
+    ).finally(() => (bSettledAt = performance.now()))
+    let runDoneAt = 0
+    const runDone = new Promise<void>((r) => {
+      void s.start(sc, () => {
+        runDoneAt = performance.now()
+        r()
+      })
+    })
+    await new Promise((r) => setTimeout(r, 50))
+    letGo()
+    await a
+    const outcome = await b
+    await runDone
+    // Either B published before the run took the mutex, or the run got it and B answered "in
+    // progress" at once (the run notified it), never only after the whole run.
+    if (outcome !== 'published') {
+      expect(outcome).toMatchObject({ code: 'ERR_LOCKED' })
+    }
+    expect(bSettledAt).toBeLessThan(runDoneAt)
   })
 })

@@ -9,6 +9,8 @@ import { dirname } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { UploadError } from '../errors.js'
+import { isAbsent, isExists } from './errno.js'
+import { removeIfPresent } from './remove.js'
 
 /**
  * Bytes are written in batches of about this size. Socket reads arrive as 64 KiB buffers, and each
@@ -261,7 +263,7 @@ export async function publishFile(tempPath: string, target: string, opts: Publis
     try {
       await link(tempPath, target)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      if (isExists(err)) {
         throw new UploadError('ERR_ALREADY_EXISTS', 'an object already exists at this path')
       }
       throw err
@@ -271,17 +273,16 @@ export async function publishFile(tempPath: string, target: string, opts: Publis
   await fsyncDir(dir)
 }
 
+/** removeIfPresent (remove.ts) for callers that do not ask whether the file was there. */
 export async function removeQuietly(path: string): Promise<void> {
-  await unlink(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err
-  })
+  await removeIfPresent(path)
 }
 
 export async function statOrNull(path: string): Promise<Stats | null> {
   try {
     return await stat(path)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return null
+    if (isAbsent(err)) return null
     throw err
   }
 }

@@ -1,0 +1,40 @@
+// The one place the bench reaches into Ferry's own code: where a build keeps what it stored.
+// Verification reads stored files back at the paths the build under test computes, so the bench
+// never carries its own copy of the CAS layout. When Ferry moves its layout code, change the two
+// module paths and `ferryLayout` below; nothing else in bench/ knows them.
+import fs from 'node:fs'
+import path from 'node:path'
+import { pathToFileURL } from 'node:url'
+
+// createLayout(root): the data directory's parts; CasStore#blobPath(key): one object's file.
+const LAYOUT_MODULE = 'src/core/storage/layout.js'
+const CAS_MODULE = 'src/core/cas/cas-store.js'
+
+async function ferryLayout (distDir) {
+  const load = (m) => import(pathToFileURL(path.join(distDir, m)).href)
+  const [{ createLayout }, { CasStore }] = await Promise.all([LAYOUT_MODULE, CAS_MODULE].map(load))
+  return (dataDir) => {
+    const layout = createLayout(dataDir)
+    // Never started: no lock, bus or log is touched by blobPath, which only joins paths.
+    const cas = new CasStore({ root: layout.cas, locker: null, bus: null, claimTtlMs: 1,
+      log: null })
+    return {
+      casBlob: (sha256, size) => cas.blobPath({ sha256, size }),
+      imageStoreFile: (rel) => path.join(layout.store, ...rel.split('/'))
+    }
+  }
+}
+
+/**
+ * Where Ferry build `distDir` (the directory holding `src/main.js`) stores uploads in a data
+ * directory: `(dataDir) => {casBlob(sha256, size), imageStoreFile(relPath)}`. A `--ferry-main`
+ * that is not a Ferry build (the harness testing itself with the minimal server, which mimics
+ * the layout) falls back to `fallbackDistDir`, the repository's own dist/.
+ */
+export async function loadFerryLayout (distDir, fallbackDistDir) {
+  for (const dir of [distDir, fallbackDistDir]) {
+    if (dir && fs.existsSync(path.join(dir, CAS_MODULE))) return ferryLayout(dir)
+  }
+  throw new Error(`no Ferry layout code (${CAS_MODULE}) under ${distDir} or ${fallbackDistDir}: ` +
+    'build Ferry first')
+}
