@@ -245,6 +245,45 @@ describe('across instances (raw HTTP)', () => {
     expect(sha256(got)).toBe(sha256(winner))
   })
 
+  test('a hung PATCH on one instance is asked to let go: the other resumes within a second',
+    async () => {
+      const [a, b] = cluster.servers
+      const data = seededBytes(1024 * 1024, 'hung')
+      const created = await request(`${a.url}/files/`, {
+        method: 'POST', headers: { ...TUS, 'Upload-Length': data.length },
+      })
+      const path = new URL(String(created.headers.location)).pathname
+      const half = 400 * 1024
+      // A client that sends part of its body and then neither sends nor closes (a dead link).
+      const u = new URL(a.url)
+      const hung = httpRequest({
+        host: u.hostname, port: u.port, path, method: 'PATCH',
+        headers: {
+          ...TUS, 'Content-Type': OCTET, 'Upload-Offset': 0, 'Content-Length': data.length,
+        },
+      })
+      hung.on('error', () => {})
+      await new Promise<void>((resolve) => hung.write(data.subarray(0, half), () => resolve()))
+      await new Promise((r) => setTimeout(r, 300))
+      try {
+        const t0 = Date.now()
+        const h = await request(`${b.url}${path}`, { method: 'HEAD', headers: TUS })
+        expect(h.status).toBe(200)
+        const offset = Number(h.headers['upload-offset'])
+        expect(offset).toBe(half)
+        const r = await request(`${b.url}${path}`, {
+          method: 'PATCH',
+          headers: { ...TUS, 'Content-Type': OCTET, 'Upload-Offset': offset },
+          body: data.subarray(offset),
+        })
+        expect(r.status).toBe(204)
+        expect(Date.now() - t0).toBeLessThan(2000)
+        expect(sha256(readFileSync(finishedPath(idOf(path))))).toBe(sha256(data))
+      } finally {
+        hung.destroy()
+      }
+    })
+
   test('a final upload concatenates partials written on different instances', async () => {
     const [a, b] = cluster.servers
     const parts = [seededBytes(700_000, 'p1'), seededBytes(300_001, 'p2')]
