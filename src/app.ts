@@ -216,6 +216,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       sweepTasks.push({ name: 'lakefs-multipart', run: () => mp.sweep() })
     }
     families.push(createStagingFamily({
+      cors,
       store,
       lakefs,
       maxUploadBytes,
