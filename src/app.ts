@@ -19,7 +19,7 @@ import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
 import type { StateBackend } from './core/state/types.js'
 import { createLayout, fsStoreOf, type DataLayout } from './core/storage/layout.js'
-import { UploadService, type UploadHooks } from './core/uploads/uploads.js'
+import { UploadService, type FinishedFile, type UploadHooks } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
 import { createIngestFamily } from './http/ingest/family.js'
@@ -114,6 +114,10 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     streamsPerThread: config.pool.streamsPerThread,
     streamIdleMs: config.pool.streamIdleMs,
   })
+  const hooks: HttpHooks | null = config.hooks.url === null ? null : createHttpHooks({
+    url: config.hooks.url,
+    logger: log.child({ component: 'hooks' }),
+  })
   const uploads = new UploadService({
     sessions: state.sessions,
     pool,
@@ -128,6 +132,11 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     ...(options.uploadHooks ? { hooks: options.uploadHooks } : {}),
     // Several instances may share Redis: a commit can ask the one that runs the session's hash.
     peers: state.peers,
+    ...(hooks !== null ? {
+      onFinished: (f: FinishedFile) => void hooks.notify('post-finish', {
+        id: f.id, family: f.family, size: f.size, sha256: f.sha256, metadata: f.metadata ?? {},
+      }),
+    } : {}),
   })
   await uploads.listenForPeers()
   const sweepTasks: SweepTask[] = [
@@ -141,10 +150,6 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   const families: Family[] = []
   const { imagestore, shaman, lakefs, ingest } = config
   const cors = createCorsPolicy(config.cors)
-  const hooks: HttpHooks | null = config.hooks.url === null ? null : createHttpHooks({
-    url: config.hooks.url,
-    logger: log.child({ component: 'hooks' }),
-  })
   if (config.tus.enabled) {
     // Concatenation copies on its own worker thread (started on first use).
     const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
@@ -217,6 +222,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     }
     families.push(createStagingFamily({
       cors,
+      announce: (f) => uploads.announceFinished(f),
       store,
       lakefs,
       maxUploadBytes,

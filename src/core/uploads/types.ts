@@ -31,6 +31,23 @@ export interface UploadServiceOptions {
    * running hash asks the instance that has it (see `listenForPeers`). Null: one instance.
    */
   readonly peers?: Bus | null
+  /**
+   * Told about every finished file of every family (`announceFinished`): the composition root
+   * hands these to the post-finish hook. Must not throw or block.
+   */
+  readonly onFinished?: (file: FinishedFile) => void
+}
+
+/** A file a family finished (published, stored, linked): what the post-finish hook hears. */
+export interface FinishedFile {
+  /** `imagestore`, `shaman`, `lakefs`, `ingest`, `tus`. */
+  readonly family: string
+  /** The family's own name for the file (a path, a CAS key, an upload id). */
+  readonly id: string
+  readonly size: number | null
+  /** Hex sha256 when known. */
+  readonly sha256: string | null
+  readonly metadata?: Readonly<Record<string, string>>
 }
 
 /** Points where a test can hold the data path (a stall: GC, event-loop lag, a slow Redis reply). */

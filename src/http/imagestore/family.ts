@@ -151,6 +151,8 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       throw err
     }
     await publishInStore(got.tempPath, rel)
+    const sha256 = got.digests.sha256 ?? null
+    uploads.announceFinished({ family: 'imagestore', id: rel, size: got.bytes, sha256 })
     ctx.log.info({ path: content, bytes: got.bytes, sha256: got.digests.sha256 }, 'file stored')
     sendEmpty(ctx.res, 200)
   }
@@ -174,7 +176,11 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     const id = sessionIdOf(ctx.url, 'commit')
     try {
       await uploads.commit(KEY_PREFIX + id, async ({ session, tempPath, digests }) => {
-        await publishInStore(tempPath, storePath(session.target).rel, true) // commit fsynced it
+        const rel = storePath(session.target).rel
+        await publishInStore(tempPath, rel, true) // commit fsynced it
+        uploads.announceFinished({
+          family: 'imagestore', id: rel, size: session.totalBytes, sha256: digests.sha256 ?? null,
+        })
         return JSON.stringify({ sha256: digests.sha256, bytes: session.totalBytes })
       })
     } catch (err) {

@@ -32,18 +32,35 @@ import { ChecksumTransform, type ExpectedChecksum } from './checksum.js'
 import { refuse, sendTusError, tusRefusals } from './errors.js'
 import { FinishedUploads, type FinishedInfo } from './finished.js'
 import {
-  effectiveMethod, metadataToRecord, parseCreationLength, parseNonNegativeInteger,
-  parseTusResumable, parseUploadChecksum, parseUploadConcat, parseUploadMetadata,
-  requireNonNegativeInteger, TUS_HEADER_STATUS, type HeaderValue, type Parsed, type UploadMetadata,
+  effectiveMethod,
+  metadataToRecord,
+  parseCreationLength,
+  parseNonNegativeInteger,
+  parseTusResumable,
+  parseUploadChecksum,
+  parseUploadConcat,
+  parseUploadMetadata,
+  requireNonNegativeInteger,
+  TUS_HEADER_STATUS,
+  type HeaderValue,
+  type Parsed,
+  type UploadMetadata,
 } from './headers.js'
 import {
-  TUS_EXTENSIONS, tusHeadHeaders, tusOptionsHeaders, tusPatchHeaders, tusVersionMismatchHeaders,
+  TUS_EXTENSIONS,
+  tusHeadHeaders,
+  tusOptionsHeaders,
+  tusPatchHeaders,
+  tusVersionMismatchHeaders,
   type HeaderMap,
 } from './responses.js'
 
 /** Concatenation runs here: a worker-thread copy (IngestPool.concatFiles). */
 export interface ConcatWorker {
-  concatFiles(sources: readonly string[], target: string): Promise<{ bytes: number; sha256: string }>
+  concatFiles(
+    sources: readonly string[],
+    target: string,
+  ): Promise<{ bytes: number; sha256: string }>
 }
 
 /** What the tus family uses; the composition root builds it. */
@@ -150,7 +167,10 @@ export function createTusFamily(deps: TusDeps): Family {
     let lock: Lock
     try {
       lock = await locker.acquire(LOCK_PREFIX + id, {
-        ttlMs: settings.lockTtlMs, waitMs, signal: ctx.signal, requestRelease: true,
+        ttlMs: settings.lockTtlMs,
+        waitMs,
+        signal: ctx.signal,
+        requestRelease: true,
         onReleaseRequested,
       })
     } catch (err) {
@@ -198,11 +218,16 @@ export function createTusFamily(deps: TusDeps): Family {
   ): Promise<SessionRecord> {
     const length = s.totalBytes
     const limit = length ?? settings.maxSizeBytes
-    const declared = value(parseNonNegativeInteger('Content-Length', ctx.req.headers['content-length']))
+    const declared = value(
+      parseNonNegativeInteger('Content-Length', ctx.req.headers['content-length']),
+    )
     if (declared !== undefined && offset + declared > limit) {
-      throw refuse(413, length === null
-        ? `the upload would pass Tus-Max-Size (${settings.maxSizeBytes} bytes)`
-        : `the body passes the upload's length (${length} bytes)`)
+      throw refuse(
+        413,
+        length === null
+          ? `the upload would pass Tus-Max-Size (${settings.maxSizeBytes} bytes)`
+          : `the body passes the upload's length (${length} bytes)`,
+      )
     }
     const chunked = declared === undefined && ctx.req.headers['transfer-encoding'] !== undefined
     if ((declared ?? 0) === 0 && !chunked) return s
@@ -265,7 +290,10 @@ export function createTusFamily(deps: TusDeps): Family {
   async function options(ctx: RequestContext): Promise<void> {
     const origin = ctx.req.headers.origin
     const reqMethod = ctx.req.headers['access-control-request-method']
-    const tus = tusOptionsHeaders({ extensions: allExtensions, maxSizeBytes: settings.maxSizeBytes })
+    const tus = tusOptionsHeaders({
+      extensions: allExtensions,
+      maxSizeBytes: settings.maxSizeBytes,
+    })
     if (cors.isPreflight('OPTIONS', origin, reqMethod)) {
       answer(ctx, 204, { ...tus, ...cors.preflightHeaders(origin) })
       return
@@ -275,18 +303,20 @@ export function createTusFamily(deps: TusDeps): Family {
 
   async function create(ctx: RequestContext): Promise<void> {
     const { req } = ctx
-    const length = value(parseCreationLength(
-      headerOf(req, 'Upload-Length'), headerOf(req, 'Upload-Defer-Length'),
-    ))
+    const length = value(
+      parseCreationLength(headerOf(req, 'Upload-Length'), headerOf(req, 'Upload-Defer-Length')),
+    )
     const metadata: UploadMetadata = value(parseUploadMetadata(headerOf(req, 'Upload-Metadata')))
     const host = `http://${req.headers.host ?? '127.0.0.1'}`
     const prefixes = [`${host}${settings.path}`]
     if (settings.publicUrl !== null) prefixes.push(`${settings.publicUrl}${settings.path}`)
-    const concat = value(parseUploadConcat(headerOf(req, 'Upload-Concat'), {
-      prefixes,
-      requestUrl: `${originOf(ctx)}${ctx.rawPath}`,
-      isValidId: (id) => ID.test(id),
-    }))
+    const concat = value(
+      parseUploadConcat(headerOf(req, 'Upload-Concat'), {
+        prefixes,
+        requestUrl: `${originOf(ctx)}${ctx.rawPath}`,
+        isValidId: (id) => ID.test(id),
+      }),
+    )
     if (concat?.kind === 'final') {
       if (length.kind !== 'none') {
         throw refuse(400, 'a final upload takes its length from its partial uploads')
@@ -303,11 +333,16 @@ export function createTusFamily(deps: TusDeps): Family {
     }
     const id = newId()
     if (hooks !== null) {
-      const decision = await hooks.preCreate(hookUpload(id, total, metadata.header, null), ctx.signal)
+      const decision = await hooks.preCreate(
+        hookUpload(id, total, metadata.header, null),
+        ctx.signal,
+      )
       if (!decision.allow) throw refuse(decision.status, decision.message)
     }
     const hasBody = req.headers['content-type'] === OCTET_STREAM
-    const checksum = hasBody ? value(parseUploadChecksum(headerOf(req, 'Upload-Checksum'))) : undefined
+    const checksum = hasBody
+      ? value(parseUploadChecksum(headerOf(req, 'Upload-Checksum')))
+      : undefined
     await withLock(ctx, id, async (signal) => {
       let s = await uploads.openSession({
         key: KEY_PREFIX + id,
@@ -318,7 +353,7 @@ export function createTusFamily(deps: TusDeps): Family {
           ...(concat?.kind === 'partial' ? { [META_CONCAT]: 'partial' } : {}),
         },
       })
-      const headers: HeaderMap = { 'Location': locationOf(ctx, id) }
+      const headers: HeaderMap = { Location: locationOf(ctx, id) }
       if (hasBody) {
         try {
           s = await append(ctx, s, 0, checksum, signal)
@@ -350,7 +385,10 @@ export function createTusFamily(deps: TusDeps): Family {
   ): Promise<void> {
     const id = newId()
     if (hooks !== null) {
-      const decision = await hooks.preCreate(hookUpload(id, null, metadata.header, null), ctx.signal)
+      const decision = await hooks.preCreate(
+        hookUpload(id, null, metadata.header, null),
+        ctx.signal,
+      )
       if (!decision.allow) throw refuse(decision.status, decision.message)
     }
     // Each distinct partial once, in sorted order, so two finals sharing partials cannot deadlock.
@@ -359,14 +397,18 @@ export function createTusFamily(deps: TusDeps): Family {
     const tmp = uploads.streamTempPath()
     try {
       for (const p of distinct) {
-        const lock = await locker.acquire(LOCK_PREFIX + p, {
-          ttlMs: settings.lockTtlMs, waitMs: LOCK_WAIT_MS, signal: ctx.signal,
-        }).catch((err: unknown) => {
-          if (err instanceof UploadError && err.code === 'ERR_LOCKED') {
-            throw refuse(423, `partial upload ${p} is busy; retry shortly`)
-          }
-          throw err
-        })
+        const lock = await locker
+          .acquire(LOCK_PREFIX + p, {
+            ttlMs: settings.lockTtlMs,
+            waitMs: LOCK_WAIT_MS,
+            signal: ctx.signal,
+          })
+          .catch((err: unknown) => {
+            if (err instanceof UploadError && err.code === 'ERR_LOCKED') {
+              throw refuse(423, `partial upload ${p} is busy; retry shortly`)
+            }
+            throw err
+          })
         held.push(lock)
       }
       const infos = new Map<string, FinishedInfo>()
@@ -381,18 +423,26 @@ export function createTusFamily(deps: TusDeps): Family {
       if (total > settings.maxSizeBytes) {
         throw refuse(413, `the final upload is larger than Tus-Max-Size (${settings.maxSizeBytes})`)
       }
-      const got = await deps.concat.concatFiles(ids.map((p) => finished.dataPath(p)), tmp)
+      const got = await deps.concat.concatFiles(
+        ids.map((p) => finished.dataPath(p)),
+        tmp,
+      )
       if (got.bytes !== total) {
         throw new UploadError('ERR_IO', `concatenation wrote ${got.bytes} bytes, not ${total}`)
       }
       const now = Date.now()
       const info: FinishedInfo = {
-        id, length: total, metadata: metadata.header, concat: concatHeader, sha256: got.sha256,
-        createdAtMs: now, finishedAtMs: now,
+        id,
+        length: total,
+        metadata: metadata.header,
+        concat: concatHeader,
+        sha256: got.sha256,
+        createdAtMs: now,
+        finishedAtMs: now,
       }
       await finished.publish(tmp, info)
       hooks?.notify('post-finish', hookUpload(id, total, metadata.header, got.sha256))
-      answer(ctx, 201, { 'Location': locationOf(ctx, id) })
+      answer(ctx, 201, { Location: locationOf(ctx, id) })
     } finally {
       await removeQuietly(tmp)
       for (const l of held) await l.release().catch(() => {})
@@ -407,29 +457,47 @@ export function createTusFamily(deps: TusDeps): Family {
   async function head(ctx: RequestContext, id: string): Promise<void> {
     const info = await finished.info(id)
     if (info !== null) {
-      answer(ctx, 200, tusHeadHeaders({
-        offset: info.length, length: info.length, metadata: info.metadata, concat: info.concat,
-        expiresAt: null,
-      }))
+      answer(
+        ctx,
+        200,
+        tusHeadHeaders({
+          offset: info.length,
+          length: info.length,
+          metadata: info.metadata,
+          concat: info.concat,
+          expiresAt: null,
+        }),
+      )
       return
     }
     const report = async () => {
       const done = await finished.info(id)
       if (done !== null) {
-        answer(ctx, 200, tusHeadHeaders({
-          offset: done.length, length: done.length, metadata: done.metadata,
-          concat: done.concat, expiresAt: null,
-        }))
+        answer(
+          ctx,
+          200,
+          tusHeadHeaders({
+            offset: done.length,
+            length: done.length,
+            metadata: done.metadata,
+            concat: done.concat,
+            expiresAt: null,
+          }),
+        )
         return
       }
       const s = await openSession(id)
-      answer(ctx, 200, tusHeadHeaders({
-        offset: offsetOf(s),
-        length: s.totalBytes,
-        metadata: s.metadata[META_HEADER] ?? '',
-        concat: s.metadata[META_CONCAT] || null,
-        expiresAt: expiresAt(s),
-      }))
+      answer(
+        ctx,
+        200,
+        tusHeadHeaders({
+          offset: offsetOf(s),
+          length: s.totalBytes,
+          metadata: s.metadata[META_HEADER] ?? '',
+          concat: s.metadata[META_CONCAT] || null,
+          expiresAt: expiresAt(s),
+        }),
+      )
     }
     try {
       await withLock(ctx, id, report, HEAD_LOCK_WAIT_MS)
@@ -441,13 +509,18 @@ export function createTusFamily(deps: TusDeps): Family {
 
   async function patch(ctx: RequestContext, id: string): Promise<void> {
     const { req } = ctx
-    const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+    const type = String(req.headers['content-type'] ?? '')
+      .split(';')[0]!
+      .trim()
+      .toLowerCase()
     if (type !== OCTET_STREAM) {
       throw refuse(415, `a PATCH must have Content-Type: ${OCTET_STREAM}`)
     }
     const offset = value(requireNonNegativeInteger('Upload-Offset', headerOf(req, 'Upload-Offset')))
     const checksum = value(parseUploadChecksum(headerOf(req, 'Upload-Checksum')))
-    const newLength = value(parseNonNegativeInteger('Upload-Length', headerOf(req, 'Upload-Length')))
+    const newLength = value(
+      parseNonNegativeInteger('Upload-Length', headerOf(req, 'Upload-Length')),
+    )
     await withLock(ctx, id, async (signal) => {
       const info = await finished.info(id)
       if (info !== null) {
@@ -542,8 +615,11 @@ export function createTusFamily(deps: TusDeps): Family {
     const { req, res } = ctx
     const rest = ctx.rawPath === base ? '' : ctx.rawPath.slice(settings.path.length)
     if (ctx.rawPath !== base && !ctx.rawPath.startsWith(settings.path)) return false
-    for (const [k, v] of Object.entries(cors.responseHeaders(req.headers.origin))) res.setHeader(k, v)
-    const method = value(effectiveMethod(req.method ?? 'GET', headerOf(req, 'X-HTTP-Method-Override')))
+    for (const [k, v] of Object.entries(cors.responseHeaders(req.headers.origin)))
+      res.setHeader(k, v)
+    const method = value(
+      effectiveMethod(req.method ?? 'GET', headerOf(req, 'X-HTTP-Method-Override')),
+    )
     if (method === 'OPTIONS') {
       await options(ctx)
       return true
