@@ -512,7 +512,7 @@ export function createTusFamily(deps: TusDeps): Family {
       )
       return
     }
-    const report = async () => {
+    const report = async (locked: boolean) => {
       const done = await finishedInfo(id, 'tus')
       if (done !== null) {
         answer(
@@ -529,6 +529,23 @@ export function createTusFamily(deps: TusDeps): Family {
         return
       }
       const s = await openSession(id, 'tus')
+      if (locked && s.totalBytes !== null && offsetOf(s) === s.totalBytes) {
+        // Every byte arrived but the upload was not finished (its last PATCH failed after the
+        // write): finish it now, or the client would take the offset for success.
+        const done = await finish(id, s)
+        answer(
+          ctx,
+          200,
+          tusHeadHeaders({
+            offset: done.length,
+            length: done.length,
+            metadata: done.metadata,
+            concat: done.concat,
+            expiresAt: null,
+          }),
+        )
+        return
+      }
       answer(
         ctx,
         200,
@@ -542,10 +559,10 @@ export function createTusFamily(deps: TusDeps): Family {
       )
     }
     try {
-      await withLock(ctx, id, report, HEAD_LOCK_WAIT_MS)
+      await withLock(ctx, id, () => report(true), HEAD_LOCK_WAIT_MS)
     } catch (err) {
       if (!(err instanceof UploadError && tusRefusals.fieldsOf(err)?.status === 423)) throw err
-      await report()
+      await report(false)
     }
   }
 
