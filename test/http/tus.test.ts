@@ -285,6 +285,37 @@ describe('creation, HEAD, PATCH', () => {
     expect(part.headers['upload-expires']).toBeDefined()
   })
 
+  test('creation-with-upload and a checksum: a mismatch appends nothing, a match counts', async () => {
+    const data = Buffer.from('checked body')
+    const wrong = `sha1 ${digest('sha1', Buffer.from('other'))}`
+    const bad = await create(
+      { 'Upload-Length': data.length, 'Content-Type': OCTET, 'Upload-Checksum': wrong },
+      data,
+    )
+    expect(bad.status).toBe(201)
+    expect(bad.headers['upload-offset']).toBe('0')
+    const url = String(bad.headers.location)
+    const sum = `sha1 ${digest('sha1', data)}`
+    expect((await patch(url, 0, data, { 'Upload-Checksum': sum })).status).toBe(204)
+    expect((await request(url)).body.toString()).toBe('checked body')
+  })
+
+  test('without Redis (the embedded store) a tus upload works the same', async () => {
+    const solo = await startFerry({})
+    try {
+      const c = await request(`${solo.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Length': 6 },
+      })
+      const url = String(c.headers.location)
+      expect((await patch(url, 0, Buffer.from('emb'))).status).toBe(204)
+      expect((await patch(url, 3, Buffer.from('edd'))).status).toBe(204)
+      expect((await request(url)).body.toString()).toBe('embedd')
+    } finally {
+      await solo.close()
+    }
+  })
+
   test('creation-defer-length: Upload-Defer-Length on HEAD until a PATCH declares it', async () => {
     const r = await create({ 'Upload-Defer-Length': 1 })
     expect(r.status).toBe(201)
