@@ -18,7 +18,9 @@ import { StagingStore } from './core/staging/store.js'
 import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
 import type { StateBackend } from './core/state/types.js'
-import { createLayout, createStores, type DataLayout, type DataStores } from './core/storage/layout.js'
+import {
+  createLayout, createStores, type DataLayout, type DataStores,
+} from './core/storage/layout.js'
 import { UploadService, type UploadHooks } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
@@ -187,7 +189,11 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     const shamanLog = log.child({ family: 'shaman' })
     const lockTtlMs = config.locks.ttlMs
     cas = new CasStore({
-      objects: stores.cas, locker: state.locker, bus: state.bus, claimTtlMs: lockTtlMs, log: shamanLog,
+      objects: stores.cas,
+      locker: state.locker,
+      bus: state.bus,
+      claimTtlMs: lockTtlMs,
+      log: shamanLog,
     })
     // Not awaited: Ferry starts without the subscription, and the uploads that need it fail.
     cas.start().catch((err: unknown) => {

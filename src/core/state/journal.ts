@@ -328,7 +328,8 @@ class LineJournal implements Journal {
       try {
         await writeAll(this.#fd, buf)
       } catch (err) {
-        if (!isNoSpace(err) || !batch.some((p) => p.freesSpace) || !(await this.#releaseReserve())) throw err
+        const canFree = isNoSpace(err) && batch.some((p) => p.freesSpace)
+        if (!canFree || !(await this.#releaseReserve())) throw err
         await this.#cutTo(this.#size) // the part written before the disk filled
         await writeAll(this.#fd, buf)
       }

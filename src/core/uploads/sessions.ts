@@ -5,7 +5,6 @@
  * resend from the missing ranges.
  */
 import { randomUUID } from 'node:crypto'
-import { link, open, stat } from 'node:fs/promises'
 import { UploadError } from '../errors.js'
 import type { HashAlgo, HashResult } from '../hashing/hash-pool.js'
 import { LeaseRenewal } from '../state/lock-handle.js'
@@ -13,7 +12,10 @@ import { contiguousPrefix, missingRanges, type ByteRange } from '../state/range-
 import { metadataProblem } from '../state/session-logic.js'
 import type { SessionRecord } from '../state/types.js'
 import { isNotFound } from '../storage/errno.js'
-import { fsyncFile, removeQuietly, streamEqualsFile, writeStreamAt } from '../storage/files.js'
+import {
+  createEmptyExclusive, fileSize, fsyncFile, linkFile, removeQuietly, streamEqualsFile,
+  writeStreamAt,
+} from '../storage/files.js'
 import { sessionTempName } from '../storage/temp-files.js'
 import type { OwedFlusher } from './flush.js'
 import { PEER_HASH_MIN_BYTES, type PeerDigest } from './peer-digest.js'
@@ -189,7 +191,7 @@ export class ChunkSessions {
       const tempPath = this.#o.temps.path(tempName)
       // Create the (empty, sparse) temp file before the record so a record never names a missing
       // file; exclusively, so it is never a file of another incarnation.
-      await (await open(tempPath, 'wx', 0o644)).close()
+      await createEmptyExclusive(tempPath)
       const init = {
         key, incarnation, target: input.target, totalBytes, tempName,
         ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
@@ -383,7 +385,7 @@ export class ChunkSessions {
     let source: keyof CommitHashCounts = 'fullPass'
     try {
       // Exactly totalBytes bytes are published: checked, not assumed.
-      const size = (await stat(tempPath)).size
+      const size = await fileSize(tempPath)
       if (size !== total) {
         throw new UploadError('ERR_IO', `the temp file has ${size} bytes, the session ${total}`)
       }
@@ -427,7 +429,7 @@ export class ChunkSessions {
           'the commit lost its lease before it could publish; commit again',
         )
       }
-      await link(tempPath, handoff)
+      await linkFile(tempPath, handoff)
       const result = await publish({ session, tempPath: handoff, digests })
       if (!(await this.#o.sessions.finishCommit(key, owner, result, Date.now()))) {
         throw new UploadError('ERR_SESSION_BUSY', 'the session changed while it was committed')

@@ -2,7 +2,6 @@
  * The sweep of `<dataDir>/tmp/`: expired sessions with their temp files, then temp files that
  * nothing needs any more, judged by the orphan rules of storage's TempFiles (temp-files.ts).
  */
-import { readdir, rm, stat } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { SessionStore } from '../state/types.js'
 import { removeQuietly } from '../storage/files.js'
@@ -62,12 +61,9 @@ export async function sweepUploads(
     session: (key) => d.sessions.get(key),
   }
   let orphans = 0
-  for (const name of await readdir(d.temps.dir)) {
-    const full = d.temps.path(name)
-    const st = await stat(full).catch(() => null)
-    if (st === null || !(await isOrphan(name, full, st, facts))) continue
-    if (st.isDirectory()) await rm(full, { recursive: true, force: true })
-    else await removeQuietly(full)
+  for await (const e of d.temps.entries()) {
+    if (!(await isOrphan(e.name, e.path, e.stat, facts))) continue
+    await d.temps.remove(e)
     orphans++
   }
   if (sessions + orphans > 0) d.log.info({ sessions, orphans }, 'swept expired uploads')
