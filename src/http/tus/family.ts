@@ -81,6 +81,8 @@ export interface ConcatWorker {
 /** What the tus family uses; the composition root builds it. */
 export interface TusDeps {
   readonly uploads: UploadService
+  /** Where finished uploads live: `<data>/tus` (finished.ts). */
+  readonly root: string
   readonly locker: Locker
   readonly concat: ConcatWorker
   readonly cors: CorsPolicy
@@ -147,7 +149,7 @@ function headerOf(req: RequestContext['req'], name: string): HeaderValue {
 
 export function createTusFamily(deps: TusDeps): Family {
   const { uploads, locker, cors, hooks, settings } = deps
-  const finished = new FinishedUploads(uploads.layout.tus)
+  const finished = new FinishedUploads(deps.root)
   const base = settings.path.replace(/\/$/, '')
   const allExtensions = [...TUS_EXTENSIONS]
 
