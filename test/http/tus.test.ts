@@ -535,6 +535,35 @@ describe('hooks', () => {
   })
 })
 
+describe('behind a proxy (FERRY_PUBLIC_URL)', () => {
+  test('Locations use the public URL, and concatenation accepts its references', async () => {
+    const pub = await startFerry({
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+      FERRY_PUBLIC_URL: 'https://up.example.com/pre',
+    })
+    try {
+      const c = await request(`${pub.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Length': 2, 'Upload-Concat': 'partial' },
+      })
+      const location = String(c.headers.location)
+      expect(location).toMatch(/^https:\/\/up\.example\.com\/pre\/files\/[A-Za-z0-9_-]{22}$/)
+      const id = location.split('/').pop()!
+      expect((await patch(`${pub.url}/files/${id}`, 0, Buffer.from('hi'))).status).toBe(204)
+      const f = await request(`${pub.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Concat': `final;${location} /pre/files/${id}` },
+      })
+      expect(f.status).toBe(201)
+      const finalId = String(f.headers.location).split('/').pop()!
+      expect((await request(`${pub.url}/files/${finalId}`)).body.toString()).toBe('hihi')
+    } finally {
+      await pub.close()
+    }
+  })
+})
+
 describe('an unreachable hook', () => {
   test('pre-create fails closed with 503 and Retry-After; no upload is created', async () => {
     const closed = createServer()
