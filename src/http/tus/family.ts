@@ -141,6 +141,14 @@ function sameProtocol(made: string | undefined, asked: UploadProtocol): void {
   }
 }
 
+/** The request's media type, lower-case, without parameters. */
+function mediaType(req: RequestContext['req']): string {
+  return String(req.headers['content-type'] ?? '')
+    .split(';')[0]!
+    .trim()
+    .toLowerCase()
+}
+
 function headerOf(req: RequestContext['req'], name: string): HeaderValue {
   return req.headers[name.toLowerCase()]
 }
@@ -379,7 +387,7 @@ export function createTusFamily(deps: TusDeps): Family {
       )
       if (!decision.allow) throw refuse(decision.status, decision.message)
     }
-    const hasBody = req.headers['content-type'] === OCTET_STREAM
+    const hasBody = mediaType(req) === OCTET_STREAM
     const checksum = hasBody
       ? value(parseUploadChecksum(headerOf(req, 'Upload-Checksum')))
       : undefined
@@ -568,11 +576,7 @@ export function createTusFamily(deps: TusDeps): Family {
 
   async function patch(ctx: RequestContext, id: string): Promise<void> {
     const { req } = ctx
-    const type = String(req.headers['content-type'] ?? '')
-      .split(';')[0]!
-      .trim()
-      .toLowerCase()
-    if (type !== OCTET_STREAM) {
+    if (mediaType(req) !== OCTET_STREAM) {
       throw refuse(415, `a PATCH must have Content-Type: ${OCTET_STREAM}`)
     }
     const offset = value(requireNonNegativeInteger('Upload-Offset', headerOf(req, 'Upload-Offset')))
@@ -806,11 +810,7 @@ export function createTusFamily(deps: TusDeps): Family {
 
   async function ietfAppend(ctx: RequestContext, id: string, version: InteropVersion) {
     const { req } = ctx
-    const type = String(req.headers['content-type'] ?? '')
-      .split(';')[0]!
-      .trim()
-      .toLowerCase()
-    if (type !== PARTIAL_UPLOAD) {
+    if (mediaType(req) !== PARTIAL_UPLOAD) {
       throw refuse(415, `an append must have Content-Type: ${PARTIAL_UPLOAD}`)
     }
     const offset = value(parseSfNonNegativeInteger('Upload-Offset', headerOf(req, 'Upload-Offset')))
