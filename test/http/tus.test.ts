@@ -22,6 +22,8 @@ let hookServer: Server
 const hookEvents: { event: string; upload: Record<string, unknown> }[] = []
 /** What the hook answers to pre-create (tests change it). */
 let preCreate: (meta: Record<string, string>) => [number, string] = () => [200, '{}']
+/** What the hook answers to post-* events (tests change it). */
+let postStatus = 204
 
 beforeAll(async () => {
   hookServer = createServer((req, res) => {
@@ -35,7 +37,7 @@ beforeAll(async () => {
         res.writeHead(status, { 'Content-Type': 'application/json' }).end(text)
         return
       }
-      res.writeHead(204).end()
+      res.writeHead(postStatus).end()
     })
   })
   await new Promise<void>((r) => hookServer.listen(0, '127.0.0.1', r))
@@ -560,6 +562,55 @@ describe('behind a proxy (FERRY_PUBLIC_URL)', () => {
       expect((await request(`${pub.url}/files/${finalId}`)).body.toString()).toBe('hihi')
     } finally {
       await pub.close()
+    }
+  })
+})
+
+describe('CORS narrowed by FERRY_CORS_ORIGINS', () => {
+  test('a listed origin is echoed with Vary; another gets no CORS headers', async () => {
+    const narrow = await startFerry({
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+      FERRY_CORS_ORIGINS: 'https://app.example',
+    })
+    try {
+      const preflight = (origin: string) =>
+        request(`${narrow.url}/files/`, {
+          method: 'OPTIONS',
+          headers: { Origin: origin, 'Access-Control-Request-Method': 'PATCH' },
+        })
+      const ok = await preflight('https://app.example')
+      expect(ok.headers['access-control-allow-origin']).toBe('https://app.example')
+      expect(ok.headers.vary).toBe('Origin')
+      const other = await preflight('https://evil.example')
+      expect(other.headers['access-control-allow-origin']).toBeUndefined()
+      expect(other.headers.vary).toBe('Origin')
+      const created = await request(`${narrow.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Length': 1, Origin: 'https://evil.example' },
+      })
+      // CORS is not access control: the request is served, the page just cannot read it.
+      expect(created.status).toBe(201)
+      expect(created.headers['access-control-allow-origin']).toBeUndefined()
+    } finally {
+      await narrow.close()
+    }
+  })
+})
+
+describe('a failing post-finish hook', () => {
+  test('never loses the upload', async () => {
+    postStatus = 500
+    try {
+      const url = await newUpload(3)
+      expect((await patch(url, 0, Buffer.from('abc'))).status).toBe(204)
+      expect((await request(url)).body.toString()).toBe('abc')
+      const id = url.split('/').pop()!
+      // The hook is asked (and refuses); the event is retried, the upload stays.
+      await until(() => hookEvents.some((e) => e.event === 'post-finish' && e.upload['id'] === id))
+      expect((await head(url)).headers['upload-offset']).toBe('3')
+    } finally {
+      postStatus = 204
     }
   })
 })
