@@ -51,7 +51,10 @@ beforeAll(async () => {
   await new Promise<void>((r) => hookServer.listen(0, '127.0.0.1', r))
   const hook = `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/`
   const common = { REDIS_URL: testRedisUrl(), FERRY_MAX_UPLOAD_BYTES: String(MAX_UPLOAD) }
-  srv = await startFerry({ ...common, FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_CONFIG: configFile('a.json', LAKEFS), FERRY_HOOK_URL: hook })
+  srv = await startFerry({
+    ...common, FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_CONFIG: configFile('a.json', LAKEFS),
+    FERRY_HOOK_URL: hook,
+  })
   ext = await startFerry({ ...common, FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_CONFIG: configFile('b.json', { ...LAKEFS, allowExternalAddresses: true }) })
 })
 afterAll(async () => {
@@ -221,7 +224,8 @@ describe('authentication', () => {
     expect(pre.headers['access-control-allow-origin']).toBe('*')
     expect(String(pre.headers['access-control-allow-methods'])).toContain('PUT')
     expect(String(pre.headers['access-control-allow-headers'])).toContain('Content-MD5')
-    const put = await putPresigned(loc.presigned_url!, Buffer.from('from a page'), { Origin: origin })
+    const body = Buffer.from('from a page')
+    const put = await putPresigned(loc.presigned_url!, body, { Origin: origin })
     expect(put.status).toBe(200)
     expect(put.headers['access-control-allow-origin']).toBe('*')
     expect(String(put.headers['access-control-expose-headers'])).toContain('ETag')

@@ -93,7 +93,7 @@ async function until(cond: () => boolean, ms = 5000): Promise<void> {
 }
 
 describe('discovery and protocol', () => {
-  test('OPTIONS answers 204 with the version, every extension, max size and checksums', async () => {
+  test('OPTIONS: 204, the version, every extension, max size, checksums', async () => {
     const r = await request(files(), { method: 'OPTIONS' })
     expect(r.status).toBe(204)
     expect(r.headers['tus-version']).toBe('1.0.0')
@@ -236,7 +236,7 @@ describe('creation, HEAD, PATCH', () => {
     expect((ev.upload['metadata'] as Record<string, string>)['filename']).toBe('a b.bin')
   })
 
-  test('415 for another Content-Type, 409 for a wrong offset, 400 without Upload-Offset', async () => {
+  test('415 for another type, 409 for a wrong offset, 400 without Upload-Offset', async () => {
     const url = await newUpload(10)
     const r415 = await request(url, {
       method: 'PATCH',
@@ -287,7 +287,7 @@ describe('creation, HEAD, PATCH', () => {
     expect(part.headers['upload-expires']).toBeDefined()
   })
 
-  test('creation-with-upload and a checksum: a mismatch appends nothing, a match counts', async () => {
+  test('creation-with-upload and a checksum: a mismatch appends nothing', async () => {
     const data = Buffer.from('checked body')
     const wrong = `sha1 ${digest('sha1', Buffer.from('other'))}`
     const bad = await create(
@@ -348,7 +348,7 @@ describe('creation, HEAD, PATCH', () => {
     expect((await patch(url, 2, Buffer.alloc(0))).status).toBe(204)
   })
 
-  test('HEAD finishes an upload whose bytes all arrived but whose last PATCH did not finish', async () => {
+  test('HEAD finishes an upload whose bytes all arrived but was not finished', async () => {
     const url = await newUpload(4)
     const id = url.split('/').pop()!
     // The bytes land through the session core directly, as if the PATCH failed after its write.

@@ -44,7 +44,15 @@ class PositionalWriter extends Writable {
   /** Write the waiting batch when the body is cut (`WriteAtOptions.keepCutBatch`). */
   readonly #keepCutBatch: boolean
 
-  constructor(fh: FileHandle, start: number, limitBytes: number, onProgress?: (pos: number) => void, hashes: readonly Hash[] = [], guard?: () => Error | null, keepCutBatch = false) {
+  constructor(
+    fh: FileHandle,
+    start: number,
+    limitBytes: number,
+    onProgress?: (pos: number) => void,
+    hashes: readonly Hash[] = [],
+    guard?: () => Error | null,
+    keepCutBatch = false,
+  ) {
     super({ highWaterMark: 1024 * 1024 })
     this.#keepCutBatch = keepCutBatch
     this.#guard = guard
