@@ -33,7 +33,11 @@ function depVersion (name) {
 // Every dependency at its pinned version, or a fresh `npm ci` (a checkout that gained one, or
 // changed a pin, since bench/node_modules was installed).
 const pinned = JSON.parse(fs.readFileSync(path.join(benchDir, 'package.json'), 'utf8')).dependencies
-if (Object.entries(pinned).some(([name, v]) => depVersion(name) !== v)) {
+const stale = ([name, v]) => {
+  const have = depVersion(name)
+  return have === null || (/^\d+\.\d+\.\d+$/.test(v) && have !== v)
+}
+if (Object.entries(pinned).some(stale)) {
   console.log('bench: installing bench dependencies (npm --prefix bench ci)…')
   const r = spawnSync('npm', ['--prefix', benchDir, 'ci', '--no-audit', '--no-fund'], { stdio: 'inherit' })
   if (r.status !== 0) {
