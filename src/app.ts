@@ -26,6 +26,10 @@ import { createIngestFamily } from './http/ingest/family.js'
 import { createStagingFamily } from './http/staging/family.js'
 import { createShamanFamily } from './http/shaman/family.js'
 import { createHttpServer, edgeOptionsFrom, type ReadyCheck } from './http/server.js'
+import { createHttpHooks, type HttpHooks } from './core/hooks/index.js'
+import { createCorsPolicy } from './http/cors.js'
+import { FinishedUploads } from './http/tus/finished.js'
+import { createTusFamily } from './http/tus/family.js'
 
 /**
  * The shared services the root built, for tests that look inside a running app (sessions, the
@@ -136,6 +140,35 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   // for lakeFS and bulk ingest, their FERRY_CONFIG section).
   const families: Family[] = []
   const { imagestore, shaman, lakefs, ingest } = config
+  const cors = createCorsPolicy(config.cors)
+  const hooks: HttpHooks | null = config.hooks.url === null ? null : createHttpHooks({
+    url: config.hooks.url,
+    logger: log.child({ component: 'hooks' }),
+  })
+  if (config.tus.enabled) {
+    // Concatenation copies on its own worker thread (started on first use).
+    const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
+    familyServices.push(concat)
+    families.push(createTusFamily({
+      uploads,
+      locker: state.locker,
+      concat,
+      cors,
+      hooks,
+      settings: {
+        path: config.tus.path,
+        maxSizeBytes: config.tus.maxSizeBytes || maxUploadBytes,
+        sessionTtlMs: config.sessions.ttlSec * 1000,
+        lockTtlMs: config.locks.ttlMs,
+        publicUrl: config.http.publicUrl,
+      },
+    }))
+    if (config.tus.retentionSec > 0) {
+      const kept = new FinishedUploads(layout.tus)
+      const maxAgeMs = config.tus.retentionSec * 1000
+      sweepTasks.push({ name: 'tus-retention', runAtStart: true, run: () => kept.sweep(maxAgeMs) })
+    }
+  }
   if (imagestore.enabled) {
     families.push(createImageStoreFamily({
       uploads,
@@ -281,6 +314,8 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
         await sweeper.stop()
         for (const f of families) await f.close?.()
         for (const s of familyServices) await s.close()
+        // Post-* events still queued get a moment to go out; the uploads are already safe.
+        await hooks?.close({ timeoutMs: 2000 })
         await uploads.close()
         await pool.close()
         await state.close()

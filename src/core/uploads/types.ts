@@ -65,6 +65,16 @@ export interface ChunkInput {
    * chunks count.
    */
   readonly keepPartial?: boolean
+  /**
+   * The body may end anywhere inside `range`: the bytes that arrived are the chunk (a tus PATCH
+   * whose length is not known in advance). An empty body marks nothing (`duplicate`).
+   */
+  readonly openEnded?: boolean
+  /**
+   * Runs once the whole body is on disk, before the range counts as received; a throw (a
+   * checksum mismatch) leaves the range unreceived and is rethrown.
+   */
+  readonly verify?: () => void | Promise<void>
 }
 
 /** A session opened before its first chunk (a creation request). */
