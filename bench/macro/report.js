@@ -380,7 +380,7 @@ export function writeReport (result, outDir) {
     '',
     '## Throughput, CPU and memory',
     '',
-    '"× minimal" is the ratio to the minimal node:http-to-file server (the ceiling; it never fsyncs), "× durable" to the same server fdatasyncing before it answers a commit or whole-file PUT (the durable ceiling, as Ferry must be), "× tus" to @tus/server + @tus/file-store, both measured in the same run. Chunked rows with more than one chunk in flight compare with tus\'s sequential PATCHes (b1). Server CPU is utime+stime of the server process(es) during the timed window; peak RSS is VmHWM (max over instances).',
+    '"× minimal" is the ratio to the minimal node:http-to-file server (the ceiling; it never fsyncs), "× durable" to the same server fdatasyncing before it answers a commit or whole-file PUT (the durable ceiling, as Ferry must be), "× tus" to @tus/server + @tus/file-store, both measured in the same run. Chunked rows with more than one chunk in flight compare with tus\'s sequential PATCHes (b1), and g4 (parallelUploads, which tus answers 501) with its g. Server CPU is utime+stime of the server process(es) during the timed window; peak RSS is VmHWM (max over instances).',
     '',
     mdTable(t.head, t.body),
     '',
