@@ -101,7 +101,7 @@ export function summarize (result) {
     }
     rows.push({ row: id, desc: describeRow(id, c), unit, tusFrom: tusRow, servers })
   }
-  return { rows, goals: goals(rows), compare: compare(result, rows), tusClient: tusClient(rows) }
+  return { rows, goals: goals(rows), compare: compare(result, rows), tusClient: tusClient(result, rows) }
 }
 
 /**
@@ -109,10 +109,15 @@ export function summarize (result) {
  * Ferry ÷ @tus/server of the same run. g4's @tus/server cell is "not supported" (no
  * concatenation), so g4 is set against @tus/server's single upload (g).
  */
-function tusClient (rows) {
+function tusClient (result, rows) {
+  // MB/s per repetition of one row on one server: each repetition ran both back to back.
+  const perRep = (row, server) => new Map(result.runs
+    .filter((run) => run.ok && run.server === server)
+    .flatMap((run) => run.rows.filter((x) => x.row === row && x.mbps).map((x) => [run.rep, x.mbps])))
   const out = []
   for (const r of rows.filter((x) => /^g\d*$/.test(x.row))) {
     const tus = r.servers.tus
+    const tusByRep = perRep(r.tusFrom, 'tus')
     for (const [s, v] of Object.entries(r.servers)) {
       if (serverByName(s)?.proto !== 'ferry') continue
       out.push({
@@ -121,7 +126,9 @@ function tusClient (rows) {
         ferry: v.unsupported ?? v.value,
         tus: tus?.unsupported ?? tus?.value,
         against: r.tusFrom,
-        ratio: v.xTus
+        ratio: v.xTus,
+        repRatios: [...perRep(r.row, s)].filter(([rep]) => tusByRep.has(rep))
+          .map(([rep, x]) => x / tusByRep.get(rep))
       })
     }
   }
@@ -261,14 +268,15 @@ function mdTable (head, body) {
 
 /** Scenario g's figure: Ferry ÷ @tus/server, the same client (empty body without g rows). */
 function tusClientRows (result) {
-  const head = ['row', 'Ferry server', 'Ferry', '@tus/server', 'Ferry ÷ @tus/server']
+  const head = ['row', 'Ferry server', 'Ferry', '@tus/server', 'Ferry ÷ @tus/server', 'per rep']
   const cell = (v) => (typeof v === 'string' ? v : Number.isFinite(v) ? `${f1(v)} MB/s` : '–')
   const rows = result.summary.rows
   const tusOf = (row) => rows.find((r) => r.row === row)?.servers.tus?.value
   const body = (result.summary.tusClient ?? []).map((t) => [
     t.row, t.server, cell(t.ferry),
     cell(t.tus) + (t.against !== t.row ? `; its ${t.against}: ${cell(tusOf(t.against))}` : ''),
-    fx(t.ratio) + (t.against !== t.row && Number.isFinite(t.ratio) ? ` (of ${t.against})` : '')
+    fx(t.ratio) + (t.against !== t.row && Number.isFinite(t.ratio) ? ` (of ${t.against})` : ''),
+    (t.repRatios ?? []).map((x) => x.toFixed(2)).join(' ') || '–'
   ])
   return { head, body }
 }
@@ -284,7 +292,9 @@ function tusClientSection (result) {
     '`parallelUploads: 4` (g4: four partial uploads and a final concatenation). A cell that ' +
     'says why instead of a figure is a server that cannot take the upload: @tus/server answers ' +
     '501 to `Upload-Concat`, so Ferry\'s g4 is set against its g; a Ferry build without the ' +
-    'tus family answers 404 at `/files/`. Every stored upload is read back and its sha256 checked.'
+    'tus family answers 404 at `/files/`. "Ferry ÷ @tus/server" is the ratio of the medians, ' +
+    '"per rep" the ratio within each repetition (both servers ran back to back), whose spread is ' +
+    'the noise. Every stored upload is read back and its sha256 checked.'
   return ['## tus-js-client: Ferry ÷ @tus/server', '', text, '', mdTable(t.head, t.body), '']
 }
 
