@@ -4,7 +4,6 @@
  */
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from './config/config.js'
 import { CasStore } from './core/cas/cas-store.js'
@@ -14,11 +13,12 @@ import { Sweeper, type SweepTask } from './core/expiry/sweeper.js'
 import { DEFAULT_WORKER_FILE, HashPool } from './core/hashing/hash-pool.js'
 import { DEFAULT_INGEST_WORKER_FILE, IngestPool } from './core/hashing/ingest-pool.js'
 import { BulkIngestService } from './core/ingest/bulk-ingest.js'
+import { StagingMultipart } from './core/staging/multipart.js'
 import { StagingStore } from './core/staging/store.js'
 import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
 import type { StateBackend } from './core/state/types.js'
-import { createLayout, type DataLayout } from './core/storage/layout.js'
+import { createLayout, fsStoreOf, type DataLayout } from './core/storage/layout.js'
 import { UploadService, type UploadHooks } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
@@ -127,7 +127,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     instance: { id: state.instanceId, isAlive: (id) => state.isAlive(id) },
     ...(options.uploadHooks ? { hooks: options.uploadHooks } : {}),
     // Several instances may share Redis: a commit can ask the one that runs the session's hash.
-    peers: state.kind === 'redis' ? state.bus : null,
+    peers: state.peers,
   })
   await uploads.listenForPeers()
   const sweepTasks: SweepTask[] = [
@@ -198,12 +198,31 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   }
   if (lakefs) {
     const store = new StagingStore({ config: lakefs, layout, uploads, pool, maxUploadBytes })
+    let multipart: StagingMultipart | null = null
+    if (lakefs.presignMultipart) {
+      multipart = new StagingMultipart({
+        config: lakefs,
+        // The staging area's store: the uploads' folders sit beside the addresses they fill.
+        objects: fsStoreOf(layout.staging),
+        uploads,
+        pool,
+        store,
+        maxUploadBytes,
+        idleTtlMs: config.sessions.ttlSec * 1000,
+        log: log.child({ family: 'lakefs' }),
+      })
+      const mp = multipart
+      // Abandoned multipart uploads go on the session sweep's period and idle TTL.
+      sweepTasks.push({ name: 'lakefs-multipart', run: () => mp.sweep() })
+    }
     families.push(createStagingFamily({
+      cors,
       store,
       lakefs,
       maxUploadBytes,
       maxJsonBytes,
       publicUrl: config.http.publicUrl,
+      multipart,
     }))
   }
   let cas: CasStore | null = null
@@ -259,7 +278,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
         await state.sessions.get('readyz:probe')
         return { ok: true }
       } catch {
-        return { ok: false, reason: `the ${state.kind} state store does not answer` }
+        return { ok: false, reason: `the state store (${state.describe()}) does not answer` }
       }
     }, ...(options.readyChecks ?? [])],
   })
@@ -284,7 +303,10 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       // Temp files orphaned by a crash go at start (the uploads task runs at once).
       sweeper.start(config.sessions.sweepIntervalSec * 1000)
       const addr = server.address() as AddressInfo
-      log.info({ host: addr.address, port: addr.port, dataDir: layout.root, state: state.kind, workers, families: families.map((f) => f.name), stateDir: state.kind === 'embedded' ? join(layout.root, 'state') : undefined }, `ferry listening on http://${addr.address}:${addr.port}`)
+      log.info({
+        host: addr.address, port: addr.port, dataDir: layout.root, state: state.describe(), workers,
+        families: families.map((f) => f.name),
+      }, `ferry listening on http://${addr.address}:${addr.port}`)
       const open = openFamilies(config)
       if (open.length > 0 && !isLoopback(config.http.host)) {
         log.warn({ host: config.http.host, families: open }, `anyone who reaches ${config.http.host} can write and delete through ${open.join(' and ')}: set FERRY_CONFIG <family>.auth, or turn them off (FERRY_FAMILIES)`)

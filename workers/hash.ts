@@ -83,3 +83,6 @@ export function hashStream(task: HashStreamTask): Promise<HashStreamResult> {
     arm()
   })
 }
+
+// The task pool also joins multipart parts (it already reads files by path for commits).
+export { joinParts } from './part-join.js'

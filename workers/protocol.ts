@@ -57,3 +57,33 @@ export interface CopyFileResult {
   /** Lower-case hex SHA-256 of the bytes written. */
   readonly sha256: string
 }
+
+/**
+ * Join whole files, in order, into one new file (a lakeFS presigned multipart upload's parts into
+ * its object): the worker creates `target` (it must not exist), copies every source, fsyncs, and
+ * answers the MD5 and SHA-256 of all it wrote. Each source's own MD5 is checked against
+ * `expectedMd5` (its part's ETag) as soon as that source is copied, so a wrong ETag stops the
+ * join there instead of after the whole object.
+ */
+export interface JoinPartsTask {
+  readonly sources: readonly { readonly path: string; readonly expectedMd5: string }[]
+  readonly target: string
+}
+
+/**
+ * `joined`: the target holds every source. `missing`: source `index` did not exist (removed by an
+ * abort or a completed twin). `mismatch`: source `index` has another MD5 than expected. The
+ * caller removes the target unless it was joined.
+ */
+export type JoinPartsResult =
+  | {
+    readonly status: 'joined'
+    readonly bytes: number
+    /** Lower-case hex, of all bytes written. */
+    readonly md5: string
+    readonly sha256: string
+    /** Bytes of each source, in order. */
+    readonly sourceBytes: readonly number[]
+  }
+  | { readonly status: 'missing'; readonly index: number }
+  | { readonly status: 'mismatch'; readonly index: number }

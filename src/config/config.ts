@@ -34,6 +34,12 @@ export interface LakeFsConfig {
   readonly allowExternalAddresses: boolean
   /** Lifetime of a presigned upload URL, seconds. Default 900. */
   readonly presignTtlSec: number
+  /**
+   * Offer lakeFS presigned multipart uploads (`/staging/pmpu`, advertised as
+   * `pre_sign_multipart_upload`), which lakectl uses for files of 5 MiB or more. Default true;
+   * false: those routes answer 501 and lakectl uploads in one PUT.
+   */
+  readonly presignMultipart: boolean
 }
 
 export interface IngestConfig {
@@ -250,10 +256,10 @@ export const DEFAULTS: Config = deepFreeze({
 type IngestTunable = 'maxParallel' | 'lockWaitMs' | 'publishWaitMs'
 
 export const SECTION_DEFAULTS = deepFreeze({
-  lakefs: { presignTtlSec: 900, allowExternalAddresses: false },
+  lakefs: { presignTtlSec: 900, allowExternalAddresses: false, presignMultipart: true },
   ingest: { maxParallel: 8, requireExp: true, lockWaitMs: 400, publishWaitMs: 30_000 },
 } as const satisfies {
-  lakefs: Pick<LakeFsConfig, 'presignTtlSec' | 'allowExternalAddresses'>
+  lakefs: Pick<LakeFsConfig, 'presignTtlSec' | 'allowExternalAddresses' | 'presignMultipart'>
   ingest: Pick<IngestConfig, IngestTunable> & { requireExp: boolean }
 })
 
@@ -352,6 +358,7 @@ function onlyKeys(key: string, obj: unknown, allowed: readonly string[]): Record
 function parseLakeFs(raw: unknown): LakeFsConfig {
   const o = onlyKeys('FERRY_CONFIG.lakefs', raw, [
     'signingSecret', 'jwtSecret', 'credentials', 'repositories', 'allowExternalAddresses', 'presignTtlSec', 'jwtSubjects',
+    'presignMultipart',
   ])
   const creds = o['credentials'] ?? []
   if (!Array.isArray(creds)) throw new ConfigError('FERRY_CONFIG.lakefs.credentials must be an array')
@@ -363,6 +370,10 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
   }
   const allowExt = o['allowExternalAddresses'] ?? SECTION_DEFAULTS.lakefs.allowExternalAddresses
   if (typeof allowExt !== 'boolean') throw new ConfigError('FERRY_CONFIG.lakefs.allowExternalAddresses must be a boolean')
+  const multipart = o['presignMultipart'] ?? SECTION_DEFAULTS.lakefs.presignMultipart
+  if (typeof multipart !== 'boolean') {
+    throw new ConfigError('FERRY_CONFIG.lakefs.presignMultipart must be a boolean')
+  }
   const out: LakeFsConfig = {
     signingSecret: nonEmpty('FERRY_CONFIG.lakefs.signingSecret', o['signingSecret']),
     jwtSecret: nonEmpty('FERRY_CONFIG.lakefs.jwtSecret', o['jwtSecret']),
@@ -397,6 +408,7 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
     }),
     allowExternalAddresses: allowExt,
     presignTtlSec: presign,
+    presignMultipart: multipart,
     jwtSubjects: null,
   }
   const names = new Set<string>()

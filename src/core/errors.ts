@@ -62,6 +62,8 @@ export type ErrorDetail =
   }
   /** ERR_SESSION_INCOMPLETE: the byte ranges the session still lacks (inclusive ends). */
   | { readonly kind: 'missing-ranges'; readonly ranges: readonly ByteRange[] }
+  /** ERR_RANGE_NOT_SATISFIABLE on a read: the object's size, which a 416 Content-Range names. */
+  | { readonly kind: 'unsatisfiable'; readonly size: number }
   /** ERR_DEPENDENCY_MISSING: how many of the objects asked for are not stored. */
   | { readonly kind: 'missing-objects'; readonly count: number }
   /** ERR_NOT_FOUND: what was looked for, and its id (a bulk-ingest project shortcode). */

@@ -153,6 +153,10 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
         return lock
       },
       isHeld: (key) => state.locker.isHeld(key),
+      acquire: (key, o) => state.locker.acquire(key, o),
+      waitUntilFree: (key, o) => state.locker.waitUntilFree(key, o),
+      requestRelease: (key) => state.locker.requestRelease(key),
+      notifyWaiters: (key) => state.locker.notifyWaiters(key),
       close: async () => {},
     }
     const r = await collectGarbage({ cas, checkoutsRoot: layout.checkouts, locker: stolen, lockTtlMs: 60_000, maxAgeMs: HOUR, log })

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { randomUUID } from 'node:crypto'
 import { createEmbeddedState } from '../../src/core/state/embedded.js'
 import { createRedisState } from '../../src/core/state/redis.js'
-import type { StateBackend } from '../../src/core/state/types.js'
+import { LockAbortedError, LockTimeoutError } from '../../src/core/state/locker.js'
+import type { Lock, StateBackend } from '../../src/core/state/types.js'
 import { removeDir, tempDir } from '../helpers/server.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 
@@ -15,17 +16,22 @@ interface Maker {
   make(): Promise<{ state: StateBackend; reopen(): Promise<StateBackend>; cleanup(): Promise<void> }>
 }
 
+/**
+ * Lock waiters of these backends look again on their own only this often: a wake-up well inside
+ * it came over the bus.
+ */
+const RECHECK_MS = 2000
 const makers: Maker[] = [
   {
     name: 'redis',
     async make() {
       const prefix = uniquePrefix()
-      const state = await createRedisState(testRedisUrl(), prefix)
+      const state = await createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
       const opened: StateBackend[] = [state]
       return {
         state,
         async reopen() {
-          const s = await createRedisState(testRedisUrl(), prefix)
+          const s = await createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
           opened.push(s)
           return s
         },
@@ -39,12 +45,12 @@ const makers: Maker[] = [
     name: 'embedded',
     async make() {
       const dir = tempDir()
-      let state = createEmbeddedState(dir)
+      let state = createEmbeddedState(dir, { lockRecheckMs: RECHECK_MS })
       return {
         state,
         async reopen() {
           await state.close()
-          state = createEmbeddedState(dir)
+          state = createEmbeddedState(dir, { lockRecheckMs: RECHECK_MS })
           return state
         },
         async cleanup() {
@@ -56,6 +62,7 @@ const makers: Maker[] = [
   },
 ]
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const T0 = 1_700_000_000_000
 const LEASE = 10_000
 const newSession = (key: string, total = 100, target = 'a/b.bin') => ({ key, incarnation: randomUUID(), target, totalBytes: total, tempName: `${key}.part` })
@@ -291,6 +298,161 @@ describe.each(makers)('state backend: $name', (maker) => {
     await b!.release()
   })
 
+  test('acquire waits for a held lock, gets it as soon as it is released', async () => {
+    const key = `lk:${randomUUID()}`
+    const a = (await h.state.locker.tryAcquire(key, 10_000))!
+    let settledAt = 0
+    const waiting = h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 5000 })
+      .finally(() => (settledAt = performance.now()))
+    await sleep(100)
+    expect(settledAt).toBe(0)
+    const releasedAt = performance.now()
+    await a.release()
+    const b = await waiting
+    // The holder's lease (10 s) and the re-check (2 s) are far off: the release message woke it.
+    expect(settledAt - releasedAt).toBeLessThan(RECHECK_MS / 4)
+    expect(b.key).toBe(key)
+    expect(b.token).not.toBe(a.token)
+    expect(await h.state.locker.tryAcquire(key, 1000)).toBeNull()
+    await b.release()
+  })
+
+  test('acquire gives up after waitMs (ERR_LOCKED); waitMs 0 tries once', async () => {
+    const key = `lk:${randomUUID()}`
+    const a = (await h.state.locker.tryAcquire(key, 10_000))!
+    const t0 = performance.now()
+    const err = await h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 250 })
+      .catch((e: unknown) => e)
+    const took = performance.now() - t0
+    expect(err).toBeInstanceOf(LockTimeoutError)
+    expect(err).toMatchObject({ code: 'ERR_LOCKED', key })
+    expect(took).toBeGreaterThanOrEqual(240)
+    expect(took).toBeLessThan(RECHECK_MS)
+    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 0 }))
+      .rejects.toBeInstanceOf(LockTimeoutError)
+    expect(a.signal.aborted).toBe(false)
+    await a.release()
+    const free = await h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 0 })
+    await free.release()
+  })
+
+  test('acquire and waitUntilFree stop when their signal aborts (ERR_CLIENT_ABORTED)', async () => {
+    const key = `lk:${randomUUID()}`
+    const a = (await h.state.locker.tryAcquire(key, 10_000))!
+    const ac = new AbortController()
+    const t0 = performance.now()
+    const both = Promise.all([
+      h.state.locker.acquire(key, { ttlMs: 1000, waitMs: Infinity, signal: ac.signal })
+        .catch((e: unknown) => e),
+      h.state.locker.waitUntilFree(key, { waitMs: Infinity, signal: ac.signal })
+        .catch((e: unknown) => e),
+    ])
+    setTimeout(() => ac.abort(new Error('client gone')), 100)
+    for (const err of await both) {
+      expect(err).toBeInstanceOf(LockAbortedError)
+      expect(err).toMatchObject({ code: 'ERR_CLIENT_ABORTED', key })
+    }
+    expect(performance.now() - t0).toBeLessThan(RECHECK_MS / 2)
+    // Already aborted: refused without waiting; the holder is untouched.
+    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 5000, signal: ac.signal }))
+      .rejects.toBeInstanceOf(LockAbortedError)
+    expect(await h.state.locker.isHeld(key)).toBe(true)
+    await a.release()
+  })
+
+  test('a release request reaches the holder; heeded: hand-over, ignored: kept', async () => {
+    const key = `lk:${randomUUID()}`
+    let asked = 0
+    const holder: Lock = await h.state.locker.acquire(key, {
+      ttlMs: 10_000, waitMs: 0,
+      onReleaseRequested: () => {
+        asked++
+        void holder.release()
+      },
+    })
+    const t0 = performance.now()
+    const next = await h.state.locker.acquire(key, {
+      ttlMs: 10_000, waitMs: 5000, requestRelease: true,
+    })
+    expect(performance.now() - t0).toBeLessThan(RECHECK_MS / 4)
+    expect(asked).toBe(1)
+    expect(holder.signal.aborted).toBe(true)
+    // This holder listens but does not let go: waiters wait out their waitMs.
+    let heard = 0
+    await next.release()
+    const stubborn = await h.state.locker.acquire(key, {
+      ttlMs: 10_000, waitMs: 0, onReleaseRequested: () => heard++,
+    })
+    await h.state.locker.requestRelease(key)
+    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 300, requestRelease: true }))
+      .rejects.toBeInstanceOf(LockTimeoutError)
+    expect(heard).toBe(2)
+    expect(stubborn.signal.aborted).toBe(false)
+    await stubborn.release()
+    // A released lock hears no more requests.
+    await h.state.locker.requestRelease(key)
+    await sleep(50)
+    expect(heard).toBe(2)
+  })
+
+  test('waitUntilFree: at once when free, woken by a release, times out', async () => {
+    const key = `lk:${randomUUID()}`
+    await h.state.locker.waitUntilFree(key, { waitMs: 0 })
+    const a = (await h.state.locker.tryAcquire(key, 10_000))!
+    await expect(h.state.locker.waitUntilFree(key, { waitMs: 200 }))
+      .rejects.toBeInstanceOf(LockTimeoutError)
+    let freedAt = 0
+    const waiting = h.state.locker.waitUntilFree(key, { waitMs: 5000 })
+      .then(() => (freedAt = performance.now()))
+    await sleep(100)
+    expect(freedAt).toBe(0)
+    const releasedAt = performance.now()
+    await a.release()
+    await waiting
+    expect(freedAt - releasedAt).toBeLessThan(RECHECK_MS / 4)
+    expect(await h.state.locker.isHeld(key)).toBe(false)
+  })
+
+  test('notifyWaiters wakes waiters (no release): their recheck may end the wait', async () => {
+    const key = `lk:${randomUUID()}`
+    const a = (await h.state.locker.tryAcquire(key, 10_000))!
+    let busy = false
+    let rechecks = 0
+    const t0 = performance.now()
+    const waiting = h.state.locker.acquire(key, {
+      ttlMs: 1000, waitMs: 5000,
+      recheck: () => {
+        rechecks++
+        if (busy) throw new Error('the holder now runs a job')
+      },
+    }).catch((e: unknown) => e)
+    await sleep(100)
+    busy = true
+    await h.state.locker.notifyWaiters(key)
+    expect(await waiting).toMatchObject({ message: 'the holder now runs a job' })
+    expect(performance.now() - t0).toBeLessThan(RECHECK_MS / 2)
+    expect(rechecks).toBeGreaterThanOrEqual(2)
+    expect(a.signal.aborted).toBe(false)
+    await a.release()
+  })
+
+  test('many waiters: each gets the lock in turn, never two at once', async () => {
+    const key = `lk:${randomUUID()}`
+    let inside = 0
+    let most = 0
+    const t0 = performance.now()
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      const lock = await h.state.locker.acquire(key, { ttlMs: 5000, waitMs: 10_000 })
+      most = Math.max(most, ++inside)
+      await sleep(20)
+      inside--
+      await lock.release()
+    }))
+    expect(most).toBe(1)
+    // Eight hand-overs by message, not by re-check.
+    expect(performance.now() - t0).toBeLessThan(RECHECK_MS)
+  })
+
   test('bus: a published message reaches every subscriber of the channel', async () => {
     const ch = `ch:${randomUUID()}`
     const got: string[] = []
@@ -397,6 +559,80 @@ describe.each(makers)('state backend: $name', (maker) => {
     const full = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [name(i), 'v'.repeat(253)]))
     const opened = await h.state.sessions.open({ ...newSession(key), metadata: full }, T0)
     expect(opened.session.metadata).toEqual(full)
+  })
+})
+
+describe('locker: two instances on one Redis', () => {
+  const open = (prefix: string) =>
+    createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
+
+  test('a release wakes a waiter on the other instance; release requests cross', async () => {
+    const prefix = uniquePrefix()
+    const [a, b] = await Promise.all([open(prefix), open(prefix)])
+    const key = `lk:${randomUUID()}`
+    let asked = 0
+    const held = await a.locker.acquire(key, {
+      ttlMs: 10_000, waitMs: 0, onReleaseRequested: () => asked++,
+    })
+    expect(await b.locker.tryAcquire(key, 1000)).toBeNull()
+    let gotAt = 0
+    const waiting = b.locker.acquire(key, {
+      ttlMs: 10_000, waitMs: 5000, requestRelease: true,
+    }).then((l) => {
+      gotAt = performance.now()
+      return l
+    })
+    for (let i = 0; i < 100 && asked === 0; i++) await sleep(10)
+    expect(asked).toBe(1)
+    expect(gotAt).toBe(0)
+    const releasedAt = performance.now()
+    await held.release()
+    const mine = await waiting
+    expect(gotAt - releasedAt).toBeLessThan(RECHECK_MS / 4)
+    expect(await a.locker.isHeld(key)).toBe(true)
+    await mine.release()
+    await Promise.all([a.close(), b.close()])
+  })
+
+  test('contending from both instances: one at a time, all served, by message', async () => {
+    const prefix = uniquePrefix()
+    const [a, b] = await Promise.all([open(prefix), open(prefix)])
+    const key = `lk:${randomUUID()}`
+    let inside = 0
+    let most = 0
+    const t0 = performance.now()
+    await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+      const lock = await (i % 2 === 0 ? a : b).locker.acquire(key, { ttlMs: 5000, waitMs: 10_000 })
+      most = Math.max(most, ++inside)
+      await sleep(15)
+      inside--
+      await lock.release()
+    }))
+    expect(most).toBe(1)
+    expect(performance.now() - t0).toBeLessThan(RECHECK_MS)
+    await Promise.all([a.close(), b.close()])
+  })
+
+  test('a holder that died: the waiter gets the lock when its lease runs out', async () => {
+    const prefix = uniquePrefix()
+    const [a, b] = await Promise.all([open(prefix), open(prefix)])
+    const key = `lk:${randomUUID()}`
+    await a.locker.acquire(key, { ttlMs: 600, waitMs: 0 })
+    await a.close() // its Redis connection is gone: no renewal, no release, no message
+    const t0 = performance.now()
+    const lock = await b.locker.acquire(key, { ttlMs: 5000, waitMs: 5000 })
+    const took = performance.now() - t0
+    expect(took).toBeGreaterThan(300)
+    expect(took).toBeLessThan(1200)
+    await lock.release()
+    // The same for waitUntilFree.
+    const c = await open(prefix)
+    await c.locker.acquire(key, { ttlMs: 600, waitMs: 0 })
+    await c.close()
+    const t1 = performance.now()
+    await b.locker.waitUntilFree(key, { waitMs: 5000 })
+    expect(performance.now() - t1).toBeLessThan(1200)
+    await b.close()
   })
 })
 

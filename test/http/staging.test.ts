@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { createHash } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { makeSignedAddress, presignQuery } from '../../src/core/staging/signing.js'
 import { request, seededBytes, type Reply } from '../helpers/http.js'
@@ -93,7 +93,7 @@ describe('lakeFS service routes', () => {
     expect(r.body.length).toBe(0)
   })
 
-  test('GET /api/v1/config needs auth and offers presigned single-part uploads', async () => {
+  test('GET /api/v1/config needs auth and offers presigned single-part and multipart uploads', async () => {
     const anon = await request(`${srv.url}/api/v1/config`)
     expect(anon.status).toBe(401)
     expect(anon.text()).toBe('{"message":"error authenticating request"}\n')
@@ -111,7 +111,7 @@ describe('lakeFS service routes', () => {
       pre_sign_support_ui: false,
       import_support: false,
       import_validity_regex: '^local://',
-      pre_sign_multipart_upload: false,
+      pre_sign_multipart_upload: true,
     })
     expect(c.storage_config_list).toEqual([c.storage_config])
     expect(c.version_config.version).toMatch(/^\d+\.\d+\.\d+$/)
@@ -191,6 +191,23 @@ describe('authentication', () => {
     expect(l.status).toBe(401)
     const loc = await getAddress(srv.url, 'repo1', 'main', 'auth/free.bin', true)
     expect((await putPresigned(loc.presigned_url!, Buffer.from('no auth header'))).status).toBe(200)
+  })
+
+  test('a page may PUT to a presigned URL: CORS preflight and answer headers', async () => {
+    const loc = await getAddress(srv.url, 'repo1', 'main', 'cors/page.bin', true)
+    const origin = 'https://ui.example'
+    const pre = await request(loc.presigned_url!, {
+      method: 'OPTIONS',
+      headers: { Origin: origin, 'Access-Control-Request-Method': 'PUT' },
+    })
+    expect(pre.status).toBe(204)
+    expect(pre.headers['access-control-allow-origin']).toBe('*')
+    expect(String(pre.headers['access-control-allow-methods'])).toContain('PUT')
+    expect(String(pre.headers['access-control-allow-headers'])).toContain('Content-MD5')
+    const put = await putPresigned(loc.presigned_url!, Buffer.from('from a page'), { Origin: origin })
+    expect(put.status).toBe(200)
+    expect(put.headers['access-control-allow-origin']).toBe('*')
+    expect(String(put.headers['access-control-expose-headers'])).toContain('ETag')
   })
 })
 
@@ -424,6 +441,40 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
     rmSync(`${dataFileOf(srv, 'repo1', loc.physical_address)}.digests`)
     expect((await link(srv.url, 'repo1', 'main', 'side/car', { staging: loc, checksum: '0'.repeat(32), size_bytes: data.length })).status).toBe(400)
     expect((await link(srv.url, 'repo1', 'main', 'side/car', { staging: loc, checksum: md5, size_bytes: data.length })).status).toBe(200)
+  })
+
+  test('link trusts a sidecar naming the staged bytes, old or new form; else hashes', async () => {
+    const pool = srv.app.engine.pool
+    const hashFile = pool.hashFile.bind(pool)
+    let hashed = 0
+    pool.hashFile = (...args: Parameters<typeof hashFile>) => {
+      hashed++
+      return hashFile(...args)
+    }
+    try {
+      type Rewrite = (d: Record<string, string>) => object | null
+      const linkOf = async (path: string, sidecar: Rewrite) => {
+        const data = seededBytes(20_000, path)
+        const { loc, md5 } = await stage(srv.url, 'repo1', 'main', path, data)
+        const file = `${dataFileOf(srv, 'repo1', loc.physical_address)}.digests`
+        const d = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>
+        const next = sidecar(d)
+        if (next !== null) writeFileSync(file, JSON.stringify(next))
+        const before = hashed
+        const body = { staging: loc, checksum: md5, size_bytes: data.length }
+        expect((await link(srv.url, 'repo1', 'main', path, body)).status).toBe(200)
+        return hashed - before
+      }
+      expect(await linkOf('trust/etag', () => null)).toBe(0)
+      const legacy = (d: Record<string, string>) => {
+        const [ino, size, mtimeNs] = d['etag']!.split(':')
+        return { ino, size, mtimeNs, md5: d['md5'], sha256: d['sha256'] }
+      }
+      expect(await linkOf('trust/legacy', legacy)).toBe(0)
+      expect(await linkOf('trust/other', (d) => ({ ...d, etag: '1:2:3' }))).toBe(1)
+    } finally {
+      pool.hashFile = hashFile
+    }
   })
 
   test('If-None-Match: * creates only; a plain link replaces and drops the old blob; If-Match and other If-None-Match are 501', async () => {

@@ -120,4 +120,44 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
     expect(outcome).toBeInstanceOf(UploadError)
     expect((outcome as UploadError).code).toBe('ERR_NOT_FOUND')
   })
+
+  test('an upload waiting behind a publish does not wait out a run that takes the project', async () => {
+    const sc = '0a1d'
+    const s = service()
+    mkdirSync(join(layout.ingest, sc, 'import'), { recursive: true })
+    for (let i = 0; i < 20; i++) writeFileSync(join(layout.ingest, sc, 'import', `f${i}.pdf`), `pdf ${i}`)
+    // Upload A publishes and holds the project mutex until let go.
+    let holding = () => {}
+    const held = new Promise<void>((r) => (holding = r))
+    let letGo = () => {}
+    const gate = new Promise<void>((r) => (letGo = r))
+    const a = s.withPublishLock(sc, async () => {
+      holding()
+      await gate
+    })
+    await held
+    // Upload B waits behind A; a run waits for the mutex too.
+    let bSettledAt = 0
+    const b = s.withPublishLock(sc, async () => 'published').then(
+      (v) => v, (err: unknown) => err,
+    ).finally(() => (bSettledAt = performance.now()))
+    let runDoneAt = 0
+    const runDone = new Promise<void>((r) => {
+      void s.start(sc, () => {
+        runDoneAt = performance.now()
+        r()
+      })
+    })
+    await new Promise((r) => setTimeout(r, 50))
+    letGo()
+    await a
+    const outcome = await b
+    await runDone
+    // Either B published before the run took the mutex, or the run got it and B answered "in
+    // progress" at once (the run notified it), never only after the whole run.
+    if (outcome !== 'published') {
+      expect(outcome).toMatchObject({ code: 'ERR_LOCKED' })
+    }
+    expect(bSettledAt).toBeLessThan(runDoneAt)
+  })
 })

@@ -16,13 +16,14 @@
  * pass that started after the use became visible keeps the blob; one that ran before has
  * finished, and its deletion is seen by the final check. See gc.ts for the other half.
  */
-import { utimes } from 'node:fs/promises'
-import { join } from 'node:path'
 import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import { UploadError } from '../errors.js'
+import { LockAbortedError, LockTimeoutError } from '../state/locker.js'
 import type { Bus, Lock, Locker } from '../state/types.js'
-import { publishFile, removeQuietly, statOrNull } from '../storage/files.js'
+import { fsStoreOf } from '../storage/layout.js'
+import type { LocalPaths, ObjectStore, Toucher } from '../storage/object-store.js'
+import { removeIfPresent } from '../storage/remove.js'
 
 /** An object's identity. `sha256` is 64 lowercase hex digits, `size` a non-negative safe integer. */
 export interface CasKey {
@@ -40,9 +41,17 @@ export const GC_LOCK_KEY = 'cas:gc'
 const STORED_CHANNEL = 'cas:stored'
 const REMOVED_CHANNEL = 'cas:removed'
 
+/**
+ * What the content-addressed store needs of its ObjectStore: touching (GC spares recently used
+ * blobs) and local paths (checkouts link to blobs; the file-list workers stat them by path).
+ */
+export type CasObjects = ObjectStore & Toucher & LocalPaths
+
 export interface CasStoreOptions {
-  /** `layout.cas`. */
-  readonly root: string
+  /** The store of blobs (keys from `blobKey`). */
+  readonly objects?: CasObjects
+  /** `layout.cas`, when no `objects` are given: an FsObjectStore over it is made. */
+  readonly root?: string
   readonly locker: Locker
   readonly bus: Bus
   /** Lifetime of an in-flight claim unless renewed (it renews itself every third), ms. */
@@ -66,6 +75,17 @@ export function checkCasKey(key: CasKey): void {
 
 const idOf = (k: CasKey) => `${k.sha256}:${k.size}`
 
+/** The object key of a blob: `<sha[0:2]>/<sha[2:]>/<size>.blob` (the on-disk layout). */
+export function blobKey(k: CasKey): string {
+  return `${k.sha256.slice(0, 2)}/${k.sha256.slice(2)}/${k.size}.blob`
+}
+
+/** The blob a key names, or null for a key that is not a blob's. */
+export function casKeyOfBlob(key: string): CasKey | null {
+  const m = /^([0-9a-f]{2})\/([0-9a-f]{62})\/(\d{1,16})\.blob$/.exec(key)
+  return m ? { sha256: m[1]! + m[2]!, size: Number(m[3]) } : null
+}
+
 function keyOf(id: string): CasKey | null {
   const m = /^([0-9a-f]{64}):(\d{1,16})$/.exec(id)
   return m ? { sha256: m[1]!, size: Number(m[2]) } : null
@@ -75,7 +95,8 @@ function keyOf(id: string): CasKey | null {
 export const DEFAULT_CACHE_MAX = 4096
 
 export class CasStore {
-  readonly root: string
+  /** Where the blobs are kept. */
+  readonly objects: CasObjects
   readonly #o: CasStoreOptions
   readonly #stored: LRUCache<string, true>
   /** Local watchers per object id: in-flight uploads to cut short when the object lands. */
@@ -85,7 +106,10 @@ export class CasStore {
 
   constructor(options: CasStoreOptions) {
     this.#o = options
-    this.root = options.root
+    if (options.objects === undefined && options.root === undefined) {
+      throw new TypeError('CasStore needs objects or root')
+    }
+    this.objects = options.objects ?? fsStoreOf(options.root!)
     // Keep `max` small: lru-cache preallocates its arrays for `max` entries, and in a bisection
     // harness an idle cache of 100,000 slots raised the CPU cost of every upload in the process
     // (1 GiB of chunks: median 3.8 instead of 2.3 CPU-s over 5 runs; 4,096 slots: 2.35). A miss
@@ -113,8 +137,9 @@ export class CasStore {
     this.#watchers.clear()
   }
 
+  /** The blob's local file (checkout links point at it; tests look at it). */
   blobPath(k: CasKey): string {
-    return join(this.root, k.sha256.slice(0, 2), k.sha256.slice(2), `${k.size}.blob`)
+    return this.objects.localPath(blobKey(k))
   }
 
   claimKey(k: CasKey): string {
@@ -125,8 +150,7 @@ export class CasStore {
   async isStored(k: CasKey): Promise<boolean> {
     const id = idOf(k)
     if (this.#stored.get(id) === true) return true
-    const st = await statOrNull(this.blobPath(k))
-    if (st === null || !st.isFile()) return false
+    if ((await this.objects.head(blobKey(k))) === null) return false
     this.#stored.set(id, true)
     return true
   }
@@ -136,19 +160,12 @@ export class CasStore {
    * age). Answers false, and forgets the object, when the blob does not exist.
    */
   async touch(k: CasKey): Promise<boolean> {
-    const now = new Date()
-    try {
-      await utimes(this.blobPath(k), now, now)
+    if (await this.objects.touch(blobKey(k))) {
       this.#stored.set(idOf(k), true)
       return true
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOENT' || code === 'ENOTDIR') {
-        this.#stored.delete(idOf(k))
-        return false
-      }
-      throw err
     }
+    this.#stored.delete(idOf(k))
+    return false
   }
 
   /** Whether another upload holds the in-flight claim, on any instance. */
@@ -171,18 +188,32 @@ export class CasStore {
   }
 
   /**
+   * Takes the claim of `k` as soon as its holder lets go; rejects (LockAbortedError) when
+   * `signal` aborts.
+   */
+  claimWhenFree(k: CasKey, signal: AbortSignal): Promise<Lock> {
+    const o = { ttlMs: this.#o.claimTtlMs, waitMs: Infinity, signal }
+    return this.#o.locker.acquire(this.claimKey(k), o)
+  }
+
+  /**
    * Waits while a GC pass holds its lock (on any instance). Callers make their use of a blob
    * visible to GC first (touch or symlink), then settle, then check the blob still exists.
    * Throws ERR_UNAVAILABLE after `settleTimeoutMs`.
    */
   async settle(signal?: AbortSignal): Promise<void> {
-    const until = Date.now() + (this.#o.settleTimeoutMs ?? 60_000)
-    let delay = 25
-    while (await this.#o.locker.isHeld(GC_LOCK_KEY)) {
-      if (signal?.aborted) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away')
-      if (Date.now() > until) throw new UploadError('ERR_UNAVAILABLE', 'garbage collection is running; try again shortly')
-      await new Promise((r) => setTimeout(r, delay))
-      delay = Math.min(500, delay * 2)
+    const waitMs = this.#o.settleTimeoutMs ?? 60_000
+    try {
+      // Woken when the pass releases its lock (or its lease lapses), not by polling.
+      await this.#o.locker.waitUntilFree(GC_LOCK_KEY, { waitMs, ...(signal ? { signal } : {}) })
+    } catch (err) {
+      if (err instanceof LockTimeoutError) {
+        throw new UploadError('ERR_UNAVAILABLE', 'garbage collection is running; try again shortly')
+      }
+      if (err instanceof LockAbortedError) {
+        throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away')
+      }
+      throw err
     }
   }
 
@@ -200,26 +231,24 @@ export class CasStore {
    * then removed). Then tells every instance, so their duplicate uploads stop.
    */
   async publish(tempPath: string, k: CasKey): Promise<'stored' | 'existed'> {
-    const target = this.blobPath(k)
+    const key = blobKey(k)
     for (let attempt = 0; ; attempt++) {
       try {
-        await publishFile(tempPath, target, { overwrite: false, alreadySynced: attempt > 0 })
+        // The store retries when a GC pass removes the emptied folders between mkdir and link.
+        await this.objects.put(key, tempPath, { mode: 'if-absent', alreadySynced: attempt > 0 })
         this.#stored.set(idOf(k), true)
         await this.announce(k)
         return 'stored'
       } catch (err) {
-        // ENOENT: a GC pass removed the emptied parent directory between mkdir and link.
-        const vanishedDir = (err as NodeJS.ErrnoException).code === 'ENOENT' && attempt < 2
-        if (vanishedDir) continue
         if (!(err instanceof UploadError && err.code === 'ERR_ALREADY_EXISTS')) {
-          await removeQuietly(tempPath)
+          await removeIfPresent(tempPath)
           throw err
         }
       }
       // Someone else's copy is there. Keep ours until theirs is proven safe from a GC pass that
       // may be deleting it right now; if it vanished, link ours instead.
       if ((await this.touchSettled(k)) || attempt >= 2) {
-        await removeQuietly(tempPath)
+        await removeIfPresent(tempPath)
         if (attempt >= 2 && !(await this.isStored(k))) throw new UploadError('ERR_IO', 'the object vanished while it was being stored')
         await this.announce(k)
         return 'existed'

@@ -9,17 +9,21 @@
  * unchecked, so `../../x` escaped the checkout), and a failure removes only our temp directory
  * (Flamenco erased the requested path, i.e. someone else's older checkout).
  */
-import { chmod, lstat, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises'
-import { dirname, join, relative } from 'node:path'
 import type { Logger } from 'pino'
 import { UploadError } from '../errors.js'
-import { checkRelativePath, resolveUnder, type PathRules } from '../paths.js'
+import { checkRelativePath, type PathRules } from '../paths.js'
 import type { Locker } from '../state/types.js'
-import { fsyncDir } from '../storage/files.js'
-import type { CasKey, CasStore } from './cas-store.js'
+import { isInTheWay } from '../storage/errno.js'
+import { fsStoreOf } from '../storage/layout.js'
+import type { ObjectStore, SymlinkTrees, TreeBuilder } from '../storage/object-store.js'
+import { CHECKOUT_TEMP_PREFIX } from '../storage/temp-files.js'
+import { blobKey, type CasKey, type CasStore } from './cas-store.js'
 
-/** Temp directories of checkouts being built; no client path may use a name like this. */
-export const CHECKOUT_TEMP_PREFIX = '.ferry-co-'
+/**
+ * Temp directories of checkouts being built (declared with the other temp names in TempFiles);
+ * no client path may use a name like this.
+ */
+export { CHECKOUT_TEMP_PREFIX }
 
 /**
  * An empty file at the top of every checkout Ferry makes (written into the temp directory, so it
@@ -35,10 +39,15 @@ export interface CheckoutFile extends CasKey {
   readonly path: string
 }
 
+/** What checkouts need of their ObjectStore: trees of symlinks built aside and renamed in. */
+export type CheckoutObjects = ObjectStore & SymlinkTrees
+
 export interface CheckoutOptions {
   readonly cas: CasStore
-  /** `layout.checkouts`. */
-  readonly root: string
+  /** The checkouts' store. */
+  readonly checkouts?: CheckoutObjects
+  /** `layout.checkouts`, when no `checkouts` store is given. */
+  readonly root?: string
   readonly locker: Locker
   readonly lockTtlMs: number
   readonly log: Logger
@@ -135,8 +144,7 @@ function missingError(missing: readonly CasKey[]): UploadError {
 }
 
 function inTheWay(err: unknown): UploadError | null {
-  const code = (err as NodeJS.ErrnoException).code
-  if (code === 'EEXIST' || code === 'ENOTEMPTY' || code === 'ENOTDIR') {
+  if (isInTheWay(err)) {
     return new UploadError('ERR_ALREADY_EXISTS', 'checkout already exists (or a file is in the way of its path)', { cause: err })
   }
   return null
@@ -144,12 +152,27 @@ function inTheWay(err: unknown): UploadError | null {
 
 const lockKeyOf = (rel: string) => `checkout:${rel}`
 
+/** Whether the folder `rel` carries CHECKOUT_MARK (any answer but "nothing there" counts). */
+async function isMarked(tree: CheckoutObjects, rel: string): Promise<boolean> {
+  return (await tree.entryKind(`${rel}/${CHECKOUT_MARK}`).catch(() => null)) !== null
+}
+
+function checkoutsOf(o: CheckoutOptions): CheckoutObjects {
+  if (o.checkouts !== undefined) return o.checkouts
+  if (o.root === undefined) throw new TypeError('a checkout needs checkouts or root')
+  return fsStoreOf(o.root)
+}
+
 /**
  * Refuses (ERR_ALREADY_EXISTS → 409) a checkout path that lies inside another checkout: an
  * ancestor folder that carries CHECKOUT_MARK, an ancestor another request (on any instance) is
  * creating right now (its lock is held), or a file or symlink where a folder is needed.
  */
-async function checkAncestors(o: CheckoutOptions, segs: readonly string[]): Promise<void> {
+async function checkAncestors(
+  o: CheckoutOptions,
+  tree: CheckoutObjects,
+  segs: readonly string[],
+): Promise<void> {
   let onDisk = true
   for (let i = 1; i < segs.length; i++) {
     const rel = segs.slice(0, i).join('/')
@@ -157,17 +180,16 @@ async function checkAncestors(o: CheckoutOptions, segs: readonly string[]): Prom
       throw new UploadError('ERR_ALREADY_EXISTS', `a checkout is being created at "${rel}", which contains this path`)
     }
     if (!onDisk) continue // below a missing folder nothing exists yet; only the locks matter
-    const dir = resolveUnder(o.root, segs.slice(0, i))
-    const st = await lstat(dir).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return null
-      throw err
-    })
-    if (st === null) {
+    const kind = await tree.entryKind(rel)
+    if (kind === null) {
       onDisk = false
       continue
     }
-    if (!st.isDirectory()) throw new UploadError('ERR_ALREADY_EXISTS', `"${rel}" is a file, not a folder; a checkout cannot be made inside it`)
-    if (await lstat(join(dir, CHECKOUT_MARK)).then(() => true, () => false)) {
+    if (kind !== 'folder') {
+      const msg = `"${rel}" is a file, not a folder; a checkout cannot be made inside it`
+      throw new UploadError('ERR_ALREADY_EXISTS', msg)
+    }
+    if (await isMarked(tree, rel)) {
       throw new UploadError('ERR_ALREADY_EXISTS', `"${rel}" is a checkout; a checkout cannot be made inside another`)
     }
   }
@@ -220,38 +242,34 @@ export interface CheckoutPlan {
 export async function createPlannedCheckout(o: CheckoutOptions, checkoutPath: string, plan: CheckoutPlan): Promise<string> {
   const segs = checkCheckoutPath(checkoutPath, o.pathRules)
   const rel = segs.join('/')
-  const final = resolveUnder(o.root, segs)
+  const tree = checkoutsOf(o)
   const { keys } = plan
   const absent = await missingOf(keys, (k) => o.cas.isStored(k))
   if (absent.length > 0) throw missingError(absent)
 
   const lock = await o.locker.tryAcquire(lockKeyOf(rel), o.lockTtlMs)
   if (lock === null) throw new UploadError('ERR_ALREADY_EXISTS', 'this checkout is being created by another request')
-  let tmp: string | null = null
+  let building: TreeBuilder | null = null
   try {
-    await checkAncestors(o, segs)
-    const there = await lstat(final).catch(() => null)
+    await checkAncestors(o, tree, segs)
+    const there = await tree.entryKind(rel).catch(() => null)
     if (there !== null) {
-      const isCheckout = there.isDirectory() && (await lstat(join(final, CHECKOUT_MARK)).then(() => true, () => false))
-      throw new UploadError('ERR_ALREADY_EXISTS', isCheckout || !there.isDirectory() ? 'checkout already exists' : 'this path holds other checkouts; a checkout cannot contain another')
+      const isCheckout = there === 'folder' && (await isMarked(tree, rel))
+      const msg = isCheckout || there !== 'folder'
+        ? 'checkout already exists'
+        : 'this path holds other checkouts; a checkout cannot contain another'
+      throw new UploadError('ERR_ALREADY_EXISTS', msg)
     }
-    const parent = dirname(final)
     try {
-      await mkdir(parent, { recursive: true })
-      tmp = await mkdtemp(join(parent, CHECKOUT_TEMP_PREFIX))
-      // mkdtemp makes it 0700; a checkout is read by render workers, as Flamenco's 0777 dirs are.
-      await chmod(tmp, 0o755)
+      building = await tree.beginTree(rel)
     } catch (err) {
       throw inTheWay(err) ?? err
     }
-    await writeFile(join(tmp, CHECKOUT_MARK), '', { flag: 'wx' })
-    for (const d of plan.dirs) await mkdir(join(tmp, d))
-    const tmpDir = tmp
+    const b = building
+    await b.writeEmpty(CHECKOUT_MARK)
+    for (const d of plan.dirs) await b.mkdir(d)
     await eachLimit(Array.from({ length: plan.linkCount }, (_, i) => i), 32, async (i) => {
-      const path = plan.linkPath(i)
-      // Relative to where the link will live after the rename (same depth as in tmp).
-      const target = relative(dirname(join(final, path)), o.cas.blobPath(keys[plan.linkKey(i)]!))
-      await symlink(target, join(tmpDir, path))
+      await b.symlink(plan.linkPath(i), o.cas.objects, blobKey(keys[plan.linkKey(i)]!))
     })
     if (o.signal?.aborted) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away')
     // The links are now visible to GC (gc.ts walks the temp directory too). Wait out a running
@@ -261,19 +279,18 @@ export async function createPlannedCheckout(o: CheckoutOptions, checkoutPath: st
     if (gone.length > 0) throw missingError(gone)
     await o.beforePublish?.(rel)
     // Again, now that our temp directory holds the parent folder in place (see above).
-    await checkAncestors(o, segs)
+    await checkAncestors(o, tree, segs)
     if (lock.signal.aborted) throw new UploadError('ERR_LOCKED', 'lost the checkout lock while building it')
     try {
-      await rename(tmp, final)
+      await b.publish()
     } catch (err) {
       throw inTheWay(err) ?? err
     }
-    tmp = null
-    await fsyncDir(parent)
+    building = null
     o.log.info({ checkoutPath: rel, files: plan.linkCount, objects: keys.length }, 'checkout created')
     return rel
   } finally {
-    if (tmp !== null) await rm(tmp, { recursive: true, force: true }).catch(() => {})
+    if (building !== null) await building.abandon().catch(() => {})
     await lock.release().catch(() => {})
   }
 }

@@ -15,6 +15,7 @@
  */
 import { Worker } from 'node:worker_threads'
 import { UploadError, type ErrorCode } from '../errors.js'
+import type { LocalPaths } from '../storage/object-store.js'
 import { parseFileList, renderRequirements, type CheckoutList, type FileList, type PackedFiles, type RequirementsList } from './file-list.js'
 
 export const FILE_LIST_WORKER = new URL('./file-list-worker.js', import.meta.url)
@@ -119,11 +120,16 @@ export class FileListPool {
 
   /**
    * Which of the objects exist, as a 0/1 per entry; `touch` also sets each found blob's mtime to
-   * now (GC keeps it). `root` is the CAS root. Sync calls on the worker: no Error per absent blob.
+   * now (GC keeps it). The worker reads the blobs of `objects` by their local paths, with sync
+   * calls: no Error per absent blob.
    */
-  async lookUp(root: string, files: PackedFiles, touch: boolean): Promise<Uint8Array> {
+  async lookUp(objects: LocalPaths, files: PackedFiles, touch: boolean): Promise<Uint8Array> {
     if (files.count === 0) return new Uint8Array(0)
-    const r = await this.#call({ op: 'touch', root, shas: files.shas.slice(), sizes: files.sizes.slice(), count: files.count, touch }, [])
+    const root = objects.localPath('')
+    const { count } = files
+    const shas = files.shas.slice()
+    const sizes = files.sizes.slice()
+    const r = await this.#call({ op: 'touch', root, shas, sizes, count, touch }, [])
     if (!r.ok) throw new UploadError(r.error.code, r.error.message)
     if (!('found' in r)) throw new UploadError('ERR_IO', 'unexpected worker answer')
     return r.found

@@ -2,20 +2,21 @@
  * Worker side of FileListPool (file-list-pool.ts): parses Shaman file lists and looks up (and
  * touches) many blobs at once, off the main thread.
  *
- * Blob look-ups here use the synchronous calls on purpose: `statSync(…, {throwIfNoEntry: false})`
- * answers "absent" without making an Error, where the async API builds one (with a stack) per
- * missing blob on the main thread — the bulk of a requirements request whose files are new.
+ * Blob look-ups here are synchronous on purpose (probeFileSync): no Error is built per missing
+ * blob, as the async API would on the main thread — the bulk of a requirements request whose
+ * files are new. `root` is the blob store's local folder (its LocalPaths capability).
  */
-import { statSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
 import { parentPort } from 'node:worker_threads'
 import { UploadError } from '../errors.js'
+import { probeFileSync } from '../storage/probe-sync.js'
+import { blobKey } from './cas-store.js'
 import { parseFileList, renderRequirements } from './file-list.js'
 import type { FileListReply, FileListRequest } from './file-list-pool.js'
 
 function blobPath(root: string, shas: Uint8Array, sizes: Float64Array, i: number): string {
-  const sha = Buffer.from(shas.buffer, shas.byteOffset + i * 32, 32).toString('hex')
-  return join(root, sha.slice(0, 2), sha.slice(2), `${sizes[i]}.blob`)
+  const sha256 = Buffer.from(shas.buffer, shas.byteOffset + i * 32, 32).toString('hex')
+  return join(root, blobKey({ sha256, size: sizes[i]! }))
 }
 
 function run(msg: FileListRequest): { reply: FileListReply; transfer: ArrayBuffer[] } {
@@ -40,17 +41,8 @@ function run(msg: FileListRequest): { reply: FileListReply; transfer: ArrayBuffe
   const found = new Uint8Array(msg.count)
   const now = new Date()
   for (let i = 0; i < msg.count; i++) {
-    const p = blobPath(msg.root, msg.shas, msg.sizes, i)
-    const st = statSync(p, { throwIfNoEntry: false })
-    if (st === undefined || !st.isFile()) continue
-    if (msg.touch) {
-      try {
-        utimesSync(p, now, now)
-      } catch {
-        continue // removed between the two calls
-      }
-    }
-    found[i] = 1
+    const path = blobPath(msg.root, msg.shas, msg.sizes, i)
+    if (probeFileSync(path, msg.touch ? now : undefined)) found[i] = 1
   }
   return { reply: { id: msg.id, ok: true, found }, transfer: [found.buffer] }
 }

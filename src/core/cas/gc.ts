@@ -12,24 +12,30 @@
  *   A pass that starts after the use is visible sees either the fresh mtime or the symlink;
  *   one that was running has finished, so its deletions show in the final check.
  * - We chose this over "checkout re-verifies after linking" alone because that leaves a window
- *   between GC's last look and its unlink; and over checkouts taking the GC lock, because the
- *   Locker has no shared mode and checkouts would then serialise with each other.
+ *   between GC's last look and its unlink; and over requests holding a shared (reader) lock
+ *   against the pass's exclusive one: that would cost every upload and checkout a lock taken,
+ *   renewed and released in the store, where settling costs one read while no pass runs (the
+ *   wait itself is woken by the pass's release, `Locker.waitUntilFree`), and making the use
+ *   visible first already closes the race a reader lock would close.
  * - Belt and braces: each candidate is re-stat'ed just before unlink and kept if its mtime moved,
  *   and a checkout directory that vanishes during the walk (renamed into place, or erased) makes
  *   the walk start over, so a checkout renamed mid-walk is never missed.
  */
-import type { Dirent } from 'node:fs'
-import { readdir, readlink, rmdir, unlink } from 'node:fs/promises'
-import { dirname, join, resolve, sep } from 'node:path'
 import type { Logger } from 'pino'
 import type { Locker } from '../state/types.js'
-import { statOrNull } from '../storage/files.js'
-import { GC_LOCK_KEY, SHA256_HEX, type CasKey, type CasStore } from './cas-store.js'
+import { fsStoreOf } from '../storage/layout.js'
+import type { ObjectStore, SymlinkTrees } from '../storage/object-store.js'
+import { TreeChangedError } from '../storage/walk.js'
+import {
+  casKeyOfBlob, GC_LOCK_KEY, type CasKey, type CasObjects, type CasStore,
+} from './cas-store.js'
 
 export interface GcOptions {
   readonly cas: CasStore
-  /** `layout.checkouts`: every symlink below it that points into the store keeps its blob. */
-  readonly checkoutsRoot: string
+  /** The checkouts: every symlink in them that points into the blob store keeps its blob. */
+  readonly checkouts?: ObjectStore & SymlinkTrees
+  /** `layout.checkouts`, when no `checkouts` store is given. */
+  readonly checkoutsRoot?: string
   readonly locker: Locker
   readonly lockTtlMs: number
   /** Blobs whose mtime is older than now minus this are candidates, ms. */
@@ -52,66 +58,30 @@ export interface GcResult {
   readonly removedBytes: number
 }
 
-async function readdirOrNull(dir: string): Promise<Dirent[] | null> {
-  try {
-    return await readdir(dir, { withFileTypes: true })
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null
-    throw err
-  }
-}
+/** Every blob of the store with its mtime, by object key. */
+type Scanned = Map<string, { key: CasKey; mtimeMs: number }>
 
-/** Every blob of the store with its mtime. */
-async function scanStore(root: string): Promise<Map<string, { key: CasKey; mtimeMs: number }>> {
-  const out = new Map<string, { key: CasKey; mtimeMs: number }>()
-  for (const a of (await readdirOrNull(root)) ?? []) {
-    if (!a.isDirectory() || !/^[0-9a-f]{2}$/.test(a.name)) continue
-    for (const b of (await readdirOrNull(join(root, a.name))) ?? []) {
-      const sha256 = a.name + b.name
-      if (!b.isDirectory() || !SHA256_HEX.test(sha256)) continue
-      for (const f of (await readdirOrNull(join(root, a.name, b.name))) ?? []) {
-        const m = /^(\d{1,16})\.blob$/.exec(f.name)
-        if (!f.isFile() || !m) continue
-        const path = join(root, a.name, b.name, f.name)
-        const st = await statOrNull(path)
-        if (st !== null) out.set(path, { key: { sha256, size: Number(m[1]) }, mtimeMs: st.mtimeMs })
-      }
-    }
+async function scanStore(objects: CasObjects): Promise<Scanned> {
+  const out: Scanned = new Map()
+  for await (const e of objects.list('')) {
+    const key = casKeyOfBlob(e.key)
+    if (e.kind !== 'object' || key === null) continue
+    const info = await objects.head(e.key)
+    if (info !== null) out.set(e.key, { key, mtimeMs: info.mtimeMs })
   }
   return out
 }
 
-class Vanished extends Error {}
-
-/** Absolute targets of every symlink under `root` that points inside `storeRoot`. */
-async function walkCheckouts(root: string, storeRoot: string): Promise<{ used: Set<string>; symlinks: number }> {
+/** Blob keys that some checkout symlink points at, and how many symlinks there are. */
+async function walkCheckouts(
+  checkouts: SymlinkTrees,
+  objects: CasObjects,
+): Promise<{ used: Set<string>; symlinks: number }> {
   const used = new Set<string>()
   let symlinks = 0
-  const prefix = storeRoot.endsWith(sep) ? storeRoot : storeRoot + sep
-  const stack = [root]
-  while (stack.length > 0) {
-    const dir = stack.pop()!
-    const entries = await readdirOrNull(dir)
-    if (entries === null) {
-      if (dir === root) break
-      throw new Vanished(dir)
-    }
-    for (const e of entries) {
-      const full = join(dir, e.name)
-      if (e.isDirectory()) stack.push(full)
-      else if (e.isSymbolicLink()) {
-        symlinks++
-        let target: string
-        try {
-          target = await readlink(full)
-        } catch {
-          continue // removed meanwhile: its checkout is being erased
-        }
-        const abs = resolve(dirname(full), target)
-        if (abs.startsWith(prefix)) used.add(abs)
-      }
-    }
+  for await (const l of checkouts.links('', objects)) {
+    symlinks++
+    if (l.target !== null) used.add(l.target)
   }
   return { used, symlinks }
 }
@@ -124,7 +94,11 @@ export async function collectGarbage(o: GcOptions): Promise<GcResult> {
   result.ran = true
   try {
     const cutoff = (o.nowMs ?? Date.now()) - o.maxAgeMs
-    const blobs = await scanStore(o.cas.root)
+    const objects = o.cas.objects
+    const root = o.checkoutsRoot
+    const checkouts = o.checkouts ?? (root !== undefined ? fsStoreOf(root) : null)
+    if (checkouts === null) throw new TypeError('collectGarbage needs checkouts or checkoutsRoot')
+    const blobs = await scanStore(objects)
     result.blobs = blobs.size
     const old = [...blobs].filter(([, b]) => b.mtimeMs < cutoff)
     result.old = old.length
@@ -133,14 +107,14 @@ export async function collectGarbage(o: GcOptions): Promise<GcResult> {
     for (let attempt = 0; walked === null; attempt++) {
       if (lock.signal.aborted) return result
       try {
-        walked = await walkCheckouts(o.checkoutsRoot, o.cas.root)
+        walked = await walkCheckouts(checkouts, objects)
       } catch (err) {
-        if (!(err instanceof Vanished) || attempt >= 20) throw err
+        if (!(err instanceof TreeChangedError) || attempt >= 20) throw err
       }
     }
     result.symlinks = walked.symlinks
-    for (const [path, b] of old) {
-      if (walked.used.has(path)) {
+    for (const [blob, b] of old) {
+      if (walked.used.has(blob)) {
         result.usedOld++
         continue
       }
@@ -148,7 +122,7 @@ export async function collectGarbage(o: GcOptions): Promise<GcResult> {
         o.log.warn('garbage collection stopped: its lock was lost')
         break
       }
-      const now = await statOrNull(path)
+      const now = await objects.head(blob)
       if (now === null) continue
       if (now.mtimeMs !== b.mtimeMs || now.mtimeMs >= cutoff) {
         result.touchedMeanwhile++
@@ -165,18 +139,11 @@ export async function collectGarbage(o: GcOptions): Promise<GcResult> {
         o.log.warn('garbage collection stopped: its lock was lost')
         break
       }
-      try {
-        await unlink(path)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
-        throw err
-      }
+      // With the two levels of folders above the blob, when now empty.
+      if (!(await objects.delete(blob, { pruneEmptyParents: 2 }))) continue
       result.removed++
       result.removedBytes += now.size
       await o.cas.announceRemoved(b.key)
-      // The two levels of directories, when now empty (ENOTEMPTY/ENOENT are fine).
-      await rmdir(dirname(path)).catch(() => {})
-      await rmdir(dirname(dirname(path))).catch(() => {})
     }
     return result
   } finally {

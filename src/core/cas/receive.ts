@@ -12,7 +12,7 @@
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { UploadError } from '../errors.js'
-import { removeQuietly } from '../storage/files.js'
+import { removeIfPresent } from '../storage/remove.js'
 import type { UploadService } from '../uploads/uploads.js'
 
 export type HashMode = 'inline' | 'pool'
@@ -73,7 +73,7 @@ export async function receiveBlob(body: Readable, o: ReceiveOptions): Promise<Re
     })
     const sha256 = got.digests['sha256']
     if (sha256 === undefined) {
-      await removeQuietly(got.tempPath)
+      await removeIfPresent(got.tempPath)
       throw new UploadError('ERR_IO', 'the hash pool answered no sha256')
     }
     return { tempPath: got.tempPath, bytes: got.bytes, sha256 }

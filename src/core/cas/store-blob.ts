@@ -55,8 +55,6 @@ export interface StoreBlobOptions {
   /** The client may be answered `deferred` instead of sending beside another upload. */
   readonly canDefer: boolean
   readonly mode: HashMode
-  /** The in-flight claim's lifetime, ms (a side-by-side upload retries a third of it apart). */
-  readonly lockTtlMs: number
   readonly signal?: AbortSignal
   readonly log: Logger
 }
@@ -66,7 +64,7 @@ export interface StoreBlobOptions {
  * `key`.
  */
 export async function storeBlob(o: StoreBlobOptions): Promise<StoreBlobOutcome> {
-  const { cas, key, lockTtlMs } = o
+  const { cas, key } = o
   // Known before the body is read: the caller may answer without reading it.
   if (await cas.touchSettled(key, o.signal)) return { status: 'existed', beforeBody: true }
   if (o.declaredBytes !== null && o.declaredBytes !== key.size) {
@@ -77,30 +75,24 @@ export async function storeBlob(o: StoreBlobOptions): Promise<StoreBlobOutcome> 
   }
   let claim: Lock | null = await cas.claim(key)
   if (claim === null && o.canDefer) return { status: 'deferred' }
-  // An upload running beside the claimant keeps trying to take the claim, so that when the
-  // claimant fails (417, dropped client) the object still shows as "uploading".
+  // An upload running beside the claimant takes the claim as soon as the claimant lets go, so
+  // that when the claimant fails (417, dropped client) the object still shows as "uploading".
   let finished = false
-  const retry =
-    claim === null
-      ? setInterval(() => {
-          void cas.claim(key).then(
-            (got) => {
-              if (got === null) return
-              if (finished || claim !== null) void got.release().catch(() => {})
-              else {
-                claim = got
-                clearInterval(retry!)
-              }
-            },
-            () => {},
-          )
-        }, Math.max(100, Math.min(1000, Math.floor(lockTtlMs / 3))))
-      : null
+  const waiting = claim === null ? new AbortController() : null
+  if (waiting !== null) {
+    cas.claimWhenFree(key, waiting.signal).then(
+      (got) => {
+        if (finished) void got.release().catch(() => {})
+        else claim = got
+      },
+      () => {},
+    )
+  }
   try {
     return await receiveAndStore(o)
   } finally {
     finished = true
-    if (retry !== null) clearInterval(retry)
+    waiting?.abort()
     // Released after the object is published and announced: status goes uploading → stored.
     await (claim as Lock | null)?.release().catch(() => {})
   }

@@ -16,9 +16,12 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { Piscina } from 'piscina'
-import type { HashAlgo, HashFileTask, HashResult, HashStreamResult, HashStreamTask, StreamMessage } from '../../../workers/protocol.js'
+import type {
+  HashAlgo, HashFileTask, HashResult, HashStreamResult, HashStreamTask, JoinPartsResult,
+  JoinPartsTask, StreamMessage,
+} from '../../../workers/protocol.js'
 
-export type { HashAlgo, HashResult }
+export type { HashAlgo, HashResult, JoinPartsResult }
 
 export interface HashPoolOptions {
   /** Compiled worker file (dist/workers/hash.js). */
@@ -111,6 +114,21 @@ export class HashPool {
   ): Promise<HashResult> {
     const task: HashFileTask = { path, start: opts.start ?? 0, end: opts.end ?? null, algos: opts.algos ?? ['sha256'] }
     return (await this.#tasks.run(task, { name: 'hashFile', ...(opts.signal ? { signal: opts.signal } : {}) })) as HashResult
+  }
+
+  /**
+   * Joins `sources` in order into the new file `target` on a worker thread, checking each
+   * source's MD5, and answers the MD5 and SHA-256 of the result (see JoinPartsTask). The caller
+   * removes `target` unless the answer is `joined`.
+   */
+  async joinParts(
+    sources: JoinPartsTask['sources'],
+    target: string,
+    signal?: AbortSignal,
+  ): Promise<JoinPartsResult> {
+    const task: JoinPartsTask = { sources, target }
+    const run = this.#tasks.run(task, { name: 'joinParts', ...(signal ? { signal } : {}) })
+    return (await run) as JoinPartsResult
   }
 
   /** Starts a running hash of a growing file, or null when every stream slot is taken. */

@@ -30,21 +30,38 @@
  * A source replaced by a new upload after a crash (another inode, size or mtime) is a new file:
  * the old entry is settled as in 5/6 and the new content gets a new asset.
  */
-import { randomUUID, createHash } from 'node:crypto'
-import type { Stats } from 'node:fs'
-import { lstat, mkdir, open, readdir, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
 import { UploadError } from '../errors.js'
 import type { IngestPool } from '../hashing/ingest-pool.js'
-import { resolveUnder } from '../paths.js'
+import { LockTimeoutError } from '../state/locker.js'
 import type { Lock, Locker } from '../state/types.js'
-import { fsyncDir, fsyncFile, publishFile, removeQuietly, statOrNull } from '../storage/files.js'
-import type { DataLayout } from '../storage/layout.js'
+import { putSmallObject, readSmallObject } from '../storage/atomic.js'
+import { fsIdentityOf } from '../storage/fs-object-store.js'
+import { fsStoreOf, type DataLayout } from '../storage/layout.js'
+import type {
+  Appendable, AtomicFolders, FolderSync, LocalPaths, ObjectInfo, ObjectStore,
+} from '../storage/object-store.js'
+import { removeIfPresent } from '../storage/remove.js'
+import { TempFiles } from '../storage/temp-files.js'
 import { checkUploadPath, csvField, extensionOf, isSupported, MAPPING_HEADER, newAssetId } from './names.js'
+
+/**
+ * What bulk ingest needs of its ObjectStore: local paths (the copy workers read and write by
+ * path), appends (the mapping), folder syncs (a source is gone before its journal entry goes)
+ * and folders (the import folder, removed whole by finalize).
+ */
+export type IngestObjects = ObjectStore & LocalPaths & Appendable & FolderSync & AtomicFolders
 
 export interface BulkIngestOptions {
   readonly layout: DataLayout
+  /**
+   * Keys `<sc>/import/…`, `<sc>/mapping-<sc>.csv`, `<sc>/assets/…`, `<sc>/journal/…` (default:
+   * the layout's ingest/).
+   */
+  readonly objects?: IngestObjects
+  /** Names its temp files (default: a TempFiles over the layout's tmp/). */
+  readonly temps?: TempFiles
   readonly locker: Locker
   readonly pool: IngestPool
   readonly log: Logger
@@ -63,13 +80,19 @@ export interface BulkIngestOptions {
   readonly beforeJobLock?: (sc: string, op: 'start' | 'finalize') => Promise<void>
 }
 
+/**
+ * A journal entry. The source's identity is the store's etag; entries also carry (and entries
+ * written before etags carry only) the filesystem identity `ino`, `size`, `mtimeMs`, so versions
+ * on either side of the change recognise each other's entries.
+ */
 interface JournalEntry {
   readonly file: string
   readonly id: string
   readonly ext: string
-  readonly ino: number
-  readonly size: number
-  readonly mtimeMs: number
+  readonly etag?: string
+  readonly ino?: number
+  readonly size?: number
+  readonly mtimeMs?: number
 }
 
 export interface AssetInfo {
@@ -88,8 +111,6 @@ export interface IngestSummary {
   readonly stopped: boolean
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
 function conflict(sc: string): UploadError {
   return new UploadError('ERR_LOCKED', `A bulk ingest is currently in progress for project ${sc}.`)
 }
@@ -100,32 +121,37 @@ function stopped(signal: AbortSignal): void {
 
 export class BulkIngestService {
   readonly #o: BulkIngestOptions
+  readonly #objects: IngestObjects
+  /**
+   * Temp files (`i-<uuid>.part`) live in `<dataDir>/tmp/` (same filesystem); the sweeper removes
+   * strays of a crash.
+   */
+  readonly #temps: TempFiles
   readonly #closing = new AbortController()
   /** Background runs started on this instance (ingest or finalize), so close() can wait for them. */
   readonly #running = new Set<Promise<unknown>>()
 
   constructor(options: BulkIngestOptions) {
     this.#o = options
+    this.#objects = options.objects ?? fsStoreOf(options.layout.ingest)
+    this.#temps = options.temps ?? new TempFiles(options.layout.tmp)
   }
 
-  projectDir(sc: string): string {
-    return join(this.#o.layout.ingest, sc)
-  }
-
+  /** The project's import folder (a key prefix, no trailing `/`). */
   importDir(sc: string): string {
-    return join(this.projectDir(sc), 'import')
+    return `${sc}/import`
   }
 
   mappingPath(sc: string): string {
-    return join(this.projectDir(sc), `mapping-${sc}.csv`)
+    return `${sc}/mapping-${sc}.csv`
   }
 
   assetsDir(sc: string): string {
-    return join(this.projectDir(sc), 'assets')
+    return `${sc}/assets`
   }
 
   #journalDir(sc: string): string {
-    return join(this.projectDir(sc), 'journal')
+    return `${sc}/journal`
   }
 
   /** The project mutex: held by a run for its whole length, by an upload's publish and a mapping read briefly. */
@@ -143,10 +169,22 @@ export class BulkIngestService {
     if (await this.#o.locker.isHeld(this.#jobKey(sc))) throw conflict(sc)
   }
 
-  /** Where an upload of `file` lands; throws ERR_INVALID_PATH / ERR_PATH_TOO_LONG. */
-  uploadTarget(sc: string, file: string): { readonly relPath: string; readonly fullPath: string } {
-    const segments = checkUploadPath(file)
-    return { relPath: segments.join('/'), fullPath: resolveUnder(this.importDir(sc), segments) }
+  /**
+   * Where an upload of `file` lands, relative to the import folder; throws ERR_INVALID_PATH /
+   * ERR_PATH_TOO_LONG.
+   */
+  uploadTarget(_sc: string, file: string): { readonly relPath: string } {
+    return { relPath: checkUploadPath(file).join('/') }
+  }
+
+  /**
+   * Publishes an upload's temp file at `relPath` in the import folder (replacing a file there).
+   * Run it under withPublishLock. Something in the way (a folder at the path, a file where a
+   * folder is needed) is the errno error (EISDIR, ENOTDIR…); the temp file is then left to the
+   * caller.
+   */
+  async publishUpload(sc: string, relPath: string, tempPath: string): Promise<void> {
+    await this.#objects.put(`${this.importDir(sc)}/${relPath}`, tempPath, { mode: 'overwrite' })
   }
 
   /**
@@ -156,29 +194,32 @@ export class BulkIngestService {
    * publishWaitMs; it gives up at once with ERR_LOCKED when an ingest or finalize runs.
    */
   async withPublishLock<T>(sc: string, fn: () => Promise<T>): Promise<T> {
-    const until = Date.now() + this.#o.publishWaitMs
-    for (;;) {
-      await this.assertIdle(sc)
-      const lock = await this.#o.locker.tryAcquire(this.#lockKey(sc), this.#o.lockTtlMs)
-      if (lock !== null) {
-        try {
-          return await fn()
-        } finally {
-          await lock.release()
-        }
-      }
-      if (Date.now() >= until) throw conflict(sc)
-      await sleep(15)
+    await this.assertIdle(sc)
+    let lock: Lock
+    try {
+      // Woken when the mutex is released, and when a run takes it (#acquireJob notifies): the
+      // recheck then answers "in progress" at once instead of waiting out the run.
+      lock = await this.#o.locker.acquire(this.#lockKey(sc), {
+        ttlMs: this.#o.lockTtlMs,
+        waitMs: this.#o.publishWaitMs,
+        recheck: () => this.assertIdle(sc),
+      })
+    } catch (err) {
+      throw err instanceof LockTimeoutError ? conflict(sc) : err
+    }
+    try {
+      return await fn()
+    } finally {
+      await lock.release()
     }
   }
 
   async #acquire(sc: string): Promise<Lock> {
-    const until = Date.now() + this.#o.lockWaitMs
-    for (;;) {
-      const lock = await this.#o.locker.tryAcquire(this.#lockKey(sc), this.#o.lockTtlMs)
-      if (lock !== null) return lock
-      if (Date.now() >= until) throw conflict(sc)
-      await sleep(Math.min(15, Math.max(1, until - Date.now())))
+    try {
+      const o = { ttlMs: this.#o.lockTtlMs, waitMs: this.#o.lockWaitMs }
+      return await this.#o.locker.acquire(this.#lockKey(sc), o)
+    } catch (err) {
+      throw err instanceof LockTimeoutError ? conflict(sc) : err
     }
   }
 
@@ -194,6 +235,8 @@ export class BulkIngestService {
       await mutex.release()
       throw conflict(sc)
     }
+    // Uploads waiting for the mutex look again and see the marker: they answer "in progress".
+    this.#o.locker.notifyWaiters(this.#lockKey(sc)).catch(() => {})
     return {
       key: mutex.key,
       token: mutex.token,
@@ -210,8 +253,7 @@ export class BulkIngestService {
   }
 
   async #requireImportDir(sc: string): Promise<void> {
-    const st = await statOrNull(this.importDir(sc))
-    if (st === null || !st.isDirectory()) {
+    if (!(await this.#objects.hasFolder(this.importDir(sc)))) {
       throw new UploadError('ERR_NOT_FOUND', `no import folder for project ${sc}`, {
         detail: { kind: 'not-found', resource: 'import-folder', id: sc },
       })
@@ -269,16 +311,11 @@ export class BulkIngestService {
   async readMapping(sc: string): Promise<string> {
     const lock = await this.#acquire(sc)
     try {
-      let text: string
-      try {
-        text = await readFile(this.mappingPath(sc), 'utf8')
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-          throw new UploadError('ERR_NOT_FOUND', `no mapping for project ${sc}`, {
-            detail: { kind: 'not-found', resource: 'project', id: sc },
-          })
-        }
-        throw err
+      const text = await readSmallObject(this.#objects, this.mappingPath(sc))
+      if (text === null) {
+        throw new UploadError('ERR_NOT_FOUND', `no mapping for project ${sc}`, {
+          detail: { kind: 'not-found', resource: 'project', id: sc },
+        })
       }
       const end = text.lastIndexOf('\n') // a torn last line (crash mid-append) is not shown
       return end < 0 ? MAPPING_HEADER : text.slice(0, end)
@@ -308,13 +345,11 @@ export class BulkIngestService {
   async #ingest(sc: string, lock: Lock): Promise<IngestSummary> {
     const log = this.#o.log.child({ project: sc })
     const signal = AbortSignal.any([lock.signal, this.#closing.signal])
-    await mkdir(this.#journalDir(sc), { recursive: true })
-    await mkdir(this.assetsDir(sc), { recursive: true })
     const mapped = await this.#prepareMapping(sc)
     await this.#settleJournal(sc, mapped, log, true)
-    const { files, skipped } = await this.#walk(this.importDir(sc), log)
+    const { files, skipped } = await this.#walk(sc, log)
     log.info({ files: files.length, skipped }, 'bulk ingest started')
-    const fh = await open(this.mappingPath(sc), 'a')
+    const fh = await this.#objects.openAppend(this.mappingPath(sc))
     let appends: Promise<void> = Promise.resolve()
     const append = (line: string) => {
       // One writer per run: appends are chained so lines never interleave and each is synced in order.
@@ -322,8 +357,7 @@ export class BulkIngestService {
         // The fence: a run that stalled past its project lock must not append to a mapping that
         // a finalize (or another run) now owns.
         await lock.check()
-        await fh.write(`${line}\n`)
-        await fh.datasync()
+        await fh.append(`${line}\n`)
       })
       appends = p.catch(() => {})
       return p
@@ -356,28 +390,20 @@ export class BulkIngestService {
   }
 
   /** Non-hidden regular files under the import folder (relative, `/`-separated), sorted. */
-  async #walk(root: string, log: Logger): Promise<{ files: string[]; skipped: number }> {
+  async #walk(sc: string, log: Logger): Promise<{ files: string[]; skipped: number }> {
     const files: string[] = []
     let skipped = 0
-    const visit = async (dir: string, rel: string) => {
-      const entries = await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return []
-        throw err
-      })
-      for (const e of entries) {
-        if (e.name.startsWith('.')) continue // hidden, as dsp-ingest skips them
-        const r = rel === '' ? e.name : `${rel}/${e.name}`
-        if (e.isDirectory()) await visit(join(dir, e.name), r)
-        else if (e.isFile()) {
-          if (isSupported(e.name)) files.push(r)
-          else {
-            skipped++
-            log.warn({ file: r }, 'unsupported file type; left in the import folder')
-          }
-        }
+    const top = `${this.importDir(sc)}/`
+    for await (const e of this.#objects.list(top)) {
+      const r = e.key.slice(top.length)
+      // Hidden names are skipped, as dsp-ingest skips them.
+      if (e.kind !== 'object' || r.split('/').some((n) => n.startsWith('.'))) continue
+      if (isSupported(r.slice(r.lastIndexOf('/') + 1))) files.push(r)
+      else {
+        skipped++
+        log.warn({ file: r }, 'unsupported file type; left in the import folder')
       }
     }
-    await visit(root, '')
     return { files: files.sort(), skipped }
   }
 
@@ -387,37 +413,33 @@ export class BulkIngestService {
    */
   async #prepareMapping(sc: string): Promise<Set<string>> {
     const path = this.mappingPath(sc)
-    let text = ''
-    try {
-      text = await readFile(path, 'utf8')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
+    const text = (await readSmallObject(this.#objects, path)) ?? ''
     const cut = text.lastIndexOf('\n') + 1
     if (cut === 0) {
       await this.#writeAtomic(path, `${MAPPING_HEADER}\n`)
       return new Set()
     }
     if (cut < text.length) {
-      await truncate(path, Buffer.byteLength(text.slice(0, cut)))
-      await fsyncFile(path)
+      await this.#objects.truncate(path, Buffer.byteLength(text.slice(0, cut)))
     }
     return derivativesIn(text.slice(0, cut))
   }
 
   #journalPath(sc: string, rel: string): string {
-    return join(this.#journalDir(sc), `${createHash('sha256').update(rel).digest('hex').slice(0, 40)}.json`)
+    const name = createHash('sha256').update(rel).digest('hex').slice(0, 40)
+    return `${this.#journalDir(sc)}/${name}.json`
   }
 
   #assetFiles(sc: string, id: string, ext: string) {
-    const dir = join(this.assetsDir(sc), id.slice(0, 2).toLowerCase(), id.slice(2, 4).toLowerCase())
+    const lower = id.toLowerCase()
+    const dir = `${this.assetsDir(sc)}/${lower.slice(0, 2)}/${lower.slice(2, 4)}`
     const derivative = `${id}.${ext}`
     return {
       derivativeName: derivative,
       origName: `${derivative}.orig`,
-      orig: join(dir, `${derivative}.orig`),
-      derivative: join(dir, derivative),
-      info: join(dir, `${id}.info`),
+      orig: `${dir}/${derivative}.orig`,
+      derivative: `${dir}/${derivative}`,
+      info: `${dir}/${id}.info`,
     }
   }
 
@@ -429,24 +451,25 @@ export class BulkIngestService {
     append: (line: string) => Promise<void>,
     signal: AbortSignal,
   ): Promise<boolean> {
-    const source = join(this.importDir(sc), ...rel.split('/'))
-    const st = await lstat(source).catch(() => null)
-    if (st === null || !st.isFile()) return false
+    const source = `${this.importDir(sc)}/${rel}`
+    const st = await this.#objects.head(source).catch(() => null)
+    if (st === null) return false
     const jPath = this.#journalPath(sc, rel)
-    let entry = await readJournal(jPath)
+    let entry = await this.#readJournal(jPath)
     if (entry !== null && (entry.file !== rel || !sameSource(entry, st))) {
       await this.#settle(sc, entry, jPath, mapped)
       entry = null
     }
     if (entry === null) {
       const name = rel.slice(rel.lastIndexOf('/') + 1)
-      entry = { file: rel, id: newAssetId(), ext: extensionOf(name) ?? 'bin', ino: st.ino, size: st.size, mtimeMs: st.mtimeMs }
+      const ext = extensionOf(name) ?? 'bin'
+      entry = { file: rel, id: newAssetId(), ext, etag: st.etag, ...fsIdentityOf(st.etag) }
       await this.#writeAtomic(jPath, JSON.stringify(entry))
     }
     const a = this.#assetFiles(sc, entry.id, entry.ext)
     try {
       stopped(signal)
-      if ((await statOrNull(a.info)) === null) {
+      if ((await this.#objects.head(a.info)) === null) {
         const orig = await this.#copyIn(source, a.orig, signal)
         stopped(signal)
         // The derivative: here the original's bytes under the asset's name (no conversion).
@@ -471,9 +494,9 @@ export class BulkIngestService {
       if (!signal.aborted && !mapped.has(a.derivativeName)) await this.#settle(sc, entry, jPath, mapped).catch(() => {})
       throw err
     }
-    await unlink(source)
-    await fsyncDir(dirname(source))
-    await removeQuietly(jPath)
+    await this.#objects.delete(source)
+    await this.#objects.syncFolderOf(source)
+    await this.#objects.delete(jPath)
     return true
   }
 
@@ -484,10 +507,10 @@ export class BulkIngestService {
   async #settle(sc: string, entry: JournalEntry, jPath: string, mapped: Set<string>): Promise<void> {
     const a = this.#assetFiles(sc, entry.id, entry.ext)
     if (!mapped.has(a.derivativeName)) {
-      for (const f of [a.info, a.derivative, a.orig]) await removeIfThere(f)
-      await fsyncDir(dirname(a.info)).catch(() => {})
+      for (const f of [a.info, a.derivative, a.orig]) await this.#objects.delete(f)
+      await this.#objects.syncFolderOf(a.info).catch(() => {})
     }
-    await removeIfThere(jPath)
+    await this.#objects.delete(jPath)
   }
 
   /**
@@ -495,18 +518,19 @@ export class BulkIngestService {
    * left for the run to resume; otherwise (finalize) every entry is settled.
    */
   async #settleJournal(sc: string, mapped: Set<string>, log: Logger, keepLive: boolean): Promise<void> {
-    const dir = this.#journalDir(sc)
-    const names = await readdir(dir).catch(() => [] as string[])
+    const names: string[] = []
+    for await (const e of this.#objects.list(`${this.#journalDir(sc)}/`, { delimiter: true })) {
+      if (e.kind === 'object') names.push(e.key)
+    }
     let settled = 0
-    for (const n of names) {
-      const jPath = join(dir, n)
-      const entry = await readJournal(jPath)
+    for (const jPath of names) {
+      const entry = await this.#readJournal(jPath)
       if (entry === null) {
-        await removeQuietly(jPath)
+        await this.#objects.delete(jPath)
         continue
       }
       if (keepLive) {
-        const st = await lstat(join(this.importDir(sc), ...entry.file.split('/'))).catch(() => null)
+        const st = await this.#objects.head(`${this.importDir(sc)}/${entry.file}`).catch(() => null)
         if (st !== null && sameSource(entry, st)) continue
       }
       await this.#settle(sc, entry, jPath, mapped)
@@ -515,33 +539,27 @@ export class BulkIngestService {
     if (settled > 0) log.info({ settled }, 'journal entries of an earlier run settled')
   }
 
+  /** A worker copies `source` to a temp file (fsynced there), published at `target` (overwrite). */
   async #copyIn(source: string, target: string, signal: AbortSignal) {
-    const tmp = this.#tempPath()
+    const tmp = this.#temps.ingestPath()
     try {
-      const r = await this.#o.pool.copyFile(source, tmp, signal)
-      await publishFile(tmp, target, { overwrite: true, alreadySynced: true })
+      const r = await this.#o.pool.copyFile(this.#objects.localPath(source), tmp, signal)
+      await this.#objects.put(target, tmp, { mode: 'overwrite', alreadySynced: true })
       return r
     } catch (err) {
-      await removeQuietly(tmp)
+      await removeIfPresent(tmp)
       throw err
     }
   }
 
-  /** Writes a small file whole and renames it into place (fsync file, rename, fsync dir). */
+  /** Writes a small object whole and renames it into place (fsync file, rename, fsync dir). */
   async #writeAtomic(target: string, text: string): Promise<void> {
-    const tmp = this.#tempPath()
-    try {
-      await writeFile(tmp, text, { flag: 'wx' })
-      await publishFile(tmp, target, { overwrite: true })
-    } catch (err) {
-      await removeQuietly(tmp)
-      throw err
-    }
+    const tempPath = this.#temps.ingestPath()
+    await putSmallObject(this.#objects, target, text, { tempPath, overwrite: true })
   }
 
-  /** Temp files live in `<dataDir>/tmp/` (same filesystem); the sweeper removes strays of a crash. */
-  #tempPath(): string {
-    return join(this.#o.layout.tmp, `i-${randomUUID()}.part`)
+  async #readJournal(key: string): Promise<JournalEntry | null> {
+    return parseJournal(await readSmallObject(this.#objects, key).catch(() => null))
   }
 
   // ---- finalize ----
@@ -549,18 +567,15 @@ export class BulkIngestService {
   async #finalize(sc: string): Promise<void> {
     const log = this.#o.log.child({ project: sc })
     let mapped = new Set<string>()
-    try {
-      mapped = derivativesIn(await readFile(this.mappingPath(sc), 'utf8'))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-      log.warn('finalize: no mapping file')
-    }
+    const mapping = await readSmallObject(this.#objects, this.mappingPath(sc))
+    if (mapping !== null) mapped = derivativesIn(mapping)
+    else log.warn('finalize: no mapping file')
     await this.#settleJournal(sc, mapped, log, false)
     // Mapping before the import folder: a crash in between leaves the folder, so finalize can run again.
-    await rm(this.#journalDir(sc), { recursive: true, force: true })
-    await removeQuietly(this.mappingPath(sc))
-    await rm(this.importDir(sc), { recursive: true, force: true })
-    await fsyncDir(this.projectDir(sc)).catch(() => {})
+    await this.#objects.removeFolder(this.#journalDir(sc))
+    await this.#objects.delete(this.mappingPath(sc))
+    await this.#objects.removeFolder(this.importDir(sc))
+    await this.#objects.syncFolderOf(this.mappingPath(sc)).catch(() => {})
     log.info('bulk ingest finalized: import folder and mapping removed')
   }
 }
@@ -577,28 +592,21 @@ function derivativesIn(text: string): Set<string> {
   return out
 }
 
-/** Removes a file; a missing file or folder (ENOENT, ENOTDIR: something else stands there) is fine. */
-async function removeIfThere(path: string): Promise<void> {
-  await unlink(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') throw err
-  })
+/** Whether the entry describes this version of its source. */
+function sameSource(e: JournalEntry, st: ObjectInfo): boolean {
+  if (e.etag !== undefined) return e.etag === st.etag
+  const id = fsIdentityOf(st.etag)
+  return id !== null && e.ino === id.ino && e.size === id.size && e.mtimeMs === id.mtimeMs
 }
 
-function sameSource(e: JournalEntry, st: Stats): boolean {
-  return e.ino === st.ino && e.size === st.size && e.mtimeMs === st.mtimeMs
-}
-
-async function readJournal(path: string): Promise<JournalEntry | null> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch {
-    return null
-  }
+function parseJournal(text: string | null): JournalEntry | null {
+  if (text === null) return null
   try {
     const o = JSON.parse(text) as Partial<JournalEntry>
     if (typeof o.file !== 'string' || typeof o.id !== 'string' || typeof o.ext !== 'string') return null
-    if (typeof o.ino !== 'number' || typeof o.size !== 'number' || typeof o.mtimeMs !== 'number') return null
+    const legacy =
+      typeof o.ino === 'number' && typeof o.size === 'number' && typeof o.mtimeMs === 'number'
+    if (typeof o.etag !== 'string' && !legacy) return null
     return o as JournalEntry
   } catch {
     return null

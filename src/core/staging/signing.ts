@@ -184,3 +184,81 @@ export function checkPresigned(
   if (Math.floor(nowMs / 1000) > expires) return 'expired'
   return null
 }
+
+/*
+ * Presigned part URLs of a multipart upload (lakeFS createPresignMultipartUpload / uploadPart)
+ * address the object as a presigned PUT does, with S3's UploadPart query on top:
+ *   …/<repository>/<relative>?partNumber=<n>&uploadId=<id>&X-Amz-Date=<YYYYMMDDTHHMMSSZ>
+ *     &X-Amz-Expires=<s>&X-Ferry-Signature=<mac>
+ * lakectl reads X-Amz-Date and X-Amz-Expires before each part and asks for a fresh URL when they
+ * say the URL is (about to be) expired, or when they are missing (lakeFS pkg/api/helpers/upload.go
+ * presignedURLExpired): so they carry the real lifetime, in S3's formats. The MAC binds them
+ * together with the upload id, the part number, the repository and the address.
+ */
+export const PART_NUMBER_PARAM = 'partNumber'
+export const UPLOAD_ID_PARAM = 'uploadId'
+export const AMZ_DATE_PARAM = 'X-Amz-Date'
+export const AMZ_EXPIRES_PARAM = 'X-Amz-Expires'
+
+/** S3's X-Amz-Date: `20261125T154200Z` (UTC, basic ISO 8601). */
+export function amzDate(nowMs: number): string {
+  const iso = new Date(Math.floor(nowMs / 1000) * 1000).toISOString()
+  return iso.replace(/[-:]/g, '').replace('.000', '')
+}
+
+/** Unix seconds of an X-Amz-Date, or null when it is not one. */
+function parseAmzDate(raw: string): number | null {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(raw)
+  if (!m) return null
+  const n = m.slice(1).map(Number)
+  const ms = Date.UTC(n[0]!, n[1]! - 1, n[2]!, n[3]!, n[4]!, n[5]!)
+  return Number.isFinite(ms) && amzDate(ms) === raw ? ms / 1000 : null
+}
+
+export interface PartClaims {
+  readonly repository: string
+  readonly relative: string
+  readonly uploadId: string
+  readonly partNumber: number
+}
+
+function partMac(secret: string, c: PartClaims, date: string, expiresSec: number): Buffer {
+  const fields = [c.repository, c.relative, c.uploadId, c.partNumber, date, expiresSec]
+  const doc = `ferry-presign-part-v1\nPUT\n${fields.join('\n')}`
+  return createHmac('sha256', secret).update(doc).digest()
+}
+
+/** The query string (without `?`) that authorizes a PUT of one part for `ttlSec` from `nowMs`. */
+export function presignPartQuery(
+  secret: string,
+  c: PartClaims,
+  nowMs: number,
+  ttlSec: number,
+): string {
+  const date = amzDate(nowMs)
+  const sig = partMac(secret, c, date, ttlSec).toString('base64url')
+  const id = encodeURIComponent(c.uploadId)
+  return `${PART_NUMBER_PARAM}=${c.partNumber}&${UPLOAD_ID_PARAM}=${id}` +
+    `&${AMZ_DATE_PARAM}=${date}&${AMZ_EXPIRES_PARAM}=${ttlSec}&${PRESIGN_SIGNATURE_PARAM}=${sig}`
+}
+
+/** Checks a presigned part PUT like `checkPresigned`: the MAC first, then the expiry it covers. */
+export function checkPresignedPart(
+  secret: string,
+  c: PartClaims,
+  dateRaw: string | null,
+  expiresRaw: string | null,
+  sigRaw: string | null,
+  nowMs: number,
+): PresignRefusal | null {
+  if (dateRaw === null || expiresRaw === null || sigRaw === null) return 'missing'
+  const signedAt = parseAmzDate(dateRaw)
+  if (signedAt === null || !/^\d{1,9}$/.test(expiresRaw) || !SIG_RE.test(sigRaw)) return 'mismatch'
+  const expires = Number(expiresRaw)
+  const given = Buffer.from(sigRaw, 'base64url')
+  if (given.toString('base64url') !== sigRaw) return 'mismatch'
+  const want = partMac(secret, c, dateRaw, expires)
+  if (given.length !== want.length || !timingSafeEqual(given, want)) return 'mismatch'
+  if (Math.floor(nowMs / 1000) > signedAt + expires) return 'expired'
+  return null
+}

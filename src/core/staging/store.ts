@@ -22,15 +22,16 @@
  * one: each blob belongs to exactly one entry, and only the entry's replacer removes it).
  */
 import { randomUUID } from 'node:crypto'
-import { link, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { LakeFsConfig, LakeFsRepository } from '../../config/config.js'
 import { UploadError } from '../errors.js'
 import type { HashPool } from '../hashing/hash-pool.js'
-import { checkRelativePath, resolveUnder, type PathRules } from '../paths.js'
-import { fsyncDir, removeQuietly } from '../storage/files.js'
-import type { DataLayout } from '../storage/layout.js'
+import { checkRelativePath, type PathRules } from '../paths.js'
+import { putSmallObject, readSmallObject } from '../storage/atomic.js'
+import { fsStoreOf, type DataLayout } from '../storage/layout.js'
+import type {
+  FolderSync, HardLinkSnapshots, LocalPaths, ObjectStore,
+} from '../storage/object-store.js'
 import type { UploadService } from '../uploads/uploads.js'
 import { checkPresigned, makeSignedAddress, presignQuery, SIGNED_ADDRESS_RE, verifySignedAddress, type PresignRefusal } from './signing.js'
 
@@ -60,13 +61,38 @@ interface Entry {
   readonly sha256: string | null
 }
 
+/**
+ * The `.digests` sidecar. `etag` is the ObjectStore's etag of the upload it describes; sidecars
+ * written before there were etags carry the filesystem's identity as `ino`, `size`, `mtimeNs`
+ * instead, which is what FsObjectStore's etag (`<ino>:<size>:<mtimeNs>`) is made of.
+ */
 interface Digests {
-  readonly ino: string
-  readonly size: string
-  readonly mtimeNs: string
+  readonly etag?: string
+  readonly ino?: string
+  readonly size?: string
+  readonly mtimeNs?: string
   readonly md5: string
   readonly sha256: string
+  /** A multipart upload's S3-style ETag (`<md5 of the part md5s>-<parts>`), also linkable. */
+  readonly multipartEtag?: string
 }
+
+/** A finished file to stage at an address (see `stage`). */
+export interface StagedFile {
+  /** A temp file from the upload service, consumed (published or discarded). */
+  readonly tempPath: string
+  readonly md5: string
+  readonly sha256: string
+  readonly etag?: string
+}
+
+const etagOf = (d: Digests) => d.etag ?? `${d.ino}:${d.size}:${d.mtimeNs}`
+
+/**
+ * What staging needs of its ObjectStore: hard-link snapshots (a linked object keeps the bytes
+ * it was checked against) and local paths (the hash pool reads a snapshot by path).
+ */
+export type StagingObjects = ObjectStore & HardLinkSnapshots & FolderSync & LocalPaths
 
 export interface NewAddress {
   /** `<storage namespace>/data/<partition>/<id>,<sig>` */
@@ -101,6 +127,8 @@ export interface LinkInput {
 export interface StagingStoreOptions {
   readonly config: LakeFsConfig
   readonly layout: DataLayout
+  /** Keys `<repo>/data/…`, `<repo>/blobs/…`, `<repo>/branches/…` (default: layout's staging/). */
+  readonly objects?: StagingObjects
   readonly uploads: UploadService
   readonly pool: HashPool
   readonly maxUploadBytes: number
@@ -112,9 +140,11 @@ export class StagingStore {
   readonly #o: StagingStoreOptions
   readonly #repos: ReadonlyMap<string, LakeFsRepository>
   readonly #now: () => number
+  readonly #objects: StagingObjects
 
   constructor(o: StagingStoreOptions) {
     this.#o = o
+    this.#objects = o.objects ?? fsStoreOf(o.layout.staging)
     this.#repos = new Map(o.config.repositories.map((r) => [r.name, r]))
     this.#now = o.now ?? Date.now
   }
@@ -162,7 +192,7 @@ export class StagingStore {
   ): Promise<ReceivedUpload> {
     this.repository(repository)
     if (!SIGNED_ADDRESS_RE.test(relative)) throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
-    const target = this.#dataFile(repository, relative)
+    const target = this.#dataKey(repository, relative)
     const got = await this.#o.uploads.receiveWhole(body.stream, {
       maxBytes: this.#o.maxUploadBytes,
       ...(body.length !== null ? { expectedBytes: body.length } : {}),
@@ -177,15 +207,33 @@ export class StagingStore {
       if (opts.contentMd5 !== null && Buffer.from(md5, 'hex').toString('base64') !== opts.contentMd5.trim()) {
         throw new UploadError('ERR_CHECKSUM_MISMATCH', 'The Content-MD5 you specified did not match what we received.')
       }
-      const st = await stat(got.tempPath, { bigint: true })
-      await this.#o.uploads.publish(got.tempPath, target, { overwrite: true })
-      const digests: Digests = { ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs), md5, sha256 }
-      await writeSmallFile(`${target}.digests`, JSON.stringify(digests), this.#o.uploads, true)
+      const published = await this.#publish(target, got.tempPath)
+      const digests: Digests = { etag: published.etag, md5, sha256 }
+      await this.#writeSmall(`${target}.digests`, JSON.stringify(digests), true)
       return { bytes: got.bytes, md5, sha256 }
     } catch (err) {
       await this.#o.uploads.discard(got.tempPath)
       throw err
     }
+  }
+
+  /**
+   * Stages a file that is already complete (a joined multipart upload) at an address, as a
+   * presigned PUT would have: replaces the address's file atomically and records its digests,
+   * so `link` checks against them without reading the bytes again.
+   */
+  async stage(repository: string, relative: string, file: StagedFile): Promise<void> {
+    this.repository(repository)
+    if (!SIGNED_ADDRESS_RE.test(relative)) {
+      throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
+    }
+    const target = this.#dataKey(repository, relative)
+    const published = await this.#publish(target, file.tempPath)
+    const digests: Digests = {
+      etag: published.etag, md5: file.md5, sha256: file.sha256,
+      ...(file.etag !== undefined ? { multipartEtag: file.etag } : {}),
+    }
+    await this.#writeSmall(`${target}.digests`, JSON.stringify(digests), true)
   }
 
   /**
@@ -214,14 +262,14 @@ export class StagingStore {
     const segments = checkRelativePath(input.path, STAGING_PATH_RULES)
     if (!repo.branches.includes(input.branch)) throw new UploadError('ERR_NOT_FOUND', 'branch not found')
 
-    const repoDir = this.#repoDir(repo.name)
     let blob: string | null = null
     let digests: { md5: string; sha256: string } | null = null
     if (relative !== null) {
-      blob = join('blobs', randomUUID().slice(0, 2), randomUUID())
-      digests = await this.#snapshot(this.#dataFile(repo.name, relative), join(repoDir, blob), input.sizeBytes, checksum)
+      blob = `blobs/${randomUUID().slice(0, 2)}/${randomUUID()}`
+      const dataKey = this.#dataKey(repo.name, relative)
+      digests = await this.#snapshot(dataKey, `${repo.name}/${blob}`, input.sizeBytes, checksum)
     }
-    const blobPath = blob === null ? null : join(repoDir, blob)
+    const blobKey = blob === null ? null : `${repo.name}/${blob}`
     try {
       const entry: Entry = {
         v: 1,
@@ -237,10 +285,10 @@ export class StagingStore {
         md5: digests?.md5 ?? null,
         sha256: digests?.sha256 ?? null,
       }
-      const target = this.#entryFile(repo.name, input.branch, segments)
-      const previous = input.createOnly ? null : await readEntry(target)
+      const target = this.#entryKey(repo.name, input.branch, segments)
+      const previous = input.createOnly ? null : await this.#readEntry(target)
       try {
-        await writeSmallFile(target, JSON.stringify(entry), this.#o.uploads, !input.createOnly)
+        await this.#writeSmall(target, JSON.stringify(entry), !input.createOnly)
       } catch (err) {
         if (err instanceof UploadError && err.code === 'ERR_ALREADY_EXISTS') {
           throw new UploadError('ERR_PRECONDITION_FAILED', 'Precondition failed')
@@ -248,11 +296,16 @@ export class StagingStore {
         throw err
       }
       // The replaced entry's blob belongs to no entry any more.
-      if (previous?.blob) await removeQuietly(join(repoDir, previous.blob))
+      if (previous?.blob) {
+        await this.#objects.delete(`${repo.name}/${previous.blob}`).catch((err: unknown) => {
+          // An entry naming no valid blob key: nothing to remove.
+          if (!(err instanceof UploadError)) throw err
+        })
+      }
       const { checksum: c, content_type, metadata, mtime, physical_address, size_bytes } = entry.stats
       return { checksum: c, content_type, metadata, mtime, path: input.path, path_type: 'object', physical_address, size_bytes }
     } catch (err) {
-      if (blobPath !== null) await removeQuietly(blobPath)
+      if (blobKey !== null) await this.#objects.delete(blobKey)
       throw err
     }
   }
@@ -262,27 +315,35 @@ export class StagingStore {
    * checks its size and checksum. Digests come from the upload's sidecar when it describes this
    * very inode, else from a pool pass over the file.
    */
-  async #snapshot(dataFile: string, blobPath: string, sizeBytes: number, checksum: string): Promise<{ md5: string; sha256: string }> {
-    await mkdir(dirname(blobPath), { recursive: true })
+  async #snapshot(
+    dataKey: string,
+    blobKey: string,
+    sizeBytes: number,
+    checksum: string,
+  ): Promise<{ md5: string; sha256: string }> {
+    let snap
     try {
-      await link(dataFile, blobPath)
+      snap = await this.#objects.snapshot(dataKey, blobKey)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (err instanceof UploadError && err.code === 'ERR_NOT_FOUND') {
         throw new UploadError('ERR_DEPENDENCY_MISSING', 'no object was uploaded to this physical address')
       }
       throw err
     }
     try {
-      const st = await stat(blobPath, { bigint: true })
-      if (st.size !== BigInt(sizeBytes)) {
-        throw new UploadError('ERR_SIZE_MISMATCH', `size_bytes ${sizeBytes} does not match the ${st.size} bytes staged at this address`)
+      if (snap.size !== sizeBytes) {
+        const msg =
+          `size_bytes ${sizeBytes} does not match the ${snap.size} bytes staged at this address`
+        throw new UploadError('ERR_SIZE_MISMATCH', msg)
       }
-      let d: { md5: string; sha256: string } | null = null
-      const side = await readJsonOrNull<Digests>(`${dataFile}.digests`)
-      if (side !== null && side.ino === String(st.ino) && side.size === String(st.size) && side.mtimeNs === String(st.mtimeNs)) {
-        d = { md5: side.md5, sha256: side.sha256 }
+      let d: { md5: string; sha256: string; etag?: string } | null = null
+      const side = parseJson<Digests>(await readSmallObject(this.#objects, `${dataKey}.digests`))
+      if (side !== null && etagOf(side) === snap.etag) {
+        const etag = side.multipartEtag !== undefined ? { etag: side.multipartEtag } : {}
+        d = { md5: side.md5, sha256: side.sha256, ...etag }
       } else {
-        const h = await this.#o.pool.hashFile(blobPath, { algos: ['md5', 'sha256'] })
+        const path = this.#objects.localPath(blobKey)
+        const h = await this.#o.pool.hashFile(path, { algos: ['md5', 'sha256'] })
         const md5 = h.digests.md5
         const sha256 = h.digests.sha256
         if (md5 === undefined || sha256 === undefined) throw new Error('hash pool answered without md5 or sha256')
@@ -291,25 +352,45 @@ export class StagingStore {
       if (!checksumMatches(checksum, d)) {
         throw new UploadError('ERR_CHECKSUM_MISMATCH', 'checksum does not match the object staged at this address')
       }
-      await fsyncDir(dirname(blobPath))
-      return d
+      await this.#objects.syncFolderOf(blobKey)
+      return { md5: d.md5, sha256: d.sha256 }
     } catch (err) {
-      await removeQuietly(blobPath)
+      await this.#objects.delete(blobKey)
       throw err
     }
   }
 
-  #repoDir(repo: string): string {
-    return resolveUnder(this.#o.layout.staging, [repo])
+  /** Publishes an upload's temp file at `key` (the last PUT wins); uploads forget its name. */
+  async #publish(key: string, tempPath: string) {
+    try {
+      return await this.#objects.put(key, tempPath, { mode: 'overwrite' })
+    } finally {
+      await this.#o.uploads.discard(tempPath)
+    }
   }
 
-  #dataFile(repo: string, relative: string): string {
-    return resolveUnder(this.#repoDir(repo), relative.split('/'))
+  /** Writes a small object through a temp file: replaced (rename) or created if absent (link). */
+  async #writeSmall(key: string, text: string, overwrite: boolean): Promise<void> {
+    const tempPath = this.#o.uploads.streamTempPath()
+    try {
+      await putSmallObject(this.#objects, key, text, { tempPath, overwrite })
+    } finally {
+      await this.#o.uploads.discard(tempPath)
+    }
   }
 
-  #entryFile(repo: string, branch: string, segments: readonly string[]): string {
+  async #readEntry(key: string): Promise<Entry | null> {
+    const e = parseJson<Entry>(await readSmallObject(this.#objects, key))
+    return e !== null && e.v === 1 ? e : null
+  }
+
+  #dataKey(repo: string, relative: string): string {
+    return `${repo}/${relative}`
+  }
+
+  #entryKey(repo: string, branch: string, segments: readonly string[]): string {
     const names = segments.map((s, i) => (i === segments.length - 1 ? `${s}.o` : `${s}.d`))
-    return resolveUnder(this.#repoDir(repo), ['branches', branch, 'objects', ...names])
+    return [repo, 'branches', branch, 'objects', ...names].join('/')
   }
 }
 
@@ -320,38 +401,24 @@ function namespaceOf(repo: LakeFsRepository): string {
 
 /**
  * lakectl sends the md5 as hex (from Content-MD5 or the ETag); the web UI passes the base64
- * Content-MD5 through; sha256 hex is accepted too.
+ * Content-MD5 through; sha256 hex is accepted too, and for a joined multipart upload its
+ * S3-style ETag (what the completion answered as the checksum).
  */
-export function checksumMatches(checksum: string, d: { readonly md5: string; readonly sha256: string }): boolean {
+export function checksumMatches(
+  checksum: string,
+  d: { readonly md5: string; readonly sha256: string; readonly etag?: string },
+): boolean {
   const c = checksum.toLowerCase()
-  if (c === d.md5 || c === d.sha256) return true
+  if (c === d.md5 || c === d.sha256 || (d.etag !== undefined && c === d.etag)) return true
   return checksum === Buffer.from(d.md5, 'hex').toString('base64')
 }
 
-async function readJsonOrNull<T>(path: string): Promise<T | null> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null
-    throw err
-  }
+/** Parsed JSON, or null for no text or a file cut by a crash (treated as absent). */
+function parseJson<T>(text: string | null): T | null {
+  if (text === null) return null
   try {
     return JSON.parse(text) as T
   } catch {
-    return null // a sidecar cut by a crash: treated as absent, the bytes get hashed again
+    return null
   }
-}
-
-async function readEntry(path: string): Promise<Entry | null> {
-  const e = await readJsonOrNull<Entry>(path)
-  return e !== null && e.v === 1 ? e : null
-}
-
-/** Writes a small file to a temp name, then publishes it (rename, or link-if-absent). */
-async function writeSmallFile(target: string, text: string, uploads: UploadService, overwrite: boolean): Promise<void> {
-  const tmp = uploads.streamTempPath()
-  await writeFile(tmp, text, { mode: 0o644 })
-  await uploads.publish(tmp, target, { overwrite })
 }

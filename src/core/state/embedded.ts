@@ -22,14 +22,14 @@ import { UploadError } from '../errors.js'
 import { hostBootId } from './boot.js'
 import { lockDirectory } from './dir-lock.js'
 import { openJournal, type Journal, type JournalLog, type JournalMode } from './journal.js'
-import { RenewingLock } from './lock-handle.js'
+import { BusLocker, type LockTable } from './locker.js'
 import {
-  abortCommitStep, applyComplete, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, isExpired,
-  markDurableStep, openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
-  settled, type CompleteDelta, type Step, type StepContext,
+  applyComplete, chunkId, isExpired, parseRecord, settled, type CompleteDelta, type StepContext,
 } from './session-logic.js'
-import { declareLengthStep } from './session-logic.js'
-import { DEFAULT_STATE_LIMITS, type Bus, type Lock, type Locker, type SessionRecord, type SessionStore, type StateBackend, type StateLimits } from './types.js'
+import { StepSessionStore, type StepApplier, type StepFn } from './session-store.js'
+import {
+  DEFAULT_STATE_LIMITS, type Bus, type SessionRecord, type StateBackend, type StateLimits,
+} from './types.js'
 
 /** One journal line: a whole record (with its chunks when compacted), or one received chunk. */
 type JournalEntry =
@@ -48,9 +48,12 @@ export interface EmbeddedOptions {
   readonly limits?: StateLimits
   /** This host's boot id (tests simulate a reboot with another). */
   readonly bootId?: string
+  /** A lock waiter looks again at least this often without a wake-up, ms. */
+  readonly lockRecheckMs?: number
 }
 
-export class EmbeddedSessionStore implements SessionStore {
+/** Sessions in memory, each change journaled: the embedded backend's half of the SessionStore. */
+class EmbeddedSteps implements StepApplier {
   readonly #sessions = new Map<string, SessionRecord>()
   /** The last unfinished journal write of each key: readers wait for it. */
   readonly #writes = new Map<string, Promise<void>>()
@@ -103,7 +106,6 @@ export class EmbeddedSessionStore implements SessionStore {
     void this.#journal.compactIfWorthwhile(1)
   }
 
-  /** Rewrites the journal as the live sessions when most of it is dead (call after sweeps). */
   compactIfWorthwhile(): Promise<boolean> {
     return this.#journal.compactIfWorthwhile()
   }
@@ -140,13 +142,14 @@ export class EmbeddedSessionStore implements SessionStore {
     return { now: nowMs ?? Date.now(), dead: this.#dead, self: this.#self, boot: this.#boot, limits: this.#limits }
   }
 
-  async #apply<T>(key: string, nowMs: number | null, step: (cur: SessionRecord | null, c: StepContext) => Step<T>): Promise<T> {
+  async apply<T>(key: string, nowMs: number | null, step: StepFn<T>, member?: string): Promise<T> {
     const cur = this.#sessions.get(key) ?? null
     const c = this.#ctx(nowMs)
+    const isChunk = member !== undefined && (this.#chunks.get(key)?.has(member) ?? false)
     let settledRec: SessionRecord | null = cur
     const { next, out, chunk, complete } = settled(cur, c, (x) => {
       settledRec = x
-      return step(x, c)
+      return step(x, c, isChunk)
     })
     if (next === 'same') {
       await this.#writes.get(key)?.catch(() => {}) // a reader must not overtake a write not yet on disk
@@ -203,53 +206,12 @@ export class EmbeddedSessionStore implements SessionStore {
     return out
   }
 
-  open(init: Parameters<SessionStore['open']>[0], nowMs: number) {
-    return this.#apply(init.key, nowMs, (cur, c) => openStep(cur, init, c))
-  }
-  async get(key: string) {
+  async read(key: string) {
     await this.#writes.get(key)?.catch(() => {})
     return this.#sessions.get(key) ?? null
   }
-  reserve(key: string, range: { start: number; end: number }, token: string, nowMs: number, leaseMs: number, incarnation?: string) {
-    const isChunk = this.#chunks.get(key)?.has(chunkId(range)) ?? false
-    return this.#apply(key, nowMs, (cur, c) => reserveStep(cur, range, token, leaseMs, incarnation, isChunk, c))
-  }
-  renew(key: string, token: string, nowMs: number, leaseMs: number) {
-    return this.#apply(key, nowMs, (cur, c) => renewStep(cur, token, leaseMs, c))
-  }
-  complete(key: string, token: string, nowMs: number, durable = false, end?: number) {
-    return this.#apply(key, nowMs, (cur, c) => completeStep(cur, token, durable, c, end))
-  }
-  declareLength(key: string, totalBytes: number, nowMs: number) {
-    return this.#apply(key, nowMs, (cur, c) => declareLengthStep(cur, totalBytes, c))
-  }
-  markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number) {
-    return this.#apply(key, nowMs, (cur, c) => markDurableStep(cur, incarnation, ranges, c))
-  }
-  release(key: string, token: string) {
-    return this.#apply(key, null, (cur) => releaseStep(cur, token))
-  }
-  beginCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
-    const fence = ++this.#fence
-    return this.#apply(key, nowMs, (cur, c) => beginCommitStep(cur, owner, leaseMs, fence, c))
-  }
-  renewCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
-    return this.#apply(key, nowMs, (cur, c) => renewCommitStep(cur, owner, leaseMs, c))
-  }
-  checkCommit(key: string, owner: string, nowMs: number, marginMs: number) {
-    return this.#apply(key, nowMs, (cur, c) => checkCommitStep(cur, owner, marginMs, c))
-  }
-  finishCommit(key: string, owner: string, result: string, nowMs: number) {
-    return this.#apply(key, nowMs, (cur, c) => finishCommitStep(cur, owner, result, c))
-  }
-  abortCommit(key: string, owner: string) {
-    return this.#apply(key, null, (cur) => abortCommitStep(cur, owner))
-  }
-  cancel(key: string, nowMs: number) {
-    return this.#apply(key, nowMs, (cur, c) => cancelStep(cur, c))
-  }
-  remove(key: string) {
-    return this.#apply(key, null, (cur) => removeStep(cur))
+  nextFence() {
+    return ++this.#fence
   }
   async listByTarget(keyPrefix: string, target: string) {
     return [...this.#sessions.values()].filter((r) => r.key.startsWith(keyPrefix) && r.target === target)
@@ -260,9 +222,6 @@ export class EmbeddedSessionStore implements SessionStore {
       .sort((a, b) => a.updatedAtMs - b.updatedAtMs)
       .slice(0, limit)
       .map((r) => r.key)
-  }
-  removeIfExpired(key: string, nowMs: number, ttlMs: number) {
-    return this.#apply(key, nowMs, (cur, c) => removeIfExpiredStep(cur, ttlMs, c))
   }
   async close() {
     await Promise.allSettled([...this.#writes.values()])
@@ -278,7 +237,31 @@ function sameButReservations(a: SessionRecord, b: SessionRecord): boolean {
   return true
 }
 
-export class MemoryLocker implements Locker {
+/**
+ * The journaled SessionStore of one process; `compactIfWorthwhile` and `instanceId` are the
+ * embedded backend's own.
+ */
+export class EmbeddedSessionStore extends StepSessionStore {
+  readonly #steps: EmbeddedSteps
+
+  constructor(stateDir: string, opts: EmbeddedOptions = {}) {
+    const steps = new EmbeddedSteps(stateDir, opts)
+    super(steps)
+    this.#steps = steps
+  }
+
+  /** Rewrites the journal as the live sessions when most of it is dead (call after sweeps). */
+  compactIfWorthwhile(): Promise<boolean> {
+    return this.#steps.compactIfWorthwhile()
+  }
+
+  get instanceId(): string {
+    return this.#steps.instanceId
+  }
+}
+
+/** Locks of this process: one process owns the data directory, so they need no other store. */
+export class MemoryLockTable implements LockTable {
   readonly #held = new Map<string, { token: string; expiresAtMs: number }>()
 
   #live(key: string) {
@@ -290,33 +273,54 @@ export class MemoryLocker implements Locker {
     return h
   }
 
-  async tryAcquire(key: string, ttlMs: number): Promise<Lock | null> {
-    if (this.#live(key) !== undefined) return null
-    const token = randomUUID()
+  async take(key: string, token: string, ttlMs: number) {
+    const h = this.#live(key)
+    if (h !== undefined) return h.expiresAtMs - Date.now()
     this.#held.set(key, { token, expiresAtMs: Date.now() + ttlMs })
-    return new RenewingLock(key, token, ttlMs, {
-      extend: async (k, t, ms) => {
-        const h = this.#live(k)
-        if (h === undefined || h.token !== t) return false
-        h.expiresAtMs = Date.now() + ms
-        return true
-      },
-      remaining: async (k, t) => {
-        const h = this.#live(k)
-        return h === undefined || h.token !== t ? -1 : h.expiresAtMs - Date.now()
-      },
-      drop: async (k, t) => {
-        if (this.#held.get(k)?.token === t) this.#held.delete(k)
-      },
-    })
+    return null
   }
 
-  async isHeld(key: string) {
-    return this.#live(key) !== undefined
+  async heldFor(key: string) {
+    const h = this.#live(key)
+    return h === undefined ? null : h.expiresAtMs - Date.now()
   }
 
-  async close() {
+  async extend(key: string, token: string, ttlMs: number) {
+    const h = this.#live(key)
+    if (h === undefined || h.token !== token) return false
+    h.expiresAtMs = Date.now() + ttlMs
+    return true
+  }
+
+  async remaining(key: string, token: string) {
+    const h = this.#live(key)
+    return h === undefined || h.token !== token ? -1 : h.expiresAtMs - Date.now()
+  }
+
+  async drop(key: string, token: string) {
+    if (this.#held.get(key)?.token !== token) return false
+    this.#held.delete(key)
+    return true
+  }
+
+  clear(): void {
     this.#held.clear()
+  }
+}
+
+/** The embedded Locker: in-process locks, waiters woken over the in-process bus. */
+export class MemoryLocker extends BusLocker {
+  readonly #table: MemoryLockTable
+
+  constructor(bus: Bus = new MemoryBus(), options: { recheckMs?: number } = {}) {
+    const table = new MemoryLockTable()
+    super(table, bus, options)
+    this.#table = table
+  }
+
+  override async close() {
+    await super.close()
+    this.#table.clear()
   }
 }
 
@@ -350,10 +354,12 @@ export function createEmbeddedState(stateDir: string, opts: EmbeddedOptions = {}
     lock.release()
     throw err
   }
-  const locker = new MemoryLocker()
   const bus = new MemoryBus()
+  const recheck = opts.lockRecheckMs === undefined ? {} : { recheckMs: opts.lockRecheckMs }
+  const locker = new MemoryLocker(bus, recheck)
   return {
-    kind: 'embedded',
+    peers: null,
+    describe: () => `embedded journal in ${stateDir}`,
     instanceId: sessions.instanceId,
     // One process owns the directory: any other instance is a process that ended.
     isAlive: async (id) => id === sessions.instanceId,

@@ -64,7 +64,8 @@ export interface LockOps {
   extend(key: string, token: string, ttlMs: number): Promise<boolean>
   /** Milliseconds the lock has left if it is ours, else a negative number. */
   remaining(key: string, token: string): Promise<number>
-  drop(key: string, token: string): Promise<void>
+  /** Deletes the lock if it is ours; true when it was. */
+  drop(key: string, token: string): Promise<boolean>
 }
 
 /**

@@ -21,14 +21,12 @@ import { Redis } from 'ioredis'
 import { maskUrl } from '../../observability/redact.js'
 import { UploadError, isUploadError } from '../errors.js'
 import { hostBootId } from './boot.js'
-import { RenewingLock } from './lock-handle.js'
+import { BusLocker, DEFAULT_LOCK_RECHECK_MS, type LockTable } from './locker.js'
+import { holdersToCheck, parseRecord, settled, type StepContext } from './session-logic.js'
+import { StepSessionStore, type StepApplier, type StepFn } from './session-store.js'
 import {
-  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, finishCommitStep, holdersToCheck,
-  markDurableStep, openStep, parseRecord, releaseStep, removeIfExpiredStep, removeStep, renewCommitStep, renewStep, reserveStep,
-  settled, type Step, type StepContext,
-} from './session-logic.js'
-import { declareLengthStep } from './session-logic.js'
-import { DEFAULT_STATE_LIMITS, type Bus, type Lock, type Locker, type SessionRecord, type SessionStore, type StateBackend, type StateLimits } from './types.js'
+  DEFAULT_STATE_LIMITS, type Bus, type SessionRecord, type StateBackend, type StateLimits,
+} from './types.js'
 
 // KEYS: record, by-updated, by-target, chunks, seq, then the liveness keys of presumed-dead holders.
 // ARGV: expected version, doc ('' removes), key, score, chunk member ('' none), max sessions (0 none).
@@ -63,11 +61,18 @@ const DROP = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`
 
+// Takes a free lock (-10), or answers its holder's lease left (PTTL: -1 when it has none), so a
+// waiter knows when to look again without a second round trip.
+const TAKE = `
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return -10 end
+return redis.call('PTTL', KEYS[1])`
+
 type Commands = Redis & {
   ferryCas(...args: (string | number)[]): Promise<number>
   ferryExtend(k: string, token: string, ttlMs: number): Promise<number>
   ferryRemaining(k: string, token: string): Promise<number>
   ferryDrop(k: string, token: string): Promise<number>
+  ferryTake(k: string, token: string, ttlMs: number): Promise<number>
 }
 
 export function defineCommands(redis: Redis): Commands {
@@ -75,6 +80,7 @@ export function defineCommands(redis: Redis): Commands {
   redis.defineCommand('ferryExtend', { numberOfKeys: 1, lua: EXTEND })
   redis.defineCommand('ferryRemaining', { numberOfKeys: 1, lua: REMAINING })
   redis.defineCommand('ferryDrop', { numberOfKeys: 1, lua: DROP })
+  redis.defineCommand('ferryTake', { numberOfKeys: 1, lua: TAKE })
   return redis as Commands
 }
 
@@ -88,6 +94,8 @@ export interface RedisStateOptions {
   readonly bootId?: string
   /** Test hook: runs between a step's read and its compare-and-set (a stall: GC, a slow reply). */
   readonly beforeCas?: (key: string) => Promise<void>
+  /** A lock waiter looks again at least this often without a wake-up, ms. */
+  readonly lockRecheckMs?: number
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 2000
@@ -144,7 +152,8 @@ async function guard<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-export class RedisSessionStore implements SessionStore {
+/** Records in Redis, each step a compare-and-set: the Redis backend's half of the SessionStore. */
+class RedisSteps implements StepApplier {
   readonly #r: Commands
   readonly #p: string
   readonly #self: string
@@ -189,11 +198,12 @@ export class RedisSessionStore implements SessionStore {
    * Applies a step atomically. `nowMs` is the caller's clock: only its offset from the caller's
    * `Date.now()` is used, added to Redis's TIME.
    */
+  apply<T>(key: string, nowMs: number | null, step: StepFn<T>, member?: string): Promise<T> {
+    return guard(() => this.#apply(key, nowMs, step, member))
+  }
+
   async #apply<T>(
-    key: string,
-    nowMs: number | null,
-    step: (cur: SessionRecord | null, c: StepContext, isChunk: boolean) => Step<T>,
-    member?: string,
+    key: string, nowMs: number | null, step: StepFn<T>, member: string | undefined,
   ): Promise<T> {
     const offset = nowMs === null ? 0 : nowMs - Date.now()
     for (let attempt = 0; attempt < 100; attempt++) {
@@ -238,57 +248,11 @@ export class RedisSessionStore implements SessionStore {
     return dead
   }
 
-  #run<T>(key: string, nowMs: number | null, step: (cur: SessionRecord | null, c: StepContext, isChunk: boolean) => Step<T>, member?: string): Promise<T> {
-    return guard(() => this.#apply(key, nowMs, step, member))
-  }
-
-  open(init: Parameters<SessionStore['open']>[0], nowMs: number) {
-    return this.#run(init.key, nowMs, (cur, c) => openStep(cur, init, c))
-  }
-  get(key: string) {
+  read(key: string) {
     return guard(async () => (await this.#read(key)).rec)
   }
-  reserve(key: string, range: { start: number; end: number }, token: string, nowMs: number, leaseMs: number, incarnation?: string) {
-    return this.#run(key, nowMs, (cur, c, isChunk) => reserveStep(cur, range, token, leaseMs, incarnation, isChunk, c), chunkId(range))
-  }
-  renew(key: string, token: string, nowMs: number, leaseMs: number) {
-    return this.#run(key, nowMs, (cur, c) => renewStep(cur, token, leaseMs, c))
-  }
-  complete(key: string, token: string, nowMs: number, durable = false, end?: number) {
-    return this.#run(key, nowMs, (cur, c) => completeStep(cur, token, durable, c, end))
-  }
-  declareLength(key: string, totalBytes: number, nowMs: number) {
-    return this.#run(key, nowMs, (cur, c) => declareLengthStep(cur, totalBytes, c))
-  }
-  markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number) {
-    return this.#run(key, nowMs, (cur, c) => markDurableStep(cur, incarnation, ranges, c))
-  }
-  release(key: string, token: string) {
-    return this.#run(key, null, (cur) => releaseStep(cur, token))
-  }
-  beginCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
-    return guard(async () => {
-      const fence = await this.#r.incr(this.#seq())
-      return this.#apply(key, nowMs, (cur, c) => beginCommitStep(cur, owner, leaseMs, fence, c))
-    })
-  }
-  renewCommit(key: string, owner: string, nowMs: number, leaseMs: number) {
-    return this.#run(key, nowMs, (cur, c) => renewCommitStep(cur, owner, leaseMs, c))
-  }
-  checkCommit(key: string, owner: string, nowMs: number, marginMs: number) {
-    return this.#run(key, nowMs, (cur, c) => checkCommitStep(cur, owner, marginMs, c))
-  }
-  finishCommit(key: string, owner: string, result: string, nowMs: number) {
-    return this.#run(key, nowMs, (cur, c) => finishCommitStep(cur, owner, result, c))
-  }
-  abortCommit(key: string, owner: string) {
-    return this.#run(key, null, (cur) => abortCommitStep(cur, owner))
-  }
-  cancel(key: string, nowMs: number) {
-    return this.#run(key, nowMs, (cur, c) => cancelStep(cur, c))
-  }
-  remove(key: string) {
-    return this.#run(key, null, (cur) => removeStep(cur))
+  nextFence() {
+    return guard(() => this.#r.incr(this.#seq()))
   }
   listByTarget(keyPrefix: string, target: string) {
     return guard(async () => {
@@ -304,10 +268,16 @@ export class RedisSessionStore implements SessionStore {
       return this.#r.zrangebyscore(this.#byUpdated(), '-inf', now - ttlMs, 'LIMIT', 0, limit)
     })
   }
-  removeIfExpired(key: string, nowMs: number, ttlMs: number) {
-    return this.#run(key, nowMs, (cur, c) => removeIfExpiredStep(cur, ttlMs, c))
-  }
   async close() {}
+}
+
+/** The SessionStore over Redis; several instances may share one prefix. */
+export class RedisSessionStore extends StepSessionStore {
+  constructor(
+    redis: Redis, prefix: string, self: string = randomUUID(), opts: RedisStateOptions = {},
+  ) {
+    super(new RedisSteps(redis, prefix, self, opts))
+  }
 }
 
 /** Keeps `<prefix>alive:<instance>` set while this process runs, so others can tell it is alive. */
@@ -335,7 +305,8 @@ export class Liveness {
   }
 }
 
-export class RedisLocker implements Locker {
+/** Locks as `<prefix>lock:<key>` = owner token with a PX lease; changes compare it in Lua. */
+class RedisLockTable implements LockTable {
   readonly #r: Commands
   readonly #p: string
 
@@ -344,27 +315,43 @@ export class RedisLocker implements Locker {
     this.#p = prefix
   }
 
-  tryAcquire(key: string, ttlMs: number): Promise<Lock | null> {
+  #k = (key: string) => `${this.#p}lock:${key}`
+
+  take(key: string, token: string, ttlMs: number) {
     return guard(async () => {
-      const token = randomUUID()
-      const full = `${this.#p}lock:${key}`
-      const ok = await this.#r.set(full, token, 'PX', ttlMs, 'NX')
-      if (ok !== 'OK') return null
-      return new RenewingLock(key, token, ttlMs, {
-        extend: async (_k, t, ms) => (await this.#r.ferryExtend(full, t, ms)) === 1,
-        remaining: (_k, t) => guard(() => this.#r.ferryRemaining(full, t)),
-        drop: async (_k, t) => {
-          await this.#r.ferryDrop(full, t)
-        },
-      })
+      const left = await this.#r.ferryTake(this.#k(key), token, ttlMs)
+      if (left === -10) return null
+      // -1: held without a lease (set by hand); -2 cannot be (the script saw it held).
+      return left < 0 ? DEFAULT_LOCK_RECHECK_MS : left
     })
   }
 
-  isHeld(key: string) {
-    return guard(async () => (await this.#r.exists(`${this.#p}lock:${key}`)) === 1)
+  heldFor(key: string) {
+    return guard(async () => {
+      const left = await this.#r.pttl(this.#k(key))
+      return left === -2 ? null : left < 0 ? DEFAULT_LOCK_RECHECK_MS : left
+    })
   }
 
-  async close() {}
+  // Renewal errors are the LeaseRenewal's to judge (a passing one is tolerated): not guarded.
+  async extend(key: string, token: string, ttlMs: number) {
+    return (await this.#r.ferryExtend(this.#k(key), token, ttlMs)) === 1
+  }
+
+  remaining(key: string, token: string) {
+    return guard(() => this.#r.ferryRemaining(this.#k(key), token))
+  }
+
+  async drop(key: string, token: string) {
+    return (await this.#r.ferryDrop(this.#k(key), token)) === 1
+  }
+}
+
+/** The Redis Locker: locks shared by every instance on the prefix, waiters woken over pub/sub. */
+export class RedisLocker extends BusLocker {
+  constructor(redis: Redis, prefix: string, bus: Bus, options: { recheckMs?: number } = {}) {
+    super(new RedisLockTable(redis, prefix), bus, options)
+  }
 }
 
 export class RedisBus implements Bus {
@@ -432,12 +419,16 @@ export async function createRedisState(url: string, prefix: string, opts: RedisS
   sub.on('error', () => {})
   await sub.ping()
   const instanceId = randomUUID()
-  const liveness = new Liveness(redis, prefix, instanceId, opts.livenessMs ?? DEFAULT_LIVENESS_MS)
+  // The Lua commands are defined before the first command (the liveness beat): an auto-pipeline
+  // opened before a defineCommand lacks that command until it is flushed.
   const sessions = new RedisSessionStore(redis, prefix, instanceId, opts)
-  const locker = new RedisLocker(redis, prefix)
   const bus = new RedisBus(redis, sub, prefix)
+  const recheck = opts.lockRecheckMs === undefined ? {} : { recheckMs: opts.lockRecheckMs }
+  const locker = new RedisLocker(redis, prefix, bus, recheck)
+  const liveness = new Liveness(redis, prefix, instanceId, opts.livenessMs ?? DEFAULT_LIVENESS_MS)
   return {
-    kind: 'redis',
+    peers: bus,
+    describe: () => `redis at ${maskUrl(url)}, key prefix ${prefix}`,
     instanceId,
     isAlive: (id) => guard(async () => id === instanceId || (await redis.exists(`${prefix}alive:${id}`)) === 1),
     redis,
@@ -445,6 +436,7 @@ export async function createRedisState(url: string, prefix: string, opts: RedisS
     locker,
     bus,
     async close() {
+      await locker.close()
       await liveness.stop()
       await bus.close()
       sub.disconnect()

@@ -219,13 +219,61 @@ export interface Lock {
   release(): Promise<void>
 }
 
+export interface WaitOptions {
+  /** Longest wait, ms (0: look once; Infinity: until done or aborted). */
+  readonly waitMs: number
+  /** Stops the wait with a LockAbortedError (a free key still answers at once). */
+  readonly signal?: AbortSignal
+  /**
+   * Run before every look after the first, i.e. on every wake-up: throw to stop waiting. For a
+   * waiter whose reason to wait can end while the lock stays held (its holder calls
+   * `notifyWaiters` when it changes that reason).
+   */
+  readonly recheck?: () => Promise<void> | void
+}
+
+/** How `Locker.acquire` takes a lock. */
+export interface AcquireOptions extends WaitOptions {
+  /** Lease, ms: renewed every third of it while held; lapses this long after its holder died. */
+  readonly ttlMs: number
+  /**
+   * Called (on the holder's instance) when another waiter asks for this lock with
+   * `requestRelease`, as tusd's `Lock(ctx, requestUnlock)` and @tus/server's
+   * `lock(signal, requestRelease)` do. The holder decides: one that ignores it keeps the lock
+   * until it releases or its lease runs out.
+   */
+  readonly onReleaseRequested?: () => void
+  /**
+   * When the lock is found held, ask its holder once to release it (tus: a resumed upload
+   * pre-empts a hung one).
+   */
+  readonly requestRelease?: boolean
+}
+
 /**
  * Mutual exclusion and in-flight claims shared by every instance (Redis: SET NX PX with an owner
- * token, compare-and-delete release).
+ * token, compare-and-delete release). A release is announced on the bus, so waiters on any
+ * instance try again at once instead of polling; a slow re-check, bounded by the holder's lease,
+ * still wakes them when a message is lost or the holder died without releasing.
  */
 export interface Locker {
   /** Takes the lock if free; null when another owner holds it. */
   tryAcquire(key: string, ttlMs: number): Promise<Lock | null>
+  /**
+   * Takes the lock, waiting up to `waitMs` for its holder to release it (or its lease to run
+   * out). Throws LockTimeoutError (ERR_LOCKED) or LockAbortedError (ERR_CLIENT_ABORTED).
+   */
+  acquire(key: string, options: AcquireOptions): Promise<Lock>
+  /** Resolves once no owner holds `key`, without taking it; throws as `acquire` does. */
+  waitUntilFree(key: string, options: WaitOptions): Promise<void>
+  /** Asks whoever holds `key`, on any instance, to release it (their `onReleaseRequested`). */
+  requestRelease(key: string): Promise<void>
+  /**
+   * Wakes every waiter of `key` to look again (and run its `recheck`), without a release: for a
+   * holder that changed what its waiters decide on (a bulk-ingest run that now marks the project
+   * busy).
+   */
+  notifyWaiters(key: string): Promise<void>
   /** True while any owner holds `key`. */
   isHeld(key: string): Promise<boolean>
   close(): Promise<void>
@@ -240,7 +288,13 @@ export interface Bus {
 
 /** What `createState` hands the rest of Ferry. */
 export interface StateBackend {
-  readonly kind: 'redis' | 'embedded'
+  /**
+   * The bus that reaches the other instances sharing this state (Redis), or null when this
+   * process is alone with it (embedded): then nobody else can answer a question asked on it.
+   */
+  readonly peers: Bus | null
+  /** Which store and where, for logs and messages (credentials masked). */
+  describe(): string
   /** This process's name in leases; unique per start. */
   readonly instanceId: string
   /** Whether the instance of that id is running (its liveness key is fresh; embedded: it is this one). */

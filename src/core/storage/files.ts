@@ -3,12 +3,14 @@
  * re-sends, and atomic publication (fsync file → rename or link → fsync directory).
  */
 import type { Hash } from 'node:crypto'
-import { constants, writev, type Stats } from 'node:fs'
+import { constants, writev, writevSync, type Stats } from 'node:fs'
 import { mkdir, open, rename, link, unlink, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { UploadError } from '../errors.js'
+import { isAbsent, isExists } from './errno.js'
+import { removeIfPresent } from './remove.js'
 
 /**
  * Bytes are written in batches of about this size. Socket reads arrive as 64 KiB buffers, and each
@@ -33,6 +35,8 @@ class PositionalWriter extends Writable {
   #pos: number
   #pending: Buffer[] = []
   #pendingBytes = 0
+  /** An async writev is in flight. */
+  #writing = false
   /** Bytes taken from the stream (written or pending): what the limit counts. */
   #accepted = 0
   written = 0
@@ -79,6 +83,30 @@ class PositionalWriter extends Writable {
     else this.#flush(cb)
   }
 
+  /**
+   * A body cut short while a batch waits: when the caller keeps partial progress (it listens
+   * with `onProgress`), the waiting batch is written too, at once and synchronously, so it lands
+   * before the caller closes the file (an async write could still be queued then). Never on a
+   * refused guard (a lost reservation), nor while an async write is in flight (its order with
+   * this one would not be known).
+   */
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const keep = this.#onProgress !== undefined && this.#pending.length > 0 && !this.#writing
+    if (keep && this.#guard?.() == null) {
+      try {
+        const n = writevSync(this.#fh.fd, this.#pending, this.#pos)
+        this.#pos += n
+        this.written += n
+        this.#onProgress?.(this.#pos)
+      } catch {
+        // What could not be written is simply not kept.
+      }
+      this.#pending = []
+      this.#pendingBytes = 0
+    }
+    cb(err)
+  }
+
   #flush(cb: (err?: Error | null) => void): void {
     const bufs = this.#pending
     const n = this.#pendingBytes
@@ -96,7 +124,9 @@ class PositionalWriter extends Writable {
    * the next call, which then fails with the real cause (ENOSPC → 507) if there is one.
    */
   #writeAll(bufs: Buffer[], n: number, cb: (err?: Error | null) => void): void {
+    this.#writing = true
     writev(this.#fh.fd, bufs, this.#pos, (err, bytesWritten) => {
+      this.#writing = false
       if (err) return cb(err)
       this.#pos += bytesWritten
       this.written += bytesWritten
@@ -261,7 +291,7 @@ export async function publishFile(tempPath: string, target: string, opts: Publis
     try {
       await link(tempPath, target)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      if (isExists(err)) {
         throw new UploadError('ERR_ALREADY_EXISTS', 'an object already exists at this path')
       }
       throw err
@@ -271,17 +301,16 @@ export async function publishFile(tempPath: string, target: string, opts: Publis
   await fsyncDir(dir)
 }
 
+/** removeIfPresent (remove.ts) for callers that do not ask whether the file was there. */
 export async function removeQuietly(path: string): Promise<void> {
-  await unlink(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err
-  })
+  await removeIfPresent(path)
 }
 
 export async function statOrNull(path: string): Promise<Stats | null> {
   try {
     return await stat(path)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return null
+    if (isAbsent(err)) return null
     throw err
   }
 }

@@ -1,5 +1,7 @@
 import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { FsObjectStore } from './fs-object-store.js'
+import { TempFiles } from './temp-files.js'
 
 /** Where everything lives inside the data directory (one filesystem, so rename and link are atomic). */
 export interface DataLayout {
@@ -33,4 +35,37 @@ export function createLayout(root: string): DataLayout {
   }
   for (const dir of Object.values(layout)) mkdirSync(dir, { recursive: true })
   return Object.freeze(layout)
+}
+
+/** The object stores of a data directory, one per area, sharing its tmp/ through one TempFiles. */
+export interface DataStores {
+  readonly temps: TempFiles
+  /** ImageStore files. */
+  readonly store: FsObjectStore
+  readonly cas: FsObjectStore
+  readonly checkouts: FsObjectStore
+  readonly staging: FsObjectStore
+  readonly ingest: FsObjectStore
+}
+
+export function createStores(layout: DataLayout, instanceId?: string): DataStores {
+  const temps = new TempFiles(layout.tmp, instanceId)
+  const at = (root: string) => new FsObjectStore({ root, temps })
+  return Object.freeze({
+    temps,
+    store: at(layout.store),
+    cas: at(layout.cas),
+    checkouts: at(layout.checkouts),
+    staging: at(layout.staging),
+    ingest: at(layout.ingest),
+  })
+}
+
+/**
+ * A store over one area folder of a data directory (`layout.cas`, `layout.checkouts`…), its temp
+ * files in the data directory's tmp/ beside it: for callers that are still handed the folder.
+ */
+export function fsStoreOf(areaFolder: string): FsObjectStore {
+  const temps = new TempFiles(join(dirname(areaFolder), 'tmp'))
+  return new FsObjectStore({ root: areaFolder, temps })
 }

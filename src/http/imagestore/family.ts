@@ -5,20 +5,24 @@
  * errors as {"Error":{"Code","Message"}}.
  */
 import { UploadError } from '../../core/errors.js'
-import { checkRelativePath, resolveUnder, type PathRules } from '../../core/paths.js'
+import { checkRelativePath, type PathRules } from '../../core/paths.js'
 import type { ByteRange } from '../../core/state/range-set.js'
 import type { SessionRecord } from '../../core/state/types.js'
+import { isInTheWay } from '../../core/storage/errno.js'
+import { fsStoreOf } from '../../core/storage/layout.js'
 import type { UploadService } from '../../core/uploads/uploads.js'
 import { checkDeclaredSize, isMultipart, readJson, uploadBody } from '../body.js'
 import type { BearerAuthConfig } from '../../config/config.js'
 import { createBearerCheck } from '../auth/bearer.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty, sendJson } from '../respond.js'
-import { copyContent, deleteContent, listContent } from './content.js'
+import { copyContent, deleteContent, listContent, type ImageStoreObjects } from './content.js'
 import { fabricRefusals, sendImageStoreError } from './errors.js'
 
 export interface ImageStoreOptions {
   readonly uploads: UploadService
+  /** The store's files (default: the data directory's store/ folder). */
+  readonly objects?: ImageStoreObjects
   readonly maxUploadBytes: number
   readonly maxJsonBytes: number
   readonly pathRules?: PathRules
@@ -106,12 +110,12 @@ function splitPath(rawPath: string): { content: string | null; op: string | null
 
 export function createImageStoreFamily(opts: ImageStoreOptions): Family {
   const { uploads } = opts
-  const layout = uploads.layout
+  const objects = opts.objects ?? fsStoreOf(uploads.layout.store)
   const authenticate = opts.auth ? createBearerCheck(opts.auth) : null
 
   const storePath = (content: string) => {
     const segs = checkRelativePath(content, opts.pathRules)
-    return { segs, rel: segs.join('/'), full: resolveUnder(layout.store, segs) }
+    return { segs, rel: segs.join('/') }
   }
 
   async function uploadChunk(ctx: RequestContext, content: string) {
@@ -133,7 +137,7 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
   }
 
   async function uploadFile(ctx: RequestContext, content: string) {
-    const { full } = storePath(content)
+    const { rel } = storePath(content)
     const body = await uploadBody(ctx.req, opts.maxUploadBytes)
     const got = await uploads.receiveWhole(body.stream, {
       maxBytes: opts.maxUploadBytes,
@@ -146,20 +150,23 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       await uploads.discard(got.tempPath)
       throw err
     }
-    await publishInStore(got.tempPath, full)
+    await publishInStore(got.tempPath, rel)
     ctx.log.info({ path: content, bytes: got.bytes, sha256: got.digests.sha256 }, 'file stored')
     sendEmpty(ctx.res, 200)
   }
 
-  async function publishInStore(tempPath: string, full: string, alreadySynced = false) {
+  async function publishInStore(tempPath: string, rel: string, alreadySynced = false) {
     try {
-      await uploads.publish(tempPath, full, { overwrite: true, alreadySynced })
+      await objects.put(rel, tempPath, { mode: 'overwrite', alreadySynced })
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENOTEMPTY') {
-        throw new UploadError('ERR_ALREADY_EXISTS', 'a file or folder is in the way of this path', { cause: err })
+      if (isInTheWay(err)) {
+        const msg = 'a file or folder is in the way of this path'
+        throw new UploadError('ERR_ALREADY_EXISTS', msg, { cause: err })
       }
       throw err
+    } finally {
+      // Published, the temp file is gone: this forgets it; after a failure it also removes it.
+      await uploads.discard(tempPath)
     }
   }
 
@@ -167,7 +174,7 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     const id = sessionIdOf(ctx.url, 'commit')
     try {
       await uploads.commit(KEY_PREFIX + id, async ({ session, tempPath, digests }) => {
-        await publishInStore(tempPath, storePath(session.target).full, true) // commit fsynced it
+        await publishInStore(tempPath, storePath(session.target).rel, true) // commit fsynced it
         return JSON.stringify({ sha256: digests.sha256, bytes: session.totalBytes })
       })
     } catch (err) {
@@ -201,11 +208,13 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
   }
 
   async function getContent(ctx: RequestContext, content: string | null) {
-    const full = content === null ? layout.store : storePath(content).full
+    const path = content === null ? '' : storePath(content).rel
     // The runtime reads `ContinuationToken` from the query (UriArgumentParser) and unescapes it.
     const token = ctx.url.searchParams.get('ContinuationToken')
     if (token !== null && token.length > 4096) throw new UploadError('ERR_INVALID_ARGUMENT', 'ContinuationToken is too long')
-    const listed = await listContent(layout, full, { pageSize: opts.listPageSize ?? 1000, continuationToken: token === '' ? null : token })
+    const pageSize = opts.listPageSize ?? 1000
+    const continuationToken = token === '' ? null : token
+    const listed = await listContent(objects, path, { pageSize, continuationToken })
     // Runtime: empty listings are a bare 204 (path exists) or 404 (it does not), with no body.
     if (listed === null) return sendEmpty(ctx.res, content === null ? 204 : 404)
     if (listed.StoreFiles.length === 0 && listed.StoreFolders.length === 0) return sendEmpty(ctx.res, 204)
@@ -234,17 +243,22 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     if (to.rel === from.rel || to.rel.startsWith(`${from.rel}/`)) {
       throw new UploadError('ERR_INVALID_ARGUMENT', 'RemoteDestination must not be inside RemoteSource')
     }
-    const n = await copyContent(layout, { source: from.full, destination: to.full, skipFiles: skip as string[], checkMarkFile: check })
+    const n = await copyContent(objects, {
+      source: from.rel,
+      destination: to.rel,
+      skipFiles: skip as string[],
+      checkMarkFile: check,
+    })
     ctx.log.info({ from: from.rel, to: to.rel, files: n }, 'copied')
     sendEmpty(ctx.res, 200)
   }
 
   async function deleteStoreContent(ctx: RequestContext, content: string) {
-    const { segs, full } = storePath(content)
+    const { segs, rel } = storePath(content)
     if (segs.length === 1 && RESERVED.has(segs[0]!.toLowerCase())) {
       throw new UploadError('ERR_RESERVED_NAME', `"${segs[0]}" is a reserved directory`)
     }
-    await deleteContent(layout, full)
+    await deleteContent(objects, rel)
     sendEmpty(ctx.res, 200)
   }
 

@@ -15,6 +15,7 @@
 import type { JwtSettings } from './auth.js'
 import { UploadError } from '../../core/errors.js'
 import type { BulkIngestService } from '../../core/ingest/bulk-ingest.js'
+import { isInTheWay } from '../../core/storage/errno.js'
 import { isShortcode } from '../../core/ingest/names.js'
 import type { UploadService } from '../../core/uploads/uploads.js'
 import { uploadBody } from '../body.js'
@@ -73,7 +74,7 @@ export function createIngestFamily(deps: IngestDeps): Family {
     // dsp-ingest takes the project semaphore before it looks at the file name: 409 beats 400.
     await ingest.assertIdle(sc)
     const file = decode(rawFile, FILENAME_ARGUMENT)
-    let target: { relPath: string; fullPath: string }
+    let target: { relPath: string }
     try {
       target = ingest.uploadTarget(sc, file)
     } catch (err) {
@@ -94,12 +95,10 @@ export function createIngestFamily(deps: IngestDeps): Family {
       await body.done
       // The bytes streamed without the lock; only the publish (a rename) needs it, so concurrent
       // uploads to one project do not refuse each other, and none lands while an ingest runs.
-      await ingest.withPublishLock(sc, () =>
-        uploads.publish(got.tempPath, target.fullPath, { overwrite: true }))
+      await ingest.withPublishLock(sc, () => ingest.publishUpload(sc, target.relPath, got.tempPath))
     } catch (err) {
       await uploads.discard(got.tempPath)
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENOTEMPTY') {
+      if (isInTheWay(err)) {
         const reason = `'${file}' is invalid: a file or folder is in the way`
         const message = 'a file or folder is in the way of this path'
         throw ingestRefusals.error('ERR_ALREADY_EXISTS', message, {
@@ -108,6 +107,7 @@ export function createIngestFamily(deps: IngestDeps): Family {
       }
       throw err
     }
+    await uploads.discard(got.tempPath) // published (the temp file is gone): forget it
     ctx.log.info({ project: sc, file: target.relPath, bytes: got.bytes, sha256: got.digests.sha256 }, 'bulk-ingest file uploaded')
     sendJson(ctx.res, 200, { status: 'ok' })
   }

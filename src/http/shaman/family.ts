@@ -150,7 +150,6 @@ export function createShamanFamily(deps: ShamanDeps): Family {
         declaredBytes: declared,
         canDefer,
         mode: hashModeFor(key.size),
-        lockTtlMs,
         signal: ctx.signal,
         log: rlog,
       })
@@ -224,10 +223,10 @@ export function createShamanFamily(deps: ShamanDeps): Family {
     const n = files.count
     // Stored objects are left out and touched (mtime now) so GC keeps them until the checkout;
     // after a running GC pass is over, they are checked again (see cas-store.ts).
-    const stored = await lists.lookUp(layout.cas, files, true)
+    const stored = await lists.lookUp(cas.objects, files, true)
     if (stored.includes(1)) {
       await cas.settle(ctx.signal)
-      const still = await lists.lookUp(layout.cas, files, true)
+      const still = await lists.lookUp(cas.objects, files, true)
       for (let i = 0; i < n; i++) stored[i]! &= still[i]!
     }
     const unknown: number[] = []

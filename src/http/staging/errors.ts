@@ -93,6 +93,8 @@ const S3_CODE_BY_ERROR: Partial<Record<ErrorCode, string>> = {
   ERR_CHECKSUM_MISMATCH: 'BadDigest',
   ERR_SIZE_MISMATCH: 'IncompleteBody',
   ERR_INVALID_ARGUMENT: 'InvalidArgument',
+  // The one session a presigned URL reaches is a multipart upload (S3 UploadPart).
+  ERR_SESSION_NOT_FOUND: 'NoSuchUpload',
 }
 
 function xmlEscape(s: string): string {

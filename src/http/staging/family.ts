@@ -9,6 +9,11 @@
  *   GET  /repositories/{r}/branches/{b}/staging/backing       StagingLocation (+ presigned URL)
  *   PUT  /repositories/{r}/branches/{b}/staging/backing       StagingMetadata → ObjectStats
  *   PUT  /_ferry/presigned/{r}/data/{partition}/{id},{sig}    the presigned upload (S3-style answers)
+ *   POST /repositories/{r}/branches/{b}/staging/pmpu          start a presigned multipart upload
+ *   PUT  /repositories/{r}/branches/{b}/staging/pmpu/{id}     complete it → ObjectStats
+ *   DELETE …/staging/pmpu/{id}                                abort it (204)
+ *   PUT  …/staging/pmpu/{id}/parts/{n}                        a fresh presigned URL for part n
+ *   PUT  /_ferry/presigned/{r}/data/…?partNumber=n&uploadId=… one part (S3 UploadPart answers)
  *
  * The flow lakectl runs: config → GET backing?presign=true → PUT the bytes to presigned_url (the
  * answer carries ETag = "<md5 hex>" and Content-MD5 = base64 md5, as S3 single-part) → PUT backing
@@ -22,12 +27,33 @@
  * - If-Match / If-None-Match are checked before the body (lakeFS: after the address);
  * - a link of an address nothing was uploaded to answers 409 (lakeFS does not look), so lakectl
  *   starts that upload over; a size or checksum that does not match the staged bytes is 400.
+ *
+ * Presigned multipart, lakectl's path for files of 5 MiB or more (lakeFS
+ * pkg/api/helpers/upload.go):
+ * POST pmpu?path=…&parts=N → 201 {physical_address, presigned_urls, upload_id}; the parts are PUT
+ * 5 at a time, in any order, to any instance; each answer carries `ETag: "<md5>"`; then PUT
+ * pmpu/{id} with the parts' numbers and ETags → 200 ObjectStats (the object is linked, as lakeFS's
+ * completion does); on any failure DELETE pmpu/{id} → 204. Departures, on purpose:
+ * - the part rules S3 enforces under lakeFS (ascending list, known parts with their ETags, all but
+ *   the last ≥ 5 MiB) answer 400 with S3's words; lakeFS passes the S3 failure on as a 500, which
+ *   lakectl retries 4 times for nothing;
+ * - an unknown, aborted or completed upload id is 404 (S3 NoSuchUpload; lakeFS: a 500);
+ * - the completion's ObjectStats carries the physical address as the client sent it, as the link
+ *   answers (lakeFS's completion answers it relative to the namespace);
+ * - uploadPartCopy (…/parts/{n}/copy) answers 501.
  */
 import type { LakeFsConfig } from '../../config/config.js'
 import { UploadError } from '../../core/errors.js'
-import { PRESIGN_EXPIRES_PARAM, PRESIGN_SIGNATURE_PARAM } from '../../core/staging/signing.js'
+import {
+  MAX_PART_BYTES, MAX_PARTS, type CompletedPart, type StagingMultipart,
+} from '../../core/staging/multipart.js'
+import {
+  AMZ_DATE_PARAM, AMZ_EXPIRES_PARAM, PART_NUMBER_PARAM, PRESIGN_EXPIRES_PARAM,
+  PRESIGN_SIGNATURE_PARAM, UPLOAD_ID_PARAM, type PresignRefusal,
+} from '../../core/staging/signing.js'
 import type { StagingStore } from '../../core/staging/store.js'
-import { readJson, uploadBody } from '../body.js'
+import { checkDeclaredSize, readJson, uploadBody } from '../body.js'
+import type { CorsPolicy } from '../cors.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty } from '../respond.js'
 import { authorizeRepository, createAuthenticator } from './auth.js'
@@ -46,6 +72,10 @@ export interface StagingDeps {
   readonly maxJsonBytes: number
   /** FERRY_PUBLIC_URL: the origin of the presigned URLs handed out; null: from the request. */
   readonly publicUrl: string | null
+  /** Presigned multipart uploads; null: off (FERRY_CONFIG lakefs.presignMultipart false). */
+  readonly multipart: StagingMultipart | null
+  /** FERRY_CORS_ORIGINS, applied to the presigned PUTs (a browser uploads to them directly). */
+  readonly cors?: CorsPolicy
 }
 
 /** The lakeFS API version whose contract this front door follows. */
@@ -113,6 +143,89 @@ export function parseStagingMetadata(raw: unknown): LinkBody {
   }
 }
 
+/** CompletePresignMultipartUpload (required: physical_address, parts). */
+export function parseCompleteBody(raw: unknown): {
+  physicalAddress: string
+  parts: CompletedPart[]
+  userMetadata: Record<string, string>
+  contentType: string | null
+} {
+  const o = physicalAddressBody(raw, ['physical_address', 'parts'])
+  const parts = o.raw['parts']
+  if (!Array.isArray(parts)) throw bodyError('property "parts": value must be an array')
+  const list = parts.map((p: unknown, i): CompletedPart => {
+    const at = `property "parts[${i}]`
+    if (typeof p !== 'object' || p === null || Array.isArray(p)) {
+      throw bodyError(`${at}": value must be an object`)
+    }
+    const po = p as Record<string, unknown>
+    for (const k of ['part_number', 'etag']) {
+      if (po[k] === undefined) throw bodyError(`${at}.${k}" is missing`)
+    }
+    if (!isInt64(po['part_number'])) throw bodyError(`${at}.part_number": value must be an integer`)
+    if (typeof po['etag'] !== 'string') throw bodyError(`${at}.etag": value must be a string`)
+    return { partNumber: po['part_number'], etag: po['etag'] }
+  })
+  const meta: Record<string, string> = {}
+  const um = o.raw['user_metadata']
+  if (um !== undefined && um !== null) {
+    if (typeof um !== 'object' || Array.isArray(um)) {
+      throw bodyError('property "user_metadata": value must be an object')
+    }
+    for (const [k, v] of Object.entries(um)) {
+      if (typeof v !== 'string') {
+        throw bodyError(`property "user_metadata.${k}": value must be a string`)
+      }
+      meta[k] = v
+    }
+  }
+  const ct = o.raw['content_type']
+  if (ct !== undefined && ct !== null && typeof ct !== 'string') {
+    throw bodyError('property "content_type": value must be a string')
+  }
+  return {
+    physicalAddress: o.physicalAddress,
+    parts: list,
+    userMetadata: meta,
+    contentType: typeof ct === 'string' && ct !== '' ? ct : null,
+  }
+}
+
+/** A body with a required `physical_address` (AbortPresignMultipartUpload, UploadPartFrom). */
+export function physicalAddressBody(
+  raw: unknown,
+  required: readonly string[] = ['physical_address'],
+): { physicalAddress: string; raw: Record<string, unknown> } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw bodyError('value must be an object')
+  }
+  const o = raw as Record<string, unknown>
+  for (const k of required) {
+    if (o[k] === undefined) throw bodyError(`property "${k}" is missing`)
+  }
+  if (typeof o['physical_address'] !== 'string') {
+    throw bodyError('property "physical_address": value must be a string')
+  }
+  return { physicalAddress: o['physical_address'], raw: o }
+}
+
+/** An integer parameter as lakeFS's validator reads it; null when absent. */
+function intParam(
+  name: string,
+  where: 'query' | 'path',
+  raw: string | null,
+  range: { readonly min: number; readonly max: number } | null = null,
+): number | null {
+  if (raw === null) return null
+  const bad = (why: string) =>
+    new UploadError('ERR_INVALID_ARGUMENT', `parameter "${name}" in ${where} has an error: ${why}`)
+  if (!/^[+-]?\d{1,15}$/.test(raw)) throw bad(`value ${raw}: an invalid integer: invalid syntax`)
+  const n = Number(raw)
+  if (range !== null && n < range.min) throw bad(`number must be at least ${range.min}`)
+  if (range !== null && n > range.max) throw bad(`number must be at most ${range.max}`)
+  return n
+}
+
 /** Go's strconv.ParseBool, which the lakeFS validator uses for boolean query parameters. */
 function parseBool(name: string, raw: string | null): boolean {
   if (raw === null) return false
@@ -154,8 +267,35 @@ function blockstoreType(lakefs: LakeFsConfig): string {
   return /^([a-z][a-z0-9+.-]*):\/\//i.exec(first)?.[1]?.toLowerCase() ?? 'local'
 }
 
+/** …/staging/pmpu, …/pmpu/{uploadId}, …/pmpu/{uploadId}/parts/{n}, …/parts/{n}/copy */
+const PMPU_ROUTE = new RegExp(
+  '^/repositories/([^/]+)/branches/([^/]+)/staging/pmpu' +
+  '(?:/([^/]+)(?:/parts/([^/]+)(/copy)?)?)?$',
+)
+
+/** A route under one multipart upload. */
+interface PmpuRoute {
+  readonly repo: string
+  readonly branch: string
+  readonly uploadId: string
+}
+
+/** The presigned PUT's S3-style refusal of a URL that is unsigned, tampered or expired. */
+function presignRefusal(refusal: PresignRefusal, missingParams: string): UploadError {
+  if (refusal === 'missing') {
+    const message = `Query-string authentication requires the ${missingParams} parameters`
+    return s3Refusals.error('ERR_FORBIDDEN', message, { s3Code: 'AccessDenied' })
+  }
+  if (refusal === 'mismatch') {
+    const message =
+      'The request signature we calculated does not match the signature you provided.'
+    return s3Refusals.error('ERR_FORBIDDEN', message, { s3Code: 'SignatureDoesNotMatch' })
+  }
+  return s3Refusals.error('ERR_FORBIDDEN', 'Request has expired', { s3Code: 'AccessDenied' })
+}
+
 export function createStagingFamily(deps: StagingDeps): Family {
-  const { store, lakefs, maxJsonBytes, maxUploadBytes, publicUrl } = deps
+  const { store, lakefs, maxJsonBytes, maxUploadBytes, publicUrl, multipart } = deps
   const authenticate = createAuthenticator(lakefs)
   const type = blockstoreType(lakefs)
   const storageConfig = {
@@ -164,12 +304,13 @@ export function createStagingFamily(deps: StagingDeps): Family {
     blockstore_namespace_ValidityRegex: `^${type}://`,
     blockstore_description: 'Ferry staging area',
     pre_sign_support: true,
-    // Ferry sends no CORS headers, so browsers cannot PUT to its presigned URLs.
+    // Ferry has no web UI of lakeFS's. A page can still PUT to the presigned URLs: they answer
+    // with the CORS headers of FERRY_CORS_ORIGINS (any origin by default).
     pre_sign_support_ui: false,
     import_support: false,
     import_validity_regex: `^${type}://`,
-    // Multipart presigned uploads (/staging/pmpu) are not offered: lakectl stays single-part.
-    pre_sign_multipart_upload: false,
+    // lakectl uploads files of 5 MiB or more through /staging/pmpu when this is true.
+    pre_sign_multipart_upload: multipart !== null,
   }
   const configBody = {
     version_config: { version: API_VERSION, version_context: 'ferry', upgrade_recommended: false },
@@ -225,28 +366,122 @@ export function createStagingFamily(deps: StagingDeps): Family {
     sendLakeFsJson(ctx.res, 200, stats)
   }
 
+  function presignedUrl(ctx: RequestContext, repo: string, rel: string, query: string): string {
+    const origin = originOf(ctx, publicUrl)
+    const repoSegment = encodeURIComponent(repo)
+    return `${origin}${LAKEFS_PREFIX}${PRESIGNED_PATH}${repoSegment}/${rel}?${query}`
+  }
+
+  /** The multipart store, or lakeFS's 501 when the feature is off. */
+  function multipartOn(): StagingMultipart {
+    if (multipart !== null) return multipart
+    throw new UploadError('ERR_NOT_IMPLEMENTED', 'presign multipart upload API is not supported')
+  }
+
+  async function createMultipart(ctx: RequestContext, repo: string, branch: string): Promise<void> {
+    authorizeRepository(await authenticate(ctx.req), repo)
+    store.repository(repo)
+    const mp = multipartOn()
+    const path = requiredQuery(ctx.url, 'path')
+    // The range (0..10000) is the handler's check, with lakeFS's words.
+    const parts = intParam('parts', 'query', ctx.url.searchParams.get('parts')) ?? 0
+    const up = await mp.create(repo, branch, path, parts)
+    // Go's field order; presigned_urls only when there are some (lakeFS leaves it out for 0).
+    const body: Record<string, unknown> = { physical_address: up.physicalAddress }
+    if (up.partQueries.length > 0) {
+      body['presigned_urls'] = up.partQueries.map((q) => presignedUrl(ctx, repo, up.relative, q))
+    }
+    body['upload_id'] = up.uploadId
+    sendLakeFsJson(ctx.res, 201, body)
+  }
+
+  async function freshPartUrl(ctx: RequestContext, ref: PmpuRoute, partRaw: string): Promise<void> {
+    const { repo, branch, uploadId } = ref
+    authorizeRepository(await authenticate(ctx.req), repo)
+    store.repository(repo)
+    const mp = multipartOn()
+    const path = requiredQuery(ctx.url, 'path')
+    const partNumber = intParam('partNumber', 'path', partRaw, { min: 1, max: MAX_PARTS })!
+    const { physicalAddress } = physicalAddressBody(await readJson(ctx.req, maxJsonBytes))
+    const upload = { repository: repo, branch, path, uploadId, physicalAddress }
+    const p = mp.freshPartQuery(upload, partNumber)
+    sendLakeFsJson(ctx.res, 200, { presigned_url: presignedUrl(ctx, repo, p.relative, p.query) })
+  }
+
+  async function completeMultipart(ctx: RequestContext, ref: PmpuRoute): Promise<void> {
+    const { repo, branch, uploadId } = ref
+    authorizeRepository(await authenticate(ctx.req), repo)
+    store.repository(repo)
+    const mp = multipartOn()
+    const path = requiredQuery(ctx.url, 'path')
+    if (path === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'path is required')
+    const body = parseCompleteBody(await readJson(ctx.req, maxJsonBytes))
+    const stats = await mp.complete({ repository: repo, branch, path, uploadId, ...body })
+    sendLakeFsJson(ctx.res, 200, stats)
+  }
+
+  async function abortMultipart(ctx: RequestContext, ref: PmpuRoute): Promise<void> {
+    const { repo, branch, uploadId } = ref
+    authorizeRepository(await authenticate(ctx.req), repo)
+    store.repository(repo)
+    const mp = multipartOn()
+    const path = requiredQuery(ctx.url, 'path')
+    if (path === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'path is required')
+    const { physicalAddress } = physicalAddressBody(await readJson(ctx.req, maxJsonBytes))
+    await mp.abort({ repository: repo, branch, path, uploadId, physicalAddress })
+    sendEmpty(ctx.res, 204)
+  }
+
+  /** One part of a multipart upload, PUT to its presigned URL (S3 UploadPart). */
+  async function partPut(ctx: RequestContext, repo: string, relative: string): Promise<void> {
+    const mp = multipartOn()
+    const q = ctx.url.searchParams
+    const uploadId = q.get(UPLOAD_ID_PARAM) ?? ''
+    const partRaw = q.get(PART_NUMBER_PARAM) ?? ''
+    if (!/^\d{1,5}$/.test(partRaw) || Number(partRaw) < 1 || Number(partRaw) > MAX_PARTS) {
+      const message = `Part number must be an integer between 1 and ${MAX_PARTS}, inclusive`
+      throw new UploadError('ERR_INVALID_ARGUMENT', message)
+    }
+    const partNumber = Number(partRaw)
+    store.repository(repo)
+    const refusal = mp.checkPartUrl({ repository: repo, relative, uploadId, partNumber }, {
+      date: q.get(AMZ_DATE_PARAM),
+      expires: q.get(AMZ_EXPIRES_PARAM),
+      signature: q.get(PRESIGN_SIGNATURE_PARAM),
+    })
+    if (refusal !== null) {
+      const params = `${AMZ_DATE_PARAM}, ${AMZ_EXPIRES_PARAM} and ${PRESIGN_SIGNATURE_PARAM}`
+      throw presignRefusal(refusal, params)
+    }
+    const length = checkDeclaredSize(ctx.req, Math.min(maxUploadBytes, MAX_PART_BYTES))
+    const md5Header = ctx.req.headers['content-md5']
+    // Raw bytes whatever the Content-Type says: lakectl sends the object's own type on every part.
+    const got = await mp.receivePart(repo, relative, uploadId, partNumber, {
+      stream: ctx.req,
+      length,
+    }, {
+      contentMd5: typeof md5Header === 'string' ? md5Header : null,
+      signal: ctx.signal,
+    })
+    // S3 UploadPart: the part's ETag is its quoted MD5 (what the completion lists).
+    sendEmpty(ctx.res, 200, { ETag: `"${got.md5}"` })
+  }
+
   async function presignedPut(ctx: RequestContext, rest: string): Promise<void> {
     const segs = rest.split('/').map(decodeSegment)
     const repo = segs[0] ?? ''
     const relative = segs.slice(1).join('/')
+    if (ctx.url.searchParams.has(UPLOAD_ID_PARAM) || ctx.url.searchParams.has(PART_NUMBER_PARAM)) {
+      return partPut(ctx, repo, relative)
+    }
     const refusal = store.checkPresigned(
       repo,
       relative,
       ctx.url.searchParams.get(PRESIGN_EXPIRES_PARAM),
       ctx.url.searchParams.get(PRESIGN_SIGNATURE_PARAM),
     )
-    if (refusal === 'missing') {
-      const params = `${PRESIGN_SIGNATURE_PARAM} and ${PRESIGN_EXPIRES_PARAM}`
-      const message = `Query-string authentication requires the ${params} parameters`
-      throw s3Refusals.error('ERR_FORBIDDEN', message, { s3Code: 'AccessDenied' })
-    }
-    if (refusal === 'mismatch') {
-      const message =
-        'The request signature we calculated does not match the signature you provided.'
-      throw s3Refusals.error('ERR_FORBIDDEN', message, { s3Code: 'SignatureDoesNotMatch' })
-    }
-    if (refusal === 'expired') {
-      throw s3Refusals.error('ERR_FORBIDDEN', 'Request has expired', { s3Code: 'AccessDenied' })
+    if (refusal !== null) {
+      throw presignRefusal(refusal, `${PRESIGN_SIGNATURE_PARAM} and ${PRESIGN_EXPIRES_PARAM}`)
     }
     const body = await uploadBody(ctx.req, maxUploadBytes)
     const md5Header = ctx.req.headers['content-md5']
@@ -266,6 +501,18 @@ export function createStagingFamily(deps: StagingDeps): Family {
       const rest = ctx.rawPath.slice(LAKEFS_PREFIX.length)
       const method = ctx.req.method ?? 'GET'
       if (rest.startsWith(PRESIGNED_PATH)) {
+        const origin = ctx.req.headers.origin
+        const cors = deps.cors
+        if (cors && method === 'OPTIONS') {
+          const asked = ctx.req.headers['access-control-request-method']
+          if (cors.isPreflight(method, origin, asked)) {
+            sendEmpty(ctx.res, 204, cors.preflightHeaders(origin))
+            return true
+          }
+        }
+        for (const [k, v] of Object.entries(cors?.responseHeaders(origin) ?? {})) {
+          ctx.res.setHeader(k, v)
+        }
         if (method !== 'PUT') {
           ctx.res.writeHead(405, { Allow: 'PUT', 'Content-Length': 0 })
           ctx.res.end()
@@ -292,6 +539,28 @@ export function createStagingFamily(deps: StagingDeps): Family {
         if (method === 'GET') await getPhysicalAddress(ctx, repo, branch)
         else if (method === 'PUT') await linkPhysicalAddress(ctx, repo, branch)
         else return methodNotAllowed(ctx, 'GET, PUT')
+        return true
+      }
+      const pm = PMPU_ROUTE.exec(rest)
+      if (pm) {
+        const repo = decodeSegment(pm[1]!)
+        const branch = decodeSegment(pm[2]!)
+        if (pm[3] === undefined) {
+          if (method !== 'POST') return methodNotAllowed(ctx, 'POST')
+          await createMultipart(ctx, repo, branch)
+          return true
+        }
+        const ref: PmpuRoute = { repo, branch, uploadId: decodeSegment(pm[3]) }
+        if (pm[4] === undefined) {
+          if (method === 'PUT') await completeMultipart(ctx, ref)
+          else if (method === 'DELETE') await abortMultipart(ctx, ref)
+          else return methodNotAllowed(ctx, 'PUT, DELETE')
+        } else {
+          if (method !== 'PUT') return methodNotAllowed(ctx, 'PUT')
+          // uploadPartCopy copies from another lakeFS object; Ferry keeps no versioned objects.
+          if (pm[5] !== undefined) throw new UploadError('ERR_NOT_IMPLEMENTED', 'Not Implemented')
+          await freshPartUrl(ctx, ref, decodeSegment(pm[4]))
+        }
         return true
       }
       // lakeFS's answer for a path under /api/v1 that matches no operation.

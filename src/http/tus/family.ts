@@ -29,7 +29,7 @@ import type { Family, RequestContext } from '../context.js'
 import type { CorsPolicy } from '../cors.js'
 import { sendEmpty } from '../respond.js'
 import { ChecksumTransform, type ExpectedChecksum } from './checksum.js'
-import { refuse, sendTusError } from './errors.js'
+import { refuse, sendTusError, tusRefusals } from './errors.js'
 import { FinishedUploads, type FinishedInfo } from './finished.js'
 import {
   effectiveMethod, metadataToRecord, parseCreationLength, parseNonNegativeInteger,
@@ -75,6 +75,12 @@ const OCTET_STREAM = 'application/offset+octet-stream'
 /** Session metadata keys (the session store keeps opaque strings). */
 const META_HEADER = 'tus.metadata'
 const META_CONCAT = 'tus.concat'
+/** How long a request waits for the request holding its upload (which may be stale), ms. */
+const LOCK_WAIT_MS = 2000
+/** A holder whose body brought nothing for this long lets go when asked, ms. */
+const STALE_MS = 500
+/** HEAD waits less: it can answer without the lock. */
+const HEAD_LOCK_WAIT_MS = 1000
 
 const newId = () => randomBytes(16).toString('base64url')
 
@@ -108,13 +114,55 @@ export function createTusFamily(deps: TusDeps): Family {
 
   const expiresAt = (s: SessionRecord) => new Date(s.updatedAtMs + settings.sessionTtlMs)
 
-  /** One request per upload at a time, on any instance (the shared Locker). */
-  async function withLock<T>(id: string, fn: (lock: Lock) => Promise<T>): Promise<T> {
-    const lock = await locker.tryAcquire(LOCK_PREFIX + id, settings.lockTtlMs)
-    if (lock === null) throw refuse(423, 'another request is writing this upload; retry shortly')
+  /**
+   * One request per upload at a time, on any instance (the shared Locker). A request that finds
+   * the upload held asks the holder to let go (a release request over the bus) and waits up to
+   * LOCK_WAIT_MS. The holder lets go only when it is stale: its body has brought no byte for
+   * STALE_MS (a client that vanished without closing its connection). A PATCH whose bytes still
+   * flow keeps the upload, and the other request answers 423 (or 409 once the offset moved).
+   * `fn` gets a signal that aborts when the holder is pre-empted or loses its lock.
+   */
+  async function withLock<T>(
+    ctx: RequestContext,
+    id: string,
+    fn: (signal: AbortSignal) => Promise<T>,
+    waitMs = LOCK_WAIT_MS,
+  ): Promise<T> {
+    const preempted = new AbortController()
+    const socket = ctx.req.socket
+    let watchdog: NodeJS.Timeout | undefined
+    const onReleaseRequested = () => {
+      if (watchdog !== undefined) return
+      let seen = socket.bytesRead
+      let idleSince = Date.now()
+      watchdog = setInterval(() => {
+        if (socket.bytesRead !== seen) {
+          seen = socket.bytesRead
+          idleSince = Date.now()
+        } else if (Date.now() - idleSince >= STALE_MS) {
+          clearInterval(watchdog)
+          ctx.log.info({ id }, 'tus: a stale request lets another one take the upload')
+          preempted.abort(new UploadError('ERR_SESSION_BUSY', 'another request took the upload'))
+        }
+      }, 100)
+      watchdog.unref()
+    }
+    let lock: Lock
     try {
-      return await fn(lock)
+      lock = await locker.acquire(LOCK_PREFIX + id, {
+        ttlMs: settings.lockTtlMs, waitMs, signal: ctx.signal, requestRelease: true,
+        onReleaseRequested,
+      })
+    } catch (err) {
+      if (err instanceof UploadError && err.code === 'ERR_LOCKED') {
+        throw refuse(423, 'another request is writing this upload; retry shortly')
+      }
+      throw err
+    }
+    try {
+      return await fn(AbortSignal.any([ctx.signal, lock.signal, preempted.signal]))
     } finally {
+      clearInterval(watchdog)
       await lock.release().catch(() => {})
     }
   }
@@ -260,7 +308,7 @@ export function createTusFamily(deps: TusDeps): Family {
     }
     const hasBody = req.headers['content-type'] === OCTET_STREAM
     const checksum = hasBody ? value(parseUploadChecksum(headerOf(req, 'Upload-Checksum'))) : undefined
-    await withLock(id, async (lock) => {
+    await withLock(ctx, id, async (signal) => {
       let s = await uploads.openSession({
         key: KEY_PREFIX + id,
         target: id,
@@ -272,7 +320,6 @@ export function createTusFamily(deps: TusDeps): Family {
       })
       const headers: HeaderMap = { 'Location': locationOf(ctx, id) }
       if (hasBody) {
-        const signal = AbortSignal.any([ctx.signal, lock.signal])
         try {
           s = await append(ctx, s, 0, checksum, signal)
         } catch (err) {
@@ -312,8 +359,14 @@ export function createTusFamily(deps: TusDeps): Family {
     const tmp = uploads.streamTempPath()
     try {
       for (const p of distinct) {
-        const lock = await locker.tryAcquire(LOCK_PREFIX + p, settings.lockTtlMs)
-        if (lock === null) throw refuse(423, `partial upload ${p} is busy; retry shortly`)
+        const lock = await locker.acquire(LOCK_PREFIX + p, {
+          ttlMs: settings.lockTtlMs, waitMs: LOCK_WAIT_MS, signal: ctx.signal,
+        }).catch((err: unknown) => {
+          if (err instanceof UploadError && err.code === 'ERR_LOCKED') {
+            throw refuse(423, `partial upload ${p} is busy; retry shortly`)
+          }
+          throw err
+        })
         held.push(lock)
       }
       const infos = new Map<string, FinishedInfo>()
@@ -346,6 +399,11 @@ export function createTusFamily(deps: TusDeps): Family {
     }
   }
 
+  /**
+   * HEAD takes the upload's lock too (as tusd does), so a stale PATCH is asked to let go and its
+   * bytes are counted before the offset is answered; a PATCH still receiving keeps the lock, and
+   * the HEAD then answers the offset as it stands.
+   */
   async function head(ctx: RequestContext, id: string): Promise<void> {
     const info = await finished.info(id)
     if (info !== null) {
@@ -355,14 +413,30 @@ export function createTusFamily(deps: TusDeps): Family {
       }))
       return
     }
-    const s = await openSession(id)
-    answer(ctx, 200, tusHeadHeaders({
-      offset: offsetOf(s),
-      length: s.totalBytes,
-      metadata: s.metadata[META_HEADER] ?? '',
-      concat: s.metadata[META_CONCAT] || null,
-      expiresAt: expiresAt(s),
-    }))
+    const report = async () => {
+      const done = await finished.info(id)
+      if (done !== null) {
+        answer(ctx, 200, tusHeadHeaders({
+          offset: done.length, length: done.length, metadata: done.metadata,
+          concat: done.concat, expiresAt: null,
+        }))
+        return
+      }
+      const s = await openSession(id)
+      answer(ctx, 200, tusHeadHeaders({
+        offset: offsetOf(s),
+        length: s.totalBytes,
+        metadata: s.metadata[META_HEADER] ?? '',
+        concat: s.metadata[META_CONCAT] || null,
+        expiresAt: expiresAt(s),
+      }))
+    }
+    try {
+      await withLock(ctx, id, report, HEAD_LOCK_WAIT_MS)
+    } catch (err) {
+      if (!(err instanceof UploadError && tusRefusals.fieldsOf(err)?.status === 423)) throw err
+      await report()
+    }
   }
 
   async function patch(ctx: RequestContext, id: string): Promise<void> {
@@ -374,7 +448,7 @@ export function createTusFamily(deps: TusDeps): Family {
     const offset = value(requireNonNegativeInteger('Upload-Offset', headerOf(req, 'Upload-Offset')))
     const checksum = value(parseUploadChecksum(headerOf(req, 'Upload-Checksum')))
     const newLength = value(parseNonNegativeInteger('Upload-Length', headerOf(req, 'Upload-Length')))
-    await withLock(id, async (lock) => {
+    await withLock(ctx, id, async (signal) => {
       const info = await finished.info(id)
       if (info !== null) {
         if (info.concat?.startsWith('final;')) throw refuse(403, 'a final upload takes no PATCH')
@@ -400,7 +474,6 @@ export function createTusFamily(deps: TusDeps): Family {
           'Upload-Offset': String(current),
         })
       }
-      const signal = AbortSignal.any([ctx.signal, lock.signal])
       s = await append(ctx, s, offset, checksum, signal)
       const now = offsetOf(s)
       if (s.totalBytes !== null && now === s.totalBytes) {
@@ -413,7 +486,7 @@ export function createTusFamily(deps: TusDeps): Family {
   }
 
   async function terminate(ctx: RequestContext, id: string): Promise<void> {
-    await withLock(id, async () => {
+    await withLock(ctx, id, async () => {
       const info = await finished.info(id)
       let size: number | null
       let meta: string
