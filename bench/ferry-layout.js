@@ -46,8 +46,8 @@ async function withTus (distDir, layoutOf) {
 /**
  * Where Ferry build `distDir` (the directory holding `src/main.js`) stores uploads in a data
  * directory: `(dataDir) => {casBlob(sha256, size), imageStoreFile(relPath), tusFile(id)}`.
- * A `--ferry-main` that is not a Ferry build (the harness testing itself with the minimal server, which mimics
- * the layout) falls back to `fallbackDistDir`, the repository's own dist/.
+ * A `--ferry-main` that is not a Ferry build (the harness testing itself with the minimal
+ * server, which mimics the layout) falls back to `fallbackDistDir`, the repository's own dist/.
  */
 export async function loadFerryLayout (distDir, fallbackDistDir) {
   for (const dir of [distDir, fallbackDistDir]) {

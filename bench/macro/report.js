@@ -101,7 +101,8 @@ export function summarize (result) {
     }
     rows.push({ row: id, desc: describeRow(id, c), unit, tusFrom: tusRow, servers })
   }
-  return { rows, goals: goals(rows), compare: compare(result, rows), tusClient: tusClient(result, rows) }
+  const tusClientRatios = tusClient(result, rows)
+  return { rows, goals: goals(rows), compare: compare(result, rows), tusClient: tusClientRatios }
 }
 
 /**
@@ -113,7 +114,9 @@ function tusClient (result, rows) {
   // MB/s per repetition of one row on one server: each repetition ran both back to back.
   const perRep = (row, server) => new Map(result.runs
     .filter((run) => run.ok && run.server === server)
-    .flatMap((run) => run.rows.filter((x) => x.row === row && x.mbps).map((x) => [run.rep, x.mbps])))
+    .flatMap((run) => run.rows
+      .filter((x) => x.row === row && x.mbps)
+      .map((x) => [run.rep, x.mbps])))
   const out = []
   for (const r of rows.filter((x) => /^g\d*$/.test(x.row))) {
     const tus = r.servers.tus
