@@ -174,7 +174,11 @@ function compare (result, rows) {
         valueB: vb.value,
         ratio: vb.value / va.value,
         cpuRatio: vb.cpuPer / va.cpuPer,
-        repRatios: pairs
+        repRatios: pairs.filter(Number.isFinite),
+        // A build that cannot take the row (scenario g on a build without the tus family).
+        unsupported: vb.unsupported
+          ? `B: ${vb.unsupported}`
+          : va.unsupported && `A: ${va.unsupported}`
       })
     }
   }
@@ -309,8 +313,9 @@ function compareRows (result) {
     const faster = c.lowerIsBetter ? c.ratio < 1 : c.ratio > 1
     // Repetitions that disagree on the side of 1 say the difference is inside the noise.
     const split = c.repRatios.length > 1 && Math.min(...c.repRatios) < 1 && Math.max(...c.repRatios) > 1
+    const is = c.unsupported || (split ? 'noise (reps split)' : faster ? 'faster' : 'slower')
     return [c.row, c.a, c.b, `${f1(c.valueA, d)} ${c.unit}`, `${f1(c.valueB, d)} ${c.unit}`, fx(c.ratio),
-      c.repRatios.map((x) => x.toFixed(2)).join(' '), fx(c.cpuRatio), split ? 'noise (reps split)' : faster ? 'faster' : 'slower']
+      c.repRatios.map((x) => x.toFixed(2)).join(' '), fx(c.cpuRatio), is]
   })
   return { head, body }
 }
