@@ -18,8 +18,10 @@ import { StagingStore } from './core/staging/store.js'
 import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
 import type { StateBackend } from './core/state/types.js'
-import { createLayout, fsStoreOf, type DataLayout } from './core/storage/layout.js'
-import { UploadService, type UploadHooks } from './core/uploads/uploads.js'
+import {
+  createLayout, createStores, type DataLayout, type DataStores,
+} from './core/storage/layout.js'
+import { UploadService, type FinishedFile, type UploadHooks } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
 import { createIngestFamily } from './http/ingest/family.js'
@@ -38,6 +40,8 @@ import { createTusFamily } from './http/tus/family.js'
 export interface AppServices {
   readonly config: Config
   readonly layout: DataLayout
+  /** The data directory's object stores and its one TempFiles (this instance's id). */
+  readonly stores: DataStores
   readonly state: StateBackend
   readonly pool: HashPool
   readonly uploads: UploadService
@@ -106,6 +110,9 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       limits, journalMode: config.storage.fsync === 'chunk' ? 'sync' : 'background', log,
       ...(options.bootId ? { bootId: options.bootId } : {}),
     })
+  // One set of stores for every service: one TempFiles names all temp files with this
+  // instance's id, so the uploads sweep tells this instance's streams from a dead one's.
+  const stores = createStores(layout, state.instanceId)
   const workers = config.pool.workers
   const pool = new HashPool({
     workerFile: DEFAULT_WORKER_FILE,
@@ -114,20 +121,29 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     streamsPerThread: config.pool.streamsPerThread,
     streamIdleMs: config.pool.streamIdleMs,
   })
+  const hooks: HttpHooks | null = config.hooks.url === null ? null : createHttpHooks({
+    url: config.hooks.url,
+    logger: log.child({ component: 'hooks' }),
+  })
   const uploads = new UploadService({
     sessions: state.sessions,
     pool,
-    layout,
+    temps: stores.temps,
     log,
     durableChunks: config.storage.fsync === 'chunk',
     sessionTtlMs: config.sessions.ttlSec * 1000,
     reserveLeaseMs: config.sessions.reserveLeaseMs,
     commitLeaseMs: config.sessions.commitLeaseMs,
     minChunkBytes: config.sessions.minChunkBytes,
-    instance: { id: state.instanceId, isAlive: (id) => state.isAlive(id) },
+    isAlive: (id) => state.isAlive(id),
     ...(options.uploadHooks ? { hooks: options.uploadHooks } : {}),
     // Several instances may share Redis: a commit can ask the one that runs the session's hash.
     peers: state.peers,
+    ...(hooks !== null ? {
+      onFinished: (f: FinishedFile) => void hooks.notify('post-finish', {
+        id: f.id, family: f.family, size: f.size, sha256: f.sha256, metadata: f.metadata ?? {},
+      }),
+    } : {}),
   })
   await uploads.listenForPeers()
   const sweepTasks: SweepTask[] = [
@@ -141,16 +157,13 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   const families: Family[] = []
   const { imagestore, shaman, lakefs, ingest } = config
   const cors = createCorsPolicy(config.cors)
-  const hooks: HttpHooks | null = config.hooks.url === null ? null : createHttpHooks({
-    url: config.hooks.url,
-    logger: log.child({ component: 'hooks' }),
-  })
   if (config.tus.enabled) {
     // Concatenation copies on its own worker thread (started on first use).
     const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
     familyServices.push(concat)
     families.push(createTusFamily({
       uploads,
+      root: layout.tus,
       locker: state.locker,
       concat,
       cors,
@@ -172,6 +185,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   if (imagestore.enabled) {
     families.push(createImageStoreFamily({
       uploads,
+      objects: stores.store,
       maxUploadBytes,
       maxJsonBytes,
       auth: imagestore.auth,
@@ -184,7 +198,8 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       threads: Math.min(workers, ingest.maxParallel),
     })
     const service = new BulkIngestService({
-      layout,
+      objects: stores.ingest,
+      temps: stores.temps,
       locker: state.locker,
       pool: ingestPool,
       log: log.child({ family: 'ingest' }),
@@ -197,13 +212,15 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     families.push(createIngestFamily({ ingest: service, uploads, jwt: ingest.jwt, maxUploadBytes }))
   }
   if (lakefs) {
-    const store = new StagingStore({ config: lakefs, layout, uploads, pool, maxUploadBytes })
+    const store = new StagingStore({
+      config: lakefs, objects: stores.staging, uploads, pool, maxUploadBytes,
+    })
     let multipart: StagingMultipart | null = null
     if (lakefs.presignMultipart) {
       multipart = new StagingMultipart({
         config: lakefs,
         // The staging area's store: the uploads' folders sit beside the addresses they fill.
-        objects: fsStoreOf(layout.staging),
+        objects: stores.staging,
         uploads,
         pool,
         store,
@@ -217,6 +234,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     }
     families.push(createStagingFamily({
       cors,
+      announce: (f) => uploads.announceFinished(f),
       store,
       lakefs,
       maxUploadBytes,
@@ -230,7 +248,11 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     const shamanLog = log.child({ family: 'shaman' })
     const lockTtlMs = config.locks.ttlMs
     cas = new CasStore({
-      root: layout.cas, locker: state.locker, bus: state.bus, claimTtlMs: lockTtlMs, log: shamanLog,
+      objects: stores.cas,
+      locker: state.locker,
+      bus: state.bus,
+      claimTtlMs: lockTtlMs,
+      log: shamanLog,
     })
     // Not awaited: Ferry starts without the subscription, and the uploads that need it fail.
     cas.start().catch((err: unknown) => {
@@ -240,7 +262,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     if (shaman.gcIntervalSec > 0) {
       sweepTasks.push(createGcSweepTask({
         cas,
-        checkoutsRoot: layout.checkouts,
+        checkouts: stores.checkouts,
         locker: state.locker,
         lockTtlMs,
         maxAgeMs: shaman.gcMaxAgeSec * 1000,
@@ -254,7 +276,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       lists,
       uploads,
       locker: state.locker,
-      layout,
+      checkouts: stores.checkouts,
       settings: {
         auth: shaman.auth,
         lockTtlMs,
@@ -263,7 +285,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       },
     }))
   }
-  const engine: AppServices = { config, layout, state, pool, uploads, log, cas }
+  const engine: AppServices = { config, layout, stores, state, pool, uploads, log, cas }
   let ready = false
   const server = createHttpServer({
     families,

@@ -85,7 +85,9 @@ export interface BearerAuthConfig {
 }
 
 export type FamilyName = 'imagestore' | 'shaman' | 'lakefs' | 'ingest' | 'tus'
-export const FAMILY_NAMES: readonly FamilyName[] = ['imagestore', 'shaman', 'lakefs', 'ingest', 'tus']
+export const FAMILY_NAMES: readonly FamilyName[] = [
+  'imagestore', 'shaman', 'lakefs', 'ingest', 'tus',
+]
 
 /** Everything Ferry reads at start, validated and frozen. `loadConfig` is its only maker. */
 export interface Config {
@@ -294,7 +296,8 @@ function oneOf<T extends string>(key: string, raw: string | undefined, def: T, a
 function tusPathFrom(raw: string | undefined): string {
   if (raw === undefined || raw === '') return DEFAULTS.tus.path
   const p = `/${raw.trim().replace(/^\/+|\/+$/g, '')}/`
-  if (!/^(\/[A-Za-z0-9._~-]+)+\/$/.test(p) || p.split('/').some((seg) => seg === '.' || seg === '..')) {
+  const dots = p.split('/').some((seg) => seg === '.' || seg === '..')
+  if (!/^(\/[A-Za-z0-9._~-]+)+\/$/.test(p) || dots) {
     throw new ConfigError(`FERRY_TUS_PATH must be a path like /files/, got "${raw}"`)
   }
   return p
@@ -307,7 +310,9 @@ function hookUrlFrom(raw: string | undefined): string | null {
   try {
     u = new URL(raw.trim())
   } catch {
-    throw new ConfigError(`FERRY_HOOK_URL must be an absolute http:// or https:// URL, got "${maskUrl(raw)}"`)
+    throw new ConfigError(
+      `FERRY_HOOK_URL must be an absolute http:// or https:// URL, got "${maskUrl(raw)}"`,
+    )
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
     throw new ConfigError(`FERRY_HOOK_URL must use http:// or https://, got "${u.protocol}"`)
@@ -644,8 +649,10 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     tus: {
       enabled: on('tus', true),
       path: tusPathFrom(env['FERRY_TUS_PATH']),
-      maxSizeBytes: intFrom('FERRY_TUS_MAX_SIZE', env['FERRY_TUS_MAX_SIZE'], DEFAULTS.tus.maxSizeBytes, 0),
-      retentionSec: intFrom('FERRY_TUS_RETENTION_SEC', env['FERRY_TUS_RETENTION_SEC'], DEFAULTS.tus.retentionSec, 0),
+      maxSizeBytes: intFrom('FERRY_TUS_MAX_SIZE', env['FERRY_TUS_MAX_SIZE'],
+        DEFAULTS.tus.maxSizeBytes, 0),
+      retentionSec: intFrom('FERRY_TUS_RETENTION_SEC', env['FERRY_TUS_RETENTION_SEC'],
+        DEFAULTS.tus.retentionSec, 0),
     },
     cors: corsFrom(env['FERRY_CORS_ORIGINS']),
     hooks: { url: hookUrlFrom(env['FERRY_HOOK_URL']) },

@@ -24,23 +24,38 @@ const patches = [0, 0]
 
 beforeAll(async () => {
   cluster = await startCluster(2)
-  cluster.servers.forEach((s, i) => s.app.server.on('request', (req) => {
-    if (req.method === 'PATCH') patches[i]!++
-  }))
+  for (const [i, s] of cluster.servers.entries()) {
+    s.app.server.on('request', (req) => {
+      if (req.method === 'PATCH') patches[i]!++
+    })
+  }
   const port = await freePort()
   const cfg = join(cluster.dataDir, 'haproxy.cfg')
-  writeFileSync(cfg, [
-    'defaults', '  mode http', '  timeout connect 5s', '  timeout client 60s',
-    '  timeout server 60s', '  option http-server-close',
-    'frontend in', `  bind 127.0.0.1:${port}`, '  default_backend ferry',
-    'backend ferry', '  balance roundrobin',
-    ...cluster.servers.map((s, i) => `  server f${i} ${new URL(s.url).host}`),
-    '',
-  ].join('\n'))
+  writeFileSync(
+    cfg,
+    [
+      'defaults',
+      '  mode http',
+      '  timeout connect 5s',
+      '  timeout client 60s',
+      '  timeout server 60s',
+      '  option http-server-close',
+      'frontend in',
+      `  bind 127.0.0.1:${port}`,
+      '  default_backend ferry',
+      'backend ferry',
+      '  balance roundrobin',
+      ...cluster.servers.map((s, i) => `  server f${i} ${new URL(s.url).host}`),
+      '',
+    ].join('\n'),
+  )
   lb = spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'ignore' })
   lbUrl = `http://127.0.0.1:${port}`
   for (let i = 0; i < 200; i++) {
-    const ok = await fetch(`${lbUrl}/healthz`).then((r) => r.status === 200, () => false)
+    const ok = await fetch(`${lbUrl}/healthz`).then(
+      (r) => r.status === 200,
+      () => false,
+    )
     if (ok) break
     await new Promise((r) => setTimeout(r, 50))
   }
@@ -199,13 +214,24 @@ describe('tus-js-client', () => {
 function slowPatch(url: string, body: Buffer, pieces: number, gapMs: number) {
   const u = new URL(url)
   return new Promise<number>((resolve) => {
-    const req = httpRequest({
-      host: u.hostname, port: u.port, path: u.pathname, method: 'PATCH',
-      headers: { ...TUS, 'Content-Type': OCTET, 'Upload-Offset': 0, 'Content-Length': body.length },
-    }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode ?? 0))
-    })
+    const req = httpRequest(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'PATCH',
+        headers: {
+          ...TUS,
+          'Content-Type': OCTET,
+          'Upload-Offset': 0,
+          'Content-Length': body.length,
+        },
+      },
+      (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode ?? 0))
+      },
+    )
     req.on('error', () => resolve(-1))
     const size = Math.ceil(body.length / pieces)
     let i = 0
@@ -228,7 +254,8 @@ describe('across instances (raw HTTP)', () => {
     const [a, b] = cluster.servers
     const len = 2 * 1024 * 1024
     const created = await request(`${a.url}/files/`, {
-      method: 'POST', headers: { ...TUS, 'Upload-Length': len },
+      method: 'POST',
+      headers: { ...TUS, 'Upload-Length': len },
     })
     const path = new URL(String(created.headers.location)).pathname
     const one = seededBytes(len, 'race-a')
@@ -245,44 +272,50 @@ describe('across instances (raw HTTP)', () => {
     expect(sha256(got)).toBe(sha256(winner))
   })
 
-  test('a hung PATCH on one instance is asked to let go: the other resumes within a second',
-    async () => {
-      const [a, b] = cluster.servers
-      const data = seededBytes(1024 * 1024, 'hung')
-      const created = await request(`${a.url}/files/`, {
-        method: 'POST', headers: { ...TUS, 'Upload-Length': data.length },
-      })
-      const path = new URL(String(created.headers.location)).pathname
-      const half = 400 * 1024
-      // A client that sends part of its body and then neither sends nor closes (a dead link).
-      const u = new URL(a.url)
-      const hung = httpRequest({
-        host: u.hostname, port: u.port, path, method: 'PATCH',
-        headers: {
-          ...TUS, 'Content-Type': OCTET, 'Upload-Offset': 0, 'Content-Length': data.length,
-        },
-      })
-      hung.on('error', () => {})
-      await new Promise<void>((resolve) => hung.write(data.subarray(0, half), () => resolve()))
-      await new Promise((r) => setTimeout(r, 300))
-      try {
-        const t0 = Date.now()
-        const h = await request(`${b.url}${path}`, { method: 'HEAD', headers: TUS })
-        expect(h.status).toBe(200)
-        const offset = Number(h.headers['upload-offset'])
-        expect(offset).toBe(half)
-        const r = await request(`${b.url}${path}`, {
-          method: 'PATCH',
-          headers: { ...TUS, 'Content-Type': OCTET, 'Upload-Offset': offset },
-          body: data.subarray(offset),
-        })
-        expect(r.status).toBe(204)
-        expect(Date.now() - t0).toBeLessThan(2000)
-        expect(sha256(readFileSync(finishedPath(idOf(path))))).toBe(sha256(data))
-      } finally {
-        hung.destroy()
-      }
+  test('a hung PATCH on one instance is asked to let go: the other resumes within a second', async () => {
+    const [a, b] = cluster.servers
+    const data = seededBytes(1024 * 1024, 'hung')
+    const created = await request(`${a.url}/files/`, {
+      method: 'POST',
+      headers: { ...TUS, 'Upload-Length': data.length },
     })
+    const path = new URL(String(created.headers.location)).pathname
+    const half = 400 * 1024
+    // A client that sends part of its body and then neither sends nor closes (a dead link).
+    const u = new URL(a.url)
+    const hung = httpRequest({
+      host: u.hostname,
+      port: u.port,
+      path,
+      method: 'PATCH',
+      headers: {
+        ...TUS,
+        'Content-Type': OCTET,
+        'Upload-Offset': 0,
+        'Content-Length': data.length,
+      },
+    })
+    hung.on('error', () => {})
+    await new Promise<void>((resolve) => hung.write(data.subarray(0, half), () => resolve()))
+    await new Promise((r) => setTimeout(r, 300))
+    try {
+      const t0 = Date.now()
+      const h = await request(`${b.url}${path}`, { method: 'HEAD', headers: TUS })
+      expect(h.status).toBe(200)
+      const offset = Number(h.headers['upload-offset'])
+      expect(offset).toBe(half)
+      const r = await request(`${b.url}${path}`, {
+        method: 'PATCH',
+        headers: { ...TUS, 'Content-Type': OCTET, 'Upload-Offset': offset },
+        body: data.subarray(offset),
+      })
+      expect(r.status).toBe(204)
+      expect(Date.now() - t0).toBeLessThan(2000)
+      expect(sha256(readFileSync(finishedPath(idOf(path))))).toBe(sha256(data))
+    } finally {
+      hung.destroy()
+    }
+  })
 
   test('a final upload concatenates partials written on different instances', async () => {
     const [a, b] = cluster.servers
@@ -305,7 +338,8 @@ describe('across instances (raw HTTP)', () => {
     }
     // The final is created on the instance that wrote neither partial's first byte... both.
     const f = await request(`${b.url}/files/`, {
-      method: 'POST', headers: { ...TUS, 'Upload-Concat': `final;${urls.join(' ')}` },
+      method: 'POST',
+      headers: { ...TUS, 'Upload-Concat': `final;${urls.join(' ')}` },
     })
     expect(f.status).toBe(201)
     const finalUrl = `${a.url}${new URL(String(f.headers.location)).pathname}`

@@ -8,7 +8,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer, request as httpRequest, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import { request, seededBytes, sha256, type Reply } from '../helpers/http.js'
+import { commit, newSessionId, putChunk } from '../helpers/imagestore.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { startFerry, type TestServer } from '../helpers/server.js'
 
@@ -94,8 +96,13 @@ describe('discovery and protocol', () => {
     expect(r.status).toBe(204)
     expect(r.headers['tus-version']).toBe('1.0.0')
     expect(String(r.headers['tus-extension']).split(',')).toEqual([
-      'creation', 'creation-with-upload', 'creation-defer-length', 'termination', 'checksum',
-      'concatenation', 'expiration',
+      'creation',
+      'creation-with-upload',
+      'creation-defer-length',
+      'termination',
+      'checksum',
+      'concatenation',
+      'expiration',
     ])
     expect(r.headers['tus-max-size']).toBe(String(8 * 1024 * 1024))
     expect(String(r.headers['tus-checksum-algorithm'])).toContain('sha1')
@@ -104,7 +111,7 @@ describe('discovery and protocol', () => {
   test('a CORS preflight allows the tus headers and PATCH for any origin', async () => {
     const r = await request(files(), {
       method: 'OPTIONS',
-      headers: { 'Origin': 'https://app.example', 'Access-Control-Request-Method': 'PATCH' },
+      headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'PATCH' },
     })
     expect(r.status).toBe(204)
     expect(r.headers['access-control-allow-origin']).toBe('*')
@@ -114,11 +121,17 @@ describe('discovery and protocol', () => {
   })
 
   test('answers to a page expose Location, Upload-Offset and Upload-Expires', async () => {
-    const r = await create({ 'Upload-Length': 3, 'Origin': 'https://app.example' })
+    const r = await create({ 'Upload-Length': 3, Origin: 'https://app.example' })
     expect(r.status).toBe(201)
     expect(r.headers['access-control-allow-origin']).toBe('*')
     const exposed = String(r.headers['access-control-expose-headers'])
-    for (const h of ['Location', 'Upload-Offset', 'Upload-Length', 'Upload-Expires', 'Tus-Version']) {
+    for (const h of [
+      'Location',
+      'Upload-Offset',
+      'Upload-Length',
+      'Upload-Expires',
+      'Tus-Version',
+    ]) {
       expect(exposed).toContain(h)
     }
   })
@@ -137,23 +150,29 @@ describe('discovery and protocol', () => {
     const r = await request(url, {
       method: 'POST',
       headers: {
-        ...TUS, 'X-HTTP-Method-Override': 'PATCH', 'Content-Type': OCTET, 'Upload-Offset': 0,
+        ...TUS,
+        'X-HTTP-Method-Override': 'PATCH',
+        'Content-Type': OCTET,
+        'Upload-Offset': 0,
       },
       body: Buffer.from('ab'),
     })
     expect(r.status).toBe(204)
     expect(r.headers['upload-offset']).toBe('2')
     const h = await request(url, {
-      method: 'POST', headers: { ...TUS, 'X-HTTP-Method-Override': 'HEAD' },
+      method: 'POST',
+      headers: { ...TUS, 'X-HTTP-Method-Override': 'HEAD' },
     })
     expect(h.headers['upload-offset']).toBe('2')
     const d = await request(url, {
-      method: 'POST', headers: { ...TUS, 'X-HTTP-Method-Override': 'DELETE' },
+      method: 'POST',
+      headers: { ...TUS, 'X-HTTP-Method-Override': 'DELETE' },
     })
     expect(d.status).toBe(204)
     expect((await head(url)).status).toBe(410)
     const bad = await request(url, {
-      method: 'POST', headers: { ...TUS, 'X-HTTP-Method-Override': 'BREW' },
+      method: 'POST',
+      headers: { ...TUS, 'X-HTTP-Method-Override': 'BREW' },
     })
     expect(bad.status).toBe(400)
   })
@@ -191,7 +210,9 @@ describe('creation, HEAD, PATCH', () => {
     const id = url.split('/').pop()!
     const onDisk = readFileSync(join(ferry.dataDir, 'tus', id.slice(0, 2), id))
     expect(sha256(onDisk)).toBe(sha256(data))
-    const info = JSON.parse(readFileSync(join(ferry.dataDir, 'tus', id.slice(0, 2), `${id}.info.json`), 'utf8'))
+    const info = JSON.parse(
+      readFileSync(join(ferry.dataDir, 'tus', id.slice(0, 2), `${id}.info.json`), 'utf8'),
+    )
     expect(info.sha256).toBe(sha256(data))
     const g = await request(url)
     expect(g.status).toBe(200)
@@ -225,7 +246,9 @@ describe('creation, HEAD, PATCH', () => {
     const r409 = await patch(url, 1, Buffer.from('bcd'))
     expect(r409.status).toBe(409)
     const r400 = await request(url, {
-      method: 'PATCH', headers: { ...TUS, 'Content-Type': OCTET }, body: Buffer.from('x'),
+      method: 'PATCH',
+      headers: { ...TUS, 'Content-Type': OCTET },
+      body: Buffer.from('x'),
     })
     expect(r400.status).toBe(400)
     expect((await head(url)).headers['upload-offset']).toBe('3')
@@ -241,8 +264,9 @@ describe('creation, HEAD, PATCH', () => {
   })
 
   test('400: bad base64 metadata, bad lengths, both length and defer', async () => {
-    expect((await create({ 'Upload-Length': 1, 'Upload-Metadata': 'name *notbase64*' })).status)
-      .toBe(400)
+    expect(
+      (await create({ 'Upload-Length': 1, 'Upload-Metadata': 'name *notbase64*' })).status,
+    ).toBe(400)
     expect((await create({ 'Upload-Length': '-1' })).status).toBe(400)
     expect((await create({ 'Upload-Length': 1, 'Upload-Defer-Length': 1 })).status).toBe(400)
     expect((await create({ 'Upload-Defer-Length': 2 })).status).toBe(400)
@@ -259,6 +283,37 @@ describe('creation, HEAD, PATCH', () => {
     const part = await create({ 'Upload-Length': 20, 'Content-Type': OCTET }, data)
     expect(part.headers['upload-offset']).toBe(String(data.length))
     expect(part.headers['upload-expires']).toBeDefined()
+  })
+
+  test('creation-with-upload and a checksum: a mismatch appends nothing, a match counts', async () => {
+    const data = Buffer.from('checked body')
+    const wrong = `sha1 ${digest('sha1', Buffer.from('other'))}`
+    const bad = await create(
+      { 'Upload-Length': data.length, 'Content-Type': OCTET, 'Upload-Checksum': wrong },
+      data,
+    )
+    expect(bad.status).toBe(201)
+    expect(bad.headers['upload-offset']).toBe('0')
+    const url = String(bad.headers.location)
+    const sum = `sha1 ${digest('sha1', data)}`
+    expect((await patch(url, 0, data, { 'Upload-Checksum': sum })).status).toBe(204)
+    expect((await request(url)).body.toString()).toBe('checked body')
+  })
+
+  test('without Redis (the embedded store) a tus upload works the same', async () => {
+    const solo = await startFerry({})
+    try {
+      const c = await request(`${solo.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Length': 6 },
+      })
+      const url = String(c.headers.location)
+      expect((await patch(url, 0, Buffer.from('emb'))).status).toBe(204)
+      expect((await patch(url, 3, Buffer.from('edd'))).status).toBe(204)
+      expect((await request(url)).body.toString()).toBe('embedd')
+    } finally {
+      await solo.close()
+    }
   })
 
   test('creation-defer-length: Upload-Defer-Length on HEAD until a PATCH declares it', async () => {
@@ -291,6 +346,24 @@ describe('creation, HEAD, PATCH', () => {
     expect((await patch(url, 2, Buffer.alloc(0))).status).toBe(204)
   })
 
+  test('HEAD finishes an upload whose bytes all arrived but whose last PATCH did not finish', async () => {
+    const url = await newUpload(4)
+    const id = url.split('/').pop()!
+    // The bytes land through the session core directly, as if the PATCH failed after its write.
+    await ferry.app.engine.uploads.writeChunk({
+      key: `tus:${id}`,
+      target: id,
+      totalBytes: null,
+      range: { start: 0, end: 3 },
+      body: Readable.from([Buffer.from('late')]),
+    })
+    expect(existsSync(join(ferry.dataDir, 'tus', id.slice(0, 2), `${id}.info.json`))).toBe(false)
+    const h = await head(url)
+    expect(h.headers['upload-offset']).toBe('4')
+    expect(h.headers['upload-expires']).toBeUndefined()
+    expect((await request(url)).body.toString()).toBe('late')
+  })
+
   test('GET of an unfinished upload is 409', async () => {
     const url = await newUpload(5)
     expect((await request(url, { headers: TUS })).status).toBe(409)
@@ -303,8 +376,16 @@ describe('creation, HEAD, PATCH', () => {
     const sent = 1024 * 1024 + 12_345
     await new Promise<void>((resolve) => {
       const req = httpRequest({
-        host: u.hostname, port: u.port, path: u.pathname, method: 'PATCH',
-        headers: { ...TUS, 'Content-Type': OCTET, 'Upload-Offset': 0, 'Content-Length': data.length },
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'PATCH',
+        headers: {
+          ...TUS,
+          'Content-Type': OCTET,
+          'Upload-Offset': 0,
+          'Content-Length': data.length,
+        },
       })
       req.on('error', () => resolve())
       req.write(data.subarray(0, sent), () => {
@@ -331,14 +412,18 @@ describe('checksum', () => {
   test('sha1, md5 and sha256 accepted; 460 on mismatch with nothing appended', async () => {
     const url = await newUpload(9)
     const a = Buffer.from('abc')
-    expect((await patch(url, 0, a, { 'Upload-Checksum': `sha1 ${digest('sha1', a)}` })).status)
-      .toBe(204)
+    expect(
+      (await patch(url, 0, a, { 'Upload-Checksum': `sha1 ${digest('sha1', a)}` })).status,
+    ).toBe(204)
     const b = Buffer.from('def')
-    const bad = await patch(url, 3, b, { 'Upload-Checksum': `md5 ${digest('md5', Buffer.from('xyz'))}` })
+    const bad = await patch(url, 3, b, {
+      'Upload-Checksum': `md5 ${digest('md5', Buffer.from('xyz'))}`,
+    })
     expect(bad.status).toBe(460)
     expect((await head(url)).headers['upload-offset']).toBe('3')
-    expect((await patch(url, 3, b, { 'Upload-Checksum': `md5 ${digest('md5', b)}` })).status)
-      .toBe(204)
+    expect((await patch(url, 3, b, { 'Upload-Checksum': `md5 ${digest('md5', b)}` })).status).toBe(
+      204,
+    )
     const c = Buffer.from('ghi')
     const ok = await patch(url, 6, c, { 'Upload-Checksum': `sha256 ${digest('sha256', c)}` })
     expect(ok.status).toBe(204)
@@ -372,12 +457,15 @@ describe('termination and expiry', () => {
 
   test('an upload past its Upload-Expires is gone: 410/404 and its temp file removed', async () => {
     const short = await startFerry({
-      REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(),
-      FERRY_SESSION_TTL_SEC: '1', FERRY_SWEEP_INTERVAL_SEC: '1',
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+      FERRY_SESSION_TTL_SEC: '1',
+      FERRY_SWEEP_INTERVAL_SEC: '1',
     })
     try {
       const r = await request(`${short.url}/files/`, {
-        method: 'POST', headers: { ...TUS, 'Upload-Length': 10 },
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Length': 10 },
       })
       const url = String(r.headers.location)
       const p = await patch(url, 0, Buffer.from('abc'))
@@ -429,16 +517,81 @@ describe('concatenation', () => {
 
 describe('hooks', () => {
   test('pre-create may reject with its status and message', async () => {
-    preCreate = (meta) => meta['filename'] === 'blocked.bin'
-      ? [403, JSON.stringify({ message: 'no such files here' })]
-      : [200, '{}']
+    preCreate = (meta) =>
+      meta['filename'] === 'blocked.bin'
+        ? [403, JSON.stringify({ message: 'no such files here' })]
+        : [200, '{}']
     try {
-      const r = await create({ 'Upload-Length': 1, 'Upload-Metadata': `filename ${b64('blocked.bin')}` })
+      const r = await create({
+        'Upload-Length': 1,
+        'Upload-Metadata': `filename ${b64('blocked.bin')}`,
+      })
       expect(r.status).toBe(403)
       expect(r.text()).toContain('no such files here')
       expect((await create({ 'Upload-Length': 1 })).status).toBe(201)
     } finally {
       preCreate = () => [200, '{}']
     }
+  })
+})
+
+describe('an unreachable hook', () => {
+  test('pre-create fails closed with 503 and Retry-After; no upload is created', async () => {
+    const closed = createServer()
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r))
+    const port = (closed.address() as AddressInfo).port
+    await new Promise((r) => closed.close(r))
+    const down = await startFerry({
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+      FERRY_HOOK_URL: `http://127.0.0.1:${port}/hook`,
+    })
+    try {
+      const r = await request(`${down.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Length': 3 },
+      })
+      expect(r.status).toBe(503)
+      expect(r.headers['retry-after']).toBeDefined()
+      expect(r.headers.location).toBeUndefined()
+      expect(readdirSync(join(down.dataDir, 'tmp')).filter((n) => n.startsWith('s-'))).toEqual([])
+    } finally {
+      await down.close()
+    }
+  })
+})
+
+describe('post-finish for every family', () => {
+  test('an ImageStore commit and a Shaman store fire post-finish with their sha256', async () => {
+    const data = seededBytes(5000, 'imagestore-hook')
+    const id = newSessionId()
+    const put = await putChunk(
+      ferry.url,
+      'hooks/one.bin',
+      id,
+      0,
+      data.length - 1,
+      data.length,
+      data,
+    )
+    expect(put.status).toBe(200)
+    expect((await commit(ferry.url, id)).status).toBe(200)
+    await until(() => hookEvents.some((e) => e.upload['family'] === 'imagestore'))
+    const img = hookEvents.find((e) => e.upload['family'] === 'imagestore')!
+    expect(img.event).toBe('post-finish')
+    expect(img.upload['sha256']).toBe(sha256(data))
+    expect(img.upload['size']).toBe(data.length)
+    const blob = seededBytes(777, 'shaman-hook')
+    const stored = await request(
+      `${ferry.url}/api/v3/shaman/files/${sha256(blob)}/${blob.length}`,
+      {
+        method: 'POST',
+        body: blob,
+      },
+    )
+    expect(stored.status).toBe(204)
+    await until(() => hookEvents.some((e) => e.upload['family'] === 'shaman'))
+    const sh = hookEvents.find((e) => e.upload['family'] === 'shaman')!
+    expect(sh.upload['sha256']).toBe(sha256(blob))
   })
 })

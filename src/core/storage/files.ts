@@ -301,6 +301,24 @@ export async function publishFile(tempPath: string, target: string, opts: Publis
   await fsyncDir(dir)
 }
 
+/**
+ * Creates an empty file at `path`, exclusively: EEXIST when the name is taken, so the file is
+ * never one somebody else made.
+ */
+export async function createEmptyExclusive(path: string): Promise<void> {
+  await (await open(path, 'wx', 0o644)).close()
+}
+
+/** Gives the file `existing` a second name, `newPath` (a hard link); EEXIST when it is taken. */
+export async function linkFile(existing: string, newPath: string): Promise<void> {
+  await link(existing, newPath)
+}
+
+/** The size of the file at `path`, bytes (ENOENT when there is none). */
+export async function fileSize(path: string): Promise<number> {
+  return (await stat(path)).size
+}
+
 /** removeIfPresent (remove.ts) for callers that do not ask whether the file was there. */
 export async function removeQuietly(path: string): Promise<void> {
   await removeIfPresent(path)

@@ -9,7 +9,6 @@ import { checkRelativePath, type PathRules } from '../../core/paths.js'
 import type { ByteRange } from '../../core/state/range-set.js'
 import type { SessionRecord } from '../../core/state/types.js'
 import { isInTheWay } from '../../core/storage/errno.js'
-import { fsStoreOf } from '../../core/storage/layout.js'
 import type { UploadService } from '../../core/uploads/uploads.js'
 import { checkDeclaredSize, isMultipart, readJson, uploadBody } from '../body.js'
 import type { BearerAuthConfig } from '../../config/config.js'
@@ -21,8 +20,8 @@ import { fabricRefusals, sendImageStoreError } from './errors.js'
 
 export interface ImageStoreOptions {
   readonly uploads: UploadService
-  /** The store's files (default: the data directory's store/ folder). */
-  readonly objects?: ImageStoreObjects
+  /** The store's files (the data directory's store/ area). */
+  readonly objects: ImageStoreObjects
   readonly maxUploadBytes: number
   readonly maxJsonBytes: number
   readonly pathRules?: PathRules
@@ -109,8 +108,7 @@ function splitPath(rawPath: string): { content: string | null; op: string | null
 }
 
 export function createImageStoreFamily(opts: ImageStoreOptions): Family {
-  const { uploads } = opts
-  const objects = opts.objects ?? fsStoreOf(uploads.layout.store)
+  const { uploads, objects } = opts
   const authenticate = opts.auth ? createBearerCheck(opts.auth) : null
 
   const storePath = (content: string) => {
@@ -151,6 +149,8 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       throw err
     }
     await publishInStore(got.tempPath, rel)
+    const sha256 = got.digests.sha256 ?? null
+    uploads.announceFinished({ family: 'imagestore', id: rel, size: got.bytes, sha256 })
     ctx.log.info({ path: content, bytes: got.bytes, sha256: got.digests.sha256 }, 'file stored')
     sendEmpty(ctx.res, 200)
   }
@@ -174,7 +174,11 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     const id = sessionIdOf(ctx.url, 'commit')
     try {
       await uploads.commit(KEY_PREFIX + id, async ({ session, tempPath, digests }) => {
-        await publishInStore(tempPath, storePath(session.target).rel, true) // commit fsynced it
+        const rel = storePath(session.target).rel
+        await publishInStore(tempPath, rel, true) // commit fsynced it
+        uploads.announceFinished({
+          family: 'imagestore', id: rel, size: session.totalBytes, sha256: digests.sha256 ?? null,
+        })
         return JSON.stringify({ sha256: digests.sha256, bytes: session.totalBytes })
       })
     } catch (err) {

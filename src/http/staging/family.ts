@@ -53,6 +53,7 @@ import {
 } from '../../core/staging/signing.js'
 import type { StagingStore } from '../../core/staging/store.js'
 import { checkDeclaredSize, readJson, uploadBody } from '../body.js'
+import type { FinishedFile } from '../../core/uploads/uploads.js'
 import type { CorsPolicy } from '../cors.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty } from '../respond.js'
@@ -76,6 +77,8 @@ export interface StagingDeps {
   readonly multipart: StagingMultipart | null
   /** FERRY_CORS_ORIGINS, applied to the presigned PUTs (a browser uploads to them directly). */
   readonly cors?: CorsPolicy
+  /** Told about every linked object (the post-finish hook). */
+  readonly announce?: (file: FinishedFile) => void
 }
 
 /** The lakeFS API version whose contract this front door follows. */
@@ -362,6 +365,10 @@ export function createStagingFamily(deps: StagingDeps): Family {
       contentType: body.contentType,
       mtimeSec: body.mtimeSec,
       createOnly: inm !== undefined,
+    })
+    deps.announce?.({
+      family: 'lakefs', id: `${repo}/${branch}/${path}`, size: stats.size_bytes, sha256: null,
+      metadata: body.userMetadata,
     })
     sendLakeFsJson(ctx.res, 200, stats)
   }

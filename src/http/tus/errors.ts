@@ -67,10 +67,14 @@ export function refuse(
   message: string,
   headers: Readonly<Record<string, string>> = {},
 ): UploadError {
-  const code: ErrorCode = status === 404 || status === 410 ? 'ERR_NOT_FOUND'
-    : status === 423 ? 'ERR_LOCKED'
-    : status === 503 ? 'ERR_UNAVAILABLE'
-    : 'ERR_INVALID_ARGUMENT'
+  const code: ErrorCode =
+    status === 404 || status === 410
+      ? 'ERR_NOT_FOUND'
+      : status === 423
+        ? 'ERR_LOCKED'
+        : status === 503
+          ? 'ERR_UNAVAILABLE'
+          : 'ERR_INVALID_ARGUMENT'
   return tusRefusals.error(code, message, { status, headers })
 }
 
@@ -79,7 +83,10 @@ export function sendTusError(ctx: RequestContext, err: unknown): void {
   const { res } = ctx
   const fields = err instanceof UploadError ? tusRefusals.fieldsOf(err) : null
   const { status, error } = classifyFailure(
-    ctx, err, (code) => fields?.status ?? statusOf(code), 'tus request',
+    ctx,
+    err,
+    (code) => fields?.status ?? statusOf(code),
+    'tus request',
   )
   if (status === 499 || res.headersSent) {
     if (!res.writableEnded) res.destroy()

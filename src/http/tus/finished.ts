@@ -16,6 +16,8 @@ export interface FinishedInfo {
   readonly metadata: string
   /** `partial`, `final;<urls>` as the client sent it, or null. */
   readonly concat: string | null
+  /** Which protocol created it: `tus`, `ietf-6`, `ietf-8` (absent: tus). */
+  readonly protocol?: string
   readonly sha256: string
   readonly createdAtMs: number
   readonly finishedAtMs: number
@@ -50,7 +52,10 @@ export class FinishedUploads {
   }
 
   async isGone(id: string): Promise<boolean> {
-    return stat(this.#gonePath(id)).then(() => true, () => false)
+    return stat(this.#gonePath(id)).then(
+      () => true,
+      () => false,
+    )
   }
 
   /**
@@ -91,8 +96,11 @@ export class FinishedUploads {
       const dir = join(this.#root, fan)
       const names = await readdir(dir).catch(() => [] as string[])
       for (const name of names) {
-        const id = name.endsWith('.info.json') ? name.slice(0, -'.info.json'.length)
-          : name.endsWith('.gone') ? name.slice(0, -'.gone'.length) : null
+        const id = name.endsWith('.info.json')
+          ? name.slice(0, -'.info.json'.length)
+          : name.endsWith('.gone')
+            ? name.slice(0, -'.gone'.length)
+            : null
         if (id === null) continue
         const st = await stat(join(dir, name)).catch(() => null)
         if (st === null || nowMs - st.mtimeMs < maxAgeMs) continue
