@@ -1,6 +1,6 @@
 // The one place the bench reaches into Ferry's own code: where a build keeps what it stored.
 // Verification reads stored files back at the paths the build under test computes, so the bench
-// never carries its own copy of the CAS layout. When Ferry moves its layout code, change the two
+// never carries its own copy of the CAS layout. When Ferry moves its layout code, change the
 // module paths and `ferryLayout` below; nothing else in bench/ knows them.
 import fs from 'node:fs'
 import path from 'node:path'
