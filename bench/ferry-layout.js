@@ -1,6 +1,6 @@
 // The one place the bench reaches into Ferry's own code: where a build keeps what it stored.
 // Verification reads stored files back at the paths the build under test computes, so the bench
-// never carries its own copy of the CAS layout. When Ferry moves its layout code, change the two
+// never carries its own copy of the CAS layout. When Ferry moves its layout code, change the
 // module paths and `ferryLayout` below; nothing else in bench/ knows them.
 import fs from 'node:fs'
 import path from 'node:path'
@@ -10,6 +10,8 @@ import { pathToFileURL } from 'node:url'
 // builds); CasStore#blobPath(key): one object's file.
 const LAYOUT_MODULE = 'src/core/storage/layout.js'
 const CAS_MODULE = 'src/core/cas/cas-store.js'
+// FinishedUploads#dataPath(id): a finished tus upload's bytes (builds with the tus family only).
+const TUS_MODULE = 'src/http/tus/finished.js'
 
 async function ferryLayout (distDir) {
   const load = (m) => import(pathToFileURL(path.join(distDir, m)).href)
@@ -29,15 +31,32 @@ async function ferryLayout (distDir) {
   }
 }
 
+/** Adds `tusFile(id)` to a build's layout: where its FinishedUploads keeps a finished upload. */
+async function withTus (distDir, layoutOf) {
+  const load = (m) => import(pathToFileURL(path.join(distDir, m)).href)
+  const hasTus = fs.existsSync(path.join(distDir, TUS_MODULE))
+  const [{ createLayout }, { FinishedUploads }] = await Promise.all(
+    [load(LAYOUT_MODULE), hasTus ? load(TUS_MODULE) : {}])
+  return (dataDir) => {
+    const tus = FinishedUploads ? new FinishedUploads(createLayout(dataDir).tus) : null
+    const tusFile = (id) => {
+      if (!tus) throw new Error(`this Ferry build (${distDir}) has no ${TUS_MODULE}`)
+      return tus.dataPath(id)
+    }
+    return { ...layoutOf(dataDir), tusFile }
+  }
+}
+
 /**
  * Where Ferry build `distDir` (the directory holding `src/main.js`) stores uploads in a data
- * directory: `(dataDir) => {casBlob(sha256, size), imageStoreFile(relPath)}`. A `--ferry-main`
- * that is not a Ferry build (the harness testing itself with the minimal server, which mimics
- * the layout) falls back to `fallbackDistDir`, the repository's own dist/.
+ * directory: `(dataDir) => {casBlob(sha256, size), imageStoreFile(relPath), tusFile(id)}`.
+ * A `--ferry-main` that is not a Ferry build (the harness testing itself with the minimal
+ * server, which mimics the layout) falls back to `fallbackDistDir`, the repository's own dist/.
  */
 export async function loadFerryLayout (distDir, fallbackDistDir) {
   for (const dir of [distDir, fallbackDistDir]) {
-    if (dir && fs.existsSync(path.join(dir, CAS_MODULE))) return ferryLayout(dir)
+    if (!dir || !fs.existsSync(path.join(dir, CAS_MODULE))) continue
+    return withTus(dir, await ferryLayout(dir))
   }
   throw new Error(`no Ferry layout code (${CAS_MODULE}) under ${distDir} or ${fallbackDistDir}: ` +
     'build Ferry first')

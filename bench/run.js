@@ -23,7 +23,21 @@ const benchDir = path.dirname(fileURLToPath(import.meta.url))
 const rootDir = path.dirname(benchDir)
 
 // ---- dependencies: a fresh clone has no bench/node_modules ---------------------------------------
-if (!fs.existsSync(path.join(benchDir, 'node_modules', '@tus', 'server', 'package.json'))) {
+/** The installed version of a bench dependency, or null. */
+function depVersion (name) {
+  try {
+    const file = path.join(benchDir, 'node_modules', ...name.split('/'), 'package.json')
+    return JSON.parse(fs.readFileSync(file, 'utf8')).version
+  } catch { return null }
+}
+// Every dependency at its pinned version, or a fresh `npm ci` (a checkout that gained one, or
+// changed a pin, since bench/node_modules was installed).
+const pinned = JSON.parse(fs.readFileSync(path.join(benchDir, 'package.json'), 'utf8')).dependencies
+const stale = ([name, v]) => {
+  const have = depVersion(name)
+  return have === null || (/^\d+\.\d+\.\d+$/.test(v) && have !== v)
+}
+if (Object.entries(pinned).some(stale)) {
   console.log('bench: installing bench dependencies (npm --prefix bench ci)…')
   const r = spawnSync('npm', ['--prefix', benchDir, 'ci', '--no-audit', '--no-fund'], { stdio: 'inherit' })
   if (r.status !== 0) {
@@ -141,7 +155,8 @@ const result = {
     gitRev: gitRev(),
     ferryBuilt: builtAt(mains.a),
     ...(mains.b ? { ferryBBuilt: builtAt(mains.b) } : {}),
-    tusServer: JSON.parse(fs.readFileSync(path.join(benchDir, 'node_modules', '@tus', 'server', 'package.json'), 'utf8')).version
+    tusServer: depVersion('@tus/server'),
+    tusJsClient: depVersion('tus-js-client')
   },
   config: { ...cfg, bigBytes },
   runs,

@@ -19,8 +19,8 @@ function help () {
 ${pairs.join('\n')}
   --servers LIST          default all but the ferry-b-* ones, which need --ferry-main-b
 ${servers.join('\n')}
-  --size-mib N            file size for a, b (default 1024; quick 64)
-  --chunk-mib N           chunk size (default 8)
+  --size-mib N            file size for a, b, g (default 1024; quick 64)
+  --chunk-mib N           chunk size; g's tus-js-client chunkSize (default 8)
   --parallel N            chunks in flight for b's parallel variant (default 4)
   --files N               small files for c, d (default 1000; quick 100)
   --file-kib N            small file size (default 64)

@@ -7,6 +7,7 @@
 //          ◀─IPC: {elapsed, uploads[], clientCpu}─┘
 import { randomUUID } from 'node:crypto'
 import http from 'node:http'
+import { DefaultHttpStack, DetailedError, Upload } from 'tus-js-client'
 import { makeData, smallFiles } from './data.js'
 
 let big = Buffer.alloc(0)
@@ -21,6 +22,8 @@ class Targets {
   }
 
   pick () { return this.#list[this.#next++ % this.#list.length] }
+  /** host:port of the first target: the one address a client behind a load balancer sees. */
+  get front () { return `${this.#list[0].host}:${this.#list[0].port}` }
   close () { for (const t of this.#list) t.agent.destroy() }
 }
 
@@ -199,7 +202,99 @@ async function shaman (targets, proto, p) {
   return { elapsedNs, count: files.length, statuses, uploads }
 }
 
-const scenarios = { stream, chunked, commits, small: smallUploads, shaman }
+// ---- tus-js-client (scenario g): the same client against every tus server ----------------------
+
+const TUS_PATH = '/files/'
+
+/**
+ * tus-js-client's own Node HTTP stack, spread round-robin over the targets like every other
+ * request here. Every request carries the first target's Host, as behind a load balancer: the
+ * upload URLs a server builds from Host (Location, the partials named in `Upload-Concat: final`)
+ * then stay valid on every instance.
+ */
+class RoundRobinStack {
+  #targets
+  #stacks = new Map()
+  constructor (targets) { this.#targets = targets }
+
+  createRequest (method, url) {
+    const t = this.#targets.pick()
+    if (!this.#stacks.has(t)) this.#stacks.set(t, new DefaultHttpStack({ agent: t.agent }))
+    const u = new URL(url)
+    u.host = `${t.host}:${t.port}`
+    const req = this.#stacks.get(t).createRequest(method, u.href)
+    req.setHeader('Host', this.#targets.front)
+    return req
+  }
+
+  getName () { return 'RoundRobinStack' }
+}
+
+/** Resolves the upload's URL once tus-js-client reports success; rejects with its error. */
+function tusJsUpload (buf, options) {
+  return new Promise((resolve, reject) => {
+    const upload = new Upload(buf, {
+      ...options,
+      onSuccess: () => resolve(upload.url),
+      onError: (err) => {
+        upload.abort().catch(() => {}) // stop the other partials of a parallel upload
+        reject(err)
+      }
+    })
+    upload.start()
+  })
+}
+
+/**
+ * Scenario g: one upload of `size` bytes by tus-js-client in `chunk`-byte PATCHes,
+ * `parallel` partial uploads + a final concatenation when > 1. A server without a tus endpoint
+ * at /files/ (404 on OPTIONS), or one that answers 501 to the concatenation a parallel upload
+ * needs, gives `unsupported` (a cell of the report) instead of a failed run.
+ */
+async function tusJs (targets, proto, p) {
+  const probe = await request(targets.pick(), 'OPTIONS', TUS_PATH, { 'tus-resumable': '1.0.0' })
+  if (probe.status === 404) {
+    return { unsupported: `server has no tus endpoint (404 on OPTIONS ${TUS_PATH})`, uploads: [] }
+  }
+  if (![200, 204].includes(probe.status)) {
+    const body = JSON.stringify(probe.body.slice(0, 200))
+    throw new Error(`OPTIONS ${TUS_PATH} → ${probe.status} ${body}`)
+  }
+  const extensions = String(probe.headers['tus-extension'] ?? '').split(',').map((x) => x.trim())
+  const buf = big.subarray(0, p.size)
+  const t0 = process.hrtime.bigint()
+  let url
+  try {
+    url = await tusJsUpload(buf, {
+      endpoint: `http://${targets.front}${TUS_PATH}`,
+      chunkSize: p.chunk,
+      parallelUploads: p.parallel,
+      metadata: { filename: `g${p.parallel}.bin` },
+      // A benchmark must not hide a failed request behind a retry: the first error ends the run.
+      retryDelays: null,
+      storeFingerprintForResuming: false,
+      httpStack: new RoundRobinStack(targets)
+    })
+  } catch (err) {
+    const status = err instanceof DetailedError ? err.originalResponse?.getStatus() : undefined
+    // @tus/server has no concatenation: "Concatenation extension is not (yet) supported" (501).
+    if (p.parallel > 1 && status === 501) {
+      const body = err.originalResponse.getBody().slice(0, 200).trim()
+      const listed = extensions.includes('concatenation') ? 'listed' : 'not listed'
+      return {
+        unsupported: 'not supported (501 on Upload-Concat: partial)',
+        detail: `${JSON.stringify(body)}; concatenation ${listed} in Tus-Extension`,
+        uploads: []
+      }
+    }
+    throw new Error(`tus-js-client (parallelUploads ${p.parallel}): ${err.message}`)
+  }
+  const elapsedNs = Number(process.hrtime.bigint() - t0)
+  const id = decodeURIComponent(new URL(url).pathname.split('/').filter(Boolean).pop())
+  return { elapsedNs, bytes: p.size, uploads: [{ kind: 'tus', id, size: p.size }] }
+}
+
+const scenarios = { stream, chunked, commits, small: smallUploads, shaman, tusjs: tusJs }
 
 process.on('message', async (msg) => {
   try {

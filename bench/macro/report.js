@@ -27,6 +27,8 @@ function describeRow (row, c) {
   if (row === 'd-dedup') return 'Shaman: the same again, dedup (208)'
   if (row === 'f') return `${c.rssSessions} × ${mib(c.rssBytes)} chunked at once (peak RSS)`
   if (row.startsWith('e-')) return `commit of one ${row.slice(2)} chunked upload`
+  if (row === 'g') return `tus-js-client: ${mib(c.sizeBytes)} in ${mib(c.chunkBytes)} chunks`
+  if (/^g\d+$/.test(row)) return `tus-js-client: the same, parallelUploads ${row.slice(1)}`
   return row
 }
 
@@ -34,16 +36,27 @@ function describeRow (row, c) {
 export function summarize (result) {
   const c = result.config
   const byKey = new Map()
+  const unsupported = new Map()
   for (const run of result.runs) {
     if (!run.ok) continue
     for (const r of run.rows) {
+      if (r.unsupported) {
+        unsupported.set(`${r.row}\u0000${run.server}`, r.unsupported)
+        continue
+      }
       const key = `${r.row}\u0000${run.server}`
       if (!byKey.has(key)) byKey.set(key, [])
       byKey.get(key).push({ ...r, rss: Math.max(...run.peakRssMiB) })
     }
   }
   const rowIds = [...new Set(result.runs.flatMap((r) => r.rows.map((x) => x.row)))]
-  const order = (id) => (id.startsWith('e-') ? 100 + Number.parseFloat(id.slice(2)) / 1e6 : ['a', 'b1'].includes(id) ? ['a', 'b1'].indexOf(id) : /^b\d+$/.test(id) ? 2 : ['c', 'd-store', 'd-dedup', 'f'].indexOf(id) + 3)
+  // a, b1, b<n>, c, d-store, d-dedup, f, g, g<n>, then e-* by size.
+  const order = (id) => {
+    if (id.startsWith('e-')) return 100 + Number.parseFloat(id.slice(2)) / 1e6
+    if (/^b\d+$/.test(id) && id !== 'b1') return 2
+    if (/^g\d+$/.test(id)) return 9
+    return ['a', 'b1', '', 'c', 'd-store', 'd-dedup', 'f', 'g'].indexOf(id)
+  }
   rowIds.sort((x, y) => order(x) - order(y))
   const rows = []
   for (const id of rowIds) {
@@ -51,6 +64,10 @@ export function summarize (result) {
     const servers = {}
     for (const s of SERVER_ORDER) {
       const xs = byKey.get(`${id}\u0000${s}`)
+      const why = unsupported.get(`${id}\u0000${s}`)
+      // A server that could not take the row (and never did in any repetition) is a cell
+      // saying why, with no figures.
+      if (!xs && why) servers[s] = { n: 0, value: NaN, unsupported: why }
       if (!xs) continue
       if (isCommit) {
         const commitMs = median(xs.map((x) => x.commitMs))
@@ -65,12 +82,16 @@ export function summarize (result) {
       }
     }
     const sample = SERVER_ORDER.map((s) => byKey.get(`${id}\u0000${s}`)?.[0]).find(Boolean)
-    const unit = isCommit ? 'ms' : sample?.mbps ? 'MB/s' : 'uploads/s'
+    const unit = isCommit ? 'ms' : sample?.mbps || /^g\d*$/.test(id) ? 'MB/s' : 'uploads/s'
     const min = servers.minimal?.value
     const dur = servers['minimal-durable']?.value
-    // tus has no parallel chunks: compare parallel rows with its sequential PATCHes (b1).
-    const tusRow = /^b\d+$/.test(id) && !servers.tus ? 'b1' : id
-    const tus = tusRow === id ? servers.tus?.value : median((byKey.get(`b1\u0000tus`) ?? []).map((x) => x.mbps))
+    // tus has no parallel chunks: compare parallel rows with its sequential PATCHes (b1); nor
+    // concatenation: tus-js-client's parallelUploads (g4) compares with its one upload (g).
+    const seqRow = /^b\d+$/.test(id) ? 'b1' : /^g\d+$/.test(id) ? 'g' : id
+    const tusRow = Number.isFinite(servers.tus?.value) ? id : seqRow
+    const tus = tusRow === id
+      ? servers.tus?.value
+      : median((byKey.get(`${tusRow}\u0000tus`) ?? []).map((x) => x.mbps))
     if (!isCommit) {
       for (const v of Object.values(servers)) {
         v.xMinimal = min ? v.value / min : NaN
@@ -80,7 +101,41 @@ export function summarize (result) {
     }
     rows.push({ row: id, desc: describeRow(id, c), unit, tusFrom: tusRow, servers })
   }
-  return { rows, goals: goals(rows), compare: compare(result, rows) }
+  const tusClientRatios = tusClient(result, rows)
+  return { rows, goals: goals(rows), compare: compare(result, rows), tusClient: tusClientRatios }
+}
+
+/**
+ * Scenario g: the same client (tus-js-client) against each Ferry server and @tus/server, as
+ * Ferry ÷ @tus/server of the same run. g4's @tus/server cell is "not supported" (no
+ * concatenation), so g4 is set against @tus/server's single upload (g).
+ */
+function tusClient (result, rows) {
+  // MB/s per repetition of one row on one server: each repetition ran both back to back.
+  const perRep = (row, server) => new Map(result.runs
+    .filter((run) => run.ok && run.server === server)
+    .flatMap((run) => run.rows
+      .filter((x) => x.row === row && x.mbps)
+      .map((x) => [run.rep, x.mbps])))
+  const out = []
+  for (const r of rows.filter((x) => /^g\d*$/.test(x.row))) {
+    const tus = r.servers.tus
+    const tusByRep = perRep(r.tusFrom, 'tus')
+    for (const [s, v] of Object.entries(r.servers)) {
+      if (serverByName(s)?.proto !== 'ferry') continue
+      out.push({
+        row: r.row,
+        server: s,
+        ferry: v.unsupported ?? v.value,
+        tus: tus?.unsupported ?? tus?.value,
+        against: r.tusFrom,
+        ratio: v.xTus,
+        repRatios: [...perRep(r.row, s)].filter(([rep]) => tusByRep.has(rep))
+          .map(([rep, x]) => x / tusByRep.get(rep))
+      })
+    }
+  }
+  return out
 }
 
 /**
@@ -119,7 +174,11 @@ function compare (result, rows) {
         valueB: vb.value,
         ratio: vb.value / va.value,
         cpuRatio: vb.cpuPer / va.cpuPer,
-        repRatios: pairs
+        repRatios: pairs.filter(Number.isFinite),
+        // A build that cannot take the row (scenario g on a build without the tus family).
+        unsupported: vb.unsupported
+          ? `B: ${vb.unsupported}`
+          : va.unsupported && `A: ${va.unsupported}`
       })
     }
   }
@@ -187,6 +246,10 @@ function tableRows (result) {
   const body = []
   for (const r of rows.filter((x) => !x.row.startsWith('e-'))) {
     for (const [s, v] of Object.entries(r.servers)) {
+      if (v.unsupported) {
+        body.push([r.row, r.desc, s, v.unsupported, '–', '–', '–', '–', '–', '–'])
+        continue
+      }
       body.push([r.row, r.desc, s, `${f1(v.value, r.unit === 'MB/s' ? 1 : 0)} ${r.unit}`, fx(v.xMinimal), fx(v.xDurable), fx(v.xTus), f1(v.cpuS, 2), f1(v.cpuPer, 2), f1(v.rssMiB, 0)])
     }
   }
@@ -210,6 +273,38 @@ function mdTable (head, body) {
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n')
 }
 
+/** Scenario g's figure: Ferry ÷ @tus/server, the same client (empty body without g rows). */
+function tusClientRows (result) {
+  const head = ['row', 'Ferry server', 'Ferry', '@tus/server', 'Ferry ÷ @tus/server', 'per rep']
+  const cell = (v) => (typeof v === 'string' ? v : Number.isFinite(v) ? `${f1(v)} MB/s` : '–')
+  const rows = result.summary.rows
+  const tusOf = (row) => rows.find((r) => r.row === row)?.servers.tus?.value
+  const body = (result.summary.tusClient ?? []).map((t) => [
+    t.row, t.server, cell(t.ferry),
+    cell(t.tus) + (t.against !== t.row ? `; its ${t.against}: ${cell(tusOf(t.against))}` : ''),
+    fx(t.ratio) + (t.against !== t.row && Number.isFinite(t.ratio) ? ` (of ${t.against})` : ''),
+    (t.repRatios ?? []).map((x) => x.toFixed(2)).join(' ') || '–'
+  ])
+  return { head, body }
+}
+
+/** The report's section for scenario g (none without g rows). */
+function tusClientSection (result) {
+  const t = tusClientRows(result)
+  if (!t.body.length) return []
+  const c = result.config
+  const text = `The same client, tus-js-client ${result.env.tusJsClient ?? ''} in the load ` +
+    `process, uploads ${c.sizeBytes / MiB} MiB in ${c.chunkBytes / MiB} MiB chunks ` +
+    "(`chunkSize`) to Ferry's `/files/` and to @tus/server + @tus/file-store (g), and with " +
+    '`parallelUploads: 4` (g4: four partial uploads and a final concatenation). A cell that ' +
+    'says why instead of a figure is a server that cannot take the upload: @tus/server answers ' +
+    '501 to `Upload-Concat`, so Ferry\'s g4 is set against its g; a Ferry build without the ' +
+    'tus family answers 404 at `/files/`. "Ferry ÷ @tus/server" is the ratio of the medians, ' +
+    '"per rep" the ratio within each repetition (both servers ran back to back), whose spread is ' +
+    'the noise. Every stored upload is read back and its sha256 checked.'
+  return ['## tus-js-client: Ferry ÷ @tus/server', '', text, '', mdTable(t.head, t.body), '']
+}
+
 /** The B/A table of a compare run (empty body when there is no build B). */
 function compareRows (result) {
   const head = ['row', 'A', 'B', 'A median', 'B median', 'B/A', 'B/A per rep', 'CPU per unit B/A', 'B is']
@@ -218,8 +313,9 @@ function compareRows (result) {
     const faster = c.lowerIsBetter ? c.ratio < 1 : c.ratio > 1
     // Repetitions that disagree on the side of 1 say the difference is inside the noise.
     const split = c.repRatios.length > 1 && Math.min(...c.repRatios) < 1 && Math.max(...c.repRatios) > 1
+    const is = c.unsupported || (split ? 'noise (reps split)' : faster ? 'faster' : 'slower')
     return [c.row, c.a, c.b, `${f1(c.valueA, d)} ${c.unit}`, `${f1(c.valueB, d)} ${c.unit}`, fx(c.ratio),
-      c.repRatios.map((x) => x.toFixed(2)).join(' '), fx(c.cpuRatio), split ? 'noise (reps split)' : faster ? 'faster' : 'slower']
+      c.repRatios.map((x) => x.toFixed(2)).join(' '), fx(c.cpuRatio), is]
   })
   return { head, body }
 }
@@ -229,6 +325,11 @@ export function formatTable (result) {
   const t = tableRows(result)
   let out = textTable(t.head, t.body)
   if (t.commitBody.length) out += '\n\n' + textTable(t.commitHead, t.commitBody)
+  const tc = tusClientRows(result)
+  if (tc.body.length) {
+    out += '\n\ntus-js-client, the same client against both (Ferry ÷ @tus/server, same run):\n' +
+      textTable(tc.head, tc.body)
+  }
   const cmp = compareRows(result)
   if (cmp.body.length) out += '\n\nbuild B against build A (throughput rows: B/A > 1 is B faster; e-* commit ms: < 1):\n' + textTable(cmp.head, cmp.body)
   const g = result.summary.goals
@@ -297,7 +398,7 @@ export function writeReport (result, outDir) {
     '',
     '## Throughput, CPU and memory',
     '',
-    '"× minimal" is the ratio to the minimal node:http-to-file server (the ceiling; it never fsyncs), "× durable" to the same server fdatasyncing before it answers a commit or whole-file PUT (the durable ceiling, as Ferry must be), "× tus" to @tus/server + @tus/file-store, both measured in the same run. Chunked rows with more than one chunk in flight compare with tus\'s sequential PATCHes (b1). Server CPU is utime+stime of the server process(es) during the timed window; peak RSS is VmHWM (max over instances).',
+    '"× minimal" is the ratio to the minimal node:http-to-file server (the ceiling; it never fsyncs), "× durable" to the same server fdatasyncing before it answers a commit or whole-file PUT (the durable ceiling, as Ferry must be), "× tus" to @tus/server + @tus/file-store, both measured in the same run. Chunked rows with more than one chunk in flight compare with tus\'s sequential PATCHes (b1), and g4 (parallelUploads, which tus answers 501) with its g. Server CPU is utime+stime of the server process(es) during the timed window; peak RSS is VmHWM (max over instances).',
     '',
     mdTable(t.head, t.body),
     '',
@@ -308,6 +409,7 @@ export function writeReport (result, outDir) {
     ...(t.commitBody.length
       ? ['## Commit time vs size', '', 'Time from sending the commit to its 200, against one sha256 pass over the stored file from page cache plus one fsync of as many freshly written bytes, both measured in the same run.', '', mdTable(t.commitHead, t.commitBody), '']
       : []),
+    ...tusClientSection(result),
     ...(compareRows(result).body.length
       ? ['## Build B against build A', '', `A = \`${c.ferryMainA}\`, B = \`${c.ferryMainB}\`, run interleaved (each repetition runs both, order rotating). "B/A" is the ratio of the medians; "per rep" the ratio within each repetition. Throughput rows: above 1 means B is faster; commit rows (e-*, ms): below 1 means B is faster.`, '', mdTable(compareRows(result).head, compareRows(result).body), '']
       : []),

@@ -76,6 +76,12 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
         const res = await load.ask({ cmd: 'run', kind: step.kind, proto: sv.proto, targets: server.targets, params: step.params },
           cfg.timeoutMs * 4 + 600_000)
         const cpu = pids.map((p, i) => cpuSeconds(p) - cpu0[i])
+        if (res.unsupported) {
+          // The server cannot take this step (scenario g: no tus endpoint, no concatenation):
+          // a cell of the report saying why, not a failed run.
+          rec.rows.push({ row: step.row, unsupported: res.unsupported, detail: res.detail })
+          continue
+        }
         const row = {
           row: step.row,
           serverCpuS: cpu.reduce((x, y) => x + y, 0),
@@ -114,6 +120,7 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
   function describe (r) {
     if (!r.ok) return `FAILED: ${r.error}`
     const parts = r.rows.map((x) => {
+      if (x.unsupported) return `${x.row} ${x.unsupported}${x.detail ? `: ${x.detail}` : ''}`
       if (x.commitMs !== undefined && x.shaMs !== undefined) return `${x.size / MiB} MiB commit ${x.commitMs.toFixed(1)} ms (sha ${x.shaMs.toFixed(0)} + fsync ${x.fsyncMs.toFixed(0)} ms)`
       const v = x.mbps ? `${x.mbps.toFixed(1)} MB/s` : `${x.ups.toFixed(0)} uploads/s`
       return `${x.row} ${v} cpu ${x.serverCpuS.toFixed(2)} s`

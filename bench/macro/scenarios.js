@@ -13,6 +13,21 @@ import { hashAndFsyncMs } from './verify.js'
 const MiB = 1024 * 1024
 const any = () => true
 const notTus = (sv) => sv.proto !== 'tus'
+/** Servers with a tus endpoint at /files/, or that may have one (Ferry: probed at run time). */
+const speaksTus = (sv) => sv.proto === 'tus' || sv.proto === 'ferry'
+/** Scenario g: tus-js-client in the load process, the same options for every server. */
+const tusJs = (parallel) => ({
+  what: parallel === 1
+    ? 'tus-js-client: Ferry vs @tus/server'
+    : `the same, parallelUploads: ${parallel}`,
+  runs: () =>
+    [{ id: parallel === 1 ? 'g' : `g${parallel}`, kind: 'tusjs', parallel, can: speaksTus }],
+  steps: (rk, sv, cfg) => [{
+    row: rk.id,
+    kind: 'tusjs',
+    params: { size: cfg.sizeBytes, chunk: cfg.chunkBytes, parallel: rk.parallel }
+  }]
+})
 const base = (rk, cfg) =>
   ({ prefix: `bench/${rk.id}`, chunk: cfg.chunkBytes, conc: cfg.concurrency, count: cfg.files })
 
@@ -78,7 +93,10 @@ export const SCENARIOS = {
       kind: 'chunked',
       params: { ...base(rk, cfg), size: cfg.rssBytes, parallel: 1, sessions: rk.sessions }
     }]
-  }
+  },
+  g: tusJs(1),
+  // A registry entry of its own (not g's --parallel variant) so `--scenarios g4` names it.
+  g4: tusJs(4)
 }
 
 export const SCENARIO_NAMES = Object.keys(SCENARIOS)

@@ -107,7 +107,9 @@ export async function bindServers (names, mains) {
           switch (u.kind) {
             case 'store': return l.imageStoreFile(u.path)
             case 'cas': return l.casBlob(u.sha, u.size)
-            case 'tus': return path.join(dataDir, 'tus', u.id)
+            // @tus/file-store keeps `<directory>/<id>` (macro/servers/tus.js); Ferry says where.
+            case 'tus':
+              return sv.proto === 'tus' ? path.join(dataDir, 'tus', u.id) : l.tusFile(u.id)
           }
           throw new Error(`${name}: unknown upload kind ${u.kind}`)
         }
