@@ -75,6 +75,9 @@ export function openFamilies(config: Config): string[] {
   return [
     ...(config.imagestore.enabled && config.imagestore.auth === null ? ['imagestore'] : []),
     ...(config.shaman.enabled && config.shaman.auth === null ? ['shaman'] : []),
+    // tus has no credentials of its own (like tusd): a pre-create hook is where creations are
+    // authorised; without one, anyone who reaches the port can upload and terminate.
+    ...(config.tus.enabled && config.hooks.url === null ? ['tus'] : []),
   ]
 }
 
@@ -336,7 +339,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       }, `ferry listening on http://${addr.address}:${addr.port}`)
       const open = openFamilies(config)
       if (open.length > 0 && !isLoopback(config.http.host)) {
-        log.warn({ host: config.http.host, families: open }, `anyone who reaches ${config.http.host} can write and delete through ${open.join(' and ')}: set FERRY_CONFIG <family>.auth, or turn them off (FERRY_FAMILIES)`)
+        log.warn({ host: config.http.host, families: open }, `anyone who reaches ${config.http.host} can write and delete through ${open.join(' and ')}: set FERRY_CONFIG <family>.auth (tus: FERRY_HOOK_URL, a pre-create hook), or turn them off (FERRY_FAMILIES)`)
       }
       return addr
     },
