@@ -23,8 +23,11 @@ const TRIALS = 50
 
 /**
  * One contender: for trial k it waits for the wall-clock instant `at + k * 20 ms` (so that both
- * contenders claim at once), claims directory `d<k>`, and keeps what it won until every trial is
- * over, so a late contender still finds it held. Prints one letter per trial: W won, L lost.
+ * contenders claim at once), claims directory `d<k>`, and keeps what it won until the test ends
+ * its stdin, after both contenders have printed: a contender descheduled for a while on a loaded
+ * machine still finds the other's directories held (a CI run once saw both win the last trials
+ * because the first had already finished and let go). Prints one letter per trial (W won, L lost)
+ * and a newline.
  */
 const CONTENDER = `
 import { createEmbeddedState } from ${JSON.stringify(EMBEDDED_JS)}
@@ -43,19 +46,40 @@ for (let k = 0; k < ${TRIALS}; k++) {
     out += 'L'
   }
 }
-process.stdout.write(out)
+process.stdout.write(out + '\\n')
+process.stdin.resume()
+await new Promise((resolve) => process.stdin.on('end', resolve))
 for (const s of held) await s.close()
 `
 
-function contend(script: string, work: string, at: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [script, work, String(at)], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()))
+interface Contender {
+  /** The letters, once the contender has printed its line. */
+  readonly result: Promise<string>
+  /** Lets it release what it holds and exit. */
+  finish(): Promise<void>
+}
+
+function contend(script: string, work: string, at: number): Contender {
+  const p = spawn(process.execPath, [script, work, String(at)], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let out = ''
+  const exited = new Promise<void>((resolve) => p.on('exit', () => resolve()))
+  const result = new Promise<string>((resolve, reject) => {
+    const done = () => resolve(out.trim())
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      if (out.includes('\n')) done()
+    })
     p.stderr.on('data', (d: Buffer) => (out += d.toString()))
     p.on('error', reject)
-    p.on('exit', () => resolve(out.trim()))
+    void exited.then(done)
   })
+  return {
+    result,
+    finish: async () => {
+      p.stdin.end()
+      await exited
+    },
+  }
 }
 
 describe('the data-directory lock', () => {
@@ -69,7 +93,9 @@ describe('the data-directory lock', () => {
     }
     // Far enough ahead that both are loaded and spinning when the first instant comes.
     const at = Date.now() + 1500
-    const [a, b] = await Promise.all([contend(script, work, at), contend(script, work, at)])
+    const contenders = [contend(script, work, at), contend(script, work, at)]
+    const [a = '', b = ''] = await Promise.all(contenders.map((c) => c.result))
+    await Promise.all(contenders.map((c) => c.finish()))
     expect(a).toMatch(new RegExp(`^[WL]{${TRIALS}}$`))
     expect(b).toMatch(new RegExp(`^[WL]{${TRIALS}}$`))
     const owners = Array.from({ length: TRIALS }, (_, k) => `${a[k]}${b[k]}`.replace(/L/g, '').length)

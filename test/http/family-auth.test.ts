@@ -164,16 +164,19 @@ describe('start-up warning for open families on a non-loopback address', () => {
     return lines.map((l) => JSON.parse(l) as { level: number; msg: string; families?: string[] }).filter((l) => l.level === 40).map((l) => `${l.msg} ${JSON.stringify(l.families)}`)
   }
 
-  test('0.0.0.0 with ImageStore and Shaman open: one warning naming both', async () => {
+  test('0.0.0.0 with ImageStore, Shaman and tus open: one warning naming all three', async () => {
     const warnings = await startLogs({ FERRY_HOST: '0.0.0.0' })
     expect(warnings).toHaveLength(1)
-    expect(warnings[0]).toMatch(/imagestore and shaman/)
-    expect(warnings[0]).toContain('["imagestore","shaman"]')
+    expect(warnings[0]).toMatch(/imagestore and shaman and tus/)
+    expect(warnings[0]).toContain('["imagestore","shaman","tus"]')
   })
 
   test('0.0.0.0 with both behind auth (or turned off): no warning; loopback: no warning', async () => {
     const authed = configFile('both.json', { imagestore: { auth: { tokens: [IMAGESTORE_TOKEN] } }, shaman: { auth: { tokens: [SHAMAN_TOKEN] } } })
-    expect(await startLogs({ FERRY_HOST: '0.0.0.0', FERRY_CONFIG: authed })).toEqual([])
+    // tus has no credentials of its own: a pre-create hook authorises its creations.
+    const hook = { FERRY_HOOK_URL: 'http://127.0.0.1:9/hooks' }
+    expect(await startLogs({ FERRY_HOST: '0.0.0.0', FERRY_CONFIG: authed, ...hook })).toEqual([])
+    expect(await startLogs({ FERRY_HOST: '0.0.0.0', FERRY_CONFIG: authed, FERRY_FAMILIES: 'imagestore,shaman' })).toEqual([])
     const imagestoreOnlyAuthed = configFile('one.json', { imagestore: { auth: { tokens: [IMAGESTORE_TOKEN] } } })
     expect(await startLogs({ FERRY_HOST: '0.0.0.0', FERRY_CONFIG: imagestoreOnlyAuthed, FERRY_FAMILIES: 'imagestore' })).toEqual([])
     expect(await startLogs({ FERRY_HOST: '127.0.0.1' })).toEqual([])
