@@ -32,6 +32,8 @@ export interface ImageStoreOptions {
 }
 
 const PREFIX = '/ImageStore'
+/** Ferry's response header with the stored file's sha256 (lowercase hex); see the README. */
+export const SHA256_HEADER = 'X-Ferry-Sha256'
 const KEY_PREFIX = 'imagestore:'
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 /** Top-level folders the runtime refuses to delete. */
@@ -150,7 +152,8 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     }
     await publishInStore(got.tempPath, rel)
     ctx.log.info({ path: content, bytes: got.bytes, sha256: got.digests.sha256 }, 'file stored')
-    sendEmpty(ctx.res, 200)
+    const sha256 = got.digests.sha256
+    sendEmpty(ctx.res, 200, sha256 ? { [SHA256_HEADER]: sha256 } : {})
   }
 
   async function publishInStore(tempPath: string, rel: string, alreadySynced = false) {
@@ -170,8 +173,9 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
 
   async function commit(ctx: RequestContext) {
     const id = sessionIdOf(ctx.url, 'commit')
+    let result: string
     try {
-      await uploads.commit(KEY_PREFIX + id, async ({ session, tempPath, digests }) => {
+      result = await uploads.commit(KEY_PREFIX + id, async ({ session, tempPath, digests }) => {
         await publishInStore(tempPath, storePath(session.target).rel, true) // commit fsynced it
         return JSON.stringify({ sha256: digests.sha256, bytes: session.totalBytes })
       })
@@ -182,7 +186,10 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       }
       throw err
     }
-    sendEmpty(ctx.res, 200)
+    // Ferry's addition (the runtime answers an empty 200): the committed file's sha256, so a
+    // client can check what was stored against what it read; a repeated commit answers it too.
+    const { sha256 } = JSON.parse(result) as { sha256: string }
+    sendEmpty(ctx.res, 200, { [SHA256_HEADER]: sha256 })
   }
 
   async function getSessionById(ctx: RequestContext) {
