@@ -21,13 +21,17 @@ import type { StateBackend } from './core/state/types.js'
 import {
   createLayout, createStores, type DataLayout, type DataStores,
 } from './core/storage/layout.js'
-import { UploadService, type UploadHooks } from './core/uploads/uploads.js'
+import { UploadService, type FinishedFile, type UploadHooks } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
 import { createIngestFamily } from './http/ingest/family.js'
 import { createStagingFamily } from './http/staging/family.js'
 import { createShamanFamily } from './http/shaman/family.js'
 import { createHttpServer, edgeOptionsFrom, type ReadyCheck } from './http/server.js'
+import { createHttpHooks, type HttpHooks } from './core/hooks/index.js'
+import { createCorsPolicy } from './http/cors.js'
+import { FinishedUploads } from './http/tus/finished.js'
+import { createTusFamily } from './http/tus/family.js'
 
 /**
  * The shared services the root built, for tests that look inside a running app (sessions, the
@@ -117,6 +121,10 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     streamsPerThread: config.pool.streamsPerThread,
     streamIdleMs: config.pool.streamIdleMs,
   })
+  const hooks: HttpHooks | null = config.hooks.url === null ? null : createHttpHooks({
+    url: config.hooks.url,
+    logger: log.child({ component: 'hooks' }),
+  })
   const uploads = new UploadService({
     sessions: state.sessions,
     pool,
@@ -131,6 +139,11 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     ...(options.uploadHooks ? { hooks: options.uploadHooks } : {}),
     // Several instances may share Redis: a commit can ask the one that runs the session's hash.
     peers: state.peers,
+    ...(hooks !== null ? {
+      onFinished: (f: FinishedFile) => void hooks.notify('post-finish', {
+        id: f.id, family: f.family, size: f.size, sha256: f.sha256, metadata: f.metadata ?? {},
+      }),
+    } : {}),
   })
   await uploads.listenForPeers()
   const sweepTasks: SweepTask[] = [
@@ -143,6 +156,32 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   // for lakeFS and bulk ingest, their FERRY_CONFIG section).
   const families: Family[] = []
   const { imagestore, shaman, lakefs, ingest } = config
+  const cors = createCorsPolicy(config.cors)
+  if (config.tus.enabled) {
+    // Concatenation copies on its own worker thread (started on first use).
+    const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
+    familyServices.push(concat)
+    families.push(createTusFamily({
+      uploads,
+      tusDir: layout.tus,
+      locker: state.locker,
+      concat,
+      cors,
+      hooks,
+      settings: {
+        path: config.tus.path,
+        maxSizeBytes: config.tus.maxSizeBytes || maxUploadBytes,
+        sessionTtlMs: config.sessions.ttlSec * 1000,
+        lockTtlMs: config.locks.ttlMs,
+        publicUrl: config.http.publicUrl,
+      },
+    }))
+    if (config.tus.retentionSec > 0) {
+      const kept = new FinishedUploads(layout.tus)
+      const maxAgeMs = config.tus.retentionSec * 1000
+      sweepTasks.push({ name: 'tus-retention', runAtStart: true, run: () => kept.sweep(maxAgeMs) })
+    }
+  }
   if (imagestore.enabled) {
     families.push(createImageStoreFamily({
       uploads,
@@ -194,6 +233,8 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       sweepTasks.push({ name: 'lakefs-multipart', run: () => mp.sweep() })
     }
     families.push(createStagingFamily({
+      cors,
+      announce: (f) => uploads.announceFinished(f),
       store,
       lakefs,
       maxUploadBytes,
@@ -317,6 +358,8 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
         await sweeper.stop()
         for (const f of families) await f.close?.()
         for (const s of familyServices) await s.close()
+        // Post-* events still queued get a moment to go out; the uploads are already safe.
+        await hooks?.close({ timeoutMs: 2000 })
         await uploads.close()
         await pool.close()
         await state.close()

@@ -46,6 +46,12 @@ export interface CopyFileTask {
   readonly target: string
 }
 
+/** Several whole files, in order, into one new file (tus concatenation). */
+export interface ConcatFilesTask {
+  readonly sources: readonly string[]
+  readonly target: string
+}
+
 export interface CopyFileResult {
   readonly bytes: number
   /** Lower-case hex SHA-256 of the bytes written. */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
+import { CorsConfigError, parseCorsOrigins, type CorsOrigins } from '../http/cors.js'
 import { maskUrl } from '../observability/redact.js'
 
 export type FsyncPolicy = 'commit' | 'chunk'
@@ -83,8 +84,10 @@ export interface BearerAuthConfig {
   } | null
 }
 
-export type FamilyName = 'imagestore' | 'shaman' | 'lakefs' | 'ingest'
-export const FAMILY_NAMES: readonly FamilyName[] = ['imagestore', 'shaman', 'lakefs', 'ingest']
+export type FamilyName = 'imagestore' | 'shaman' | 'lakefs' | 'ingest' | 'tus'
+export const FAMILY_NAMES: readonly FamilyName[] = [
+  'imagestore', 'shaman', 'lakefs', 'ingest', 'tus',
+]
 
 /** Everything Ferry reads at start, validated and frozen. `loadConfig` is its only maker. */
 export interface Config {
@@ -185,6 +188,22 @@ export interface Config {
     /** Threads that parse requirements and checkout file lists and look their blobs up. */
     readonly fileListThreads: number
   }
+  readonly tus: {
+    /** Mounted at `path`. Left out of FERRY_FAMILIES: off. Default true. */
+    readonly enabled: boolean
+    /** FERRY_TUS_PATH: the endpoint, starting and ending with `/`. Default `/files/`. */
+    readonly path: string
+    /** FERRY_TUS_MAX_SIZE: `Tus-Max-Size`, bytes (413 beyond). 0: FERRY_MAX_UPLOAD_BYTES. */
+    readonly maxSizeBytes: number
+    /** FERRY_TUS_RETENTION_SEC: finished uploads are removed after this long, s; 0 keeps them. */
+    readonly retentionSec: number
+  }
+  /** FERRY_CORS_ORIGINS for the browser-facing routes (tus, lakeFS presigned PUTs). */
+  readonly cors: CorsOrigins
+  readonly hooks: {
+    /** FERRY_HOOK_URL: where pre-create / post-finish / post-terminate are POSTed; null: none. */
+    readonly url: string | null
+  }
   /** Null: the lakeFS family is off (no FERRY_CONFIG `lakefs`, or left out of FERRY_FAMILIES). */
   readonly lakefs: LakeFsConfig | null
   /** Null: the bulk-ingest family is off (no FERRY_CONFIG `ingest`, or left out of FERRY_FAMILIES). */
@@ -224,6 +243,9 @@ export const DEFAULTS: Config = deepFreeze({
   shaman: {
     enabled: true, auth: null, gcMaxAgeSec: 31 * 24 * 3600, gcIntervalSec: 24 * 3600, fileListThreads: 2,
   },
+  tus: { enabled: true, path: '/files/', maxSizeBytes: 0, retentionSec: 0 },
+  cors: { mode: 'any' },
+  hooks: { url: null },
   lakefs: null,
   ingest: null,
   logLevel: 'info',
@@ -268,6 +290,43 @@ function oneOf<T extends string>(key: string, raw: string | undefined, def: T, a
     throw new ConfigError(`${key} must be one of ${allowed.join(', ')}, got "${raw}"`)
   }
   return raw as T
+}
+
+/** FERRY_TUS_PATH: an absolute path of safe characters, with one `/` at each end. */
+function tusPathFrom(raw: string | undefined): string {
+  if (raw === undefined || raw === '') return DEFAULTS.tus.path
+  const p = `/${raw.trim().replace(/^\/+|\/+$/g, '')}/`
+  const dots = p.split('/').some((seg) => seg === '.' || seg === '..')
+  if (!/^(\/[A-Za-z0-9._~-]+)+\/$/.test(p) || dots) {
+    throw new ConfigError(`FERRY_TUS_PATH must be a path like /files/, got "${raw}"`)
+  }
+  return p
+}
+
+/** FERRY_HOOK_URL: an absolute http(s) URL (user info allowed: it becomes Basic auth). */
+function hookUrlFrom(raw: string | undefined): string | null {
+  if (raw === undefined || raw.trim() === '') return null
+  let u: URL
+  try {
+    u = new URL(raw.trim())
+  } catch {
+    throw new ConfigError(
+      `FERRY_HOOK_URL must be an absolute http:// or https:// URL, got "${maskUrl(raw)}"`,
+    )
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new ConfigError(`FERRY_HOOK_URL must use http:// or https://, got "${u.protocol}"`)
+  }
+  return u.href
+}
+
+function corsFrom(raw: string | undefined): CorsOrigins {
+  try {
+    return parseCorsOrigins(raw)
+  } catch (err) {
+    if (err instanceof CorsConfigError) throw new ConfigError(err.message)
+    throw err
+  }
 }
 
 /** FERRY_PUBLIC_URL: an absolute http(s) URL without query, fragment or userinfo; the trailing slash dropped. */
@@ -587,6 +646,16 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       fileListThreads: intFrom('FERRY_SHAMAN_FILE_LIST_THREADS', env['FERRY_SHAMAN_FILE_LIST_THREADS'],
         DEFAULTS.shaman.fileListThreads, 1, 64),
     },
+    tus: {
+      enabled: on('tus', true),
+      path: tusPathFrom(env['FERRY_TUS_PATH']),
+      maxSizeBytes: intFrom('FERRY_TUS_MAX_SIZE', env['FERRY_TUS_MAX_SIZE'],
+        DEFAULTS.tus.maxSizeBytes, 0),
+      retentionSec: intFrom('FERRY_TUS_RETENTION_SEC', env['FERRY_TUS_RETENTION_SEC'],
+        DEFAULTS.tus.retentionSec, 0),
+    },
+    cors: corsFrom(env['FERRY_CORS_ORIGINS']),
+    hooks: { url: hookUrlFrom(env['FERRY_HOOK_URL']) },
     lakefs: on('lakefs', file.lakefs !== null) ? file.lakefs : null,
     ingest: on('ingest', file.ingest !== null) ? file.ingest : null,
     logLevel: oneOf('FERRY_LOG_LEVEL', env['FERRY_LOG_LEVEL'], DEFAULTS.logLevel, [

@@ -183,6 +183,108 @@ describe('ferry upload --protocol imagestore', () => {
   })
 })
 
+/** The tus upload a state file in `cache` points at: its URL and the offset the server holds. */
+async function tusProgress(cache: string): Promise<{ url: string; offset: number } | null> {
+  const folder = join(cache, 'ferry', 'uploads')
+  let names: string[]
+  try {
+    names = readdirSync(folder).filter((n) => n.endsWith('.json'))
+  } catch {
+    return null
+  }
+  if (names.length === 0) return null
+  const state = JSON.parse(readFileSync(join(folder, names[0]!), 'utf8')) as {
+    upload: { uploadUrl: string | null }
+  }
+  const url = state.upload.uploadUrl
+  if (!url) return null
+  const r = await request(url.replace(/^http:\/\/[^/]+/, server.url), {
+    method: 'HEAD',
+    headers: { 'Tus-Resumable': '1.0.0' },
+  })
+  return r.status === 200 ? { url, offset: Number(r.headers['upload-offset']) } : null
+}
+
+describe('ferry upload (tus, the default)', () => {
+  test('killed half way, then the same command resumes through a cutting proxy and verifies', async () => {
+    const cache = tempDir('ferry-cli-cache-')
+    cleanups.push(async () => removeDir(cache))
+    const { path, data } = randomFile('tus.bin', 6 * MIB)
+    const link = await proxy(1.5 * MIB, () => null)
+    const args = [
+      'upload',
+      path,
+      '--to',
+      link.url,
+      '--chunk-size',
+      '512K',
+      '--retry-delay',
+      '20',
+      '--json',
+    ]
+    const first = spawnCli(args, { XDG_CACHE_HOME: cache })
+    const seen = await waitFor('a quarter of the file on the server', async () => {
+      const p = await tusProgress(cache)
+      return p !== null && p.offset >= 1.5 * MIB ? p : null
+    })
+    first.proc.kill('SIGKILL')
+    expect((await first.done).signal).toBe('SIGKILL')
+
+    // tus-js-client keeps one connection alive: cut every connection after 1 MiB of requests.
+    link.plan.bytesPerSec = 0
+    link.plan.cutAfter = () => MIB
+    const second = await runCli(args, { XDG_CACHE_HOME: cache })
+    expect(second.stderr).toContain('retry')
+    expect(second.code).toBe(0)
+    const out = lastJson<Uploaded>(second.stdout)
+    expect(out).toEqual({
+      url: seen.url,
+      bytes: data.length,
+      sha256: sha256(data),
+      resumedFrom: out.resumedFrom,
+    })
+    expect(out.resumedFrom).toBeGreaterThanOrEqual(seen.offset)
+    expect(out.resumedFrom).toBeLessThan(data.length)
+    expect(link.cuts).toBeGreaterThan(0)
+    const stored = await request(out.url.replace(link.url, server.url))
+    expect(sha256(stored.body)).toBe(sha256(data))
+    expect(readdirSync(join(cache, 'ferry', 'uploads'))).toHaveLength(0)
+  })
+
+  test("a directory with --parallel (tus concatenation) and the server's sha256 checked", async () => {
+    const cache = tempDir('ferry-cli-cache-')
+    cleanups.push(async () => removeDir(cache))
+    mkdirSync(join(dir, 'tusdir', 'sub'), { recursive: true })
+    const a = randomFile('tusdir/a.bin', 900 * 1024).data
+    const b = randomFile('tusdir/sub/b.bin', 2 * MIB).data
+    const r = await runCli(
+      [
+        'upload',
+        join(dir, 'tusdir'),
+        '--to',
+        `${server.url}/files/`,
+        '--parallel',
+        '3',
+        '--jobs',
+        '2',
+        '--json',
+      ],
+      { XDG_CACHE_HOME: cache },
+    )
+    expect(r.code).toBe(0)
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Uploaded)
+    expect(lines.map((l) => l.sha256).sort()).toEqual([sha256(a), sha256(b)].sort())
+    for (const l of lines) {
+      const head = await request(l.url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } })
+      expect(head.headers['x-ferry-sha256']).toBe(l.sha256)
+      expect(sha256((await request(l.url)).body)).toBe(l.sha256)
+    }
+  })
+})
+
 describe('ferry upload: bad input ends in one clear line and an exit code', () => {
   test('a missing file: exit 2, no stack', async () => {
     const r = await runCli(['upload', join(dir, 'nope.bin'), '--to', server.url], {
@@ -234,6 +336,15 @@ describe('ferry upload: bad input ends in one clear line and an exit code', () =
       /^ferry: too-big\.bin: sending a chunk: the server answered 413 /,
     )
     noStack(r.stderr)
+    const t = await runCli(['upload', path, '--to', small.url], {
+      XDG_CACHE_HOME: tempDir('ferry-cli-cache-'),
+    })
+    expect(t.code).toBe(1)
+    expect(t.stderr.trim().split('\n').pop()).toMatch(
+      /^ferry: too-big\.bin: the server answered 413/,
+    )
+    expect(t.stderr).not.toContain('retry')
+    noStack(t.stderr)
   })
 
   test("a bad option value: exit 2 with commander's message", async () => {

@@ -192,6 +192,23 @@ describe('authentication', () => {
     const loc = await getAddress(srv.url, 'repo1', 'main', 'auth/free.bin', true)
     expect((await putPresigned(loc.presigned_url!, Buffer.from('no auth header'))).status).toBe(200)
   })
+
+  test('a page may PUT to a presigned URL: CORS preflight and answer headers', async () => {
+    const loc = await getAddress(srv.url, 'repo1', 'main', 'cors/page.bin', true)
+    const origin = 'https://ui.example'
+    const pre = await request(loc.presigned_url!, {
+      method: 'OPTIONS',
+      headers: { Origin: origin, 'Access-Control-Request-Method': 'PUT' },
+    })
+    expect(pre.status).toBe(204)
+    expect(pre.headers['access-control-allow-origin']).toBe('*')
+    expect(String(pre.headers['access-control-allow-methods'])).toContain('PUT')
+    expect(String(pre.headers['access-control-allow-headers'])).toContain('Content-MD5')
+    const put = await putPresigned(loc.presigned_url!, Buffer.from('from a page'), { Origin: origin })
+    expect(put.status).toBe(200)
+    expect(put.headers['access-control-allow-origin']).toBe('*')
+    expect(String(put.headers['access-control-expose-headers'])).toContain('ETag')
+  })
 })
 
 describe('GET staging/backing (getPhysicalAddress)', () => {

@@ -135,3 +135,51 @@ describe('loadConfig', () => {
     }
   })
 })
+
+describe('tus, CORS and hooks keys', () => {
+  test('defaults: tus at /files/ with the upload limit, any origin, no hook', () => {
+    const c = loadConfig({})
+    expect(c.tus).toEqual({ enabled: true, path: '/files/', maxSizeBytes: 0, retentionSec: 0 })
+    expect(c.cors).toEqual({ mode: 'any' })
+    expect(c.hooks.url).toBeNull()
+    expect(DEFAULTS.tus.path).toBe('/files/')
+  })
+
+  test('FERRY_TUS_*, FERRY_CORS_ORIGINS and FERRY_HOOK_URL are read', () => {
+    const c = loadConfig({
+      FERRY_TUS_PATH: 'uploads/tus',
+      FERRY_TUS_MAX_SIZE: '1048576',
+      FERRY_TUS_RETENTION_SEC: '3600',
+      FERRY_CORS_ORIGINS: 'https://app.example.com, http://localhost:5173',
+      FERRY_HOOK_URL: 'http://hooks.internal:9000/tus',
+    })
+    expect(c.tus.path).toBe('/uploads/tus/')
+    expect(c.tus.maxSizeBytes).toBe(1048576)
+    expect(c.tus.retentionSec).toBe(3600)
+    expect(c.cors).toEqual({
+      mode: 'list', origins: ['https://app.example.com', 'http://localhost:5173'],
+    })
+    expect(c.hooks.url).toBe('http://hooks.internal:9000/tus')
+    expect(loadConfig({ FERRY_CORS_ORIGINS: 'none' }).cors).toEqual({ mode: 'none' })
+  })
+
+  test('FERRY_FAMILIES can leave tus out or name it alone', () => {
+    expect(loadConfig({ FERRY_FAMILIES: 'imagestore' }).tus.enabled).toBe(false)
+    const only = loadConfig({ FERRY_FAMILIES: 'tus' })
+    expect(only.tus.enabled).toBe(true)
+    expect(only.imagestore.enabled).toBe(false)
+  })
+
+  test.each([
+    [{ FERRY_TUS_PATH: '/a/../b/' }, /FERRY_TUS_PATH/],
+    [{ FERRY_TUS_PATH: '/files?x/' }, /FERRY_TUS_PATH/],
+    [{ FERRY_TUS_MAX_SIZE: 'big' }, /FERRY_TUS_MAX_SIZE/],
+    [{ FERRY_TUS_RETENTION_SEC: '-1' }, /FERRY_TUS_RETENTION_SEC/],
+    [{ FERRY_CORS_ORIGINS: 'https://a.example/path' }, /FERRY_CORS_ORIGINS/],
+    [{ FERRY_CORS_ORIGINS: '*, https://a.example' }, /FERRY_CORS_ORIGINS/],
+    [{ FERRY_HOOK_URL: 'ftp://hooks' }, /FERRY_HOOK_URL/],
+    [{ FERRY_HOOK_URL: 'not a url' }, /FERRY_HOOK_URL/],
+  ])('refuses %j', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(message)
+  })
+})

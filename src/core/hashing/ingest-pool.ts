@@ -4,7 +4,9 @@
  * commits of interactive uploads. This folder stays the only importer of piscina.
  */
 import { Piscina } from 'piscina'
-import type { CopyFileResult, CopyFileTask } from '../../../workers/protocol.js'
+import type {
+  ConcatFilesTask, CopyFileResult, CopyFileTask,
+} from '../../../workers/protocol.js'
 
 export type { CopyFileResult }
 
@@ -31,6 +33,15 @@ export class IngestPool {
   async copyFile(source: string, target: string, signal?: AbortSignal): Promise<CopyFileResult> {
     const task: CopyFileTask = { source, target }
     return (await this.#pool.run(task, { name: 'copyFile', ...(signal ? { signal } : {}) })) as CopyFileResult
+  }
+
+  /**
+   * Writes `sources` in order into the new file `target` on a worker thread, fsyncs it and
+   * answers its length and SHA-256 (tus concatenation). The caller removes `target` on failure.
+   */
+  async concatFiles(sources: readonly string[], target: string): Promise<CopyFileResult> {
+    const task: ConcatFilesTask = { sources, target }
+    return (await this.#pool.run(task, { name: 'concatFiles' })) as CopyFileResult
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,7 @@
  * re-sends, and atomic publication (fsync file → rename or link → fsync directory).
  */
 import type { Hash } from 'node:crypto'
-import { constants, writev, type Stats } from 'node:fs'
+import { constants, writev, writevSync, type Stats } from 'node:fs'
 import { mkdir, open, rename, link, unlink, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
@@ -35,6 +35,8 @@ class PositionalWriter extends Writable {
   #pos: number
   #pending: Buffer[] = []
   #pendingBytes = 0
+  /** An async writev is in flight. */
+  #writing = false
   /** Bytes taken from the stream (written or pending): what the limit counts. */
   #accepted = 0
   written = 0
@@ -81,6 +83,30 @@ class PositionalWriter extends Writable {
     else this.#flush(cb)
   }
 
+  /**
+   * A body cut short while a batch waits: when the caller keeps partial progress (it listens
+   * with `onProgress`), the waiting batch is written too, at once and synchronously, so it lands
+   * before the caller closes the file (an async write could still be queued then). Never on a
+   * refused guard (a lost reservation), nor while an async write is in flight (its order with
+   * this one would not be known).
+   */
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const keep = this.#onProgress !== undefined && this.#pending.length > 0 && !this.#writing
+    if (keep && this.#guard?.() == null) {
+      try {
+        const n = writevSync(this.#fh.fd, this.#pending, this.#pos)
+        this.#pos += n
+        this.written += n
+        this.#onProgress?.(this.#pos)
+      } catch {
+        // What could not be written is simply not kept.
+      }
+      this.#pending = []
+      this.#pendingBytes = 0
+    }
+    cb(err)
+  }
+
   #flush(cb: (err?: Error | null) => void): void {
     const bufs = this.#pending
     const n = this.#pendingBytes
@@ -98,7 +124,9 @@ class PositionalWriter extends Writable {
    * the next call, which then fails with the real cause (ENOSPC → 507) if there is one.
    */
   #writeAll(bufs: Buffer[], n: number, cb: (err?: Error | null) => void): void {
+    this.#writing = true
     writev(this.#fh.fd, bufs, this.#pos, (err, bytesWritten) => {
+      this.#writing = false
       if (err) return cb(err)
       this.#pos += bytesWritten
       this.written += bytesWritten

@@ -15,6 +15,8 @@ export interface DataLayout {
   readonly checkouts: string
   readonly staging: string
   readonly ingest: string
+  /** Finished tus uploads: `tus/<id[0:2]>/<id>` and `<id>.info.json`. */
+  readonly tus: string
   /** The embedded state store. */
   readonly state: string
 }
@@ -28,6 +30,7 @@ export function createLayout(root: string): DataLayout {
     checkouts: join(root, 'checkouts'),
     staging: join(root, 'staging'),
     ingest: join(root, 'ingest'),
+    tus: join(root, 'tus'),
     state: join(root, 'state'),
   }
   for (const dir of Object.values(layout)) mkdirSync(dir, { recursive: true })

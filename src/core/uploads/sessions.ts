@@ -242,10 +242,15 @@ export class ChunkSessions {
     })
     // Where the written bytes reach in the file: what a cut body leaves (`keepPartial`).
     let landed = range.start
+    // With `openEnded`, the chunk is what arrived: it ends where the body ended.
+    let end = range.end
+    // Set once the body is whole: a failure after it is a refusal, and nothing is kept.
+    let refusable = false
     try {
       await this.#o.hooks?.afterReserve?.(key)
-      await writeStreamAt(tempPath, range.start, input.body, {
-        expectedBytes: empty ? 0 : range.end - range.start + 1,
+      const span = empty ? 0 : range.end - range.start + 1
+      const written = await writeStreamAt(tempPath, range.start, input.body, {
+        ...(input.openEnded ? { maxBytes: span } : { expectedBytes: span }),
         durable: this.#o.durableChunks,
         mustExist: true, // a cancelled incarnation's file is not brought back
         ...(input.signal ? { signal: input.signal } : {}),
@@ -256,12 +261,17 @@ export class ChunkSessions {
           'the range reservation ran out while the chunk was written; send it again',
         )),
       })
+      if (input.openEnded) end = range.start + written - 1
+      refusable = true
+      // Checked with the whole body on disk and before it counts: a refusal leaves the range
+      // unreceived, so the next write overwrites these bytes.
+      await input.verify?.()
     } catch (err) {
       renewal.stop()
       const gone = isNotFound(err)
       // Bytes written under a reservation that was never taken from us are good: kept when
       // asked. (A lapsed lease nobody took is still ours: `complete` checks that.)
-      if (input.keepPartial && lost === null && !gone && landed > range.start) {
+      if (input.keepPartial && !refusable && lost === null && !gone && landed > range.start) {
         const kept = { start: range.start, end: landed - 1 }
         await this.#keepPrefix(key, token, session, kept).catch((e: unknown) => {
           this.#o.log.warn({ err: e, key }, 'could not keep the bytes of a cut chunk')
@@ -279,14 +289,23 @@ export class ChunkSessions {
       throw lost ?? err
     }
     renewal.stop()
-    const done = await this.#o.sessions.complete(key, token, Date.now(), this.#o.durableChunks)
+    if (end < range.start && !empty) {
+      // An open-ended chunk whose body was empty: nothing to mark.
+      await this.#o.sessions.release(key, token).catch(() => {})
+      return { status: 'duplicate', session }
+    }
+    const now = Date.now()
+    const durable = this.#o.durableChunks
+    const done = await (end === range.end
+      ? this.#o.sessions.complete(key, token, now, durable)
+      : this.#o.sessions.complete(key, token, now, durable, end))
     if (done === null) {
       throw new UploadError(
         'ERR_SESSION_BUSY',
         'the session changed while the chunk was written; send it again',
       )
     }
-    this.#received(tempPath, session, done, empty ? null : range)
+    this.#received(tempPath, session, done, empty ? null : { start: range.start, end })
     return { status: 'written', session: done }
   }
 

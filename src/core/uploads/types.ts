@@ -35,6 +35,23 @@ export interface UploadServiceOptions {
    * running hash asks the instance that has it (see `listenForPeers`). Null: one instance.
    */
   readonly peers?: Bus | null
+  /**
+   * Told about every finished file of every family (`announceFinished`): the composition root
+   * hands these to the post-finish hook. Must not throw or block.
+   */
+  readonly onFinished?: (file: FinishedFile) => void
+}
+
+/** A file a family finished (published, stored, linked): what the post-finish hook hears. */
+export interface FinishedFile {
+  /** `imagestore`, `shaman`, `lakefs`, `ingest`, `tus`. */
+  readonly family: string
+  /** The family's own name for the file (a path, a CAS key, an upload id). */
+  readonly id: string
+  readonly size: number | null
+  /** Hex sha256 when known. */
+  readonly sha256: string | null
+  readonly metadata?: Readonly<Record<string, string>>
 }
 
 /** Points where a test can hold the data path (a stall: GC, event-loop lag, a slow Redis reply). */
@@ -69,6 +86,16 @@ export interface ChunkInput {
    * chunks count.
    */
   readonly keepPartial?: boolean
+  /**
+   * The body may end anywhere inside `range`: the bytes that arrived are the chunk (a tus PATCH
+   * whose length is not known in advance). An empty body marks nothing (`duplicate`).
+   */
+  readonly openEnded?: boolean
+  /**
+   * Runs once the whole body is on disk, before the range counts as received; a throw (a
+   * checksum mismatch) leaves the range unreceived and is rethrown.
+   */
+  readonly verify?: () => void | Promise<void>
 }
 
 /** A session opened before its first chunk (a creation request). */

@@ -22,14 +22,14 @@ import { RunningHashes } from './running-hash.js'
 import { ChunkSessions } from './sessions.js'
 import { sweepUploads } from './sweep.js'
 import type {
-  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadServiceOptions,
-  WholeFile,
+  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, FinishedFile, NewUpload,
+  UploadServiceOptions, WholeFile,
 } from './types.js'
 
 export { PEER_HASH_MIN_BYTES } from './peer-digest.js'
 export { INLINE_HASH_MAX_BYTES } from './receive.js'
 export type {
-  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadHooks,
+  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, FinishedFile, NewUpload, UploadHooks,
   UploadServiceOptions, WholeFile,
 } from './types.js'
 
@@ -142,6 +142,18 @@ export class UploadService {
 
   discard(tempPath: string): Promise<void> {
     return this.#files.discard(tempPath)
+  }
+
+  /**
+   * A family finished a file (its success point: published, stored, linked): one place that
+   * tells the post-finish hook for every family. Never throws: the file is safe already.
+   */
+  announceFinished(file: FinishedFile): void {
+    try {
+      this.#o.onFinished?.(file)
+    } catch (err) {
+      this.#o.log.warn({ err, family: file.family }, 'post-finish notification failed')
+    }
   }
 
   /** Removes expired sessions and temp files nothing needs any more (sweep.ts). */

@@ -14,6 +14,7 @@ import { checkDeclaredSize, isMultipart, readJson, uploadBody } from '../body.js
 import type { BearerAuthConfig } from '../../config/config.js'
 import { createBearerCheck } from '../auth/bearer.js'
 import type { Family, RequestContext } from '../context.js'
+import { SHA256_HEADER } from '../digest-header.js'
 import { sendEmpty, sendJson } from '../respond.js'
 import { copyContent, deleteContent, listContent, type ImageStoreObjects } from './content.js'
 import { fabricRefusals, sendImageStoreError } from './errors.js'
@@ -32,8 +33,6 @@ export interface ImageStoreOptions {
 }
 
 const PREFIX = '/ImageStore'
-/** Ferry's response header with the stored file's sha256 (lowercase hex); see the README. */
-export const SHA256_HEADER = 'X-Ferry-Sha256'
 const KEY_PREFIX = 'imagestore:'
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 /** Top-level folders the runtime refuses to delete. */
@@ -151,8 +150,9 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       throw err
     }
     await publishInStore(got.tempPath, rel)
+    const sha256 = got.digests.sha256 ?? null
+    uploads.announceFinished({ family: 'imagestore', id: rel, size: got.bytes, sha256 })
     ctx.log.info({ path: content, bytes: got.bytes, sha256: got.digests.sha256 }, 'file stored')
-    const sha256 = got.digests.sha256
     sendEmpty(ctx.res, 200, sha256 ? { [SHA256_HEADER]: sha256 } : {})
   }
 
@@ -176,7 +176,11 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     let result: string
     try {
       result = await uploads.commit(KEY_PREFIX + id, async ({ session, tempPath, digests }) => {
-        await publishInStore(tempPath, storePath(session.target).rel, true) // commit fsynced it
+        const rel = storePath(session.target).rel
+        await publishInStore(tempPath, rel, true) // commit fsynced it
+        uploads.announceFinished({
+          family: 'imagestore', id: rel, size: session.totalBytes, sha256: digests.sha256 ?? null,
+        })
         return JSON.stringify({ sha256: digests.sha256, bytes: session.totalBytes })
       })
     } catch (err) {

@@ -108,6 +108,10 @@ export function createIngestFamily(deps: IngestDeps): Family {
       throw err
     }
     await uploads.discard(got.tempPath) // published (the temp file is gone): forget it
+    uploads.announceFinished({
+      family: 'ingest', id: `${sc}/${target.relPath}`, size: got.bytes,
+      sha256: got.digests.sha256 ?? null,
+    })
     ctx.log.info({ project: sc, file: target.relPath, bytes: got.bytes, sha256: got.digests.sha256 }, 'bulk-ingest file uploaded')
     sendJson(ctx.res, 200, { status: 'ok' })
   }

@@ -175,6 +175,9 @@ export function createShamanFamily(deps: ShamanDeps): Family {
         rlog.info({ status: 208 }, 'shaman upload: cut short, stored by another upload')
         return sendEmpty(res, 208)
       case 'stored':
+        uploads.announceFinished({
+          family: 'shaman', id: `${key.sha256}/${key.size}`, size: key.size, sha256: key.sha256,
+        })
         rlog.info({ status: 204 }, 'shaman upload: stored')
         return sendEmpty(res, 204)
     }

@@ -53,6 +53,8 @@ import {
 } from '../../core/staging/signing.js'
 import type { StagingStore } from '../../core/staging/store.js'
 import { checkDeclaredSize, readJson, uploadBody } from '../body.js'
+import type { FinishedFile } from '../../core/uploads/uploads.js'
+import type { CorsPolicy } from '../cors.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty } from '../respond.js'
 import { authorizeRepository, createAuthenticator } from './auth.js'
@@ -73,6 +75,10 @@ export interface StagingDeps {
   readonly publicUrl: string | null
   /** Presigned multipart uploads; null: off (FERRY_CONFIG lakefs.presignMultipart false). */
   readonly multipart: StagingMultipart | null
+  /** FERRY_CORS_ORIGINS, applied to the presigned PUTs (a browser uploads to them directly). */
+  readonly cors?: CorsPolicy
+  /** Told about every linked object (the post-finish hook). */
+  readonly announce?: (file: FinishedFile) => void
 }
 
 /** The lakeFS API version whose contract this front door follows. */
@@ -301,7 +307,8 @@ export function createStagingFamily(deps: StagingDeps): Family {
     blockstore_namespace_ValidityRegex: `^${type}://`,
     blockstore_description: 'Ferry staging area',
     pre_sign_support: true,
-    // Ferry sends no CORS headers, so browsers cannot PUT to its presigned URLs.
+    // Ferry has no web UI of lakeFS's. A page can still PUT to the presigned URLs: they answer
+    // with the CORS headers of FERRY_CORS_ORIGINS (any origin by default).
     pre_sign_support_ui: false,
     import_support: false,
     import_validity_regex: `^${type}://`,
@@ -358,6 +365,10 @@ export function createStagingFamily(deps: StagingDeps): Family {
       contentType: body.contentType,
       mtimeSec: body.mtimeSec,
       createOnly: inm !== undefined,
+    })
+    deps.announce?.({
+      family: 'lakefs', id: `${repo}/${branch}/${path}`, size: stats.size_bytes, sha256: null,
+      metadata: body.userMetadata,
     })
     sendLakeFsJson(ctx.res, 200, stats)
   }
@@ -497,6 +508,18 @@ export function createStagingFamily(deps: StagingDeps): Family {
       const rest = ctx.rawPath.slice(LAKEFS_PREFIX.length)
       const method = ctx.req.method ?? 'GET'
       if (rest.startsWith(PRESIGNED_PATH)) {
+        const origin = ctx.req.headers.origin
+        const cors = deps.cors
+        if (cors && method === 'OPTIONS') {
+          const asked = ctx.req.headers['access-control-request-method']
+          if (cors.isPreflight(method, origin, asked)) {
+            sendEmpty(ctx.res, 204, cors.preflightHeaders(origin))
+            return true
+          }
+        }
+        for (const [k, v] of Object.entries(cors?.responseHeaders(origin) ?? {})) {
+          ctx.res.setHeader(k, v)
+        }
         if (method !== 'PUT') {
           ctx.res.writeHead(405, { Allow: 'PUT', 'Content-Length': 0 })
           ctx.res.end()
