@@ -64,7 +64,7 @@ function barReporter(stream: NodeJS.WriteStream): Reporter {
     {
       stream,
       format:
-        '{name} [{bar}] {percentage}% | {done}/{size} | {rate} | ETA {eta} | retries {retries}',
+        '{name} [{bar}] {percentage}% | {done}/{size} | {rate} | ETA {left} | retries {retries}',
       barCompleteChar: '█',
       barIncompleteChar: '░',
       hideCursor: true,
@@ -85,7 +85,8 @@ function barReporter(stream: NodeJS.WriteStream): Reporter {
         done: formatBytes(bytes),
         size: formatBytes(total),
         retries,
-        ...meter.stats(bytes, total),
+        // Not `eta`: cli-progress fills its own {eta} (bare seconds) over the payload's.
+        ...(({ rate, eta }) => ({ rate, left: eta }))(meter.stats(bytes, total)),
       })
       const bar = multi.create(Math.max(1, total), 0, payload())
       return {
@@ -110,7 +111,9 @@ function barReporter(stream: NodeJS.WriteStream): Reporter {
       }
     },
     note(line) {
+      // MultiBar prints logged lines above the bars at its next redraw: force one now.
       multi.log(`${line}\n`)
+      multi.update()
     },
     stop() {
       multi.stop()

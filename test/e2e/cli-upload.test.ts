@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { lastJson, runCli, spawnCli } from '../helpers/cli.js'
+import { CLI_JS, lastJson, runCli, runProgram, spawnCli } from '../helpers/cli.js'
 import { request } from '../helpers/http.js'
 import { API } from '../helpers/imagestore.js'
 import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
@@ -206,7 +206,7 @@ async function tusProgress(cache: string): Promise<{ url: string; offset: number
 }
 
 describe('ferry upload (tus, the default)', () => {
-  test('killed half way, then the same command resumes through a cutting proxy and verifies', async () => {
+  test('killed half way; the same command resumes through a cutting proxy, verifies', async () => {
     const cache = tempDir('ferry-cli-cache-')
     cleanups.push(async () => removeDir(cache))
     const { path, data } = randomFile('tus.bin', 6 * MIB)
@@ -251,7 +251,7 @@ describe('ferry upload (tus, the default)', () => {
     expect(readdirSync(join(cache, 'ferry', 'uploads'))).toHaveLength(0)
   })
 
-  test("a directory with --parallel (tus concatenation) and the server's sha256 checked", async () => {
+  test("a directory, --parallel (tus concatenation), the server's sha256 checked", async () => {
     const cache = tempDir('ferry-cli-cache-')
     cleanups.push(async () => removeDir(cache))
     mkdirSync(join(dir, 'tusdir', 'sub'), { recursive: true })
@@ -351,6 +351,32 @@ describe('ferry upload: bad input ends in one clear line and an exit code', () =
     const r = await runCli(['upload', 'x', '--to', server.url, '--chunk-size', 'lots'], {})
     expect(r.code).toBe(2)
     expect(r.stderr).toContain("option '--chunk-size <size>' argument 'lots' is invalid")
+  })
+})
+
+describe('ferry upload on a terminal', () => {
+  test('a progress bar (bytes, rate, ETA, retries), the result printed above it', async () => {
+    const { path, data } = randomFile('bar.bin', 3 * MIB)
+    const cache = tempDir('ferry-cli-cache-')
+    cleanups.push(async () => removeDir(cache))
+    // util-linux script(1) gives the command a pseudo-terminal, as a person's shell would.
+    const command = `stty cols 200; ${process.execPath} ${CLI_JS} upload ${path} --to ${server.url}`
+    const r = await runProgram('script', ['-qec', command, '/dev/null'], { XDG_CACHE_HOME: cache })
+    expect(r.code).toBe(0)
+    // Terminal control sequences (ESC [ … letter) out, then one entry per redraw or line.
+    const esc = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g')
+    const screen = r.stdout.replace(esc, '').split(/[\r\n]+/)
+    const bar = screen.filter((l) => l.startsWith('bar.bin ['))
+    expect(bar.at(-1)).toMatch(
+      /^bar\.bin \[█{40}\] 100% \| 3\.0 MiB\/3\.0 MiB \| [\d.]+ \w+\/s \| ETA 0s \| retries 0$/,
+    )
+    expect(
+      screen.some(
+        (l) =>
+          l.includes(`uploaded 3.0 MiB to ${server.url}/files/`) &&
+          l.includes(`sha256 ${sha256(data)} verified`),
+      ),
+    ).toBe(true)
   })
 })
 

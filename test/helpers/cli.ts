@@ -18,9 +18,18 @@ export interface RunningCli {
   stderr(): string
 }
 
-/** Starts `ferry args…` with only PATH, XDG_CACHE_HOME and `env` in its environment. */
+/** Starts `ferry args…` with only PATH, HOME and `env` in its environment. */
 export function spawnCli(args: readonly string[], env: Record<string, string>): RunningCli {
-  const proc = spawn(process.execPath, [CLI_JS, ...args], {
+  return spawnProgram(process.execPath, [CLI_JS, ...args], env)
+}
+
+/** Starts `program args…` with only PATH, HOME and `env` in its environment. */
+export function spawnProgram(
+  program: string,
+  args: readonly string[],
+  env: Record<string, string>,
+): RunningCli {
+  const proc = spawn(program, args, {
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -36,6 +45,14 @@ export function spawnCli(args: readonly string[], env: Record<string, string>): 
 
 export function runCli(args: readonly string[], env: Record<string, string>): Promise<CliRun> {
   return spawnCli(args, env).done
+}
+
+export function runProgram(
+  program: string,
+  args: readonly string[],
+  env: Record<string, string>,
+): Promise<CliRun> {
+  return spawnProgram(program, args, env).done
 }
 
 /** The last line of `text` (the `--json` object), parsed. */
