@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { createHash } from 'node:crypto'
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CLI_JS, lastJson, runCli, runProgram, spawnCli } from '../helpers/cli.js'
 import { request } from '../helpers/http.js'
@@ -249,6 +249,34 @@ describe('ferry upload (tus, the default)', () => {
     const stored = await request(out.url.replace(link.url, server.url))
     expect(sha256(stored.body)).toBe(sha256(data))
     expect(readdirSync(join(cache, 'ferry', 'uploads'))).toHaveLength(0)
+  })
+
+  test('one PATCH for the whole file (the default): a kill keeps what arrived', async () => {
+    const cache = tempDir('ferry-cli-cache-')
+    cleanups.push(async () => removeDir(cache))
+    const { path, data } = randomFile('one-patch.bin', 6 * MIB)
+    const link = await proxy(1.5 * MIB, () => null)
+    const args = ['upload', path, '--to', link.url, '--retry-delay', '20', '--json']
+    const first = spawnCli(args, { XDG_CACHE_HOME: cache })
+    // The server counts a PATCH's bytes when it ends: watch them land in its session temp file
+    // instead (what the client has sent may still sit in socket buffers).
+    const landed = await waitFor('a quarter of the file on the server', () => {
+      const tmp = join(server.dataDir, 'tmp')
+      const sizes = readdirSync(tmp).map(
+        (n) => statSync(join(tmp, n), { throwIfNoEntry: false })?.size ?? 0,
+      )
+      return sizes.find((n) => n >= 1.5 * MIB && n < data.length) ?? null
+    })
+    first.proc.kill('SIGKILL')
+    await first.done
+    link.plan.bytesPerSec = 0
+    const second = await runCli(args, { XDG_CACHE_HOME: cache })
+    expect(second.code).toBe(0)
+    const out = lastJson<Uploaded>(second.stdout)
+    expect(out.sha256).toBe(sha256(data))
+    expect(out.resumedFrom).toBeGreaterThanOrEqual(landed)
+    expect(out.resumedFrom).toBeLessThan(data.length)
+    expect(second.stderr).toContain(`one-patch.bin: resuming at`)
   })
 
   test("a directory, --parallel (tus concatenation), the server's sha256 checked", async () => {
