@@ -31,6 +31,7 @@ import { createHttpServer, edgeOptionsFrom, type ReadyCheck } from './http/serve
 import { createHttpHooks, type HttpHooks } from './core/hooks/index.js'
 import { createCorsPolicy } from './http/cors.js'
 import { FinishedUploads } from './http/tus/finished.js'
+import { FsObjectStore } from './core/storage/fs-object-store.js'
 import { createTusFamily } from './http/tus/family.js'
 
 /**
@@ -158,12 +159,15 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   const { imagestore, shaman, lakefs, ingest } = config
   const cors = createCorsPolicy(config.cors)
   if (config.tus.enabled) {
+    const finished = new FinishedUploads(
+      new FsObjectStore({ root: layout.tus, temps: stores.temps }), stores.temps,
+    )
     // Concatenation copies on its own worker thread (started on first use).
     const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
     familyServices.push(concat)
     families.push(createTusFamily({
       uploads,
-      tusDir: layout.tus,
+      finished,
       locker: state.locker,
       concat,
       cors,
@@ -177,9 +181,10 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       },
     }))
     if (config.tus.retentionSec > 0) {
-      const kept = new FinishedUploads(layout.tus)
       const maxAgeMs = config.tus.retentionSec * 1000
-      sweepTasks.push({ name: 'tus-retention', runAtStart: true, run: () => kept.sweep(maxAgeMs) })
+      sweepTasks.push({
+        name: 'tus-retention', runAtStart: true, run: () => finished.sweep(maxAgeMs),
+      })
     }
   }
   if (imagestore.enabled) {

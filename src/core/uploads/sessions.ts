@@ -254,7 +254,9 @@ export class ChunkSessions {
         durable: this.#o.durableChunks,
         mustExist: true, // a cancelled incarnation's file is not brought back
         ...(input.signal ? { signal: input.signal } : {}),
-        ...(input.keepPartial ? { onProgress: (pos: number) => void (landed = pos) } : {}),
+        ...(input.keepPartial
+          ? { onProgress: (pos: number) => void (landed = pos), keepCutBatch: true }
+          : {}),
         // Checked before each batch reaches the disk: never write on a lease that may be gone.
         guard: () => lost ?? (renewal.fresh ? null : new UploadError(
           'ERR_SESSION_BUSY',
