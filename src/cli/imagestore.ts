@@ -227,7 +227,12 @@ export class ImageStoreUpload {
   }
 
   /** One PUT of `r`: null when stored, else the reason to retry; a refusal throws. */
-  async #put(fh: FileHandle, r: Range, worker: number): Promise<string | null> {
+  async #put(
+    fh: FileHandle,
+    r: Range,
+    worker: number,
+    signal: AbortSignal,
+  ): Promise<string | null> {
     const len = r.end - r.start + 1
     const buf = Buffer.allocUnsafe(len)
     const { bytesRead } = await fh.read(buf, 0, len, r.start)
@@ -243,7 +248,7 @@ export class ImageStoreUpload {
           'Content-Type': 'application/octet-stream',
         },
         body: buf,
-        signal: this.#opts.signal,
+        signal,
         onSent: (n) => {
           this.#inflight.set(worker, (this.#inflight.get(worker) ?? 0) + n)
           this.#report()
@@ -268,7 +273,12 @@ export class ImageStoreUpload {
    * Sends `range`; after a failure, waits (backoff), asks the session what it still misses of
    * the range and sends only that. Each failed request, PUT or GetUploadSession, is one retry.
    */
-  async #sendRange(fh: FileHandle, range: Range, worker: number): Promise<void> {
+  async #sendRange(
+    fh: FileHandle,
+    range: Range,
+    worker: number,
+    signal: AbortSignal,
+  ): Promise<void> {
     let todo: Range[] = [range]
     let attempt = 0
     let resync = false
@@ -290,7 +300,7 @@ export class ImageStoreUpload {
           resync = false
           continue
         }
-        reason = await this.#put(fh, todo[0]!, worker)
+        reason = await this.#put(fh, todo[0]!, worker, signal)
         if (reason === null) {
           todo.shift()
           attempt = 0
@@ -308,7 +318,7 @@ export class ImageStoreUpload {
         )
       }
       this.#progress.retried(reason)
-      await sleep(backoffMs(attempt, this.#opts.retryDelayMs), this.#opts.signal)
+      await sleep(backoffMs(attempt, this.#opts.retryDelayMs), signal)
       resync = true
     }
   }
@@ -316,24 +326,27 @@ export class ImageStoreUpload {
   async #sendAll(missing: readonly Range[]): Promise<void> {
     const queue = splitRanges(missing, this.#opts.chunkSize)
     const fh = await open(this.#file.path, 'r')
+    // The first failure stops the other workers' requests at once, and is the one reported.
     const stop = new AbortController()
-    try {
-      const worker = async (w: number) => {
-        while (queue.length > 0 && !stop.signal.aborted)
-          await this.#sendRange(fh, queue.shift()!, w)
+    const signal = AbortSignal.any([this.#opts.signal, stop.signal])
+    let failure: { err: unknown } | null = null
+    const worker = async (w: number) => {
+      try {
+        while (queue.length > 0 && !signal.aborted)
+          await this.#sendRange(fh, queue.shift()!, w, signal)
+      } catch (err) {
+        failure ??= { err }
+        stop.abort(err)
       }
+    }
+    try {
       const n = Math.max(1, Math.min(this.#opts.parallel, queue.length))
-      await Promise.all(
-        Array.from({ length: n }, (_, w) =>
-          worker(w).catch((err: unknown) => {
-            stop.abort()
-            throw err
-          }),
-        ),
-      )
+      await Promise.all(Array.from({ length: n }, (_, w) => worker(w)))
     } finally {
       await fh.close()
     }
+    if (failure !== null) throw (failure as { err: unknown }).err
+    if (this.#opts.signal.aborted) throw this.#opts.signal.reason
   }
 
   /** Uploads the file (resuming a saved session when the server still has it); verifies later. */
