@@ -48,8 +48,10 @@ describe('composition root', () => {
     expect(importersOfApp(files)).toEqual([])
   })
 
-  test('the scan finds an import of app.ts where there is one (main.ts)', () => {
-    expect(importersOfApp([join(ROOT, 'src', 'main.ts')])).toEqual(["src/main.ts: ./app.js"])
+  test('the scan finds an import of app.ts where there is one (cli/serve.ts)', () => {
+    // The process entry (src/main.ts, `ferry serve`) builds the app in src/cli/serve.ts.
+    const serve = join(ROOT, 'src', 'cli', 'serve.ts')
+    expect(importersOfApp([serve])).toEqual(['src/cli/serve.ts: ../app.js'])
     // The forms a family could use: a type import (what shaman, staging and ingest had), a
     // re-export, a dynamic import; a file of the same name elsewhere is no hit.
     const texts: Record<string, string> = {

@@ -14,6 +14,7 @@ import { checkDeclaredSize, isMultipart, readJson, uploadBody } from '../body.js
 import type { BearerAuthConfig } from '../../config/config.js'
 import { createBearerCheck } from '../auth/bearer.js'
 import type { Family, RequestContext } from '../context.js'
+import { SHA256_HEADER } from '../digest-header.js'
 import { sendEmpty, sendJson } from '../respond.js'
 import { copyContent, deleteContent, listContent, type ImageStoreObjects } from './content.js'
 import { fabricRefusals, sendImageStoreError } from './errors.js'
@@ -152,7 +153,7 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     const sha256 = got.digests.sha256 ?? null
     uploads.announceFinished({ family: 'imagestore', id: rel, size: got.bytes, sha256 })
     ctx.log.info({ path: content, bytes: got.bytes, sha256: got.digests.sha256 }, 'file stored')
-    sendEmpty(ctx.res, 200)
+    sendEmpty(ctx.res, 200, sha256 ? { [SHA256_HEADER]: sha256 } : {})
   }
 
   async function publishInStore(tempPath: string, rel: string, alreadySynced = false) {
@@ -172,8 +173,9 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
 
   async function commit(ctx: RequestContext) {
     const id = sessionIdOf(ctx.url, 'commit')
+    let result: string
     try {
-      await uploads.commit(KEY_PREFIX + id, async ({ session, tempPath, digests }) => {
+      result = await uploads.commit(KEY_PREFIX + id, async ({ session, tempPath, digests }) => {
         const rel = storePath(session.target).rel
         await publishInStore(tempPath, rel, true) // commit fsynced it
         uploads.announceFinished({
@@ -188,7 +190,10 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       }
       throw err
     }
-    sendEmpty(ctx.res, 200)
+    // Ferry's addition (the runtime answers an empty 200): the committed file's sha256, so a
+    // client can check what was stored against what it read; a repeated commit answers it too.
+    const { sha256 } = JSON.parse(result) as { sha256: string }
+    sendEmpty(ctx.res, 200, { [SHA256_HEADER]: sha256 })
   }
 
   async function getSessionById(ctx: RequestContext) {

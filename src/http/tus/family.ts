@@ -28,6 +28,7 @@ import type { CorsPolicy } from '../cors.js'
 import { sendEmpty } from '../respond.js'
 import { ChecksumTransform, type ExpectedChecksum } from './checksum.js'
 import { refuse, sendTusError, tusRefusals } from './errors.js'
+import { SHA256_HEADER } from '../digest-header.js'
 import type { FinishedInfo, FinishedUploads } from './finished.js'
 import { sendUploadResumptionSupported } from './informational.js'
 import {
@@ -504,36 +505,31 @@ export function createTusFamily(deps: TusDeps): Family {
    * bytes are counted before the offset is answered; a PATCH still receiving keeps the lock, and
    * the HEAD then answers the offset as it stands.
    */
+  /**
+   * HEAD of a finished upload, with Ferry's `X-Ferry-Sha256` (the stored bytes' sha256, hex):
+   * tus has no way to report a digest, and an uploader checks what it read against it.
+   */
+  function answerFinished(ctx: RequestContext, info: FinishedInfo): void {
+    const headers = tusHeadHeaders({
+      offset: info.length,
+      length: info.length,
+      metadata: info.metadata,
+      concat: info.concat,
+      expiresAt: null,
+    })
+    answer(ctx, 200, info.sha256 ? { ...headers, [SHA256_HEADER]: info.sha256 } : headers)
+  }
+
   async function head(ctx: RequestContext, id: string): Promise<void> {
     const info = await finishedInfo(id, 'tus')
     if (info !== null) {
-      answer(
-        ctx,
-        200,
-        tusHeadHeaders({
-          offset: info.length,
-          length: info.length,
-          metadata: info.metadata,
-          concat: info.concat,
-          expiresAt: null,
-        }),
-      )
+      answerFinished(ctx, info)
       return
     }
     const report = async (locked: boolean) => {
       const done = await finishedInfo(id, 'tus')
       if (done !== null) {
-        answer(
-          ctx,
-          200,
-          tusHeadHeaders({
-            offset: done.length,
-            length: done.length,
-            metadata: done.metadata,
-            concat: done.concat,
-            expiresAt: null,
-          }),
-        )
+        answerFinished(ctx, done)
         return
       }
       const s = await openSession(id, 'tus')
@@ -541,17 +537,7 @@ export function createTusFamily(deps: TusDeps): Family {
         // Every byte arrived but the upload was not finished (its last PATCH failed after the
         // write): finish it now, or the client would take the offset for success.
         const done = await finish(id, s)
-        answer(
-          ctx,
-          200,
-          tusHeadHeaders({
-            offset: done.length,
-            length: done.length,
-            metadata: done.metadata,
-            concat: done.concat,
-            expiresAt: null,
-          }),
-        )
+        answerFinished(ctx, done)
         return
       }
       answer(
