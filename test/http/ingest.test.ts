@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { request, seededBytes, sha256, type Reply } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
@@ -37,12 +39,30 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
     return r.status === 409 ? null : r
   })
 
+  // A FERRY_HOOK_URL receiver: every family's finished file fires post-finish.
+  const hookEvents: { event: string; upload: Record<string, unknown> }[] = []
+  let hooks: Server
+
   beforeAll(async () => {
     cfgDir = tempDir()
-    srv = await startFerry({ FERRY_CONFIG: configFile(cfgDir), FERRY_MAX_UPLOAD_BYTES: String(1024 * 1024) })
+    hooks = createServer((req, res) => {
+      const parts: Buffer[] = []
+      req.on('data', (d: Buffer) => parts.push(d))
+      req.on('end', () => {
+        hookEvents.push(JSON.parse(Buffer.concat(parts).toString()))
+        res.writeHead(204).end()
+      })
+    })
+    await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r))
+    const hookUrl = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hook`
+    srv = await startFerry({
+      FERRY_CONFIG: configFile(cfgDir), FERRY_MAX_UPLOAD_BYTES: String(1024 * 1024),
+      FERRY_HOOK_URL: hookUrl,
+    })
     auth = { Authorization: `Bearer ${await jwt()}` }
   })
   afterAll(async () => {
+    await new Promise((r) => hooks.close(r))
     await srv.close()
     removeDir(srv.dataDir)
     removeDir(cfgDir)
@@ -66,6 +86,16 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
     expect(existsSync(join(importDir('0001'), '\u0101.mp3'))).toBe(true)
     // No temp file left behind in the import folder.
     expect(readdirSync(importDir('0001')).sort()).toEqual(['empty.csv', 'one', '\u0101.mp3'].sort())
+  })
+
+  test('an upload fires post-finish with family ingest, its project path, size and sha256', async () => {
+    const data = seededBytes(3000, 'ingest-hook')
+    expect((await post(url('0a0b', '/ingest/hooked%2Fa.txt'), data)).status).toBe(200)
+    const ev = await waitFor('the post-finish event', async () =>
+      hookEvents.find((e) => e.upload['family'] === 'ingest' && e.upload['id'] === '0a0b/hooked/a.txt') ?? null)
+    expect(ev.event).toBe('post-finish')
+    expect(ev.upload['size']).toBe(data.length)
+    expect(ev.upload['sha256']).toBe(sha256(data))
   })
 
   test('upload: a multipart/form-data file part is stored as its bytes', async () => {
