@@ -26,6 +26,8 @@ function secretsOf(config: Config | null, env: NodeJS.ProcessEnv): string[] {
     out.push(config.lakefs.signingSecret, config.lakefs.jwtSecret, ...config.lakefs.credentials.map((c) => c.secretAccessKey))
   }
   if (config?.ingest) out.push(config.ingest.jwt.secret)
+  const metricsToken = config?.http.metricsToken ?? env['FERRY_METRICS_TOKEN']
+  if (metricsToken) out.push(metricsToken)
   return out
 }
 
