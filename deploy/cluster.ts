@@ -104,7 +104,13 @@ interface Child {
   readonly exited: Promise<void>
 }
 
-function start(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv, log: string): Child {
+function start(
+  name: string,
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  log: string,
+): Child {
   const fd = openSync(log, 'a')
   const proc = spawn(cmd, args, { env, stdio: ['ignore', fd, fd] })
   closeSync(fd)
@@ -116,7 +122,8 @@ async function until(what: string, child: Child, ok: () => Promise<boolean>, ms 
   const end = Date.now() + ms
   while (!(await ok())) {
     if (child.proc.exitCode !== null || child.proc.signalCode !== null) {
-      throw new Error(`${child.name} exited (${child.proc.exitCode ?? child.proc.signalCode}) before ${what}`)
+      const how = child.proc.exitCode ?? child.proc.signalCode
+      throw new Error(`${child.name} exited (${how}) before ${what}`)
     }
     if (Date.now() > end) throw new Error(`${child.name}: timed out waiting for ${what}`)
     await sleep(50)
@@ -206,26 +213,33 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         REDIS_URL: redisUrl,
         FERRY_DRAIN_DELAY_MS: String(drainDelayMs),
       }
-      const c = start(`ferry${i + 1}`, process.execPath, [main], env, join(logDir, `ferry${i + 1}.log`))
+      const name = `ferry${i + 1}`
+      const c = start(name, process.execPath, [main], env, join(logDir, `${name}.log`))
       children.push(c)
       ferry.push(c)
     }
     for (const [i, c] of ferry.entries()) {
-      await until('/readyz 200', c, async () => (await httpStatus(`http://127.0.0.1:${ports[i]}/readyz`)) === 200)
+      const readyz = `http://127.0.0.1:${ports[i]}/readyz`
+      await until('/readyz 200', c, async () => (await httpStatus(readyz)) === 200)
     }
     const frontPort = opts.frontPort || (await freePort())
     const cfgFile = join(work, 'haproxy.cfg')
     const cfg = haproxyConfig(frontPort, ports)
     writeFileSync(cfgFile, cfg)
-    haproxy = start('haproxy', 'haproxy', ['-f', cfgFile, '-db'], { PATH: process.env['PATH'] ?? '' },
-      join(logDir, 'haproxy.log'))
+    const path = { PATH: process.env['PATH'] ?? '' }
+    haproxy = start('haproxy', 'haproxy', ['-f', cfgFile, '-db'], path, join(logDir, 'haproxy.log'))
     children.push(haproxy)
     const frontUrl = `http://127.0.0.1:${frontPort}`
     // Every instance reached through the front once: haproxy's checks have passed.
-    await until('haproxy to forward', haproxy, async () => (await httpStatus(`${frontUrl}/readyz`)) === 200)
+    const front = `${frontUrl}/readyz`
+    await until('haproxy to forward', haproxy, async () => (await httpStatus(front)) === 200)
     return {
       frontUrl,
-      instances: ports.map((port, i) => ({ url: `http://127.0.0.1:${port}`, port, pid: ferry[i]!.proc.pid! })),
+      instances: ports.map((port, i) => ({
+        url: `http://127.0.0.1:${port}`,
+        port,
+        pid: ferry[i]!.proc.pid!,
+      })),
       redisUrl,
       dataDir,
       logDir,
@@ -269,7 +283,8 @@ async function cli(): Promise<void> {
   for (const [i, inst] of cluster.instances.entries()) {
     process.stdout.write(`cluster: ferry${i + 1} ${inst.url} (pid ${inst.pid})\n`)
   }
-  process.stdout.write(`cluster: redis ${cluster.redisUrl}; data ${cluster.dataDir}; logs ${cluster.logDir}\n`)
+  const { redisUrl, dataDir, logDir } = cluster
+  process.stdout.write(`cluster: redis ${redisUrl}; data ${dataDir}; logs ${logDir}\n`)
   process.stdout.write(`cluster: front ${cluster.frontUrl}\n`)
 }
 

@@ -32,7 +32,9 @@ export interface HttpServerOptions {
 }
 
 /** The options `createHttpServer` takes from the configuration (for the composition root). */
-export function edgeOptionsFrom(config: Config): Pick<HttpServerOptions, 'minBodyRate' | 'metricsToken'> {
+export function edgeOptionsFrom(
+  config: Config,
+): Pick<HttpServerOptions, 'minBodyRate' | 'metricsToken'> {
   return {
     minBodyRate: { bytesPerSec: config.http.minBodyRateBytesPerSec, windowSec: config.http.minBodyRateWindowSec },
     metricsToken: config.http.metricsToken,
@@ -251,7 +253,9 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       sendText(res, 400, 'bad request target')
       return
     }
-    const family = families.find((f) => rawPath === f.prefix || rawPath.startsWith(f.prefix.endsWith('/') ? f.prefix : `${f.prefix}/`) || rawPath.startsWith(`${f.prefix}?`)) ?? null
+    const family = families.find((f) => rawPath === f.prefix
+      || rawPath.startsWith(f.prefix.endsWith('/') ? f.prefix : `${f.prefix}/`)
+      || rawPath.startsWith(`${f.prefix}?`)) ?? null
     if (metrics) {
       const own = rawPath === '/healthz' || rawPath === '/readyz' || rawPath === '/metrics'
       const label = family?.name ?? (own ? EDGE_FAMILY : NO_FAMILY)

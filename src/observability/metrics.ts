@@ -6,9 +6,7 @@
  * Counting on the data path is a pre-bound child per family (one hash lookup per call, bound
  * once): the hot path adds an increment per body read from the socket, never an allocation.
  */
-import {
-  collectDefaultMetrics, Counter, Gauge, Histogram, Registry,
-} from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { UploadObserver } from '../core/uploads/observer.js'
 
 /** What the metrics read at scrape time (each may fail: its series is then left out). */
@@ -127,7 +125,7 @@ export class FerryMetrics {
     })
     new Gauge({
       name: 'ferry_disk_free_bytes',
-      help: 'Free bytes (for unprivileged users) on the data directory\'s filesystem',
+      help: "Free bytes (for unprivileged users) on the data directory's filesystem",
       registers,
       async collect() {
         if (!diskFreeBytes) return
@@ -141,8 +139,9 @@ export class FerryMetrics {
     const redisErrors = this.#redisErrors
     new Gauge({
       name: 'ferry_upload_sessions_open',
-      help: 'Upload sessions in the state store, committed ones kept until they expire included' +
-        ' (on Redis: the whole fleet\'s, the same on every instance)',
+      help:
+        'Upload sessions in the state store, committed ones kept until they expire included' +
+        " (on Redis: the whole fleet's, the same on every instance)",
       registers,
       async collect() {
         if (!sessionsOpen) return

@@ -26,23 +26,34 @@ const alive = (pid: number) => {
 }
 
 describe('deploy/cluster', () => {
-  test('starts, serves an upload through haproxy, survives an instance draining, stops clean', async () => {
-    const proc = spawn(process.execPath, [CLUSTER_JS, '--instances', '3', '--drain-delay-ms', '1500'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+  test('starts, serves through haproxy, survives a draining instance, stops clean', async () => {
+    const proc = spawn(
+      process.execPath,
+      [CLUSTER_JS, '--instances', '3', '--drain-delay-ms', '1500'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
     let out = ''
     proc.stdout.on('data', (d: Buffer) => (out += d.toString()))
     proc.stderr.on('data', (d: Buffer) => (out += d.toString()))
     const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)))
     try {
-      const front = await waitFor('the front URL', () => /cluster: front (http:\S+)/.exec(out)?.[1], { timeoutMs: 30_000 })
+      const front = await waitFor(
+        'the front URL',
+        () => /cluster: front (http:\S+)/.exec(out)?.[1],
+        { timeoutMs: 30_000 },
+      )
       const pids = [...out.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1]))
       expect(pids).toHaveLength(3)
       const dataDir = /; data (\S+);/.exec(out)![1]!
       const work = dataDir.replace(/\/data$/, '')
 
       const data = seededBytes(3 * 1024 * 1024, 'cluster')
-      const put = await request(`${front}/ImageStore/c/file.bin?${API}`, { method: 'PUT', body: data })
+      const put = await request(`${front}/ImageStore/c/file.bin?${API}`, {
+        method: 'PUT',
+        body: data,
+      })
       expect(put.status).toBe(200)
       expect(sha256(readFileSync(join(dataDir, 'store/c/file.bin')))).toBe(sha256(data))
 

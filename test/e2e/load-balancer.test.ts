@@ -48,13 +48,15 @@ describe('behind haproxy, round-robin, no stickiness', () => {
 
   test('a session opened on one instance is seen, cancelled and reused through the other', async () => {
     const id = newSessionId()
-    const r1 = await request(`${cluster.instances[0]!.url}/ImageStore/lb/c.bin/$/UploadChunk?${API}&session-id=${id}`, {
+    const [one, two] = [cluster.instances[0]!.url, cluster.instances[1]!.url]
+    const r1 = await request(`${one}/ImageStore/lb/c.bin/$/UploadChunk?${API}&session-id=${id}`, {
       method: 'PUT', headers: { 'Content-Range': 'bytes 0-3/8' }, body: 'abcd',
     })
     expect(r1.status).toBe(200)
-    const seen = await request(`${cluster.instances[1]!.url}/ImageStore/$/GetUploadSession?${API}&session-id=${id}`)
+    const seen = await request(`${two}/ImageStore/$/GetUploadSession?${API}&session-id=${id}`)
     expect(seen.status).toBe(200)
-    expect((await request(`${cluster.instances[1]!.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, { method: 'DELETE' })).status).toBe(200)
-    expect((await request(`${cluster.instances[0]!.url}/ImageStore/$/GetUploadSession?${API}&session-id=${id}`)).status).toBe(204)
+    const del = `${two}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`
+    expect((await request(del, { method: 'DELETE' })).status).toBe(200)
+    expect((await request(`${one}/ImageStore/$/GetUploadSession?${API}&session-id=${id}`)).status).toBe(204)
   })
 })

@@ -6,7 +6,15 @@
  */
 import { afterAll, describe, expect, test } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, rmdirSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  rmdirSync,
+  writeSync,
+} from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -36,11 +44,13 @@ const metric = async (url: string, name: string) => {
 }
 
 describe('/readyz', () => {
-  test('503 while Redis is down, with the state store as the reason; 200 once it is back', async () => {
+  test('503 while Redis is down (the state store named), 200 once it is back', async () => {
     const redis: PrivateRedis = await startPrivateRedis()
     cleanups.push(() => redis.stop())
     const srv: EdgeServer = await startEdge({
-      REDIS_URL: redis.url, FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_REDIS_TIMEOUT_MS: '300',
+      REDIS_URL: redis.url,
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+      FERRY_REDIS_TIMEOUT_MS: '300',
     })
     cleanups.push(async () => {
       await srv.close()
@@ -52,13 +62,18 @@ describe('/readyz', () => {
     expect(down.status).toBe(503)
     expect(down.reasons.join(' ')).toMatch(/^the state store \(redis at .*\) does not answer/)
     // The client's failed reconnects are counted.
-    await waitFor('a Redis error counted', async () => ((await metric(srv.url, 'ferry_redis_errors_total')) ?? 0) > 0)
+    await waitFor(
+      'a Redis error counted',
+      async () => ((await metric(srv.url, 'ferry_redis_errors_total')) ?? 0) > 0,
+    )
     expect((await request(`${srv.url}/healthz`)).status).toBe(200)
     await redis.restart()
-    await waitFor('ready again', async () => (await readyz(srv.url)).status === 200, { timeoutMs: 10_000 })
+    await waitFor('ready again', async () => (await readyz(srv.url)).status === 200, {
+      timeoutMs: 10_000,
+    })
   })
 
-  test('503 on a full disk (FERRY_MIN_FREE_BYTES, and the write probe); 200 once space is freed', async () => {
+  test('503 on a full disk (free bytes and the write probe), 200 once space is freed', async () => {
     if (process.getuid?.() !== 0) throw new Error(ROOT_NEEDED)
     const mnt = mkdtempSync(join(tmpdir(), 'ferry-ready-disk-'))
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt])
@@ -89,7 +104,9 @@ describe('/readyz', () => {
     }
     const full = await readyz(srv.url)
     expect(full.status).toBe(503)
-    expect(full.reasons.join(' ')).toMatch(/^data directory cannot be written: ENOSPC; data directory has \d+ bytes free, below 524288$/)
+    expect(full.reasons.join(' ')).toMatch(
+      /^data directory cannot be written: ENOSPC; data directory has \d+ bytes free, below 524288$/,
+    )
     expect(await metric(srv.url, 'ferry_disk_free_bytes')).toBeLessThan(512 * 1024)
     rmSync(filler)
     expect(await readyz(srv.url)).toEqual({ status: 200, reasons: [] })
@@ -98,7 +115,7 @@ describe('/readyz', () => {
 })
 
 describe('SIGTERM', () => {
-  test('readiness goes 503 first, the upload in flight finishes, then the process exits 0', async () => {
+  test('503 first, the upload in flight finishes, then the process exits 0', async () => {
     const dataDir = tempDir('ferry-drain-')
     cleanups.push(() => removeDir(dataDir))
     const child = await spawnFerry({ FERRY_DATA_DIR: dataDir, FERRY_DRAIN_DELAY_MS: '1500' })
@@ -107,7 +124,8 @@ describe('SIGTERM', () => {
     const total = 256 * 1024
     const half = Buffer.alloc(total / 2, 7)
     const req = httpRequest(`${child.url}/ImageStore/drain/file.bin?${API}`, {
-      method: 'PUT', headers: { 'Content-Length': total },
+      method: 'PUT',
+      headers: { 'Content-Length': total },
     })
     const answered = new Promise<number>((resolve, reject) => {
       req.on('response', (res) => {
@@ -117,14 +135,22 @@ describe('SIGTERM', () => {
       req.on('error', reject)
     })
     req.write(half)
-    await waitFor('the first half to arrive', async () =>
-      ((await metric(child.url, 'ferry_bytes_received_total{family="imagestore"}')) ?? 0) >= half.length)
+    await waitFor(
+      'the first half to arrive',
+      async () =>
+        ((await metric(child.url, 'ferry_bytes_received_total{family="imagestore"}')) ?? 0) >=
+        half.length,
+    )
     child.proc.kill('SIGTERM')
     // Out of rotation while still serving: a new connection is answered, 503.
-    await waitFor('readyz 503', async () => {
-      const r = await readyz(child.url).catch(() => null)
-      return r !== null && r.status === 503 && r.reasons.includes('starting or draining')
-    }, { timeoutMs: 5000, everyMs: 50 })
+    await waitFor(
+      'readyz 503',
+      async () => {
+        const r = await readyz(child.url).catch(() => null)
+        return r !== null && r.status === 503 && r.reasons.includes('starting or draining')
+      },
+      { timeoutMs: 5000, everyMs: 50 },
+    )
     expect(child.proc.exitCode).toBeNull()
     req.end(half)
     expect(await answered).toBe(200)
