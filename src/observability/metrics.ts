@@ -19,6 +19,22 @@ export interface MetricsSources {
   readonly sessionsOpen?: () => Promise<number>
 }
 
+let processRegistry: Registry | null = null
+
+/**
+ * Node's default process metrics (CPU, memory, event-loop lag, GC), collected once per process
+ * in a registry of their own (still not prom-client's global one): they describe the process,
+ * whichever app serves them, and each collection starts an event-loop-delay timer and a GC
+ * observer that live as long as the process, so an app per test must not start another set.
+ */
+function processMetrics(): Promise<string> {
+  if (processRegistry === null) {
+    processRegistry = new Registry()
+    collectDefaultMetrics({ register: processRegistry })
+  }
+  return processRegistry.metrics()
+}
+
 /** Label of requests the server answers itself (`/healthz`, `/readyz`, `/metrics`). */
 export const EDGE_FAMILY = 'edge'
 /** Label of requests no family took (404 before dispatch). */
@@ -52,7 +68,6 @@ export class FerryMetrics {
 
   constructor(sources: MetricsSources = {}) {
     const registers = [this.registry]
-    collectDefaultMetrics({ register: this.registry })
     this.#requests = new Counter({
       name: 'ferry_requests_total',
       help: 'HTTP requests answered, by API family, method and status (aborted: the client left)',
@@ -203,8 +218,9 @@ export class FerryMetrics {
     this.#connections.dec()
   }
 
-  /** The text exposition format. */
+  /** The text exposition format: the process's metrics, then this app's. */
   async render(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+    const own = await this.registry.metrics()
+    return { contentType: this.registry.contentType, body: (await processMetrics()) + own }
   }
 }
