@@ -164,6 +164,48 @@ export function haproxyConfig(frontPort: number, ports: readonly number[]): stri
   ].join('\n')
 }
 
+export interface Balancer {
+  /** `http://127.0.0.1:<port>`. */
+  readonly frontUrl: string
+  /** haproxy's configuration as written. */
+  readonly config: string
+  /** Stops haproxy and removes its files. */
+  stop(): Promise<void>
+}
+
+/**
+ * Debian's haproxy on 127.0.0.1 in front of Ferry instances listening on 127.0.0.1 `ports`
+ * (in this process or not), checking their `/readyz`; resolves once a request through the front
+ * is answered 200. `logDir`: where its output goes (default: its temp dir, removed at stop).
+ */
+export async function startBalancer(
+  ports: readonly number[],
+  opts: { frontPort?: number; logDir?: string } = {},
+): Promise<Balancer> {
+  const work = mkdtempSync(join(tmpdir(), 'ferry-haproxy-'))
+  const frontPort = opts.frontPort || (await freePort())
+  const cfgFile = join(work, 'haproxy.cfg')
+  const config = haproxyConfig(frontPort, ports)
+  writeFileSync(cfgFile, config)
+  const path = { PATH: process.env['PATH'] ?? '' }
+  const log = join(opts.logDir ?? work, 'haproxy.log')
+  const child = start('haproxy', 'haproxy', ['-f', cfgFile, '-db'], path, log)
+  const stop = async () => {
+    await stopChild(child, 5000)
+    rmSync(work, { recursive: true, force: true })
+  }
+  const frontUrl = `http://127.0.0.1:${frontPort}`
+  try {
+    // An instance answered through the front: haproxy runs and its checks have passed.
+    const front = `${frontUrl}/readyz`
+    await until('haproxy to forward', child, async () => (await httpStatus(front)) === 200)
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { frontUrl, config, stop }
+}
+
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const n = opts.instances ?? 3
   if (!Number.isInteger(n) || n < 1) throw new Error('instances must be a whole number >= 1')
@@ -172,9 +214,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   mkdirSync(dataDir, { recursive: true })
   const logDir = opts.logDir ?? join(work, 'logs')
   mkdirSync(logDir, { recursive: true })
-  const children: Child[] = []
   const ferry: Child[] = []
-  let haproxy: Child | null = null
+  let haproxy: Balancer | null = null
   let redis: Child | null = null
   const drainDelayMs = opts.drainDelayMs ?? 1500
   let stopping: Promise<void> | null = null
@@ -182,9 +223,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     stopping ??= (async () => {
       // Ferry first (each goes out of rotation, drains, exits), then the balancer, then Redis.
       await Promise.all(ferry.map((c) => stopChild(c, drainDelayMs + 15_000)))
-      if (haproxy) await stopChild(haproxy, 5000)
+      if (haproxy) await haproxy.stop()
       if (redis) await stopChild(redis, 5000)
-      // Redis's files, haproxy's config, the logs kept here and a data dir made here go.
+      // Redis's files, the logs kept here and a data dir made here go.
       rmSync(work, { recursive: true, force: true })
     })()
     return stopping
@@ -197,7 +238,6 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       '--port', String(redisPort), '--bind', '127.0.0.1', '--dir', redisDir,
       '--save', '', '--appendonly', 'no',
     ], { PATH: process.env['PATH'] ?? '' }, join(logDir, 'redis.log'))
-    children.push(redis)
     await until('Redis to answer', redis, () => redisPong(redisPort))
     const redisUrl = `redis://127.0.0.1:${redisPort}`
     const main = resolve(opts.main ?? DEFAULT_MAIN)
@@ -215,26 +255,18 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       }
       const name = `ferry${i + 1}`
       const c = start(name, process.execPath, [main], env, join(logDir, `${name}.log`))
-      children.push(c)
       ferry.push(c)
     }
     for (const [i, c] of ferry.entries()) {
       const readyz = `http://127.0.0.1:${ports[i]}/readyz`
       await until('/readyz 200', c, async () => (await httpStatus(readyz)) === 200)
     }
-    const frontPort = opts.frontPort || (await freePort())
-    const cfgFile = join(work, 'haproxy.cfg')
-    const cfg = haproxyConfig(frontPort, ports)
-    writeFileSync(cfgFile, cfg)
-    const path = { PATH: process.env['PATH'] ?? '' }
-    haproxy = start('haproxy', 'haproxy', ['-f', cfgFile, '-db'], path, join(logDir, 'haproxy.log'))
-    children.push(haproxy)
-    const frontUrl = `http://127.0.0.1:${frontPort}`
-    // Every instance reached through the front once: haproxy's checks have passed.
-    const front = `${frontUrl}/readyz`
-    await until('haproxy to forward', haproxy, async () => (await httpStatus(front)) === 200)
+    haproxy = await startBalancer(ports, {
+      logDir,
+      ...(opts.frontPort ? { frontPort: opts.frontPort } : {}),
+    })
     return {
-      frontUrl,
+      frontUrl: haproxy.frontUrl,
       instances: ports.map((port, i) => ({
         url: `http://127.0.0.1:${port}`,
         port,
@@ -243,7 +275,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       redisUrl,
       dataDir,
       logDir,
-      haproxyConfig: cfg,
+      haproxyConfig: haproxy.config,
       stop,
     }
   } catch (err) {

@@ -71,7 +71,13 @@ describe('deploy/cluster', () => {
       expect(out).not.toMatch(/stop failed/)
       expect(existsSync(work)).toBe(false)
     } finally {
-      if (proc.exitCode === null) proc.kill('SIGKILL')
+      // A failed assertion still stops the cluster the way a user would, so nothing outlives it.
+      if (proc.exitCode === null) {
+        proc.kill('SIGTERM')
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000)
+        await exited
+        clearTimeout(timer)
+      }
     }
   })
 })
