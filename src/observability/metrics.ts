@@ -3,8 +3,9 @@
  * process (the tests) never share a series, and nothing registers into prom-client's global
  * default registry.
  *
- * Counting on the data path is a pre-bound child per family (one hash lookup per call, bound
- * once): the hot path adds an increment per body read from the socket, never an allocation.
+ * Counting on the data path is cheap: body bytes go into a plain number per family (the counter
+ * takes them at scrape time), the rest is a child per family bound once, called once per
+ * chunk, commit or request.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { UploadObserver } from '../core/uploads/observer.js'
@@ -65,6 +66,11 @@ export class FerryMetrics {
   readonly #redisErrors: Counter
   readonly #connections: Gauge
   readonly #meters = new Map<string, FamilyMeter>()
+  /**
+   * Body bytes not yet added to the counter, per family: the data path adds to a plain number
+   * (once per packet of a body), the counter takes them when scraped.
+   */
+  readonly #pendingBytes = new Map<string, { n: number }>()
 
   constructor(sources: MetricsSources = {}) {
     const registers = [this.registry]
@@ -74,11 +80,18 @@ export class FerryMetrics {
       labelNames: ['family', 'method', 'status'],
       registers,
     })
+    const pendingBytes = this.#pendingBytes
     this.#bytes = new Counter({
       name: 'ferry_bytes_received_total',
       help: 'Request body bytes read from clients, by API family',
       labelNames: ['family'],
       registers,
+      collect() {
+        for (const [family, p] of pendingBytes) {
+          this.inc({ family }, p.n)
+          p.n = 0
+        }
+      },
     })
     this.#created = new Counter({
       name: 'ferry_uploads_created_total',
@@ -180,7 +193,8 @@ export class FerryMetrics {
   family(name: string): FamilyMeter {
     let meter = this.#meters.get(name)
     if (meter === undefined) {
-      const bytes = this.#bytes.labels(name)
+      const pending = { n: 0 }
+      this.#pendingBytes.set(name, pending)
       const created = this.#created.labels(name)
       const finished = this.#finished.labels(name)
       const terminated = this.#terminated.labels(name)
@@ -189,9 +203,12 @@ export class FerryMetrics {
       const dedup = this.#dedup.labels(name)
       // Every series of the family shows from the start (0, not absent), so rate() and
       // increase() see its first upload.
-      for (const c of [bytes, created, finished, terminated, dedup]) c.inc(0)
+      this.#bytes.inc({ family: name }, 0)
+      for (const c of [created, finished, terminated, dedup]) c.inc(0)
       meter = {
-        bytes: (n) => bytes.inc(n),
+        bytes: (n) => {
+          pending.n += n
+        },
         uploads: {
           created: () => created.inc(),
           finished: () => finished.inc(),
