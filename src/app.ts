@@ -21,6 +21,7 @@ import type { StateBackend } from './core/state/types.js'
 import {
   createLayout, createStores, type DataLayout, type DataStores,
 } from './core/storage/layout.js'
+import { checkSpace, freeBytes } from './core/storage/space.js'
 import { UploadService, type FinishedFile, type UploadHooks } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
@@ -33,6 +34,7 @@ import { createCorsPolicy } from './http/cors.js'
 import { FinishedUploads } from './http/tus/finished.js'
 import { FsObjectStore } from './core/storage/fs-object-store.js'
 import { createTusFamily } from './http/tus/family.js'
+import { FerryMetrics } from './observability/metrics.js'
 
 /**
  * The shared services the root built, for tests that look inside a running app (sessions, the
@@ -49,6 +51,8 @@ export interface AppServices {
   readonly log: Logger
   /** Shaman's store, when Shaman is mounted. */
   readonly cas: CasStore | null
+  /** This app's own metrics registry (`GET /metrics`). */
+  readonly metrics: FerryMetrics
 }
 
 /** Something the root built and closes at shutdown, after the HTTP server has drained. */
@@ -66,7 +70,11 @@ export interface App {
    * and /readyz answer 503 while it is out; requests are still served. close() takes it out first.
    */
   setReady(ready: boolean): void
-  /** Stops accepting, lets in-flight requests finish within the shutdown timeout, closes all. */
+  /**
+   * Takes the instance out of rotation (`/readyz` 503), keeps serving for the drain delay
+   * (FERRY_DRAIN_DELAY_MS) so the load balancer sees it, then stops accepting, lets in-flight
+   * requests finish within the shutdown timeout and closes all.
+   */
   close(): Promise<void>
 }
 
@@ -105,12 +113,13 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     maxRangesPerSession: config.sessions.maxRangesPerSession,
     maxChunksPerSession: config.sessions.maxChunksPerSession,
   }
-  const state: StateBackend = config.redis.url
+  const redisState = config.redis.url
     ? await createRedisState(config.redis.url, config.redis.prefix, {
       limits, livenessMs: config.cluster.livenessMs, commandTimeoutMs: config.cluster.redisTimeoutMs,
       ...(options.bootId ? { bootId: options.bootId } : {}),
     })
-    : createEmbeddedState(layout.state, {
+    : null
+  const state: StateBackend = redisState ?? createEmbeddedState(layout.state, {
       limits, journalMode: config.storage.fsync === 'chunk' ? 'sync' : 'background', log,
       ...(options.bootId ? { bootId: options.bootId } : {}),
     })
@@ -150,6 +159,15 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     } : {}),
   })
   await uploads.listenForPeers()
+  const metrics = new FerryMetrics({
+    diskFreeBytes: () => freeBytes(layout.root),
+    hashQueueDepth: () => pool.queueDepth,
+    sessionsOpen: () => state.sessions.count(),
+  })
+  // The Redis client reports each failed connect and dropped connection (it reconnects itself).
+  redisState?.redis.on('error', () => metrics.redisError())
+  /** The upload service as one family uses it: its uploads counted under the family's name. */
+  const uploadsOf = (family: string) => uploads.observedBy(metrics.family(family).uploads)
   const sweepTasks: SweepTask[] = [
     { name: 'uploads', runAtStart: true, run: () => uploads.sweep() },
   ]
@@ -169,7 +187,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
     familyServices.push(concat)
     families.push(createTusFamily({
-      uploads,
+      uploads: uploadsOf('tus'),
       finished,
       locker: state.locker,
       concat,
@@ -192,7 +210,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   }
   if (imagestore.enabled) {
     families.push(createImageStoreFamily({
-      uploads,
+      uploads: uploadsOf('imagestore'),
       objects: stores.store,
       maxUploadBytes,
       maxJsonBytes,
@@ -205,6 +223,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       workerFile: DEFAULT_INGEST_WORKER_FILE,
       threads: Math.min(workers, ingest.maxParallel),
     })
+    const ingestUploads = uploadsOf('ingest')
     const service = new BulkIngestService({
       objects: stores.ingest,
       temps: stores.temps,
@@ -217,11 +236,14 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       maxParallel: ingest.maxParallel,
     })
     familyServices.push(service, ingestPool)
-    families.push(createIngestFamily({ ingest: service, uploads, jwt: ingest.jwt, maxUploadBytes }))
+    families.push(createIngestFamily({
+      ingest: service, uploads: ingestUploads, jwt: ingest.jwt, maxUploadBytes,
+    }))
   }
   if (lakefs) {
+    const lakefsUploads = uploadsOf('lakefs')
     const store = new StagingStore({
-      config: lakefs, objects: stores.staging, uploads, pool, maxUploadBytes,
+      config: lakefs, objects: stores.staging, uploads: lakefsUploads, pool, maxUploadBytes,
     })
     let multipart: StagingMultipart | null = null
     if (lakefs.presignMultipart) {
@@ -229,7 +251,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
         config: lakefs,
         // The staging area's store: the uploads' folders sit beside the addresses they fill.
         objects: stores.staging,
-        uploads,
+        uploads: lakefsUploads,
         pool,
         store,
         maxUploadBytes,
@@ -282,7 +304,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     families.push(createShamanFamily({
       cas,
       lists,
-      uploads,
+      uploads: uploadsOf('shaman'),
       locker: state.locker,
       checkouts: stores.checkouts,
       settings: {
@@ -293,7 +315,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       },
     }))
   }
-  const engine: AppServices = { config, layout, stores, state, pool, uploads, log, cas }
+  const engine: AppServices = { config, layout, stores, state, pool, uploads, log, cas, metrics }
   let ready = false
   const server = createHttpServer({
     families,
@@ -302,7 +324,9 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     idleTimeoutMs: config.http.idleTimeoutMs,
     ready: () => ready,
     ...edgeOptionsFrom(config),
-    // Readiness: the state backend answers (Redis up, the embedded journal writable).
+    metrics,
+    // Readiness: the state backend answers (Redis up, the embedded journal writable), and the
+    // data directory takes a write and has the configured free space.
     readyChecks: [async () => {
       try {
         await state.sessions.get('readyz:probe')
@@ -310,7 +334,9 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       } catch {
         return { ok: false, reason: `the state store (${state.describe()}) does not answer` }
       }
-    }, ...(options.readyChecks ?? [])],
+    },
+    () => checkSpace(layout.root, config.storage.readyMinFreeBytes, state.instanceId),
+    ...(options.readyChecks ?? [])],
   })
   const sweeper = new Sweeper(sweepTasks, log)
   let closing: Promise<void> | null = null
@@ -346,6 +372,12 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     close() {
       closing ??= (async () => {
         ready = false
+        // Out of rotation first: the load balancer's health check sees 503 while this instance
+        // still serves whatever it sends meanwhile, and only then does it stop accepting.
+        if (config.http.drainDelayMs > 0) {
+          log.info({ drainDelayMs: config.http.drainDelayMs }, 'not ready; draining')
+          await new Promise((r) => setTimeout(r, config.http.drainDelayMs))
+        }
         const drained = new Promise<void>((resolve) => server.close(() => resolve()))
         // Keep-alive sockets whose last request ends during the drain go at once, not after
         // their keep-alive timeout.

@@ -24,6 +24,7 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
     const redisEnv = { redisUrl: `redis://127.0.0.1:${redisPort}`, redisPrefix: `ferrybench:${runId}:${n}:` }
     const children = []
     const targets = []
+    if (sv.proto === 'ferry' && sv.instances > 1) return startFleet(sv, name, n, dataDir, redisEnv)
     try {
       for (let i = 0; i < sv.instances; i++) {
         const port = await freePort()
@@ -58,6 +59,29 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
     return { children, targets, stop: () => Promise.all(children.map(stopProcess)) }
   }
   
+  /**
+   * Several Ferry instances as operators run them: deploy/cluster (this checkout's build) starts
+   * its own redis-server, the instances of the build under test and haproxy in front; the load
+   * goes through haproxy's front.
+   */
+  async function startFleet (sv, name, n, dataDir, redisEnv) {
+    const { startCluster } = await import(path.join(rootDir, 'dist', 'deploy', 'cluster.js'))
+    const cluster = await startCluster({
+      instances: sv.instances,
+      main: sv.script,
+      dataDir,
+      env: sv.env({ port: 0, dataDir, ...redisEnv }),
+      drainDelayMs: 0,
+      logDir: path.join(logDir, `${n}-${name}`)
+    })
+    const front = new URL(cluster.frontUrl)
+    return {
+      children: cluster.instances.map((i) => ({ pid: i.pid })),
+      targets: [{ host: front.hostname, port: Number(front.port) }],
+      stop: () => cluster.stop()
+    }
+  }
+
   // ---- one run -----------------------------------------------------------------------------------
   async function runOne (rep, rk, name) {
     const sv = SERVERS.get(name)

@@ -37,7 +37,7 @@ function ferry (build, colors) {
     entry('redis', colors[1], { redis: true },
       `Ferry${of} on a private redis-server (no persistence, own key prefix per run)`),
     entry('redis-x2', colors[2], { redis: true, instances: 2 },
-      `two Ferry${of} instances sharing that Redis and one data directory`)
+      `two Ferry${of} instances on one data directory behind haproxy, as deploy/cluster runs them`)
   ]
 }
 

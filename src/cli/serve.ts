@@ -33,6 +33,8 @@ function secretsOf(config: Config | null, env: NodeJS.ProcessEnv): string[] {
     )
   }
   if (config?.ingest) out.push(config.ingest.jwt.secret)
+  const metricsToken = config?.http.metricsToken ?? env['FERRY_METRICS_TOKEN']
+  if (metricsToken) out.push(metricsToken)
   return out
 }
 

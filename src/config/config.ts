@@ -111,13 +111,23 @@ export interface Config {
      * as lakeFS presigned URLs: `https://uploads.example.org`. Null: taken from the request's Host.
      */
     readonly publicUrl: string | null
+    /**
+     * SIGTERM: how long the instance keeps serving with `/readyz` at 503 before it stops
+     * accepting, so a load balancer's health check takes it out of rotation first, ms.
+     */
+    readonly drainDelayMs: number
+    /** `GET /metrics` asks for `Authorization: Bearer <token>` when set; null: open. */
+    readonly metricsToken: string | null
   }
   readonly storage: {
     /** Root of tmp/, store/, cas/, checkouts/, staging/, ingest/, state/ (one filesystem). */
     readonly dataDir: string
     /** `commit`: fsync once at commit (default); `chunk`: fdatasync every chunk before it counts. */
     readonly fsync: FsyncPolicy
-    /** `/readyz` reports not ready while the data directory's filesystem has less free space, bytes; 0 disables. */
+    /**
+     * `/readyz` reports not ready while the data directory's filesystem has less free space,
+     * bytes (FERRY_MIN_FREE_BYTES, or its older name FERRY_READY_MIN_FREE_BYTES); 0 disables.
+     */
     readonly readyMinFreeBytes: number
   }
   readonly redis: {
@@ -223,6 +233,8 @@ export const DEFAULTS: Config = deepFreeze({
     minBodyRateBytesPerSec: 1024,
     minBodyRateWindowSec: 60,
     publicUrl: null,
+    drainDelayMs: 0,
+    metricsToken: null,
   },
   storage: { dataDir: './data', fsync: 'commit', readyMinFreeBytes: 64 * 1024 * 1024 },
   redis: { url: null, prefix: 'ferry:' },
@@ -273,6 +285,12 @@ export class ConfigError extends Error {
 }
 
 type Env = Readonly<Record<string, string | undefined>>
+
+/** FERRY_MIN_FREE_BYTES (issue 13's name) wins over FERRY_READY_MIN_FREE_BYTES, its alias. */
+function minFreeBytesFrom(env: Env): number {
+  const key = env['FERRY_MIN_FREE_BYTES'] ? 'FERRY_MIN_FREE_BYTES' : 'FERRY_READY_MIN_FREE_BYTES'
+  return intFrom(key, env[key], DEFAULTS.storage.readyMinFreeBytes, 0)
+}
 
 function intFrom(key: string, raw: string | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (raw === undefined || raw === '') return def
@@ -600,11 +618,14 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       minBodyRateBytesPerSec: intFrom('FERRY_MIN_BODY_RATE_BYTES_PER_SEC', env['FERRY_MIN_BODY_RATE_BYTES_PER_SEC'], DEFAULTS.http.minBodyRateBytesPerSec, 0),
       minBodyRateWindowSec: intFrom('FERRY_MIN_BODY_RATE_WINDOW_SEC', env['FERRY_MIN_BODY_RATE_WINDOW_SEC'], DEFAULTS.http.minBodyRateWindowSec, 0, 86_400),
       publicUrl: publicUrlFrom(env['FERRY_PUBLIC_URL']),
+      drainDelayMs: intFrom('FERRY_DRAIN_DELAY_MS', env['FERRY_DRAIN_DELAY_MS'],
+        DEFAULTS.http.drainDelayMs, 0, 600_000),
+      metricsToken: env['FERRY_METRICS_TOKEN'] || null,
     },
     storage: {
       dataDir: resolve(flags['data-dir'] ?? env['FERRY_DATA_DIR'] ?? DEFAULTS.storage.dataDir),
       fsync: oneOf('FERRY_FSYNC', env['FERRY_FSYNC'], DEFAULTS.storage.fsync, ['commit', 'chunk']),
-      readyMinFreeBytes: intFrom('FERRY_READY_MIN_FREE_BYTES', env['FERRY_READY_MIN_FREE_BYTES'], DEFAULTS.storage.readyMinFreeBytes, 0),
+      readyMinFreeBytes: minFreeBytesFrom(env),
     },
     redis: { url: redisUrl === undefined || redisUrl === '' ? null : redisUrl, prefix },
     pool: {

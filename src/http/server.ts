@@ -1,10 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { randomUUID } from 'node:crypto'
-import { statfs } from 'node:fs/promises'
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { DEFAULTS, type Config } from '../config/config.js'
 import { UploadError } from '../core/errors.js'
+import { EDGE_FAMILY, NO_FAMILY, type FerryMetrics } from '../observability/metrics.js'
 import { redactUrl } from '../observability/redact.js'
 import { BodyRateWatch, type MinBodyRate } from './body.js'
 import type { Family, RequestContext } from './context.js'
@@ -23,20 +23,45 @@ export interface HttpServerOptions {
   readonly ready: () => boolean
   /** Slowest accepted request body (408 and close below it). Default: config DEFAULTS (1 KiB/s over 60 s). */
   readonly minBodyRate?: MinBodyRate
-  /** The data directory whose free space `/readyz` checks (statfs). Unset: no disk check. */
-  readonly dataDir?: string
-  /** `/readyz` answers 503 while the data directory's filesystem has less free space, bytes. */
-  readonly readyMinFreeBytes?: number
-  /** More readiness checks (the state backend's, …), run on every `/readyz`. */
+  /** Readiness checks (the state backend's, the data directory's, …), run on every `/readyz`. */
   readonly readyChecks?: readonly ReadyCheck[]
+  /** Counted at the edge by family, and served at `GET /metrics`. Unset: no `/metrics`. */
+  readonly metrics?: FerryMetrics
+  /** `GET /metrics` answers 401 without `Authorization: Bearer <this>`. Null: open. */
+  readonly metricsToken?: string | null
 }
 
 /** The options `createHttpServer` takes from the configuration (for the composition root). */
-export function edgeOptionsFrom(config: Config): Pick<HttpServerOptions, 'minBodyRate' | 'dataDir' | 'readyMinFreeBytes'> {
+export function edgeOptionsFrom(
+  config: Config,
+): Pick<HttpServerOptions, 'minBodyRate' | 'metricsToken'> {
   return {
     minBodyRate: { bytesPerSec: config.http.minBodyRateBytesPerSec, windowSec: config.http.minBodyRateWindowSec },
-    dataDir: config.storage.dataDir,
-    readyMinFreeBytes: config.storage.readyMinFreeBytes,
+    metricsToken: config.http.metricsToken,
+  }
+}
+
+const sha256Of = (text: string) => createHash('sha256').update(text).digest()
+
+/**
+ * Whether the request carries the bearer token, compared in constant time: digests of equal
+ * length, so neither the token's bytes nor its length show in the timing.
+ */
+function bearerMatches(req: IncomingMessage, token: string): boolean {
+  const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')
+  return m !== null && timingSafeEqual(sha256Of(m[1]!), sha256Of(token))
+}
+
+/**
+ * Counts the body bytes node's parser hands the request (`push`, as for any Readable whose
+ * source pushes), as they arrive: the counter moves during a long upload, not only at its end,
+ * and nothing is added between the socket and the reader of the body.
+ */
+function countBody(req: IncomingMessage, add: (n: number) => void): void {
+  const push = req.push
+  req.push = function countedPush(chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (chunk instanceof Uint8Array) add(chunk.length)
+    return push.call(this, chunk, encoding)
   }
 }
 
@@ -79,6 +104,13 @@ export function createHttpServer(opts: HttpServerOptions): Server {
     },
   )
   server.timeout = opts.idleTimeoutMs // a socket silent this long is closed
+  const metrics = opts.metrics
+  if (metrics) {
+    server.on('connection', (socket: Socket) => {
+      metrics.connectionOpened()
+      socket.once('close', () => metrics.connectionClosed())
+    })
+  }
   // A server 'error' after listening (an accept failure) must not end the process; a listen
   // failure still reaches the composition root's own listener.
   server.on('error', (err: NodeJS.ErrnoException) => opts.log.error({ err }, 'http server error'))
@@ -137,15 +169,6 @@ export function createHttpServer(opts: HttpServerOptions): Server {
   async function readiness(): Promise<{ ok: boolean; reasons: string[] }> {
     const reasons: string[] = []
     if (!opts.ready()) reasons.push('starting or draining')
-    if (opts.dataDir !== undefined && (opts.readyMinFreeBytes ?? 0) > 0) {
-      try {
-        const s = await statfs(opts.dataDir)
-        const free = s.bavail * s.bsize
-        if (free < opts.readyMinFreeBytes!) reasons.push(`data directory has ${free} bytes free, below ${opts.readyMinFreeBytes}`)
-      } catch (err) {
-        reasons.push(`data directory cannot be checked: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
-      }
-    }
     const results = await Promise.all((opts.readyChecks ?? []).map(async (check) => {
       let timer: NodeJS.Timeout | undefined
       try {
@@ -230,6 +253,33 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       sendText(res, 400, 'bad request target')
       return
     }
+    const family = families.find((f) => rawPath === f.prefix
+      || rawPath.startsWith(f.prefix.endsWith('/') ? f.prefix : `${f.prefix}/`)
+      || rawPath.startsWith(`${f.prefix}?`)) ?? null
+    if (metrics) {
+      const own = rawPath === '/healthz' || rawPath === '/readyz' || rawPath === '/metrics'
+      const label = family?.name ?? (own ? EDGE_FAMILY : NO_FAMILY)
+      res.once('close', () => {
+        metrics.request(label, req.method, res.writableFinished ? res.statusCode : 'aborted')
+      })
+      if (family !== null && !req.complete) countBody(req, metrics.family(family.name).bytes)
+      if (rawPath === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+        if (opts.metricsToken && !bearerMatches(req, opts.metricsToken)) {
+          sendJson(res, 401, { message: 'a bearer token is required' }, {
+            'WWW-Authenticate': 'Bearer realm="ferry-metrics"',
+          })
+          return
+        }
+        try {
+          const m = await metrics.render()
+          sendText(res, 200, m.body, m.contentType)
+        } catch (err) {
+          log.error({ err }, 'metrics could not be rendered')
+          sendText(res, 500, 'metrics unavailable')
+        }
+        return
+      }
+    }
     if ((rawPath === '/healthz' || rawPath === '/readyz') && (req.method === 'GET' || req.method === 'HEAD')) {
       const retry = { 'Retry-After': String(RETRY_AFTER_SEC[503]) }
       if (rawPath === '/healthz') {
@@ -242,7 +292,6 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       else sendJson(res, 503, { status: 'not ready', reasons: r.reasons }, retry)
       return
     }
-    const family = families.find((f) => rawPath === f.prefix || rawPath.startsWith(f.prefix.endsWith('/') ? f.prefix : `${f.prefix}/`) || rawPath.startsWith(`${f.prefix}?`)) ?? null
     const ctx: RequestContext = { req, res, url, rawPath, reqId, log, signal: ctl.signal }
     const inflight: InFlight = { ctx, family, socket: sock, abort: (reason) => ctl.abort(reason), answeredByEdge: false }
     let stopWatch = () => {}

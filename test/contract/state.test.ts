@@ -257,6 +257,19 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect((await h.state.sessions.listByTarget('c:', target)).map((s) => s.key)).toEqual([b])
   })
 
+  test('count: every session the store holds, one more per open, one less per remove', async () => {
+    const before = await h.state.sessions.count()
+    const [a, b] = [k(), k()]
+    await h.state.sessions.open(newSession(a, 10, 't/count'), T0)
+    await h.state.sessions.open(newSession(a, 10, 't/count'), T0)
+    await h.state.sessions.open(newSession(b, 10, 't/count'), T0)
+    expect(await h.state.sessions.count()).toBe(before + 2)
+    await h.state.sessions.remove(a)
+    expect(await h.state.sessions.count()).toBe(before + 1)
+    await h.state.sessions.cancel(b, T0)
+    expect(await h.state.sessions.count()).toBe(before)
+  })
+
   test('expiry: listed once past the TTL, not removed while a chunk is in flight', async () => {
     const key = k()
     const ttl = 1000

@@ -64,6 +64,13 @@ export interface StoreBlobOptions {
  * `key`.
  */
 export async function storeBlob(o: StoreBlobOptions): Promise<StoreBlobOutcome> {
+  const outcome = await storeOnce(o)
+  // Deduplicated: the object was there (or arrived by another upload) and nothing was stored.
+  if (outcome.status === 'existed' || outcome.status === 'cut-short') o.uploads.dedupHit()
+  return outcome
+}
+
+async function storeOnce(o: StoreBlobOptions): Promise<StoreBlobOutcome> {
   const { cas, key } = o
   // Known before the body is read: the caller may answer without reading it.
   if (await cas.touchSettled(key, o.signal)) return { status: 'existed', beforeBody: true }

@@ -144,6 +144,11 @@ export class HashPool {
     return new StreamHasher(port1, result)
   }
 
+  /** Tasks waiting for a free worker thread (metrics). */
+  get queueDepth(): number {
+    return this.#tasks.queueSize + this.#streams.queueSize
+  }
+
   async close(): Promise<void> {
     await Promise.all([this.#tasks.close({ force: true }), this.#streams.close({ force: true })])
   }

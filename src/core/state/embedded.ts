@@ -216,6 +216,9 @@ class EmbeddedSteps implements StepApplier {
   async listByTarget(keyPrefix: string, target: string) {
     return [...this.#sessions.values()].filter((r) => r.key.startsWith(keyPrefix) && r.target === target)
   }
+  async count() {
+    return this.#sessions.size
+  }
   async listExpired(nowMs: number, ttlMs: number, limit: number) {
     return [...this.#sessions.values()]
       .filter((r) => isExpired(r, nowMs, ttlMs))

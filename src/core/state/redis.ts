@@ -261,6 +261,10 @@ class RedisSteps implements StepApplier {
       return recs.filter((r): r is SessionRecord => r !== null && r.target === target)
     })
   }
+  count() {
+    // Every record is indexed by its update time: the index's size is the sessions' count.
+    return guard(() => this.#r.zcard(this.#byUpdated()))
+  }
   listExpired(nowMs: number, ttlMs: number, limit: number) {
     return guard(async () => {
       const [sec, usec] = (await this.#r.time()) as unknown as [string, string]

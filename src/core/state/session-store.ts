@@ -28,6 +28,8 @@ export interface StepApplier {
   nextFence(): number | Promise<number>
   listByTarget(keyPrefix: string, target: string): Promise<SessionRecord[]>
   listExpired(nowMs: number, ttlMs: number, limit: number): Promise<string[]>
+  /** How many sessions the store holds (metrics). */
+  count(): Promise<number>
   close(): Promise<void>
 }
 
@@ -100,6 +102,9 @@ export class StepSessionStore implements SessionStore {
   }
   listExpired(nowMs: number, ttlMs: number, limit: number) {
     return this.#a.listExpired(nowMs, ttlMs, limit)
+  }
+  count() {
+    return this.#a.count()
   }
   removeIfExpired(key: string, nowMs: number, ttlMs: number) {
     return this.#a.apply(key, nowMs, (cur, c) => removeIfExpiredStep(cur, ttlMs, c))

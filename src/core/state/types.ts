@@ -202,6 +202,8 @@ export interface SessionStore {
   listExpired(nowMs: number, ttlMs: number, limit: number): Promise<string[]>
   /** Removes the session only if it is still expired and nothing is in flight on it. */
   removeIfExpired(key: string, nowMs: number, ttlMs: number): Promise<SessionRecord | null>
+  /** How many sessions the store holds, of every state (metrics). */
+  count(): Promise<number>
   close(): Promise<void>
 }
 

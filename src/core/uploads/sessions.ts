@@ -55,7 +55,7 @@ export class ChunkSessions {
   }
 
   /** Opens the session if new, checks it matches, then writes or verifies one chunk. */
-  async writeChunk(input: ChunkInput): Promise<ChunkResult> {
+  async writeChunk(input: ChunkInput, onCreated?: () => void): Promise<ChunkResult> {
     const { key, range } = input
     // Checked before a session is opened when the caller knows the length; else against the
     // session's length once it is known.
@@ -64,7 +64,7 @@ export class ChunkSessions {
     // A session removed between our read and our reservation (cancel, expiry, lost Redis data)
     // is answered `missing`; the next pass opens a fresh incarnation.
     for (let attempt = 0; ; attempt++) {
-      const session = await this.#openOrGet(input)
+      const session = await this.#openOrGet(input, onCreated)
       if (input.totalBytes === null) this.#checkRange(range, session.totalBytes)
       const token = randomUUID()
       const lease = this.#o.reserveLeaseMs
@@ -139,7 +139,7 @@ export class ChunkSessions {
    * Opens a session before its first chunk, with its length unknown if need be, and metadata;
    * an existing session of this key must match (target; length when both are known).
    */
-  async open(init: NewUpload): Promise<SessionRecord> {
+  async open(init: NewUpload, onCreated?: () => void): Promise<SessionRecord> {
     const problem = init.metadata === undefined ? null : metadataProblem(init.metadata)
     if (problem !== null) throw new UploadError('ERR_INVALID_ARGUMENT', problem)
     const total = init.totalBytes
@@ -149,7 +149,7 @@ export class ChunkSessions {
         'the total length must be a non-negative integer',
       )
     }
-    return this.#openOrGet(init)
+    return this.#openOrGet(init, onCreated)
   }
 
   /** Declares the length of a session opened without one (once; see SessionStore.declareLength). */
@@ -181,8 +181,11 @@ export class ChunkSessions {
     }
   }
 
-  /** The session's record, creating it (and its own, new temp file) if there is none. */
-  async #openOrGet(input: NewUpload): Promise<SessionRecord> {
+  /**
+   * The session's record, creating it (and its own, new temp file) if there is none;
+   * `onCreated` is called when this call created it.
+   */
+  async #openOrGet(input: NewUpload, onCreated?: () => void): Promise<SessionRecord> {
     const { key, totalBytes } = input
     let session = await this.#o.sessions.get(key)
     if (session === null) {
@@ -205,6 +208,7 @@ export class ChunkSessions {
         this.#o.log.debug({ key, totalBytes, incarnation }, 'session opened')
         const h = this.#o.pool.openStream(tempPath)
         if (h !== null) this.#hashes.set(key, incarnation, h)
+        onCreated?.()
       } else {
         await removeQuietly(tempPath) // another request created it first
       }

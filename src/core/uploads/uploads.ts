@@ -21,11 +21,13 @@ import { receiveWhole, type ReceiveWholeOptions } from './receive.js'
 import { RunningHashes } from './running-hash.js'
 import { ChunkSessions } from './sessions.js'
 import { sweepUploads } from './sweep.js'
+import type { UploadObserver } from './observer.js'
 import type {
   ChunkInput, ChunkResult, CommitContext, CommitHashCounts, FinishedFile, NewUpload,
   UploadServiceOptions, WholeFile,
 } from './types.js'
 
+export type { UploadObserver } from './observer.js'
 export { PEER_HASH_MIN_BYTES } from './peer-digest.js'
 export { INLINE_HASH_MAX_BYTES } from './receive.js'
 export type {
@@ -33,22 +35,55 @@ export type {
   UploadServiceOptions, WholeFile,
 } from './types.js'
 
+/** The parts every view of one UploadService shares (see `observedBy`). */
+interface Shared {
+  readonly hashes: RunningHashes
+  readonly flusher: OwedFlusher
+  readonly files: StreamFiles
+  readonly peers: PeerDigest | null
+  readonly sessions: ChunkSessions
+}
+
 export class UploadService {
   readonly #o: UploadServiceOptions
-  readonly #hashes = new RunningHashes()
+  readonly #hashes: RunningHashes
   readonly #flusher: OwedFlusher
   readonly #files: StreamFiles
   readonly #peers: PeerDigest | null
   readonly #sessions: ChunkSessions
+  readonly #obs: UploadObserver | null
 
-  constructor(options: UploadServiceOptions) {
+  constructor(options: UploadServiceOptions, view?: { shared: Shared; observer: UploadObserver }) {
     this.#o = options
+    this.#obs = view?.observer ?? null
+    if (view) {
+      ;({
+        hashes: this.#hashes, flusher: this.#flusher, files: this.#files, peers: this.#peers,
+        sessions: this.#sessions,
+      } = view.shared)
+      return
+    }
+    this.#hashes = new RunningHashes()
     this.#flusher = new OwedFlusher(options.sessions)
     this.#files = new StreamFiles(options.temps)
     this.#peers = options.peers ? new PeerDigest(options.peers, this.#hashes, options.log) : null
     this.#sessions = new ChunkSessions({
       o: options, hashes: this.#hashes, flusher: this.#flusher, peers: this.#peers,
     })
+  }
+
+  /**
+   * The same service, its uploads reported to `observer` (one API family's metrics): the root
+   * hands each family its own view, so the family itself counts nothing. Views share every
+   * session, running hash and temp file; `listenForPeers`, `sweep` and `close` belong to the
+   * service the root made.
+   */
+  observedBy(observer: UploadObserver): UploadService {
+    const shared: Shared = {
+      hashes: this.#hashes, flusher: this.#flusher, files: this.#files, peers: this.#peers,
+      sessions: this.#sessions,
+    }
+    return new UploadService(this.#o, { shared, observer })
   }
 
   get hashCounts(): CommitHashCounts {
@@ -69,7 +104,13 @@ export class UploadService {
 
   /** Opens the session if new, checks it matches, then writes or verifies one chunk. */
   writeChunk(input: ChunkInput): Promise<ChunkResult> {
-    return this.#sessions.writeChunk(input)
+    const obs = this.#obs
+    if (obs === null) return this.#sessions.writeChunk(input)
+    const t0 = performance.now()
+    return this.#sessions.writeChunk(input, () => obs.created()).then((r) => {
+      obs.chunk((performance.now() - t0) / 1000)
+      return r
+    })
   }
 
   /**
@@ -78,7 +119,8 @@ export class UploadService {
    * session of the key is answered when it matches.
    */
   openSession(init: NewUpload): Promise<SessionRecord> {
-    return this.#sessions.open(init)
+    const obs = this.#obs
+    return this.#sessions.open(init, obs === null ? undefined : () => obs.created())
   }
 
   /** Declares the length of a session opened without one: once, never below what it holds. */
@@ -108,7 +150,23 @@ export class UploadService {
     publish: (ctx: CommitContext) => Promise<string>,
     algos: readonly HashAlgo[] = ['sha256'],
   ): Promise<string> {
-    return this.#sessions.commit(key, publish, algos)
+    const obs = this.#obs
+    if (obs === null) return this.#sessions.commit(key, publish, algos)
+    // Only a commit that published counts: a repeated commit answers the first one's result.
+    let published = false
+    const t0 = performance.now()
+    const counted = async (ctx: CommitContext) => {
+      const result = await publish(ctx)
+      published = true
+      return result
+    }
+    return this.#sessions.commit(key, counted, algos).then((result) => {
+      if (published) {
+        obs.commit((performance.now() - t0) / 1000)
+        obs.finished()
+      }
+      return result
+    })
   }
 
   /**
@@ -116,7 +174,12 @@ export class UploadService {
    * runs.
    */
   abort(key: string): Promise<boolean> {
-    return this.#sessions.abort(key)
+    const obs = this.#obs
+    if (obs === null) return this.#sessions.abort(key)
+    return this.#sessions.abort(key).then((removed) => {
+      if (removed) obs.terminated()
+      return removed
+    })
   }
 
   /**
@@ -133,7 +196,20 @@ export class UploadService {
    */
   receiveWhole(body: Readable, opts: ReceiveWholeOptions): Promise<WholeFile> {
     const deps = { pool: this.#o.pool, files: this.#files, flusher: this.#flusher }
-    return receiveWhole(deps, body, opts)
+    const obs = this.#obs
+    if (obs === null) return receiveWhole(deps, body, opts)
+    obs.created()
+    const t0 = performance.now()
+    return receiveWhole(deps, body, opts).then((got) => {
+      obs.chunk((performance.now() - t0) / 1000)
+      obs.finished()
+      return got
+    })
+  }
+
+  /** An upload was answered "already stored" (Shaman's content-addressed store). */
+  dedupHit(): void {
+    this.#obs?.dedupHit()
   }
 
   publish(tempPath: string, target: string, opts: PublishOptions): Promise<void> {
