@@ -4,20 +4,19 @@
  * process, and a proxy that cuts connections in front of the balancer.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { Upload, type UploadOptions, type UrlStorage, type PreviousUpload } from 'tus-js-client'
+import { startBalancer, type Balancer } from '../../deploy/cluster.js'
 import { ChaosProxy } from '../chaos/proxy.js'
 import { request, seededBytes, sha256 } from '../helpers/http.js'
-import { freePort } from '../helpers/redis.js'
 import { startCluster, type TestCluster, type TestServer } from '../helpers/server.js'
 
 const TUS = { 'Tus-Resumable': '1.0.0' }
 const OCTET = 'application/offset+octet-stream'
 
-let lb: ChildProcess
+let lb: Balancer | undefined
 let lbUrl: string
 let cluster: TestCluster<[TestServer, TestServer]>
 const patches = [0, 0]
@@ -29,40 +28,13 @@ beforeAll(async () => {
       if (req.method === 'PATCH') patches[i]!++
     })
   }
-  const port = await freePort()
-  const cfg = join(cluster.dataDir, 'haproxy.cfg')
-  writeFileSync(
-    cfg,
-    [
-      'defaults',
-      '  mode http',
-      '  timeout connect 5s',
-      '  timeout client 60s',
-      '  timeout server 60s',
-      '  option http-server-close',
-      'frontend in',
-      `  bind 127.0.0.1:${port}`,
-      '  default_backend ferry',
-      'backend ferry',
-      '  balance roundrobin',
-      ...cluster.servers.map((s, i) => `  server f${i} ${new URL(s.url).host}`),
-      '',
-    ].join('\n'),
-  )
-  lb = spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'ignore' })
-  lbUrl = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 200; i++) {
-    const ok = await fetch(`${lbUrl}/healthz`).then(
-      (r) => r.status === 200,
-      () => false,
-    )
-    if (ok) break
-    await new Promise((r) => setTimeout(r, 50))
-  }
+  // The fleet's own balancer (deploy/cluster.ts): round-robin, health-checked on /readyz.
+  lb = await startBalancer(cluster.servers.map((s) => Number(new URL(s.url).port)))
+  lbUrl = lb.frontUrl
 })
 
 afterAll(async () => {
-  lb?.kill('SIGKILL')
+  await lb?.stop()
   await cluster?.close()
 })
 
