@@ -5,11 +5,13 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { randomUUID } from 'node:crypto'
 import { createEmbeddedState } from '../../src/core/state/embedded.js'
-import { createRedisState } from '../../src/core/state/redis.js'
+import { createRedisState, sessionKeys } from '../../src/core/state/redis.js'
 import { LockAbortedError, LockTimeoutError } from '../../src/core/state/locker.js'
 import type { Lock, StateBackend } from '../../src/core/state/types.js'
 import { removeDir, tempDir } from '../helpers/server.js'
-import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
+import {
+  startRedisCluster, startRedisSentinel, testRedisUrl, uniquePrefix, type RedisGroup,
+} from '../helpers/redis.js'
 
 interface Maker {
   name: string
@@ -21,17 +23,18 @@ interface Maker {
  * it came over the bus.
  */
 const RECHECK_MS = 2000
-const makers: Maker[] = [
-  {
-    name: 'redis',
+/** A Redis maker on the URL `url()` answers when the suite's describe block starts. */
+function redisMaker(name: string, url: () => string): Maker {
+  return {
+    name,
     async make() {
       const prefix = uniquePrefix()
-      const state = await createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
+      const state = await createRedisState(url(), prefix, { lockRecheckMs: RECHECK_MS })
       const opened: StateBackend[] = [state]
       return {
         state,
         async reopen() {
-          const s = await createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
+          const s = await createRedisState(url(), prefix, { lockRecheckMs: RECHECK_MS })
           opened.push(s)
           return s
         },
@@ -40,7 +43,24 @@ const makers: Maker[] = [
         },
       }
     },
-  },
+  }
+}
+
+// The other topologies, started once for the file (a few seconds each).
+let cluster: RedisGroup | undefined
+let sentinel: RedisGroup | undefined
+beforeAll(async () => {
+  ;[cluster, sentinel] = await Promise.all([startRedisCluster(), startRedisSentinel()])
+}, 60_000)
+afterAll(async () => {
+  await cluster?.stop()
+  await sentinel?.stop()
+})
+
+const makers: Maker[] = [
+  redisMaker('redis', testRedisUrl),
+  redisMaker('redis (Sentinel primary)', () => sentinel!.url),
+  redisMaker('redis (3-primary cluster)', () => cluster!.url),
   {
     name: 'embedded',
     async make() {
@@ -734,8 +754,9 @@ describe('records written before unknown lengths and metadata', () => {
     const st = await createRedisState(testRedisUrl(), prefix)
     try {
       const doc = JSON.stringify(oldRecord('old:1'))
-      await st.redis.hset(`${prefix}sess:old:1`, 'v', '1', 'doc', doc)
-      await st.redis.sadd(`${prefix}sess-chunks:old:1`, '0-9')
+      const at = sessionKeys(prefix, 'old:1')
+      await st.redis.hset(at.record, 'v', '1', 'doc', doc)
+      await st.redis.sadd(at.chunks, '0-9')
       const loaded = { totalBytes: 100, metadata: {}, received: [{ start: 0, end: 9 }] }
       expect(await st.sessions.get('old:1')).toMatchObject(loaded)
       expect((await st.sessions.declareLength('old:1', 100, Date.now())).status).toBe('declared')
