@@ -582,9 +582,13 @@ describe.each(makers)('state backend: $name', (maker) => {
   })
 })
 
-describe('locker: two instances on one Redis', () => {
+const lockerTopologies: [string, () => string][] = [
+  ['one Redis', testRedisUrl],
+  ['a 3-primary cluster', () => cluster!.url],
+]
+describe.each(lockerTopologies)('locker: two instances on %s', (_name, url) => {
   const open = (prefix: string) =>
-    createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
+    createRedisState(url(), prefix, { lockRecheckMs: RECHECK_MS })
 
   test('a release wakes a waiter on the other instance; release requests cross', async () => {
     const prefix = uniquePrefix()
