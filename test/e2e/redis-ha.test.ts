@@ -76,7 +76,11 @@ describe('Sentinel failover under load', () => {
   let ferry: TestCluster<[TestServer, TestServer]>
   beforeAll(async () => {
     redis = await startRedisSentinel()
-    ferry = await startCluster(2, { REDIS_URL: redis.url, FERRY_REDIS_TIMEOUT_MS: '500' }, 'ferry-rsn-')
+    // Short reservation leases: a reservation whose completion the failover lost (its instance
+    // answered 200 and moved on) holds its range until the lease runs out.
+    ferry = await startCluster(2, {
+      REDIS_URL: redis.url, FERRY_REDIS_TIMEOUT_MS: '500', FERRY_RESERVE_LEASE_MS: '3000',
+    }, 'ferry-rsn-')
   }, 60_000)
   afterAll(async () => {
     await ferry?.close()
@@ -92,6 +96,20 @@ describe('Sentinel failover under load', () => {
       id: newSessionId(), path: `ha/f${u}.bin`, data: seededBytes(CHUNK * CHUNKS, `ha-${u}`),
     }))
     let acked = 0
+    const LOST_CHUNKS = 12
+    let cut: Promise<void> = Promise.resolve()
+    /**
+     * Replication stops: the replica is told a wrong password for the primary and its link is cut,
+     * so it cannot sync again (the primary asks for no password: AUTH fails, the handshake stops).
+     */
+    const cutReplication = async () => {
+      const node = (port: number) => new Redis({ port, host: '127.0.0.1' })
+      const [p, r] = [node(redis.primary), node(redis.replica)]
+      await r.config('SET', 'masterauth', 'not-the-password')
+      await p.call('CLIENT', 'KILL', 'TYPE', 'replica')
+      p.disconnect()
+      r.disconnect()
+    }
     let killedAt = 0
     let failures = 0
     const statuses = new Map<number, number>()
@@ -115,8 +133,13 @@ describe('Sentinel failover under load', () => {
       const now = performance.now()
       stalls[u] = Math.max(stalls[u]!, now - lastAck[u]!)
       lastAck[u] = now
-      // The primary dies a third of the way through, with every upload in flight.
-      if (++acked === Math.floor((UPLOADS * CHUNKS) / 3)) {
+      // A third of the way through, with every upload in flight, the replica stops receiving
+      // (replication is asynchronous: the primary keeps acknowledging), and LOST_CHUNKS chunks
+      // later the primary dies: what it acknowledged meanwhile is lost with it.
+      acked++
+      if (acked === Math.floor((UPLOADS * CHUNKS) / 3)) cut = cutReplication()
+      if (acked === Math.floor((UPLOADS * CHUNKS) / 3) + LOST_CHUNKS) {
+        await cut
         killedAt = performance.now()
         void redis.kill(redis.primary)
       }
@@ -173,7 +196,9 @@ describe('Sentinel failover under load', () => {
       stallP50Ms: Math.round(pct(stalls, 50)), stallP99Ms: Math.round(pct(stalls, 99)),
     }
     console.log(`failover under load: ${JSON.stringify(figures)}`)
-    // The failover happened under the uploads: some requests were refused meanwhile.
+    // The failover happened under the uploads: some requests were refused meanwhile, and chunks
+    // acknowledged by the lost primary were asked for again.
     expect(failures).toBeGreaterThan(0)
+    expect(resent).toBeGreaterThan(0)
   }, 120_000)
 })
