@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { request, seededBytes, sha256, shuffle } from '../helpers/http.js'
-import { commit, newSessionId, putChunk, sessionById, uploadChunks, type SessionInfo } from '../helpers/imagestore.js'
+import {
+  commit, newSessionId, putChunk, sessionById, uploadChunks, type SessionInfo,
+} from '../helpers/imagestore.js'
 import { RawConn } from '../helpers/raw-http.js'
 import { blobFilesOf } from '../helpers/shaman.js'
 import { startRedisCluster, startRedisSentinel, type RedisGroup } from '../helpers/redis.js'
@@ -22,7 +24,8 @@ describe('two Ferry instances on a 3-primary Redis Cluster', () => {
   let ferry: TestCluster<[TestServer, TestServer]>
   beforeAll(async () => {
     redis = await startRedisCluster()
-    ferry = await startCluster(2, { REDIS_URL: redis.url, FERRY_SHAMAN_GC_INTERVAL_SEC: '0' }, 'ferry-rcl-')
+    const env = { REDIS_URL: redis.url, FERRY_SHAMAN_GC_INTERVAL_SEC: '0' }
+    ferry = await startCluster(2, env, 'ferry-rcl-')
   }, 60_000)
   afterAll(async () => {
     await ferry?.close()
@@ -33,7 +36,8 @@ describe('two Ferry instances on a 3-primary Redis Cluster', () => {
     const data = seededBytes(8 * MIB, 'cluster-chunks')
     const id = newSessionId()
     const bases = ferry.servers.map((s) => s.url)
-    await uploadChunks(bases, 'rc/file.bin', id, data, 512 * 1024, 4, shuffle(Array.from({ length: 16 }, (_, i) => i), 5))
+    const order = shuffle(Array.from({ length: 16 }, (_, i) => i), 5)
+    await uploadChunks(bases, 'rc/file.bin', id, data, 512 * 1024, 4, order)
     // Seen from the other instance before the commit: nothing missing.
     const info = (await sessionById(bases[1]!, id)).json<{ UploadSessions: SessionInfo[] }>()
     expect(info.UploadSessions[0]!.ExpectedRanges).toEqual([])
@@ -41,11 +45,12 @@ describe('two Ferry instances on a 3-primary Redis Cluster', () => {
     expect(sha256(readFileSync(join(ferry.dataDir, 'store/rc/file.bin')))).toBe(sha256(data))
   })
 
-  test('a dedup race over both instances: exactly one 204, the rest 208 or 425, one blob', async () => {
+  test('a dedup race over both instances: one 204, the rest 208 or 425, one blob', async () => {
     const body = seededBytes(4 * MIB, 'cluster-dedup')
     const s = sha256(body)
     const answers = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
-      const c = await RawConn.open(ferry.servers[i % 2]!.url, { pieceBytes: 256 * 1024, answerTimeoutMs: 60_000 })
+      const raw = { pieceBytes: 256 * 1024, answerTimeoutMs: 60_000 }
+      const c = await RawConn.open(ferry.servers[i % 2]!.url, raw)
       await c.head('POST', `/api/v3/shaman/files/${s}/${body.length}`, {
         'Content-Type': 'application/octet-stream',
         'Content-Length': body.length,
@@ -87,7 +92,7 @@ describe('Sentinel failover under load', () => {
     await redis?.stop()
   })
 
-  test('the primary is killed mid-upload: every upload completes with the right bytes', async () => {
+  test('the primary is killed mid-upload: every upload completes with its bytes', async () => {
     const UPLOADS = 6
     const CHUNK = 128 * 1024
     const CHUNKS = 32
@@ -121,13 +126,17 @@ describe('Sentinel failover under load', () => {
     const send = async (u: number, start: number, end: number, via: number) => {
       const f = files[u]!
       for (let attempt = 0; ; attempt++) {
-        const r = await putChunk(bases[(via + attempt) % 2]!, f.path, f.id, start, end, f.data.length, f.data.subarray(start, end + 1))
+        const body = f.data.subarray(start, end + 1)
+        const base = bases[(via + attempt) % 2]!
+        const r = await putChunk(base, f.path, f.id, start, end, f.data.length, body)
           .catch(() => ({ status: 0, text: () => 'no answer' }))
         if (r.status === 200) break
         if (process.env['HA_DEBUG']) console.log(r.status, r.text().slice(0, 200))
         failures++
         statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1)
-        if (performance.now() - killedAt > 60_000 && killedAt > 0) throw new Error(`stuck: ${r.status}`)
+        if (killedAt > 0 && performance.now() - killedAt > 60_000) {
+          throw new Error(`stuck: ${r.status}`)
+        }
         await sleep(100)
       }
       const now = performance.now()
@@ -163,7 +172,8 @@ describe('Sentinel failover under load', () => {
           await sleep(100)
           continue
         }
-        const missing = r.json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!.ExpectedRanges
+        const info = r.json<{ UploadSessions: SessionInfo[] }>()
+        const missing = info.UploadSessions[0]!.ExpectedRanges
         if (missing.length === 0) break
         for (const m of missing) {
           const from = Number(m.StartPosition)

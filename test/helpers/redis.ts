@@ -100,11 +100,16 @@ function runCli(args: string[]): Promise<string> {
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()))
     child.once('error', reject)
-    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`redis-cli ${args.join(' ')}: ${out}`))))
+    child.once('exit', (code) => {
+      if (code === 0) resolve(out)
+      else reject(new Error(`redis-cli ${args.join(' ')}: ${out}`))
+    })
   })
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+async function until(
+  what: string, check: () => Promise<boolean>, timeoutMs = 15_000,
+): Promise<void> {
   const end = Date.now() + timeoutMs
   while (Date.now() < end) {
     if (await check().catch(() => false)) return
@@ -121,7 +126,12 @@ export interface RedisGroup {
   stop(): Promise<void>
 }
 
-function spawnServer(args: string[], dir: string): { child: ChildProcess; exit(sig: NodeJS.Signals): Promise<void> } {
+interface Spawned {
+  readonly child: ChildProcess
+  exit(sig: NodeJS.Signals): Promise<void>
+}
+
+function spawnServer(args: string[], dir: string): Spawned {
   const child = spawn('redis-server', args, { stdio: 'ignore', cwd: dir })
   return {
     child,
@@ -142,7 +152,7 @@ const base = (port: number, dir: string) => [
 export async function startRedisCluster(): Promise<RedisGroup & { ports: number[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-rcluster-'))
   const ports = [await freePort(), await freePort(), await freePort()]
-  const procs = new Map<number, ReturnType<typeof spawnServer>>()
+  const procs = new Map<number, Spawned>()
   for (const p of ports) {
     const s = spawnServer([
       ...base(p, dir), '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${p}.conf`,
@@ -151,7 +161,8 @@ export async function startRedisCluster(): Promise<RedisGroup & { ports: number[
     procs.set(p, s)
     await waitReady(p, s.child)
   }
-  await runCli(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'])
+  const addrs = ports.map((p) => `127.0.0.1:${p}`)
+  await runCli(['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'])
   for (const p of ports) {
     await until(`cluster node ${p}`, async () =>
       (await runCli(['-p', String(p), 'cluster', 'info'])).includes('cluster_state:ok'))
@@ -167,11 +178,12 @@ export async function startRedisCluster(): Promise<RedisGroup & { ports: number[
 }
 
 /** A primary, one replica and three sentinels (quorum 2) on loopback ports; master name `ferry`. */
-export async function startRedisSentinel(): Promise<RedisGroup & { primary: number; replica: number }> {
+export async function startRedisSentinel(
+): Promise<RedisGroup & { primary: number; replica: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-rsentinel-'))
   const primary = await freePort()
   const replica = await freePort()
-  const procs = new Map<number, ReturnType<typeof spawnServer>>()
+  const procs = new Map<number, Spawned>()
   const p = spawnServer(base(primary, dir).concat(['--dbfilename', `d-${primary}.rdb`]), dir)
   procs.set(primary, p)
   await waitReady(primary, p.child)
@@ -181,18 +193,20 @@ export async function startRedisSentinel(): Promise<RedisGroup & { primary: numb
   procs.set(replica, r)
   await waitReady(replica, r.child)
   await until('replication', async () =>
-    (await runCli(['-p', String(replica), 'info', 'replication'])).includes('master_link_status:up'))
+    (await runCli(['-p', String(replica), 'info', 'replication']))
+      .includes('master_link_status:up'))
   const sentinels: number[] = []
   for (let i = 0; i < 3; i++) {
     const port = await freePort()
     const conf = join(dir, `sentinel-${port}.conf`)
-    writeFileSync(conf, [
+    const lines = [
       `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`,
       `sentinel monitor ferry 127.0.0.1 ${primary} 2`,
       'sentinel down-after-milliseconds ferry 1000',
       'sentinel failover-timeout ferry 5000',
       'sentinel parallel-syncs ferry 1',
-    ].join('\n') + '\n')
+    ]
+    writeFileSync(conf, lines.map((l) => `${l}\n`).join(''))
     const s = spawnServer([conf, '--sentinel'], dir)
     procs.set(port, s)
     await waitReady(port, s.child)

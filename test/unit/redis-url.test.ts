@@ -1,24 +1,31 @@
-/** The REDIS_URL forms: one server, Sentinel, Cluster (redis-url.ts), and config's check of them. */
+/** The REDIS_URL forms (redis-url.ts): one server, Sentinel, Cluster; and config's check. */
 import { describe, expect, test } from '@jest/globals'
 import { loadConfig } from '../../src/config/config.js'
 import { parseRedisUrl } from '../../src/core/state/redis-url.js'
 
 describe('REDIS_URL forms', () => {
   test('one server is handed to ioredis as written', () => {
-    expect(parseRedisUrl('rediss://u:p@h:6380/2')).toEqual({ mode: 'single', url: 'rediss://u:p@h:6380/2' })
+    const url = 'rediss://u:p@h:6380/2'
+    expect(parseRedisUrl(url)).toEqual({ mode: 'single', url })
   })
 
-  test('sentinel: addresses, master name, db, credentials and the sentinels\' password', () => {
-    const t = parseRedisUrl('redis+sentinel://ferry:p%40ss@10.0.0.1:26380,s2,[::1]:26381/mymaster/3?sentinelPassword=sp')
+  test('sentinel: addresses, master name, db, credentials, the sentinels\' password', () => {
+    const sentinels = 'ferry:p%40ss@10.0.0.1:26380,s2,[::1]:26381'
+    const t = parseRedisUrl(`redis+sentinel://${sentinels}/mymaster/3?sentinelPassword=sp`)
     expect(t).toEqual({
-      mode: 'sentinel', name: 'mymaster', db: 3, username: 'ferry', password: 'p@ss', sentinelPassword: 'sp', tls: false,
-      sentinels: [{ host: '10.0.0.1', port: 26380 }, { host: 's2', port: 26379 }, { host: '::1', port: 26381 }],
+      mode: 'sentinel', name: 'mymaster', db: 3, tls: false,
+      username: 'ferry', password: 'p@ss', sentinelPassword: 'sp',
+      sentinels: [
+        { host: '10.0.0.1', port: 26380 }, { host: 's2', port: 26379 },
+        { host: '::1', port: 26381 },
+      ],
     })
   })
 
   test('cluster: seed nodes, a password only, TLS with rediss+', () => {
     expect(parseRedisUrl('rediss+cluster://:pw@a:7000,b')).toEqual({
-      mode: 'cluster', password: 'pw', tls: true, nodes: [{ host: 'a', port: 7000 }, { host: 'b', port: 6379 }],
+      mode: 'cluster', password: 'pw', tls: true,
+      nodes: [{ host: 'a', port: 7000 }, { host: 'b', port: 6379 }],
     })
   })
 
@@ -33,10 +40,12 @@ describe('REDIS_URL forms', () => {
     expect(() => parseRedisUrl(url)).toThrow(re)
   })
 
-  test('config accepts the three forms and refuses a malformed one without its password', () => {
-    expect(loadConfig({ REDIS_URL: 'redis+cluster://h:7000,h:7001' }).redis.url).toBe('redis+cluster://h:7000,h:7001')
-    expect(loadConfig({ REDIS_URL: 'redis+sentinel://h:26379/m' }).redis.url).toBe('redis+sentinel://h:26379/m')
-    expect(() => loadConfig({ REDIS_URL: 'redis+sentinel://u:secret@h:26379' })).toThrow(/REDIS_URL/)
-    expect(() => loadConfig({ REDIS_URL: 'redis+sentinel://u:secret@h:26379' })).not.toThrow(/secret/)
+  test('config takes the three forms and refuses a bad one without quoting its password', () => {
+    for (const url of ['redis+cluster://h:7000,h:7001', 'redis+sentinel://h:26379/m']) {
+      expect(loadConfig({ REDIS_URL: url }).redis.url).toBe(url)
+    }
+    const bad = { REDIS_URL: 'redis+sentinel://u:secret@h:26379' }
+    expect(() => loadConfig(bad)).toThrow(/REDIS_URL/)
+    expect(() => loadConfig(bad)).not.toThrow(/secret/)
   })
 })

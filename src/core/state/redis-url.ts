@@ -50,7 +50,9 @@ export function parseRedisUrl(url: string): RedisTarget {
   if (/^rediss?:\/\//i.test(url)) return { mode: 'single', url }
   const m = MULTI.exec(url)
   if (m === null) {
-    throw new Error('must be redis://, rediss://, redis+sentinel://hosts/master or redis+cluster://hosts')
+    throw new Error(
+      'must be redis://, rediss://, redis+sentinel://hosts/master or redis+cluster://hosts',
+    )
   }
   const tls = m[1]!.toLowerCase() === 'rediss'
   const mode = m[2]!.toLowerCase() as 'sentinel' | 'cluster'

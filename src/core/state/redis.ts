@@ -152,7 +152,9 @@ function clientFor(target: RedisTarget, commandTimeoutMs: number): RedisClient {
     // new primary) and send the refused command again (it did not run).
     reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 2 : false),
   }
-  if (target.mode === 'single') return new Redis(target.url, { ...common, enableAutoPipelining: true })
+  if (target.mode === 'single') {
+    return new Redis(target.url, { ...common, enableAutoPipelining: true })
+  }
   const auth = {
     ...(target.username === undefined ? {} : { username: target.username }),
     ...(target.password === undefined ? {} : { password: target.password }),
@@ -164,7 +166,9 @@ function clientFor(target: RedisTarget, commandTimeoutMs: number): RedisClient {
       sentinels: target.sentinels.map((n) => ({ host: n.host, port: n.port })),
       name: target.name,
       db: target.db,
-      ...(target.sentinelPassword === undefined ? {} : { sentinelPassword: target.sentinelPassword }),
+      ...(target.sentinelPassword === undefined
+        ? {}
+        : { sentinelPassword: target.sentinelPassword }),
       ...(target.tls ? { enableTLSForSentinelMode: true } : {}),
       // No `failoverDetector`: in ioredis 6.0 its sentinel subscriptions can outlive quit() (a
       // connection closed right after it opened keeps reconnecting). A dead primary closes its
@@ -333,7 +337,8 @@ class RedisSteps implements StepApplier {
       Array.from({ length: SESSION_BUCKETS }, (_, b) => this.#r.zcard(this.#byUpdated(b))),
     )
     if (counts.reduce((a, n) => a + n, 0) >= max) {
-      throw new UploadError('ERR_UNAVAILABLE', `too many upload sessions are open (at most ${max}); try again later`)
+      const msg = `too many upload sessions are open (at most ${max}); try again later`
+      throw new UploadError('ERR_UNAVAILABLE', msg)
     }
   }
 
@@ -367,7 +372,8 @@ class RedisSteps implements StepApplier {
   listByTarget(keyPrefix: string, target: string) {
     return guard(async () => {
       const all = await Promise.all(
-        Array.from({ length: SESSION_BUCKETS }, (_, b) => this.#r.smembers(this.#byTarget(b, target))),
+        Array.from({ length: SESSION_BUCKETS }, (_, b) =>
+          this.#r.smembers(this.#byTarget(b, target))),
       )
       const keys = all.flat().filter((k) => k.startsWith(keyPrefix)).slice(0, 1000)
       const recs = await Promise.all(keys.map(async (k) => (await this.#read(k)).rec))
@@ -379,11 +385,15 @@ class RedisSteps implements StepApplier {
       const [sec, usec] = (await this.#r.time()) as unknown as [string, string]
       const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) + (nowMs - Date.now())
       const per = await Promise.all(Array.from({ length: SESSION_BUCKETS }, (_, b) =>
-        this.#r.zrangebyscore(this.#byUpdated(b), '-inf', now - ttlMs, 'WITHSCORES', 'LIMIT', 0, limit)))
+        this.#r.zrangebyscore(
+          this.#byUpdated(b), '-inf', now - ttlMs, 'WITHSCORES', 'LIMIT', 0, limit,
+        )))
       // The oldest first, over every bucket.
       const found: { key: string; at: number }[] = []
       for (const flat of per) {
-        for (let i = 0; i < flat.length; i += 2) found.push({ key: flat[i]!, at: Number(flat[i + 1]) })
+        for (let i = 0; i < flat.length; i += 2) {
+          found.push({ key: flat[i]!, at: Number(flat[i + 1]) })
+        }
       }
       return found.sort((x, y) => x.at - y.at).slice(0, limit).map((f) => f.key)
     })
@@ -544,7 +554,9 @@ export class RedisBus implements Bus {
   }
 }
 
-export async function createRedisState(url: string, prefix: string, opts: RedisStateOptions = {}): Promise<StateBackend & { redis: RedisClient }> {
+export async function createRedisState(
+  url: string, prefix: string, opts: RedisStateOptions = {},
+): Promise<StateBackend & { redis: RedisClient }> {
   const redis = await connectRedis(url, 10_000, opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS)
   // A cluster's subscriber keeps one connection per node that owns a subscribed channel's slot.
   const sub: RedisClient = redis instanceof Cluster
