@@ -774,6 +774,31 @@ describe('records written before unknown lengths and metadata', () => {
     }
   })
 
+  test('redis: sessions of the layout before hash tags move to their buckets', async () => {
+    const prefix = uniquePrefix()
+    const { Redis } = await import('ioredis')
+    const raw = new Redis(testRedisUrl())
+    const doc = JSON.stringify({ ...oldRecord('old:2'), target: 'x/y.bin', updatedAtMs: T0 })
+    await raw.hset(`${prefix}sess:old:2`, 'v', '7', 'doc', doc)
+    await raw.sadd(`${prefix}sess-chunks:old:2`, '0-9')
+    await raw.zadd(`${prefix}sess-by-updated`, T0, 'old:2')
+    await raw.sadd(`${prefix}sess-by-target:x/y.bin`, 'old:2')
+    const st = await createRedisState(testRedisUrl(), prefix)
+    try {
+      expect(await st.sessions.get('old:2')).toMatchObject({ received: [{ start: 0, end: 9 }] })
+      const byTarget = await st.sessions.listByTarget('old:', 'x/y.bin')
+      expect(byTarget.map((r) => r.key)).toEqual(['old:2'])
+      expect(await st.sessions.listExpired(T0 + 10_000, 1000, 10)).toEqual(['old:2'])
+      // The re-send of the chunk received before is recognised (the chunk set moved too).
+      const again = await st.sessions.reserve('old:2', { start: 0, end: 9 }, 'r', Date.now(), LEASE)
+      expect(again.status).toBe('received')
+      expect(await raw.keys(`${prefix}sess*`)).toEqual([])
+    } finally {
+      await st.close()
+      raw.disconnect()
+    }
+  })
+
   test('embedded: old journal lines (records, deltas) replay and take the new steps', async () => {
     const dir = tempDir()
     const { writeFileSync } = await import('node:fs')

@@ -117,6 +117,7 @@ describe('Sentinel failover under load', () => {
     }
     let killedAt = 0
     let failures = 0
+    let noRetryAfter = 0
     const statuses = new Map<number, number>()
     /** Longest time each upload went without an acknowledged chunk. */
     const stalls = files.map(() => 0)
@@ -129,9 +130,10 @@ describe('Sentinel failover under load', () => {
         const body = f.data.subarray(start, end + 1)
         const base = bases[(via + attempt) % 2]!
         const r = await putChunk(base, f.path, f.id, start, end, f.data.length, body)
-          .catch(() => ({ status: 0, text: () => 'no answer' }))
+          .catch(() => ({ status: 0, headers: {} as Record<string, string>, text: () => '' }))
         if (r.status === 200) break
         if (process.env['HA_DEBUG']) console.log(r.status, r.text().slice(0, 200))
+        if (r.status === 503 && r.headers['retry-after'] === undefined) noRetryAfter++
         failures++
         statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1)
         if (killedAt > 0 && performance.now() - killedAt > 60_000) {
@@ -209,6 +211,7 @@ describe('Sentinel failover under load', () => {
     // The failover happened under the uploads: some requests were refused meanwhile, and chunks
     // acknowledged by the lost primary were asked for again.
     expect(failures).toBeGreaterThan(0)
+    expect(noRetryAfter).toBe(0)
     expect(resent).toBeGreaterThan(0)
   }, 120_000)
 })

@@ -554,6 +554,42 @@ export class RedisBus implements Bus {
   }
 }
 
+/**
+ * Moves sessions written under the layout before hash tags (`<prefix>sess:<key>`,
+ * `<prefix>sess-chunks:<key>`, one `sess-by-updated` zset, `sess-by-target:<path>` sets) to their
+ * buckets, so an upgrade keeps the uploads in flight. Run at start-up, before this instance
+ * serves; instances of the old version must be stopped first (they would keep writing the old
+ * keys). Only one server or a Sentinel primary can hold old keys (the old version did not run on
+ * a cluster), so RENAME across slots never happens. Answers how many sessions moved.
+ */
+export async function migrateLegacyKeys(redis: Redis, prefix: string): Promise<number> {
+  let moved = 0
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}sess:*`, 'COUNT', 1000)
+    cursor = next
+    for (const old of keys) {
+      const key = old.slice(`${prefix}sess:`.length)
+      const doc = await redis.hget(old, 'doc')
+      if (doc === null) continue
+      const rec = parseRecord(doc)
+      const at = sessionKeys(prefix, key)
+      const b = bucketOf(key)
+      const tag = `${prefix}{s${b}}:`
+      // Errors inside (another instance moved it first) leave nothing half done: ignored.
+      const m = redis.multi().rename(old, at.record)
+      if ((await redis.exists(`${prefix}sess-chunks:${key}`)) === 1) {
+        m.rename(`${prefix}sess-chunks:${key}`, at.chunks)
+      }
+      m.zadd(`${tag}by-updated`, rec.updatedAtMs, key).sadd(`${tag}by-target:${rec.target}`, key)
+      m.zrem(`${prefix}sess-by-updated`, key).srem(`${prefix}sess-by-target:${rec.target}`, key)
+      await m.exec()
+      moved++
+    }
+  } while (cursor !== '0')
+  return moved
+}
+
 export async function createRedisState(
   url: string, prefix: string, opts: RedisStateOptions = {},
 ): Promise<StateBackend & { redis: RedisClient }> {
@@ -564,6 +600,7 @@ export async function createRedisState(
     : redis.duplicate()
   sub.on('error', () => {})
   await sub.ping()
+  if (!(redis instanceof Cluster)) await migrateLegacyKeys(redis, prefix)
   const instanceId = randomUUID()
   // The Lua commands are defined before the first command (the liveness beat): an auto-pipeline
   // opened before a defineCommand lacks that command until it is flushed.
