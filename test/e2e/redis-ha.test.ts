@@ -20,7 +20,7 @@ const MIB = 1024 * 1024
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 describe('two Ferry instances on a 3-primary Redis Cluster', () => {
-  let redis: RedisGroup
+  let redis: RedisGroup & { ports: number[] }
   let ferry: TestCluster<[TestServer, TestServer]>
   beforeAll(async () => {
     redis = await startRedisCluster()
@@ -67,6 +67,17 @@ describe('two Ferry instances on a 3-primary Redis Cluster', () => {
     const blobs = await blobFilesOf(ferry.dataDir, s)
     expect(blobs).toHaveLength(1)
     expect(sha256(readFileSync(blobs[0]!))).toBe(s)
+  })
+
+  // Last in this block: it takes the cluster down.
+  test('every primary gone: a chunk is answered 503 with Retry-After at once, not held', async () => {
+    for (const p of redis.ports) await redis.kill(p)
+    const t0 = performance.now()
+    const id = newSessionId()
+    const r = await putChunk(ferry.servers[0].url, 'rc/down.bin', id, 0, 3, 8, Buffer.from('abcd'))
+    expect(r.status).toBe(503)
+    expect(r.headers['retry-after']).toBeDefined()
+    expect(performance.now() - t0).toBeLessThan(3000)
   })
 })
 

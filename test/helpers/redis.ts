@@ -156,6 +156,8 @@ export async function startRedisCluster(): Promise<RedisGroup & { ports: number[
   for (const p of ports) {
     const s = spawnServer([
       ...base(p, dir), '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${p}.conf`,
+      // The bus port defaults to port + 10000, past 65535 for a high ephemeral port: its own.
+      '--cluster-port', String(await freePort()),
       '--cluster-node-timeout', '2000',
     ], dir)
     procs.set(p, s)

@@ -182,6 +182,9 @@ function clientFor(target: RedisTarget, commandTimeoutMs: number): RedisClient {
     // one pipeline and fail them all ("All keys in the pipeline should belong to the same slots
     // allocation group"). Commands still share each node's connection without waiting.
     enableAutoPipelining: false,
+    // With every node gone the cluster would queue commands until it reconnects (the nodes'
+    // commandTimeout never starts): refuse them at once instead, as a 503.
+    enableOfflineQueue: false,
     redisOptions: {
       ...auth, commandTimeout: commandTimeoutMs, maxRetriesPerRequest: 1,
       reconnectOnError: common.reconnectOnError,
@@ -544,7 +547,10 @@ export class RedisBus implements Bus {
       set.delete(handler)
       if (set.size === 0 && this.#handlers.get(full) === set) {
         this.#handlers.delete(full)
-        await (this.#sharded ? this.#sub.sunsubscribe(full) : this.#sub.unsubscribe(full))
+        // Redis down: nothing to undo (the handlers are gone, so a message after a reconnect is
+        // dropped); a failure here must not stop a shutdown half-way.
+        const off = this.#sharded ? this.#sub.sunsubscribe(full) : this.#sub.unsubscribe(full)
+        await off.catch(() => {})
       }
     }
   }
@@ -599,6 +605,8 @@ export async function createRedisState(
     ? redis.duplicate(undefined, { shardedSubscribers: true })
     : redis.duplicate()
   sub.on('error', () => {})
+  // A cluster refuses commands until it is connected (no offline queue; lazyConnect is copied).
+  if (sub instanceof Cluster) await sub.connect()
   await sub.ping()
   if (!(redis instanceof Cluster)) await migrateLegacyKeys(redis, prefix)
   const instanceId = randomUUID()
@@ -623,7 +631,10 @@ export async function createRedisState(
       await liveness.stop()
       await bus.close()
       sub.disconnect()
-      await redis.quit().catch(() => redis.disconnect())
+      // A cluster's quit() waits on every node, and a node that is down queues it forever (and
+      // keeps reconnecting): a cluster is just disconnected.
+      if (redis instanceof Cluster) redis.disconnect()
+      else await redis.quit().catch(() => redis.disconnect())
     },
   }
 }
