@@ -70,7 +70,7 @@ describe('two Ferry instances on a 3-primary Redis Cluster', () => {
   })
 
   // Last in this block: it takes the cluster down.
-  test('every primary gone: a chunk is answered 503 with Retry-After at once, not held', async () => {
+  test('every primary gone: a chunk is answered 503 with Retry-After at once', async () => {
     for (const p of redis.ports) await redis.kill(p)
     const t0 = performance.now()
     const id = newSessionId()
