@@ -2,6 +2,7 @@
 import { describe, expect, test } from '@jest/globals'
 import { loadConfig } from '../../src/config/config.js'
 import { parseRedisUrl } from '../../src/core/state/redis-url.js'
+import { maskUrl } from '../../src/observability/redact.js'
 
 describe('REDIS_URL forms', () => {
   test('one server is handed to ioredis as written', () => {
@@ -47,5 +48,11 @@ describe('REDIS_URL forms', () => {
     const bad = { REDIS_URL: 'redis+sentinel://u:secret@h:26379' }
     expect(() => loadConfig(bad)).toThrow(/REDIS_URL/)
     expect(() => loadConfig(bad)).not.toThrow(/secret/)
+  })
+
+  test('what is logged of a Sentinel URL hides both passwords', () => {
+    const shown = maskUrl('redis+sentinel://u:pw1@a:1,b:2/m?sentinelPassword=pw2')
+    expect(shown).not.toMatch(/pw1|pw2/)
+    expect(shown).toContain('a:1,b:2/m')
   })
 })
