@@ -110,8 +110,38 @@ if (needRedis) {
   console.log(`bench: redis-server on 127.0.0.1:${redisPort}`)
 }
 
+// A 3-primary Redis Cluster (no replicas, no persistence) for the redisCluster servers.
+const clusterNodes = []
+let redisClusterUrl = ''
+if ([...SERVERS.values()].some((s) => s.redisCluster)) {
+  const ports = [await freePort(), await freePort(), await freePort()]
+  for (const p of ports) {
+    clusterNodes.push(await startProcess({
+      name: `redis-cluster-${p}`,
+      cmd: 'redis-server',
+      argv: ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+        '--dir', runRoot, '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${p}.conf`,
+        '--cluster-port', String(await freePort())],
+      env: {},
+      cwd: rootDir,
+      logFile: path.join(logDir, `redis-cluster-${p}.log`),
+      ready: () => redisPing(p)
+    }))
+  }
+  const create = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
+    '--cluster-replicas', '0', '--cluster-yes'])
+  if (create.status !== 0) throw new Error(`redis-cli --cluster create: ${create.stdout}${create.stderr}`)
+  for (const p of ports) {
+    while (!spawnSync('redis-cli', ['-p', String(p), 'cluster', 'info']).stdout.toString().includes('cluster_state:ok')) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  redisClusterUrl = `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`
+  console.log(`bench: Redis Cluster on ${ports.join(', ')}`)
+}
+
 const { runOne, describe, startRetries } = createRunner({
-  servers: SERVERS, load, cfg, runId, runRoot, logDir, rootDir, redisPort, expectedSha, big, keep: args.keep
+  servers: SERVERS, load, cfg, runId, runRoot, logDir, rootDir, redisPort, redisClusterUrl, expectedSha, big, keep: args.keep
 })
 
 // ---- main loop ---------------------------------------------------------------------------------
@@ -135,6 +165,7 @@ for (const [i, [rep, rk, s]] of plan.entries()) {
 
 await load.close()
 if (redis) await stopProcess(redis)
+for (const node of clusterNodes) await stopProcess(node)
 
 // ---- results -----------------------------------------------------------------------------------
 function gitRev () {

@@ -14,17 +14,22 @@ const MiB = 1024 * 1024
  * `servers`: the bound registry (macro/servers.js bindServers); `load`: the load generator
  * client; `expectedSha(upload)`: digests from the seeded data; `big`: that data.
  */
-export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, logDir, rootDir, redisPort, expectedSha, big, keep }) {
+export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, logDir, rootDir, redisPort, redisClusterUrl, expectedSha, big, keep }) {
   let seq = 0
   const startRetries = []
   /** Starts every instance of server `name` on one fresh data dir; returns {children, targets, stop}. */
   async function startServer (name, dataDir) {
     const sv = SERVERS.get(name)
     const n = ++seq
-    const redisEnv = { redisUrl: `redis://127.0.0.1:${redisPort}`, redisPrefix: `ferrybench:${runId}:${n}:` }
+    const redisUrl = sv.redisCluster ? redisClusterUrl : `redis://127.0.0.1:${redisPort}`
+    const redisEnv = { redisUrl, redisPrefix: `ferrybench:${runId}:${n}:` }
     const children = []
     const targets = []
-    if (sv.proto === 'ferry' && sv.instances > 1) return startFleet(sv, name, n, dataDir, redisEnv)
+    // deploy/cluster brings its own single redis-server: a Redis Cluster server starts its
+    // instances here instead, and the load generator alternates between them.
+    if (sv.proto === 'ferry' && sv.instances > 1 && !sv.redisCluster) {
+      return startFleet(sv, name, n, dataDir, redisEnv)
+    }
     try {
       for (let i = 0; i < sv.instances; i++) {
         const port = await freePort()

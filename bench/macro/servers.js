@@ -7,6 +7,7 @@
 //   comparesWith   a build-b server: its build-a twin, for the B/A ratios of the report
 //   instances      processes sharing one data directory (requests round-robin over them)
 //   redis          needs the private redis-server the driver starts
+//   redisCluster   on a private 3-primary Redis Cluster the driver starts instead
 //   env            extra environment for every instance
 //   readyPath      ready once `GET readyPath` answers 200
 //   color          its bars in the report's chart
@@ -37,7 +38,12 @@ function ferry (build, colors) {
     entry('redis', colors[1], { redis: true },
       `Ferry${of} on a private redis-server (no persistence, own key prefix per run)`),
     entry('redis-x2', colors[2], { redis: true, instances: 2 },
-      `two Ferry${of} instances on one data directory behind haproxy, as deploy/cluster runs them`)
+      `two Ferry${of} instances on one data directory behind haproxy, as deploy/cluster runs them`),
+    // Build A only: against redis-x2, the cost of a 3-primary Redis Cluster.
+    ...(build === 'a'
+      ? [entry('redis-cluster-x2', '#d62728', { redis: true, redisCluster: true, instances: 2 },
+          'two Ferry instances on a private 3-primary Redis Cluster (not in the default run)')]
+      : [])
   ]
 }
 
@@ -63,7 +69,7 @@ export const SERVER_NAMES = SERVERS.map((s) => s.name)
 export const serverByName = (name) => SERVERS.find((s) => s.name === name)
 /** The servers a run picks when --servers is not given: build B only when it was named. */
 export const defaultServers = (withB) =>
-  SERVERS.filter((s) => withB || s.build !== 'b').map((s) => s.name)
+  SERVERS.filter((s) => (withB || s.build !== 'b') && !s.redisCluster).map((s) => s.name)
 
 /** Where the minimal server keeps uploads: it mimics Ferry's layout (see its header). */
 const minimalLayout = (dataDir) => ({

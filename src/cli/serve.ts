@@ -5,6 +5,7 @@
 import { setFlagsFromString } from 'node:v8'
 import { ConfigError, loadConfig, type Config } from '../config/config.js'
 import { createApp } from '../app.js'
+import { parseRedisUrl } from '../core/state/redis-url.js'
 import { createLogger } from '../observability/logger.js'
 import { maskUrlsIn, scrubSecrets } from '../observability/redact.js'
 
@@ -19,8 +20,14 @@ function secretsOf(config: Config | null, env: NodeJS.ProcessEnv): string[] {
   const redisUrl = config?.redis.url ?? env['REDIS_URL']
   if (redisUrl) {
     try {
-      const u = new URL(redisUrl)
-      if (u.password) out.push(u.password, decodeURIComponent(u.password))
+      const t = parseRedisUrl(redisUrl)
+      if (t.mode === 'single') {
+        const u = new URL(redisUrl)
+        if (u.password) out.push(u.password, decodeURIComponent(u.password))
+      } else {
+        if (t.password) out.push(t.password)
+        if (t.mode === 'sentinel' && t.sentinelPassword) out.push(t.sentinelPassword)
+      }
     } catch {
       /* not a URL: the pattern masking below still applies */
     }

@@ -3,6 +3,7 @@ import { resolve } from 'node:path'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import { CorsConfigError, parseCorsOrigins, type CorsOrigins } from '../http/cors.js'
+import { parseRedisUrl } from '../core/state/redis-url.js'
 import { maskUrl } from '../observability/redact.js'
 
 export type FsyncPolicy = 'commit' | 'chunk'
@@ -131,7 +132,10 @@ export interface Config {
     readonly readyMinFreeBytes: number
   }
   readonly redis: {
-    /** `redis://…`; null selects the embedded store in `<dataDir>/state`. */
+    /**
+     * `redis://…` (one server), `redis+sentinel://…/<master>` or `redis+cluster://…` (see
+     * redis-url.ts); null selects the embedded store in `<dataDir>/state`.
+     */
     readonly url: string | null
     /** Prefix of every key Ferry writes, so several deployments can share one Redis. */
     readonly prefix: string
@@ -592,8 +596,12 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   const host = flags.host ?? env['FERRY_HOST'] ?? DEFAULTS.http.host
   if (host.length === 0) throw new ConfigError('FERRY_HOST must not be empty')
   const redisUrl = flags['redis-url'] ?? env['REDIS_URL']
-  if (redisUrl !== undefined && redisUrl !== '' && !/^rediss?:\/\//.test(redisUrl)) {
-    throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${maskUrl(redisUrl)}"`)
+  if (redisUrl !== undefined && redisUrl !== '') {
+    try {
+      parseRedisUrl(redisUrl)
+    } catch (err) {
+      throw new ConfigError(`REDIS_URL ${(err as Error).message}, got "${maskUrl(redisUrl)}"`)
+    }
   }
   const prefix = env['FERRY_REDIS_PREFIX'] ?? DEFAULTS.redis.prefix
   if (!/^[A-Za-z0-9:_.{}-]{1,64}$/.test(prefix)) {

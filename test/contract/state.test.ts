@@ -5,11 +5,13 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { randomUUID } from 'node:crypto'
 import { createEmbeddedState } from '../../src/core/state/embedded.js'
-import { createRedisState } from '../../src/core/state/redis.js'
+import { createRedisState, sessionKeys } from '../../src/core/state/redis.js'
 import { LockAbortedError, LockTimeoutError } from '../../src/core/state/locker.js'
 import type { Lock, StateBackend } from '../../src/core/state/types.js'
 import { removeDir, tempDir } from '../helpers/server.js'
-import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
+import {
+  startRedisCluster, startRedisSentinel, testRedisUrl, uniquePrefix, type RedisGroup,
+} from '../helpers/redis.js'
 
 interface Maker {
   name: string
@@ -21,17 +23,18 @@ interface Maker {
  * it came over the bus.
  */
 const RECHECK_MS = 2000
-const makers: Maker[] = [
-  {
-    name: 'redis',
+/** A Redis maker on the URL `url()` answers when the suite's describe block starts. */
+function redisMaker(name: string, url: () => string): Maker {
+  return {
+    name,
     async make() {
       const prefix = uniquePrefix()
-      const state = await createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
+      const state = await createRedisState(url(), prefix, { lockRecheckMs: RECHECK_MS })
       const opened: StateBackend[] = [state]
       return {
         state,
         async reopen() {
-          const s = await createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
+          const s = await createRedisState(url(), prefix, { lockRecheckMs: RECHECK_MS })
           opened.push(s)
           return s
         },
@@ -40,7 +43,24 @@ const makers: Maker[] = [
         },
       }
     },
-  },
+  }
+}
+
+// The other topologies, started once for the file (a few seconds each).
+let cluster: RedisGroup | undefined
+let sentinel: RedisGroup | undefined
+beforeAll(async () => {
+  ;[cluster, sentinel] = await Promise.all([startRedisCluster(), startRedisSentinel()])
+}, 60_000)
+afterAll(async () => {
+  await cluster?.stop()
+  await sentinel?.stop()
+})
+
+const makers: Maker[] = [
+  redisMaker('redis', testRedisUrl),
+  redisMaker('redis (Sentinel primary)', () => sentinel!.url),
+  redisMaker('redis (3-primary cluster)', () => cluster!.url),
   {
     name: 'embedded',
     async make() {
@@ -575,9 +595,13 @@ describe.each(makers)('state backend: $name', (maker) => {
   })
 })
 
-describe('locker: two instances on one Redis', () => {
+const lockerTopologies: [string, () => string][] = [
+  ['one Redis', testRedisUrl],
+  ['a 3-primary cluster', () => cluster!.url],
+]
+describe.each(lockerTopologies)('locker: two instances on %s', (_name, url) => {
   const open = (prefix: string) =>
-    createRedisState(testRedisUrl(), prefix, { lockRecheckMs: RECHECK_MS })
+    createRedisState(url(), prefix, { lockRecheckMs: RECHECK_MS })
 
   test('a release wakes a waiter on the other instance; release requests cross', async () => {
     const prefix = uniquePrefix()
@@ -747,8 +771,9 @@ describe('records written before unknown lengths and metadata', () => {
     const st = await createRedisState(testRedisUrl(), prefix)
     try {
       const doc = JSON.stringify(oldRecord('old:1'))
-      await st.redis.hset(`${prefix}sess:old:1`, 'v', '1', 'doc', doc)
-      await st.redis.sadd(`${prefix}sess-chunks:old:1`, '0-9')
+      const at = sessionKeys(prefix, 'old:1')
+      await st.redis.hset(at.record, 'v', '1', 'doc', doc)
+      await st.redis.sadd(at.chunks, '0-9')
       const loaded = { totalBytes: 100, metadata: {}, received: [{ start: 0, end: 9 }] }
       expect(await st.sessions.get('old:1')).toMatchObject(loaded)
       expect((await st.sessions.declareLength('old:1', 100, Date.now())).status).toBe('declared')
@@ -759,6 +784,31 @@ describe('records written before unknown lengths and metadata', () => {
       expect(await st.sessions.get('old:1')).toMatchObject({ metadata: {}, totalBytes: 100 })
     } finally {
       await st.close()
+    }
+  })
+
+  test('redis: sessions of the layout before hash tags move to their buckets', async () => {
+    const prefix = uniquePrefix()
+    const { Redis } = await import('ioredis')
+    const raw = new Redis(testRedisUrl())
+    const doc = JSON.stringify({ ...oldRecord('old:2'), target: 'x/y.bin', updatedAtMs: T0 })
+    await raw.hset(`${prefix}sess:old:2`, 'v', '7', 'doc', doc)
+    await raw.sadd(`${prefix}sess-chunks:old:2`, '0-9')
+    await raw.zadd(`${prefix}sess-by-updated`, T0, 'old:2')
+    await raw.sadd(`${prefix}sess-by-target:x/y.bin`, 'old:2')
+    const st = await createRedisState(testRedisUrl(), prefix)
+    try {
+      expect(await st.sessions.get('old:2')).toMatchObject({ received: [{ start: 0, end: 9 }] })
+      const byTarget = await st.sessions.listByTarget('old:', 'x/y.bin')
+      expect(byTarget.map((r) => r.key)).toEqual(['old:2'])
+      expect(await st.sessions.listExpired(T0 + 10_000, 1000, 10)).toEqual(['old:2'])
+      // The re-send of the chunk received before is recognised (the chunk set moved too).
+      const again = await st.sessions.reserve('old:2', { start: 0, end: 9 }, 'r', Date.now(), LEASE)
+      expect(again.status).toBe('received')
+      expect(await raw.keys(`${prefix}sess*`)).toEqual([])
+    } finally {
+      await st.close()
+      raw.disconnect()
     }
   })
 

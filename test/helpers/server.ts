@@ -69,7 +69,7 @@ type Servers<N extends number, Acc extends TestServer[] = []> = number extends N
  */
 export async function startCluster<N extends number>(n: N, env: Record<string, string> = {}, dirPrefix = 'ferry-cluster-'): Promise<TestCluster<Servers<N>>> {
   const dataDir = tempDir(dirPrefix)
-  const shared = { ...env, REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: dataDir }
+  const shared = { ...env, REDIS_URL: env['REDIS_URL'] ?? testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: dataDir }
   const servers: TestServer[] = []
   const close = async () => {
     for (const s of servers) await s.close()

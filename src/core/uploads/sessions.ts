@@ -54,6 +54,20 @@ export class ChunkSessions {
     return this.#o.temps.path(session.tempName)
   }
 
+  /**
+   * Releases a reservation in the background while the store is unavailable (a Redis failover):
+   * tried again every 200 ms until it answers, for at most one lease (after which it is free).
+   */
+  #releaseSoon(key: string, token: string): void {
+    const until = Date.now() + this.#o.reserveLeaseMs
+    const attempt = () => {
+      this.#o.sessions.release(key, token).catch(() => {
+        if (Date.now() < until) setTimeout(attempt, 200).unref()
+      })
+    }
+    setTimeout(attempt, 200).unref()
+  }
+
   /** Opens the session if new, checks it matches, then writes or verifies one chunk. */
   async writeChunk(input: ChunkInput, onCreated?: () => void): Promise<ChunkResult> {
     const { key, range } = input
@@ -70,6 +84,12 @@ export class ChunkSessions {
       const lease = this.#o.reserveLeaseMs
       const { incarnation } = session
       const got = await this.#o.sessions.reserve(key, range, token, Date.now(), lease, incarnation)
+        .catch((err: unknown) => {
+          // The reservation may have landed with its answer lost (a Redis failover, a timeout):
+          // free it once the store answers again, or the client's retry waits out the lease.
+          this.#releaseSoon(key, token)
+          throw err
+        })
       switch (got.status) {
         case 'missing':
           if (attempt < 2) continue
@@ -284,7 +304,7 @@ export class ChunkSessions {
         })
       }
       // Released at once, so the client may send the range again right away (a full disk, a cut).
-      await this.#o.sessions.release(key, token).catch(() => {})
+      await this.#o.sessions.release(key, token).catch(() => this.#releaseSoon(key, token))
       if (gone) {
         throw new UploadError(
           'ERR_SESSION_NOT_FOUND',
@@ -304,7 +324,13 @@ export class ChunkSessions {
     const durable = this.#o.durableChunks
     const done = await (end === range.end
       ? this.#o.sessions.complete(key, token, now, durable)
-      : this.#o.sessions.complete(key, token, now, durable, end))
+      : this.#o.sessions.complete(key, token, now, durable, end)
+    ).catch((err: unknown) => {
+      // Unrecorded (or recorded with the answer lost): the client sends the chunk again, and
+      // that retry must not wait for this reservation's lease to run out.
+      this.#releaseSoon(key, token)
+      throw err
+    })
     if (done === null) {
       throw new UploadError(
         'ERR_SESSION_BUSY',
