@@ -30,6 +30,7 @@ import { createHttpHooks, type HttpHooks } from './core/hooks/index.js'
 import { createCorsPolicy } from './http/cors.js'
 import { FinishedUploads } from './http/tus/finished.js'
 import { createTusFamily } from './http/tus/family.js'
+import { loadUi } from './http/ui/family.js'
 
 /**
  * The shared services the root built, for tests that look inside a running app (sessions, the
@@ -173,6 +174,13 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       const maxAgeMs = config.tus.retentionSec * 1000
       sweepTasks.push({ name: 'tus-retention', runAtStart: true, run: () => kept.sweep(maxAgeMs) })
     }
+  }
+  if (config.ui.enabled) {
+    // The page calls the tus endpoint where clients reach this server (FERRY_PUBLIC_URL).
+    const tusEndpoint = `${config.http.publicUrl ?? ''}${config.tus.path}`
+    const ui = await loadUi({ path: config.ui.path, tusEndpoint })
+    if (ui !== null) families.push(ui)
+    else log.warn('the browser uploader is not built (npm run build): FERRY_UI_PATH answers 404')
   }
   if (imagestore.enabled) {
     families.push(createImageStoreFamily({
