@@ -42,7 +42,7 @@ uppy.use(Dashboard, {
   inline: true,
   width: '100%',
   height: 420,
-  showProgressDetails: true,
+  hideProgressDetails: false,
   showLinkToFileUploadResult: true,
   proudlyDisplayPoweredByUppy: false,
   note: 'Files upload as soon as they are added.',
