@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
 import { extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { UploadError } from '../../core/errors.js'
 import type { Family, RequestContext } from '../context.js'
 import { sendEmpty, sendJson, sendText } from '../respond.js'
 
@@ -209,6 +210,12 @@ function createUiFamily(path: string, resources: ReadonlyMap<string, Resource>):
       return true
     },
     sendError(ctx: RequestContext, err: unknown): void {
+      // The edge's answers for a broken or slow request body, as for a path no family takes.
+      if (err instanceof UploadError) {
+        const status = err.code === 'ERR_BODY_TIMEOUT' ? 408 : 400
+        sendJson(ctx.res, status, { message: err.message })
+        return
+      }
       ctx.log.error({ err }, 'ui request failed')
       sendJson(ctx.res, 500, { message: 'internal error' })
     },
