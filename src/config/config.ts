@@ -85,7 +85,9 @@ export interface BearerAuthConfig {
 }
 
 export type FamilyName = 'imagestore' | 'shaman' | 'lakefs' | 'ingest' | 'tus'
-export const FAMILY_NAMES: readonly FamilyName[] = ['imagestore', 'shaman', 'lakefs', 'ingest', 'tus']
+export const FAMILY_NAMES: readonly FamilyName[] = [
+  'imagestore', 'shaman', 'lakefs', 'ingest', 'tus',
+]
 
 /** Everything Ferry reads at start, validated and frozen. `loadConfig` is its only maker. */
 export interface Config {
@@ -298,11 +300,22 @@ function oneOf<T extends string>(key: string, raw: string | undefined, def: T, a
 }
 
 /** FERRY_TUS_PATH: an absolute path of safe characters, with one `/` at each end. */
-function tusPathFrom(raw: string | undefined, key = 'FERRY_TUS_PATH'): string {
+function tusPathFrom(raw: string | undefined): string {
   if (raw === undefined || raw === '') return DEFAULTS.tus.path
   const p = `/${raw.trim().replace(/^\/+|\/+$/g, '')}/`
-  if (!/^(\/[A-Za-z0-9._~-]+)+\/$/.test(p) || p.split('/').some((seg) => seg === '.' || seg === '..')) {
-    throw new ConfigError(`${key} must be a path like /files/, got "${raw}"`)
+  const dots = p.split('/').some((seg) => seg === '.' || seg === '..')
+  if (!/^(\/[A-Za-z0-9._~-]+)+\/$/.test(p) || dots) {
+    throw new ConfigError(`FERRY_TUS_PATH must be a path like /files/, got "${raw}"`)
+  }
+  return p
+}
+
+/** FERRY_UI_PATH other than `/`: the same shape as FERRY_TUS_PATH. */
+function uiPathFrom(raw: string): string {
+  const p = `/${raw.trim().replace(/^\/+|\/+$/g, '')}/`
+  const dots = p.split('/').some((seg) => seg === '.' || seg === '..')
+  if (!/^(\/[A-Za-z0-9._~-]+)+\/$/.test(p) || dots) {
+    throw new ConfigError(`FERRY_UI_PATH must be a path like /upload/, got "${raw}"`)
   }
   return p
 }
@@ -320,7 +333,7 @@ function uiFrom(env: Env, tusEnabled: boolean, tusPath: string): Config['ui'] {
   const rawPath = env['FERRY_UI_PATH']
   const path = rawPath === undefined || rawPath.trim() === '' || rawPath.trim() === '/'
     ? DEFAULTS.ui.path
-    : tusPathFrom(rawPath, 'FERRY_UI_PATH')
+    : uiPathFrom(rawPath)
   if (raw === 'off') return { enabled: false, path }
   if (!tusEnabled) {
     if (raw === 'on') throw new ConfigError('FERRY_UI=on needs the tus family, which is not mounted')
@@ -339,7 +352,9 @@ function hookUrlFrom(raw: string | undefined): string | null {
   try {
     u = new URL(raw.trim())
   } catch {
-    throw new ConfigError(`FERRY_HOOK_URL must be an absolute http:// or https:// URL, got "${maskUrl(raw)}"`)
+    throw new ConfigError(
+      `FERRY_HOOK_URL must be an absolute http:// or https:// URL, got "${maskUrl(raw)}"`,
+    )
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
     throw new ConfigError(`FERRY_HOOK_URL must use http:// or https://, got "${u.protocol}"`)
@@ -676,8 +691,10 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     tus: {
       enabled: on('tus', true),
       path: tusPathFrom(env['FERRY_TUS_PATH']),
-      maxSizeBytes: intFrom('FERRY_TUS_MAX_SIZE', env['FERRY_TUS_MAX_SIZE'], DEFAULTS.tus.maxSizeBytes, 0),
-      retentionSec: intFrom('FERRY_TUS_RETENTION_SEC', env['FERRY_TUS_RETENTION_SEC'], DEFAULTS.tus.retentionSec, 0),
+      maxSizeBytes: intFrom('FERRY_TUS_MAX_SIZE', env['FERRY_TUS_MAX_SIZE'],
+        DEFAULTS.tus.maxSizeBytes, 0),
+      retentionSec: intFrom('FERRY_TUS_RETENTION_SEC', env['FERRY_TUS_RETENTION_SEC'],
+        DEFAULTS.tus.retentionSec, 0),
     },
     cors: corsFrom(env['FERRY_CORS_ORIGINS']),
     // Its own reading of FERRY_FAMILIES and FERRY_TUS_PATH: the page needs the tus endpoint.

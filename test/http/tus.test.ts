@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer, request as httpRequest, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import { request, seededBytes, sha256, type Reply } from '../helpers/http.js'
 import { commit, newSessionId, putChunk } from '../helpers/imagestore.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
@@ -284,6 +285,37 @@ describe('creation, HEAD, PATCH', () => {
     expect(part.headers['upload-expires']).toBeDefined()
   })
 
+  test('creation-with-upload and a checksum: a mismatch appends nothing, a match counts', async () => {
+    const data = Buffer.from('checked body')
+    const wrong = `sha1 ${digest('sha1', Buffer.from('other'))}`
+    const bad = await create(
+      { 'Upload-Length': data.length, 'Content-Type': OCTET, 'Upload-Checksum': wrong },
+      data,
+    )
+    expect(bad.status).toBe(201)
+    expect(bad.headers['upload-offset']).toBe('0')
+    const url = String(bad.headers.location)
+    const sum = `sha1 ${digest('sha1', data)}`
+    expect((await patch(url, 0, data, { 'Upload-Checksum': sum })).status).toBe(204)
+    expect((await request(url)).body.toString()).toBe('checked body')
+  })
+
+  test('without Redis (the embedded store) a tus upload works the same', async () => {
+    const solo = await startFerry({})
+    try {
+      const c = await request(`${solo.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Length': 6 },
+      })
+      const url = String(c.headers.location)
+      expect((await patch(url, 0, Buffer.from('emb'))).status).toBe(204)
+      expect((await patch(url, 3, Buffer.from('edd'))).status).toBe(204)
+      expect((await request(url)).body.toString()).toBe('embedd')
+    } finally {
+      await solo.close()
+    }
+  })
+
   test('creation-defer-length: Upload-Defer-Length on HEAD until a PATCH declares it', async () => {
     const r = await create({ 'Upload-Defer-Length': 1 })
     expect(r.status).toBe(201)
@@ -312,6 +344,24 @@ describe('creation, HEAD, PATCH', () => {
     expect((await patch(url, 0, Buffer.from('ab'))).status).toBe(204)
     expect((await patch(url, 2, Buffer.from('c'))).status).toBe(409)
     expect((await patch(url, 2, Buffer.alloc(0))).status).toBe(204)
+  })
+
+  test('HEAD finishes an upload whose bytes all arrived but whose last PATCH did not finish', async () => {
+    const url = await newUpload(4)
+    const id = url.split('/').pop()!
+    // The bytes land through the session core directly, as if the PATCH failed after its write.
+    await ferry.app.engine.uploads.writeChunk({
+      key: `tus:${id}`,
+      target: id,
+      totalBytes: null,
+      range: { start: 0, end: 3 },
+      body: Readable.from([Buffer.from('late')]),
+    })
+    expect(existsSync(join(ferry.dataDir, 'tus', id.slice(0, 2), `${id}.info.json`))).toBe(false)
+    const h = await head(url)
+    expect(h.headers['upload-offset']).toBe('4')
+    expect(h.headers['upload-expires']).toBeUndefined()
+    expect((await request(url)).body.toString()).toBe('late')
   })
 
   test('GET of an unfinished upload is 409', async () => {
@@ -485,11 +535,45 @@ describe('hooks', () => {
   })
 })
 
+describe('an unreachable hook', () => {
+  test('pre-create fails closed with 503 and Retry-After; no upload is created', async () => {
+    const closed = createServer()
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r))
+    const port = (closed.address() as AddressInfo).port
+    await new Promise((r) => closed.close(r))
+    const down = await startFerry({
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+      FERRY_HOOK_URL: `http://127.0.0.1:${port}/hook`,
+    })
+    try {
+      const r = await request(`${down.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Length': 3 },
+      })
+      expect(r.status).toBe(503)
+      expect(r.headers['retry-after']).toBeDefined()
+      expect(r.headers.location).toBeUndefined()
+      expect(readdirSync(join(down.dataDir, 'tmp')).filter((n) => n.startsWith('s-'))).toEqual([])
+    } finally {
+      await down.close()
+    }
+  })
+})
+
 describe('post-finish for every family', () => {
   test('an ImageStore commit and a Shaman store fire post-finish with their sha256', async () => {
     const data = seededBytes(5000, 'imagestore-hook')
     const id = newSessionId()
-    const put = await putChunk(ferry.url, 'hooks/one.bin', id, 0, data.length - 1, data.length, data)
+    const put = await putChunk(
+      ferry.url,
+      'hooks/one.bin',
+      id,
+      0,
+      data.length - 1,
+      data.length,
+      data,
+    )
     expect(put.status).toBe(200)
     expect((await commit(ferry.url, id)).status).toBe(200)
     await until(() => hookEvents.some((e) => e.upload['family'] === 'imagestore'))
@@ -498,10 +582,13 @@ describe('post-finish for every family', () => {
     expect(img.upload['sha256']).toBe(sha256(data))
     expect(img.upload['size']).toBe(data.length)
     const blob = seededBytes(777, 'shaman-hook')
-    const stored = await request(`${ferry.url}/api/v3/shaman/files/${sha256(blob)}/${blob.length}`, {
-      method: 'POST',
-      body: blob,
-    })
+    const stored = await request(
+      `${ferry.url}/api/v3/shaman/files/${sha256(blob)}/${blob.length}`,
+      {
+        method: 'POST',
+        body: blob,
+      },
+    )
     expect(stored.status).toBe(204)
     await until(() => hookEvents.some((e) => e.upload['family'] === 'shaman'))
     const sh = hookEvents.find((e) => e.upload['family'] === 'shaman')!

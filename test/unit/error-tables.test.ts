@@ -12,6 +12,7 @@ import { IMAGESTORE_ERRORS } from '../../src/http/imagestore/errors.js'
 import { INGEST_STATUS } from '../../src/http/ingest/errors.js'
 import { SHAMAN_STATUS } from '../../src/http/shaman/errors.js'
 import { LAKEFS_STATUS } from '../../src/http/staging/errors.js'
+import { TUS_STATUS } from '../../src/http/tus/errors.js'
 
 const imagestoreStatus = Object.fromEntries(Object.entries(IMAGESTORE_ERRORS).map(([code, [status]]) => [code, status]))
 
@@ -21,6 +22,8 @@ const families: { family: string; table: Readonly<Record<string, number>>; only?
   { family: 'lakeFS', table: LAKEFS_STATUS },
   // dsp-ingest has a body for these statuses only (ingestErrorBody).
   { family: 'bulk-ingest', table: INGEST_STATUS, only: [400, 401, 404, 408, 409, 413, 500, 503, 507] },
+  // 499: a client that went away is logged and gets no answer.
+  { family: 'tus', table: TUS_STATUS },
 ]
 
 describe.each(families)('$family error table', ({ table, only }) => {

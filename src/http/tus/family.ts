@@ -31,6 +31,18 @@ import { sendEmpty } from '../respond.js'
 import { ChecksumTransform, type ExpectedChecksum } from './checksum.js'
 import { refuse, sendTusError, tusRefusals } from './errors.js'
 import { FinishedUploads, type FinishedInfo } from './finished.js'
+import { sendUploadResumptionSupported } from './informational.js'
+import {
+  completedUploadProblem,
+  formatUploadLimit,
+  inconsistentLengthProblem,
+  type InteropVersion,
+  parseInteropVersion,
+  parseSfBoolean,
+  parseSfNonNegativeInteger,
+  PROBLEM_CONTENT_TYPE,
+  type UploadLimits,
+} from './headers.js'
 import {
   effectiveMethod,
   metadataToRecord,
@@ -47,6 +59,9 @@ import {
   type UploadMetadata,
 } from './headers.js'
 import {
+  ietfHeadHeaders,
+  ietfOffsetMismatch,
+  ietfOptionsHeaders,
   TUS_EXTENSIONS,
   tusHeadHeaders,
   tusOptionsHeaders,
@@ -89,9 +104,13 @@ const LOCK_PREFIX = 'tus-upload:'
 /** 128 random bits, base64url: unguessable, since the id is the client's only credential. */
 const ID = /^[A-Za-z0-9_-]{22}$/
 const OCTET_STREAM = 'application/offset+octet-stream'
+/** The draft's append media type (mandatory from interop 6). */
+const PARTIAL_UPLOAD = 'application/partial-upload'
 /** Session metadata keys (the session store keeps opaque strings). */
 const META_HEADER = 'tus.metadata'
 const META_CONCAT = 'tus.concat'
+/** Which protocol created the upload: `tus`, `ietf-6`, `ietf-8` (absent: tus). */
+const META_PROTOCOL = 'tus.protocol'
 /** How long a request waits for the request holding its upload (which may be stale), ms. */
 const LOCK_WAIT_MS = 2000
 /** A holder whose body brought nothing for this long lets go when asked, ms. */
@@ -111,6 +130,15 @@ function value<T>(p: Parsed<T>): T {
   if (p.ok) return p.value
   const status = TUS_HEADER_STATUS[p.error.code]
   throw refuse(status, p.error.message, status === 412 ? tusVersionMismatchHeaders() : {})
+}
+
+export type UploadProtocol = 'tus' | 'ietf-6' | 'ietf-8'
+
+function sameProtocol(made: string | undefined, asked: UploadProtocol): void {
+  const was = made === undefined || made === '' ? 'tus' : made
+  if (was !== asked) {
+    throw refuse(409, `this upload was created with ${was}; it cannot be continued with ${asked}`)
+  }
 }
 
 function headerOf(req: RequestContext['req'], name: string): HeaderValue {
@@ -187,15 +215,26 @@ export function createTusFamily(deps: TusDeps): Family {
     }
   }
 
-  /** The open session of `id`, or the answer for one that is not open: 404, 410. */
-  async function openSession(id: string): Promise<SessionRecord> {
+  /**
+   * The open session of `id`, or the answer for one that is not open: 404, 410; 409 when another
+   * protocol created it (README.md: an upload stays in its protocol).
+   */
+  async function openSession(id: string, protocol?: UploadProtocol): Promise<SessionRecord> {
     const s = await uploads.getSession(KEY_PREFIX + id)
     if (s === null || s.state === 'committed') {
       if (await finished.isGone(id)) throw refuse(410, 'the upload was terminated')
       throw refuse(404, 'no such upload')
     }
     if (Date.now() >= s.updatedAtMs + settings.sessionTtlMs) throw refuse(410, 'the upload expired')
+    if (protocol !== undefined) sameProtocol(s.metadata[META_PROTOCOL], protocol)
     return s
+  }
+
+  /** A finished upload of `id` in `protocol`, or null; 409 when another protocol made it. */
+  async function finishedInfo(id: string, protocol: UploadProtocol): Promise<FinishedInfo | null> {
+    const info = await finished.info(id)
+    if (info !== null) sameProtocol(info.protocol, protocol)
+    return info
   }
 
   function hookUpload(id: string, size: number | null, meta: string, sha256: string | null) {
@@ -270,6 +309,7 @@ export function createTusFamily(deps: TusDeps): Family {
         length: session.totalBytes ?? 0,
         metadata: session.metadata[META_HEADER] ?? '',
         concat: session.metadata[META_CONCAT] || null,
+        protocol: (session.metadata[META_PROTOCOL] || 'tus') as UploadProtocol,
         sha256: digests['sha256'] ?? '',
         createdAtMs: session.createdAtMs,
         finishedAtMs: Date.now(),
@@ -350,6 +390,7 @@ export function createTusFamily(deps: TusDeps): Family {
         totalBytes: total,
         metadata: {
           [META_HEADER]: metadata.header,
+          [META_PROTOCOL]: 'tus',
           ...(concat?.kind === 'partial' ? { [META_CONCAT]: 'partial' } : {}),
         },
       })
@@ -436,6 +477,7 @@ export function createTusFamily(deps: TusDeps): Family {
         length: total,
         metadata: metadata.header,
         concat: concatHeader,
+        protocol: 'tus',
         sha256: got.sha256,
         createdAtMs: now,
         finishedAtMs: now,
@@ -455,7 +497,7 @@ export function createTusFamily(deps: TusDeps): Family {
    * the HEAD then answers the offset as it stands.
    */
   async function head(ctx: RequestContext, id: string): Promise<void> {
-    const info = await finished.info(id)
+    const info = await finishedInfo(id, 'tus')
     if (info !== null) {
       answer(
         ctx,
@@ -470,8 +512,8 @@ export function createTusFamily(deps: TusDeps): Family {
       )
       return
     }
-    const report = async () => {
-      const done = await finished.info(id)
+    const report = async (locked: boolean) => {
+      const done = await finishedInfo(id, 'tus')
       if (done !== null) {
         answer(
           ctx,
@@ -486,7 +528,24 @@ export function createTusFamily(deps: TusDeps): Family {
         )
         return
       }
-      const s = await openSession(id)
+      const s = await openSession(id, 'tus')
+      if (locked && s.totalBytes !== null && offsetOf(s) === s.totalBytes) {
+        // Every byte arrived but the upload was not finished (its last PATCH failed after the
+        // write): finish it now, or the client would take the offset for success.
+        const done = await finish(id, s)
+        answer(
+          ctx,
+          200,
+          tusHeadHeaders({
+            offset: done.length,
+            length: done.length,
+            metadata: done.metadata,
+            concat: done.concat,
+            expiresAt: null,
+          }),
+        )
+        return
+      }
       answer(
         ctx,
         200,
@@ -500,10 +559,10 @@ export function createTusFamily(deps: TusDeps): Family {
       )
     }
     try {
-      await withLock(ctx, id, report, HEAD_LOCK_WAIT_MS)
+      await withLock(ctx, id, () => report(true), HEAD_LOCK_WAIT_MS)
     } catch (err) {
       if (!(err instanceof UploadError && tusRefusals.fieldsOf(err)?.status === 423)) throw err
-      await report()
+      await report(false)
     }
   }
 
@@ -522,7 +581,7 @@ export function createTusFamily(deps: TusDeps): Family {
       parseNonNegativeInteger('Upload-Length', headerOf(req, 'Upload-Length')),
     )
     await withLock(ctx, id, async (signal) => {
-      const info = await finished.info(id)
+      const info = await finishedInfo(id, 'tus')
       if (info !== null) {
         if (info.concat?.startsWith('final;')) throw refuse(403, 'a final upload takes no PATCH')
         const empty = (req.headers['content-length'] ?? '0') === '0'
@@ -532,7 +591,7 @@ export function createTusFamily(deps: TusDeps): Family {
         }
         throw refuse(409, `the upload is complete at offset ${info.length}`)
       }
-      let s = await openSession(id)
+      let s = await openSession(id, 'tus')
       if (newLength !== undefined && s.totalBytes === null) {
         if (newLength > settings.maxSizeBytes) {
           throw refuse(413, `the upload is larger than Tus-Max-Size (${settings.maxSizeBytes})`)
@@ -558,9 +617,13 @@ export function createTusFamily(deps: TusDeps): Family {
     })
   }
 
-  async function terminate(ctx: RequestContext, id: string): Promise<void> {
+  async function terminate(
+    ctx: RequestContext,
+    id: string,
+    protocol: UploadProtocol = 'tus',
+  ): Promise<void> {
     await withLock(ctx, id, async () => {
-      const info = await finished.info(id)
+      const info = await finishedInfo(id, protocol)
       let size: number | null
       let meta: string
       if (info !== null) {
@@ -568,7 +631,7 @@ export function createTusFamily(deps: TusDeps): Family {
         size = info.length
         meta = info.metadata
       } else {
-        const s = await openSession(id)
+        const s = await openSession(id, protocol)
         await uploads.abort(s.key)
         await finished.markGone(id)
         size = s.totalBytes
@@ -611,6 +674,234 @@ export function createTusFamily(deps: TusDeps): Family {
     await pipeline(createReadStream(path, { start, end }), ctx.res)
   }
 
+  // --- IETF "Resumable Uploads for HTTP" (interop 6 and 8) on the same endpoint -------------
+
+  const protocolOfVersion = (v: InteropVersion): UploadProtocol => (v === 6 ? 'ietf-6' : 'ietf-8')
+
+  function ietfLimits(s: SessionRecord | null): UploadLimits {
+    const limits: { maxSize: number; maxAgeSec?: number } = { maxSize: settings.maxSizeBytes }
+    if (s !== null) {
+      const left = Math.ceil((s.updatedAtMs + settings.sessionTtlMs - Date.now()) / 1000)
+      limits.maxAgeSec = Math.max(0, left)
+    }
+    return limits
+  }
+
+  function sendProblem(
+    ctx: RequestContext,
+    status: number,
+    problem: object,
+    headers: HeaderMap = {},
+  ): void {
+    const body = JSON.stringify(problem)
+    ctx.res.writeHead(status, {
+      'Content-Type': PROBLEM_CONTENT_TYPE,
+      'Content-Length': String(Buffer.byteLength(body)),
+      ...headers,
+    })
+    ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body)
+  }
+
+  /** The draft's answer to a request whose body was read to its end with `Upload-Complete: ?1`. */
+  async function ietfComplete(
+    id: string,
+    s: SessionRecord,
+  ): Promise<{ info: FinishedInfo } | { inconsistent: true }> {
+    const end = offsetOf(s)
+    let session = s
+    if (session.totalBytes === null) session = await uploads.declareLength(s.key, end)
+    else if (session.totalBytes !== end) return { inconsistent: true }
+    return { info: await finish(id, session) }
+  }
+
+  async function ietfCreate(ctx: RequestContext, version: InteropVersion): Promise<void> {
+    const { req } = ctx
+    const complete = value(parseSfBoolean('Upload-Complete', headerOf(req, 'Upload-Complete')))
+    if (complete === undefined) {
+      throw refuse(400, 'Upload-Complete (?0 or ?1) is required to create an upload')
+    }
+    const declared = value(
+      parseSfNonNegativeInteger('Upload-Length', headerOf(req, 'Upload-Length')),
+    )
+    const bodyLength = value(
+      parseNonNegativeInteger('Content-Length', req.headers['content-length']),
+    )
+    if (complete && declared !== undefined && bodyLength !== undefined && declared !== bodyLength) {
+      sendProblem(ctx, 400, inconsistentLengthProblem())
+      return
+    }
+    const total = declared ?? (complete ? (bodyLength ?? null) : null)
+    if (total !== null && total > settings.maxSizeBytes) {
+      const limit = formatUploadLimit(ietfLimits(null), version)
+      throw refuse(413, `the upload is larger than ${settings.maxSizeBytes} bytes`, {
+        'Upload-Limit': limit,
+      })
+    }
+    const metadata: UploadMetadata = value(parseUploadMetadata(headerOf(req, 'Upload-Metadata')))
+    const id = newId()
+    if (hooks !== null) {
+      const decision = await hooks.preCreate(
+        hookUpload(id, total, metadata.header, null),
+        ctx.signal,
+      )
+      if (!decision.allow) throw refuse(decision.status, decision.message)
+    }
+    const protocol = protocolOfVersion(version)
+    await withLock(ctx, id, async (signal) => {
+      let s = await uploads.openSession({
+        key: KEY_PREFIX + id,
+        target: id,
+        totalBytes: total,
+        metadata: { [META_HEADER]: metadata.header, [META_PROTOCOL]: protocol },
+      })
+      const location = locationOf(ctx, id)
+      // Before the body: the client learns where to resume if the request breaks.
+      sendUploadResumptionSupported(ctx.res, {
+        location,
+        interopVersion: version,
+        uploadLimit: formatUploadLimit(ietfLimits(s), version),
+      })
+      s = await append(ctx, s, 0, undefined, signal)
+      const headers: HeaderMap = {
+        Location: location,
+        'Upload-Draft-Interop-Version': String(version),
+      }
+      if (complete) {
+        const done = await ietfComplete(id, s)
+        if ('inconsistent' in done) {
+          sendProblem(ctx, 400, inconsistentLengthProblem(), headers)
+          return
+        }
+        headers['Upload-Offset'] = String(done.info.length)
+        headers['Upload-Complete'] = '?1'
+      } else {
+        headers['Upload-Offset'] = String(offsetOf(s))
+        headers['Upload-Complete'] = '?0'
+      }
+      answer(ctx, 201, headers)
+    })
+  }
+
+  async function ietfHead(ctx: RequestContext, id: string, version: InteropVersion): Promise<void> {
+    const protocol = protocolOfVersion(version)
+    const report = async () => {
+      const info = await finishedInfo(id, protocol)
+      if (info !== null) {
+        const view = { offset: info.length, complete: true, length: info.length }
+        answer(ctx, 204, ietfHeadHeaders({ ...view, limits: ietfLimits(null) }, version))
+        return
+      }
+      const s = await openSession(id, protocol)
+      const view = { offset: offsetOf(s), complete: false, length: s.totalBytes }
+      answer(ctx, 204, ietfHeadHeaders({ ...view, limits: ietfLimits(s) }, version))
+    }
+    try {
+      await withLock(ctx, id, report, HEAD_LOCK_WAIT_MS)
+    } catch (err) {
+      if (!(err instanceof UploadError && tusRefusals.fieldsOf(err)?.status === 423)) throw err
+      await report()
+    }
+  }
+
+  async function ietfAppend(ctx: RequestContext, id: string, version: InteropVersion) {
+    const { req } = ctx
+    const type = String(req.headers['content-type'] ?? '')
+      .split(';')[0]!
+      .trim()
+      .toLowerCase()
+    if (type !== PARTIAL_UPLOAD) {
+      throw refuse(415, `an append must have Content-Type: ${PARTIAL_UPLOAD}`)
+    }
+    const offset = value(parseSfNonNegativeInteger('Upload-Offset', headerOf(req, 'Upload-Offset')))
+    if (offset === undefined) throw refuse(400, 'Upload-Offset is required')
+    const complete = value(parseSfBoolean('Upload-Complete', headerOf(req, 'Upload-Complete')))
+    if (complete === undefined) throw refuse(400, 'Upload-Complete (?0 or ?1) is required')
+    const newLength = value(
+      parseSfNonNegativeInteger('Upload-Length', headerOf(req, 'Upload-Length')),
+    )
+    const protocol = protocolOfVersion(version)
+    const echo = { 'Upload-Draft-Interop-Version': String(version) }
+    await withLock(ctx, id, async (signal) => {
+      const info = await finishedInfo(id, protocol)
+      if (info !== null) {
+        const empty = (req.headers['content-length'] ?? '0') === '0'
+        if (!empty) sendProblem(ctx, 400, inconsistentLengthProblem(), echo)
+        else if (version === 6) sendProblem(ctx, 400, completedUploadProblem(), echo)
+        else throw refuse(410, 'the upload is complete')
+        return
+      }
+      let s = await openSession(id, protocol)
+      if (newLength !== undefined) {
+        if (s.totalBytes === null) {
+          if (newLength > settings.maxSizeBytes) {
+            throw refuse(413, `the upload is larger than ${settings.maxSizeBytes} bytes`)
+          }
+          s = await uploads.declareLength(s.key, newLength)
+        } else if (s.totalBytes !== newLength) {
+          sendProblem(ctx, 400, inconsistentLengthProblem(), echo)
+          return
+        }
+      }
+      const current = offsetOf(s)
+      if (offset !== current) {
+        const mismatch = ietfOffsetMismatch(current, offset)
+        ctx.res.writeHead(mismatch.status, { ...mismatch.headers, ...echo })
+        ctx.res.end(mismatch.body)
+        return
+      }
+      s = await append(ctx, s, offset, undefined, signal)
+      if (complete) {
+        const done = await ietfComplete(id, s)
+        if ('inconsistent' in done) {
+          sendProblem(ctx, 400, inconsistentLengthProblem(), echo)
+          return
+        }
+        answer(ctx, 200, {
+          ...echo,
+          'Upload-Offset': String(done.info.length),
+          'Upload-Complete': '?1',
+        })
+        return
+      }
+      answer(ctx, 204, { ...echo, 'Upload-Offset': String(offsetOf(s)), 'Upload-Complete': '?0' })
+    })
+  }
+
+  async function ietf(ctx: RequestContext, method: string, rest: string): Promise<void> {
+    const version = value(parseInteropVersion(headerOf(ctx.req, 'Upload-Draft-Interop-Version')))
+    if (method === 'OPTIONS') {
+      const origin = ctx.req.headers.origin
+      const preflight = cors.isPreflight(
+        'OPTIONS',
+        origin,
+        ctx.req.headers['access-control-request-method'],
+      )
+      answer(ctx, 204, {
+        ...ietfOptionsHeaders(ietfLimits(null), version),
+        ...(preflight ? cors.preflightHeaders(origin) : {}),
+      })
+      return
+    }
+    if (rest === '') {
+      if (method !== 'POST') throw refuse(405, `${method} is not allowed on the upload collection`)
+      await ietfCreate(ctx, version)
+      return
+    }
+    if (!ID.test(rest)) throw refuse(404, 'no such upload')
+    switch (method) {
+      case 'HEAD':
+        return ietfHead(ctx, rest, version)
+      case 'PATCH':
+        return ietfAppend(ctx, rest, version)
+      case 'DELETE':
+        return terminate(ctx, rest, protocolOfVersion(version))
+      case 'GET':
+        return download(ctx, rest)
+      default:
+        throw refuse(405, `${method} is not allowed on an upload`)
+    }
+  }
+
   async function handle(ctx: RequestContext): Promise<boolean> {
     const { req, res } = ctx
     const rest = ctx.rawPath === base ? '' : ctx.rawPath.slice(settings.path.length)
@@ -620,6 +911,11 @@ export function createTusFamily(deps: TusDeps): Family {
     const method = value(
       effectiveMethod(req.method ?? 'GET', headerOf(req, 'X-HTTP-Method-Override')),
     )
+    // The draft's requests carry their interop version; tus's carry Tus-Resumable.
+    if (req.headers['upload-draft-interop-version'] !== undefined) {
+      await ietf(ctx, method, rest)
+      return true
+    }
     if (method === 'OPTIONS') {
       await options(ctx)
       return true

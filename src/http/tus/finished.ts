@@ -16,6 +16,8 @@ export interface FinishedInfo {
   readonly metadata: string
   /** `partial`, `final;<urls>` as the client sent it, or null. */
   readonly concat: string | null
+  /** Which protocol created it: `tus`, `ietf-6`, `ietf-8` (absent: tus). */
+  readonly protocol?: string
   readonly sha256: string
   readonly createdAtMs: number
   readonly finishedAtMs: number
