@@ -178,7 +178,11 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   if (config.ui.enabled) {
     // The page calls the tus endpoint where clients reach this server (FERRY_PUBLIC_URL).
     const tusEndpoint = `${config.http.publicUrl ?? ''}${config.tus.path}`
-    const ui = await loadUi({ path: config.ui.path, tusEndpoint })
+    const ui = await loadUi({
+      path: config.ui.path,
+      tusEndpoint,
+      maxFileBytes: config.tus.maxSizeBytes || maxUploadBytes,
+    })
     if (ui !== null) families.push(ui)
     else log.warn('the browser uploader is not built (npm run build): FERRY_UI_PATH answers 404')
   }

@@ -15,10 +15,18 @@ import './uploader.css'
 type Meta = Record<string, unknown>
 type Body = Record<string, never>
 
+const metaOf = (name: string) =>
+  document.querySelector<HTMLMetaElement>(`meta[name="${name}"]`)?.content ?? ''
+
 function tusEndpoint(): string {
-  const meta = document.querySelector<HTMLMetaElement>('meta[name="ferry-tus-endpoint"]')
   // Absolute, because tus-js-client keys the stored fingerprints by the endpoint it was given.
-  return new URL(meta?.content || '/files/', window.location.href).href
+  return new URL(metaOf('ferry-tus-endpoint') || '/files/', window.location.href).href
+}
+
+/** The server's Tus-Max-Size: a larger file is refused when added, not after it started. */
+function maxFileSize(): number | null {
+  const n = Number(metaOf('ferry-max-file-bytes'))
+  return Number.isSafeInteger(n) && n > 0 ? n : null
 }
 
 /** The "Finished" list: one link per finished upload (GET on it returns the file). */
@@ -36,7 +44,10 @@ function addFinished(file: UppyFile<Meta, Body> | undefined, url: string | undef
   section.hidden = false
 }
 
-const uppy = new Uppy<Meta, Body>({ autoProceed: true })
+const uppy = new Uppy<Meta, Body>({
+  autoProceed: true,
+  restrictions: { maxFileSize: maxFileSize() },
+})
 uppy.use(Dashboard, {
   target: '#dashboard',
   inline: true,

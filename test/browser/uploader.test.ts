@@ -72,6 +72,21 @@ function watchErrors(page: Page): string[] {
   return errors
 }
 
+/** Drops a file made in the page on the Dashboard, as a drag from the desktop would. */
+async function dropFile(page: Page, name: string, text: string): Promise<void> {
+  const target = page.locator('.uppy-Dashboard-inner')
+  await target.waitFor()
+  // Playwright cannot drag a file from the desktop: the drop event carries one built here.
+  const dataTransfer = await page.evaluateHandle(`(() => {
+    const dt = new DataTransfer()
+    dt.items.add(new File([${JSON.stringify(text)}], ${JSON.stringify(name)}, { type: 'text/plain' }))
+    return dt
+  })()`)
+  await target.dispatchEvent('dragenter', { dataTransfer })
+  await target.dispatchEvent('dragover', { dataTransfer })
+  await target.dispatchEvent('drop', { dataTransfer })
+}
+
 describe('browser uploader in Chromium', () => {
   let ferry: TestServer
   let browser: Browser
@@ -252,17 +267,7 @@ describe('browser uploader in Chromium', () => {
       const page = await context.newPage()
       const errors = watchErrors(page)
       await page.goto(`${ferry.url}/`)
-      const target = page.locator('.uppy-Dashboard-inner')
-      await target.waitFor()
-      // Playwright cannot drag a file from the desktop: the drop event carries one built here.
-      const dataTransfer = await page.evaluateHandle(`(() => {
-        const dt = new DataTransfer()
-        dt.items.add(new File(['dropped on the page\\n'], 'dropped.txt', { type: 'text/plain' }))
-        return dt
-      })()`)
-      await target.dispatchEvent('dragenter', { dataTransfer })
-      await target.dispatchEvent('dragover', { dataTransfer })
-      await target.dispatchEvent('drop', { dataTransfer })
+      await dropFile(page, 'dropped.txt', 'dropped on the page\n')
       const link = page.locator('#finished a[data-file="dropped.txt"]')
       await link.waitFor({ timeout: 20_000 })
       const href = await link.getAttribute('href')
@@ -271,6 +276,27 @@ describe('browser uploader in Chromium', () => {
       expect(errors).toEqual([])
     } finally {
       await context.close()
+    }
+  })
+
+  test('a file over Tus-Max-Size is refused when added, before any request', async () => {
+    const small = await startFerry({ FERRY_TUS_MAX_SIZE: '1000' })
+    const context = await browser.newContext()
+    try {
+      const page = await context.newPage()
+      const wire = watchWire(page)
+      await page.goto(`${small.url}/`)
+      await dropFile(page, 'too-big.txt', 'x'.repeat(2000))
+      await page.getByText('exceeds maximum allowed size of 1000 B').first().waitFor()
+      await dropFile(page, 'fits.txt', 'y'.repeat(1000))
+      const link = page.locator('#finished a[data-file="fits.txt"]')
+      await link.waitFor({ timeout: 20_000 })
+      expect(wire.creates).toBe(1)
+      expect(await page.locator('#finished a').count()).toBe(1)
+    } finally {
+      await context.close()
+      await small.close()
+      removeDir(small.dataDir)
     }
   })
 })

@@ -50,6 +50,8 @@ describe('browser uploader at /', () => {
     expect(etag).toMatch(/^"[A-Za-z0-9_-]+"$/)
     const body = await res.text()
     expect(body).toContain('<meta name="ferry-tus-endpoint" content="/files/">')
+    // FERRY_MAX_UPLOAD_BYTES' default, 64 GiB, as tus's Tus-Max-Size.
+    expect(body).toContain(`<meta name="ferry-max-file-bytes" content="${64 * 1024 ** 3}">`)
     expect(body).not.toContain('{{')
     const again = await fetch(`${ferry.url}/`, { headers: { 'If-None-Match': etag! } })
     expect(again.status).toBe(304)

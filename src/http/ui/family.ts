@@ -79,6 +79,8 @@ export interface UiOptions {
   readonly path: string
   /** The tus endpoint as the page should call it: a path, or an absolute URL (FERRY_PUBLIC_URL). */
   readonly tusEndpoint: string
+  /** Tus-Max-Size: the page refuses larger files before it starts them. */
+  readonly maxFileBytes: number
   /** The built page; DEFAULT_UI_DIR. */
   readonly dir?: string
 }
@@ -109,7 +111,11 @@ export async function loadUi(opts: UiOptions): Promise<Family | null> {
     type: TYPES['.html']!,
     cacheControl: 'no-cache',
     identity: representation(
-      Buffer.from(page.replace('{{TUS_ENDPOINT}}', escapeAttr(opts.tusEndpoint))),
+      Buffer.from(
+        page
+          .replace('{{TUS_ENDPOINT}}', escapeAttr(opts.tusEndpoint))
+          .replace('{{MAX_FILE_BYTES}}', String(opts.maxFileBytes)),
+      ),
       '',
     ),
     encoded: new Map(),
