@@ -7,7 +7,7 @@
  * fingerprint of the file (Uppy's file id: name, type, size, last modified, and the endpoint).
  * Adding the same file again finds it, asks the server for its offset (HEAD) and continues.
  */
-import Uppy, { type UppyFile } from '@uppy/core'
+import Uppy from '@uppy/core'
 import Dashboard from '@uppy/dashboard'
 import Tus from '@uppy/tus'
 import './uploader.css'
@@ -29,20 +29,62 @@ function maxFileSize(): number | null {
   return Number.isSafeInteger(n) && n > 0 ? n : null
 }
 
-/** The "Finished" list: one link per finished upload (GET on it returns the file). */
-function addFinished(file: UppyFile<Meta, Body> | undefined, url: string | undefined): void {
-  const list = document.getElementById('finished')
-  const section = document.getElementById('finished-section')
-  if (list === null || section === null || url === undefined) return
-  const item = document.createElement('li')
-  const link = document.createElement('a')
-  link.href = url
-  link.textContent = file?.name ?? url
-  link.dataset['file'] = file?.name ?? ''
-  item.append(link)
-  list.append(item)
-  section.hidden = false
+interface Finished {
+  readonly name: string
+  readonly url: string
 }
+
+/** Kept in localStorage so the links outlive a reload; the newest FINISHED_KEPT only. */
+const FINISHED_KEY = 'ferry:finished'
+const FINISHED_KEPT = 100
+
+function loadFinished(): Finished[] {
+  try {
+    const raw: unknown = JSON.parse(localStorage.getItem(FINISHED_KEY) ?? '[]')
+    if (!Array.isArray(raw)) return []
+    return raw.filter(
+      (f): f is Finished => typeof f?.name === 'string' && typeof f?.url === 'string',
+    )
+  } catch {
+    // Unreadable (another page's data, or storage off): start an empty list.
+    return []
+  }
+}
+
+function saveFinished(list: readonly Finished[]): void {
+  try {
+    localStorage.setItem(FINISHED_KEY, JSON.stringify(list.slice(-FINISHED_KEPT)))
+  } catch {
+    // Storage full or off: the list lasts as long as the page.
+  }
+}
+
+/** The "Finished" list: one link per finished upload (GET on it returns the file). */
+function renderFinished(list: readonly Finished[]): void {
+  const ul = document.getElementById('finished')
+  const section = document.getElementById('finished-section')
+  if (ul === null || section === null) return
+  ul.replaceChildren(
+    ...list.map((f) => {
+      const item = document.createElement('li')
+      const link = document.createElement('a')
+      link.href = f.url
+      link.textContent = f.name
+      link.dataset['file'] = f.name
+      item.append(link)
+      return item
+    }),
+  )
+  section.hidden = list.length === 0
+}
+
+let finished = loadFinished()
+renderFinished(finished)
+document.getElementById('finished-clear')?.addEventListener('click', () => {
+  finished = []
+  saveFinished(finished)
+  renderFinished(finished)
+})
 
 const uppy = new Uppy<Meta, Body>({
   autoProceed: true,
@@ -68,4 +110,9 @@ uppy.use(Tus, {
   removeFingerprintOnSuccess: true,
   limit: 3,
 })
-uppy.on('upload-success', (file, response) => addFinished(file, response.uploadURL))
+uppy.on('upload-success', (file, response) => {
+  if (response.uploadURL === undefined) return
+  finished = [...finished, { name: file?.name ?? response.uploadURL, url: response.uploadURL }]
+  saveFinished(finished)
+  renderFinished(finished)
+})

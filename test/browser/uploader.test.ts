@@ -254,6 +254,15 @@ describe('browser uploader in Chromium', () => {
           2,
         ),
       )
+      // The Finished list outlives a reload (localStorage) until it is cleared.
+      await page.reload()
+      await expect(link.getAttribute('href')).resolves.toBe(uploadUrl)
+      await page.getByRole('button', { name: 'clear it' }).click()
+      await expect(page.locator('#finished a').count()).resolves.toBe(0)
+      await expect(page.locator('#finished-section').isHidden()).resolves.toBe(true)
+      await page.reload()
+      await page.locator('.uppy-Dashboard').waitFor()
+      await expect(page.locator('#finished a').count()).resolves.toBe(0)
       expect(errors).toEqual([])
     } finally {
       await context.close()
