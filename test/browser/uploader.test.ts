@@ -187,11 +187,13 @@ describe('browser uploader in Chromium', () => {
         const now = Number(await progress.getAttribute('aria-valuenow'))
         return now >= 50 ? now : null
       })
-      expect(proxy.counts.cut).toBe(2)
+      // Two at least: a connection the page opened before the cuts may still carry a third.
+      expect(proxy.counts.cut).toBeGreaterThanOrEqual(2)
       expect(wire.creates).toBe(1)
 
       // A reload forgets the page's files but not localStorage: the same file added again
       // continues the same upload from where the server is.
+      const wireBeforeReload = wire
       await page.reload()
       await throttle()
       wire = watchWire(page)
@@ -214,13 +216,19 @@ describe('browser uploader in Chromium', () => {
       await pause.click()
       const resume = page.getByRole('button', { name: 'Resume upload' })
       await resume.waitFor()
-      // The aborted PATCH's prefix is kept once the server sees it end.
-      await new Promise((r) => setTimeout(r, 1000))
-      const paused = await serverOffset(uploadUrl)
+      // The aborted PATCH's prefix is kept once the server sees it end: wait for the offset to
+      // settle, then it must not move while paused.
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+      const paused = await until('the paused offset to settle', 15_000, async () => {
+        const a = await serverOffset(uploadUrl)
+        await sleep(500)
+        return (await serverOffset(uploadUrl)) === a ? a : null
+      })
       expect(paused).toBeGreaterThan(wire.patchOffsets[0]!)
       expect(paused).toBeLessThan(size)
-      await new Promise((r) => setTimeout(r, 1000))
+      await sleep(1000)
       expect(await serverOffset(uploadUrl)).toBe(paused)
+      const patchesBeforeResume = wire.patchOffsets.length
       await resume.click()
 
       const link = page.locator('#finished a[data-file="big-upload.bin"]')
@@ -228,12 +236,53 @@ describe('browser uploader in Chromium', () => {
       const href = await link.getAttribute('href')
       expect(href).toBe(uploadUrl)
       expect(wire.creates).toBe(0)
+      // Resume continued from the paused offset exactly.
+      expect(wire.patchOffsets[patchesBeforeResume]).toBe(paused)
 
       // The bytes as the server stores them, from the server itself.
       const stored = await fetch(`${ferry.url}${new URL(href!).pathname}`)
       expect(stored.status).toBe(200)
       const body = Buffer.from(await stored.arrayBuffer())
       expect(body.length).toBe(size)
+      if (createHash('sha256').update(body).digest('hex') !== sha256) {
+        // Where the stored bytes go wrong, for whoever reads the failure.
+        const ranges: string[] = []
+        let at = -1
+        for (let i = 0; i <= size; i++) {
+          const bad = i < size && body[i] !== data[i]
+          if (bad && at < 0) at = i
+          if (!bad && at >= 0) {
+            ranges.push(`${at}-${i - 1}`)
+            at = -1
+          }
+        }
+        const first = Number(ranges[0]?.split('-')[0])
+        const last = Number(ranges.at(-1)?.split('-')[1])
+        // Is the wrong stretch the file's bytes from elsewhere (a shift), or zeros?
+        const probe = body.subarray(first, first + 64)
+        writeFileSync(
+          join(RESULTS, 'uploader-mismatch.json'),
+          JSON.stringify(
+            {
+              count: ranges.length,
+              first,
+              last,
+              ranges: ranges.slice(0, 5),
+              zeros: probe.every((b) => b === 0),
+              foundAt: data.indexOf(probe),
+              storedAfterMismatch: body
+                .subarray(last + 1, last + 65)
+                .equals(data.subarray(last + 1, last + 65)),
+              cuts: proxy.counts,
+              patchOffsets: wire.patchOffsets,
+              paused,
+              patchOffsetsBeforeReload: wireBeforeReload.patchOffsets,
+            },
+            null,
+            2,
+          ),
+        )
+      }
       expect(createHash('sha256').update(body).digest('hex')).toBe(sha256)
       // A finished upload's fingerprint is dropped: adding the file again would start afresh.
       expect(await storedUrl()).toBeNull()
