@@ -6,18 +6,22 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 
-// createLayout(root): the data directory's parts; CasStore#blobPath(key): one object's file.
+// createLayout(root): the data directory's parts; createStores(layout): its object stores (newer
+// builds); CasStore#blobPath(key): one object's file.
 const LAYOUT_MODULE = 'src/core/storage/layout.js'
 const CAS_MODULE = 'src/core/cas/cas-store.js'
 
 async function ferryLayout (distDir) {
   const load = (m) => import(pathToFileURL(path.join(distDir, m)).href)
-  const [{ createLayout }, { CasStore }] = await Promise.all([LAYOUT_MODULE, CAS_MODULE].map(load))
+  const [{ createLayout, createStores }, { CasStore }] =
+    await Promise.all([LAYOUT_MODULE, CAS_MODULE].map(load))
   return (dataDir) => {
     const layout = createLayout(dataDir)
-    // Never started: no lock, bus or log is touched by blobPath, which only joins paths.
-    const cas = new CasStore({ root: layout.cas, locker: null, bus: null, claimTtlMs: 1,
-      log: null })
+    // Never started: no lock, bus or log is touched by blobPath, which only joins paths. Builds
+    // with createStores take the blob store (`objects`); older ones the folder (`root`).
+    const objects = createStores ? { objects: createStores(layout).cas } : {}
+    const cas = new CasStore({ ...objects, root: layout.cas, locker: null, bus: null,
+      claimTtlMs: 1, log: null })
     return {
       casBlob: (sha256, size) => cas.blobPath({ sha256, size }),
       imageStoreFile: (rel) => path.join(layout.store, ...rel.split('/'))

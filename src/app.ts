@@ -18,7 +18,9 @@ import { StagingStore } from './core/staging/store.js'
 import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
 import type { StateBackend } from './core/state/types.js'
-import { createLayout, fsStoreOf, type DataLayout } from './core/storage/layout.js'
+import {
+  createLayout, createStores, type DataLayout, type DataStores,
+} from './core/storage/layout.js'
 import { UploadService, type FinishedFile, type UploadHooks } from './core/uploads/uploads.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
@@ -29,6 +31,7 @@ import { createHttpServer, edgeOptionsFrom, type ReadyCheck } from './http/serve
 import { createHttpHooks, type HttpHooks } from './core/hooks/index.js'
 import { createCorsPolicy } from './http/cors.js'
 import { FinishedUploads } from './http/tus/finished.js'
+import { FsObjectStore } from './core/storage/fs-object-store.js'
 import { createTusFamily } from './http/tus/family.js'
 import { loadUi } from './http/ui/family.js'
 
@@ -39,6 +42,8 @@ import { loadUi } from './http/ui/family.js'
 export interface AppServices {
   readonly config: Config
   readonly layout: DataLayout
+  /** The data directory's object stores and its one TempFiles (this instance's id). */
+  readonly stores: DataStores
   readonly state: StateBackend
   readonly pool: HashPool
   readonly uploads: UploadService
@@ -107,6 +112,9 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       limits, journalMode: config.storage.fsync === 'chunk' ? 'sync' : 'background', log,
       ...(options.bootId ? { bootId: options.bootId } : {}),
     })
+  // One set of stores for every service: one TempFiles names all temp files with this
+  // instance's id, so the uploads sweep tells this instance's streams from a dead one's.
+  const stores = createStores(layout, state.instanceId)
   const workers = config.pool.workers
   const pool = new HashPool({
     workerFile: DEFAULT_WORKER_FILE,
@@ -122,14 +130,14 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   const uploads = new UploadService({
     sessions: state.sessions,
     pool,
-    layout,
+    temps: stores.temps,
     log,
     durableChunks: config.storage.fsync === 'chunk',
     sessionTtlMs: config.sessions.ttlSec * 1000,
     reserveLeaseMs: config.sessions.reserveLeaseMs,
     commitLeaseMs: config.sessions.commitLeaseMs,
     minChunkBytes: config.sessions.minChunkBytes,
-    instance: { id: state.instanceId, isAlive: (id) => state.isAlive(id) },
+    isAlive: (id) => state.isAlive(id),
     ...(options.uploadHooks ? { hooks: options.uploadHooks } : {}),
     // Several instances may share Redis: a commit can ask the one that runs the session's hash.
     peers: state.peers,
@@ -152,11 +160,15 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   const { imagestore, shaman, lakefs, ingest } = config
   const cors = createCorsPolicy(config.cors)
   if (config.tus.enabled) {
+    const finished = new FinishedUploads(
+      new FsObjectStore({ root: layout.tus, temps: stores.temps }), stores.temps,
+    )
     // Concatenation copies on its own worker thread (started on first use).
     const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
     familyServices.push(concat)
     families.push(createTusFamily({
       uploads,
+      finished,
       locker: state.locker,
       concat,
       cors,
@@ -170,9 +182,10 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       },
     }))
     if (config.tus.retentionSec > 0) {
-      const kept = new FinishedUploads(layout.tus)
       const maxAgeMs = config.tus.retentionSec * 1000
-      sweepTasks.push({ name: 'tus-retention', runAtStart: true, run: () => kept.sweep(maxAgeMs) })
+      sweepTasks.push({
+        name: 'tus-retention', runAtStart: true, run: () => finished.sweep(maxAgeMs),
+      })
     }
   }
   if (config.ui.enabled) {
@@ -189,6 +202,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   if (imagestore.enabled) {
     families.push(createImageStoreFamily({
       uploads,
+      objects: stores.store,
       maxUploadBytes,
       maxJsonBytes,
       auth: imagestore.auth,
@@ -201,7 +215,8 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       threads: Math.min(workers, ingest.maxParallel),
     })
     const service = new BulkIngestService({
-      layout,
+      objects: stores.ingest,
+      temps: stores.temps,
       locker: state.locker,
       pool: ingestPool,
       log: log.child({ family: 'ingest' }),
@@ -214,13 +229,15 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     families.push(createIngestFamily({ ingest: service, uploads, jwt: ingest.jwt, maxUploadBytes }))
   }
   if (lakefs) {
-    const store = new StagingStore({ config: lakefs, layout, uploads, pool, maxUploadBytes })
+    const store = new StagingStore({
+      config: lakefs, objects: stores.staging, uploads, pool, maxUploadBytes,
+    })
     let multipart: StagingMultipart | null = null
     if (lakefs.presignMultipart) {
       multipart = new StagingMultipart({
         config: lakefs,
         // The staging area's store: the uploads' folders sit beside the addresses they fill.
-        objects: fsStoreOf(layout.staging),
+        objects: stores.staging,
         uploads,
         pool,
         store,
@@ -248,7 +265,11 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     const shamanLog = log.child({ family: 'shaman' })
     const lockTtlMs = config.locks.ttlMs
     cas = new CasStore({
-      root: layout.cas, locker: state.locker, bus: state.bus, claimTtlMs: lockTtlMs, log: shamanLog,
+      objects: stores.cas,
+      locker: state.locker,
+      bus: state.bus,
+      claimTtlMs: lockTtlMs,
+      log: shamanLog,
     })
     // Not awaited: Ferry starts without the subscription, and the uploads that need it fail.
     cas.start().catch((err: unknown) => {
@@ -258,7 +279,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     if (shaman.gcIntervalSec > 0) {
       sweepTasks.push(createGcSweepTask({
         cas,
-        checkoutsRoot: layout.checkouts,
+        checkouts: stores.checkouts,
         locker: state.locker,
         lockTtlMs,
         maxAgeMs: shaman.gcMaxAgeSec * 1000,
@@ -272,7 +293,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       lists,
       uploads,
       locker: state.locker,
-      layout,
+      checkouts: stores.checkouts,
       settings: {
         auth: shaman.auth,
         lockTtlMs,
@@ -281,7 +302,7 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       },
     }))
   }
-  const engine: AppServices = { config, layout, state, pool, uploads, log, cas }
+  const engine: AppServices = { config, layout, stores, state, pool, uploads, log, cas }
   let ready = false
   const server = createHttpServer({
     families,

@@ -18,6 +18,7 @@
 import {
   isUploadError, UploadError, type ErrorCode, type UploadErrorOptions,
 } from '../core/errors.js'
+import { isNoSpace } from '../core/storage/errno.js'
 import type { RequestContext } from './context.js'
 
 /**
@@ -56,29 +57,32 @@ export interface Failure {
 /** Seconds a client is told to wait (`Retry-After`) after a 503 and after a 507. */
 export const RETRY_AFTER_SEC: Readonly<Record<number, number>> = { 503: 1, 507: 5 }
 
-const FULL_DISK = new Set(['ENOSPC', 'EDQUOT'])
 const CLIENT_GONE = new Set(['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'ABORT_ERR', 'EPIPE', 'ECONNABORTED'])
 
-/** The errno-style code of `err` or of any error in its `cause` chain that has one of `codes`. */
-function findCode(err: unknown, codes: ReadonlySet<string>): string | null {
+/** Whether `err` or an error in its `cause` chain (8 deep at most) passes `test`. */
+function inCauseChain(err: unknown, test: (e: object) => boolean): boolean {
   let e: unknown = err
   for (let depth = 0; depth < 8 && typeof e === 'object' && e !== null; depth++) {
-    const code = (e as { code?: unknown }).code
-    if (typeof code === 'string' && codes.has(code)) return code
+    if (test(e)) return true
     e = (e as { cause?: unknown }).cause
   }
-  return null
+  return false
 }
 
-/** True when `err` is (or was caused by) a full disk or quota. */
+const hasCodeIn = (codes: ReadonlySet<string>) => (e: object) => {
+  const code = (e as { code?: unknown }).code
+  return typeof code === 'string' && codes.has(code)
+}
+
+/** True when `err` is (or was caused by) a full disk or quota (storage's errno rule). */
 export function isFullDisk(err: unknown): boolean {
-  return findCode(err, FULL_DISK) !== null
+  return inCauseChain(err, isNoSpace)
 }
 
 /** True when `err` says the client went away rather than that something failed. */
 export function isClientGone(err: unknown): boolean {
   if (isUploadError(err)) return err.code === 'ERR_CLIENT_ABORTED'
-  return findCode(err, CLIENT_GONE) !== null || (err as Error | null)?.name === 'AbortError'
+  return inCauseChain(err, hasCodeIn(CLIENT_GONE)) || (err as Error | null)?.name === 'AbortError'
 }
 
 /**

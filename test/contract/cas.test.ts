@@ -9,7 +9,9 @@ import { CasStore, GC_LOCK_KEY, collectGarbage, createCheckout, type CasKey } fr
 import { createEmbeddedState } from '../../src/core/state/embedded.js'
 import { createRedisState } from '../../src/core/state/redis.js'
 import type { StateBackend } from '../../src/core/state/types.js'
-import { createLayout, type DataLayout } from '../../src/core/storage/layout.js'
+import {
+  createLayout, createStores, type DataLayout, type DataStores,
+} from '../../src/core/storage/layout.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { seededBytes, sha256 } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
@@ -27,14 +29,16 @@ const backends: { name: string; make(dir: string): Promise<StateBackend> }[] = [
 describe.each(backends)('CAS on $name state', ({ make }) => {
   let dir: string
   let layout: DataLayout
+  let stores: DataStores
   let state: StateBackend
   let cas: CasStore
 
   beforeEach(async () => {
     dir = tempDir('ferry-cas-')
     layout = createLayout(dir)
+    stores = createStores(layout)
     state = await make(dir)
-    cas = new CasStore({ root: layout.cas, locker: state.locker, bus: state.bus, claimTtlMs: 2000, log, settleTimeoutMs: 1000 })
+    cas = new CasStore({ objects: stores.cas, locker: state.locker, bus: state.bus, claimTtlMs: 2000, log, settleTimeoutMs: 1000 })
     await cas.start()
   })
   afterEach(async () => {
@@ -116,7 +120,7 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
     symlinkSync(relative(dirname(co), cas.blobPath(linked)), co)
     age(unused, 2 * HOUR)
     age(linked, 2 * HOUR)
-    const r = await collectGarbage({ cas, checkoutsRoot: layout.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log })
+    const r = await collectGarbage({ cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log })
     expect(r).toMatchObject({ ran: true, blobs: 3, old: 2, symlinks: 1, usedOld: 1, removed: 1, removedBytes: 10 })
     expect(existsSync(cas.blobPath(unused))).toBe(false)
     expect(existsSync(dirname(cas.blobPath(unused)))).toBe(false)
@@ -128,11 +132,11 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
   test('GC dry run deletes nothing; a pass is skipped while another holds the lock', async () => {
     const k = await store(seededBytes(10, 'dry'))
     age(k, 2 * HOUR)
-    const dry = await collectGarbage({ cas, checkoutsRoot: layout.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log, dryRun: true })
+    const dry = await collectGarbage({ cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log, dryRun: true })
     expect(dry).toMatchObject({ ran: true, removed: 1 })
     expect(existsSync(cas.blobPath(k))).toBe(true)
     const held = await state.locker.tryAcquire(GC_LOCK_KEY, 2000)
-    const skipped = await collectGarbage({ cas, checkoutsRoot: layout.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log })
+    const skipped = await collectGarbage({ cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log })
     expect(skipped.ran).toBe(false)
     expect(existsSync(cas.blobPath(k))).toBe(true)
     await held!.release()
@@ -159,7 +163,7 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
       notifyWaiters: (key) => state.locker.notifyWaiters(key),
       close: async () => {},
     }
-    const r = await collectGarbage({ cas, checkoutsRoot: layout.checkouts, locker: stolen, lockTtlMs: 60_000, maxAgeMs: HOUR, log })
+    const r = await collectGarbage({ cas, checkouts: stores.checkouts, locker: stolen, lockTtlMs: 60_000, maxAgeMs: HOUR, log })
     expect(r).toMatchObject({ ran: true, old: 1, removed: 0 })
     expect(existsSync(cas.blobPath(k))).toBe(true)
   })
@@ -168,7 +172,7 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
     const k = await store(seededBytes(10, 'touched'))
     age(k, 2 * HOUR)
     expect(await cas.touch(k)).toBe(true)
-    const r = await collectGarbage({ cas, checkoutsRoot: layout.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log })
+    const r = await collectGarbage({ cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log })
     expect(r).toMatchObject({ ran: true, old: 0, removed: 0 })
     expect(existsSync(cas.blobPath(k))).toBe(true)
   })
@@ -187,7 +191,7 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
   test('a checkout links relative symlinks, refuses missing objects (424) and an existing path (409)', async () => {
     const a = await store(seededBytes(20, 'co-a'))
     const b = await store(seededBytes(21, 'co-b'))
-    const o = { cas, root: layout.checkouts, locker: state.locker, lockTtlMs: 2000, log }
+    const o = { cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, log }
     const files = [
       { ...a, path: 'sub dir/á hausinn á þér.txt' },
       { ...b, path: 'много ликова.py' },
@@ -207,7 +211,7 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
   test('a checkout built while GC holds its lock waits for the pass, then verifies its blobs', async () => {
     const a = await store(seededBytes(30, 'gc-co'))
     const lock = await state.locker.tryAcquire(GC_LOCK_KEY, 5000)
-    const o = { cas, root: layout.checkouts, locker: state.locker, lockTtlMs: 2000, log }
+    const o = { cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, log }
     let done = false
     const p = createCheckout(o, 'waits', [{ ...a, path: 'f' }]).then((r) => ((done = true), r))
     await new Promise((r) => setTimeout(r, 300)) // a window in which the checkout must not finish

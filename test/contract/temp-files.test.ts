@@ -1,7 +1,8 @@
 /**
  * TempFiles declares every temp name and its orphan rule. Two promises are checked here: the
  * names are the on-disk names (data directories and crash tests depend on them), and the rules
- * judge a tmp/ folder exactly as the sweep in uploads.ts does today, on a real server.
+ * judge a tmp/ folder as the table in temp-files.ts spells out, with the uploads sweep (which
+ * decides by `isOrphan`) removing exactly what they judge, on a real server.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { randomUUID } from 'node:crypto'

@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { seededBytes, sha256 } from '../helpers/http.js'
 import { RawConn } from '../helpers/raw-http.js'
-import { shamanStatus, waitShamanStatus } from '../helpers/shaman.js'
+import { blobFilesOf, shamanStatus, waitShamanStatus } from '../helpers/shaman.js'
 import { sleep, waitFor } from '../helpers/wait.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, spawnFerry, startCluster, startFerry, tempDir, type TestCluster, type TestServer } from '../helpers/server.js'
@@ -19,12 +19,6 @@ const MIB = 1024 * 1024
 const RAW = { pieceBytes: 256 * 1024, answerTimeoutMs: 60_000 }
 
 const filePath = (sha: string, size: number) => `${API}/files/${sha}/${size}`
-const blobsUnder = (dataDir: string) => {
-  const out: string[] = []
-  const cas = join(dataDir, 'cas')
-  for (const a of readdirSync(cas)) for (const b of readdirSync(join(cas, a))) for (const f of readdirSync(join(cas, a, b))) out.push(join(cas, a, b, f))
-  return out
-}
 
 const statusOn = (base: string, sha: string, size: number) => shamanStatus(base + API, sha, size)
 const waitStatus = (base: string, sha: string, size: number, want: string, timeoutMs = 10_000) =>
@@ -93,7 +87,7 @@ describe('two instances, one Redis, one data directory', () => {
     )
     expect(answers.every((st) => st === 204 || st === 208 || st === 425)).toBe(true)
     expect(answers.filter((st) => st === 204)).toHaveLength(1)
-    const blobs = blobsUnder(dir).filter((p) => p.includes(s.slice(2)))
+    const blobs = (await blobFilesOf(dir, s))
     expect(blobs).toHaveLength(1)
     expect(sha256(readFileSync(blobs[0]!))).toBe(s)
     expect(await statusOn(b.url, s, mine.length)).toBe('stored')
@@ -119,7 +113,7 @@ describe('two instances, one Redis, one data directory', () => {
       expect(c.closed).toBe(false)
     }
     for (const c of [first, ...deferring, ...parallel]) c.close()
-    const blobs = blobsUnder(dir).filter((p) => p.includes(sha.slice(2)))
+    const blobs = (await blobFilesOf(dir, sha))
     expect(blobs).toHaveLength(1)
     expect(readFileSync(blobs[0]!).equals(data)).toBe(true)
     await waitFor('the temp files to go', () => readdirSync(join(dir, 'tmp')).length === 0, { timeoutMs: 2000, everyMs: 20 })
@@ -141,7 +135,7 @@ describe('two instances, one Redis, one data directory', () => {
     // there cannot be waited for, so the test gives one a window to arrive in.
     await sleep(500)
     expect(parallel.some((c) => c.hasAnswer())).toBe(false)
-    expect(blobsUnder(dir).filter((p) => p.includes(s.slice(2)))).toHaveLength(0)
+    expect((await blobFilesOf(dir, s))).toHaveLength(0)
     // One of the parallel uploads takes the claim over: the file still shows as uploading.
     await waitStatus(a.url, s, good.length, 'uploading', 5000)
     // Release the parallel uploads one by one: the first to finish stores it, the rest get 208.
@@ -156,7 +150,7 @@ describe('two instances, one Redis, one data directory', () => {
     expect(statuses[0]).toBe(204)
     expect(statuses.slice(1).every((st) => st === 208)).toBe(true)
     for (const c of [first, ...deferring, ...parallel]) c.close()
-    const blobs = blobsUnder(dir).filter((p) => p.includes(s.slice(2)))
+    const blobs = (await blobFilesOf(dir, s))
     expect(blobs).toHaveLength(1)
     expect(readFileSync(blobs[0]!).equals(good)).toBe(true)
   })
@@ -175,7 +169,7 @@ describe('two instances, one Redis, one data directory', () => {
     expect((await first.answer()).status).toBe(417)
     for (const c of [first, ...others]) c.close()
     expect(await waitStatus(a.url, s, good.length, 'unknown', 2000)).toBeLessThan(2000)
-    expect(blobsUnder(dir).filter((p) => p.includes(s.slice(2)))).toHaveLength(0)
+    expect((await blobFilesOf(dir, s))).toHaveLength(0)
   })
 })
 

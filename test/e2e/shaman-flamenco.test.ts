@@ -12,6 +12,7 @@ import { request as httpRequest, Agent } from 'node:http'
 import { join } from 'node:path'
 import { seededBytes, sha256, shuffle } from '../helpers/http.js'
 import { startCluster, type TestCluster, type TestServer } from '../helpers/server.js'
+import { storedBlobs } from '../helpers/shaman.js'
 import { waitFor } from '../helpers/wait.js'
 
 const API = '/api/v3/shaman'
@@ -163,9 +164,7 @@ describe('the Flamenco add-on flow on two instances', () => {
       }
     }
     // Every distinct object is stored exactly once.
-    const blobs: string[] = []
-    const cas = join(dir, 'cas')
-    for (const x of readdirSync(cas)) for (const y of readdirSync(join(cas, x))) for (const f of readdirSync(join(cas, x, y))) blobs.push(`${x}${y}:${f.replace('.blob', '')}`)
+    const blobs = (await storedBlobs(dir)).map(({ key }) => `${key.sha256}:${key.size}`)
     expect(blobs.sort()).toEqual([...content.keys()].sort())
     expect(readdirSync(join(dir, 'tmp'))).toEqual([])
   })

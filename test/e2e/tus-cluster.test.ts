@@ -272,7 +272,7 @@ describe('across instances (raw HTTP)', () => {
     expect(sha256(got)).toBe(sha256(winner))
   })
 
-  test('a hung PATCH on one instance is asked to let go: the other resumes within a second', async () => {
+  test('a hung PATCH is asked to let go: the other instance resumes within a second', async () => {
     const [a, b] = cluster.servers
     const data = seededBytes(1024 * 1024, 'hung')
     const created = await request(`${a.url}/files/`, {

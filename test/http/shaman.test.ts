@@ -5,13 +5,13 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync, utimesSync } from 'node:fs'
 import { request as rawRequest, type IncomingHttpHeaders } from 'node:http'
-import { join } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { Readable } from 'node:stream'
 import { request, seededBytes, sha256 } from '../helpers/http.js'
 import { RawConn } from '../helpers/raw-http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, startFerry, type TestServer } from '../helpers/server.js'
-import { shamanStatus, waitShamanStatus } from '../helpers/shaman.js'
+import { casBlobPath, shamanStatus, waitShamanStatus } from '../helpers/shaman.js'
 import { sleep, waitFor } from '../helpers/wait.js'
 import { GC_LOCK_KEY } from '../../src/core/cas/cas-store.js'
 import { CHECKOUT_MARK } from '../../src/core/cas/checkout.js'
@@ -34,7 +34,6 @@ afterAll(async () => {
   removeDir(srv.dataDir)
 })
 
-const blobPath = (dataDir: string, sha: string, size: number) => join(dataDir, 'cas', sha.slice(0, 2), sha.slice(2), `${size}.blob`)
 
 interface Answer {
   readonly status: number
@@ -129,18 +128,18 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     expect(r.status).toBe(204)
     expect(r.body.length).toBe(0)
     expect(await status(sha, data.length)).toBe('stored')
-    expect(readFileSync(blobPath(srv.dataDir, sha, data.length))).toEqual(data)
+    expect(readFileSync(casBlobPath(srv.dataDir, sha, data.length))).toEqual(data)
     expect(tmpFiles()).toEqual([])
   })
 
   test('the same bytes again answer 208 and keep the one copy', async () => {
     const data = seededBytes(1000, 'again')
     expect((await upload(data)).status).toBe(204)
-    const ino = statSync(blobPath(srv.dataDir, sha256(data), 1000)).ino
+    const ino = statSync(casBlobPath(srv.dataDir, sha256(data), 1000)).ino
     const r = await upload(data)
     expect(r.status).toBe(208)
     expect(r.body.length).toBe(0)
-    expect(statSync(blobPath(srv.dataDir, sha256(data), 1000)).ino).toBe(ino)
+    expect(statSync(casBlobPath(srv.dataDir, sha256(data), 1000)).ino).toBe(ino)
   })
 
   test('a 0-byte file is stored (sha256 of nothing)', async () => {
@@ -148,7 +147,7 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     expect(sha256(Buffer.alloc(0))).toBe(sha)
     const r = await request(fileUrl(sha, 0), { method: 'POST', body: Buffer.alloc(0), headers: { 'Content-Length': 0 } })
     expect(r.status).toBe(204)
-    expect(statSync(blobPath(srv.dataDir, sha, 0)).size).toBe(0)
+    expect(statSync(casBlobPath(srv.dataDir, sha, 0)).size).toBe(0)
     expect(await status(sha, 0)).toBe('stored')
   })
 
@@ -180,7 +179,7 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     const r = await request(fileUrl(sha, data.length), { method: 'POST', body: bad })
     expect(r.status).toBe(417)
     expect(errorOf(r)).toEqual({ code: 417, message: `file SHA256 mismatched, declared ${sha} but received ${sha256(bad)}` })
-    expect(existsSync(blobPath(srv.dataDir, sha, data.length))).toBe(false)
+    expect(existsSync(casBlobPath(srv.dataDir, sha, data.length))).toBe(false)
     expect(await status(sha, data.length)).toBe('unknown')
     expect(tmpFiles()).toEqual([])
   })
@@ -193,8 +192,8 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     expect(errorOf(r)).toEqual({ code: 417, message: 'file size mismatched, declared 999 but received 1000 bytes' })
     const r2 = await request(fileUrl(sha, 1001), { method: 'POST', body: data })
     expect(errorOf(r2)).toEqual({ code: 417, message: 'file size mismatched, declared 1001 but received 1000 bytes' })
-    expect(existsSync(blobPath(srv.dataDir, sha, 999))).toBe(false)
-    expect(existsSync(blobPath(srv.dataDir, sha, 1001))).toBe(false)
+    expect(existsSync(casBlobPath(srv.dataDir, sha, 999))).toBe(false)
+    expect(existsSync(casBlobPath(srv.dataDir, sha, 1001))).toBe(false)
   })
 
   test('a chunked body shorter than filesize is 417 with the count received; nothing stored', async () => {
@@ -203,7 +202,7 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     const a = await s.answer
     expect(a.status).toBe(417)
     expect(JSON.parse(a.body.toString())).toEqual({ code: 417, message: 'file size mismatched, declared 300001 but received 300000 bytes' })
-    expect(existsSync(blobPath(srv.dataDir, sha256(data), 300_001))).toBe(false)
+    expect(existsSync(casBlobPath(srv.dataDir, sha256(data), 300_001))).toBe(false)
   })
 
   test('a chunked body longer than filesize stops at the excess: 417, nothing stored', async () => {
@@ -216,7 +215,7 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     expect(e.code).toBe(417)
     expect(e.message).toMatch(/^file size mismatched, declared 200000 but received \d+ bytes$/)
     expect(Number(/received (\d+)/.exec(e.message)![1])).toBeGreaterThan(declared)
-    expect(existsSync(blobPath(srv.dataDir, sha256(data.subarray(0, declared)), declared))).toBe(false)
+    expect(existsSync(casBlobPath(srv.dataDir, sha256(data.subarray(0, declared)), declared))).toBe(false)
     await waitFor('the temp file to go', () => tmpFiles().length === 0, { timeoutMs: 2000, everyMs: 10 })
   })
 
@@ -242,7 +241,7 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     await first.head('GET', url, {})
     expect((await first.answer()).status).toBe(200)
     first.close()
-    expect(readFileSync(blobPath(srv.dataDir, sha, data.length))).toEqual(data)
+    expect(readFileSync(casBlobPath(srv.dataDir, sha, data.length))).toEqual(data)
     expect(await status(sha, data.length)).toBe('stored')
   })
 
@@ -256,7 +255,7 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     // The claim would otherwise live 30 s (the default lock lifetime).
     expect(await waitStatus(sha, data.length, 'unknown', 2000)).toBeLessThan(2000)
     await waitFor('the temp file to go', () => tmpFiles().length === 0, { timeoutMs: 2000, everyMs: 20 })
-    expect(existsSync(blobPath(srv.dataDir, sha, data.length))).toBe(false)
+    expect(existsSync(casBlobPath(srv.dataDir, sha, data.length))).toBe(false)
   })
 
   const okSha = 'a'.repeat(64)
@@ -293,7 +292,7 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     const r = await upload(data, { [name]: value })
     expect(r.status).toBe(400)
     expect(errorOf(r).code).toBe(400)
-    expect(existsSync(blobPath(srv.dataDir, sha256(data), 100))).toBe(false)
+    expect(existsSync(casBlobPath(srv.dataDir, sha256(data), 100))).toBe(false)
   })
 
   test('a filesize over the upload limit is 413 Error', async () => {
@@ -322,7 +321,7 @@ describe('POST /checkout/requirements', () => {
     const stored = seededBytes(5000, 'req-stored')
     expect((await upload(stored)).status).toBe(204)
     const old = new Date(Date.now() - 5 * 24 * 3600_000)
-    utimesSync(blobPath(srv.dataDir, sha256(stored), 5000), old, old)
+    utimesSync(casBlobPath(srv.dataDir, sha256(stored), 5000), old, old)
     const inflight = seededBytes(1024 * 1024, 'req-inflight')
     const s = send(fileUrl(sha256(inflight), inflight.length), inflight, { gateAt: 128 * 1024 })
     await s.gated
@@ -348,7 +347,7 @@ describe('POST /checkout/requirements', () => {
         { ...spec(unknownB, 'ünïcödé/b.txt'), status: 'unknown' },
       ],
     })
-    expect(Date.now() - statSync(blobPath(srv.dataDir, sha256(stored), 5000)).mtimeMs).toBeLessThan(60_000)
+    expect(Date.now() - statSync(casBlobPath(srv.dataDir, sha256(stored), 5000)).mtimeMs).toBeLessThan(60_000)
     s.abort()
   })
 
@@ -408,7 +407,8 @@ describe('POST /checkout/create', () => {
     const root = join(srv.dataDir, 'checkouts', 'Sprite-Fright/scene/job-1')
     const link = join(root, 'textures/sub dir/á hausinn á þér.png')
     expect(lstatSync(link).isSymbolicLink()).toBe(true)
-    expect(readlinkSync(link)).toBe(`../../../../../../cas/${sha256(b).slice(0, 2)}/${sha256(b).slice(2)}/3001.blob`)
+    // Relative, from the link's folder to the blob's file.
+    expect(readlinkSync(link)).toBe(relative(dirname(link), casBlobPath(srv.dataDir, sha256(b), 3001)))
     expect(readFileSync(link)).toEqual(b)
     expect(readFileSync(join(root, 'scene.blend'))).toEqual(a)
     // The files, and the empty mark that tells a checkout from the folders above it.
@@ -554,16 +554,16 @@ describe('garbage collection on its timer', () => {
       }
       expect(held).not.toBeNull()
       const old = new Date(Date.now() - 2 * 3600_000)
-      for (const d of [used, touched, unused]) utimesSync(blobPath(gc.dataDir, sha256(d), d.length), old, old)
+      for (const d of [used, touched, unused]) utimesSync(casBlobPath(gc.dataDir, sha256(d), d.length), old, old)
       const pending = request(`${g}/checkout/requirements`, json({ files: [{ sha: sha256(touched), size: 101, path: 't' }] }))
-      const touchedPath = blobPath(gc.dataDir, sha256(touched), 101)
+      const touchedPath = casBlobPath(gc.dataDir, sha256(touched), 101)
       await waitFor('requirements to touch the blob', () => statSync(touchedPath).mtimeMs >= Date.now() - 3600_000, { timeoutMs: 4000 })
       await held!.release()
       expect((await pending).json()).toEqual({ files: [] })
-      await waitFor('GC to remove the unused blob', () => !existsSync(blobPath(gc.dataDir, sha256(unused), 102)), { timeoutMs: 10_000, everyMs: 100 })
+      await waitFor('GC to remove the unused blob', () => !existsSync(casBlobPath(gc.dataDir, sha256(unused), 102)), { timeoutMs: 10_000, everyMs: 100 })
       expect((await request(`${g}/files/${sha256(unused)}/102`)).json()).toEqual({ status: 'unknown' })
       expect(readFileSync(join(gc.dataDir, 'checkouts', 'job', 'u'))).toEqual(used)
-      expect(readFileSync(blobPath(gc.dataDir, sha256(touched), 101))).toEqual(touched)
+      expect(readFileSync(casBlobPath(gc.dataDir, sha256(touched), 101))).toEqual(touched)
     } finally {
       await gc.close()
       removeDir(gc.dataDir)

@@ -11,7 +11,6 @@ import { PassThrough } from 'node:stream'
 import { multipartEtag, StagingMultipart } from '../../src/core/staging/multipart.js'
 import { makeSignedAddress, presignPartQuery } from '../../src/core/staging/signing.js'
 import { StagingStore } from '../../src/core/staging/store.js'
-import { fsStoreOf } from '../../src/core/storage/layout.js'
 import { request, seededBytes, sha256, type Reply } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
@@ -393,11 +392,13 @@ describe('sweep rules (the clock passed in)', () => {
   let mp: StagingMultipart
   let pmpuDir: string
   beforeAll(() => {
-    const { config, layout, uploads, pool, log } = srv.app.engine
+    const { config, layout, stores, uploads, pool, log } = srv.app.engine
     const lakefs = config.lakefs!
-    const store = new StagingStore({ config: lakefs, layout, uploads, pool, maxUploadBytes: MAX_UPLOAD })
+    const store = new StagingStore({
+      config: lakefs, objects: stores.staging, uploads, pool, maxUploadBytes: MAX_UPLOAD,
+    })
     mp = new StagingMultipart({
-      config: lakefs, objects: fsStoreOf(layout.staging), uploads, pool, store, maxUploadBytes: MAX_UPLOAD,
+      config: lakefs, objects: stores.staging, uploads, pool, store, maxUploadBytes: MAX_UPLOAD,
       idleTtlMs: 600 * T, log,
     })
     pmpuDir = join(layout.staging, 'repo1', 'pmpu')

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { makeSignedAddress, presignQuery } from '../../src/core/staging/signing.js'
 import { request, seededBytes, type Reply } from '../helpers/http.js'
@@ -32,15 +34,33 @@ let cfgDir: string
 
 const configFile = (name: string, lakefs: object): string => writeConfig(cfgDir, name, { lakefs })
 
+/** The post-finish events a hook receiver got from `srv`. */
+const finishedEvents: { event: string; upload: Record<string, unknown> }[] = []
+let hookServer: Server
+
 beforeAll(async () => {
   cfgDir = tempDir('ferry-lakefs-cfg-')
+  hookServer = createServer((req, res) => {
+    const parts: Buffer[] = []
+    req.on('data', (d: Buffer) => parts.push(d))
+    req.on('end', () => {
+      finishedEvents.push(JSON.parse(Buffer.concat(parts).toString()))
+      res.writeHead(204).end()
+    })
+  })
+  await new Promise<void>((r) => hookServer.listen(0, '127.0.0.1', r))
+  const hook = `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/`
   const common = { REDIS_URL: testRedisUrl(), FERRY_MAX_UPLOAD_BYTES: String(MAX_UPLOAD) }
-  srv = await startFerry({ ...common, FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_CONFIG: configFile('a.json', LAKEFS) })
+  srv = await startFerry({
+    ...common, FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_CONFIG: configFile('a.json', LAKEFS),
+    FERRY_HOOK_URL: hook,
+  })
   ext = await startFerry({ ...common, FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_CONFIG: configFile('b.json', { ...LAKEFS, allowExternalAddresses: true }) })
 })
 afterAll(async () => {
   await srv.close()
   await ext.close()
+  await new Promise((r) => hookServer.close(r))
   removeDir(srv.dataDir)
   removeDir(ext.dataDir)
   removeDir(cfgDir)
@@ -204,7 +224,8 @@ describe('authentication', () => {
     expect(pre.headers['access-control-allow-origin']).toBe('*')
     expect(String(pre.headers['access-control-allow-methods'])).toContain('PUT')
     expect(String(pre.headers['access-control-allow-headers'])).toContain('Content-MD5')
-    const put = await putPresigned(loc.presigned_url!, Buffer.from('from a page'), { Origin: origin })
+    const body = Buffer.from('from a page')
+    const put = await putPresigned(loc.presigned_url!, body, { Origin: origin })
     expect(put.status).toBe(200)
     expect(put.headers['access-control-allow-origin']).toBe('*')
     expect(String(put.headers['access-control-expose-headers'])).toContain('ETag')
@@ -397,6 +418,14 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
       path_type: 'object',
       physical_address: loc.physical_address,
       size_bytes: data.length,
+    })
+    // The link is the lakeFS family's success point: post-finish reaches FERRY_HOOK_URL.
+    for (let i = 0; i < 100 && !finishedEvents.some((e) => e.upload['family'] === 'lakefs'); i++) {
+      await new Promise((res) => setTimeout(res, 20))
+    }
+    expect(finishedEvents.find((e) => e.upload['family'] === 'lakefs')).toMatchObject({
+      event: 'post-finish',
+      upload: { id: 'repo1/main/docs/report.pdf', size: data.length, metadata: { owner: 'alice' } },
     })
     expect(Object.keys(stats)).toEqual(['checksum', 'content_type', 'metadata', 'mtime', 'path', 'path_type', 'physical_address', 'size_bytes'])
     const entry = entryOf(srv, 'repo1', 'main', 'docs/report.pdf')

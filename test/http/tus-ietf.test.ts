@@ -76,7 +76,7 @@ describe.each([8, 6])('interop %d', (v) => {
     expect(r.headers['accept-patch']).toBe(PARTIAL)
   })
 
-  test('creation with ?0: a 104 with Location and Upload-Limit, then 201; appends; ?1', async () => {
+  test('creation with ?0: a 104 (Location, Upload-Limit), 201; appends; ?1', async () => {
     const data = seededBytes(300_000, `ietf-${v}`)
     const first = data.subarray(0, 100_000)
     const c = await send(

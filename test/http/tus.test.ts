@@ -22,6 +22,8 @@ let hookServer: Server
 const hookEvents: { event: string; upload: Record<string, unknown> }[] = []
 /** What the hook answers to pre-create (tests change it). */
 let preCreate: (meta: Record<string, string>) => [number, string] = () => [200, '{}']
+/** What the hook answers to post-* events (tests change it). */
+let postStatus = 204
 
 beforeAll(async () => {
   hookServer = createServer((req, res) => {
@@ -35,7 +37,7 @@ beforeAll(async () => {
         res.writeHead(status, { 'Content-Type': 'application/json' }).end(text)
         return
       }
-      res.writeHead(204).end()
+      res.writeHead(postStatus).end()
     })
   })
   await new Promise<void>((r) => hookServer.listen(0, '127.0.0.1', r))
@@ -91,7 +93,7 @@ async function until(cond: () => boolean, ms = 5000): Promise<void> {
 }
 
 describe('discovery and protocol', () => {
-  test('OPTIONS answers 204 with the version, every extension, max size and checksums', async () => {
+  test('OPTIONS: 204, the version, every extension, max size, checksums', async () => {
     const r = await request(files(), { method: 'OPTIONS' })
     expect(r.status).toBe(204)
     expect(r.headers['tus-version']).toBe('1.0.0')
@@ -234,7 +236,7 @@ describe('creation, HEAD, PATCH', () => {
     expect((ev.upload['metadata'] as Record<string, string>)['filename']).toBe('a b.bin')
   })
 
-  test('415 for another Content-Type, 409 for a wrong offset, 400 without Upload-Offset', async () => {
+  test('415 for another type, 409 for a wrong offset, 400 without Upload-Offset', async () => {
     const url = await newUpload(10)
     const r415 = await request(url, {
       method: 'PATCH',
@@ -285,7 +287,7 @@ describe('creation, HEAD, PATCH', () => {
     expect(part.headers['upload-expires']).toBeDefined()
   })
 
-  test('creation-with-upload and a checksum: a mismatch appends nothing, a match counts', async () => {
+  test('creation-with-upload and a checksum: a mismatch appends nothing', async () => {
     const data = Buffer.from('checked body')
     const wrong = `sha1 ${digest('sha1', Buffer.from('other'))}`
     const bad = await create(
@@ -346,7 +348,7 @@ describe('creation, HEAD, PATCH', () => {
     expect((await patch(url, 2, Buffer.alloc(0))).status).toBe(204)
   })
 
-  test('HEAD finishes an upload whose bytes all arrived but whose last PATCH did not finish', async () => {
+  test('HEAD finishes an upload whose bytes all arrived but was not finished', async () => {
     const url = await newUpload(4)
     const id = url.split('/').pop()!
     // The bytes land through the session core directly, as if the PATCH failed after its write.
@@ -531,6 +533,84 @@ describe('hooks', () => {
       expect((await create({ 'Upload-Length': 1 })).status).toBe(201)
     } finally {
       preCreate = () => [200, '{}']
+    }
+  })
+})
+
+describe('behind a proxy (FERRY_PUBLIC_URL)', () => {
+  test('Locations use the public URL, and concatenation accepts its references', async () => {
+    const pub = await startFerry({
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+      FERRY_PUBLIC_URL: 'https://up.example.com/pre',
+    })
+    try {
+      const c = await request(`${pub.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Length': 2, 'Upload-Concat': 'partial' },
+      })
+      const location = String(c.headers.location)
+      expect(location).toMatch(/^https:\/\/up\.example\.com\/pre\/files\/[A-Za-z0-9_-]{22}$/)
+      const id = location.split('/').pop()!
+      expect((await patch(`${pub.url}/files/${id}`, 0, Buffer.from('hi'))).status).toBe(204)
+      const f = await request(`${pub.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Concat': `final;${location} /pre/files/${id}` },
+      })
+      expect(f.status).toBe(201)
+      const finalId = String(f.headers.location).split('/').pop()!
+      expect((await request(`${pub.url}/files/${finalId}`)).body.toString()).toBe('hihi')
+    } finally {
+      await pub.close()
+    }
+  })
+})
+
+describe('CORS narrowed by FERRY_CORS_ORIGINS', () => {
+  test('a listed origin is echoed with Vary; another gets no CORS headers', async () => {
+    const narrow = await startFerry({
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+      FERRY_CORS_ORIGINS: 'https://app.example',
+    })
+    try {
+      const preflight = (origin: string) =>
+        request(`${narrow.url}/files/`, {
+          method: 'OPTIONS',
+          headers: { Origin: origin, 'Access-Control-Request-Method': 'PATCH' },
+        })
+      const ok = await preflight('https://app.example')
+      expect(ok.headers['access-control-allow-origin']).toBe('https://app.example')
+      expect(ok.headers.vary).toBe('Origin')
+      const other = await preflight('https://evil.example')
+      expect(other.headers['access-control-allow-origin']).toBeUndefined()
+      expect(other.headers.vary).toBe('Origin')
+      const created = await request(`${narrow.url}/files/`, {
+        method: 'POST',
+        headers: { ...TUS, 'Upload-Length': 1, Origin: 'https://evil.example' },
+      })
+      // CORS is not access control: the request is served, the page just cannot read it.
+      expect(created.status).toBe(201)
+      expect(created.headers['access-control-allow-origin']).toBeUndefined()
+    } finally {
+      await narrow.close()
+    }
+  })
+})
+
+describe('a failing post-finish hook', () => {
+  test('never loses the upload', async () => {
+    postStatus = 500
+    try {
+      const url = await newUpload(3)
+      expect((await patch(url, 0, Buffer.from('abc'))).status).toBe(204)
+      expect((await request(url)).body.toString()).toBe('abc')
+      const id = url.split('/').pop()!
+      // The hook is asked (and refuses); the event is retried, the upload stays.
+      await until(() => hookEvents.some((e) => e.event === 'post-finish' && e.upload['id'] === id))
+      expect((await head(url)).headers['upload-offset']).toBe('3')
+    } finally {
+      postStatus = 204
     }
   })
 })

@@ -12,7 +12,9 @@ import { UploadError } from '../../src/core/errors.js'
 import { createEmbeddedState } from '../../src/core/state/embedded.js'
 import { createRedisState } from '../../src/core/state/redis.js'
 import type { StateBackend } from '../../src/core/state/types.js'
-import { createLayout, type DataLayout } from '../../src/core/storage/layout.js'
+import {
+  createLayout, createStores, type DataLayout, type DataStores,
+} from '../../src/core/storage/layout.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { seededBytes, sha256 } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
@@ -41,6 +43,7 @@ const backends: { name: string; make(dir: string): Promise<[StateBackend, StateB
 describe.each(backends)('overlapping checkouts on $name state', ({ make }) => {
   let dir: string
   let layout: DataLayout
+  let stores: DataStores
   let states: [StateBackend, StateBackend]
   let cas: [CasStore, CasStore]
   let key: CasKey
@@ -48,10 +51,11 @@ describe.each(backends)('overlapping checkouts on $name state', ({ make }) => {
   beforeEach(async () => {
     dir = tempDir('ferry-nest-')
     layout = createLayout(dir)
+    stores = createStores(layout)
     states = await make(dir)
     cas = [
-      new CasStore({ root: layout.cas, locker: states[0].locker, bus: states[0].bus, claimTtlMs: 2000, log }),
-      new CasStore({ root: layout.cas, locker: states[1].locker, bus: states[1].bus, claimTtlMs: 2000, log }),
+      new CasStore({ objects: stores.cas, locker: states[0].locker, bus: states[0].bus, claimTtlMs: 2000, log }),
+      new CasStore({ objects: stores.cas, locker: states[1].locker, bus: states[1].bus, claimTtlMs: 2000, log }),
     ]
     const data = seededBytes(1000, 'nest')
     key = { sha256: sha256(data), size: data.length }
@@ -70,7 +74,7 @@ describe.each(backends)('overlapping checkouts on $name state', ({ make }) => {
   /** Creates a checkout on instance `i`; `hook` runs with the tree built, before the final checks. */
   const create = (i: 0 | 1, path: string, hook?: () => Promise<void>) =>
     createCheckout(
-      { cas: cas[i], root: layout.checkouts, locker: states[i].locker, lockTtlMs: 5000, log, ...(hook ? { beforePublish: hook } : {}) },
+      { cas: cas[i], checkouts: stores.checkouts, locker: states[i].locker, lockTtlMs: 5000, log, ...(hook ? { beforePublish: hook } : {}) },
       path,
       files('f.bin'),
     ).then((p) => p, (err: unknown) => err)

@@ -12,7 +12,7 @@ import { BulkIngestService } from '../../src/core/ingest/bulk-ingest.js'
 import { createEmbeddedState } from '../../src/core/state/embedded.js'
 import { createRedisState } from '../../src/core/state/redis.js'
 import type { StateBackend } from '../../src/core/state/types.js'
-import { createLayout, type DataLayout } from '../../src/core/storage/layout.js'
+import { createLayout, createStores, type DataLayout } from '../../src/core/storage/layout.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, tempDir } from '../helpers/server.js'
@@ -46,8 +46,11 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
 
   /** One instance's service; `hook` runs between the first folder check and the lock. */
   function service(hook?: (sc: string, op: 'start' | 'finalize') => Promise<void>): BulkIngestService {
+    // Each service is an instance of its own: its own stores (and TempFiles) over one directory.
+    const stores = createStores(layout)
     const s = new BulkIngestService({
-      layout,
+      objects: stores.ingest,
+      temps: stores.temps,
       locker: state.locker,
       pool,
       log: createLogger('silent'),

@@ -1,17 +1,23 @@
 /**
  * The small storage helpers every family shares: errno predicates, the tree walker, remove if
- * present, and small objects written atomically. Real files in a temp folder.
+ * present, small objects written atomically, the temp-file operations of the uploads, and the
+ * sweeper's view of tmp/. Real files in a temp folder.
  */
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals'
-import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs'
+import {
+  linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import {
+  createEmptyExclusive,
+  fileSize,
   FsObjectStore,
   isAbsent,
   isExists,
   isInTheWay,
   isNoSpace,
   isNotFound,
+  linkFile,
   putSmallObject,
   readSmallObject,
   removeIfPresent,
@@ -120,5 +126,35 @@ describe('files', () => {
     expect(await readSmallObject(store, 'a/entry.json')).toBe('{"v":3}')
     expect(await readSmallObject(store, 'a/none.json')).toBeNull()
     expect(readdirSync(join(dir, 'tmp'))).toEqual([])
+  })
+
+  test('createEmptyExclusive never takes a name; linkFile; fileSize', async () => {
+    const f = join(dir, 's.part')
+    await createEmptyExclusive(f)
+    expect(await fileSize(f)).toBe(0)
+    writeFileSync(f, 'bytes')
+    await expect(createEmptyExclusive(f)).rejects.toMatchObject({ code: 'EEXIST' })
+    expect(readFileSync(f, 'utf8')).toBe('bytes')
+    await linkFile(f, join(dir, 'p.part'))
+    expect(statSync(join(dir, 'p.part')).ino).toBe(statSync(f).ino)
+    await expect(linkFile(f, join(dir, 'p.part'))).rejects.toMatchObject({ code: 'EEXIST' })
+    await expect(fileSize(join(dir, 'none'))).rejects.toMatchObject({ code: 'ENOENT' })
+  })
+
+  test('TempFiles.entries lists tmp/ with stats; remove takes a file or a folder', async () => {
+    const temps = new TempFiles(join(dir, 'tmp'))
+    mkdirSync(temps.dir)
+    writeFileSync(temps.copyPath(), 'x')
+    const trash = temps.trashPath()
+    mkdirSync(join(trash, 'a', 'b'), { recursive: true })
+    writeFileSync(join(trash, 'a', 'b', 'f'), 'y')
+    linkSync(join(trash, 'a', 'b', 'f'), join(trash, 'g'))
+    const entries = []
+    for await (const e of temps.entries()) entries.push(e)
+    expect(entries.map((e) => [e.path === temps.path(e.name), e.stat.isDirectory()]).sort())
+      .toEqual([[true, false], [true, true]])
+    for (const e of entries) await temps.remove(e)
+    expect(readdirSync(temps.dir)).toEqual([])
+    for (const e of entries) await temps.remove(e) // already gone: no error
   })
 })

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals'
-import { existsSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { FsObjectStore } from '../../src/core/storage/fs-object-store.js'
+import { TempFiles } from '../../src/core/storage/temp-files.js'
 import { parseRange } from '../../src/http/tus/family.js'
 import { FinishedUploads, type FinishedInfo } from '../../src/http/tus/finished.js'
 import { removeDir, tempDir } from '../helpers/server.js'
@@ -23,11 +25,13 @@ const info = (id: string, length: number): FinishedInfo => ({
 
 describe('FinishedUploads', () => {
   test('publish, info, terminate with a tombstone, retention sweep', async () => {
-    const f = new FinishedUploads(join(dir, 'tus'))
+    const temps = new TempFiles(join(dir, 'tmp'))
+    mkdirSync(join(dir, 'tmp'))
+    const f = new FinishedUploads(new FsObjectStore({ root: join(dir, 'tus'), temps }), temps)
     const old = 'AAAAAAAAAAAAAAAAAAAAAA'
     const fresh = 'BBBBBBBBBBBBBBBBBBBBBB'
     for (const id of [old, fresh]) {
-      const tmp = join(dir, `${id}.tmp`)
+      const tmp = temps.streamPath()
       writeFileSync(tmp, 'bytes')
       await f.publish(tmp, info(id, 5))
       expect(existsSync(f.dataPath(id))).toBe(true)

@@ -21,7 +21,6 @@ import type { Logger } from 'pino'
 import { UploadError } from '../errors.js'
 import { LockAbortedError, LockTimeoutError } from '../state/locker.js'
 import type { Bus, Lock, Locker } from '../state/types.js'
-import { fsStoreOf } from '../storage/layout.js'
 import type { LocalPaths, ObjectStore, Toucher } from '../storage/object-store.js'
 import { removeIfPresent } from '../storage/remove.js'
 
@@ -49,9 +48,7 @@ export type CasObjects = ObjectStore & Toucher & LocalPaths
 
 export interface CasStoreOptions {
   /** The store of blobs (keys from `blobKey`). */
-  readonly objects?: CasObjects
-  /** `layout.cas`, when no `objects` are given: an FsObjectStore over it is made. */
-  readonly root?: string
+  readonly objects: CasObjects
   readonly locker: Locker
   readonly bus: Bus
   /** Lifetime of an in-flight claim unless renewed (it renews itself every third), ms. */
@@ -106,10 +103,7 @@ export class CasStore {
 
   constructor(options: CasStoreOptions) {
     this.#o = options
-    if (options.objects === undefined && options.root === undefined) {
-      throw new TypeError('CasStore needs objects or root')
-    }
-    this.objects = options.objects ?? fsStoreOf(options.root!)
+    this.objects = options.objects
     // Keep `max` small: lru-cache preallocates its arrays for `max` entries, and in a bisection
     // harness an idle cache of 100,000 slots raised the CPU cost of every upload in the process
     // (1 GiB of chunks: median 3.8 instead of 2.3 CPU-s over 5 runs; 4,096 slots: 2.35). A miss

@@ -14,7 +14,6 @@ import { UploadError } from '../errors.js'
 import { checkRelativePath, type PathRules } from '../paths.js'
 import type { Locker } from '../state/types.js'
 import { isInTheWay } from '../storage/errno.js'
-import { fsStoreOf } from '../storage/layout.js'
 import type { ObjectStore, SymlinkTrees, TreeBuilder } from '../storage/object-store.js'
 import { CHECKOUT_TEMP_PREFIX } from '../storage/temp-files.js'
 import { blobKey, type CasKey, type CasStore } from './cas-store.js'
@@ -45,9 +44,7 @@ export type CheckoutObjects = ObjectStore & SymlinkTrees
 export interface CheckoutOptions {
   readonly cas: CasStore
   /** The checkouts' store. */
-  readonly checkouts?: CheckoutObjects
-  /** `layout.checkouts`, when no `checkouts` store is given. */
-  readonly root?: string
+  readonly checkouts: CheckoutObjects
   readonly locker: Locker
   readonly lockTtlMs: number
   readonly log: Logger
@@ -157,12 +154,6 @@ async function isMarked(tree: CheckoutObjects, rel: string): Promise<boolean> {
   return (await tree.entryKind(`${rel}/${CHECKOUT_MARK}`).catch(() => null)) !== null
 }
 
-function checkoutsOf(o: CheckoutOptions): CheckoutObjects {
-  if (o.checkouts !== undefined) return o.checkouts
-  if (o.root === undefined) throw new TypeError('a checkout needs checkouts or root')
-  return fsStoreOf(o.root)
-}
-
 /**
  * Refuses (ERR_ALREADY_EXISTS → 409) a checkout path that lies inside another checkout: an
  * ancestor folder that carries CHECKOUT_MARK, an ancestor another request (on any instance) is
@@ -242,7 +233,7 @@ export interface CheckoutPlan {
 export async function createPlannedCheckout(o: CheckoutOptions, checkoutPath: string, plan: CheckoutPlan): Promise<string> {
   const segs = checkCheckoutPath(checkoutPath, o.pathRules)
   const rel = segs.join('/')
-  const tree = checkoutsOf(o)
+  const tree = o.checkouts
   const { keys } = plan
   const absent = await missingOf(keys, (k) => o.cas.isStored(k))
   if (absent.length > 0) throw missingError(absent)

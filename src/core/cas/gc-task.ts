@@ -1,13 +1,14 @@
 import type { Logger } from 'pino'
 import type { SweepTask } from '../expiry/sweeper.js'
 import type { Locker } from '../state/types.js'
+import type { ObjectStore, SymlinkTrees } from '../storage/object-store.js'
 import type { CasStore } from './cas-store.js'
 import { collectGarbage } from './gc.js'
 
 export interface GcTaskOptions {
   readonly cas: CasStore
-  /** `layout.checkouts`. */
-  readonly checkoutsRoot: string
+  /** The checkouts, whose symlinks keep their blobs. */
+  readonly checkouts: ObjectStore & SymlinkTrees
   readonly locker: Locker
   readonly lockTtlMs: number
   /** Blobs untouched for this long and used by no checkout are collected, ms. */
@@ -25,7 +26,7 @@ export function createGcSweepTask(o: GcTaskOptions): SweepTask {
     run: () =>
       collectGarbage({
         cas: o.cas,
-        checkoutsRoot: o.checkoutsRoot,
+        checkouts: o.checkouts,
         locker: o.locker,
         lockTtlMs: o.lockTtlMs,
         maxAgeMs: o.maxAgeMs,

@@ -23,7 +23,6 @@
  */
 import type { Logger } from 'pino'
 import type { Locker } from '../state/types.js'
-import { fsStoreOf } from '../storage/layout.js'
 import type { ObjectStore, SymlinkTrees } from '../storage/object-store.js'
 import { TreeChangedError } from '../storage/walk.js'
 import {
@@ -33,9 +32,7 @@ import {
 export interface GcOptions {
   readonly cas: CasStore
   /** The checkouts: every symlink in them that points into the blob store keeps its blob. */
-  readonly checkouts?: ObjectStore & SymlinkTrees
-  /** `layout.checkouts`, when no `checkouts` store is given. */
-  readonly checkoutsRoot?: string
+  readonly checkouts: ObjectStore & SymlinkTrees
   readonly locker: Locker
   readonly lockTtlMs: number
   /** Blobs whose mtime is older than now minus this are candidates, ms. */
@@ -95,9 +92,7 @@ export async function collectGarbage(o: GcOptions): Promise<GcResult> {
   try {
     const cutoff = (o.nowMs ?? Date.now()) - o.maxAgeMs
     const objects = o.cas.objects
-    const root = o.checkoutsRoot
-    const checkouts = o.checkouts ?? (root !== undefined ? fsStoreOf(root) : null)
-    if (checkouts === null) throw new TypeError('collectGarbage needs checkouts or checkoutsRoot')
+    const { checkouts } = o
     const blobs = await scanStore(objects)
     result.blobs = blobs.size
     const old = [...blobs].filter(([, b]) => b.mtimeMs < cutoff)

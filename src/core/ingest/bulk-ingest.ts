@@ -38,12 +38,11 @@ import { LockTimeoutError } from '../state/locker.js'
 import type { Lock, Locker } from '../state/types.js'
 import { putSmallObject, readSmallObject } from '../storage/atomic.js'
 import { fsIdentityOf } from '../storage/fs-object-store.js'
-import { fsStoreOf, type DataLayout } from '../storage/layout.js'
 import type {
   Appendable, AtomicFolders, FolderSync, LocalPaths, ObjectInfo, ObjectStore,
 } from '../storage/object-store.js'
 import { removeIfPresent } from '../storage/remove.js'
-import { TempFiles } from '../storage/temp-files.js'
+import type { TempFiles } from '../storage/temp-files.js'
 import { checkUploadPath, csvField, extensionOf, isSupported, MAPPING_HEADER, newAssetId } from './names.js'
 
 /**
@@ -54,14 +53,13 @@ import { checkUploadPath, csvField, extensionOf, isSupported, MAPPING_HEADER, ne
 export type IngestObjects = ObjectStore & LocalPaths & Appendable & FolderSync & AtomicFolders
 
 export interface BulkIngestOptions {
-  readonly layout: DataLayout
   /**
-   * Keys `<sc>/import/…`, `<sc>/mapping-<sc>.csv`, `<sc>/assets/…`, `<sc>/journal/…` (default:
-   * the layout's ingest/).
+   * Keys `<sc>/import/…`, `<sc>/mapping-<sc>.csv`, `<sc>/assets/…`, `<sc>/journal/…` (the data
+   * directory's ingest/ area).
    */
-  readonly objects?: IngestObjects
-  /** Names its temp files (default: a TempFiles over the layout's tmp/). */
-  readonly temps?: TempFiles
+  readonly objects: IngestObjects
+  /** Names its temp files (the data directory's tmp/, beside `objects`). */
+  readonly temps: TempFiles
   readonly locker: Locker
   readonly pool: IngestPool
   readonly log: Logger
@@ -133,8 +131,8 @@ export class BulkIngestService {
 
   constructor(options: BulkIngestOptions) {
     this.#o = options
-    this.#objects = options.objects ?? fsStoreOf(options.layout.ingest)
-    this.#temps = options.temps ?? new TempFiles(options.layout.tmp)
+    this.#objects = options.objects
+    this.#temps = options.temps
   }
 
   /** The project's import folder (a key prefix, no trailing `/`). */

@@ -28,7 +28,6 @@ import { UploadError } from '../errors.js'
 import type { HashPool } from '../hashing/hash-pool.js'
 import { checkRelativePath, type PathRules } from '../paths.js'
 import { putSmallObject, readSmallObject } from '../storage/atomic.js'
-import { fsStoreOf, type DataLayout } from '../storage/layout.js'
 import type {
   FolderSync, HardLinkSnapshots, LocalPaths, ObjectStore,
 } from '../storage/object-store.js'
@@ -126,9 +125,8 @@ export interface LinkInput {
 
 export interface StagingStoreOptions {
   readonly config: LakeFsConfig
-  readonly layout: DataLayout
-  /** Keys `<repo>/data/…`, `<repo>/blobs/…`, `<repo>/branches/…` (default: layout's staging/). */
-  readonly objects?: StagingObjects
+  /** Keys `<repo>/data/…`, `<repo>/blobs/…`, `<repo>/branches/…` (the staging/ area). */
+  readonly objects: StagingObjects
   readonly uploads: UploadService
   readonly pool: HashPool
   readonly maxUploadBytes: number
@@ -144,7 +142,7 @@ export class StagingStore {
 
   constructor(o: StagingStoreOptions) {
     this.#o = o
-    this.#objects = o.objects ?? fsStoreOf(o.layout.staging)
+    this.#objects = o.objects
     this.#repos = new Map(o.config.repositories.map((r) => [r.name, r]))
     this.#now = o.now ?? Date.now
   }

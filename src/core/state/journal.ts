@@ -40,6 +40,7 @@ import {
 } from 'node:fs'
 import { dirname } from 'node:path'
 import { promisify } from 'node:util'
+import { isNoSpace, isNotFound } from '../storage/errno.js'
 import { fsyncDir } from '../storage/files.js'
 
 const writeAsync = promisify(write)
@@ -125,11 +126,6 @@ interface Pending {
 }
 
 const silent: JournalLog = { info() {}, warn() {}, error() {} }
-
-function isDiskFull(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code
-  return code === 'ENOSPC' || code === 'EDQUOT'
-}
 
 async function writeAll(fd: number, buf: Buffer): Promise<void> {
   let off = 0
@@ -332,7 +328,8 @@ class LineJournal implements Journal {
       try {
         await writeAll(this.#fd, buf)
       } catch (err) {
-        if (!isDiskFull(err) || !batch.some((p) => p.freesSpace) || !(await this.#releaseReserve())) throw err
+        const canFree = isNoSpace(err) && batch.some((p) => p.freesSpace)
+        if (!canFree || !(await this.#releaseReserve())) throw err
         await this.#cutTo(this.#size) // the part written before the disk filled
         await writeAll(this.#fd, buf)
       }
@@ -379,7 +376,7 @@ class LineJournal implements Journal {
     try {
       await unlinkAsync(this.#reserve)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      if (!isNotFound(err)) throw err
       return false
     }
     // Filesystems with a journal (ext4) hand freed blocks out again only after the deletion has

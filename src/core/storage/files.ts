@@ -41,8 +41,20 @@ class PositionalWriter extends Writable {
   #accepted = 0
   written = 0
 
-  constructor(fh: FileHandle, start: number, limitBytes: number, onProgress?: (pos: number) => void, hashes: readonly Hash[] = [], guard?: () => Error | null) {
+  /** Write the waiting batch when the body is cut (`WriteAtOptions.keepCutBatch`). */
+  readonly #keepCutBatch: boolean
+
+  constructor(
+    fh: FileHandle,
+    start: number,
+    limitBytes: number,
+    onProgress?: (pos: number) => void,
+    hashes: readonly Hash[] = [],
+    guard?: () => Error | null,
+    keepCutBatch = false,
+  ) {
     super({ highWaterMark: 1024 * 1024 })
+    this.#keepCutBatch = keepCutBatch
     this.#guard = guard
     this.#fh = fh
     this.#pos = start
@@ -84,14 +96,14 @@ class PositionalWriter extends Writable {
   }
 
   /**
-   * A body cut short while a batch waits: when the caller keeps partial progress (it listens
-   * with `onProgress`), the waiting batch is written too, at once and synchronously, so it lands
+   * A body cut short while a batch waits: when the caller keeps partial progress
+   * (`keepCutBatch`), the waiting batch is written too, at once and synchronously, so it lands
    * before the caller closes the file (an async write could still be queued then). Never on a
    * refused guard (a lost reservation), nor while an async write is in flight (its order with
    * this one would not be known).
    */
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    const keep = this.#onProgress !== undefined && this.#pending.length > 0 && !this.#writing
+    const keep = this.#keepCutBatch && this.#pending.length > 0 && !this.#writing
     if (keep && this.#guard?.() == null) {
       try {
         const n = writevSync(this.#fh.fd, this.#pending, this.#pos)
@@ -156,6 +168,12 @@ export interface WriteAtOptions {
   /** fdatasync before answering. */
   readonly durable?: boolean
   readonly onProgress?: (pos: number) => void
+  /**
+   * A body cut short still writes the batch waiting in memory (synchronously, before the file is
+   * closed), so `onProgress` reports every byte that arrived: for callers that keep a cut body's
+   * prefix (tus PATCH). Default: the waiting batch is dropped with the body.
+   */
+  readonly keepCutBatch?: boolean
   /** Hashes fed with every byte, in order, on this thread (small bodies only). */
   readonly hashes?: readonly Hash[]
   readonly signal?: AbortSignal
@@ -184,7 +202,9 @@ export async function writeStreamAt(path: string, position: number, source: Read
   const limit = opts.expectedBytes ?? opts.maxBytes ?? Number.MAX_SAFE_INTEGER
   const fh = opts.mustExist ? await open(path, constants.O_WRONLY) : await openForWrite(path)
   try {
-    const writer = new PositionalWriter(fh, position, limit, opts.onProgress, opts.hashes, opts.guard)
+    const writer = new PositionalWriter(
+      fh, position, limit, opts.onProgress, opts.hashes, opts.guard, opts.keepCutBatch,
+    )
     try {
       await pipeline(source, writer, opts.signal ? { signal: opts.signal } : {})
     } catch (err) {
@@ -299,6 +319,24 @@ export async function publishFile(tempPath: string, target: string, opts: Publis
     await unlink(tempPath)
   }
   await fsyncDir(dir)
+}
+
+/**
+ * Creates an empty file at `path`, exclusively: EEXIST when the name is taken, so the file is
+ * never one somebody else made.
+ */
+export async function createEmptyExclusive(path: string): Promise<void> {
+  await (await open(path, 'wx', 0o644)).close()
+}
+
+/** Gives the file `existing` a second name, `newPath` (a hard link); EEXIST when it is taken. */
+export async function linkFile(existing: string, newPath: string): Promise<void> {
+  await link(existing, newPath)
+}
+
+/** The size of the file at `path`, bytes (ENOENT when there is none). */
+export async function fileSize(path: string): Promise<number> {
+  return (await stat(path)).size
 }
 
 /** removeIfPresent (remove.ts) for callers that do not ask whether the file was there. */

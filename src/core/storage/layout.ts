@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { FsObjectStore } from './fs-object-store.js'
 import { TempFiles } from './temp-files.js'
 
@@ -59,13 +59,4 @@ export function createStores(layout: DataLayout, instanceId?: string): DataStore
     staging: at(layout.staging),
     ingest: at(layout.ingest),
   })
-}
-
-/**
- * A store over one area folder of a data directory (`layout.cas`, `layout.checkouts`…), its temp
- * files in the data directory's tmp/ beside it: for callers that are still handed the folder.
- */
-export function fsStoreOf(areaFolder: string): FsObjectStore {
-  const temps = new TempFiles(join(dirname(areaFolder), 'tmp'))
-  return new FsObjectStore({ root: areaFolder, temps })
 }

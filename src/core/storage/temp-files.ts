@@ -24,6 +24,7 @@
  * Anything else in tmp/ (a name from an older version) goes once older than the session TTL.
  */
 import { randomUUID } from 'node:crypto'
+import { readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 
 /**
@@ -136,6 +137,13 @@ export async function isOrphan(
   }
 }
 
+/** One entry of tmp/, as the sweeper judges it. */
+export interface TempEntry {
+  readonly name: string
+  readonly path: string
+  readonly stat: { isDirectory(): boolean; readonly mtimeMs: number }
+}
+
 /**
  * New temp names in one tmp/ folder. Stream names carry `instanceId` so a sweep on any instance
  * can tell a file of a running stream from one left by a killed process.
@@ -180,5 +188,19 @@ export class TempFiles {
   /** `d-<uuid>`: where a folder is renamed to in one step before it is deleted. */
   trashPath(): string {
     return this.path(`d-${randomUUID()}`)
+  }
+
+  /** The entries of tmp/ with their stat, for the sweeper; one gone meanwhile is left out. */
+  async *entries(): AsyncGenerator<TempEntry> {
+    for (const name of await readdir(this.dir)) {
+      const path = this.path(name)
+      const st = await stat(path).catch(() => null)
+      if (st !== null) yield { name, path, stat: st }
+    }
+  }
+
+  /** Removes an entry of tmp/ (a folder with its contents); one already gone is no error. */
+  async remove(entry: TempEntry): Promise<void> {
+    await rm(entry.path, { recursive: entry.stat.isDirectory(), force: true })
   }
 }

@@ -1,20 +1,17 @@
 /**
- * Whole-file temp files of this instance (`w-` names, temp-names.ts) from creation to publish or
- * discard. The sweep asks `inUse` before it removes one of this instance's files.
+ * Whole-file temp files of this instance (`w-` names from storage's TempFiles) from creation to
+ * publish or discard. The sweep asks `inUse` before it removes one of this instance's files.
  */
-import { join } from 'node:path'
 import { publishFile, removeQuietly, type PublishOptions } from '../storage/files.js'
-import { streamTempName } from './temp-names.js'
+import type { TempFiles } from '../storage/temp-files.js'
 
 export class StreamFiles {
-  readonly #tmp: string
-  readonly #instanceId: string
+  readonly #temps: TempFiles
   /** Stream temp files of this instance not yet published or discarded. */
   readonly #streaming = new Set<string>()
 
-  constructor(tmpDir: string, instanceId: string) {
-    this.#tmp = tmpDir
-    this.#instanceId = instanceId
+  constructor(temps: TempFiles) {
+    this.#temps = temps
   }
 
   /**
@@ -23,7 +20,7 @@ export class StreamFiles {
    * left by a killed process. The caller publishes it (`publish`) or lets it go (`discard`).
    */
   newPath(): string {
-    const path = join(this.#tmp, streamTempName(this.#instanceId))
+    const path = this.#temps.streamPath()
     this.#streaming.add(path)
     return path
   }

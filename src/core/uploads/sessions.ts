@@ -5,19 +5,21 @@
  * resend from the missing ranges.
  */
 import { randomUUID } from 'node:crypto'
-import { link, open, stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { UploadError } from '../errors.js'
 import type { HashAlgo, HashResult } from '../hashing/hash-pool.js'
 import { LeaseRenewal } from '../state/lock-handle.js'
 import { contiguousPrefix, missingRanges, type ByteRange } from '../state/range-set.js'
 import { metadataProblem } from '../state/session-logic.js'
 import type { SessionRecord } from '../state/types.js'
-import { fsyncFile, removeQuietly, streamEqualsFile, writeStreamAt } from '../storage/files.js'
+import { isNotFound } from '../storage/errno.js'
+import {
+  createEmptyExclusive, fileSize, fsyncFile, linkFile, removeQuietly, streamEqualsFile,
+  writeStreamAt,
+} from '../storage/files.js'
+import { sessionTempName } from '../storage/temp-files.js'
 import type { OwedFlusher } from './flush.js'
 import { PEER_HASH_MIN_BYTES, type PeerDigest } from './peer-digest.js'
 import type { RunningHashes } from './running-hash.js'
-import { handoffTempName, sessionTempName } from './temp-names.js'
 import type {
   ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadServiceOptions,
 } from './types.js'
@@ -49,7 +51,7 @@ export class ChunkSessions {
   }
 
   tempPathOf(session: SessionRecord): string {
-    return join(this.#o.layout.tmp, session.tempName)
+    return this.#o.temps.path(session.tempName)
   }
 
   /** Opens the session if new, checks it matches, then writes or verifies one chunk. */
@@ -186,10 +188,10 @@ export class ChunkSessions {
     if (session === null) {
       const incarnation = randomUUID()
       const tempName = sessionTempName(key, incarnation)
-      const tempPath = join(this.#o.layout.tmp, tempName)
+      const tempPath = this.#o.temps.path(tempName)
       // Create the (empty, sparse) temp file before the record so a record never names a missing
       // file; exclusively, so it is never a file of another incarnation.
-      await (await open(tempPath, 'wx', 0o644)).close()
+      await createEmptyExclusive(tempPath)
       const init = {
         key, incarnation, target: input.target, totalBytes, tempName,
         ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
@@ -252,7 +254,9 @@ export class ChunkSessions {
         durable: this.#o.durableChunks,
         mustExist: true, // a cancelled incarnation's file is not brought back
         ...(input.signal ? { signal: input.signal } : {}),
-        ...(input.keepPartial ? { onProgress: (pos: number) => void (landed = pos) } : {}),
+        ...(input.keepPartial
+          ? { onProgress: (pos: number) => void (landed = pos), keepCutBatch: true }
+          : {}),
         // Checked before each batch reaches the disk: never write on a lease that may be gone.
         guard: () => lost ?? (renewal.fresh ? null : new UploadError(
           'ERR_SESSION_BUSY',
@@ -266,7 +270,7 @@ export class ChunkSessions {
       await input.verify?.()
     } catch (err) {
       renewal.stop()
-      const gone = (err as NodeJS.ErrnoException).code === 'ENOENT'
+      const gone = isNotFound(err)
       // Bytes written under a reservation that was never taken from us are good: kept when
       // asked. (A lapsed lease nobody took is still ours: `complete` checks that.)
       if (input.keepPartial && !refusable && lost === null && !gone && landed > range.start) {
@@ -381,7 +385,7 @@ export class ChunkSessions {
     // A commit we took over (its holder died or stalled past its lease) may wake up later: its
     // hand-off link goes first, so its publish (a rename of that link) can only fail.
     if (got.takenOverFrom !== null) {
-      await removeQuietly(join(this.#o.layout.tmp, handoffTempName(key, got.takenOverFrom)))
+      await removeQuietly(this.#o.temps.handoffPath(key, got.takenOverFrom))
     }
     // The commit keeps its lease while it hashes and publishes. If a renewal says the commit is no
     // longer ours, or none succeeds within the lease, the commit stops before its next step.
@@ -396,13 +400,13 @@ export class ChunkSessions {
     }
     // `publish` consumes a hard link, never the session's own temp file: a crash after the rename
     // but before the result is recorded leaves the temp file, so a repeated commit can redo it.
-    const handoff = join(this.#o.layout.tmp, handoffTempName(key, owner))
+    const handoff = this.#o.temps.handoffPath(key, owner)
     const t0 = performance.now()
     let hashedAt = t0
     let source: keyof CommitHashCounts = 'fullPass'
     try {
       // Exactly totalBytes bytes are published: checked, not assumed.
-      const size = (await stat(tempPath)).size
+      const size = await fileSize(tempPath)
       if (size !== total) {
         throw new UploadError('ERR_IO', `the temp file has ${size} bytes, the session ${total}`)
       }
@@ -446,7 +450,7 @@ export class ChunkSessions {
           'the commit lost its lease before it could publish; commit again',
         )
       }
-      await link(tempPath, handoff)
+      await linkFile(tempPath, handoff)
       const result = await publish({ session, tempPath: handoff, digests })
       if (!(await this.#o.sessions.finishCommit(key, owner, result, Date.now()))) {
         throw new UploadError('ERR_SESSION_BUSY', 'the session changed while it was committed')

@@ -1,26 +1,24 @@
 /**
  * The sweep of `<dataDir>/tmp/`: expired sessions with their temp files, then temp files that
- * nothing needs any more, told apart by their names (temp-names.ts).
+ * nothing needs any more, judged by the orphan rules of storage's TempFiles (temp-files.ts).
  */
-import { readdir, rm, stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { SessionStore } from '../state/types.js'
 import { removeQuietly } from '../storage/files.js'
+import { isOrphan, type SweepFacts, type TempFiles } from '../storage/temp-files.js'
 import type { OwedFlusher } from './flush.js'
 import type { StreamFiles } from './publish.js'
 import type { RunningHashes } from './running-hash.js'
-import { parseTempName, TEMP_GRACE_MS } from './temp-names.js'
 import type { UploadHooks } from './types.js'
 
 export interface SweepDeps {
   readonly sessions: SessionStore
-  readonly tmpDir: string
+  /** The tmp/ folder swept; stream files of `temps.instanceId` are this instance's. */
+  readonly temps: TempFiles
   readonly sessionTtlMs: number
   readonly hashes: RunningHashes
   readonly flusher: OwedFlusher
   readonly files: StreamFiles
-  readonly instanceId: string
   /** Whether another instance still runs; absent: assume it does. */
   readonly isAlive?: (id: string) => Promise<boolean>
   readonly hooks?: UploadHooks
@@ -28,10 +26,8 @@ export interface SweepDeps {
 }
 
 /**
- * Removes expired sessions with their temp files, then temp files that nothing needs any more:
- * a session file whose record is gone, is of another incarnation, or is committed (a crash
- * between the commit's record and its clean-up); a commit hand-off link whose commit is not
- * running; stream files and folders older than the TTL.
+ * Removes expired sessions with their temp files, then every entry of tmp/ that `isOrphan` says
+ * nothing needs any more (a folder with its contents).
  */
 export async function sweepUploads(
   d: SweepDeps,
@@ -50,45 +46,25 @@ export async function sweepUploads(
       sessions++
       d.hashes.drop(key, gone.incarnation)
       await d.hooks?.afterRecordRemoved?.(key)
-      const path = join(d.tmpDir, gone.tempName)
+      const path = d.temps.path(gone.tempName)
       d.flusher.forget(path)
       await removeQuietly(path)
     }))
     if (keys.length < 100 || !removedAny) break
   }
+  const facts: SweepFacts = {
+    nowMs,
+    ttlMs: ttl,
+    instanceId: d.temps.instanceId,
+    isStreaming: (path) => d.files.inUse(path),
+    isAlive: (id) => d.isAlive?.(id) ?? Promise.resolve(true),
+    session: (key) => d.sessions.get(key),
+  }
   let orphans = 0
-  for (const name of await readdir(d.tmpDir)) {
-    const full = join(d.tmpDir, name)
-    const st = await stat(full).catch(() => null)
-    if (st === null) continue
-    const age = nowMs - st.mtimeMs
-    if (st.isDirectory()) {
-      // A folder deletion cut short by a crash (renamed into tmp/ first, then removed).
-      if (age > ttl) {
-        await rm(full, { recursive: true, force: true })
-        orphans++
-      }
-      continue
-    }
-    const parsed = parseTempName(name)
-    let orphan: boolean
-    if (parsed === null) orphan = age > ttl
-    else if (age <= TEMP_GRACE_MS) orphan = false
-    else if (parsed.kind === 'w') {
-      // A stream's temp file: in use while its stream runs here, or while its instance lives.
-      orphan = parsed.instance === d.instanceId
-        ? !d.files.inUse(full)
-        : !(await (d.isAlive?.(parsed.instance) ?? Promise.resolve(true)))
-    } else {
-      const rec = await d.sessions.get(parsed.key)
-      orphan = parsed.kind === 's'
-        ? rec === null || rec.incarnation !== parsed.id || rec.state === 'committed'
-        : rec === null || rec.state !== 'committing' || rec.commitOwner !== parsed.id
-    }
-    if (orphan) {
-      await removeQuietly(full)
-      orphans++
-    }
+  for await (const e of d.temps.entries()) {
+    if (!(await isOrphan(e.name, e.path, e.stat, facts))) continue
+    await d.temps.remove(e)
+    orphans++
   }
   if (sessions + orphans > 0) d.log.info({ sessions, orphans }, 'swept expired uploads')
   return { sessions, orphans }

@@ -4,12 +4,16 @@ import type { Logger } from 'pino'
 import type { HashPool, HashResult } from '../hashing/hash-pool.js'
 import type { ByteRange } from '../state/range-set.js'
 import type { Bus, SessionRecord, SessionStore } from '../state/types.js'
-import type { DataLayout } from '../storage/layout.js'
+import type { TempFiles } from '../storage/temp-files.js'
 
 export interface UploadServiceOptions {
   readonly sessions: SessionStore
   readonly pool: HashPool
-  readonly layout: DataLayout
+  /**
+   * Names and places every temp file of the uploads (sessions, hand-offs, streams) in the data
+   * directory's tmp/; its `instanceId` is this instance (stream names carry it).
+   */
+  readonly temps: TempFiles
   readonly log: Logger
   /** fdatasync every chunk before it counts as received. */
   readonly durableChunks: boolean
@@ -22,10 +26,10 @@ export interface UploadServiceOptions {
   /** Test hooks: pauses injected at the named points of the data path, to reproduce races. */
   readonly hooks?: UploadHooks
   /**
-   * This instance, and how to tell whether another one still runs (its stream temp files are in
-   * use).
+   * Whether another instance still runs (its stream temp files are in use); absent: assume it
+   * does.
    */
-  readonly instance?: { readonly id: string; isAlive(id: string): Promise<boolean> }
+  readonly isAlive?: (instance: string) => Promise<boolean>
   /**
    * The bus every instance shares (Redis only): a commit on an instance without the session's
    * running hash asks the instance that has it (see `listenForPeers`). Null: one instance.

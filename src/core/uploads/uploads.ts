@@ -7,15 +7,13 @@
  * - receive.ts: whole-file receive, hashed on the way;
  * - publish.ts: whole-file temp files until publish or discard;
  * - flush.ts: background flushing and the ranges it settles;
- * - sweep.ts: the sweep of `tmp/`; temp-names.ts: the names it reads.
+ * - sweep.ts: the sweep of `tmp/`, by the names and orphan rules of storage's TempFiles.
  */
-import { randomUUID } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import type { HashAlgo } from '../hashing/hash-pool.js'
 import type { ByteRange } from '../state/range-set.js'
 import type { SessionRecord } from '../state/types.js'
 import type { PublishOptions } from '../storage/files.js'
-import type { DataLayout } from '../storage/layout.js'
 import { OwedFlusher } from './flush.js'
 import { PeerDigest } from './peer-digest.js'
 import { StreamFiles } from './publish.js'
@@ -37,7 +35,6 @@ export type {
 
 export class UploadService {
   readonly #o: UploadServiceOptions
-  readonly #instanceId: string
   readonly #hashes = new RunningHashes()
   readonly #flusher: OwedFlusher
   readonly #files: StreamFiles
@@ -46,9 +43,8 @@ export class UploadService {
 
   constructor(options: UploadServiceOptions) {
     this.#o = options
-    this.#instanceId = options.instance?.id ?? randomUUID()
     this.#flusher = new OwedFlusher(options.sessions)
-    this.#files = new StreamFiles(options.layout.tmp, this.#instanceId)
+    this.#files = new StreamFiles(options.temps)
     this.#peers = options.peers ? new PeerDigest(options.peers, this.#hashes, options.log) : null
     this.#sessions = new ChunkSessions({
       o: options, hashes: this.#hashes, flusher: this.#flusher, peers: this.#peers,
@@ -57,10 +53,6 @@ export class UploadService {
 
   get hashCounts(): CommitHashCounts {
     return this.#sessions.hashCounts
-  }
-
-  get layout(): DataLayout {
-    return this.#o.layout
   }
 
   /**
@@ -166,16 +158,15 @@ export class UploadService {
 
   /** Removes expired sessions and temp files nothing needs any more (sweep.ts). */
   sweep(nowMs = Date.now()): Promise<{ sessions: number; orphans: number }> {
-    const instance = this.#o.instance
+    const { isAlive } = this.#o
     return sweepUploads({
       sessions: this.#o.sessions,
-      tmpDir: this.#o.layout.tmp,
+      temps: this.#o.temps,
       sessionTtlMs: this.#o.sessionTtlMs,
       hashes: this.#hashes,
       flusher: this.#flusher,
       files: this.#files,
-      instanceId: this.#instanceId,
-      ...(instance ? { isAlive: (id: string) => instance.isAlive(id) } : {}),
+      ...(isAlive ? { isAlive } : {}),
       ...(this.#o.hooks ? { hooks: this.#o.hooks } : {}),
       log: this.#o.log,
     }, nowMs)

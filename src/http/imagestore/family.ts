@@ -9,7 +9,6 @@ import { checkRelativePath, type PathRules } from '../../core/paths.js'
 import type { ByteRange } from '../../core/state/range-set.js'
 import type { SessionRecord } from '../../core/state/types.js'
 import { isInTheWay } from '../../core/storage/errno.js'
-import { fsStoreOf } from '../../core/storage/layout.js'
 import type { UploadService } from '../../core/uploads/uploads.js'
 import { checkDeclaredSize, isMultipart, readJson, uploadBody } from '../body.js'
 import type { BearerAuthConfig } from '../../config/config.js'
@@ -21,8 +20,8 @@ import { fabricRefusals, sendImageStoreError } from './errors.js'
 
 export interface ImageStoreOptions {
   readonly uploads: UploadService
-  /** The store's files (default: the data directory's store/ folder). */
-  readonly objects?: ImageStoreObjects
+  /** The store's files (the data directory's store/ area). */
+  readonly objects: ImageStoreObjects
   readonly maxUploadBytes: number
   readonly maxJsonBytes: number
   readonly pathRules?: PathRules
@@ -109,8 +108,7 @@ function splitPath(rawPath: string): { content: string | null; op: string | null
 }
 
 export function createImageStoreFamily(opts: ImageStoreOptions): Family {
-  const { uploads } = opts
-  const objects = opts.objects ?? fsStoreOf(uploads.layout.store)
+  const { uploads, objects } = opts
   const authenticate = opts.auth ? createBearerCheck(opts.auth) : null
 
   const storePath = (content: string) => {

@@ -26,6 +26,7 @@ import {
   type BlobBody,
   type CasKey,
   type CasStore,
+  type CheckoutObjects,
   type HashMode,
   type StoreBlobOutcome,
 } from '../../core/cas/index.js'
@@ -33,7 +34,6 @@ import { keyAt, splitList } from '../../core/cas/file-list.js'
 import type { FileListPool } from '../../core/cas/file-list-pool.js'
 import { UploadError } from '../../core/errors.js'
 import type { Locker } from '../../core/state/types.js'
-import type { DataLayout } from '../../core/storage/layout.js'
 import { checkDeclaredSize, readSmallBody } from '../body.js'
 import { createBearerCheck } from '../auth/bearer.js'
 import type { Family, RequestContext } from '../context.js'
@@ -54,8 +54,8 @@ export interface ShamanDeps {
   readonly lists: FileListPool
   readonly uploads: UploadService
   readonly locker: Locker
-  /** Where blobs and checkouts live. */
-  readonly layout: Pick<DataLayout, 'cas' | 'checkouts'>
+  /** The checkouts' store (blobs are reached through `cas`). */
+  readonly checkouts: CheckoutObjects
   readonly settings: ShamanSettings
   /** Overrides the size-based choice (for measurements). */
   readonly hashMode?: HashMode
@@ -100,7 +100,7 @@ async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T, i: num
 }
 
 export function createShamanFamily(deps: ShamanDeps): Family {
-  const { cas, lists, layout, locker, uploads, settings } = deps
+  const { cas, lists, checkouts, locker, uploads, settings } = deps
   const { lockTtlMs, maxUploadBytes } = settings
   // Flamenco leaves Shaman open (notes 1.1); FERRY_CONFIG `shaman.auth` puts a bearer token in front.
   const authenticate = settings.auth ? createBearerCheck(settings.auth) : null
@@ -259,7 +259,7 @@ export function createShamanFamily(deps: ShamanDeps): Family {
     }
     const paths = splitList(list.links.paths)
     const made = await createPlannedCheckout(
-      { cas, root: layout.checkouts, locker, lockTtlMs, log: ctx.log, signal: ctx.signal },
+      { cas, checkouts, locker, lockTtlMs, log: ctx.log, signal: ctx.signal },
       list.checkoutPath,
       { linkCount: list.links.count, linkPath: (i) => paths[i]!, linkKey: (i) => list.links.keyIndex[i]!, keys, dirs: splitList(list.dirs) },
     )

@@ -16,8 +16,6 @@
  * so any instance answers it; a finished one is a file under `<data>/tus/` (finished.ts).
  */
 import { randomBytes } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { stat } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { UploadError } from '../../core/errors.js'
@@ -30,7 +28,7 @@ import type { CorsPolicy } from '../cors.js'
 import { sendEmpty } from '../respond.js'
 import { ChecksumTransform, type ExpectedChecksum } from './checksum.js'
 import { refuse, sendTusError, tusRefusals } from './errors.js'
-import { FinishedUploads, type FinishedInfo } from './finished.js'
+import type { FinishedInfo, FinishedUploads } from './finished.js'
 import { sendUploadResumptionSupported } from './informational.js'
 import {
   completedUploadProblem,
@@ -81,6 +79,8 @@ export interface ConcatWorker {
 /** What the tus family uses; the composition root builds it. */
 export interface TusDeps {
   readonly uploads: UploadService
+  /** Where finished uploads live (`<data>/tus`, finished.ts). */
+  readonly finished: FinishedUploads
   readonly locker: Locker
   readonly concat: ConcatWorker
   readonly cors: CorsPolicy
@@ -141,13 +141,21 @@ function sameProtocol(made: string | undefined, asked: UploadProtocol): void {
   }
 }
 
+/** The request's media type, lower-case, without parameters. */
+function mediaType(req: RequestContext['req']): string {
+  return String(req.headers['content-type'] ?? '')
+    .split(';')[0]!
+    .trim()
+    .toLowerCase()
+}
+
 function headerOf(req: RequestContext['req'], name: string): HeaderValue {
   return req.headers[name.toLowerCase()]
 }
 
 export function createTusFamily(deps: TusDeps): Family {
   const { uploads, locker, cors, hooks, settings } = deps
-  const finished = new FinishedUploads(uploads.layout.tus)
+  const { finished } = deps
   const base = settings.path.replace(/\/$/, '')
   const allExtensions = [...TUS_EXTENSIONS]
 
@@ -379,7 +387,7 @@ export function createTusFamily(deps: TusDeps): Family {
       )
       if (!decision.allow) throw refuse(decision.status, decision.message)
     }
-    const hasBody = req.headers['content-type'] === OCTET_STREAM
+    const hasBody = mediaType(req) === OCTET_STREAM
     const checksum = hasBody
       ? value(parseUploadChecksum(headerOf(req, 'Upload-Checksum')))
       : undefined
@@ -568,11 +576,7 @@ export function createTusFamily(deps: TusDeps): Family {
 
   async function patch(ctx: RequestContext, id: string): Promise<void> {
     const { req } = ctx
-    const type = String(req.headers['content-type'] ?? '')
-      .split(';')[0]!
-      .trim()
-      .toLowerCase()
-    if (type !== OCTET_STREAM) {
+    if (mediaType(req) !== OCTET_STREAM) {
       throw refuse(415, `a PATCH must have Content-Type: ${OCTET_STREAM}`)
     }
     const offset = value(requireNonNegativeInteger('Upload-Offset', headerOf(req, 'Upload-Offset')))
@@ -648,8 +652,9 @@ export function createTusFamily(deps: TusDeps): Family {
       await openSession(id)
       throw refuse(409, 'the upload is not finished; its bytes are served once it is')
     }
-    const path = finished.dataPath(id)
-    const size = (await stat(path)).size
+    const object = await finished.head(id)
+    if (object === null) throw refuse(404, 'no such upload')
+    const size = object.size
     const meta = parseUploadMetadata(info.metadata)
     const rec = meta.ok ? metadataToRecord(meta.value.entries) : {}
     const type = rec['filetype'] ?? rec['type'] ?? 'application/octet-stream'
@@ -671,7 +676,7 @@ export function createTusFamily(deps: TusDeps): Family {
       ctx.res.end()
       return
     }
-    await pipeline(createReadStream(path, { start, end }), ctx.res)
+    await pipeline(await finished.read(id, { start, end }), ctx.res)
   }
 
   // --- IETF "Resumable Uploads for HTTP" (interop 6 and 8) on the same endpoint -------------
@@ -805,11 +810,7 @@ export function createTusFamily(deps: TusDeps): Family {
 
   async function ietfAppend(ctx: RequestContext, id: string, version: InteropVersion) {
     const { req } = ctx
-    const type = String(req.headers['content-type'] ?? '')
-      .split(';')[0]!
-      .trim()
-      .toLowerCase()
-    if (type !== PARTIAL_UPLOAD) {
+    if (mediaType(req) !== PARTIAL_UPLOAD) {
       throw refuse(415, `an append must have Content-Type: ${PARTIAL_UPLOAD}`)
     }
     const offset = value(parseSfNonNegativeInteger('Upload-Offset', headerOf(req, 'Upload-Offset')))

@@ -1,13 +1,19 @@
 /**
- * Finished tus uploads in the data directory: `tus/<id[0:2]>/<id>` (the bytes) and
- * `<id>.info.json` (what HEAD and GET answer once the session is gone), plus `<id>.gone`, the
- * tombstone a DELETE leaves so the upload answers 410 afterwards. The info file is written after
- * the bytes are in place, so an info file always names bytes that exist.
+ * Finished tus uploads in their own object store (`<data>/tus/` on the filesystem): the bytes
+ * at `<id[0:2]>/<id>`, `<id>.info.json` beside them (what HEAD and GET answer once the session is
+ * gone), and `<id>.gone`, the tombstone a DELETE leaves so the upload answers 410 afterwards. The
+ * info object is written after the bytes are in place, so an info object always names bytes that
+ * exist. Concatenation reads partials by path on a worker thread, hence `LocalPaths`.
  */
-import { randomUUID } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { fsyncDir, removeQuietly } from '../../core/storage/files.js'
+import type { Readable } from 'node:stream'
+import { putSmallObject, readSmallObject } from '../../core/storage/atomic.js'
+import type {
+  LocalPaths,
+  ObjectInfo,
+  ObjectRange,
+  ObjectStore,
+} from '../../core/storage/object-store.js'
+import type { TempFiles } from '../../core/storage/temp-files.js'
 
 export interface FinishedInfo {
   readonly id: string
@@ -23,94 +29,92 @@ export interface FinishedInfo {
   readonly finishedAtMs: number
 }
 
+const INFO = '.info.json'
+const GONE = '.gone'
+
 export class FinishedUploads {
-  readonly #root: string
+  readonly #objects: ObjectStore & LocalPaths
+  readonly #temps: TempFiles
 
-  constructor(root: string) {
-    this.#root = root
+  constructor(objects: ObjectStore & LocalPaths, temps: TempFiles) {
+    this.#objects = objects
+    this.#temps = temps
   }
 
+  #key(id: string): string {
+    return `${id.slice(0, 2)}/${id}`
+  }
+
+  /** The local file of the upload's bytes (worker threads read it by path). */
   dataPath(id: string): string {
-    return join(this.#root, id.slice(0, 2), id)
-  }
-
-  #infoPath(id: string): string {
-    return `${this.dataPath(id)}.info.json`
-  }
-
-  #gonePath(id: string): string {
-    return `${this.dataPath(id)}.gone`
+    return this.#objects.localPath(this.#key(id))
   }
 
   async info(id: string): Promise<FinishedInfo | null> {
-    try {
-      return JSON.parse(await readFile(this.#infoPath(id), 'utf8')) as FinishedInfo
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
-      throw err
-    }
+    const text = await readSmallObject(this.#objects, this.#key(id) + INFO)
+    return text === null ? null : (JSON.parse(text) as FinishedInfo)
   }
 
   async isGone(id: string): Promise<boolean> {
-    return stat(this.#gonePath(id)).then(
-      () => true,
-      () => false,
-    )
+    return (await this.#objects.head(this.#key(id) + GONE)) !== null
+  }
+
+  head(id: string): Promise<ObjectInfo | null> {
+    return this.#objects.head(this.#key(id))
+  }
+
+  read(id: string, range?: ObjectRange): Promise<Readable> {
+    return this.#objects.get(this.#key(id), range)
   }
 
   /**
-   * Moves the synced temp file into place and then writes the info file (atomically, by
-   * rename): from then on HEAD and GET see the finished upload.
+   * Moves the synced temp file into place and then writes the info object: from then on HEAD
+   * and GET see the finished upload.
    */
   async publish(tempPath: string, info: FinishedInfo): Promise<void> {
-    const path = this.dataPath(info.id)
-    const dir = join(this.#root, info.id.slice(0, 2))
-    await mkdir(dir, { recursive: true })
-    await rename(tempPath, path)
-    const tmpInfo = `${this.#infoPath(info.id)}.${randomUUID()}.tmp`
-    await writeFile(tmpInfo, `${JSON.stringify(info)}\n`, { flag: 'wx' })
-    await rename(tmpInfo, this.#infoPath(info.id))
-    await fsyncDir(dir)
+    const key = this.#key(info.id)
+    await this.#objects.put(key, tempPath, { mode: 'if-absent', alreadySynced: true })
+    await putSmallObject(this.#objects, key + INFO, `${JSON.stringify(info)}\n`, {
+      tempPath: this.#temps.streamPath(),
+      overwrite: true,
+    })
   }
 
   /** Terminates a finished upload: the tombstone first, then the info and the bytes. */
   async remove(id: string): Promise<void> {
     await this.markGone(id)
-    await removeQuietly(this.#infoPath(id))
-    await removeQuietly(this.dataPath(id))
+    await this.#objects.delete(this.#key(id) + INFO)
+    await this.#objects.delete(this.#key(id))
   }
 
   async markGone(id: string): Promise<void> {
-    await mkdir(join(this.#root, id.slice(0, 2)), { recursive: true })
-    await writeFile(this.#gonePath(id), `${new Date().toISOString()}\n`)
+    await putSmallObject(this.#objects, this.#key(id) + GONE, `${new Date().toISOString()}\n`, {
+      tempPath: this.#temps.streamPath(),
+      overwrite: true,
+    })
   }
 
   /**
-   * Removes finished uploads (and tombstones) older than `maxAgeMs`: the retention sweep.
-   * Answers how many uploads went.
+   * Removes finished uploads (and tombstones) whose info (tombstone) is older than `maxAgeMs`:
+   * the retention sweep. Answers how many uploads went.
    */
   async sweep(maxAgeMs: number, nowMs = Date.now()): Promise<number> {
     let removed = 0
-    const fans = await readdir(this.#root).catch(() => [] as string[])
-    for (const fan of fans) {
-      const dir = join(this.#root, fan)
-      const names = await readdir(dir).catch(() => [] as string[])
-      for (const name of names) {
-        const id = name.endsWith('.info.json')
-          ? name.slice(0, -'.info.json'.length)
-          : name.endsWith('.gone')
-            ? name.slice(0, -'.gone'.length)
-            : null
-        if (id === null) continue
-        const st = await stat(join(dir, name)).catch(() => null)
-        if (st === null || nowMs - st.mtimeMs < maxAgeMs) continue
-        if (name.endsWith('.gone')) {
-          await removeQuietly(join(dir, name))
-        } else {
-          await removeQuietly(join(dir, name))
-          await removeQuietly(this.dataPath(id))
-          removed++
-        }
+    // Listed first, removed after: the listing does not walk folders it is emptying.
+    const keys: string[] = []
+    for await (const entry of this.#objects.list('')) {
+      if (entry.kind === 'object' && (entry.key.endsWith(INFO) || entry.key.endsWith(GONE))) {
+        keys.push(entry.key)
+      }
+    }
+    for (const key of keys) {
+      const suffix = key.endsWith(INFO) ? INFO : GONE
+      const info = await this.#objects.head(key)
+      if (info === null || nowMs - info.mtimeMs < maxAgeMs) continue
+      await this.#objects.delete(key, { pruneEmptyParents: 1 })
+      if (suffix === INFO) {
+        await this.#objects.delete(key.slice(0, -INFO.length), { pruneEmptyParents: 1 })
+        removed++
       }
     }
     return removed
