@@ -6,7 +6,10 @@ RUN npm ci --no-audit --no-fund
 COPY src ./src
 COPY workers ./workers
 COPY test ./test
-RUN npx tsc -b && npm prune --omit=dev
+COPY web ./web
+COPY scripts ./scripts
+# npm run build: tsc, then the browser uploader's bundle (dist/web).
+RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 WORKDIR /app

@@ -35,6 +35,7 @@ import { FinishedUploads } from './http/tus/finished.js'
 import { FsObjectStore } from './core/storage/fs-object-store.js'
 import { createTusFamily } from './http/tus/family.js'
 import { FerryMetrics } from './observability/metrics.js'
+import { loadUi } from './http/ui/family.js'
 
 /**
  * The shared services the root built, for tests that look inside a running app (sessions, the
@@ -207,6 +208,17 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
         name: 'tus-retention', runAtStart: true, run: () => finished.sweep(maxAgeMs),
       })
     }
+  }
+  if (config.ui.enabled) {
+    // The page calls the tus endpoint where clients reach this server (FERRY_PUBLIC_URL).
+    const tusEndpoint = `${config.http.publicUrl ?? ''}${config.tus.path}`
+    const ui = await loadUi({
+      path: config.ui.path,
+      tusEndpoint,
+      maxFileBytes: config.tus.maxSizeBytes || maxUploadBytes,
+    })
+    if (ui !== null) families.push(ui)
+    else log.warn('the browser uploader is not built (npm run build): FERRY_UI_PATH answers 404')
   }
   if (imagestore.enabled) {
     families.push(createImageStoreFamily({

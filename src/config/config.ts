@@ -214,6 +214,12 @@ export interface Config {
   }
   /** FERRY_CORS_ORIGINS for the browser-facing routes (tus, lakeFS presigned PUTs). */
   readonly cors: CorsOrigins
+  readonly ui: {
+    /** FERRY_UI (on|off): the browser uploader page. Default on when tus is mounted. */
+    readonly enabled: boolean
+    /** FERRY_UI_PATH: where the page is served, starting and ending with `/`. Default `/`. */
+    readonly path: string
+  }
   readonly hooks: {
     /** FERRY_HOOK_URL: where pre-create / post-finish / post-terminate are POSTed; null: none. */
     readonly url: string | null
@@ -261,6 +267,7 @@ export const DEFAULTS: Config = deepFreeze({
   },
   tus: { enabled: true, path: '/files/', maxSizeBytes: 0, retentionSec: 0 },
   cors: { mode: 'any' },
+  ui: { enabled: true, path: '/' },
   hooks: { url: null },
   lakefs: null,
   ingest: null,
@@ -323,6 +330,41 @@ function tusPathFrom(raw: string | undefined): string {
     throw new ConfigError(`FERRY_TUS_PATH must be a path like /files/, got "${raw}"`)
   }
   return p
+}
+
+/** FERRY_UI_PATH other than `/`: the same shape as FERRY_TUS_PATH. */
+function uiPathFrom(raw: string): string {
+  const p = `/${raw.trim().replace(/^\/+|\/+$/g, '')}/`
+  const dots = p.split('/').some((seg) => seg === '.' || seg === '..')
+  if (!/^(\/[A-Za-z0-9._~-]+)+\/$/.test(p) || dots) {
+    throw new ConfigError(`FERRY_UI_PATH must be a path like /upload/, got "${raw}"`)
+  }
+  return p
+}
+
+/**
+ * FERRY_UI and FERRY_UI_PATH. The page talks to the tus endpoint only, so it is on by default
+ * when tus is mounted and cannot be turned on without it; its path must not be one the tus
+ * endpoint would also claim.
+ */
+function uiFrom(env: Env, tusEnabled: boolean, tusPath: string): Config['ui'] {
+  const raw = (env['FERRY_UI'] ?? '').trim().toLowerCase()
+  if (raw !== '' && raw !== 'on' && raw !== 'off') {
+    throw new ConfigError(`FERRY_UI must be on or off, got "${env['FERRY_UI']}"`)
+  }
+  const rawPath = env['FERRY_UI_PATH']
+  const path = rawPath === undefined || rawPath.trim() === '' || rawPath.trim() === '/'
+    ? DEFAULTS.ui.path
+    : uiPathFrom(rawPath)
+  if (raw === 'off') return { enabled: false, path }
+  if (!tusEnabled) {
+    if (raw === 'on') throw new ConfigError('FERRY_UI=on needs the tus family, which is not mounted')
+    return { enabled: false, path }
+  }
+  if (path !== '/' && (path.startsWith(tusPath) || tusPath.startsWith(path))) {
+    throw new ConfigError(`FERRY_UI_PATH ${path} overlaps the tus endpoint ${tusPath}`)
+  }
+  return { enabled: true, path }
 }
 
 /** FERRY_HOOK_URL: an absolute http(s) URL (user info allowed: it becomes Basic auth). */
@@ -684,6 +726,8 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
         DEFAULTS.tus.retentionSec, 0),
     },
     cors: corsFrom(env['FERRY_CORS_ORIGINS']),
+    // Its own reading of FERRY_FAMILIES and FERRY_TUS_PATH: the page needs the tus endpoint.
+    ui: uiFrom(env, on('tus', true), tusPathFrom(env['FERRY_TUS_PATH'])),
     hooks: { url: hookUrlFrom(env['FERRY_HOOK_URL']) },
     lakefs: on('lakefs', file.lakefs !== null) ? file.lakefs : null,
     ingest: on('ingest', file.ingest !== null) ? file.ingest : null,

@@ -98,7 +98,9 @@ export class ChaosProxy {
     const fired = { v: false }
     const forward = (from: Socket, to: Socket, dir: 'up' | 'down') => {
       from.on('data', (d: Buffer) => {
-        if (done) return
+        // After a cut or reset has fired, nothing more may pass: bytes read before the sockets
+        // close would reach the far side after a gap, a splice no real network makes.
+        if (done || (fired.v && (action.kind === 'cut' || action.kind === 'reset'))) return
         let chunk = d
         if (action.kind !== 'pass' && action.kind !== 'delay' && action.dir === dir && !fired.v && sent[dir] + d.length >= action.afterBytes) {
           fired.v = true
