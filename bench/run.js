@@ -199,7 +199,7 @@ fs.mkdirSync(args.out, { recursive: true })
 const jsonFile = path.join(args.out, `bench-${runId}.json`)
 fs.writeFileSync(jsonFile, JSON.stringify(result, null, 2))
 const { mdFile } = writeReport(result, args.out)
-console.log('\n' + formatTable(result))
+console.log(`\n${formatTable(result)}`)
 console.log(`\nbench: ${runs.length - failed.length}/${runs.length} runs ok in ${result.durationS.toFixed(1)} s; wrote ${path.relative(process.cwd(), jsonFile)} and ${path.relative(process.cwd(), mdFile)}`)
 if (args.keep) console.log(`bench: kept ${runRoot}`)
 else if (failed.length) {

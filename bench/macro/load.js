@@ -187,7 +187,7 @@ async function smallUploads (targets, proto, p) {
   return { elapsedNs: Number(process.hrtime.bigint() - t0), count: files.length, uploads }
 }
 
-async function shaman (targets, proto, p) {
+async function shaman (targets, _proto, p) {
   const files = small.slice(0, p.count)
   const statuses = {}
   const t0 = process.hrtime.bigint()
@@ -251,7 +251,7 @@ function tusJsUpload (buf, options) {
  * at /files/ (404 on OPTIONS), or one that answers 501 to the concatenation a parallel upload
  * needs, gives `unsupported` (a cell of the report) instead of a failed run.
  */
-async function tusJs (targets, proto, p) {
+async function tusJs (targets, _proto, p) {
   const probe = await request(targets.pick(), 'OPTIONS', TUS_PATH, { 'tus-resumable': '1.0.0' })
   if (probe.status === 404) {
     return { unsupported: `server has no tus endpoint (404 on OPTIONS ${TUS_PATH})`, uploads: [] }

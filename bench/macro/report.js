@@ -324,17 +324,17 @@ function compareRows (result) {
 export function formatTable (result) {
   const t = tableRows(result)
   let out = textTable(t.head, t.body)
-  if (t.commitBody.length) out += '\n\n' + textTable(t.commitHead, t.commitBody)
+  if (t.commitBody.length) out += `\n\n${textTable(t.commitHead, t.commitBody)}`
   const tc = tusClientRows(result)
   if (tc.body.length) {
     out += '\n\ntus-js-client, the same client against both (Ferry ÷ @tus/server, same run):\n' +
       textTable(tc.head, tc.body)
   }
   const cmp = compareRows(result)
-  if (cmp.body.length) out += '\n\nbuild B against build A (throughput rows: B/A > 1 is B faster; e-* commit ms: < 1):\n' + textTable(cmp.head, cmp.body)
+  if (cmp.body.length) out += `\n\nbuild B against build A (throughput rows: B/A > 1 is B faster; e-* commit ms: < 1):\n${textTable(cmp.head, cmp.body)}`
   const g = result.summary.goals
   if (g.length) {
-    out += '\n\ngoals (informative, not asserted):\n' + g.map((x) => `  ${x.met ? 'met    ' : 'NOT met'}  ${x.goal}: ${x.server} ${x.unit ? f1(x.measured, 0) + ' ' + x.unit : fx(x.measured)}`).join('\n')
+    out += `\n\ngoals (informative, not asserted):\n${g.map((x) => `  ${x.met ? 'met    ' : 'NOT met'}  ${x.goal}: ${x.server} ${x.unit ? `${f1(x.measured, 0)} ${x.unit}` : fx(x.measured)}`).join('\n')}`
   }
   return out
 }

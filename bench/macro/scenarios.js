@@ -22,7 +22,7 @@ const tusJs = (parallel) => ({
     : `the same, parallelUploads: ${parallel}`,
   runs: () =>
     [{ id: parallel === 1 ? 'g' : `g${parallel}`, kind: 'tusjs', parallel, can: speaksTus }],
-  steps: (rk, sv, cfg) => [{
+  steps: (rk, _sv, cfg) => [{
     row: rk.id,
     kind: 'tusjs',
     params: { size: cfg.sizeBytes, chunk: cfg.chunkBytes, parallel: rk.parallel }
@@ -35,7 +35,7 @@ export const SCENARIOS = {
   a: {
     what: 'one file as a single stream',
     runs: () => [{ id: 'a', kind: 'stream', can: any }],
-    steps: (rk, sv, cfg) =>
+    steps: (rk, _sv, cfg) =>
       [{ row: rk.id, kind: 'stream', params: { ...base(rk, cfg), size: cfg.sizeBytes } }]
   },
   b: {
@@ -46,7 +46,7 @@ export const SCENARIOS = {
       const par = { id: `b${cfg.parallel}`, kind: 'chunked', parallel: cfg.parallel, can: notTus }
       return cfg.parallel === 1 ? [seq] : [seq, par]
     },
-    steps: (rk, sv, cfg) => [{
+    steps: (rk, _sv, cfg) => [{
       row: rk.id,
       kind: 'chunked',
       params: { ...base(rk, cfg), size: cfg.sizeBytes, parallel: rk.parallel, sessions: 1 }
@@ -55,7 +55,7 @@ export const SCENARIOS = {
   c: {
     what: 'small files, --concurrency clients',
     runs: () => [{ id: 'c', kind: 'small', can: any }],
-    steps: (rk, sv, cfg) => [{ row: rk.id, kind: 'small', params: base(rk, cfg) }]
+    steps: (rk, _sv, cfg) => [{ row: rk.id, kind: 'small', params: base(rk, cfg) }]
   },
   d: {
     what: 'Shaman: store, then dedup (208)',
@@ -71,7 +71,7 @@ export const SCENARIOS = {
   e: {
     what: 'commit time vs size',
     runs: () => [{ id: 'e', kind: 'commits', can: notTus }],
-    steps: (rk, sv, cfg) =>
+    steps: (rk, _sv, cfg) =>
       [{ row: rk.id, kind: 'commits', params: { ...base(rk, cfg), sizes: cfg.commitSizes } }],
     async rows ({ rk, uploads, commits, dataDir, fileOf, bigData }) {
       const rows = []
@@ -88,7 +88,7 @@ export const SCENARIOS = {
     what: 'peak RSS, --rss-sessions chunked uploads at once',
     runs: (cfg) =>
       [{ id: 'f', kind: 'chunked', parallel: 1, sessions: cfg.rssSessions, can: any }],
-    steps: (rk, sv, cfg) => [{
+    steps: (rk, _sv, cfg) => [{
       row: rk.id,
       kind: 'chunked',
       params: { ...base(rk, cfg), size: cfg.rssBytes, parallel: 1, sessions: rk.sessions }

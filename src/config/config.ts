@@ -489,7 +489,9 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
   const known = (key: string, list: readonly string[]) => {
     for (const n of list) if (!names.has(n)) throw new ConfigError(`${key}: "${n}" is not a configured repository`)
   }
-  out.credentials.forEach((c, i) => c.repositories && known(`FERRY_CONFIG.lakefs.credentials[${i}].repositories`, c.repositories))
+  out.credentials.forEach((c, i) => {
+    if (c.repositories) known(`FERRY_CONFIG.lakefs.credentials[${i}].repositories`, c.repositories)
+  })
   const subjects = o['jwtSubjects']
   if (subjects === undefined) return out
   if (typeof subjects !== 'object' || subjects === null || Array.isArray(subjects)) {

@@ -17,7 +17,7 @@ export const DEFAULT_PATH_RULES: PathRules = Object.freeze({ maxBytes: 1024, max
  */
 export function checkRelativePath(path: string, rules: PathRules = DEFAULT_PATH_RULES): string[] {
   if (path.length === 0) throw new UploadError('ERR_INVALID_PATH', 'path is empty')
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
   if (/[\u0000-\u001f\u007f]/.test(path)) throw new UploadError('ERR_INVALID_PATH', 'path contains a control character')
   if (path.includes('\\')) throw new UploadError('ERR_INVALID_PATH', 'path contains a backslash')
   if (path.startsWith('/')) throw new UploadError('ERR_INVALID_PATH', 'path must be relative')

@@ -11,7 +11,8 @@
  * anyway; a file that existed for less than one interval could be missed, a published one cannot.
  */
 import { createHash } from 'node:crypto'
-import { open, readdir } from 'node:fs/promises'
+import type { Dirent } from 'node:fs'
+import { open, readdir, type FileHandle } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 
 export interface Violation {
@@ -85,7 +86,7 @@ export class StoreObserver {
   }
 
   async #check(root: 'store' | 'cas', dir: string, full: string): Promise<void> {
-    let fh
+    let fh: FileHandle
     try {
       fh = await open(full, 'r')
     } catch {
@@ -147,7 +148,7 @@ function judgeBlob(rel: string, sha256: string, bytes: number): Pick<Violation, 
 
 async function walk(dir: string): Promise<string[]> {
   const out: string[] = []
-  let entries
+  let entries: Dirent[]
   try {
     entries = await readdir(dir, { withFileTypes: true })
   } catch {

@@ -213,7 +213,10 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
     const lock = await state.locker.tryAcquire(GC_LOCK_KEY, 5000)
     const o = { cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, log }
     let done = false
-    const p = createCheckout(o, 'waits', [{ ...a, path: 'f' }]).then((r) => ((done = true), r))
+    const p = createCheckout(o, 'waits', [{ ...a, path: 'f' }]).then((r) => {
+      done = true
+      return r
+    })
     await new Promise((r) => setTimeout(r, 300)) // a window in which the checkout must not finish
     expect(done).toBe(false)
     expect(existsSync(join(layout.checkouts, 'waits'))).toBe(false)

@@ -816,10 +816,10 @@ describe('records written before unknown lengths and metadata', () => {
     const dir = tempDir()
     const { writeFileSync } = await import('node:fs')
     const delta = { token: 't0', start: 10, end: 19, at: T0 + 1, owedBy: null }
-    writeFileSync(`${dir}/sessions.journal`, [
+    writeFileSync(`${dir}/sessions.journal`, `${[
       JSON.stringify({ k: 'old:1', r: oldRecord('old:1'), c: '0-9' }),
       JSON.stringify({ k: 'old:1', d: delta }),
-    ].join('\n') + '\n')
+    ].join('\n')}\n`)
     let st = createEmbeddedState(dir)
     const loaded = { totalBytes: 100, metadata: {}, received: [{ start: 0, end: 19 }], chunks: 2 }
     expect(await st.sessions.get('old:1')).toMatchObject(loaded)

@@ -131,7 +131,7 @@ async function lakectlMultipart(
         refreshed.push(i + 1)
       }
       const body = data.subarray(i * partSize, Math.min(data.length, (i + 1) * partSize))
-      if (opts.failPart === i + 1) url = url.replace(/X-Ferry-Signature=[^&]+/, 'X-Ferry-Signature=' + 'A'.repeat(43))
+      if (opts.failPart === i + 1) url = url.replace(/X-Ferry-Signature=[^&]+/, `X-Ferry-Signature=${'A'.repeat(43)}`)
       const r = await request(via(url, server.url), {
         method: 'PUT', headers: { 'Content-Length': body.length, 'Content-Type': contentType }, body,
       })

@@ -29,7 +29,9 @@ function recorder(): { ctx: RequestContext; sent: () => Sent } {
     req: { method: 'POST' },
     headersSent: false,
     hasHeader: (k: string) => k.toLowerCase() in own,
-    setHeader: (k: string, v: string) => void (own[k.toLowerCase()] = v),
+    setHeader: (k: string, v: string) => {
+      own[k.toLowerCase()] = v
+    },
     writeHead(status: number, headers: Record<string, string | number> = {}) {
       sent = { status, headers: { ...own, ...headers }, body: '' }
     },

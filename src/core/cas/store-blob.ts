@@ -18,7 +18,7 @@ import { UploadError } from '../errors.js'
 import type { Lock } from '../state/types.js'
 import type { UploadService } from '../uploads/uploads.js'
 import type { CasKey, CasStore } from './cas-store.js'
-import { receiveBlob, type HashMode } from './receive.js'
+import { receiveBlob, type HashMode, type ReceivedBlob } from './receive.js'
 
 export type StoreBlobOutcome =
   /** The object was stored already; `beforeBody`: known before a byte of the body was read. */
@@ -120,7 +120,7 @@ async function receiveAndStore(o: StoreBlobOptions): Promise<StoreBlobOutcome> {
   // Stored between our first look and the watch: stop at once.
   void cas.isStored(key).then((yes) => yes && cutShort(), () => {})
 
-  let got
+  let got: ReceivedBlob
   try {
     got = await receiveBlob(feed, {
       uploads,

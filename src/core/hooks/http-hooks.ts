@@ -432,7 +432,7 @@ function rejectionStatus(value: unknown): number {
 /** The hook's message goes to the client: printable text only, bounded. */
 function cleanMessage(value: unknown, fallback: string): string {
   if (typeof value !== 'string') return fallback
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: a hook's message is stripped of them
   const text = value.replace(/[\x00-\x1f\x7f]+/g, ' ').trim()
   return text === '' ? fallback : text.slice(0, MAX_MESSAGE_CHARS)
 }

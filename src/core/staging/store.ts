@@ -29,7 +29,7 @@ import type { HashPool } from '../hashing/hash-pool.js'
 import { checkRelativePath, type PathRules } from '../paths.js'
 import { putSmallObject, readSmallObject } from '../storage/atomic.js'
 import type {
-  FolderSync, HardLinkSnapshots, LocalPaths, ObjectStore,
+  FolderSync, HardLinkSnapshots, LocalPaths, ObjectInfo, ObjectStore,
 } from '../storage/object-store.js'
 import type { UploadService } from '../uploads/uploads.js'
 import { checkPresigned, makeSignedAddress, presignQuery, SIGNED_ADDRESS_RE, verifySignedAddress, type PresignRefusal } from './signing.js'
@@ -319,7 +319,7 @@ export class StagingStore {
     sizeBytes: number,
     checksum: string,
   ): Promise<{ md5: string; sha256: string }> {
-    let snap
+    let snap: ObjectInfo
     try {
       snap = await this.#objects.snapshot(dataKey, blobKey)
     } catch (err) {

@@ -134,7 +134,10 @@ class EmbeddedSteps implements StepApplier {
   #addChunks(key: string, ids: readonly string[]): void {
     if (ids.length === 0) return
     let set = this.#chunks.get(key)
-    if (set === undefined) this.#chunks.set(key, (set = new Set()))
+    if (set === undefined) {
+      set = new Set()
+      this.#chunks.set(key, set)
+    }
     for (const c of ids) set.add(c)
   }
 

@@ -145,7 +145,10 @@ export class BusLocker implements Locker {
     const cb = o.onReleaseRequested
     if (cb !== undefined) {
       let set = this.#listeners.get(key)
-      if (set === undefined) this.#listeners.set(key, (set = new Set()))
+      if (set === undefined) {
+        set = new Set()
+        this.#listeners.set(key, set)
+      }
       const mine = () => cb()
       set.add(mine)
       lock.signal.addEventListener('abort', () => {
@@ -203,7 +206,10 @@ export class BusLocker implements Locker {
     await this.#listen()
     const bell = new Doorbell()
     let set = this.#waiters.get(key)
-    if (set === undefined) this.#waiters.set(key, (set = new Set()))
+    if (set === undefined) {
+      set = new Set()
+      this.#waiters.set(key, set)
+    }
     set.add(bell)
     try {
       for (;;) {

@@ -106,6 +106,7 @@ export function metadataProblem(meta: unknown): string | null {
   if (entries.length > maxEntries) return `metadata holds at most ${maxEntries} entries`
   let total = 0
   for (const [k, v] of entries) {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: metadata keys must not hold them
     if (k.length === 0 || k.length > maxKeyChars || !/^[^\x00-\x20,\x7f]+$/.test(k)) {
       return `a metadata key has 1 to ${maxKeyChars} characters, none a control, a space or a comma`
     }

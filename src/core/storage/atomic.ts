@@ -5,6 +5,7 @@
  * the whole new one; a crash leaves at most a temp file for the sweeper.
  */
 import { writeFile } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
 import { UploadError } from '../errors.js'
 import type { ObjectStore, PutMode } from './object-store.js'
 import { removeIfPresent } from './remove.js'
@@ -42,7 +43,7 @@ export async function putSmallObject(
  * keep these objects small: the bytes are held in memory.
  */
 export async function readSmallObject(store: ObjectStore, key: string): Promise<string | null> {
-  let stream
+  let stream: Readable
   try {
     stream = await store.get(key)
   } catch (err) {

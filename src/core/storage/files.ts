@@ -125,7 +125,10 @@ class PositionalWriter extends Writable {
     this.#pending = []
     this.#pendingBytes = 0
     const refused = this.#guard?.()
-    if (refused) return cb(refused)
+    if (refused) {
+      cb(refused)
+      return
+    }
     // The callback API on the raw fd, as fs.WriteStream uses: measurably cheaper on the main
     // thread than FileHandle.writev's promise per call.
     this.#writeAll(bufs, n, cb)

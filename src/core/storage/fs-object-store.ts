@@ -9,7 +9,7 @@
  */
 import {
   chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readlink, rename, rm, rmdir, stat,
-  symlink, utimes, writeFile,
+  symlink, utimes, writeFile, type FileHandle,
 } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import { Readable } from 'node:stream'
@@ -120,7 +120,7 @@ export class FsObjectStore
 
   async get(key: string, range?: ObjectRange): Promise<Readable> {
     const path = this.#path(key)
-    let fh
+    let fh: FileHandle
     try {
       fh = await open(path, 'r')
     } catch (err) {

@@ -279,7 +279,9 @@ export class ChunkSessions {
         mustExist: true, // a cancelled incarnation's file is not brought back
         ...(input.signal ? { signal: input.signal } : {}),
         ...(input.keepPartial
-          ? { onProgress: (pos: number) => void (landed = pos), keepCutBatch: true }
+          ? { onProgress: (pos: number) => {
+              landed = pos
+            }, keepCutBatch: true }
           : {}),
         // Checked before each batch reaches the disk: never write on a lease that may be gone.
         guard: () => lost ?? (renewal.fresh ? null : new UploadError(

@@ -80,7 +80,10 @@ export const fabricRefusals = defineRefusals<FabricFields>()
 export function sendImageStoreError(ctx: RequestContext, err: unknown): void {
   const statusOf = (code: ErrorCode) => IMAGESTORE_ERRORS[code][0]
   const { status, error } = classifyFailure(ctx, err, statusOf, 'imagestore request')
-  if (!error) return sendFabricError(ctx, 500, 'E_FAIL', 'internal error')
+  if (!error) {
+    sendFabricError(ctx, 500, 'E_FAIL', 'internal error')
+    return
+  }
   // The gateway's token (claims) handler answers a missing or rejected token with 401 and a
   // challenge (httpgateway HttpClaimsAuthHandler → InvalidCredentials → StatusAuthenticate),
   // with the one Fabric code for access, E_ACCESSDENIED (the table's).

@@ -93,7 +93,10 @@ export function ingestErrorBody(
 export function sendIngestError(ctx: RequestContext, err: unknown): void {
   const { status, error } = classifyFailure(ctx, err, (code) => INGEST_STATUS[code], 'bulk-ingest request')
   // ingestErrorBody(500, …) hides the message: nothing of a non-UploadError reaches the client.
-  if (!error) return sendJson(ctx.res, 500, ingestErrorBody(500, '', null, null))
+  if (!error) {
+    sendJson(ctx.res, 500, ingestErrorBody(500, '', null, null))
+    return
+  }
   const fields = ingestRefusals.fieldsOf(error)
   // RFC 6750: a missing or malformed credential is answered with a Bearer challenge.
   const headers: Record<string, string> =

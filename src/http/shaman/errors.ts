@@ -58,7 +58,10 @@ export function sendShamanErrorBody(ctx: RequestContext, status: number, message
 
 export function sendShamanError(ctx: RequestContext, err: unknown): void {
   const { status, error } = classifyFailure(ctx, err, (code) => SHAMAN_STATUS[code], 'shaman request')
-  if (!error) return sendShamanErrorBody(ctx, 500, 'internal error')
+  if (!error) {
+    sendShamanErrorBody(ctx, 500, 'internal error')
+    return
+  }
   const headers: Record<string, string> = {}
   if (status === 503) headers['Retry-After'] = '5'
   // Bearer auth (FERRY_CONFIG shaman.auth): RFC 6750's challenge with the spec's Error body.

@@ -280,13 +280,19 @@ export function createShamanFamily(deps: ShamanDeps): Family {
       const rest = ctx.rawPath.slice(SHAMAN_PREFIX.length)
       const method = ctx.req.method
       if (rest === '/checkout/requirements' || rest === '/checkout/create') {
-        if (method !== 'POST') return methodNotAllowed(ctx, 'POST'), true
+        if (method !== 'POST') {
+          methodNotAllowed(ctx, 'POST')
+          return true
+        }
         await (rest === '/checkout/create' ? checkout(ctx) : requirements(ctx))
         return true
       }
       const m = /^\/files\/([^/]*)\/([^/]*)$/.exec(rest)
       if (m) {
-        if (method !== 'GET' && method !== 'POST') return methodNotAllowed(ctx, 'GET, POST'), true
+        if (method !== 'GET' && method !== 'POST') {
+          methodNotAllowed(ctx, 'GET, POST')
+          return true
+        }
         const key = parseObjectPath(m[1]!, m[2]!)
         await (method === 'GET' ? fileStatus(ctx, key) : upload(ctx, key))
         return true

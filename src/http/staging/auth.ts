@@ -54,7 +54,7 @@ export function createAuthenticator(
   const repositoriesOf = (sub: string): ReadonlySet<string> | null => {
     if (subjects === null) return null
     // Own properties only: a subject named "constructor" or "__proto__" must not match Object.prototype.
-    return new Set(Object.prototype.hasOwnProperty.call(subjects, sub) ? subjects[sub] : [])
+    return new Set(Object.hasOwn(subjects, sub) ? subjects[sub] : [])
   }
   const fail = () => new UploadError('ERR_UNAUTHORIZED', AUTH_FAILED)
 

@@ -65,7 +65,10 @@ export function statusOf(code: ErrorCode): number {
 /** The error answer of the lakeFS API routes. Anything not an UploadError is a 500 with no internals. */
 export function sendLakeFsError(ctx: RequestContext, err: unknown): void {
   const { status, error } = classifyFailure(ctx, err, statusOf, 'lakefs request')
-  if (status === 499) return sendClientClosed(ctx)
+  if (status === 499) {
+    sendClientClosed(ctx)
+    return
+  }
   sendLakeFsJson(ctx.res, status, { message: error ? error.message : 'internal server error' })
 }
 
@@ -120,7 +123,10 @@ export const s3Refusals = defineRefusals<S3Fields>()
  */
 export function sendS3Error(ctx: RequestContext, err: unknown): void {
   const { status, error } = classifyFailure(ctx, err, statusOf, 'presigned upload')
-  if (status === 499) return sendClientClosed(ctx)
+  if (status === 499) {
+    sendClientClosed(ctx)
+    return
+  }
   let code = 'InternalError'
   let message = 'We encountered an internal error. Please try again.'
   if (error) {

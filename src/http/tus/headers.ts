@@ -556,8 +556,8 @@ export function completeHeaderName(_version: InteropVersion): 'Upload-Complete' 
 // sf-integer with optional parameters (ignored). Parameter values are kept loose: tokens,
 // integers, decimals, booleans and strings without escapes cover every use seen.
 const SF_PARAM_VALUE = String.raw`(?:[-0-9.]+|\?[01]|"[^"\\]*"|[A-Za-z*][\w:/!#$%&'*+.^|~-]*)`
-const SF_PARAMS = String.raw`((?:[ ]*;[ ]*[a-z*][a-z0-9_.*-]*(?:=${SF_PARAM_VALUE})?)*)`
-const SF_INTEGER = new RegExp(String.raw`^(-?[0-9]{1,15})${SF_PARAMS}$`)
+const SF_PARAMS = `((?:[ ]*;[ ]*[a-z*][a-z0-9_.*-]*(?:=${SF_PARAM_VALUE})?)*)`
+const SF_INTEGER = new RegExp(`^(-?[0-9]{1,15})${SF_PARAMS}$`)
 const SF_BOOLEAN = new RegExp(String.raw`^\?([01])${SF_PARAMS}$`)
 
 /** `Upload-Draft-Interop-Version`: an sf-integer that must be 6 or 8. */
