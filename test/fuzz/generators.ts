@@ -955,7 +955,7 @@ type CreateBend =
   | 'ok' | 'with-body' | 'length-garbage' | 'length-huge' | 'defer' | 'defer-garbage' | 'both' | 'neither' | 'meta-ok' | 'meta-bad'
   | 'tus-missing' | 'tus-dup' | 'length-dup' | 'partial' | 'final-ok' | 'final-open' | 'final-bogus' | 'final-not-partial' | 'body-past' | 'body-ct'
 
-const META_BAD = ['filename !!!', 'a b c', 'k aGVsbG8=,k aGVsbG8=', 'k a', ',', 'k\u00ff dGVzdA==', 'filename aGVsbG8=,', ' k dGVzdA==', 'k dGVz\u0000dA==']
+const META_BAD = ['filename !!!', 'a b c', 'k aGVsbG8=,k aGVsbG8=', 'k a', ',', 'k\u00ff dGVzdA==', 'filename aGVsbG8=,', 'k dGVz\u0000dA==']
 const FINAL_BOGUS = ['final;', 'final', 'final;/files/', `final;/files/${NO_SUCH_ID}`, 'final;http://evil.example/files/x', 'final;/files/../files/x', 'final;{{A}} {{A}}x', 'final;/ImageStore/x', 'final;;;', 'partial;x', 'Partial', `final;${'/files/a '.repeat(2000)}`]
 
 /** tus POST /files/: creation and its extensions, each with one bend. */
@@ -1021,7 +1021,8 @@ const tusCreation: fc.Arbitrary<Draft> = fc
     if (bend === 'final-bogus') {
       setup = [tusCreate('A', 3, enc('abc'), 'partial')]
       h.push(['Upload-Concat', bogus])
-      expect = [400, 404]
+      // The longest reference list is over the header limit: 431 before any parsing.
+      expect = [400, 404, 431]
     }
     if (bend === 'with-body' || bend === 'body-past' || bend === 'body-ct') {
       const n = bend === 'body-past' ? length + 1 : Math.floor(length / 2)

@@ -90,7 +90,14 @@ export async function runCase(target: FuzzTarget, c: FuzzCase, stats: FuzzStats,
   await target.ensureUp()
   let bytes = c.bytes
   if (c.setup !== undefined && c.render !== undefined) {
-    const vars = await runSetup(target.port, c.setup)
+    const vars = await runSetup(target.port, c.setup).catch(async (err: unknown) => {
+      // A setup request the server did not answer is a crash when the server is gone.
+      if (!(await target.healthy())) {
+        const tail = target.output().slice(-3000)
+        throw new InvariantViolation('crash', `the server stopped answering during the case's setup\n--- server output (tail) ---\n${tail}`)
+      }
+      throw err
+    })
     bytes = c.render(vars)
   }
   const o = await sendRaw(target.port, bytes, { ending: c.ending, timeoutMs: ANSWER_TIMEOUT_MS, ...(followUp ? { followUp: FOLLOW_UP } : {}) })
