@@ -447,6 +447,20 @@ describe('checksum', () => {
     expect((await head(url)).headers['upload-offset']).toBe('0')
   })
 
+  test('460 for an empty PATCH at the end of a finished upload with a wrong checksum (fuzzer)', async () => {
+    // The fuzz run (seed 1) sent it to a finished upload of 1 byte and got 204.
+    const url = await newUpload(1)
+    expect((await patch(url, 0, Buffer.from('x'))).status).toBe(204)
+    const wrong = await patch(url, 1, Buffer.alloc(0), {
+      'Upload-Checksum': `sha1 ${digest('sha1', Buffer.from('x'))}`,
+    })
+    expect(wrong.status).toBe(460)
+    const right = await patch(url, 1, Buffer.alloc(0), {
+      'Upload-Checksum': `sha1 ${digest('sha1', Buffer.alloc(0))}`,
+    })
+    expect(right.status).toBe(204)
+  })
+
   test('400 for an unknown algorithm', async () => {
     const url = await newUpload(3)
     const r = await patch(url, 0, Buffer.from('abc'), { 'Upload-Checksum': 'crc32 AAAAAA==' })

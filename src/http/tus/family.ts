@@ -586,6 +586,13 @@ export function createTusFamily(deps: TusDeps): Family {
         if (info.concat?.startsWith('final;')) throw refuse(403, 'a final upload takes no PATCH')
         const empty = (req.headers['content-length'] ?? '0') === '0'
         if (offset === info.length && empty) {
+          // As for an open upload: the empty body's digest must be the one announced.
+          if (checksum !== undefined && !emptyBodyMatches(checksum)) {
+            throw new UploadError(
+              'ERR_CHECKSUM_MISMATCH',
+              `the empty body does not match its ${checksum.algorithm} checksum`,
+            )
+          }
           answer(ctx, 204, tusPatchHeaders(info.length, null))
           return
         }
