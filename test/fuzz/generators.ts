@@ -38,6 +38,8 @@ export interface FuzzCase {
    * method, HTTP/1.1, no header or framing bend, not cut): anything else is a wrong status.
    */
   readonly expect?: readonly number[]
+  /** A slow client: the body goes in `pieces` writes, `pauseMs` apart (see sendRaw). */
+  readonly slow?: { readonly pieces: number; readonly pauseMs: number; readonly headBytes: number }
 }
 
 /**
@@ -362,6 +364,7 @@ interface Draft {
   readonly body: Body
   readonly setup?: readonly SetupStep[]
   readonly expect?: readonly number[]
+  readonly slow?: { readonly pieces: number; readonly pauseMs: number }
 }
 
 const route = (family: FamilyName, name: string, method: string) => ({ family, route: `${family} ${method} ${name}`, method })
@@ -798,6 +801,8 @@ export function fuzzCase(creds: Credentials): fc.Arbitrary<FuzzCase> {
       ...base,
       ...(d.setup !== undefined ? { setup: d.setup } : {}),
       ...(d.expect !== undefined && untouched ? { expect: d.expect } : {}),
+      // The pauses fall in the body: the head is what precedes the blank line.
+      ...(d.slow !== undefined ? { slow: { ...d.slow, headBytes: base.bytes.indexOf('\r\n\r\n') + 4 } } : {}),
       render: (vars: Readonly<Record<string, string>>) => serialise(fillDraft(d, vars), mm, v, hb, fr, c).bytes,
     }
   })
@@ -886,6 +891,12 @@ const tusState: fc.Arbitrary<TusState> = fc
     }
   })
 
+/** Now and then a slow client: the body in a few pieces with pauses (the lock stays held). */
+const slowBody = pick(
+  { weight: 6, arbitrary: fc.constant<{ pieces: number; pauseMs: number } | null>(null) },
+  { weight: 1, arbitrary: fc.record({ pieces: fc.integer({ min: 2, max: 4 }), pauseMs: fc.constantFrom(20, 100, 300, 600) }) },
+)
+
 type PatchBend =
   | 'ok' | 'offset+1' | 'offset-1' | 'offset-0' | 'offset-garbage' | 'offset-dup' | 'no-offset' | 'ct-missing' | 'ct-wrong'
   | 'tus-missing' | 'tus-old' | 'sum-ok' | 'sum-bad' | 'sum-unknown' | 'sum-garbage' | 'past-length' | 'override' | 'defer-length' | 'defer-garbage'
@@ -900,8 +911,9 @@ const tusPatch: fc.Arbitrary<Draft> = fc
     fc.double({ min: 0, max: 1, noNaN: true }),
     fc.constantFrom('sha1', 'md5', 'sha256', 'sha512'),
     fc.constantFrom(...OFFSET_GARBAGE),
+    slowBody,
   )
-  .map(([st, bend, frac, alg, garbage]): Draft => {
+  .map(([st, bend, frac, alg, garbage, slow]): Draft => {
     const room = st.length - st.offset
     const n = bend === 'past-length' ? room + 1 + Math.floor(frac * 10) : Math.floor(room * frac)
     const data = Buffer.alloc(Math.max(0, n), 0x65)
@@ -948,6 +960,7 @@ const tusPatch: fc.Arbitrary<Draft> = fc
       body: rawBody(data, null, `${bend}: ${data.length} bytes at ${offset} of ${st.length} (${st.kind})`),
       setup: st.setup,
       expect,
+      ...(slow !== null ? { slow } : {}),
     }
   })
 
@@ -1107,8 +1120,9 @@ const ietfPatch: fc.Arbitrary<Draft> = fc
     fc.constantFrom('ok', 'ok', 'ok', 'offset+1', 'offset-1', 'offset-garbage', 'other-version', 'bad-version', 'no-complete', 'ct-missing', 'ct-wrong', 'tus-on-ietf', 'head', 'delete', 'unknown'),
     fc.constantFrom('?0', '?1'),
     fc.integer({ min: 0, max: 2000 }),
+    slowBody,
   )
-  .map(([ver, first, bend, complete, n]): Draft => {
+  .map(([ver, first, bend, complete, n, slow]): Draft => {
     const setup = bend === 'unknown' ? [] : [ietfCreate('U', ver, Buffer.alloc(first, 0x68), false)]
     const target = bend === 'unknown' ? `/files/${NO_SUCH_ID}` : '{{U}}'
     const other = ver === 6 ? '8' : '6'
@@ -1132,7 +1146,7 @@ const ietfPatch: fc.Arbitrary<Draft> = fc
     // The draft's PATCH carries application/partial-upload (-11); interop 6 did not name one.
     else if (bend === 'ct-missing' || bend === 'ct-wrong') expect = ver === 8 ? [415] : [200, 204, 415]
     else expect = complete === '?1' ? [200, 204] : [204]
-    return { family: 'tus', route: 'ietf PATCH {id}', method: 'PATCH', target, headers: h, body: rawBody(Buffer.alloc(n, 0x69), null, `ietf ${bend} v${ver} ${n} bytes at ${offset} (has ${first})`), setup, expect }
+    return { family: 'tus', route: 'ietf PATCH {id}', method: 'PATCH', target, headers: h, body: rawBody(Buffer.alloc(n, 0x69), null, `ietf ${bend} v${ver} ${n} bytes at ${offset} (has ${first})`), setup, expect, ...(slow !== null ? { slow } : {}) }
   })
 
 /** lakeFS presigned multipart: create, parts, fresh URL, complete, abort (valid credentials). */
@@ -1156,8 +1170,8 @@ function multipartRoutes(creds: Credentials): fc.Arbitrary<Draft>[] {
     })
 
   const partRoute = fc
-    .tuple(objPath, fc.constantFrom('p1', 'p1', 'p1', 'p3', 'p1sig', 'p1exp', 'p1nosig', 'p1part', 'p1upid', 'p1part0', 'p1part10001', 'p1partabc'), smallBytes, fc.constantFrom('none', 'none', 'md5-ok', 'md5-bad', 'md5-garbage'), fc.boolean())
-    .map(([p, which, data, md5, aborted]): Draft => {
+    .tuple(objPath, fc.constantFrom('p1', 'p1', 'p1', 'p3', 'p1sig', 'p1exp', 'p1nosig', 'p1part', 'p1upid', 'p1part0', 'p1part10001', 'p1partabc'), smallBytes, fc.constantFrom('none', 'none', 'md5-ok', 'md5-bad', 'md5-garbage'), fc.boolean(), slowBody)
+    .map(([p, which, data, md5, aborted, slow]): Draft => {
       const setup = [create('M', p, 3), ...(aborted ? [step('X', 'none', 'DELETE', `${base}/{{M.id}}?path=${p}`, [auth, json], enc('{"physical_address":"{{M.addr}}"}'))] : [])]
       const h: Header[] = []
       if (md5 === 'md5-ok') h.push(['Content-MD5', digest('md5', data)])
@@ -1169,7 +1183,7 @@ function multipartRoutes(creds: Credentials): fc.Arbitrary<Draft>[] {
       else if (aborted) expect = [404]
       else if (md5 === 'md5-bad' || md5 === 'md5-garbage') expect = [400]
       else expect = [200]
-      return { family: 'lakefs', route: 'lakefs PUT pmpu part', method: 'PUT', target: `{{M.${which}}}`, headers: h, body: rawBody(data, 'application/octet-stream', `part ${which} ${data.length} bytes md5=${md5} aborted=${aborted}`), setup, expect }
+      return { family: 'lakefs', route: 'lakefs PUT pmpu part', method: 'PUT', target: `{{M.${which}}}`, headers: h, body: rawBody(data, 'application/octet-stream', `part ${which} ${data.length} bytes md5=${md5} aborted=${aborted}`), setup, expect, ...(slow !== null ? { slow } : {}) }
     })
 
   const completeRoute = fc

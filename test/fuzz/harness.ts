@@ -100,7 +100,7 @@ export async function runCase(target: FuzzTarget, c: FuzzCase, stats: FuzzStats,
     })
     bytes = c.render(vars)
   }
-  const o = await sendRaw(target.port, bytes, { ending: c.ending, timeoutMs: ANSWER_TIMEOUT_MS, ...(followUp ? { followUp: FOLLOW_UP } : {}) })
+  const o = await sendRaw(target.port, bytes, { ending: c.ending, timeoutMs: ANSWER_TIMEOUT_MS, ...(followUp ? { followUp: FOLLOW_UP } : {}), ...(c.slow !== undefined ? { slow: { ...c.slow, headBytes: bytes.indexOf('\r\n\r\n') + 4 } } : {}) })
   record(stats, c, o)
   // A crash cuts every connection, ours included: confirm with a health check whenever ours was cut.
   if ((o.status === null || !target.alive()) && !(await target.healthy())) {
