@@ -11,7 +11,7 @@ import fc from 'fast-check'
 import type { Credentials } from './target.js'
 import { FUZZ_MAX_JSON_BYTES, FUZZ_MAX_UPLOAD_BYTES } from './target.js'
 
-export type FamilyName = 'imagestore' | 'shaman' | 'lakefs' | 'ingest' | 'edge'
+export type FamilyName = 'imagestore' | 'shaman' | 'lakefs' | 'ingest' | 'tus' | 'edge'
 
 /** One request, ready to send. */
 export interface FuzzCase {
@@ -26,6 +26,40 @@ export interface FuzzCase {
   readonly ending: 'wait' | 'half-close' | 'reset'
   /** What was bent, for the report. */
   readonly notes: readonly string[]
+  /**
+   * Requests sent first (stateful routes: create a tus upload, start a multipart upload); what
+   * they answer fills the `{{name}}` placeholders of `render`.
+   */
+  readonly setup?: readonly SetupStep[]
+  /** The request with the setup's answers in place of its placeholders (`bytes` keeps them). */
+  readonly render?: (vars: Readonly<Record<string, string>>) => Buffer
+  /**
+   * Statuses the protocol allows for this request, when the generic bends left it alone (same
+   * method, HTTP/1.1, no header or framing bend, not cut): anything else is a wrong status.
+   */
+  readonly expect?: readonly number[]
+  /** A slow client: the body goes in `pieces` writes, `pauseMs` apart (see sendRaw). */
+  readonly slow?: { readonly pieces: number; readonly pauseMs: number; readonly headBytes: number }
+}
+
+/**
+ * One request of a case's setup, sent whole over its own connection before the case. `capture`
+ * says what to keep from the answer under `name`: a tus or IETF upload's path (`{{name}}`), a
+ * multipart upload (`{{name.id}}`, `{{name.addr}}`, `{{name.p1}}`… the part URLs' path and
+ * query), or a part's ETag (`{{name}}`). Its target, headers and body may use earlier names.
+ */
+export interface SetupStep {
+  readonly name: string
+  readonly capture: 'location' | 'pmpu' | 'etag' | 'none'
+  readonly method: string
+  readonly target: string
+  readonly headers: readonly (readonly [string, string])[]
+  readonly body: Buffer
+}
+
+/** Replaces `{{name}}` placeholders (unknown names stay, so the request shows what was missing). */
+export function fillPlaceholders(s: string, vars: Readonly<Record<string, string>>): string {
+  return s.replace(/\{\{([A-Za-z0-9_.]+)\}\}/g, (all, k: string) => vars[k] ?? all)
 }
 
 // ---- building blocks ---------------------------------------------------------------------------
@@ -329,6 +363,9 @@ interface Draft {
   readonly target: string
   readonly headers: readonly Header[]
   readonly body: Body
+  readonly setup?: readonly SetupStep[]
+  readonly expect?: readonly number[]
+  readonly slow?: { readonly pieces: number; readonly pauseMs: number }
 }
 
 const route = (family: FamilyName, name: string, method: string) => ({ family, route: `${family} ${method} ${name}`, method })
@@ -493,7 +530,7 @@ function routes(creds: Credentials): fc.Arbitrary<Draft>[] {
       .constantFrom('/healthz', '/healthz?x', '/', '/nope', '*', 'http://127.0.0.1/healthz', '//healthz', '/healthz/..', '/%', '/%00', '/ImageStore/../api/v1/config', '/projects/../healthz', '/\u00ff', `/${'p'.repeat(20_000)}`)
       .map((t) => ({ ...route('edge', 'odd targets', 'GET'), target: t, headers: [], body: NO_BODY })),
   ]
-  return drafts
+  return [...drafts, ...resumableRoutes(creds)]
 }
 
 // ---- the generic bending: method, version, headers, framing, truncation ------------------------
@@ -756,7 +793,30 @@ function serialise(d: Draft, m: string, v: string, hb: HeaderBend, fr: Framing, 
 
 /** Requests against every route of every family, bent every which way. */
 export function fuzzCase(creds: Credentials): fc.Arbitrary<FuzzCase> {
-  return fc.tuple(fc.oneof(...routes(creds)), method, version, headerBend, framing, cut).map(([d, m, v, hb, fr, c]) => serialise(d, m ?? d.method, v, hb, fr, c))
+  return fc.tuple(fc.oneof(...routes(creds)), method, version, headerBend, framing, cut).map(([d, m, v, hb, fr, c]) => {
+    const mm = m ?? d.method
+    const base = serialise(d, mm, v, hb, fr, c)
+    if (d.setup === undefined && d.expect === undefined) return base
+    const untouched = mm === d.method && v === 'HTTP/1.1' && hb.kind === 'none' && fr.kind === 'length' && c === null
+    return {
+      ...base,
+      ...(d.setup !== undefined ? { setup: d.setup } : {}),
+      ...(d.expect !== undefined && untouched ? { expect: d.expect } : {}),
+      // The pauses fall in the body: the head is what precedes the blank line.
+      ...(d.slow !== undefined ? { slow: { ...d.slow, headBytes: base.bytes.indexOf('\r\n\r\n') + 4 } } : {}),
+      render: (vars: Readonly<Record<string, string>>) => serialise(fillDraft(d, vars), mm, v, hb, fr, c).bytes,
+    }
+  })
+}
+
+function fillDraft(d: Draft, vars: Readonly<Record<string, string>>): Draft {
+  const f = (s: string) => fillPlaceholders(s, vars)
+  return {
+    ...d,
+    target: f(d.target),
+    headers: d.headers.map(([k, v]): Header => [k, f(v)]),
+    body: { ...d.body, bytes: latin1(f(d.body.bytes.toString('latin1'))) },
+  }
 }
 
 /** All route names the generator can pick (for coverage reporting). */
@@ -765,4 +825,431 @@ export function routeNames(creds: Credentials): string[] {
   const sample = fc.sample(fuzzCase(creds), { numRuns: 4000, seed: 1 })
   for (const c of sample) names.add(c.route)
   return [...names].sort()
+}
+
+// ---- resumable routes: tus 1.0, the IETF draft, lakeFS presigned multipart ----------------------
+
+const TUS_R: Header = ['Tus-Resumable', '1.0.0']
+const OFFSET_CT: Header = ['Content-Type', 'application/offset+octet-stream']
+const PARTIAL_CT: Header = ['Content-Type', 'application/partial-upload']
+/** An id no upload has (22 base64url characters, as Ferry's ids). */
+const NO_SUCH_ID = 'AAAAAAAAAAAAAAAAAAAAAA'
+const b64 = (s: string) => Buffer.from(s).toString('base64')
+
+const rawBody = (bytes: Buffer, ct: string | null = null, note = `raw ${bytes.length} bytes`): Body => ({ bytes, contentType: ct, marks: {}, notes: [note] })
+
+function step(name: string, capture: SetupStep['capture'], method: string, target: string, headers: readonly Header[], body: Buffer = Buffer.alloc(0)): SetupStep {
+  return { name, capture, method, target, headers, body }
+}
+
+/** A tus creation (with `first` bytes already sent when given). */
+function tusCreate(name: string, length: number | 'defer', first: Buffer | null = null, concat: string | null = null): SetupStep {
+  const h: Header[] = [TUS_R, length === 'defer' ? ['Upload-Defer-Length', '1'] : ['Upload-Length', String(length)]]
+  if (concat !== null) h.push(['Upload-Concat', concat])
+  if (first !== null) h.push(OFFSET_CT)
+  return step(name, 'location', 'POST', '/files/', h, first ?? Buffer.alloc(0))
+}
+
+function ietfCreate(name: string, version: 6 | 8, first: Buffer, complete: boolean): SetupStep {
+  return step(name, 'location', 'POST', '/files/', [['Upload-Draft-Interop-Version', String(version)], ['Upload-Complete', complete ? '?1' : '?0']], first)
+}
+
+const digest = (alg: string, b: Buffer) => createHash(alg).update(b).digest('base64')
+
+/** What a tus upload looks like before the fuzzed request: its setup, length and offset. */
+interface TusState {
+  readonly kind: 'open' | 'defer' | 'final' | 'terminated' | 'ietf' | 'finished' | 'unknown'
+  readonly setup: readonly SetupStep[]
+  readonly length: number
+  readonly offset: number
+  readonly target: string
+}
+
+const tusState: fc.Arbitrary<TusState> = fc
+  .tuple(
+    fc.constantFrom<TusState['kind']>('open', 'open', 'open', 'open', 'defer', 'final', 'terminated', 'ietf', 'finished', 'unknown'),
+    fc.integer({ min: 1, max: 3000 }),
+    fc.double({ min: 0, max: 1, noNaN: true }),
+  )
+  .map(([kind, length, at]): TusState => {
+    const offset = kind === 'finished' ? length : Math.floor(length * at * 0.9)
+    const first = offset > 0 ? Buffer.alloc(offset, 0x62) : null
+    switch (kind) {
+      case 'open':
+        return { kind, setup: [tusCreate('U', length, first)], length, offset, target: '{{U}}' }
+      case 'finished':
+        return { kind, setup: [tusCreate('U', length, Buffer.alloc(length, 0x63))], length, offset, target: '{{U}}' }
+      case 'defer':
+        return { kind, setup: [tusCreate('U', 'defer', first)], length, offset, target: '{{U}}' }
+      case 'final':
+        return { kind, setup: [tusCreate('A', length, Buffer.alloc(length, 0x64), 'partial'), tusCreate('U', length, null, 'final;{{A}}')].map((s) => (s.name === 'U' ? { ...s, headers: s.headers.filter(([k]) => k !== 'Upload-Length') } : s)), length, offset: length, target: '{{U}}' }
+      case 'terminated':
+        return { kind, setup: [tusCreate('U', length, first), step('D', 'none', 'DELETE', '{{U}}', [TUS_R])], length, offset, target: '{{U}}' }
+      case 'ietf':
+        return { kind, setup: [ietfCreate('U', offset % 2 === 0 ? 8 : 6, first ?? Buffer.alloc(0), false)], length, offset, target: '{{U}}' }
+      default:
+        return { kind, setup: [], length, offset, target: `/files/${NO_SUCH_ID}` }
+    }
+  })
+
+/** Now and then a slow client: the body in a few pieces with pauses (the lock stays held). */
+const slowBody = pick(
+  { weight: 6, arbitrary: fc.constant<{ pieces: number; pauseMs: number } | null>(null) },
+  { weight: 1, arbitrary: fc.record({ pieces: fc.integer({ min: 2, max: 4 }), pauseMs: fc.constantFrom(20, 100, 300, 600) }) },
+)
+
+type PatchBend =
+  | 'ok' | 'offset+1' | 'offset-1' | 'offset-0' | 'offset-garbage' | 'offset-dup' | 'no-offset' | 'ct-missing' | 'ct-wrong'
+  | 'tus-missing' | 'tus-old' | 'sum-ok' | 'sum-bad' | 'sum-unknown' | 'sum-garbage' | 'past-length' | 'override' | 'defer-length' | 'defer-garbage'
+
+const OFFSET_GARBAGE = ['-1', 'abc', '1e2', '', ' 0x0', '99999999999999999999', '9007199254740993', '+0', '0.0', '00000000000000000000000001']
+
+/** tus PATCH: a valid upload in some state, then one bend; the tus statuses for what it is. */
+const tusPatch: fc.Arbitrary<Draft> = fc
+  .tuple(
+    tusState,
+    fc.constantFrom<PatchBend>('ok', 'ok', 'ok', 'offset+1', 'offset-1', 'offset-0', 'offset-garbage', 'offset-dup', 'no-offset', 'ct-missing', 'ct-wrong', 'tus-missing', 'tus-old', 'sum-ok', 'sum-ok', 'sum-bad', 'sum-unknown', 'sum-garbage', 'past-length', 'override', 'defer-length', 'defer-garbage'),
+    fc.double({ min: 0, max: 1, noNaN: true }),
+    fc.constantFrom('sha1', 'md5', 'sha256', 'sha512'),
+    fc.constantFrom(...OFFSET_GARBAGE),
+    slowBody,
+  )
+  .map(([st, bend, frac, alg, garbage, slow]): Draft => {
+    const room = st.length - st.offset
+    const n = bend === 'past-length' ? room + 1 + Math.floor(frac * 10) : Math.floor(room * frac)
+    const data = Buffer.alloc(Math.max(0, n), 0x65)
+    const offset = bend === 'offset+1' ? st.offset + 1 : bend === 'offset-1' ? st.offset - 1 : bend === 'offset-0' ? (st.offset > 0 ? 0 : 1) : st.offset
+    const h: Header[] = []
+    if (bend !== 'tus-missing') h.push(bend === 'tus-old' ? ['Tus-Resumable', '0.2.2'] : TUS_R)
+    if (bend === 'offset-garbage') h.push(['Upload-Offset', garbage])
+    else if (bend === 'offset-dup') h.push(['Upload-Offset', String(offset)], ['Upload-Offset', String(offset)])
+    else if (bend !== 'no-offset') h.push(['Upload-Offset', String(offset)])
+    if (bend === 'ct-wrong') h.push(['Content-Type', 'application/octet-stream'])
+    else if (bend !== 'ct-missing') h.push(OFFSET_CT)
+    if (bend === 'sum-ok') h.push(['Upload-Checksum', `${alg} ${digest(alg, data)}`])
+    if (bend === 'sum-bad') h.push(['Upload-Checksum', `${alg} ${digest(alg, Buffer.concat([data, enc('x')]))}`])
+    if (bend === 'sum-unknown') h.push(['Upload-Checksum', `crc99 ${b64('x')}`])
+    if (bend === 'sum-garbage') h.push(['Upload-Checksum', `${alg} !!!`])
+    if (bend === 'defer-length') h.push(['Upload-Length', String(st.length)])
+    if (bend === 'defer-garbage') h.push(['Upload-Length', garbage === '' ? '-5' : garbage])
+    if (bend === 'override') h.push(['X-HTTP-Method-Override', 'PATCH'])
+    // The statuses the tus text (and Ferry's README table) give, in the order Ferry checks.
+    let expect: number[]
+    if (bend === 'tus-missing' || bend === 'tus-old') expect = [412]
+    else if (['unknown', 'terminated', 'ietf', 'final'].includes(st.kind)) {
+      const state = { unknown: [404], terminated: [404, 410], ietf: [409, 400, 415], final: [403] }[st.kind as 'unknown']
+      // Neither text orders the upload's state against a bad header: either refusal is right.
+      expect = bend === 'ok' || bend === 'override' || bend === 'sum-ok' ? state : [...state, 400, 409, 413, 415, 460]
+    }
+    else if (bend === 'ct-missing' || bend === 'ct-wrong') expect = [415]
+    else if (bend === 'offset-garbage' || bend === 'offset-dup' || bend === 'no-offset') expect = [400]
+    else if (offset < 0) expect = [400]
+    else if (bend === 'offset+1' || bend === 'offset-1' || bend === 'offset-0') expect = [409]
+    else if (bend === 'sum-unknown' || bend === 'sum-garbage') expect = [400]
+    else if (st.kind === 'finished') expect = bend === 'defer-garbage' || bend === 'defer-length' ? [204, 400, 409] : data.length === 0 && bend !== 'sum-bad' ? [204] : bend === 'sum-bad' ? [409, 460] : [409, 413]
+    else if (bend === 'sum-bad') expect = [460]
+    else if (bend === 'defer-garbage') expect = st.kind === 'defer' ? [400] : [204, 400]
+    else if (bend === 'defer-length') expect = st.kind === 'defer' ? (st.length < st.offset + data.length ? [400, 413] : [204]) : [204, 400]
+    else if (bend === 'past-length') expect = st.kind === 'defer' ? [204] : [413]
+    else expect = [204]
+    return {
+      family: 'tus',
+      route: `tus PATCH {id} (${st.kind})`,
+      method: bend === 'override' ? 'POST' : 'PATCH',
+      target: st.target,
+      headers: h,
+      body: rawBody(data, null, `${bend}: ${data.length} bytes at ${offset} of ${st.length} (${st.kind})`),
+      setup: st.setup,
+      expect,
+      ...(slow !== null ? { slow } : {}),
+    }
+  })
+
+type CreateBend =
+  | 'ok' | 'with-body' | 'length-garbage' | 'length-huge' | 'defer' | 'defer-garbage' | 'both' | 'neither' | 'meta-ok' | 'meta-bad'
+  | 'tus-missing' | 'tus-dup' | 'length-dup' | 'partial' | 'final-ok' | 'final-open' | 'final-bogus' | 'final-not-partial' | 'body-past' | 'body-ct'
+
+const META_BAD = ['filename !!!', 'a b c', 'k aGVsbG8=,k aGVsbG8=', 'k a', ',', 'k\u00ff dGVzdA==', 'filename aGVsbG8=,', 'k dGVz\u0000dA==']
+const FINAL_BOGUS = ['final;', 'final', 'final;/files/', `final;/files/${NO_SUCH_ID}`, 'final;http://evil.example/files/x', 'final;/files/../files/x', 'final;{{A}} {{A}}x', 'final;/ImageStore/x', 'final;;;', 'partial;x', 'Partial', `final;${'/files/a '.repeat(2000)}`]
+
+/** tus POST /files/: creation and its extensions, each with one bend. */
+const tusCreation: fc.Arbitrary<Draft> = fc
+  .tuple(
+    fc.constantFrom<CreateBend>('ok', 'ok', 'with-body', 'with-body', 'length-garbage', 'length-huge', 'defer', 'defer-garbage', 'both', 'neither', 'meta-ok', 'meta-bad', 'meta-bad', 'tus-missing', 'tus-dup', 'length-dup', 'partial', 'final-ok', 'final-open', 'final-bogus', 'final-not-partial', 'body-past', 'body-ct'),
+    fc.integer({ min: 0, max: 3000 }),
+    fc.constantFrom(...OFFSET_GARBAGE),
+    fc.constantFrom(...META_BAD),
+    fc.constantFrom(...FINAL_BOGUS),
+  )
+  .map(([bend, length, garbage, meta, bogus]): Draft => {
+    const h: Header[] = []
+    let setup: SetupStep[] = []
+    let body = NO_BODY
+    let expect: number[] = [201]
+    if (bend === 'tus-missing') expect = [412]
+    else h.push(bend === 'tus-dup' ? ['Tus-Resumable', '1.0.0, 1.0.0'] : TUS_R)
+    if (bend === 'tus-dup') expect = [412]
+    const withLength = !['defer', 'defer-garbage', 'neither', 'final-ok', 'final-open', 'final-bogus', 'final-not-partial'].includes(bend)
+    if (withLength) {
+      if (bend === 'length-garbage') {
+        h.push(['Upload-Length', garbage])
+        expect = /^\d+$/.test(garbage) && garbage.length < 16 ? [201] : [400, 413]
+      } else if (bend === 'length-huge') {
+        h.push(['Upload-Length', String(FUZZ_MAX_UPLOAD_BYTES * 2 ** 20)])
+        expect = [201, 413]
+      } else if (bend === 'length-dup') {
+        h.push(['Upload-Length', String(length)], ['Upload-Length', String(length)])
+        expect = [400]
+      } else h.push(['Upload-Length', String(length)])
+    }
+    if (bend === 'defer') h.push(['Upload-Defer-Length', '1'])
+    if (bend === 'defer-garbage') {
+      h.push(['Upload-Defer-Length', garbage === '' ? '0' : garbage])
+      expect = [400]
+    }
+    if (bend === 'both') {
+      h.push(['Upload-Defer-Length', '1'])
+      expect = [400]
+    }
+    if (bend === 'neither') expect = [400]
+    if (bend === 'meta-ok') h.push(['Upload-Metadata', `filename ${b64('a.bin')},filetype ${b64('application/octet-stream')},empty`])
+    if (bend === 'meta-bad') {
+      h.push(['Upload-Metadata', meta])
+      expect = [400]
+    }
+    if (bend === 'partial') h.push(['Upload-Concat', 'partial'])
+    if (bend === 'final-ok') {
+      setup = [tusCreate('A', 3, enc('abc'), 'partial'), tusCreate('B', 2, enc('de'), 'partial')]
+      h.push(['Upload-Concat', 'final;{{A}} {{B}}'])
+    }
+    if (bend === 'final-open') {
+      setup = [tusCreate('A', 3, enc('abc'), 'partial'), tusCreate('B', 5, enc('de'), 'partial')]
+      h.push(['Upload-Concat', 'final;{{A}} {{B}}'])
+      expect = [400]
+    }
+    if (bend === 'final-not-partial') {
+      setup = [tusCreate('A', 3, enc('abc'))]
+      h.push(['Upload-Concat', 'final;{{A}}'])
+      expect = [400]
+    }
+    if (bend === 'final-bogus') {
+      setup = [tusCreate('A', 3, enc('abc'), 'partial')]
+      h.push(['Upload-Concat', bogus])
+      // The longest reference list is over the header limit: 431 before any parsing.
+      expect = [400, 404, 431]
+    }
+    if (bend === 'with-body' || bend === 'body-past' || bend === 'body-ct') {
+      const n = bend === 'body-past' ? length + 1 : Math.floor(length / 2)
+      body = rawBody(Buffer.alloc(n, 0x66), bend === 'body-ct' ? 'text/plain' : 'application/offset+octet-stream')
+      // Ferry answers a creation whose first chunk failed 201 with the offset it kept, so the
+      // client learns the Location (tus-js-client reads it from a 201 only); 413 is tusd's answer.
+      if (bend === 'body-past') expect = [201, 413, 400]
+      // creation-with-upload needs the offset+octet-stream type: other bodies are refused or ignored.
+      if (bend === 'body-ct') expect = [201, 400, 415]
+    }
+    if (body.contentType !== null) h.push(['Content-Type', body.contentType])
+    return { family: 'tus', route: 'tus POST /files/ create', method: 'POST', target: '/files/', headers: h, body: { ...body, notes: [`creation ${bend}`] }, setup, expect }
+  })
+
+/** HEAD, DELETE, GET of a tus upload in some state (and the method override for DELETE). */
+const tusOther: fc.Arbitrary<Draft> = fc
+  .tuple(tusState, fc.constantFrom('HEAD', 'HEAD', 'DELETE', 'DELETE-override', 'GET', 'GET', 'HEAD-no-tus'), fc.constantFrom<string | null>(null, null, 'bytes=0-0', 'bytes=1-', 'bytes=-1', 'bytes=5-1', 'bytes=99999999-', 'bytes=abc', 'bytes=0-0,2-3', 'items=0-1'))
+  .map(([st, how, range]): Draft => {
+    const m = how === 'DELETE-override' ? 'POST' : how.startsWith('HEAD') ? 'HEAD' : how
+    const h: Header[] = how === 'HEAD-no-tus' || how === 'GET' ? [] : [TUS_R]
+    if (how === 'DELETE-override') h.push(['X-HTTP-Method-Override', 'DELETE'])
+    if (how === 'GET' && range !== null) h.push(['Range', range])
+    const gone = st.kind === 'terminated' ? [404, 410] : st.kind === 'unknown' ? [404] : null
+    let expect: number[]
+    if (how === 'HEAD-no-tus') expect = [412]
+    else if (gone !== null) expect = gone
+    else if (how === 'HEAD') expect = st.kind === 'ietf' ? [200, 204, 409] : [200]
+    else if (how === 'GET') {
+      const done = st.kind === 'finished' || st.kind === 'final'
+      if (!done) expect = [409]
+      else if (range === null) expect = [200]
+      else if (/^bytes=(0-0|1-|-1)$/.test(range)) expect = st.length > 1 || range === 'bytes=0-0' || range === 'bytes=-1' ? [206] : [206, 416]
+      else if (range === 'bytes=99999999-') expect = [416]
+      // Malformed or multi ranges: RFC 9110 lets a server ignore the header (200) or refuse it.
+      else expect = [200, 206, 416]
+    } else expect = st.kind === 'ietf' ? [204, 409] : [204]
+    return { family: 'tus', route: `tus ${how} {id}`, method: m, target: st.target, headers: h, body: NO_BODY, setup: st.setup, expect }
+  })
+
+/** OPTIONS on the endpoint: discovery (tus, IETF) and CORS preflights. */
+const tusOptions: fc.Arbitrary<Draft> = fc
+  .constantFrom<[string, Header[], number[]]>(
+    ['discovery', [TUS_R], [204]],
+    ['discovery without Tus-Resumable', [], [204]],
+    ['ietf discovery', [['Upload-Draft-Interop-Version', '8']], [204]],
+    ['preflight', [['Origin', 'https://app.example'], ['Access-Control-Request-Method', 'PATCH'], ['Access-Control-Request-Headers', 'tus-resumable,upload-offset,content-type,upload-checksum']], [204]],
+    ['preflight odd method', [['Origin', 'https://app.example'], ['Access-Control-Request-Method', 'TRACE']], [204, 400, 403, 405]],
+    ['preflight null origin', [['Origin', 'null'], ['Access-Control-Request-Method', 'POST']], [204, 403]],
+    ['preflight on an id', [['Origin', 'https://app.example'], ['Access-Control-Request-Method', 'DELETE']], [204]],
+    ['garbage Tus-Resumable', [['Tus-Resumable', 'x']], [204, 412]],
+  )
+  .map(([what, h, expect]): Draft => ({ family: 'tus', route: 'tus OPTIONS', method: 'OPTIONS', target: what === 'preflight on an id' ? `/files/${NO_SUCH_ID}` : '/files/', headers: h, body: rawBody(Buffer.alloc(0), null, what), expect }))
+
+/** IETF creation: interop 6 and 8 (and ones Ferry does not speak), Upload-Complete, a body. */
+const ietfCreation: fc.Arbitrary<Draft> = fc
+  .tuple(
+    fc.constantFrom('8', '8', '6', '6', '5', '7', 'abc', '8, 8', '-1', ''),
+    fc.constantFrom('?1', '?0', '?1', '?0', '?2', '1', 'true', '', null),
+    fc.integer({ min: 0, max: 3000 }),
+    fc.constantFrom<string | null>(null, null, 'exact', 'less', 'more', 'garbage'),
+  )
+  .map(([v, complete, n, len]): Draft => {
+    const h: Header[] = [['Upload-Draft-Interop-Version', v]]
+    if (complete !== null) h.push(['Upload-Complete', complete])
+    if (len !== null) h.push(['Upload-Length', len === 'exact' ? String(n) : len === 'less' ? String(Math.max(0, n - 1)) : len === 'more' ? String(n + 1) : 'x'])
+    const body = rawBody(Buffer.alloc(n, 0x67), null, `ietf create v=${v} complete=${complete} length=${len}`)
+    let expect: number[]
+    if (v !== '8' && v !== '6') expect = [400]
+    else if (complete === null || !['?1', '?0'].includes(complete)) expect = [400]
+    else if (len === 'garbage') expect = [400]
+    else if (len === 'less' && n > 0) expect = [400, 413]
+    else if (len === 'less' || (len === 'more' && complete === '?1')) expect = [400]
+    else expect = [201]
+    return { family: 'tus', route: 'ietf POST /files/ create', method: 'POST', target: '/files/', headers: h, body, expect }
+  })
+
+/** IETF append: PATCH application/partial-upload to an upload made by either version. */
+const ietfPatch: fc.Arbitrary<Draft> = fc
+  .tuple(
+    fc.constantFrom<6 | 8>(6, 8),
+    fc.integer({ min: 0, max: 2000 }),
+    fc.constantFrom('ok', 'ok', 'ok', 'offset+1', 'offset-1', 'offset-garbage', 'other-version', 'bad-version', 'no-complete', 'ct-missing', 'ct-wrong', 'tus-on-ietf', 'head', 'delete', 'unknown'),
+    fc.constantFrom('?0', '?1'),
+    fc.integer({ min: 0, max: 2000 }),
+    slowBody,
+  )
+  .map(([ver, first, bend, complete, n, slow]): Draft => {
+    const setup = bend === 'unknown' ? [] : [ietfCreate('U', ver, Buffer.alloc(first, 0x68), false)]
+    const target = bend === 'unknown' ? `/files/${NO_SUCH_ID}` : '{{U}}'
+    const other = ver === 6 ? '8' : '6'
+    const h: Header[] = []
+    if (bend === 'tus-on-ietf') h.push(TUS_R)
+    else h.push(['Upload-Draft-Interop-Version', bend === 'other-version' ? other : bend === 'bad-version' ? '7' : String(ver)])
+    if (bend === 'head' || bend === 'delete') {
+      return { family: 'tus', route: `ietf ${bend.toUpperCase()} {id}`, method: bend.toUpperCase(), target, headers: h, body: NO_BODY, setup, expect: [204] }
+    }
+    const offset = bend === 'offset+1' ? first + 1 : bend === 'offset-1' ? first - 1 : first
+    h.push(bend === 'offset-garbage' ? ['Upload-Offset', '-1'] : ['Upload-Offset', String(offset)])
+    if (bend !== 'no-complete') h.push(['Upload-Complete', complete])
+    if (bend === 'ct-wrong') h.push(['Content-Type', 'application/octet-stream'])
+    else if (bend !== 'ct-missing') h.push(bend === 'tus-on-ietf' ? OFFSET_CT : PARTIAL_CT)
+    let expect: number[]
+    if (bend === 'unknown') expect = [404]
+    else if (bend === 'bad-version' || bend === 'offset-garbage' || bend === 'no-complete') expect = [400]
+    else if (bend === 'other-version' || bend === 'tus-on-ietf') expect = [400, 409]
+    else if (bend === 'offset+1' || (bend === 'offset-1' && first > 0)) expect = [409]
+    else if (bend === 'offset-1') expect = [400, 409]
+    // The draft's PATCH carries application/partial-upload (-11); interop 6 did not name one.
+    else if (bend === 'ct-missing' || bend === 'ct-wrong') expect = ver === 8 ? [415] : [200, 204, 415]
+    else expect = complete === '?1' ? [200, 204] : [204]
+    return { family: 'tus', route: 'ietf PATCH {id}', method: 'PATCH', target, headers: h, body: rawBody(Buffer.alloc(n, 0x69), null, `ietf ${bend} v${ver} ${n} bytes at ${offset} (has ${first})`), setup, expect, ...(slow !== null ? { slow } : {}) }
+  })
+
+/** lakeFS presigned multipart: create, parts, fresh URL, complete, abort (valid credentials). */
+function multipartRoutes(creds: Credentials): fc.Arbitrary<Draft>[] {
+  const auth: Header = ['Authorization', creds.lakefsValid[0]!]
+  const json: Header = ['Content-Type', 'application/json']
+  const base = '/api/v1/repositories/repo1/branches/main/staging/pmpu'
+  const create = (name: string, path: string, parts: number) => step(name, 'pmpu', 'POST', `${base}?path=${path}&parts=${parts}`, [auth])
+  const part = (name: string, m: string, n: number, data: Buffer) => step(name, 'etag', 'PUT', `{{${m}.p${n}}}`, [], data)
+  const objPath = fc.integer({ min: 0, max: 1e9 }).map((i) => `fuzz%2Fmp${i}`)
+  const jsonOf = (o: unknown, note: string): Body => ({ bytes: enc(JSON.stringify(o)), contentType: 'application/json', marks: {}, notes: [note] })
+
+  const createRoute = fc
+    .tuple(objPath, fc.constantFrom('0', '1', '3', '3', '10000', '10001', '-1', 'abc', '1.5', '', '1e3', '99999999999999999999', null), fc.constantFrom('ok', 'ok', 'ok', 'no-path', 'bad-path', 'repo'))
+    .map(([p, parts, how]): Draft => {
+      const q = [how === 'no-path' ? null : `path=${how === 'bad-path' ? 'a%2F..%2Fb' : p}`, parts === null ? null : `parts=${parts}`].filter((x) => x !== null).join('&')
+      const b = how === 'repo' ? base.replace('repo1', 'nope') : base
+      const okParts = parts === null || ['0', '1', '3', '10000'].includes(parts)
+      const expect = how === 'repo' ? [404] : how !== 'ok' || !okParts ? [400] : [201]
+      return { family: 'lakefs', route: 'lakefs POST staging/pmpu', method: 'POST', target: `${b}?${q}`, headers: [auth], body: rawBody(Buffer.alloc(0), null, `pmpu create parts=${parts} ${how}`), expect }
+    })
+
+  const partRoute = fc
+    .tuple(objPath, fc.constantFrom('p1', 'p1', 'p1', 'p3', 'p1sig', 'p1exp', 'p1nosig', 'p1part', 'p1upid', 'p1part0', 'p1part10001', 'p1partabc'), smallBytes, fc.constantFrom('none', 'none', 'md5-ok', 'md5-bad', 'md5-garbage'), fc.boolean(), slowBody)
+    .map(([p, which, data, md5, aborted, slow]): Draft => {
+      const setup = [create('M', p, 3), ...(aborted ? [step('X', 'none', 'DELETE', `${base}/{{M.id}}?path=${p}`, [auth, json], enc('{"physical_address":"{{M.addr}}"}'))] : [])]
+      const h: Header[] = []
+      if (md5 === 'md5-ok') h.push(['Content-MD5', digest('md5', data)])
+      if (md5 === 'md5-bad') h.push(['Content-MD5', digest('md5', Buffer.concat([data, enc('x')]))])
+      if (md5 === 'md5-garbage') h.push(['Content-MD5', '!!'])
+      let expect: number[]
+      if (['p1part0', 'p1part10001', 'p1partabc'].includes(which)) expect = [400]
+      else if (which !== 'p1' && which !== 'p3') expect = [403]
+      else if (aborted) expect = [404]
+      else if (md5 === 'md5-bad' || md5 === 'md5-garbage') expect = [400]
+      else expect = [200]
+      return { family: 'lakefs', route: 'lakefs PUT pmpu part', method: 'PUT', target: `{{M.${which}}}`, headers: h, body: rawBody(data, 'application/octet-stream', `part ${which} ${data.length} bytes md5=${md5} aborted=${aborted}`), setup, expect, ...(slow !== null ? { slow } : {}) }
+    })
+
+  const completeRoute = fc
+    .tuple(objPath, fc.constantFrom('one', 'one', 'in-order-small', 'out-of-order', 'duplicate', 'unknown-part', 'wrong-etag', 'empty', 'absurd', 'zero', 'fraction', 'string-number', 'missing-part', 'wrong-id', 'wrong-addr', 'wrong-path', 'aborted', 'twice', 'huge-list'), smallBytes, smallBytes)
+    .map(([p, how, d1, d2]): Draft => {
+      const setup: SetupStep[] = [create('M', p, 2), part('E1', 'M', 1, d1)]
+      if (how !== 'one' && how !== 'missing-part') setup.push(part('E2', 'M', 2, d2))
+      if (how === 'aborted') setup.push(step('X', 'none', 'DELETE', `${base}/{{M.id}}?path=${p}`, [auth, json], enc('{"physical_address":"{{M.addr}}"}')))
+      const e = (n: 1 | 2) => `"{{E${n}}}"`
+      const parts: unknown[] = {
+        one: [{ part_number: 1, etag: e(1) }],
+        'missing-part': [{ part_number: 1, etag: e(1) }, { part_number: 2, etag: e(1) }],
+        'in-order-small': [{ part_number: 1, etag: e(1) }, { part_number: 2, etag: e(2) }],
+        'out-of-order': [{ part_number: 2, etag: e(2) }, { part_number: 1, etag: e(1) }],
+        duplicate: [{ part_number: 1, etag: e(1) }, { part_number: 1, etag: e(1) }],
+        'unknown-part': [{ part_number: 9, etag: e(1) }],
+        'wrong-etag': [{ part_number: 1, etag: '"00000000000000000000000000000000"' }],
+        empty: [],
+        absurd: [{ part_number: 1e9, etag: e(1) }],
+        zero: [{ part_number: 0, etag: e(1) }],
+        fraction: [{ part_number: 1.5, etag: e(1) }],
+        'string-number': [{ part_number: '1', etag: e(1) }],
+        'wrong-id': [{ part_number: 1, etag: e(1) }],
+        'wrong-addr': [{ part_number: 1, etag: e(1) }],
+        'wrong-path': [{ part_number: 1, etag: e(1) }],
+        aborted: [{ part_number: 1, etag: e(1) }],
+        twice: [{ part_number: 1, etag: e(1) }],
+        'huge-list': Array.from({ length: 10_001 }, (_, i) => ({ part_number: i + 1, etag: e(1) })),
+      }[how]!
+      if (how === 'twice') setup.push(step('C', 'none', 'PUT', `${base}/{{M.id}}?path=${p}`, [auth, json], enc(JSON.stringify({ physical_address: '{{M.addr}}', parts }))))
+      const id = how === 'wrong-id' ? NO_SUCH_ID : '{{M.id}}'
+      const addr = how === 'wrong-addr' ? 'local://repo1/data/nope/nope' : '{{M.addr}}'
+      const path = how === 'wrong-path' ? 'fuzz%2Fother' : p
+      // A retried completion with the same parts answers the first one's ObjectStats (as S3 does).
+      const expect = how === 'one' || how === 'twice' ? [200] : how === 'huge-list' ? [400, 413] : ['wrong-id', 'aborted'].includes(how) ? [404] : how === 'wrong-addr' || how === 'wrong-path' ? [400, 404] : [400]
+      return { family: 'lakefs', route: 'lakefs PUT pmpu complete', method: 'PUT', target: `${base}/${id}?path=${path}`, headers: [auth], body: jsonOf({ physical_address: addr, parts }, `complete ${how}`), setup, expect }
+    })
+
+  const abortRoute = fc
+    .tuple(objPath, fc.constantFrom('ok', 'ok', 'twice', 'wrong-id', 'wrong-addr', 'no-body', 'after-part'))
+    .map(([p, how]): Draft => {
+      const setup: SetupStep[] = [create('M', p, 2)]
+      if (how === 'after-part') setup.push(part('E1', 'M', 1, enc('abc')))
+      if (how === 'twice') setup.push(step('X', 'none', 'DELETE', `${base}/{{M.id}}?path=${p}`, [auth, json], enc('{"physical_address":"{{M.addr}}"}')))
+      const id = how === 'wrong-id' ? NO_SUCH_ID : '{{M.id}}'
+      const body = how === 'no-body' ? NO_BODY : jsonOf({ physical_address: how === 'wrong-addr' ? 'local://repo1/data/nope/nope' : '{{M.addr}}' }, `abort ${how}`)
+      const expect = how === 'ok' || how === 'after-part' ? [204] : how === 'no-body' ? [400] : how === 'wrong-addr' ? [400, 404] : [404]
+      return { family: 'lakefs', route: 'lakefs DELETE pmpu abort', method: 'DELETE', target: `${base}/${id}?path=${p}`, headers: [auth], body, setup, expect }
+    })
+
+  const freshRoute = fc
+    .tuple(objPath, fc.constantFrom('1', '2', '2', '0', '10001', 'abc', '-1', '1.5', '99999999999999999999'), fc.constantFrom('ok', 'ok', 'wrong-id', 'wrong-addr', 'copy'))
+    .map(([p, n, how]): Draft => {
+      const id = how === 'wrong-id' ? NO_SUCH_ID : '{{M.id}}'
+      const body = jsonOf({ physical_address: how === 'wrong-addr' ? 'local://repo1/data/nope/nope' : '{{M.addr}}' }, `fresh part ${n} ${how}`)
+      const okN = ['1', '2'].includes(n)
+      // Minting a part URL does not look the upload up (neither does lakeFS's S3 presign): a
+      // wrong id may get a URL, whose PUT then answers NoSuchUpload.
+      const expect = how === 'copy' ? [400, 501] : !okN ? [400] : how === 'ok' ? [200] : [200, 400, 404]
+      return { family: 'lakefs', route: 'lakefs PUT pmpu fresh part URL', method: 'PUT', target: `${base}/${id}/parts/${n}${how === 'copy' ? '/copy' : ''}?path=${p}`, headers: [auth], body, setup: [create('M', p, 2)], expect }
+    })
+
+  return [createRoute, partRoute, completeRoute, abortRoute, freshRoute]
+}
+
+function resumableRoutes(creds: Credentials): fc.Arbitrary<Draft>[] {
+  return [tusCreation, tusPatch, tusPatch, tusOther, tusOptions, ietfCreation, ietfPatch, ...multipartRoutes(creds)]
 }

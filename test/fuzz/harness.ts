@@ -9,10 +9,11 @@
  * the shrunk request as bytes, with a command that replays it.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { request } from 'node:http'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { sendRaw, type RawOutcome } from '../helpers/raw-http.js'
-import { fuzzCase, type FuzzCase } from './generators.js'
+import { fillPlaceholders, fuzzCase, type FuzzCase, type SetupStep } from './generators.js'
 import type { FuzzTarget } from './target.js'
 
 export const ANSWER_TIMEOUT_MS = 10_000
@@ -45,7 +46,7 @@ export function newStats(): FuzzStats {
 
 export class InvariantViolation extends Error {
   constructor(
-    readonly kind: 'crash' | '5xx' | 'timeout' | 'stalled-connection' | 'escape' | 'rss',
+    readonly kind: 'crash' | '5xx' | 'timeout' | 'stalled-connection' | 'escape' | 'rss' | 'wrong-status' | 'setup',
     message: string,
   ) {
     super(`${kind}: ${message}`)
@@ -87,7 +88,19 @@ const FOLLOW_UP = Buffer.from('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
  */
 export async function runCase(target: FuzzTarget, c: FuzzCase, stats: FuzzStats, followUp = false): Promise<void> {
   await target.ensureUp()
-  const o = await sendRaw(target.port, c.bytes, { ending: c.ending, timeoutMs: ANSWER_TIMEOUT_MS, ...(followUp ? { followUp: FOLLOW_UP } : {}) })
+  let bytes = c.bytes
+  if (c.setup !== undefined && c.render !== undefined) {
+    const vars = await runSetup(target.port, c.setup).catch(async (err: unknown) => {
+      // A setup request the server did not answer is a crash when the server is gone.
+      if (!(await target.healthy())) {
+        const tail = target.output().slice(-3000)
+        throw new InvariantViolation('crash', `the server stopped answering during the case's setup\n--- server output (tail) ---\n${tail}`)
+      }
+      throw err
+    })
+    bytes = c.render(vars)
+  }
+  const o = await sendRaw(target.port, bytes, { ending: c.ending, timeoutMs: ANSWER_TIMEOUT_MS, ...(followUp ? { followUp: FOLLOW_UP } : {}), ...(c.slow !== undefined ? { slow: { ...c.slow, headBytes: bytes.indexOf('\r\n\r\n') + 4 } } : {}) })
   record(stats, c, o)
   // A crash cuts every connection, ours included: confirm with a health check whenever ours was cut.
   if ((o.status === null || !target.alive()) && !(await target.healthy())) {
@@ -96,6 +109,10 @@ export async function runCase(target: FuzzTarget, c: FuzzCase, stats: FuzzStats,
   }
   if (o.status !== null && o.status >= 500 && !allowed5xx(c, o.status)) {
     throw new InvariantViolation('5xx', `answered ${o.status}: ${JSON.stringify(o.answer.subarray(0, 600).toString('latin1'))}`)
+  }
+  const sent = () => (bytes === c.bytes ? '' : `\n--- request as sent ---\n${escapedView(bytes, 3000)}`)
+  if (c.expect !== undefined && o.status !== null && !c.expect.includes(o.status) && !transient(o.status)) {
+    throw new InvariantViolation('wrong-status', `answered ${o.status}, the protocol says ${c.expect.join(' or ')}: ${JSON.stringify(o.answer.subarray(0, 600).toString('latin1'))}${sent()}`)
   }
   if (o.timedOut) throw new InvariantViolation('timeout', `neither answered nor closed within ${ANSWER_TIMEOUT_MS} ms`)
   if (o.followUp === 'timeout') {
@@ -106,6 +123,76 @@ export async function runCase(target: FuzzTarget, c: FuzzCase, stats: FuzzStats,
   const rss = target.rssBytes()
   stats.maxRssBytes = Math.max(stats.maxRssBytes, rss)
   if (rss > RSS_LIMIT_BYTES) throw new InvariantViolation('rss', `server RSS ${(rss / 2 ** 20).toFixed(0)} MiB is over ${RSS_LIMIT_BYTES / 2 ** 20} MiB`)
+}
+
+/** Statuses any request may get whatever the protocol says: busy, shutting down, full disk. */
+const transient = (status: number) => status === 423 || status === 503 || status === 507
+
+/**
+ * Sends a case's setup requests (whole, valid, one connection each) and keeps what they answer
+ * for the case's placeholders. A setup request that is not answered 2xx is itself a finding.
+ */
+export async function runSetup(port: number, steps: readonly SetupStep[]): Promise<Record<string, string>> {
+  const vars: Record<string, string> = {}
+  for (const s of steps) {
+    const target = fillPlaceholders(s.target, vars)
+    const body = Buffer.from(fillPlaceholders(s.body.toString('latin1'), vars), 'latin1')
+    const headers: Record<string, string> = { 'Content-Length': String(body.length) }
+    for (const [k, v] of s.headers) headers[k] = fillPlaceholders(v, vars)
+    if (s.capture === 'pmpu' || body.length > 0 && s.capture === 'none' && target.includes('/pmpu')) headers['Content-Type'] ??= 'application/json'
+    const a = await new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, method: s.method, path: target, headers, agent: false }, (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (d: Buffer) => chunks.push(d))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }))
+        res.on('error', reject)
+      })
+      req.setTimeout(ANSWER_TIMEOUT_MS, () => req.destroy(new Error('setup request timed out')))
+      req.on('error', reject)
+      req.end(body)
+    }).catch((err: unknown) => {
+      throw new InvariantViolation('setup', `setup ${s.method} ${target}: ${err instanceof Error ? err.message : String(err)}`)
+    })
+    if (a.status < 200 || a.status > 299) {
+      throw new InvariantViolation(a.status >= 500 && !transient(a.status) ? '5xx' : 'setup', `setup ${s.method} ${target} answered ${a.status}: ${a.body.slice(0, 400)}`)
+    }
+    if (s.capture === 'location') {
+      const loc = String(a.headers['location'] ?? '')
+      vars[s.name] = new URL(loc, `http://127.0.0.1:${port}`).pathname
+    } else if (s.capture === 'etag') {
+      vars[s.name] = String(a.headers['etag'] ?? '').replace(/"/g, '')
+    } else if (s.capture === 'pmpu') {
+      const j = JSON.parse(a.body) as { upload_id: string; physical_address: string; presigned_urls?: string[] }
+      vars[`${s.name}.id`] = j.upload_id
+      vars[`${s.name}.addr`] = j.physical_address
+      ;(j.presigned_urls ?? []).forEach((u, i) => {
+        const url = new URL(u)
+        vars[`${s.name}.p${i + 1}`] = url.pathname + url.search
+      })
+      const p1 = vars[`${s.name}.p1`]
+      if (p1 !== undefined) {
+        // Bent copies of part 1's URL: tampered, expired, unsigned, another part or upload.
+        const q = new URL(p1, 'http://x').searchParams
+        const withQ = (f: (q: URLSearchParams) => void) => {
+          const c = new URLSearchParams(q)
+          f(c)
+          return `${p1.split('?')[0]}?${c.toString()}`
+        }
+        vars[`${s.name}.p1sig`] = withQ((c) => c.set('X-Ferry-Signature', `${c.get('X-Ferry-Signature') ?? ''}A`))
+        vars[`${s.name}.p1exp`] = withQ((c) => {
+          c.set('X-Amz-Date', '20000101T000000Z')
+          c.set('X-Ferry-Expires', '946684800')
+        })
+        vars[`${s.name}.p1nosig`] = withQ((c) => c.delete('X-Ferry-Signature'))
+        vars[`${s.name}.p1part`] = withQ((c) => c.set('partNumber', '2'))
+        vars[`${s.name}.p1upid`] = withQ((c) => c.set('uploadId', `${c.get('uploadId') ?? ''}x`))
+        vars[`${s.name}.p1part0`] = withQ((c) => c.set('partNumber', '0'))
+        vars[`${s.name}.p1part10001`] = withQ((c) => c.set('partNumber', '10001'))
+        vars[`${s.name}.p1partabc`] = withQ((c) => c.set('partNumber', 'abc'))
+      }
+    }
+  }
+  return vars
 }
 
 // ---- reports -------------------------------------------------------------------------------

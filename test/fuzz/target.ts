@@ -27,7 +27,7 @@ export const FUZZ_MAX_UPLOAD_BYTES = 1024 * 1024
 /** JSON bodies above this are refused (the fuzzer's "huge" JSON goes over it). */
 export const FUZZ_MAX_JSON_BYTES = 256 * 1024
 /** What the data directory's top level may hold (src/core/storage/layout.ts). */
-export const LAYOUT_DIRS = new Set(['tmp', 'store', 'cas', 'checkouts', 'staging', 'ingest', 'state'])
+export const LAYOUT_DIRS = new Set(['tmp', 'store', 'cas', 'checkouts', 'staging', 'ingest', 'tus', 'state'])
 
 /** Top-level names the generator's paths use (generators.ts SANE_SEGMENTS and fixed paths). */
 const CANARY_NAMES = ['a.bin', 'dir', 'x', 'file.txt', 'sub', 'data.tif', 'b', 'fuzz', 'repo1', 'repo2', '0ABC', 'checkouts', 'store']

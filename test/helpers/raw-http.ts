@@ -173,6 +173,11 @@ export interface SendRawOptions {
    * or close, so that this one is answered (or the connection closed) within `timeoutMs`.
    */
   readonly followUp?: Buffer
+  /**
+   * A slow client: the bytes go in `pieces` writes with `pauseMs` between them (the first piece
+   * ends with the head, so the pauses fall inside the body).
+   */
+  readonly slow?: { readonly pieces: number; readonly pauseMs: number; readonly headBytes: number }
 }
 
 /**
@@ -248,8 +253,23 @@ export function sendRaw(port: number, bytes: Buffer, opts: SendRawOptions): Prom
     }
     sock.on('error', ended)
     sock.on('close', ended)
+    /** Writes the bytes (in slow pieces when asked), then calls `done` once all are handed over. */
+    const writeAll = (done: () => void) => {
+      const slow = opts.slow
+      if (slow === undefined || slow.pieces < 2 || bytes.length <= slow.headBytes) return void sock.write(bytes, done)
+      const body = bytes.length - slow.headBytes
+      const cuts = Array.from({ length: slow.pieces }, (_, i) => slow.headBytes + Math.floor((body * i) / (slow.pieces - 1)))
+      let i = 0
+      const next = () => {
+        if (i >= cuts.length - 1 || sock.destroyed) return done()
+        const piece = bytes.subarray(cuts[i]!, cuts[i + 1]!)
+        i++
+        sock.write(piece, () => (i >= cuts.length - 1 ? done() : setTimeout(next, slow.pauseMs)))
+      }
+      sock.write(bytes.subarray(0, cuts[0]!), () => setTimeout(next, slow.pauseMs))
+    }
     sock.on('connect', () => {
-      sock.write(bytes, () => {
+      writeAll(() => {
         if (done) return
         sentAt = Date.now()
         if (opts.ending === 'reset') return finish(true, false)

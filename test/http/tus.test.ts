@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { request, seededBytes, sha256, type Reply } from '../helpers/http.js'
+import { sendRaw } from '../helpers/raw-http.js'
 import { commit, newSessionId, putChunk } from '../helpers/imagestore.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { startFerry, type TestServer } from '../helpers/server.js'
@@ -432,6 +433,34 @@ describe('checksum', () => {
     expect((await request(url)).body.toString()).toBe('abcdefghi')
   })
 
+  test('460: an empty PATCH whose checksum is not the empty body\'s (fuzzer)', async () => {
+    // The fuzz run sent `Upload-Checksum: md5 <md5 of "x">` with no body and got 204.
+    const url = await newUpload(3)
+    const wrong = await patch(url, 0, Buffer.alloc(0), {
+      'Upload-Checksum': `md5 ${digest('md5', Buffer.from('x'))}`,
+    })
+    expect(wrong.status).toBe(460)
+    const right = await patch(url, 0, Buffer.alloc(0), {
+      'Upload-Checksum': `sha1 ${digest('sha1', Buffer.alloc(0))}`,
+    })
+    expect(right.status).toBe(204)
+    expect((await head(url)).headers['upload-offset']).toBe('0')
+  })
+
+  test('460: an empty PATCH at a finished upload\'s end, wrong checksum (fuzzer)', async () => {
+    // The fuzz run (seed 1) sent it to a finished upload of 1 byte and got 204.
+    const url = await newUpload(1)
+    expect((await patch(url, 0, Buffer.from('x'))).status).toBe(204)
+    const wrong = await patch(url, 1, Buffer.alloc(0), {
+      'Upload-Checksum': `sha1 ${digest('sha1', Buffer.from('x'))}`,
+    })
+    expect(wrong.status).toBe(460)
+    const right = await patch(url, 1, Buffer.alloc(0), {
+      'Upload-Checksum': `sha1 ${digest('sha1', Buffer.alloc(0))}`,
+    })
+    expect(right.status).toBe(204)
+  })
+
   test('400 for an unknown algorithm', async () => {
     const url = await newUpload(3)
     const r = await patch(url, 0, Buffer.from('abc'), { 'Upload-Checksum': 'crc32 AAAAAA==' })
@@ -514,6 +543,22 @@ describe('concatenation', () => {
     expect((await create({ 'Upload-Concat': `final;${plain}` })).status).toBe(400)
     const foreign = 'http://example.com/files/AAAAAAAAAAAAAAAAAAAAAA'
     expect((await create({ 'Upload-Concat': `final;${foreign}` })).status).toBe(400)
+  })
+
+  test('400, not 500: a final sent with a Host that is no URL authority (fuzzer)', async () => {
+    // The fuzz run sent `Host: a b/\xff` with `Upload-Concat: final;/files/<id>`: building this
+    // server's prefix from that Host threw, and the creation answered 500.
+    const partial = await newUpload(3, { 'Upload-Concat': 'partial' })
+    await patch(partial, 0, Buffer.from('abc'))
+    const path = new URL(partial).pathname
+    const req = Buffer.concat([
+      Buffer.from('POST /files/ HTTP/1.1\r\nHost: a b/', 'latin1'),
+      Buffer.from([0xff]),
+      Buffer.from(`\r\nTus-Resumable: 1.0.0\r\nUpload-Concat: final;${path}\r\n`, 'latin1'),
+      Buffer.from('Content-Length: 0\r\nConnection: close\r\n\r\n', 'latin1'),
+    ])
+    const o = await sendRaw(Number(new URL(ferry.url).port), req, { ending: 'wait' })
+    expect(o.status).toBe(400)
   })
 })
 

@@ -92,6 +92,11 @@ export class ChecksumTransform extends Transform {
   }
 }
 
+/** Whether the announced digest is the digest of zero bytes (a PATCH with an empty body). */
+export function emptyBodyMatches(expected: ExpectedChecksum): boolean {
+  return digestsEqual(createHash(expected.algorithm).digest(), expected.digest)
+}
+
 /**
  * Hashes a whole body (any async iterable of bytes: a request, a file stream) and compares it
  * with the expected digest. For callers that buffer to a temp file first and verify afterwards.

@@ -26,7 +26,7 @@ import type { UploadService } from '../../core/uploads/uploads.js'
 import type { Family, RequestContext } from '../context.js'
 import type { CorsPolicy } from '../cors.js'
 import { sendEmpty } from '../respond.js'
-import { ChecksumTransform, type ExpectedChecksum } from './checksum.js'
+import { ChecksumTransform, emptyBodyMatches, type ExpectedChecksum } from './checksum.js'
 import { refuse, sendTusError, tusRefusals } from './errors.js'
 import { SHA256_HEADER } from '../digest-header.js'
 import type { FinishedInfo, FinishedUploads } from './finished.js'
@@ -278,7 +278,17 @@ export function createTusFamily(deps: TusDeps): Family {
       )
     }
     const chunked = declared === undefined && ctx.req.headers['transfer-encoding'] !== undefined
-    if ((declared ?? 0) === 0 && !chunked) return s
+    if ((declared ?? 0) === 0 && !chunked) {
+      // An empty body has a digest too: a checksum that is not the empty body's is a mismatch
+      // (tus checksum extension: 460), even though there is nothing to keep or drop.
+      if (checksum !== undefined && !emptyBodyMatches(checksum)) {
+        throw new UploadError(
+          'ERR_CHECKSUM_MISMATCH',
+          `the empty body does not match its ${checksum.algorithm} checksum`,
+        )
+      }
+      return s
+    }
     if (offset >= limit) throw refuse(413, `the upload's length (${limit} bytes) is reached`)
     let body: Readable = ctx.req
     let verify: (() => void) | undefined
@@ -576,6 +586,13 @@ export function createTusFamily(deps: TusDeps): Family {
         if (info.concat?.startsWith('final;')) throw refuse(403, 'a final upload takes no PATCH')
         const empty = (req.headers['content-length'] ?? '0') === '0'
         if (offset === info.length && empty) {
+          // As for an open upload: the empty body's digest must be the one announced.
+          if (checksum !== undefined && !emptyBodyMatches(checksum)) {
+            throw new UploadError(
+              'ERR_CHECKSUM_MISMATCH',
+              `the empty body does not match its ${checksum.algorithm} checksum`,
+            )
+          }
           answer(ctx, 204, tusPatchHeaders(info.length, null))
           return
         }

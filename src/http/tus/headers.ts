@@ -450,7 +450,9 @@ export function parseUploadConcat(
       `${H} final names more than ${maxPartials} partial uploads`,
     )
   }
-  const prefixes = options.prefixes.map((p) => new URL(p))
+  // A prefix built from a Host header that is no valid authority (Node passes any bytes, e.g.
+  // `a b/\xff`) names no upload of this server: it is left out instead of throwing.
+  const prefixes = options.prefixes.flatMap((p) => (URL.canParse(p) ? [new URL(p)] : []))
   const isValidId = options.isValidId ?? ((id: string) => DEFAULT_ID.test(id))
   const ids: string[] = []
   for (const ref of refs) {
