@@ -13,30 +13,39 @@ const CAS_MODULE = 'src/core/cas/cas-store.js'
 // FinishedUploads#dataPath(id): a finished tus upload's bytes (builds with the tus family only).
 const TUS_MODULE = 'src/http/tus/finished.js'
 
-async function ferryLayout (distDir) {
+async function ferryLayout(distDir) {
   const load = (m) => import(pathToFileURL(path.join(distDir, m)).href)
-  const [{ createLayout, createStores }, { CasStore }] =
-    await Promise.all([LAYOUT_MODULE, CAS_MODULE].map(load))
+  const [{ createLayout, createStores }, { CasStore }] = await Promise.all(
+    [LAYOUT_MODULE, CAS_MODULE].map(load),
+  )
   return (dataDir) => {
     const layout = createLayout(dataDir)
     // Never started: no lock, bus or log is touched by blobPath, which only joins paths. Builds
     // with createStores take the blob store (`objects`); older ones the folder (`root`).
     const objects = createStores ? { objects: createStores(layout).cas } : {}
-    const cas = new CasStore({ ...objects, root: layout.cas, locker: null, bus: null,
-      claimTtlMs: 1, log: null })
+    const cas = new CasStore({
+      ...objects,
+      root: layout.cas,
+      locker: null,
+      bus: null,
+      claimTtlMs: 1,
+      log: null,
+    })
     return {
       casBlob: (sha256, size) => cas.blobPath({ sha256, size }),
-      imageStoreFile: (rel) => path.join(layout.store, ...rel.split('/'))
+      imageStoreFile: (rel) => path.join(layout.store, ...rel.split('/')),
     }
   }
 }
 
 /** Adds `tusFile(id)` to a build's layout: where its FinishedUploads keeps a finished upload. */
-async function withTus (distDir, layoutOf) {
+async function withTus(distDir, layoutOf) {
   const load = (m) => import(pathToFileURL(path.join(distDir, m)).href)
   const hasTus = fs.existsSync(path.join(distDir, TUS_MODULE))
-  const [{ createLayout }, { FinishedUploads }] = await Promise.all(
-    [load(LAYOUT_MODULE), hasTus ? load(TUS_MODULE) : {}])
+  const [{ createLayout }, { FinishedUploads }] = await Promise.all([
+    load(LAYOUT_MODULE),
+    hasTus ? load(TUS_MODULE) : {},
+  ])
   return (dataDir) => {
     const tus = FinishedUploads ? new FinishedUploads(createLayout(dataDir).tus) : null
     const tusFile = (id) => {
@@ -53,11 +62,13 @@ async function withTus (distDir, layoutOf) {
  * A `--ferry-main` that is not a Ferry build (the harness testing itself with the minimal
  * server, which mimics the layout) falls back to `fallbackDistDir`, the repository's own dist/.
  */
-export async function loadFerryLayout (distDir, fallbackDistDir) {
+export async function loadFerryLayout(distDir, fallbackDistDir) {
   for (const dir of [distDir, fallbackDistDir]) {
     if (!dir || !fs.existsSync(path.join(dir, CAS_MODULE))) continue
     return withTus(dir, await ferryLayout(dir))
   }
-  throw new Error(`no Ferry layout code (${CAS_MODULE}) under ${distDir} or ${fallbackDistDir}: ` +
-    'build Ferry first')
+  throw new Error(
+    `no Ferry layout code (${CAS_MODULE}) under ${distDir} or ${fallbackDistDir}: ` +
+      'build Ferry first',
+  )
 }

@@ -22,13 +22,16 @@ import { fileURLToPath } from 'node:url'
 const benchDir = path.dirname(fileURLToPath(import.meta.url))
 const rootDir = path.dirname(benchDir)
 
-// ---- dependencies: a fresh clone has no bench/node_modules ---------------------------------------
+// ---- dependencies: a fresh clone has no bench/node_modules
+// ---------------------------------------
 /** The installed version of a bench dependency, or null. */
-function depVersion (name) {
+function depVersion(name) {
   try {
     const file = path.join(benchDir, 'node_modules', ...name.split('/'), 'package.json')
     return JSON.parse(fs.readFileSync(file, 'utf8')).version
-  } catch { return null }
+  } catch {
+    return null
+  }
 }
 // Every dependency at its pinned version, or a fresh `npm ci` (a checkout that gained one, or
 // changed a pin, since bench/node_modules was installed).
@@ -39,7 +42,9 @@ const stale = ([name, v]) => {
 }
 if (Object.entries(pinned).some(stale)) {
   console.log('bench: installing bench dependencies (npm --prefix bench ci)…')
-  const r = spawnSync('npm', ['--prefix', benchDir, 'ci', '--no-audit', '--no-fund'], { stdio: 'inherit' })
+  const r = spawnSync('npm', ['--prefix', benchDir, 'ci', '--no-audit', '--no-fund'], {
+    stdio: 'inherit',
+  })
   if (r.status !== 0) {
     console.error('bench: npm ci failed')
     process.exit(2)
@@ -61,24 +66,43 @@ const bigBytes = Math.max(cfg.sizeBytes, cfg.rssBytes, ...cfg.commitSizes)
 const mains = { a: path.resolve(args['ferry-main']), b: cfg.ferryMainB }
 
 // ---- servers -----------------------------------------------------------------------------------
-for (const [build, flag] of [['a', '--ferry-main'], ['b', '--ferry-main-b']]) {
+for (const [build, flag] of [
+  ['a', '--ferry-main'],
+  ['b', '--ferry-main-b'],
+]) {
   if (cfg.servers.some((s) => serverByName(s).build === build) && !fs.existsSync(mains[build])) {
-    console.error(`bench: ${mains[build]} (${flag}) is missing: build Ferry first (npm run build), or pick --servers minimal,tus`)
+    console.error(
+      `bench: ${mains[build]} (${flag}) is missing: build Ferry first (npm run build), or pick --servers minimal,tus`,
+    )
     process.exit(1)
   }
 }
 const SERVERS = await bindServers(cfg.servers, mains)
 const needRedis = [...SERVERS.values()].some((s) => s.redis)
 if (needRedis && spawnSync('redis-server', ['--version']).status !== 0) {
-  console.error('bench: redis-server not found (apt-get install redis-server), or drop the ferry-*redis* servers')
+  console.error(
+    'bench: redis-server not found (apt-get install redis-server), or drop the ferry-*redis* servers',
+  )
   process.exit(1)
 }
 const runKinds = runKindsOf(cfg.scenarios, cfg)
 
 // ---- the load generator, expected digests (computed here, independently of it) ---------------
 const load = startLoad()
-console.log(`bench: generating ${(bigBytes / MiB).toFixed(0)} MiB + ${cfg.files} x ${cfg.fileBytes / 1024} KiB of seeded data (seed '${cfg.seed}')`)
-const prepared = load.ask({ cmd: 'prepare', seed: cfg.seed, bigBytes, smallCount: cfg.files, smallBytes: cfg.fileBytes, timeoutMs: cfg.timeoutMs }, 600_000)
+console.log(
+  `bench: generating ${(bigBytes / MiB).toFixed(0)} MiB + ${cfg.files} x ${cfg.fileBytes / 1024} KiB of seeded data (seed '${cfg.seed}')`,
+)
+const prepared = load.ask(
+  {
+    cmd: 'prepare',
+    seed: cfg.seed,
+    bigBytes,
+    smallCount: cfg.files,
+    smallBytes: cfg.fileBytes,
+    timeoutMs: cfg.timeoutMs,
+  },
+  600_000,
+)
 const big = makeData(cfg.seed, 'big', bigBytes)
 const small = smallFiles(cfg.seed, cfg.files, cfg.fileBytes)
 const bigSha = new Map()
@@ -101,11 +125,22 @@ if (needRedis) {
   redis = await startProcess({
     name: 'redis-server',
     cmd: 'redis-server',
-    argv: ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', runRoot],
+    argv: [
+      '--port',
+      String(redisPort),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      runRoot,
+    ],
     env: {},
     cwd: rootDir,
     logFile: path.join(logDir, 'redis.log'),
-    ready: () => redisPing(redisPort)
+    ready: () => redisPing(redisPort),
   })
   console.log(`bench: redis-server on 127.0.0.1:${redisPort}`)
 }
@@ -116,23 +151,51 @@ let redisClusterUrl = ''
 if ([...SERVERS.values()].some((s) => s.redisCluster)) {
   const ports = [await freePort(), await freePort(), await freePort()]
   for (const p of ports) {
-    clusterNodes.push(await startProcess({
-      name: `redis-cluster-${p}`,
-      cmd: 'redis-server',
-      argv: ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-        '--dir', runRoot, '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${p}.conf`,
-        '--cluster-port', String(await freePort())],
-      env: {},
-      cwd: rootDir,
-      logFile: path.join(logDir, `redis-cluster-${p}.log`),
-      ready: () => redisPing(p)
-    }))
+    clusterNodes.push(
+      await startProcess({
+        name: `redis-cluster-${p}`,
+        cmd: 'redis-server',
+        argv: [
+          '--port',
+          String(p),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--dir',
+          runRoot,
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          `nodes-${p}.conf`,
+          '--cluster-port',
+          String(await freePort()),
+        ],
+        env: {},
+        cwd: rootDir,
+        logFile: path.join(logDir, `redis-cluster-${p}.log`),
+        ready: () => redisPing(p),
+      }),
+    )
   }
-  const create = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
-    '--cluster-replicas', '0', '--cluster-yes'])
-  if (create.status !== 0) throw new Error(`redis-cli --cluster create: ${create.stdout}${create.stderr}`)
+  const create = spawnSync('redis-cli', [
+    '--cluster',
+    'create',
+    ...ports.map((p) => `127.0.0.1:${p}`),
+    '--cluster-replicas',
+    '0',
+    '--cluster-yes',
+  ])
+  if (create.status !== 0)
+    throw new Error(`redis-cli --cluster create: ${create.stdout}${create.stderr}`)
   for (const p of ports) {
-    while (!spawnSync('redis-cli', ['-p', String(p), 'cluster', 'info']).stdout.toString().includes('cluster_state:ok')) {
+    while (
+      !spawnSync('redis-cli', ['-p', String(p), 'cluster', 'info'])
+        .stdout.toString()
+        .includes('cluster_state:ok')
+    ) {
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
   }
@@ -141,7 +204,18 @@ if ([...SERVERS.values()].some((s) => s.redisCluster)) {
 }
 
 const { runOne, describe, startRetries } = createRunner({
-  servers: SERVERS, load, cfg, runId, runRoot, logDir, rootDir, redisPort, redisClusterUrl, expectedSha, big, keep: args.keep
+  servers: SERVERS,
+  load,
+  cfg,
+  runId,
+  runRoot,
+  logDir,
+  rootDir,
+  redisPort,
+  redisClusterUrl,
+  expectedSha,
+  big,
+  keep: args.keep,
 })
 
 // ---- main loop ---------------------------------------------------------------------------------
@@ -155,9 +229,13 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
     for (const s of [...servers.slice(k), ...servers.slice(0, k)]) plan.push([rep, rk, s])
   }
 }
-console.log(`bench: ${plan.length} runs (${cfg.reps} rep(s); scenarios ${runKinds.map((r) => r.id).join(',')}; servers ${cfg.servers.join(',')}); data in ${runRoot}`)
+console.log(
+  `bench: ${plan.length} runs (${cfg.reps} rep(s); scenarios ${runKinds.map((r) => r.id).join(',')}; servers ${cfg.servers.join(',')}); data in ${runRoot}`,
+)
 for (const [i, [rep, rk, s]] of plan.entries()) {
-  process.stdout.write(`[${String(i + 1).padStart(String(plan.length).length)}/${plan.length}] rep ${rep} ${rk.id.padEnd(3)} ${s.padEnd(17)} `)
+  process.stdout.write(
+    `[${String(i + 1).padStart(String(plan.length).length)}/${plan.length}] rep ${rep} ${rk.id.padEnd(3)} ${s.padEnd(17)} `,
+  )
   const r = await runOne(rep, rk, s)
   runs.push(r)
   console.log(describe(r))
@@ -168,10 +246,19 @@ if (redis) await stopProcess(redis)
 for (const node of clusterNodes) await stopProcess(node)
 
 // ---- results -----------------------------------------------------------------------------------
-function gitRev () {
-  try { return execFileSync('git', ['-C', rootDir, 'rev-parse', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() } catch { return null }
+function gitRev() {
+  try {
+    return execFileSync('git', ['-C', rootDir, 'rev-parse', 'HEAD'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+      .toString()
+      .trim()
+  } catch {
+    return null
+  }
 }
-const builtAt = (main) => (main && fs.existsSync(main) ? fs.statSync(main).mtime.toISOString() : null)
+const builtAt = (main) =>
+  main && fs.existsSync(main) ? fs.statSync(main).mtime.toISOString() : null
 const failed = runs.filter((r) => !r.ok)
 const result = {
   runId,
@@ -187,12 +274,12 @@ const result = {
     ferryBuilt: builtAt(mains.a),
     ...(mains.b ? { ferryBBuilt: builtAt(mains.b) } : {}),
     tusServer: depVersion('@tus/server'),
-    tusJsClient: depVersion('tus-js-client')
+    tusJsClient: depVersion('tus-js-client'),
   },
   config: { ...cfg, bigBytes },
   runs,
   startRetries,
-  ok: failed.length === 0
+  ok: failed.length === 0,
 }
 result.summary = summarize(result)
 fs.mkdirSync(args.out, { recursive: true })
@@ -200,10 +287,13 @@ const jsonFile = path.join(args.out, `bench-${runId}.json`)
 fs.writeFileSync(jsonFile, JSON.stringify(result, null, 2))
 const { mdFile } = writeReport(result, args.out)
 console.log(`\n${formatTable(result)}`)
-console.log(`\nbench: ${runs.length - failed.length}/${runs.length} runs ok in ${result.durationS.toFixed(1)} s; wrote ${path.relative(process.cwd(), jsonFile)} and ${path.relative(process.cwd(), mdFile)}`)
+console.log(
+  `\nbench: ${runs.length - failed.length}/${runs.length} runs ok in ${result.durationS.toFixed(1)} s; wrote ${path.relative(process.cwd(), jsonFile)} and ${path.relative(process.cwd(), mdFile)}`,
+)
 if (args.keep) console.log(`bench: kept ${runRoot}`)
 else if (failed.length) {
-  for (const d of fs.readdirSync(runRoot)) if (d !== 'logs') fs.rmSync(path.join(runRoot, d), { recursive: true, force: true })
+  for (const d of fs.readdirSync(runRoot))
+    if (d !== 'logs') fs.rmSync(path.join(runRoot, d), { recursive: true, force: true })
   console.log(`bench: server logs kept in ${logDir}`)
 } else fs.rmSync(runRoot, { recursive: true, force: true })
 if (failed.length) {

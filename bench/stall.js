@@ -4,7 +4,7 @@
 //
 //   node bench/stall.js [--scenario requirements|requirements-stored|checkout|listing]
 //                       [--files N] [--concurrent N] [--reps N] [--dist DIR] [--env K=V]...
-//                       [--node-arg=ARG]... (e.g. --node-arg=--cpu-prof to find what holds the loop)
+// [--node-arg=ARG]... (e.g. --node-arg=--cpu-prof to find what holds the loop)
 //
 // requirements          N files none of which is stored (the most work: every one is looked up)
 // requirements-stored   N files all stored (touched, settled, touched again)
@@ -38,16 +38,25 @@ const { values: a } = parseArgs({
 const nFiles = Number(a.files)
 const concurrent = Number(a.concurrent)
 
-
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 })
-function req (port, method, p, body = null, headers = {}) {
+function req(port, method, p, body = null, headers = {}) {
   return new Promise((resolve, reject) => {
-    const r = http.request({ host: '127.0.0.1', port, method, path: p, agent, headers: { ...headers, 'content-length': body ? body.length : 0 } }, (res) => {
-      const parts = []
-      res.on('data', (c) => parts.push(c))
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(parts) }))
-      res.on('error', reject)
-    })
+    const r = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: p,
+        agent,
+        headers: { ...headers, 'content-length': body ? body.length : 0 },
+      },
+      (res) => {
+        const parts = []
+        res.on('data', (c) => parts.push(c))
+        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(parts) }))
+        res.on('error', reject)
+      },
+    )
     r.on('error', reject)
     r.end(body ?? undefined)
   })
@@ -58,7 +67,7 @@ const sha = (i) => createHash('sha256').update(`stall-${i}`).digest('hex')
 const layoutOf = await loadFerryLayout(path.resolve(a.dist))
 
 /** Writes what the scenario needs straight into the data directory, before Ferry starts. */
-function prepare (dir) {
+function prepare(dir) {
   if (a.scenario === 'requirements-stored' || a.scenario === 'checkout') {
     const { casBlob } = layoutOf(dir)
     for (let i = 0; i < nFiles; i++) {
@@ -76,35 +85,62 @@ function prepare (dir) {
   }
 }
 
-function filesBody (extra = {}) {
+function filesBody(extra = {}) {
   const files = []
-  for (let i = 0; i < nFiles; i++) files.push({ sha: sha(i), size: i % 1000, path: `p${i.toString(36)}` })
+  for (let i = 0; i < nFiles; i++)
+    files.push({ sha: sha(i), size: i % 1000, path: `p${i.toString(36)}` })
   return Buffer.from(JSON.stringify({ ...extra, files }))
 }
 
-function pct (sorted, p) {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
+function pct(sorted, p) {
+  return sorted.length === 0
+    ? 0
+    : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
 }
 
-async function once (rep) {
+async function once(rep) {
   const port = await freePort()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-stall-'))
   fs.mkdirSync(path.join(dir, 'store'), { recursive: true })
   prepare(dir)
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FERRY_') && k !== 'REDIS_URL'))
-  Object.assign(env, { FERRY_HOST: '127.0.0.1', FERRY_PORT: String(port), FERRY_DATA_DIR: dir, FERRY_LOG_LEVEL: 'warn', FERRY_SHAMAN_GC_INTERVAL_SEC: '0' })
-  for (const kv of a.env) { const i = kv.indexOf('='); env[kv.slice(0, i)] = kv.slice(i + 1) }
-  const child = spawn(process.execPath, [...a['node-arg'], path.resolve(a.dist, 'src/main.js')], { env, stdio: ['ignore', 'inherit', 'inherit'] })
-  child.once('exit', (code, sig) => { if (code !== 0) console.error(`ferry exited: ${code ?? sig}`) })
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('FERRY_') && k !== 'REDIS_URL'),
+  )
+  Object.assign(env, {
+    FERRY_HOST: '127.0.0.1',
+    FERRY_PORT: String(port),
+    FERRY_DATA_DIR: dir,
+    FERRY_LOG_LEVEL: 'warn',
+    FERRY_SHAMAN_GC_INTERVAL_SEC: '0',
+  })
+  for (const kv of a.env) {
+    const i = kv.indexOf('=')
+    env[kv.slice(0, i)] = kv.slice(i + 1)
+  }
+  const child = spawn(process.execPath, [...a['node-arg'], path.resolve(a.dist, 'src/main.js')], {
+    env,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })
+  child.once('exit', (code, sig) => {
+    if (code !== 0) console.error(`ferry exited: ${code ?? sig}`)
+  })
   try {
     for (let t = Date.now(); ; ) {
-      try { if ((await req(port, 'GET', '/healthz')).status === 200) break } catch { /* not yet */ }
+      try {
+        if ((await req(port, 'GET', '/healthz')).status === 200) break
+      } catch {
+        /* not yet */
+      }
       if (Date.now() - t > 20_000) throw new Error('ferry did not start')
       await new Promise((r) => setTimeout(r, 50))
     }
     const bodies = Array.from({ length: concurrent }, (_, i) =>
-      a.scenario === 'checkout' ? filesBody({ checkoutPath: `jobs/r${rep}-${i}` }) : filesBody())
-    const route = a.scenario === 'checkout' ? '/api/v3/shaman/checkout/create' : '/api/v3/shaman/checkout/requirements'
+      a.scenario === 'checkout' ? filesBody({ checkoutPath: `jobs/r${rep}-${i}` }) : filesBody(),
+    )
+    const route =
+      a.scenario === 'checkout'
+        ? '/api/v3/shaman/checkout/create'
+        : '/api/v3/shaman/checkout/requirements'
     const lat = []
     let running = true
     const probe = (async () => {
@@ -116,29 +152,39 @@ async function once (rep) {
       }
     })()
     const t0 = Date.now()
-    const heavy = await Promise.all(bodies.map(async (body) => {
-      const t = Date.now()
-      const r = a.scenario === 'listing'
-        ? await req(port, 'GET', '/ImageStore?api-version=6.0')
-        : await req(port, 'POST', route, body, { 'content-type': 'application/json' })
-      return { status: r.status, ms: Date.now() - t, bytes: r.body.length }
-    }))
+    const heavy = await Promise.all(
+      bodies.map(async (body) => {
+        const t = Date.now()
+        const r =
+          a.scenario === 'listing'
+            ? await req(port, 'GET', '/ImageStore?api-version=6.0')
+            : await req(port, 'POST', route, body, { 'content-type': 'application/json' })
+        return { status: r.status, ms: Date.now() - t, bytes: r.body.length }
+      }),
+    )
     const wallMs = Date.now() - t0
     running = false
     await probe
     lat.sort((x, y) => x - y)
     const round = (x) => Math.round(x * 10) / 10
-    console.log(JSON.stringify({
-      scenario: a.scenario,
-      files: nFiles,
-      concurrent,
-      requestBytes: bodies[0].length,
-      statuses: [...new Set(heavy.map((h) => h.status))],
-      heavyMs: heavy.map((h) => h.ms),
-      wallMs,
-      healthz: { n: lat.length, p50: round(pct(lat, 0.5)), p99: round(pct(lat, 0.99)), max: round(lat.at(-1) ?? 0) },
-      node: process.version,
-    }))
+    console.log(
+      JSON.stringify({
+        scenario: a.scenario,
+        files: nFiles,
+        concurrent,
+        requestBytes: bodies[0].length,
+        statuses: [...new Set(heavy.map((h) => h.status))],
+        heavyMs: heavy.map((h) => h.ms),
+        wallMs,
+        healthz: {
+          n: lat.length,
+          p50: round(pct(lat, 0.5)),
+          p99: round(pct(lat, 0.99)),
+          max: round(lat.at(-1) ?? 0),
+        },
+        node: process.version,
+      }),
+    )
   } finally {
     child.kill('SIGTERM')
     await new Promise((r) => child.once('exit', r))

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * npm's `pretest`: makes sure every program the test suite starts is on PATH (issue 9 item 14: a
- * fresh machine failed `npm test` with `spawn haproxy ENOENT`). The list is scripts/test-tools.json.
+ * fresh machine failed `npm test` with `spawn haproxy ENOENT`). The list is
+ * scripts/test-tools.json.
  *
  * For each missing program: as root, `apt-get update -qq` then `apt-get install -y -qq <packages>`
  * (Debian, the machines this project runs on); not as root, or without apt-get, it stops with the
@@ -38,7 +39,10 @@ function say(line) {
 
 function run(cmd, args) {
   say(`${cmd} ${args.join(' ')}`)
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  const r = spawnSync(cmd, args, {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  })
   if (r.error) return `${cmd} could not run: ${r.error.message}`
   return r.status === 0 ? null : `${cmd} ${args[0]} exited with ${r.status ?? r.signal}`
 }
@@ -58,15 +62,20 @@ if (!isRoot) {
   process.exit(1)
 }
 if (which('apt-get') === null) {
-  say(`the test suite needs ${names} (Debian packages: ${packages.join(' ')}), and there is no apt-get here to install them.`)
-  say('install them with this system\'s package manager, then run the tests again.')
+  say(
+    `the test suite needs ${names} (Debian packages: ${packages.join(' ')}), and there is no apt-get here to install them.`,
+  )
+  say("install them with this system's package manager, then run the tests again.")
   process.exit(1)
 }
 say(`installing what the test suite needs: ${names}`)
-const failed = run('apt-get', ['update', '-qq']) ?? run('apt-get', ['install', '-y', '-qq', ...packages])
+const failed =
+  run('apt-get', ['update', '-qq']) ?? run('apt-get', ['install', '-y', '-qq', ...packages])
 const still = missing.filter((t) => which(t.bin) === null)
 if (failed !== null || still.length > 0) {
-  say(`could not install ${still.map((t) => t.bin).join(', ') || names}${failed ? ` (${failed})` : ''}.`)
+  say(
+    `could not install ${still.map((t) => t.bin).join(', ') || names}${failed ? ` (${failed})` : ''}.`,
+  )
   say(`run this as root, then the tests again:\n\n    ${command}\n`)
   process.exit(1)
 }

@@ -19,7 +19,10 @@ import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
 import type { StateBackend } from './core/state/types.js'
 import {
-  createLayout, createStores, type DataLayout, type DataStores,
+  createLayout,
+  createStores,
+  type DataLayout,
+  type DataStores,
 } from './core/storage/layout.js'
 import { checkSpace, freeBytes } from './core/storage/space.js'
 import { UploadService, type FinishedFile, type UploadHooks } from './core/uploads/uploads.js'
@@ -93,9 +96,13 @@ export function openFamilies(config: Config): string[] {
 /** 127.0.0.0/8, ::1, localhost: only this machine can connect. */
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase()
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\./.test(h)
+  return (
+    h === 'localhost' ||
+    h === '::1' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) ||
+    /^::ffff:127\./.test(h)
+  )
 }
-
 
 /** What tests may add to an app (never set by configuration). */
 export interface AppOptions {
@@ -107,7 +114,11 @@ export interface AppOptions {
   readonly readyChecks?: readonly ReadyCheck[]
 }
 
-export async function createApp(config: Config, log: Logger, options: AppOptions = {}): Promise<App> {
+export async function createApp(
+  config: Config,
+  log: Logger,
+  options: AppOptions = {},
+): Promise<App> {
   const layout = createLayout(config.storage.dataDir)
   const limits = {
     maxSessions: config.sessions.maxSessions,
@@ -116,12 +127,18 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   }
   const redisState = config.redis.url
     ? await createRedisState(config.redis.url, config.redis.prefix, {
-      limits, livenessMs: config.cluster.livenessMs, commandTimeoutMs: config.cluster.redisTimeoutMs,
-      ...(options.bootId ? { bootId: options.bootId } : {}),
-    })
+        limits,
+        livenessMs: config.cluster.livenessMs,
+        commandTimeoutMs: config.cluster.redisTimeoutMs,
+        ...(options.bootId ? { bootId: options.bootId } : {}),
+      })
     : null
-  const state: StateBackend = redisState ?? createEmbeddedState(layout.state, {
-      limits, journalMode: config.storage.fsync === 'chunk' ? 'sync' : 'background', log,
+  const state: StateBackend =
+    redisState ??
+    createEmbeddedState(layout.state, {
+      limits,
+      journalMode: config.storage.fsync === 'chunk' ? 'sync' : 'background',
+      log,
       ...(options.bootId ? { bootId: options.bootId } : {}),
     })
   // One set of stores for every service: one TempFiles names all temp files with this
@@ -135,10 +152,13 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     streamsPerThread: config.pool.streamsPerThread,
     streamIdleMs: config.pool.streamIdleMs,
   })
-  const hooks: HttpHooks | null = config.hooks.url === null ? null : createHttpHooks({
-    url: config.hooks.url,
-    logger: log.child({ component: 'hooks' }),
-  })
+  const hooks: HttpHooks | null =
+    config.hooks.url === null
+      ? null
+      : createHttpHooks({
+          url: config.hooks.url,
+          logger: log.child({ component: 'hooks' }),
+        })
   const uploads = new UploadService({
     sessions: state.sessions,
     pool,
@@ -153,11 +173,18 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     ...(options.uploadHooks ? { hooks: options.uploadHooks } : {}),
     // Several instances may share Redis: a commit can ask the one that runs the session's hash.
     peers: state.peers,
-    ...(hooks !== null ? {
-      onFinished: (f: FinishedFile) => void hooks.notify('post-finish', {
-        id: f.id, family: f.family, size: f.size, sha256: f.sha256, metadata: f.metadata ?? {},
-      }),
-    } : {}),
+    ...(hooks !== null
+      ? {
+          onFinished: (f: FinishedFile) =>
+            void hooks.notify('post-finish', {
+              id: f.id,
+              family: f.family,
+              size: f.size,
+              sha256: f.sha256,
+              metadata: f.metadata ?? {},
+            }),
+        }
+      : {}),
   })
   await uploads.listenForPeers()
   const metrics = new FerryMetrics({
@@ -182,30 +209,35 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
   const cors = createCorsPolicy(config.cors)
   if (config.tus.enabled) {
     const finished = new FinishedUploads(
-      new FsObjectStore({ root: layout.tus, temps: stores.temps }), stores.temps,
+      new FsObjectStore({ root: layout.tus, temps: stores.temps }),
+      stores.temps,
     )
     // Concatenation copies on its own worker thread (started on first use).
     const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
     familyServices.push(concat)
-    families.push(createTusFamily({
-      uploads: uploadsOf('tus'),
-      finished,
-      locker: state.locker,
-      concat,
-      cors,
-      hooks,
-      settings: {
-        path: config.tus.path,
-        maxSizeBytes: config.tus.maxSizeBytes || maxUploadBytes,
-        sessionTtlMs: config.sessions.ttlSec * 1000,
-        lockTtlMs: config.locks.ttlMs,
-        publicUrl: config.http.publicUrl,
-      },
-    }))
+    families.push(
+      createTusFamily({
+        uploads: uploadsOf('tus'),
+        finished,
+        locker: state.locker,
+        concat,
+        cors,
+        hooks,
+        settings: {
+          path: config.tus.path,
+          maxSizeBytes: config.tus.maxSizeBytes || maxUploadBytes,
+          sessionTtlMs: config.sessions.ttlSec * 1000,
+          lockTtlMs: config.locks.ttlMs,
+          publicUrl: config.http.publicUrl,
+        },
+      }),
+    )
     if (config.tus.retentionSec > 0) {
       const maxAgeMs = config.tus.retentionSec * 1000
       sweepTasks.push({
-        name: 'tus-retention', runAtStart: true, run: () => finished.sweep(maxAgeMs),
+        name: 'tus-retention',
+        runAtStart: true,
+        run: () => finished.sweep(maxAgeMs),
       })
     }
   }
@@ -221,14 +253,16 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     else log.warn('the browser uploader is not built (npm run build): FERRY_UI_PATH answers 404')
   }
   if (imagestore.enabled) {
-    families.push(createImageStoreFamily({
-      uploads: uploadsOf('imagestore'),
-      objects: stores.store,
-      maxUploadBytes,
-      maxJsonBytes,
-      auth: imagestore.auth,
-      listPageSize: imagestore.listPageSize,
-    }))
+    families.push(
+      createImageStoreFamily({
+        uploads: uploadsOf('imagestore'),
+        objects: stores.store,
+        maxUploadBytes,
+        maxJsonBytes,
+        auth: imagestore.auth,
+        listPageSize: imagestore.listPageSize,
+      }),
+    )
   }
   if (ingest) {
     const ingestPool = new IngestPool({
@@ -248,14 +282,23 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       maxParallel: ingest.maxParallel,
     })
     familyServices.push(service, ingestPool)
-    families.push(createIngestFamily({
-      ingest: service, uploads: ingestUploads, jwt: ingest.jwt, maxUploadBytes,
-    }))
+    families.push(
+      createIngestFamily({
+        ingest: service,
+        uploads: ingestUploads,
+        jwt: ingest.jwt,
+        maxUploadBytes,
+      }),
+    )
   }
   if (lakefs) {
     const lakefsUploads = uploadsOf('lakefs')
     const store = new StagingStore({
-      config: lakefs, objects: stores.staging, uploads: lakefsUploads, pool, maxUploadBytes,
+      config: lakefs,
+      objects: stores.staging,
+      uploads: lakefsUploads,
+      pool,
+      maxUploadBytes,
     })
     let multipart: StagingMultipart | null = null
     if (lakefs.presignMultipart) {
@@ -274,16 +317,18 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       // Abandoned multipart uploads go on the session sweep's period and idle TTL.
       sweepTasks.push({ name: 'lakefs-multipart', run: () => mp.sweep() })
     }
-    families.push(createStagingFamily({
-      cors,
-      announce: (f) => uploads.announceFinished(f),
-      store,
-      lakefs,
-      maxUploadBytes,
-      maxJsonBytes,
-      publicUrl: config.http.publicUrl,
-      multipart,
-    }))
+    families.push(
+      createStagingFamily({
+        cors,
+        announce: (f) => uploads.announceFinished(f),
+        store,
+        lakefs,
+        maxUploadBytes,
+        maxJsonBytes,
+        publicUrl: config.http.publicUrl,
+        multipart,
+      }),
+    )
   }
   let cas: CasStore | null = null
   if (shaman.enabled) {
@@ -302,30 +347,34 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     })
     const lists = new FileListPool(shaman.fileListThreads)
     if (shaman.gcIntervalSec > 0) {
-      sweepTasks.push(createGcSweepTask({
-        cas,
-        checkouts: stores.checkouts,
-        locker: state.locker,
-        lockTtlMs,
-        maxAgeMs: shaman.gcMaxAgeSec * 1000,
-        intervalMs: shaman.gcIntervalSec * 1000,
-        log: shamanLog,
-      }))
+      sweepTasks.push(
+        createGcSweepTask({
+          cas,
+          checkouts: stores.checkouts,
+          locker: state.locker,
+          lockTtlMs,
+          maxAgeMs: shaman.gcMaxAgeSec * 1000,
+          intervalMs: shaman.gcIntervalSec * 1000,
+          log: shamanLog,
+        }),
+      )
     }
     familyServices.push(cas, lists)
-    families.push(createShamanFamily({
-      cas,
-      lists,
-      uploads: uploadsOf('shaman'),
-      locker: state.locker,
-      checkouts: stores.checkouts,
-      settings: {
-        auth: shaman.auth,
-        lockTtlMs,
-        maxUploadBytes,
-        maxJsonBytes,
-      },
-    }))
+    families.push(
+      createShamanFamily({
+        cas,
+        lists,
+        uploads: uploadsOf('shaman'),
+        locker: state.locker,
+        checkouts: stores.checkouts,
+        settings: {
+          auth: shaman.auth,
+          lockTtlMs,
+          maxUploadBytes,
+          maxJsonBytes,
+        },
+      }),
+    )
   }
   const engine: AppServices = { config, layout, stores, state, pool, uploads, log, cas, metrics }
   let ready = false
@@ -339,16 +388,18 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
     metrics,
     // Readiness: the state backend answers (Redis up, the embedded journal writable), and the
     // data directory takes a write and has the configured free space.
-    readyChecks: [async () => {
-      try {
-        await state.sessions.get('readyz:probe')
-        return { ok: true }
-      } catch {
-        return { ok: false, reason: `the state store (${state.describe()}) does not answer` }
-      }
-    },
-    () => checkSpace(layout.root, config.storage.readyMinFreeBytes, state.instanceId),
-    ...(options.readyChecks ?? [])],
+    readyChecks: [
+      async () => {
+        try {
+          await state.sessions.get('readyz:probe')
+          return { ok: true }
+        } catch {
+          return { ok: false, reason: `the state store (${state.describe()}) does not answer` }
+        }
+      },
+      () => checkSpace(layout.root, config.storage.readyMinFreeBytes, state.instanceId),
+      ...(options.readyChecks ?? []),
+    ],
   })
   const sweeper = new Sweeper(sweepTasks, log)
   let closing: Promise<void> | null = null
@@ -371,13 +422,23 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
       // Temp files orphaned by a crash go at start (the uploads task runs at once).
       sweeper.start(config.sessions.sweepIntervalSec * 1000)
       const addr = server.address() as AddressInfo
-      log.info({
-        host: addr.address, port: addr.port, dataDir: layout.root, state: state.describe(), workers,
-        families: families.map((f) => f.name),
-      }, `ferry listening on http://${addr.address}:${addr.port}`)
+      log.info(
+        {
+          host: addr.address,
+          port: addr.port,
+          dataDir: layout.root,
+          state: state.describe(),
+          workers,
+          families: families.map((f) => f.name),
+        },
+        `ferry listening on http://${addr.address}:${addr.port}`,
+      )
       const open = openFamilies(config)
       if (open.length > 0 && !isLoopback(config.http.host)) {
-        log.warn({ host: config.http.host, families: open }, `anyone who reaches ${config.http.host} can write and delete through ${open.join(' and ')}: set FERRY_CONFIG <family>.auth (tus: FERRY_HOOK_URL, a pre-create hook), or turn them off (FERRY_FAMILIES)`)
+        log.warn(
+          { host: config.http.host, families: open },
+          `anyone who reaches ${config.http.host} can write and delete through ${open.join(' and ')}: set FERRY_CONFIG <family>.auth (tus: FERRY_HOOK_URL, a pre-create hook), or turn them off (FERRY_FAMILIES)`,
+        )
       }
       return addr
     },
@@ -400,7 +461,10 @@ export async function createApp(config: Config, log: Logger, options: AppOptions
           timer = setTimeout(() => resolve('timeout'), config.http.shutdownTimeoutMs)
         })
         if ((await Promise.race([drained, timedOut])) === 'timeout') {
-          log.warn({ timeoutMs: config.http.shutdownTimeoutMs }, 'in-flight requests cut at shutdown')
+          log.warn(
+            { timeoutMs: config.http.shutdownTimeoutMs },
+            'in-flight requests cut at shutdown',
+          )
           server.closeAllConnections()
           await drained
         }

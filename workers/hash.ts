@@ -1,11 +1,17 @@
 /**
  * Hash tasks run by Piscina (named exports; `run(task, {name})` picks one). They read files by
  * path and byte range: sending a path costs nothing, while copying request buffers into a
- * worker costs more than the hash itself on this class of machine (notes/perf-baselines.md).
+ * worker costs more than the hash itself on this class of machine (bench/README.md).
  */
 import { createHash, type Hash } from 'node:crypto'
 import { closeSync, openSync, readSync } from 'node:fs'
-import type { HashFileTask, HashResult, HashStreamResult, HashStreamTask, StreamMessage } from './protocol.js'
+import type {
+  HashFileTask,
+  HashResult,
+  HashStreamResult,
+  HashStreamTask,
+  StreamMessage,
+} from './protocol.js'
 
 const READ_BYTES = 1024 * 1024
 /**
@@ -15,7 +21,13 @@ const READ_BYTES = 1024 * 1024
 const buf = Buffer.allocUnsafe(READ_BYTES)
 
 /** Reads `[from, to)` of an open file into every hash; answers the bytes read (short at EOF). */
-function feed(fd: number, buf: Buffer, hashes: readonly Hash[], from: number, to: number | null): number {
+function feed(
+  fd: number,
+  buf: Buffer,
+  hashes: readonly Hash[],
+  from: number,
+  to: number | null,
+): number {
   let pos = from
   for (;;) {
     const want = to === null ? buf.length : Math.min(buf.length, to - pos)
@@ -34,7 +46,10 @@ export function hashFile(task: HashFileTask): HashResult {
   const fd = openSync(task.path, 'r')
   try {
     const bytes = feed(fd, buf, hashes, task.start, task.end)
-    return { bytes, digests: Object.fromEntries(task.algos.map((a, i) => [a, hashes[i]!.digest('hex')])) }
+    return {
+      bytes,
+      digests: Object.fromEntries(task.algos.map((a, i) => [a, hashes[i]!.digest('hex')])),
+    }
   } finally {
     closeSync(fd)
   }

@@ -51,7 +51,7 @@ export function concatFiles(task: ConcatFilesTask): CopyFileResult {
     for (const source of task.sources) {
       const src = openSync(source, 'r')
       try {
-        for (let pos = 0; ;) {
+        for (let pos = 0; ; ) {
           const n = readSync(src, buf, 0, buf.length, pos)
           if (n === 0) break
           let off = 0

@@ -77,13 +77,13 @@ export interface JoinPartsTask {
  */
 export type JoinPartsResult =
   | {
-    readonly status: 'joined'
-    readonly bytes: number
-    /** Lower-case hex, of all bytes written. */
-    readonly md5: string
-    readonly sha256: string
-    /** Bytes of each source, in order. */
-    readonly sourceBytes: readonly number[]
-  }
+      readonly status: 'joined'
+      readonly bytes: number
+      /** Lower-case hex, of all bytes written. */
+      readonly md5: string
+      readonly sha256: string
+      /** Bytes of each source, in order. */
+      readonly sourceBytes: readonly number[]
+    }
   | { readonly status: 'missing'; readonly index: number }
   | { readonly status: 'mismatch'; readonly index: number }

@@ -8,10 +8,11 @@ import { SERVERS, SERVER_NAMES, defaultServers } from './servers.js'
 
 const MiB = 1024 * 1024
 
-function help () {
+function help() {
   const scen = SCENARIO_NAMES.map((s) => `${s}  ${SCENARIOS[s].what}`)
   const pairs = []
-  for (let i = 0; i < scen.length; i += 2) pairs.push(`                            ${scen[i].padEnd(39)}${scen[i + 1] ?? ''}`.trimEnd())
+  for (let i = 0; i < scen.length; i += 2)
+    pairs.push(`                            ${scen[i].padEnd(39)}${scen[i + 1] ?? ''}`.trimEnd())
   const servers = SERVERS.map((s) => `                            ${s.name.padEnd(17)}${s.what}`)
   return `usage: node bench/run.js [options]
   --quick                 small sizes, one rep (CI): 64 MiB, 100 files, commit sizes 16,32,64, RSS 8x32 MiB
@@ -42,13 +43,13 @@ ${servers.join('\n')}
   --help`
 }
 
-function usage (msg) {
+function usage(msg) {
   console.error(`bench: ${msg}\n${help()}`)
   process.exit(2)
 }
 
 /** Parses argv; exits 2 on a bad flag, 0 after --help. Returns {args, cfg}. */
-export function parseCli (argv, { benchDir, rootDir }) {
+export function parseCli(argv, { benchDir, rootDir }) {
   let args
   try {
     args = parseArgs({
@@ -74,10 +75,10 @@ export function parseCli (argv, { benchDir, rootDir }) {
         keep: { type: 'boolean', default: false },
         'ferry-main': { type: 'string', default: path.join(rootDir, 'dist', 'src', 'main.js') },
         'ferry-main-b': { type: 'string' },
-        help: { type: 'boolean', default: false }
+        help: { type: 'boolean', default: false },
       },
       strict: true,
-      allowPositionals: false
+      allowPositionals: false,
     }).values
   } catch (err) {
     usage(err.message)
@@ -93,8 +94,12 @@ export function parseCli (argv, { benchDir, rootDir }) {
   }
   const list = (name, all, dflt = all) => {
     if (args[name] === undefined) return dflt
-    const l = args[name].split(',').map((s) => s.trim()).filter(Boolean)
-    for (const x of l) if (!all.includes(x)) usage(`--${name}: unknown '${x}' (known: ${all.join(',')})`)
+    const l = args[name]
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+    for (const x of l)
+      if (!all.includes(x)) usage(`--${name}: unknown '${x}' (known: ${all.join(',')})`)
     return l
   }
 
@@ -110,16 +115,24 @@ export function parseCli (argv, { benchDir, rootDir }) {
     files: num('files', q ? 100 : 1000),
     fileBytes: num('file-kib', 64) * 1024,
     concurrency: num('concurrency', 8),
-    commitSizes: (args['commit-sizes-mib'] ?? (q ? '16,32,64' : '64,256,1024')).split(',').map((s) => Number(s) * MiB),
+    commitSizes: (args['commit-sizes-mib'] ?? (q ? '16,32,64' : '64,256,1024'))
+      .split(',')
+      .map((s) => Number(s) * MiB),
     rssSessions: num('rss-sessions', 8),
-    rssBytes: num('rss-size-mib', q ? 32 : (args['size-mib'] ? Number(args['size-mib']) : 1024)) * MiB,
+    rssBytes:
+      num('rss-size-mib', q ? 32 : args['size-mib'] ? Number(args['size-mib']) : 1024) * MiB,
     reps: num('reps', q ? 1 : 3),
     seed: args.seed,
-    timeoutMs: num('timeout-s', 300) * 1000
+    timeoutMs: num('timeout-s', 300) * 1000,
   }
   if (cfg.commitSizes.some((s) => !(s > 0))) usage('--commit-sizes-mib must list positive numbers')
-  if (!withB && cfg.servers.some((s) => s.startsWith('ferry-b-'))) usage('the ferry-b-* servers need --ferry-main-b PATH')
+  if (!withB && cfg.servers.some((s) => s.startsWith('ferry-b-')))
+    usage('the ferry-b-* servers need --ferry-main-b PATH')
   // Only recorded when given, so a run without it writes the same config as before.
-  if (withB) Object.assign(cfg, { ferryMainA: path.resolve(args['ferry-main']), ferryMainB: path.resolve(args['ferry-main-b']) })
+  if (withB)
+    Object.assign(cfg, {
+      ferryMainA: path.resolve(args['ferry-main']),
+      ferryMainB: path.resolve(args['ferry-main-b']),
+    })
   return { args, cfg }
 }

@@ -6,7 +6,7 @@ import { createCipheriv, createHash } from 'node:crypto'
 const BLOCK = 16 * 1024 * 1024
 
 /** Returns `size` bytes of the stream named by `seed` and `label`. */
-export function makeData (seed, label, size) {
+export function makeData(seed, label, size) {
   const key = createHash('sha256').update(`ferry-bench:${seed}:${label}`).digest()
   const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16))
   const out = Buffer.allocUnsafe(size)
@@ -18,12 +18,12 @@ export function makeData (seed, label, size) {
   return out
 }
 
-export function sha256hex (buf) {
+export function sha256hex(buf) {
   return createHash('sha256').update(buf).digest('hex')
 }
 
 /** The n-th small file is bytes [n*size, (n+1)*size) of the 'small' stream: all distinct. */
-export function smallFiles (seed, count, size) {
+export function smallFiles(seed, count, size) {
   const all = makeData(seed, 'small', count * size)
   const files = []
   for (let i = 0; i < count; i++) {

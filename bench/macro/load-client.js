@@ -7,20 +7,37 @@ import { track } from './procs.js'
 
 const macroDir = path.dirname(fileURLToPath(import.meta.url))
 
-export function startLoad () {
-  const load = fork(path.join(macroDir, 'load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+export function startLoad() {
+  const load = fork(path.join(macroDir, 'load.js'), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
   track(load)
   let loadExit = null
-  load.on('exit', (code) => { loadExit = code })
+  load.on('exit', (code) => {
+    loadExit = code
+  })
 
   /** One IPC round trip to the load generator, bounded by `ms`. */
-  function ask (msg, ms) {
+  function ask(msg, ms) {
     return new Promise((resolve, reject) => {
       if (loadExit !== null) return reject(new Error(`load generator exited (${loadExit})`))
-      const timer = setTimeout(() => { cleanup(); reject(new Error(`load generator: no answer in ${ms} ms`)) }, ms)
-      const onMsg = (m) => { cleanup(); m.ok ? resolve(m) : reject(new Error(m.error)) }
-      const onExit = (code) => { cleanup(); reject(new Error(`load generator exited (${code})`)) }
-      const cleanup = () => { clearTimeout(timer); load.off('message', onMsg); load.off('exit', onExit) }
+      const timer = setTimeout(() => {
+        cleanup()
+        reject(new Error(`load generator: no answer in ${ms} ms`))
+      }, ms)
+      const onMsg = (m) => {
+        cleanup()
+        m.ok ? resolve(m) : reject(new Error(m.error))
+      }
+      const onExit = (code) => {
+        cleanup()
+        reject(new Error(`load generator exited (${code})`))
+      }
+      const cleanup = () => {
+        clearTimeout(timer)
+        load.off('message', onMsg)
+        load.off('exit', onExit)
+      }
       load.on('message', onMsg)
       load.on('exit', onExit)
       load.send(msg)

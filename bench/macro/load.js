@@ -17,20 +17,29 @@ let timeoutMs = 300_000
 class Targets {
   #list
   #next = 0
-  constructor (list) {
-    this.#list = list.map((t) => ({ ...t, agent: new http.Agent({ keepAlive: true, maxSockets: 64 }) }))
+  constructor(list) {
+    this.#list = list.map((t) => ({
+      ...t,
+      agent: new http.Agent({ keepAlive: true, maxSockets: 64 }),
+    }))
   }
 
-  pick () { return this.#list[this.#next++ % this.#list.length] }
+  pick() {
+    return this.#list[this.#next++ % this.#list.length]
+  }
   /** host:port of the first target: the one address a client behind a load balancer sees. */
-  get front () { return `${this.#list[0].host}:${this.#list[0].port}` }
-  close () { for (const t of this.#list) t.agent.destroy() }
+  get front() {
+    return `${this.#list[0].host}:${this.#list[0].port}`
+  }
+  close() {
+    for (const t of this.#list) t.agent.destroy()
+  }
 }
 
 /** One request with a Buffer body; resolves {status, headers, body} once the response ended.
  *  A server may answer before reading the body (Shaman 208) and drop the connection: errors
  *  after a complete response are ignored. */
-function request (target, method, path, headers, body, expect) {
+function request(target, method, path, headers, body, expect) {
   return new Promise((resolve, reject) => {
     let done = false
     const fail = (err) => {
@@ -39,12 +48,21 @@ function request (target, method, path, headers, body, expect) {
       reject(new Error(`${method} ${path}: ${err.message}`))
     }
     const h = { ...headers, 'content-length': body ? body.length : 0 }
-    const req = http.request({ host: target.host, port: target.port, method, path, headers: h, agent: target.agent })
+    const req = http.request({
+      host: target.host,
+      port: target.port,
+      method,
+      path,
+      headers: h,
+      agent: target.agent,
+    })
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)))
     req.on('error', fail)
     req.on('response', (res) => {
       const parts = []
-      res.on('data', (c) => { if (parts.length < 64) parts.push(c) })
+      res.on('data', (c) => {
+        if (parts.length < 64) parts.push(c)
+      })
       res.on('error', fail)
       res.on('end', () => {
         if (done) return
@@ -52,7 +70,11 @@ function request (target, method, path, headers, body, expect) {
         const text = Buffer.concat(parts).toString('utf8')
         if (expect && !expect.includes(res.statusCode)) {
           const hdr = JSON.stringify(res.headers)
-          reject(new Error(`${method} ${path} → ${res.statusCode} (expected ${expect.join('|')}) headers ${hdr} body ${JSON.stringify(text.slice(0, 400))}`))
+          reject(
+            new Error(
+              `${method} ${path} → ${res.statusCode} (expected ${expect.join('|')}) headers ${hdr} body ${JSON.stringify(text.slice(0, 400))}`,
+            ),
+          )
         } else {
           resolve({ status: res.statusCode, headers: res.headers, body: text })
         }
@@ -63,7 +85,7 @@ function request (target, method, path, headers, body, expect) {
 }
 
 /** Runs `count` jobs with at most `conc` in flight; job(i) gets indices in order. */
-async function pool (count, conc, job) {
+async function pool(count, conc, job) {
   let next = 0
   let failed = false
   const worker = async () => {
@@ -83,7 +105,7 @@ async function pool (count, conc, job) {
 const ISQ = 'api-version=6.0'
 const enc = (p) => p.split('/').map(encodeURIComponent).join('/')
 
-async function tusCreate (t, size, body) {
+async function tusCreate(t, size, body) {
   const headers = { 'tus-resumable': '1.0.0', 'upload-length': String(size) }
   if (body) headers['content-type'] = 'application/offset+octet-stream'
   const res = await request(t, 'POST', '/files', headers, body, [201])
@@ -91,18 +113,18 @@ async function tusCreate (t, size, body) {
   return { loc, id: loc.split('/').pop() }
 }
 
-function tusPatch (t, loc, offset, body) {
+function tusPatch(t, loc, offset, body) {
   const headers = {
     'tus-resumable': '1.0.0',
     'upload-offset': String(offset),
-    'content-type': 'application/offset+octet-stream'
+    'content-type': 'application/offset+octet-stream',
   }
   return request(t, 'PATCH', loc, headers, body, [204])
 }
 
 // ---- scenarios -------------------------------------------------------------------------------
 
-async function stream (targets, proto, p) {
+async function stream(targets, proto, p) {
   const buf = big.subarray(0, p.size)
   const t0 = process.hrtime.bigint()
   let upload
@@ -119,15 +141,22 @@ async function stream (targets, proto, p) {
   return { elapsedNs: Number(process.hrtime.bigint() - t0), bytes: p.size, uploads: [upload] }
 }
 
-/** One chunked upload of `size` bytes; `parallel` chunks in flight. Returns upload + commit time. */
-async function chunkedOne (targets, proto, p, n) {
+/**
+ * One chunked upload of `size` bytes; `parallel` chunks in flight. Returns upload + commit time.
+ */
+async function chunkedOne(targets, proto, p, n) {
   const buf = big.subarray(0, p.size)
   const chunk = p.chunk
   const count = Math.ceil(p.size / chunk)
   if (proto === 'tus') {
     const { loc, id } = await tusCreate(targets.pick(), p.size)
     for (let i = 0; i < count; i++) {
-      await tusPatch(targets.pick(), loc, i * chunk, buf.subarray(i * chunk, Math.min(p.size, (i + 1) * chunk)))
+      await tusPatch(
+        targets.pick(),
+        loc,
+        i * chunk,
+        buf.subarray(i * chunk, Math.min(p.size, (i + 1) * chunk)),
+      )
     }
     return { upload: { kind: 'tus', id, size: p.size }, commitNs: 0 }
   }
@@ -137,39 +166,73 @@ async function chunkedOne (targets, proto, p, n) {
     const a = i * chunk
     const b = Math.min(p.size, a + chunk) - 1
     const url = `/ImageStore/${enc(path)}/$/UploadChunk?${ISQ}&session-id=${sid}`
-    await request(targets.pick(), 'PUT', url, { 'content-range': `bytes ${a}-${b}/${p.size}` }, buf.subarray(a, b + 1), [200])
+    await request(
+      targets.pick(),
+      'PUT',
+      url,
+      { 'content-range': `bytes ${a}-${b}/${p.size}` },
+      buf.subarray(a, b + 1),
+      [200],
+    )
   })
   const c0 = process.hrtime.bigint()
-  await request(targets.pick(), 'POST', `/ImageStore/$/CommitUploadSession?${ISQ}&session-id=${sid}`, {}, null, [200])
-  return { upload: { kind: 'store', path, size: p.size }, commitNs: Number(process.hrtime.bigint() - c0) }
+  await request(
+    targets.pick(),
+    'POST',
+    `/ImageStore/$/CommitUploadSession?${ISQ}&session-id=${sid}`,
+    {},
+    null,
+    [200],
+  )
+  return {
+    upload: { kind: 'store', path, size: p.size },
+    commitNs: Number(process.hrtime.bigint() - c0),
+  }
 }
 
 /** `sessions` chunked uploads at once (1 for scenario b, 8 for the RSS scenario). */
-async function chunked (targets, proto, p) {
+async function chunked(targets, proto, p) {
   const t0 = process.hrtime.bigint()
-  const res = await Promise.all(Array.from({ length: p.sessions }, (_, n) => chunkedOne(targets, proto, p, n)))
+  const res = await Promise.all(
+    Array.from({ length: p.sessions }, (_, n) => chunkedOne(targets, proto, p, n)),
+  )
   return {
     elapsedNs: Number(process.hrtime.bigint() - t0),
     bytes: p.size * p.sessions,
     uploads: res.map((r) => r.upload),
-    commitNs: res.map((r) => r.commitNs)
+    commitNs: res.map((r) => r.commitNs),
   }
 }
 
 /** Scenario e: one chunked upload per size, one after another; the commit is timed apart. */
-async function commits (targets, proto, p) {
+async function commits(targets, proto, p) {
   // Warm-up (not reported): one single-chunk upload + commit, so the first measured commit
   // does not pay for JIT, pool start-up or first-use of the state store.
-  const warm = await chunkedOne(targets, proto, { ...p, size: Math.min(p.chunk, p.sizes[0]), parallel: 1, prefix: `${p.prefix}/warmup` }, 0)
+  const warm = await chunkedOne(
+    targets,
+    proto,
+    { ...p, size: Math.min(p.chunk, p.sizes[0]), parallel: 1, prefix: `${p.prefix}/warmup` },
+    0,
+  )
   const out = []
   for (const size of p.sizes) {
-    const r = await chunkedOne(targets, proto, { ...p, size, parallel: 1, prefix: `${p.prefix}/${size}` }, 0)
+    const r = await chunkedOne(
+      targets,
+      proto,
+      { ...p, size, parallel: 1, prefix: `${p.prefix}/${size}` },
+      0,
+    )
     out.push({ size, commitNs: r.commitNs, upload: r.upload })
   }
-  return { elapsedNs: 0, bytes: 0, uploads: [...out.map((o) => o.upload), warm.upload], commits: out.map(({ size, commitNs }) => ({ size, commitNs })) }
+  return {
+    elapsedNs: 0,
+    bytes: 0,
+    uploads: [...out.map((o) => o.upload), warm.upload],
+    commits: out.map(({ size, commitNs }) => ({ size, commitNs })),
+  }
 }
 
-async function smallUploads (targets, proto, p) {
+async function smallUploads(targets, proto, p) {
   const files = small.slice(0, p.count)
   const uploads = new Array(files.length)
   const t0 = process.hrtime.bigint()
@@ -187,14 +250,20 @@ async function smallUploads (targets, proto, p) {
   return { elapsedNs: Number(process.hrtime.bigint() - t0), count: files.length, uploads }
 }
 
-async function shaman (targets, _proto, p) {
+async function shaman(targets, _proto, p) {
   const files = small.slice(0, p.count)
   const statuses = {}
   const t0 = process.hrtime.bigint()
   await pool(files.length, p.conc, async (i) => {
     const f = files[i]
-    const r = await request(targets.pick(), 'POST', `/api/v3/shaman/files/${f.sha}/${f.buf.length}`,
-      { 'content-type': 'application/octet-stream' }, f.buf, p.expect)
+    const r = await request(
+      targets.pick(),
+      'POST',
+      `/api/v3/shaman/files/${f.sha}/${f.buf.length}`,
+      { 'content-type': 'application/octet-stream' },
+      f.buf,
+      p.expect,
+    )
     statuses[r.status] = (statuses[r.status] ?? 0) + 1
   })
   const elapsedNs = Number(process.hrtime.bigint() - t0)
@@ -215,9 +284,11 @@ const TUS_PATH = '/files/'
 class RoundRobinStack {
   #targets
   #stacks = new Map()
-  constructor (targets) { this.#targets = targets }
+  constructor(targets) {
+    this.#targets = targets
+  }
 
-  createRequest (method, url) {
+  createRequest(method, url) {
     const t = this.#targets.pick()
     if (!this.#stacks.has(t)) this.#stacks.set(t, new DefaultHttpStack({ agent: t.agent }))
     const u = new URL(url)
@@ -227,11 +298,13 @@ class RoundRobinStack {
     return req
   }
 
-  getName () { return 'RoundRobinStack' }
+  getName() {
+    return 'RoundRobinStack'
+  }
 }
 
 /** Resolves the upload's URL once tus-js-client reports success; rejects with its error. */
-function tusJsUpload (buf, options) {
+function tusJsUpload(buf, options) {
   return new Promise((resolve, reject) => {
     const upload = new Upload(buf, {
       ...options,
@@ -239,7 +312,7 @@ function tusJsUpload (buf, options) {
       onError: (err) => {
         upload.abort().catch(() => {}) // stop the other partials of a parallel upload
         reject(err)
-      }
+      },
     })
     upload.start()
   })
@@ -251,7 +324,7 @@ function tusJsUpload (buf, options) {
  * at /files/ (404 on OPTIONS), or one that answers 501 to the concatenation a parallel upload
  * needs, gives `unsupported` (a cell of the report) instead of a failed run.
  */
-async function tusJs (targets, _proto, p) {
+async function tusJs(targets, _proto, p) {
   const probe = await request(targets.pick(), 'OPTIONS', TUS_PATH, { 'tus-resumable': '1.0.0' })
   if (probe.status === 404) {
     return { unsupported: `server has no tus endpoint (404 on OPTIONS ${TUS_PATH})`, uploads: [] }
@@ -260,7 +333,9 @@ async function tusJs (targets, _proto, p) {
     const body = JSON.stringify(probe.body.slice(0, 200))
     throw new Error(`OPTIONS ${TUS_PATH} → ${probe.status} ${body}`)
   }
-  const extensions = String(probe.headers['tus-extension'] ?? '').split(',').map((x) => x.trim())
+  const extensions = String(probe.headers['tus-extension'] ?? '')
+    .split(',')
+    .map((x) => x.trim())
   const buf = big.subarray(0, p.size)
   const t0 = process.hrtime.bigint()
   let url
@@ -273,7 +348,7 @@ async function tusJs (targets, _proto, p) {
       // A benchmark must not hide a failed request behind a retry: the first error ends the run.
       retryDelays: null,
       storeFingerprintForResuming: false,
-      httpStack: new RoundRobinStack(targets)
+      httpStack: new RoundRobinStack(targets),
     })
   } catch (err) {
     const status = err instanceof DetailedError ? err.originalResponse?.getStatus() : undefined
@@ -284,7 +359,7 @@ async function tusJs (targets, _proto, p) {
       return {
         unsupported: 'not supported (501 on Upload-Concat: partial)',
         detail: `${JSON.stringify(body)}; concatenation ${listed} in Tus-Extension`,
-        uploads: []
+        uploads: [],
       }
     }
     throw new Error(`tus-js-client (parallelUploads ${p.parallel}): ${err.message}`)

@@ -1,5 +1,6 @@
 // Turns a results JSON into medians, ratios, a console table and results/report.md with an
-// inline hand-written SVG bar chart. Also usable alone: `node bench/macro/report.js results/x.json`.
+// inline hand-written SVG bar chart. Also usable alone: `node bench/macro/report.js
+// results/x.json`.
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -10,18 +11,19 @@ const GiB = 1024 * MiB
 const SERVER_ORDER = SERVER_NAMES
 const COLORS = Object.fromEntries(SERVERS.map((s) => [s.name, s.color]))
 
-export function median (xs) {
+export function median(xs) {
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
   if (!v.length) return NaN
   const m = v.length >> 1
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
 }
 
-function describeRow (row, c) {
+function describeRow(row, c) {
   const mib = (b) => `${b / MiB} MiB`
   const chunks = Math.ceil(c.sizeBytes / c.chunkBytes)
   if (row === 'a') return `1 × ${mib(c.sizeBytes)}, single stream`
-  if (/^b\d+$/.test(row)) return `${mib(c.sizeBytes)} as ${chunks} × ${mib(c.chunkBytes)} chunks, ${row.slice(1)} in flight, + commit`
+  if (/^b\d+$/.test(row))
+    return `${mib(c.sizeBytes)} as ${chunks} × ${mib(c.chunkBytes)} chunks, ${row.slice(1)} in flight, + commit`
   if (row === 'c') return `${c.files} × ${c.fileBytes / 1024} KiB, ${c.concurrency} clients`
   if (row === 'd-store') return `Shaman: ${c.files} × ${c.fileBytes / 1024} KiB stored (204)`
   if (row === 'd-dedup') return 'Shaman: the same again, dedup (208)'
@@ -33,7 +35,7 @@ function describeRow (row, c) {
 }
 
 /** Medians per (row, server), ratios to minimal and tus of the same run, and goal checks. */
-export function summarize (result) {
+export function summarize(result) {
   const c = result.config
   const byKey = new Map()
   const unsupported = new Map()
@@ -73,12 +75,30 @@ export function summarize (result) {
         const commitMs = median(xs.map((x) => x.commitMs))
         const shaMs = median(xs.map((x) => x.shaMs))
         const fsyncMs = median(xs.map((x) => x.fsyncMs))
-        servers[s] = { n: xs.length, value: commitMs, commitMs, shaMs, fsyncMs, boundMs: shaMs + fsyncMs, vsBound: commitMs / (shaMs + fsyncMs), size: xs[0].size }
+        servers[s] = {
+          n: xs.length,
+          value: commitMs,
+          commitMs,
+          shaMs,
+          fsyncMs,
+          boundMs: shaMs + fsyncMs,
+          vsBound: commitMs / (shaMs + fsyncMs),
+          size: xs[0].size,
+        }
       } else {
         const value = median(xs.map((x) => x.mbps ?? x.ups))
         const cpu = median(xs.map((x) => x.serverCpuS))
-        const per = xs[0].mbps ? median(xs.map((x) => x.serverCpuS / (x.bytes / GiB))) : median(xs.map((x) => x.serverCpuS / (x.count / 1000)))
-        servers[s] = { n: xs.length, value, cpuS: cpu, cpuPer: per, clientCpuS: median(xs.map((x) => x.clientCpuS)), rssMiB: median(xs.map((x) => x.rss)) }
+        const per = xs[0].mbps
+          ? median(xs.map((x) => x.serverCpuS / (x.bytes / GiB)))
+          : median(xs.map((x) => x.serverCpuS / (x.count / 1000)))
+        servers[s] = {
+          n: xs.length,
+          value,
+          cpuS: cpu,
+          cpuPer: per,
+          clientCpuS: median(xs.map((x) => x.clientCpuS)),
+          rssMiB: median(xs.map((x) => x.rss)),
+        }
       }
     }
     const sample = SERVER_ORDER.map((s) => byKey.get(`${id}\u0000${s}`)?.[0]).find(Boolean)
@@ -89,9 +109,10 @@ export function summarize (result) {
     // concatenation: tus-js-client's parallelUploads (g4) compares with its one upload (g).
     const seqRow = /^b\d+$/.test(id) ? 'b1' : /^g\d+$/.test(id) ? 'g' : id
     const tusRow = Number.isFinite(servers.tus?.value) ? id : seqRow
-    const tus = tusRow === id
-      ? servers.tus?.value
-      : median((byKey.get(`${tusRow}\u0000tus`) ?? []).map((x) => x.mbps))
+    const tus =
+      tusRow === id
+        ? servers.tus?.value
+        : median((byKey.get(`${tusRow}\u0000tus`) ?? []).map((x) => x.mbps))
     if (!isCommit) {
       for (const v of Object.values(servers)) {
         v.xMinimal = min ? v.value / min : NaN
@@ -110,13 +131,16 @@ export function summarize (result) {
  * Ferry ÷ @tus/server of the same run. g4's @tus/server cell is "not supported" (no
  * concatenation), so g4 is set against @tus/server's single upload (g).
  */
-function tusClient (result, rows) {
+function tusClient(result, rows) {
   // MB/s per repetition of one row on one server: each repetition ran both back to back.
-  const perRep = (row, server) => new Map(result.runs
-    .filter((run) => run.ok && run.server === server)
-    .flatMap((run) => run.rows
-      .filter((x) => x.row === row && x.mbps)
-      .map((x) => [run.rep, x.mbps])))
+  const perRep = (row, server) =>
+    new Map(
+      result.runs
+        .filter((run) => run.ok && run.server === server)
+        .flatMap((run) =>
+          run.rows.filter((x) => x.row === row && x.mbps).map((x) => [run.rep, x.mbps]),
+        ),
+    )
   const out = []
   for (const r of rows.filter((x) => /^g\d*$/.test(x.row))) {
     const tus = r.servers.tus
@@ -130,8 +154,9 @@ function tusClient (result, rows) {
         tus: tus?.unsupported ?? tus?.value,
         against: r.tusFrom,
         ratio: v.xTus,
-        repRatios: [...perRep(r.row, s)].filter(([rep]) => tusByRep.has(rep))
-          .map(([rep, x]) => x / tusByRep.get(rep))
+        repRatios: [...perRep(r.row, s)]
+          .filter(([rep]) => tusByRep.has(rep))
+          .map(([rep, x]) => x / tusByRep.get(rep)),
       })
     }
   }
@@ -144,7 +169,7 @@ function tusClient (result, rows) {
  * back to back), whose spread shows the noise. Throughput rows: above 1 = B faster; commit rows
  * (e-*, ms): below 1 = B faster.
  */
-function compare (result, rows) {
+function compare(result, rows) {
   const out = []
   const perRep = (row, server) => {
     const m = new Map()
@@ -163,7 +188,9 @@ function compare (result, rows) {
       const va = a && r.servers[a]
       if (!va) continue
       const ra = perRep(r.row, a)
-      const pairs = [...perRep(r.row, b)].filter(([rep]) => ra.has(rep)).map(([rep, v]) => v / ra.get(rep))
+      const pairs = [...perRep(r.row, b)]
+        .filter(([rep]) => ra.has(rep))
+        .map(([rep, v]) => v / ra.get(rep))
       out.push({
         row: r.row,
         a,
@@ -178,14 +205,14 @@ function compare (result, rows) {
         // A build that cannot take the row (scenario g on a build without the tus family).
         unsupported: vb.unsupported
           ? `B: ${vb.unsupported}`
-          : va.unsupported && `A: ${va.unsupported}`
+          : va.unsupported && `A: ${va.unsupported}`,
       })
     }
   }
   return out
 }
 
-function goals (rows) {
+function goals(rows) {
   const get = (id) => rows.find((r) => r.row === id)
   const out = []
   const ferries = SERVERS.filter((s) => s.proto === 'ferry').map((s) => s.name)
@@ -193,24 +220,67 @@ function goals (rows) {
     for (const s of ferries) {
       const v = r.servers[s]
       if (!v) continue
-      out.push({ goal: `chunked (${r.row}) ≥ 0.85× ceiling`, server: s, measured: v.xMinimal, met: v.xMinimal >= 0.85 })
-      if (Number.isFinite(v.xDurable)) out.push({ goal: `chunked (${r.row}) ≥ 0.85× durable ceiling (informative)`, server: s, measured: v.xDurable, met: v.xDurable >= 0.85 })
-      out.push({ goal: `chunked (${r.row}) ≥ 1.5× tus${r.tusFrom !== r.row ? ' (tus b1)' : ''}`, server: s, measured: v.xTus, met: v.xTus >= 1.5 })
+      out.push({
+        goal: `chunked (${r.row}) ≥ 0.85× ceiling`,
+        server: s,
+        measured: v.xMinimal,
+        met: v.xMinimal >= 0.85,
+      })
+      if (Number.isFinite(v.xDurable))
+        out.push({
+          goal: `chunked (${r.row}) ≥ 0.85× durable ceiling (informative)`,
+          server: s,
+          measured: v.xDurable,
+          met: v.xDurable >= 0.85,
+        })
+      out.push({
+        goal: `chunked (${r.row}) ≥ 1.5× tus${r.tusFrom !== r.row ? ' (tus b1)' : ''}`,
+        server: s,
+        measured: v.xTus,
+        met: v.xTus >= 1.5,
+      })
     }
   }
   const c = get('c')
-  for (const s of ferries) if (c?.servers[s]) out.push({ goal: 'small files ≥ 1.5× tus uploads/s', server: s, measured: c.servers[s].xTus, met: c.servers[s].xTus >= 1.5 })
+  for (const s of ferries)
+    if (c?.servers[s])
+      out.push({
+        goal: 'small files ≥ 1.5× tus uploads/s',
+        server: s,
+        measured: c.servers[s].xTus,
+        met: c.servers[s].xTus >= 1.5,
+      })
   for (const r of rows.filter((x) => !x.row.startsWith('e-'))) {
     const one = r.servers['ferry-redis']?.value
     const two = r.servers['ferry-redis-x2']?.value
-    if (one && two) out.push({ goal: `two instances on Redis no slower than one (${r.row})`, server: 'ferry-redis-x2', measured: two / one, met: two / one >= 1 })
+    if (one && two)
+      out.push({
+        goal: `two instances on Redis no slower than one (${r.row})`,
+        server: 'ferry-redis-x2',
+        measured: two / one,
+        met: two / one >= 1,
+      })
   }
   const f = get('f')
-  for (const s of ferries) if (f?.servers[s]) out.push({ goal: `peak RSS under ${f.desc.split(' (')[0]} < 256 MiB`, server: s, measured: f.servers[s].rssMiB, met: f.servers[s].rssMiB < 256, unit: 'MiB' })
+  for (const s of ferries)
+    if (f?.servers[s])
+      out.push({
+        goal: `peak RSS under ${f.desc.split(' (')[0]} < 256 MiB`,
+        server: s,
+        measured: f.servers[s].rssMiB,
+        met: f.servers[s].rssMiB < 256,
+        unit: 'MiB',
+      })
   for (const r of rows.filter((x) => x.row.startsWith('e-'))) {
     for (const s of ferries) {
       const v = r.servers[s]
-      if (v) out.push({ goal: `commit ${r.row.slice(2)} ≤ sha256 pass + fsync`, server: s, measured: v.vsBound, met: v.vsBound <= 1 })
+      if (v)
+        out.push({
+          goal: `commit ${r.row.slice(2)} ≤ sha256 pass + fsync`,
+          server: s,
+          measured: v.vsBound,
+          met: v.vsBound <= 1,
+        })
     }
   }
   // Linear growth: least-squares slope (ms per GiB) of commit time vs size, against the slope
@@ -222,13 +292,18 @@ function goals (rows) {
       if (pts.length < 2) continue
       const commit = slope(pts.map((v) => [v.size / GiB, v.commitMs]))
       const bound = slope(pts.map((v) => [v.size / GiB, v.boundMs]))
-      out.push({ goal: `commit slope ≤ sha256+fsync slope (${f1(commit, 0)} vs ${f1(bound, 0)} ms/GiB)`, server: s, measured: commit / bound, met: commit <= bound })
+      out.push({
+        goal: `commit slope ≤ sha256+fsync slope (${f1(commit, 0)} vs ${f1(bound, 0)} ms/GiB)`,
+        server: s,
+        measured: commit / bound,
+        met: commit <= bound,
+      })
     }
   }
   return out.filter((g) => Number.isFinite(g.measured))
 }
 
-function slope (pts) {
+function slope(pts) {
   const n = pts.length
   const mx = pts.reduce((a, [x]) => a + x, 0) / n
   const my = pts.reduce((a, [, y]) => a + y, 0) / n
@@ -240,9 +315,20 @@ function slope (pts) {
 const f1 = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '–')
 const fx = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '–')
 
-function tableRows (result) {
+function tableRows(result) {
   const { rows } = result.summary
-  const head = ['row', 'scenario', 'server', 'result', '× minimal', '× durable', '× tus', 'server CPU s', 'CPU s per GiB or per 1k uploads', 'peak RSS MiB']
+  const head = [
+    'row',
+    'scenario',
+    'server',
+    'result',
+    '× minimal',
+    '× durable',
+    '× tus',
+    'server CPU s',
+    'CPU s per GiB or per 1k uploads',
+    'peak RSS MiB',
+  ]
   const body = []
   for (const r of rows.filter((x) => !x.row.startsWith('e-'))) {
     for (const [s, v] of Object.entries(r.servers)) {
@@ -250,55 +336,91 @@ function tableRows (result) {
         body.push([r.row, r.desc, s, v.unsupported, '–', '–', '–', '–', '–', '–'])
         continue
       }
-      body.push([r.row, r.desc, s, `${f1(v.value, r.unit === 'MB/s' ? 1 : 0)} ${r.unit}`, fx(v.xMinimal), fx(v.xDurable), fx(v.xTus), f1(v.cpuS, 2), f1(v.cpuPer, 2), f1(v.rssMiB, 0)])
+      body.push([
+        r.row,
+        r.desc,
+        s,
+        `${f1(v.value, r.unit === 'MB/s' ? 1 : 0)} ${r.unit}`,
+        fx(v.xMinimal),
+        fx(v.xDurable),
+        fx(v.xTus),
+        f1(v.cpuS, 2),
+        f1(v.cpuPer, 2),
+        f1(v.rssMiB, 0),
+      ])
     }
   }
-  const commitHead = ['row', 'server', 'commit ms', 'sha256 pass ms', 'fsync ms', 'sha+fsync ms', 'commit ÷ (sha+fsync)', 'commit ms per GiB']
+  const commitHead = [
+    'row',
+    'server',
+    'commit ms',
+    'sha256 pass ms',
+    'fsync ms',
+    'sha+fsync ms',
+    'commit ÷ (sha+fsync)',
+    'commit ms per GiB',
+  ]
   const commitBody = []
   for (const r of rows.filter((x) => x.row.startsWith('e-'))) {
     for (const [s, v] of Object.entries(r.servers)) {
-      commitBody.push([r.row, s, f1(v.commitMs), f1(v.shaMs), f1(v.fsyncMs), f1(v.boundMs), fx(v.vsBound), f1(v.commitMs / (v.size / GiB), 0)])
+      commitBody.push([
+        r.row,
+        s,
+        f1(v.commitMs),
+        f1(v.shaMs),
+        f1(v.fsyncMs),
+        f1(v.boundMs),
+        fx(v.vsBound),
+        f1(v.commitMs / (v.size / GiB), 0),
+      ])
     }
   }
   return { head, body, commitHead, commitBody }
 }
 
-function textTable (head, body) {
+function textTable(head, body) {
   const w = head.map((h, i) => Math.max(h.length, ...body.map((r) => String(r[i]).length)))
   const line = (r) => r.map((x, i) => String(x).padEnd(w[i])).join('  ')
   return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...body.map(line)].join('\n')
 }
 
-function mdTable (head, body) {
-  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n')
+function mdTable(head, body) {
+  return [
+    `| ${head.join(' | ')} |`,
+    `|${head.map(() => '---').join('|')}|`,
+    ...body.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n')
 }
 
 /** Scenario g's figure: Ferry ÷ @tus/server, the same client (empty body without g rows). */
-function tusClientRows (result) {
+function tusClientRows(result) {
   const head = ['row', 'Ferry server', 'Ferry', '@tus/server', 'Ferry ÷ @tus/server', 'per rep']
   const cell = (v) => (typeof v === 'string' ? v : Number.isFinite(v) ? `${f1(v)} MB/s` : '–')
   const rows = result.summary.rows
   const tusOf = (row) => rows.find((r) => r.row === row)?.servers.tus?.value
   const body = (result.summary.tusClient ?? []).map((t) => [
-    t.row, t.server, cell(t.ferry),
+    t.row,
+    t.server,
+    cell(t.ferry),
     cell(t.tus) + (t.against !== t.row ? `; its ${t.against}: ${cell(tusOf(t.against))}` : ''),
     fx(t.ratio) + (t.against !== t.row && Number.isFinite(t.ratio) ? ` (of ${t.against})` : ''),
-    (t.repRatios ?? []).map((x) => x.toFixed(2)).join(' ') || '–'
+    (t.repRatios ?? []).map((x) => x.toFixed(2)).join(' ') || '–',
   ])
   return { head, body }
 }
 
 /** The report's section for scenario g (none without g rows). */
-function tusClientSection (result) {
+function tusClientSection(result) {
   const t = tusClientRows(result)
   if (!t.body.length) return []
   const c = result.config
-  const text = `The same client, tus-js-client ${result.env.tusJsClient ?? ''} in the load ` +
+  const text =
+    `The same client, tus-js-client ${result.env.tusJsClient ?? ''} in the load ` +
     `process, uploads ${c.sizeBytes / MiB} MiB in ${c.chunkBytes / MiB} MiB chunks ` +
     "(`chunkSize`) to Ferry's `/files/` and to @tus/server + @tus/file-store (g), and with " +
     '`parallelUploads: 4` (g4: four partial uploads and a final concatenation). A cell that ' +
     'says why instead of a figure is a server that cannot take the upload: @tus/server answers ' +
-    '501 to `Upload-Concat`, so Ferry\'s g4 is set against its g; a Ferry build without the ' +
+    "501 to `Upload-Concat`, so Ferry's g4 is set against its g; a Ferry build without the " +
     'tus family answers 404 at `/files/`. "Ferry ÷ @tus/server" is the ratio of the medians, ' +
     '"per rep" the ratio within each repetition (both servers ran back to back), whose spread is ' +
     'the noise. Every stored upload is read back and its sha256 checked.'
@@ -306,32 +428,54 @@ function tusClientSection (result) {
 }
 
 /** The B/A table of a compare run (empty body when there is no build B). */
-function compareRows (result) {
-  const head = ['row', 'A', 'B', 'A median', 'B median', 'B/A', 'B/A per rep', 'CPU per unit B/A', 'B is']
+function compareRows(result) {
+  const head = [
+    'row',
+    'A',
+    'B',
+    'A median',
+    'B median',
+    'B/A',
+    'B/A per rep',
+    'CPU per unit B/A',
+    'B is',
+  ]
   const body = (result.summary.compare ?? []).map((c) => {
     const d = c.unit === 'MB/s' ? 1 : 0
     const faster = c.lowerIsBetter ? c.ratio < 1 : c.ratio > 1
     // Repetitions that disagree on the side of 1 say the difference is inside the noise.
-    const split = c.repRatios.length > 1 && Math.min(...c.repRatios) < 1 && Math.max(...c.repRatios) > 1
+    const split =
+      c.repRatios.length > 1 && Math.min(...c.repRatios) < 1 && Math.max(...c.repRatios) > 1
     const is = c.unsupported || (split ? 'noise (reps split)' : faster ? 'faster' : 'slower')
-    return [c.row, c.a, c.b, `${f1(c.valueA, d)} ${c.unit}`, `${f1(c.valueB, d)} ${c.unit}`, fx(c.ratio),
-      c.repRatios.map((x) => x.toFixed(2)).join(' '), fx(c.cpuRatio), is]
+    return [
+      c.row,
+      c.a,
+      c.b,
+      `${f1(c.valueA, d)} ${c.unit}`,
+      `${f1(c.valueB, d)} ${c.unit}`,
+      fx(c.ratio),
+      c.repRatios.map((x) => x.toFixed(2)).join(' '),
+      fx(c.cpuRatio),
+      is,
+    ]
   })
   return { head, body }
 }
 
 /** The console table printed at the end of a run. */
-export function formatTable (result) {
+export function formatTable(result) {
   const t = tableRows(result)
   let out = textTable(t.head, t.body)
   if (t.commitBody.length) out += `\n\n${textTable(t.commitHead, t.commitBody)}`
   const tc = tusClientRows(result)
   if (tc.body.length) {
-    out += '\n\ntus-js-client, the same client against both (Ferry ÷ @tus/server, same run):\n' +
+    out +=
+      '\n\ntus-js-client, the same client against both (Ferry ÷ @tus/server, same run):\n' +
       textTable(tc.head, tc.body)
   }
   const cmp = compareRows(result)
-  if (cmp.body.length) out += `\n\nbuild B against build A (throughput rows: B/A > 1 is B faster; e-* commit ms: < 1):\n${textTable(cmp.head, cmp.body)}`
+  if (cmp.body.length)
+    out += `\n\nbuild B against build A (throughput rows: B/A > 1 is B faster; e-* commit ms: < 1):\n${textTable(cmp.head, cmp.body)}`
   const g = result.summary.goals
   if (g.length) {
     out += `\n\ngoals (informative, not asserted):\n${g.map((x) => `  ${x.met ? 'met    ' : 'NOT met'}  ${x.goal}: ${x.server} ${x.unit ? `${f1(x.measured, 0)} ${x.unit}` : fx(x.measured)}`).join('\n')}`
@@ -340,26 +484,39 @@ export function formatTable (result) {
 }
 
 /** Hand-written SVG: per row, one bar per server, length = ratio to the minimal server. */
-export function svgChart (result) {
+export function svgChart(result) {
   const rows = result.summary.rows.filter((r) => !r.row.startsWith('e-') && r.servers.minimal)
   const servers = SERVER_ORDER.filter((s) => rows.some((r) => r.servers[s]))
   const barH = 14
   const gap = 10
   const left = 90
   const plotW = 520
-  const maxX = Math.max(1.2, ...rows.flatMap((r) => Object.values(r.servers).map((v) => v.xMinimal).filter(Number.isFinite)))
+  const maxX = Math.max(
+    1.2,
+    ...rows.flatMap((r) =>
+      Object.values(r.servers)
+        .map((v) => v.xMinimal)
+        .filter(Number.isFinite),
+    ),
+  )
   const x = (v) => left + (v / maxX) * plotW
   let y = 44
   const parts = []
   for (const r of rows) {
     const present = servers.filter((s) => r.servers[s])
     const groupH = present.length * barH
-    parts.push(`<text x="${left - 8}" y="${y + groupH / 2 + 4}" text-anchor="end" font-size="12">${r.row}</text>`)
+    parts.push(
+      `<text x="${left - 8}" y="${y + groupH / 2 + 4}" text-anchor="end" font-size="12">${r.row}</text>`,
+    )
     for (const s of present) {
       const v = r.servers[s].xMinimal
       const w = Number.isFinite(v) ? Math.max(1, x(v) - left) : 0
-      parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH - 2}" fill="${COLORS[s]}"><title>${s} ${r.row}: ${f1(r.servers[s].value)} ${r.unit} (${fx(v)} minimal)</title></rect>`)
-      parts.push(`<text x="${(left + w + 4).toFixed(1)}" y="${y + barH - 4}" font-size="10">${fx(v)}</text>`)
+      parts.push(
+        `<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH - 2}" fill="${COLORS[s]}"><title>${s} ${r.row}: ${f1(r.servers[s].value)} ${r.unit} (${fx(v)} minimal)</title></rect>`,
+      )
+      parts.push(
+        `<text x="${(left + w + 4).toFixed(1)}" y="${y + barH - 4}" font-size="10">${fx(v)}</text>`,
+      )
       y += barH
     }
     y += gap
@@ -367,8 +524,13 @@ export function svgChart (result) {
   const height = y + 20 + 18 * Math.ceil(servers.length / 3)
   const ticks = []
   for (let t = 0; t <= maxX + 1e-9; t += 0.25) {
-    ticks.push(`<line x1="${x(t)}" y1="38" x2="${x(t)}" y2="${y}" stroke="${t === 1 ? '#000' : '#ddd'}" stroke-width="${t === 1 ? 1.5 : 1}"/>`)
-    if (Math.abs(t * 2 - Math.round(t * 2)) < 1e-9) ticks.push(`<text x="${x(t)}" y="32" text-anchor="middle" font-size="10">${t.toFixed(1)}×</text>`)
+    ticks.push(
+      `<line x1="${x(t)}" y1="38" x2="${x(t)}" y2="${y}" stroke="${t === 1 ? '#000' : '#ddd'}" stroke-width="${t === 1 ? 1.5 : 1}"/>`,
+    )
+    if (Math.abs(t * 2 - Math.round(t * 2)) < 1e-9)
+      ticks.push(
+        `<text x="${x(t)}" y="32" text-anchor="middle" font-size="10">${t.toFixed(1)}×</text>`,
+      )
   }
   const legend = servers.map((s, i) => {
     const lx = left + (i % 3) * 180
@@ -385,7 +547,7 @@ ${legend.join('\n')}
 }
 
 /** Writes results/report.md (with the SVG inline) and results/chart.svg. */
-export function writeReport (result, outDir) {
+export function writeReport(result, outDir) {
   const t = tableRows(result)
   const e = result.env
   const c = result.config
@@ -407,21 +569,62 @@ export function writeReport (result, outDir) {
     svg,
     '',
     ...(t.commitBody.length
-      ? ['## Commit time vs size', '', 'Time from sending the commit to its 200, against one sha256 pass over the stored file from page cache plus one fsync of as many freshly written bytes, both measured in the same run.', '', mdTable(t.commitHead, t.commitBody), '']
+      ? [
+          '## Commit time vs size',
+          '',
+          'Time from sending the commit to its 200, against one sha256 pass over the stored file from page cache plus one fsync of as many freshly written bytes, both measured in the same run.',
+          '',
+          mdTable(t.commitHead, t.commitBody),
+          '',
+        ]
       : []),
     ...tusClientSection(result),
     ...(compareRows(result).body.length
-      ? ['## Build B against build A', '', `A = \`${c.ferryMainA}\`, B = \`${c.ferryMainB}\`, run interleaved (each repetition runs both, order rotating). "B/A" is the ratio of the medians; "per rep" the ratio within each repetition. Throughput rows: above 1 means B is faster; commit rows (e-*, ms): below 1 means B is faster.`, '', mdTable(compareRows(result).head, compareRows(result).body), '']
+      ? [
+          '## Build B against build A',
+          '',
+          `A = \`${c.ferryMainA}\`, B = \`${c.ferryMainB}\`, run interleaved (each repetition runs both, order rotating). "B/A" is the ratio of the medians; "per rep" the ratio within each repetition. Throughput rows: above 1 means B is faster; commit rows (e-*, ms): below 1 means B is faster.`,
+          '',
+          mdTable(compareRows(result).head, compareRows(result).body),
+          '',
+        ]
       : []),
     ...(result.summary.goals.length
-      ? ['## Goals (informative)', '', mdTable(['goal', 'server', 'measured', 'met'], result.summary.goals.map((g) => [g.goal, g.server, g.unit ? `${f1(g.measured, 0)} ${g.unit}` : fx(g.measured), g.met ? 'yes' : '**no**'])), '']
+      ? [
+          '## Goals (informative)',
+          '',
+          mdTable(
+            ['goal', 'server', 'measured', 'met'],
+            result.summary.goals.map((g) => [
+              g.goal,
+              g.server,
+              g.unit ? `${f1(g.measured, 0)} ${g.unit}` : fx(g.measured),
+              g.met ? 'yes' : '**no**',
+            ]),
+          ),
+          '',
+        ]
       : []),
     ...(result.startRetries?.length
-      ? ['## Start-up retries', '', ...result.startRetries.map((r) => `- ${r.at} ${r.server}: ${r.error} (started again)`), '']
+      ? [
+          '## Start-up retries',
+          '',
+          ...result.startRetries.map((r) => `- ${r.at} ${r.server}: ${r.error} (started again)`),
+          '',
+        ]
       : []),
     ...(result.runs.some((r) => !r.ok)
-      ? ['## Failures', '', ...result.runs.filter((r) => !r.ok).map((r) => `- rep ${r.rep} ${r.scenario} ${r.server}: \`${r.error.replace(/\n/g, ' ')}\``), '']
-      : [])
+      ? [
+          '## Failures',
+          '',
+          ...result.runs
+            .filter((r) => !r.ok)
+            .map(
+              (r) => `- rep ${r.rep} ${r.scenario} ${r.server}: \`${r.error.replace(/\n/g, ' ')}\``,
+            ),
+          '',
+        ]
+      : []),
   ].join('\n')
   fs.mkdirSync(outDir, { recursive: true })
   const mdFile = path.join(outDir, 'report.md')

@@ -14,11 +14,27 @@ const MiB = 1024 * 1024
  * `servers`: the bound registry (macro/servers.js bindServers); `load`: the load generator
  * client; `expectedSha(upload)`: digests from the seeded data; `big`: that data.
  */
-export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, logDir, rootDir, redisPort, redisClusterUrl, expectedSha, big, keep }) {
+export function createRunner({
+  servers: SERVERS,
+  load,
+  cfg,
+  runId,
+  runRoot,
+  logDir,
+  rootDir,
+  redisPort,
+  redisClusterUrl,
+  expectedSha,
+  big,
+  keep,
+}) {
   let seq = 0
   const startRetries = []
-  /** Starts every instance of server `name` on one fresh data dir; returns {children, targets, stop}. */
-  async function startServer (name, dataDir) {
+  /**
+   * Starts every instance of server `name` on one fresh data dir; returns {children, targets,
+   * stop}.
+   */
+  async function startServer(name, dataDir) {
     const sv = SERVERS.get(name)
     const n = ++seq
     const redisUrl = sv.redisCluster ? redisClusterUrl : `redis://127.0.0.1:${redisPort}`
@@ -40,7 +56,7 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
           env: sv.env({ port, dataDir, ...redisEnv }),
           cwd: rootDir,
           logFile: path.join(logDir, `${n}-${name}-${i}.log`),
-          ready: async () => (await httpStatus(port, sv.readyPath)) === 200
+          ready: async () => (await httpStatus(port, sv.readyPath)) === 200,
         }
         let child
         try {
@@ -51,7 +67,11 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
           // that exits on its own, or dies twice, still fails the run.
           if (!err.bySignal) throw err
           console.log(`\nbench: WARNING ${err.message.split(';')[0]}; starting it once more`)
-          startRetries.push({ server: name, error: err.message.split(';')[0], at: new Date().toISOString() })
+          startRetries.push({
+            server: name,
+            error: err.message.split(';')[0],
+            at: new Date().toISOString(),
+          })
           child = await startProcess(opts)
         }
         children.push(child)
@@ -63,13 +83,13 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
     }
     return { children, targets, stop: () => Promise.all(children.map(stopProcess)) }
   }
-  
+
   /**
    * Several Ferry instances as operators run them: deploy/cluster (this checkout's build) starts
    * its own redis-server, the instances of the build under test and haproxy in front; the load
    * goes through haproxy's front.
    */
-  async function startFleet (sv, name, n, dataDir, redisEnv) {
+  async function startFleet(sv, name, n, dataDir, redisEnv) {
     const { startCluster } = await import(path.join(rootDir, 'dist', 'deploy', 'cluster.js'))
     const cluster = await startCluster({
       instances: sv.instances,
@@ -77,18 +97,19 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
       dataDir,
       env: sv.env({ port: 0, dataDir, ...redisEnv }),
       drainDelayMs: 0,
-      logDir: path.join(logDir, `${n}-${name}`)
+      logDir: path.join(logDir, `${n}-${name}`),
     })
     const front = new URL(cluster.frontUrl)
     return {
       children: cluster.instances.map((i) => ({ pid: i.pid })),
       targets: [{ host: front.hostname, port: Number(front.port) }],
-      stop: () => cluster.stop()
+      stop: () => cluster.stop(),
     }
   }
 
-  // ---- one run -----------------------------------------------------------------------------------
-  async function runOne (rep, rk, name) {
+  // ---- one run
+  // -----------------------------------------------------------------------------------
+  async function runOne(rep, rk, name) {
     const sv = SERVERS.get(name)
     const scenario = SCENARIOS[rk.scenario]
     const dataDir = path.join(runRoot, `r${rep}-${rk.id}-${name}`)
@@ -102,8 +123,16 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
       let commits = null
       for (const step of scenario.steps(rk, sv, cfg)) {
         const cpu0 = pids.map(cpuSeconds)
-        const res = await load.ask({ cmd: 'run', kind: step.kind, proto: sv.proto, targets: server.targets, params: step.params },
-          cfg.timeoutMs * 4 + 600_000)
+        const res = await load.ask(
+          {
+            cmd: 'run',
+            kind: step.kind,
+            proto: sv.proto,
+            targets: server.targets,
+            params: step.params,
+          },
+          cfg.timeoutMs * 4 + 600_000,
+        )
         const cpu = pids.map((p, i) => cpuSeconds(p) - cpu0[i])
         if (res.unsupported) {
           // The server cannot take this step (scenario g: no tus endpoint, no concatenation):
@@ -116,9 +145,10 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
           serverCpuS: cpu.reduce((x, y) => x + y, 0),
           serverCpuPerInstanceS: cpu,
           clientCpuS: res.clientCpuS,
-          elapsedS: res.elapsedNs / 1e9
+          elapsedS: res.elapsedNs / 1e9,
         }
-        if (res.bytes) Object.assign(row, { bytes: res.bytes, mbps: res.bytes / 1e6 / row.elapsedS })
+        if (res.bytes)
+          Object.assign(row, { bytes: res.bytes, mbps: res.bytes / 1e6 / row.elapsedS })
         if (res.count) Object.assign(row, { count: res.count, ups: res.count / row.elapsedS })
         if (res.statuses) row.statuses = res.statuses
         if (res.commitNs) row.commitMs = res.commitNs.map((n) => n / 1e6)
@@ -133,8 +163,12 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
       const fileOf = sv.storedPaths(dataDir)
       const problems = await verify(all, fileOf, expectedSha)
       rec.verified = all.length - problems.length
-      if (problems.length) throw new Error(`verification failed (${problems.length} of ${all.length}):\n  ${problems.slice(0, 5).join('\n  ')}`)
-      if (commits && scenario.rows) rec.rows = await scenario.rows({ rk, uploads: all, commits, dataDir, fileOf, bigData: big })
+      if (problems.length)
+        throw new Error(
+          `verification failed (${problems.length} of ${all.length}):\n  ${problems.slice(0, 5).join('\n  ')}`,
+        )
+      if (commits && scenario.rows)
+        rec.rows = await scenario.rows({ rk, uploads: all, commits, dataDir, fileOf, bigData: big })
       rec.ok = true
     } catch (err) {
       rec.error = err.message
@@ -145,16 +179,20 @@ export function createRunner ({ servers: SERVERS, load, cfg, runId, runRoot, log
     }
     return rec
   }
-  
-  function describe (r) {
+
+  function describe(r) {
     if (!r.ok) return `FAILED: ${r.error}`
     const parts = r.rows.map((x) => {
       if (x.unsupported) return `${x.row} ${x.unsupported}${x.detail ? `: ${x.detail}` : ''}`
-      if (x.commitMs !== undefined && x.shaMs !== undefined) return `${x.size / MiB} MiB commit ${x.commitMs.toFixed(1)} ms (sha ${x.shaMs.toFixed(0)} + fsync ${x.fsyncMs.toFixed(0)} ms)`
+      if (x.commitMs !== undefined && x.shaMs !== undefined)
+        return `${x.size / MiB} MiB commit ${x.commitMs.toFixed(1)} ms (sha ${x.shaMs.toFixed(0)} + fsync ${x.fsyncMs.toFixed(0)} ms)`
       const v = x.mbps ? `${x.mbps.toFixed(1)} MB/s` : `${x.ups.toFixed(0)} uploads/s`
       return `${x.row} ${v} cpu ${x.serverCpuS.toFixed(2)} s`
     })
-    parts.push(`peak rss ${r.peakRssMiB.map((m) => m.toFixed(0)).join('+')} MiB`, `verified ${r.verified}`)
+    parts.push(
+      `peak rss ${r.peakRssMiB.map((m) => m.toFixed(0)).join('+')} MiB`,
+      `verified ${r.verified}`,
+    )
     return parts.join(', ')
   }
 

@@ -17,26 +17,35 @@ const notTus = (sv) => sv.proto !== 'tus'
 const speaksTus = (sv) => sv.proto === 'tus' || sv.proto === 'ferry'
 /** Scenario g: tus-js-client in the load process, the same options for every server. */
 const tusJs = (parallel) => ({
-  what: parallel === 1
-    ? 'tus-js-client: Ferry vs @tus/server'
-    : `the same, parallelUploads: ${parallel}`,
-  runs: () =>
-    [{ id: parallel === 1 ? 'g' : `g${parallel}`, kind: 'tusjs', parallel, can: speaksTus }],
-  steps: (rk, _sv, cfg) => [{
-    row: rk.id,
-    kind: 'tusjs',
-    params: { size: cfg.sizeBytes, chunk: cfg.chunkBytes, parallel: rk.parallel }
-  }]
+  what:
+    parallel === 1
+      ? 'tus-js-client: Ferry vs @tus/server'
+      : `the same, parallelUploads: ${parallel}`,
+  runs: () => [
+    { id: parallel === 1 ? 'g' : `g${parallel}`, kind: 'tusjs', parallel, can: speaksTus },
+  ],
+  steps: (rk, _sv, cfg) => [
+    {
+      row: rk.id,
+      kind: 'tusjs',
+      params: { size: cfg.sizeBytes, chunk: cfg.chunkBytes, parallel: rk.parallel },
+    },
+  ],
 })
-const base = (rk, cfg) =>
-  ({ prefix: `bench/${rk.id}`, chunk: cfg.chunkBytes, conc: cfg.concurrency, count: cfg.files })
+const base = (rk, cfg) => ({
+  prefix: `bench/${rk.id}`,
+  chunk: cfg.chunkBytes,
+  conc: cfg.concurrency,
+  count: cfg.files,
+})
 
 export const SCENARIOS = {
   a: {
     what: 'one file as a single stream',
     runs: () => [{ id: 'a', kind: 'stream', can: any }],
-    steps: (rk, _sv, cfg) =>
-      [{ row: rk.id, kind: 'stream', params: { ...base(rk, cfg), size: cfg.sizeBytes } }]
+    steps: (rk, _sv, cfg) => [
+      { row: rk.id, kind: 'stream', params: { ...base(rk, cfg), size: cfg.sizeBytes } },
+    ],
   },
   b: {
     what: 'chunked, 1 and --parallel in flight',
@@ -46,16 +55,18 @@ export const SCENARIOS = {
       const par = { id: `b${cfg.parallel}`, kind: 'chunked', parallel: cfg.parallel, can: notTus }
       return cfg.parallel === 1 ? [seq] : [seq, par]
     },
-    steps: (rk, _sv, cfg) => [{
-      row: rk.id,
-      kind: 'chunked',
-      params: { ...base(rk, cfg), size: cfg.sizeBytes, parallel: rk.parallel, sessions: 1 }
-    }]
+    steps: (rk, _sv, cfg) => [
+      {
+        row: rk.id,
+        kind: 'chunked',
+        params: { ...base(rk, cfg), size: cfg.sizeBytes, parallel: rk.parallel, sessions: 1 },
+      },
+    ],
   },
   c: {
     what: 'small files, --concurrency clients',
     runs: () => [{ id: 'c', kind: 'small', can: any }],
-    steps: (rk, _sv, cfg) => [{ row: rk.id, kind: 'small', params: base(rk, cfg) }]
+    steps: (rk, _sv, cfg) => [{ row: rk.id, kind: 'small', params: base(rk, cfg) }],
   },
   d: {
     what: 'Shaman: store, then dedup (208)',
@@ -64,16 +75,20 @@ export const SCENARIOS = {
       { row: 'd-store', kind: 'shaman', params: { ...base(rk, cfg), expect: [204] } },
       // Ferry knows every file now and answers 208 before reading the body; the ceiling just
       // writes the file again.
-      { row: 'd-dedup', kind: 'shaman',
-        params: { ...base(rk, cfg), expect: sv.proto === 'ferry' ? [208] : [204] } }
-    ]
+      {
+        row: 'd-dedup',
+        kind: 'shaman',
+        params: { ...base(rk, cfg), expect: sv.proto === 'ferry' ? [208] : [204] },
+      },
+    ],
   },
   e: {
     what: 'commit time vs size',
     runs: () => [{ id: 'e', kind: 'commits', can: notTus }],
-    steps: (rk, _sv, cfg) =>
-      [{ row: rk.id, kind: 'commits', params: { ...base(rk, cfg), sizes: cfg.commitSizes } }],
-    async rows ({ rk, uploads, commits, dataDir, fileOf, bigData }) {
+    steps: (rk, _sv, cfg) => [
+      { row: rk.id, kind: 'commits', params: { ...base(rk, cfg), sizes: cfg.commitSizes } },
+    ],
+    async rows({ rk, uploads, commits, dataDir, fileOf, bigData }) {
       const rows = []
       for (const [i, { size, commitNs }] of commits.entries()) {
         const mine = (x) => x.size === size && x.path?.startsWith(`bench/${rk.id}/${size}/`)
@@ -82,21 +97,22 @@ export const SCENARIOS = {
         rows.push({ row: `e-${size / MiB}MiB`, size, commitMs: commitNs / 1e6, ...y })
       }
       return rows
-    }
+    },
   },
   f: {
     what: 'peak RSS, --rss-sessions chunked uploads at once',
-    runs: (cfg) =>
-      [{ id: 'f', kind: 'chunked', parallel: 1, sessions: cfg.rssSessions, can: any }],
-    steps: (rk, _sv, cfg) => [{
-      row: rk.id,
-      kind: 'chunked',
-      params: { ...base(rk, cfg), size: cfg.rssBytes, parallel: 1, sessions: rk.sessions }
-    }]
+    runs: (cfg) => [{ id: 'f', kind: 'chunked', parallel: 1, sessions: cfg.rssSessions, can: any }],
+    steps: (rk, _sv, cfg) => [
+      {
+        row: rk.id,
+        kind: 'chunked',
+        params: { ...base(rk, cfg), size: cfg.rssBytes, parallel: 1, sessions: rk.sessions },
+      },
+    ],
   },
   g: tusJs(1),
   // A registry entry of its own (not g's --parallel variant) so `--scenarios g4` names it.
-  g4: tusJs(4)
+  g4: tusJs(4),
 }
 
 export const SCENARIO_NAMES = Object.keys(SCENARIOS)

@@ -19,7 +19,7 @@ import { loadFerryLayout } from '../ferry-layout.js'
 const macroDir = path.dirname(fileURLToPath(import.meta.url))
 const rootDir = path.resolve(macroDir, '..', '..')
 
-function ferry (build, colors) {
+function ferry(build, colors) {
   const n = build === 'a' ? 'ferry' : 'ferry-b'
   const of = build === 'a' ? '' : ' (build B, --ferry-main-b)'
   const entry = (variant, color, more, what) => ({
@@ -31,19 +31,33 @@ function ferry (build, colors) {
     color,
     ...(build === 'b' ? { comparesWith: `ferry-${variant}` } : {}),
     ...more,
-    what
+    what,
   })
   return [
     entry('embedded', colors[0], {}, `Ferry${of}, embedded state`),
-    entry('redis', colors[1], { redis: true },
-      `Ferry${of} on a private redis-server (no persistence, own key prefix per run)`),
-    entry('redis-x2', colors[2], { redis: true, instances: 2 },
-      `two Ferry${of} instances on one data directory behind haproxy, as deploy/cluster runs them`),
+    entry(
+      'redis',
+      colors[1],
+      { redis: true },
+      `Ferry${of} on a private redis-server (no persistence, own key prefix per run)`,
+    ),
+    entry(
+      'redis-x2',
+      colors[2],
+      { redis: true, instances: 2 },
+      `two Ferry${of} instances on one data directory behind haproxy, as deploy/cluster runs them`,
+    ),
     // Build A only: against redis-x2, the cost of a 3-primary Redis Cluster.
     ...(build === 'a'
-      ? [entry('redis-cluster-x2', '#d62728', { redis: true, redisCluster: true, instances: 2 },
-          'two Ferry instances on a private 3-primary Redis Cluster (not in the default run)')]
-      : [])
+      ? [
+          entry(
+            'redis-cluster-x2',
+            '#d62728',
+            { redis: true, redisCluster: true, instances: 2 },
+            'two Ferry instances on a private 3-primary Redis Cluster (not in the default run)',
+          ),
+        ]
+      : []),
   ]
 }
 
@@ -56,13 +70,23 @@ const own = (name, script, color, more, what) => {
 export const SERVERS = [
   ...ferry('a', ['#1f77b4', '#2ca02c', '#17becf']),
   ...ferry('b', ['#9467bd', '#8c564b', '#e377c2']),
-  own('minimal', 'minimal.js', '#7f7f7f', {},
-    'node:http writing bodies to files, no hash, no fsync: the ceiling'),
+  own(
+    'minimal',
+    'minimal.js',
+    '#7f7f7f',
+    {},
+    'node:http writing bodies to files, no hash, no fsync: the ceiling',
+  ),
   // The same server, fdatasync + directory fsync before answering a commit or whole-file PUT:
   // the ceiling for a server that, like Ferry, has the bytes on disk when it says 200.
-  own('minimal-durable', 'minimal.js', '#bcbd22', { env: { BENCH_FSYNC: '1' } },
-    'the same, fdatasync + directory fsync before a commit or whole PUT is answered'),
-  own('tus', 'tus.js', '#ff7f0e', {}, '@tus/server + @tus/file-store: the peer')
+  own(
+    'minimal-durable',
+    'minimal.js',
+    '#bcbd22',
+    { env: { BENCH_FSYNC: '1' } },
+    'the same, fdatasync + directory fsync before a commit or whole PUT is answered',
+  ),
+  own('tus', 'tus.js', '#ff7f0e', {}, '@tus/server + @tus/file-store: the peer'),
 ]
 
 export const SERVER_NAMES = SERVERS.map((s) => s.name)
@@ -74,14 +98,14 @@ export const defaultServers = (withB) =>
 /** Where the minimal server keeps uploads: it mimics Ferry's layout (see its header). */
 const minimalLayout = (dataDir) => ({
   casBlob: (sha, size) => path.join(dataDir, 'cas', sha.slice(0, 2), sha.slice(2), `${size}.blob`),
-  imageStoreFile: (rel) => path.join(dataDir, 'store', ...rel.split('/'))
+  imageStoreFile: (rel) => path.join(dataDir, 'store', ...rel.split('/')),
 })
 
 /**
  * Binds the registry to this run: which script each server runs, its environment, and where
  * it stored an upload. `mains` = {a, b}: the Ferry entry points (b may be undefined).
  */
-export async function bindServers (names, mains) {
+export async function bindServers(names, mains) {
   const distOf = (main) => path.resolve(path.dirname(main), '..')
   const ownDist = path.join(rootDir, 'dist')
   const layouts = {}
@@ -90,36 +114,44 @@ export async function bindServers (names, mains) {
       layouts[build] = await loadFerryLayout(distOf(mains[build]), ownDist)
     }
   }
-  return new Map(names.map((name) => {
-    const sv = serverByName(name)
-    const ferry = sv.proto === 'ferry'
-    const script = ferry ? mains[sv.build] : path.join(macroDir, 'servers', sv.script)
-    const layoutOf = ferry ? layouts[sv.build] : minimalLayout
-    return [name, {
-      ...sv,
-      script,
-      /** Environment of one instance: Ferry reads FERRY_*, the bench's own servers BENCH_*. */
-      env ({ port, dataDir, redisUrl, redisPrefix }) {
-        const e = ferry
-          ? { FERRY_HOST: '127.0.0.1', FERRY_PORT: String(port), FERRY_DATA_DIR: dataDir }
-          : { BENCH_HOST: '127.0.0.1', BENCH_PORT: String(port), BENCH_DATA_DIR: dataDir }
-        if (sv.redis) Object.assign(e, { REDIS_URL: redisUrl, FERRY_REDIS_PREFIX: redisPrefix })
-        return { ...e, ...sv.env }
-      },
-      /** `(upload) => file` for one data directory; uploads are what macro/load.js reports. */
-      storedPaths (dataDir) {
-        const l = sv.proto === 'tus' ? null : layoutOf(dataDir)
-        return (u) => {
-          switch (u.kind) {
-            case 'store': return l.imageStoreFile(u.path)
-            case 'cas': return l.casBlob(u.sha, u.size)
-            // @tus/file-store keeps `<directory>/<id>` (macro/servers/tus.js); Ferry says where.
-            case 'tus':
-              return sv.proto === 'tus' ? path.join(dataDir, 'tus', u.id) : l.tusFile(u.id)
-          }
-          throw new Error(`${name}: unknown upload kind ${u.kind}`)
-        }
-      }
-    }]
-  }))
+  return new Map(
+    names.map((name) => {
+      const sv = serverByName(name)
+      const ferry = sv.proto === 'ferry'
+      const script = ferry ? mains[sv.build] : path.join(macroDir, 'servers', sv.script)
+      const layoutOf = ferry ? layouts[sv.build] : minimalLayout
+      return [
+        name,
+        {
+          ...sv,
+          script,
+          /** Environment of one instance: Ferry reads FERRY_*, the bench's own servers BENCH_*. */
+          env({ port, dataDir, redisUrl, redisPrefix }) {
+            const e = ferry
+              ? { FERRY_HOST: '127.0.0.1', FERRY_PORT: String(port), FERRY_DATA_DIR: dataDir }
+              : { BENCH_HOST: '127.0.0.1', BENCH_PORT: String(port), BENCH_DATA_DIR: dataDir }
+            if (sv.redis) Object.assign(e, { REDIS_URL: redisUrl, FERRY_REDIS_PREFIX: redisPrefix })
+            return { ...e, ...sv.env }
+          },
+          /** `(upload) => file` for one data directory; uploads are what macro/load.js reports. */
+          storedPaths(dataDir) {
+            const l = sv.proto === 'tus' ? null : layoutOf(dataDir)
+            return (u) => {
+              switch (u.kind) {
+                case 'store':
+                  return l.imageStoreFile(u.path)
+                case 'cas':
+                  return l.casBlob(u.sha, u.size)
+                // @tus/file-store keeps `<directory>/<id>` (macro/servers/tus.js); Ferry says
+                // where.
+                case 'tus':
+                  return sv.proto === 'tus' ? path.join(dataDir, 'tus', u.id) : l.tusFile(u.id)
+              }
+              throw new Error(`${name}: unknown upload kind ${u.kind}`)
+            }
+          },
+        },
+      ]
+    }),
+  )
 }

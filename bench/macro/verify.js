@@ -6,7 +6,7 @@ import path from 'node:path'
 
 const MiB = 1024 * 1024
 
-export async function hashFile (file) {
+export async function hashFile(file) {
   const h = createHash('sha256')
   let size = 0
   for await (const chunk of fs.createReadStream(file, { highWaterMark: MiB })) {
@@ -21,16 +21,18 @@ export async function hashFile (file) {
  * `fileOf(upload)` is where the server stored it, `expectedSha(upload)` its digest computed by
  * the driver from the seeded data, independently of the load generator.
  */
-export async function verify (uploads, fileOf, expectedSha) {
+export async function verify(uploads, fileOf, expectedSha) {
   const problems = []
   for (const u of uploads) {
     const expected = expectedSha(u)
-    if (u.kind === 'cas' && u.sha !== expected) problems.push(`cas ${u.sha}: not the expected digest`)
+    if (u.kind === 'cas' && u.sha !== expected)
+      problems.push(`cas ${u.sha}: not the expected digest`)
     const file = fileOf(u)
     try {
       const got = await hashFile(file)
       if (got.size !== u.size) problems.push(`${file}: ${got.size} bytes, expected ${u.size}`)
-      else if (got.sha !== expected) problems.push(`${file}: sha256 ${got.sha}, expected ${expected}`)
+      else if (got.sha !== expected)
+        problems.push(`${file}: sha256 ${got.sha}, expected ${expected}`)
     } catch (err) {
       problems.push(`${file}: ${err.code ?? err.message}`)
     }
@@ -40,7 +42,7 @@ export async function verify (uploads, fileOf, expectedSha) {
 
 /** Scenario e's yardstick: one sha256 pass over the stored file (page cache) + one fsync of
  *  the same amount of freshly written data (`bytes`) on the same filesystem. */
-export async function hashAndFsyncMs (dataDir, file, bytes) {
+export async function hashAndFsyncMs(dataDir, file, bytes) {
   const t0 = process.hrtime.bigint()
   await hashFile(file)
   const shaMs = Number(process.hrtime.bigint() - t0) / 1e6

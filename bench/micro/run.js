@@ -6,7 +6,10 @@ import { fileURLToPath } from 'node:url'
 
 const dir = path.dirname(fileURLToPath(import.meta.url))
 const wanted = process.argv.slice(2)
-const files = fs.readdirSync(dir).filter((f) => f.endsWith('.bench.js') && (!wanted.length || wanted.some((w) => f.includes(w)))).sort()
+const files = fs
+  .readdirSync(dir)
+  .filter((f) => f.endsWith('.bench.js') && (!wanted.length || wanted.some((w) => f.includes(w))))
+  .sort()
 let failed = 0
 for (const f of files) {
   console.log(`\n== ${f}`)

@@ -7,7 +7,7 @@ import { runWithThroughput } from './util.js'
 const SIZE = 64 * 1024 * 1024
 const data = randomFillSync(Buffer.allocUnsafe(SIZE))
 
-function hashIn (step) {
+function hashIn(step) {
   const h = createHash('sha256')
   for (let off = 0; off < SIZE; off += step) h.update(data.subarray(off, off + step))
   return h.digest()

@@ -1,7 +1,8 @@
 // State cost per chunk as a session grows (issue 17.9): journal bytes and per-chunk latency of the
 // embedded store, document size of the Redis store, for N one-byte chunks.
 //
-//   node bench/state/growth.js [--dist DIR] [--chunks 16000] [--pattern scattered|sequential] [--redis-url URL]
+// node bench/state/growth.js [--dist DIR] [--chunks 16000] [--pattern scattered|sequential]
+// [--redis-url URL]
 //
 // `scattered` writes chunk i at offset 2i (every chunk a new separate range: the worst case a
 // client can make); `sequential` at offset i. Run it against two builds (--dist) to compare.
@@ -21,7 +22,9 @@ const { values: a } = parseArgs({
 })
 const n = Number(a.chunks)
 const dist = resolve(a.dist)
-const { createEmbeddedState } = await import(pathToFileURL(join(dist, 'src/core/state/embedded.js')).href)
+const { createEmbeddedState } = await import(
+  pathToFileURL(join(dist, 'src/core/state/embedded.js')).href
+)
 const { createRedisState } = await import(pathToFileURL(join(dist, 'src/core/state/redis.js')).href)
 
 const offset = (i) => (a.pattern === 'scattered' ? 2 * i : i)
@@ -33,7 +36,10 @@ async function drive(state, journal) {
   const w0 = written()
   const key = `g:${Date.now()}`
   const now = Date.now()
-  await state.sessions.open({ key, incarnation: 'i', target: 't', totalBytes: 2 * n + 2, tempName: 'x.part' }, now)
+  await state.sessions.open(
+    { key, incarnation: 'i', target: 't', totalBytes: 2 * n + 2, tempName: 'x.part' },
+    now,
+  )
   const lat = []
   let refused = 0
   for (let i = 0; i < n; i++) {

@@ -24,14 +24,20 @@ export interface LakeFsConfig {
   /** HS256 key for `jwt_token` bearer auth. */
   readonly jwtSecret: string
   /** `repositories`: the repository names this key may reach; absent (null) = every repository. */
-  readonly credentials: readonly { readonly accessKeyId: string; readonly secretAccessKey: string; readonly repositories: readonly string[] | null }[]
+  readonly credentials: readonly {
+    readonly accessKeyId: string
+    readonly secretAccessKey: string
+    readonly repositories: readonly string[] | null
+  }[]
   readonly repositories: readonly LakeFsRepository[]
   /**
    * Per JWT subject (`sub`), the repositories it may reach. Null: every valid JWT reaches every
    * repository. When set, a subject not listed reaches none (401 "insufficient permissions").
    */
   readonly jwtSubjects: Readonly<Record<string, readonly string[]>> | null
-  /** Accept link requests for addresses Ferry did not sign (outside the namespace). Default false. */
+  /**
+   * Accept link requests for addresses Ferry did not sign (outside the namespace). Default false.
+   */
   readonly allowExternalAddresses: boolean
   /** Lifetime of a presigned upload URL, seconds. Default 900. */
   readonly presignTtlSec: number
@@ -44,15 +50,23 @@ export interface LakeFsConfig {
 }
 
 export interface IngestConfig {
-  /** Bearer JWT checks: HS256 with `secret`; `iss` must equal `issuer`, `aud` must contain `audience`. */
+  /**
+   * Bearer JWT checks: HS256 with `secret`; `iss` must equal `issuer`, `aud` must contain
+   * `audience`.
+   */
   readonly jwt: {
     readonly secret: string
     readonly issuer: string
     readonly audience: string
-    /** A token without `exp` is refused (401). Default true; false accepts such tokens forever, as dsp-ingest does. */
+    /**
+     * A token without `exp` is refused (401). Default true; false accepts such tokens forever, as
+     * dsp-ingest does.
+     */
     readonly requireExp: boolean
   }
-  /** Files of one bulk ingest processed at once (dsp-ingest's INGEST_BULK_MAX_PARALLEL). Default 8. */
+  /**
+   * Files of one bulk ingest processed at once (dsp-ingest's INGEST_BULK_MAX_PARALLEL). Default 8.
+   */
   readonly maxParallel: number
   /**
    * How long a request waits for a busy project lock before it answers 409 "in progress", ms.
@@ -87,7 +101,11 @@ export interface BearerAuthConfig {
 
 export type FamilyName = 'imagestore' | 'shaman' | 'lakefs' | 'ingest' | 'tus'
 export const FAMILY_NAMES: readonly FamilyName[] = [
-  'imagestore', 'shaman', 'lakefs', 'ingest', 'tus',
+  'imagestore',
+  'shaman',
+  'lakefs',
+  'ingest',
+  'tus',
 ]
 
 /** Everything Ferry reads at start, validated and frozen. `loadConfig` is its only maker. */
@@ -103,7 +121,10 @@ export interface Config {
     readonly idleTimeoutMs: number
     /** SIGTERM: how long in-flight requests may still run before the process exits, ms. */
     readonly shutdownTimeoutMs: number
-    /** A request body slower than this on average over the window is answered 408 and closed, bytes/s; 0 disables. */
+    /**
+     * A request body slower than this on average over the window is answered 408 and closed,
+     * bytes/s; 0 disables.
+     */
     readonly minBodyRateBytesPerSec: number
     /** The window over which the body rate is averaged, s. */
     readonly minBodyRateWindowSec: number
@@ -123,7 +144,9 @@ export interface Config {
   readonly storage: {
     /** Root of tmp/, store/, cas/, checkouts/, staging/, ingest/, state/ (one filesystem). */
     readonly dataDir: string
-    /** `commit`: fsync once at commit (default); `chunk`: fdatasync every chunk before it counts. */
+    /**
+     * `commit`: fsync once at commit (default); `chunk`: fdatasync every chunk before it counts.
+     */
     readonly fsync: FsyncPolicy
     /**
      * `/readyz` reports not ready while the data directory's filesystem has less free space,
@@ -157,7 +180,9 @@ export interface Config {
     readonly reserveLeaseMs: number
     /** A commit's lease on its session, renewed while it runs, ms. */
     readonly commitLeaseMs: number
-    /** Sessions held at once (committed ones until they expire included); 503 beyond. 0: no bound. */
+    /**
+     * Sessions held at once (committed ones until they expire included); 503 beyond. 0: no bound.
+     */
     readonly maxSessions: number
     /** Separate received ranges one session may hold; 400 beyond. */
     readonly maxRangesPerSession: number
@@ -167,7 +192,10 @@ export interface Config {
     readonly minChunkBytes: number
   }
   readonly cluster: {
-    /** An instance that has not renewed its liveness key for this long is dead: its leases are broken, ms. */
+    /**
+     * An instance that has not renewed its liveness key for this long is dead: its leases are
+     * broken, ms.
+     */
     readonly livenessMs: number
     /** Longest a Redis command may wait (an outage answers 503 after it), ms. */
     readonly redisTimeoutMs: number
@@ -183,15 +211,23 @@ export interface Config {
     readonly ttlMs: number
   }
   readonly imagestore: {
-    /** Mounted under /ImageStore. FERRY_CONFIG `imagestore.enabled`, or left out of FERRY_FAMILIES. Default true. */
+    /**
+     * Mounted under /ImageStore. FERRY_CONFIG `imagestore.enabled`, or left out of FERRY_FAMILIES.
+     * Default true.
+     */
     readonly enabled: boolean
     /** FERRY_CONFIG `imagestore.auth`; null (default): no authentication. */
     readonly auth: BearerAuthConfig | null
-    /** Most entries (files + folders) one listing answers; the rest is paged with ContinuationToken. */
+    /**
+     * Most entries (files + folders) one listing answers; the rest is paged with ContinuationToken.
+     */
     readonly listPageSize: number
   }
   readonly shaman: {
-    /** Mounted under /api/v3/shaman. FERRY_CONFIG `shaman.enabled`, or left out of FERRY_FAMILIES. Default true. */
+    /**
+     * Mounted under /api/v3/shaman. FERRY_CONFIG `shaman.enabled`, or left out of FERRY_FAMILIES.
+     * Default true.
+     */
     readonly enabled: boolean
     /** FERRY_CONFIG `shaman.auth`; null (default): no authentication. */
     readonly auth: BearerAuthConfig | null
@@ -226,7 +262,9 @@ export interface Config {
   }
   /** Null: the lakeFS family is off (no FERRY_CONFIG `lakefs`, or left out of FERRY_FAMILIES). */
   readonly lakefs: LakeFsConfig | null
-  /** Null: the bulk-ingest family is off (no FERRY_CONFIG `ingest`, or left out of FERRY_FAMILIES). */
+  /**
+   * Null: the bulk-ingest family is off (no FERRY_CONFIG `ingest`, or left out of FERRY_FAMILIES).
+   */
   readonly ingest: IngestConfig | null
   readonly logLevel: LogLevel
 }
@@ -251,11 +289,19 @@ export const DEFAULTS: Config = deepFreeze({
   // 8 running hashes per stream thread: on 2 threads all of 8 parallel uploads hash as they
   // arrive (see hash-pool.ts).
   pool: {
-    workers: Math.max(2, Math.min(4, availableParallelism())), streamsPerThread: 8, streamIdleMs: 30_000,
+    workers: Math.max(2, Math.min(4, availableParallelism())),
+    streamsPerThread: 8,
+    streamIdleMs: 30_000,
   },
   sessions: {
-    ttlSec: 1800, sweepIntervalSec: 60, reserveLeaseMs: 15_000, commitLeaseMs: 30_000,
-    maxSessions: 10_000, maxRangesPerSession: 256, maxChunksPerSession: 100_000, minChunkBytes: 64 * 1024,
+    ttlSec: 1800,
+    sweepIntervalSec: 60,
+    reserveLeaseMs: 15_000,
+    commitLeaseMs: 30_000,
+    maxSessions: 10_000,
+    maxRangesPerSession: 256,
+    maxChunksPerSession: 100_000,
+    minChunkBytes: 64 * 1024,
   },
   cluster: { livenessMs: 3000, redisTimeoutMs: 2000 },
   limits: { maxUploadBytes: 64 * GIB, maxJsonBytes: 8 * 1024 * 1024 },
@@ -263,7 +309,11 @@ export const DEFAULTS: Config = deepFreeze({
   imagestore: { enabled: true, auth: null, listPageSize: 1000 },
   // Two file-list threads keep one slow list from holding up the next.
   shaman: {
-    enabled: true, auth: null, gcMaxAgeSec: 31 * 24 * 3600, gcIntervalSec: 24 * 3600, fileListThreads: 2,
+    enabled: true,
+    auth: null,
+    gcMaxAgeSec: 31 * 24 * 3600,
+    gcIntervalSec: 24 * 3600,
+    fileListThreads: 2,
   },
   tus: { enabled: true, path: '/files/', maxSizeBytes: 0, retentionSec: 0 },
   cors: { mode: 'any' },
@@ -303,9 +353,16 @@ function minFreeBytesFrom(env: Env): number {
   return intFrom(key, env[key], DEFAULTS.storage.readyMinFreeBytes, 0)
 }
 
-function intFrom(key: string, raw: string | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function intFrom(
+  key: string,
+  raw: string | undefined,
+  def: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (raw === undefined || raw === '') return def
-  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${key} must be a whole number, got "${raw}"`)
+  if (!/^\d+$/.test(raw.trim()))
+    throw new ConfigError(`${key} must be a whole number, got "${raw}"`)
   const n = Number(raw.trim())
   if (!Number.isSafeInteger(n) || n < min || n > max) {
     throw new ConfigError(`${key} must be between ${min} and ${max}, got ${raw}`)
@@ -313,7 +370,12 @@ function intFrom(key: string, raw: string | undefined, def: number, min: number,
   return n
 }
 
-function oneOf<T extends string>(key: string, raw: string | undefined, def: T, allowed: readonly T[]): T {
+function oneOf<T extends string>(
+  key: string,
+  raw: string | undefined,
+  def: T,
+  allowed: readonly T[],
+): T {
   if (raw === undefined || raw === '') return def
   if (!(allowed as readonly string[]).includes(raw)) {
     throw new ConfigError(`${key} must be one of ${allowed.join(', ')}, got "${raw}"`)
@@ -353,12 +415,14 @@ function uiFrom(env: Env, tusEnabled: boolean, tusPath: string): Config['ui'] {
     throw new ConfigError(`FERRY_UI must be on or off, got "${env['FERRY_UI']}"`)
   }
   const rawPath = env['FERRY_UI_PATH']
-  const path = rawPath === undefined || rawPath.trim() === '' || rawPath.trim() === '/'
-    ? DEFAULTS.ui.path
-    : uiPathFrom(rawPath)
+  const path =
+    rawPath === undefined || rawPath.trim() === '' || rawPath.trim() === '/'
+      ? DEFAULTS.ui.path
+      : uiPathFrom(rawPath)
   if (raw === 'off') return { enabled: false, path }
   if (!tusEnabled) {
-    if (raw === 'on') throw new ConfigError('FERRY_UI=on needs the tus family, which is not mounted')
+    if (raw === 'on')
+      throw new ConfigError('FERRY_UI=on needs the tus family, which is not mounted')
     return { enabled: false, path }
   }
   if (path !== '/' && (path.startsWith(tusPath) || tusPath.startsWith(path))) {
@@ -393,24 +457,34 @@ function corsFrom(raw: string | undefined): CorsOrigins {
   }
 }
 
-/** FERRY_PUBLIC_URL: an absolute http(s) URL without query, fragment or userinfo; the trailing slash dropped. */
+/**
+ * FERRY_PUBLIC_URL: an absolute http(s) URL without query, fragment or userinfo; the trailing slash
+ * dropped.
+ */
 function publicUrlFrom(raw: string | undefined): string | null {
   if (raw === undefined || raw === '') return null
   let u: URL
   try {
     u = new URL(raw)
   } catch {
-    throw new ConfigError(`FERRY_PUBLIC_URL must be an absolute http:// or https:// URL, got "${maskUrl(raw)}"`)
+    throw new ConfigError(
+      `FERRY_PUBLIC_URL must be an absolute http:// or https:// URL, got "${maskUrl(raw)}"`,
+    )
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`FERRY_PUBLIC_URL must use http:// or https://, got "${u.protocol}"`)
-  if (u.search !== '' || raw.includes('?')) throw new ConfigError('FERRY_PUBLIC_URL must not have a query string')
-  if (u.hash !== '' || raw.includes('#')) throw new ConfigError('FERRY_PUBLIC_URL must not have a fragment')
-  if (u.username !== '' || u.password !== '') throw new ConfigError('FERRY_PUBLIC_URL must not carry a user name or password')
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new ConfigError(`FERRY_PUBLIC_URL must use http:// or https://, got "${u.protocol}"`)
+  if (u.search !== '' || raw.includes('?'))
+    throw new ConfigError('FERRY_PUBLIC_URL must not have a query string')
+  if (u.hash !== '' || raw.includes('#'))
+    throw new ConfigError('FERRY_PUBLIC_URL must not have a fragment')
+  if (u.username !== '' || u.password !== '')
+    throw new ConfigError('FERRY_PUBLIC_URL must not carry a user name or password')
   return `${u.origin}${u.pathname.replace(/\/+$/, '')}`
 }
 
 function nonEmpty(key: string, raw: unknown): string {
-  if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError(`${key} must be a non-empty string`)
+  if (typeof raw !== 'string' || raw.length === 0)
+    throw new ConfigError(`${key} must be a non-empty string`)
   return raw
 }
 
@@ -426,19 +500,28 @@ function onlyKeys(key: string, obj: unknown, allowed: readonly string[]): Record
 
 function parseLakeFs(raw: unknown): LakeFsConfig {
   const o = onlyKeys('FERRY_CONFIG.lakefs', raw, [
-    'signingSecret', 'jwtSecret', 'credentials', 'repositories', 'allowExternalAddresses', 'presignTtlSec', 'jwtSubjects',
+    'signingSecret',
+    'jwtSecret',
+    'credentials',
+    'repositories',
+    'allowExternalAddresses',
+    'presignTtlSec',
+    'jwtSubjects',
     'presignMultipart',
   ])
   const creds = o['credentials'] ?? []
-  if (!Array.isArray(creds)) throw new ConfigError('FERRY_CONFIG.lakefs.credentials must be an array')
+  if (!Array.isArray(creds))
+    throw new ConfigError('FERRY_CONFIG.lakefs.credentials must be an array')
   const repos = o['repositories'] ?? []
-  if (!Array.isArray(repos)) throw new ConfigError('FERRY_CONFIG.lakefs.repositories must be an array')
+  if (!Array.isArray(repos))
+    throw new ConfigError('FERRY_CONFIG.lakefs.repositories must be an array')
   const presign = o['presignTtlSec'] ?? SECTION_DEFAULTS.lakefs.presignTtlSec
   if (typeof presign !== 'number' || !Number.isSafeInteger(presign) || presign < 1) {
     throw new ConfigError('FERRY_CONFIG.lakefs.presignTtlSec must be a positive whole number')
   }
   const allowExt = o['allowExternalAddresses'] ?? SECTION_DEFAULTS.lakefs.allowExternalAddresses
-  if (typeof allowExt !== 'boolean') throw new ConfigError('FERRY_CONFIG.lakefs.allowExternalAddresses must be a boolean')
+  if (typeof allowExt !== 'boolean')
+    throw new ConfigError('FERRY_CONFIG.lakefs.allowExternalAddresses must be a boolean')
   const multipart = o['presignMultipart'] ?? SECTION_DEFAULTS.lakefs.presignMultipart
   if (typeof multipart !== 'boolean') {
     throw new ConfigError('FERRY_CONFIG.lakefs.presignMultipart must be a boolean')
@@ -452,25 +535,34 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
       return {
         accessKeyId: nonEmpty(`${k}.accessKeyId`, co['accessKeyId']),
         secretAccessKey: nonEmpty(`${k}.secretAccessKey`, co['secretAccessKey']),
-        repositories: co['repositories'] === undefined ? null : stringList(`${k}.repositories`, co['repositories']),
+        repositories:
+          co['repositories'] === undefined
+            ? null
+            : stringList(`${k}.repositories`, co['repositories']),
       }
     }),
     repositories: repos.map((r, i) => {
       const k = `FERRY_CONFIG.lakefs.repositories[${i}]`
       const ro = onlyKeys(k, r, ['name', 'storageNamespace', 'branches'])
       const branches = ro['branches']
-      if (!Array.isArray(branches) || branches.length === 0) throw new ConfigError(`${k}.branches must be a non-empty array`)
+      if (!Array.isArray(branches) || branches.length === 0)
+        throw new ConfigError(`${k}.branches must be a non-empty array`)
       // lakeFS's own name rules; names also become folders under <dataDir>/staging.
       const name = nonEmpty(`${k}.name`, ro['name'])
-      if (!/^[a-z0-9][a-z0-9-]{2,62}$/.test(name)) throw new ConfigError(`${k}.name must match ^[a-z0-9][a-z0-9-]{2,62}$ (lakeFS repository id)`)
+      if (!/^[a-z0-9][a-z0-9-]{2,62}$/.test(name))
+        throw new ConfigError(
+          `${k}.name must match ^[a-z0-9][a-z0-9-]{2,62}$ (lakeFS repository id)`,
+        )
       const ns = nonEmpty(`${k}.storageNamespace`, ro['storageNamespace'])
-      if (!/^[a-z][a-z0-9+.-]*:\/\/[^\s,?#]+$/i.test(ns)) throw new ConfigError(`${k}.storageNamespace must be a URI such as local://${name}`)
+      if (!/^[a-z][a-z0-9+.-]*:\/\/[^\s,?#]+$/i.test(ns))
+        throw new ConfigError(`${k}.storageNamespace must be a URI such as local://${name}`)
       return {
         name,
         storageNamespace: ns,
         branches: branches.map((b, j) => {
           const branch = nonEmpty(`${k}.branches[${j}]`, b)
-          if (!/^\w[-\w]*$/.test(branch) || branch.length > 255) throw new ConfigError(`${k}.branches[${j}] must match ^\\w[-\\w]*$ (lakeFS branch id)`)
+          if (!/^\w[-\w]*$/.test(branch) || branch.length > 255)
+            throw new ConfigError(`${k}.branches[${j}] must match ^\\w[-\\w]*$ (lakeFS branch id)`)
           return branch
         }),
       }
@@ -482,12 +574,14 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
   }
   const names = new Set<string>()
   for (const r of out.repositories) {
-    if (names.has(r.name)) throw new ConfigError(`FERRY_CONFIG.lakefs.repositories: "${r.name}" is listed twice`)
+    if (names.has(r.name))
+      throw new ConfigError(`FERRY_CONFIG.lakefs.repositories: "${r.name}" is listed twice`)
     names.add(r.name)
   }
   // An allow-list naming a repository that is not configured is a typo that would lock a user out.
   const known = (key: string, list: readonly string[]) => {
-    for (const n of list) if (!names.has(n)) throw new ConfigError(`${key}: "${n}" is not a configured repository`)
+    for (const n of list)
+      if (!names.has(n)) throw new ConfigError(`${key}: "${n}" is not a configured repository`)
   }
   out.credentials.forEach((c, i) => {
     if (c.repositories) known(`FERRY_CONFIG.lakefs.credentials[${i}].repositories`, c.repositories)
@@ -495,10 +589,15 @@ function parseLakeFs(raw: unknown): LakeFsConfig {
   const subjects = o['jwtSubjects']
   if (subjects === undefined) return out
   if (typeof subjects !== 'object' || subjects === null || Array.isArray(subjects)) {
-    throw new ConfigError('FERRY_CONFIG.lakefs.jwtSubjects must be an object of subject → repository names')
+    throw new ConfigError(
+      'FERRY_CONFIG.lakefs.jwtSubjects must be an object of subject → repository names',
+    )
   }
   const so = subjects as Record<string, unknown>
-  const map: Record<string, readonly string[]> = Object.create(null) as Record<string, readonly string[]>
+  const map: Record<string, readonly string[]> = Object.create(null) as Record<
+    string,
+    readonly string[]
+  >
   for (const [sub, list] of Object.entries(so)) {
     const key = `FERRY_CONFIG.lakefs.jwtSubjects.${sub}`
     map[sub] = stringList(key, list)
@@ -535,7 +634,8 @@ function parseBearerAuth(key: string, raw: unknown): BearerAuthConfig {
       requireExp: optionalBool(`${key}.jwt.requireExp`, j['requireExp'], true),
     }
   }
-  if (tokens.length === 0 && jwt === null) throw new ConfigError(`${key} needs tokens or jwt (leave auth out for an open family)`)
+  if (tokens.length === 0 && jwt === null)
+    throw new ConfigError(`${key} needs tokens or jwt (leave auth out for an open family)`)
   return { tokens, jwt }
 }
 
@@ -547,16 +647,26 @@ interface FamilySection {
 function parseFamilySection(name: 'imagestore' | 'shaman', raw: unknown): FamilySection {
   const key = `FERRY_CONFIG.${name}`
   const o = onlyKeys(key, raw, ['enabled', 'auth'])
-  return { enabled: optionalBool(`${key}.enabled`, o['enabled'], true), auth: o['auth'] === undefined ? null : parseBearerAuth(`${key}.auth`, o['auth']) }
+  return {
+    enabled: optionalBool(`${key}.enabled`, o['enabled'], true),
+    auth: o['auth'] === undefined ? null : parseBearerAuth(`${key}.auth`, o['auth']),
+  }
 }
 
-/** FERRY_FAMILIES: comma-separated family names to mount; unset or empty: every configured family. */
+/**
+ * FERRY_FAMILIES: comma-separated family names to mount; unset or empty: every configured family.
+ */
 function parseFamilies(raw: string | undefined): ReadonlySet<FamilyName> | null {
   if (raw === undefined || raw.trim() === '') return null
   const out = new Set<FamilyName>()
-  for (const part of raw.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p !== '')) {
+  for (const part of raw
+    .split(',')
+    .map((p) => p.trim().toLowerCase())
+    .filter((p) => p !== '')) {
     if (!(FAMILY_NAMES as readonly string[]).includes(part)) {
-      throw new ConfigError(`FERRY_FAMILIES: unknown family "${part}"; known: ${FAMILY_NAMES.join(', ')}`)
+      throw new ConfigError(
+        `FERRY_FAMILIES: unknown family "${part}"; known: ${FAMILY_NAMES.join(', ')}`,
+      )
     }
     out.add(part as FamilyName)
   }
@@ -565,9 +675,17 @@ function parseFamilies(raw: string | undefined): ReadonlySet<FamilyName> | null 
 
 function parseIngest(raw: unknown): IngestConfig {
   const o = onlyKeys('FERRY_CONFIG.ingest', raw, [
-    'jwt', 'maxParallel', 'lockWaitMs', 'publishWaitMs',
+    'jwt',
+    'maxParallel',
+    'lockWaitMs',
+    'publishWaitMs',
   ])
-  const j = onlyKeys('FERRY_CONFIG.ingest.jwt', o['jwt'], ['secret', 'issuer', 'audience', 'requireExp'])
+  const j = onlyKeys('FERRY_CONFIG.ingest.jwt', o['jwt'], [
+    'secret',
+    'issuer',
+    'audience',
+    'requireExp',
+  ])
   const d = SECTION_DEFAULTS.ingest
   const whole = (key: IngestTunable, def: number, min: number, max: number) => {
     const v = o[key] ?? def
@@ -615,7 +733,8 @@ function readConfigFile(path: string): ConfigFile {
   return {
     lakefs: o['lakefs'] === undefined ? null : parseLakeFs(o['lakefs']),
     ingest: o['ingest'] === undefined ? null : parseIngest(o['ingest']),
-    imagestore: o['imagestore'] === undefined ? null : parseFamilySection('imagestore', o['imagestore']),
+    imagestore:
+      o['imagestore'] === undefined ? null : parseFamilySection('imagestore', o['imagestore']),
     shaman: o['shaman'] === undefined ? null : parseFamilySection('shaman', o['shaman']),
   }
 }
@@ -649,29 +768,74 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   }
   const prefix = env['FERRY_REDIS_PREFIX'] ?? DEFAULTS.redis.prefix
   if (!/^[A-Za-z0-9:_.{}-]{1,64}$/.test(prefix)) {
-    throw new ConfigError('FERRY_REDIS_PREFIX must be 1-64 characters of letters, digits and :_.{}-')
+    throw new ConfigError(
+      'FERRY_REDIS_PREFIX must be 1-64 characters of letters, digits and :_.{}-',
+    )
   }
-  const file: ConfigFile = env['FERRY_CONFIG'] ? readConfigFile(env['FERRY_CONFIG']) : { lakefs: null, ingest: null, imagestore: null, shaman: null }
+  const file: ConfigFile = env['FERRY_CONFIG']
+    ? readConfigFile(env['FERRY_CONFIG'])
+    : { lakefs: null, ingest: null, imagestore: null, shaman: null }
   const only = parseFamilies(env['FERRY_FAMILIES'])
   const on = (name: FamilyName, configured: boolean, enabled = true): boolean => {
     if (only === null) return configured && enabled
     if (!only.has(name)) return false
-    if (!configured) throw new ConfigError(`FERRY_FAMILIES names ${name}, but FERRY_CONFIG has no ${name} section`)
-    if (!enabled) throw new ConfigError(`FERRY_FAMILIES names ${name}, but FERRY_CONFIG.${name}.enabled is false`)
+    if (!configured)
+      throw new ConfigError(`FERRY_FAMILIES names ${name}, but FERRY_CONFIG has no ${name} section`)
+    if (!enabled)
+      throw new ConfigError(
+        `FERRY_FAMILIES names ${name}, but FERRY_CONFIG.${name}.enabled is false`,
+      )
     return true
   }
   const config: Config = {
     http: {
       host,
-      port: intFrom(flags.port !== undefined ? '--port' : 'FERRY_PORT', flags.port ?? env['FERRY_PORT'], DEFAULTS.http.port, 0, 65535),
-      requestTimeoutMs: intFrom('FERRY_REQUEST_TIMEOUT_MS', env['FERRY_REQUEST_TIMEOUT_MS'], DEFAULTS.http.requestTimeoutMs, 0),
-      idleTimeoutMs: intFrom('FERRY_IDLE_TIMEOUT_MS', env['FERRY_IDLE_TIMEOUT_MS'], DEFAULTS.http.idleTimeoutMs, 100),
-      shutdownTimeoutMs: intFrom('FERRY_SHUTDOWN_TIMEOUT_MS', env['FERRY_SHUTDOWN_TIMEOUT_MS'], DEFAULTS.http.shutdownTimeoutMs, 0),
-      minBodyRateBytesPerSec: intFrom('FERRY_MIN_BODY_RATE_BYTES_PER_SEC', env['FERRY_MIN_BODY_RATE_BYTES_PER_SEC'], DEFAULTS.http.minBodyRateBytesPerSec, 0),
-      minBodyRateWindowSec: intFrom('FERRY_MIN_BODY_RATE_WINDOW_SEC', env['FERRY_MIN_BODY_RATE_WINDOW_SEC'], DEFAULTS.http.minBodyRateWindowSec, 0, 86_400),
+      port: intFrom(
+        flags.port !== undefined ? '--port' : 'FERRY_PORT',
+        flags.port ?? env['FERRY_PORT'],
+        DEFAULTS.http.port,
+        0,
+        65535,
+      ),
+      requestTimeoutMs: intFrom(
+        'FERRY_REQUEST_TIMEOUT_MS',
+        env['FERRY_REQUEST_TIMEOUT_MS'],
+        DEFAULTS.http.requestTimeoutMs,
+        0,
+      ),
+      idleTimeoutMs: intFrom(
+        'FERRY_IDLE_TIMEOUT_MS',
+        env['FERRY_IDLE_TIMEOUT_MS'],
+        DEFAULTS.http.idleTimeoutMs,
+        100,
+      ),
+      shutdownTimeoutMs: intFrom(
+        'FERRY_SHUTDOWN_TIMEOUT_MS',
+        env['FERRY_SHUTDOWN_TIMEOUT_MS'],
+        DEFAULTS.http.shutdownTimeoutMs,
+        0,
+      ),
+      minBodyRateBytesPerSec: intFrom(
+        'FERRY_MIN_BODY_RATE_BYTES_PER_SEC',
+        env['FERRY_MIN_BODY_RATE_BYTES_PER_SEC'],
+        DEFAULTS.http.minBodyRateBytesPerSec,
+        0,
+      ),
+      minBodyRateWindowSec: intFrom(
+        'FERRY_MIN_BODY_RATE_WINDOW_SEC',
+        env['FERRY_MIN_BODY_RATE_WINDOW_SEC'],
+        DEFAULTS.http.minBodyRateWindowSec,
+        0,
+        86_400,
+      ),
       publicUrl: publicUrlFrom(env['FERRY_PUBLIC_URL']),
-      drainDelayMs: intFrom('FERRY_DRAIN_DELAY_MS', env['FERRY_DRAIN_DELAY_MS'],
-        DEFAULTS.http.drainDelayMs, 0, 600_000),
+      drainDelayMs: intFrom(
+        'FERRY_DRAIN_DELAY_MS',
+        env['FERRY_DRAIN_DELAY_MS'],
+        DEFAULTS.http.drainDelayMs,
+        0,
+        600_000,
+      ),
       metricsToken: env['FERRY_METRICS_TOKEN'] || null,
     },
     storage: {
@@ -681,51 +845,157 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     },
     redis: { url: redisUrl === undefined || redisUrl === '' ? null : redisUrl, prefix },
     pool: {
-      workers: intFrom(flags.workers !== undefined ? '--workers' : 'FERRY_WORKERS', flags.workers ?? env['FERRY_WORKERS'], DEFAULTS.pool.workers, 1, 64),
-      streamsPerThread: intFrom('FERRY_POOL_STREAMS_PER_THREAD', env['FERRY_POOL_STREAMS_PER_THREAD'],
-        DEFAULTS.pool.streamsPerThread, 1, 1024),
-      streamIdleMs: intFrom('FERRY_POOL_STREAM_IDLE_MS', env['FERRY_POOL_STREAM_IDLE_MS'],
-        DEFAULTS.pool.streamIdleMs, 100),
+      workers: intFrom(
+        flags.workers !== undefined ? '--workers' : 'FERRY_WORKERS',
+        flags.workers ?? env['FERRY_WORKERS'],
+        DEFAULTS.pool.workers,
+        1,
+        64,
+      ),
+      streamsPerThread: intFrom(
+        'FERRY_POOL_STREAMS_PER_THREAD',
+        env['FERRY_POOL_STREAMS_PER_THREAD'],
+        DEFAULTS.pool.streamsPerThread,
+        1,
+        1024,
+      ),
+      streamIdleMs: intFrom(
+        'FERRY_POOL_STREAM_IDLE_MS',
+        env['FERRY_POOL_STREAM_IDLE_MS'],
+        DEFAULTS.pool.streamIdleMs,
+        100,
+      ),
     },
     sessions: {
-      ttlSec: intFrom('FERRY_SESSION_TTL_SEC', env['FERRY_SESSION_TTL_SEC'], DEFAULTS.sessions.ttlSec, 1),
-      sweepIntervalSec: intFrom('FERRY_SWEEP_INTERVAL_SEC', env['FERRY_SWEEP_INTERVAL_SEC'], DEFAULTS.sessions.sweepIntervalSec, 1),
-      reserveLeaseMs: intFrom('FERRY_RESERVE_LEASE_MS', env['FERRY_RESERVE_LEASE_MS'], DEFAULTS.sessions.reserveLeaseMs, 1000),
-      commitLeaseMs: intFrom('FERRY_COMMIT_LEASE_MS', env['FERRY_COMMIT_LEASE_MS'], DEFAULTS.sessions.commitLeaseMs, 1000),
-      maxSessions: intFrom('FERRY_MAX_SESSIONS', env['FERRY_MAX_SESSIONS'], DEFAULTS.sessions.maxSessions, 0),
-      maxRangesPerSession: intFrom('FERRY_MAX_RANGES_PER_SESSION', env['FERRY_MAX_RANGES_PER_SESSION'], DEFAULTS.sessions.maxRangesPerSession, 1),
-      maxChunksPerSession: intFrom('FERRY_MAX_CHUNKS_PER_SESSION', env['FERRY_MAX_CHUNKS_PER_SESSION'], DEFAULTS.sessions.maxChunksPerSession, 1),
-      minChunkBytes: intFrom('FERRY_MIN_CHUNK_BYTES', env['FERRY_MIN_CHUNK_BYTES'], DEFAULTS.sessions.minChunkBytes, 0),
+      ttlSec: intFrom(
+        'FERRY_SESSION_TTL_SEC',
+        env['FERRY_SESSION_TTL_SEC'],
+        DEFAULTS.sessions.ttlSec,
+        1,
+      ),
+      sweepIntervalSec: intFrom(
+        'FERRY_SWEEP_INTERVAL_SEC',
+        env['FERRY_SWEEP_INTERVAL_SEC'],
+        DEFAULTS.sessions.sweepIntervalSec,
+        1,
+      ),
+      reserveLeaseMs: intFrom(
+        'FERRY_RESERVE_LEASE_MS',
+        env['FERRY_RESERVE_LEASE_MS'],
+        DEFAULTS.sessions.reserveLeaseMs,
+        1000,
+      ),
+      commitLeaseMs: intFrom(
+        'FERRY_COMMIT_LEASE_MS',
+        env['FERRY_COMMIT_LEASE_MS'],
+        DEFAULTS.sessions.commitLeaseMs,
+        1000,
+      ),
+      maxSessions: intFrom(
+        'FERRY_MAX_SESSIONS',
+        env['FERRY_MAX_SESSIONS'],
+        DEFAULTS.sessions.maxSessions,
+        0,
+      ),
+      maxRangesPerSession: intFrom(
+        'FERRY_MAX_RANGES_PER_SESSION',
+        env['FERRY_MAX_RANGES_PER_SESSION'],
+        DEFAULTS.sessions.maxRangesPerSession,
+        1,
+      ),
+      maxChunksPerSession: intFrom(
+        'FERRY_MAX_CHUNKS_PER_SESSION',
+        env['FERRY_MAX_CHUNKS_PER_SESSION'],
+        DEFAULTS.sessions.maxChunksPerSession,
+        1,
+      ),
+      minChunkBytes: intFrom(
+        'FERRY_MIN_CHUNK_BYTES',
+        env['FERRY_MIN_CHUNK_BYTES'],
+        DEFAULTS.sessions.minChunkBytes,
+        0,
+      ),
     },
     cluster: {
-      livenessMs: intFrom('FERRY_LIVENESS_MS', env['FERRY_LIVENESS_MS'], DEFAULTS.cluster.livenessMs, 300),
-      redisTimeoutMs: intFrom('FERRY_REDIS_TIMEOUT_MS', env['FERRY_REDIS_TIMEOUT_MS'], DEFAULTS.cluster.redisTimeoutMs, 100),
+      livenessMs: intFrom(
+        'FERRY_LIVENESS_MS',
+        env['FERRY_LIVENESS_MS'],
+        DEFAULTS.cluster.livenessMs,
+        300,
+      ),
+      redisTimeoutMs: intFrom(
+        'FERRY_REDIS_TIMEOUT_MS',
+        env['FERRY_REDIS_TIMEOUT_MS'],
+        DEFAULTS.cluster.redisTimeoutMs,
+        100,
+      ),
     },
     limits: {
-      maxUploadBytes: intFrom('FERRY_MAX_UPLOAD_BYTES', env['FERRY_MAX_UPLOAD_BYTES'], DEFAULTS.limits.maxUploadBytes, 0),
-      maxJsonBytes: intFrom('FERRY_MAX_JSON_BYTES', env['FERRY_MAX_JSON_BYTES'], DEFAULTS.limits.maxJsonBytes, 1024),
+      maxUploadBytes: intFrom(
+        'FERRY_MAX_UPLOAD_BYTES',
+        env['FERRY_MAX_UPLOAD_BYTES'],
+        DEFAULTS.limits.maxUploadBytes,
+        0,
+      ),
+      maxJsonBytes: intFrom(
+        'FERRY_MAX_JSON_BYTES',
+        env['FERRY_MAX_JSON_BYTES'],
+        DEFAULTS.limits.maxJsonBytes,
+        1024,
+      ),
     },
-    locks: { ttlMs: intFrom('FERRY_LOCK_TTL_MS', env['FERRY_LOCK_TTL_MS'], DEFAULTS.locks.ttlMs, 300) },
+    locks: {
+      ttlMs: intFrom('FERRY_LOCK_TTL_MS', env['FERRY_LOCK_TTL_MS'], DEFAULTS.locks.ttlMs, 300),
+    },
     imagestore: {
       enabled: on('imagestore', true, file.imagestore?.enabled ?? true),
       auth: file.imagestore?.auth ?? null,
-      listPageSize: intFrom('FERRY_IMAGESTORE_LIST_PAGE_SIZE', env['FERRY_IMAGESTORE_LIST_PAGE_SIZE'], DEFAULTS.imagestore.listPageSize, 1, 100_000),
+      listPageSize: intFrom(
+        'FERRY_IMAGESTORE_LIST_PAGE_SIZE',
+        env['FERRY_IMAGESTORE_LIST_PAGE_SIZE'],
+        DEFAULTS.imagestore.listPageSize,
+        1,
+        100_000,
+      ),
     },
     shaman: {
       enabled: on('shaman', true, file.shaman?.enabled ?? true),
       auth: file.shaman?.auth ?? null,
-      gcMaxAgeSec: intFrom('FERRY_SHAMAN_GC_MAX_AGE_SEC', env['FERRY_SHAMAN_GC_MAX_AGE_SEC'], DEFAULTS.shaman.gcMaxAgeSec, 1),
-      gcIntervalSec: intFrom('FERRY_SHAMAN_GC_INTERVAL_SEC', env['FERRY_SHAMAN_GC_INTERVAL_SEC'], DEFAULTS.shaman.gcIntervalSec, 0),
-      fileListThreads: intFrom('FERRY_SHAMAN_FILE_LIST_THREADS', env['FERRY_SHAMAN_FILE_LIST_THREADS'],
-        DEFAULTS.shaman.fileListThreads, 1, 64),
+      gcMaxAgeSec: intFrom(
+        'FERRY_SHAMAN_GC_MAX_AGE_SEC',
+        env['FERRY_SHAMAN_GC_MAX_AGE_SEC'],
+        DEFAULTS.shaman.gcMaxAgeSec,
+        1,
+      ),
+      gcIntervalSec: intFrom(
+        'FERRY_SHAMAN_GC_INTERVAL_SEC',
+        env['FERRY_SHAMAN_GC_INTERVAL_SEC'],
+        DEFAULTS.shaman.gcIntervalSec,
+        0,
+      ),
+      fileListThreads: intFrom(
+        'FERRY_SHAMAN_FILE_LIST_THREADS',
+        env['FERRY_SHAMAN_FILE_LIST_THREADS'],
+        DEFAULTS.shaman.fileListThreads,
+        1,
+        64,
+      ),
     },
     tus: {
       enabled: on('tus', true),
       path: tusPathFrom(env['FERRY_TUS_PATH']),
-      maxSizeBytes: intFrom('FERRY_TUS_MAX_SIZE', env['FERRY_TUS_MAX_SIZE'],
-        DEFAULTS.tus.maxSizeBytes, 0),
-      retentionSec: intFrom('FERRY_TUS_RETENTION_SEC', env['FERRY_TUS_RETENTION_SEC'],
-        DEFAULTS.tus.retentionSec, 0),
+      maxSizeBytes: intFrom(
+        'FERRY_TUS_MAX_SIZE',
+        env['FERRY_TUS_MAX_SIZE'],
+        DEFAULTS.tus.maxSizeBytes,
+        0,
+      ),
+      retentionSec: intFrom(
+        'FERRY_TUS_RETENTION_SEC',
+        env['FERRY_TUS_RETENTION_SEC'],
+        DEFAULTS.tus.retentionSec,
+        0,
+      ),
     },
     cors: corsFrom(env['FERRY_CORS_ORIGINS']),
     // Its own reading of FERRY_FAMILIES and FERRY_TUS_PATH: the page needs the tus endpoint.
@@ -734,7 +1004,13 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     lakefs: on('lakefs', file.lakefs !== null) ? file.lakefs : null,
     ingest: on('ingest', file.ingest !== null) ? file.ingest : null,
     logLevel: oneOf('FERRY_LOG_LEVEL', env['FERRY_LOG_LEVEL'], DEFAULTS.logLevel, [
-      'fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent',
+      'fatal',
+      'error',
+      'warn',
+      'info',
+      'debug',
+      'trace',
+      'silent',
     ]),
   }
   return deepFreeze(config)

@@ -55,11 +55,11 @@ export type ErrorDetail =
    * `expectedBytes` and was cut there (`receivedBytes` is what was read until then).
    */
   | {
-    readonly kind: 'size'
-    readonly expectedBytes: number
-    readonly receivedBytes: number | null
-    readonly overflow: boolean
-  }
+      readonly kind: 'size'
+      readonly expectedBytes: number
+      readonly receivedBytes: number | null
+      readonly overflow: boolean
+    }
   /** ERR_SESSION_INCOMPLETE: the byte ranges the session still lacks (inclusive ends). */
   | { readonly kind: 'missing-ranges'; readonly ranges: readonly ByteRange[] }
   /** ERR_RANGE_NOT_SATISFIABLE on a read: the object's size, which a 416 Content-Range names. */
@@ -68,10 +68,10 @@ export type ErrorDetail =
   | { readonly kind: 'missing-objects'; readonly count: number }
   /** ERR_NOT_FOUND: what was looked for, and its id (a bulk-ingest project shortcode). */
   | {
-    readonly kind: 'not-found'
-    readonly resource: 'project' | 'import-folder'
-    readonly id: string
-  }
+      readonly kind: 'not-found'
+      readonly resource: 'project' | 'import-folder'
+      readonly id: string
+    }
 
 export interface UploadErrorOptions {
   cause?: unknown

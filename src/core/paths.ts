@@ -18,7 +18,8 @@ export const DEFAULT_PATH_RULES: PathRules = Object.freeze({ maxBytes: 1024, max
 export function checkRelativePath(path: string, rules: PathRules = DEFAULT_PATH_RULES): string[] {
   if (path.length === 0) throw new UploadError('ERR_INVALID_PATH', 'path is empty')
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
-  if (/[\u0000-\u001f\u007f]/.test(path)) throw new UploadError('ERR_INVALID_PATH', 'path contains a control character')
+  if (/[\u0000-\u001f\u007f]/.test(path))
+    throw new UploadError('ERR_INVALID_PATH', 'path contains a control character')
   if (path.includes('\\')) throw new UploadError('ERR_INVALID_PATH', 'path contains a backslash')
   if (path.startsWith('/')) throw new UploadError('ERR_INVALID_PATH', 'path must be relative')
   if (/^[A-Za-z]:/.test(path)) throw new UploadError('ERR_INVALID_PATH', 'path must be relative')
@@ -31,7 +32,10 @@ export function checkRelativePath(path: string, rules: PathRules = DEFAULT_PATH_
       throw new UploadError('ERR_INVALID_PATH', `path has an empty, "." or ".." segment`)
     }
     if (Buffer.byteLength(s) > rules.maxSegmentBytes) {
-      throw new UploadError('ERR_PATH_TOO_LONG', `a name in the path is longer than ${rules.maxSegmentBytes} bytes`)
+      throw new UploadError(
+        'ERR_PATH_TOO_LONG',
+        `a name in the path is longer than ${rules.maxSegmentBytes} bytes`,
+      )
     }
   }
   return segments

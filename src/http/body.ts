@@ -8,7 +8,8 @@ import { streamSingleFile } from './multipart.js'
 export function declaredLength(req: IncomingMessage): number | null {
   const raw = req.headers['content-length']
   if (raw === undefined) return null
-  if (!/^\d+$/.test(raw)) throw new UploadError('ERR_INVALID_ARGUMENT', 'Content-Length is not a number')
+  if (!/^\d+$/.test(raw))
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'Content-Length is not a number')
   return Number(raw)
 }
 
@@ -16,9 +17,13 @@ export function declaredLength(req: IncomingMessage): number | null {
 export function checkDeclaredSize(req: IncomingMessage, maxBytes: number): number | null {
   const n = declaredLength(req)
   if (n !== null && n > maxBytes) {
-    throw new UploadError('ERR_BODY_TOO_LARGE', `body of ${n} bytes is over the limit of ${maxBytes}`, {
-      detail: { kind: 'limit', maxBytes },
-    })
+    throw new UploadError(
+      'ERR_BODY_TOO_LARGE',
+      `body of ${n} bytes is over the limit of ${maxBytes}`,
+      {
+        detail: { kind: 'limit', maxBytes },
+      },
+    )
   }
   return n
 }
@@ -30,7 +35,8 @@ export async function readSmallBody(req: IncomingMessage, maxBytes: number): Pro
   let n = 0
   for await (const chunk of req as AsyncIterable<Buffer>) {
     n += chunk.length
-    if (n > maxBytes) throw new UploadError('ERR_BODY_TOO_LARGE', `body is over the limit of ${maxBytes} bytes`)
+    if (n > maxBytes)
+      throw new UploadError('ERR_BODY_TOO_LARGE', `body is over the limit of ${maxBytes} bytes`)
     parts.push(chunk)
   }
   return Buffer.concat(parts)
@@ -72,7 +78,9 @@ export async function uploadBody(req: IncomingMessage, maxBytes: number): Promis
   return { stream: req, length, filename: null, done: Promise.resolve() }
 }
 
-/** The slowest a request body may arrive: below `bytesPerSec` averaged over `windowSec`, it is cut. */
+/**
+ * The slowest a request body may arrive: below `bytesPerSec` averaged over `windowSec`, it is cut.
+ */
 export interface MinBodyRate {
   /** Bytes per second; 0 disables the check. */
   readonly bytesPerSec: number
@@ -113,17 +121,27 @@ export class BodyRateWatch {
     // Ten ticks per window, between 100 ms and 1 s each.
     this.#tickMs = Math.max(100, Math.min(1000, Math.floor(windowMs / 10)))
     this.#ticksPerWindow = Math.max(1, Math.round(windowMs / this.#tickMs))
-    this.#minBytes = rate.bytesPerSec > 0 && rate.windowSec > 0 ? rate.bytesPerSec * rate.windowSec : 0
+    this.#minBytes =
+      rate.bytesPerSec > 0 && rate.windowSec > 0 ? rate.bytesPerSec * rate.windowSec : 0
   }
 
   get enabled(): boolean {
     return this.#minBytes > 0
   }
 
-  /** Starts watching `req`'s body; the returned function stops (also stopped by a complete body). */
+  /**
+   * Starts watching `req`'s body; the returned function stops (also stopped by a complete body).
+   */
   watch(req: IncomingMessage, onSlow: () => void): () => void {
     if (!this.enabled || req.complete) return () => {}
-    const w: Watched = { req, socket: req.socket, onSlow, lastBytes: req.socket.bytesRead, ticks: [], sum: 0 }
+    const w: Watched = {
+      req,
+      socket: req.socket,
+      onSlow,
+      lastBytes: req.socket.bytesRead,
+      ticks: [],
+      sum: 0,
+    }
     this.#watched.add(w)
     if (this.#timer === null) {
       this.#timer = setInterval(() => this.#tick(), this.#tickMs)

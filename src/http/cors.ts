@@ -18,7 +18,13 @@
 
 /** Every method the tus and IETF endpoints and the lakeFS presigned routes answer. */
 export const CORS_ALLOW_METHODS = [
-  'POST', 'GET', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS', 'PUT',
+  'POST',
+  'GET',
+  'HEAD',
+  'PATCH',
+  'DELETE',
+  'OPTIONS',
+  'PUT',
 ] as const
 
 /**

@@ -16,7 +16,10 @@
  * body writer sends it).
  */
 import {
-  isUploadError, UploadError, type ErrorCode, type UploadErrorOptions,
+  isUploadError,
+  UploadError,
+  type ErrorCode,
+  type UploadErrorOptions,
 } from '../core/errors.js'
 import { isNoSpace } from '../core/storage/errno.js'
 import type { RequestContext } from './context.js'
@@ -57,7 +60,13 @@ export interface Failure {
 /** Seconds a client is told to wait (`Retry-After`) after a 503 and after a 507. */
 export const RETRY_AFTER_SEC: Readonly<Record<number, number>> = { 503: 1, 507: 5 }
 
-const CLIENT_GONE = new Set(['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'ABORT_ERR', 'EPIPE', 'ECONNABORTED'])
+const CLIENT_GONE = new Set([
+  'ECONNRESET',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ABORT_ERR',
+  'EPIPE',
+  'ECONNABORTED',
+])
 
 /** Whether `err` or an error in its `cause` chain (8 deep at most) passes `test`. */
 function inCauseChain(err: unknown, test: (e: object) => boolean): boolean {
@@ -93,15 +102,25 @@ export function isClientGone(err: unknown): boolean {
 export function normalizeFailure(err: unknown): UploadError | null {
   if (isUploadError(err) && err.code === 'ERR_INSUFFICIENT_STORAGE') return err
   if ((!isUploadError(err) || err.code === 'ERR_IO') && isFullDisk(err)) {
-    return new UploadError('ERR_INSUFFICIENT_STORAGE', 'not enough free space on the storage device; retry later', { cause: err })
+    return new UploadError(
+      'ERR_INSUFFICIENT_STORAGE',
+      'not enough free space on the storage device; retry later',
+      { cause: err },
+    )
   }
   if (isUploadError(err)) return err
-  if (isClientGone(err)) return new UploadError('ERR_CLIENT_ABORTED', 'the client went away', { cause: err })
+  if (isClientGone(err))
+    return new UploadError('ERR_CLIENT_ABORTED', 'the client went away', { cause: err })
   return null
 }
 
 /** `what` names the request in the log lines: "<what> failed" / "<what> refused". */
-export function classifyFailure(ctx: Pick<RequestContext, 'log'>, err: unknown, statusOf: (code: ErrorCode) => number, what: string): Failure {
+export function classifyFailure(
+  ctx: Pick<RequestContext, 'log'>,
+  err: unknown,
+  statusOf: (code: ErrorCode) => number,
+  what: string,
+): Failure {
   const error = normalizeFailure(err)
   if (error === null) {
     ctx.log.error({ err }, `${what} failed`)
@@ -112,12 +131,20 @@ export function classifyFailure(ctx: Pick<RequestContext, 'log'>, err: unknown, 
   // classifyFailure's signature takes only the logger; the response is there for every caller
   // that answers a request.
   const res = (ctx as Partial<Pick<RequestContext, 'res'>>).res
-  if (retryAfter !== undefined && res !== undefined && !res.headersSent && !res.hasHeader('Retry-After')) {
+  if (
+    retryAfter !== undefined &&
+    res !== undefined &&
+    !res.headersSent &&
+    !res.hasHeader('Retry-After')
+  ) {
     res.setHeader('Retry-After', String(retryAfter))
   }
-  if (error.code === 'ERR_CLIENT_ABORTED') ctx.log.info({ code: error.code, status }, `${what}: the client went away`)
-  else if (status === 501) ctx.log.info({ code: error.code, status, reason: error.message }, `${what} refused`)
-  else if (status === 503 || status === 507) ctx.log.warn({ code: error.code, status, reason: error.message }, `${what} refused`)
+  if (error.code === 'ERR_CLIENT_ABORTED')
+    ctx.log.info({ code: error.code, status }, `${what}: the client went away`)
+  else if (status === 501)
+    ctx.log.info({ code: error.code, status, reason: error.message }, `${what} refused`)
+  else if (status === 503 || status === 507)
+    ctx.log.warn({ code: error.code, status, reason: error.message }, `${what} refused`)
   else if (status >= 500) ctx.log.error({ err: error, status }, `${what} failed`)
   else ctx.log.info({ code: error.code, status, reason: error.message }, `${what} refused`)
   return { status, error }

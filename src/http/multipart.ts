@@ -9,7 +9,8 @@ function clientGone(): Error {
   return Object.assign(new Error('the client went away mid-body'), { code: 'ECONNRESET' })
 }
 
-const badBody = (why: string) => new UploadError('ERR_INVALID_ARGUMENT', `bad multipart body: ${why}`)
+const badBody = (why: string) =>
+  new UploadError('ERR_INVALID_ARGUMENT', `bad multipart body: ${why}`)
 
 /**
  * Streams the single file part of a multipart/form-data request. busboy's limits become upload
@@ -22,7 +23,7 @@ const badBody = (why: string) => new UploadError('ERR_INVALID_ARGUMENT', `bad mu
  *
  *   req ──pipe──▶ busboy ──'file'──▶ file stream ──pipe──▶ PassThrough (returned) ──▶ consumer
  *    │ 'error'/'close'    │ 'error'               │ 'error', 'limit'     │ 'error' (no-op; the
- *    └─▶ client gone      └─▶ 400 bad body        └─▶ 400 / 413          consumer sees it destroyed)
+ * └─▶ client gone      └─▶ 400 bad body        └─▶ 400 / 413          consumer sees it destroyed)
  *
  * Before the file part arrives, a failure rejects the returned promise; after, it destroys the
  * PassThrough (the consumer fails) and rejects `done`.
@@ -33,8 +34,16 @@ export function streamSingleFile(req: IncomingMessage, maxBytes: number): Promis
     try {
       bb = busboy({
         headers: req.headers,
-        // busboy flags 'limit' when a file *reaches* fileSize, so allow one byte more than the maximum.
-        limits: { files: 1, fileSize: maxBytes + 1, fields: 20, fieldSize: 64 * 1024, parts: 21, headerPairs: 50 },
+        // busboy flags 'limit' when a file *reaches* fileSize, so allow one byte more than the
+        // maximum.
+        limits: {
+          files: 1,
+          fileSize: maxBytes + 1,
+          fields: 20,
+          fieldSize: 64 * 1024,
+          parts: 21,
+          headerPairs: 50,
+        },
       })
     } catch (err) {
       reject(badBody((err as Error).message))
@@ -86,19 +95,32 @@ export function streamSingleFile(req: IncomingMessage, maxBytes: number): Promis
       })
       out = pass
       file.on('limit', () => {
-        fail(new UploadError('ERR_BODY_TOO_LARGE', `file part is over the limit of ${maxBytes} bytes`, {
-          detail: { kind: 'limit', maxBytes },
-        }))
+        fail(
+          new UploadError(
+            'ERR_BODY_TOO_LARGE',
+            `file part is over the limit of ${maxBytes} bytes`,
+            {
+              detail: { kind: 'limit', maxBytes },
+            },
+          ),
+        )
       })
       file.pipe(pass)
       resolve({ stream: pass, length: null, filename: info.filename ?? null, done })
     })
-    bb.on('filesLimit', () => fail(new UploadError('ERR_INVALID_ARGUMENT', 'only one file part is accepted')))
-    bb.on('partsLimit', () => fail(new UploadError('ERR_BODY_TOO_LARGE', 'too many parts in the multipart body')))
-    bb.on('fieldsLimit', () => fail(new UploadError('ERR_BODY_TOO_LARGE', 'too many fields in the multipart body')))
+    bb.on('filesLimit', () =>
+      fail(new UploadError('ERR_INVALID_ARGUMENT', 'only one file part is accepted')),
+    )
+    bb.on('partsLimit', () =>
+      fail(new UploadError('ERR_BODY_TOO_LARGE', 'too many parts in the multipart body')),
+    )
+    bb.on('fieldsLimit', () =>
+      fail(new UploadError('ERR_BODY_TOO_LARGE', 'too many fields in the multipart body')),
+    )
     bb.on('error', (err: Error) => fail(badBody(err.message)))
     bb.on('close', () => {
-      if (!settled) fail(new UploadError('ERR_INVALID_ARGUMENT', 'the multipart body has no file part'))
+      if (!settled)
+        fail(new UploadError('ERR_INVALID_ARGUMENT', 'the multipart body has no file part'))
       else if (failure === null) resolveDone()
     })
     // The connection dropped mid-body: busboy never ends, so tell the consumer here.

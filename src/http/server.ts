@@ -19,9 +19,14 @@ export interface HttpServerOptions {
   readonly log: Logger
   readonly requestTimeoutMs: number
   readonly idleTimeoutMs: number
-  /** `GET /healthz` answers 200 while this is true (and `/readyz` 503 while it is false: draining). */
+  /**
+   * `GET /healthz` answers 200 while this is true (and `/readyz` 503 while it is false: draining).
+   */
   readonly ready: () => boolean
-  /** Slowest accepted request body (408 and close below it). Default: config DEFAULTS (1 KiB/s over 60 s). */
+  /**
+   * Slowest accepted request body (408 and close below it). Default: config DEFAULTS (1 KiB/s over
+   * 60 s).
+   */
   readonly minBodyRate?: MinBodyRate
   /** Readiness checks (the state backend's, the data directory's, …), run on every `/readyz`. */
   readonly readyChecks?: readonly ReadyCheck[]
@@ -36,7 +41,10 @@ export function edgeOptionsFrom(
   config: Config,
 ): Pick<HttpServerOptions, 'minBodyRate' | 'metricsToken'> {
   return {
-    minBodyRate: { bytesPerSec: config.http.minBodyRateBytesPerSec, windowSec: config.http.minBodyRateWindowSec },
+    minBodyRate: {
+      bytesPerSec: config.http.minBodyRateBytesPerSec,
+      windowSec: config.http.minBodyRateWindowSec,
+    },
     metricsToken: config.http.metricsToken,
   }
 }
@@ -89,7 +97,10 @@ const UNREAD_BODY_DRAIN_MS = 5000
 
 export function createHttpServer(opts: HttpServerOptions): Server {
   const families = [...opts.families].sort((a, b) => b.prefix.length - a.prefix.length)
-  const minRate = opts.minBodyRate ?? { bytesPerSec: DEFAULTS.http.minBodyRateBytesPerSec, windowSec: DEFAULTS.http.minBodyRateWindowSec }
+  const minRate = opts.minBodyRate ?? {
+    bytesPerSec: DEFAULTS.http.minBodyRateBytesPerSec,
+    windowSec: DEFAULTS.http.minBodyRateWindowSec,
+  }
   const rateWatch = new BodyRateWatch(minRate)
   /** Requests whose body is still being read, per socket (the one 'clientError' concerns). */
   const reading = new Map<Socket, InFlight>()
@@ -148,17 +159,31 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       // The error is in the body of a request a family is reading: its answer, its shape.
       reading.delete(socket)
       const timeout = code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      answerFromEdge(f, timeout
-        ? new UploadError('ERR_BODY_TIMEOUT', 'the request took longer than the server allows')
-        : new UploadError('ERR_INVALID_ARGUMENT', `the request body is malformed or was cut short (${code})`))
+      answerFromEdge(
+        f,
+        timeout
+          ? new UploadError('ERR_BODY_TIMEOUT', 'the request took longer than the server allows')
+          : new UploadError(
+              'ERR_INVALID_ARGUMENT',
+              `the request body is malformed or was cut short (${code})`,
+            ),
+      )
       return
     }
     // No request a family could answer (a broken head, a reset, a parse error between requests):
     // node's own bare answers, where nothing else was written on this connection.
-    if (socket.writable && f === undefined && code !== 'ECONNRESET' && (open.get(socket) ?? 0) === 0) {
-      const [status, text] = code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large']
-        : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout']
-        : [400, 'Bad Request']
+    if (
+      socket.writable &&
+      f === undefined &&
+      code !== 'ECONNRESET' &&
+      (open.get(socket) ?? 0) === 0
+    ) {
+      const [status, text] =
+        code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'Request Header Fields Too Large']
+          : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? [408, 'Request Timeout']
+            : [400, 'Bad Request']
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
       setTimeout(() => socket.destroy(), 1000).unref()
       return
@@ -169,35 +194,45 @@ export function createHttpServer(opts: HttpServerOptions): Server {
   async function readiness(): Promise<{ ok: boolean; reasons: string[] }> {
     const reasons: string[] = []
     if (!opts.ready()) reasons.push('starting or draining')
-    const results = await Promise.all((opts.readyChecks ?? []).map(async (check) => {
-      let timer: NodeJS.Timeout | undefined
-      try {
-        return await Promise.race([
-          check(),
-          new Promise<{ ok: boolean; reason: string }>((resolve) => {
-            timer = setTimeout(() => resolve({ ok: false, reason: 'a readiness check did not answer in time' }), READY_CHECK_TIMEOUT_MS)
-          }),
-        ])
-      } catch (err) {
-        return { ok: false, reason: `a readiness check failed: ${(err as Error).message}` }
-      } finally {
-        clearTimeout(timer)
-      }
-    }))
+    const results = await Promise.all(
+      (opts.readyChecks ?? []).map(async (check) => {
+        let timer: NodeJS.Timeout | undefined
+        try {
+          return await Promise.race([
+            check(),
+            new Promise<{ ok: boolean; reason: string }>((resolve) => {
+              timer = setTimeout(
+                () => resolve({ ok: false, reason: 'a readiness check did not answer in time' }),
+                READY_CHECK_TIMEOUT_MS,
+              )
+            }),
+          ])
+        } catch (err) {
+          return { ok: false, reason: `a readiness check failed: ${(err as Error).message}` }
+        } finally {
+          clearTimeout(timer)
+        }
+      }),
+    )
     for (const r of results) if (!r.ok) reasons.push(r.reason ?? 'not ready')
     return { ok: reasons.length === 0, reasons }
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
-    const reqId = (typeof req.headers['x-request-id'] === 'string' && /^[\w.-]{1,128}$/.test(req.headers['x-request-id'])
-      ? req.headers['x-request-id']
-      : randomUUID())
+    const reqId =
+      typeof req.headers['x-request-id'] === 'string' &&
+      /^[\w.-]{1,128}$/.test(req.headers['x-request-id'])
+        ? req.headers['x-request-id']
+        : randomUUID()
     res.setHeader('X-Request-Id', reqId)
     const sock = req.socket
     // `Connection: upgrade` with `Upgrade`: Ferry upgrades to nothing (RFC 9110 §7.8 lets a server
     // ignore it), but node's parser, once it has seen the upgrade, hands the connection's later
     // bytes to no one: no further request could be read on it. Answer this one, then close.
-    if (req.headers.upgrade !== undefined && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(String(req.headers.connection ?? ''))) {
+    if (
+      req.headers.upgrade !== undefined &&
+      /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(String(req.headers.connection ?? ''))
+    ) {
       res.setHeader('Connection', 'close')
       res.once('finish', () => sock.destroySoon())
     }
@@ -210,8 +245,12 @@ export function createHttpServer(opts: HttpServerOptions): Server {
     const log = opts.log.child({ reqId })
     // Errors on the request or response after the client went away are expected; without a
     // listener one would end the process.
-    req.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code }, 'request stream error'))
-    res.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code }, 'response stream error'))
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      log.debug({ code: err.code }, 'request stream error'),
+    )
+    res.on('error', (err: NodeJS.ErrnoException) =>
+      log.debug({ code: err.code }, 'response stream error'),
+    )
     const ctl = new AbortController()
     res.on('close', () => {
       if (!res.writableFinished) ctl.abort(new Error('client went away'))
@@ -243,7 +282,15 @@ export function createHttpServer(opts: HttpServerOptions): Server {
     })
     res.on('finish', () => {
       // Never the raw URL: presigned-URL signatures and tokens travel in query strings.
-      log.info({ method: req.method, url: redactUrl(req.url ?? '/'), status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request')
+      log.info(
+        {
+          method: req.method,
+          url: redactUrl(req.url ?? '/'),
+          status: res.statusCode,
+          ms: Number(process.hrtime.bigint() - started) / 1e6,
+        },
+        'request',
+      )
     })
     const rawPath = (req.url ?? '/').split('?')[0] ?? '/'
     let url: URL
@@ -253,9 +300,13 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       sendText(res, 400, 'bad request target')
       return
     }
-    const family = families.find((f) => rawPath === f.prefix
-      || rawPath.startsWith(f.prefix.endsWith('/') ? f.prefix : `${f.prefix}/`)
-      || rawPath.startsWith(`${f.prefix}?`)) ?? null
+    const family =
+      families.find(
+        (f) =>
+          rawPath === f.prefix ||
+          rawPath.startsWith(f.prefix.endsWith('/') ? f.prefix : `${f.prefix}/`) ||
+          rawPath.startsWith(`${f.prefix}?`),
+      ) ?? null
     if (metrics) {
       const own = rawPath === '/healthz' || rawPath === '/readyz' || rawPath === '/metrics'
       const label = family?.name ?? (own ? EDGE_FAMILY : NO_FAMILY)
@@ -265,9 +316,14 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       if (family !== null && !req.complete) countBody(req, metrics.family(family.name).bytes)
       if (rawPath === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
         if (opts.metricsToken && !bearerMatches(req, opts.metricsToken)) {
-          sendJson(res, 401, { message: 'a bearer token is required' }, {
-            'WWW-Authenticate': 'Bearer realm="ferry-metrics"',
-          })
+          sendJson(
+            res,
+            401,
+            { message: 'a bearer token is required' },
+            {
+              'WWW-Authenticate': 'Bearer realm="ferry-metrics"',
+            },
+          )
           return
         }
         try {
@@ -280,7 +336,10 @@ export function createHttpServer(opts: HttpServerOptions): Server {
         return
       }
     }
-    if ((rawPath === '/healthz' || rawPath === '/readyz') && (req.method === 'GET' || req.method === 'HEAD')) {
+    if (
+      (rawPath === '/healthz' || rawPath === '/readyz') &&
+      (req.method === 'GET' || req.method === 'HEAD')
+    ) {
       const retry = { 'Retry-After': String(RETRY_AFTER_SEC[503]) }
       if (rawPath === '/healthz') {
         if (opts.ready()) sendJson(res, 200, { status: 'ok' })
@@ -293,7 +352,13 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       return
     }
     const ctx: RequestContext = { req, res, url, rawPath, reqId, log, signal: ctl.signal }
-    const inflight: InFlight = { ctx, family, socket: sock, abort: (reason) => ctl.abort(reason), answeredByEdge: false }
+    const inflight: InFlight = {
+      ctx,
+      family,
+      socket: sock,
+      abort: (reason) => ctl.abort(reason),
+      answeredByEdge: false,
+    }
     let stopWatch = () => {}
     if (!req.complete) {
       const socket = sock
@@ -309,8 +374,17 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       req.once('close', done)
       stopWatch = rateWatch.watch(req, () => {
         done()
-        log.info({ minBytesPerSec: minRate.bytesPerSec, windowSec: minRate.windowSec }, 'request body too slow; closing')
-        answerFromEdge(inflight, new UploadError('ERR_BODY_TIMEOUT', `the request body arrived slower than ${minRate.bytesPerSec} bytes/s over ${minRate.windowSec} s`))
+        log.info(
+          { minBytesPerSec: minRate.bytesPerSec, windowSec: minRate.windowSec },
+          'request body too slow; closing',
+        )
+        answerFromEdge(
+          inflight,
+          new UploadError(
+            'ERR_BODY_TIMEOUT',
+            `the request body arrived slower than ${minRate.bytesPerSec} bytes/s over ${minRate.windowSec} s`,
+          ),
+        )
       })
     }
     if (family === null) {
@@ -323,7 +397,8 @@ export function createHttpServer(opts: HttpServerOptions): Server {
     } catch (err) {
       if (res.headersSent || inflight.answeredByEdge) {
         // Answered already (by the edge, or partly by the handler): nothing more can be said.
-        if (inflight.answeredByEdge || isClientGone(err)) log.debug({ code: (err as { code?: unknown }).code }, 'request ended after its answer')
+        if (inflight.answeredByEdge || isClientGone(err))
+          log.debug({ code: (err as { code?: unknown }).code }, 'request ended after its answer')
         else log.error({ err }, 'failed after the response started')
         if (!res.writableFinished) res.destroy()
         return

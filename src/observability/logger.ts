@@ -21,7 +21,16 @@ export const LOG_REDACT_PATHS: readonly string[] = [
  * The process logger. JSON lines on stdout (or `destination`, for tests that read the lines);
  * each request gets a child with its `reqId`.
  */
-export function createLogger(level: LevelWithSilent, name = 'ferry', destination?: DestinationStream): Logger {
-  const opts = { name, level, base: { pid: process.pid }, redact: { paths: [...LOG_REDACT_PATHS], censor: '[REDACTED]' } }
+export function createLogger(
+  level: LevelWithSilent,
+  name = 'ferry',
+  destination?: DestinationStream,
+): Logger {
+  const opts = {
+    name,
+    level,
+    base: { pid: process.pid },
+    redact: { paths: [...LOG_REDACT_PATHS], censor: '[REDACTED]' },
+  }
   return destination ? pino(opts, destination) : pino(opts)
 }

@@ -60,14 +60,19 @@ export function maskUrl(url: string): string {
 
 /** Masks the password of every `scheme://user:password@` found in `text`, and query secrets. */
 export function maskUrlsIn(text: string): string {
-  return text
-    // The authority runs to the first `/`, `?`, `#` or space; its userinfo ends at its LAST `@`
-    // (a raw `@` in a password must not leave the rest of it readable).
-    .replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#]*)@/gi, (_m, scheme: string, userinfo: string) => {
-      const colon = userinfo.indexOf(':')
-      return colon < 0 ? `${scheme}${userinfo}@` : `${scheme}${userinfo.slice(0, colon)}:***@`
-    })
-    .replace(/\b([a-z][a-z0-9+.-]*:\/\/[^\s?#]*\?[^\s#]*)/gi, (u: string) => redactUrl(u))
+  return (
+    text
+      // The authority runs to the first `/`, `?`, `#` or space; its userinfo ends at its LAST `@`
+      // (a raw `@` in a password must not leave the rest of it readable).
+      .replace(
+        /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#]*)@/gi,
+        (_m, scheme: string, userinfo: string) => {
+          const colon = userinfo.indexOf(':')
+          return colon < 0 ? `${scheme}${userinfo}@` : `${scheme}${userinfo.slice(0, colon)}:***@`
+        },
+      )
+      .replace(/\b([a-z][a-z0-9+.-]*:\/\/[^\s?#]*\?[^\s#]*)/gi, (u: string) => redactUrl(u))
+  )
 }
 
 /**

@@ -11,7 +11,10 @@ import { runChaos } from './run.js'
 
 test('chaos: kills, stalls, cuts, Redis restarts and a full disk never show a wrong or partial file and lose no upload', async () => {
   const seed = Number(process.env['FERRY_CHAOS_SEED'] ?? 20261125)
-  const report = await runChaos({ ...SHORT, seed }, `FERRY_CHAOS_SEED=${seed} npm test -- dist/test/chaos/chaos.test.js`)
+  const report = await runChaos(
+    { ...SHORT, seed },
+    `FERRY_CHAOS_SEED=${seed} npm test -- dist/test/chaos/chaos.test.js`,
+  )
   const t = report.totals
   // Every kind of fault really happened.
   expect(t.kills).toBeGreaterThan(0)
@@ -25,8 +28,16 @@ test('chaos: kills, stalls, cuts, Redis restarts and a full disk never show a wr
   expect({ wrongOrPartialSeen: report.violations }).toEqual({ wrongOrPartialSeen: [] })
   expect({ lost: report.lostUploads }).toEqual({ lost: [] })
   expect({ wrongAtEnd: report.finalWrong }).toEqual({ wrongAtEnd: [] })
-  expect({ crashes: report.crashes.map((c) => `${c.instance} ${c.code}: ${c.tail.split('\n').slice(-5).join(' | ')}`) }).toEqual({ crashes: [] })
-  expect({ failedStarts: report.failedStarts.map((c) => `${c.instance} ${c.code}: ${c.tail.split('\n').slice(-5).join(' | ')}`) }).toEqual({ failedStarts: [] })
+  expect({
+    crashes: report.crashes.map(
+      (c) => `${c.instance} ${c.code}: ${c.tail.split('\n').slice(-5).join(' | ')}`,
+    ),
+  }).toEqual({ crashes: [] })
+  expect({
+    failedStarts: report.failedStarts.map(
+      (c) => `${c.instance} ${c.code}: ${c.tail.split('\n').slice(-5).join(' | ')}`,
+    ),
+  }).toEqual({ failedStarts: [] })
   expect({ harnessErrors: report.harnessErrors }).toEqual({ harnessErrors: [] })
   expect(t.unhealthyAtEnd).toBe(0)
   expect(t.uploads.completed).toBeGreaterThan(10)

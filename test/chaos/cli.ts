@@ -34,10 +34,19 @@ function num(name: string, raw: string | undefined, def: number): number {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      kills: { type: 'string' }, minutes: { type: 'string' }, seed: { type: 'string' }, phases: { type: 'string' },
-      'stall-max-sec': { type: 'string' }, 'commit-wait-limit-ms': { type: 'string' }, 'drain-sec': { type: 'string' },
-      'sweep-wait-sec': { type: 'string' }, concurrency: { type: 'string' }, 'max-file-kib': { type: 'string' },
-      env: { type: 'string', multiple: true }, short: { type: 'boolean' }, help: { type: 'boolean' },
+      kills: { type: 'string' },
+      minutes: { type: 'string' },
+      seed: { type: 'string' },
+      phases: { type: 'string' },
+      'stall-max-sec': { type: 'string' },
+      'commit-wait-limit-ms': { type: 'string' },
+      'drain-sec': { type: 'string' },
+      'sweep-wait-sec': { type: 'string' },
+      concurrency: { type: 'string' },
+      'max-file-kib': { type: 'string' },
+      env: { type: 'string', multiple: true },
+      short: { type: 'boolean' },
+      help: { type: 'boolean' },
     },
     strict: true,
   })
@@ -67,14 +76,23 @@ async function main(): Promise<void> {
     minutes: num('minutes', values.minutes, base.minutes),
     phases,
     stallSec: [base.stallSec[0], num('stall-max-sec', values['stall-max-sec'], base.stallSec[1])],
-    commitWaitLimitMs: num('commit-wait-limit-ms', values['commit-wait-limit-ms'], base.commitWaitLimitMs),
+    commitWaitLimitMs: num(
+      'commit-wait-limit-ms',
+      values['commit-wait-limit-ms'],
+      base.commitWaitLimitMs,
+    ),
     drainSec: num('drain-sec', values['drain-sec'], base.drainSec),
     sweepWaitSec: num('sweep-wait-sec', values['sweep-wait-sec'], base.sweepWaitSec),
-    concurrency: { redis: c, embedded: Math.max(1, Math.round(c / 2)), disk: Math.max(1, Math.round((c * 3) / 8)) },
+    concurrency: {
+      redis: c,
+      embedded: Math.max(1, Math.round(c / 2)),
+      disk: Math.max(1, Math.round((c * 3) / 8)),
+    },
     maxFileBytes: num('max-file-kib', values['max-file-kib'], base.maxFileBytes / 1024) * 1024,
     ferryEnv: { ...base.ferryEnv, ...env },
   }
-  const command = `npm run chaos -- ${process.argv.slice(2).join(' ')}${values.seed === undefined ? ` --seed ${o.seed}` : ''}`.trim()
+  const command =
+    `npm run chaos -- ${process.argv.slice(2).join(' ')}${values.seed === undefined ? ` --seed ${o.seed}` : ''}`.trim()
   const report = await runChaos(o, command)
   process.exit(report.passed ? 0 : 1)
 }

@@ -54,7 +54,14 @@ export function newTraffic(bases: readonly string[], idleTimeoutMs: number): Tra
   }
 }
 
-function tally(t: Traffic, op: string, o: Outcome, trace?: string[], base?: number, detail = ''): void {
+function tally(
+  t: Traffic,
+  op: string,
+  o: Outcome,
+  trace?: string[],
+  base?: number,
+  detail = '',
+): void {
   let key = `${op} ${o.kind === 'answer' ? o.status : o.kind}`
   if (o.kind === 'answer' && o.status >= 400) {
     const code = /"Code"\s*:\s*"([A-Z_]+)"/.exec(o.body.toString('utf8', 0, 300))?.[1]
@@ -67,7 +74,13 @@ function tally(t: Traffic, op: string, o: Outcome, trace?: string[], base?: numb
   }
 }
 
-export function send(url: string, method: string, headers: Record<string, string | number>, body: Buffer | null, idleTimeoutMs: number): Promise<Outcome> {
+export function send(
+  url: string,
+  method: string,
+  headers: Record<string, string | number>,
+  body: Buffer | null,
+  idleTimeoutMs: number,
+): Promise<Outcome> {
   return new Promise((resolve) => {
     const u = new URL(url)
     let settled = false
@@ -77,11 +90,20 @@ export function send(url: string, method: string, headers: Record<string, string
       resolve(o)
     }
     const req = request(
-      { host: u.hostname, port: Number(u.port), path: u.pathname + u.search, method, agent: false, headers: { ...headers, 'Content-Length': body?.length ?? 0 } },
+      {
+        host: u.hostname,
+        port: Number(u.port),
+        path: u.pathname + u.search,
+        method,
+        agent: false,
+        headers: { ...headers, 'Content-Length': body?.length ?? 0 },
+      },
       (res) => {
         const parts: Buffer[] = []
         res.on('data', (d: Buffer) => parts.push(d))
-        res.on('end', () => done({ kind: 'answer', status: res.statusCode ?? 0, body: Buffer.concat(parts) }))
+        res.on('end', () =>
+          done({ kind: 'answer', status: res.statusCode ?? 0, body: Buffer.concat(parts) }),
+        )
         res.on('error', () => done({ kind: 'cut' }))
         res.on('aborted', () => done({ kind: 'cut' }))
       },
@@ -143,13 +165,33 @@ interface Range {
 }
 
 /** Versions are registered with the observer (through `versions`) before any byte is sent. */
-export function newImageStoreUpload(n: number, path: string, size: number, rng: Rng, pathKeyed: boolean, versions: Map<string, number>): ImageStoreUpload {
+export function newImageStoreUpload(
+  n: number,
+  path: string,
+  size: number,
+  rng: Rng,
+  pathKeyed: boolean,
+  versions: Map<string, number>,
+): ImageStoreUpload {
   const data = seededBytes(size, `is-${n}-${rng.next()}`)
   versions.set(sha256(data), data.length)
   return {
-    n, path, pathKeyed, versions, data, allData: [data],
+    n,
+    path,
+    pathKeyed,
+    versions,
+    data,
+    allData: [data],
     sessionId: pathKeyed ? uuidFrom(path) : randomUUID(),
-    restarts: 0, completed: false, lost: null, commitWaits: [], startedMs: Date.now(), endedMs: 0, takenAway: false, clientRestarts: 0, trace: [],
+    restarts: 0,
+    completed: false,
+    lost: null,
+    commitWaits: [],
+    startedMs: Date.now(),
+    endedMs: 0,
+    takenAway: false,
+    clientRestarts: 0,
+    trace: [],
   }
 }
 
@@ -161,29 +203,52 @@ function uuidFrom(s: string): string {
 
 function split(r: Range, chunk: number): Range[] {
   const out: Range[] = []
-  for (let s = r.start; s <= r.end; s += chunk) out.push({ start: s, end: Math.min(r.end, s + chunk - 1) })
+  for (let s = r.start; s <= r.end; s += chunk)
+    out.push({ start: s, end: Math.min(r.end, s + chunk - 1) })
   return out
 }
 
-async function eachParallel<T>(xs: readonly T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+async function eachParallel<T>(
+  xs: readonly T[],
+  n: number,
+  fn: (x: T) => Promise<void>,
+): Promise<void> {
   let i = 0
-  await Promise.all(Array.from({ length: Math.min(n, xs.length) }, async () => {
-    while (i < xs.length) await fn(xs[i++]!)
-  }))
+  await Promise.all(
+    Array.from({ length: Math.min(n, xs.length) }, async () => {
+      while (i < xs.length) await fn(xs[i++]!)
+    }),
+  )
 }
 
-export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: Rng): Promise<void> {
+export async function runImageStoreUpload(
+  u: ImageStoreUpload,
+  t: Traffic,
+  rng: Rng,
+): Promise<void> {
   const chunkBytes = rng.pick([64, 128, 256, 512]) * 1024
   const parallel = rng.int(1, 3)
   const check = () => {
-    if (Date.now() > t.deadlineMs) throw new LostUpload(`not committed by the deadline (session ${u.sessionId}, ${u.restarts} restarts)`)
+    if (Date.now() > t.deadlineMs)
+      throw new LostUpload(
+        `not committed by the deadline (session ${u.sessionId}, ${u.restarts} restarts)`,
+      )
   }
   const putRange = async (r: Range): Promise<boolean> => {
     const b = pickBase(t, rng)
     const url = `${t.bases[b]}/ImageStore/${u.path}/$/UploadChunk?${API}&session-id=${u.sessionId}`
     t.chunksInFlight[b]!++
     const total = u.data.length
-    const o = await send(url, 'PUT', { 'Content-Range': total === 0 ? 'bytes */0' : `bytes ${r.start}-${r.end}/${total}`, 'Content-Type': 'application/octet-stream' }, u.data.subarray(r.start, r.end + 1), t.idleTimeoutMs)
+    const o = await send(
+      url,
+      'PUT',
+      {
+        'Content-Range': total === 0 ? 'bytes */0' : `bytes ${r.start}-${r.end}/${total}`,
+        'Content-Type': 'application/octet-stream',
+      },
+      u.data.subarray(r.start, r.end + 1),
+      t.idleTimeoutMs,
+    )
     t.chunksInFlight[b]!--
     tally(t, 'chunk', o, u.trace, b, ` ${r.start}-${r.end}/${total}`)
     return o.kind === 'answer' && o.status === 200
@@ -192,7 +257,10 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
   for (;;) {
     check()
     // First pass: every chunk once, in random order.
-    const all = u.data.length === 0 ? [{ start: 0, end: -1 }] : rng.shuffle(split({ start: 0, end: u.data.length - 1 }, chunkBytes))
+    const all =
+      u.data.length === 0
+        ? [{ start: 0, end: -1 }]
+        : rng.shuffle(split({ start: 0, end: u.data.length - 1 }, chunkBytes))
     let failed = false
     // A quarter of the clients stop part-way (their process restarted) and come back after a
     // while with the session id they saved: they ask GetUploadSession before sending more.
@@ -213,15 +281,26 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
       check()
       if (needCheck) {
         const b = pickBase(t, rng)
-        const o = await send(`${t.bases[b]}/ImageStore/$/GetUploadSession?${API}&session-id=${u.sessionId}`, 'GET', {}, null, t.idleTimeoutMs)
+        const o = await send(
+          `${t.bases[b]}/ImageStore/$/GetUploadSession?${API}&session-id=${u.sessionId}`,
+          'GET',
+          {},
+          null,
+          t.idleTimeoutMs,
+        )
         tally(t, 'session', o, u.trace, b)
         if (o.kind !== 'answer' || o.status >= 500) {
           await backoff(rng, attempt)
           continue
         }
         if (o.status === 200) {
-          const info = JSON.parse(o.body.toString('utf8')) as { UploadSessions: { ExpectedRanges: { StartPosition: string; EndPosition: string }[] }[] }
-          const missing = (info.UploadSessions[0]?.ExpectedRanges ?? []).map((x) => ({ start: Number(x.StartPosition), end: Number(x.EndPosition) }))
+          const info = JSON.parse(o.body.toString('utf8')) as {
+            UploadSessions: { ExpectedRanges: { StartPosition: string; EndPosition: string }[] }[]
+          }
+          const missing = (info.UploadSessions[0]?.ExpectedRanges ?? []).map((x) => ({
+            start: Number(x.StartPosition),
+            end: Number(x.EndPosition),
+          }))
           if (missing.length > 0) {
             const pieces = rng.shuffle(missing.flatMap((m) => split(m, chunkBytes)))
             let ok = true
@@ -235,12 +314,19 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
           await backoff(rng, attempt)
           continue
         }
-        // 204: committed (a commit will say 200 again) or unknown (a commit says 400): ask the commit.
+        // 204: committed (a commit will say 200 again) or unknown (a commit says 400): ask the
+        // commit.
       }
       const b = pickBase(t, rng)
       commitStart ??= Date.now()
       t.commitsInFlight[b]!++
-      const o = await send(`${t.bases[b]}/ImageStore/$/CommitUploadSession?${API}&session-id=${u.sessionId}`, 'POST', {}, null, t.idleTimeoutMs)
+      const o = await send(
+        `${t.bases[b]}/ImageStore/$/CommitUploadSession?${API}&session-id=${u.sessionId}`,
+        'POST',
+        {},
+        null,
+        t.idleTimeoutMs,
+      )
       t.commitsInFlight[b]!--
       tally(t, 'commit', o, u.trace, b)
       if (o.kind === 'answer' && o.status === 200) {
@@ -274,11 +360,19 @@ export async function runImageStoreUpload(u: ImageStoreUpload, t: Traffic, rng: 
   }
 }
 
-/** True when GetUploadSession answers 204 once more (after a commit said 400): the session is gone. */
+/**
+ * True when GetUploadSession answers 204 once more (after a commit said 400): the session is gone.
+ */
 async function sessionGone(u: ImageStoreUpload, t: Traffic, rng: Rng): Promise<boolean> {
   for (let i = 0; i < 20; i++) {
     const b = pickBase(t, rng)
-    const o = await send(`${t.bases[b]}/ImageStore/$/GetUploadSession?${API}&session-id=${u.sessionId}`, 'GET', {}, null, t.idleTimeoutMs)
+    const o = await send(
+      `${t.bases[b]}/ImageStore/$/GetUploadSession?${API}&session-id=${u.sessionId}`,
+      'GET',
+      {},
+      null,
+      t.idleTimeoutMs,
+    )
     tally(t, 'session', o, u.trace, b)
     if (o.kind === 'answer' && o.status === 204) return true
     if (o.kind === 'answer' && o.status === 200) return false
@@ -305,13 +399,20 @@ export function newShamanUpload(n: number, data: Buffer): ShamanUpload {
 
 export async function runShamanUpload(u: ShamanUpload, t: Traffic, rng: Rng): Promise<void> {
   for (let attempt = 0; ; attempt++) {
-    if (Date.now() > t.deadlineMs) throw new LostUpload(`shaman ${u.sha256.slice(0, 12)}… not stored by the deadline`)
+    if (Date.now() > t.deadlineMs)
+      throw new LostUpload(`shaman ${u.sha256.slice(0, 12)}… not stored by the deadline`)
     const b = pickBase(t, rng)
-    const o = await send(`${t.bases[b]}/api/v3/shaman/files/${u.sha256}/${u.data.length}`, 'POST', {
-      'Content-Type': 'application/octet-stream',
-      'X-Shaman-Can-Defer-Upload': 'false',
-      'X-Shaman-Original-Filename': `chaos-${u.n}.bin`,
-    }, u.data, t.idleTimeoutMs)
+    const o = await send(
+      `${t.bases[b]}/api/v3/shaman/files/${u.sha256}/${u.data.length}`,
+      'POST',
+      {
+        'Content-Type': 'application/octet-stream',
+        'X-Shaman-Can-Defer-Upload': 'false',
+        'X-Shaman-Original-Filename': `chaos-${u.n}.bin`,
+      },
+      u.data,
+      t.idleTimeoutMs,
+    )
     tally(t, 'shaman', o)
     if (o.kind === 'answer' && (o.status === 204 || o.status === 208)) {
       u.completed = true

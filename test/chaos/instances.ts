@@ -22,10 +22,13 @@ export interface ExitRecord {
 
 export function healthy(port: number, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/healthz', agent: false, timeout: timeoutMs }, (res) => {
-      res.resume()
-      resolve(res.statusCode === 200)
-    })
+    const req = request(
+      { host: '127.0.0.1', port, path: '/healthz', agent: false, timeout: timeoutMs },
+      (res) => {
+        res.resume()
+        resolve(res.statusCode === 200)
+      },
+    )
     req.on('timeout', () => req.destroy())
     req.on('error', () => resolve(false))
     req.end()
@@ -69,7 +72,10 @@ export class FerryInstance {
     Object.assign(this.#env, extra)
   }
 
-  /** Forks the process and waits for /healthz; throws (and records) when it exits first or takes over `timeoutMs`. */
+  /**
+   * Forks the process and waits for /healthz; throws (and records) when it exits first or takes
+   * over `timeoutMs`.
+   */
   async start(timeoutMs = 20_000): Promise<number> {
     const t0 = performance.now()
     this.#expectExit = false
@@ -77,12 +83,19 @@ export class FerryInstance {
     this.#lines = []
     const proc = fork(MAIN_JS, [], {
       execArgv: [],
-      env: { PATH: process.env['PATH'] ?? '', FERRY_LOG_LEVEL: 'warn', ...this.#env, FERRY_PORT: String(this.port), FERRY_HOST: '127.0.0.1' },
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        FERRY_LOG_LEVEL: 'warn',
+        ...this.#env,
+        FERRY_PORT: String(this.port),
+        FERRY_HOST: '127.0.0.1',
+      },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     })
     this.#proc = proc
     const keep = (d: Buffer) => {
-      for (const l of d.toString().split('\n')) if (l.trim() !== '') this.#lines.push(l.length > 600 ? `${l.slice(0, 600)}…` : l)
+      for (const l of d.toString().split('\n'))
+        if (l.trim() !== '') this.#lines.push(l.length > 600 ? `${l.slice(0, 600)}…` : l)
       if (this.#lines.length > TAIL_LINES) this.#lines.splice(0, this.#lines.length - TAIL_LINES)
     }
     proc.stdout?.on('data', keep)
@@ -91,18 +104,29 @@ export class FerryInstance {
     proc.once('exit', (code, sig) => {
       if (this.#proc === proc) this.#stopped = false
       if (this.#expectExit) return
-      const rec = { instance: this.name, code: code ?? sig ?? -1, atMs: Date.now(), tail: this.tail() }
+      const rec = {
+        instance: this.name,
+        code: code ?? sig ?? -1,
+        atMs: Date.now(),
+        tail: this.tail(),
+      }
       if (ready) this.crashes.push(rec)
       else this.failedStarts.push(rec)
     })
     const until = performance.now() + timeoutMs
     for (;;) {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${this.name} exited during start (${proc.exitCode ?? proc.signalCode})`)
+      if (proc.exitCode !== null || proc.signalCode !== null)
+        throw new Error(`${this.name} exited during start (${proc.exitCode ?? proc.signalCode})`)
       if (await healthy(this.port, 500)) break
       if (performance.now() > until) {
         this.#expectExit = true
         proc.kill('SIGKILL')
-        this.failedStarts.push({ instance: this.name, code: 'start timeout', atMs: Date.now(), tail: this.tail() })
+        this.failedStarts.push({
+          instance: this.name,
+          code: 'start timeout',
+          atMs: Date.now(),
+          tail: this.tail(),
+        })
         throw new Error(`${this.name} did not become healthy in ${timeoutMs} ms`)
       }
       await sleep(40)
@@ -111,7 +135,10 @@ export class FerryInstance {
     return performance.now() - t0
   }
 
-  /** Starts until healthy, retrying failed starts every 500 ms until `deadlineMs` (epoch); the time from the first try. */
+  /**
+   * Starts until healthy, retrying failed starts every 500 ms until `deadlineMs` (epoch); the time
+   * from the first try.
+   */
   async startUntilHealthy(deadlineMs: number): Promise<number> {
     const t0 = performance.now()
     for (;;) {
@@ -161,7 +188,10 @@ export class FerryInstance {
   }
 }
 
-/** The Redis of a chaos phase: killed and restarted with its appendonly file, or with everything lost. */
+/**
+ * The Redis of a chaos phase: killed and restarted with its appendonly file, or with everything
+ * lost.
+ */
 export class ChaosRedis {
   readonly #redis: PrivateRedis
 
@@ -177,10 +207,15 @@ export class ChaosRedis {
     return this.#redis.url
   }
 
-  /** SIGKILL, down for `downMs`, back with (appendonly file kept) or without (files removed) its data. */
+  /**
+   * SIGKILL, down for `downMs`, back with (appendonly file kept) or without (files removed) its
+   * data.
+   */
   async restart(persist: boolean, downMs: number): Promise<void> {
     await this.#redis.kill()
-    if (!persist) for (const f of readdirSync(this.#redis.dir)) rmSync(join(this.#redis.dir, f), { recursive: true, force: true })
+    if (!persist)
+      for (const f of readdirSync(this.#redis.dir))
+        rmSync(join(this.#redis.dir, f), { recursive: true, force: true })
     await sleep(downMs)
     await this.#redis.restart()
   }

@@ -33,7 +33,10 @@ export interface ObserverOptions {
   readonly cas: string
   readonly versionsOf: (storeRelPath: string) => Versions | undefined
   /** For a wrong store file: whether it is a beginning of one version, and what it is made of. */
-  readonly explain?: (storeRelPath: string, content: Buffer) => { partial: boolean; text: string } | null
+  readonly explain?: (
+    storeRelPath: string,
+    content: Buffer,
+  ) => { partial: boolean; text: string } | null
   readonly intervalMs: number
 }
 
@@ -80,7 +83,10 @@ export class StoreObserver {
   /** One pass over both trees. */
   async scan(): Promise<void> {
     this.scans++
-    for (const [root, dir] of [['store', this.#o.store], ['cas', this.#o.cas]] as const) {
+    for (const [root, dir] of [
+      ['store', this.#o.store],
+      ['cas', this.#o.cas],
+    ] as const) {
       for (const full of await walk(dir)) await this.#check(root, dir, full)
     }
   }
@@ -109,13 +115,23 @@ export class StoreObserver {
       }
       const sha256 = h.digest('hex')
       const rel = relative(dir, full).split(sep).join('/')
-      let verdict = root === 'store' ? this.#judgeStore(rel, sha256, bytes) : judgeBlob(rel, sha256, bytes)
-      if (verdict !== null && root === 'store' && verdict.kind !== 'unexpected' && this.#o.explain) {
+      let verdict =
+        root === 'store' ? this.#judgeStore(rel, sha256, bytes) : judgeBlob(rel, sha256, bytes)
+      if (
+        verdict !== null &&
+        root === 'store' &&
+        verdict.kind !== 'unexpected' &&
+        this.#o.explain
+      ) {
         // Rare: read it again, whole, and say what it is made of (same inode: this handle).
         const content = Buffer.alloc(bytes)
         await fh.read(content, 0, bytes, 0)
         const why = this.#o.explain(rel, content)
-        if (why !== null) verdict = { kind: why.partial ? 'partial' : 'wrong', expected: `${verdict.expected}; found ${why.text}` }
+        if (why !== null)
+          verdict = {
+            kind: why.partial ? 'partial' : 'wrong',
+            expected: `${verdict.expected}; found ${why.text}`,
+          }
       }
       if (verdict === null) {
         this.okStates++
@@ -126,7 +142,11 @@ export class StoreObserver {
     }
   }
 
-  #judgeStore(rel: string, sha256: string, bytes: number): Pick<Violation, 'kind' | 'expected'> | null {
+  #judgeStore(
+    rel: string,
+    sha256: string,
+    bytes: number,
+  ): Pick<Violation, 'kind' | 'expected'> | null {
     const versions = this.#o.versionsOf(rel)
     if (versions === undefined) return { kind: 'unexpected', expected: 'no upload sent this path' }
     if (versions.has(sha256)) return null
@@ -137,7 +157,11 @@ export class StoreObserver {
   }
 }
 
-function judgeBlob(rel: string, sha256: string, bytes: number): Pick<Violation, 'kind' | 'expected'> | null {
+function judgeBlob(
+  rel: string,
+  sha256: string,
+  bytes: number,
+): Pick<Violation, 'kind' | 'expected'> | null {
   const m = /^([0-9a-f]{2})\/([0-9a-f]{62})\/(\d+)\.blob$/.exec(rel)
   if (!m) return { kind: 'unexpected', expected: 'cas/<sha[0:2]>/<sha[2:]>/<size>.blob' }
   const want = m[1]! + m[2]!

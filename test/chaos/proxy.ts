@@ -18,7 +18,12 @@ import { connect, createServer, type Server, type Socket } from 'node:net'
 export type ProxyAction =
   | { readonly kind: 'pass' }
   | { readonly kind: 'delay'; readonly ms: number }
-  | { readonly kind: 'stall'; readonly dir: 'up' | 'down'; readonly afterBytes: number; readonly ms: number }
+  | {
+      readonly kind: 'stall'
+      readonly dir: 'up' | 'down'
+      readonly afterBytes: number
+      readonly ms: number
+    }
   | { readonly kind: 'cut' | 'reset'; readonly dir: 'up' | 'down'; readonly afterBytes: number }
 
 export interface ProxyCounts {
@@ -40,7 +45,15 @@ export class ChaosProxy {
   readonly #targetPort: number
   readonly #decide: () => ProxyAction
   readonly #sockets = new Set<Socket>()
-  readonly counts: ProxyCounts = { connections: 0, passed: 0, delayed: 0, stalled: 0, cut: 0, reset: 0, refused: 0 }
+  readonly counts: ProxyCounts = {
+    connections: 0,
+    passed: 0,
+    delayed: 0,
+    stalled: 0,
+    cut: 0,
+    reset: 0,
+    refused: 0,
+  }
   /** Off: every connection passes (the drain phase at the end of a run). */
   faulty = true
 
@@ -78,7 +91,13 @@ export class ChaosProxy {
       if (done) return
       done = true
       for (const s of [client, up]) {
-        if (how === 'reset' && !s.destroyed && typeof s.resetAndDestroy === 'function' && s.readyState !== 'opening') s.resetAndDestroy()
+        if (
+          how === 'reset' &&
+          !s.destroyed &&
+          typeof s.resetAndDestroy === 'function' &&
+          s.readyState !== 'opening'
+        )
+          s.resetAndDestroy()
         else s.destroy()
         this.#sockets.delete(s)
       }
@@ -102,7 +121,13 @@ export class ChaosProxy {
         // close would reach the far side after a gap, a splice no real network makes.
         if (done || (fired.v && (action.kind === 'cut' || action.kind === 'reset'))) return
         let chunk = d
-        if (action.kind !== 'pass' && action.kind !== 'delay' && action.dir === dir && !fired.v && sent[dir] + d.length >= action.afterBytes) {
+        if (
+          action.kind !== 'pass' &&
+          action.kind !== 'delay' &&
+          action.dir === dir &&
+          !fired.v &&
+          sent[dir] + d.length >= action.afterBytes
+        ) {
           fired.v = true
           const keep = Math.max(0, action.afterBytes - sent[dir])
           const head = d.subarray(0, keep)

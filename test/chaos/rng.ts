@@ -1,4 +1,6 @@
-/** A small seeded generator (mulberry32): the chaos schedule and the upload shapes follow the seed. */
+/**
+ * A small seeded generator (mulberry32): the chaos schedule and the upload shapes follow the seed.
+ */
 export class Rng {
   #s: number
 
@@ -29,7 +31,9 @@ export class Rng {
     return xs[Math.floor(this.next() * xs.length)]!
   }
 
-  /** A new generator whose sequence depends on this one's seed and `label` (independent streams). */
+  /**
+   * A new generator whose sequence depends on this one's seed and `label` (independent streams).
+   */
   fork(label: string): Rng {
     let h = this.#s ^ 0x811c9dc5
     for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 16777619)

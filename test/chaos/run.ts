@@ -23,8 +23,15 @@ import { join } from 'node:path'
 import { sha256 } from '../helpers/http.js'
 import { freePort, uniquePrefix } from '../helpers/redis.js'
 import {
-  LostUpload, newImageStoreUpload, newShamanUpload, newTraffic, runImageStoreUpload, runShamanUpload,
-  type ImageStoreUpload, type ShamanUpload, type Traffic,
+  LostUpload,
+  newImageStoreUpload,
+  newShamanUpload,
+  newTraffic,
+  runImageStoreUpload,
+  runShamanUpload,
+  type ImageStoreUpload,
+  type ShamanUpload,
+  type Traffic,
 } from './clients.js'
 import { ChaosRedis, FerryInstance, healthy, type ExitRecord } from './instances.js'
 import { StoreObserver, type Violation } from './observer.js'
@@ -132,13 +139,25 @@ class Phase {
   }
 
   get #env(): Record<string, string> {
-    return { FERRY_SWEEP_INTERVAL_SEC: '2', FERRY_WORKERS: '1', ...this.#o.ferryEnv, FERRY_DATA_DIR: this.dataDir }
+    return {
+      FERRY_SWEEP_INTERVAL_SEC: '2',
+      FERRY_WORKERS: '1',
+      ...this.#o.ferryEnv,
+      FERRY_DATA_DIR: this.dataDir,
+    }
   }
 
   async setup(): Promise<void> {
     this.dataDir = mkdtempSync(join(tmpdir(), `ferry-chaos-${this.name}-`))
     if (this.name === 'disk') {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${this.#o.diskBytes}`, 'tmpfs', this.dataDir])
+      execFileSync('mount', [
+        '-t',
+        'tmpfs',
+        '-o',
+        `size=${this.#o.diskBytes}`,
+        'tmpfs',
+        this.dataDir,
+      ])
       this.#mounted = true
     }
     const env = this.#env
@@ -152,9 +171,14 @@ class Phase {
       this.instances.push(inst)
       await inst.start()
       const prng = this.rng.fork(`proxy-${i}`)
-      this.proxies.push(await ChaosProxy.start(inst.port, () => proxyAction(prng, this.#o.proxyFaultRate)))
+      this.proxies.push(
+        await ChaosProxy.start(inst.port, () => proxyAction(prng, this.#o.proxyFaultRate)),
+      )
     }
-    this.traffic = newTraffic(this.proxies.map((p) => p.url), this.#o.idleTimeoutMs)
+    this.traffic = newTraffic(
+      this.proxies.map((p) => p.url),
+      this.#o.idleTimeoutMs,
+    )
     this.observer = new StoreObserver({
       store: join(this.dataDir, 'store'),
       cas: join(this.dataDir, 'cas'),
@@ -171,7 +195,8 @@ class Phase {
   /** Upload workers: each starts uploads one after another while the faults run. */
   async #uploader(w: number): Promise<void> {
     const rng = this.rng.fork(`uploader-${w}`)
-    const maxBytes = this.name === 'disk' ? Math.min(this.#o.maxFileBytes, 512 * 1024) : this.#o.maxFileBytes
+    const maxBytes =
+      this.name === 'disk' ? Math.min(this.#o.maxFileBytes, 512 * 1024) : this.#o.maxFileBytes
     while (this.#shared.faultsOn) {
       const n = this.#n++
       const size = rng.int(1, maxBytes)
@@ -199,7 +224,8 @@ class Phase {
           if (this.name === 'disk') await this.#takeAway(u)
         }
       } catch (err) {
-        if (!(err instanceof LostUpload)) this.errors.push(`uploader ${w}: ${(err as Error).stack ?? String(err)}`)
+        if (!(err instanceof LostUpload))
+          this.errors.push(`uploader ${w}: ${(err as Error).stack ?? String(err)}`)
         if (shaman !== null) shaman.lost = (err as Error).message
       }
     }
@@ -213,7 +239,10 @@ class Phase {
     const full = join(this.dataDir, 'store', u.path)
     const want = sha256(u.data)
     const got = await readFile(full).then(sha256, (e: Error) => `unreadable (${e.message})`)
-    if (got !== want) this.finalWrong.push(`store/${u.path} right after its commit: ${got.slice(0, 16)}… instead of ${want.slice(0, 16)}…/${u.data.length}`)
+    if (got !== want)
+      this.finalWrong.push(
+        `store/${u.path} right after its commit: ${got.slice(0, 16)}… instead of ${want.slice(0, 16)}…/${u.data.length}`,
+      )
     await unlink(full).catch(() => {})
     u.takenAway = true
   }
@@ -242,7 +271,9 @@ class Phase {
       if (mustHitCommit || rng.chance(0.5)) {
         const until = mustHitCommit ? Infinity : Date.now() + 3000
         while (Date.now() < until && this.#shared.faultsOn) {
-          const busy = this.traffic.commitsInFlight.findIndex((c, i) => c > 0 && this.instances[i]!.running && !this.#busy.has(this.instances[i]!))
+          const busy = this.traffic.commitsInFlight.findIndex(
+            (c, i) => c > 0 && this.instances[i]!.running && !this.#busy.has(this.instances[i]!),
+          )
           if (busy >= 0) {
             // The request still has to cross the proxy and reach the commit step: strike at a
             // random point of its first tens of milliseconds, where the commit lease is held.
@@ -259,7 +290,12 @@ class Phase {
       }
       const inst = this.instances[idx]!
       if (this.#busy.has(inst) || !inst.running) continue
-      const during = this.traffic.commitsInFlight[idx]! > 0 ? 'commit' : this.traffic.chunksInFlight[idx]! > 0 ? 'chunk' : 'idle'
+      const during =
+        this.traffic.commitsInFlight[idx]! > 0
+          ? 'commit'
+          : this.traffic.chunksInFlight[idx]! > 0
+            ? 'chunk'
+            : 'idle'
       this.#busy.add(inst)
       await inst.kill()
       this.kills.push({ atMs: Date.now(), instance: inst.name, during })
@@ -277,10 +313,15 @@ class Phase {
       const inst = rng.pick(this.instances)
       if (this.#busy.has(inst) || !inst.pause()) continue
       const sec = between(rng, this.#o.stallSec)
-      const iv: Interval = { startMs: Date.now(), endMs: 0, what: `${inst.name} SIGSTOP ${sec.toFixed(1)} s` }
+      const iv: Interval = {
+        startMs: Date.now(),
+        endMs: 0,
+        what: `${inst.name} SIGSTOP ${sec.toFixed(1)} s`,
+      }
       this.stalls.push(iv)
       // Cut short when the faults stop, so that the drain starts with every instance running.
-      for (const until = Date.now() + sec * 1000; Date.now() < until && this.#shared.faultsOn; ) await sleep(100)
+      for (const until = Date.now() + sec * 1000; Date.now() < until && this.#shared.faultsOn; )
+        await sleep(100)
       inst.resume()
       iv.endMs = Date.now()
     }
@@ -296,7 +337,11 @@ class Phase {
       await sleep(between(rng, this.#o.redisRestartEveryMs))
       if (!this.#shared.faultsOn) break
       const downMs = rng.int(200, 2000)
-      const iv: Interval = { startMs: Date.now(), endMs: 0, what: persist ? 'restart with appendonly' : 'restart, data lost' }
+      const iv: Interval = {
+        startMs: Date.now(),
+        endMs: 0,
+        what: persist ? 'restart with appendonly' : 'restart, data lost',
+      }
       this.redisRestarts.push(iv)
       await redis.restart(persist, downMs)
       iv.endMs = Date.now()
@@ -329,9 +374,15 @@ class Phase {
       const inst = this.instances[0]!
       let restart: Promise<void> | null = null
       if (rng.chance(0.6) && !this.#busy.has(inst)) {
-        // A kill while the disk is full: the restart must come up on a full disk (issue 9 defect 3).
+        // A kill while the disk is full: the restart must come up on a full disk (issue 9 defect
+        // 3).
         this.#busy.add(inst)
-        const during = this.traffic.commitsInFlight[0]! > 0 ? 'commit' : this.traffic.chunksInFlight[0]! > 0 ? 'chunk' : 'idle'
+        const during =
+          this.traffic.commitsInFlight[0]! > 0
+            ? 'commit'
+            : this.traffic.chunksInFlight[0]! > 0
+              ? 'chunk'
+              : 'idle'
         await inst.kill()
         this.kills.push({ atMs: Date.now(), instance: inst.name, during })
         this.#shared.kills++
@@ -345,7 +396,9 @@ class Phase {
       await fh.close()
       await unlink(filler)
       iv.endMs = Date.now()
-      this.#o.log(`[${this.name}] disk full for ${((iv.endMs - iv.startMs) / 1000).toFixed(1)} s, freed`)
+      this.#o.log(
+        `[${this.name}] disk full for ${((iv.endMs - iv.startMs) / 1000).toFixed(1)} s, freed`,
+      )
       await restart
     }
   }
@@ -365,7 +418,9 @@ class Phase {
 
   /** Runs uploads and faults until the shared stop, then drains. */
   async run(faultsOver: Promise<void>): Promise<void> {
-    const workers = Array.from({ length: this.#o.concurrency[this.name] }, (_, w) => this.#uploader(w))
+    const workers = Array.from({ length: this.#o.concurrency[this.name] }, (_, w) =>
+      this.#uploader(w),
+    )
     const injectors = [this.#killLoop(), this.#stallLoop()]
     if (this.name === 'redis') injectors.push(this.#redisLoop())
     if (this.name === 'disk') injectors.push(this.#diskLoop())
@@ -392,14 +447,27 @@ class Phase {
     for (const u of this.uploads) {
       if (!u.completed || u.takenAway) continue
       const want = sha256(u.data)
-      const got = await readFile(join(this.dataDir, 'store', u.path)).then(sha256, (e: Error) => `unreadable (${e.message})`)
-      if (got !== want) this.finalWrong.push(`store/${u.path}: ${got.slice(0, 16)}… instead of ${want.slice(0, 16)}…/${u.data.length}${await explain(join(this.dataDir, 'store', u.path), u)}`)
+      const got = await readFile(join(this.dataDir, 'store', u.path)).then(
+        sha256,
+        (e: Error) => `unreadable (${e.message})`,
+      )
+      if (got !== want)
+        this.finalWrong.push(
+          `store/${u.path}: ${got.slice(0, 16)}… instead of ${want.slice(0, 16)}…/${u.data.length}${await explain(join(this.dataDir, 'store', u.path), u)}`,
+        )
     }
     for (const u of this.shaman) {
       if (!u.completed) continue
-      const p = join(this.dataDir, 'cas', u.sha256.slice(0, 2), u.sha256.slice(2), `${u.data.length}.blob`)
+      const p = join(
+        this.dataDir,
+        'cas',
+        u.sha256.slice(0, 2),
+        u.sha256.slice(2),
+        `${u.data.length}.blob`,
+      )
       const got = await readFile(p).then(sha256, (e: Error) => `unreadable (${e.message})`)
-      if (got !== u.sha256) this.finalWrong.push(`cas blob ${u.sha256.slice(0, 16)}…: ${got.slice(0, 16)}…`)
+      if (got !== u.sha256)
+        this.finalWrong.push(`cas blob ${u.sha256.slice(0, 16)}…: ${got.slice(0, 16)}…`)
     }
     if (this.#o.sweepWaitSec > 0) {
       const tmp = join(this.dataDir, 'tmp')
@@ -432,27 +500,51 @@ class Phase {
 
   slowCommits(): string[] {
     const inside = (s: number, e: number) => [
-      ...this.kills.filter((k) => k.atMs >= s && k.atMs <= e).map((k) => `kill of ${k.instance} during ${k.during} at +${k.atMs - s} ms`),
-      ...[...this.stalls, ...this.redisRestarts, ...this.diskFull].filter((iv) => iv.startMs <= e && (iv.endMs || e) >= s).map((iv) => `${iv.what} at +${iv.startMs - s} ms`),
+      ...this.kills
+        .filter((k) => k.atMs >= s && k.atMs <= e)
+        .map((k) => `kill of ${k.instance} during ${k.during} at +${k.atMs - s} ms`),
+      ...[...this.stalls, ...this.redisRestarts, ...this.diskFull]
+        .filter((iv) => iv.startMs <= e && (iv.endMs || e) >= s)
+        .map((iv) => `${iv.what} at +${iv.startMs - s} ms`),
     ]
-    return this.uploads.flatMap((u) => u.commitWaits.filter((w) => w.endMs - w.startMs > 5000).map((w) =>
-      `${this.name} ${u.path}: ${w.endMs - w.startMs} ms from ${new Date(w.startMs).toISOString().slice(11, 23)}; inside: ${inside(w.startMs, w.endMs).join('; ') || 'nothing injected'}`))
+    return this.uploads.flatMap((u) =>
+      u.commitWaits
+        .filter((w) => w.endMs - w.startMs > 5000)
+        .map(
+          (w) =>
+            `${this.name} ${u.path}: ${w.endMs - w.startMs} ms from ${new Date(w.startMs).toISOString().slice(11, 23)}; inside: ${inside(w.startMs, w.endMs).join('; ') || 'nothing injected'}`,
+        ),
+    )
   }
 
   /** Commit waits (first commit request to 200) by what happened inside them. */
-  commitWaits(): { all: number[]; afterKill: number[]; afterStall: number[]; afterRedis: number[] } {
-    const overlaps = (ivs: readonly Interval[], s: number, e: number) => ivs.some((iv) => iv.startMs <= e && (iv.endMs === 0 ? Date.now() : iv.endMs) >= s)
-    const out = { all: [] as number[], afterKill: [] as number[], afterStall: [] as number[], afterRedis: [] as number[] }
+  commitWaits(): {
+    all: number[]
+    afterKill: number[]
+    afterStall: number[]
+    afterRedis: number[]
+  } {
+    const overlaps = (ivs: readonly Interval[], s: number, e: number) =>
+      ivs.some((iv) => iv.startMs <= e && (iv.endMs === 0 ? Date.now() : iv.endMs) >= s)
+    const out = {
+      all: [] as number[],
+      afterKill: [] as number[],
+      afterStall: [] as number[],
+      afterRedis: [] as number[],
+    }
     for (const u of this.uploads) {
       for (const w of u.commitWaits) {
         const ms = w.endMs - w.startMs
         out.all.push(ms)
         const stall = overlaps(this.stalls, w.startMs, w.endMs)
-        const redis = overlaps(this.redisRestarts, w.startMs, w.endMs) || overlaps(this.diskFull, w.startMs, w.endMs)
+        const redis =
+          overlaps(this.redisRestarts, w.startMs, w.endMs) ||
+          overlaps(this.diskFull, w.startMs, w.endMs)
         if (stall) out.afterStall.push(ms)
         if (redis) out.afterRedis.push(ms)
         // A SIGSTOPped lease holder is alive and may keep its lease: only stalls are left out here.
-        if (!stall && this.kills.some((k) => k.atMs >= w.startMs && k.atMs <= w.endMs)) out.afterKill.push(ms)
+        if (!stall && this.kills.some((k) => k.atMs >= w.startMs && k.atMs <= w.endMs))
+          out.afterKill.push(ms)
       }
     }
     return out
@@ -463,25 +555,37 @@ class Phase {
  * Says which sent versions a wrong file is made of (e.g. the new version, then the old one's
  * tail), and whether it is only a beginning of one version (partial).
  */
-export function describe(got: Buffer, versions: readonly Buffer[]): { partial: boolean; text: string } {
-  const partial = versions.some((d) => got.length < d.length && d.subarray(0, got.length).equals(got))
+export function describe(
+  got: Buffer,
+  versions: readonly Buffer[],
+): { partial: boolean; text: string } {
+  const partial = versions.some(
+    (d) => got.length < d.length && d.subarray(0, got.length).equals(got),
+  )
   const parts: string[] = []
   for (let off = 0; off < got.length; ) {
     let best = { v: -1, len: 0 }
     versions.forEach((d, v) => {
       let len = 0
-      while (off + len < got.length && off + len < d.length && got[off + len] === d[off + len]) len++
+      while (off + len < got.length && off + len < d.length && got[off + len] === d[off + len])
+        len++
       if (len > best.len) best = { v, len }
     })
     if (best.len === 0) {
       // Bytes of no version: zeros (a hole never written) or something else.
       const zero = got[off] === 0
       let len = 1
-      while (off + len < got.length && (zero ? got[off + len] === 0 : versions.every((d) => got[off + len] !== d[off + len]))) len++
+      while (
+        off + len < got.length &&
+        (zero ? got[off + len] === 0 : versions.every((d) => got[off + len] !== d[off + len]))
+      )
+        len++
       parts.push(`bytes ${off}-${off + len - 1} ${zero ? 'zeros' : 'from no version'}`)
       off += len
     } else {
-      parts.push(`bytes ${off}-${off + best.len - 1} = version ${best.v + 1} (${versions[best.v]!.length} bytes)`)
+      parts.push(
+        `bytes ${off}-${off + best.len - 1} = version ${best.v + 1} (${versions[best.v]!.length} bytes)`,
+      )
       off += best.len
     }
     if (parts.length > 8) {
@@ -541,8 +645,20 @@ export interface ChaosReport {
     commitWaitAfterKillMs: { p50: number; p99: number; max: number; n: number }
     commitWaitAfterStallMs: { p50: number; p99: number; max: number; n: number }
     commitWaitAfterRedisOrDiskMs: { p50: number; p99: number; max: number; n: number }
-    files: { okPaths: number; okStates: number; wrongSeen: number; partialSeen: number; wrongAtEnd: number }
-    uploads: { imagestore: number; shaman: number; completed: number; lost: number; restartedFromScratch: number }
+    files: {
+      okPaths: number
+      okStates: number
+      wrongSeen: number
+      partialSeen: number
+      wrongAtEnd: number
+    }
+    uploads: {
+      imagestore: number
+      shaman: number
+      completed: number
+      lost: number
+      restartedFromScratch: number
+    }
     leftovers: number
     unhealthyAtEnd: number
   }
@@ -569,12 +685,19 @@ export interface ChaosReport {
 
 function stats(xs: readonly number[]) {
   const r = (v: number) => (Number.isNaN(v) ? 0 : Math.round(v))
-  return { p50: r(percentile(xs, 50)), p99: r(percentile(xs, 99)), max: r(xs.length ? Math.max(...xs) : 0), n: xs.length }
+  return {
+    p50: r(percentile(xs, 50)),
+    p99: r(percentile(xs, 99)),
+    max: r(xs.length ? Math.max(...xs) : 0),
+    n: xs.length,
+  }
 }
 
 export async function runChaos(o: ChaosOptions, command: string): Promise<ChaosReport> {
   if (o.phases.includes('disk') && process.getuid?.() !== 0) {
-    throw new Error('the chaos disk phase needs root: it mounts a small tmpfs (mount -t tmpfs -o size=N tmpfs DIR) and fills it. Run as root.')
+    throw new Error(
+      'the chaos disk phase needs root: it mounts a small tmpfs (mount -t tmpfs -o size=N tmpfs DIR) and fills it. Run as root.',
+    )
   }
   const t0 = Date.now()
   const shared = new Shared(o)
@@ -584,44 +707,87 @@ export async function runChaos(o: ChaosOptions, command: string): Promise<ChaosR
   let keep = true
   try {
     for (const p of phases) await p.setup()
-    o.log(`chaos ${o.label}: seed ${o.seed}, phases ${o.phases.join(', ')}, until ${o.kills} kills or ${o.minutes} min`)
+    o.log(
+      `chaos ${o.label}: seed ${o.seed}, phases ${o.phases.join(', ')}, until ${o.kills} kills or ${o.minutes} min`,
+    )
     const faultsOver = (async () => {
       const until = t0 + o.minutes * 60_000
       let lastLog = Date.now()
-      while (Date.now() < until && !(shared.kills >= o.kills && Date.now() - t0 >= o.minFaultSec * 1000)) {
+      while (
+        Date.now() < until &&
+        !(shared.kills >= o.kills && Date.now() - t0 >= o.minFaultSec * 1000)
+      ) {
         await sleep(200)
         if (Date.now() - lastLog > 15_000) {
           lastLog = Date.now()
-          const done = phases.reduce((n, p) => n + p.uploads.filter((u) => u.completed).length + p.shaman.filter((u) => u.completed).length, 0)
+          const done = phases.reduce(
+            (n, p) =>
+              n +
+              p.uploads.filter((u) => u.completed).length +
+              p.shaman.filter((u) => u.completed).length,
+            0,
+          )
           const bad = phases.reduce((n, p) => n + p.observer.violations.length, 0)
-          o.log(`  ${((Date.now() - t0) / 1000).toFixed(0)} s: ${shared.kills} kills, ${done} uploads done, ${bad} bad files seen`)
+          o.log(
+            `  ${((Date.now() - t0) / 1000).toFixed(0)} s: ${shared.kills} kills, ${done} uploads done, ${bad} bad files seen`,
+          )
         }
       }
       shared.faultsOn = false
-      o.log(`faults off after ${((Date.now() - t0) / 1000).toFixed(0)} s and ${shared.kills} kills; draining (up to ${o.drainSec} s)`)
+      o.log(
+        `faults off after ${((Date.now() - t0) / 1000).toFixed(0)} s and ${shared.kills} kills; draining (up to ${o.drainSec} s)`,
+      )
     })()
     await Promise.all(phases.map((p) => p.run(faultsOver)))
     for (const p of phases) await p.verify()
     report = buildReport(o, command, t0, phases, shared)
     keep = !report.passed
   } finally {
-    for (const p of phases) await p.teardown(keep).catch((err: unknown) => o.log(`teardown of ${p.name}: ${(err as Error).message}`))
+    for (const p of phases)
+      await p
+        .teardown(keep)
+        .catch((err: unknown) => o.log(`teardown of ${p.name}: ${(err as Error).message}`))
   }
   writeReport(report)
   o.log(summary(report))
   return report
 }
 
-function buildReport(o: ChaosOptions, command: string, t0: number, phases: Phase[], shared: Shared): ChaosReport {
+function buildReport(
+  o: ChaosOptions,
+  command: string,
+  t0: number,
+  phases: Phase[],
+  shared: Shared,
+): ChaosReport {
   const all = <T>(f: (p: Phase) => readonly T[]) => phases.flatMap((p) => [...f(p)])
   const kills = all((p) => p.kills)
-  const proxy: ProxyCounts = { connections: 0, passed: 0, delayed: 0, stalled: 0, cut: 0, reset: 0, refused: 0 }
-  for (const pr of all((p) => p.proxies)) for (const k of Object.keys(proxy) as (keyof ProxyCounts)[]) proxy[k] += pr.counts[k]
+  const proxy: ProxyCounts = {
+    connections: 0,
+    passed: 0,
+    delayed: 0,
+    stalled: 0,
+    cut: 0,
+    reset: 0,
+    refused: 0,
+  }
+  for (const pr of all((p) => p.proxies))
+    for (const k of Object.keys(proxy) as (keyof ProxyCounts)[]) proxy[k] += pr.counts[k]
   const waits = phases.map((p) => p.commitWaits())
-  const violations = all((p) => p.observer.violations.map((v) => ({ ...v, path: `${p.name}:${v.root}/${v.path}` })))
+  const violations = all((p) =>
+    p.observer.violations.map((v) => ({ ...v, path: `${p.name}:${v.root}/${v.path}` })),
+  )
   const lost = [
-    ...phases.flatMap((p) => p.uploads.filter((u) => !u.completed).map((u) => `${p.name} imagestore ${u.path}: ${u.lost ?? 'unfinished'}`)),
-    ...phases.flatMap((p) => p.shaman.filter((u) => !u.completed).map((u) => `${p.name} shaman ${u.sha256.slice(0, 16)}…: ${u.lost ?? 'unfinished'}`)),
+    ...phases.flatMap((p) =>
+      p.uploads
+        .filter((u) => !u.completed)
+        .map((u) => `${p.name} imagestore ${u.path}: ${u.lost ?? 'unfinished'}`),
+    ),
+    ...phases.flatMap((p) =>
+      p.shaman
+        .filter((u) => !u.completed)
+        .map((u) => `${p.name} shaman ${u.sha256.slice(0, 16)}…: ${u.lost ?? 'unfinished'}`),
+    ),
   ]
   const finalWrong = all((p) => p.finalWrong.map((w) => `${p.name} ${w}`))
   const crashes = all((p) => p.instances.flatMap((i) => i.crashes))
@@ -633,25 +799,55 @@ function buildReport(o: ChaosOptions, command: string, t0: number, phases: Phase
   const afterKill = stats(waits.flatMap((w) => w.afterKill))
   const wrongSeen = violations.filter((v) => v.kind !== 'partial').length
   const partialSeen = violations.filter((v) => v.kind === 'partial').length
-  const completed = all((p) => p.uploads).filter((u) => u.completed).length + all((p) => p.shaman).filter((u) => u.completed).length
+  const completed =
+    all((p) => p.uploads).filter((u) => u.completed).length +
+    all((p) => p.shaman).filter((u) => u.completed).length
   const harnessErrors = all((p) => p.errors)
   const invariants: Check[] = [
     { name: '0 wrong files ever visible', ok: wrongSeen === 0, detail: `${wrongSeen} seen` },
     { name: '0 partial files ever visible', ok: partialSeen === 0, detail: `${partialSeen} seen` },
-    { name: 'every upload completed', ok: lost.length === 0, detail: `${lost.length} lost of ${completed + lost.length}` },
-    { name: 'every completed upload has its bytes at the end', ok: finalWrong.length === 0, detail: `${finalWrong.length} wrong` },
-    { name: 'no process died on its own', ok: crashes.length === 0, detail: `${crashes.length} crashes` },
-    { name: 'every restart came up', ok: failedStarts.length === 0 && unhealthy.length === 0, detail: `${failedStarts.length} failed starts, ${unhealthy.length} unhealthy at the end` },
-    { name: 'the harness ran cleanly', ok: harnessErrors.length === 0, detail: `${harnessErrors.length} errors` },
+    {
+      name: 'every upload completed',
+      ok: lost.length === 0,
+      detail: `${lost.length} lost of ${completed + lost.length}`,
+    },
+    {
+      name: 'every completed upload has its bytes at the end',
+      ok: finalWrong.length === 0,
+      detail: `${finalWrong.length} wrong`,
+    },
+    {
+      name: 'no process died on its own',
+      ok: crashes.length === 0,
+      detail: `${crashes.length} crashes`,
+    },
+    {
+      name: 'every restart came up',
+      ok: failedStarts.length === 0 && unhealthy.length === 0,
+      detail: `${failedStarts.length} failed starts, ${unhealthy.length} unhealthy at the end`,
+    },
+    {
+      name: 'the harness ran cleanly',
+      ok: harnessErrors.length === 0,
+      detail: `${harnessErrors.length} errors`,
+    },
   ]
   if (o.sweepWaitSec > 0 && o.leftoversFail) {
-    invariants.push({ name: `no temp files left ${o.sweepWaitSec} s after the drain`, ok: leftovers.length === 0, detail: `${leftovers.length} left` })
+    invariants.push({
+      name: `no temp files left ${o.sweepWaitSec} s after the drain`,
+      ok: leftovers.length === 0,
+      detail: `${leftovers.length} left`,
+    })
   }
   const goals: Check[] = [
     { name: `at least ${o.kills} kills`, ok: shared.kills >= o.kills, detail: `${shared.kills}` },
   ]
   if (o.commitWaitLimitMs > 0) {
-    goals.push({ name: `commit wait p99 after a kill <= ${o.commitWaitLimitMs} ms`, ok: afterKill.n === 0 || afterKill.p99 <= o.commitWaitLimitMs, detail: `p99 ${afterKill.p99} ms, max ${afterKill.max} ms over ${afterKill.n} commits` })
+    goals.push({
+      name: `commit wait p99 after a kill <= ${o.commitWaitLimitMs} ms`,
+      ok: afterKill.n === 0 || afterKill.p99 <= o.commitWaitLimitMs,
+      detail: `p99 ${afterKill.p99} ms, max ${afterKill.max} ms over ${afterKill.n} commits`,
+    })
   }
   const stamp = new Date(t0).toISOString().replace(/[:.]/g, '-')
   const stem = join(o.resultsDir, `${o.label}-${stamp}-seed${o.seed}`)
@@ -670,10 +866,13 @@ function buildReport(o: ChaosOptions, command: string, t0: number, phases: Phase
       killsDuringCommit: kills.filter((k) => k.during === 'commit').length,
       killsDuringChunk: kills.filter((k) => k.during === 'chunk').length,
       stalls: all((p) => p.stalls).length,
-      stallSec: Math.round(all((p) => p.stalls).reduce((s, iv) => s + (iv.endMs - iv.startMs) / 1000, 0)),
+      stallSec: Math.round(
+        all((p) => p.stalls).reduce((s, iv) => s + (iv.endMs - iv.startMs) / 1000, 0),
+      ),
       proxy,
       redisRestarts: {
-        withAppendonly: all((p) => p.redisRestarts).filter((r) => r.what.includes('appendonly')).length,
+        withAppendonly: all((p) => p.redisRestarts).filter((r) => r.what.includes('appendonly'))
+          .length,
         dataLost: all((p) => p.redisRestarts).filter((r) => r.what.includes('lost')).length,
       },
       diskFull: all((p) => p.diskFull).length,
@@ -701,25 +900,48 @@ function buildReport(o: ChaosOptions, command: string, t0: number, phases: Phase
       leftovers: leftovers.length,
       unhealthyAtEnd: unhealthy.length,
     },
-    phases: Object.fromEntries(phases.map((p) => [p.name, {
-      instances: p.instances.length,
-      kills: p.kills.length,
-      stalls: p.stalls.map((s) => s.what),
-      redisRestarts: p.redisRestarts.map((r) => r.what),
-      diskFull: p.diskFull.length,
-      uploads: p.uploads.length + p.shaman.length,
-      completed: p.uploads.filter((u) => u.completed).length + p.shaman.filter((u) => u.completed).length,
-      commitWaitAfterKillMs: stats(p.commitWaits().afterKill),
-      observerScans: p.observer.scans,
-    }])),
+    phases: Object.fromEntries(
+      phases.map((p) => [
+        p.name,
+        {
+          instances: p.instances.length,
+          kills: p.kills.length,
+          stalls: p.stalls.map((s) => s.what),
+          redisRestarts: p.redisRestarts.map((r) => r.what),
+          diskFull: p.diskFull.length,
+          uploads: p.uploads.length + p.shaman.length,
+          completed:
+            p.uploads.filter((u) => u.completed).length +
+            p.shaman.filter((u) => u.completed).length,
+          commitWaitAfterKillMs: stats(p.commitWaits().afterKill),
+          observerScans: p.observer.scans,
+        },
+      ]),
+    ),
     violations,
     lostUploads: lost,
     slowCommits: phases.flatMap((p) => p.slowCommits()),
-    traces: Object.fromEntries(phases.flatMap((p) => p.uploads
-      .filter((u) => u.restarts > 0 || !u.completed || finalWrong.some((w) => w.includes(u.path)) || violations.some((v) => v.path.endsWith(u.path)))
-      .map((u) => [`${p.name}:${u.path}`, u.trace]))),
-    restartedUploads: phases.flatMap((p) => p.uploads.filter((u) => u.restarts > 0).map((u) =>
-      `${p.name} ${u.path}: ${u.restarts} restart(s), ${u.pathKeyed ? 'same session id, new smaller version' : 'new session id'}, ${u.completed ? 'completed' : 'not completed'} (versions ${[...u.versions.values()].join(' > ')} bytes)`)),
+    traces: Object.fromEntries(
+      phases.flatMap((p) =>
+        p.uploads
+          .filter(
+            (u) =>
+              u.restarts > 0 ||
+              !u.completed ||
+              finalWrong.some((w) => w.includes(u.path)) ||
+              violations.some((v) => v.path.endsWith(u.path)),
+          )
+          .map((u) => [`${p.name}:${u.path}`, u.trace]),
+      ),
+    ),
+    restartedUploads: phases.flatMap((p) =>
+      p.uploads
+        .filter((u) => u.restarts > 0)
+        .map(
+          (u) =>
+            `${p.name} ${u.path}: ${u.restarts} restart(s), ${u.pathKeyed ? 'same session id, new smaller version' : 'new session id'}, ${u.completed ? 'completed' : 'not completed'} (versions ${[...u.versions.values()].join(' > ')} bytes)`,
+        ),
+    ),
     finalWrong,
     crashes,
     failedStarts,
@@ -740,24 +962,33 @@ function writeReport(r: ChaosReport | null): void {
   writeFileSync(r.files.markdown, markdown(r))
 }
 
-/** Exits grouped by instance and their first line of output that names an error, with one tail each. */
+/**
+ * Exits grouped by instance and their first line of output that names an error, with one tail each.
+ */
 function grouped(xs: readonly ExitRecord[]): string[] {
   const groups = new Map<string, { n: number; rec: ExitRecord }>()
   for (const x of xs) {
-    const line = x.tail.split('\n').find((l) => /error|fail|ENOSPC|in use/i.test(l)) ?? x.tail.split('\n')[0] ?? ''
+    const line =
+      x.tail.split('\n').find((l) => /error|fail|ENOSPC|in use/i.test(l)) ??
+      x.tail.split('\n')[0] ??
+      ''
     const key = `${x.instance} exit ${x.code}: ${line.slice(0, 200)}`
     const g = groups.get(key)
     if (g) g.n++
     else groups.set(key, { n: 1, rec: x })
   }
-  return [...groups].map(([key, g]) => `${g.n} × ${key}\n\n\`\`\`\n${g.rec.tail.split('\n').slice(-12).join('\n')}\n\`\`\``)
+  return [...groups].map(
+    ([key, g]) =>
+      `${g.n} × ${key}\n\n\`\`\`\n${g.rec.tail.split('\n').slice(-12).join('\n')}\n\`\`\``,
+  )
 }
 
 const mark = (c: Check) => `| ${c.ok ? 'ok' : '**FAILED**'} | ${c.name} | ${c.detail} |`
 
 export function markdown(r: ChaosReport): string {
   const t = r.totals
-  const w = (x: { p50: number; p99: number; max: number; n: number }) => `p50 ${x.p50} ms, p99 ${x.p99} ms, max ${x.max} ms (n=${x.n})`
+  const w = (x: { p50: number; p99: number; max: number; n: number }) =>
+    `p50 ${x.p50} ms, p99 ${x.p99} ms, max ${x.max} ms (n=${x.n})`
   const lines = [
     `# Chaos run ${r.label}, seed ${r.seed}: ${r.passed ? 'passed' : 'FAILED'}`,
     '',
@@ -787,9 +1018,23 @@ export function markdown(r: ChaosReport): string {
     `- uploads: ${t.uploads.imagestore} ImageStore + ${t.uploads.shaman} Shaman, ${t.uploads.completed} completed, ${t.uploads.lost} lost, ${t.uploads.restartedFromScratch} restarted from scratch (session lost)`,
     `- temp files left after the sweep wait: ${t.leftovers}; instances unhealthy at the end: ${t.unhealthyAtEnd}`,
   ]
-  const list = (title: string, xs: readonly string[]) => (xs.length ? ['', `## ${title}`, ...xs.slice(0, 30).map((x) => `- ${x}`), ...(xs.length > 30 ? [`- … ${xs.length - 30} more`] : [])] : [])
+  const list = (title: string, xs: readonly string[]) =>
+    xs.length
+      ? [
+          '',
+          `## ${title}`,
+          ...xs.slice(0, 30).map((x) => `- ${x}`),
+          ...(xs.length > 30 ? [`- … ${xs.length - 30} more`] : []),
+        ]
+      : []
   lines.push(
-    ...list('Wrong or partial files seen', r.violations.map((v) => `${v.kind}: ${v.path} (${v.bytes} bytes, sha256 ${v.sha256.slice(0, 16)}…; expected ${v.expected}) at ${new Date(v.atMs).toISOString()}`)),
+    ...list(
+      'Wrong or partial files seen',
+      r.violations.map(
+        (v) =>
+          `${v.kind}: ${v.path} (${v.bytes} bytes, sha256 ${v.sha256.slice(0, 16)}…; expected ${v.expected}) at ${new Date(v.atMs).toISOString()}`,
+      ),
+    ),
     ...list('Lost uploads', r.lostUploads),
     ...list('Uploads restarted from scratch (their session vanished)', r.restartedUploads),
     ...list('Wrong at the end', r.finalWrong),
@@ -814,7 +1059,9 @@ export function summary(r: ChaosReport): string {
     `  kills ${t.kills} (${t.killsDuringCommit} mid-commit), stalls ${t.stalls} (${t.stallSec} s), cuts ${t.proxy.cut + t.proxy.reset}, redis restarts ${t.redisRestarts.withAppendonly}+${t.redisRestarts.dataLost} lost, disk full ${t.diskFull}`,
     `  restart to healthy p50 ${t.restartToHealthyMs.p50} ms max ${t.restartToHealthyMs.max} ms; commit wait after kill p50 ${t.commitWaitAfterKillMs.p50} p99 ${t.commitWaitAfterKillMs.p99} max ${t.commitWaitAfterKillMs.max} ms (n=${t.commitWaitAfterKillMs.n})`,
     `  files ok ${t.files.okPaths}, wrong seen ${t.files.wrongSeen}, partial seen ${t.files.partialSeen}, wrong at end ${t.files.wrongAtEnd}; uploads ${t.uploads.completed} done, ${t.uploads.lost} lost; leftovers ${t.leftovers}; crashes ${t.crashes}, failed starts ${t.failedStarts}`,
-    ...[...r.invariants, ...r.goals].filter((c) => !c.ok).map((c) => `  FAILED: ${c.name}: ${c.detail}`),
+    ...[...r.invariants, ...r.goals]
+      .filter((c) => !c.ok)
+      .map((c) => `  FAILED: ${c.name}: ${c.detail}`),
     `  report: ${r.files.markdown}`,
   ].join('\n')
 }

@@ -3,14 +3,32 @@
  * redis-server and the embedded store) and real files.
  */
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals'
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs'
 import { dirname, join, relative } from 'node:path'
-import { CasStore, GC_LOCK_KEY, collectGarbage, createCheckout, type CasKey } from '../../src/core/cas/index.js'
+import {
+  CasStore,
+  GC_LOCK_KEY,
+  collectGarbage,
+  createCheckout,
+  type CasKey,
+} from '../../src/core/cas/index.js'
 import { createEmbeddedState } from '../../src/core/state/embedded.js'
 import { createRedisState } from '../../src/core/state/redis.js'
 import type { StateBackend } from '../../src/core/state/types.js'
 import {
-  createLayout, createStores, type DataLayout, type DataStores,
+  createLayout,
+  createStores,
+  type DataLayout,
+  type DataStores,
 } from '../../src/core/storage/layout.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { seededBytes, sha256 } from '../helpers/http.js'
@@ -38,7 +56,14 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
     layout = createLayout(dir)
     stores = createStores(layout)
     state = await make(dir)
-    cas = new CasStore({ objects: stores.cas, locker: state.locker, bus: state.bus, claimTtlMs: 2000, log, settleTimeoutMs: 1000 })
+    cas = new CasStore({
+      objects: stores.cas,
+      locker: state.locker,
+      bus: state.bus,
+      claimTtlMs: 2000,
+      log,
+      settleTimeoutMs: 1000,
+    })
     await cas.start()
   })
   afterEach(async () => {
@@ -63,7 +88,9 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
   test('publish is link-if-absent: a second copy is dropped and the first kept', async () => {
     const data = seededBytes(5000, 'one')
     const k = await store(data)
-    expect(cas.blobPath(k)).toBe(join(layout.cas, k.sha256.slice(0, 2), k.sha256.slice(2), '5000.blob'))
+    expect(cas.blobPath(k)).toBe(
+      join(layout.cas, k.sha256.slice(0, 2), k.sha256.slice(2), '5000.blob'),
+    )
     const ino = statSync(cas.blobPath(k)).ino
     const tmp = join(layout.tmp, 'w-second.part')
     writeFileSync(tmp, data)
@@ -120,8 +147,23 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
     symlinkSync(relative(dirname(co), cas.blobPath(linked)), co)
     age(unused, 2 * HOUR)
     age(linked, 2 * HOUR)
-    const r = await collectGarbage({ cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log })
-    expect(r).toMatchObject({ ran: true, blobs: 3, old: 2, symlinks: 1, usedOld: 1, removed: 1, removedBytes: 10 })
+    const r = await collectGarbage({
+      cas,
+      checkouts: stores.checkouts,
+      locker: state.locker,
+      lockTtlMs: 2000,
+      maxAgeMs: HOUR,
+      log,
+    })
+    expect(r).toMatchObject({
+      ran: true,
+      blobs: 3,
+      old: 2,
+      symlinks: 1,
+      usedOld: 1,
+      removed: 1,
+      removedBytes: 10,
+    })
     expect(existsSync(cas.blobPath(unused))).toBe(false)
     expect(existsSync(dirname(cas.blobPath(unused)))).toBe(false)
     expect(readFileSync(co)).toEqual(seededBytes(11, 'linked'))
@@ -132,11 +174,26 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
   test('GC dry run deletes nothing; a pass is skipped while another holds the lock', async () => {
     const k = await store(seededBytes(10, 'dry'))
     age(k, 2 * HOUR)
-    const dry = await collectGarbage({ cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log, dryRun: true })
+    const dry = await collectGarbage({
+      cas,
+      checkouts: stores.checkouts,
+      locker: state.locker,
+      lockTtlMs: 2000,
+      maxAgeMs: HOUR,
+      log,
+      dryRun: true,
+    })
     expect(dry).toMatchObject({ ran: true, removed: 1 })
     expect(existsSync(cas.blobPath(k))).toBe(true)
     const held = await state.locker.tryAcquire(GC_LOCK_KEY, 2000)
-    const skipped = await collectGarbage({ cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log })
+    const skipped = await collectGarbage({
+      cas,
+      checkouts: stores.checkouts,
+      locker: state.locker,
+      lockTtlMs: 2000,
+      maxAgeMs: HOUR,
+      log,
+    })
     expect(skipped.ran).toBe(false)
     expect(existsSync(cas.blobPath(k))).toBe(true)
     await held!.release()
@@ -163,7 +220,14 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
       notifyWaiters: (key) => state.locker.notifyWaiters(key),
       close: async () => {},
     }
-    const r = await collectGarbage({ cas, checkouts: stores.checkouts, locker: stolen, lockTtlMs: 60_000, maxAgeMs: HOUR, log })
+    const r = await collectGarbage({
+      cas,
+      checkouts: stores.checkouts,
+      locker: stolen,
+      lockTtlMs: 60_000,
+      maxAgeMs: HOUR,
+      log,
+    })
     expect(r).toMatchObject({ ran: true, old: 1, removed: 0 })
     expect(existsSync(cas.blobPath(k))).toBe(true)
   })
@@ -172,7 +236,14 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
     const k = await store(seededBytes(10, 'touched'))
     age(k, 2 * HOUR)
     expect(await cas.touch(k)).toBe(true)
-    const r = await collectGarbage({ cas, checkouts: stores.checkouts, locker: state.locker, lockTtlMs: 2000, maxAgeMs: HOUR, log })
+    const r = await collectGarbage({
+      cas,
+      checkouts: stores.checkouts,
+      locker: state.locker,
+      lockTtlMs: 2000,
+      maxAgeMs: HOUR,
+      log,
+    })
     expect(r).toMatchObject({ ran: true, old: 0, removed: 0 })
     expect(existsSync(cas.blobPath(k))).toBe(true)
   })
@@ -199,12 +270,18 @@ describe.each(backends)('CAS on $name state', ({ make }) => {
     expect(await createCheckout(o, 'proj/job-1', files)).toBe('proj/job-1')
     const link = join(layout.checkouts, 'proj/job-1/sub dir/á hausinn á þér.txt')
     const { readlinkSync } = await import('node:fs')
-    expect(readlinkSync(link)).toBe(`../../../../cas/${a.sha256.slice(0, 2)}/${a.sha256.slice(2)}/20.blob`)
+    expect(readlinkSync(link)).toBe(
+      `../../../../cas/${a.sha256.slice(0, 2)}/${a.sha256.slice(2)}/20.blob`,
+    )
     expect(readFileSync(link)).toEqual(seededBytes(20, 'co-a'))
     expect(readdirSync(join(layout.checkouts, 'proj'))).toEqual(['job-1'])
-    await expect(createCheckout(o, 'proj/job-1', files)).rejects.toMatchObject({ code: 'ERR_ALREADY_EXISTS' })
+    await expect(createCheckout(o, 'proj/job-1', files)).rejects.toMatchObject({
+      code: 'ERR_ALREADY_EXISTS',
+    })
     const missing = { sha256: 'c'.repeat(64), size: 5, path: 'm' }
-    await expect(createCheckout(o, 'proj/job-2', [...files, missing])).rejects.toMatchObject({ code: 'ERR_DEPENDENCY_MISSING' })
+    await expect(createCheckout(o, 'proj/job-2', [...files, missing])).rejects.toMatchObject({
+      code: 'ERR_DEPENDENCY_MISSING',
+    })
     expect(readdirSync(join(layout.checkouts, 'proj'))).toEqual(['job-1'])
   })
 

@@ -5,7 +5,12 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { randomUUID } from 'node:crypto'
 import {
-  existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
 } from 'node:fs'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -46,7 +51,12 @@ const makers: Maker[] = [
   {
     name: 'FsObjectStore',
     capabilities: [
-      'LocalPaths', 'Toucher', 'HardLinkSnapshots', 'FolderSync', 'Appendable', 'AtomicFolders',
+      'LocalPaths',
+      'Toucher',
+      'HardLinkSnapshots',
+      'FolderSync',
+      'Appendable',
+      'AtomicFolders',
       'SymlinkTrees',
     ],
     async make() {
@@ -210,7 +220,10 @@ describe.each(makers)('object store: $name', (maker) => {
         .map((e) => `${e.kind}:${e.key.slice(top.length + 1)}`)
         .sort()
     expect(await list(`${top}/a/b`)).toEqual([
-      'object:a/b.txt', 'object:a/b/c.txt', 'object:a/b/d/e.txt', 'object:a/bc.txt',
+      'object:a/b.txt',
+      'object:a/b/c.txt',
+      'object:a/b/d/e.txt',
+      'object:a/bc.txt',
     ])
     expect(await list(`${top}/a/b/`)).toEqual(['object:a/b/c.txt', 'object:a/b/d/e.txt'])
     expect(await list(`${top}/`)).toHaveLength(6)
@@ -248,8 +261,19 @@ describe.each(makers)('object store: $name', (maker) => {
 
   test('keys that try to leave the root are refused before anything is touched', async () => {
     const bad = [
-      '..', '../x', 'a/../../x', 'a/..', '/etc/passwd', '/', 'C:x', 'a\u0000b', 'a\\..\\b', '',
-      'a//b', './a', 'a/.',
+      '..',
+      '../x',
+      'a/../../x',
+      'a/..',
+      '/etc/passwd',
+      '/',
+      'C:x',
+      'a\u0000b',
+      'a\\..\\b',
+      '',
+      'a//b',
+      './a',
+      'a/.',
     ]
     const tmp = m.temp('escape')
     for (const key of bad) {

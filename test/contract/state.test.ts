@@ -10,12 +10,20 @@ import { LockAbortedError, LockTimeoutError } from '../../src/core/state/locker.
 import type { Lock, StateBackend } from '../../src/core/state/types.js'
 import { removeDir, tempDir } from '../helpers/server.js'
 import {
-  startRedisCluster, startRedisSentinel, testRedisUrl, uniquePrefix, type RedisGroup,
+  startRedisCluster,
+  startRedisSentinel,
+  testRedisUrl,
+  uniquePrefix,
+  type RedisGroup,
 } from '../helpers/redis.js'
 
 interface Maker {
   name: string
-  make(): Promise<{ state: StateBackend; reopen(): Promise<StateBackend>; cleanup(): Promise<void> }>
+  make(): Promise<{
+    state: StateBackend
+    reopen(): Promise<StateBackend>
+    cleanup(): Promise<void>
+  }>
 }
 
 /**
@@ -85,7 +93,13 @@ const makers: Maker[] = [
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const T0 = 1_700_000_000_000
 const LEASE = 10_000
-const newSession = (key: string, total = 100, target = 'a/b.bin') => ({ key, incarnation: randomUUID(), target, totalBytes: total, tempName: `${key}.part` })
+const newSession = (key: string, total = 100, target = 'a/b.bin') => ({
+  key,
+  incarnation: randomUUID(),
+  target,
+  totalBytes: total,
+  tempName: `${key}.part`,
+})
 
 describe.each(makers)('state backend: $name', (maker) => {
   let h: Awaited<ReturnType<Maker['make']>>
@@ -111,11 +125,20 @@ describe.each(makers)('state backend: $name', (maker) => {
   test('reserve refuses overlap with a live reservation, ignores an expired one', async () => {
     const key = k()
     await h.state.sessions.open(newSession(key), T0)
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 't1', T0, LEASE)).status).toBe('reserved')
-    expect((await h.state.sessions.reserve(key, { start: 40, end: 59 }, 't2', T0 + 1, LEASE)).status).toBe('busy')
-    expect((await h.state.sessions.reserve(key, { start: 50, end: 99 }, 't3', T0 + 1, LEASE)).status).toBe('reserved')
+    expect(
+      (await h.state.sessions.reserve(key, { start: 0, end: 49 }, 't1', T0, LEASE)).status,
+    ).toBe('reserved')
+    expect(
+      (await h.state.sessions.reserve(key, { start: 40, end: 59 }, 't2', T0 + 1, LEASE)).status,
+    ).toBe('busy')
+    expect(
+      (await h.state.sessions.reserve(key, { start: 50, end: 99 }, 't3', T0 + 1, LEASE)).status,
+    ).toBe('reserved')
     // t1's lease ran out: its range may be taken, and t1 can no longer complete or renew.
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 't4', T0 + LEASE + 100, LEASE)).status).toBe('reserved')
+    expect(
+      (await h.state.sessions.reserve(key, { start: 0, end: 49 }, 't4', T0 + LEASE + 100, LEASE))
+        .status,
+    ).toBe('reserved')
     expect(await h.state.sessions.complete(key, 't1', T0 + LEASE + 200)).toBeNull()
     expect(await h.state.sessions.renew(key, 't1', T0 + LEASE + 200, LEASE)).toBe(false)
   })
@@ -140,14 +163,24 @@ describe.each(makers)('state backend: $name', (maker) => {
     await h.state.sessions.open(newSession(key), T0)
     await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'a', T0, LEASE)
     await h.state.sessions.complete(key, 'a', T0)
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'b', T0, LEASE)).status).toBe('received')
+    expect(
+      (await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'b', T0, LEASE)).status,
+    ).toBe('received')
     // A part of a chunk would let a client compare guessed bytes one at a time: refused unread.
-    expect((await h.state.sessions.reserve(key, { start: 10, end: 20 }, 'b', T0, LEASE)).status).toBe('straddles')
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 0 }, 'b', T0, LEASE)).status).toBe('straddles')
-    expect((await h.state.sessions.reserve(key, { start: 40, end: 60 }, 'c', T0, LEASE)).status).toBe('straddles')
+    expect(
+      (await h.state.sessions.reserve(key, { start: 10, end: 20 }, 'b', T0, LEASE)).status,
+    ).toBe('straddles')
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 0 }, 'b', T0, LEASE)).status).toBe(
+      'straddles',
+    )
+    expect(
+      (await h.state.sessions.reserve(key, { start: 40, end: 60 }, 'c', T0, LEASE)).status,
+    ).toBe('straddles')
     // Chunks survive a restart of the store.
     h.state = await h.reopen()
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'd', T0, LEASE)).status).toBe('received')
+    expect(
+      (await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'd', T0, LEASE)).status,
+    ).toBe('received')
     expect((await h.state.sessions.get(key))?.chunks).toBe(1)
   })
 
@@ -161,9 +194,22 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect(second.session.incarnation).not.toBe(first.session.incarnation)
     expect(second.session.received).toEqual([])
     // The old chunk set went with the old record.
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'b', T0, LEASE)).status).toBe('reserved')
+    expect(
+      (await h.state.sessions.reserve(key, { start: 0, end: 49 }, 'b', T0, LEASE)).status,
+    ).toBe('reserved')
     // A request that expects the old incarnation is told it is gone.
-    expect((await h.state.sessions.reserve(key, { start: 50, end: 99 }, 'c', T0, LEASE, first.session.incarnation)).status).toBe('missing')
+    expect(
+      (
+        await h.state.sessions.reserve(
+          key,
+          { start: 50, end: 99 },
+          'c',
+          T0,
+          LEASE,
+          first.session.incarnation,
+        )
+      ).status,
+    ).toBe('missing')
   })
 
   test('limits: ranges and chunks per session', async () => {
@@ -175,10 +221,18 @@ describe.each(makers)('state backend: $name', (maker) => {
       expect((await h.state.sessions.reserve(key, r, `t${i}`, T0, LEASE)).status).toBe('reserved')
       await h.state.sessions.complete(key, `t${i}`, T0)
     }
-    const over = await h.state.sessions.reserve(key, { start: 256 * 20, end: 256 * 20 + 9 }, 'over', T0, LEASE)
+    const over = await h.state.sessions.reserve(
+      key,
+      { start: 256 * 20, end: 256 * 20 + 9 },
+      'over',
+      T0,
+      LEASE,
+    )
     expect(over.status).toBe('limit')
     // Filling a gap needs no new range: still taken.
-    expect((await h.state.sessions.reserve(key, { start: 10, end: 19 }, 'gap', T0, LEASE)).status).toBe('reserved')
+    expect(
+      (await h.state.sessions.reserve(key, { start: 10, end: 19 }, 'gap', T0, LEASE)).status,
+    ).toBe('reserved')
   })
 
   test('cancel is refused while a live commit holds the session, allowed after its lease', async () => {
@@ -200,7 +254,9 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect(await h.state.sessions.checkCommit(key, 'a', T0 + LEASE - 500, 1000)).toBe(false)
     const b = await h.state.sessions.beginCommit(key, 'b', T0 + LEASE + 100, LEASE)
     expect(b.status === 'begun' && b.takenOverFrom).toBe('a')
-    expect(b.status === 'begun' && a.status === 'begun' && b.session.commitFence > a.session.commitFence).toBe(true)
+    expect(
+      b.status === 'begun' && a.status === 'begun' && b.session.commitFence > a.session.commitFence,
+    ).toBe(true)
     // The stalled commit wakes up: the fence refuses it, and so do renew and finish.
     expect(await h.state.sessions.checkCommit(key, 'a', T0 + LEASE + 200, 0)).toBe(false)
     expect(await h.state.sessions.renewCommit(key, 'a', T0 + LEASE + 200, LEASE)).toBe(false)
@@ -214,14 +270,18 @@ describe.each(makers)('state backend: $name', (maker) => {
     await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'a', T0, LEASE)
     await h.state.sessions.release(key, 'a')
     expect((await h.state.sessions.get(key))?.received).toEqual([])
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'b', T0, LEASE)).status).toBe('reserved')
+    expect((await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'b', T0, LEASE)).status).toBe(
+      'reserved',
+    )
   })
 
   test('concurrent reservations of one range: exactly one wins', async () => {
     const key = k()
     await h.state.sessions.open(newSession(key, 1000), T0)
     const outcomes = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => h.state.sessions.reserve(key, { start: 100, end: 199 }, `t${i}`, T0, LEASE)),
+      Array.from({ length: 20 }, (_, i) =>
+        h.state.sessions.reserve(key, { start: 100, end: 199 }, `t${i}`, T0, LEASE),
+      ),
     )
     expect(outcomes.filter((o) => o.status === 'reserved')).toHaveLength(1)
     expect(outcomes.filter((o) => o.status === 'busy')).toHaveLength(19)
@@ -230,8 +290,14 @@ describe.each(makers)('state backend: $name', (maker) => {
   test('concurrent completes of disjoint ranges are all kept', async () => {
     const key = k()
     await h.state.sessions.open(newSession(key, 1000), T0)
-    await Promise.all(Array.from({ length: 10 }, (_, i) => h.state.sessions.reserve(key, { start: i * 100, end: i * 100 + 99 }, `t${i}`, T0, LEASE)))
-    await Promise.all(Array.from({ length: 10 }, (_, i) => h.state.sessions.complete(key, `t${i}`, T0 + 1)))
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        h.state.sessions.reserve(key, { start: i * 100, end: i * 100 + 99 }, `t${i}`, T0, LEASE),
+      ),
+    )
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) => h.state.sessions.complete(key, `t${i}`, T0 + 1)),
+    )
     expect((await h.state.sessions.get(key))?.received).toEqual([{ start: 0, end: 999 }])
   })
 
@@ -243,7 +309,9 @@ describe.each(makers)('state backend: $name', (maker) => {
     await h.state.sessions.complete(key, 'a', T0)
     expect((await h.state.sessions.beginCommit(key, 'o1', T0, LEASE)).status).toBe('begun')
     expect((await h.state.sessions.beginCommit(key, 'o2', T0 + 1, LEASE)).status).toBe('busy')
-    expect((await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'late', T0 + 1, LEASE)).status).toBe('closed')
+    expect(
+      (await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'late', T0 + 1, LEASE)).status,
+    ).toBe('closed')
     expect(await h.state.sessions.finishCommit(key, 'o2', 'x', T0 + 2)).toBe(false)
     expect(await h.state.sessions.finishCommit(key, 'o1', '{"ok":1}', T0 + 2)).toBe(true)
     const again = await h.state.sessions.beginCommit(key, 'o3', T0 + 3, LEASE)
@@ -258,10 +326,16 @@ describe.each(makers)('state backend: $name', (maker) => {
     // Renewed, the lease holds past its first term; renewal by another owner fails.
     expect(await h.state.sessions.renewCommit(key, 'dead', T0 + LEASE - 100, LEASE)).toBe(true)
     expect(await h.state.sessions.renewCommit(key, 'other', T0 + LEASE - 100, LEASE)).toBe(false)
-    expect((await h.state.sessions.beginCommit(key, 'early', T0 + LEASE + 100, LEASE)).status).toBe('busy')
-    expect((await h.state.sessions.beginCommit(key, 'next', T0 + 2 * LEASE, LEASE)).status).toBe('begun')
+    expect((await h.state.sessions.beginCommit(key, 'early', T0 + LEASE + 100, LEASE)).status).toBe(
+      'busy',
+    )
+    expect((await h.state.sessions.beginCommit(key, 'next', T0 + 2 * LEASE, LEASE)).status).toBe(
+      'begun',
+    )
     await h.state.sessions.abortCommit(key, 'next')
-    expect((await h.state.sessions.beginCommit(key, 'dead2', T0 + 2 * LEASE, LEASE)).status).toBe('begun')
+    expect((await h.state.sessions.beginCommit(key, 'dead2', T0 + 2 * LEASE, LEASE)).status).toBe(
+      'begun',
+    )
     await h.state.sessions.abortCommit(key, 'dead2')
     expect((await h.state.sessions.get(key))?.state).toBe('open')
   })
@@ -271,7 +345,9 @@ describe.each(makers)('state backend: $name', (maker) => {
     const [a, b] = [k(), k()]
     await h.state.sessions.open(newSession(a, 10, target), T0)
     await h.state.sessions.open(newSession(b, 10, target), T0)
-    expect((await h.state.sessions.listByTarget('c:', target)).map((s) => s.key).sort()).toEqual([a, b].sort())
+    expect((await h.state.sessions.listByTarget('c:', target)).map((s) => s.key).sort()).toEqual(
+      [a, b].sort(),
+    )
     expect((await h.state.sessions.remove(a))?.key).toBe(a)
     expect(await h.state.sessions.remove(a)).toBeNull()
     expect((await h.state.sessions.listByTarget('c:', target)).map((s) => s.key)).toEqual([b])
@@ -300,7 +376,9 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect(await h.state.sessions.listExpired(T0 + ttl + 100, ttl, 1000)).toContain(key)
     await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'inflight', T0 + ttl, LEASE)
     expect(await h.state.sessions.removeIfExpired(key, T0 + ttl + 100, ttl)).toBeNull()
-    expect((await h.state.sessions.removeIfExpired(key, T0 + ttl + LEASE + 100, ttl))?.key).toBe(key)
+    expect((await h.state.sessions.removeIfExpired(key, T0 + ttl + LEASE + 100, ttl))?.key).toBe(
+      key,
+    )
     expect(await h.state.sessions.get(key)).toBeNull()
   })
 
@@ -335,7 +413,8 @@ describe.each(makers)('state backend: $name', (maker) => {
     const key = `lk:${randomUUID()}`
     const a = (await h.state.locker.tryAcquire(key, 10_000))!
     let settledAt = 0
-    const waiting = h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 5000 })
+    const waiting = h.state.locker
+      .acquire(key, { ttlMs: 1000, waitMs: 5000 })
       .finally(() => (settledAt = performance.now()))
     await sleep(100)
     expect(settledAt).toBe(0)
@@ -354,15 +433,17 @@ describe.each(makers)('state backend: $name', (maker) => {
     const key = `lk:${randomUUID()}`
     const a = (await h.state.locker.tryAcquire(key, 10_000))!
     const t0 = performance.now()
-    const err = await h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 250 })
+    const err = await h.state.locker
+      .acquire(key, { ttlMs: 1000, waitMs: 250 })
       .catch((e: unknown) => e)
     const took = performance.now() - t0
     expect(err).toBeInstanceOf(LockTimeoutError)
     expect(err).toMatchObject({ code: 'ERR_LOCKED', key })
     expect(took).toBeGreaterThanOrEqual(240)
     expect(took).toBeLessThan(RECHECK_MS)
-    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 0 }))
-      .rejects.toBeInstanceOf(LockTimeoutError)
+    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 0 })).rejects.toBeInstanceOf(
+      LockTimeoutError,
+    )
     expect(a.signal.aborted).toBe(false)
     await a.release()
     const free = await h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 0 })
@@ -375,9 +456,11 @@ describe.each(makers)('state backend: $name', (maker) => {
     const ac = new AbortController()
     const t0 = performance.now()
     const both = Promise.all([
-      h.state.locker.acquire(key, { ttlMs: 1000, waitMs: Infinity, signal: ac.signal })
+      h.state.locker
+        .acquire(key, { ttlMs: 1000, waitMs: Infinity, signal: ac.signal })
         .catch((e: unknown) => e),
-      h.state.locker.waitUntilFree(key, { waitMs: Infinity, signal: ac.signal })
+      h.state.locker
+        .waitUntilFree(key, { waitMs: Infinity, signal: ac.signal })
         .catch((e: unknown) => e),
     ])
     setTimeout(() => ac.abort(new Error('client gone')), 100)
@@ -387,8 +470,9 @@ describe.each(makers)('state backend: $name', (maker) => {
     }
     expect(performance.now() - t0).toBeLessThan(RECHECK_MS / 2)
     // Already aborted: refused without waiting; the holder is untouched.
-    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 5000, signal: ac.signal }))
-      .rejects.toBeInstanceOf(LockAbortedError)
+    await expect(
+      h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 5000, signal: ac.signal }),
+    ).rejects.toBeInstanceOf(LockAbortedError)
     expect(await h.state.locker.isHeld(key)).toBe(true)
     await a.release()
   })
@@ -397,7 +481,8 @@ describe.each(makers)('state backend: $name', (maker) => {
     const key = `lk:${randomUUID()}`
     let asked = 0
     const holder: Lock = await h.state.locker.acquire(key, {
-      ttlMs: 10_000, waitMs: 0,
+      ttlMs: 10_000,
+      waitMs: 0,
       onReleaseRequested: () => {
         asked++
         void holder.release()
@@ -405,7 +490,9 @@ describe.each(makers)('state backend: $name', (maker) => {
     })
     const t0 = performance.now()
     const next = await h.state.locker.acquire(key, {
-      ttlMs: 10_000, waitMs: 5000, requestRelease: true,
+      ttlMs: 10_000,
+      waitMs: 5000,
+      requestRelease: true,
     })
     expect(performance.now() - t0).toBeLessThan(RECHECK_MS / 4)
     expect(asked).toBe(1)
@@ -414,11 +501,14 @@ describe.each(makers)('state backend: $name', (maker) => {
     let heard = 0
     await next.release()
     const stubborn = await h.state.locker.acquire(key, {
-      ttlMs: 10_000, waitMs: 0, onReleaseRequested: () => heard++,
+      ttlMs: 10_000,
+      waitMs: 0,
+      onReleaseRequested: () => heard++,
     })
     await h.state.locker.requestRelease(key)
-    await expect(h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 300, requestRelease: true }))
-      .rejects.toBeInstanceOf(LockTimeoutError)
+    await expect(
+      h.state.locker.acquire(key, { ttlMs: 1000, waitMs: 300, requestRelease: true }),
+    ).rejects.toBeInstanceOf(LockTimeoutError)
     expect(heard).toBe(2)
     expect(stubborn.signal.aborted).toBe(false)
     await stubborn.release()
@@ -432,10 +522,12 @@ describe.each(makers)('state backend: $name', (maker) => {
     const key = `lk:${randomUUID()}`
     await h.state.locker.waitUntilFree(key, { waitMs: 0 })
     const a = (await h.state.locker.tryAcquire(key, 10_000))!
-    await expect(h.state.locker.waitUntilFree(key, { waitMs: 200 }))
-      .rejects.toBeInstanceOf(LockTimeoutError)
+    await expect(h.state.locker.waitUntilFree(key, { waitMs: 200 })).rejects.toBeInstanceOf(
+      LockTimeoutError,
+    )
     let freedAt = 0
-    const waiting = h.state.locker.waitUntilFree(key, { waitMs: 5000 })
+    const waiting = h.state.locker
+      .waitUntilFree(key, { waitMs: 5000 })
       .then(() => (freedAt = performance.now()))
     await sleep(100)
     expect(freedAt).toBe(0)
@@ -452,13 +544,16 @@ describe.each(makers)('state backend: $name', (maker) => {
     let busy = false
     let rechecks = 0
     const t0 = performance.now()
-    const waiting = h.state.locker.acquire(key, {
-      ttlMs: 1000, waitMs: 5000,
-      recheck: () => {
-        rechecks++
-        if (busy) throw new Error('the holder now runs a job')
-      },
-    }).catch((e: unknown) => e)
+    const waiting = h.state.locker
+      .acquire(key, {
+        ttlMs: 1000,
+        waitMs: 5000,
+        recheck: () => {
+          rechecks++
+          if (busy) throw new Error('the holder now runs a job')
+        },
+      })
+      .catch((e: unknown) => e)
     await sleep(100)
     busy = true
     await h.state.locker.notifyWaiters(key)
@@ -474,13 +569,15 @@ describe.each(makers)('state backend: $name', (maker) => {
     let inside = 0
     let most = 0
     const t0 = performance.now()
-    await Promise.all(Array.from({ length: 8 }, async () => {
-      const lock = await h.state.locker.acquire(key, { ttlMs: 5000, waitMs: 10_000 })
-      most = Math.max(most, ++inside)
-      await sleep(20)
-      inside--
-      await lock.release()
-    }))
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const lock = await h.state.locker.acquire(key, { ttlMs: 5000, waitMs: 10_000 })
+        most = Math.max(most, ++inside)
+        await sleep(20)
+        inside--
+        await lock.release()
+      }),
+    )
     expect(most).toBe(1)
     // Eight hand-overs by message, not by re-check.
     expect(performance.now() - t0).toBeLessThan(RECHECK_MS)
@@ -589,7 +686,9 @@ describe.each(makers)('state backend: $name', (maker) => {
     // At the bounds (32 entries, 32 x (3 + 253) = 8192 bytes): accepted.
     const key = k()
     const name = (i: number) => `k${String(i).padStart(2, '0')}`
-    const full = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [name(i), 'v'.repeat(253)]))
+    const full = Object.fromEntries(
+      Array.from({ length: 32 }, (_, i) => [name(i), 'v'.repeat(253)]),
+    )
     const opened = await h.state.sessions.open({ ...newSession(key), metadata: full }, T0)
     expect(opened.session.metadata).toEqual(full)
   })
@@ -600,8 +699,7 @@ const lockerTopologies: [string, () => string][] = [
   ['a 3-primary cluster', () => cluster!.url],
 ]
 describe.each(lockerTopologies)('locker: two instances on %s', (_name, url) => {
-  const open = (prefix: string) =>
-    createRedisState(url(), prefix, { lockRecheckMs: RECHECK_MS })
+  const open = (prefix: string) => createRedisState(url(), prefix, { lockRecheckMs: RECHECK_MS })
 
   test('a release wakes a waiter on the other instance; release requests cross', async () => {
     const prefix = uniquePrefix()
@@ -609,16 +707,22 @@ describe.each(lockerTopologies)('locker: two instances on %s', (_name, url) => {
     const key = `lk:${randomUUID()}`
     let asked = 0
     const held = await a.locker.acquire(key, {
-      ttlMs: 10_000, waitMs: 0, onReleaseRequested: () => asked++,
+      ttlMs: 10_000,
+      waitMs: 0,
+      onReleaseRequested: () => asked++,
     })
     expect(await b.locker.tryAcquire(key, 1000)).toBeNull()
     let gotAt = 0
-    const waiting = b.locker.acquire(key, {
-      ttlMs: 10_000, waitMs: 5000, requestRelease: true,
-    }).then((l) => {
-      gotAt = performance.now()
-      return l
-    })
+    const waiting = b.locker
+      .acquire(key, {
+        ttlMs: 10_000,
+        waitMs: 5000,
+        requestRelease: true,
+      })
+      .then((l) => {
+        gotAt = performance.now()
+        return l
+      })
     for (let i = 0; i < 100 && asked === 0; i++) await sleep(10)
     expect(asked).toBe(1)
     expect(gotAt).toBe(0)
@@ -638,13 +742,18 @@ describe.each(lockerTopologies)('locker: two instances on %s', (_name, url) => {
     let inside = 0
     let most = 0
     const t0 = performance.now()
-    await Promise.all(Array.from({ length: 10 }, async (_, i) => {
-      const lock = await (i % 2 === 0 ? a : b).locker.acquire(key, { ttlMs: 5000, waitMs: 10_000 })
-      most = Math.max(most, ++inside)
-      await sleep(15)
-      inside--
-      await lock.release()
-    }))
+    await Promise.all(
+      Array.from({ length: 10 }, async (_, i) => {
+        const lock = await (i % 2 === 0 ? a : b).locker.acquire(key, {
+          ttlMs: 5000,
+          waitMs: 10_000,
+        })
+        most = Math.max(most, ++inside)
+        await sleep(15)
+        inside--
+        await lock.release()
+      }),
+    )
     expect(most).toBe(1)
     expect(performance.now() - t0).toBeLessThan(RECHECK_MS)
     await Promise.all([a.close(), b.close()])
@@ -674,14 +783,18 @@ describe.each(lockerTopologies)('locker: two instances on %s', (_name, url) => {
 })
 
 describe('power loss: ranges owed by a dead writer (FERRY_FSYNC=commit)', () => {
-  const received = async (st: StateBackend, key: string) => (await st.sessions.beginCommit(key, 'probe', Date.now(), LEASE))
+  const received = async (st: StateBackend, key: string) =>
+    await st.sessions.beginCommit(key, 'probe', Date.now(), LEASE)
 
   test('embedded: after a reboot the unflushed ranges are asked for again; flushed ones and a mere process restart keep theirs', async () => {
     const dir = tempDir()
     let st = createEmbeddedState(dir, { bootId: 'boot-1' })
     const now = Date.now()
     await st.sessions.open({ ...newSession('p:1', 100), incarnation: 'inc' }, now)
-    for (const [i, r] of [[0, 49], [50, 99]].entries()) {
+    for (const [i, r] of [
+      [0, 49],
+      [50, 99],
+    ].entries()) {
       await st.sessions.reserve('p:1', { start: r[0]!, end: r[1]! }, `t${i}`, now, LEASE)
       await st.sessions.complete('p:1', `t${i}`, now)
     }
@@ -696,7 +809,10 @@ describe('power loss: ranges owed by a dead writer (FERRY_FSYNC=commit)', () => 
     const dir2 = tempDir()
     let st2 = createEmbeddedState(dir2, { bootId: 'boot-1' })
     await st2.sessions.open({ ...newSession('p:2', 100), incarnation: 'inc2' }, now)
-    for (const [i, r] of [[0, 49], [50, 99]].entries()) {
+    for (const [i, r] of [
+      [0, 49],
+      [50, 99],
+    ].entries()) {
       await st2.sessions.reserve('p:2', { start: r[0]!, end: r[1]! }, `t${i}`, now, LEASE)
       await st2.sessions.complete('p:2', `t${i}`, now)
     }
@@ -710,7 +826,7 @@ describe('power loss: ranges owed by a dead writer (FERRY_FSYNC=commit)', () => 
     removeDir(dir2)
   })
 
-  test('redis: a dead instance\'s unflushed ranges are dropped when its host rebooted, kept when it is the same boot', async () => {
+  test("redis: a dead instance's unflushed ranges are dropped when its host rebooted, kept when it is the same boot", async () => {
     const prefix = uniquePrefix()
     const a = await createRedisState(testRedisUrl(), prefix, { bootId: 'host-a', livenessMs: 1000 })
     const now = Date.now()
@@ -816,10 +932,13 @@ describe('records written before unknown lengths and metadata', () => {
     const dir = tempDir()
     const { writeFileSync } = await import('node:fs')
     const delta = { token: 't0', start: 10, end: 19, at: T0 + 1, owedBy: null }
-    writeFileSync(`${dir}/sessions.journal`, `${[
-      JSON.stringify({ k: 'old:1', r: oldRecord('old:1'), c: '0-9' }),
-      JSON.stringify({ k: 'old:1', d: delta }),
-    ].join('\n')}\n`)
+    writeFileSync(
+      `${dir}/sessions.journal`,
+      `${[
+        JSON.stringify({ k: 'old:1', r: oldRecord('old:1'), c: '0-9' }),
+        JSON.stringify({ k: 'old:1', d: delta }),
+      ].join('\n')}\n`,
+    )
     let st = createEmbeddedState(dir)
     const loaded = { totalBytes: 100, metadata: {}, received: [{ start: 0, end: 19 }], chunks: 2 }
     expect(await st.sessions.get('old:1')).toMatchObject(loaded)
@@ -866,7 +985,6 @@ describe('embedded store', () => {
     expect(readFileSync(journal, 'utf8').trim().split('\n')).toHaveLength(1)
     removeDir(dir)
   })
-
 
   test('refuses a data directory another store holds; a pid file alone, even of a live process, does not', async () => {
     const dir = tempDir()

@@ -31,7 +31,13 @@ const uploadsOf = (s: TestServer): UploadService => s.app.engine.uploads
 async function chunk(via: UploadService, key: string, data: Buffer, i: number): Promise<void> {
   const start = i * CHUNK
   const end = Math.min(data.length, start + CHUNK) - 1
-  const r = await via.writeChunk({ key, target: `handoff/${key}.bin`, totalBytes: data.length, range: { start, end }, body: Readable.from([data.subarray(start, end + 1)]) })
+  const r = await via.writeChunk({
+    key,
+    target: `handoff/${key}.bin`,
+    totalBytes: data.length,
+    range: { start, end },
+    body: Readable.from([data.subarray(start, end + 1)]),
+  })
   expect(r.status).toBe('written')
 }
 
@@ -116,7 +122,10 @@ test('eight uploads at once are all hashed as they arrive, none by a full pass a
     await s.close()
     removeDir(s.dataDir)
   })
-  const files = Array.from({ length: 8 }, (_, i) => ({ key: `t:${randomUUID()}`, data: seededBytes(2 * CHUNK, `eight-${i}`) }))
+  const files = Array.from({ length: 8 }, (_, i) => ({
+    key: `t:${randomUUID()}`,
+    data: seededBytes(2 * CHUNK, `eight-${i}`),
+  }))
   for (const f of files) await chunk(uploadsOf(s), f.key, f.data, 0) // all eight open before any commit
   for (const f of files) await chunk(uploadsOf(s), f.key, f.data, 1)
   for (const f of files) expect(await commitDigest(uploadsOf(s), f.key)).toBe(sha256(f.data))

@@ -14,7 +14,9 @@ import { removeDir, tempDir } from '../helpers/server.js'
 
 const SCRIPT = fileURLToPath(new URL('../../../scripts/ensure-tools.mjs', import.meta.url))
 const LIST = fileURLToPath(new URL('../../../scripts/test-tools.json', import.meta.url))
-const TOOLS = (JSON.parse(readFileSync(LIST, 'utf8')) as { tools: { bin: string; package: string }[] }).tools
+const TOOLS = (
+  JSON.parse(readFileSync(LIST, 'utf8')) as { tools: { bin: string; package: string }[] }
+).tools
 
 function exe(path: string, text = '#!/bin/sh\nexit 0\n'): void {
   writeFileSync(path, text)
@@ -22,15 +24,22 @@ function exe(path: string, text = '#!/bin/sh\nexit 0\n'): void {
 }
 
 /** A PATH directory holding `present` and, unless `apt` is null, a recording fake apt-get. */
-function fakeMachine(present: readonly string[], apt: 'works' | 'fails' | null): { dir: string; aptLog: string } {
+function fakeMachine(
+  present: readonly string[],
+  apt: 'works' | 'fails' | null,
+): { dir: string; aptLog: string } {
   const dir = tempDir('ferry-tools-')
   chmodSync(dir, 0o755)
   for (const b of present) exe(join(dir, b))
   const aptLog = join(dir, 'apt-get.log')
   if (apt !== null) {
     // Every tool's package maps back to its program name here, so `install` can create it.
-    const map = TOOLS.map((t) => `${t.package}) : > "${dir}/${t.bin}"; chmod 755 "${dir}/${t.bin}" ;;`).join('\n      ')
-    exe(join(dir, 'apt-get'), `#!/bin/sh
+    const map = TOOLS.map(
+      (t) => `${t.package}) : > "${dir}/${t.bin}"; chmod 755 "${dir}/${t.bin}" ;;`,
+    ).join('\n      ')
+    exe(
+      join(dir, 'apt-get'),
+      `#!/bin/sh
 PATH=/usr/bin:/bin
 echo "$*" >> "${aptLog}"
 if [ "$1" = install ]; then
@@ -42,7 +51,8 @@ if [ "$1" = install ]; then
   done
 fi
 exit 0
-`)
+`,
+    )
   }
   return { dir, aptLog }
 }
@@ -65,7 +75,10 @@ describe('scripts/ensure-tools.mjs (npm pretest)', () => {
   })
 
   test('everything on PATH: exit 0, apt-get is not run', () => {
-    const m = fakeMachine(TOOLS.map((t) => t.bin), 'works')
+    const m = fakeMachine(
+      TOOLS.map((t) => t.bin),
+      'works',
+    )
     try {
       const r = runScript(m.dir)
       expect([r.status, r.stderr]).toEqual([0, ''])
@@ -81,7 +94,10 @@ describe('scripts/ensure-tools.mjs (npm pretest)', () => {
     try {
       const r = runScript(m.dir)
       expect(r.status).toBe(0)
-      expect(readFileSync(m.aptLog, 'utf8').trim().split('\n')).toEqual(['update -qq', `install -y -qq ${haproxy.package}`])
+      expect(readFileSync(m.aptLog, 'utf8').trim().split('\n')).toEqual([
+        'update -qq',
+        `install -y -qq ${haproxy.package}`,
+      ])
       expect(existsSync(join(m.dir, 'haproxy'))).toBe(true)
       expect(r.stderr).toContain('installed: haproxy')
     } finally {

@@ -9,7 +9,14 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { spawnSync } from 'node:child_process'
 import { createServer, type Server, type Socket } from 'node:net'
-import { BASIC_AUTH, SECRETS, ingestToken, lakefsToken, presignedTarget, writeFamiliesConfig } from '../helpers/edge-families.js'
+import {
+  BASIC_AUTH,
+  SECRETS,
+  ingestToken,
+  lakefsToken,
+  presignedTarget,
+  writeFamiliesConfig,
+} from '../helpers/edge-families.js'
 import { captureLog, startEdge, type CapturedLog, type EdgeServer } from '../helpers/edge-server.js'
 import { request } from '../helpers/http.js'
 import { freePort } from '../helpers/redis.js'
@@ -47,9 +54,18 @@ describe('secrets never reach the logs', () => {
   test('lakeFS: basic auth, JWT, presigned uploads with good and bad signatures, link', async () => {
     const jwt = await lakefsToken()
     addToken(jwt)
-    expect((await request(`${srv.url}/api/v1/config`, { headers: { Authorization: BASIC_AUTH } })).status).toBe(200)
-    expect((await request(`${srv.url}/api/v1/config`, { headers: { Authorization: `Bearer ${jwt}` } })).status).toBe(200)
-    expect((await request(`${srv.url}/api/v1/config`, { headers: { Authorization: `Bearer ${jwt}x` } })).status).toBe(401)
+    expect(
+      (await request(`${srv.url}/api/v1/config`, { headers: { Authorization: BASIC_AUTH } }))
+        .status,
+    ).toBe(200)
+    expect(
+      (await request(`${srv.url}/api/v1/config`, { headers: { Authorization: `Bearer ${jwt}` } }))
+        .status,
+    ).toBe(200)
+    expect(
+      (await request(`${srv.url}/api/v1/config`, { headers: { Authorization: `Bearer ${jwt}x` } }))
+        .status,
+    ).toBe(401)
     const target = await presignedTarget(srv.url, 'secrets/a.bin')
     const sig = new URLSearchParams(target.split('?')[1]).get('X-Ferry-Signature')!
     secrets.add(sig)
@@ -59,22 +75,40 @@ describe('secrets never reach the logs', () => {
     secrets.add(`${sig.slice(0, -4)}AAAA`)
     expect((await request(`${srv.url}${bad}`, { method: 'PUT', body: 'hello' })).status).toBe(403)
     const path = decodeURIComponent(target.split('/_ferry/presigned/repo1/')[1]!.split('?')[0]!)
-    const link = await request(`${srv.url}/api/v1/repositories/repo1/branches/main/staging/backing?path=secrets/a.bin`, {
-      method: 'PUT',
-      headers: { Authorization: BASIC_AUTH, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ staging: { physical_address: `local://repo1/${path}`, presigned_url: `${srv.url}${target}` }, checksum: String(put.headers['etag']).replace(/"/g, ''), size_bytes: 5 }),
-    })
+    const link = await request(
+      `${srv.url}/api/v1/repositories/repo1/branches/main/staging/backing?path=secrets/a.bin`,
+      {
+        method: 'PUT',
+        headers: { Authorization: BASIC_AUTH, 'Content-Type': 'application/json' },
+        body: JSON.stringify({
+          staging: {
+            physical_address: `local://repo1/${path}`,
+            presigned_url: `${srv.url}${target}`,
+          },
+          checksum: String(put.headers['etag']).replace(/"/g, ''),
+          size_bytes: 5,
+        }),
+      },
+    )
     expect(link.status).toBe(200)
   })
 
   test('bulk ingest: a valid token, and a malformed one that is not echoed in the answer either', async () => {
     const token = await ingestToken()
     addToken(token)
-    const ok = await request(`${srv.url}/projects/0a0b/bulk-ingest/ingest/s.txt`, { method: 'POST', body: 'x', headers: { Authorization: `Bearer ${token}` } })
+    const ok = await request(`${srv.url}/projects/0a0b/bulk-ingest/ingest/s.txt`, {
+      method: 'POST',
+      body: 'x',
+      headers: { Authorization: `Bearer ${token}` },
+    })
     expect(ok.status).toBe(200)
     // A valid token plus a stray part: logged in full, it would be a working token.
     const malformed = `${token}.x`
-    const r = await request(`${srv.url}/projects/0a0b/bulk-ingest/ingest/s.txt`, { method: 'POST', body: 'x', headers: { Authorization: `Bearer ${malformed}` } })
+    const r = await request(`${srv.url}/projects/0a0b/bulk-ingest/ingest/s.txt`, {
+      method: 'POST',
+      body: 'x',
+      headers: { Authorization: `Bearer ${malformed}` },
+    })
     expect(r.status).toBe(401)
     expect(r.text()).not.toContain(token.split('.')[2]!)
     expect(r.text()).not.toContain(token.split('.')[1]!)
@@ -87,13 +121,19 @@ describe('secrets never reach the logs', () => {
     secrets.add('AKIAQUERYCREDENTIAL/20261125')
     const q = `token=${token}&X-Amz-Signature=s3sig0123456789abcdef&X-Amz-Credential=${encodeURIComponent('AKIAQUERYCREDENTIAL/20261125')}&access_token=${token}`
     expect((await request(`${srv.url}/ImageStore/q?api-version=6.0&${q}`)).status).toBe(404)
-    expect((await request(`${srv.url}/projects/0a0b/bulk-ingest/mapping.csv?${q}`)).status).toBe(401)
+    expect((await request(`${srv.url}/projects/0a0b/bulk-ingest/mapping.csv?${q}`)).status).toBe(
+      401,
+    )
   })
 
   test('a Redis URL with a password: neither a refused URL nor a Redis that never answers prints the password', async () => {
     // A bad scheme: the configuration refuses it, naming the key.
     const bad = spawnSync(process.execPath, [MAIN_JS], {
-      env: { PATH: process.env['PATH'] ?? '', REDIS_URL: `http://user:${REDIS_PASSWORD}@127.0.0.1:1/0`, FERRY_DATA_DIR: dir },
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        REDIS_URL: `http://user:${REDIS_PASSWORD}@127.0.0.1:1/0`,
+        FERRY_DATA_DIR: dir,
+      },
       encoding: 'utf8',
       timeout: 10_000,
     })
@@ -108,7 +148,10 @@ describe('secrets never reach the logs', () => {
     try {
       let message = ''
       try {
-        const child = await spawnFerry({ REDIS_URL: `redis://:${REDIS_PASSWORD}@127.0.0.1:${port}/0`, FERRY_DATA_DIR: dir })
+        const child = await spawnFerry({
+          REDIS_URL: `redis://:${REDIS_PASSWORD}@127.0.0.1:${port}/0`,
+          FERRY_DATA_DIR: dir,
+        })
         child.proc.kill('SIGKILL')
         throw new Error('ferry started against a Redis that never answers')
       } catch (err) {

@@ -22,7 +22,9 @@ const fullGcs = (log: string) => log.split('\n').filter((l) => l.includes('Mark-
 test('256 MiB of chunks cost Ferry a handful of full GCs, not one per 16 MiB', async () => {
   const dir = await tempDir()
   cleanups.push(() => removeDir(dir))
-  const ferry = await spawnFerry({ FERRY_DATA_DIR: dir, FERRY_LOG_LEVEL: 'warn' }, undefined, { execArgv: ['--trace-gc'] })
+  const ferry = await spawnFerry({ FERRY_DATA_DIR: dir, FERRY_LOG_LEVEL: 'warn' }, undefined, {
+    execArgv: ['--trace-gc'],
+  })
   cleanups.push(async () => {
     ferry.proc.kill('SIGKILL')
     await ferry.exited

@@ -14,7 +14,10 @@ const SIZE = 64 * 1024 * 1024
 const CHUNK = 2 * 1024 * 1024
 const data = seededBytes(SIZE, 'sixty-four')
 const want = sha256(data)
-const order = shuffle(Array.from({ length: SIZE / CHUNK }, (_, i) => i), 7)
+const order = shuffle(
+  Array.from({ length: SIZE / CHUNK }, (_, i) => i),
+  7,
+)
 
 async function fileSha(path: string): Promise<string> {
   const h = createHash('sha256')
@@ -48,7 +51,10 @@ describe('64 MiB in shuffled chunks, 4 in flight', () => {
     await uploadChunks([a.url, b.url], 'big/redis.bin', id, data, CHUNK, 4, order)
     // Either instance sees the whole session.
     const seen = await sessionById(b.url, id)
-    expect(seen.json<{ UploadSessions: { ExpectedRanges: unknown[] }[] }>().UploadSessions[0]!.ExpectedRanges).toEqual([])
+    expect(
+      seen.json<{ UploadSessions: { ExpectedRanges: unknown[] }[] }>().UploadSessions[0]!
+        .ExpectedRanges,
+    ).toEqual([])
     // Commit on the instance that did not open the session (no running hash there: full pass).
     expect((await commit(b.url, id)).status).toBe(200)
     expect((await commit(a.url, id)).status).toBe(200)

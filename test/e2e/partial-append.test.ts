@@ -81,7 +81,10 @@ async function cutChunk(
     return s !== null && (await stat(uploads.tempPathOf(s))).size >= from + cutAfter
   })
   body.destroy(Object.assign(new Error('connection reset by the test'), { code: 'ECONNRESET' }))
-  return writing.then(() => null, (err: unknown) => err)
+  return writing.then(
+    () => null,
+    (err: unknown) => err,
+  )
 }
 
 /** Commits and answers the bytes the commit handed to `publish`. */
@@ -112,7 +115,10 @@ describe.each(setups)('$name', (setup) => {
     const data = seededBytes(6 * MIB + 12345, 'partial')
     // A first whole chunk, so the cut one starts mid-file.
     await uploads.writeChunk({
-      key, target: `partial/${key}.bin`, totalBytes: data.length, range: { start: 0, end: MIB - 1 },
+      key,
+      target: `partial/${key}.bin`,
+      totalBytes: data.length,
+      range: { start: 0, end: MIB - 1 },
       body: Readable.from([data.subarray(0, MIB)]),
     })
     const err = await cutChunk(uploads, key, data, MIB, 3 * MIB, true)
@@ -171,35 +177,44 @@ describe.each(setups)('$name', (setup) => {
     // Opening again answers the same session; a different target is another upload's id.
     const again = await uploads.openSession({ key, target, totalBytes: null })
     expect(again.incarnation).toBe(opened.incarnation)
-    await expect(uploads.openSession({ key, target: 'elsewhere', totalBytes: null }))
-      .rejects.toMatchObject({ code: 'ERR_SESSION_ID_CONFLICT' })
+    await expect(
+      uploads.openSession({ key, target: 'elsewhere', totalBytes: null }),
+    ).rejects.toMatchObject({ code: 'ERR_SESSION_ID_CONFLICT' })
     const badMeta = { 'a b': 'c' }
     const other = `u:${randomUUID()}`
-    await expect(uploads.openSession({ key: other, target, totalBytes: null, metadata: badMeta }))
-      .rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+    await expect(
+      uploads.openSession({ key: other, target, totalBytes: null, metadata: badMeta }),
+    ).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
     const append = (start: number, end: number, bytes: Buffer) =>
       uploads.writeChunk({
-        key, target, totalBytes: null, range: { start, end }, body: Readable.from([bytes]),
+        key,
+        target,
+        totalBytes: null,
+        range: { start, end },
+        body: Readable.from([bytes]),
       })
     await append(0, MIB - 1, data.subarray(0, MIB))
     expect(uploads.missing((await uploads.getSession(key))!)).toEqual([])
-    await expect(uploads.commit(key, async () => '{}'))
-      .rejects.toMatchObject({
-        code: 'ERR_SESSION_INCOMPLETE',
-        message: expect.stringMatching(/not declared/),
-      })
+    await expect(uploads.commit(key, async () => '{}')).rejects.toMatchObject({
+      code: 'ERR_SESSION_INCOMPLETE',
+      message: expect.stringMatching(/not declared/),
+    })
     // A 0-byte "declaration" chunk needs a known length of 0.
-    await expect(append(0, -1, Buffer.alloc(0)))
-      .rejects.toMatchObject({ code: 'ERR_INVALID_RANGE' })
-    await expect(uploads.declareLength(key, MIB - 1))
-      .rejects.toMatchObject({ code: 'ERR_SIZE_MISMATCH' })
+    await expect(append(0, -1, Buffer.alloc(0))).rejects.toMatchObject({
+      code: 'ERR_INVALID_RANGE',
+    })
+    await expect(uploads.declareLength(key, MIB - 1)).rejects.toMatchObject({
+      code: 'ERR_SIZE_MISMATCH',
+    })
     expect((await uploads.declareLength(key, data.length)).totalBytes).toBe(data.length)
     expect((await uploads.declareLength(key, data.length)).totalBytes).toBe(data.length)
-    await expect(uploads.declareLength(key, data.length + 1))
-      .rejects.toMatchObject({ code: 'ERR_SIZE_MISMATCH' })
+    await expect(uploads.declareLength(key, data.length + 1)).rejects.toMatchObject({
+      code: 'ERR_SIZE_MISMATCH',
+    })
     // Now the range is checked against the declared length.
-    await expect(append(MIB, data.length, data.subarray(MIB)))
-      .rejects.toMatchObject({ code: 'ERR_INVALID_RANGE' })
+    await expect(append(MIB, data.length, data.subarray(MIB))).rejects.toMatchObject({
+      code: 'ERR_INVALID_RANGE',
+    })
     await append(MIB, data.length - 1, data.subarray(MIB))
     const done = await committedBytes(uploads, key)
     expect(done.bytes.equals(data)).toBe(true)

@@ -9,7 +9,12 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { request, seededBytes, sha256, shuffle } from '../helpers/http.js'
 import {
-  commit, newSessionId, putChunk, sessionById, uploadChunks, type SessionInfo,
+  commit,
+  newSessionId,
+  putChunk,
+  sessionById,
+  uploadChunks,
+  type SessionInfo,
 } from '../helpers/imagestore.js'
 import { RawConn } from '../helpers/raw-http.js'
 import { blobFilesOf } from '../helpers/shaman.js'
@@ -36,7 +41,10 @@ describe('two Ferry instances on a 3-primary Redis Cluster', () => {
     const data = seededBytes(8 * MIB, 'cluster-chunks')
     const id = newSessionId()
     const bases = ferry.servers.map((s) => s.url)
-    const order = shuffle(Array.from({ length: 16 }, (_, i) => i), 5)
+    const order = shuffle(
+      Array.from({ length: 16 }, (_, i) => i),
+      5,
+    )
     await uploadChunks(bases, 'rc/file.bin', id, data, 512 * 1024, 4, order)
     // Seen from the other instance before the commit: nothing missing.
     const info = (await sessionById(bases[1]!, id)).json<{ UploadSessions: SessionInfo[] }>()
@@ -48,20 +56,22 @@ describe('two Ferry instances on a 3-primary Redis Cluster', () => {
   test('a dedup race over both instances: one 204, the rest 208 or 425, one blob', async () => {
     const body = seededBytes(4 * MIB, 'cluster-dedup')
     const s = sha256(body)
-    const answers = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
-      const raw = { pieceBytes: 256 * 1024, answerTimeoutMs: 60_000 }
-      const c = await RawConn.open(ferry.servers[i % 2]!.url, raw)
-      await c.head('POST', `/api/v3/shaman/files/${s}/${body.length}`, {
-        'Content-Type': 'application/octet-stream',
-        'Content-Length': body.length,
-        'X-Shaman-Can-Defer-Upload': i % 3 === 0 ? 'True' : 'False',
-        'X-Shaman-Original-Filename': 'race.bin',
-        'Accept-Encoding': 'identity',
-      })
-      const [ans] = await Promise.all([c.answer(), c.writeBody(body)])
-      c.close()
-      return ans.status
-    }))
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, async (_, i) => {
+        const raw = { pieceBytes: 256 * 1024, answerTimeoutMs: 60_000 }
+        const c = await RawConn.open(ferry.servers[i % 2]!.url, raw)
+        await c.head('POST', `/api/v3/shaman/files/${s}/${body.length}`, {
+          'Content-Type': 'application/octet-stream',
+          'Content-Length': body.length,
+          'X-Shaman-Can-Defer-Upload': i % 3 === 0 ? 'True' : 'False',
+          'X-Shaman-Original-Filename': 'race.bin',
+          'Accept-Encoding': 'identity',
+        })
+        const [ans] = await Promise.all([c.answer(), c.writeBody(body)])
+        c.close()
+        return ans.status
+      }),
+    )
     expect(answers.every((st) => st === 204 || st === 208 || st === 425)).toBe(true)
     expect(answers.filter((st) => st === 204)).toHaveLength(1)
     const blobs = await blobFilesOf(ferry.dataDir, s)
@@ -94,9 +104,15 @@ describe('Sentinel failover under load', () => {
     redis = await startRedisSentinel()
     // Short reservation leases: a reservation whose completion the failover lost (its instance
     // answered 200 and moved on) holds its range until the lease runs out.
-    ferry = await startCluster(2, {
-      REDIS_URL: redis.url, FERRY_REDIS_TIMEOUT_MS: '500', FERRY_RESERVE_LEASE_MS: '3000',
-    }, 'ferry-rsn-')
+    ferry = await startCluster(
+      2,
+      {
+        REDIS_URL: redis.url,
+        FERRY_REDIS_TIMEOUT_MS: '500',
+        FERRY_RESERVE_LEASE_MS: '3000',
+      },
+      'ferry-rsn-',
+    )
   }, 60_000)
   afterAll(async () => {
     await ferry?.close()
@@ -109,7 +125,9 @@ describe('Sentinel failover under load', () => {
     const CHUNKS = 32
     const bases = ferry.servers.map((s) => s.url)
     const files = Array.from({ length: UPLOADS }, (_, u) => ({
-      id: newSessionId(), path: `ha/f${u}.bin`, data: seededBytes(CHUNK * CHUNKS, `ha-${u}`),
+      id: newSessionId(),
+      path: `ha/f${u}.bin`,
+      data: seededBytes(CHUNK * CHUNKS, `ha-${u}`),
     }))
     let acked = 0
     const LOST_CHUNKS = 12
@@ -140,8 +158,11 @@ describe('Sentinel failover under load', () => {
       for (let attempt = 0; ; attempt++) {
         const body = f.data.subarray(start, end + 1)
         const base = bases[(via + attempt) % 2]!
-        const r = await putChunk(base, f.path, f.id, start, end, f.data.length, body)
-          .catch(() => ({ status: 0, headers: {} as Record<string, string>, text: () => '' }))
+        const r = await putChunk(base, f.path, f.id, start, end, f.data.length, body).catch(() => ({
+          status: 0,
+          headers: {} as Record<string, string>,
+          text: () => '',
+        }))
         if (r.status === 200) break
         if (process.env['HA_DEBUG']) console.log(r.status, r.text().slice(0, 200))
         if (r.status === 503 && r.headers['retry-after'] === undefined) noRetryAfter++
@@ -167,11 +188,13 @@ describe('Sentinel failover under load', () => {
       }
     }
 
-    await Promise.all(files.map(async (_, u) => {
-      for (let i = 0; i < CHUNKS; i += 2) {
-        await Promise.all([i, i + 1].map((c) => send(u, c * CHUNK, (c + 1) * CHUNK - 1, c)))
-      }
-    }))
+    await Promise.all(
+      files.map(async (_, u) => {
+        for (let i = 0; i < CHUNKS; i += 2) {
+          await Promise.all([i, i + 1].map((c) => send(u, c * CHUNK, (c + 1) * CHUNK - 1, c)))
+        }
+      }),
+    )
     expect(killedAt).toBeGreaterThan(0)
 
     // A chunk acknowledged just before the failover may be gone from the session: the session
@@ -214,9 +237,13 @@ describe('Sentinel failover under load', () => {
     expect((await request(`${bases[0]}/readyz`)).status).toBe(200)
 
     const figures = {
-      uploads: UPLOADS, chunks: UPLOADS * CHUNKS, failedRequests: failures,
-      statuses: Object.fromEntries(statuses), resentChunks: resent,
-      stallP50Ms: Math.round(pct(stalls, 50)), stallP99Ms: Math.round(pct(stalls, 99)),
+      uploads: UPLOADS,
+      chunks: UPLOADS * CHUNKS,
+      failedRequests: failures,
+      statuses: Object.fromEntries(statuses),
+      resentChunks: resent,
+      stallP50Ms: Math.round(pct(stalls, 50)),
+      stallP99Ms: Math.round(pct(stalls, 99)),
     }
     console.log(`failover under load: ${JSON.stringify(figures)}`)
     // The failover happened under the uploads: some requests were refused meanwhile, and chunks

@@ -11,11 +11,21 @@ import { RawConn } from '../helpers/raw-http.js'
 import { blobFilesOf, shamanStatus, waitShamanStatus } from '../helpers/shaman.js'
 import { sleep, waitFor } from '../helpers/wait.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
-import { removeDir, spawnFerry, startCluster, startFerry, tempDir, type TestCluster, type TestServer } from '../helpers/server.js'
+import {
+  removeDir,
+  spawnFerry,
+  startCluster,
+  startFerry,
+  tempDir,
+  type TestCluster,
+  type TestServer,
+} from '../helpers/server.js'
 
 const API = '/api/v3/shaman'
 const MIB = 1024 * 1024
-/** Raw connections as urllib3 writes 32 MiB bodies: large writes, and answers that may take long. */
+/**
+ * Raw connections as urllib3 writes 32 MiB bodies: large writes, and answers that may take long.
+ */
 const RAW = { pieceBytes: 256 * 1024, answerTimeoutMs: 60_000 }
 
 const filePath = (sha: string, size: number) => `${API}/files/${sha}/${size}`
@@ -25,7 +35,14 @@ const waitStatus = (base: string, sha: string, size: number, want: string, timeo
   waitShamanStatus(base + API, sha, size, want, timeoutMs)
 
 /** Starts an upload and writes `first` bytes of `body`; the caller writes the rest. */
-async function startUpload(base: string, sha: string, size: number, defer: 'True' | 'False', body: Buffer, first: number): Promise<RawConn> {
+async function startUpload(
+  base: string,
+  sha: string,
+  size: number,
+  defer: 'True' | 'False',
+  body: Buffer,
+  first: number,
+): Promise<RawConn> {
   const c = await RawConn.open(base, RAW)
   await c.head('POST', filePath(sha, size), {
     'Content-Type': 'application/octet-stream',
@@ -47,7 +64,11 @@ describe('two instances, one Redis, one data directory', () => {
   const sha = sha256(data)
 
   beforeAll(async () => {
-    cluster = await startCluster(2, { FERRY_SHAMAN_GC_INTERVAL_SEC: '0', FERRY_LOCK_TTL_MS: '3000' }, 'ferry-shaman-dedup-')
+    cluster = await startCluster(
+      2,
+      { FERRY_SHAMAN_GC_INTERVAL_SEC: '0', FERRY_LOCK_TTL_MS: '3000' },
+      'ferry-shaman-dedup-',
+    )
     ;[a, b] = cluster.servers
     dir = cluster.dataDir
   })
@@ -58,7 +79,11 @@ describe('two instances, one Redis, one data directory', () => {
    * instances: those `defers(i)` picks ask to defer, are answered 425 before their body and still
    * send it in full; the others send 4 MiB and wait for an answer.
    */
-  async function crowd(s: string, body: Buffer, defers: (i: number) => boolean): Promise<{ deferring: RawConn[]; parallel: RawConn[] }> {
+  async function crowd(
+    s: string,
+    body: Buffer,
+    defers: (i: number) => boolean,
+  ): Promise<{ deferring: RawConn[]; parallel: RawConn[] }> {
     const deferring: RawConn[] = []
     const parallel: RawConn[] = []
     for (let i = 1; i < 20; i++) {
@@ -79,7 +104,14 @@ describe('two instances, one Redis, one data directory', () => {
     const s = sha256(mine)
     const answers = await Promise.all(
       Array.from({ length: 20 }, async (_, i) => {
-        const c = await startUpload(i % 2 === 0 ? a.url : b.url, s, mine.length, i % 3 === 0 ? 'True' : 'False', mine, 0)
+        const c = await startUpload(
+          i % 2 === 0 ? a.url : b.url,
+          s,
+          mine.length,
+          i % 3 === 0 ? 'True' : 'False',
+          mine,
+          0,
+        )
         const [ans] = await Promise.all([c.answer(), c.writeBody(mine)])
         c.close()
         return ans.status
@@ -87,7 +119,7 @@ describe('two instances, one Redis, one data directory', () => {
     )
     expect(answers.every((st) => st === 204 || st === 208 || st === 425)).toBe(true)
     expect(answers.filter((st) => st === 204)).toHaveLength(1)
-    const blobs = (await blobFilesOf(dir, s))
+    const blobs = await blobFilesOf(dir, s)
     expect(blobs).toHaveLength(1)
     expect(sha256(readFileSync(blobs[0]!))).toBe(s)
     expect(await statusOn(b.url, s, mine.length)).toBe('stored')
@@ -113,10 +145,13 @@ describe('two instances, one Redis, one data directory', () => {
       expect(c.closed).toBe(false)
     }
     for (const c of [first, ...deferring, ...parallel]) c.close()
-    const blobs = (await blobFilesOf(dir, sha))
+    const blobs = await blobFilesOf(dir, sha)
     expect(blobs).toHaveLength(1)
     expect(readFileSync(blobs[0]!).equals(data)).toBe(true)
-    await waitFor('the temp files to go', () => readdirSync(join(dir, 'tmp')).length === 0, { timeoutMs: 2000, everyMs: 20 })
+    await waitFor('the temp files to go', () => readdirSync(join(dir, 'tmp')).length === 0, {
+      timeoutMs: 2000,
+      everyMs: 20,
+    })
   })
 
   test('a claimant that sends a corrupted body gets 417 and cuts nobody short; a parallel upload then stores the file', async () => {
@@ -130,12 +165,15 @@ describe('two instances, one Redis, one data directory', () => {
     await first.writeBody(bad.subarray(4 * MIB))
     const failed = await first.answer()
     expect(failed.status).toBe(417)
-    expect(JSON.parse(failed.body.toString())).toMatchObject({ code: 417, message: expect.stringMatching(/^file SHA256 mismatched/) })
+    expect(JSON.parse(failed.body.toString())).toMatchObject({
+      code: 417,
+      message: expect.stringMatching(/^file SHA256 mismatched/),
+    })
     // Nobody is told "already stored" for a file that failed to verify: an answer that is not
     // there cannot be waited for, so the test gives one a window to arrive in.
     await sleep(500)
     expect(parallel.some((c) => c.hasAnswer())).toBe(false)
-    expect((await blobFilesOf(dir, s))).toHaveLength(0)
+    expect(await blobFilesOf(dir, s)).toHaveLength(0)
     // One of the parallel uploads takes the claim over: the file still shows as uploading.
     await waitStatus(a.url, s, good.length, 'uploading', 5000)
     // Release the parallel uploads one by one: the first to finish stores it, the rest get 208.
@@ -150,7 +188,7 @@ describe('two instances, one Redis, one data directory', () => {
     expect(statuses[0]).toBe(204)
     expect(statuses.slice(1).every((st) => st === 208)).toBe(true)
     for (const c of [first, ...deferring, ...parallel]) c.close()
-    const blobs = (await blobFilesOf(dir, s))
+    const blobs = await blobFilesOf(dir, s)
     expect(blobs).toHaveLength(1)
     expect(readFileSync(blobs[0]!).equals(good)).toBe(true)
   })
@@ -162,21 +200,33 @@ describe('two instances, one Redis, one data directory', () => {
     bad[0] = bad[0]! ^ 1
     const first = await startUpload(b.url, s, good.length, 'False', bad, MIB)
     await waitStatus(a.url, s, good.length, 'uploading')
-    const others = await Promise.all(Array.from({ length: 6 }, (_, i) => startUpload(i % 2 ? a.url : b.url, s, good.length, 'True', good, 0)))
-    const answers = await Promise.all(others.map(async (c) => (await Promise.all([c.answer(), c.writeBody(good)]))[0].status))
+    const others = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        startUpload(i % 2 ? a.url : b.url, s, good.length, 'True', good, 0),
+      ),
+    )
+    const answers = await Promise.all(
+      others.map(async (c) => (await Promise.all([c.answer(), c.writeBody(good)]))[0].status),
+    )
     expect(answers).toEqual([425, 425, 425, 425, 425, 425])
     await first.writeBody(bad.subarray(MIB))
     expect((await first.answer()).status).toBe(417)
     for (const c of [first, ...others]) c.close()
     expect(await waitStatus(a.url, s, good.length, 'unknown', 2000)).toBeLessThan(2000)
-    expect((await blobFilesOf(dir, s))).toHaveLength(0)
+    expect(await blobFilesOf(dir, s)).toHaveLength(0)
   })
 })
 
 describe('claims of a killed instance', () => {
   test('status is no longer "uploading" once the lock lifetime has passed', async () => {
     const dir = tempDir('ferry-shaman-kill-')
-    const env = { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: dir, FERRY_LOCK_TTL_MS: '600', FERRY_SHAMAN_GC_INTERVAL_SEC: '0' }
+    const env = {
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+      FERRY_DATA_DIR: dir,
+      FERRY_LOCK_TTL_MS: '600',
+      FERRY_SHAMAN_GC_INTERVAL_SEC: '0',
+    }
     const child = await spawnFerry(env)
     const local = await startFerry(env)
     try {

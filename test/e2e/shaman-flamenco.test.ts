@@ -1,7 +1,7 @@
 /**
  * The Flamenco Blender add-on's Shaman flow, replayed with the requests the real client sends
- * (Flamenco's addon/flamenco/bat/shaman.py, `Transferrer._run`): requirements → for each file GET its
- * status, POST it with `X-Shaman-Can-Defer-Upload: True|False` and an RFC 2047 filename → query
+ * (Flamenco's addon/flamenco/bat/shaman.py, `Transferrer._run`): requirements → for each file GET
+ * its status, POST it with `X-Shaman-Can-Defer-Upload: True|False` and an RFC 2047 filename → query
  * again → checkout. Two artists submit overlapping jobs to two instances at once. Then checkout
  * atomicity, watched by another process.
  */
@@ -34,14 +34,24 @@ const CLIENT_HEADERS = {
   'User-Agent': 'Flamenco/3.9 (Blender add-on)',
 }
 
-function call(agent: Agent, url: string, method: string, headers: Record<string, string | number>, body?: Buffer): Promise<Answer> {
+function call(
+  agent: Agent,
+  url: string,
+  method: string,
+  headers: Record<string, string | number>,
+  body?: Buffer,
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, agent, headers: { ...CLIENT_HEADERS, ...headers } }, (res) => {
-      const parts: Buffer[] = []
-      res.on('data', (d: Buffer) => parts.push(d))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }))
-      res.on('error', reject)
-    })
+    const req = httpRequest(
+      url,
+      { method, agent, headers: { ...CLIENT_HEADERS, ...headers } },
+      (res) => {
+        const parts: Buffer[] = []
+        res.on('data', (d: Buffer) => parts.push(d))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }))
+        res.on('error', reject)
+      },
+    )
     req.on('error', reject)
     req.end(body)
   })
@@ -49,7 +59,13 @@ function call(agent: Agent, url: string, method: string, headers: Record<string,
 
 const postJson = (agent: Agent, url: string, obj: unknown) => {
   const body = Buffer.from(JSON.stringify(obj))
-  return call(agent, url, 'POST', { 'Content-Type': 'application/json', 'Content-Length': body.length }, body)
+  return call(
+    agent,
+    url,
+    'POST',
+    { 'Content-Type': 'application/json', 'Content-Length': body.length },
+    body,
+  )
 }
 
 /** Python's email.header.Header(name, 'utf-8', maxlinelen=0).encode(): q for ASCII, b otherwise. */
@@ -57,7 +73,12 @@ function rfc2047(name: string): string {
   const bytes = Buffer.from(name, 'utf8')
   if (/^[\x20-\x7e]*$/.test(name)) {
     let q = ''
-    for (const c of bytes) q += /[A-Za-z0-9\-!*+/]/.test(String.fromCharCode(c)) ? String.fromCharCode(c) : c === 0x20 ? '_' : `=${c.toString(16).toUpperCase().padStart(2, '0')}`
+    for (const c of bytes)
+      q += /[A-Za-z0-9\-!*+/]/.test(String.fromCharCode(c))
+        ? String.fromCharCode(c)
+        : c === 0x20
+          ? '_'
+          : `=${c.toString(16).toUpperCase().padStart(2, '0')}`
     return `=?utf-8?q?${q}?=`
   }
   return `=?utf-8?b?${bytes.toString('base64')}?=`
@@ -74,7 +95,13 @@ interface RunLog {
  * each: GET, skip if stored, POST with defer; 425 → deferred and the rest shuffled; 417 ends the
  * round; query again until nothing is needed (at most 50 rounds); then check out everything.
  */
-async function submitJob(base: string, files: Spec[], content: Map<string, Buffer>, checkoutPath: string, seed: number): Promise<RunLog> {
+async function submitJob(
+  base: string,
+  files: Spec[],
+  content: Map<string, Buffer>,
+  checkoutPath: string,
+  seed: number,
+): Promise<RunLog> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 })
   const statuses: number[] = []
   let rounds = 0
@@ -86,7 +113,10 @@ async function submitJob(base: string, files: Spec[], content: Map<string, Buffe
       const asked = new Set(files.map((f) => f.path))
       for (const f of needed) expect(asked.has(f.path)).toBe(true)
       if (needed.length === 0) break
-      let queue = [...needed.filter((f) => f.status === 'unknown'), ...needed.filter((f) => f.status === 'uploading')]
+      let queue = [
+        ...needed.filter((f) => f.status === 'unknown'),
+        ...needed.filter((f) => f.status === 'uploading'),
+      ]
       const deferred = new Set<string>()
       while (queue.length > 0) {
         const f = queue.shift()!
@@ -94,12 +124,18 @@ async function submitJob(base: string, files: Spec[], content: Map<string, Buffe
         if (JSON.parse(st.body.toString()).status === 'stored') continue
         const canDefer = deferred.size < 8 && !deferred.has(f.path) && queue.length > 0
         const body = content.get(`${f.sha}:${f.size}`)!
-        const up = await call(agent, `${base}${API}/files/${f.sha}/${f.size}`, 'POST', {
-          'Content-Type': 'application/octet-stream',
-          'Content-Length': body.length,
-          'X-Shaman-Can-Defer-Upload': canDefer ? 'True' : 'False',
-          'X-Shaman-Original-Filename': rfc2047(f.path),
-        }, body)
+        const up = await call(
+          agent,
+          `${base}${API}/files/${f.sha}/${f.size}`,
+          'POST',
+          {
+            'Content-Type': 'application/octet-stream',
+            'Content-Length': body.length,
+            'X-Shaman-Can-Defer-Upload': canDefer ? 'True' : 'False',
+            'X-Shaman-Original-Filename': rfc2047(f.path),
+          },
+          body,
+        )
         statuses.push(up.status)
         if (up.status === 425) {
           deferred.add(f.path)
@@ -143,15 +179,24 @@ describe('the Flamenco add-on flow on two instances', () => {
       make('scripts/много ликова.py', 5_000, 'cyrillic'),
       make('corrupt/ßad.bin', 1_234, 'sz'),
       make('empty.txt', 0, 'empty'),
-      ...Array.from({ length: 14 }, (_, i) => make(`lib/part-${i}.bin`, 20_000 + i * 7_000, `part-${i}`)),
+      ...Array.from({ length: 14 }, (_, i) =>
+        make(`lib/part-${i}.bin`, 20_000 + i * 7_000, `part-${i}`),
+      ),
     ]
-    const jobA = [...shared, make('only-a/notes.txt', 900, 'only-a'), { ...shared[1]!, path: 'udim/wood-copy.png' }]
+    const jobA = [
+      ...shared,
+      make('only-a/notes.txt', 900, 'only-a'),
+      { ...shared[1]!, path: 'udim/wood-copy.png' },
+    ]
     const jobB = [...shared.slice().reverse(), make('only-b/notes.txt', 901, 'only-b')]
     const [ra, rb] = await Promise.all([
       submitJob(a.url, jobA, content, 'Sprite-Fright/jobs/job-a', 1),
       submitJob(b.url, jobB, content, 'Sprite-Fright/jobs/job-b', 2),
     ])
-    for (const [r, job, path] of [[ra, jobA, 'Sprite-Fright/jobs/job-a'], [rb, jobB, 'Sprite-Fright/jobs/job-b']] as const) {
+    for (const [r, job, path] of [
+      [ra, jobA, 'Sprite-Fright/jobs/job-a'],
+      [rb, jobB, 'Sprite-Fright/jobs/job-b'],
+    ] as const) {
       expect(r.checkout.status).toBe(200)
       expect(JSON.parse(r.checkout.body.toString())).toEqual({ checkoutPath: path })
       expect(r.rounds).toBeLessThan(50)
@@ -176,14 +221,30 @@ describe('the Flamenco add-on flow on two instances', () => {
       const buf = seededBytes(64 + i, `atom-${i}`)
       content.set(`${sha256(buf)}:${buf.length}`, buf)
       const agent = new Agent({ keepAlive: false })
-      const up = await call(agent, `${a.url}${API}/files/${sha256(buf)}/${buf.length}`, 'POST', { 'Content-Length': buf.length }, buf)
+      const up = await call(
+        agent,
+        `${a.url}${API}/files/${sha256(buf)}/${buf.length}`,
+        'POST',
+        { 'Content-Length': buf.length },
+        buf,
+      )
       expect([204, 208]).toContain(up.status)
-      for (let j = 0; j < 50; j++) files.push({ sha: sha256(buf), size: buf.length, path: `d${j % 25}/sub${i % 4}/f-${i}-${j}.bin` })
+      for (let j = 0; j < 50; j++)
+        files.push({
+          sha: sha256(buf),
+          size: buf.length,
+          path: `d${j % 25}/sub${i % 4}/f-${i}-${j}.bin`,
+        })
     }
     const target = join(dir, 'checkouts', 'atomic', 'job')
     const total = files.length + 25 + 25 * 4 + 1 // links + d*/ + d*/sub*/ + the checkout's mark file
-    // The reader polls as fast as it can and reports every entry count it saw while the path existed.
-    const reader = spawn(process.execPath, ['-e', `
+    // The reader polls as fast as it can and reports every entry count it saw while the path
+    // existed.
+    const reader = spawn(
+      process.execPath,
+      [
+        '-e',
+        `
       const fs = require('fs')
       const seen = new Set()
       process.stdout.write('ready\\n')
@@ -195,7 +256,10 @@ describe('the Flamenco add-on flow on two instances', () => {
         if (n === ${total}) break
       }
       process.stdout.write(JSON.stringify([...seen]) + '\\n')
-    `], { stdio: ['ignore', 'pipe', 'inherit'] })
+    `,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    )
     // Listen for the exit now: the reader may finish before the checkout calls answer.
     const readerExited = new Promise((r) => reader.once('exit', r))
     let out = ''

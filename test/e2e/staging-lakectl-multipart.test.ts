@@ -11,7 +11,13 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { presignPartQuery } from '../../src/core/staging/signing.js'
 import { request, seededBytes, sha256, type Reply } from '../helpers/http.js'
-import { removeDir, startCluster, tempDir, type TestCluster, type TestServer } from '../helpers/server.js'
+import {
+  removeDir,
+  startCluster,
+  tempDir,
+  type TestCluster,
+  type TestServer,
+} from '../helpers/server.js'
 
 const BASIC = `Basic ${Buffer.from('AKIALAKECTL:lakectl-secret').toString('base64')}`
 const SIGNING = 'e2e-pmpu-signing'
@@ -25,15 +31,24 @@ let cfgDir: string
 beforeAll(async () => {
   cfgDir = tempDir('ferry-lakectl-pmpu-cfg-')
   const cfg = join(cfgDir, 'ferry.json')
-  writeFileSync(cfg, JSON.stringify({
-    lakefs: {
-      signingSecret: SIGNING,
-      jwtSecret: 'e2e-jwt',
-      credentials: [{ accessKeyId: 'AKIALAKECTL', secretAccessKey: 'lakectl-secret' }],
-      repositories: [{ name: 'example', storageNamespace: 'local://example', branches: ['main'] }],
-    },
-  }))
-  cluster = await startCluster(2, { FERRY_CONFIG: cfg, FERRY_MAX_UPLOAD_BYTES: String(256 * MIB) }, 'ferry-lakectl-pmpu-data-')
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      lakefs: {
+        signingSecret: SIGNING,
+        jwtSecret: 'e2e-jwt',
+        credentials: [{ accessKeyId: 'AKIALAKECTL', secretAccessKey: 'lakectl-secret' }],
+        repositories: [
+          { name: 'example', storageNamespace: 'local://example', branches: ['main'] },
+        ],
+      },
+    }),
+  )
+  cluster = await startCluster(
+    2,
+    { FERRY_CONFIG: cfg, FERRY_MAX_UPLOAD_BYTES: String(256 * MIB) },
+    'ferry-lakectl-pmpu-data-',
+  )
   ;[a, b] = cluster.servers
 })
 afterAll(async () => {
@@ -51,7 +66,9 @@ const api = (base: string) => `${base}/api/v1`
 const pmpu = (base: string, path: string, tail = '') =>
   `${api(base)}/repositories/example/branches/main/staging/pmpu${tail}?path=${encodeURIComponent(path)}`
 const jsonReq = (method: string, body: unknown) => ({
-  method, headers: { Authorization: BASIC, 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+  method,
+  headers: { Authorization: BASIC, 'Content-Type': 'application/json' },
+  body: JSON.stringify(body),
 })
 
 /** Points a presigned URL at another instance (as a load balancer would). */
@@ -102,13 +119,23 @@ async function lakectlMultipart(
   path: string,
   data: Buffer,
   contentType: string,
-  opts: { urlFor?: (mpu: Mpu, i: number, url: string) => string; completeOn?: TestServer; failPart?: number } = {},
+  opts: {
+    urlFor?: (mpu: Mpu, i: number, url: string) => string
+    completeOn?: TestServer
+    failPart?: number
+  } = {},
 ): Promise<{ flow: Flow; complete: Reply | null; failure: Reply | null }> {
   const first = servers[0]!
   const cfg = await request(`${api(first.url)}/config`, { headers: { Authorization: BASIC } })
-  expect(cfg.json<{ storage_config: { pre_sign_multipart_upload: boolean } }>().storage_config.pre_sign_multipart_upload).toBe(true)
+  expect(
+    cfg.json<{ storage_config: { pre_sign_multipart_upload: boolean } }>().storage_config
+      .pre_sign_multipart_upload,
+  ).toBe(true)
   const { partSize, numParts } = lakectlPartSize(data.length)
-  const c = await request(`${pmpu(first.url, path)}&parts=${numParts}`, { method: 'POST', headers: { Authorization: BASIC } })
+  const c = await request(`${pmpu(first.url, path)}&parts=${numParts}`, {
+    method: 'POST',
+    headers: { Authorization: BASIC },
+  })
   expect(c.status).toBe(201)
   const mpu = c.json<Mpu>()
   // lakectl: the number of URLs must be the number of parts, or the upload fails.
@@ -125,15 +152,21 @@ async function lakectlMultipart(
       const server = servers[i % servers.length]!
       let url = opts.urlFor ? opts.urlFor(mpu, i, mpu.presigned_urls![i]!) : mpu.presigned_urls![i]!
       if (presignedUrlExpired(url)) {
-        const fresh = await request(pmpu(server.url, path, `/${mpu.upload_id}/parts/${i + 1}`), jsonReq('PUT', { physical_address: mpu.physical_address }))
+        const fresh = await request(
+          pmpu(server.url, path, `/${mpu.upload_id}/parts/${i + 1}`),
+          jsonReq('PUT', { physical_address: mpu.physical_address }),
+        )
         expect(fresh.status).toBe(200)
         url = fresh.json<{ presigned_url: string }>().presigned_url
         refreshed.push(i + 1)
       }
       const body = data.subarray(i * partSize, Math.min(data.length, (i + 1) * partSize))
-      if (opts.failPart === i + 1) url = url.replace(/X-Ferry-Signature=[^&]+/, `X-Ferry-Signature=${'A'.repeat(43)}`)
+      if (opts.failPart === i + 1)
+        url = url.replace(/X-Ferry-Signature=[^&]+/, `X-Ferry-Signature=${'A'.repeat(43)}`)
       const r = await request(via(url, server.url), {
-        method: 'PUT', headers: { 'Content-Length': body.length, 'Content-Type': contentType }, body,
+        method: 'PUT',
+        headers: { 'Content-Length': body.length, 'Content-Type': contentType },
+        body,
       })
       if (r.status !== 200) {
         failure = r
@@ -149,22 +182,36 @@ async function lakectlMultipart(
   const flow = { mpu, refreshed, instances }
   if (failure !== null) {
     // lakectl aborts with a fresh context and expects 204.
-    const ab = await request(pmpu((opts.completeOn ?? first).url, path, `/${mpu.upload_id}`), jsonReq('DELETE', { physical_address: mpu.physical_address }))
+    const ab = await request(
+      pmpu((opts.completeOn ?? first).url, path, `/${mpu.upload_id}`),
+      jsonReq('DELETE', { physical_address: mpu.physical_address }),
+    )
     expect(ab.status).toBe(204)
     return { flow, complete: null, failure }
   }
-  const complete = await request(pmpu((opts.completeOn ?? first).url, path, `/${mpu.upload_id}`), jsonReq('PUT', {
-    parts: etags.map((etag, i) => ({ part_number: i + 1, etag })),
-    physical_address: mpu.physical_address,
-    user_metadata: { origin: 'lakectl' },
-    content_type: contentType,
-  }))
+  const complete = await request(
+    pmpu((opts.completeOn ?? first).url, path, `/${mpu.upload_id}`),
+    jsonReq('PUT', {
+      parts: etags.map((etag, i) => ({ part_number: i + 1, etag })),
+      physical_address: mpu.physical_address,
+      user_metadata: { origin: 'lakectl' },
+      content_type: contentType,
+    }),
+  )
   return { flow, complete, failure: null }
 }
 
 const linkedBytes = (path: string) => {
   const segs = path.split('/')
-  const entryFile = join(cluster.dataDir, 'staging', 'example', 'branches', 'main', 'objects', ...segs.map((s, i) => (i === segs.length - 1 ? `${s}.o` : `${s}.d`)))
+  const entryFile = join(
+    cluster.dataDir,
+    'staging',
+    'example',
+    'branches',
+    'main',
+    'objects',
+    ...segs.map((s, i) => (i === segs.length - 1 ? `${s}.o` : `${s}.d`)),
+  )
   const entry = JSON.parse(readFileSync(entryFile, 'utf8')) as { blob: string }
   return readFileSync(join(cluster.dataDir, 'staging', 'example', entry.blob))
 }
@@ -174,22 +221,48 @@ const md5hex = (b: Buffer) => createHash('md5').update(b).digest('hex')
 describe('lakectl fs upload --pre-sign, multipart, against two instances', () => {
   test('5 parts alternating A and B, completed on B: 200 ObjectStats, the exact bytes linked, then linkable again on A', async () => {
     const data = seededBytes(22 * MIB + 777, 'lakectl-mpu-1')
-    const { flow, complete } = await lakectlMultipart([a, b], 'datasets/big.parquet', data, 'application/x-parquet', { completeOn: b })
+    const { flow, complete } = await lakectlMultipart(
+      [a, b],
+      'datasets/big.parquet',
+      data,
+      'application/x-parquet',
+      { completeOn: b },
+    )
     expect(flow.instances).toEqual([a.url, b.url, a.url, b.url, a.url])
     expect(flow.refreshed).toEqual([])
     expect(complete!.status).toBe(200)
-    const stats = complete!.json<{ checksum: string; size_bytes: number; physical_address: string; path: string; metadata: object; content_type: string }>()
-    const partMd5s = [0, 1, 2, 3, 4].map((i) => md5hex(data.subarray(i * 5 * MIB, Math.min(data.length, (i + 1) * 5 * MIB))))
-    const etag = `${createHash('md5').update(Buffer.concat(partMd5s.map((m) => Buffer.from(m, 'hex')))).digest('hex')}-5`
+    const stats = complete!.json<{
+      checksum: string
+      size_bytes: number
+      physical_address: string
+      path: string
+      metadata: object
+      content_type: string
+    }>()
+    const partMd5s = [0, 1, 2, 3, 4].map((i) =>
+      md5hex(data.subarray(i * 5 * MIB, Math.min(data.length, (i + 1) * 5 * MIB))),
+    )
+    const etag = `${createHash('md5')
+      .update(Buffer.concat(partMd5s.map((m) => Buffer.from(m, 'hex'))))
+      .digest('hex')}-5`
     expect(stats).toMatchObject({
-      checksum: etag, size_bytes: data.length, physical_address: flow.mpu.physical_address, path: 'datasets/big.parquet',
-      metadata: { origin: 'lakectl' }, content_type: 'application/x-parquet',
+      checksum: etag,
+      size_bytes: data.length,
+      physical_address: flow.mpu.physical_address,
+      path: 'datasets/big.parquet',
+      metadata: { origin: 'lakectl' },
+      content_type: 'application/x-parquet',
     })
     expect(sha256(linkedBytes('datasets/big.parquet'))).toBe(sha256(data))
     // The completed address links like a presigned PUT's address, on the other instance too.
-    const link = await request(`${api(a.url)}/repositories/example/branches/main/staging/backing?path=datasets/big.parquet`, jsonReq('PUT', {
-      staging: { physical_address: flow.mpu.physical_address, presigned_url: null }, checksum: stats.checksum, size_bytes: data.length,
-    }))
+    const link = await request(
+      `${api(a.url)}/repositories/example/branches/main/staging/backing?path=datasets/big.parquet`,
+      jsonReq('PUT', {
+        staging: { physical_address: flow.mpu.physical_address, presigned_url: null },
+        checksum: stats.checksum,
+        size_bytes: data.length,
+      }),
+    )
     expect(link.status).toBe(200)
     expect(sha256(linkedBytes('datasets/big.parquet'))).toBe(sha256(data))
     // Nothing of the upload is left in the parts folder.
@@ -204,17 +277,28 @@ describe('lakectl fs upload --pre-sign, multipart, against two instances', () =>
       if (i !== 1) return url
       const u = new URL(url)
       const relative = mpu.physical_address.slice('local://example/'.length)
-      const q = presignPartQuery(SIGNING, { repository: 'example', relative, uploadId: mpu.upload_id, partNumber: 2 }, Date.now() - 3600_000, 900)
+      const q = presignPartQuery(
+        SIGNING,
+        { repository: 'example', relative, uploadId: mpu.upload_id, partNumber: 2 },
+        Date.now() - 3600_000,
+        900,
+      )
       return `${u.origin}${u.pathname}?${q}`
     }
     let staleUrl = ''
-    const { flow, complete } = await lakectlMultipart([b, a], 'datasets/expired.bin', data, 'application/octet-stream', {
-      urlFor: (mpu, i, url) => {
-        const s = stale(mpu, i, url)
-        if (i === 1) staleUrl = s
-        return s
+    const { flow, complete } = await lakectlMultipart(
+      [b, a],
+      'datasets/expired.bin',
+      data,
+      'application/octet-stream',
+      {
+        urlFor: (mpu, i, url) => {
+          const s = stale(mpu, i, url)
+          if (i === 1) staleUrl = s
+          return s
+        },
       },
-    })
+    )
     expect(flow.refreshed).toEqual([2])
     expect(complete!.status).toBe(200)
     expect(sha256(linkedBytes('datasets/expired.bin'))).toBe(sha256(data))
@@ -227,34 +311,78 @@ describe('lakectl fs upload --pre-sign, multipart, against two instances', () =>
 
   test('a part that fails: lakectl aborts (204 on B); the parts are gone and every part URL answers NoSuchUpload on both instances', async () => {
     const data = seededBytes(16 * MIB, 'lakectl-mpu-abort')
-    const { flow, failure } = await lakectlMultipart([a, b], 'datasets/aborted.bin', data, 'application/octet-stream', { completeOn: b, failPart: 4 })
+    const { flow, failure } = await lakectlMultipart(
+      [a, b],
+      'datasets/aborted.bin',
+      data,
+      'application/octet-stream',
+      { completeOn: b, failPart: 4 },
+    )
     expect(failure!.status).toBe(403)
     const dir = join(cluster.dataDir, 'staging', 'example', 'pmpu', flow.mpu.upload_id)
     expect(existsSync(dir)).toBe(false)
     for (const [i, url] of flow.mpu.presigned_urls!.entries()) {
-      const r = await request(via(url, [a, b][i % 2]!.url), { method: 'PUT', body: Buffer.from('after abort') })
+      const r = await request(via(url, [a, b][i % 2]!.url), {
+        method: 'PUT',
+        body: Buffer.from('after abort'),
+      })
       expect(r.status).toBe(404)
       expect(r.text()).toContain('<Code>NoSuchUpload</Code>')
     }
-    const done = await request(pmpu(a.url, 'datasets/aborted.bin', `/${flow.mpu.upload_id}`), jsonReq('PUT', {
-      parts: [{ part_number: 1, etag: md5hex(data.subarray(0, 5 * MIB)) }], physical_address: flow.mpu.physical_address,
-    }))
+    const done = await request(
+      pmpu(a.url, 'datasets/aborted.bin', `/${flow.mpu.upload_id}`),
+      jsonReq('PUT', {
+        parts: [{ part_number: 1, etag: md5hex(data.subarray(0, 5 * MIB)) }],
+        physical_address: flow.mpu.physical_address,
+      }),
+    )
     expect(done.status).toBe(404)
-    const entry = join(cluster.dataDir, 'staging', 'example', 'branches', 'main', 'objects', 'datasets.d', 'aborted.bin.o')
+    const entry = join(
+      cluster.dataDir,
+      'staging',
+      'example',
+      'branches',
+      'main',
+      'objects',
+      'datasets.d',
+      'aborted.bin.o',
+    )
     expect(existsSync(entry)).toBe(false)
   })
 
   test('two completions of one upload racing on A and B: both 200 with the same ObjectStats', async () => {
     const data = seededBytes(10 * MIB + 5, 'lakectl-mpu-race')
-    const c = await request(`${pmpu(a.url, 'race/obj.bin')}&parts=3`, { method: 'POST', headers: { Authorization: BASIC } })
+    const c = await request(`${pmpu(a.url, 'race/obj.bin')}&parts=3`, {
+      method: 'POST',
+      headers: { Authorization: BASIC },
+    })
     const mpu = c.json<Mpu>()
-    const parts = [data.subarray(0, 5 * MIB), data.subarray(5 * MIB, 10 * MIB), data.subarray(10 * MIB)]
-    await Promise.all(parts.map((p, i) => request(via(mpu.presigned_urls![i]!, [b, a][i % 2]!.url), { method: 'PUT', body: p })))
-    const body = { parts: parts.map((p, i) => ({ part_number: i + 1, etag: md5hex(p) })), physical_address: mpu.physical_address }
-    const [ra, rb] = await Promise.all([a, b].map((s) => request(pmpu(s.url, 'race/obj.bin', `/${mpu.upload_id}`), jsonReq('PUT', body))))
+    const parts = [
+      data.subarray(0, 5 * MIB),
+      data.subarray(5 * MIB, 10 * MIB),
+      data.subarray(10 * MIB),
+    ]
+    await Promise.all(
+      parts.map((p, i) =>
+        request(via(mpu.presigned_urls![i]!, [b, a][i % 2]!.url), { method: 'PUT', body: p }),
+      ),
+    )
+    const body = {
+      parts: parts.map((p, i) => ({ part_number: i + 1, etag: md5hex(p) })),
+      physical_address: mpu.physical_address,
+    }
+    const [ra, rb] = await Promise.all(
+      [a, b].map((s) =>
+        request(pmpu(s.url, 'race/obj.bin', `/${mpu.upload_id}`), jsonReq('PUT', body)),
+      ),
+    )
     expect([ra!.status, rb!.status]).toEqual([200, 200])
-    expect(ra!.json<{ checksum: string; size_bytes: number }>()).toMatchObject({ size_bytes: data.length })
-    expect(rb!.json<{ checksum: string }>().checksum).toBe(ra!.json<{ checksum: string }>().checksum)
+    expect(ra!.json<{ checksum: string; size_bytes: number }>()).toMatchObject({
+      size_bytes: data.length,
+    })
+    expect(rb!.json<{ checksum: string }>().checksum).toBe(
+      ra!.json<{ checksum: string }>().checksum,
+    )
     expect(sha256(linkedBytes('race/obj.bin'))).toBe(sha256(data))
   })
 })

@@ -98,7 +98,10 @@ describe('the data-directory lock', () => {
     await Promise.all(contenders.map((c) => c.finish()))
     expect(a).toMatch(new RegExp(`^[WL]{${TRIALS}}$`))
     expect(b).toMatch(new RegExp(`^[WL]{${TRIALS}}$`))
-    const owners = Array.from({ length: TRIALS }, (_, k) => `${a[k]}${b[k]}`.replace(/L/g, '').length)
+    const owners = Array.from(
+      { length: TRIALS },
+      (_, k) => `${a[k]}${b[k]}`.replace(/L/g, '').length,
+    )
     expect(owners).toEqual(Array.from({ length: TRIALS }, () => 1))
   })
 

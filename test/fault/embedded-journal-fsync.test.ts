@@ -24,7 +24,10 @@ function ensureStrace(): void {
   throw new Error('these tests need strace: apt-get install -y strace')
 }
 
-/** The child: drives the store as `scenario` says; `ACK <key>` on stdout (synchronous on a pipe) when a change is acknowledged. */
+/**
+ * The child: drives the store as `scenario` says; `ACK <key>` on stdout (synchronous on a pipe)
+ * when a change is acknowledged.
+ */
 const SCRIPT = `
 import { createEmbeddedState } from ${JSON.stringify(EMBEDDED_JS)}
 const [dir, mode, scenario, n] = process.argv.slice(2)
@@ -77,7 +80,14 @@ function parseTrace(text: string): Call[] {
     if (resumed !== null) {
       const o = open.get(tid)
       open.delete(tid)
-      if (o !== undefined) calls.push({ name: o.name, args: o.args + resumed[2]!, result: resumed[3]!, start: o.start, end: pos })
+      if (o !== undefined)
+        calls.push({
+          name: o.name,
+          args: o.args + resumed[2]!,
+          result: resumed[3]!,
+          start: o.start,
+          end: pos,
+        })
       return
     }
     const unfinished = /^(\w+)\((.*) <unfinished \.\.\.>$/.exec(rest)
@@ -86,13 +96,15 @@ function parseTrace(text: string): Call[] {
       return
     }
     const whole = /^(\w+)\((.*)\)\s+=\s+(.*)$/.exec(rest)
-    if (whole !== null) calls.push({ name: whole[1]!, args: whole[2]!, result: whole[3]!, start: pos, end: pos })
+    if (whole !== null)
+      calls.push({ name: whole[1]!, args: whole[2]!, result: whole[3]!, start: pos, end: pos })
   })
   return calls.sort((a, b) => a.start - b.start)
 }
 
 const onJournal = (c: Call) => /^\d+<[^>]*\/sessions\.journal>/.test(c.args)
-const isMark = (c: Call, text: string) => /^write/.test(c.name) && /^1</.test(c.args) && c.args.includes(`"${text}\\n"`)
+const isMark = (c: Call, text: string) =>
+  /^write/.test(c.name) && /^1</.test(c.args) && c.args.includes(`"${text}\\n"`)
 const ok = (c: Call) => /^\d+/.test(c.result) && !c.result.startsWith('-')
 
 function run(scenario: string, mode: 'sync' | 'background', n: number): Call[] {
@@ -103,7 +115,23 @@ function run(scenario: string, mode: 'sync' | 'background', n: number): Call[] {
     const trace = join(dir, 'trace.txt')
     const r = spawnSync(
       'strace',
-      ['-f', '-qq', '-y', '-s', '1000000', '-e', 'trace=write,writev,fdatasync,fsync,rename,renameat,renameat2', '-o', trace, process.execPath, script, join(dir, 'state'), mode, scenario, String(n)],
+      [
+        '-f',
+        '-qq',
+        '-y',
+        '-s',
+        '1000000',
+        '-e',
+        'trace=write,writev,fdatasync,fsync,rename,renameat,renameat2',
+        '-o',
+        trace,
+        process.execPath,
+        script,
+        join(dir, 'state'),
+        mode,
+        scenario,
+        String(n),
+      ],
       { encoding: 'utf8', timeout: 120_000 },
     )
     if (r.status !== 0) throw new Error(`the driven store failed (${r.status}): ${r.stderr}`)
@@ -114,14 +142,22 @@ function run(scenario: string, mode: 'sync' | 'background', n: number): Call[] {
   }
 }
 
-/** For an acknowledged key: did an fdatasync of the journal start after its line was written and end before the ack? */
+/**
+ * For an acknowledged key: did an fdatasync of the journal start after its line was written and end
+ * before the ack?
+ */
 function syncedBeforeAck(calls: Call[], key: string, ackText = `ACK ${key}`): boolean {
   const ack = calls.find((c) => isMark(c, ackText))
   if (ack === undefined) throw new Error(`no ${ackText} in the trace`)
   const needle = `\\"k\\":\\"${key}\\"`
-  const written = calls.find((c) => c.name === 'write' && onJournal(c) && c.args.includes(needle) && ok(c))
+  const written = calls.find(
+    (c) => c.name === 'write' && onJournal(c) && c.args.includes(needle) && ok(c),
+  )
   if (written === undefined || written.end > ack.start) return false
-  return calls.some((c) => c.name === 'fdatasync' && onJournal(c) && ok(c) && c.start > written.end && c.end < ack.start)
+  return calls.some(
+    (c) =>
+      c.name === 'fdatasync' && onJournal(c) && ok(c) && c.start > written.end && c.end < ack.start,
+  )
 }
 
 beforeAll(() => ensureStrace(), 600_000)
@@ -129,13 +165,15 @@ beforeAll(() => ensureStrace(), 600_000)
 describe('FERRY_FSYNC=chunk (journal mode sync)', () => {
   test('every acknowledged change was fdatasynced after its line was written and before the ack', () => {
     const calls = run('sequential', 'sync', 30)
-    for (let i = 0; i < 30; i++) expect([`s:${i}`, syncedBeforeAck(calls, `s:${i}`)]).toEqual([`s:${i}`, true])
+    for (let i = 0; i < 30; i++)
+      expect([`s:${i}`, syncedBeforeAck(calls, `s:${i}`)]).toEqual([`s:${i}`, true])
   })
 
   test('concurrent changes share fdatasyncs (group commit), each still synced before its ack', () => {
     const n = 300
     const calls = run('concurrent', 'sync', n)
-    for (let i = 0; i < n; i++) expect([`s:${i}`, syncedBeforeAck(calls, `s:${i}`)]).toEqual([`s:${i}`, true])
+    for (let i = 0; i < n; i++)
+      expect([`s:${i}`, syncedBeforeAck(calls, `s:${i}`)]).toEqual([`s:${i}`, true])
     const syncs = calls.filter((c) => c.name === 'fdatasync' && onJournal(c)).length
     const writes = calls.filter((c) => c.name === 'write' && onJournal(c)).length
     // One write and one fdatasync per batch, far fewer batches than changes.
@@ -154,7 +192,9 @@ describe('FERRY_FSYNC=commit (journal mode background)', () => {
     // Not one fdatasync per change...
     expect(journalSyncs.filter((c) => c.end < opened.start).length).toBeLessThan(n / 4)
     // ...but the last acknowledged line reached the disk within the interval, while idle.
-    const lastWrite = calls.filter((c) => c.name === 'write' && onJournal(c) && c.end < opened.start).pop()!
+    const lastWrite = calls
+      .filter((c) => c.name === 'write' && onJournal(c) && c.end < opened.start)
+      .pop()!
     expect(journalSyncs.some((c) => c.start > lastWrite.end && c.end < slept.start)).toBe(true)
     // A removal (its temp file is deleted next) is durable before it is acknowledged.
     expect(syncedBeforeAck(calls, 's:0')).toBe(true)
@@ -169,10 +209,18 @@ describe('compaction', () => {
     expect(from).toBeGreaterThanOrEqual(0)
     expect(to).toBeGreaterThan(from)
     const window = calls.slice(from, to)
-    const tmpWrite = window.findIndex((c) => c.name === 'write' && /sessions\.journal\.tmp>/.test(c.args))
-    const tmpSync = window.findIndex((c) => c.name === 'fdatasync' && /sessions\.journal\.tmp>/.test(c.args))
-    const renamed = window.findIndex((c) => /^rename/.test(c.name) && /sessions\.journal\.tmp".*sessions\.journal"/.test(c.args))
-    const dirSync = window.findIndex((c, i) => i > renamed && c.name === 'fsync' && /<[^>]*\/state>/.test(c.args))
+    const tmpWrite = window.findIndex(
+      (c) => c.name === 'write' && /sessions\.journal\.tmp>/.test(c.args),
+    )
+    const tmpSync = window.findIndex(
+      (c) => c.name === 'fdatasync' && /sessions\.journal\.tmp>/.test(c.args),
+    )
+    const renamed = window.findIndex(
+      (c) => /^rename/.test(c.name) && /sessions\.journal\.tmp".*sessions\.journal"/.test(c.args),
+    )
+    const dirSync = window.findIndex(
+      (c, i) => i > renamed && c.name === 'fsync' && /<[^>]*\/state>/.test(c.args),
+    )
     expect(tmpWrite).toBeGreaterThanOrEqual(0)
     expect(tmpSync).toBeGreaterThan(tmpWrite)
     expect(renamed).toBeGreaterThan(tmpSync)
@@ -185,21 +233,41 @@ describe('Ferry itself', () => {
     const dir = tempDir('ferry-strace-app-')
     const trace = join(dir, 'trace.txt')
     const port = await freePort()
-    const proc = spawn('strace', ['-f', '-qq', '-y', '-e', 'trace=write,fdatasync', '-o', trace, process.execPath, MAIN_JS], {
-      env: { PATH: process.env['PATH'] ?? '', FERRY_DATA_DIR: join(dir, 'data'), FERRY_PORT: String(port), FERRY_FSYNC: 'chunk', FERRY_LOG_LEVEL: 'warn', FERRY_MIN_CHUNK_BYTES: '0' },
-      stdio: 'ignore',
-    })
+    const proc = spawn(
+      'strace',
+      ['-f', '-qq', '-y', '-e', 'trace=write,fdatasync', '-o', trace, process.execPath, MAIN_JS],
+      {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          FERRY_DATA_DIR: join(dir, 'data'),
+          FERRY_PORT: String(port),
+          FERRY_FSYNC: 'chunk',
+          FERRY_LOG_LEVEL: 'warn',
+          FERRY_MIN_CHUNK_BYTES: '0',
+        },
+        stdio: 'ignore',
+      },
+    )
     const exited = new Promise((resolve) => proc.once('exit', resolve))
     let pid = 0
     try {
       const url = `http://127.0.0.1:${port}`
       for (const stop = Date.now() + 30_000; ; ) {
-        if ((await fetch(`${url}/healthz`).then((r) => r.status, () => 0)) === 200) break
+        if (
+          (await fetch(`${url}/healthz`).then(
+            (r) => r.status,
+            () => 0,
+          )) === 200
+        )
+          break
         if (Date.now() > stop) throw new Error('ferry under strace did not become ready')
         await new Promise((r) => setTimeout(r, 100))
       }
       const id = newSessionId()
-      for (let i = 0; i < 5; i++) expect((await putChunk(url, 'f.bin', id, i * 10, i * 10 + 9, 50, Buffer.alloc(10, i))).status).toBe(200)
+      for (let i = 0; i < 5; i++)
+        expect(
+          (await putChunk(url, 'f.bin', id, i * 10, i * 10 + 9, 50, Buffer.alloc(10, i))).status,
+        ).toBe(200)
       // The traced Ferry is the first process in the trace.
       pid = Number(/^(\d+)/.exec(readFileSync(trace, 'utf8'))![1])
       process.kill(pid, 'SIGTERM')
@@ -209,7 +277,10 @@ describe('Ferry itself', () => {
       expect(writes.length).toBeGreaterThanOrEqual(6) // open, then one per chunk (reservations are not journaled)
       for (const [i, w] of writes.entries()) {
         const next = writes[i + 1]?.start ?? Infinity
-        expect([i, journal.some((c) => c.name === 'fdatasync' && c.start > w.end && c.start < next)]).toEqual([i, true])
+        expect([
+          i,
+          journal.some((c) => c.name === 'fdatasync' && c.start > w.end && c.start < next),
+        ]).toEqual([i, true])
       }
     } finally {
       // Killing strace would leave the traced Ferry running: end Ferry itself.

@@ -7,7 +7,16 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
-import { closeSync, existsSync, openSync, readdirSync, rmdirSync, statfsSync, unlinkSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  rmdirSync,
+  statfsSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { createEmbeddedState, type EmbeddedSessionStore } from '../../src/core/state/embedded.js'
 import type { JournalLog } from '../../src/core/state/journal.js'
@@ -19,7 +28,10 @@ const MIB = 1024 * 1024
 const mounts: string[] = []
 
 beforeAll(() => {
-  if (process.getuid?.() !== 0) throw new Error('these tests mount a small tmpfs and need root (mount -t tmpfs -o size=4m tmpfs DIR)')
+  if (process.getuid?.() !== 0)
+    throw new Error(
+      'these tests mount a small tmpfs and need root (mount -t tmpfs -o size=4m tmpfs DIR)',
+    )
 })
 
 afterAll(() => {
@@ -70,12 +82,24 @@ function fill(dir: string, name = 'filler'): string {
 
 function recorder(): JournalLog & { text: () => string } {
   const lines: string[] = []
-  const add = (obj: object, msg: string) => void lines.push(`${msg} ${JSON.stringify(obj, (_k, v: unknown) => (v instanceof Error ? String(v) : v))}`)
+  const add = (obj: object, msg: string) =>
+    void lines.push(
+      `${msg} ${JSON.stringify(obj, (_k, v: unknown) => (v instanceof Error ? String(v) : v))}`,
+    )
   return { info: add, warn: add, error: add, text: () => lines.join('\n') }
 }
 
-const newSession = (key: string) => ({ key, incarnation: key, target: 't/x', totalBytes: 100, tempName: 'x.part' })
-/** Keys so long that a removal line needs a page of its own: no slack at the journal's end can take it. */
+const newSession = (key: string) => ({
+  key,
+  incarnation: key,
+  target: 't/x',
+  totalBytes: 100,
+  tempName: 'x.part',
+})
+/**
+ * Keys so long that a removal line needs a page of its own: no slack at the journal's end can take
+ * it.
+ */
 const longKey = (i: number) => `L:${i}:${'x'.repeat(5000)}`
 
 describe('embedded store on a full disk', () => {
@@ -92,7 +116,8 @@ describe('embedded store on a full disk', () => {
     expect(await (state.sessions as EmbeddedSessionStore).compactIfWorthwhile()).toBe(false)
     expect(log.text()).toMatch(/journal compaction failed.*ENOSPC/)
     expect(existsSync(join(dir, 'sessions.journal.tmp'))).toBe(false)
-    for (let i = 40; i < 50; i++) expect((await state.sessions.get(`s:${i}`)) !== null).toBe(i >= 45)
+    for (let i = 40; i < 50; i++)
+      expect((await state.sessions.get(`s:${i}`)) !== null).toBe(i >= 45)
     await state.close()
   })
 
@@ -131,13 +156,17 @@ describe('embedded store on a full disk', () => {
     const state = createEmbeddedState(dir)
     const key = longKey(1)
     await state.sessions.open(newSession(key), 0)
-    expect((await state.sessions.reserve(key, { start: 0, end: 9 }, 'tok', 0, 60_000)).status).toBe('reserved')
+    expect((await state.sessions.reserve(key, { start: 0, end: 9 }, 'tok', 0, 60_000)).status).toBe(
+      'reserved',
+    )
     fill(mnt)
     await state.sessions.release(key, 'tok')
     expect((await state.sessions.get(key))?.reservations).toEqual([])
     // Reservations are never journaled (they die with the process): one is taken and released
     // on the full disk too; what cannot be written is the chunk's bytes, answered 507.
-    expect((await state.sessions.reserve(key, { start: 0, end: 9 }, 'tok2', 0, 60_000)).status).toBe('reserved')
+    expect(
+      (await state.sessions.reserve(key, { start: 0, end: 9 }, 'tok2', 0, 60_000)).status,
+    ).toBe('reserved')
     await state.sessions.release(key, 'tok2')
     expect((await state.sessions.get(key))?.reservations).toEqual([])
     await state.close()
@@ -161,14 +190,20 @@ describe('embedded store on a full disk', () => {
     try {
       // Its start-up compaction (in the background) meets the full disk, and that does not stop it.
       const failed = /ENOSPC.*journal compaction failed/
-      for (const stop = Date.now() + 10_000; !failed.test(second.output()) && Date.now() < stop; ) await new Promise((r) => setTimeout(r, 20))
+      for (const stop = Date.now() + 10_000; !failed.test(second.output()) && Date.now() < stop; )
+        await new Promise((r) => setTimeout(r, 20))
       expect(second.output()).toMatch(failed)
-      const r = await request(`${second.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, { method: 'DELETE' })
+      const r = await request(
+        `${second.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`,
+        { method: 'DELETE' },
+      )
       expect([r.status, r.text()]).toEqual([200, ''])
       expect(temps()).toHaveLength(0)
       expect(free(mnt)).toBeGreaterThanOrEqual(MIB - 64 * 1024)
       // The removal was recorded: the session stays gone.
-      const again = await request(`${second.url}/ImageStore/$/GetUploadSession?${API}&session-id=${id}`)
+      const again = await request(
+        `${second.url}/ImageStore/$/GetUploadSession?${API}&session-id=${id}`,
+      )
       expect(again.status).toBe(204)
     } finally {
       second.proc.kill('SIGTERM')

@@ -31,31 +31,36 @@ const one = async () => {
 for (let w = 0; w < 8; w++) void one()
 `
 
-test.each(['background', 'sync'] as const)('%s mode: every change acknowledged before a SIGKILL is there after the restart', async (mode) => {
-  const dir = tempDir('ferry-journal-kill-')
-  dirs.push(dir)
-  const script = join(dir, 'writer.mjs')
-  writeFileSync(script, WRITER)
-  const acked: number[] = []
-  const proc = spawn(process.execPath, [script, join(dir, 'state'), mode], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let buf = ''
-  await new Promise<void>((resolve) => {
-    proc.stdout.on('data', (d: Buffer) => {
-      buf += d.toString()
-      const lines = buf.split('\n')
-      buf = lines.pop()!
-      for (const l of lines) acked.push(Number(l))
-      if (acked.length >= 400) {
-        proc.kill('SIGKILL')
-        resolve()
-      }
+test.each(['background', 'sync'] as const)(
+  '%s mode: every change acknowledged before a SIGKILL is there after the restart',
+  async (mode) => {
+    const dir = tempDir('ferry-journal-kill-')
+    dirs.push(dir)
+    const script = join(dir, 'writer.mjs')
+    writeFileSync(script, WRITER)
+    const acked: number[] = []
+    const proc = spawn(process.execPath, [script, join(dir, 'state'), mode], {
+      stdio: ['ignore', 'pipe', 'inherit'],
     })
-  })
-  await new Promise((r) => proc.once('exit', r))
-  const state = createEmbeddedState(join(dir, 'state'))
-  const missing: number[] = []
-  for (const i of acked) if ((await state.sessions.get(`k:${i}`)) === null) missing.push(i)
-  await state.close()
-  expect(missing).toEqual([])
-  expect(acked.length).toBeGreaterThanOrEqual(400)
-})
+    let buf = ''
+    await new Promise<void>((resolve) => {
+      proc.stdout.on('data', (d: Buffer) => {
+        buf += d.toString()
+        const lines = buf.split('\n')
+        buf = lines.pop()!
+        for (const l of lines) acked.push(Number(l))
+        if (acked.length >= 400) {
+          proc.kill('SIGKILL')
+          resolve()
+        }
+      })
+    })
+    await new Promise((r) => proc.once('exit', r))
+    const state = createEmbeddedState(join(dir, 'state'))
+    const missing: number[] = []
+    for (const i of acked) if ((await state.sessions.get(`k:${i}`)) === null) missing.push(i)
+    await state.close()
+    expect(missing).toEqual([])
+    expect(acked.length).toBeGreaterThanOrEqual(400)
+  },
+)

@@ -17,10 +17,22 @@ afterAll(async () => {
 })
 
 test('after a sweep removed 300 expired sessions, the journal is compacted to the live ones', async () => {
-  server = await startFerry({ FERRY_DATA_DIR: dir, FERRY_SESSION_TTL_SEC: '1', FERRY_SWEEP_INTERVAL_SEC: '1' })
+  server = await startFerry({
+    FERRY_DATA_DIR: dir,
+    FERRY_SESSION_TTL_SEC: '1',
+    FERRY_SWEEP_INTERVAL_SEC: '1',
+  })
   const journal = join(dir, 'state/sessions.journal')
   for (let i = 0; i < 300; i++) {
-    const r = await putChunk(server.url, `sweep/${i}.bin`, newSessionId(), 0, 4, 10, Buffer.from('hello'))
+    const r = await putChunk(
+      server.url,
+      `sweep/${i}.bin`,
+      newSessionId(),
+      0,
+      4,
+      10,
+      Buffer.from('hello'),
+    )
     expect(r.status).toBe(200)
   }
   const grown = statSync(journal).size

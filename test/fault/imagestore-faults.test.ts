@@ -8,8 +8,21 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { request, seededBytes, sha256 } from '../helpers/http.js'
-import { API, commit, newSessionId, putChunk, reservationGate, sessionById, type SessionInfo } from '../helpers/imagestore.js'
-import { startPrivateRedis, testRedisUrl, uniquePrefix, type PrivateRedis } from '../helpers/redis.js'
+import {
+  API,
+  commit,
+  newSessionId,
+  putChunk,
+  reservationGate,
+  sessionById,
+  type SessionInfo,
+} from '../helpers/imagestore.js'
+import {
+  startPrivateRedis,
+  testRedisUrl,
+  uniquePrefix,
+  type PrivateRedis,
+} from '../helpers/redis.js'
 import { removeDir, spawnFerry, startFerry, tempDir, type ChildServer } from '../helpers/server.js'
 import { sleep, waitFor } from '../helpers/wait.js'
 
@@ -20,10 +33,16 @@ afterAll(async () => {
 })
 
 function expected(r: { json<T>(): T }): { start: number; end: number }[] {
-  return r.json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!.ExpectedRanges.map((x) => ({ start: Number(x.StartPosition), end: Number(x.EndPosition) }))
+  return r.json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!.ExpectedRanges.map((x) => ({
+    start: Number(x.StartPosition),
+    end: Number(x.EndPosition),
+  }))
 }
 
-/** Sends every missing range (in `chunk`-sized pieces), retrying a range still reserved by a dead request. */
+/**
+ * Sends every missing range (in `chunk`-sized pieces), retrying a range still reserved by a dead
+ * request.
+ */
 async function sendMissing(base: string, path: string, id: string, data: Buffer, chunk: number) {
   const r = await sessionById(base, id)
   for (const gap of expected(r)) {
@@ -40,7 +59,15 @@ async function sendMissing(base: string, path: string, id: string, data: Buffer,
 }
 
 /** Starts a chunk upload over a raw socket, sends part of its body, and leaves it hanging. */
-function halfChunk(port: number, path: string, id: string, start: number, end: number, total: number, part: Buffer) {
+function halfChunk(
+  port: number,
+  path: string,
+  id: string,
+  start: number,
+  end: number,
+  total: number,
+  part: Buffer,
+) {
   const sock = connect(port, '127.0.0.1')
   sock.on('error', () => {})
   sock.write(
@@ -55,13 +82,26 @@ describe('a connection cut in the middle of a chunk', () => {
   test('the cut chunk stays missing; the rest is sent; the file is correct', async () => {
     const reserved = reservationGate()
     const s = await startFerry({}, { uploadHooks: reserved.hooks })
-    cleanups.push(() => removeDir(s.dataDir), () => s.close())
+    cleanups.push(
+      () => removeDir(s.dataDir),
+      () => s.close(),
+    )
     const port = Number(new URL(s.url).port)
     const data = seededBytes(4 * MIB, 'cut')
     const id = newSessionId()
-    expect((await putChunk(s.url, 'cut.bin', id, 0, MIB - 1, data.length, data.subarray(0, MIB))).status).toBe(200)
+    expect(
+      (await putChunk(s.url, 'cut.bin', id, 0, MIB - 1, data.length, data.subarray(0, MIB))).status,
+    ).toBe(200)
     const held = reserved.next(id)
-    const sock = halfChunk(port, 'cut.bin', id, MIB, 2 * MIB - 1, data.length, data.subarray(MIB, MIB + 300_000))
+    const sock = halfChunk(
+      port,
+      'cut.bin',
+      id,
+      MIB,
+      2 * MIB - 1,
+      data.length,
+      data.subarray(MIB, MIB + 300_000),
+    )
     await held // the server holds the chunk's range and reads its body
     sock.destroy()
     const r = await sessionById(s.url, id)
@@ -85,10 +125,26 @@ describe.each([
     const id = newSessionId()
     let child: ChildServer = await spawnFerry(env)
     for (const i of [0, 2, 5]) {
-      const r = await putChunk(child.url, 'k/kill.bin', id, i * MIB, (i + 1) * MIB - 1, data.length, data.subarray(i * MIB, (i + 1) * MIB))
+      const r = await putChunk(
+        child.url,
+        'k/kill.bin',
+        id,
+        i * MIB,
+        (i + 1) * MIB - 1,
+        data.length,
+        data.subarray(i * MIB, (i + 1) * MIB),
+      )
       expect(r.status).toBe(200)
     }
-    const sock = halfChunk(child.port, 'k/kill.bin', id, 3 * MIB, 4 * MIB - 1, data.length, data.subarray(3 * MIB, 3 * MIB + 500_000))
+    const sock = halfChunk(
+      child.port,
+      'k/kill.bin',
+      id,
+      3 * MIB,
+      4 * MIB - 1,
+      data.length,
+      data.subarray(3 * MIB, 3 * MIB + 500_000),
+    )
     // A chunk in flight at the kill is the case: a forked server shows nothing outside when its
     // request reached the write, so give it the time to (the outcome is the same either way).
     await sleep(150)
@@ -125,10 +181,25 @@ describe('a crash in the middle of a commit', () => {
     const target = join(dataDir, 'store/c/crash.bin')
     for (const delayMs of [0, 40, 120]) {
       let child = await spawnFerry(env)
-      expect((await request(`${child.url}/ImageStore/c/crash.bin?${API}`, { method: 'PUT', body: old })).status).toBe(200)
+      expect(
+        (await request(`${child.url}/ImageStore/c/crash.bin?${API}`, { method: 'PUT', body: old }))
+          .status,
+      ).toBe(200)
       const id = newSessionId()
       for (let s = 0; s < data.length; s += 8 * MIB) {
-        expect((await putChunk(child.url, 'c/crash.bin', id, s, s + 8 * MIB - 1, data.length, data.subarray(s, s + 8 * MIB))).status).toBe(200)
+        expect(
+          (
+            await putChunk(
+              child.url,
+              'c/crash.bin',
+              id,
+              s,
+              s + 8 * MIB - 1,
+              data.length,
+              data.subarray(s, s + 8 * MIB),
+            )
+          ).status,
+        ).toBe(200)
       }
       const pending = commit(child.url, id).catch(() => null)
       await sleep(delayMs) // the kill's moment inside the commit is the case under test
@@ -151,18 +222,39 @@ describe('a crash in the middle of a commit', () => {
 describe('a restarted Redis (appendonly) keeps the upload', () => {
   test('sessions and received ranges survive; the upload completes', async () => {
     const redis: PrivateRedis = await startPrivateRedis({ appendonly: true })
-    cleanups.push(() => redis.stop(), () => removeDir(redis.dir))
+    cleanups.push(
+      () => redis.stop(),
+      () => removeDir(redis.dir),
+    )
     const s = await startFerry({ REDIS_URL: redis.url, FERRY_REDIS_PREFIX: uniquePrefix() })
-    cleanups.push(() => removeDir(s.dataDir), () => s.close())
+    cleanups.push(
+      () => removeDir(s.dataDir),
+      () => s.close(),
+    )
     const data = seededBytes(4 * MIB, 'redis-restart')
     const id = newSessionId()
-    expect((await putChunk(s.url, 'rr.bin', id, 0, 2 * MIB - 1, data.length, data.subarray(0, 2 * MIB))).status).toBe(200)
+    expect(
+      (await putChunk(s.url, 'rr.bin', id, 0, 2 * MIB - 1, data.length, data.subarray(0, 2 * MIB)))
+        .status,
+    ).toBe(200)
     await redis.kill()
     await redis.restart()
     // ioredis reconnects on its own; the next calls wait for it.
     const r = await sessionById(s.url, id)
     expect(expected(r)).toEqual([{ start: 2 * MIB, end: 4 * MIB - 1 }])
-    expect((await putChunk(s.url, 'rr.bin', id, 2 * MIB, 4 * MIB - 1, data.length, data.subarray(2 * MIB))).status).toBe(200)
+    expect(
+      (
+        await putChunk(
+          s.url,
+          'rr.bin',
+          id,
+          2 * MIB,
+          4 * MIB - 1,
+          data.length,
+          data.subarray(2 * MIB),
+        )
+      ).status,
+    ).toBe(200)
     expect((await commit(s.url, id)).status).toBe(200)
     expect(sha256(readFileSync(join(s.dataDir, 'store/rr.bin')))).toBe(sha256(data))
   })
@@ -174,14 +266,21 @@ describe('SIGTERM', () => {
     cleanups.push(() => removeDir(dataDir))
     const child = await spawnFerry({ FERRY_DATA_DIR: dataDir, FERRY_SHUTDOWN_TIMEOUT_MS: '10000' })
     const body = new PassThrough()
-    const inflight = request(`${child.url}/ImageStore/term.bin?${API}`, { method: 'PUT', headers: { 'Content-Length': 2000 }, body })
+    const inflight = request(`${child.url}/ImageStore/term.bin?${API}`, {
+      method: 'PUT',
+      headers: { 'Content-Length': 2000 },
+      body,
+    })
     body.write(Buffer.alloc(1000, 1))
     await waitFor('the PUT to be in flight', () => readdirSync(join(dataDir, 'tmp')).length > 0)
     const t0 = Date.now()
     child.proc.kill('SIGTERM')
     // Not ready any more / not accepting new connections, while the PUT is still open.
     const notAccepting = async () => {
-      const late = await fetch(`${child.url}/healthz`).then((r) => r.status, () => 'refused')
+      const late = await fetch(`${child.url}/healthz`).then(
+        (r) => r.status,
+        () => 'refused',
+      )
       return late === 'refused' || late === 503
     }
     await waitFor('the server to stop accepting', notAccepting, { timeoutMs: 5000 })
@@ -199,7 +298,9 @@ describe('SIGTERM', () => {
     const child = await spawnFerry({ FERRY_DATA_DIR: dataDir, FERRY_SHUTDOWN_TIMEOUT_MS: '300' })
     const sock = connect(child.port, '127.0.0.1')
     sock.on('error', () => {})
-    sock.write(`PUT /ImageStore/slow.bin?${API} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc`)
+    sock.write(
+      `PUT /ImageStore/slow.bin?${API} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc`,
+    )
     await waitFor('the PUT to be in flight', () => readdirSync(join(dataDir, 'tmp')).length > 0)
     const t0 = Date.now()
     child.proc.kill('SIGTERM')

@@ -5,7 +5,14 @@ import { Redis } from 'ioredis'
 import { request, seededBytes, sha256 } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { signJwt } from '../helpers/jwt.js'
-import { removeDir, spawnFerry, startFerry, tempDir, type ChildServer, type TestServer } from '../helpers/server.js'
+import {
+  removeDir,
+  spawnFerry,
+  startFerry,
+  tempDir,
+  type ChildServer,
+  type TestServer,
+} from '../helpers/server.js'
 import { waitFor as waitUntil } from '../helpers/wait.js'
 
 const SECRET = 'bulk-ingest-kill-secret-0123456789'
@@ -49,7 +56,12 @@ describe('bulk ingest survives SIGKILL', () => {
     cfgDir = tempDir()
     const cfg = join(cfgDir, 'ferry.json')
     // One file at a time, so the run lasts long enough to be cut in the middle.
-    writeFileSync(cfg, JSON.stringify({ ingest: { jwt: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE }, maxParallel: 1 } }))
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        ingest: { jwt: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE }, maxParallel: 1 },
+      }),
+    )
     env = {
       REDIS_URL: testRedisUrl(),
       FERRY_REDIS_PREFIX: uniquePrefix(),
@@ -58,7 +70,10 @@ describe('bulk ingest survives SIGKILL', () => {
       FERRY_LOCK_TTL_MS: '1000',
       FERRY_LOG_LEVEL: 'warn',
     }
-    const token = await signJwt({ sub: 'kill-test', scope: `write:project:${SC}` }, { secret: SECRET, iss: ISSUER, aud: AUDIENCE, exp: '1h' })
+    const token = await signJwt(
+      { sub: 'kill-test', scope: `write:project:${SC}` },
+      { secret: SECRET, iss: ISSUER, aud: AUDIENCE, exp: '1h' },
+    )
     auth = { Authorization: `Bearer ${token}` }
     for (let i = 0; i < FILES; i++) {
       const rel = `batch-${i % 5}/${i % 2 ? 'odd/' : ''}img-${i}.${i % 3 ? 'tif' : 'txt'}`
@@ -82,17 +97,27 @@ describe('bulk ingest survives SIGKILL', () => {
   test('a server killed mid-ingest leaves only whole asset files and complete mapping lines; a rerun ingests every file exactly once', async () => {
     const byHash = new Map([...sources].map(([rel, data]) => [sha256(data), rel]))
     child = await spawnFerry(env)
-    const start = await request(`${child.url}/projects/${SC}/bulk-ingest`, { method: 'POST', headers: auth })
+    const start = await request(`${child.url}/projects/${SC}/bulk-ingest`, {
+      method: 'POST',
+      headers: auth,
+    })
     expect(start.status).toBe(202)
     const mappingFile = join(dataDir, 'ingest', SC, `mapping-${SC}.csv`)
-    const linesOnDisk = () => (existsSync(mappingFile) ? readFileSync(mappingFile, 'utf8').split('\n').length - 2 : 0)
-    await waitFor('a few files to be ingested', async () => (linesOnDisk() >= 40 ? true : null), 60_000, 5)
+    const linesOnDisk = () =>
+      existsSync(mappingFile) ? readFileSync(mappingFile, 'utf8').split('\n').length - 2 : 0
+    await waitFor(
+      'a few files to be ingested',
+      async () => (linesOnDisk() >= 40 ? true : null),
+      60_000,
+      5,
+    )
     child.proc.kill('SIGKILL')
     expect(await child.exited).toBe('SIGKILL')
     const mappedAtKill = linesOnDisk()
     expect(mappedAtKill).toBeLessThan(FILES) // really cut in the middle
 
-    // What the kill left: every asset file whole (it hashes to some source), complete assets consistent.
+    // What the kill left: every asset file whole (it hashes to some source), complete assets
+    // consistent.
     const left = assetsOnDisk(dataDir)
     for (const [id, group] of left) {
       for (const [kind, bytes] of group) {
@@ -109,8 +134,8 @@ describe('bulk ingest survives SIGKILL', () => {
       expect(sha256(deriv!)).toBe(info['checksumDerivative'])
     }
 
-    // A new instance (the dead one's lock expires after its TTL) serves only complete mapping lines,
-    // each naming a complete asset.
+    // A new instance (the dead one's lock expires after its TTL) serves only complete mapping
+    // lines, each naming a complete asset.
     srv = await startFerry(env)
     const s = srv
     const before = await waitFor('the dead lock to expire', async () => {
@@ -128,12 +153,21 @@ describe('bulk ingest survives SIGKILL', () => {
     }
 
     // Run again to completion.
-    const again = await request(`${s.url}/projects/${SC}/bulk-ingest`, { method: 'POST', headers: auth })
+    const again = await request(`${s.url}/projects/${SC}/bulk-ingest`, {
+      method: 'POST',
+      headers: auth,
+    })
     expect(again.status).toBe(202)
-    const done = await waitFor('the rerun to finish', async () => {
-      const r = await request(`${s.url}/projects/${SC}/bulk-ingest/mapping.csv`, { headers: auth })
-      return r.status === 409 ? null : r
-    }, 120_000)
+    const done = await waitFor(
+      'the rerun to finish',
+      async () => {
+        const r = await request(`${s.url}/projects/${SC}/bulk-ingest/mapping.csv`, {
+          headers: auth,
+        })
+        return r.status === 409 ? null : r
+      },
+      120_000,
+    )
     expect(done.status).toBe(200)
     const lines = done.text().split('\n')
     expect(lines[0]).toBe('original,derivative')
@@ -148,11 +182,16 @@ describe('bulk ingest survives SIGKILL', () => {
       const deriv = line.slice(line.lastIndexOf(',') + 1)
       const id = deriv.slice(0, 23)
       const group = final.get(id)!
-      expect([...group.keys()].sort()).toEqual([deriv.slice(24), `${deriv.slice(24)}.orig`, 'info'].sort())
+      expect([...group.keys()].sort()).toEqual(
+        [deriv.slice(24), `${deriv.slice(24)}.orig`, 'info'].sort(),
+      )
       expect(sha256(group.get(deriv.slice(24))!)).toBe(sha256(sources.get(original)!))
       expect(sha256(group.get(`${deriv.slice(24)}.orig`)!)).toBe(sha256(sources.get(original)!))
     }
-    const importLeft = readdirSync(join(dataDir, 'ingest', SC, 'import'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
+    const importLeft = readdirSync(join(dataDir, 'ingest', SC, 'import'), {
+      recursive: true,
+      withFileTypes: true,
+    }).filter((e) => e.isFile())
     expect(importLeft).toEqual([])
     expect(readdirSync(join(dataDir, 'ingest', SC, 'journal'))).toEqual([])
   }, 240_000)
@@ -163,12 +202,26 @@ describe('bulk ingest stops when its lock is lost', () => {
     const dataDir = tempDir()
     const cfgDir = tempDir()
     const cfg = join(cfgDir, 'ferry.json')
-    writeFileSync(cfg, JSON.stringify({ ingest: { jwt: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE }, maxParallel: 1 } }))
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        ingest: { jwt: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE }, maxParallel: 1 },
+      }),
+    )
     const prefix = uniquePrefix()
-    const srv = await startFerry({ REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: prefix, FERRY_DATA_DIR: dataDir, FERRY_CONFIG: cfg, FERRY_LOCK_TTL_MS: '600' })
+    const srv = await startFerry({
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: prefix,
+      FERRY_DATA_DIR: dataDir,
+      FERRY_CONFIG: cfg,
+      FERRY_LOCK_TTL_MS: '600',
+    })
     const redis = new Redis(testRedisUrl())
     try {
-      const token = await signJwt({ sub: 'lock-test', scope: 'admin' }, { secret: SECRET, iss: ISSUER, aud: AUDIENCE, exp: '1h' })
+      const token = await signJwt(
+        { sub: 'lock-test', scope: 'admin' },
+        { secret: SECRET, iss: ISSUER, aud: AUDIENCE, exp: '1h' },
+      )
       const auth = { Authorization: `Bearer ${token}` }
       const n = 200
       for (let i = 0; i < n; i++) {
@@ -176,27 +229,48 @@ describe('bulk ingest stops when its lock is lost', () => {
         mkdirSync(dirname(full), { recursive: true })
         writeFileSync(full, seededBytes(48 * 1024, `lock-${i}`))
       }
-      expect((await request(`${srv.url}/projects/${SC}/bulk-ingest`, { method: 'POST', headers: auth })).status).toBe(202)
+      expect(
+        (await request(`${srv.url}/projects/${SC}/bulk-ingest`, { method: 'POST', headers: auth }))
+          .status,
+      ).toBe(202)
       const mappingFile = join(dataDir, 'ingest', SC, `mapping-${SC}.csv`)
-      const lines = () => (existsSync(mappingFile) ? readFileSync(mappingFile, 'utf8').split('\n').length - 2 : 0)
+      const lines = () =>
+        existsSync(mappingFile) ? readFileSync(mappingFile, 'utf8').split('\n').length - 2 : 0
       await waitFor('some progress', async () => (lines() >= 20 ? true : null), 60_000, 5)
       const jobKey = `${prefix}lock:ingest:job:${SC}`
       expect(await redis.exists(jobKey)).toBe(1) // the run's job marker, held while it runs
       // Steal the lock: the owner's next renewal (every ttl/3) finds it gone and the run stops.
       await redis.set(`${prefix}lock:ingest:project:${SC}`, 'thief', 'PX', 60_000)
       // The run has ended once it let its job marker go (released after its last append).
-      await waitFor('the run to stop', async () => ((await redis.exists(jobKey)) === 0 ? true : null), 10_000, 10)
+      await waitFor(
+        'the run to stop',
+        async () => ((await redis.exists(jobKey)) === 0 ? true : null),
+        10_000,
+        10,
+      )
       const atStop = lines()
       expect(atStop).toBeLessThan(n)
       // The thief's lock counts as a running ingest.
-      expect((await request(`${srv.url}/projects/${SC}/bulk-ingest/mapping.csv`, { headers: auth })).status).toBe(409)
+      expect(
+        (await request(`${srv.url}/projects/${SC}/bulk-ingest/mapping.csv`, { headers: auth }))
+          .status,
+      ).toBe(409)
       expect(lines()).toBe(atStop)
       await redis.del(`${prefix}lock:ingest:project:${SC}`)
-      expect((await request(`${srv.url}/projects/${SC}/bulk-ingest`, { method: 'POST', headers: auth })).status).toBe(202)
-      const done = await waitFor('the rerun to finish', async () => {
-        const r = await request(`${srv.url}/projects/${SC}/bulk-ingest/mapping.csv`, { headers: auth })
-        return r.status === 409 ? null : r
-      }, 120_000)
+      expect(
+        (await request(`${srv.url}/projects/${SC}/bulk-ingest`, { method: 'POST', headers: auth }))
+          .status,
+      ).toBe(202)
+      const done = await waitFor(
+        'the rerun to finish',
+        async () => {
+          const r = await request(`${srv.url}/projects/${SC}/bulk-ingest/mapping.csv`, {
+            headers: auth,
+          })
+          return r.status === 409 ? null : r
+        },
+        120_000,
+      )
       const rows = done.text().split('\n').slice(1)
       expect(rows).toHaveLength(n)
       expect(new Set(rows.map((l) => l.slice(0, l.lastIndexOf(',')))).size).toBe(n)

@@ -11,10 +11,18 @@ import { join } from 'node:path'
 import { createRedisState } from '../../src/core/state/redis.js'
 import { API, commit, newSessionId, putChunk, sessionById } from '../helpers/imagestore.js'
 import { request } from '../helpers/http.js'
-import { startPrivateRedis, testRedisUrl, uniquePrefix, type PrivateRedis } from '../helpers/redis.js'
+import {
+  startPrivateRedis,
+  testRedisUrl,
+  uniquePrefix,
+  type PrivateRedis,
+} from '../helpers/redis.js'
 import { removeDir, startFerry, type TestServer } from '../helpers/server.js'
 
-/** A gate a hook waits on: `hold()` arms it, `reached` resolves when a hook waits, `open()` lets it go. */
+/**
+ * A gate a hook waits on: `hold()` arms it, `reached` resolves when a hook waits, `open()` lets it
+ * go.
+ */
 function gate() {
   let armed = false
   let release: () => void = () => {}
@@ -52,7 +60,13 @@ describe('Redis store: versions never repeat (ABA)', () => {
     try {
       const key = `aba:${randomUUID()}`
       const now = Date.now()
-      const init = (inc: string) => ({ key, incarnation: inc, target: 't', totalBytes: 100, tempName: `${inc}.part` })
+      const init = (inc: string) => ({
+        key,
+        incarnation: inc,
+        target: 't',
+        totalBytes: 100,
+        tempName: `${inc}.part`,
+      })
       await stalled.sessions.open(init('x'), now)
       await stalled.sessions.reserve(key, { start: 0, end: 49 }, 'old', now, 60_000)
       g.hold()
@@ -95,15 +109,24 @@ describe('Redis store: versions never repeat (ABA)', () => {
     const b = await createRedisState(testRedisUrl(), prefix, { livenessMs: 1000 })
     const key = `dead:${randomUUID()}`
     const now = Date.now()
-    await a.sessions.open({ key, incarnation: 'i', target: 't', totalBytes: 100, tempName: 'i.part' }, now)
-    expect((await a.sessions.reserve(key, { start: 0, end: 99 }, 'a1', now, 60_000)).status).toBe('reserved')
-    expect((await b.sessions.reserve(key, { start: 0, end: 99 }, 'b1', Date.now(), 60_000)).status).toBe('busy')
+    await a.sessions.open(
+      { key, incarnation: 'i', target: 't', totalBytes: 100, tempName: 'i.part' },
+      now,
+    )
+    expect((await a.sessions.reserve(key, { start: 0, end: 99 }, 'a1', now, 60_000)).status).toBe(
+      'reserved',
+    )
+    expect(
+      (await b.sessions.reserve(key, { start: 0, end: 99 }, 'b1', Date.now(), 60_000)).status,
+    ).toBe('busy')
     await a.close() // its liveness key goes (a SIGKILL lets it run out within livenessMs)
-    // Free within a second (b may trust what it saw alive for half a second), not after the 60 s lease.
+    // Free within a second (b may trust what it saw alive for half a second), not after the 60 s
+    // lease.
     const t0 = Date.now()
     let got = ''
     for (let i = 0; Date.now() - t0 < 2000 && got !== 'reserved'; i++) {
-      got = (await b.sessions.reserve(key, { start: 0, end: 99 }, `b${i + 2}`, Date.now(), 60_000)).status
+      got = (await b.sessions.reserve(key, { start: 0, end: 99 }, `b${i + 2}`, Date.now(), 60_000))
+        .status
       if (got !== 'reserved') await new Promise((r) => setTimeout(r, 50))
     }
     expect(got).toBe('reserved')
@@ -120,7 +143,12 @@ describe('one instance on the suite Redis, with hooks', () => {
   const prefix = uniquePrefix()
   beforeAll(async () => {
     srv = await startFerry(
-      { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: prefix, FERRY_COMMIT_LEASE_MS: '1500', FERRY_SESSION_TTL_SEC: '1' },
+      {
+        REDIS_URL: testRedisUrl(),
+        FERRY_REDIS_PREFIX: prefix,
+        FERRY_COMMIT_LEASE_MS: '1500',
+        FERRY_SESSION_TTL_SEC: '1',
+      },
       {
         uploadHooks: {
           afterReserve: () => hooks.afterReserve.wait(),
@@ -167,65 +195,102 @@ describe('one instance on the suite Redis, with hooks', () => {
     hooks.beforePublish.hold()
     const c = commit(srv.url, id)
     await hooks.beforePublish.reached
-    const cancel = await request(`${srv.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, { method: 'DELETE' })
+    const cancel = await request(
+      `${srv.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`,
+      { method: 'DELETE' },
+    )
     expect(cancel.status).toBe(409)
     hooks.beforePublish.open()
     expect((await c).status).toBe(200)
     expect(readFileSync(storeFile(srv, 'cancel-commit.bin')).equals(data)).toBe(true)
   })
 
-  test('a cancel racing a resumed upload of the same id never deletes the new incarnation\'s bytes', async () => {
+  test("a cancel racing a resumed upload of the same id never deletes the new incarnation's bytes", async () => {
     const id = newSessionId()
     expect((await putChunk(srv.url, 'race.bin', id, 0, 99, 200, fill(100, 0xaa))).status).toBe(200)
     hooks.afterRecordRemoved.hold()
-    const cancel = request(`${srv.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, { method: 'DELETE' })
+    const cancel = request(`${srv.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, {
+      method: 'DELETE',
+    })
     await hooks.afterRecordRemoved.reached
     // Between the record's removal and the temp file's deletion, the client starts over.
     const data = Buffer.concat([fill(100, 0x55), fill(100, 0x66)])
-    expect((await putChunk(srv.url, 'race.bin', id, 0, 99, 200, data.subarray(0, 100))).status).toBe(200)
+    expect(
+      (await putChunk(srv.url, 'race.bin', id, 0, 99, 200, data.subarray(0, 100))).status,
+    ).toBe(200)
     hooks.afterRecordRemoved.open()
     expect((await cancel).status).toBe(200)
-    expect((await putChunk(srv.url, 'race.bin', id, 100, 199, 200, data.subarray(100))).status).toBe(200)
+    expect(
+      (await putChunk(srv.url, 'race.bin', id, 100, 199, 200, data.subarray(100))).status,
+    ).toBe(200)
     expect((await commit(srv.url, id)).status).toBe(200)
     expect(readFileSync(storeFile(srv, 'race.bin')).equals(data)).toBe(true)
   })
 
-  test('a chunk written while its session is cancelled and recreated lands in no one\'s file', async () => {
+  test("a chunk written while its session is cancelled and recreated lands in no one's file", async () => {
     const id = newSessionId()
-    expect((await putChunk(srv.url, 'stale-writer.bin', id, 0, 99, 200, fill(100, 0x01))).status).toBe(200)
+    expect(
+      (await putChunk(srv.url, 'stale-writer.bin', id, 0, 99, 200, fill(100, 0x01))).status,
+    ).toBe(200)
     hooks.afterReserve.hold()
     const stale = putChunk(srv.url, 'stale-writer.bin', id, 100, 199, 200, fill(100, 0xee))
     await hooks.afterReserve.reached
-    expect((await request(`${srv.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, { method: 'DELETE' })).status).toBe(200)
+    expect(
+      (
+        await request(`${srv.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, {
+          method: 'DELETE',
+        })
+      ).status,
+    ).toBe(200)
     const data = fill(200, 0x77)
     expect((await putChunk(srv.url, 'stale-writer.bin', id, 0, 199, 200, data)).status).toBe(200)
     hooks.afterReserve.open()
     const r = await stale
-    // Refused (the reservation is gone), never a 5xx, and no file of the old incarnation comes back.
+    // Refused (the reservation is gone), never a 5xx, and no file of the old incarnation comes
+    // back.
     expect(r.status).toBeGreaterThanOrEqual(400)
     expect(r.status).toBeLessThan(500)
     expect((await commit(srv.url, id)).status).toBe(200)
     const rec = await srv.app.engine.uploads.getSession(`imagestore:${id}`)
     const prefixOf = (n: string) => n.split('.')[0] ?? n
-    expect(readdirSync(join(srv.dataDir, 'tmp')).filter((n) => n.startsWith(prefixOf(rec!.tempName)))).toEqual([])
+    expect(
+      readdirSync(join(srv.dataDir, 'tmp')).filter((n) => n.startsWith(prefixOf(rec!.tempName))),
+    ).toEqual([])
     expect(readFileSync(storeFile(srv, 'stale-writer.bin')).equals(data)).toBe(true)
   })
 
   test('no byte oracle: only an exact re-send of a whole received chunk is compared', async () => {
     const id = newSessionId()
     const secret = Buffer.from('the secret is: swordfish-1234567890')
-    expect((await putChunk(srv.url, 'oracle.bin', id, 0, secret.length - 1, 100, secret)).status).toBe(200)
+    expect(
+      (await putChunk(srv.url, 'oracle.bin', id, 0, secret.length - 1, 100, secret)).status,
+    ).toBe(200)
     // Guessing one byte: the right guess and a wrong one answer the same.
     const right = await putChunk(srv.url, 'oracle.bin', id, 0, 0, 100, secret.subarray(0, 1))
     const wrong = await putChunk(srv.url, 'oracle.bin', id, 0, 0, 100, Buffer.from('x'))
     expect([right.status, right.text()]).toEqual([wrong.status, wrong.text()])
     expect(right.status).toBe(400)
-    // The exact chunk re-sent (a retry whose answer was lost) is a no-op 200; other bytes are refused.
-    expect((await putChunk(srv.url, 'oracle.bin', id, 0, secret.length - 1, 100, secret)).status).toBe(200)
-    expect((await putChunk(srv.url, 'oracle.bin', id, 0, secret.length - 1, 100, fill(secret.length, 0x41))).status).toBe(400)
+    // The exact chunk re-sent (a retry whose answer was lost) is a no-op 200; other bytes are
+    // refused.
+    expect(
+      (await putChunk(srv.url, 'oracle.bin', id, 0, secret.length - 1, 100, secret)).status,
+    ).toBe(200)
+    expect(
+      (
+        await putChunk(
+          srv.url,
+          'oracle.bin',
+          id,
+          0,
+          secret.length - 1,
+          100,
+          fill(secret.length, 0x41),
+        )
+      ).status,
+    ).toBe(400)
   })
 
-  test('sweep: temp files of committed sessions and stale commit hand-offs go; a live session\'s stays', async () => {
+  test("sweep: temp files of committed sessions and stale commit hand-offs go; a live session's stays", async () => {
     const id = newSessionId()
     expect((await putChunk(srv.url, 'swept.bin', id, 0, 9, 10, fill(10, 1))).status).toBe(200)
     const keep = newSessionId()
@@ -236,11 +301,15 @@ describe('one instance on the suite Redis, with hooks', () => {
     // A crash between recording the commit and deleting the temp file, and one mid-commit.
     const tmp = join(srv.dataDir, 'tmp')
     const leftover = join(tmp, rec!.tempName)
-    const handoff = join(tmp, `p-${Buffer.from(`imagestore:${id}`).toString('base64url')}.${randomUUID()}.part`)
+    const handoff = join(
+      tmp,
+      `p-${Buffer.from(`imagestore:${id}`).toString('base64url')}.${randomUUID()}.part`,
+    )
     writeFileSync(leftover, fill(10, 1))
     writeFileSync(handoff, fill(10, 1))
     const old = new Date(Date.now() - 120_000)
-    for (const f of [leftover, handoff, ...readdirSync(tmp).map((n) => join(tmp, n))]) utimesSync(f, old, old)
+    for (const f of [leftover, handoff, ...readdirSync(tmp).map((n) => join(tmp, n))])
+      utimesSync(f, old, old)
     // Keep the live session from expiring during the sweep.
     const live = await srv.app.engine.uploads.getSession(`imagestore:${keep}`)
     await srv.app.engine.uploads.sweep(live!.updatedAtMs + 10)
@@ -277,17 +346,25 @@ describe('one instance on the suite Redis, with hooks', () => {
   })
 
   test('limits: tiny chunks below the minimum and too many separate ranges are refused with 400', async () => {
-    const min = await startFerry({ FERRY_MIN_CHUNK_BYTES: '65536', FERRY_MAX_RANGES_PER_SESSION: '3' })
+    const min = await startFerry({
+      FERRY_MIN_CHUNK_BYTES: '65536',
+      FERRY_MAX_RANGES_PER_SESSION: '3',
+    })
     try {
       const id = newSessionId()
       const total = 1024 * 1024
       const r = await putChunk(min.url, 'min.bin', id, 0, 0, total, Buffer.from('x'))
       expect(r.status).toBe(400)
       // The last chunk of a file may be small.
-      expect((await putChunk(min.url, 'min.bin', id, total - 1, total - 1, total, Buffer.from('x'))).status).toBe(200)
+      expect(
+        (await putChunk(min.url, 'min.bin', id, total - 1, total - 1, total, Buffer.from('x')))
+          .status,
+      ).toBe(200)
       const c = 65536
       expect((await putChunk(min.url, 'min.bin', id, 0, c - 1, total, fill(c, 1))).status).toBe(200)
-      expect((await putChunk(min.url, 'min.bin', id, 2 * c, 3 * c - 1, total, fill(c, 1))).status).toBe(200)
+      expect(
+        (await putChunk(min.url, 'min.bin', id, 2 * c, 3 * c - 1, total, fill(c, 1))).status,
+      ).toBe(200)
       const over = await putChunk(min.url, 'min.bin', id, 4 * c, 5 * c - 1, total, fill(c, 1))
       expect(over.status).toBe(400)
       expect(over.text()).toMatch(/separate ranges/)
@@ -315,8 +392,12 @@ describe('a Redis that loses its data or goes away', () => {
   test('a session id reused after Redis lost its data publishes exactly the new bytes', async () => {
     const id = newSessionId()
     const mib = 1024 * 1024
-    expect((await putChunk(srv.url, 'reuse.bin', id, 0, mib - 1, 3 * mib, fill(mib, 0xaa))).status).toBe(200)
-    expect((await putChunk(srv.url, 'reuse.bin', id, mib, 2 * mib - 1, 3 * mib, fill(mib, 0xaa))).status).toBe(200)
+    expect(
+      (await putChunk(srv.url, 'reuse.bin', id, 0, mib - 1, 3 * mib, fill(mib, 0xaa))).status,
+    ).toBe(200)
+    expect(
+      (await putChunk(srv.url, 'reuse.bin', id, mib, 2 * mib - 1, 3 * mib, fill(mib, 0xaa))).status,
+    ).toBe(200)
     await redis.kill()
     await redis.restart() // no persistence: every session is gone
     let r = await putChunk(srv.url, 'reuse.bin', id, 0, mib - 1, mib, fill(mib, 0x55))
@@ -379,8 +460,16 @@ describe('embedded store: open sessions are bounded', () => {
       const full = await putChunk(srv.url, 'm3.bin', ids[2]!, 0, 4, 10, fill(5, 1))
       expect(full.status).toBe(503)
       // The refused session left no temp file behind.
-      expect(readdirSync(join(srv.dataDir, 'tmp')).filter((n) => n.startsWith('s-'))).toHaveLength(2)
-      expect((await request(`${srv.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${ids[0]}`, { method: 'DELETE' })).status).toBe(200)
+      expect(readdirSync(join(srv.dataDir, 'tmp')).filter((n) => n.startsWith('s-'))).toHaveLength(
+        2,
+      )
+      expect(
+        (
+          await request(`${srv.url}/ImageStore/$/DeleteUploadSession?${API}&session-id=${ids[0]}`, {
+            method: 'DELETE',
+          })
+        ).status,
+      ).toBe(200)
       expect((await putChunk(srv.url, 'm3.bin', ids[2]!, 0, 4, 10, fill(5, 1))).status).toBe(200)
     } finally {
       await srv.close()
@@ -389,15 +478,18 @@ describe('embedded store: open sessions are bounded', () => {
   })
 })
 
-
 describe('power loss with FERRY_FSYNC=commit (simulated: a restart under another boot id, the unflushed bytes zeroed)', () => {
   test('chunks acknowledged but never flushed are asked for again after a reboot, never published as zeros', async () => {
     const dataDir = (await import('../helpers/server.js')).tempDir()
     const id = newSessionId()
     const data = Buffer.concat([fill(1000, 0x5a), fill(1000, 0xa5)])
     let srv = await startFerry({ FERRY_DATA_DIR: dataDir }, { bootId: 'boot-before' })
-    expect((await putChunk(srv.url, 'power.bin', id, 0, 999, 2000, data.subarray(0, 1000))).status).toBe(200)
-    expect((await putChunk(srv.url, 'power.bin', id, 1000, 1999, 2000, data.subarray(1000))).status).toBe(200)
+    expect(
+      (await putChunk(srv.url, 'power.bin', id, 0, 999, 2000, data.subarray(0, 1000))).status,
+    ).toBe(200)
+    expect(
+      (await putChunk(srv.url, 'power.bin', id, 1000, 1999, 2000, data.subarray(1000))).status,
+    ).toBe(200)
     const rec = await srv.app.engine.uploads.getSession(`imagestore:${id}`)
     await srv.close()
     // The host lost power: what sat in the page cache is gone; the file reads zeros there.
@@ -406,12 +498,20 @@ describe('power loss with FERRY_FSYNC=commit (simulated: a restart under another
     try {
       const c = await commit(srv.url, id)
       expect(c.status).toBe(400)
-      const missing = (await sessionById(srv.url, id)).json<{ UploadSessions: { ExpectedRanges: unknown[] }[] }>()
-      expect(missing.UploadSessions[0]!.ExpectedRanges).toEqual([{ StartPosition: '0', EndPosition: '1999' }])
+      const missing = (await sessionById(srv.url, id)).json<{
+        UploadSessions: { ExpectedRanges: unknown[] }[]
+      }>()
+      expect(missing.UploadSessions[0]!.ExpectedRanges).toEqual([
+        { StartPosition: '0', EndPosition: '1999' },
+      ])
       expect(existsSync(storeFile(srv, 'power.bin'))).toBe(false)
       // The client re-sends what it is asked for; the file is whole.
-      expect((await putChunk(srv.url, 'power.bin', id, 0, 999, 2000, data.subarray(0, 1000))).status).toBe(200)
-      expect((await putChunk(srv.url, 'power.bin', id, 1000, 1999, 2000, data.subarray(1000))).status).toBe(200)
+      expect(
+        (await putChunk(srv.url, 'power.bin', id, 0, 999, 2000, data.subarray(0, 1000))).status,
+      ).toBe(200)
+      expect(
+        (await putChunk(srv.url, 'power.bin', id, 1000, 1999, 2000, data.subarray(1000))).status,
+      ).toBe(200)
       expect((await commit(srv.url, id)).status).toBe(200)
       expect(readFileSync(storeFile(srv, 'power.bin')).equals(data)).toBe(true)
     } finally {

@@ -9,7 +9,11 @@ describe('starting the process', () => {
     [{ FERRY_SESSION_TTL_SEC: '0' }, 'FERRY_SESSION_TTL_SEC'],
     [{ REDIS_URL: 'nope' }, 'REDIS_URL'],
   ])('a bad value exits 2 with a message naming the key (%j)', (env, key) => {
-    const r = spawnSync(process.execPath, [MAIN_JS], { env: { PATH: process.env['PATH'] ?? '', ...env }, encoding: 'utf8', timeout: 10_000 })
+    const r = spawnSync(process.execPath, [MAIN_JS], {
+      env: { PATH: process.env['PATH'] ?? '', ...env },
+      encoding: 'utf8',
+      timeout: 10_000,
+    })
     expect(r.status).toBe(2)
     expect(r.stderr).toContain(key)
   })
@@ -17,7 +21,12 @@ describe('starting the process', () => {
   test('an unreachable Redis stops the start (exit 1, says so)', () => {
     const dir = tempDir()
     const r = spawnSync(process.execPath, [MAIN_JS], {
-      env: { PATH: process.env['PATH'] ?? '', FERRY_PORT: '0', FERRY_DATA_DIR: dir, REDIS_URL: 'redis://127.0.0.1:1' },
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        FERRY_PORT: '0',
+        FERRY_DATA_DIR: dir,
+        REDIS_URL: 'redis://127.0.0.1:1',
+      },
       encoding: 'utf8',
       timeout: 30_000,
     })
@@ -30,7 +39,11 @@ describe('starting the process', () => {
     const dir = tempDir()
     const first = await spawnFerry({ FERRY_DATA_DIR: dir })
     try {
-      const r = spawnSync(process.execPath, [MAIN_JS], { env: { PATH: process.env['PATH'] ?? '', FERRY_PORT: '0', FERRY_DATA_DIR: dir }, encoding: 'utf8', timeout: 10_000 })
+      const r = spawnSync(process.execPath, [MAIN_JS], {
+        env: { PATH: process.env['PATH'] ?? '', FERRY_PORT: '0', FERRY_DATA_DIR: dir },
+        encoding: 'utf8',
+        timeout: 10_000,
+      })
       expect(r.status).toBe(1)
       expect(r.stderr).toMatch(/in use by process/)
     } finally {

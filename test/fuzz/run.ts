@@ -12,22 +12,42 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { describeFailure, fuzzOnce, newStats, writeRawFile, type FailureReport, type FuzzStats } from './harness.js'
+import {
+  describeFailure,
+  fuzzOnce,
+  newStats,
+  writeRawFile,
+  type FailureReport,
+  type FuzzStats,
+} from './harness.js'
 import { FuzzTarget } from './target.js'
 
 const RESULTS_DIR = fileURLToPath(new URL('../../../test/fuzz/results/', import.meta.url))
 
-function args(argv: readonly string[]): { runs: number; seed: number; path?: string; stop: boolean; followUp: boolean } {
+function args(argv: readonly string[]): {
+  runs: number
+  seed: number
+  path?: string
+  stop: boolean
+  followUp: boolean
+} {
   const get = (name: string) => {
     const i = argv.indexOf(`--${name}`)
     return i >= 0 ? argv[i + 1] : undefined
   }
   const runs = Number(get('runs') ?? 10_000)
   const seed = Number(get('seed') ?? Date.now() % 2 ** 31)
-  if (!Number.isSafeInteger(runs) || runs < 1) throw new Error('--runs must be a positive whole number')
+  if (!Number.isSafeInteger(runs) || runs < 1)
+    throw new Error('--runs must be a positive whole number')
   if (!Number.isSafeInteger(seed)) throw new Error('--seed must be a whole number')
   const path = get('path')
-  return { runs, seed, ...(path !== undefined ? { path } : {}), stop: argv.includes('--stop') || path !== undefined, followUp: argv.includes('--follow-up') }
+  return {
+    runs,
+    seed,
+    ...(path !== undefined ? { path } : {}),
+    stop: argv.includes('--stop') || path !== undefined,
+    followUp: argv.includes('--follow-up'),
+  }
 }
 
 const mib = (b: number) => (b / 2 ** 20).toFixed(1)
@@ -45,7 +65,9 @@ async function main(): Promise<number> {
   const startedMs = Date.now()
   const stats = newStats()
   const failures: FailureReport[] = []
-  console.log(`[fuzz] Ferry pid ${target.pid} on 127.0.0.1:${target.port}, data ${target.dataDir}; ${a.runs} cases from seed ${a.seed}`)
+  console.log(
+    `[fuzz] Ferry pid ${target.pid} on 127.0.0.1:${target.port}, data ${target.dataDir}; ${a.runs} cases from seed ${a.seed}`,
+  )
   let seed = a.seed
   let stopMs: number | null = null
   let errorLines = 0
@@ -69,7 +91,10 @@ async function main(): Promise<number> {
       console.log(`[fuzz] going on with seed ${seed}`)
     }
   } finally {
-    const errors = target.output().split('\n').filter((l) => /"level":(50|60)/.test(l))
+    const errors = target
+      .output()
+      .split('\n')
+      .filter((l) => /"level":(50|60)/.test(l))
     errorLines = errors.length
     if (errorLines > 0) {
       mkdirSync(RESULTS_DIR, { recursive: true })
@@ -106,14 +131,25 @@ async function main(): Promise<number> {
     serverRestarts: target.restarts,
     /** SIGTERM to exit after the run, ms; null when it did not exit within 3 s and was killed. */
     gracefulStopMs: stopMs,
-    failures: failures.map((f) => ({ seed: f.seed, path: f.path, error: f.error.split('\n')[0], route: f.route, notes: f.notes, bytes: f.bytes.length })),
+    failures: failures.map((f) => ({
+      seed: f.seed,
+      path: f.path,
+      error: f.error.split('\n')[0],
+      route: f.route,
+      notes: f.notes,
+      bytes: f.bytes.length,
+    })),
     byRoute: stats.byRoute,
   }
   mkdirSync(RESULTS_DIR, { recursive: true })
   const file = `${RESULTS_DIR}fuzz-${summary.date.replace(/[:.]/g, '-')}.json`
   writeFileSync(file, `${JSON.stringify(summary, null, 2)}\n`)
-  console.log(`[fuzz] graceful stop after the run: ${stopMs === null ? 'not within 3 s (killed)' : `${stopMs} ms`}`)
-  console.log(`[fuzz] ${stats.cases} cases in ${durationSec.toFixed(0)} s, ${failures.length} failure(s); summary in ${file}`)
+  console.log(
+    `[fuzz] graceful stop after the run: ${stopMs === null ? 'not within 3 s (killed)' : `${stopMs} ms`}`,
+  )
+  console.log(
+    `[fuzz] ${stats.cases} cases in ${durationSec.toFixed(0)} s, ${failures.length} failure(s); summary in ${file}`,
+  )
   return failures.length === 0 ? 0 : 1
 }
 

@@ -27,10 +27,33 @@ export const FUZZ_MAX_UPLOAD_BYTES = 1024 * 1024
 /** JSON bodies above this are refused (the fuzzer's "huge" JSON goes over it). */
 export const FUZZ_MAX_JSON_BYTES = 256 * 1024
 /** What the data directory's top level may hold (src/core/storage/layout.ts). */
-export const LAYOUT_DIRS = new Set(['tmp', 'store', 'cas', 'checkouts', 'staging', 'ingest', 'tus', 'state'])
+export const LAYOUT_DIRS = new Set([
+  'tmp',
+  'store',
+  'cas',
+  'checkouts',
+  'staging',
+  'ingest',
+  'tus',
+  'state',
+])
 
 /** Top-level names the generator's paths use (generators.ts SANE_SEGMENTS and fixed paths). */
-const CANARY_NAMES = ['a.bin', 'dir', 'x', 'file.txt', 'sub', 'data.tif', 'b', 'fuzz', 'repo1', 'repo2', '0ABC', 'checkouts', 'store']
+const CANARY_NAMES = [
+  'a.bin',
+  'dir',
+  'x',
+  'file.txt',
+  'sub',
+  'data.tif',
+  'b',
+  'fuzz',
+  'repo1',
+  'repo2',
+  '0ABC',
+  'checkouts',
+  'store',
+]
 
 /** Credentials and addresses the generators draw from; filled by `FuzzTarget.start`. */
 export interface Credentials {
@@ -48,7 +71,11 @@ export interface Credentials {
   readonly physical: readonly string[]
 }
 
-async function hs(secret: string, claims: Record<string, unknown>, o: { iss?: string; aud?: string | string[]; expIn?: number | null; alg?: string } = {}): Promise<string> {
+async function hs(
+  secret: string,
+  claims: Record<string, unknown>,
+  o: { iss?: string; aud?: string | string[]; expIn?: number | null; alg?: string } = {},
+): Promise<string> {
   const now = nowSeconds()
   // Long enough for a run of many hours.
   const exp = o.expIn === null ? null : now + (o.expIn ?? 7 * 24 * 3600)
@@ -58,9 +85,16 @@ async function hs(secret: string, claims: Record<string, unknown>, o: { iss?: st
 const b64url = (s: string) => Buffer.from(s).toString('base64url')
 
 async function mintCredentials(): Promise<Omit<Credentials, 'presigned' | 'physical'>> {
-  const ing = (claims: Record<string, unknown>, o: Parameters<typeof hs>[2] = {}, secret = INGEST_SECRET) =>
-    hs(secret, { sub: 'fuzzer', ...claims }, { iss: INGEST_ISSUER, aud: INGEST_AUDIENCE, ...o })
-  const lake = (claims: Record<string, unknown>, o: Parameters<typeof hs>[2] = {}, secret = LAKEFS_JWT_SECRET) => hs(secret, { sub: 'fuzzer', ...claims }, o)
+  const ing = (
+    claims: Record<string, unknown>,
+    o: Parameters<typeof hs>[2] = {},
+    secret = INGEST_SECRET,
+  ) => hs(secret, { sub: 'fuzzer', ...claims }, { iss: INGEST_ISSUER, aud: INGEST_AUDIENCE, ...o })
+  const lake = (
+    claims: Record<string, unknown>,
+    o: Parameters<typeof hs>[2] = {},
+    secret = LAKEFS_JWT_SECRET,
+  ) => hs(secret, { sub: 'fuzzer', ...claims }, o)
   return {
     lakefsValid: [
       basicAuth(LAKEFS_KEY.accessKeyId, LAKEFS_KEY.secretAccessKey),
@@ -77,7 +111,10 @@ async function mintCredentials(): Promise<Omit<Credentials, 'presigned' | 'physi
       `Basic ${Buffer.from(':').toString('base64')}`,
       `Bearer ${b64url('{"alg":"none"}')}.${b64url('{"sub":"x","exp":9999999999}')}.`,
     ],
-    ingestValid: [`Bearer ${await ing({ scope: 'admin' })}`, `Bearer ${await ing({ scope: 'write:project:0ABC read:project:0ABC' })}`],
+    ingestValid: [
+      `Bearer ${await ing({ scope: 'admin' })}`,
+      `Bearer ${await ing({ scope: 'write:project:0ABC read:project:0ABC' })}`,
+    ],
     ingestInvalid: [
       `Bearer ${await ing({ scope: 'admin' }, { expIn: -3600 })}`,
       `Bearer ${await ing({ scope: 'admin' }, {}, 'another-secret')}`,
@@ -162,7 +199,9 @@ export class FuzzTarget {
     return this.#creds
   }
 
-  /** The server's output so far (its logs at FERRY_LOG_LEVEL, and anything Node prints on a crash). */
+  /**
+   * The server's output so far (its logs at FERRY_LOG_LEVEL, and anything Node prints on a crash).
+   */
   output(): string {
     return this.#server?.output() ?? ''
   }
@@ -189,10 +228,14 @@ export class FuzzTarget {
     const presigned: string[] = []
     const physical: string[] = []
     for (let i = 0; i < 6; i++) {
-      const r = await fetch(`http://127.0.0.1:${this.#port}/api/v1/repositories/repo1/branches/main/staging/backing?path=fuzz/o${i}&presign=true`, {
-        headers: { Authorization: auth },
-      })
-      if (r.status !== 200) throw new Error(`could not get a presigned URL: ${r.status} ${await r.text()}`)
+      const r = await fetch(
+        `http://127.0.0.1:${this.#port}/api/v1/repositories/repo1/branches/main/staging/backing?path=fuzz/o${i}&presign=true`,
+        {
+          headers: { Authorization: auth },
+        },
+      )
+      if (r.status !== 200)
+        throw new Error(`could not get a presigned URL: ${r.status} ${await r.text()}`)
       const loc = (await r.json()) as { physical_address: string; presigned_url: string }
       const u = new URL(loc.presigned_url)
       presigned.push(u.pathname + u.search)
@@ -215,7 +258,11 @@ export class FuzzTarget {
     if (!this.alive()) return false
     // One connection per check, closed after the answer: a kept-alive probe would hold up a
     // graceful stop.
-    const o = await sendRaw(this.#port, Buffer.from('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'), { ending: 'wait' })
+    const o = await sendRaw(
+      this.#port,
+      Buffer.from('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'),
+      { ending: 'wait' },
+    )
     if (o.status === 200) return true
     // Give a dying process a moment to be seen as dead.
     await Promise.race([this.#server!.exited, new Promise((r) => setTimeout(r, 1000))])

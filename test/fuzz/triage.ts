@@ -19,7 +19,10 @@ const only = new RegExp(get('only') ?? '^(tus|ietf|lakefs .*pmpu)')
 
 const target = await FuzzTarget.start()
 const stats = newStats()
-const cases = fc.sample(fuzzCase(target.creds), { numRuns: runs * 6, seed }).filter((c) => only.test(c.route)).slice(0, runs)
+const cases = fc
+  .sample(fuzzCase(target.creds), { numRuns: runs * 6, seed })
+  .filter((c) => only.test(c.route))
+  .slice(0, runs)
 const found = new Map<string, { n: number; first: string }>()
 for (const c of cases) {
   try {
@@ -30,7 +33,11 @@ for (const c of cases) {
     const key = `${c.route} | ${kind} | ${c.notes[0] ?? ''} | ${msg.slice(0, 60)}`
     const f = found.get(key)
     if (f) f.n++
-    else found.set(key, { n: 1, first: `${msg.slice(0, 1500)}\n  notes: ${c.notes.join('; ')}\n  bytes: ${escapedView(c.bytes, 600)}` })
+    else
+      found.set(key, {
+        n: 1,
+        first: `${msg.slice(0, 1500)}\n  notes: ${c.notes.join('; ')}\n  bytes: ${escapedView(c.bytes, 600)}`,
+      })
   }
 }
 console.log(`${cases.length} cases; status ${JSON.stringify(stats.byStatus)}`)

@@ -25,18 +25,28 @@ export const INGEST_ISSUER = 'edge-issuer'
 export const INGEST_AUDIENCE = 'http://edge-audience'
 export const BASIC_AUTH = basicAuth(SECRETS.accessKeyId, SECRETS.secretAccessKey)
 
-/** Writes the FERRY_CONFIG file (lakeFS repository `repo1`, bulk ingest) into `dir`; answers its path. */
+/**
+ * Writes the FERRY_CONFIG file (lakeFS repository `repo1`, bulk ingest) into `dir`; answers its
+ * path.
+ */
 export function writeFamiliesConfig(dir: string): string {
   const file = join(dir, 'ferry-edge-config.json')
-  writeFileSync(file, JSON.stringify({
-    lakefs: {
-      signingSecret: SECRETS.signingSecret,
-      jwtSecret: SECRETS.lakefsJwtSecret,
-      credentials: [{ accessKeyId: SECRETS.accessKeyId, secretAccessKey: SECRETS.secretAccessKey }],
-      repositories: [{ name: 'repo1', storageNamespace: 'local://repo1', branches: ['main'] }],
-    },
-    ingest: { jwt: { secret: SECRETS.ingestJwtSecret, issuer: INGEST_ISSUER, audience: INGEST_AUDIENCE } },
-  }))
+  writeFileSync(
+    file,
+    JSON.stringify({
+      lakefs: {
+        signingSecret: SECRETS.signingSecret,
+        jwtSecret: SECRETS.lakefsJwtSecret,
+        credentials: [
+          { accessKeyId: SECRETS.accessKeyId, secretAccessKey: SECRETS.secretAccessKey },
+        ],
+        repositories: [{ name: 'repo1', storageNamespace: 'local://repo1', branches: ['main'] }],
+      },
+      ingest: {
+        jwt: { secret: SECRETS.ingestJwtSecret, issuer: INGEST_ISSUER, audience: INGEST_AUDIENCE },
+      },
+    }),
+  )
   return file
 }
 
@@ -50,11 +60,17 @@ export async function ingestToken(): Promise<string> {
 /** A lakeFS `jwt_token` bearer token for user `edge-tester`. */
 export async function lakefsToken(): Promise<string> {
   const now = nowSeconds()
-  return signJwt({ sub: 'edge-tester' }, { secret: SECRETS.lakefsJwtSecret, iat: now - 10, exp: now + 3600 })
+  return signJwt(
+    { sub: 'edge-tester' },
+    { secret: SECRETS.lakefsJwtSecret, iat: now - 10, exp: now + 3600 },
+  )
 }
 
 /** A fresh presigned upload URL for `repo1/main/<path>` (the path part of it, for RawConn). */
-export async function presignedTarget(base: string, path = `edge/${randomUUID()}.bin`): Promise<string> {
+export async function presignedTarget(
+  base: string,
+  path = `edge/${randomUUID()}.bin`,
+): Promise<string> {
   const r = await request(stagingBackingUrl(base, 'repo1', 'main', path, '&presign=true'), {
     headers: { Authorization: BASIC_AUTH },
   })
@@ -75,7 +91,9 @@ export interface BodyRoute {
   readonly headers: () => Promise<Record<string, string>>
   /** JSON routes take JSON only; file routes take raw, chunked or multipart bodies. */
   readonly kind: 'file' | 'json'
-  /** File routes: the exact body length the route expects (Content-Range / declared size), if any. */
+  /**
+   * File routes: the exact body length the route expects (Content-Range / declared size), if any.
+   */
   readonly bytes?: number
 }
 
@@ -86,27 +104,82 @@ export function bodyRoutes(): BodyRoute[] {
   const none = async () => ({})
   const guid = () => randomUUID()
   return [
-    { name: 'ImageStore whole-file PUT', family: 'imagestore', method: 'PUT', kind: 'file',
-      target: async () => `/ImageStore/edge/${guid()}.bin?api-version=6.0`, headers: none },
-    { name: 'ImageStore UploadChunk', family: 'imagestore', method: 'PUT', kind: 'file', bytes: 64,
-      target: async () => `/ImageStore/edge/${guid()}.bin/$/UploadChunk?api-version=6.0&session-id=${guid()}`,
-      headers: async () => ({ 'Content-Range': 'bytes 0-63/64' }) },
-    { name: 'ImageStore Copy (JSON)', family: 'imagestore', method: 'POST', kind: 'json',
-      target: async () => '/ImageStore/$/Copy?api-version=6.0', headers: none },
-    { name: 'Shaman file upload', family: 'shaman', method: 'POST', kind: 'file', bytes: 64,
-      target: async () => `/api/v3/shaman/files/${SHA_OF_64_X}/64`, headers: none },
-    { name: 'Shaman requirements (JSON)', family: 'shaman', method: 'POST', kind: 'json',
-      target: async () => '/api/v3/shaman/checkout/requirements', headers: none },
-    { name: 'Shaman checkout (JSON)', family: 'shaman', method: 'POST', kind: 'json',
-      target: async () => '/api/v3/shaman/checkout/create', headers: none },
-    { name: 'lakeFS presigned PUT', family: 's3', method: 'PUT', kind: 'file',
-      target: (base) => presignedTarget(base), headers: none },
-    { name: 'lakeFS link (JSON)', family: 'lakefs', method: 'PUT', kind: 'json',
-      target: async () => `/api/v1/repositories/repo1/branches/main/staging/backing?path=edge/${guid()}`,
-      headers: async () => ({ Authorization: BASIC_AUTH }) },
-    { name: 'bulk-ingest upload', family: 'ingest', method: 'POST', kind: 'file',
+    {
+      name: 'ImageStore whole-file PUT',
+      family: 'imagestore',
+      method: 'PUT',
+      kind: 'file',
+      target: async () => `/ImageStore/edge/${guid()}.bin?api-version=6.0`,
+      headers: none,
+    },
+    {
+      name: 'ImageStore UploadChunk',
+      family: 'imagestore',
+      method: 'PUT',
+      kind: 'file',
+      bytes: 64,
+      target: async () =>
+        `/ImageStore/edge/${guid()}.bin/$/UploadChunk?api-version=6.0&session-id=${guid()}`,
+      headers: async () => ({ 'Content-Range': 'bytes 0-63/64' }),
+    },
+    {
+      name: 'ImageStore Copy (JSON)',
+      family: 'imagestore',
+      method: 'POST',
+      kind: 'json',
+      target: async () => '/ImageStore/$/Copy?api-version=6.0',
+      headers: none,
+    },
+    {
+      name: 'Shaman file upload',
+      family: 'shaman',
+      method: 'POST',
+      kind: 'file',
+      bytes: 64,
+      target: async () => `/api/v3/shaman/files/${SHA_OF_64_X}/64`,
+      headers: none,
+    },
+    {
+      name: 'Shaman requirements (JSON)',
+      family: 'shaman',
+      method: 'POST',
+      kind: 'json',
+      target: async () => '/api/v3/shaman/checkout/requirements',
+      headers: none,
+    },
+    {
+      name: 'Shaman checkout (JSON)',
+      family: 'shaman',
+      method: 'POST',
+      kind: 'json',
+      target: async () => '/api/v3/shaman/checkout/create',
+      headers: none,
+    },
+    {
+      name: 'lakeFS presigned PUT',
+      family: 's3',
+      method: 'PUT',
+      kind: 'file',
+      target: (base) => presignedTarget(base),
+      headers: none,
+    },
+    {
+      name: 'lakeFS link (JSON)',
+      family: 'lakefs',
+      method: 'PUT',
+      kind: 'json',
+      target: async () =>
+        `/api/v1/repositories/repo1/branches/main/staging/backing?path=edge/${guid()}`,
+      headers: async () => ({ Authorization: BASIC_AUTH }),
+    },
+    {
+      name: 'bulk-ingest upload',
+      family: 'ingest',
+      method: 'POST',
+      kind: 'file',
       target: async () => `/projects/0a0b/bulk-ingest/ingest/${guid()}.txt`,
-      headers: async () => ({ Authorization: `Bearer ${await ingestToken()}` }) },
+      headers: async () => ({ Authorization: `Bearer ${await ingestToken()}` }),
+    },
   ]
 }
 
@@ -114,9 +187,14 @@ export function bodyRoutes(): BodyRoute[] {
  * Checks that `a` is an error answer of `family`: a 4xx (or 5xx when `allow5xx`) with that
  * family's error body. Answers a description of what is wrong, or null when it is right.
  */
-export function familyErrorProblem(family: FamilyName, a: RawAnswer, statuses: readonly number[]): string | null {
+export function familyErrorProblem(
+  family: FamilyName,
+  a: RawAnswer,
+  statuses: readonly number[],
+): string | null {
   const text = a.body.toString('utf8')
-  if (!statuses.includes(a.status)) return `status ${a.status} not in ${statuses.join('/')}: ${text}`
+  if (!statuses.includes(a.status))
+    return `status ${a.status} not in ${statuses.join('/')}: ${text}`
   let json: unknown = null
   if (family !== 's3') {
     try {
@@ -129,16 +207,25 @@ export function familyErrorProblem(family: FamilyName, a: RawAnswer, statuses: r
   switch (family) {
     case 'imagestore': {
       const e = o?.['Error'] as Record<string, unknown> | undefined
-      return typeof e?.['Code'] === 'string' && typeof e['Message'] === 'string' ? null : `not a FabricError: ${text}`
+      return typeof e?.['Code'] === 'string' && typeof e['Message'] === 'string'
+        ? null
+        : `not a FabricError: ${text}`
     }
     case 'shaman':
-      return o?.['code'] === a.status && typeof o['message'] === 'string' ? null : `not a Shaman Error: ${text}`
+      return o?.['code'] === a.status && typeof o['message'] === 'string'
+        ? null
+        : `not a Shaman Error: ${text}`
     case 'lakefs':
       return typeof o?.['message'] === 'string' ? null : `not a lakeFS error: ${text}`
     case 's3':
-      return /^<\?xml[^>]*>\s*<Error><Code>[A-Za-z]+<\/Code><Message>/.test(text) ? null : `not an S3 error: ${text}`
+      return /^<\?xml[^>]*>\s*<Error><Code>[A-Za-z]+<\/Code><Message>/.test(text)
+        ? null
+        : `not an S3 error: ${text}`
     case 'ingest':
-      if (a.status === 400) return Array.isArray(o?.['errors']) ? null : `not a dsp-ingest BadRequest: ${text}`
-      return typeof o?.['reason'] === 'string' || a.status === 503 ? null : `not a dsp-ingest error: ${text}`
+      if (a.status === 400)
+        return Array.isArray(o?.['errors']) ? null : `not a dsp-ingest BadRequest: ${text}`
+      return typeof o?.['reason'] === 'string' || a.status === 503
+        ? null
+        : `not a dsp-ingest error: ${text}`
   }
 }

@@ -37,18 +37,40 @@ export function captureLog(level = 'debug'): CapturedLog {
     write(chunk: Buffer, _enc, done) {
       const s = chunk.toString()
       raw.push(s)
-      for (const l of s.split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>)
+      for (const l of s.split('\n'))
+        if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>)
       done()
     },
   })
-  const logger = pino({ name: 'ferry', level, base: { pid: process.pid }, redact: { paths: [...LOG_REDACT_PATHS], censor: '[REDACTED]' } }, sink)
+  const logger = pino(
+    {
+      name: 'ferry',
+      level,
+      base: { pid: process.pid },
+      redact: { paths: [...LOG_REDACT_PATHS], censor: '[REDACTED]' },
+    },
+    sink,
+  )
   return { logger, lines, text: () => raw.join('') }
 }
 
-export async function startEdge(env: Record<string, string> = {}, opts: { log?: Logger; readyChecks?: ReadyCheck[] } = {}): Promise<EdgeServer> {
+export async function startEdge(
+  env: Record<string, string> = {},
+  opts: { log?: Logger; readyChecks?: ReadyCheck[] } = {},
+): Promise<EdgeServer> {
   const dataDir = env['FERRY_DATA_DIR'] ?? tempDir('ferry-edge-')
-  const config = loadConfig({ FERRY_PORT: '0', FERRY_LOG_LEVEL: 'silent', ...TEST_DEFAULTS, ...env, FERRY_DATA_DIR: dataDir })
-  const app = await createApp(config, opts.log ?? pino({ level: 'silent' }), opts.readyChecks ? { readyChecks: opts.readyChecks } : {})
+  const config = loadConfig({
+    FERRY_PORT: '0',
+    FERRY_LOG_LEVEL: 'silent',
+    ...TEST_DEFAULTS,
+    ...env,
+    FERRY_DATA_DIR: dataDir,
+  })
+  const app = await createApp(
+    config,
+    opts.log ?? pino({ level: 'silent' }),
+    opts.readyChecks ? { readyChecks: opts.readyChecks } : {},
+  )
   const addr = await app.listen()
   return {
     url: `http://127.0.0.1:${addr.port}`,

@@ -15,33 +15,51 @@ export const agent = new Agent({ keepAlive: true, maxSockets: 16 })
 
 export function request(
   url: string,
-  opts: { method?: string; headers?: Record<string, string | number>; body?: Buffer | string | Readable } = {},
+  opts: {
+    method?: string
+    headers?: Record<string, string | number>
+    body?: Buffer | string | Readable
+  } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const body = opts.body
     const headers: Record<string, string | number> = { ...opts.headers }
-    if ((typeof body === 'string' || Buffer.isBuffer(body)) && headers['Content-Length'] === undefined && headers['content-length'] === undefined) {
+    if (
+      (typeof body === 'string' || Buffer.isBuffer(body)) &&
+      headers['Content-Length'] === undefined &&
+      headers['content-length'] === undefined
+    ) {
       headers['Content-Length'] = Buffer.byteLength(body)
     }
     // Parse by hand: WHATWG URL parsing would normalise `..` and `.` segments away, and tests
     // must be able to send exactly what a hostile client sends.
     const m = /^http:\/\/([^/:]+):(\d+)(\/.*)?$/.exec(url)
     if (!m) throw new Error(`bad test URL ${url}`)
-    const req = httpRequest({ hostname: m[1], port: Number(m[2]), path: m[3] ?? '/', method: opts.method ?? 'GET', headers, agent }, (res) => {
-      const parts: Buffer[] = []
-      res.on('data', (d: Buffer) => parts.push(d))
-      res.on('error', reject)
-      res.on('end', () => {
-        const buf = Buffer.concat(parts)
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: buf,
-          json: <T>() => JSON.parse(buf.toString('utf8')) as T,
-          text: () => buf.toString('utf8'),
+    const req = httpRequest(
+      {
+        hostname: m[1],
+        port: Number(m[2]),
+        path: m[3] ?? '/',
+        method: opts.method ?? 'GET',
+        headers,
+        agent,
+      },
+      (res) => {
+        const parts: Buffer[] = []
+        res.on('data', (d: Buffer) => parts.push(d))
+        res.on('error', reject)
+        res.on('end', () => {
+          const buf = Buffer.concat(parts)
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: buf,
+            json: <T>() => JSON.parse(buf.toString('utf8')) as T,
+            text: () => buf.toString('utf8'),
+          })
         })
-      })
-    })
+      },
+    )
     req.on('error', reject)
     if (body === undefined) req.end()
     else if (typeof body === 'string' || Buffer.isBuffer(body)) req.end(body)

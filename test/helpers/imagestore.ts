@@ -30,16 +30,32 @@ export function reservationGate(): {
   return { hooks: { afterReserve }, next: (id) => new Promise<void>((r) => waiting.set(id, r)) }
 }
 
-export function putChunk(base: string, path: string, id: string, start: number, end: number, total: number, body: Buffer, headers: Record<string, string | number> = {}): Promise<Reply> {
+export function putChunk(
+  base: string,
+  path: string,
+  id: string,
+  start: number,
+  end: number,
+  total: number,
+  body: Buffer,
+  headers: Record<string, string | number> = {},
+): Promise<Reply> {
   return request(`${base}/ImageStore/${path}/$/UploadChunk?${API}&session-id=${id}`, {
     method: 'PUT',
-    headers: { 'Content-Range': `bytes ${start}-${end}/${total}`, 'Content-Type': 'application/octet-stream', ...headers },
+    headers: {
+      'Content-Range': `bytes ${start}-${end}/${total}`,
+      'Content-Type': 'application/octet-stream',
+      ...headers,
+    },
     body,
   })
 }
 
 export function commit(base: string, id: string): Promise<Reply> {
-  return request(`${base}/ImageStore/$/CommitUploadSession?${API}&session-id=${id}`, { method: 'POST', headers: { 'Content-Length': 0 } })
+  return request(`${base}/ImageStore/$/CommitUploadSession?${API}&session-id=${id}`, {
+    method: 'POST',
+    headers: { 'Content-Length': 0 },
+  })
 }
 
 export function sessionById(base: string, id: string): Promise<Reply> {
@@ -54,7 +70,10 @@ export interface SessionInfo {
   ExpectedRanges: { StartPosition: string; EndPosition: string }[]
 }
 
-/** Uploads `data` as chunks of `chunkBytes`, `parallel` at a time, in the given order of chunk indexes. */
+/**
+ * Uploads `data` as chunks of `chunkBytes`, `parallel` at a time, in the given order of chunk
+ * indexes.
+ */
 export async function uploadChunks(
   bases: readonly string[],
   path: string,
@@ -74,7 +93,15 @@ export async function uploadChunks(
       const start = i * chunkBytes
       const end = Math.min(data.length, start + chunkBytes) - 1
       const base = bases[sent++ % bases.length]!
-      const r = await putChunk(base, path, id, start, end, data.length, data.subarray(start, end + 1))
+      const r = await putChunk(
+        base,
+        path,
+        id,
+        start,
+        end,
+        data.length,
+        data.subarray(start, end + 1),
+      )
       if (r.status !== 200) throw new Error(`chunk ${i}: ${r.status} ${r.text()}`)
     }
   }

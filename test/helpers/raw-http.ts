@@ -49,7 +49,9 @@ export class RawConn {
   static open(url: string, opts: RawConnOptions = {}): Promise<RawConn> {
     const u = new URL(url)
     return new Promise((resolve, reject) => {
-      const sock = connect(Number(u.port), u.hostname, () => resolve(new RawConn(sock, u.host, opts)))
+      const sock = connect(Number(u.port), u.hostname, () =>
+        resolve(new RawConn(sock, u.host, opts)),
+      )
       sock.once('error', reject)
     })
   }
@@ -60,18 +62,27 @@ export class RawConn {
 
   /** Writes a request head. `target` is a path (`/a/b`) or a whole URL whose path is sent. */
   head(method: string, target: string, headers: Record<string, string | number>): Promise<void> {
-    const path = target.startsWith('/') ? target : (({ pathname, search }) => pathname + search)(new URL(target))
-    const lines = [`${method} ${path} HTTP/1.1`, `Host: ${this.#host}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)]
+    const path = target.startsWith('/')
+      ? target
+      : (({ pathname, search }) => pathname + search)(new URL(target))
+    const lines = [
+      `${method} ${path} HTTP/1.1`,
+      `Host: ${this.#host}`,
+      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    ]
     return this.write(Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'))
   }
 
   write(data: Buffer): Promise<void> {
-    return new Promise((resolve, reject) => this.#sock.write(data, (err) => (err ? reject(err) : resolve())))
+    return new Promise((resolve, reject) =>
+      this.#sock.write(data, (err) => (err ? reject(err) : resolve())),
+    )
   }
 
   /** Writes `data` in pieces of `pieceBytes`, each handed to the socket before the next. */
   async writeBody(data: Buffer): Promise<void> {
-    for (let off = 0; off < data.length; off += this.#pieceBytes) await this.write(data.subarray(off, off + this.#pieceBytes))
+    for (let off = 0; off < data.length; off += this.#pieceBytes)
+      await this.write(data.subarray(off, off + this.#pieceBytes))
   }
 
   /** The next answer on this connection (Content-Length framed). */
@@ -118,7 +129,10 @@ export class RawConn {
     this.#sock.resetAndDestroy()
   }
 
-  /** Half-closes: sends FIN and keeps reading (a client whose body ends early but waits for an answer). */
+  /**
+   * Half-closes: sends FIN and keeps reading (a client whose body ends early but waits for an
+   * answer).
+   */
   end(): void {
     this.#sock.end()
   }
@@ -141,7 +155,9 @@ export class RawConn {
 export interface RawOutcome {
   /** Status of the first final (non-1xx) answer, or null when the connection ended without one. */
   readonly status: number | null
-  /** Bytes of the answer that had arrived when `sendRaw` returned (head and what came of the body). */
+  /**
+   * Bytes of the answer that had arrived when `sendRaw` returned (head and what came of the body).
+   */
   readonly answer: Buffer
   /** The server closed (or reset) the connection before `sendRaw` returned. */
   readonly closed: boolean
@@ -204,12 +220,25 @@ export function sendRaw(port: number, bytes: Buffer, opts: SendRawOptions): Prom
       sock.destroy()
       if (followUp === 'timeout') followUp = closed ? 'closed' : timedOut ? 'timeout' : 'answered'
       const end = answeredAt !== 0 ? answeredAt : Date.now()
-      resolve({ status, answer: buf, closed, timedOut: timedOut && followUp === null, latencyMs: sentAt === 0 ? 0 : Math.max(0, end - sentAt), followUp })
+      resolve({
+        status,
+        answer: buf,
+        closed,
+        timedOut: timedOut && followUp === null,
+        latencyMs: sentAt === 0 ? 0 : Math.max(0, end - sentAt),
+        followUp,
+      })
     }
     /** After a keep-alive answer: sends the follow-up; its head (or a close) ends the exchange. */
     const startFollowUp = (): boolean => {
       const head = buf.subarray(0, firstEnd).toString('latin1')
-      if (opts.followUp === undefined || opts.ending !== 'wait' || /^connection:\s*close/im.test(head) || /^HTTP\/1\.0/.test(head)) return false
+      if (
+        opts.followUp === undefined ||
+        opts.ending !== 'wait' ||
+        /^connection:\s*close/im.test(head) ||
+        /^HTTP\/1\.0/.test(head)
+      )
+        return false
       followUp = 'timeout' // until something else is seen
       if (timer !== null) clearTimeout(timer)
       timer = setTimeout(() => finish(false, true), timeoutMs)
@@ -222,7 +251,9 @@ export function sendRaw(port: number, bytes: Buffer, opts: SendRawOptions): Prom
       while (status === null) {
         const end = buf.indexOf('\r\n\r\n', from)
         if (end < 0) return false
-        const m = /^HTTP\/\d\.\d (\d{3})/.exec(buf.subarray(from, Math.min(end, from + 64)).toString('latin1'))
+        const m = /^HTTP\/\d\.\d (\d{3})/.exec(
+          buf.subarray(from, Math.min(end, from + 64)).toString('latin1'),
+        )
         const code = m ? Number(m[1]) : 0
         if (code >= 100 && code < 200) {
           from = end + 4
@@ -256,9 +287,13 @@ export function sendRaw(port: number, bytes: Buffer, opts: SendRawOptions): Prom
     /** Writes the bytes (in slow pieces when asked), then calls `done` once all are handed over. */
     const writeAll = (done: () => void) => {
       const slow = opts.slow
-      if (slow === undefined || slow.pieces < 2 || bytes.length <= slow.headBytes) return void sock.write(bytes, done)
+      if (slow === undefined || slow.pieces < 2 || bytes.length <= slow.headBytes)
+        return void sock.write(bytes, done)
       const body = bytes.length - slow.headBytes
-      const cuts = Array.from({ length: slow.pieces }, (_, i) => slow.headBytes + Math.floor((body * i) / (slow.pieces - 1)))
+      const cuts = Array.from(
+        { length: slow.pieces },
+        (_, i) => slow.headBytes + Math.floor((body * i) / (slow.pieces - 1)),
+      )
       let i = 0
       const next = () => {
         if (i >= cuts.length - 1 || sock.destroyed) return done()

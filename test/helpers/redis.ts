@@ -48,7 +48,13 @@ async function waitReady(port: number, child: ChildProcess, timeoutMs = 10_000):
   const until = Date.now() + timeoutMs
   while (Date.now() < until) {
     if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`)
-    const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    const r = new Redis({
+      port,
+      host: '127.0.0.1',
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    })
     r.on('error', () => {})
     try {
       await r.connect()
@@ -65,15 +71,31 @@ async function waitReady(port: number, child: ChildProcess, timeoutMs = 10_000):
   throw new Error(`redis-server on ${port} did not start`)
 }
 
-export async function startPrivateRedis(opts: { appendonly?: boolean; port?: number; dir?: string } = {}): Promise<PrivateRedis> {
+export async function startPrivateRedis(
+  opts: { appendonly?: boolean; port?: number; dir?: string } = {},
+): Promise<PrivateRedis> {
   const port = opts.port ?? (await freePort())
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'ferry-redis-'))
   let child: ChildProcess
   const start = async () => {
-    child = spawn('redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-      '--appendonly', opts.appendonly ? 'yes' : 'no', '--appendfsync', 'always',
-    ], { stdio: 'ignore' })
+    child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        opts.appendonly ? 'yes' : 'no',
+        '--appendfsync',
+        'always',
+      ],
+      { stdio: 'ignore' },
+    )
     await waitReady(port, child)
   }
   const exit = (signal: NodeJS.Signals) =>
@@ -108,7 +130,9 @@ function runCli(args: string[]): Promise<string> {
 }
 
 async function until(
-  what: string, check: () => Promise<boolean>, timeoutMs = 15_000,
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 15_000,
 ): Promise<void> {
   const end = Date.now() + timeoutMs
   while (Date.now() < end) {
@@ -145,7 +169,16 @@ function spawnServer(args: string[], dir: string): Spawned {
 }
 
 const base = (port: number, dir: string) => [
-  '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
+  '--port',
+  String(port),
+  '--bind',
+  '127.0.0.1',
+  '--dir',
+  dir,
+  '--save',
+  '',
+  '--appendonly',
+  'no',
 ]
 
 /** A 3-primary Redis Cluster on loopback ports (`redis-cli --cluster create`, no replicas). */
@@ -154,12 +187,21 @@ export async function startRedisCluster(): Promise<RedisGroup & { ports: number[
   const ports = [await freePort(), await freePort(), await freePort()]
   const procs = new Map<number, Spawned>()
   for (const p of ports) {
-    const s = spawnServer([
-      ...base(p, dir), '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${p}.conf`,
-      // The bus port defaults to port + 10000, past 65535 for a high ephemeral port: its own.
-      '--cluster-port', String(await freePort()),
-      '--cluster-node-timeout', '2000',
-    ], dir)
+    const s = spawnServer(
+      [
+        ...base(p, dir),
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        `nodes-${p}.conf`,
+        // The bus port defaults to port + 10000, past 65535 for a high ephemeral port: its own.
+        '--cluster-port',
+        String(await freePort()),
+        '--cluster-node-timeout',
+        '2000',
+      ],
+      dir,
+    )
     procs.set(p, s)
     await waitReady(p, s.child)
   }
@@ -167,7 +209,8 @@ export async function startRedisCluster(): Promise<RedisGroup & { ports: number[
   await runCli(['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'])
   for (const p of ports) {
     await until(`cluster node ${p}`, async () =>
-      (await runCli(['-p', String(p), 'cluster', 'info'])).includes('cluster_state:ok'))
+      (await runCli(['-p', String(p), 'cluster', 'info'])).includes('cluster_state:ok'),
+    )
   }
   return {
     url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`,
@@ -180,8 +223,9 @@ export async function startRedisCluster(): Promise<RedisGroup & { ports: number[
 }
 
 /** A primary, one replica and three sentinels (quorum 2) on loopback ports; master name `ferry`. */
-export async function startRedisSentinel(
-): Promise<RedisGroup & { primary: number; replica: number }> {
+export async function startRedisSentinel(): Promise<
+  RedisGroup & { primary: number; replica: number }
+> {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-rsentinel-'))
   const primary = await freePort()
   const replica = await freePort()
@@ -189,20 +233,31 @@ export async function startRedisSentinel(
   const p = spawnServer(base(primary, dir).concat(['--dbfilename', `d-${primary}.rdb`]), dir)
   procs.set(primary, p)
   await waitReady(primary, p.child)
-  const r = spawnServer(base(replica, dir).concat([
-    '--dbfilename', `d-${replica}.rdb`, '--replicaof', '127.0.0.1', String(primary),
-  ]), dir)
+  const r = spawnServer(
+    base(replica, dir).concat([
+      '--dbfilename',
+      `d-${replica}.rdb`,
+      '--replicaof',
+      '127.0.0.1',
+      String(primary),
+    ]),
+    dir,
+  )
   procs.set(replica, r)
   await waitReady(replica, r.child)
   await until('replication', async () =>
-    (await runCli(['-p', String(replica), 'info', 'replication']))
-      .includes('master_link_status:up'))
+    (await runCli(['-p', String(replica), 'info', 'replication'])).includes(
+      'master_link_status:up',
+    ),
+  )
   const sentinels: number[] = []
   for (let i = 0; i < 3; i++) {
     const port = await freePort()
     const conf = join(dir, `sentinel-${port}.conf`)
     const lines = [
-      `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`,
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
       `sentinel monitor ferry 127.0.0.1 ${primary} 2`,
       'sentinel down-after-milliseconds ferry 1000',
       'sentinel failover-timeout ferry 5000',

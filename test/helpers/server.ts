@@ -41,15 +41,27 @@ export interface TestServer {
  */
 export const TEST_DEFAULTS: Readonly<Record<string, string>> = { FERRY_MIN_CHUNK_BYTES: '0' }
 
-export async function startFerry(env: Record<string, string> = {}, opts: AppOptions = {}): Promise<TestServer> {
+export async function startFerry(
+  env: Record<string, string> = {},
+  opts: AppOptions = {},
+): Promise<TestServer> {
   const dataDir = env['FERRY_DATA_DIR'] ?? tempDir()
-  const config = loadConfig({ FERRY_PORT: '0', FERRY_LOG_LEVEL: process.env['FERRY_TEST_LOG'] ?? 'silent', ...TEST_DEFAULTS, ...env, FERRY_DATA_DIR: dataDir })
+  const config = loadConfig({
+    FERRY_PORT: '0',
+    FERRY_LOG_LEVEL: process.env['FERRY_TEST_LOG'] ?? 'silent',
+    ...TEST_DEFAULTS,
+    ...env,
+    FERRY_DATA_DIR: dataDir,
+  })
   const app = await createApp(config, createLogger(config.logLevel), opts)
   const addr = await app.listen()
   return { url: `http://127.0.0.1:${addr.port}`, app, dataDir, close: () => app.close() }
 }
 
-/** Several in-process instances as one scaled deployment: one Redis (a fresh key prefix), one data directory. */
+/**
+ * Several in-process instances as one scaled deployment: one Redis (a fresh key prefix), one data
+ * directory.
+ */
 export interface TestCluster<S extends readonly TestServer[] = readonly TestServer[]> {
   readonly servers: S
   /** The data directory they share (removed by `close`). */
@@ -58,18 +70,31 @@ export interface TestCluster<S extends readonly TestServer[] = readonly TestServ
   close(): Promise<void>
 }
 
-/** `n` TestServers as a tuple when `n` is a literal, so that `const [a, b] = servers` needs no `!`. */
+/**
+ * `n` TestServers as a tuple when `n` is a literal, so that `const [a, b] = servers` needs no `!`.
+ */
 type Servers<N extends number, Acc extends TestServer[] = []> = number extends N
   ? TestServer[]
-  : Acc['length'] extends N ? Acc : Servers<N, [...Acc, TestServer]>
+  : Acc['length'] extends N
+    ? Acc
+    : Servers<N, [...Acc, TestServer]>
 
 /**
  * Starts `n` instances on the suite's redis-server under one fresh FERRY_REDIS_PREFIX and one new
  * data directory (named after `dirPrefix`); `env` adds settings (and may not override those three).
  */
-export async function startCluster<N extends number>(n: N, env: Record<string, string> = {}, dirPrefix = 'ferry-cluster-'): Promise<TestCluster<Servers<N>>> {
+export async function startCluster<N extends number>(
+  n: N,
+  env: Record<string, string> = {},
+  dirPrefix = 'ferry-cluster-',
+): Promise<TestCluster<Servers<N>>> {
   const dataDir = tempDir(dirPrefix)
-  const shared = { ...env, REDIS_URL: env['REDIS_URL'] ?? testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: dataDir }
+  const shared = {
+    ...env,
+    REDIS_URL: env['REDIS_URL'] ?? testRedisUrl(),
+    FERRY_REDIS_PREFIX: uniquePrefix(),
+    FERRY_DATA_DIR: dataDir,
+  }
   const servers: TestServer[] = []
   const close = async () => {
     for (const s of servers) await s.close()
@@ -96,17 +121,30 @@ export interface ChildServer {
 }
 
 /** Forks dist/src/main.js with `env` and waits for /healthz. */
-export async function spawnFerry(env: Record<string, string>, port?: number, opts: { execArgv?: string[] } = {}): Promise<ChildServer> {
+export async function spawnFerry(
+  env: Record<string, string>,
+  port?: number,
+  opts: { execArgv?: string[] } = {},
+): Promise<ChildServer> {
   const p = port ?? (await freePort())
   const proc = fork(MAIN_JS, [], {
     execArgv: opts.execArgv ?? process.execArgv,
-    env: { PATH: process.env['PATH'] ?? '', FERRY_LOG_LEVEL: 'info', ...TEST_DEFAULTS, ...env, FERRY_PORT: String(p), FERRY_HOST: '127.0.0.1' },
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      FERRY_LOG_LEVEL: 'info',
+      ...TEST_DEFAULTS,
+      ...env,
+      FERRY_PORT: String(p),
+      FERRY_HOST: '127.0.0.1',
+    },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   })
   let out = ''
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString()))
   proc.stderr?.on('data', (d: Buffer) => (out += d.toString()))
-  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, sig) => resolve(code ?? sig ?? -1)))
+  const exited = new Promise<number | string>((resolve) =>
+    proc.once('exit', (code, sig) => resolve(code ?? sig ?? -1)),
+  )
   const url = `http://127.0.0.1:${p}`
   const until = Date.now() + 15_000
   for (;;) {

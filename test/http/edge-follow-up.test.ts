@@ -22,7 +22,11 @@ afterAll(async () => {
  * Sends `first` (head and body, as given), then `GET /healthz` on the same connection; answers
  * what came back once healthz is answered or the connection closed (at most `waitMs`).
  */
-async function thenHealthz(url: string, first: (string | Buffer)[], waitMs = 8000): Promise<{ got: string; followedUp: boolean; closed: boolean }> {
+async function thenHealthz(
+  url: string,
+  first: (string | Buffer)[],
+  waitMs = 8000,
+): Promise<{ got: string; followedUp: boolean; closed: boolean }> {
   const s = connect(Number(new URL(url).port), '127.0.0.1')
   let got = ''
   let closed = false
@@ -54,10 +58,14 @@ test('the next request on a connection whose multipart body was refused early is
 
 test('a request carrying Connection: upgrade is answered and its connection closed, never left hanging', async () => {
   const body = Buffer.alloc(4096, 0x61)
-  const r = await thenHealthz(srv.url, [
-    `GET /ImageStore/a.bin?api-version=6.0 HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n`,
-    body,
-  ], 5000)
+  const r = await thenHealthz(
+    srv.url,
+    [
+      `GET /ImageStore/a.bin?api-version=6.0 HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n`,
+      body,
+    ],
+    5000,
+  )
   expect(r.got.startsWith('HTTP/1.1 ')).toBe(true)
   expect(r.followedUp || r.closed).toBe(true)
 })
@@ -65,20 +73,26 @@ test('a request carrying Connection: upgrade is answered and its connection clos
 test('a JSON body refused as too large mid-stream (chunked) does not leave its connection stuck', async () => {
   // lakeFS's staging PUT reads its JSON whole and refuses it past FERRY_MAX_JSON_BYTES.
   const cfg = join(tempDir('ferry-follow-up-cfg-'), 'c.json')
-  writeFileSync(cfg, JSON.stringify({
-    lakefs: {
-      signingSecret: 'follow-up-signing-secret', jwtSecret: 'follow-up-jwt-secret',
-      credentials: [{ accessKeyId: 'AKIAFOLLOW', secretAccessKey: 'follow-up-secret-key' }],
-      repositories: [{ name: 'repo1', storageNamespace: 'local://repo1', branches: ['main'] }],
-    },
-  }))
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      lakefs: {
+        signingSecret: 'follow-up-signing-secret',
+        jwtSecret: 'follow-up-jwt-secret',
+        credentials: [{ accessKeyId: 'AKIAFOLLOW', secretAccessKey: 'follow-up-secret-key' }],
+        repositories: [{ name: 'repo1', storageNamespace: 'local://repo1', branches: ['main'] }],
+      },
+    }),
+  )
   const big = await startFerry({ FERRY_MAX_JSON_BYTES: '1024', FERRY_CONFIG: cfg })
   try {
     const json = Buffer.from(`{"a":"${'p'.repeat(200_000)}"}`)
     const auth = Buffer.from('AKIAFOLLOW:follow-up-secret-key').toString('base64')
     const r = await thenHealthz(big.url, [
       `PUT /api/v1/repositories/repo1/branches/main/staging/backing?path=x HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ${auth}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`,
-      `${json.length.toString(16)}\r\n`, json, '\r\n0\r\n\r\n',
+      `${json.length.toString(16)}\r\n`,
+      json,
+      '\r\n0\r\n\r\n',
     ])
     expect(r.got.slice(0, 12)).toBe('HTTP/1.1 413')
     expect(r.followedUp || r.closed).toBe(true)

@@ -18,7 +18,10 @@ let plain: EdgeServer
 beforeAll(async () => {
   dir = tempDir('ferry-edge-puburl-')
   const cfg = writeFamiliesConfig(dir)
-  pub = await startEdge({ FERRY_CONFIG: cfg, FERRY_PUBLIC_URL: 'https://uploads.example.org/ferry/' })
+  pub = await startEdge({
+    FERRY_CONFIG: cfg,
+    FERRY_PUBLIC_URL: 'https://uploads.example.org/ferry/',
+  })
   plain = await startEdge({ FERRY_CONFIG: cfg })
 })
 afterAll(async () => {
@@ -34,7 +37,12 @@ async function presignedUrl(base: string, host: string): Promise<string> {
   const conn = await RawConn.open(base)
   try {
     // RawConn writes its own Host line; a second one would be refused, so send the head by hand.
-    await conn.write(Buffer.from(`GET /api/v1/repositories/repo1/branches/main/staging/backing?path=p%2Fa.bin&presign=true HTTP/1.1\r\nHost: ${host}\r\nAuthorization: ${BASIC_AUTH}\r\n\r\n`, 'latin1'))
+    await conn.write(
+      Buffer.from(
+        `GET /api/v1/repositories/repo1/branches/main/staging/backing?path=p%2Fa.bin&presign=true HTTP/1.1\r\nHost: ${host}\r\nAuthorization: ${BASIC_AUTH}\r\n\r\n`,
+        'latin1',
+      ),
+    )
     const a = await conn.answer()
     expect(a.status).toBe(200)
     return (JSON.parse(a.body.toString('utf8')) as { presigned_url: string }).presigned_url
@@ -46,7 +54,9 @@ async function presignedUrl(base: string, host: string): Promise<string> {
 describe('FERRY_PUBLIC_URL', () => {
   test('set: presigned URLs start with it whatever the Host header says, and the URL works', async () => {
     const url = await presignedUrl(pub.url, 'internal-name')
-    expect(url.startsWith('https://uploads.example.org/ferry/api/v1/_ferry/presigned/repo1/data/')).toBe(true)
+    expect(
+      url.startsWith('https://uploads.example.org/ferry/api/v1/_ferry/presigned/repo1/data/'),
+    ).toBe(true)
     // Behind the proxy that strips /ferry, the path and signature are those Ferry checks.
     const u = new URL(url)
     const path = u.pathname.slice('/ferry'.length) + u.search
@@ -54,8 +64,16 @@ describe('FERRY_PUBLIC_URL', () => {
   })
 
   test('unset: the Host header as sent (a Host without a port gives no port)', async () => {
-    expect((await presignedUrl(plain.url, 'ferry.example:8443')).startsWith('http://ferry.example:8443/api/v1/_ferry/presigned/')).toBe(true)
-    expect((await presignedUrl(plain.url, 'ferry.example')).startsWith('http://ferry.example/api/v1/_ferry/presigned/')).toBe(true)
+    expect(
+      (await presignedUrl(plain.url, 'ferry.example:8443')).startsWith(
+        'http://ferry.example:8443/api/v1/_ferry/presigned/',
+      ),
+    ).toBe(true)
+    expect(
+      (await presignedUrl(plain.url, 'ferry.example')).startsWith(
+        'http://ferry.example/api/v1/_ferry/presigned/',
+      ),
+    ).toBe(true)
   })
 
   test.each([
@@ -78,8 +96,12 @@ describe('FERRY_PUBLIC_URL', () => {
   })
 
   test('accepted forms are normalised: origin plus path, no trailing slash', () => {
-    expect(loadConfig({ FERRY_PUBLIC_URL: 'https://X.example:443/' }).http.publicUrl).toBe('https://x.example')
-    expect(loadConfig({ FERRY_PUBLIC_URL: 'http://x.example:8080/a/b/' }).http.publicUrl).toBe('http://x.example:8080/a/b')
+    expect(loadConfig({ FERRY_PUBLIC_URL: 'https://X.example:443/' }).http.publicUrl).toBe(
+      'https://x.example',
+    )
+    expect(loadConfig({ FERRY_PUBLIC_URL: 'http://x.example:8080/a/b/' }).http.publicUrl).toBe(
+      'http://x.example:8080/a/b',
+    )
     expect(loadConfig({}).http.publicUrl).toBeNull()
   })
 })
@@ -87,10 +109,22 @@ describe('FERRY_PUBLIC_URL', () => {
 describe('the other edge settings are validated', () => {
   test('defaults: 1 KiB/s over 60 s, 64 MiB free for readiness; 0 disables; bad values name the key', () => {
     const d = loadConfig({})
-    expect([d.http.minBodyRateBytesPerSec, d.http.minBodyRateWindowSec, d.storage.readyMinFreeBytes]).toEqual([1024, 60, 64 * 1024 * 1024])
-    expect(loadConfig({ FERRY_MIN_BODY_RATE_BYTES_PER_SEC: '0' }).http.minBodyRateBytesPerSec).toBe(0)
-    expect(() => loadConfig({ FERRY_MIN_BODY_RATE_WINDOW_SEC: 'soon' })).toThrow(/^FERRY_MIN_BODY_RATE_WINDOW_SEC must be a whole number/)
-    expect(() => loadConfig({ FERRY_MIN_BODY_RATE_BYTES_PER_SEC: '-1' })).toThrow(/^FERRY_MIN_BODY_RATE_BYTES_PER_SEC /)
-    expect(() => loadConfig({ FERRY_READY_MIN_FREE_BYTES: '1e9' })).toThrow(/^FERRY_READY_MIN_FREE_BYTES /)
+    expect([
+      d.http.minBodyRateBytesPerSec,
+      d.http.minBodyRateWindowSec,
+      d.storage.readyMinFreeBytes,
+    ]).toEqual([1024, 60, 64 * 1024 * 1024])
+    expect(loadConfig({ FERRY_MIN_BODY_RATE_BYTES_PER_SEC: '0' }).http.minBodyRateBytesPerSec).toBe(
+      0,
+    )
+    expect(() => loadConfig({ FERRY_MIN_BODY_RATE_WINDOW_SEC: 'soon' })).toThrow(
+      /^FERRY_MIN_BODY_RATE_WINDOW_SEC must be a whole number/,
+    )
+    expect(() => loadConfig({ FERRY_MIN_BODY_RATE_BYTES_PER_SEC: '-1' })).toThrow(
+      /^FERRY_MIN_BODY_RATE_BYTES_PER_SEC /,
+    )
+    expect(() => loadConfig({ FERRY_READY_MIN_FREE_BYTES: '1e9' })).toThrow(
+      /^FERRY_READY_MIN_FREE_BYTES /,
+    )
   })
 })

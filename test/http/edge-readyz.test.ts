@@ -1,7 +1,7 @@
 /**
  * `GET /readyz` (whether this instance should get traffic, as a load balancer asks): 200 when
- * every check passes; 503 with Retry-After and the reasons while the instance drains, while the data
- * directory's filesystem has less free space than FERRY_READY_MIN_FREE_BYTES, or while a
+ * every check passes; 503 with Retry-After and the reasons while the instance drains, while the
+ * data directory's filesystem has less free space than FERRY_READY_MIN_FREE_BYTES, or while a
  * pluggable check (the state backend's, hooked in by the composition root) fails, throws or does
  * not answer. `/healthz` stays what it was: the process is up.
  */
@@ -28,7 +28,11 @@ afterAll(async () => {
 
 const readyz = async (s: EdgeServer) => {
   const r = await request(`${s.url}/readyz`)
-  return { status: r.status, retry: r.headers['retry-after'], body: r.json<{ status: string; reasons?: string[] }>() }
+  return {
+    status: r.status,
+    retry: r.headers['retry-after'],
+    body: r.json<{ status: string; reasons?: string[] }>(),
+  }
 }
 
 describe('GET /readyz', () => {
@@ -38,7 +42,11 @@ describe('GET /readyz', () => {
 
   test('a pluggable check that fails, throws or hangs: 503 with its reason and Retry-After; /healthz stays 200', async () => {
     check = async () => ({ ok: false, reason: 'state backend unreachable' })
-    expect(await readyz(srv)).toEqual({ status: 503, retry: '1', body: { status: 'not ready', reasons: ['state backend unreachable'] } })
+    expect(await readyz(srv)).toEqual({
+      status: 503,
+      retry: '1',
+      body: { status: 'not ready', reasons: ['state backend unreachable'] },
+    })
     check = async () => {
       throw new Error('boom')
     }
@@ -65,6 +73,8 @@ describe('GET /readyz', () => {
   test('less free space than FERRY_READY_MIN_FREE_BYTES: 503 naming the free bytes', async () => {
     const r = await readyz(huge)
     expect(r.status).toBe(503)
-    expect(r.body.reasons?.[0]).toMatch(/^data directory has \d+ bytes free, below 4503599627370496$/)
+    expect(r.body.reasons?.[0]).toMatch(
+      /^data directory has \d+ bytes free, below 4503599627370496$/,
+    )
   })
 })

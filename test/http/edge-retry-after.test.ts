@@ -26,12 +26,18 @@ const SENDERS: Record<FamilyName, (ctx: RequestContext, err: unknown) => void> =
   ingest: sendIngestError,
 }
 
-const errno = (code: string) => Object.assign(new Error(`${code}: no space left on device, write`), { code, errno: -28, syscall: 'write' })
+const errno = (code: string) =>
+  Object.assign(new Error(`${code}: no space left on device, write`), {
+    code,
+    errno: -28,
+    syscall: 'write',
+  })
 const FAILURES: Record<string, () => unknown> = {
   ERR_INSUFFICIENT_STORAGE: () => new UploadError('ERR_INSUFFICIENT_STORAGE', 'disk full'),
   'raw ENOSPC': () => errno('ENOSPC'),
   'raw EDQUOT': () => errno('EDQUOT'),
-  'ERR_IO caused by ENOSPC': () => new UploadError('ERR_IO', 'write failed', { cause: errno('ENOSPC') }),
+  'ERR_IO caused by ENOSPC': () =>
+    new UploadError('ERR_IO', 'write failed', { cause: errno('ENOSPC') }),
   ERR_UNAVAILABLE: () => new UploadError('ERR_UNAVAILABLE', 'the state store is unreachable'),
 }
 
@@ -45,7 +51,15 @@ beforeAll(async () => {
     const u = new URL(req.url ?? '/', 'http://x')
     const family = u.searchParams.get('family') as FamilyName
     const failure = FAILURES[u.searchParams.get('failure') ?? '']!()
-    const ctx: RequestContext = { req, res, url: u, rawPath: u.pathname, reqId: 'r1', log: log.logger, signal: new AbortController().signal }
+    const ctx: RequestContext = {
+      req,
+      res,
+      url: u,
+      rawPath: u.pathname,
+      reqId: 'r1',
+      log: log.logger,
+      signal: new AbortController().signal,
+    }
     SENDERS[family](ctx, failure)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
@@ -55,17 +69,24 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve))
 })
 
-const table = (Object.keys(SENDERS) as FamilyName[]).flatMap((f) => Object.keys(FAILURES).map((k) => [f, k] as const))
+const table = (Object.keys(SENDERS) as FamilyName[]).flatMap((f) =>
+  Object.keys(FAILURES).map((k) => [f, k] as const),
+)
 
 describe('507 and 503 answers', () => {
-  test.each(table)('%s, %s: the status, the family\'s body, Retry-After, a warn line without stack', async (family, failure) => {
-    const before = log.lines.length
-    const r = await request(`${base}/?family=${family}&failure=${encodeURIComponent(failure)}`)
-    const status = failure === 'ERR_UNAVAILABLE' ? 503 : 507
-    expect(familyErrorProblem(family, { status: r.status, headers: {}, body: r.body }, [status])).toBeNull()
-    expect(r.headers['retry-after']).toMatch(/^[1-9]\d*$/)
-    const lines = log.lines.slice(before)
-    expect(lines.map((l) => l['level'])).toEqual([40])
-    expect(JSON.stringify(lines)).not.toContain('"stack"')
-  })
+  test.each(table)(
+    "%s, %s: the status, the family's body, Retry-After, a warn line without stack",
+    async (family, failure) => {
+      const before = log.lines.length
+      const r = await request(`${base}/?family=${family}&failure=${encodeURIComponent(failure)}`)
+      const status = failure === 'ERR_UNAVAILABLE' ? 503 : 507
+      expect(
+        familyErrorProblem(family, { status: r.status, headers: {}, body: r.body }, [status]),
+      ).toBeNull()
+      expect(r.headers['retry-after']).toMatch(/^[1-9]\d*$/)
+      const lines = log.lines.slice(before)
+      expect(lines.map((l) => l['level'])).toEqual([40])
+      expect(JSON.stringify(lines)).not.toContain('"stack"')
+    },
+  )
 })

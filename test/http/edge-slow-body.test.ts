@@ -30,7 +30,14 @@ afterAll(async () => {
 })
 
 /** Sends the head, then one byte every `everyMs` until an answer comes or `bytes` are sent. */
-async function trickle(base: string, method: string, target: string, headers: Record<string, string>, bytes: number, everyMs: number) {
+async function trickle(
+  base: string,
+  method: string,
+  target: string,
+  headers: Record<string, string>,
+  bytes: number,
+  everyMs: number,
+) {
   const conn = await RawConn.open(base, { answerTimeoutMs: 15_000 })
   const started = Date.now()
   await conn.head(method, target, { ...headers, 'Content-Length': bytes })
@@ -51,28 +58,38 @@ async function trickle(base: string, method: string, target: string, headers: Re
 
 describe('minimum body rate (1000 B/s over a 1 s window)', () => {
   const routes = bodyRoutes()
-  test.concurrent.each(routes.map((r) => [r.name, r] as const))('%s: a body at 5 B/s is answered 408 in the family\'s shape after about one window, and closed', async (_n, r) => {
-    const target = await r.target(srv.url)
-    const headers = await r.headers()
-    if (r.name === 'ImageStore UploadChunk') headers['Content-Range'] = 'bytes 0-999/1000'
-    const bytes = r.name === 'Shaman file upload' ? 64 : 1000
-    const { answer, ms, conn } = await trickle(srv.url, r.method, target, headers, bytes, 200)
-    expect(answer).not.toBeNull()
-    expect(familyErrorProblem(r.family, answer!, [408])).toBeNull()
-    expect(answer!.headers['connection']).toBe('close')
-    // Not before a whole window of slow arrival, and not much after.
-    expect(ms).toBeGreaterThanOrEqual(900)
-    expect(ms).toBeLessThan(5000)
-    // The server closes the connection after the answer.
-    const until = Date.now() + 3000
-    while (!conn.closed && Date.now() < until) await new Promise((res) => setTimeout(res, 20))
-    expect(conn.closed).toBe(true)
-    conn.close()
-    expect((await request(`${srv.url}/healthz`)).status).toBe(200)
-  })
+  test.concurrent.each(routes.map((r) => [r.name, r] as const))(
+    "%s: a body at 5 B/s is answered 408 in the family's shape after about one window, and closed",
+    async (_n, r) => {
+      const target = await r.target(srv.url)
+      const headers = await r.headers()
+      if (r.name === 'ImageStore UploadChunk') headers['Content-Range'] = 'bytes 0-999/1000'
+      const bytes = r.name === 'Shaman file upload' ? 64 : 1000
+      const { answer, ms, conn } = await trickle(srv.url, r.method, target, headers, bytes, 200)
+      expect(answer).not.toBeNull()
+      expect(familyErrorProblem(r.family, answer!, [408])).toBeNull()
+      expect(answer!.headers['connection']).toBe('close')
+      // Not before a whole window of slow arrival, and not much after.
+      expect(ms).toBeGreaterThanOrEqual(900)
+      expect(ms).toBeLessThan(5000)
+      // The server closes the connection after the answer.
+      const until = Date.now() + 3000
+      while (!conn.closed && Date.now() < until) await new Promise((res) => setTimeout(res, 20))
+      expect(conn.closed).toBe(true)
+      conn.close()
+      expect((await request(`${srv.url}/healthz`)).status).toBe(200)
+    },
+  )
 
   test('an early answer (401 before the body) does not let the rest trickle forever: the connection is closed after a window', async () => {
-    const { answer, conn } = await trickle(srv.url, 'POST', '/projects/0a0b/bulk-ingest/ingest/f.txt', {}, 1000, 200)
+    const { answer, conn } = await trickle(
+      srv.url,
+      'POST',
+      '/projects/0a0b/bulk-ingest/ingest/f.txt',
+      {},
+      1000,
+      200,
+    )
     expect(answer?.status).toBe(401)
     const t0 = Date.now()
     const timer = setInterval(() => void conn.write(Buffer.from('x')).catch(() => {}), 200)
@@ -88,7 +105,9 @@ describe('minimum body rate (1000 B/s over a 1 s window)', () => {
   test('a body that keeps the rate is not cut: 256 KiB in 16 KiB pieces every 50 ms (~320 KB/s) stores', async () => {
     const conn = await RawConn.open(srv.url, { pieceBytes: 16 * 1024 })
     const data = Buffer.alloc(256 * 1024, 7)
-    await conn.head('PUT', '/ImageStore/edge/steady.bin?api-version=6.0', { 'Content-Length': data.length })
+    await conn.head('PUT', '/ImageStore/edge/steady.bin?api-version=6.0', {
+      'Content-Length': data.length,
+    })
     for (let off = 0; off < data.length; off += 16 * 1024) {
       await conn.write(data.subarray(off, off + 16 * 1024))
       await new Promise((res) => setTimeout(res, 50)) // the client's steady rate: the case
@@ -99,7 +118,14 @@ describe('minimum body rate (1000 B/s over a 1 s window)', () => {
   })
 
   test('FERRY_MIN_BODY_RATE_BYTES_PER_SEC=0 turns the check off: 12 bytes over 2.4 s are taken', async () => {
-    const { answer, ms, conn } = await trickle(off.url, 'PUT', '/ImageStore/edge/slow-ok.bin?api-version=6.0', {}, 12, 200)
+    const { answer, ms, conn } = await trickle(
+      off.url,
+      'PUT',
+      '/ImageStore/edge/slow-ok.bin?api-version=6.0',
+      {},
+      12,
+      200,
+    )
     conn.close()
     expect(answer?.status).toBe(200)
     expect(ms).toBeGreaterThanOrEqual(2000)

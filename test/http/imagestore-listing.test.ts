@@ -38,7 +38,9 @@ afterAll(async () => {
 })
 
 const list = (path: string, token?: string) =>
-  request(`${srv.url}/ImageStore/${path}?api-version=6.2${token === undefined ? '' : `&ContinuationToken=${encodeURIComponent(token)}`}`)
+  request(
+    `${srv.url}/ImageStore/${path}?api-version=6.2${token === undefined ? '' : `&ContinuationToken=${encodeURIComponent(token)}`}`,
+  )
 
 describe('paged listing', () => {
   test('pages of at most 3 entries, in lower-cased path order, until no ContinuationToken; every entry exactly once', async () => {
@@ -49,7 +51,9 @@ describe('paged listing', () => {
       const r = await list('pkg', token)
       expect(r.status).toBe(200)
       const p = r.json<Page>()
-      const names = [...p.StoreFiles, ...p.StoreFolders].map((e) => e.StoreRelativePath).sort((a, b) => (a.toLowerCase() < b.toLowerCase() ? -1 : 1))
+      const names = [...p.StoreFiles, ...p.StoreFolders]
+        .map((e) => e.StoreRelativePath)
+        .sort((a, b) => (a.toLowerCase() < b.toLowerCase() ? -1 : 1))
       sizes.push(names.length)
       seen.push(...names)
       token = p.ContinuationToken
@@ -57,10 +61,19 @@ describe('paged listing', () => {
       expect(token).toBe(names.at(-1))
     }
     expect(sizes).toEqual([3, 3, 2])
-    expect(seen).toEqual(['pkg/A.txt', 'pkg/b.txt', 'pkg/C.cfg', 'pkg/Code', 'pkg/config', 'pkg/d.bin', 'pkg/data', 'pkg/e.xml'])
+    expect(seen).toEqual([
+      'pkg/A.txt',
+      'pkg/b.txt',
+      'pkg/C.cfg',
+      'pkg/Code',
+      'pkg/config',
+      'pkg/d.bin',
+      'pkg/data',
+      'pkg/e.xml',
+    ])
   })
 
-  test('a folder\'s FileCount is the files directly in it, not the tree below', async () => {
+  test("a folder's FileCount is the files directly in it, not the tree below", async () => {
     let token: string | undefined
     const folders: Page['StoreFolders'] = []
     do {

@@ -5,7 +5,15 @@ import { request as rawRequest } from 'node:http'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { request, seededBytes, sha256 } from '../helpers/http.js'
-import { API, commit, newSessionId, putChunk, reservationGate, sessionById, type SessionInfo } from '../helpers/imagestore.js'
+import {
+  API,
+  commit,
+  newSessionId,
+  putChunk,
+  reservationGate,
+  sessionById,
+  type SessionInfo,
+} from '../helpers/imagestore.js'
 import { removeDir, startFerry, type TestServer } from '../helpers/server.js'
 
 let srv: TestServer
@@ -14,7 +22,10 @@ const reserved = reservationGate()
 const fabric = (r: { json<T>(): T }) => r.json<{ Error: { Code: string; Message: string } }>().Error
 
 beforeAll(async () => {
-  srv = await startFerry({ FERRY_MAX_UPLOAD_BYTES: String(8 * 1024 * 1024) }, { uploadHooks: reserved.hooks })
+  srv = await startFerry(
+    { FERRY_MAX_UPLOAD_BYTES: String(8 * 1024 * 1024) },
+    { uploadHooks: reserved.hooks },
+  )
   base = srv.url
 })
 afterAll(async () => {
@@ -28,20 +39,59 @@ describe('ImageStore upload sessions', () => {
   test('chunks in any order, expected ranges as strings, commit publishes the exact bytes', async () => {
     const id = newSessionId()
     const data = seededBytes(300_000, 'order')
-    expect((await putChunk(base, 'app/pkg/big.bin', id, 200_000, 299_999, 300_000, data.subarray(200_000))).status).toBe(200)
+    expect(
+      (
+        await putChunk(
+          base,
+          'app/pkg/big.bin',
+          id,
+          200_000,
+          299_999,
+          300_000,
+          data.subarray(200_000),
+        )
+      ).status,
+    ).toBe(200)
     let r = await sessionById(base, id)
     expect(r.status).toBe(200)
     const info = r.json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!
-    expect(info).toMatchObject({ StoreRelativePath: 'app/pkg/big.bin', SessionId: id, FileSize: '300000' })
+    expect(info).toMatchObject({
+      StoreRelativePath: 'app/pkg/big.bin',
+      SessionId: id,
+      FileSize: '300000',
+    })
     expect(info.ExpectedRanges).toEqual([{ StartPosition: '0', EndPosition: '199999' }])
-    expect(Object.keys(info)).toEqual(['StoreRelativePath', 'SessionId', 'FileSize', 'ModifiedDate', 'ExpectedRanges'])
+    expect(Object.keys(info)).toEqual([
+      'StoreRelativePath',
+      'SessionId',
+      'FileSize',
+      'ModifiedDate',
+      'ExpectedRanges',
+    ])
     expect(info.ModifiedDate).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
-    expect((await putChunk(base, 'app/pkg/big.bin', id, 0, 99_999, 300_000, data.subarray(0, 100_000))).status).toBe(200)
+    expect(
+      (await putChunk(base, 'app/pkg/big.bin', id, 0, 99_999, 300_000, data.subarray(0, 100_000)))
+        .status,
+    ).toBe(200)
     r = await request(`${base}/ImageStore/app/pkg/big.bin/$/GetUploadSession?${API}`)
     expect(r.status).toBe(200)
-    expect(r.json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!.ExpectedRanges).toEqual([{ StartPosition: '100000', EndPosition: '199999' }])
+    expect(r.json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!.ExpectedRanges).toEqual([
+      { StartPosition: '100000', EndPosition: '199999' },
+    ])
     expect(existsSync(storeFile('app/pkg/big.bin'))).toBe(false)
-    expect((await putChunk(base, 'app/pkg/big.bin', id, 100_000, 199_999, 300_000, data.subarray(100_000, 200_000))).status).toBe(200)
+    expect(
+      (
+        await putChunk(
+          base,
+          'app/pkg/big.bin',
+          id,
+          100_000,
+          199_999,
+          300_000,
+          data.subarray(100_000, 200_000),
+        )
+      ).status,
+    ).toBe(200)
     r = await commit(base, id)
     expect(r.status).toBe(200)
     expect(r.body.length).toBe(0)
@@ -49,23 +99,40 @@ describe('ImageStore upload sessions', () => {
     // A repeated commit answers as the first did; the session no longer shows.
     expect((await commit(base, id)).status).toBe(200)
     expect((await sessionById(base, id)).status).toBe(204)
-    expect((await request(`${base}/ImageStore/app/pkg/big.bin/$/GetUploadSession?${API}`)).status).toBe(204)
+    expect(
+      (await request(`${base}/ImageStore/app/pkg/big.bin/$/GetUploadSession?${API}`)).status,
+    ).toBe(204)
   })
 
   test('an exact re-send of a chunk answers 200 and changes nothing; different bytes, a part of a chunk or a straddling range are refused', async () => {
     const id = newSessionId()
     const data = seededBytes(1000, 'resend')
-    expect((await putChunk(base, 'resend.bin', id, 0, 499, 1000, data.subarray(0, 500))).status).toBe(200)
-    expect((await putChunk(base, 'resend.bin', id, 0, 499, 1000, data.subarray(0, 500))).status).toBe(200)
-    // Part of a received chunk is refused even with the right bytes: nothing is compared (no byte oracle).
-    expect((await putChunk(base, 'resend.bin', id, 100, 199, 1000, data.subarray(100, 200))).status).toBe(400)
+    expect(
+      (await putChunk(base, 'resend.bin', id, 0, 499, 1000, data.subarray(0, 500))).status,
+    ).toBe(200)
+    expect(
+      (await putChunk(base, 'resend.bin', id, 0, 499, 1000, data.subarray(0, 500))).status,
+    ).toBe(200)
+    // Part of a received chunk is refused even with the right bytes: nothing is compared (no byte
+    // oracle).
+    expect(
+      (await putChunk(base, 'resend.bin', id, 100, 199, 1000, data.subarray(100, 200))).status,
+    ).toBe(400)
     const bad = Buffer.from(data.subarray(0, 500))
     bad[250] = bad[250]! ^ 0xff
     let r = await putChunk(base, 'resend.bin', id, 0, 499, 1000, bad)
-    expect([r.status, fabric(r).Code]).toEqual([400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'])
+    expect([r.status, fabric(r).Code]).toEqual([
+      400,
+      'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE',
+    ])
     r = await putChunk(base, 'resend.bin', id, 400, 699, 1000, data.subarray(400, 700))
-    expect([r.status, fabric(r).Code]).toEqual([400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'])
-    expect((await putChunk(base, 'resend.bin', id, 500, 999, 1000, data.subarray(500))).status).toBe(200)
+    expect([r.status, fabric(r).Code]).toEqual([
+      400,
+      'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE',
+    ])
+    expect(
+      (await putChunk(base, 'resend.bin', id, 500, 999, 1000, data.subarray(500))).status,
+    ).toBe(200)
     expect((await commit(base, id)).status).toBe(200)
     expect(readFileSync(storeFile('resend.bin')).equals(data)).toBe(true)
   })
@@ -79,18 +146,31 @@ describe('ImageStore upload sessions', () => {
     ['end beyond the total', 'bytes 0-99/10'],
     ['negative', 'bytes -1-9/10'],
     ['garbage numbers', 'bytes a-b/c'],
-  ])('Content-Range %s → 400 FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE', async (_name, header) => {
-    const headers: Record<string, string> = header === undefined ? {} : { 'Content-Range': header }
-    const r = await request(`${base}/ImageStore/cr.bin/$/UploadChunk?${API}&session-id=${newSessionId()}`, { method: 'PUT', headers, body: Buffer.alloc(10) })
-    expect([r.status, fabric(r).Code]).toEqual([400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'])
-  })
+  ])(
+    'Content-Range %s → 400 FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE',
+    async (_name, header) => {
+      const headers: Record<string, string> =
+        header === undefined ? {} : { 'Content-Range': header }
+      const r = await request(
+        `${base}/ImageStore/cr.bin/$/UploadChunk?${API}&session-id=${newSessionId()}`,
+        { method: 'PUT', headers, body: Buffer.alloc(10) },
+      )
+      expect([r.status, fabric(r).Code]).toEqual([
+        400,
+        'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE',
+      ])
+    },
+  )
 
   test('a total that differs from the session is E_INVALIDARG; the session keeps its size', async () => {
     const id = newSessionId()
     expect((await putChunk(base, 'tot.bin', id, 0, 9, 100, Buffer.alloc(10))).status).toBe(200)
     const r = await putChunk(base, 'tot.bin', id, 10, 19, 200, Buffer.alloc(10))
     expect([r.status, fabric(r).Code]).toEqual([400, 'E_INVALIDARG'])
-    expect((await sessionById(base, id)).json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!.FileSize).toBe('100')
+    expect(
+      (await sessionById(base, id)).json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!
+        .FileSize,
+    ).toBe('100')
   })
 
   test('a body shorter or longer than its range is refused and nothing is marked received', async () => {
@@ -102,7 +182,9 @@ describe('ImageStore upload sessions', () => {
     const chunked = (bytes: number) => {
       const body = new PassThrough()
       const pending = request(`${base}/ImageStore/len.bin/$/UploadChunk?${API}&session-id=${id}`, {
-        method: 'PUT', headers: { 'Content-Range': 'bytes 0-99/200', 'Transfer-Encoding': 'chunked' }, body,
+        method: 'PUT',
+        headers: { 'Content-Range': 'bytes 0-99/200', 'Transfer-Encoding': 'chunked' },
+        body,
       })
       body.end(Buffer.alloc(bytes, 1))
       return pending
@@ -112,7 +194,9 @@ describe('ImageStore upload sessions', () => {
       expect([r.status, fabric(r).Code]).toEqual([400, 'E_INVALIDARG'])
     }
     const s = await sessionById(base, id)
-    expect(s.json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!.ExpectedRanges).toEqual([{ StartPosition: '0', EndPosition: '199' }])
+    expect(s.json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!.ExpectedRanges).toEqual([
+      { StartPosition: '0', EndPosition: '199' },
+    ])
   })
 
   test('a session id reused for another path → 409 FABRIC_E_UPLOAD_SESSION_ID_CONFLICT', async () => {
@@ -123,9 +207,17 @@ describe('ImageStore upload sessions', () => {
   })
 
   test('session-id: missing → FABRIC_E_INVALID_UPLOAD_SESSION_ID, not a GUID → E_INVALIDARG', async () => {
-    let r = await request(`${base}/ImageStore/x.bin/$/UploadChunk?${API}`, { method: 'PUT', headers: { 'Content-Range': 'bytes 0-0/1' }, body: 'x' })
+    let r = await request(`${base}/ImageStore/x.bin/$/UploadChunk?${API}`, {
+      method: 'PUT',
+      headers: { 'Content-Range': 'bytes 0-0/1' },
+      body: 'x',
+    })
     expect([r.status, fabric(r).Code]).toEqual([400, 'FABRIC_E_INVALID_UPLOAD_SESSION_ID'])
-    r = await request(`${base}/ImageStore/x.bin/$/UploadChunk?${API}&session-id=nope`, { method: 'PUT', headers: { 'Content-Range': 'bytes 0-0/1' }, body: 'x' })
+    r = await request(`${base}/ImageStore/x.bin/$/UploadChunk?${API}&session-id=nope`, {
+      method: 'PUT',
+      headers: { 'Content-Range': 'bytes 0-0/1' },
+      body: 'x',
+    })
     expect([r.status, fabric(r).Code]).toEqual([400, 'E_INVALIDARG'])
     r = await request(`${base}/ImageStore/$/GetUploadSession?${API}`)
     expect(fabric(r).Code).toBe('FABRIC_E_INVALID_UPLOAD_SESSION_ID')
@@ -139,7 +231,9 @@ describe('ImageStore upload sessions', () => {
     expect([r.status, r.body.length]).toEqual([204, 0])
     r = await commit(base, id)
     expect([r.status, fabric(r).Code]).toEqual([400, 'E_INVALIDARG'])
-    r = await request(`${base}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, { method: 'DELETE' })
+    r = await request(`${base}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, {
+      method: 'DELETE',
+    })
     expect([r.status, fabric(r).Code]).toEqual([404, 'FABRIC_E_FILE_NOT_FOUND'])
   })
 
@@ -157,7 +251,9 @@ describe('ImageStore upload sessions', () => {
     await putChunk(base, 'cancel.bin', id, 0, 9, 20, Buffer.alloc(10))
     const tmpName = (await srv.app.engine.uploads.getSession(`imagestore:${id}`))!.tempName
     expect(readdirSync(join(srv.dataDir, 'tmp'))).toContain(tmpName)
-    const r = await request(`${base}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, { method: 'DELETE' })
+    const r = await request(`${base}/ImageStore/$/DeleteUploadSession?${API}&session-id=${id}`, {
+      method: 'DELETE',
+    })
     expect(r.status).toBe(200)
     expect((await sessionById(base, id)).status).toBe(204)
     expect(existsSync(join(srv.dataDir, 'tmp', tmpName))).toBe(false)
@@ -166,14 +262,28 @@ describe('ImageStore upload sessions', () => {
 
   test('a 0-byte file via a session (bytes */0) and via PUT', async () => {
     const id = newSessionId()
-    const r = await request(`${base}/ImageStore/empty/a.txt/$/UploadChunk?${API}&session-id=${id}`, {
-      method: 'PUT', headers: { 'Content-Range': 'bytes */0', 'Content-Length': 0 },
-    })
+    const r = await request(
+      `${base}/ImageStore/empty/a.txt/$/UploadChunk?${API}&session-id=${id}`,
+      {
+        method: 'PUT',
+        headers: { 'Content-Range': 'bytes */0', 'Content-Length': 0 },
+      },
+    )
     expect(r.status).toBe(200)
-    expect((await sessionById(base, id)).json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!.ExpectedRanges).toEqual([])
+    expect(
+      (await sessionById(base, id)).json<{ UploadSessions: SessionInfo[] }>().UploadSessions[0]!
+        .ExpectedRanges,
+    ).toEqual([])
     expect((await commit(base, id)).status).toBe(200)
     expect(readFileSync(storeFile('empty/a.txt')).length).toBe(0)
-    expect((await request(`${base}/ImageStore/empty/_.dir?${API}`, { method: 'PUT', headers: { 'Content-Length': 0 } })).status).toBe(200)
+    expect(
+      (
+        await request(`${base}/ImageStore/empty/_.dir?${API}`, {
+          method: 'PUT',
+          headers: { 'Content-Length': 0 },
+        })
+      ).status,
+    ).toBe(200)
     expect(readFileSync(storeFile('empty/_.dir')).length).toBe(0)
   })
 
@@ -182,12 +292,17 @@ describe('ImageStore upload sessions', () => {
     const slow = new PassThrough()
     const held = reserved.next(id)
     const first = request(`${base}/ImageStore/race.bin/$/UploadChunk?${API}&session-id=${id}`, {
-      method: 'PUT', headers: { 'Content-Range': 'bytes 0-99/100', 'Content-Length': 100 }, body: slow,
+      method: 'PUT',
+      headers: { 'Content-Range': 'bytes 0-99/100', 'Content-Length': 100 },
+      body: slow,
     })
     slow.write(Buffer.alloc(10, 7))
     await held // the first request holds its reservation
     const second = await putChunk(base, 'race.bin', id, 0, 99, 100, Buffer.alloc(100, 9))
-    expect([second.status, fabric(second).Code]).toEqual([400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'])
+    expect([second.status, fabric(second).Code]).toEqual([
+      400,
+      'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE',
+    ])
     slow.end(Buffer.alloc(90, 7))
     expect((await first).status).toBe(200)
     expect((await commit(base, id)).status).toBe(200)
@@ -201,7 +316,9 @@ describe('ImageStore upload sessions', () => {
     const slow = new PassThrough()
     const held = reserved.next(id)
     const late = request(`${base}/ImageStore/late.bin/$/UploadChunk?${API}&session-id=${id}`, {
-      method: 'PUT', headers: { 'Content-Range': 'bytes 1000-1999/2000', 'Content-Length': 1000 }, body: slow,
+      method: 'PUT',
+      headers: { 'Content-Range': 'bytes 1000-1999/2000', 'Content-Length': 1000 },
+      body: slow,
     })
     slow.write(data.subarray(1000, 1500))
     await held // the late chunk holds its reservation
@@ -222,7 +339,15 @@ describe('ImageStore upload sessions', () => {
   })
 
   test('a chunk over the configured limit → 413', async () => {
-    const r = await putChunk(base, 'huge.bin', newSessionId(), 0, 9, 64 * 1024 * 1024, Buffer.alloc(10))
+    const r = await putChunk(
+      base,
+      'huge.bin',
+      newSessionId(),
+      0,
+      9,
+      64 * 1024 * 1024,
+      Buffer.alloc(10),
+    )
     expect(r.status).toBe(413)
   })
 })
@@ -247,14 +372,23 @@ describe('ImageStore paths', () => {
   })
 
   test('an over-long name → 400 FABRIC_E_PATH_TOO_LONG', async () => {
-    const r = await request(`${base}/ImageStore/${'n'.repeat(300)}?${API}`, { method: 'PUT', body: 'x' })
+    const r = await request(`${base}/ImageStore/${'n'.repeat(300)}?${API}`, {
+      method: 'PUT',
+      body: 'x',
+    })
     expect([r.status, fabric(r).Code]).toEqual([400, 'FABRIC_E_PATH_TOO_LONG'])
   })
 
   test('%2F-encoded paths (SDK) and raw paths (sfctl) name the same file', async () => {
-    expect((await request(`${base}/ImageStore/enc%2Fsub%2Ff.bin?${API}`, { method: 'PUT', body: 'one' })).status).toBe(200)
+    expect(
+      (await request(`${base}/ImageStore/enc%2Fsub%2Ff.bin?${API}`, { method: 'PUT', body: 'one' }))
+        .status,
+    ).toBe(200)
     expect(readFileSync(storeFile('enc/sub/f.bin'), 'utf8')).toBe('one')
-    expect((await request(`${base}/ImageStore/enc/sub/f%20g.bin?${API}`, { method: 'PUT', body: 'two' })).status).toBe(200)
+    expect(
+      (await request(`${base}/ImageStore/enc/sub/f%20g.bin?${API}`, { method: 'PUT', body: 'two' }))
+        .status,
+    ).toBe(200)
     expect(readFileSync(storeFile('enc/sub/f g.bin'), 'utf8')).toBe('two')
   })
 })
@@ -270,9 +404,19 @@ describe('ImageStore whole files, listing, copy, delete', () => {
 
   test('PUT stores raw bytes whatever the Content-Type, and overwrites', async () => {
     const body = Buffer.from('{"not":"parsed"}')
-    expect((await request(`${base}/ImageStore/w/j.json?${API}`, { method: 'PUT', headers: { 'Content-Type': 'application/json; charset=utf-8' }, body })).status).toBe(200)
+    expect(
+      (
+        await request(`${base}/ImageStore/w/j.json?${API}`, {
+          method: 'PUT',
+          headers: { 'Content-Type': 'application/json; charset=utf-8' },
+          body,
+        })
+      ).status,
+    ).toBe(200)
     expect(readFileSync(storeFile('w/j.json')).equals(body)).toBe(true)
-    expect((await request(`${base}/ImageStore/w/j.json?${API}`, { method: 'PUT', body: 'v2' })).status).toBe(200)
+    expect(
+      (await request(`${base}/ImageStore/w/j.json?${API}`, { method: 'PUT', body: 'v2' })).status,
+    ).toBe(200)
     expect(readFileSync(storeFile('w/j.json'), 'utf8')).toBe('v2')
   })
 
@@ -281,23 +425,38 @@ describe('ImageStore whole files, listing, copy, delete', () => {
     const part = (name: string, filename: string, content: string) =>
       `--${bnd}\r\nContent-Disposition: form-data; name="${name}"; filename="${filename}"\r\nContent-Type: application/octet-stream\r\n\r\n${content}\r\n`
     const headers = { 'Content-Type': `multipart/form-data; boundary=${bnd}` }
-    let r = await request(`${base}/ImageStore/mp/one.bin?${API}`, { method: 'PUT', headers, body: `${part('file', 'one.bin', 'hello multipart')}--${bnd}--\r\n` })
+    let r = await request(`${base}/ImageStore/mp/one.bin?${API}`, {
+      method: 'PUT',
+      headers,
+      body: `${part('file', 'one.bin', 'hello multipart')}--${bnd}--\r\n`,
+    })
     expect(r.status).toBe(200)
     expect(readFileSync(storeFile('mp/one.bin'), 'utf8')).toBe('hello multipart')
-    r = await request(`${base}/ImageStore/mp/two.bin?${API}`, { method: 'PUT', headers, body: `${part('a', 'a', 'A')}${part('b', 'b', 'B')}--${bnd}--\r\n` })
+    r = await request(`${base}/ImageStore/mp/two.bin?${API}`, {
+      method: 'PUT',
+      headers,
+      body: `${part('a', 'a', 'A')}${part('b', 'b', 'B')}--${bnd}--\r\n`,
+    })
     expect([r.status, fabric(r).Code]).toEqual([400, 'E_INVALIDARG'])
     expect(existsSync(storeFile('mp/two.bin'))).toBe(false)
-    r = await request(`${base}/ImageStore/mp/none.bin?${API}`, { method: 'PUT', headers, body: `--${bnd}\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n--${bnd}--\r\n` })
+    r = await request(`${base}/ImageStore/mp/none.bin?${API}`, {
+      method: 'PUT',
+      headers,
+      body: `--${bnd}\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n--${bnd}--\r\n`,
+    })
     expect([r.status, fabric(r).Code]).toEqual([400, 'E_INVALIDARG'])
   })
 
   test('a chunk may come as multipart/form-data too; its file part must fill the range exactly', async () => {
     const id = newSessionId()
     const bnd = 'chunkBoundary'
-    const mp = (content: string) => `--${bnd}\r\nContent-Disposition: form-data; name="file"; filename="c"\r\n\r\n${content}\r\n--${bnd}--\r\n`
+    const mp = (content: string) =>
+      `--${bnd}\r\nContent-Disposition: form-data; name="file"; filename="c"\r\n\r\n${content}\r\n--${bnd}--\r\n`
     const put = (range: string, content: string) =>
       request(`${base}/ImageStore/mpchunk.bin/$/UploadChunk?${API}&session-id=${id}`, {
-        method: 'PUT', headers: { 'Content-Range': range, 'Content-Type': `multipart/form-data; boundary=${bnd}` }, body: mp(content),
+        method: 'PUT',
+        headers: { 'Content-Range': range, 'Content-Type': `multipart/form-data; boundary=${bnd}` },
+        body: mp(content),
       })
     expect((await put('bytes 0-4/10', 'hello')).status).toBe(200)
     const short = await put('bytes 5-9/10', 'wor')
@@ -308,18 +467,30 @@ describe('ImageStore whole files, listing, copy, delete', () => {
   })
 
   test('a whole body over the limit → 413, nothing stored', async () => {
-    const r = await request(`${base}/ImageStore/big/x.bin?${API}`, { method: 'PUT', body: Buffer.alloc(8 * 1024 * 1024 + 1) })
+    const r = await request(`${base}/ImageStore/big/x.bin?${API}`, {
+      method: 'PUT',
+      body: Buffer.alloc(8 * 1024 * 1024 + 1),
+    })
     expect(r.status).toBe(413)
     expect(existsSync(storeFile('big/x.bin'))).toBe(false)
   })
 
   test('listing: files, folders with their direct FileCount, a file path, empty → 204, missing → 404', async () => {
     for (const p of ['lst/B.txt', 'lst/a.txt', 'lst/sub/x', 'lst/sub/deep/y', 'lst/sub/_.dir']) {
-      expect((await request(`${base}/ImageStore/${p}?${API}`, { method: 'PUT', body: p })).status).toBe(200)
+      expect(
+        (await request(`${base}/ImageStore/${p}?${API}`, { method: 'PUT', body: p })).status,
+      ).toBe(200)
     }
     let r = await request(`${base}/ImageStore/lst?api-version=6.2`)
     expect(r.status).toBe(200)
-    const c = r.json<{ StoreFiles: { StoreRelativePath: string; FileSize: string; FileVersion: Record<string, string> }[]; StoreFolders: { StoreRelativePath: string; FileCount: string }[] }>()
+    const c = r.json<{
+      StoreFiles: {
+        StoreRelativePath: string
+        FileSize: string
+        FileVersion: Record<string, string>
+      }[]
+      StoreFolders: { StoreRelativePath: string; FileCount: string }[]
+    }>()
     expect(c.StoreFiles.map((f) => f.StoreRelativePath)).toEqual(['lst/a.txt', 'lst/B.txt'])
     expect(c.StoreFiles[0]!.FileSize).toBe(String('lst/a.txt'.length))
     expect(typeof c.StoreFiles[0]!.FileVersion['VersionNumber']).toBe('string')
@@ -332,7 +503,11 @@ describe('ImageStore whole files, listing, copy, delete', () => {
     expect([r.status, r.body.length]).toEqual([404, 0])
     r = await request(`${base}/ImageStore?${API}`)
     expect(r.status).toBe(200)
-    expect(r.json<{ StoreFolders: { StoreRelativePath: string }[] }>().StoreFolders.map((f) => f.StoreRelativePath)).toContain('lst')
+    expect(
+      r
+        .json<{ StoreFolders: { StoreRelativePath: string }[] }>()
+        .StoreFolders.map((f) => f.StoreRelativePath),
+    ).toContain('lst')
   })
 
   test('an empty root answers 204', async () => {
@@ -347,13 +522,29 @@ describe('ImageStore whole files, listing, copy, delete', () => {
   })
 
   test('copy: a file; a marked folder minus SkipFiles; an unmarked folder → 404 unless CheckMarkFile', async () => {
-    for (const p of ['cp/src/a.bin', 'cp/src/n/b.bin', 'cp/src/skip.me', 'cp/src/_.dir', 'cp/raw/x']) {
+    for (const p of [
+      'cp/src/a.bin',
+      'cp/src/n/b.bin',
+      'cp/src/skip.me',
+      'cp/src/_.dir',
+      'cp/raw/x',
+    ]) {
       await request(`${base}/ImageStore/${p}?${API}`, { method: 'PUT', body: `data:${p}` })
     }
-    const copy = (d: unknown) => request(`${base}/ImageStore/$/Copy?${API}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(d) })
-    expect((await copy({ RemoteSource: 'cp/src/a.bin', RemoteDestination: 'cp/one.bin' })).status).toBe(200)
+    const copy = (d: unknown) =>
+      request(`${base}/ImageStore/$/Copy?${API}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(d),
+      })
+    expect(
+      (await copy({ RemoteSource: 'cp/src/a.bin', RemoteDestination: 'cp/one.bin' })).status,
+    ).toBe(200)
     expect(readFileSync(storeFile('cp/one.bin'), 'utf8')).toBe('data:cp/src/a.bin')
-    expect((await copy({ RemoteSource: 'cp/src', RemoteDestination: 'cp/dst', SkipFiles: ['SKIP.ME'] })).status).toBe(200)
+    expect(
+      (await copy({ RemoteSource: 'cp/src', RemoteDestination: 'cp/dst', SkipFiles: ['SKIP.ME'] }))
+        .status,
+    ).toBe(200)
     expect(readFileSync(storeFile('cp/dst/n/b.bin'), 'utf8')).toBe('data:cp/src/n/b.bin')
     expect(existsSync(storeFile('cp/dst/_.dir'))).toBe(true)
     expect(existsSync(storeFile('cp/dst/skip.me'))).toBe(false)
@@ -364,7 +555,13 @@ describe('ImageStore whole files, listing, copy, delete', () => {
     expect(existsSync(storeFile('cp/raw3'))).toBe(false)
     r = await copy({ RemoteSource: 'cp/missing', RemoteDestination: 'cp/x' })
     expect(r.status).toBe(404)
-    for (const bad of [{}, { RemoteSource: 'cp/src' }, { RemoteSource: 'cp/src', RemoteDestination: '../x' }, { RemoteSource: 'cp/src', RemoteDestination: 'cp/src/in' }, { RemoteSource: 'a', RemoteDestination: 'b', SkipFiles: 'x' }]) {
+    for (const bad of [
+      {},
+      { RemoteSource: 'cp/src' },
+      { RemoteSource: 'cp/src', RemoteDestination: '../x' },
+      { RemoteSource: 'cp/src', RemoteDestination: 'cp/src/in' },
+      { RemoteSource: 'a', RemoteDestination: 'b', SkipFiles: 'x' },
+    ]) {
       r = await copy(bad)
       expect([r.status, fabric(r).Code]).toEqual([400, 'E_INVALIDARG'])
     }
@@ -375,14 +572,19 @@ describe('ImageStore whole files, listing, copy, delete', () => {
   test('delete: a file, a folder, a missing path (200); reserved names → 400', async () => {
     await request(`${base}/ImageStore/del/a?${API}`, { method: 'PUT', body: 'a' })
     await request(`${base}/ImageStore/del/sub/b?${API}`, { method: 'PUT', body: 'b' })
-    expect((await request(`${base}/ImageStore/del/a?${API}`, { method: 'DELETE' })).status).toBe(200)
+    expect((await request(`${base}/ImageStore/del/a?${API}`, { method: 'DELETE' })).status).toBe(
+      200,
+    )
     expect(existsSync(storeFile('del/a'))).toBe(false)
     expect((await request(`${base}/ImageStore/del?${API}`, { method: 'DELETE' })).status).toBe(200)
     expect(existsSync(storeFile('del'))).toBe(false)
     expect((await request(`${base}/ImageStore/del?${API}`, { method: 'DELETE' })).status).toBe(200)
     for (const name of ['Store', 'WindowsFabricStore', 'store']) {
       const r = await request(`${base}/ImageStore/${name}?${API}`, { method: 'DELETE' })
-      expect([r.status, fabric(r).Code]).toEqual([400, 'FABRIC_E_IMAGEBUILDER_RESERVED_DIRECTORY_ERROR'])
+      expect([r.status, fabric(r).Code]).toEqual([
+        400,
+        'FABRIC_E_IMAGEBUILDER_RESERVED_DIRECTORY_ERROR',
+      ])
     }
   })
 
@@ -406,7 +608,11 @@ describe('expiry and cleanup', () => {
     const id = newSessionId()
     await putChunk(base, 'exp.bin', id, 0, 9, 20, Buffer.alloc(10))
     const tmpName = (await srv.app.engine.uploads.getSession(`imagestore:${id}`))!.tempName
-    const orphan = join(srv.dataDir, 'tmp', `s-${Buffer.from('imagestore:gone').toString('base64url')}.${randomUUID()}.part`)
+    const orphan = join(
+      srv.dataDir,
+      'tmp',
+      `s-${Buffer.from('imagestore:gone').toString('base64url')}.${randomUUID()}.part`,
+    )
     writeFileSync(orphan, 'left by a crash')
     const old = new Date(Date.now() - 3600_000)
     utimesSync(orphan, old, old)
@@ -436,10 +642,14 @@ describe('responses', () => {
 
   test('a raw request without Content-Length for a whole file works (chunked transfer)', async () => {
     const r = await new Promise<number>((resolve, reject) => {
-      const req = rawRequest(`${base}/ImageStore/chunked/t.bin?${API}`, { method: 'PUT', headers: { 'Transfer-Encoding': 'chunked' } }, (res) => {
-        res.resume()
-        resolve(res.statusCode ?? 0)
-      })
+      const req = rawRequest(
+        `${base}/ImageStore/chunked/t.bin?${API}`,
+        { method: 'PUT', headers: { 'Transfer-Encoding': 'chunked' } },
+        (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        },
+      )
       req.on('error', reject)
       req.write('abc')
       req.end('def')

@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -13,14 +21,28 @@ const SECRET = 'bulk-ingest-test-secret-0123456789'
 const ISSUER = '0.0.0.0:3333'
 const AUDIENCE = 'http://localhost:3340'
 
-async function jwt(claims: Record<string, unknown> = { scope: 'admin' }, o: { secret?: string; exp?: number | null; iss?: string; aud?: string } = {}): Promise<string> {
+async function jwt(
+  claims: Record<string, unknown> = { scope: 'admin' },
+  o: { secret?: string; exp?: number | null; iss?: string; aud?: string } = {},
+): Promise<string> {
   const now = nowSeconds()
   const exp = o.exp === null ? null : (o.exp ?? now + 3600)
-  return signJwt({ sub: 'tester', ...claims }, { secret: o.secret ?? SECRET, iss: o.iss ?? ISSUER, aud: o.aud ?? AUDIENCE, iat: now - 60, exp })
+  return signJwt(
+    { sub: 'tester', ...claims },
+    {
+      secret: o.secret ?? SECRET,
+      iss: o.iss ?? ISSUER,
+      aud: o.aud ?? AUDIENCE,
+      iat: now - 60,
+      exp,
+    },
+  )
 }
 
 function configFile(dir: string, extra: Record<string, unknown> = {}): string {
-  return writeConfig(dir, 'ferry-config.json', { ingest: { jwt: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE }, ...extra } })
+  return writeConfig(dir, 'ferry-config.json', {
+    ingest: { jwt: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE }, ...extra },
+  })
 }
 
 const rec = <T>(r: Reply) => r.json<T>()
@@ -32,12 +54,17 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
   const url = (sc: string, rest = '') => `${srv.url}/projects/${sc}/bulk-ingest${rest}`
   const importDir = (sc: string) => join(srv.dataDir, 'ingest', sc, 'import')
   const post = (u: string, body?: Buffer | string, headers: Record<string, string> = {}) =>
-    request(u, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/octet-stream', ...headers }, ...(body !== undefined ? { body } : {}) })
+    request(u, {
+      method: 'POST',
+      headers: { ...auth, 'Content-Type': 'application/octet-stream', ...headers },
+      ...(body !== undefined ? { body } : {}),
+    })
   const mappingOf = (sc: string) => request(url(sc, '/mapping.csv'), { headers: auth })
-  const idleMapping = (sc: string) => waitFor('the ingest to end', async () => {
-    const r = await mappingOf(sc)
-    return r.status === 409 ? null : r
-  })
+  const idleMapping = (sc: string) =>
+    waitFor('the ingest to end', async () => {
+      const r = await mappingOf(sc)
+      return r.status === 409 ? null : r
+    })
 
   // A FERRY_HOOK_URL receiver: every family's finished file fires post-finish.
   const hookEvents: { event: string; upload: Record<string, unknown> }[] = []
@@ -56,7 +83,8 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
     await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r))
     const hookUrl = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hook`
     srv = await startFerry({
-      FERRY_CONFIG: configFile(cfgDir), FERRY_MAX_UPLOAD_BYTES: String(1024 * 1024),
+      FERRY_CONFIG: configFile(cfgDir),
+      FERRY_MAX_UPLOAD_BYTES: String(1024 * 1024),
       FERRY_HOOK_URL: hookUrl,
     })
     auth = { Authorization: `Bearer ${await jwt()}` }
@@ -91,8 +119,13 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
   test('an upload fires post-finish with family ingest, its project path, size and sha256', async () => {
     const data = seededBytes(3000, 'ingest-hook')
     expect((await post(url('0a0b', '/ingest/hooked%2Fa.txt'), data)).status).toBe(200)
-    const ev = await waitFor('the post-finish event', async () =>
-      hookEvents.find((e) => e.upload['family'] === 'ingest' && e.upload['id'] === '0a0b/hooked/a.txt') ?? null)
+    const ev = await waitFor(
+      'the post-finish event',
+      async () =>
+        hookEvents.find(
+          (e) => e.upload['family'] === 'ingest' && e.upload['id'] === '0a0b/hooked/a.txt',
+        ) ?? null,
+    )
     expect(ev.event).toBe('post-finish')
     expect(ev.upload['size']).toBe(data.length)
     expect(ev.upload['sha256']).toBe(sha256(data))
@@ -102,11 +135,15 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
     const data = seededBytes(5000, 'multipart')
     const boundary = 'ferryBoundary42'
     const body = Buffer.concat([
-      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      ),
       data,
       Buffer.from(`\r\n--${boundary}--\r\n`),
     ])
-    const r = await post(url('0002', '/ingest/mp%2Fpart.tif'), body, { 'Content-Type': `multipart/form-data; boundary=${boundary}` })
+    const r = await post(url('0002', '/ingest/mp%2Fpart.tif'), body, {
+      'Content-Type': `multipart/form-data; boundary=${boundary}`,
+    })
     expect(r.status).toBe(200)
     expect(sha256(readFileSync(join(importDir('0002'), 'mp/part.tif')))).toBe(sha256(data))
   })
@@ -131,7 +168,9 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
     expect(b.errors[0]!.reason).toContain(reason)
     expect(existsSync(join(srv.dataDir, 'ingest', 'escape.txt'))).toBe(false)
     expect(existsSync(join(srv.dataDir, 'ingest', '0003', 'escape.txt'))).toBe(false)
-    expect(existsSync(importDir('0003')) ? readdirSync(importDir('0003'), { recursive: true }) : []).toEqual([])
+    expect(
+      existsSync(importDir('0003')) ? readdirSync(importDir('0003'), { recursive: true }) : [],
+    ).toEqual([])
   })
 
   test('upload: a folder in the way is 400; a raw multi-segment path matches no route (404)', async () => {
@@ -157,7 +196,9 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
     for (const sc of ['000G', '12345', '123', 'zz%2F1']) {
       const r = await post(url(sc), undefined)
       expect(r.status).toBe(400)
-      expect(rec<{ errors: { argument: string }[] }>(r).errors[0]!.argument).toBe("Path variable: 'shortcode'")
+      expect(rec<{ errors: { argument: string }[] }>(r).errors[0]!.argument).toBe(
+        "Path variable: 'shortcode'",
+      )
     }
     expect((await post(`${srv.url}/projects/0001/bulk-ingest/nope`)).status).toBe(404)
     expect((await post(`${srv.url}/projects/0001`)).status).toBe(404)
@@ -210,15 +251,36 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
     const lines = text.split('\n')
     expect(lines[0]).toBe('original,derivative')
     expect(lines).toHaveLength(5)
-    const originals = lines.slice(1).map((l) => l.slice(0, l.lastIndexOf(','))).sort()
-    expect(originals).toEqual(['a.txt', 'empty.csv', '"sub/b,c.tif"', '"sub/""deeper""/q.json"'].sort())
+    const originals = lines
+      .slice(1)
+      .map((l) => l.slice(0, l.lastIndexOf(',')))
+      .sort()
+    expect(originals).toEqual(
+      ['a.txt', 'empty.csv', '"sub/b,c.tif"', '"sub/""deeper""/q.json"'].sort(),
+    )
     for (const line of lines.slice(1)) {
       const deriv = line.slice(line.lastIndexOf(',') + 1)
       const id = deriv.slice(0, 23)
       expect(id).toMatch(/^[0-9A-Za-z]{11}-[0-9A-Za-z]{11}$/)
-      const dir = join(srv.dataDir, 'ingest', sc, 'assets', id.slice(0, 2).toLowerCase(), id.slice(2, 4).toLowerCase())
-      const info = JSON.parse(readFileSync(join(dir, `${id}.info`), 'utf8')) as Record<string, string>
-      expect(Object.keys(info)).toEqual(['internalFilename', 'originalInternalFilename', 'originalFilename', 'checksumOriginal', 'checksumDerivative'])
+      const dir = join(
+        srv.dataDir,
+        'ingest',
+        sc,
+        'assets',
+        id.slice(0, 2).toLowerCase(),
+        id.slice(2, 4).toLowerCase(),
+      )
+      const info = JSON.parse(readFileSync(join(dir, `${id}.info`), 'utf8')) as Record<
+        string,
+        string
+      >
+      expect(Object.keys(info)).toEqual([
+        'internalFilename',
+        'originalInternalFilename',
+        'originalFilename',
+        'checksumOriginal',
+        'checksumDerivative',
+      ])
       expect(info['internalFilename']).toBe(deriv)
       expect(info['originalInternalFilename']).toBe(`${deriv}.orig`)
       const orig = readFileSync(join(dir, `${deriv}.orig`))
@@ -231,7 +293,10 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
       expect(sha256(derived)).toBe(sha256(source[1]))
     }
     // Sources are gone; skipped files stay.
-    const left = readdirSync(importDir(sc), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name).sort()
+    const left = readdirSync(importDir(sc), { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => e.name)
+      .sort()
     expect(left).toEqual(['.hidden.txt', 'notes.xyz'])
     // The upper-case shortcode is another folder: nothing to ingest there.
     expect((await post(url('00FF'))).status).toBe(404)
@@ -247,13 +312,19 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
     expect(existsSync(importDir(sc))).toBe(false)
     expect(existsSync(join(srv.dataDir, 'ingest', sc, `mapping-${sc}.csv`))).toBe(false)
     // Completed assets stay after finalize.
-    expect(readdirSync(join(srv.dataDir, 'ingest', sc, 'assets'), { recursive: true }).filter((n) => String(n).endsWith('.info'))).toHaveLength(4)
+    expect(
+      readdirSync(join(srv.dataDir, 'ingest', sc, 'assets'), { recursive: true }).filter((n) =>
+        String(n).endsWith('.info'),
+      ),
+    ).toHaveLength(4)
   })
 
   test('a file that fails to ingest stays in the import folder, is retried by the next run, and no asset is half-made', async () => {
     const sc = '0fa1'
-    for (let i = 0; i < 5; i++) expect((await post(url(sc, `/ingest/f${i}.txt`), `file ${i}`)).status).toBe(200)
-    // Block every asset folder (ids start with [0-9A-Za-z], folders are lower-cased): each copy fails.
+    for (let i = 0; i < 5; i++)
+      expect((await post(url(sc, `/ingest/f${i}.txt`), `file ${i}`)).status).toBe(200)
+    // Block every asset folder (ids start with [0-9A-Za-z], folders are lower-cased): each copy
+    // fails.
     const assets = join(srv.dataDir, 'ingest', sc, 'assets')
     mkdirSync(assets, { recursive: true })
     const chars = '0123456789abcdefghijklmnopqrstuvwxyz'
@@ -261,7 +332,13 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
     expect((await post(url(sc))).status).toBe(202)
     let r = await idleMapping(sc)
     expect(r.text()).toBe('original,derivative')
-    expect(readdirSync(importDir(sc)).sort()).toEqual(['f0.txt', 'f1.txt', 'f2.txt', 'f3.txt', 'f4.txt'])
+    expect(readdirSync(importDir(sc)).sort()).toEqual([
+      'f0.txt',
+      'f1.txt',
+      'f2.txt',
+      'f3.txt',
+      'f4.txt',
+    ])
     expect(readdirSync(join(srv.dataDir, 'ingest', sc, 'journal'))).toEqual([])
     rmSync(assets, { recursive: true })
     expect((await post(url(sc))).status).toBe(202)
@@ -272,7 +349,9 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
 
   describe('JWT', () => {
     const tryWith = (authorization: string | undefined) =>
-      request(url('0001', '/mapping.csv'), { headers: authorization === undefined ? {} : { Authorization: authorization } })
+      request(url('0001', '/mapping.csv'), {
+        headers: authorization === undefined ? {} : { Authorization: authorization },
+      })
     const reason = (r: Reply) => rec<{ reason: string }>(r).reason
 
     test('missing or malformed Authorization header: 401 {reason} with a Bearer challenge', async () => {
@@ -287,14 +366,26 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
       expect(reason(r)).toBe('Expected the token to be composed of 2 or 3 parts separated by dots.')
     })
     test('wrong secret, unsigned or other algorithm: 401 invalid signature', async () => {
-      expect(reason(await tryWith(`Bearer ${await jwt({ scope: 'admin' }, { secret: 'another-secret-entirely' })}`)))
-        .toBe('Invalid signature for this token or wrong algorithm.')
+      expect(
+        reason(
+          await tryWith(
+            `Bearer ${await jwt({ scope: 'admin' }, { secret: 'another-secret-entirely' })}`,
+          ),
+        ),
+      ).toBe('Invalid signature for this token or wrong algorithm.')
       const good = await jwt()
       const [h, p] = good.split('.')
       const none = `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${p}.`
-      expect(reason(await tryWith(`Bearer ${none}`))).toBe('Invalid signature for this token or wrong algorithm.')
-      expect(reason(await tryWith(`Bearer ${h}.${p}`))).toBe('Invalid signature for this token or wrong algorithm.')
-      const hs512 = await signJwt({ sub: 's', scope: 'admin' }, { secret: SECRET, alg: 'HS512', iss: ISSUER, aud: AUDIENCE })
+      expect(reason(await tryWith(`Bearer ${none}`))).toBe(
+        'Invalid signature for this token or wrong algorithm.',
+      )
+      expect(reason(await tryWith(`Bearer ${h}.${p}`))).toBe(
+        'Invalid signature for this token or wrong algorithm.',
+      )
+      const hs512 = await signJwt(
+        { sub: 's', scope: 'admin' },
+        { secret: SECRET, alg: 'HS512', iss: ISSUER, aud: AUDIENCE },
+      )
       expect((await tryWith(`Bearer ${hs512}`)).status).toBe(401)
     })
     test('expired and not-yet-valid tokens: 401', async () => {
@@ -310,16 +401,31 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
       expect(reason(r)).toBe('Invalid contents: the token has no expiry (exp).')
     })
     test('wrong issuer, wrong audience, no subject: 401, all reasons together', async () => {
-      expect(reason(await tryWith(`Bearer ${await jwt({ scope: 'admin' }, { iss: 'elsewhere' })}`))).toBe(`Invalid issuer: expected ${ISSUER}`)
-      expect(reason(await tryWith(`Bearer ${await jwt({ scope: 'admin' }, { aud: 'other' })}`))).toBe(`Invalid audience: expected ${AUDIENCE}`)
+      expect(
+        reason(await tryWith(`Bearer ${await jwt({ scope: 'admin' }, { iss: 'elsewhere' })}`)),
+      ).toBe(`Invalid issuer: expected ${ISSUER}`)
+      expect(
+        reason(await tryWith(`Bearer ${await jwt({ scope: 'admin' }, { aud: 'other' })}`)),
+      ).toBe(`Invalid audience: expected ${AUDIENCE}`)
       const both = await jwt({ scope: 'admin', sub: undefined }, { iss: 'x', aud: 'y' })
-      expect(reason(await tryWith(`Bearer ${both}`))).toBe(`Invalid audience: expected ${AUDIENCE}, Invalid issuer: expected ${ISSUER}, Subject is missing.`)
+      expect(reason(await tryWith(`Bearer ${both}`))).toBe(
+        `Invalid audience: expected ${AUDIENCE}, Invalid issuer: expected ${ISSUER}, Subject is missing.`,
+      )
       // An audience array that contains ours is accepted.
-      const arr = await signJwt({ sub: 's', scope: 'admin' }, { secret: SECRET, iss: ISSUER, aud: ['x', AUDIENCE], exp: '1h' })
+      const arr = await signJwt(
+        { sub: 's', scope: 'admin' },
+        { secret: SECRET, iss: ISSUER, aud: ['x', AUDIENCE], exp: '1h' },
+      )
       expect((await tryWith(`Bearer ${arr}`)).status).not.toBe(401)
     })
     test('missing scope, read-only scope, another project\'s scope: 401 "No project access."', async () => {
-      for (const claims of [{}, { scope: '' }, { scope: 'read:project:0001' }, { scope: 'write:project:0002' }, { scope: 'something:else' }]) {
+      for (const claims of [
+        {},
+        { scope: '' },
+        { scope: 'read:project:0001' },
+        { scope: 'write:project:0002' },
+        { scope: 'something:else' },
+      ]) {
         const r = await tryWith(`Bearer ${await jwt(claims)}`)
         expect(r.status).toBe(401)
         expect(reason(r)).toBe('No project access.')
@@ -332,8 +438,15 @@ describe('bulk-ingest API (one instance, embedded state)', () => {
       expect((await tryWith(`Bearer ${await jwt({ scope: ['admin'] })}`)).status).toBe(401)
     })
     test('write:project:<sc> (any case) and admin are let in', async () => {
-      for (const scope of ['write:project:0001', 'read:project:0001 write:project:0001', 'admin', 'write:project:00ab']) {
-        const r = await request(url(scope.endsWith('00ab') ? '00AB' : '0001', '/mapping.csv'), { headers: { Authorization: `Bearer ${await jwt({ scope })}` } })
+      for (const scope of [
+        'write:project:0001',
+        'read:project:0001 write:project:0001',
+        'admin',
+        'write:project:00ab',
+      ]) {
+        const r = await request(url(scope.endsWith('00ab') ? '00AB' : '0001', '/mapping.csv'), {
+          headers: { Authorization: `Bearer ${await jwt({ scope })}` },
+        })
         expect([200, 404]).toContain(r.status)
       }
     })
@@ -350,7 +463,12 @@ describe('bulk ingest across two instances (shared Redis and data directory)', (
   beforeAll(async () => {
     shared = tempDir()
     cfgDir = tempDir()
-    const env = { REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_DATA_DIR: shared, FERRY_CONFIG: configFile(cfgDir) }
+    const env = {
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+      FERRY_DATA_DIR: shared,
+      FERRY_CONFIG: configFile(cfgDir),
+    }
     a = await startFerry(env)
     b = await startFerry(env)
     auth = { Authorization: `Bearer ${await jwt({ scope: 'write:project:0ABC' })}` }
@@ -374,7 +492,12 @@ describe('bulk ingest across two instances (shared Redis and data directory)', (
     // Uploads alternate between the instances, four at a time.
     for (let i = 0; i < entries.length; i += 4) {
       const batch = entries.slice(i, i + 4).map(([p, data], j) =>
-        request(base((i + j) % 2 === 0 ? a : b, `/ingest/${encodeURIComponent(p)}`), { method: 'POST', headers: { ...auth, 'Content-Type': 'application/octet-stream' }, body: data }))
+        request(base((i + j) % 2 === 0 ? a : b, `/ingest/${encodeURIComponent(p)}`), {
+          method: 'POST',
+          headers: { ...auth, 'Content-Type': 'application/octet-stream' },
+          body: data,
+        }),
+      )
       for (const r of await Promise.all(batch)) expect(r.status).toBe(200)
     }
     let r = await request(base(a), { method: 'POST', headers: auth })
@@ -390,12 +513,18 @@ describe('bulk ingest across two instances (shared Redis and data directory)', (
     ])
     for (const x of busy) {
       expect(x.status).toBe(409)
-      expect(x.json()).toEqual({ reason: `A bulk ingest is currently in progress for project ${sc}.` })
+      expect(x.json()).toEqual({
+        reason: `A bulk ingest is currently in progress for project ${sc}.`,
+      })
     }
-    r = await waitFor('the ingest to end', async () => {
-      const m = await request(base(b, '/mapping.csv'), { headers: auth })
-      return m.status === 409 ? null : m
-    }, { timeoutMs: 120_000 })
+    r = await waitFor(
+      'the ingest to end',
+      async () => {
+        const m = await request(base(b, '/mapping.csv'), { headers: auth })
+        return m.status === 409 ? null : m
+      },
+      { timeoutMs: 120_000 },
+    )
     expect(r.status).toBe(200)
     const lines = r.text().split('\n')
     expect(lines[0]).toBe('original,derivative')
@@ -409,19 +538,37 @@ describe('bulk ingest across two instances (shared Redis and data directory)', (
       const data = files.get(original)
       expect(data).toBeDefined()
       const id = deriv.slice(0, 23)
-      const dir = join(shared, 'ingest', sc, 'assets', id.slice(0, 2).toLowerCase(), id.slice(2, 4).toLowerCase())
+      const dir = join(
+        shared,
+        'ingest',
+        sc,
+        'assets',
+        id.slice(0, 2).toLowerCase(),
+        id.slice(2, 4).toLowerCase(),
+      )
       expect(sha256(readFileSync(join(dir, deriv)))).toBe(sha256(data!))
       expect(sha256(readFileSync(join(dir, `${deriv}.orig`)))).toBe(sha256(data!))
-      const info = JSON.parse(readFileSync(join(dir, `${id}.info`), 'utf8')) as Record<string, string>
+      const info = JSON.parse(readFileSync(join(dir, `${id}.info`), 'utf8')) as Record<
+        string,
+        string
+      >
       expect(info['checksumDerivative']).toBe(sha256(data!))
       expect(info['checksumOriginal']).toBe(sha256(data!))
     }
     expect(seen.size).toBe(200)
-    const leftFiles = readdirSync(join(shared, 'ingest', sc, 'import'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
+    const leftFiles = readdirSync(join(shared, 'ingest', sc, 'import'), {
+      recursive: true,
+      withFileTypes: true,
+    }).filter((e) => e.isFile())
     expect(leftFiles).toEqual([])
     // The lock is free again: B may upload, and finalize from B cleans up for both.
-    expect((await request(base(b, '/ingest/late.txt'), { method: 'POST', headers: auth, body: 'late' })).status).toBe(200)
-    expect((await request(base(b, '/finalize'), { method: 'POST', headers: auth })).status).toBe(200)
+    expect(
+      (await request(base(b, '/ingest/late.txt'), { method: 'POST', headers: auth, body: 'late' }))
+        .status,
+    ).toBe(200)
+    expect((await request(base(b, '/finalize'), { method: 'POST', headers: auth })).status).toBe(
+      200,
+    )
     const after = await waitFor('finalize to finish', async () => {
       const m = await request(base(a, '/mapping.csv'), { headers: auth })
       return m.status === 409 ? null : m

@@ -15,7 +15,11 @@ let dataDir: string
 
 beforeAll(async () => {
   dataDir = tempDir('ferry-stall-')
-  srv = await spawnFerry({ FERRY_DATA_DIR: dataDir, FERRY_LOG_LEVEL: 'warn', FERRY_SHAMAN_GC_INTERVAL_SEC: '0' })
+  srv = await spawnFerry({
+    FERRY_DATA_DIR: dataDir,
+    FERRY_LOG_LEVEL: 'warn',
+    FERRY_SHAMAN_GC_INTERVAL_SEC: '0',
+  })
 })
 afterAll(async () => {
   srv.proc.kill('SIGTERM')
@@ -25,12 +29,22 @@ afterAll(async () => {
 
 function post(agent: Agent, path: string, body: Buffer): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const r = httpRequest({ host: '127.0.0.1', port: srv.port, path, method: 'POST', agent, headers: { 'Content-Type': 'application/json', 'Content-Length': body.length } }, (res) => {
-      const parts: Buffer[] = []
-      res.on('data', (d: Buffer) => parts.push(d))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }))
-      res.on('error', reject)
-    })
+    const r = httpRequest(
+      {
+        host: '127.0.0.1',
+        port: srv.port,
+        path,
+        method: 'POST',
+        agent,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': body.length },
+      },
+      (res) => {
+        const parts: Buffer[] = []
+        res.on('data', (d: Buffer) => parts.push(d))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }))
+        res.on('error', reject)
+      },
+    )
     r.on('error', reject)
     r.end(body)
   })
@@ -39,7 +53,11 @@ function post(agent: Agent, path: string, body: Buffer): Promise<{ status: numbe
 describe('/healthz during large Shaman requests', () => {
   test('four 80,000-file requirements at once: every file answered, and no /healthz waits more than 1 s', async () => {
     const bodies = Array.from({ length: 4 }, (_, r) => {
-      const files = Array.from({ length: FILES }, (_, i) => ({ sha: createHash('sha256').update(`${r}-${i}`).digest('hex'), size: i % 1000, path: `p${i.toString(36)}` }))
+      const files = Array.from({ length: FILES }, (_, i) => ({
+        sha: createHash('sha256').update(`${r}-${i}`).digest('hex'),
+        size: i % 1000,
+        path: `p${i.toString(36)}`,
+      }))
       return Buffer.from(JSON.stringify({ files }))
     })
     expect(bodies[0]!.length).toBeLessThanOrEqual(8 * 1024 * 1024)
@@ -55,7 +73,9 @@ describe('/healthz during large Shaman requests', () => {
       }
     })()
     const agent = new Agent({ keepAlive: false })
-    const answers = await Promise.all(bodies.map((b) => post(agent, '/api/v3/shaman/checkout/requirements', b)))
+    const answers = await Promise.all(
+      bodies.map((b) => post(agent, '/api/v3/shaman/checkout/requirements', b)),
+    )
     running = false
     await probe
     for (const a of answers) {

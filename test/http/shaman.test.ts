@@ -3,7 +3,15 @@
  * file, requirements and checkout routes, bad paths and headers, claims and garbage collection.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync, utimesSync } from 'node:fs'
+import {
+  existsSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  utimesSync,
+} from 'node:fs'
 import { request as rawRequest, type IncomingHttpHeaders } from 'node:http'
 import { dirname, join, relative } from 'node:path'
 import { Readable } from 'node:stream'
@@ -34,7 +42,6 @@ afterAll(async () => {
   removeDir(srv.dataDir)
 })
 
-
 interface Answer {
   readonly status: number
   readonly headers: IncomingHttpHeaders
@@ -57,7 +64,11 @@ interface Sending {
  * POSTs `body` to `url` as a stream of 64 KiB pieces, pausing after `gateAt` bytes until
  * `release()`. `contentLength: null` sends it chunked.
  */
-function send(url: string, body: Buffer, opts: { headers?: Record<string, string>; gateAt?: number; contentLength?: number | null } = {}): Sending {
+function send(
+  url: string,
+  body: Buffer,
+  opts: { headers?: Record<string, string>; gateAt?: number; contentLength?: number | null } = {},
+): Sending {
   let sentBytes = 0
   let releaseGate = () => {}
   let reachGate = () => {}
@@ -80,7 +91,10 @@ function send(url: string, body: Buffer, opts: { headers?: Record<string, string
     })(),
     { objectMode: false },
   )
-  const headers: Record<string, string | number> = { 'Content-Type': 'application/octet-stream', ...opts.headers }
+  const headers: Record<string, string | number> = {
+    'Content-Type': 'application/octet-stream',
+    ...opts.headers,
+  }
   if (opts.contentLength !== null) headers['Content-Length'] = opts.contentLength ?? body.length
   let req!: ReturnType<typeof rawRequest>
   const sent = new Promise<void>((resolve, reject) => {
@@ -94,7 +108,14 @@ function send(url: string, body: Buffer, opts: { headers?: Record<string, string
       const sentWhenAnswered = sentBytes
       const parts: Buffer[] = []
       res.on('data', (d: Buffer) => parts.push(d))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts), sentWhenAnswered }))
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(parts),
+          sentWhenAnswered,
+        }),
+      )
       res.on('error', reject)
     })
     req.on('error', reject)
@@ -106,13 +127,22 @@ function send(url: string, body: Buffer, opts: { headers?: Record<string, string
 
 const fileUrl = (sha: string, size: number | string) => `${base}/files/${sha}/${size}`
 const status = (sha: string, size: number) => shamanStatus(base, sha, size)
-const waitStatus = (sha: string, size: number, want: string, timeoutMs = 5000) => waitShamanStatus(base, sha, size, want, timeoutMs)
+const waitStatus = (sha: string, size: number, want: string, timeoutMs = 5000) =>
+  waitShamanStatus(base, sha, size, want, timeoutMs)
 
 async function upload(data: Buffer, headers: Record<string, string> = {}) {
-  return request(fileUrl(sha256(data), data.length), { method: 'POST', body: data, headers: { 'Content-Type': 'application/octet-stream', ...headers } })
+  return request(fileUrl(sha256(data), data.length), {
+    method: 'POST',
+    body: data,
+    headers: { 'Content-Type': 'application/octet-stream', ...headers },
+  })
 }
 
-const json = (body: unknown) => ({ method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } })
+const json = (body: unknown) => ({
+  method: 'POST',
+  body: JSON.stringify(body),
+  headers: { 'Content-Type': 'application/json' },
+})
 const errorOf = (r: { json<T>(): T }) => r.json<{ code: number; message: string }>()
 const tmpFiles = () => readdirSync(join(srv.dataDir, 'tmp'))
 
@@ -124,7 +154,10 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     expect(r0.status).toBe(200)
     expect(r0.headers['content-type']).toMatch(/^application\/json/)
     expect(r0.json()).toEqual({ status: 'unknown' })
-    const r = await upload(data, { 'X-Shaman-Can-Defer-Upload': 'True', 'X-Shaman-Original-Filename': '=?utf-8?q?scene=2Eblend?=' })
+    const r = await upload(data, {
+      'X-Shaman-Can-Defer-Upload': 'True',
+      'X-Shaman-Original-Filename': '=?utf-8?q?scene=2Eblend?=',
+    })
     expect(r.status).toBe(204)
     expect(r.body.length).toBe(0)
     expect(await status(sha, data.length)).toBe('stored')
@@ -145,7 +178,11 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
   test('a 0-byte file is stored (sha256 of nothing)', async () => {
     const sha = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
     expect(sha256(Buffer.alloc(0))).toBe(sha)
-    const r = await request(fileUrl(sha, 0), { method: 'POST', body: Buffer.alloc(0), headers: { 'Content-Length': 0 } })
+    const r = await request(fileUrl(sha, 0), {
+      method: 'POST',
+      body: Buffer.alloc(0),
+      headers: { 'Content-Length': 0 },
+    })
     expect(r.status).toBe(204)
     expect(statSync(casBlobPath(srv.dataDir, sha, 0)).size).toBe(0)
     expect(await status(sha, 0)).toBe('stored')
@@ -156,7 +193,11 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     expect((await upload(data)).status).toBe(204)
     const conn = await RawConn.open(base)
     const url = fileUrl(sha256(data), data.length)
-    await conn.head('POST', url, { 'Content-Type': 'application/octet-stream', 'Content-Length': data.length, 'X-Shaman-Can-Defer-Upload': 'True' })
+    await conn.head('POST', url, {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': data.length,
+      'X-Shaman-Can-Defer-Upload': 'True',
+    })
     await conn.writeBody(data.subarray(0, 128 * 1024))
     const a = await conn.answer()
     expect(a.status).toBe(208)
@@ -178,7 +219,10 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     bad[1234] = bad[1234]! ^ 1
     const r = await request(fileUrl(sha, data.length), { method: 'POST', body: bad })
     expect(r.status).toBe(417)
-    expect(errorOf(r)).toEqual({ code: 417, message: `file SHA256 mismatched, declared ${sha} but received ${sha256(bad)}` })
+    expect(errorOf(r)).toEqual({
+      code: 417,
+      message: `file SHA256 mismatched, declared ${sha} but received ${sha256(bad)}`,
+    })
     expect(existsSync(casBlobPath(srv.dataDir, sha, data.length))).toBe(false)
     expect(await status(sha, data.length)).toBe('unknown')
     expect(tmpFiles()).toEqual([])
@@ -189,9 +233,15 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     const sha = sha256(data)
     const r = await request(fileUrl(sha, 999), { method: 'POST', body: data })
     expect(r.status).toBe(417)
-    expect(errorOf(r)).toEqual({ code: 417, message: 'file size mismatched, declared 999 but received 1000 bytes' })
+    expect(errorOf(r)).toEqual({
+      code: 417,
+      message: 'file size mismatched, declared 999 but received 1000 bytes',
+    })
     const r2 = await request(fileUrl(sha, 1001), { method: 'POST', body: data })
-    expect(errorOf(r2)).toEqual({ code: 417, message: 'file size mismatched, declared 1001 but received 1000 bytes' })
+    expect(errorOf(r2)).toEqual({
+      code: 417,
+      message: 'file size mismatched, declared 1001 but received 1000 bytes',
+    })
     expect(existsSync(casBlobPath(srv.dataDir, sha, 999))).toBe(false)
     expect(existsSync(casBlobPath(srv.dataDir, sha, 1001))).toBe(false)
   })
@@ -201,22 +251,32 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     const s = send(fileUrl(sha256(data), 300_001), data, { contentLength: null })
     const a = await s.answer
     expect(a.status).toBe(417)
-    expect(JSON.parse(a.body.toString())).toEqual({ code: 417, message: 'file size mismatched, declared 300001 but received 300000 bytes' })
+    expect(JSON.parse(a.body.toString())).toEqual({
+      code: 417,
+      message: 'file size mismatched, declared 300001 but received 300000 bytes',
+    })
     expect(existsSync(casBlobPath(srv.dataDir, sha256(data), 300_001))).toBe(false)
   })
 
   test('a chunked body longer than filesize stops at the excess: 417, nothing stored', async () => {
     const data = seededBytes(700_000, 'long')
     const declared = 200_000
-    const s = send(fileUrl(sha256(data.subarray(0, declared)), declared), data, { contentLength: null })
+    const s = send(fileUrl(sha256(data.subarray(0, declared)), declared), data, {
+      contentLength: null,
+    })
     const a = await s.answer
     expect(a.status).toBe(417)
     const e = JSON.parse(a.body.toString()) as { code: number; message: string }
     expect(e.code).toBe(417)
     expect(e.message).toMatch(/^file size mismatched, declared 200000 but received \d+ bytes$/)
     expect(Number(/received (\d+)/.exec(e.message)![1])).toBeGreaterThan(declared)
-    expect(existsSync(casBlobPath(srv.dataDir, sha256(data.subarray(0, declared)), declared))).toBe(false)
-    await waitFor('the temp file to go', () => tmpFiles().length === 0, { timeoutMs: 2000, everyMs: 10 })
+    expect(existsSync(casBlobPath(srv.dataDir, sha256(data.subarray(0, declared)), declared))).toBe(
+      false,
+    )
+    await waitFor('the temp file to go', () => tmpFiles().length === 0, {
+      timeoutMs: 2000,
+      everyMs: 10,
+    })
   })
 
   test('425 for a deferrable duplicate of an upload in flight (any ParseBool spelling); others upload in parallel and the first is cut short with 208', async () => {
@@ -224,16 +284,27 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     const sha = sha256(data)
     const url = fileUrl(sha, data.length)
     const first = await RawConn.open(base)
-    await first.head('POST', url, { 'Content-Length': data.length, 'X-Shaman-Can-Defer-Upload': 'False' })
+    await first.head('POST', url, {
+      'Content-Length': data.length,
+      'X-Shaman-Can-Defer-Upload': 'False',
+    })
     await first.writeBody(data.subarray(0, 256 * 1024))
     await waitStatus(sha, data.length, 'uploading')
     for (const v of ['True', 'TRUE', 'true', '1', 't', 'T', 'tRUE']) {
-      const r = await request(url, { method: 'POST', body: data, headers: { 'X-Shaman-Can-Defer-Upload': v } })
+      const r = await request(url, {
+        method: 'POST',
+        body: data,
+        headers: { 'X-Shaman-Can-Defer-Upload': v },
+      })
       expect([v, r.status, r.body.length]).toEqual([v, 425, 0])
     }
     expect(first.hasAnswer()).toBe(false)
     // Not deferrable: it goes ahead, stores the object, and the first upload is cut short.
-    const second = await request(url, { method: 'POST', body: data, headers: { 'X-Shaman-Can-Defer-Upload': 'False' } })
+    const second = await request(url, {
+      method: 'POST',
+      body: data,
+      headers: { 'X-Shaman-Can-Defer-Upload': 'False' },
+    })
     expect(second.status).toBe(204)
     const a = await first.answer()
     expect(a.status).toBe(208)
@@ -254,7 +325,10 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     s.abort()
     // The claim would otherwise live 30 s (the default lock lifetime).
     expect(await waitStatus(sha, data.length, 'unknown', 2000)).toBeLessThan(2000)
-    await waitFor('the temp file to go', () => tmpFiles().length === 0, { timeoutMs: 2000, everyMs: 20 })
+    await waitFor('the temp file to go', () => tmpFiles().length === 0, {
+      timeoutMs: 2000,
+      everyMs: 20,
+    })
     expect(existsSync(casBlobPath(srv.dataDir, sha, data.length))).toBe(false)
   })
 
@@ -274,7 +348,10 @@ describe('GET and POST /files/{checksum}/{filesize}', () => {
     ['hex size', okSha, '0x10'],
   ])('%s is 400 Error for GET and POST', async (_name, sha, size) => {
     for (const method of ['GET', 'POST']) {
-      const r = await request(fileUrl(sha, size), { method, ...(method === 'POST' ? { body: 'abc' } : {}) })
+      const r = await request(fileUrl(sha, size), {
+        method,
+        ...(method === 'POST' ? { body: 'abc' } : {}),
+      })
       expect([method, r.status]).toEqual([method, 400])
       expect(errorOf(r).code).toBe(400)
       expect(typeof errorOf(r).message).toBe('string')
@@ -329,16 +406,19 @@ describe('POST /checkout/requirements', () => {
     const unknownA = seededBytes(10, 'req-a')
     const unknownB = seededBytes(11, 'req-b')
     const spec = (b: Buffer, path: string) => ({ sha: sha256(b), size: b.length, path })
-    const r = await request(`${base}/checkout/requirements`, json({
-      files: [
-        spec(unknownA, 'a.txt'),
-        spec(stored, 'stored.bin'),
-        spec(inflight, 'textures/in flight.png'),
-        spec(unknownA, 'copy-of-a.txt'),
-        spec(unknownB, 'ünïcödé/b.txt'),
-        spec(stored, 'stored-again.bin'),
-      ],
-    }))
+    const r = await request(
+      `${base}/checkout/requirements`,
+      json({
+        files: [
+          spec(unknownA, 'a.txt'),
+          spec(stored, 'stored.bin'),
+          spec(inflight, 'textures/in flight.png'),
+          spec(unknownA, 'copy-of-a.txt'),
+          spec(unknownB, 'ünïcödé/b.txt'),
+          spec(stored, 'stored-again.bin'),
+        ],
+      }),
+    )
     expect(r.status).toBe(200)
     expect(r.json()).toEqual({
       files: [
@@ -347,7 +427,9 @@ describe('POST /checkout/requirements', () => {
         { ...spec(unknownB, 'ünïcödé/b.txt'), status: 'unknown' },
       ],
     })
-    expect(Date.now() - statSync(casBlobPath(srv.dataDir, sha256(stored), 5000)).mtimeMs).toBeLessThan(60_000)
+    expect(
+      Date.now() - statSync(casBlobPath(srv.dataDir, sha256(stored), 5000)).mtimeMs,
+    ).toBeLessThan(60_000)
     s.abort()
   })
 
@@ -376,7 +458,10 @@ describe('POST /checkout/requirements', () => {
     ['absolute path', { files: [{ sha, size: 1, path: '/etc/passwd' }] }],
     ['dot-dot path', { files: [{ sha, size: 1, path: '../x' }] }],
   ])('%s is 400 Error', async (_name, body) => {
-    const r = await request(`${base}/checkout/requirements`, typeof body === 'string' ? { method: 'POST', body } : json(body))
+    const r = await request(
+      `${base}/checkout/requirements`,
+      typeof body === 'string' ? { method: 'POST', body } : json(body),
+    )
     expect(r.status).toBe(400)
     expect(errorOf(r).code).toBe(400)
   })
@@ -400,7 +485,12 @@ describe('POST /checkout/create', () => {
   const create = (body: unknown) => request(`${base}/checkout/create`, json(body))
 
   test('builds a tree of relative symlinks and answers its path; the same path again is 409', async () => {
-    const files = [spec(a, 'scene.blend'), spec(b, 'textures/sub dir/á hausinn á þér.png'), spec(a, 'много ликова.py'), spec(a, 'scene.blend')]
+    const files = [
+      spec(a, 'scene.blend'),
+      spec(b, 'textures/sub dir/á hausinn á þér.png'),
+      spec(a, 'много ликова.py'),
+      spec(a, 'scene.blend'),
+    ]
     const r = await create({ checkoutPath: 'Sprite-Fright/scene/job-1', files })
     expect(r.status).toBe(200)
     expect(r.json()).toEqual({ checkoutPath: 'Sprite-Fright/scene/job-1' })
@@ -408,11 +498,15 @@ describe('POST /checkout/create', () => {
     const link = join(root, 'textures/sub dir/á hausinn á þér.png')
     expect(lstatSync(link).isSymbolicLink()).toBe(true)
     // Relative, from the link's folder to the blob's file.
-    expect(readlinkSync(link)).toBe(relative(dirname(link), casBlobPath(srv.dataDir, sha256(b), 3001)))
+    expect(readlinkSync(link)).toBe(
+      relative(dirname(link), casBlobPath(srv.dataDir, sha256(b), 3001)),
+    )
     expect(readFileSync(link)).toEqual(b)
     expect(readFileSync(join(root, 'scene.blend'))).toEqual(a)
     // The files, and the empty mark that tells a checkout from the folders above it.
-    expect(readdirSync(root).sort()).toEqual(['scene.blend', 'textures', 'много ликова.py', CHECKOUT_MARK].sort())
+    expect(readdirSync(root).sort()).toEqual(
+      ['scene.blend', 'textures', 'много ликова.py', CHECKOUT_MARK].sort(),
+    )
     expect(statSync(join(root, CHECKOUT_MARK)).size).toBe(0)
     expect(readdirSync(join(srv.dataDir, 'checkouts', 'Sprite-Fright/scene'))).toEqual(['job-1'])
     const again = await create({ checkoutPath: 'Sprite-Fright/scene/job-1', files })
@@ -427,9 +521,15 @@ describe('POST /checkout/create', () => {
   })
 
   test('a file that is not stored is 424 and nothing is created', async () => {
-    const r = await create({ checkoutPath: 'missing-job', files: [spec(a, 'a'), { sha: 'c'.repeat(64), size: 12, path: 'gone.bin' }] })
+    const r = await create({
+      checkoutPath: 'missing-job',
+      files: [spec(a, 'a'), { sha: 'c'.repeat(64), size: 12, path: 'gone.bin' }],
+    })
     expect(r.status).toBe(424)
-    expect(errorOf(r)).toMatchObject({ code: 424, message: expect.stringContaining('unknown files requested in checkout') })
+    expect(errorOf(r)).toMatchObject({
+      code: 424,
+      message: expect.stringContaining('unknown files requested in checkout'),
+    })
     expect(existsSync(join(srv.dataDir, 'checkouts', 'missing-job'))).toBe(false)
   })
 
@@ -479,12 +579,14 @@ describe('POST /checkout/create', () => {
     expect((await create({ checkoutPath: 'x' })).status).toBe(400)
   })
 
-  test('a checkout path through another checkout\'s symlink is refused and writes nothing there', async () => {
+  test("a checkout path through another checkout's symlink is refused and writes nothing there", async () => {
     expect((await create({ checkoutPath: 'host', files: [spec(a, 'file.bin')] })).status).toBe(200)
     const r = await create({ checkoutPath: 'host/file.bin/inner', files: [spec(b, 'x')] })
     expect(r.status).toBe(409)
     expect(readFileSync(join(srv.dataDir, 'checkouts', 'host', 'file.bin'))).toEqual(a)
-    expect(readdirSync(join(srv.dataDir, 'checkouts', 'host')).sort()).toEqual([CHECKOUT_MARK, 'file.bin'].sort())
+    expect(readdirSync(join(srv.dataDir, 'checkouts', 'host')).sort()).toEqual(
+      [CHECKOUT_MARK, 'file.bin'].sort(),
+    )
   })
 
   /** Every path below `dir` (relative), with symlink targets, to prove nothing changed. */
@@ -506,17 +608,27 @@ describe('POST /checkout/create', () => {
     expect((await create({ checkoutPath: 'co-base', files })).status).toBe(200)
     const base = join(srv.dataDir, 'checkouts', 'co-base')
     const before = snapshot(base)
-    for (const checkoutPath of ['co-base/dir/nested', 'co-base/dir', 'co-base/new-folder/deeper', 'co-base/x']) {
+    for (const checkoutPath of [
+      'co-base/dir/nested',
+      'co-base/dir',
+      'co-base/new-folder/deeper',
+      'co-base/x',
+    ]) {
       const r = await create({ checkoutPath, files: [spec(b, 'other.bin')] })
       expect(r.status).toBe(409)
-      expect(errorOf(r)).toMatchObject({ code: 409, message: expect.stringContaining('"co-base" is a checkout') })
+      expect(errorOf(r)).toMatchObject({
+        code: 409,
+        message: expect.stringContaining('"co-base" is a checkout'),
+      })
     }
     expect(snapshot(base)).toEqual(before)
     expect(readFileSync(join(base, 'dir/scene.blend'))).toEqual(a)
   })
 
   test('a checkout that would contain an existing checkout is 409 and changes nothing', async () => {
-    expect((await create({ checkoutPath: 'outer/inner-job', files: [spec(a, 'x.bin')] })).status).toBe(200)
+    expect(
+      (await create({ checkoutPath: 'outer/inner-job', files: [spec(a, 'x.bin')] })).status,
+    ).toBe(200)
     const outer = join(srv.dataDir, 'checkouts', 'outer')
     const before = snapshot(outer)
     const r = await create({ checkoutPath: 'outer', files: [spec(b, 'y.bin')] })
@@ -524,7 +636,9 @@ describe('POST /checkout/create', () => {
     expect(errorOf(r).message).toMatch(/holds other checkouts/)
     expect(snapshot(outer)).toEqual(before)
     // A sibling under the same plain folder is fine.
-    expect((await create({ checkoutPath: 'outer/second-job', files: [spec(b, 'y.bin')] })).status).toBe(200)
+    expect(
+      (await create({ checkoutPath: 'outer/second-job', files: [spec(b, 'y.bin')] })).status,
+    ).toBe(200)
   })
 
   test('a file path using the reserved mark name is 400', async () => {
@@ -536,15 +650,26 @@ describe('POST /checkout/create', () => {
 
 describe('garbage collection on its timer', () => {
   test('an old unused blob goes; an old blob used by a checkout and one touched by requirements stay', async () => {
-    const gc = await startFerry({ FERRY_SHAMAN_GC_INTERVAL_SEC: '1', FERRY_SHAMAN_GC_MAX_AGE_SEC: '3600' })
+    const gc = await startFerry({
+      FERRY_SHAMAN_GC_INTERVAL_SEC: '1',
+      FERRY_SHAMAN_GC_MAX_AGE_SEC: '3600',
+    })
     try {
       const g = gc.url + API
-      const put = (d: Buffer) => request(`${g}/files/${sha256(d)}/${d.length}`, { method: 'POST', body: d })
+      const put = (d: Buffer) =>
+        request(`${g}/files/${sha256(d)}/${d.length}`, { method: 'POST', body: d })
       const used = seededBytes(100, 'gc-used')
       const touched = seededBytes(101, 'gc-touched')
       const unused = seededBytes(102, 'gc-unused')
       for (const d of [used, touched, unused]) expect((await put(d)).status).toBe(204)
-      expect((await request(`${g}/checkout/create`, json({ checkoutPath: 'job', files: [{ sha: sha256(used), size: 100, path: 'u' }] }))).status).toBe(200)
+      expect(
+        (
+          await request(
+            `${g}/checkout/create`,
+            json({ checkoutPath: 'job', files: [{ sha: sha256(used), size: 100, path: 'u' }] }),
+          )
+        ).status,
+      ).toBe(200)
       // Hold the GC lock while the blobs are back-dated, so no pass runs in between; the
       // requirements call touches its blob first and then waits for the lock.
       let held = await gc.app.engine.state.locker.tryAcquire(GC_LOCK_KEY, 30_000)
@@ -554,14 +679,28 @@ describe('garbage collection on its timer', () => {
       }
       expect(held).not.toBeNull()
       const old = new Date(Date.now() - 2 * 3600_000)
-      for (const d of [used, touched, unused]) utimesSync(casBlobPath(gc.dataDir, sha256(d), d.length), old, old)
-      const pending = request(`${g}/checkout/requirements`, json({ files: [{ sha: sha256(touched), size: 101, path: 't' }] }))
+      for (const d of [used, touched, unused])
+        utimesSync(casBlobPath(gc.dataDir, sha256(d), d.length), old, old)
+      const pending = request(
+        `${g}/checkout/requirements`,
+        json({ files: [{ sha: sha256(touched), size: 101, path: 't' }] }),
+      )
       const touchedPath = casBlobPath(gc.dataDir, sha256(touched), 101)
-      await waitFor('requirements to touch the blob', () => statSync(touchedPath).mtimeMs >= Date.now() - 3600_000, { timeoutMs: 4000 })
+      await waitFor(
+        'requirements to touch the blob',
+        () => statSync(touchedPath).mtimeMs >= Date.now() - 3600_000,
+        { timeoutMs: 4000 },
+      )
       await held!.release()
       expect((await pending).json()).toEqual({ files: [] })
-      await waitFor('GC to remove the unused blob', () => !existsSync(casBlobPath(gc.dataDir, sha256(unused), 102)), { timeoutMs: 10_000, everyMs: 100 })
-      expect((await request(`${g}/files/${sha256(unused)}/102`)).json()).toEqual({ status: 'unknown' })
+      await waitFor(
+        'GC to remove the unused blob',
+        () => !existsSync(casBlobPath(gc.dataDir, sha256(unused), 102)),
+        { timeoutMs: 10_000, everyMs: 100 },
+      )
+      expect((await request(`${g}/files/${sha256(unused)}/102`)).json()).toEqual({
+        status: 'unknown',
+      })
       expect(readFileSync(join(gc.dataDir, 'checkouts', 'job', 'u'))).toEqual(used)
       expect(readFileSync(casBlobPath(gc.dataDir, sha256(touched), 101))).toEqual(touched)
     } finally {

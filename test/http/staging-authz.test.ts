@@ -38,7 +38,11 @@ const configFile = (name: string, body: object): string => writeConfig(dir, name
 
 beforeAll(async () => {
   dir = tempDir('ferry-authz-')
-  srv = await startFerry({ FERRY_CONFIG: configFile('a.json', { lakefs: lakefs({ jwtSubjects: { alice: ['repo2'], carol: ['repo1', 'repo2'] } }) }) })
+  srv = await startFerry({
+    FERRY_CONFIG: configFile('a.json', {
+      lakefs: lakefs({ jwtSubjects: { alice: ['repo2'], carol: ['repo1', 'repo2'] } }),
+    }),
+  })
   open = await startFerry({ FERRY_CONFIG: configFile('b.json', { lakefs: lakefs() }) })
 })
 afterAll(async () => {
@@ -50,7 +54,9 @@ afterAll(async () => {
 })
 
 const getAddress = (s: TestServer, repo: string, authorization: string) =>
-  request(`${s.url}/api/v1/repositories/${repo}/branches/main/staging/backing?path=a%2Fb.bin`, { headers: { Authorization: authorization } })
+  request(`${s.url}/api/v1/repositories/${repo}/branches/main/staging/backing?path=a%2Fb.bin`, {
+    headers: { Authorization: authorization },
+  })
 const link = (s: TestServer, repo: string, authorization: string, body = '{}') =>
   request(`${s.url}/api/v1/repositories/${repo}/branches/main/staging/backing?path=a%2Fb.bin`, {
     method: 'PUT',
@@ -83,7 +89,10 @@ describe('per-credential allow-lists', () => {
   })
 
   test('/config needs only authentication', async () => {
-    expect((await request(`${srv.url}/api/v1/config`, { headers: { Authorization: ONLY_REPO1 } })).status).toBe(200)
+    expect(
+      (await request(`${srv.url}/api/v1/config`, { headers: { Authorization: ONLY_REPO1 } }))
+        .status,
+    ).toBe(200)
   })
 })
 
@@ -113,11 +122,18 @@ describe('per-subject allow-lists for JWTs', () => {
 })
 
 describe('allow-list configuration', () => {
-  const load = (body: object) => loadConfig({ FERRY_CONFIG: configFile(`c-${Math.random()}.json`, body) })
+  const load = (body: object) =>
+    loadConfig({ FERRY_CONFIG: configFile(`c-${Math.random()}.json`, body) })
   test('names that are not configured repositories, and wrong shapes, stop the start naming the key', () => {
-    expect(() => load({ lakefs: lakefs({ jwtSubjects: { alice: ['repo3'] } }) })).toThrow(/jwtSubjects\.alice: "repo3" is not a configured repository/)
-    expect(() => load({ lakefs: lakefs({ jwtSubjects: ['alice'] }) })).toThrow(/jwtSubjects must be an object/)
-    expect(() => load({ lakefs: lakefs({ jwtSubjects: { alice: 'repo1' } }) })).toThrow(/jwtSubjects\.alice must be an array/)
+    expect(() => load({ lakefs: lakefs({ jwtSubjects: { alice: ['repo3'] } }) })).toThrow(
+      /jwtSubjects\.alice: "repo3" is not a configured repository/,
+    )
+    expect(() => load({ lakefs: lakefs({ jwtSubjects: ['alice'] }) })).toThrow(
+      /jwtSubjects must be an object/,
+    )
+    expect(() => load({ lakefs: lakefs({ jwtSubjects: { alice: 'repo1' } }) })).toThrow(
+      /jwtSubjects\.alice must be an array/,
+    )
     const badCred = lakefs()
     badCred.credentials = [{ accessKeyId: 'A', secretAccessKey: 'B', repositories: ['nope'] }]
     expect(() => load({ lakefs: badCred })).toThrow(/credentials\[0\]\.repositories: "nope"/)

@@ -52,10 +52,16 @@ beforeAll(async () => {
   const hook = `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/`
   const common = { REDIS_URL: testRedisUrl(), FERRY_MAX_UPLOAD_BYTES: String(MAX_UPLOAD) }
   srv = await startFerry({
-    ...common, FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_CONFIG: configFile('a.json', LAKEFS),
+    ...common,
+    FERRY_REDIS_PREFIX: uniquePrefix(),
+    FERRY_CONFIG: configFile('a.json', LAKEFS),
     FERRY_HOOK_URL: hook,
   })
-  ext = await startFerry({ ...common, FERRY_REDIS_PREFIX: uniquePrefix(), FERRY_CONFIG: configFile('b.json', { ...LAKEFS, allowExternalAddresses: true }) })
+  ext = await startFerry({
+    ...common,
+    FERRY_REDIS_PREFIX: uniquePrefix(),
+    FERRY_CONFIG: configFile('b.json', { ...LAKEFS, allowExternalAddresses: true }),
+  })
 })
 afterAll(async () => {
   await srv.close()
@@ -70,17 +76,40 @@ const md5hex = (b: Buffer) => createHash('md5').update(b).digest('hex')
 const msg = (r: Reply) => r.json<{ message: string }>().message
 const backingUrl = stagingBackingUrl
 
-async function getAddress(base: string, repo: string, branch: string, path: string, presign: boolean): Promise<StagingLocation> {
-  const r = await request(backingUrl(base, repo, branch, path, presign ? '&presign=true' : ''), { headers: { Authorization: BASIC } })
+async function getAddress(
+  base: string,
+  repo: string,
+  branch: string,
+  path: string,
+  presign: boolean,
+): Promise<StagingLocation> {
+  const r = await request(backingUrl(base, repo, branch, path, presign ? '&presign=true' : ''), {
+    headers: { Authorization: BASIC },
+  })
   expect(r.status).toBe(200)
   return r.json<StagingLocation>()
 }
 
-function putPresigned(url: string, body: Buffer, headers: Record<string, string | number> = {}): Promise<Reply> {
-  return request(url, { method: 'PUT', body, headers: { 'Content-Type': 'application/octet-stream', ...headers } })
+function putPresigned(
+  url: string,
+  body: Buffer,
+  headers: Record<string, string | number> = {},
+): Promise<Reply> {
+  return request(url, {
+    method: 'PUT',
+    body,
+    headers: { 'Content-Type': 'application/octet-stream', ...headers },
+  })
 }
 
-function link(base: string, repo: string, branch: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+function link(
+  base: string,
+  repo: string,
+  branch: string,
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
   return request(backingUrl(base, repo, branch, path), {
     method: 'PUT',
     body: JSON.stringify(body),
@@ -89,7 +118,13 @@ function link(base: string, repo: string, branch: string, path: string, body: un
 }
 
 /** Address + presigned PUT of `data`; answers the location and the md5 hex. */
-async function stage(base: string, repo: string, branch: string, path: string, data: Buffer): Promise<{ loc: StagingLocation; md5: string }> {
+async function stage(
+  base: string,
+  repo: string,
+  branch: string,
+  path: string,
+  data: Buffer,
+): Promise<{ loc: StagingLocation; md5: string }> {
   const loc = await getAddress(base, repo, branch, path, true)
   const r = await putPresigned(loc.presigned_url!, data)
   expect(r.status).toBe(200)
@@ -100,11 +135,23 @@ const dataFileOf = (s: TestServer, repo: string, physical: string) =>
   join(s.dataDir, 'staging', repo, physical.slice(physical.indexOf('/data/') + 1))
 const entryFileOf = (s: TestServer, repo: string, branch: string, path: string) => {
   const segs = path.split('/')
-  return join(s.dataDir, 'staging', repo, 'branches', branch, 'objects', ...segs.map((x, i) => (i === segs.length - 1 ? `${x}.o` : `${x}.d`)))
+  return join(
+    s.dataDir,
+    'staging',
+    repo,
+    'branches',
+    branch,
+    'objects',
+    ...segs.map((x, i) => (i === segs.length - 1 ? `${x}.o` : `${x}.d`)),
+  )
 }
 const entryOf = (s: TestServer, repo: string, branch: string, path: string) =>
-  JSON.parse(readFileSync(entryFileOf(s, repo, branch, path), 'utf8')) as { blob: string | null; stats: { checksum: string } }
-const blobBytes = (s: TestServer, repo: string, blob: string) => readFileSync(join(s.dataDir, 'staging', repo, blob))
+  JSON.parse(readFileSync(entryFileOf(s, repo, branch, path), 'utf8')) as {
+    blob: string | null
+    stats: { checksum: string }
+  }
+const blobBytes = (s: TestServer, repo: string, blob: string) =>
+  readFileSync(join(s.dataDir, 'staging', repo, blob))
 
 describe('lakeFS service routes', () => {
   test('GET /api/v1/healthcheck answers 204 without credentials', async () => {
@@ -122,7 +169,11 @@ describe('lakeFS service routes', () => {
     expect(r.status).toBe(200)
     expect(r.headers['content-type']).toBe('application/json')
     expect(r.headers['x-content-type-options']).toBe('nosniff')
-    const c = r.json<{ storage_config: Record<string, unknown>; storage_config_list: unknown[]; version_config: { version: string } }>()
+    const c = r.json<{
+      storage_config: Record<string, unknown>
+      storage_config_list: unknown[]
+      version_config: { version: string }
+    }>()
     expect(c.storage_config).toMatchObject({
       blockstore_type: 'local',
       blockstore_namespace_example: 'local://example-bucket/',
@@ -138,9 +189,14 @@ describe('lakeFS service routes', () => {
   })
 
   test('unknown paths under /api/v1 are 404 "invalid API endpoint", wrong methods 405; /api/v1x is not ours', async () => {
-    const r = await request(`${srv.url}/api/v1/repositories/repo1/branches/main/objects?path=a`, { headers: { Authorization: BASIC } })
+    const r = await request(`${srv.url}/api/v1/repositories/repo1/branches/main/objects?path=a`, {
+      headers: { Authorization: BASIC },
+    })
     expect([r.status, msg(r)]).toEqual([404, 'invalid API endpoint'])
-    const m = await request(backingUrl(srv.url, 'repo1', 'main', 'a'), { method: 'DELETE', headers: { Authorization: BASIC } })
+    const m = await request(backingUrl(srv.url, 'repo1', 'main', 'a'), {
+      method: 'DELETE',
+      headers: { Authorization: BASIC },
+    })
     expect(m.status).toBe(405)
     expect(m.headers['allow']).toBe('GET, PUT')
     expect((await request(`${srv.url}/api/v1/healthcheck`, { method: 'POST' })).status).toBe(405)
@@ -150,7 +206,10 @@ describe('lakeFS service routes', () => {
   })
 
   test('without a lakefs section the family is not mounted', async () => {
-    const plain = await startFerry({ REDIS_URL: testRedisUrl(), FERRY_REDIS_PREFIX: uniquePrefix() })
+    const plain = await startFerry({
+      REDIS_URL: testRedisUrl(),
+      FERRY_REDIS_PREFIX: uniquePrefix(),
+    })
     try {
       const r = await request(`${plain.url}/api/v1/healthcheck`)
       expect(r.status).toBe(404)
@@ -170,7 +229,13 @@ describe('authentication', () => {
 
   test('basic auth: every configured key works; a bad secret, an unknown key or junk is 401', async () => {
     expect((await cfg({ Authorization: BASIC })).status).toBe(200)
-    expect((await cfg({ Authorization: `basic ${Buffer.from('AKIAOTHER:other-secret').toString('base64')}` })).status).toBe(200)
+    expect(
+      (
+        await cfg({
+          Authorization: `basic ${Buffer.from('AKIAOTHER:other-secret').toString('base64')}`,
+        })
+      ).status,
+    ).toBe(200)
     for (const bad of [
       `Basic ${Buffer.from('AKIAFERRY:wrong').toString('base64')}`,
       `Basic ${Buffer.from('AKIAFERRY:s3cr3t-key ').toString('base64')}`,
@@ -187,8 +252,17 @@ describe('authentication', () => {
   })
 
   test('JWT bearer: HS256 with the secret and exp works; wrong secret, expired, no exp, malformed, wrong aud are 401', async () => {
-    expect((await cfg({ Authorization: `Bearer ${await jwt({ sub: 'alice', exp: inOneHour() })}` })).status).toBe(200)
-    expect((await cfg({ Authorization: `Bearer ${await jwt({ sub: 'alice', aud: 'login', iss: 'auth', exp: inOneHour() })}` })).status).toBe(200)
+    expect(
+      (await cfg({ Authorization: `Bearer ${await jwt({ sub: 'alice', exp: inOneHour() })}` }))
+        .status,
+    ).toBe(200)
+    expect(
+      (
+        await cfg({
+          Authorization: `Bearer ${await jwt({ sub: 'alice', aud: 'login', iss: 'auth', exp: inOneHour() })}`,
+        })
+      ).status,
+    ).toBe(200)
     const bad = [
       await jwt({ sub: 'alice', exp: inOneHour() }, 'not-the-secret'),
       await jwt({ sub: 'alice', exp: Math.floor(Date.now() / 1000) - 60 }),
@@ -207,7 +281,11 @@ describe('authentication', () => {
 
   test('staging routes need auth too; the presigned PUT does not', async () => {
     expect((await request(backingUrl(srv.url, 'repo1', 'main', 'x'))).status).toBe(401)
-    const l = await request(backingUrl(srv.url, 'repo1', 'main', 'x'), { method: 'PUT', body: '{}', headers: { 'Content-Type': 'application/json' } })
+    const l = await request(backingUrl(srv.url, 'repo1', 'main', 'x'), {
+      method: 'PUT',
+      body: '{}',
+      headers: { 'Content-Type': 'application/json' },
+    })
     expect(l.status).toBe(401)
     const loc = await getAddress(srv.url, 'repo1', 'main', 'auth/free.bin', true)
     expect((await putPresigned(loc.presigned_url!, Buffer.from('no auth header'))).status).toBe(200)
@@ -234,13 +312,17 @@ describe('authentication', () => {
 
 describe('GET staging/backing (getPhysicalAddress)', () => {
   test('without presign: a signed address in the namespace, presigned_url null, no expiry', async () => {
-    const r = await request(backingUrl(srv.url, 'repo1', 'main', 'dir/file.csv'), { headers: { Authorization: BASIC } })
+    const r = await request(backingUrl(srv.url, 'repo1', 'main', 'dir/file.csv'), {
+      headers: { Authorization: BASIC },
+    })
     expect(r.status).toBe(200)
     expect(r.text().endsWith('}\n')).toBe(true)
     const loc = r.json<StagingLocation>()
     expect(Object.keys(loc)).toEqual(['physical_address', 'presigned_url'])
     expect(loc.presigned_url).toBeNull()
-    expect(loc.physical_address).toMatch(/^local:\/\/repo1\/data\/[0-9a-v]{20}\/[0-9a-v]{20},[A-Za-z0-9_-]{43}$/)
+    expect(loc.physical_address).toMatch(
+      /^local:\/\/repo1\/data\/[0-9a-v]{20}\/[0-9a-v]{20},[A-Za-z0-9_-]{43}$/,
+    )
     const again = await getAddress(srv.url, 'repo1', 'main', 'dir/file.csv', false)
     expect(again.physical_address).not.toBe(loc.physical_address)
     const ns2 = await getAddress(srv.url, 'repo2', 'main', 'x', false)
@@ -250,13 +332,17 @@ describe('GET staging/backing (getPhysicalAddress)', () => {
   test('with presign=true: a URL on the Host the client used, expiring after presignTtlSec', async () => {
     const before = Math.floor(Date.now() / 1000)
     const port = new URL(srv.url).port
-    const r = await request(backingUrl(srv.url, 'repo1', 'main', 'p.bin', '&presign=true'), { headers: { Authorization: BASIC, Host: `localhost:${port}` } })
+    const r = await request(backingUrl(srv.url, 'repo1', 'main', 'p.bin', '&presign=true'), {
+      headers: { Authorization: BASIC, Host: `localhost:${port}` },
+    })
     expect(r.status).toBe(200)
     const loc = r.json<StagingLocation>()
     expect(Object.keys(loc)).toEqual(['physical_address', 'presigned_url', 'presigned_url_expiry'])
     const u = new URL(loc.presigned_url!)
     expect(u.origin).toBe(`http://localhost:${port}`)
-    expect(u.pathname).toBe(`/api/v1/_ferry/presigned/repo1/${loc.physical_address.slice('local://repo1/'.length)}`)
+    expect(u.pathname).toBe(
+      `/api/v1/_ferry/presigned/repo1/${loc.physical_address.slice('local://repo1/'.length)}`,
+    )
     expect(loc.presigned_url_expiry).toBeGreaterThanOrEqual(before + 900)
     expect(loc.presigned_url_expiry).toBeLessThanOrEqual(Math.floor(Date.now() / 1000) + 900)
     expect(u.searchParams.get('X-Ferry-Expires')).toBe(String(loc.presigned_url_expiry))
@@ -264,20 +350,47 @@ describe('GET staging/backing (getPhysicalAddress)', () => {
   })
 
   test('unknown repository 404; unknown branch is not checked here (as lakeFS)', async () => {
-    const r = await request(backingUrl(srv.url, 'nope', 'main', 'a'), { headers: { Authorization: BASIC } })
+    const r = await request(backingUrl(srv.url, 'nope', 'main', 'a'), {
+      headers: { Authorization: BASIC },
+    })
     expect(r.status).toBe(404)
     expect(r.text()).toBe('{"message":"repository not found"}\n')
-    expect((await request(backingUrl(srv.url, 'repo1', 'ghost', 'a'), { headers: { Authorization: BASIC } })).status).toBe(200)
+    expect(
+      (
+        await request(backingUrl(srv.url, 'repo1', 'ghost', 'a'), {
+          headers: { Authorization: BASIC },
+        })
+      ).status,
+    ).toBe(200)
   })
 
   test('missing path, a bad presign value or an unusable path is 400', async () => {
-    const noPath = await request(`${srv.url}/api/v1/repositories/repo1/branches/main/staging/backing`, { headers: { Authorization: BASIC } })
-    expect([noPath.status, msg(noPath)]).toEqual([400, 'parameter "path" in query has an error: value is required but missing'])
-    const badBool = await request(backingUrl(srv.url, 'repo1', 'main', 'a', '&presign=maybe'), { headers: { Authorization: BASIC } })
+    const noPath = await request(
+      `${srv.url}/api/v1/repositories/repo1/branches/main/staging/backing`,
+      { headers: { Authorization: BASIC } },
+    )
+    expect([noPath.status, msg(noPath)]).toEqual([
+      400,
+      'parameter "path" in query has an error: value is required but missing',
+    ])
+    const badBool = await request(backingUrl(srv.url, 'repo1', 'main', 'a', '&presign=maybe'), {
+      headers: { Authorization: BASIC },
+    })
     expect(badBool.status).toBe(400)
     expect(msg(badBool)).toContain('presign')
-    for (const p of ['', '../x', 'a/../../x', '/abs', 'a//b', 'a\\b', 'x'.repeat(254), 'a\u0000b']) {
-      const r = await request(backingUrl(srv.url, 'repo1', 'main', p), { headers: { Authorization: BASIC } })
+    for (const p of [
+      '',
+      '../x',
+      'a/../../x',
+      '/abs',
+      'a//b',
+      'a\\b',
+      'x'.repeat(254),
+      'a\u0000b',
+    ]) {
+      const r = await request(backingUrl(srv.url, 'repo1', 'main', p), {
+        headers: { Authorization: BASIC },
+      })
       expect([p, r.status]).toEqual([p, 400])
     }
   })
@@ -299,11 +412,15 @@ describe('presigned PUT', () => {
     const loc = await getAddress(srv.url, 'repo1', 'main', 'put/mp.bin', true)
     const boundary = '----ferryboundary'
     const body = Buffer.concat([
-      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="content"; filename="mp.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="content"; filename="mp.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      ),
       data,
       Buffer.from(`\r\n--${boundary}--\r\n`),
     ])
-    const r = await putPresigned(loc.presigned_url!, body, { 'Content-Type': `multipart/form-data; boundary=${boundary}` })
+    const r = await putPresigned(loc.presigned_url!, body, {
+      'Content-Type': `multipart/form-data; boundary=${boundary}`,
+    })
     expect(r.status).toBe(200)
     expect(r.headers['etag']).toBe(`"${md5hex(data)}"`)
     expect(readFileSync(dataFileOf(srv, 'repo1', loc.physical_address)).equals(data)).toBe(true)
@@ -329,13 +446,19 @@ describe('presigned PUT', () => {
     const body = Buffer.from('should not land')
 
     const tampered = new URL(u)
-    tampered.searchParams.set('X-Ferry-Signature', `${sig.startsWith('A') ? 'B' : 'A'}${sig.slice(1)}`)
+    tampered.searchParams.set(
+      'X-Ferry-Signature',
+      `${sig.startsWith('A') ? 'B' : 'A'}${sig.slice(1)}`,
+    )
     let r = await putPresigned(tampered.href, body)
     expect(r.status).toBe(403)
     expect(s3(r)).toBe('SignatureDoesNotMatch')
 
     const longer = new URL(u)
-    longer.searchParams.set('X-Ferry-Expires', String(Number(u.searchParams.get('X-Ferry-Expires')) + 86400))
+    longer.searchParams.set(
+      'X-Ferry-Expires',
+      String(Number(u.searchParams.get('X-Ferry-Expires')) + 86400),
+    )
     r = await putPresigned(longer.href, body)
     expect([r.status, s3(r)]).toEqual([403, 'SignatureDoesNotMatch'])
 
@@ -370,7 +493,9 @@ describe('presigned PUT', () => {
       const loc = await getAddress(short.url, 'repo1', 'main', 'short.bin', true)
       // Valid through second `expiry`, refused from expiry+1: wait until then (≤ 2.1 s).
       // Past the URL's expiry: the passing of time is the case under test.
-      await new Promise((r) => setTimeout(r, (loc.presigned_url_expiry! + 1) * 1000 - Date.now() + 50))
+      await new Promise((r) =>
+        setTimeout(r, (loc.presigned_url_expiry! + 1) * 1000 - Date.now() + 50),
+      )
       const r = await putPresigned(loc.presigned_url!, Buffer.from('late'))
       expect(r.status).toBe(403)
       expect(r.text()).toContain('Request has expired')
@@ -382,10 +507,14 @@ describe('presigned PUT', () => {
 
   test('a wrong Content-MD5 is 400 BadDigest; over the size limit is 413; GET is 405', async () => {
     const loc = await getAddress(srv.url, 'repo1', 'main', 'put/md5.bin', true)
-    let r = await putPresigned(loc.presigned_url!, Buffer.from('hello'), { 'Content-MD5': createHash('md5').update('other').digest('base64') })
+    let r = await putPresigned(loc.presigned_url!, Buffer.from('hello'), {
+      'Content-MD5': createHash('md5').update('other').digest('base64'),
+    })
     expect([r.status, s3(r)]).toEqual([400, 'BadDigest'])
     expect(existsSync(dataFileOf(srv, 'repo1', loc.physical_address))).toBe(false)
-    r = await putPresigned(loc.presigned_url!, Buffer.from('hello'), { 'Content-MD5': createHash('md5').update('hello').digest('base64') })
+    r = await putPresigned(loc.presigned_url!, Buffer.from('hello'), {
+      'Content-MD5': createHash('md5').update('hello').digest('base64'),
+    })
     expect(r.status).toBe(200)
     r = await putPresigned(loc.presigned_url!, Buffer.alloc(MAX_UPLOAD + 1))
     expect([r.status, s3(r)]).toEqual([413, 'EntityTooLarge'])
@@ -427,7 +556,16 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
       event: 'post-finish',
       upload: { id: 'repo1/main/docs/report.pdf', size: data.length, metadata: { owner: 'alice' } },
     })
-    expect(Object.keys(stats)).toEqual(['checksum', 'content_type', 'metadata', 'mtime', 'path', 'path_type', 'physical_address', 'size_bytes'])
+    expect(Object.keys(stats)).toEqual([
+      'checksum',
+      'content_type',
+      'metadata',
+      'mtime',
+      'path',
+      'path_type',
+      'physical_address',
+      'size_bytes',
+    ])
     const entry = entryOf(srv, 'repo1', 'main', 'docs/report.pdf')
     expect(blobBytes(srv, 'repo1', entry.blob!).equals(data)).toBe(true)
     // A second PUT to the still-valid URL replaces the address, not the linked object.
@@ -441,7 +579,11 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
     const data = Buffer.from('defaults')
     const { loc, md5 } = await stage(srv.url, 'repo1', 'main', 'd/one', data)
     const before = Math.floor(Date.now() / 1000)
-    let r = await link(srv.url, 'repo1', 'main', 'd/one', { staging: loc, checksum: ` "${md5}" `, size_bytes: data.length })
+    let r = await link(srv.url, 'repo1', 'main', 'd/one', {
+      staging: loc,
+      checksum: ` "${md5}" `,
+      size_bytes: data.length,
+    })
     expect(r.status).toBe(200)
     const s = r.json<{ metadata: object; content_type: string; mtime: number; checksum: string }>()
     expect(s.metadata).toEqual({})
@@ -449,7 +591,11 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
     expect(s.checksum).toBe(md5)
     expect(s.mtime).toBeGreaterThanOrEqual(before)
     const st2 = await stage(srv.url, 'repo1', 'main', 'd/two', data)
-    r = await link(srv.url, 'repo1', 'main', 'd/two', { staging: st2.loc, checksum: Buffer.from(md5, 'hex').toString('base64'), size_bytes: data.length })
+    r = await link(srv.url, 'repo1', 'main', 'd/two', {
+      staging: st2.loc,
+      checksum: Buffer.from(md5, 'hex').toString('base64'),
+      size_bytes: data.length,
+    })
     expect(r.status).toBe(200)
   })
 
@@ -457,10 +603,20 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
     for (const p of ['tree', 'tree/leaf', 'tree.o', 'tree.d/x']) {
       const data = Buffer.from(`content of ${p}`)
       const { loc, md5 } = await stage(srv.url, 'repo1', 'main', p, data)
-      expect((await link(srv.url, 'repo1', 'main', p, { staging: loc, checksum: md5, size_bytes: data.length })).status).toBe(200)
+      expect(
+        (
+          await link(srv.url, 'repo1', 'main', p, {
+            staging: loc,
+            checksum: md5,
+            size_bytes: data.length,
+          })
+        ).status,
+      ).toBe(200)
     }
     for (const p of ['tree', 'tree/leaf', 'tree.o', 'tree.d/x']) {
-      expect(blobBytes(srv, 'repo1', entryOf(srv, 'repo1', 'main', p).blob!).toString()).toBe(`content of ${p}`)
+      expect(blobBytes(srv, 'repo1', entryOf(srv, 'repo1', 'main', p).blob!).toString()).toBe(
+        `content of ${p}`,
+      )
     }
   })
 
@@ -468,8 +624,24 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
     const data = seededBytes(30_000, 'no-sidecar')
     const { loc, md5 } = await stage(srv.url, 'repo1', 'main', 'side/car', data)
     rmSync(`${dataFileOf(srv, 'repo1', loc.physical_address)}.digests`)
-    expect((await link(srv.url, 'repo1', 'main', 'side/car', { staging: loc, checksum: '0'.repeat(32), size_bytes: data.length })).status).toBe(400)
-    expect((await link(srv.url, 'repo1', 'main', 'side/car', { staging: loc, checksum: md5, size_bytes: data.length })).status).toBe(200)
+    expect(
+      (
+        await link(srv.url, 'repo1', 'main', 'side/car', {
+          staging: loc,
+          checksum: '0'.repeat(32),
+          size_bytes: data.length,
+        })
+      ).status,
+    ).toBe(400)
+    expect(
+      (
+        await link(srv.url, 'repo1', 'main', 'side/car', {
+          staging: loc,
+          checksum: md5,
+          size_bytes: data.length,
+        })
+      ).status,
+    ).toBe(200)
   })
 
   test('link trusts a sidecar naming the staged bytes, old or new form; else hashes', async () => {
@@ -510,24 +682,60 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
     const a = Buffer.from('first version')
     const b = Buffer.from('second version!')
     const sa = await stage(srv.url, 'repo1', 'main', 'cond/x', a)
-    let r = await link(srv.url, 'repo1', 'main', 'cond/x', { staging: sa.loc, checksum: sa.md5, size_bytes: a.length }, { 'If-None-Match': '*' })
+    let r = await link(
+      srv.url,
+      'repo1',
+      'main',
+      'cond/x',
+      { staging: sa.loc, checksum: sa.md5, size_bytes: a.length },
+      { 'If-None-Match': '*' },
+    )
     expect(r.status).toBe(200)
     const firstBlob = entryOf(srv, 'repo1', 'main', 'cond/x').blob!
     const sb = await stage(srv.url, 'repo1', 'main', 'cond/x', b)
-    r = await link(srv.url, 'repo1', 'main', 'cond/x', { staging: sb.loc, checksum: sb.md5, size_bytes: b.length }, { 'If-None-Match': '*' })
+    r = await link(
+      srv.url,
+      'repo1',
+      'main',
+      'cond/x',
+      { staging: sb.loc, checksum: sb.md5, size_bytes: b.length },
+      { 'If-None-Match': '*' },
+    )
     expect(r.status).toBe(412)
     expect(r.text()).toBe('{"message":"Precondition failed"}\n')
-    expect(blobBytes(srv, 'repo1', entryOf(srv, 'repo1', 'main', 'cond/x').blob!).equals(a)).toBe(true)
+    expect(blobBytes(srv, 'repo1', entryOf(srv, 'repo1', 'main', 'cond/x').blob!).equals(a)).toBe(
+      true,
+    )
     // The refused link left no blob behind.
-    const blobCount = () => readdirSync(join(srv.dataDir, 'staging', 'repo1', 'blobs'), { recursive: true }).filter((n) => String(n).length > 10).length
+    const blobCount = () =>
+      readdirSync(join(srv.dataDir, 'staging', 'repo1', 'blobs'), { recursive: true }).filter(
+        (n) => String(n).length > 10,
+      ).length
     const n = blobCount()
-    r = await link(srv.url, 'repo1', 'main', 'cond/x', { staging: sb.loc, checksum: sb.md5, size_bytes: b.length })
+    r = await link(srv.url, 'repo1', 'main', 'cond/x', {
+      staging: sb.loc,
+      checksum: sb.md5,
+      size_bytes: b.length,
+    })
     expect(r.status).toBe(200)
-    expect(blobBytes(srv, 'repo1', entryOf(srv, 'repo1', 'main', 'cond/x').blob!).equals(b)).toBe(true)
+    expect(blobBytes(srv, 'repo1', entryOf(srv, 'repo1', 'main', 'cond/x').blob!).equals(b)).toBe(
+      true,
+    )
     expect(existsSync(join(srv.dataDir, 'staging', 'repo1', firstBlob))).toBe(false)
     expect(blobCount()).toBe(n)
-    for (const h of [{ 'If-Match': '*' }, { 'If-Match': '"abc"', 'If-None-Match': '*' }, { 'If-None-Match': '"abc"' }]) {
-      r = await link(srv.url, 'repo1', 'main', 'cond/y', { staging: sb.loc, checksum: sb.md5, size_bytes: b.length }, h)
+    for (const h of [
+      { 'If-Match': '*' },
+      { 'If-Match': '"abc"', 'If-None-Match': '*' },
+      { 'If-None-Match': '"abc"' },
+    ]) {
+      r = await link(
+        srv.url,
+        'repo1',
+        'main',
+        'cond/y',
+        { staging: sb.loc, checksum: sb.md5, size_bytes: b.length },
+        h,
+      )
       expect([r.status, msg(r)]).toEqual([501, 'Not Implemented'])
     }
   })
@@ -535,7 +743,11 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
   test('unknown repository or branch is 404', async () => {
     const data = Buffer.from('x')
     const { loc, md5 } = await stage(srv.url, 'repo1', 'ghost', 'g', data)
-    let r = await link(srv.url, 'repo1', 'ghost', 'g', { staging: loc, checksum: md5, size_bytes: 1 })
+    let r = await link(srv.url, 'repo1', 'ghost', 'g', {
+      staging: loc,
+      checksum: md5,
+      size_bytes: 1,
+    })
     expect([r.status, msg(r)]).toEqual([404, 'branch not found'])
     r = await link(srv.url, 'nope', 'main', 'g', { staging: loc, checksum: md5, size_bytes: 1 })
     expect([r.status, msg(r)]).toEqual([404, 'repository not found'])
@@ -545,15 +757,30 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
     const data = Buffer.from('signed')
     const { loc, md5 } = await stage(srv.url, 'repo1', 'main', 'sig/a', data)
     const send = (addr: string, path = 'sig/a', branch = 'main') =>
-      link(srv.url, 'repo1', branch, path, { staging: { physical_address: addr }, checksum: md5, size_bytes: data.length })
+      link(srv.url, 'repo1', branch, path, {
+        staging: { physical_address: addr },
+        checksum: md5,
+        size_bytes: data.length,
+      })
     const [unsigned, sig] = loc.physical_address.split(',') as [string, string]
     const cases: [string, Promise<Reply>][] = [
       ['address is not signed: link address invalid', send(unsigned)],
       ['malformed address signature: link address invalid', send(`${unsigned},%%%`)],
-      ['invalid address signature: link address invalid', send(`${unsigned},${sig.startsWith('A') ? 'B' : 'A'}${sig.slice(1)}`)],
+      [
+        'invalid address signature: link address invalid',
+        send(`${unsigned},${sig.startsWith('A') ? 'B' : 'A'}${sig.slice(1)}`),
+      ],
       ['invalid address signature: link address invalid', send(loc.physical_address, 'sig/b')],
-      ['invalid address signature: link address invalid', send(loc.physical_address, 'sig/a', 'dev')],
-      ['link address expired', send(`local://repo1/${makeSignedAddress(SIGNING, { repository: 'repo1', branch: 'main', path: 'sig/a' }, Date.now() - 25 * 3600_000)}`)],
+      [
+        'invalid address signature: link address invalid',
+        send(loc.physical_address, 'sig/a', 'dev'),
+      ],
+      [
+        'link address expired',
+        send(
+          `local://repo1/${makeSignedAddress(SIGNING, { repository: 'repo1', branch: 'main', path: 'sig/a' }, Date.now() - 25 * 3600_000)}`,
+        ),
+      ],
     ]
     for (const [message, p] of cases) {
       const r = await p
@@ -565,41 +792,80 @@ describe('PUT staging/backing (linkPhysicalAddress)', () => {
   test('wrong size, wrong or empty checksum are 400; nothing uploaded is 409; a bad body is 400', async () => {
     const data = Buffer.from('0123456789')
     const { loc, md5 } = await stage(srv.url, 'repo1', 'main', 'chk/a', data)
-    let r = await link(srv.url, 'repo1', 'main', 'chk/a', { staging: loc, checksum: md5, size_bytes: 11 })
+    let r = await link(srv.url, 'repo1', 'main', 'chk/a', {
+      staging: loc,
+      checksum: md5,
+      size_bytes: 11,
+    })
     expect(r.status).toBe(400)
     expect(msg(r)).toContain('size_bytes 11 does not match the 10 bytes')
-    r = await link(srv.url, 'repo1', 'main', 'chk/a', { staging: loc, checksum: md5hex(Buffer.from('9876543210')), size_bytes: 10 })
+    r = await link(srv.url, 'repo1', 'main', 'chk/a', {
+      staging: loc,
+      checksum: md5hex(Buffer.from('9876543210')),
+      size_bytes: 10,
+    })
     expect(r.status).toBe(400)
     expect(msg(r)).toContain('checksum does not match')
-    r = await link(srv.url, 'repo1', 'main', 'chk/a', { staging: loc, checksum: ' "" ', size_bytes: 10 })
+    r = await link(srv.url, 'repo1', 'main', 'chk/a', {
+      staging: loc,
+      checksum: ' "" ',
+      size_bytes: 10,
+    })
     expect([r.status, msg(r)]).toEqual([400, 'checksum is required'])
     expect(existsSync(entryFileOf(srv, 'repo1', 'main', 'chk/a'))).toBe(false)
 
     const unused = await getAddress(srv.url, 'repo1', 'main', 'chk/none', false)
-    r = await link(srv.url, 'repo1', 'main', 'chk/none', { staging: unused, checksum: md5, size_bytes: 10 })
+    r = await link(srv.url, 'repo1', 'main', 'chk/none', {
+      staging: unused,
+      checksum: md5,
+      size_bytes: 10,
+    })
     expect([r.status, msg(r)]).toEqual([409, 'no object was uploaded to this physical address'])
 
     for (const body of ['{', '[]', '{"staging":{"physical_address":"x"},"checksum":"a"}']) {
-      r = await request(backingUrl(srv.url, 'repo1', 'main', 'chk/a'), { method: 'PUT', body, headers: { Authorization: BASIC } })
+      r = await request(backingUrl(srv.url, 'repo1', 'main', 'chk/a'), {
+        method: 'PUT',
+        body,
+        headers: { Authorization: BASIC },
+      })
       expect([body, r.status]).toEqual([body, 400])
     }
-    r = await link(srv.url, 'repo1', 'main', '../escape', { staging: loc, checksum: md5, size_bytes: 10 })
+    r = await link(srv.url, 'repo1', 'main', '../escape', {
+      staging: loc,
+      checksum: md5,
+      size_bytes: 10,
+    })
     expect(r.status).toBe(400)
   })
 
   test('an external address is refused unless allowExternalAddresses; then it is recorded as given', async () => {
-    const body = { staging: { physical_address: 's3://elsewhere/bucket/key.bin' }, checksum: 'etag-from-s3', size_bytes: 42 }
+    const body = {
+      staging: { physical_address: 's3://elsewhere/bucket/key.bin' },
+      checksum: 'etag-from-s3',
+      size_bytes: 42,
+    }
     let r = await link(srv.url, 'repo1', 'main', 'ext/a', body)
     expect(r.status).toBe(400)
     expect(msg(r)).toContain('external addresses are not allowed')
-    r = await link(srv.url, 'repo1', 'main', 'ext/a', { ...body, staging: { physical_address: 'local://repo1/other/key' } })
+    r = await link(srv.url, 'repo1', 'main', 'ext/a', {
+      ...body,
+      staging: { physical_address: 'local://repo1/other/key' },
+    })
     expect(r.status).toBe(400)
     r = await link(ext.url, 'repo1', 'main', 'ext/a', body)
     expect(r.status).toBe(200)
-    expect(r.json()).toMatchObject({ physical_address: 's3://elsewhere/bucket/key.bin', checksum: 'etag-from-s3', size_bytes: 42, path: 'ext/a' })
+    expect(r.json()).toMatchObject({
+      physical_address: 's3://elsewhere/bucket/key.bin',
+      checksum: 'etag-from-s3',
+      size_bytes: 42,
+      path: 'ext/a',
+    })
     expect(entryOf(ext, 'repo1', 'main', 'ext/a').blob).toBeNull()
     // Addresses inside the namespace's data/ are still checked on that server.
-    r = await link(ext.url, 'repo1', 'main', 'ext/b', { ...body, staging: { physical_address: 'local://repo1/data/abc' } })
+    r = await link(ext.url, 'repo1', 'main', 'ext/b', {
+      ...body,
+      staging: { physical_address: 'local://repo1/data/abc' },
+    })
     expect([r.status, msg(r)]).toEqual([400, 'address is not signed: link address invalid'])
   })
 

@@ -433,7 +433,7 @@ describe('checksum', () => {
     expect((await request(url)).body.toString()).toBe('abcdefghi')
   })
 
-  test('460: an empty PATCH whose checksum is not the empty body\'s (fuzzer)', async () => {
+  test("460: an empty PATCH whose checksum is not the empty body's (fuzzer)", async () => {
     // The fuzz run sent `Upload-Checksum: md5 <md5 of "x">` with no body and got 204.
     const url = await newUpload(3)
     const wrong = await patch(url, 0, Buffer.alloc(0), {
@@ -447,7 +447,7 @@ describe('checksum', () => {
     expect((await head(url)).headers['upload-offset']).toBe('0')
   })
 
-  test('460: an empty PATCH at a finished upload\'s end, wrong checksum (fuzzer)', async () => {
+  test("460: an empty PATCH at a finished upload's end, wrong checksum (fuzzer)", async () => {
     // The fuzz run (seed 1) sent it to a finished upload of 1 byte and got 204.
     const url = await newUpload(1)
     expect((await patch(url, 0, Buffer.from('x'))).status).toBe(204)

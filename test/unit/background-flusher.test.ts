@@ -14,7 +14,8 @@ const dir = tempDir('ferry-flusher-')
 afterAll(() => removeDir(dir))
 
 /** Waits (bounded) for a condition that a real fsync makes true, however slow the disk is. */
-const until = (cond: () => boolean) => waitFor('the flusher', cond, { timeoutMs: 10_000, everyMs: 5 })
+const until = (cond: () => boolean) =>
+  waitFor('the flusher', cond, { timeoutMs: 10_000, everyMs: 5 })
 
 function file(name: string): string {
   const p = join(dir, name)

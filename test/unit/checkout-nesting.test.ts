@@ -7,13 +7,22 @@
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals'
 import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { CHECKOUT_MARK, CasStore, createCheckout, type CasKey, type CheckoutFile } from '../../src/core/cas/index.js'
+import {
+  CHECKOUT_MARK,
+  CasStore,
+  createCheckout,
+  type CasKey,
+  type CheckoutFile,
+} from '../../src/core/cas/index.js'
 import { UploadError } from '../../src/core/errors.js'
 import { createEmbeddedState } from '../../src/core/state/embedded.js'
 import { createRedisState } from '../../src/core/state/redis.js'
 import type { StateBackend } from '../../src/core/state/types.js'
 import {
-  createLayout, createStores, type DataLayout, type DataStores,
+  createLayout,
+  createStores,
+  type DataLayout,
+  type DataStores,
 } from '../../src/core/storage/layout.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { seededBytes, sha256 } from '../helpers/http.js'
@@ -28,7 +37,10 @@ const backends: { name: string; make(dir: string): Promise<[StateBackend, StateB
     name: 'redis',
     make: async () => {
       const prefix = uniquePrefix()
-      return [await createRedisState(testRedisUrl(), prefix), await createRedisState(testRedisUrl(), prefix)]
+      return [
+        await createRedisState(testRedisUrl(), prefix),
+        await createRedisState(testRedisUrl(), prefix),
+      ]
     },
   },
   {
@@ -54,8 +66,20 @@ describe.each(backends)('overlapping checkouts on $name state', ({ make }) => {
     stores = createStores(layout)
     states = await make(dir)
     cas = [
-      new CasStore({ objects: stores.cas, locker: states[0].locker, bus: states[0].bus, claimTtlMs: 2000, log }),
-      new CasStore({ objects: stores.cas, locker: states[1].locker, bus: states[1].bus, claimTtlMs: 2000, log }),
+      new CasStore({
+        objects: stores.cas,
+        locker: states[0].locker,
+        bus: states[0].bus,
+        claimTtlMs: 2000,
+        log,
+      }),
+      new CasStore({
+        objects: stores.cas,
+        locker: states[1].locker,
+        bus: states[1].bus,
+        claimTtlMs: 2000,
+        log,
+      }),
     ]
     const data = seededBytes(1000, 'nest')
     key = { sha256: sha256(data), size: data.length }
@@ -71,20 +95,39 @@ describe.each(backends)('overlapping checkouts on $name state', ({ make }) => {
   })
 
   const files = (path: string): CheckoutFile[] => [{ ...key, path }]
-  /** Creates a checkout on instance `i`; `hook` runs with the tree built, before the final checks. */
+  /**
+   * Creates a checkout on instance `i`; `hook` runs with the tree built, before the final checks.
+   */
   const create = (i: 0 | 1, path: string, hook?: () => Promise<void>) =>
     createCheckout(
-      { cas: cas[i], checkouts: stores.checkouts, locker: states[i].locker, lockTtlMs: 5000, log, ...(hook ? { beforePublish: hook } : {}) },
+      {
+        cas: cas[i],
+        checkouts: stores.checkouts,
+        locker: states[i].locker,
+        lockTtlMs: 5000,
+        log,
+        ...(hook ? { beforePublish: hook } : {}),
+      },
       path,
       files('f.bin'),
-    ).then((p) => p, (err: unknown) => err)
+    ).then(
+      (p) => p,
+      (err: unknown) => err,
+    )
 
   function gate() {
     let reached = () => {}
     let release = () => {}
     const at = new Promise<void>((r) => (reached = r))
     const open = new Promise<void>((r) => (release = r))
-    return { at, release, hook: async () => { reached(); await open } }
+    return {
+      at,
+      release,
+      hook: async () => {
+        reached()
+        await open
+      },
+    }
   }
   const expectConflict = (v: unknown) => {
     expect(v).toBeInstanceOf(UploadError)
@@ -98,7 +141,9 @@ describe.each(backends)('overlapping checkouts on $name state', ({ make }) => {
     expectConflict(await create(1, 'job/inner'))
     g.release()
     expect(await outer).toBe('job')
-    expect(readdirSync(join(layout.checkouts, 'job')).sort()).toEqual([CHECKOUT_MARK, 'f.bin'].sort())
+    expect(readdirSync(join(layout.checkouts, 'job')).sort()).toEqual(
+      [CHECKOUT_MARK, 'f.bin'].sort(),
+    )
   })
 
   test('a nested checkout built first: the outer one on the other instance is refused; the nested one completes inside a plain folder', async () => {
@@ -116,8 +161,14 @@ describe.each(backends)('overlapping checkouts on $name state', ({ make }) => {
     const go = gate()
     const g0 = gate()
     const g1 = gate()
-    const outer = create(0, 'job', async () => { void g0.hook(); await go.at })
-    const inner = create(1, 'job/inner', async () => { void g1.hook(); await go.at })
+    const outer = create(0, 'job', async () => {
+      void g0.hook()
+      await go.at
+    })
+    const inner = create(1, 'job/inner', async () => {
+      void g1.hook()
+      await go.at
+    })
     // Each has built its tree or already been refused; then both finish together.
     await Promise.all([Promise.race([g0.at, outer]), Promise.race([g1.at, inner])])
     void go.hook()
@@ -130,7 +181,11 @@ describe.each(backends)('overlapping checkouts on $name state', ({ make }) => {
     // Nothing half-made is left: no temp directories anywhere.
     const stray = (d: string): string[] =>
       readdirSync(d, { withFileTypes: true }).flatMap((e) =>
-        e.name.startsWith('.ferry-co-') && e.name !== CHECKOUT_MARK ? [e.name] : e.isDirectory() ? stray(join(d, e.name)) : [],
+        e.name.startsWith('.ferry-co-') && e.name !== CHECKOUT_MARK
+          ? [e.name]
+          : e.isDirectory()
+            ? stray(join(d, e.name))
+            : [],
       )
     expect(stray(layout.checkouts)).toEqual([])
   })

@@ -19,7 +19,15 @@ describe('loadConfig', () => {
 
   test('environment and flags (flags win)', () => {
     const c = loadConfig(
-      { FERRY_PORT: '9000', FERRY_HOST: '0.0.0.0', REDIS_URL: 'redis://127.0.0.1:6380', FERRY_WORKERS: '3', FERRY_SESSION_TTL_SEC: '60', FERRY_MAX_UPLOAD_BYTES: '1000', FERRY_FSYNC: 'chunk' },
+      {
+        FERRY_PORT: '9000',
+        FERRY_HOST: '0.0.0.0',
+        REDIS_URL: 'redis://127.0.0.1:6380',
+        FERRY_WORKERS: '3',
+        FERRY_SESSION_TTL_SEC: '60',
+        FERRY_MAX_UPLOAD_BYTES: '1000',
+        FERRY_FSYNC: 'chunk',
+      },
       ['--port', '9100'],
     )
     expect(c.http.port).toBe(9100)
@@ -54,18 +62,34 @@ describe('loadConfig', () => {
     const dir = tempDir()
     try {
       const file = join(dir, 'ferry.json')
-      writeFileSync(file, JSON.stringify({
-        lakefs: { signingSecret: 's', jwtSecret: 'j', credentials: [{ accessKeyId: 'AK', secretAccessKey: 'SK' }], repositories: [{ name: 'repo1', storageNamespace: 'local://repo1', branches: ['main'] }] },
-        ingest: { jwt: { secret: 'x', issuer: 'iss', audience: 'aud' } },
-      }))
+      writeFileSync(
+        file,
+        JSON.stringify({
+          lakefs: {
+            signingSecret: 's',
+            jwtSecret: 'j',
+            credentials: [{ accessKeyId: 'AK', secretAccessKey: 'SK' }],
+            repositories: [
+              { name: 'repo1', storageNamespace: 'local://repo1', branches: ['main'] },
+            ],
+          },
+          ingest: { jwt: { secret: 'x', issuer: 'iss', audience: 'aud' } },
+        }),
+      )
       const c = loadConfig({ FERRY_CONFIG: file })
       expect(c.lakefs?.repositories[0]?.branches).toEqual(['main'])
       expect(c.ingest?.jwt.issuer).toBe('iss')
-      writeFileSync(file, JSON.stringify({ lakefs: { signingSecret: 's', jwtSecret: 'j', typo: 1 } }))
+      writeFileSync(
+        file,
+        JSON.stringify({ lakefs: { signingSecret: 's', jwtSecret: 'j', typo: 1 } }),
+      )
       expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.lakefs\.typo/)
       writeFileSync(file, JSON.stringify({ other: {} }))
       expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.other/)
-      writeFileSync(file, JSON.stringify({ ingest: { jwt: { secret: '', issuer: 'i', audience: 'a' } } }))
+      writeFileSync(
+        file,
+        JSON.stringify({ ingest: { jwt: { secret: '', issuer: 'i', audience: 'a' } } }),
+      )
       expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.ingest\.jwt\.secret/)
       writeFileSync(file, '{nope')
       expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/not valid JSON/)
@@ -80,7 +104,11 @@ describe('loadConfig', () => {
     expect(d.shaman.fileListThreads).toBe(2)
     expect(DEFAULTS.pool).toMatchObject({ streamsPerThread: 8, streamIdleMs: 30_000 })
     expect(DEFAULTS.shaman.fileListThreads).toBe(2)
-    const c = loadConfig({ FERRY_POOL_STREAMS_PER_THREAD: '3', FERRY_POOL_STREAM_IDLE_MS: '5000', FERRY_SHAMAN_FILE_LIST_THREADS: '4' })
+    const c = loadConfig({
+      FERRY_POOL_STREAMS_PER_THREAD: '3',
+      FERRY_POOL_STREAM_IDLE_MS: '5000',
+      FERRY_SHAMAN_FILE_LIST_THREADS: '4',
+    })
     expect(c.pool).toMatchObject({ streamsPerThread: 3, streamIdleMs: 5000 })
     expect(c.shaman.fileListThreads).toBe(4)
   })
@@ -105,7 +133,9 @@ describe('loadConfig', () => {
       writeFileSync(file, JSON.stringify({ lakefs: { ...lakefs, presignMultipart: false } }))
       expect(loadConfig({ FERRY_CONFIG: file }).lakefs?.presignMultipart).toBe(false)
       writeFileSync(file, JSON.stringify({ lakefs: { ...lakefs, presignMultipart: 'yes' } }))
-      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.lakefs\.presignMultipart must be a boolean/)
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(
+        /FERRY_CONFIG\.lakefs\.presignMultipart must be a boolean/,
+      )
     } finally {
       removeDir(dir)
     }
@@ -116,20 +146,39 @@ describe('loadConfig', () => {
     try {
       const file = join(dir, 'ferry.json')
       const jwt = { secret: 'x', issuer: 'iss', audience: 'aud' }
-      writeFileSync(file, JSON.stringify({ ingest: { jwt }, lakefs: { signingSecret: 's', jwtSecret: 'j' } }))
+      writeFileSync(
+        file,
+        JSON.stringify({ ingest: { jwt }, lakefs: { signingSecret: 's', jwtSecret: 'j' } }),
+      )
       const d = loadConfig({ FERRY_CONFIG: file })
-      expect(d.ingest).toMatchObject({ maxParallel: 8, lockWaitMs: 400, publishWaitMs: 30_000, jwt: { requireExp: true } })
+      expect(d.ingest).toMatchObject({
+        maxParallel: 8,
+        lockWaitMs: 400,
+        publishWaitMs: 30_000,
+        jwt: { requireExp: true },
+      })
       expect(d.lakefs).toMatchObject({ presignTtlSec: 900, allowExternalAddresses: false })
-      expect(SECTION_DEFAULTS.ingest).toMatchObject({ maxParallel: 8, lockWaitMs: 400, publishWaitMs: 30_000 })
+      expect(SECTION_DEFAULTS.ingest).toMatchObject({
+        maxParallel: 8,
+        lockWaitMs: 400,
+        publishWaitMs: 30_000,
+      })
       expect(Object.isFrozen(SECTION_DEFAULTS.ingest)).toBe(true)
       writeFileSync(file, JSON.stringify({ ingest: { jwt, lockWaitMs: 0, publishWaitMs: 1000 } }))
-      expect(loadConfig({ FERRY_CONFIG: file }).ingest).toMatchObject({ lockWaitMs: 0, publishWaitMs: 1000 })
+      expect(loadConfig({ FERRY_CONFIG: file }).ingest).toMatchObject({
+        lockWaitMs: 0,
+        publishWaitMs: 1000,
+      })
       writeFileSync(file, JSON.stringify({ ingest: { jwt, lockWaitMs: -1 } }))
       expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.ingest\.lockWaitMs/)
       writeFileSync(file, JSON.stringify({ ingest: { jwt, publishWaitMs: 'soon' } }))
-      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.ingest\.publishWaitMs/)
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(
+        /FERRY_CONFIG\.ingest\.publishWaitMs/,
+      )
       writeFileSync(file, JSON.stringify({ ingest: { jwt, maxParallel: 65 } }))
-      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.ingest\.maxParallel must be a whole number from 1 to 64/)
+      expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(
+        /FERRY_CONFIG\.ingest\.maxParallel must be a whole number from 1 to 64/,
+      )
     } finally {
       removeDir(dir)
     }
@@ -157,7 +206,8 @@ describe('tus, CORS and hooks keys', () => {
     expect(c.tus.maxSizeBytes).toBe(1048576)
     expect(c.tus.retentionSec).toBe(3600)
     expect(c.cors).toEqual({
-      mode: 'list', origins: ['https://app.example.com', 'http://localhost:5173'],
+      mode: 'list',
+      origins: ['https://app.example.com', 'http://localhost:5173'],
     })
     expect(c.hooks.url).toBe('http://hooks.internal:9000/tus')
     expect(loadConfig({ FERRY_CORS_ORIGINS: 'none' }).cors).toEqual({ mode: 'none' })

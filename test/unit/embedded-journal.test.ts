@@ -5,7 +5,14 @@
  * on a tmpfs in test/fault/embedded-journal-full-disk.test.ts.
  */
 import { afterAll, describe, expect, test } from '@jest/globals'
-import { appendFileSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
+import {
+  appendFileSync,
+  mkdirSync,
+  readFileSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { createEmbeddedState, type EmbeddedSessionStore } from '../../src/core/state/embedded.js'
 import { openJournal, type JournalLog } from '../../src/core/state/journal.js'
@@ -23,7 +30,13 @@ function newDir(): string {
   return d
 }
 
-const newSession = (key: string, total = 100) => ({ key, incarnation: key, target: `t/${key}`, totalBytes: total, tempName: `${key}.part` })
+const newSession = (key: string, total = 100) => ({
+  key,
+  incarnation: key,
+  target: `t/${key}`,
+  totalBytes: total,
+  tempName: `${key}.part`,
+})
 
 /** A logger that keeps what it is told. */
 function recorder(): JournalLog & { lines: { level: string; msg: string; obj: object }[] } {
@@ -36,7 +49,10 @@ function recorder(): JournalLog & { lines: { level: string; msg: string; obj: ob
   }
 }
 
-const journalLines = (dir: string) => readFileSync(join(dir, 'sessions.journal'), 'utf8').split('\n').filter((l) => l !== '')
+const journalLines = (dir: string) =>
+  readFileSync(join(dir, 'sessions.journal'), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
 const store = (s: ReturnType<typeof createEmbeddedState>) => s.sessions as EmbeddedSessionStore
 
 describe('compaction', () => {
@@ -61,7 +77,8 @@ describe('compaction', () => {
     await state.close()
     // The old journal plus the new lines replay to the same state.
     state = createEmbeddedState(dir)
-    for (let i = 0; i < 100; i++) expect((await state.sessions.get(`c:${i}`)) !== null).toBe(i >= 90 && i !== 95)
+    for (let i = 0; i < 100; i++)
+      expect((await state.sessions.get(`c:${i}`)) !== null).toBe(i >= 90 && i !== 95)
     expect((await state.sessions.get('c:new'))?.target).toBe('t/c:new')
     await state.close()
     // The way cleared, the next start compacts.
@@ -84,7 +101,8 @@ describe('compaction', () => {
       await s.complete(`x:${i}`, 't', T0)
     }
     const grown = statSync(join(dir, 'sessions.journal')).size
-    for (const key of await s.listExpired(T0 + 2 * TTL, TTL, 2000)) await s.removeIfExpired(key, T0 + 2 * TTL, TTL)
+    for (const key of await s.listExpired(T0 + 2 * TTL, TTL, 2000))
+      await s.removeIfExpired(key, T0 + 2 * TTL, TTL)
     expect(await s.compactIfWorthwhile()).toBe(true)
     const shrunk = statSync(join(dir, 'sessions.journal')).size
     expect(grown).toBeGreaterThan(500_000)
@@ -113,7 +131,11 @@ describe('compaction', () => {
     for (let round = 0; round < 5; round++) {
       for (let i = 0; i < 40; i++) {
         const key = `r:${1500 + round * 40 + i}`
-        work.push(s.reserve(key, { start: round * 10, end: round * 10 + 9 }, `t${round}`, T0, 1000).then(() => s.complete(key, `t${round}`, T0)))
+        work.push(
+          s
+            .reserve(key, { start: round * 10, end: round * 10 + 9 }, `t${round}`, T0, 1000)
+            .then(() => s.complete(key, `t${round}`, T0)),
+        )
         expected.set(key, 10)
         work.push(s.open(newSession(`n:${round}:${i}`), T0))
         expected.set(`n:${round}:${i}`, 0)
@@ -144,12 +166,17 @@ describe('replay', () => {
     // As a power loss can leave it: a line whose start is lost (zeros) before lines that survived.
     appendFileSync(join(dir, 'sessions.journal'), '\0\0\0\0\0\0"r":{"key":"m:2","target"\n')
     appendFileSync(join(dir, 'sessions.journal'), `${JSON.stringify({ k: 'm:1', r: null })}\n`)
-    appendFileSync(join(dir, 'sessions.journal'), `${JSON.stringify({ k: 'm:3', r: { ...newSession('m:3'), createdAtMs: T0, updatedAtMs: T0, received: [], reservations: [], state: 'open', commitOwner: null, commitLeaseUntilMs: 0, result: null } })}\n`)
+    appendFileSync(
+      join(dir, 'sessions.journal'),
+      `${JSON.stringify({ k: 'm:3', r: { ...newSession('m:3'), createdAtMs: T0, updatedAtMs: T0, received: [], reservations: [], state: 'open', commitOwner: null, commitLeaseUntilMs: 0, result: null } })}\n`,
+    )
     const log = recorder()
     state = createEmbeddedState(dir, { log })
     expect(await state.sessions.get('m:1')).toBeNull()
     expect((await state.sessions.get('m:3'))?.key).toBe('m:3')
-    expect(log.lines.some((l) => l.level === 'warn' && /damaged journal line/.test(l.msg))).toBe(true)
+    expect(log.lines.some((l) => l.level === 'warn' && /damaged journal line/.test(l.msg))).toBe(
+      true,
+    )
     await state.close()
     // Compacted at start: the damage is gone, the state kept.
     expect(journalLines(dir).map((l) => (JSON.parse(l) as { k: string }).k)).toEqual(['m:3'])
@@ -178,7 +205,8 @@ describe('replay', () => {
   test('a journal larger than one read is replayed whole, lines split across reads included', async () => {
     const dir = newDir()
     const file = join(dir, 'big.journal')
-    // 3 MiB of lines of odd lengths with multi-byte characters, so reads end mid-line and mid-character.
+    // 3 MiB of lines of odd lengths with multi-byte characters, so reads end mid-line and
+    // mid-character.
     const lines: string[] = []
     for (let i = 0, total = 0; total < 3 * 1024 * 1024; i++) {
       lines.push(`${i}:${'é'.repeat(i % 97)}`)
@@ -186,10 +214,15 @@ describe('replay', () => {
     }
     writeFileSync(file, `${lines.join('\n')}\n`)
     const seen: string[] = []
-    const j = openJournal(file, { mode: 'background', replay: (l) => {
-      seen.push(l)
-      return true
-    }, liveLines: () => 0, snapshot: () => [] })
+    const j = openJournal(file, {
+      mode: 'background',
+      replay: (l) => {
+        seen.push(l)
+        return true
+      },
+      liveLines: () => 0,
+      snapshot: () => [],
+    })
     expect(seen).toEqual(lines)
     expect(j.lines).toBe(lines.length)
     expect(j.bytes).toBe(statSync(file).size)
@@ -203,11 +236,20 @@ describe('appends', () => {
     const file = join(dir, 'order.journal')
     for (const mode of ['sync', 'background'] as const) {
       writeFileSync(file, '')
-      const j = openJournal(file, { mode, replay: () => true, liveLines: () => 0, snapshot: () => [] })
-      const all = Array.from({ length: 500 }, (_, i) => j.append(`line ${i}`, { durable: i % 7 === 0 }))
+      const j = openJournal(file, {
+        mode,
+        replay: () => true,
+        liveLines: () => 0,
+        snapshot: () => [],
+      })
+      const all = Array.from({ length: 500 }, (_, i) =>
+        j.append(`line ${i}`, { durable: i % 7 === 0 }),
+      )
       await Promise.all(all)
       await j.close()
-      expect(readFileSync(file, 'utf8')).toBe(Array.from({ length: 500 }, (_, i) => `line ${i}\n`).join(''))
+      expect(readFileSync(file, 'utf8')).toBe(
+        Array.from({ length: 500 }, (_, i) => `line ${i}\n`).join(''),
+      )
     }
   })
 
@@ -249,7 +291,12 @@ describe('appends', () => {
 
   test('an append after close is refused, not lost silently', async () => {
     const dir = newDir()
-    const j = openJournal(join(dir, 'c.journal'), { mode: 'sync', replay: () => true, liveLines: () => 0, snapshot: () => [] })
+    const j = openJournal(join(dir, 'c.journal'), {
+      mode: 'sync',
+      replay: () => true,
+      liveLines: () => 0,
+      snapshot: () => [],
+    })
     await j.append('a')
     await j.close()
     await expect(j.append('b')).rejects.toThrow(/closed/)

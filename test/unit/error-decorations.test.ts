@@ -57,8 +57,12 @@ describe('family fields (defineRefusals)', () => {
     const cause = new Error('under')
     const err = a.error('ERR_INVALID_ARGUMENT', 'bad', { n: 1 }, { cause })
     expect(err).toBeInstanceOf(UploadError)
-    expect([err.code, err.message, err.cause, err.detail])
-      .toEqual(['ERR_INVALID_ARGUMENT', 'bad', cause, null])
+    expect([err.code, err.message, err.cause, err.detail]).toEqual([
+      'ERR_INVALID_ARGUMENT',
+      'bad',
+      cause,
+      null,
+    ])
     expect(a.fieldsOf(err)).toEqual({ n: 1 })
     expect(b.fieldsOf(err)).toBeNull()
     expect(a.fieldsOf(new UploadError('ERR_INVALID_ARGUMENT', 'bad'))).toBeNull()
@@ -87,18 +91,20 @@ describe('family fields (defineRefusals)', () => {
 })
 
 describe('bodies of decorated errors, byte for byte', () => {
-  test('ImageStore: a session-id refusal with its own Fabric code, else the table\'s', () => {
+  test("ImageStore: a session-id refusal with its own Fabric code, else the table's", () => {
     const own = fabricRefusals.error('ERR_INVALID_ARGUMENT', 'session-id is required', {
       fabricCode: 'FABRIC_E_INVALID_UPLOAD_SESSION_ID',
     })
     expect(answer(sendImageStoreError, own)).toMatchObject({
       status: 400,
-      body: '{"Error":{"Code":"FABRIC_E_INVALID_UPLOAD_SESSION_ID",'
-        + '"Message":"session-id is required"}}',
+      body:
+        '{"Error":{"Code":"FABRIC_E_INVALID_UPLOAD_SESSION_ID",' +
+        '"Message":"session-id is required"}}',
     })
     const plain = new UploadError('ERR_INVALID_ARGUMENT', 'session-id is required')
-    expect(answer(sendImageStoreError, plain).body)
-      .toBe('{"Error":{"Code":"E_INVALIDARG","Message":"session-id is required"}}')
+    expect(answer(sendImageStoreError, plain).body).toBe(
+      '{"Error":{"Code":"E_INVALIDARG","Message":"session-id is required"}}',
+    )
   })
 
   test('a bearer refusal: its challenge in ImageStore and Shaman bodies', () => {
@@ -122,8 +128,9 @@ describe('bodies of decorated errors, byte for byte', () => {
     const mismatch = s3Refusals.error('ERR_FORBIDDEN', 'sig & co', { s3Code })
     expect(answer(sendS3Error, mismatch)).toMatchObject({
       status: 403,
-      body: '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SignatureDoesNotMatch</Code>'
-        + '<Message>sig &#38; co</Message><RequestId>req-1</RequestId></Error>',
+      body:
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SignatureDoesNotMatch</Code>' +
+        '<Message>sig &#38; co</Message><RequestId>req-1</RequestId></Error>',
     })
     const plain = answer(sendS3Error, new UploadError('ERR_FORBIDDEN', 'no'))
     expect(plain.body).toContain('<Code>AccessDenied</Code>')
@@ -134,7 +141,7 @@ describe('bodies of decorated errors, byte for byte', () => {
     expect(lakefs).toMatchObject({ status: 403, body: '{"message":"sig & co"}\n' })
   })
 
-  test('bulk ingest: argument text, challenge header, and the core\'s not-found facts', () => {
+  test("bulk ingest: argument text, challenge header, and the core's not-found facts", () => {
     const arg = ingestRefusals.error('ERR_INVALID_ARGUMENT', 'invalid shortcode', {
       kind: 'argument',
       argument: "Path variable: 'shortcode'",
@@ -142,8 +149,9 @@ describe('bodies of decorated errors, byte for byte', () => {
     })
     expect(answer(sendIngestError, arg)).toMatchObject({
       status: 400,
-      body: '{"errors":[{"argument":"Path variable: \'shortcode\'",'
-        + '"reason":"\'zz\' is not a project shortcode"}]}',
+      body:
+        '{"errors":[{"argument":"Path variable: \'shortcode\'",' +
+        '"reason":"\'zz\' is not a project shortcode"}]}',
     })
     const missing = ingestRefusals.error('ERR_UNAUTHORIZED', 'Missing header', {
       kind: 'challenge',
@@ -156,13 +164,16 @@ describe('bodies of decorated errors, byte for byte', () => {
     const folder = new UploadError('ERR_NOT_FOUND', 'no import folder', {
       detail: { kind: 'not-found', resource: 'import-folder', id: '0001' },
     })
-    expect(answer(sendIngestError, folder))
-      .toMatchObject({ status: 404, body: '{"id":"0001","type":"Import folder not found."}' })
+    expect(answer(sendIngestError, folder)).toMatchObject({
+      status: 404,
+      body: '{"id":"0001","type":"Import folder not found."}',
+    })
     // Another family's fields mean nothing here: the generic BadRequest entry.
     const foreign = fabricRefusals.error('ERR_INVALID_ARGUMENT', 'm', {
       fabricCode: 'E_INVALIDARG',
     })
-    expect(answer(sendIngestError, foreign).body)
-      .toBe('{"errors":[{"argument":"Request","reason":"m"}]}')
+    expect(answer(sendIngestError, foreign).body).toBe(
+      '{"errors":[{"argument":"Request","reason":"m"}]}',
+    )
   })
 })

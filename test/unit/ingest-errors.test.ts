@@ -16,20 +16,27 @@ describe('bulk-ingest error table', () => {
   })
   test('each status has its own body shape', () => {
     const arg = { kind: 'argument', argument: 'a', reason: 'r' } as const
-    expect(ingestErrorBody(400, 'm', arg, null)).toEqual({ errors: [{ argument: 'a', reason: 'r' }] })
-    expect(ingestErrorBody(400, 'm', null, null))
-      .toEqual({ errors: [{ argument: 'Request', reason: 'm' }] })
-    expect(ingestErrorBody(401, 'No project access.', null, null))
-      .toEqual({ reason: 'No project access.' })
+    expect(ingestErrorBody(400, 'm', arg, null)).toEqual({
+      errors: [{ argument: 'a', reason: 'r' }],
+    })
+    expect(ingestErrorBody(400, 'm', null, null)).toEqual({
+      errors: [{ argument: 'Request', reason: 'm' }],
+    })
+    expect(ingestErrorBody(401, 'No project access.', null, null)).toEqual({
+      reason: 'No project access.',
+    })
     const project = { kind: 'not-found', resource: 'project', id: '0001' } as const
     expect(ingestErrorBody(404, 'm', null, project)).toEqual({ id: '0001', type: 'project' })
     const folder = { kind: 'not-found', resource: 'import-folder', id: '0001' } as const
-    expect(ingestErrorBody(404, 'm', null, folder))
-      .toEqual({ id: '0001', type: 'Import folder not found.' })
+    expect(ingestErrorBody(404, 'm', null, folder)).toEqual({
+      id: '0001',
+      type: 'Import folder not found.',
+    })
     expect(ingestErrorBody(404, 'm', null, null)).toEqual({ id: '', type: 'project' })
     expect(ingestErrorBody(409, 'busy', null, null)).toEqual({ reason: 'busy' })
-    expect(ingestErrorBody(500, 'secret internals', null, null))
-      .toEqual({ errorMessage: 'internal error' })
+    expect(ingestErrorBody(500, 'secret internals', null, null)).toEqual({
+      errorMessage: 'internal error',
+    })
     expect(ingestErrorBody(503, 'm', null, null)).toEqual({ status: 'DOWN' })
   })
 })
@@ -37,7 +44,8 @@ describe('bulk-ingest error table', () => {
 describe('bulk-ingest names', () => {
   test('shortcodes are exactly four hex digits, either case', () => {
     for (const ok of ['0001', '00ff', '00FF', 'abcd']) expect(isShortcode(ok)).toBe(true)
-    for (const bad of ['', '1', '12', '123', '000G', '12345', ' 001']) expect(isShortcode(bad)).toBe(false)
+    for (const bad of ['', '1', '12', '123', '000G', '12345', ' 001'])
+      expect(isShortcode(bad)).toBe(false)
   })
   test('upload paths: sub-folders allowed, the file name held to AssetFilename rules', () => {
     expect(checkUploadPath('one/two/out.txt')).toEqual(['one', 'two', 'out.txt'])

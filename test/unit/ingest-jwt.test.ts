@@ -13,7 +13,8 @@ import { signJwt } from '../helpers/jwt.js'
 import { removeDir, tempDir } from '../helpers/server.js'
 
 const SECRET = 'ingest-jwt-unit-secret'
-const jwt = (exp: number | null) => signJwt({ sub: 'me', scope: 'admin' }, { secret: SECRET, iss: 'iss', aud: 'aud', exp })
+const jwt = (exp: number | null) =>
+  signJwt({ sub: 'me', scope: 'admin' }, { secret: SECRET, iss: 'iss', aud: 'aud', exp })
 
 describe('ingest.jwt.requireExp', () => {
   let dir: string
@@ -23,7 +24,12 @@ describe('ingest.jwt.requireExp', () => {
   afterAll(() => removeDir(dir))
   const verifierFor = (jwtExtra: Record<string, unknown>) => {
     const file = join(dir, `c-${Math.random()}.json`)
-    writeFileSync(file, JSON.stringify({ ingest: { jwt: { secret: SECRET, issuer: 'iss', audience: 'aud', ...jwtExtra } } }))
+    writeFileSync(
+      file,
+      JSON.stringify({
+        ingest: { jwt: { secret: SECRET, issuer: 'iss', audience: 'aud', ...jwtExtra } },
+      }),
+    )
     const config = loadConfig({ FERRY_CONFIG: file })
     return createJwtVerifier(config.ingest!.jwt)
   }
@@ -33,7 +39,9 @@ describe('ingest.jwt.requireExp', () => {
     const err = await verify(`Bearer ${await jwt(null)}`).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(UploadError)
     expect((err as UploadError).code).toBe('ERR_UNAUTHORIZED')
-    await expect(verify(`Bearer ${await jwt(Math.floor(Date.now() / 1000) + 600)}`)).resolves.toMatchObject({ subject: 'me', admin: true })
+    await expect(
+      verify(`Bearer ${await jwt(Math.floor(Date.now() / 1000) + 600)}`),
+    ).resolves.toMatchObject({ subject: 'me', admin: true })
   })
 
   test('requireExp: false accepts a token without exp, and still refuses an expired one', async () => {
@@ -44,7 +52,14 @@ describe('ingest.jwt.requireExp', () => {
 
   test('requireExp must be a boolean', () => {
     const file = join(dir, 'bad.json')
-    writeFileSync(file, JSON.stringify({ ingest: { jwt: { secret: SECRET, issuer: 'iss', audience: 'aud', requireExp: 'no' } } }))
-    expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(/FERRY_CONFIG\.ingest\.jwt\.requireExp/)
+    writeFileSync(
+      file,
+      JSON.stringify({
+        ingest: { jwt: { secret: SECRET, issuer: 'iss', audience: 'aud', requireExp: 'no' } },
+      }),
+    )
+    expect(() => loadConfig({ FERRY_CONFIG: file })).toThrow(
+      /FERRY_CONFIG\.ingest\.jwt\.requireExp/,
+    )
   })
 })

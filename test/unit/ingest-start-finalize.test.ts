@@ -45,7 +45,9 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
   })
 
   /** One instance's service; `hook` runs between the first folder check and the lock. */
-  function service(hook?: (sc: string, op: 'start' | 'finalize') => Promise<void>): BulkIngestService {
+  function service(
+    hook?: (sc: string, op: 'start' | 'finalize') => Promise<void>,
+  ): BulkIngestService {
     // Each service is an instance of its own: its own stores (and TempFiles) over one directory.
     const stores = createStores(layout)
     const s = new BulkIngestService({
@@ -64,7 +66,8 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
     return s
   }
 
-  const until = (what: string, fn: () => Promise<boolean> | boolean) => waitFor(what, fn, { timeoutMs: 10_000, everyMs: 10 })
+  const until = (what: string, fn: () => Promise<boolean> | boolean) =>
+    waitFor(what, fn, { timeoutMs: 10_000, everyMs: 10 })
 
   test('a start that passed the folder check before finalize removed the folder answers 404 and leaves no mapping', async () => {
     const sc = '0a1b'
@@ -83,11 +86,18 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
     mkdirSync(join(project, 'import'), { recursive: true })
     writeFileSync(join(project, 'import', 'one.txt'), 'bytes')
 
-    const started = a.start(sc).then(() => 'started', (err: unknown) => err)
+    const started = a.start(sc).then(
+      () => 'started',
+      (err: unknown) => err,
+    )
     await atGap
     // Instance B finalizes in the gap: the folder, mapping and journal go, then the lock is free.
     await b.finalize(sc)
-    await until('finalize to finish', async () => !existsSync(join(project, 'import')) && !(await state.locker.isHeld(`ingest:job:${sc}`)))
+    await until(
+      'finalize to finish',
+      async () =>
+        !existsSync(join(project, 'import')) && !(await state.locker.isHeld(`ingest:job:${sc}`)),
+    )
     release()
 
     const outcome = await started
@@ -114,10 +124,18 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
     })
     const b = service()
     mkdirSync(join(layout.ingest, sc, 'import'), { recursive: true })
-    const first = a.finalize(sc).then(() => 'finalized', (err: unknown) => err)
+    const first = a.finalize(sc).then(
+      () => 'finalized',
+      (err: unknown) => err,
+    )
     await atGap
     await b.finalize(sc)
-    await until('finalize to finish', async () => !existsSync(join(layout.ingest, sc, 'import')) && !(await state.locker.isHeld(`ingest:job:${sc}`)))
+    await until(
+      'finalize to finish',
+      async () =>
+        !existsSync(join(layout.ingest, sc, 'import')) &&
+        !(await state.locker.isHeld(`ingest:job:${sc}`)),
+    )
     release()
     const outcome = await first
     expect(outcome).toBeInstanceOf(UploadError)
@@ -128,7 +146,8 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
     const sc = '0a1d'
     const s = service()
     mkdirSync(join(layout.ingest, sc, 'import'), { recursive: true })
-    for (let i = 0; i < 20; i++) writeFileSync(join(layout.ingest, sc, 'import', `f${i}.pdf`), `pdf ${i}`)
+    for (let i = 0; i < 20; i++)
+      writeFileSync(join(layout.ingest, sc, 'import', `f${i}.pdf`), `pdf ${i}`)
     // Upload A publishes and holds the project mutex until let go.
     let holding = () => {}
     const held = new Promise<void>((r) => (holding = r))
@@ -141,9 +160,13 @@ describe.each(backends)('start racing finalize on $name state', ({ make }) => {
     await held
     // Upload B waits behind A; a run waits for the mutex too.
     let bSettledAt = 0
-    const b = s.withPublishLock(sc, async () => 'published').then(
-      (v) => v, (err: unknown) => err,
-    ).finally(() => (bSettledAt = performance.now()))
+    const b = s
+      .withPublishLock(sc, async () => 'published')
+      .then(
+        (v) => v,
+        (err: unknown) => err,
+      )
+      .finally(() => (bSettledAt = performance.now()))
     let runDoneAt = 0
     const runDone = new Promise<void>((r) => {
       void s.start(sc, () => {

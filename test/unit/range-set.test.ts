@@ -1,12 +1,21 @@
 import { describe, expect, test } from '@jest/globals'
-import { addRange, containsRange, contiguousPrefix, missingRanges, overlapsAny } from '../../src/core/state/range-set.js'
+import {
+  addRange,
+  containsRange,
+  contiguousPrefix,
+  missingRanges,
+  overlapsAny,
+} from '../../src/core/state/range-set.js'
 
 describe('range-set', () => {
   test('adjacent and overlapping ranges merge, order does not matter', () => {
     let r = addRange([], { start: 10, end: 19 })
     r = addRange(r, { start: 0, end: 4 })
     r = addRange(r, { start: 20, end: 29 })
-    expect(r).toEqual([{ start: 0, end: 4 }, { start: 10, end: 29 }])
+    expect(r).toEqual([
+      { start: 0, end: 4 },
+      { start: 10, end: 29 },
+    ])
     r = addRange(r, { start: 5, end: 9 })
     expect(r).toEqual([{ start: 0, end: 29 }])
   })
@@ -22,7 +31,10 @@ describe('range-set', () => {
   })
 
   test('contains, overlaps and contiguous prefix', () => {
-    const r = [{ start: 0, end: 9 }, { start: 20, end: 29 }]
+    const r = [
+      { start: 0, end: 9 },
+      { start: 20, end: 29 },
+    ]
     expect(containsRange(r, { start: 2, end: 9 })).toBe(true)
     expect(containsRange(r, { start: 5, end: 20 })).toBe(false)
     expect(overlapsAny(r, { start: 10, end: 19 })).toBe(false)

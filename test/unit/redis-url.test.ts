@@ -10,14 +10,20 @@ describe('REDIS_URL forms', () => {
     expect(parseRedisUrl(url)).toEqual({ mode: 'single', url })
   })
 
-  test('sentinel: addresses, master name, db, credentials, the sentinels\' password', () => {
+  test("sentinel: addresses, master name, db, credentials, the sentinels' password", () => {
     const sentinels = 'ferry:p%40ss@10.0.0.1:26380,s2,[::1]:26381'
     const t = parseRedisUrl(`redis+sentinel://${sentinels}/mymaster/3?sentinelPassword=sp`)
     expect(t).toEqual({
-      mode: 'sentinel', name: 'mymaster', db: 3, tls: false,
-      username: 'ferry', password: 'p@ss', sentinelPassword: 'sp',
+      mode: 'sentinel',
+      name: 'mymaster',
+      db: 3,
+      tls: false,
+      username: 'ferry',
+      password: 'p@ss',
+      sentinelPassword: 'sp',
       sentinels: [
-        { host: '10.0.0.1', port: 26380 }, { host: 's2', port: 26379 },
+        { host: '10.0.0.1', port: 26380 },
+        { host: 's2', port: 26379 },
         { host: '::1', port: 26381 },
       ],
     })
@@ -25,8 +31,13 @@ describe('REDIS_URL forms', () => {
 
   test('cluster: seed nodes, a password only, TLS with rediss+', () => {
     expect(parseRedisUrl('rediss+cluster://:pw@a:7000,b')).toEqual({
-      mode: 'cluster', password: 'pw', tls: true,
-      nodes: [{ host: 'a', port: 7000 }, { host: 'b', port: 6379 }],
+      mode: 'cluster',
+      password: 'pw',
+      tls: true,
+      nodes: [
+        { host: 'a', port: 7000 },
+        { host: 'b', port: 6379 },
+      ],
     })
   })
 

@@ -11,11 +11,18 @@ describe('X-Shaman-Can-Defer-Upload (strconv.ParseBool spellings, any letter cas
   test('absent is false', () => {
     expect(parseDeferHeader(undefined)).toBe(false)
   })
-  test.each(['', 'yes', 'no', '2', 'truee', 'on', 'y'])('%j is refused with ERR_INVALID_ARGUMENT', (v) => {
-    expect(() => parseDeferHeader(v)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }))
-  })
+  test.each(['', 'yes', 'no', '2', 'truee', 'on', 'y'])(
+    '%j is refused with ERR_INVALID_ARGUMENT',
+    (v) => {
+      expect(() => parseDeferHeader(v)).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
+      )
+    },
+  )
   test('a repeated header is refused', () => {
-    expect(() => parseDeferHeader(['true', 'false'])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }))
+    expect(() => parseDeferHeader(['true', 'false'])).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
+    )
   })
 })
 
@@ -51,6 +58,8 @@ describe('X-Shaman-Original-Filename (RFC 2047)', () => {
     ['caf\u00e9', 'raw non-ASCII'],
     ['a\u0001b', 'a control character'],
   ])('%j (%s) is refused', (raw) => {
-    expect(() => decodeOriginalFilename(raw)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }))
+    expect(() => decodeOriginalFilename(raw)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
+    )
   })
 })

@@ -38,7 +38,11 @@ describe('checkout paths (Flamenco isValidCheckoutPath plus ours)', () => {
     '.ferry-co-abc',
     'job/.ferry-co-x/y',
   ])('%j is refused', (p) => {
-    expect(() => checkCheckoutPath(p)).toThrow(expect.objectContaining({ code: expect.stringMatching(/^ERR_(INVALID_PATH|PATH_TOO_LONG|RESERVED_NAME)$/) }))
+    expect(() => checkCheckoutPath(p)).toThrow(
+      expect.objectContaining({
+        code: expect.stringMatching(/^ERR_(INVALID_PATH|PATH_TOO_LONG|RESERVED_NAME)$/),
+      }),
+    )
   })
 })
 
@@ -52,18 +56,27 @@ describe('planLinks', () => {
     expect(plan.map((l) => l.segs.join('/'))).toEqual(['x/one', 'two'])
   })
   test('one path for two different objects is refused', () => {
-    expect(() => planLinks([
-      { sha256: sha('a'), size: 1, path: 'one' },
-      { sha256: sha('a'), size: 2, path: 'one' },
-    ])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_PATH' }))
+    expect(() =>
+      planLinks([
+        { sha256: sha('a'), size: 1, path: 'one' },
+        { sha256: sha('a'), size: 2, path: 'one' },
+      ]),
+    ).toThrow(expect.objectContaining({ code: 'ERR_INVALID_PATH' }))
   })
   test('a path that is both a file and a folder is refused', () => {
-    expect(() => planLinks([
-      { sha256: sha('a'), size: 1, path: 'a/b' },
-      { sha256: sha('b'), size: 1, path: 'a' },
-    ])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_PATH' }))
+    expect(() =>
+      planLinks([
+        { sha256: sha('a'), size: 1, path: 'a/b' },
+        { sha256: sha('b'), size: 1, path: 'a' },
+      ]),
+    ).toThrow(expect.objectContaining({ code: 'ERR_INVALID_PATH' }))
   })
-  test.each(['../../x', '/etc/passwd', 'a/../b', 'a\\b', 'a\u0000', ''])('file path %j is refused', (p) => {
-    expect(() => planLinks([{ sha256: sha('a'), size: 1, path: p }])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_PATH' }))
-  })
+  test.each(['../../x', '/etc/passwd', 'a/../b', 'a\\b', 'a\u0000', ''])(
+    'file path %j is refused',
+    (p) => {
+      expect(() => planLinks([{ sha256: sha('a'), size: 1, path: p }])).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_PATH' }),
+      )
+    },
+  )
 })

@@ -13,7 +13,8 @@ import { removeDir, tempDir } from '../helpers/server.js'
 
 let dir: string
 beforeAll(() => {
-  if (process.getuid?.() !== 0) throw new Error('this test mounts a tmpfs: run it as root (the CI and dev machines do)')
+  if (process.getuid?.() !== 0)
+    throw new Error('this test mounts a tmpfs: run it as root (the CI and dev machines do)')
   dir = tempDir('ferry-short-write-')
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir])
 })
@@ -26,6 +27,11 @@ test('a write that runs out of space mid-batch fails with ENOSPC after writing w
   // Leave ~100 KiB free, then write 1 MiB in one batch.
   writeFileSync(join(dir, 'filler'), Buffer.alloc(1024 * 1024 - 100 * 1024))
   const body = Readable.from([Buffer.alloc(512 * 1024, 1), Buffer.alloc(512 * 1024, 2)])
-  const err = await writeStreamAt(join(dir, 'target'), 0, body, { expectedBytes: 1024 * 1024 }).then(() => null, (e: unknown) => e)
+  const err = await writeStreamAt(join(dir, 'target'), 0, body, {
+    expectedBytes: 1024 * 1024,
+  }).then(
+    () => null,
+    (e: unknown) => e,
+  )
   expect((err as NodeJS.ErrnoException | null)?.code).toBe('ENOSPC')
 })

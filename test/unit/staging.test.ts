@@ -59,17 +59,50 @@ describe('signed physical addresses', () => {
   test('verify accepts the address until 24 hours after it was made', () => {
     const a = makeSignedAddress(SECRET, claims, T0)
     expect(() => verifySignedAddress(SECRET, claims, a, T0)).not.toThrow()
-    expect(() => verifySignedAddress(SECRET, claims, a, T0 + LINK_ADDRESS_TTL_SEC * 1000)).not.toThrow()
-    expect(() => verifySignedAddress(SECRET, claims, a, T0 + (LINK_ADDRESS_TTL_SEC + 1) * 1000)).toThrow('link address expired')
+    expect(() =>
+      verifySignedAddress(SECRET, claims, a, T0 + LINK_ADDRESS_TTL_SEC * 1000),
+    ).not.toThrow()
+    expect(() =>
+      verifySignedAddress(SECRET, claims, a, T0 + (LINK_ADDRESS_TTL_SEC + 1) * 1000),
+    ).toThrow('link address expired')
   })
 
   test.each([
-    ['unsigned', (a: string) => a.slice(0, a.indexOf(',')), 'address is not signed: link address invalid'],
-    ['malformed signature', (a: string) => `${a.slice(0, a.indexOf(','))},not*base64`, 'malformed address signature: link address invalid'],
-    ['short signature', (a: string) => a.slice(0, -2), 'malformed address signature: link address invalid'],
-    ['tampered signature', (a: string) => a.replace(/,(.)/, (_m, c: string) => `,${c === 'A' ? 'B' : 'A'}`), 'invalid address signature: link address invalid'],
-    ['non-canonical signature', (a: string) => a.slice(0, -1) + 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'[('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.indexOf(a.at(-1)!) ^ 1)], 'malformed address signature: link address invalid'],
-    ['tampered id', (a: string) => a.replace(/\/(.)([^/]*),/, (_m, c: string, r: string) => `/${c === '0' ? '1' : '0'}${r},`), 'invalid address signature: link address invalid'],
+    [
+      'unsigned',
+      (a: string) => a.slice(0, a.indexOf(',')),
+      'address is not signed: link address invalid',
+    ],
+    [
+      'malformed signature',
+      (a: string) => `${a.slice(0, a.indexOf(','))},not*base64`,
+      'malformed address signature: link address invalid',
+    ],
+    [
+      'short signature',
+      (a: string) => a.slice(0, -2),
+      'malformed address signature: link address invalid',
+    ],
+    [
+      'tampered signature',
+      (a: string) => a.replace(/,(.)/, (_m, c: string) => `,${c === 'A' ? 'B' : 'A'}`),
+      'invalid address signature: link address invalid',
+    ],
+    [
+      'non-canonical signature',
+      (a: string) =>
+        a.slice(0, -1) +
+        'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'[
+          'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.indexOf(a.at(-1)!) ^ 1
+        ],
+      'malformed address signature: link address invalid',
+    ],
+    [
+      'tampered id',
+      (a: string) =>
+        a.replace(/\/(.)([^/]*),/, (_m, c: string, r: string) => `/${c === '0' ? '1' : '0'}${r},`),
+      'invalid address signature: link address invalid',
+    ],
   ])('refuses a %s address', (_n, change, message) => {
     const a = makeSignedAddress(SECRET, claims, T0)
     expect(() => verifySignedAddress(SECRET, claims, change(a), T0)).toThrow(message)
@@ -77,10 +110,18 @@ describe('signed physical addresses', () => {
 
   test('an address signed for another path, branch, repository or key is refused', () => {
     const a = makeSignedAddress(SECRET, claims, T0)
-    for (const other of [{ ...claims, path: 'a/c.txt' }, { ...claims, branch: 'dev' }, { ...claims, repository: 'repo2' }]) {
-      expect(() => verifySignedAddress(SECRET, other, a, T0)).toThrow('invalid address signature: link address invalid')
+    for (const other of [
+      { ...claims, path: 'a/c.txt' },
+      { ...claims, branch: 'dev' },
+      { ...claims, repository: 'repo2' },
+    ]) {
+      expect(() => verifySignedAddress(SECRET, other, a, T0)).toThrow(
+        'invalid address signature: link address invalid',
+      )
     }
-    expect(() => verifySignedAddress('other-secret', claims, a, T0)).toThrow('invalid address signature')
+    expect(() => verifySignedAddress('other-secret', claims, a, T0)).toThrow(
+      'invalid address signature',
+    )
   })
 })
 
@@ -97,9 +138,20 @@ describe('presigned URLs', () => {
   })
   test('a changed expiry, address, repository or signature, or a missing parameter, is refused', () => {
     expect(checkPresigned(SECRET, 'repo1', rel, String(exp + 3600), sig, T0)).toBe('mismatch')
-    expect(checkPresigned(SECRET, 'repo1', makeSignedAddress(SECRET, claims, T0), String(exp), sig, T0)).toBe('mismatch')
+    expect(
+      checkPresigned(SECRET, 'repo1', makeSignedAddress(SECRET, claims, T0), String(exp), sig, T0),
+    ).toBe('mismatch')
     expect(checkPresigned(SECRET, 'repo2', rel, String(exp), sig, T0)).toBe('mismatch')
-    expect(checkPresigned(SECRET, 'repo1', rel, String(exp), `${sig!.startsWith('A') ? 'B' : 'A'}${sig!.slice(1)}`, T0)).toBe('mismatch')
+    expect(
+      checkPresigned(
+        SECRET,
+        'repo1',
+        rel,
+        String(exp),
+        `${sig!.startsWith('A') ? 'B' : 'A'}${sig!.slice(1)}`,
+        T0,
+      ),
+    ).toBe('mismatch')
     expect(checkPresigned(SECRET, 'repo1', rel, 'soon', sig, T0)).toBe('mismatch')
     expect(checkPresigned(SECRET, 'repo1', rel, null, sig, T0)).toBe('missing')
     expect(checkPresigned(SECRET, 'repo1', rel, String(exp), null, T0)).toBe('missing')
@@ -107,7 +159,10 @@ describe('presigned URLs', () => {
 })
 
 describe('checksums a link accepts', () => {
-  const d = { md5: '5d41402abc4b2a76b9719d911017c592', sha256: '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824' }
+  const d = {
+    md5: '5d41402abc4b2a76b9719d911017c592',
+    sha256: '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824',
+  }
   test('md5 hex (any case), md5 base64 (Content-MD5), sha256 hex', () => {
     expect(checksumMatches(d.md5, d)).toBe(true)
     expect(checksumMatches(d.md5.toUpperCase(), d)).toBe(true)
@@ -119,9 +174,22 @@ describe('checksums a link accepts', () => {
 })
 
 describe('StagingMetadata', () => {
-  const ok = { staging: { physical_address: 'local://repo1/data/x', presigned_url: null }, checksum: 'abc', size_bytes: 3 }
+  const ok = {
+    staging: { physical_address: 'local://repo1/data/x', presigned_url: null },
+    checksum: 'abc',
+    size_bytes: 3,
+  }
   test('takes the required fields and the optional ones, ignores echoed presign fields', () => {
-    expect(parseStagingMetadata({ ...ok, staging: { ...ok.staging, presigned_url: 'http://x', presigned_url_expiry: 5 }, user_metadata: { k: 'v' }, content_type: 'text/plain', mtime: 7, force: false })).toEqual({
+    expect(
+      parseStagingMetadata({
+        ...ok,
+        staging: { ...ok.staging, presigned_url: 'http://x', presigned_url_expiry: 5 },
+        user_metadata: { k: 'v' },
+        content_type: 'text/plain',
+        mtime: 7,
+        force: false,
+      }),
+    ).toEqual({
       physicalAddress: 'local://repo1/data/x',
       checksum: 'abc',
       sizeBytes: 3,
@@ -129,7 +197,11 @@ describe('StagingMetadata', () => {
       contentType: 'text/plain',
       mtimeSec: 7,
     })
-    expect(parseStagingMetadata(ok)).toMatchObject({ userMetadata: {}, contentType: null, mtimeSec: null })
+    expect(parseStagingMetadata(ok)).toMatchObject({
+      userMetadata: {},
+      contentType: null,
+      mtimeSec: null,
+    })
   })
   test.each([
     [[], 'value must be an object'],
@@ -161,11 +233,23 @@ describe('lakefs configuration', () => {
     }
   }
   test('repository ids, branch ids and namespaces follow lakeFS rules; duplicates are refused', () => {
-    expect(load([{ name: 'repo-1', storageNamespace: 'local://repo-1', branches: ['main', 'feature_x-2'] }]).lakefs?.repositories[0]?.name).toBe('repo-1')
-    expect(() => load([{ name: 'Repo', storageNamespace: 'local://r', branches: ['main'] }])).toThrow(/repositories\[0\]\.name/)
-    expect(() => load([{ name: '../x', storageNamespace: 'local://r', branches: ['main'] }])).toThrow(/repositories\[0\]\.name/)
-    expect(() => load([{ name: 'repo1', storageNamespace: 'local://r', branches: ['a/b'] }])).toThrow(/branches\[0\]/)
-    expect(() => load([{ name: 'repo1', storageNamespace: 'no-scheme', branches: ['main'] }])).toThrow(/storageNamespace/)
+    expect(
+      load([
+        { name: 'repo-1', storageNamespace: 'local://repo-1', branches: ['main', 'feature_x-2'] },
+      ]).lakefs?.repositories[0]?.name,
+    ).toBe('repo-1')
+    expect(() =>
+      load([{ name: 'Repo', storageNamespace: 'local://r', branches: ['main'] }]),
+    ).toThrow(/repositories\[0\]\.name/)
+    expect(() =>
+      load([{ name: '../x', storageNamespace: 'local://r', branches: ['main'] }]),
+    ).toThrow(/repositories\[0\]\.name/)
+    expect(() =>
+      load([{ name: 'repo1', storageNamespace: 'local://r', branches: ['a/b'] }]),
+    ).toThrow(/branches\[0\]/)
+    expect(() =>
+      load([{ name: 'repo1', storageNamespace: 'no-scheme', branches: ['main'] }]),
+    ).toThrow(/storageNamespace/)
     const r = { name: 'repo1', storageNamespace: 'local://r', branches: ['main'] }
     expect(() => load([r, r])).toThrow(/listed twice/)
   })

@@ -5,7 +5,13 @@
  */
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals'
 import {
-  linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
 } from 'node:fs'
 import { join } from 'node:path'
 import {
@@ -151,8 +157,12 @@ describe('files', () => {
     linkSync(join(trash, 'a', 'b', 'f'), join(trash, 'g'))
     const entries = []
     for await (const e of temps.entries()) entries.push(e)
-    expect(entries.map((e) => [e.path === temps.path(e.name), e.stat.isDirectory()]).sort())
-      .toEqual([[true, false], [true, true]])
+    expect(
+      entries.map((e) => [e.path === temps.path(e.name), e.stat.isDirectory()]).sort(),
+    ).toEqual([
+      [true, false],
+      [true, true],
+    ])
     for (const e of entries) await temps.remove(e)
     expect(readdirSync(temps.dir)).toEqual([])
     for (const e of entries) await temps.remove(e) // already gone: no error

@@ -113,12 +113,16 @@ describe('ChecksumTransform', () => {
     if (!parsed.ok || parsed.value === undefined) throw new Error('parse failed')
     const t = new ChecksumTransform(parsed.value)
     const sink: Buffer[] = []
-    await pipeline(Readable.from([Buffer.from('a'), Buffer.from('bc')]), t, new Writable({
-      write(c: Buffer, _e, cb) {
-        sink.push(c)
-        cb()
-      },
-    }))
+    await pipeline(
+      Readable.from([Buffer.from('a'), Buffer.from('bc')]),
+      t,
+      new Writable({
+        write(c: Buffer, _e, cb) {
+          sink.push(c)
+          cb()
+        },
+      }),
+    )
     expect(t.matches()).toBe(true)
   })
 })

@@ -45,19 +45,39 @@ describe('header lists', () => {
     const methods = ['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS', 'GET']
     expect(CORS_ALLOW_METHODS).toEqual(expect.arrayContaining(methods))
     for (const h of [
-      'Tus-Resumable', 'Upload-Length', 'Upload-Offset', 'Upload-Metadata', 'Upload-Defer-Length',
-      'Upload-Concat', 'Upload-Checksum', 'X-HTTP-Method-Override', 'Content-Type', 'Authorization',
-      'Upload-Complete', 'Upload-Draft-Interop-Version',
+      'Tus-Resumable',
+      'Upload-Length',
+      'Upload-Offset',
+      'Upload-Metadata',
+      'Upload-Defer-Length',
+      'Upload-Concat',
+      'Upload-Checksum',
+      'X-HTTP-Method-Override',
+      'Content-Type',
+      'Authorization',
+      'Upload-Complete',
+      'Upload-Draft-Interop-Version',
     ]) {
       expect(CORS_ALLOW_HEADERS).toContain(h)
     }
   })
   test('answers expose Location, the Upload-* and Tus-* headers and the draft headers', () => {
     for (const h of [
-      'Location', 'Upload-Offset', 'Upload-Length', 'Upload-Expires', 'Upload-Metadata',
+      'Location',
+      'Upload-Offset',
+      'Upload-Length',
+      'Upload-Expires',
+      'Upload-Metadata',
       'Upload-Concat',
-      'Upload-Defer-Length', 'Tus-Version', 'Tus-Resumable', 'Tus-Max-Size', 'Tus-Extension',
-      'Tus-Checksum-Algorithm', 'Upload-Draft-Interop-Version', 'Upload-Complete', 'Upload-Limit',
+      'Upload-Defer-Length',
+      'Tus-Version',
+      'Tus-Resumable',
+      'Tus-Max-Size',
+      'Tus-Extension',
+      'Tus-Checksum-Algorithm',
+      'Upload-Draft-Interop-Version',
+      'Upload-Complete',
+      'Upload-Limit',
       'ETag',
     ]) {
       expect(CORS_EXPOSE_HEADERS).toContain(h)
@@ -77,9 +97,12 @@ describe('policy: any origin (the default)', () => {
     expect(h['Access-Control-Allow-Origin']).toBe('*')
     expect(list(h['Access-Control-Allow-Methods'])).toContain('patch')
     expect(list(h['Access-Control-Allow-Headers'])).toEqual(
-      expect.arrayContaining(
-        ['upload-offset', 'tus-resumable', 'upload-checksum', 'upload-complete'],
-      ),
+      expect.arrayContaining([
+        'upload-offset',
+        'tus-resumable',
+        'upload-checksum',
+        'upload-complete',
+      ]),
     )
     expect(h['Access-Control-Max-Age']).toBe(String(CORS_MAX_AGE_SEC))
     expect(h['Access-Control-Allow-Credentials']).toBeUndefined()
@@ -89,9 +112,13 @@ describe('policy: any origin (the default)', () => {
     const h = p.responseHeaders('https://uppy.example')
     expect(h['Access-Control-Allow-Origin']).toBe('*')
     expect(list(h['Access-Control-Expose-Headers'])).toEqual(
-      expect.arrayContaining(
-        ['location', 'upload-offset', 'upload-length', 'upload-expires', 'tus-version'],
-      ),
+      expect.arrayContaining([
+        'location',
+        'upload-offset',
+        'upload-length',
+        'upload-expires',
+        'tus-version',
+      ]),
     )
     expect(h['Access-Control-Allow-Methods']).toBeUndefined()
     expect(h['Vary']).toBeUndefined()

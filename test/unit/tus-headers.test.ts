@@ -83,8 +83,22 @@ describe('Upload-Length / Upload-Offset (strict non-negative integers)', () => {
     expect(value(parseNonNegativeInteger('Upload-Length', raw))).toBe(want)
   })
   test.each([
-    '-1', '+1', '1.0', '1e3', '0x10', ' ', '', '1 2', '12abc', 'abc12', '٣', '1,2',
-    '9007199254740992', '99999999999999999', 'Infinity', 'NaN',
+    '-1',
+    '+1',
+    '1.0',
+    '1e3',
+    '0x10',
+    ' ',
+    '',
+    '1 2',
+    '12abc',
+    'abc12',
+    '٣',
+    '1,2',
+    '9007199254740992',
+    '99999999999999999',
+    'Infinity',
+    'NaN',
   ])('%j is refused', (raw) => {
     expect(code(parseNonNegativeInteger('Upload-Offset', raw))).toBe('ERR_INVALID_INTEGER')
   })
@@ -158,7 +172,8 @@ describe('Upload-Metadata', () => {
     expect(rec['text']).toBe('Grüße ✓')
     expect(rec['bin']).toBe(`base64:${b64(bin)}`)
     expect(Object.getPrototypeOf(rec)).toBeNull()
-    // biome-ignore lint/suspicious/noProto: the key a client sent, kept as data on a null-prototype record
+    // The key a client sent, kept as data on a null-prototype record.
+    // biome-ignore lint/suspicious/noProto: reading that data key is the point of the test
     expect(rec['__proto__']).toBe('p')
     expect(Object.keys(rec)).toEqual(['text', 'bin', '__proto__'])
   })
@@ -335,7 +350,12 @@ describe('X-HTTP-Method-Override', () => {
 })
 
 describe('IETF draft: Upload-Draft-Interop-Version', () => {
-  test.each([['6', 6], ['8', 8], [' 8 ', 8], ['8;x=1', 8]])('%j → %d', (raw, want) => {
+  test.each([
+    ['6', 6],
+    ['8', 8],
+    [' 8 ', 8],
+    ['8;x=1', 8],
+  ])('%j → %d', (raw, want) => {
     expect(value(parseInteropVersion(raw))).toBe(want)
   })
   const bad = [undefined, '5', '7', '3', '9', '', '8.0', 'eight', '-8', '6, 8']
@@ -350,7 +370,10 @@ describe('IETF draft: Upload-Draft-Interop-Version', () => {
 
 describe('IETF draft: structured-field booleans and integers', () => {
   const bools: Array<[string, boolean]> = [
-    ['?1', true], ['?0', false], ['?1;a', true], ['?0;a=1;b="x"', false],
+    ['?1', true],
+    ['?0', false],
+    ['?1;a', true],
+    ['?0;a=1;b="x"', false],
   ]
   test.each(bools)('%j → %s', (raw, want) => {
     expect(value(parseSfBoolean('Upload-Complete', raw))).toBe(want)
@@ -367,14 +390,14 @@ describe('IETF draft: structured-field booleans and integers', () => {
     expect(formatSfBoolean(false)).toBe('?0')
   })
   const ints: Array<[string, number]> = [
-    ['0', 0], ['25000000', 25_000_000], ['999999999999999', 999_999_999_999_999], ['5;p', 5],
+    ['0', 0],
+    ['25000000', 25_000_000],
+    ['999999999999999', 999_999_999_999_999],
+    ['5;p', 5],
   ]
-  test.each(ints)(
-    'integer %j → %d',
-    (raw, want) => {
-      expect(value(parseSfNonNegativeInteger('Upload-Offset', raw))).toBe(want)
-    },
-  )
+  test.each(ints)('integer %j → %d', (raw, want) => {
+    expect(value(parseSfNonNegativeInteger('Upload-Offset', raw))).toBe(want)
+  })
   test.each(['-1', '1000000000000000', '+1', '1.5', 'a', ''])('integer %j is refused', (raw) => {
     expect(code(parseSfNonNegativeInteger('Upload-Offset', raw))).toBe('ERR_INVALID_INTEGER')
   })

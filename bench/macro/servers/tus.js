@@ -9,7 +9,10 @@ const host = process.env.BENCH_HOST ?? '127.0.0.1'
 const port = Number(process.env.BENCH_PORT)
 const dir = process.env.BENCH_DATA_DIR
 
-const tus = new Server({ path: '/files', datastore: new FileStore({ directory: path.join(dir, 'tus') }) })
+const tus = new Server({
+  path: '/files',
+  datastore: new FileStore({ directory: path.join(dir, 'tus') }),
+})
 const server = http.createServer((req, res) => {
   if (req.url === '/healthz') return res.end('ok')
   return tus.handle(req, res)

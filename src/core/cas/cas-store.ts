@@ -3,7 +3,7 @@
  * `<dataDir>/cas/<sha[0:2]>/<sha[2:]>/<size>.blob`, and the in-flight claims that tell every
  * instance an object is being uploaded.
  *
- *   upload on instance A ──claim cas:<sha>:<size> (Locker, renewed)──▶ status "uploading" everywhere
+ * upload on instance A ──claim cas:<sha>:<size> (Locker, renewed)──▶ status "uploading" everywhere
  *        │ verified + linked into cas/ (link-if-absent: one copy, never overwritten)
  *        └──bus "cas:stored" <sha>:<size>──▶ every instance: cache it, cut its own duplicate
  *                                             uploads of that object short (they answer 208)
@@ -24,7 +24,9 @@ import type { Bus, Lock, Locker } from '../state/types.js'
 import type { LocalPaths, ObjectStore, Toucher } from '../storage/object-store.js'
 import { removeIfPresent } from '../storage/remove.js'
 
-/** An object's identity. `sha256` is 64 lowercase hex digits, `size` a non-negative safe integer. */
+/**
+ * An object's identity. `sha256` is 64 lowercase hex digits, `size` a non-negative safe integer.
+ */
 export interface CasKey {
   readonly sha256: string
   readonly size: number
@@ -66,8 +68,10 @@ export interface CasStoreOptions {
 }
 
 export function checkCasKey(key: CasKey): void {
-  if (!SHA256_HEX.test(key.sha256)) throw new UploadError('ERR_INVALID_ARGUMENT', 'sha256 must be 64 lowercase hex digits')
-  if (!Number.isSafeInteger(key.size) || key.size < 0) throw new UploadError('ERR_INVALID_ARGUMENT', 'size must be a non-negative integer')
+  if (!SHA256_HEX.test(key.sha256))
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'sha256 must be 64 lowercase hex digits')
+  if (!Number.isSafeInteger(key.size) || key.size < 0)
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'size must be a non-negative integer')
 }
 
 const idOf = (k: CasKey) => `${k.sha256}:${k.size}`
@@ -108,13 +112,18 @@ export class CasStore {
     // harness an idle cache of 100,000 slots raised the CPU cost of every upload in the process
     // (1 GiB of chunks: median 3.8 instead of 2.3 CPU-s over 5 runs; 4,096 slots: 2.35). A miss
     // only costs one stat.
-    this.#stored = new LRUCache({ max: options.cacheMax ?? DEFAULT_CACHE_MAX, ttl: options.cacheTtlMs ?? 60_000 })
+    this.#stored = new LRUCache({
+      max: options.cacheMax ?? DEFAULT_CACHE_MAX,
+      ttl: options.cacheTtlMs ?? 60_000,
+    })
   }
 
   /** Subscribes to the bus (idempotent). Call before relying on `watch`. */
   start(): Promise<void> {
     this.#started ??= (async () => {
-      this.#unsubscribe.push(await this.#o.bus.subscribe(STORED_CHANNEL, (m) => void this.#onStored(m)))
+      this.#unsubscribe.push(
+        await this.#o.bus.subscribe(STORED_CHANNEL, (m) => void this.#onStored(m)),
+      )
       this.#unsubscribe.push(
         await this.#o.bus.subscribe(REMOVED_CHANNEL, (m) => {
           this.#stored.delete(m)
@@ -243,7 +252,8 @@ export class CasStore {
       // may be deleting it right now; if it vanished, link ours instead.
       if ((await this.touchSettled(k)) || attempt >= 2) {
         await removeIfPresent(tempPath)
-        if (attempt >= 2 && !(await this.isStored(k))) throw new UploadError('ERR_IO', 'the object vanished while it was being stored')
+        if (attempt >= 2 && !(await this.isStored(k)))
+          throw new UploadError('ERR_IO', 'the object vanished while it was being stored')
         await this.announce(k)
         return 'existed'
       }

@@ -1,6 +1,6 @@
 /**
  * Checkouts: a directory under `<dataDir>/checkouts/` holding one RELATIVE symlink per file,
- * pointing at its blob in the content-addressed store (notes/shaman-imagestore.md 1.7).
+ * pointing at its blob in the content-addressed store (Flamenco pkg/shaman/checkout/checkout.go).
  *
  * The tree is built in a hidden sibling directory (`<parent>/.ferry-co-XXXXXX`, same depth, so the
  * relative link targets are already right) and renamed into place: a reader sees no checkout or
@@ -59,7 +59,10 @@ const FLAMENCO_CHECKOUT_PATH = /^[^/?*:;{}\\][^?*:;{}\\]*$/
 
 function checkNotReserved(segs: readonly string[], what: string): void {
   if (segs.some((s) => s.startsWith(CHECKOUT_TEMP_PREFIX))) {
-    throw new UploadError('ERR_RESERVED_NAME', `${what} must not use names starting with "${CHECKOUT_TEMP_PREFIX}"`)
+    throw new UploadError(
+      'ERR_RESERVED_NAME',
+      `${what} must not use names starting with "${CHECKOUT_TEMP_PREFIX}"`,
+    )
   }
 }
 
@@ -97,7 +100,10 @@ export function planLinks(files: readonly CheckoutFile[], rules?: PathRules): Pl
     const seen = byPath.get(rel)
     if (seen !== undefined) {
       if (seen.key.sha256 !== f.sha256 || seen.key.size !== f.size) {
-        throw new UploadError('ERR_INVALID_PATH', `"${rel.slice(0, 200)}" is listed twice with different contents`)
+        throw new UploadError(
+          'ERR_INVALID_PATH',
+          `"${rel.slice(0, 200)}" is listed twice with different contents`,
+        )
       }
       continue
     }
@@ -105,7 +111,11 @@ export function planLinks(files: readonly CheckoutFile[], rules?: PathRules): Pl
     for (let i = 1; i < segs.length; i++) folders.add(segs.slice(0, i).join('/'))
   }
   for (const folder of folders) {
-    if (byPath.has(folder)) throw new UploadError('ERR_INVALID_PATH', `"${folder.slice(0, 200)}" is both a file and a folder`)
+    if (byPath.has(folder))
+      throw new UploadError(
+        'ERR_INVALID_PATH',
+        `"${folder.slice(0, 200)}" is both a file and a folder`,
+      )
   }
   return [...byPath.values()]
 }
@@ -117,7 +127,11 @@ function uniqueKeys(links: readonly PlannedLink[]): CasKey[] {
 }
 
 /** Runs `fn` over `items`, at most `n` at once. */
-async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+async function eachLimit<T>(
+  items: readonly T[],
+  n: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0
   const run = async () => {
     while (next < items.length) await fn(items[next++]!)
@@ -125,7 +139,10 @@ async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T) => Pro
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, run))
 }
 
-async function missingOf(keys: readonly CasKey[], test: (k: CasKey) => Promise<boolean>): Promise<CasKey[]> {
+async function missingOf(
+  keys: readonly CasKey[],
+  test: (k: CasKey) => Promise<boolean>,
+): Promise<CasKey[]> {
   const missing: CasKey[] = []
   await eachLimit(keys, 32, async (k) => {
     if (!(await test(k))) missing.push(k)
@@ -134,15 +151,26 @@ async function missingOf(keys: readonly CasKey[], test: (k: CasKey) => Promise<b
 }
 
 function missingError(missing: readonly CasKey[]): UploadError {
-  const some = missing.slice(0, 3).map((k) => `${k.sha256}/${k.size}`).join(', ')
-  return new UploadError('ERR_DEPENDENCY_MISSING', `unknown files requested in checkout: ${missing.length} not stored (${some}${missing.length > 3 ? ', …' : ''})`, {
-    detail: { kind: 'missing-objects', count: missing.length },
-  })
+  const some = missing
+    .slice(0, 3)
+    .map((k) => `${k.sha256}/${k.size}`)
+    .join(', ')
+  return new UploadError(
+    'ERR_DEPENDENCY_MISSING',
+    `unknown files requested in checkout: ${missing.length} not stored (${some}${missing.length > 3 ? ', …' : ''})`,
+    {
+      detail: { kind: 'missing-objects', count: missing.length },
+    },
+  )
 }
 
 function inTheWay(err: unknown): UploadError | null {
   if (isInTheWay(err)) {
-    return new UploadError('ERR_ALREADY_EXISTS', 'checkout already exists (or a file is in the way of its path)', { cause: err })
+    return new UploadError(
+      'ERR_ALREADY_EXISTS',
+      'checkout already exists (or a file is in the way of its path)',
+      { cause: err },
+    )
   }
   return null
 }
@@ -168,7 +196,10 @@ async function checkAncestors(
   for (let i = 1; i < segs.length; i++) {
     const rel = segs.slice(0, i).join('/')
     if (await o.locker.isHeld(lockKeyOf(rel))) {
-      throw new UploadError('ERR_ALREADY_EXISTS', `a checkout is being created at "${rel}", which contains this path`)
+      throw new UploadError(
+        'ERR_ALREADY_EXISTS',
+        `a checkout is being created at "${rel}", which contains this path`,
+      )
     }
     if (!onDisk) continue // below a missing folder nothing exists yet; only the locks matter
     const kind = await tree.entryKind(rel)
@@ -181,7 +212,10 @@ async function checkAncestors(
       throw new UploadError('ERR_ALREADY_EXISTS', msg)
     }
     if (await isMarked(tree, rel)) {
-      throw new UploadError('ERR_ALREADY_EXISTS', `"${rel}" is a checkout; a checkout cannot be made inside another`)
+      throw new UploadError(
+        'ERR_ALREADY_EXISTS',
+        `"${rel}" is a checkout; a checkout cannot be made inside another`,
+      )
     }
   }
 }
@@ -201,12 +235,17 @@ async function checkAncestors(
  *   non-empty `a` fails (ENOTEMPTY);
  * - `a` already a checkout: its mark refuses `a/b` before anything is written.
  */
-export async function createCheckout(o: CheckoutOptions, checkoutPath: string, files: readonly CheckoutFile[]): Promise<string> {
+export async function createCheckout(
+  o: CheckoutOptions,
+  checkoutPath: string,
+  files: readonly CheckoutFile[],
+): Promise<string> {
   const links = planLinks(files, o.pathRules)
   const keys = uniqueKeys(links)
   const index = new Map(keys.map((k, i) => [`${k.sha256}:${k.size}`, i]))
   const dirs = new Set<string>()
-  for (const l of links) for (let i = 1; i < l.segs.length; i++) dirs.add(l.segs.slice(0, i).join('/'))
+  for (const l of links)
+    for (let i = 1; i < l.segs.length; i++) dirs.add(l.segs.slice(0, i).join('/'))
   return createPlannedCheckout(o, checkoutPath, {
     linkCount: links.length,
     linkPath: (i) => links[i]!.segs.join('/'),
@@ -230,7 +269,11 @@ export interface CheckoutPlan {
 }
 
 /** createCheckout for a plan made beforehand (file paths already checked). */
-export async function createPlannedCheckout(o: CheckoutOptions, checkoutPath: string, plan: CheckoutPlan): Promise<string> {
+export async function createPlannedCheckout(
+  o: CheckoutOptions,
+  checkoutPath: string,
+  plan: CheckoutPlan,
+): Promise<string> {
   const segs = checkCheckoutPath(checkoutPath, o.pathRules)
   const rel = segs.join('/')
   const tree = o.checkouts
@@ -239,16 +282,18 @@ export async function createPlannedCheckout(o: CheckoutOptions, checkoutPath: st
   if (absent.length > 0) throw missingError(absent)
 
   const lock = await o.locker.tryAcquire(lockKeyOf(rel), o.lockTtlMs)
-  if (lock === null) throw new UploadError('ERR_ALREADY_EXISTS', 'this checkout is being created by another request')
+  if (lock === null)
+    throw new UploadError('ERR_ALREADY_EXISTS', 'this checkout is being created by another request')
   let building: TreeBuilder | null = null
   try {
     await checkAncestors(o, tree, segs)
     const there = await tree.entryKind(rel).catch(() => null)
     if (there !== null) {
       const isCheckout = there === 'folder' && (await isMarked(tree, rel))
-      const msg = isCheckout || there !== 'folder'
-        ? 'checkout already exists'
-        : 'this path holds other checkouts; a checkout cannot contain another'
+      const msg =
+        isCheckout || there !== 'folder'
+          ? 'checkout already exists'
+          : 'this path holds other checkouts; a checkout cannot contain another'
       throw new UploadError('ERR_ALREADY_EXISTS', msg)
     }
     try {
@@ -259,9 +304,13 @@ export async function createPlannedCheckout(o: CheckoutOptions, checkoutPath: st
     const b = building
     await b.writeEmpty(CHECKOUT_MARK)
     for (const d of plan.dirs) await b.mkdir(d)
-    await eachLimit(Array.from({ length: plan.linkCount }, (_, i) => i), 32, async (i) => {
-      await b.symlink(plan.linkPath(i), o.cas.objects, blobKey(keys[plan.linkKey(i)]!))
-    })
+    await eachLimit(
+      Array.from({ length: plan.linkCount }, (_, i) => i),
+      32,
+      async (i) => {
+        await b.symlink(plan.linkPath(i), o.cas.objects, blobKey(keys[plan.linkKey(i)]!))
+      },
+    )
     if (o.signal?.aborted) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away')
     // The links are now visible to GC (gc.ts walks the temp directory too). Wait out a running
     // pass, then prove every blob is still there (touching it keeps it from the next passes).
@@ -271,14 +320,18 @@ export async function createPlannedCheckout(o: CheckoutOptions, checkoutPath: st
     await o.beforePublish?.(rel)
     // Again, now that our temp directory holds the parent folder in place (see above).
     await checkAncestors(o, tree, segs)
-    if (lock.signal.aborted) throw new UploadError('ERR_LOCKED', 'lost the checkout lock while building it')
+    if (lock.signal.aborted)
+      throw new UploadError('ERR_LOCKED', 'lost the checkout lock while building it')
     try {
       await b.publish()
     } catch (err) {
       throw inTheWay(err) ?? err
     }
     building = null
-    o.log.info({ checkoutPath: rel, files: plan.linkCount, objects: keys.length }, 'checkout created')
+    o.log.info(
+      { checkoutPath: rel, files: plan.linkCount, objects: keys.length },
+      'checkout created',
+    )
     return rel
   } finally {
     if (building !== null) await building.abandon().catch(() => {})

@@ -16,7 +16,14 @@
 import { Worker } from 'node:worker_threads'
 import { UploadError, type ErrorCode } from '../errors.js'
 import type { LocalPaths } from '../storage/object-store.js'
-import { parseFileList, renderRequirements, type CheckoutList, type FileList, type PackedFiles, type RequirementsList } from './file-list.js'
+import {
+  parseFileList,
+  renderRequirements,
+  type CheckoutList,
+  type FileList,
+  type PackedFiles,
+  type RequirementsList,
+} from './file-list.js'
 
 export const FILE_LIST_WORKER = new URL('./file-list-worker.js', import.meta.url)
 
@@ -24,8 +31,22 @@ export const FILE_LIST_WORKER = new URL('./file-list-worker.js', import.meta.url
 export const INLINE_PARSE_BYTES = 256 * 1024
 
 export type FileListRequest =
-  | { readonly id: number; readonly op: 'parse'; readonly body: Uint8Array; readonly kind: 'requirements' | 'checkout'; readonly maxFiles: number }
-  | { readonly id: number; readonly op: 'touch'; readonly root: string; readonly shas: Uint8Array; readonly sizes: Float64Array; readonly count: number; readonly touch: boolean }
+  | {
+      readonly id: number
+      readonly op: 'parse'
+      readonly body: Uint8Array
+      readonly kind: 'requirements' | 'checkout'
+      readonly maxFiles: number
+    }
+  | {
+      readonly id: number
+      readonly op: 'touch'
+      readonly root: string
+      readonly shas: Uint8Array
+      readonly sizes: Float64Array
+      readonly count: number
+      readonly touch: boolean
+    }
   | {
       readonly id: number
       readonly op: 'render'
@@ -41,7 +62,11 @@ export type FileListReply =
   | { readonly id: number; readonly ok: true; readonly list: FileList }
   | { readonly id: number; readonly ok: true; readonly found: Uint8Array }
   | { readonly id: number; readonly ok: true; readonly json: Uint8Array }
-  | { readonly id: number; readonly ok: false; readonly error: { readonly code: ErrorCode; readonly message: string } }
+  | {
+      readonly id: number
+      readonly ok: false
+      readonly error: { readonly code: ErrorCode; readonly message: string }
+    }
 
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never
 
@@ -67,7 +92,10 @@ export class FileListPool {
     let best = 0
     for (let i = 0; i < this.#threads; i++) {
       const s = this.#slots[i]
-      if (s === null || s === undefined) { best = i; break }
+      if (s === null || s === undefined) {
+        best = i
+        break
+      }
       if (s.pending.size < (this.#slots[best]?.pending.size ?? Infinity)) best = i
     }
     let slot = this.#slots[best]
@@ -83,7 +111,8 @@ export class FileListPool {
       })
       const fail = (err: unknown) => {
         if (this.#slots[best] === s) this.#slots[best] = null
-        for (const p of s.pending.values()) p.reject(new UploadError('ERR_IO', 'a file-list worker stopped', { cause: err }))
+        for (const p of s.pending.values())
+          p.reject(new UploadError('ERR_IO', 'a file-list worker stopped', { cause: err }))
         s.pending.clear()
       }
       worker.on('error', fail)
@@ -107,12 +136,21 @@ export class FileListPool {
   /** Parses and checks a file list; throws the UploadError a client gets for a bad one. */
   async parse(body: Buffer, kind: 'requirements', maxFiles: number): Promise<RequirementsList>
   async parse(body: Buffer, kind: 'checkout', maxFiles: number): Promise<CheckoutList>
-  async parse(body: Buffer, kind: 'requirements' | 'checkout', maxFiles: number): Promise<FileList> {
+  async parse(
+    body: Buffer,
+    kind: 'requirements' | 'checkout',
+    maxFiles: number,
+  ): Promise<FileList> {
     if (body.length < INLINE_PARSE_BYTES) return parseFileList(body, kind, maxFiles)
     // Handed over without a copy when the body owns its whole ArrayBuffer (Buffer.concat of a
     // large body does); else a copy the worker owns (a slice of a pooled buffer).
-    const own = body.byteOffset === 0 && body.buffer.byteLength === body.length ? new Uint8Array(body.buffer) : new Uint8Array(body)
-    const r = await this.#call({ op: 'parse', body: own, kind, maxFiles }, [own.buffer as ArrayBuffer])
+    const own =
+      body.byteOffset === 0 && body.buffer.byteLength === body.length
+        ? new Uint8Array(body.buffer)
+        : new Uint8Array(body)
+    const r = await this.#call({ op: 'parse', body: own, kind, maxFiles }, [
+      own.buffer as ArrayBuffer,
+    ])
     if (!r.ok) throw new UploadError(r.error.code, r.error.message)
     if (!('list' in r)) throw new UploadError('ERR_IO', 'unexpected worker answer')
     return r.list
@@ -136,9 +174,24 @@ export class FileListPool {
   }
 
   /** The requirements answer as JSON bytes, built on a worker (renderRequirements). */
-  async renderRequirements(files: PackedFiles, stored: Uint8Array, claimed: Uint8Array): Promise<Buffer> {
+  async renderRequirements(
+    files: PackedFiles,
+    stored: Uint8Array,
+    claimed: Uint8Array,
+  ): Promise<Buffer> {
     if (files.count < 2000) return renderRequirements(files, stored, claimed)
-    const r = await this.#call({ op: 'render', shas: files.shas, sizes: files.sizes, paths: files.paths, count: files.count, stored, claimed }, [])
+    const r = await this.#call(
+      {
+        op: 'render',
+        shas: files.shas,
+        sizes: files.sizes,
+        paths: files.paths,
+        count: files.count,
+        stored,
+        claimed,
+      },
+      [],
+    )
     if (!r.ok) throw new UploadError(r.error.code, r.error.message)
     if (!('json' in r)) throw new UploadError('ERR_IO', 'unexpected worker answer')
     return Buffer.from(r.json.buffer, r.json.byteOffset, r.json.byteLength)
@@ -149,4 +202,3 @@ export class FileListPool {
     await Promise.all(this.#slots.map((s) => s?.worker.terminate()))
   }
 }
-

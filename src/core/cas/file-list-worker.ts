@@ -23,17 +23,26 @@ function run(msg: FileListRequest): { reply: FileListReply; transfer: ArrayBuffe
   if (msg.op === 'parse') {
     try {
       const list = parseFileList(msg.body, msg.kind, msg.maxFiles)
-      const bufs = list.kind === 'requirements'
-        ? [list.files.shas.buffer, list.files.sizes.buffer]
-        : [list.keys.shas.buffer, list.keys.sizes.buffer, list.links.keyIndex.buffer]
+      const bufs =
+        list.kind === 'requirements'
+          ? [list.files.shas.buffer, list.files.sizes.buffer]
+          : [list.keys.shas.buffer, list.keys.sizes.buffer, list.links.keyIndex.buffer]
       return { reply: { id: msg.id, ok: true, list }, transfer: bufs as ArrayBuffer[] }
     } catch (err) {
-      if (err instanceof UploadError) return { reply: { id: msg.id, ok: false, error: { code: err.code, message: err.message } }, transfer: [] }
+      if (err instanceof UploadError)
+        return {
+          reply: { id: msg.id, ok: false, error: { code: err.code, message: err.message } },
+          transfer: [],
+        }
       throw err
     }
   }
   if (msg.op === 'render') {
-    const out = renderRequirements({ count: msg.count, shas: msg.shas, sizes: msg.sizes, paths: msg.paths }, msg.stored, msg.claimed)
+    const out = renderRequirements(
+      { count: msg.count, shas: msg.shas, sizes: msg.sizes, paths: msg.paths },
+      msg.stored,
+      msg.claimed,
+    )
     const own = new Uint8Array(out) // a Buffer may sit in a shared pool; send one we own
     return { reply: { id: msg.id, ok: true, json: own }, transfer: [own.buffer] }
   }
@@ -52,6 +61,10 @@ parentPort!.on('message', (msg: FileListRequest) => {
     const { reply, transfer } = run(msg)
     parentPort!.postMessage(reply, transfer)
   } catch (err) {
-    parentPort!.postMessage({ id: msg.id, ok: false, error: { code: 'ERR_IO', message: (err as Error).message } } satisfies FileListReply)
+    parentPort!.postMessage({
+      id: msg.id,
+      ok: false,
+      error: { code: 'ERR_IO', message: (err as Error).message },
+    } satisfies FileListReply)
   }
 })

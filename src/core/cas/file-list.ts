@@ -44,7 +44,11 @@ export interface CheckoutList {
 export type FileList = RequirementsList | CheckoutList
 
 export interface FileListError {
-  readonly code: 'ERR_INVALID_ARGUMENT' | 'ERR_INVALID_PATH' | 'ERR_PATH_TOO_LONG' | 'ERR_RESERVED_NAME'
+  readonly code:
+    | 'ERR_INVALID_ARGUMENT'
+    | 'ERR_INVALID_PATH'
+    | 'ERR_PATH_TOO_LONG'
+    | 'ERR_RESERVED_NAME'
   readonly message: string
 }
 
@@ -74,13 +78,19 @@ export function keyAt(p: PackedFiles, i: number): CasKey {
  * The requirements answer, `{"files":[…]}`, for the entries whose `stored` flag is 0, with status
  * "uploading" where `claimed` is 1, as UTF-8 JSON.
  */
-export function renderRequirements(p: PackedFiles, stored: Uint8Array, claimed: Uint8Array): Buffer {
+export function renderRequirements(
+  p: PackedFiles,
+  stored: Uint8Array,
+  claimed: Uint8Array,
+): Buffer {
   const paths = splitList(p.paths)
   const parts: string[] = []
   for (let i = 0; i < p.count; i++) {
     if (stored[i] === 1) continue
     const k = keyAt(p, i)
-    parts.push(`{"sha":"${k.sha256}","size":${k.size},"path":${JSON.stringify(paths[i])},"status":"${claimed[i] === 1 ? 'uploading' : 'unknown'}"}`)
+    parts.push(
+      `{"sha":"${k.sha256}","size":${k.size},"path":${JSON.stringify(paths[i])},"status":"${claimed[i] === 1 ? 'uploading' : 'unknown'}"}`,
+    )
   }
   return Buffer.from(`{"files":[${parts.join(',')}]}`, 'utf8')
 }
@@ -90,30 +100,48 @@ export function splitList(joined: string): string[] {
   return joined === '' ? [] : joined.split('\n')
 }
 
-function checkFiles(body: unknown, what: string, maxFiles: number, rules?: PathRules): { obj: Record<string, unknown>; files: CheckoutFile[] } {
+function checkFiles(
+  body: unknown,
+  what: string,
+  maxFiles: number,
+  rules?: PathRules,
+): { obj: Record<string, unknown>; files: CheckoutFile[] } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new UploadError('ERR_INVALID_ARGUMENT', `${what} must be a JSON object`)
   }
   const obj = body as Record<string, unknown>
   const list = obj['files']
-  if (!Array.isArray(list)) throw new UploadError('ERR_INVALID_ARGUMENT', 'files is required and must be an array')
+  if (!Array.isArray(list))
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'files is required and must be an array')
   if (list.length > maxFiles) {
-    throw new UploadError('ERR_INVALID_ARGUMENT', `files lists ${list.length} entries; at most ${maxFiles} are allowed`)
+    throw new UploadError(
+      'ERR_INVALID_ARGUMENT',
+      `files lists ${list.length} entries; at most ${maxFiles} are allowed`,
+    )
   }
   const files = list.map((f: unknown, i): CheckoutFile => {
-    if (typeof f !== 'object' || f === null || Array.isArray(f)) throw new UploadError('ERR_INVALID_ARGUMENT', `files[${i}] must be an object`)
+    if (typeof f !== 'object' || f === null || Array.isArray(f))
+      throw new UploadError('ERR_INVALID_ARGUMENT', `files[${i}] must be an object`)
     const { sha, size, path } = f as Record<string, unknown>
     if (typeof sha !== 'string' || !SHA256_HEX.test(sha)) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', `files[${i}].sha must be a SHA256 checksum: 64 lowercase hexadecimal digits`)
+      throw new UploadError(
+        'ERR_INVALID_ARGUMENT',
+        `files[${i}].sha must be a SHA256 checksum: 64 lowercase hexadecimal digits`,
+      )
     }
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', `files[${i}].size must be a non-negative integer`)
+      throw new UploadError(
+        'ERR_INVALID_ARGUMENT',
+        `files[${i}].size must be a non-negative integer`,
+      )
     }
-    if (typeof path !== 'string') throw new UploadError('ERR_INVALID_ARGUMENT', `files[${i}].path must be a string`)
+    if (typeof path !== 'string')
+      throw new UploadError('ERR_INVALID_ARGUMENT', `files[${i}].path must be a string`)
     try {
       checkRelativePath(path, rules)
     } catch (err) {
-      if (err instanceof UploadError) throw new UploadError(err.code, `files[${i}].path: ${err.message}`)
+      if (err instanceof UploadError)
+        throw new UploadError(err.code, `files[${i}].path: ${err.message}`)
       throw err
     }
     return { sha256: sha, size, path }
@@ -125,7 +153,12 @@ function checkFiles(body: unknown, what: string, maxFiles: number, rules?: PathR
  * Parses and checks a requirements or checkout body (UTF-8 JSON). Throws UploadError with the
  * codes of FileListError; the messages name the entry (`files[12].sha …`).
  */
-export function parseFileList(body: Uint8Array, kind: 'requirements' | 'checkout', maxFiles: number, rules?: PathRules): FileList {
+export function parseFileList(
+  body: Uint8Array,
+  kind: 'requirements' | 'checkout',
+  maxFiles: number,
+  rules?: PathRules,
+): FileList {
   let doc: unknown
   try {
     doc = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'))
@@ -149,7 +182,8 @@ export function parseFileList(body: Uint8Array, kind: 'requirements' | 'checkout
   }
   const { obj, files } = checkFiles(doc, 'ShamanCheckout', maxFiles, rules)
   const checkoutPath = obj['checkoutPath']
-  if (typeof checkoutPath !== 'string') throw new UploadError('ERR_INVALID_ARGUMENT', 'checkoutPath is required and must be a string')
+  if (typeof checkoutPath !== 'string')
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'checkoutPath is required and must be a string')
   checkCheckoutPath(checkoutPath, rules)
   const links = planLinks(files, rules)
   const index = new Map<string, number>()

@@ -1,6 +1,6 @@
 /**
  * Garbage collection of the content-addressed store (after Flamenco's pkg/shaman/cleanup.go,
- * notes/shaman-imagestore.md 1.8): a blob goes when no checkout links to it and nobody touched it
+ * Flamenco pkg/shaman/cleanup.go): a blob goes when no checkout links to it and nobody touched it
  * for `maxAgeMs`.
  *
  * Safety against concurrent requirements / checkout / upload calls, on any instance:
@@ -26,7 +26,11 @@ import type { Locker } from '../state/types.js'
 import type { ObjectStore, SymlinkTrees } from '../storage/object-store.js'
 import { TreeChangedError } from '../storage/walk.js'
 import {
-  casKeyOfBlob, GC_LOCK_KEY, type CasKey, type CasObjects, type CasStore,
+  casKeyOfBlob,
+  GC_LOCK_KEY,
+  type CasKey,
+  type CasObjects,
+  type CasStore,
 } from './cas-store.js'
 
 export interface GcOptions {
@@ -86,7 +90,16 @@ async function walkCheckouts(
 /** One GC pass. Answers `ran: false` when another instance's pass holds the lock. */
 export async function collectGarbage(o: GcOptions): Promise<GcResult> {
   const lock = await o.locker.tryAcquire(GC_LOCK_KEY, o.lockTtlMs)
-  const result = { ran: false, blobs: 0, old: 0, symlinks: 0, usedOld: 0, touchedMeanwhile: 0, removed: 0, removedBytes: 0 }
+  const result = {
+    ran: false,
+    blobs: 0,
+    old: 0,
+    symlinks: 0,
+    usedOld: 0,
+    touchedMeanwhile: 0,
+    removed: 0,
+    removedBytes: 0,
+  }
   if (lock === null) return result
   result.ran = true
   try {
@@ -130,7 +143,12 @@ export async function collectGarbage(o: GcOptions): Promise<GcResult> {
       }
       // The fence before the irreversible step: the lock is still ours in the store, with time
       // to spare (a pass that stalled past its lock may be racing a checkout that uses this blob).
-      if (!(await lock.check().then(() => true, () => false))) {
+      if (
+        !(await lock.check().then(
+          () => true,
+          () => false,
+        ))
+      ) {
         o.log.warn('garbage collection stopped: its lock was lost')
         break
       }

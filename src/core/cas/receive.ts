@@ -47,7 +47,12 @@ class Meter extends Transform {
     this.bytes += chunk.length
     if (this.bytes > this.#limit) {
       this.overflowed = true
-      cb(new UploadError('ERR_SIZE_MISMATCH', `body is longer than the ${this.#limit} bytes declared`))
+      cb(
+        new UploadError(
+          'ERR_SIZE_MISMATCH',
+          `body is longer than the ${this.#limit} bytes declared`,
+        ),
+      )
       return
     }
     cb(null, chunk)
@@ -79,11 +84,18 @@ export async function receiveBlob(body: Readable, o: ReceiveOptions): Promise<Re
     return { tempPath: got.tempPath, bytes: got.bytes, sha256 }
   } catch (err) {
     if (!meter.overflowed) throw err
-    throw new UploadError('ERR_SIZE_MISMATCH', `file size mismatched, declared ${o.declaredBytes} but received ${meter.bytes} bytes`, {
-      detail: {
-        kind: 'size', expectedBytes: o.declaredBytes, receivedBytes: meter.bytes, overflow: true,
+    throw new UploadError(
+      'ERR_SIZE_MISMATCH',
+      `file size mismatched, declared ${o.declaredBytes} but received ${meter.bytes} bytes`,
+      {
+        detail: {
+          kind: 'size',
+          expectedBytes: o.declaredBytes,
+          receivedBytes: meter.bytes,
+          overflow: true,
+        },
       },
-    })
+    )
   } finally {
     await feeding
   }

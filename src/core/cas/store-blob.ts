@@ -118,7 +118,10 @@ async function receiveAndStore(o: StoreBlobOptions): Promise<StoreBlobOutcome> {
   }
   const stopWatching = cas.watch(key, cutShort)
   // Stored between our first look and the watch: stop at once.
-  void cas.isStored(key).then((yes) => yes && cutShort(), () => {})
+  void cas.isStored(key).then(
+    (yes) => yes && cutShort(),
+    () => {},
+  )
 
   let got: ReceivedBlob
   try {

@@ -17,8 +17,14 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { Piscina } from 'piscina'
 import type {
-  HashAlgo, HashFileTask, HashResult, HashStreamResult, HashStreamTask, JoinPartsResult,
-  JoinPartsTask, StreamMessage,
+  HashAlgo,
+  HashFileTask,
+  HashResult,
+  HashStreamResult,
+  HashStreamTask,
+  JoinPartsResult,
+  JoinPartsTask,
+  StreamMessage,
 } from '../../../workers/protocol.js'
 
 export type { HashAlgo, HashResult, JoinPartsResult }
@@ -93,7 +99,12 @@ export class HashPool {
 
   constructor(opts: HashPoolOptions) {
     const filename = opts.workerFile instanceof URL ? opts.workerFile.href : opts.workerFile
-    this.#tasks = new Piscina({ filename, minThreads: 1, maxThreads: opts.threads, idleTimeout: 30_000 })
+    this.#tasks = new Piscina({
+      filename,
+      minThreads: 1,
+      maxThreads: opts.threads,
+      idleTimeout: 30_000,
+    })
     this.#streams = new Piscina({
       filename,
       minThreads: 0,
@@ -110,10 +121,23 @@ export class HashPool {
   /** Hashes `[start, end)` of a file on a worker thread. */
   async hashFile(
     path: string,
-    opts: { start?: number; end?: number | null; algos?: readonly HashAlgo[]; signal?: AbortSignal } = {},
+    opts: {
+      start?: number
+      end?: number | null
+      algos?: readonly HashAlgo[]
+      signal?: AbortSignal
+    } = {},
   ): Promise<HashResult> {
-    const task: HashFileTask = { path, start: opts.start ?? 0, end: opts.end ?? null, algos: opts.algos ?? ['sha256'] }
-    return (await this.#tasks.run(task, { name: 'hashFile', ...(opts.signal ? { signal: opts.signal } : {}) })) as HashResult
+    const task: HashFileTask = {
+      path,
+      start: opts.start ?? 0,
+      end: opts.end ?? null,
+      algos: opts.algos ?? ['sha256'],
+    }
+    return (await this.#tasks.run(task, {
+      name: 'hashFile',
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    })) as HashResult
   }
 
   /**
@@ -137,10 +161,14 @@ export class HashPool {
     this.#activeStreams++
     const { port1, port2 } = new MessageChannel()
     const task: HashStreamTask = { path, algos, port: port2, idleMs: this.#idleMs }
-    const result = (this.#streams.run(task, { name: 'hashStream', transferList: [port2] }) as Promise<HashStreamResult>)
-      .finally(() => {
-        this.#activeStreams--
-      })
+    const result = (
+      this.#streams.run(task, {
+        name: 'hashStream',
+        transferList: [port2],
+      }) as Promise<HashStreamResult>
+    ).finally(() => {
+      this.#activeStreams--
+    })
     return new StreamHasher(port1, result)
   }
 

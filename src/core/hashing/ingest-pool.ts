@@ -4,9 +4,7 @@
  * commits of interactive uploads. This folder stays the only importer of piscina.
  */
 import { Piscina } from 'piscina'
-import type {
-  ConcatFilesTask, CopyFileResult, CopyFileTask,
-} from '../../../workers/protocol.js'
+import type { ConcatFilesTask, CopyFileResult, CopyFileTask } from '../../../workers/protocol.js'
 
 export type { CopyFileResult }
 
@@ -23,7 +21,12 @@ export class IngestPool {
 
   constructor(opts: IngestPoolOptions) {
     const filename = opts.workerFile instanceof URL ? opts.workerFile.href : opts.workerFile
-    this.#pool = new Piscina({ filename, minThreads: 0, maxThreads: opts.threads, idleTimeout: 30_000 })
+    this.#pool = new Piscina({
+      filename,
+      minThreads: 0,
+      maxThreads: opts.threads,
+      idleTimeout: 30_000,
+    })
   }
 
   /**
@@ -32,7 +35,10 @@ export class IngestPool {
    */
   async copyFile(source: string, target: string, signal?: AbortSignal): Promise<CopyFileResult> {
     const task: CopyFileTask = { source, target }
-    return (await this.#pool.run(task, { name: 'copyFile', ...(signal ? { signal } : {}) })) as CopyFileResult
+    return (await this.#pool.run(task, {
+      name: 'copyFile',
+      ...(signal ? { signal } : {}),
+    })) as CopyFileResult
   }
 
   /**

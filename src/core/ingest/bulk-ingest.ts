@@ -1,10 +1,11 @@
 /**
- * DaSCH-style bulk ingest (notes/lakefs-dspingest.md part 2), protocol-neutral. A project
- * (shortcode) owns one folder:
+ * DaSCH-style bulk ingest (dasch-swiss/dsp-ingest v0.21.1 BulkIngestService), protocol-neutral. A
+ * project (shortcode) owns one folder:
  *
  *   <dataDir>/ingest/<sc>/import/…            files uploaded by the client, sub-folders allowed
  *   <dataDir>/ingest/<sc>/mapping-<sc>.csv    `original,derivative` lines, one per ingested file
- *   <dataDir>/ingest/<sc>/assets/ab/cd/<id>.* the assets: `<id>.<ext>.orig`, `<id>.<ext>`, `<id>.info`
+ * <dataDir>/ingest/<sc>/assets/ab/cd/<id>.* the assets: `<id>.<ext>.orig`, `<id>.<ext>`,
+ * `<id>.info`
  *   <dataDir>/ingest/<sc>/journal/<h>.json     one entry per file whose ingest has begun, not ended
  *
  * Bulk operations of a project exclude each other through one mutex in the shared Locker, so it
@@ -39,11 +40,23 @@ import type { Lock, Locker } from '../state/types.js'
 import { putSmallObject, readSmallObject } from '../storage/atomic.js'
 import { fsIdentityOf } from '../storage/fs-object-store.js'
 import type {
-  Appendable, AtomicFolders, FolderSync, LocalPaths, ObjectInfo, ObjectStore,
+  Appendable,
+  AtomicFolders,
+  FolderSync,
+  LocalPaths,
+  ObjectInfo,
+  ObjectStore,
 } from '../storage/object-store.js'
 import { removeIfPresent } from '../storage/remove.js'
 import type { TempFiles } from '../storage/temp-files.js'
-import { checkUploadPath, csvField, extensionOf, isSupported, MAPPING_HEADER, newAssetId } from './names.js'
+import {
+  checkUploadPath,
+  csvField,
+  extensionOf,
+  isSupported,
+  MAPPING_HEADER,
+  newAssetId,
+} from './names.js'
 
 /**
  * What bulk ingest needs of its ObjectStore: local paths (the copy workers read and write by
@@ -114,7 +127,8 @@ function conflict(sc: string): UploadError {
 }
 
 function stopped(signal: AbortSignal): void {
-  if (signal.aborted) throw new UploadError('ERR_CLIENT_ABORTED', 'the ingest was stopped', { cause: signal.reason })
+  if (signal.aborted)
+    throw new UploadError('ERR_CLIENT_ABORTED', 'the ingest was stopped', { cause: signal.reason })
 }
 
 export class BulkIngestService {
@@ -126,7 +140,9 @@ export class BulkIngestService {
    */
   readonly #temps: TempFiles
   readonly #closing = new AbortController()
-  /** Background runs started on this instance (ingest or finalize), so close() can wait for them. */
+  /**
+   * Background runs started on this instance (ingest or finalize), so close() can wait for them.
+   */
   readonly #running = new Set<Promise<unknown>>()
 
   constructor(options: BulkIngestOptions) {
@@ -152,12 +168,18 @@ export class BulkIngestService {
     return `${sc}/journal`
   }
 
-  /** The project mutex: held by a run for its whole length, by an upload's publish and a mapping read briefly. */
+  /**
+   * The project mutex: held by a run for its whole length, by an upload's publish and a mapping
+   * read briefly.
+   */
   #lockKey(sc: string): string {
     return `ingest:project:${sc}`
   }
 
-  /** Held next to the mutex by an ingest or finalize run only, so uploads can tell a run from each other. */
+  /**
+   * Held next to the mutex by an ingest or finalize run only, so uploads can tell a run from each
+   * other.
+   */
   #jobKey(sc: string): string {
     return `ingest:job:${sc}`
   }
@@ -224,10 +246,12 @@ export class BulkIngestService {
   /** The mutex and the job marker for a background run; both renewed until released. */
   async #acquireJob(sc: string): Promise<Lock> {
     const mutex = await this.#acquire(sc)
-    const job = await this.#o.locker.tryAcquire(this.#jobKey(sc), this.#o.lockTtlMs).catch(async (err: unknown) => {
-      await mutex.release()
-      throw err
-    })
+    const job = await this.#o.locker
+      .tryAcquire(this.#jobKey(sc), this.#o.lockTtlMs)
+      .catch(async (err: unknown) => {
+        await mutex.release()
+        throw err
+      })
     if (job === null) {
       // A marker without the mutex: a run whose mutex was taken over is still winding down.
       await mutex.release()
@@ -350,7 +374,8 @@ export class BulkIngestService {
     const fh = await this.#objects.openAppend(this.mappingPath(sc))
     let appends: Promise<void> = Promise.resolve()
     const append = (line: string) => {
-      // One writer per run: appends are chained so lines never interleave and each is synced in order.
+      // One writer per run: appends are chained so lines never interleave and each is synced in
+      // order.
       const p = appends.then(async () => {
         // The fence: a run that stalled past its project lock must not append to a mapping that
         // a finalize (or another run) now owns.
@@ -376,13 +401,16 @@ export class BulkIngestService {
       }
     }
     try {
-      await Promise.all(Array.from({ length: Math.max(1, Math.min(this.#o.maxParallel, files.length)) }, lane))
+      await Promise.all(
+        Array.from({ length: Math.max(1, Math.min(this.#o.maxParallel, files.length)) }, lane),
+      )
       await appends
     } finally {
       await fh.close()
     }
     const summary = { ingested, failed, skipped, stopped: signal.aborted }
-    if (signal.aborted) log.warn({ ...summary, reason: String(signal.reason) }, 'bulk ingest stopped before the end')
+    if (signal.aborted)
+      log.warn({ ...summary, reason: String(signal.reason) }, 'bulk ingest stopped before the end')
     else log.info(summary, 'bulk ingest finished')
     return summary
   }
@@ -489,7 +517,8 @@ export class BulkIngestService {
       }
     } catch (err) {
       // A stopped run leaves everything for the next one; a real failure cleans up its asset.
-      if (!signal.aborted && !mapped.has(a.derivativeName)) await this.#settle(sc, entry, jPath, mapped).catch(() => {})
+      if (!signal.aborted && !mapped.has(a.derivativeName))
+        await this.#settle(sc, entry, jPath, mapped).catch(() => {})
       throw err
     }
     await this.#objects.delete(source)
@@ -502,7 +531,12 @@ export class BulkIngestService {
    * Ends a journal entry that will not be resumed: if its asset is not in the mapping, its asset
    * files go (info first, so a half-removed asset never looks complete); then the entry goes.
    */
-  async #settle(sc: string, entry: JournalEntry, jPath: string, mapped: Set<string>): Promise<void> {
+  async #settle(
+    sc: string,
+    entry: JournalEntry,
+    jPath: string,
+    mapped: Set<string>,
+  ): Promise<void> {
     const a = this.#assetFiles(sc, entry.id, entry.ext)
     if (!mapped.has(a.derivativeName)) {
       for (const f of [a.info, a.derivative, a.orig]) await this.#objects.delete(f)
@@ -515,7 +549,12 @@ export class BulkIngestService {
    * Journal entries left by a stopped run. `keepLive`: entries whose source is still there are
    * left for the run to resume; otherwise (finalize) every entry is settled.
    */
-  async #settleJournal(sc: string, mapped: Set<string>, log: Logger, keepLive: boolean): Promise<void> {
+  async #settleJournal(
+    sc: string,
+    mapped: Set<string>,
+    log: Logger,
+    keepLive: boolean,
+  ): Promise<void> {
     const names: string[] = []
     for await (const e of this.#objects.list(`${this.#journalDir(sc)}/`, { delimiter: true })) {
       if (e.kind === 'object') names.push(e.key)
@@ -569,7 +608,8 @@ export class BulkIngestService {
     if (mapping !== null) mapped = derivativesIn(mapping)
     else log.warn('finalize: no mapping file')
     await this.#settleJournal(sc, mapped, log, false)
-    // Mapping before the import folder: a crash in between leaves the folder, so finalize can run again.
+    // Mapping before the import folder: a crash in between leaves the folder, so finalize can run
+    // again.
     await this.#objects.removeFolder(this.#journalDir(sc))
     await this.#objects.delete(this.mappingPath(sc))
     await this.#objects.removeFolder(this.importDir(sc))
@@ -601,7 +641,8 @@ function parseJournal(text: string | null): JournalEntry | null {
   if (text === null) return null
   try {
     const o = JSON.parse(text) as Partial<JournalEntry>
-    if (typeof o.file !== 'string' || typeof o.id !== 'string' || typeof o.ext !== 'string') return null
+    if (typeof o.file !== 'string' || typeof o.id !== 'string' || typeof o.ext !== 'string')
+      return null
     const legacy =
       typeof o.ino === 'number' && typeof o.size === 'number' && typeof o.mtimeMs === 'number'
     if (typeof o.etag !== 'string' && !legacy) return null

@@ -1,6 +1,7 @@
 /**
- * Names in a DaSCH bulk ingest (notes/lakefs-dspingest.md §2.3, §2.4, §2.6): project shortcodes,
- * the client's file path inside a project's import folder, asset ids and mapping.csv lines.
+ * Names in a DaSCH bulk ingest (dasch-swiss/dsp-ingest v0.21.1: ProjectShortcode, uploadSingleFile,
+ * IngestService): project shortcodes, the client's file path inside a project's import folder,
+ * asset ids and mapping.csv lines.
  */
 import { randomBytes } from 'node:crypto'
 import { UploadError } from '../errors.js'
@@ -15,13 +16,42 @@ export function isShortcode(s: string): boolean {
 
 /** Extensions dsp-ingest's SupportedFileType accepts (compared lower-case). */
 export const SUPPORTED_EXTENSIONS: ReadonlySet<string> = new Set([
-  'jp2', 'jpeg', 'jpg', 'jpx', 'png', 'tif', 'tiff',
+  'jp2',
+  'jpeg',
+  'jpg',
+  'jpx',
+  'png',
+  'tif',
+  'tiff',
   'mp4',
-  'mp3', 'mpeg', 'wav',
-  '7z', 'gz', 'gzip', 'tar', 'tgz', 'z', 'zip',
-  'doc', 'docx', 'epub', 'pdf', 'ppt', 'pptx',
-  'csv', 'xls', 'xlsx',
-  'htm', 'html', 'json', 'odd', 'rng', 'txt', 'xml', 'xsd', 'xsl',
+  'mp3',
+  'mpeg',
+  'wav',
+  '7z',
+  'gz',
+  'gzip',
+  'tar',
+  'tgz',
+  'z',
+  'zip',
+  'doc',
+  'docx',
+  'epub',
+  'pdf',
+  'ppt',
+  'pptx',
+  'csv',
+  'xls',
+  'xlsx',
+  'htm',
+  'html',
+  'json',
+  'odd',
+  'rng',
+  'txt',
+  'xml',
+  'xsd',
+  'xsl',
 ])
 // `tar.gz` is in the real list too; such names end in `.gz`, which is already accepted.
 
@@ -53,8 +83,10 @@ export function checkUploadPath(file: string, rules: PathRules = DEFAULT_PATH_RU
   const segments = checkRelativePath(file, rules)
   const last = segments[segments.length - 1]!.normalize('NFC')
   segments[segments.length - 1] = last
-  if (!isSupported(last)) throw new UploadError('ERR_INVALID_PATH', 'Filename must have a valid file extension')
-  if (!FILENAME_CHARS.test(last)) throw new UploadError('ERR_INVALID_PATH', 'Filename contains invalid characters')
+  if (!isSupported(last))
+    throw new UploadError('ERR_INVALID_PATH', 'Filename must have a valid file extension')
+  if (!FILENAME_CHARS.test(last))
+    throw new UploadError('ERR_INVALID_PATH', 'Filename contains invalid characters')
   return segments
 }
 

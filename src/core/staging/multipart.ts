@@ -46,7 +46,10 @@ import { putSmallObject, readSmallObject } from '../storage/atomic.js'
 import type { AtomicFolders, LocalPaths, ObjectStore } from '../storage/object-store.js'
 import type { UploadService } from '../uploads/uploads.js'
 import {
-  checkPresignedPart, LINK_ADDRESS_TTL_SEC, presignPartQuery, verifySignedAddress,
+  checkPresignedPart,
+  LINK_ADDRESS_TTL_SEC,
+  presignPartQuery,
+  verifySignedAddress,
   type PresignRefusal,
 } from './signing.js'
 import type { ObjectStats, StagingStore } from './store.js'
@@ -59,9 +62,11 @@ export const MIN_PART_BYTES = 5 * 1024 * 1024
 export const MAX_PART_BYTES = 5 * 1024 * 1024 * 1024
 
 /** What S3 answers for an upload id that is not (or no longer) there. */
-const NO_SUCH_UPLOAD = 'The specified upload does not exist. The upload ID may be invalid, ' +
+const NO_SUCH_UPLOAD =
+  'The specified upload does not exist. The upload ID may be invalid, ' +
   'or the upload may have been aborted or completed.'
-const INVALID_PART = 'One or more of the specified parts could not be found. The part may not ' +
+const INVALID_PART =
+  'One or more of the specified parts could not be found. The part may not ' +
   "have been uploaded, or the specified entity tag may not match the part's entity tag."
 /**
  * An upload folder without upload.json is removed once its newest part is this old; an empty
@@ -190,7 +195,13 @@ export class StagingMultipart {
     const address = this.#o.store.newAddress(repository, branch, path, false)
     const uploadId = randomBytes(16).toString('hex')
     const manifest: Manifest = {
-      v: 1, uploadId, repository, branch, path, relative: address.relative, createdMs: this.#now(),
+      v: 1,
+      uploadId,
+      repository,
+      branch,
+      path,
+      relative: address.relative,
+      createdMs: this.#now(),
     }
     const dir = this.#uploadDir(repository, uploadId)
     await this.#writeJson(`${dir}/upload.json`, manifest)
@@ -300,8 +311,8 @@ export class StagingMultipart {
         throw new UploadError('ERR_INVALID_ARGUMENT', message)
       }
       if (p.partNumber <= previous) {
-        const message = 'The list of parts was not in ascending order. ' +
-          'Parts must be ordered by part number.'
+        const message =
+          'The list of parts was not in ascending order. ' + 'Parts must be ordered by part number.'
         throw new UploadError('ERR_INVALID_ARGUMENT', message)
       }
       previous = p.partNumber
@@ -319,7 +330,8 @@ export class StagingMultipart {
       const st = await this.#objects.head(key)
       if (st === null) return this.#afterLostPart(dir, etag)
       if (i < input.parts.length - 1 && st.size < MIN_PART_BYTES) {
-        const message = 'Your proposed upload is smaller than the minimum allowed size: ' +
+        const message =
+          'Your proposed upload is smaller than the minimum allowed size: ' +
           `part ${p.partNumber} has ${st.size} bytes, and every part but the last needs at ` +
           `least ${MIN_PART_BYTES}.`
         throw new UploadError('ERR_INVALID_ARGUMENT', message)

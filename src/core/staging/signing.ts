@@ -1,7 +1,8 @@
 /**
  * Signed physical addresses and presigned upload URLs for the lakeFS staging front door
- * (notes/lakefs-dspingest.md 1.4). Stateless: everything a later request needs to trust an address
- * is inside the address itself, so any instance can check what any other instance handed out.
+ * (treeverse/lakeFS pkg/api/controller.go, v1.84, GetPhysicalAddress). Stateless: everything a
+ * later request needs to trust an address is inside the address itself, so any instance can check
+ * what any other instance handed out.
  *
  * An address, relative to the repository's storage namespace, is
  *
@@ -9,7 +10,8 @@
  *
  * - `object id`: 20 base32hex characters of 12 bytes, the first 4 the creation time in unix
  *   seconds (big-endian, as in an xid), the other 8 random. The link reads the time back from it.
- * - `partition`: the same shape, its time `0xFFFFFFFF − start of the hour`, so partitions sort newest
+ * - `partition`: the same shape, its time `0xFFFFFFFF − start of the hour`, so partitions sort
+ * newest
  *   first and roll over hourly, like lakeFS's; its random part is fixed per process.
  * - `signature`: base64url (no padding) of HMAC-SHA256(signingSecret, JSON of
  *   {"Repository","Branch","Path","PhysicalAddress"}) where PhysicalAddress is the address without
@@ -118,22 +120,39 @@ export function makeSignedAddress(secret: string, claims: AddressClaims, nowMs: 
  * branch or repository, or tampered), expired (older than 24 h). All are ERR_INVALID_ARGUMENT.
  * The MAC comparison takes constant time.
  */
-export function verifySignedAddress(secret: string, claims: AddressClaims, relative: string, nowMs: number): void {
+export function verifySignedAddress(
+  secret: string,
+  claims: AddressClaims,
+  relative: string,
+  nowMs: number,
+): void {
   const comma = relative.lastIndexOf(',')
-  if (comma < 0) throw new UploadError('ERR_INVALID_ARGUMENT', 'address is not signed: link address invalid')
+  if (comma < 0)
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'address is not signed: link address invalid')
   const unsigned = relative.slice(0, comma)
   const sig = relative.slice(comma + 1)
-  if (!SIG_RE.test(sig)) throw new UploadError('ERR_INVALID_ARGUMENT', 'malformed address signature: link address invalid')
+  if (!SIG_RE.test(sig))
+    throw new UploadError(
+      'ERR_INVALID_ARGUMENT',
+      'malformed address signature: link address invalid',
+    )
   const given = Buffer.from(sig, 'base64url')
   // Only the canonical encoding: the spare low bits of the last character must be zero.
-  if (given.toString('base64url') !== sig) throw new UploadError('ERR_INVALID_ARGUMENT', 'malformed address signature: link address invalid')
+  if (given.toString('base64url') !== sig)
+    throw new UploadError(
+      'ERR_INVALID_ARGUMENT',
+      'malformed address signature: link address invalid',
+    )
   const want = addressMac(secret, claims, unsigned)
   if (given.length !== want.length || !timingSafeEqual(given, want)) {
     throw new UploadError('ERR_INVALID_ARGUMENT', 'invalid address signature: link address invalid')
   }
   // A valid MAC means Ferry made this address, so it has Ferry's shape; check anyway.
-  const created = SIGNED_ADDRESS_RE.test(relative) ? idTimeSec(unsigned.slice(unsigned.lastIndexOf('/') + 1)) : null
-  if (created === null) throw new UploadError('ERR_INVALID_ARGUMENT', 'invalid address signature: link address invalid')
+  const created = SIGNED_ADDRESS_RE.test(relative)
+    ? idTimeSec(unsigned.slice(unsigned.lastIndexOf('/') + 1))
+    : null
+  if (created === null)
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'invalid address signature: link address invalid')
   if (Math.floor(nowMs / 1000) - created > LINK_ADDRESS_TTL_SEC) {
     throw new UploadError('ERR_INVALID_ARGUMENT', 'link address expired')
   }
@@ -141,20 +160,32 @@ export function verifySignedAddress(secret: string, claims: AddressClaims, relat
 
 /*
  * Presigned PUT URLs point at Ferry itself:
- *   <origin>/api/v1/_ferry/presigned/<repository>/<relative address>?X-Ferry-Expires=<unix s>&X-Ferry-Signature=<mac>
- * The MAC (HMAC-SHA256, base64url) covers a purpose label, the method, the repository, the
- * relative address (whose own signature binds branch and path) and the expiry, so none of them
- * can be changed without the key.
+ * <origin>/api/v1/_ferry/presigned/<repository>/<relative address>?X-Ferry-Expires=<unix
+ * s>&X-Ferry-Signature=<mac> The MAC (HMAC-SHA256, base64url) covers a purpose label, the method,
+ * the repository, the relative address (whose own signature binds branch and path) and the expiry,
+ * so none of them can be changed without the key.
  */
 export const PRESIGN_EXPIRES_PARAM = 'X-Ferry-Expires'
 export const PRESIGN_SIGNATURE_PARAM = 'X-Ferry-Signature'
 
-function presignMac(secret: string, repository: string, relative: string, expiresSec: number): Buffer {
-  return createHmac('sha256', secret).update(`ferry-presign-v1\nPUT\n${repository}\n${relative}\n${expiresSec}`).digest()
+function presignMac(
+  secret: string,
+  repository: string,
+  relative: string,
+  expiresSec: number,
+): Buffer {
+  return createHmac('sha256', secret)
+    .update(`ferry-presign-v1\nPUT\n${repository}\n${relative}\n${expiresSec}`)
+    .digest()
 }
 
 /** The query string (without `?`) that authorizes a PUT of `relative` until `expiresSec`. */
-export function presignQuery(secret: string, repository: string, relative: string, expiresSec: number): string {
+export function presignQuery(
+  secret: string,
+  repository: string,
+  relative: string,
+  expiresSec: number,
+): string {
   const sig = presignMac(secret, repository, relative, expiresSec).toString('base64url')
   return `${PRESIGN_EXPIRES_PARAM}=${expiresSec}&${PRESIGN_SIGNATURE_PARAM}=${sig}`
 }
@@ -238,8 +269,10 @@ export function presignPartQuery(
   const date = amzDate(nowMs)
   const sig = partMac(secret, c, date, ttlSec).toString('base64url')
   const id = encodeURIComponent(c.uploadId)
-  return `${PART_NUMBER_PARAM}=${c.partNumber}&${UPLOAD_ID_PARAM}=${id}` +
+  return (
+    `${PART_NUMBER_PARAM}=${c.partNumber}&${UPLOAD_ID_PARAM}=${id}` +
     `&${AMZ_DATE_PARAM}=${date}&${AMZ_EXPIRES_PARAM}=${ttlSec}&${PRESIGN_SIGNATURE_PARAM}=${sig}`
+  )
 }
 
 /** Checks a presigned part PUT like `checkPresigned`: the MAC first, then the expiry it covers. */

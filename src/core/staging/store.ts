@@ -29,10 +29,21 @@ import type { HashPool } from '../hashing/hash-pool.js'
 import { checkRelativePath, type PathRules } from '../paths.js'
 import { putSmallObject, readSmallObject } from '../storage/atomic.js'
 import type {
-  FolderSync, HardLinkSnapshots, LocalPaths, ObjectInfo, ObjectStore,
+  FolderSync,
+  HardLinkSnapshots,
+  LocalPaths,
+  ObjectInfo,
+  ObjectStore,
 } from '../storage/object-store.js'
 import type { UploadService } from '../uploads/uploads.js'
-import { checkPresigned, makeSignedAddress, presignQuery, SIGNED_ADDRESS_RE, verifySignedAddress, type PresignRefusal } from './signing.js'
+import {
+  checkPresigned,
+  makeSignedAddress,
+  presignQuery,
+  SIGNED_ADDRESS_RE,
+  verifySignedAddress,
+  type PresignRefusal,
+} from './signing.js'
 
 /** lakeFS keys are at most 1024 bytes; one name leaves room for the `.d`/`.o` suffix. */
 export const STAGING_PATH_RULES: PathRules = Object.freeze({ maxBytes: 1024, maxSegmentBytes: 253 })
@@ -163,18 +174,37 @@ export class StagingStore {
     const repo = this.repository(repository)
     checkRelativePath(path, STAGING_PATH_RULES)
     const nowMs = this.#now()
-    const relative = makeSignedAddress(this.#o.config.signingSecret, { repository, branch, path }, nowMs)
+    const relative = makeSignedAddress(
+      this.#o.config.signingSecret,
+      { repository, branch, path },
+      nowMs,
+    )
     let p: NewAddress['presign'] = null
     if (presign) {
       const expiresSec = Math.floor(nowMs / 1000) + this.#o.config.presignTtlSec
-      p = { query: presignQuery(this.#o.config.signingSecret, repository, relative, expiresSec), expiresSec }
+      p = {
+        query: presignQuery(this.#o.config.signingSecret, repository, relative, expiresSec),
+        expiresSec,
+      }
     }
     return { physicalAddress: `${namespaceOf(repo)}/${relative}`, relative, presign: p }
   }
 
   /** Checks a presigned PUT's signature and expiry (null: authorized). */
-  checkPresigned(repository: string, relative: string, expires: string | null, signature: string | null): PresignRefusal | null {
-    return checkPresigned(this.#o.config.signingSecret, repository, relative, expires, signature, this.#now())
+  checkPresigned(
+    repository: string,
+    relative: string,
+    expires: string | null,
+    signature: string | null,
+  ): PresignRefusal | null {
+    return checkPresigned(
+      this.#o.config.signingSecret,
+      repository,
+      relative,
+      expires,
+      signature,
+      this.#now(),
+    )
   }
 
   /**
@@ -185,11 +215,16 @@ export class StagingStore {
   async receive(
     repository: string,
     relative: string,
-    body: { readonly stream: Readable; readonly length: number | null; readonly done: Promise<void> },
+    body: {
+      readonly stream: Readable
+      readonly length: number | null
+      readonly done: Promise<void>
+    },
     opts: { readonly contentMd5: string | null; readonly signal: AbortSignal },
   ): Promise<ReceivedUpload> {
     this.repository(repository)
-    if (!SIGNED_ADDRESS_RE.test(relative)) throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
+    if (!SIGNED_ADDRESS_RE.test(relative))
+      throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
     const target = this.#dataKey(repository, relative)
     const got = await this.#o.uploads.receiveWhole(body.stream, {
       maxBytes: this.#o.maxUploadBytes,
@@ -201,9 +236,16 @@ export class StagingStore {
       await body.done
       const md5 = got.digests.md5
       const sha256 = got.digests.sha256
-      if (md5 === undefined || sha256 === undefined) throw new Error('hash pool answered without md5 or sha256')
-      if (opts.contentMd5 !== null && Buffer.from(md5, 'hex').toString('base64') !== opts.contentMd5.trim()) {
-        throw new UploadError('ERR_CHECKSUM_MISMATCH', 'The Content-MD5 you specified did not match what we received.')
+      if (md5 === undefined || sha256 === undefined)
+        throw new Error('hash pool answered without md5 or sha256')
+      if (
+        opts.contentMd5 !== null &&
+        Buffer.from(md5, 'hex').toString('base64') !== opts.contentMd5.trim()
+      ) {
+        throw new UploadError(
+          'ERR_CHECKSUM_MISMATCH',
+          'The Content-MD5 you specified did not match what we received.',
+        )
       }
       const published = await this.#publish(target, got.tempPath)
       const digests: Digests = { etag: published.etag, md5, sha256 }
@@ -228,7 +270,9 @@ export class StagingStore {
     const target = this.#dataKey(repository, relative)
     const published = await this.#publish(target, file.tempPath)
     const digests: Digests = {
-      etag: published.etag, md5: file.md5, sha256: file.sha256,
+      etag: published.etag,
+      md5: file.md5,
+      sha256: file.sha256,
       ...(file.etag !== undefined ? { multipartEtag: file.etag } : {}),
     }
     await this.#writeSmall(`${target}.digests`, JSON.stringify(digests), true)
@@ -248,9 +292,17 @@ export class StagingStore {
     const internal = input.physicalAddress.startsWith(internalPrefix)
     const relative = internal ? input.physicalAddress.slice(ns.length + 1) : null
     if (relative !== null) {
-      verifySignedAddress(this.#o.config.signingSecret, { repository: repo.name, branch: input.branch, path: input.path }, relative, this.#now())
+      verifySignedAddress(
+        this.#o.config.signingSecret,
+        { repository: repo.name, branch: input.branch, path: input.path },
+        relative,
+        this.#now(),
+      )
     } else if (!this.#o.config.allowExternalAddresses) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', `physical address is not a signed address in the repository's storage namespace (${ns}/data/…); external addresses are not allowed`)
+      throw new UploadError(
+        'ERR_INVALID_ARGUMENT',
+        `physical address is not a signed address in the repository's storage namespace (${ns}/data/…); external addresses are not allowed`,
+      )
     }
     const checksum = input.checksum.replace(/["\s]/g, '')
     if (checksum === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'checksum is required')
@@ -258,7 +310,8 @@ export class StagingStore {
       throw new UploadError('ERR_INVALID_ARGUMENT', 'size_bytes must be a whole number of bytes')
     }
     const segments = checkRelativePath(input.path, STAGING_PATH_RULES)
-    if (!repo.branches.includes(input.branch)) throw new UploadError('ERR_NOT_FOUND', 'branch not found')
+    if (!repo.branches.includes(input.branch))
+      throw new UploadError('ERR_NOT_FOUND', 'branch not found')
 
     let blob: string | null = null
     let digests: { md5: string; sha256: string } | null = null
@@ -300,8 +353,24 @@ export class StagingStore {
           if (!(err instanceof UploadError)) throw err
         })
       }
-      const { checksum: c, content_type, metadata, mtime, physical_address, size_bytes } = entry.stats
-      return { checksum: c, content_type, metadata, mtime, path: input.path, path_type: 'object', physical_address, size_bytes }
+      const {
+        checksum: c,
+        content_type,
+        metadata,
+        mtime,
+        physical_address,
+        size_bytes,
+      } = entry.stats
+      return {
+        checksum: c,
+        content_type,
+        metadata,
+        mtime,
+        path: input.path,
+        path_type: 'object',
+        physical_address,
+        size_bytes,
+      }
     } catch (err) {
       if (blobKey !== null) await this.#objects.delete(blobKey)
       throw err
@@ -324,14 +393,16 @@ export class StagingStore {
       snap = await this.#objects.snapshot(dataKey, blobKey)
     } catch (err) {
       if (err instanceof UploadError && err.code === 'ERR_NOT_FOUND') {
-        throw new UploadError('ERR_DEPENDENCY_MISSING', 'no object was uploaded to this physical address')
+        throw new UploadError(
+          'ERR_DEPENDENCY_MISSING',
+          'no object was uploaded to this physical address',
+        )
       }
       throw err
     }
     try {
       if (snap.size !== sizeBytes) {
-        const msg =
-          `size_bytes ${sizeBytes} does not match the ${snap.size} bytes staged at this address`
+        const msg = `size_bytes ${sizeBytes} does not match the ${snap.size} bytes staged at this address`
         throw new UploadError('ERR_SIZE_MISMATCH', msg)
       }
       let d: { md5: string; sha256: string; etag?: string } | null = null
@@ -344,11 +415,15 @@ export class StagingStore {
         const h = await this.#o.pool.hashFile(path, { algos: ['md5', 'sha256'] })
         const md5 = h.digests.md5
         const sha256 = h.digests.sha256
-        if (md5 === undefined || sha256 === undefined) throw new Error('hash pool answered without md5 or sha256')
+        if (md5 === undefined || sha256 === undefined)
+          throw new Error('hash pool answered without md5 or sha256')
         d = { md5, sha256 }
       }
       if (!checksumMatches(checksum, d)) {
-        throw new UploadError('ERR_CHECKSUM_MISMATCH', 'checksum does not match the object staged at this address')
+        throw new UploadError(
+          'ERR_CHECKSUM_MISMATCH',
+          'checksum does not match the object staged at this address',
+        )
       }
       await this.#objects.syncFolderOf(blobKey)
       return { md5: d.md5, sha256: d.sha256 }

@@ -16,13 +16,28 @@
  * needs no compiler (fs-ext, the other candidate, is compiled by node-gyp at install, which the
  * slim container image cannot do).
  */
-import { closeSync, constants, fstatSync, ftruncateSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 
 interface NativeLocks {
   /** Exclusive, non-blocking lock of the whole file: false when another open holds it. */
-  tryLock(fd: number, offset?: number, length?: number, opts?: { readonly shared?: boolean }): boolean
+  tryLock(
+    fd: number,
+    offset?: number,
+    length?: number,
+    opts?: { readonly shared?: boolean },
+  ): boolean
 }
 
 // A CommonJS package without type declarations: loaded through require, typed here.
@@ -63,7 +78,10 @@ function readPid(fd: number): number | null {
   }
 }
 
-/** Whether `fd` is still the file at `path` (a holder that let go removed it, or someone replaced it). */
+/**
+ * Whether `fd` is still the file at `path` (a holder that let go removed it, or someone replaced
+ * it).
+ */
 function isCurrent(fd: number, path: string): boolean {
   try {
     const a = fstatSync(fd)
@@ -107,7 +125,10 @@ export function lockDirectory(dir: string, opts: LockOptions = {}): DirectoryLoc
       writeSync(fd, text, 0, text.length, 0)
       ftruncateSync(fd, text.length)
     } catch (err) {
-      opts.onWarning?.(`could not write the pid into ${file}; the directory is locked all the same`, err)
+      opts.onWarning?.(
+        `could not write the pid into ${file}; the directory is locked all the same`,
+        err,
+      )
     }
     let released = false
     return {

@@ -24,16 +24,31 @@ import { lockDirectory } from './dir-lock.js'
 import { openJournal, type Journal, type JournalLog, type JournalMode } from './journal.js'
 import { BusLocker, type LockTable } from './locker.js'
 import {
-  applyComplete, chunkId, isExpired, parseRecord, settled, type CompleteDelta, type StepContext,
+  applyComplete,
+  chunkId,
+  isExpired,
+  parseRecord,
+  settled,
+  type CompleteDelta,
+  type StepContext,
 } from './session-logic.js'
 import { StepSessionStore, type StepApplier, type StepFn } from './session-store.js'
 import {
-  DEFAULT_STATE_LIMITS, type Bus, type SessionRecord, type StateBackend, type StateLimits,
+  DEFAULT_STATE_LIMITS,
+  type Bus,
+  type SessionRecord,
+  type StateBackend,
+  type StateLimits,
 } from './types.js'
 
 /** One journal line: a whole record (with its chunks when compacted), or one received chunk. */
 type JournalEntry =
-  | { readonly k: string; readonly r: SessionRecord | null; readonly c?: string; readonly cs?: readonly string[] }
+  | {
+      readonly k: string
+      readonly r: SessionRecord | null
+      readonly c?: string
+      readonly cs?: readonly string[]
+    }
   | { readonly k: string; readonly d: CompleteDelta }
 
 export interface EmbeddedOptions {
@@ -67,7 +82,9 @@ class EmbeddedSteps implements StepApplier {
   readonly #self = randomUUID()
   readonly #boot: string
   readonly #limits: StateLimits
-  /** One process owns the directory: every other holder named in a record is a process that died. */
+  /**
+   * One process owns the directory: every other holder named in a record is a process that died.
+   */
   readonly #dead = { has: (id: string) => id !== this.#self }
   /** Fencing tokens: only grow, across restarts too (seeded from the clock and the records). */
   #fence = Date.now()
@@ -89,7 +106,11 @@ class EmbeddedSteps implements StepApplier {
       liveLines: () => this.#sessions.size,
       snapshot: () => {
         // Records are replaced, never changed, so this copy is the state of this moment.
-        const entries = [...this.#sessions].map(([k, r]) => ({ k, r, cs: [...(this.#chunks.get(k) ?? [])] }))
+        const entries = [...this.#sessions].map(([k, r]) => ({
+          k,
+          r,
+          cs: [...(this.#chunks.get(k) ?? [])],
+        }))
         return (function* () {
           for (const e of entries) yield JSON.stringify(e)
         })()
@@ -98,7 +119,10 @@ class EmbeddedSteps implements StepApplier {
     for (const [key, rec] of this.#sessions) {
       // Requests that held reservations, and any commit that ran, died with the previous
       // process (one process owns this directory), so a commit may start again at once.
-      const reopened = rec.state === 'committing' ? { state: 'open' as const, commitOwner: null, commitHolder: null, commitLeaseUntilMs: 0 } : {}
+      const reopened =
+        rec.state === 'committing'
+          ? { state: 'open' as const, commitOwner: null, commitHolder: null, commitLeaseUntilMs: 0 }
+          : {}
       this.#sessions.set(key, { ...rec, ...reopened, reservations: [] })
       this.#fence = Math.max(this.#fence, rec.commitFence)
     }
@@ -142,7 +166,13 @@ class EmbeddedSteps implements StepApplier {
   }
 
   #ctx(nowMs: number | null): StepContext {
-    return { now: nowMs ?? Date.now(), dead: this.#dead, self: this.#self, boot: this.#boot, limits: this.#limits }
+    return {
+      now: nowMs ?? Date.now(),
+      dead: this.#dead,
+      self: this.#self,
+      boot: this.#boot,
+      limits: this.#limits,
+    }
   }
 
   async apply<T>(key: string, nowMs: number | null, step: StepFn<T>, member?: string): Promise<T> {
@@ -158,8 +188,16 @@ class EmbeddedSteps implements StepApplier {
       await this.#writes.get(key)?.catch(() => {}) // a reader must not overtake a write not yet on disk
       return out
     }
-    if (cur === null && next !== null && this.#limits.maxSessions > 0 && this.#sessions.size >= this.#limits.maxSessions) {
-      throw new UploadError('ERR_UNAVAILABLE', `too many upload sessions are open (at most ${this.#limits.maxSessions}); try again later`)
+    if (
+      cur === null &&
+      next !== null &&
+      this.#limits.maxSessions > 0 &&
+      this.#sessions.size >= this.#limits.maxSessions
+    ) {
+      throw new UploadError(
+        'ERR_UNAVAILABLE',
+        `too many upload sessions are open (at most ${this.#limits.maxSessions}); try again later`,
+      )
     }
     // Reservations die with the process: a change of them alone is kept in memory only.
     if (cur !== null && next !== null && sameButReservations(cur, next)) {
@@ -175,12 +213,19 @@ class EmbeddedSteps implements StepApplier {
     if (chunk !== undefined) this.#addChunks(key, [chunk])
     // A received chunk is written as its delta when the record on disk is the one it applies to.
     const delta = complete !== undefined && settledRec === cur && !this.#wholeNext.has(key)
-    const entry: JournalEntry = delta ? { k: key, d: complete } : chunk === undefined ? { k: key, r: next } : { k: key, r: next, c: chunk }
+    const entry: JournalEntry = delta
+      ? { k: key, d: complete }
+      : chunk === undefined
+        ? { k: key, r: next }
+        : { k: key, r: next, c: chunk }
     // A removal or a commit's record is followed by deleting the temp file: it must be on disk
     // first, or a restart would bring back an open session whose bytes are gone. A removal may
     // use the journal's reserve on a full disk.
     const line = JSON.stringify(entry)
-    const write = this.#journal.append(line, { durable: next === null || next.state === 'committed', freesSpace: next === null })
+    const write = this.#journal.append(line, {
+      durable: next === null || next.state === 'committed',
+      freesSpace: next === null,
+    })
     this.#wholeNext.delete(key)
     this.#writes.set(key, write)
     const latest = () => this.#writes.get(key) === write
@@ -217,7 +262,9 @@ class EmbeddedSteps implements StepApplier {
     return ++this.#fence
   }
   async listByTarget(keyPrefix: string, target: string) {
-    return [...this.#sessions.values()].filter((r) => r.key.startsWith(keyPrefix) && r.target === target)
+    return [...this.#sessions.values()].filter(
+      (r) => r.key.startsWith(keyPrefix) && r.target === target,
+    )
   }
   async count() {
     return this.#sessions.size
@@ -235,7 +282,9 @@ class EmbeddedSteps implements StepApplier {
   }
 }
 
-/** Records equal in everything but their reservations (records are never mutated: compare fields). */
+/**
+ * Records equal in everything but their reservations (records are never mutated: compare fields).
+ */
 function sameButReservations(a: SessionRecord, b: SessionRecord): boolean {
   for (const k of Object.keys(b) as (keyof SessionRecord)[]) {
     if (k !== 'reservations' && a[k] !== b[k]) return false

@@ -35,8 +35,21 @@
  * a failed compaction never loses a line and never throws past `compact()`.
  */
 import {
-  close, closeSync, constants, fdatasync, ftruncate, ftruncateSync, open, openSync, readSync, rename, statSync, unlink,
-  unlinkSync, write, writeSync,
+  close,
+  closeSync,
+  constants,
+  fdatasync,
+  ftruncate,
+  ftruncateSync,
+  open,
+  openSync,
+  readSync,
+  rename,
+  statSync,
+  unlink,
+  unlinkSync,
+  write,
+  writeSync,
 } from 'node:fs'
 import { dirname } from 'node:path'
 import { promisify } from 'node:util'
@@ -72,9 +85,15 @@ export interface JournalOptions {
   readonly log?: JournalLog
   /** `background` mode: the longest a written line waits for its fdatasync, ms. Default 200. */
   readonly syncIntervalMs?: number
-  /** Bytes kept back in `<file>.reserve` for `freesSpace` lines on a full disk. Default 256 KiB; 0: none. */
+  /**
+   * Bytes kept back in `<file>.reserve` for `freesSpace` lines on a full disk. Default 256 KiB; 0:
+   * none.
+   */
   readonly reserveBytes?: number
-  /** Called at open with each whole line (no newline), in order; false marks it damaged (skipped, logged). */
+  /**
+   * Called at open with each whole line (no newline), in order; false marks it damaged (skipped,
+   * logged).
+   */
   readonly replay: (line: string) => boolean
   /** How many lines the live state takes now (cheap): the rest of the file is dead. */
   readonly liveLines: () => number
@@ -131,12 +150,16 @@ async function writeAll(fd: number, buf: Buffer): Promise<void> {
   let off = 0
   while (off < buf.length) {
     const { bytesWritten } = await writeAsync(fd, buf, off, buf.length - off, null)
-    if (bytesWritten <= 0) throw Object.assign(new Error('the journal write made no progress'), { code: 'EIO' })
+    if (bytesWritten <= 0)
+      throw Object.assign(new Error('the journal write made no progress'), { code: 'EIO' })
     off += bytesWritten
   }
 }
 
-/** Opens (creating) the journal at `file`, replays it through `opts.replay`, and returns it ready to append. */
+/**
+ * Opens (creating) the journal at `file`, replays it through `opts.replay`, and returns it ready to
+ * append.
+ */
 export function openJournal(file: string, opts: JournalOptions): Journal {
   return new LineJournal(file, opts)
 }
@@ -222,18 +245,27 @@ class LineJournal implements Journal {
     }
     if (damagedAt.length > 0) {
       this.#damaged = true
-      this.#log.warn({ file: this.#file, lines: damagedAt.slice(0, 20), count: damagedAt.length }, 'skipped damaged journal lines')
+      this.#log.warn(
+        { file: this.#file, lines: damagedAt.slice(0, 20), count: damagedAt.length },
+        'skipped damaged journal lines',
+      )
     }
     if (carry.length > 0) {
       // A write cut short by a crash: never acknowledged as durable. Cut it off so that the next
       // line starts on a line of its own.
       this.#damaged = true
-      this.#log.warn({ file: this.#file, bytes: carry.length }, 'dropped a journal line cut short by a crash')
+      this.#log.warn(
+        { file: this.#file, bytes: carry.length },
+        'dropped a journal line cut short by a crash',
+      )
       try {
         ftruncateSync(this.#fd, this.#size)
       } catch (err) {
         this.#tailDirty = true
-        this.#log.warn({ err, file: this.#file }, 'could not cut off the damaged journal tail; it is retried before the next write')
+        this.#log.warn(
+          { err, file: this.#file },
+          'could not cut off the damaged journal tail; it is retried before the next write',
+        )
       }
     }
   }
@@ -262,7 +294,10 @@ class LineJournal implements Journal {
       if (fd !== null) closeSync(fd)
       fd = null
       unlinkSyncQuiet(this.#reserve)
-      this.#log.info({ err, file: this.#reserve }, 'no room for the journal reserve now; retried after compactions')
+      this.#log.info(
+        { err, file: this.#reserve },
+        'no room for the journal reserve now; retried after compactions',
+      )
     } finally {
       if (fd !== null) closeSync(fd)
     }
@@ -271,7 +306,13 @@ class LineJournal implements Journal {
   append(line: string, opts: AppendOptions = {}): Promise<void> {
     if (this.#closed) return Promise.reject(new Error(`the journal ${this.#file} is closed`))
     return new Promise((done, fail) => {
-      this.#queue.push({ text: `${line}\n`, durable: opts.durable === true, freesSpace: opts.freesSpace === true, done, fail })
+      this.#queue.push({
+        text: `${line}\n`,
+        durable: opts.durable === true,
+        freesSpace: opts.freesSpace === true,
+        done,
+        fail,
+      })
       this.#kick()
     })
   }
@@ -316,7 +357,8 @@ class LineJournal implements Journal {
       this.#queue = []
       await this.#writeBatch(batch)
       const dead = this.#lines - this.#o.liveLines()
-      if (this.#size > AUTO_COMPACT_BYTES && dead >= 3 * (this.#lines - dead)) this.#compactWaiters.push(() => {})
+      if (this.#size > AUTO_COMPACT_BYTES && dead >= 3 * (this.#lines - dead))
+        this.#compactWaiters.push(() => {})
     }
   }
 
@@ -341,7 +383,10 @@ class LineJournal implements Journal {
       // Nothing of a failed batch may stay: its callers are told it failed and undo its change.
       await this.#cutTo(this.#size).catch((cutErr: unknown) => {
         this.#tailDirty = true
-        this.#log.error({ err: cutErr, file: this.#file }, 'could not cut a failed batch off the journal; retried before the next write')
+        this.#log.error(
+          { err: cutErr, file: this.#file },
+          'could not cut a failed batch off the journal; retried before the next write',
+        )
       })
       this.#log.warn({ err, file: this.#file, lines: batch.length }, 'journal append failed')
       for (const p of batch) p.fail(err)
@@ -382,7 +427,10 @@ class LineJournal implements Journal {
     // Filesystems with a journal (ext4) hand freed blocks out again only after the deletion has
     // been committed; a directory fsync commits it.
     await fsyncDir(this.#dir).catch(() => {})
-    this.#log.warn({ file: this.#reserve }, 'disk full: released the journal reserve to record a removal')
+    this.#log.warn(
+      { file: this.#reserve },
+      'disk full: released the journal reserve to record a removal',
+    )
     return true
   }
 
@@ -442,7 +490,11 @@ class LineJournal implements Journal {
     let count = 0
     try {
       const lines = this.#o.snapshot()
-      fd = await openAsync(this.#tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_APPEND, 0o644)
+      fd = await openAsync(
+        this.#tmp,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_APPEND,
+        0o644,
+      )
       let parts: string[] = []
       let partLen = 0
       for (const line of lines) {
@@ -467,7 +519,10 @@ class LineJournal implements Journal {
     } catch (err) {
       if (fd !== null) await closeAsync(fd).catch(() => {})
       await unlinkAsync(this.#tmp).catch(() => {})
-      this.#log.warn({ err, file: this.#file }, 'journal compaction failed; the old journal stays in use')
+      this.#log.warn(
+        { err, file: this.#file },
+        'journal compaction failed; the old journal stays in use',
+      )
       return false
     }
     // The new file is in place under the journal's name: from here on it is the journal.
@@ -483,7 +538,10 @@ class LineJournal implements Journal {
     try {
       await fsyncDir(this.#dir)
     } catch (err) {
-      this.#log.error({ err, dir: this.#dir }, 'fsync of the state directory failed: the compacted journal may not survive a power loss')
+      this.#log.error(
+        { err, dir: this.#dir },
+        'fsync of the state directory failed: the compacted journal may not survive a power loss',
+      )
     }
     return true
   }

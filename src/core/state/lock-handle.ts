@@ -1,7 +1,10 @@
 import { UploadError } from '../errors.js'
 import type { Lock } from './types.js'
 
-/** Why a lease is no longer ours: taken by another holder, renewals failing, or this process stalled. */
+/**
+ * Why a lease is no longer ours: taken by another holder, renewals failing, or this process
+ * stalled.
+ */
 export type LeaseLoss = 'taken' | 'unreachable' | 'stalled'
 
 /**
@@ -18,22 +21,30 @@ export class LeaseRenewal {
   /** performance.now() when the lease was last known to be ours for `ttlMs` more. */
   #confirmedAt = performance.now()
 
-  constructor(ttlMs: number, renew: () => Promise<boolean>, onLost: (why: LeaseLoss, cause?: unknown) => void) {
+  constructor(
+    ttlMs: number,
+    renew: () => Promise<boolean>,
+    onLost: (why: LeaseLoss, cause?: unknown) => void,
+  ) {
     this.#ttlMs = ttlMs
     this.#onLost = onLost
-    this.#timer = setInterval(() => {
-      const asked = performance.now()
-      if (asked - this.#confirmedAt >= ttlMs) return this.#lose('stalled')
-      renew().then(
-        (ok) => {
-          if (ok) this.#confirmedAt = asked
-          else this.#lose('taken')
-        },
-        (err: unknown) => {
-          if (performance.now() - this.#confirmedAt >= (ttlMs * 2) / 3) this.#lose('unreachable', err)
-        },
-      )
-    }, Math.max(50, Math.floor(ttlMs / 3)))
+    this.#timer = setInterval(
+      () => {
+        const asked = performance.now()
+        if (asked - this.#confirmedAt >= ttlMs) return this.#lose('stalled')
+        renew().then(
+          (ok) => {
+            if (ok) this.#confirmedAt = asked
+            else this.#lose('taken')
+          },
+          (err: unknown) => {
+            if (performance.now() - this.#confirmedAt >= (ttlMs * 2) / 3)
+              this.#lose('unreachable', err)
+          },
+        )
+      },
+      Math.max(50, Math.floor(ttlMs / 3)),
+    )
     this.#timer.unref()
   }
 
@@ -85,8 +96,10 @@ export class RenewingLock implements Lock {
     this.token = token
     this.#ops = ops
     this.#ttlMs = ttlMs
-    this.#renewal = new LeaseRenewal(ttlMs, () => ops.extend(key, token, ttlMs), (why, cause) =>
-      this.#abort(cause ?? new Error(`lock ${key} was lost (${why})`)),
+    this.#renewal = new LeaseRenewal(
+      ttlMs,
+      () => ops.extend(key, token, ttlMs),
+      (why, cause) => this.#abort(cause ?? new Error(`lock ${key} was lost (${why})`)),
     )
   }
 
@@ -95,7 +108,8 @@ export class RenewingLock implements Lock {
   }
 
   async check(): Promise<void> {
-    if (this.#ctl.signal.aborted) throw new UploadError('ERR_LOCKED', `lock ${this.key} is no longer held`)
+    if (this.#ctl.signal.aborted)
+      throw new UploadError('ERR_LOCKED', `lock ${this.key} is no longer held`)
     const left = await this.#ops.remaining(this.key, this.token)
     if (left < this.#ttlMs / 3) {
       this.#renewal.stop()

@@ -151,10 +151,14 @@ export class BusLocker implements Locker {
       }
       const mine = () => cb()
       set.add(mine)
-      lock.signal.addEventListener('abort', () => {
-        set.delete(mine)
-        if (set.size === 0 && this.#listeners.get(key) === set) this.#listeners.delete(key)
-      }, { once: true })
+      lock.signal.addEventListener(
+        'abort',
+        () => {
+          set.delete(mine)
+          if (set.size === 0 && this.#listeners.get(key) === set) this.#listeners.delete(key)
+        },
+        { once: true },
+      )
       // A request sent from now on must reach the holder.
       await this.#listen()
     }
@@ -193,7 +197,9 @@ export class BusLocker implements Locker {
    * notification between a look and the wait still rings.
    */
   async #wait<T>(
-    key: string, o: WaitOptions, look: () => Promise<{ done: T } | { leaseMs: number }>,
+    key: string,
+    o: WaitOptions,
+    look: () => Promise<{ done: T } | { leaseMs: number }>,
   ): Promise<T> {
     const closed = this.#closed.signal
     const signal = o.signal === undefined ? closed : AbortSignal.any([o.signal, closed])

@@ -55,7 +55,10 @@ export function contiguousPrefix(ranges: readonly ByteRange[]): number {
 }
 
 /** `ranges` without the bytes of `remove` (both sorted, merged, inclusive). */
-export function subtractRanges(ranges: readonly ByteRange[], remove: readonly ByteRange[]): ByteRange[] {
+export function subtractRanges(
+  ranges: readonly ByteRange[],
+  remove: readonly ByteRange[],
+): ByteRange[] {
   let out: ByteRange[] = [...ranges]
   for (const r of remove) {
     const next: ByteRange[] = []

@@ -17,22 +17,22 @@ export interface RedisNode {
 export type RedisTarget =
   | { readonly mode: 'single'; readonly url: string }
   | {
-    readonly mode: 'sentinel'
-    readonly sentinels: readonly RedisNode[]
-    readonly name: string
-    readonly db: number
-    readonly username?: string
-    readonly password?: string
-    readonly sentinelPassword?: string
-    readonly tls: boolean
-  }
+      readonly mode: 'sentinel'
+      readonly sentinels: readonly RedisNode[]
+      readonly name: string
+      readonly db: number
+      readonly username?: string
+      readonly password?: string
+      readonly sentinelPassword?: string
+      readonly tls: boolean
+    }
   | {
-    readonly mode: 'cluster'
-    readonly nodes: readonly RedisNode[]
-    readonly username?: string
-    readonly password?: string
-    readonly tls: boolean
-  }
+      readonly mode: 'cluster'
+      readonly nodes: readonly RedisNode[]
+      readonly username?: string
+      readonly password?: string
+      readonly tls: boolean
+    }
 
 const MULTI = /^(rediss?)\+(sentinel|cluster):\/\/(?:([^/?#]*)@)?([^/?#@]+)(\/[^?#]*)?(\?[^#]*)?$/i
 
@@ -79,7 +79,12 @@ export function parseRedisUrl(url: string): RedisTarget {
   if (!Number.isInteger(db) || db < 0) throw new Error(`bad database number "${path[1]}"`)
   const sentinelPassword = query.get('sentinelPassword') ?? undefined
   return {
-    mode, sentinels: nodes, name, db, ...auth, tls,
+    mode,
+    sentinels: nodes,
+    name,
+    db,
+    ...auth,
+    tls,
     ...(sentinelPassword === undefined ? {} : { sentinelPassword }),
   }
 }

@@ -35,7 +35,11 @@ import { BusLocker, DEFAULT_LOCK_RECHECK_MS, type LockTable } from './locker.js'
 import { holdersToCheck, parseRecord, settled, type StepContext } from './session-logic.js'
 import { StepSessionStore, type StepApplier, type StepFn } from './session-store.js'
 import {
-  DEFAULT_STATE_LIMITS, type Bus, type SessionRecord, type StateBackend, type StateLimits,
+  DEFAULT_STATE_LIMITS,
+  type Bus,
+  type SessionRecord,
+  type StateBackend,
+  type StateLimits,
 } from './types.js'
 
 // KEYS (one slot): record, by-updated, by-target, chunks, then the liveness keys of presumed-dead
@@ -162,7 +166,9 @@ function clientFor(target: RedisTarget, commandTimeoutMs: number): RedisClient {
   }
   if (target.mode === 'sentinel') {
     return new Redis({
-      ...common, ...auth, enableAutoPipelining: true,
+      ...common,
+      ...auth,
+      enableAutoPipelining: true,
       sentinels: target.sentinels.map((n) => ({ host: n.host, port: n.port })),
       name: target.name,
       db: target.db,
@@ -176,26 +182,31 @@ function clientFor(target: RedisTarget, commandTimeoutMs: number): RedisClient {
       sentinelRetryStrategy: (times) => Math.min(100 * times, 1000),
     })
   }
-  return new Cluster(target.nodes.map((n) => ({ host: n.host, port: n.port })), {
-    lazyConnect: true,
-    // No auto-pipelining on a cluster: ioredis 6.0 may batch commands of different slots into
-    // one pipeline and fail them all ("All keys in the pipeline should belong to the same slots
-    // allocation group"). Commands still share each node's connection without waiting.
-    enableAutoPipelining: false,
-    // With every node gone the cluster would queue commands until it reconnects (the nodes'
-    // commandTimeout never starts): refuse them at once instead, as a 503.
-    enableOfflineQueue: false,
-    redisOptions: {
-      ...auth, commandTimeout: commandTimeoutMs, maxRetriesPerRequest: 1,
-      reconnectOnError: common.reconnectOnError,
+  return new Cluster(
+    target.nodes.map((n) => ({ host: n.host, port: n.port })),
+    {
+      lazyConnect: true,
+      // No auto-pipelining on a cluster: ioredis 6.0 may batch commands of different slots into
+      // one pipeline and fail them all ("All keys in the pipeline should belong to the same slots
+      // allocation group"). Commands still share each node's connection without waiting.
+      enableAutoPipelining: false,
+      // With every node gone the cluster would queue commands until it reconnects (the nodes'
+      // commandTimeout never starts): refuse them at once instead, as a 503.
+      enableOfflineQueue: false,
+      redisOptions: {
+        ...auth,
+        commandTimeout: commandTimeoutMs,
+        maxRetriesPerRequest: 1,
+        reconnectOnError: common.reconnectOnError,
+      },
+      clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
+      // A slot moving (failover, resharding) is followed by a slot-map refresh; a command in flight
+      // waits this long before it is sent again.
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      retryDelayOnTryAgain: 100,
     },
-    clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
-    // A slot moving (failover, resharding) is followed by a slot-map refresh; a command in flight
-    // waits this long before it is sent again.
-    retryDelayOnFailover: 100,
-    retryDelayOnClusterDown: 100,
-    retryDelayOnTryAgain: 100,
-  })
+  )
 }
 
 /**
@@ -203,7 +214,9 @@ function clientFor(target: RedisTarget, commandTimeoutMs: number): RedisClient {
  * redis-url.ts reads.
  */
 export async function connectRedis(
-  url: string, timeoutMs = 10_000, commandTimeoutMs = DEFAULT_COMMAND_TIMEOUT_MS,
+  url: string,
+  timeoutMs = 10_000,
+  commandTimeoutMs = DEFAULT_COMMAND_TIMEOUT_MS,
 ): Promise<RedisClient> {
   const redis = clientFor(parseRedisUrl(url), commandTimeoutMs)
   redis.on('error', () => {
@@ -218,12 +231,17 @@ export async function connectRedis(
       // (events.once would reject on the first 'error': a refused attempt that ioredis retries.)
       new Promise<void>((resolve) => redis.once('ready', () => resolve())),
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`Redis at ${maskUrl(url)} did not answer in ${timeoutMs} ms`)), timeoutMs)
+        timer = setTimeout(
+          () => reject(new Error(`Redis at ${maskUrl(url)} did not answer in ${timeoutMs} ms`)),
+          timeoutMs,
+        )
       }),
     ])
   } catch (err) {
     redis.disconnect()
-    throw new Error(`cannot connect to Redis at ${maskUrl(url)}: ${maskUrl((err as Error).message)}`)
+    throw new Error(
+      `cannot connect to Redis at ${maskUrl(url)}: ${maskUrl((err as Error).message)}`,
+    )
   } finally {
     clearTimeout(timer)
   }
@@ -236,7 +254,9 @@ async function guard<T>(work: () => Promise<T>): Promise<T> {
     return await work()
   } catch (err) {
     if (isUploadError(err)) throw err
-    throw new UploadError('ERR_UNAVAILABLE', 'the state store is unavailable; try again shortly', { cause: err })
+    throw new UploadError('ERR_UNAVAILABLE', 'the state store is unavailable; try again shortly', {
+      cause: err,
+    })
   }
 }
 
@@ -252,7 +272,10 @@ class RedisSteps implements StepApplier {
   readonly #cluster: boolean
 
   constructor(
-    redis: RedisClient, prefix: string, self: string = randomUUID(), opts: RedisStateOptions = {},
+    redis: RedisClient,
+    prefix: string,
+    self: string = randomUUID(),
+    opts: RedisStateOptions = {},
   ) {
     this.#r = defineCommands(redis)
     this.#cluster = redis instanceof Cluster
@@ -273,8 +296,13 @@ class RedisSteps implements StepApplier {
   #seq = () => `${this.#p}seq`
   #alive = (id: string) => `${this.#p}alive:${id}`
 
-  /** The record, its version and Redis's clock, read in one transaction; `member`: is it a chunk? */
-  async #read(key: string, member?: string): Promise<{ v: string; rec: SessionRecord | null; redisNow: number; isChunk: boolean }> {
+  /**
+   * The record, its version and Redis's clock, read in one transaction; `member`: is it a chunk?
+   */
+  async #read(
+    key: string,
+    member?: string,
+  ): Promise<{ v: string; rec: SessionRecord | null; redisNow: number; isChunk: boolean }> {
     const m = this.#r.multi().time().hmget(this.#k(key), 'v', 'doc')
     if (member !== undefined) m.sismember(this.#chunks(key), member)
     const res = await m.exec()
@@ -299,7 +327,10 @@ class RedisSteps implements StepApplier {
   }
 
   async #apply<T>(
-    key: string, nowMs: number | null, step: StepFn<T>, member: string | undefined,
+    key: string,
+    nowMs: number | null,
+    step: StepFn<T>,
+    member: string | undefined,
   ): Promise<T> {
     const offset = nowMs === null ? 0 : nowMs - Date.now()
     for (let attempt = 0; attempt < 100; attempt++) {
@@ -317,8 +348,16 @@ class RedisSteps implements StepApplier {
       const alive = this.#cluster ? [] : [...dead].map(this.#alive)
       const ok = await this.#r.ferryCas(
         4 + alive.length,
-        this.#k(key), this.#byUpdated(b), this.#byTarget(b, target), this.#chunks(key), ...alive,
-        v, next === null ? '' : JSON.stringify(next), key, next?.updatedAtMs ?? 0, chunk ?? '',
+        this.#k(key),
+        this.#byUpdated(b),
+        this.#byTarget(b, target),
+        this.#chunks(key),
+        ...alive,
+        v,
+        next === null ? '' : JSON.stringify(next),
+        key,
+        next?.updatedAtMs ?? 0,
+        chunk ?? '',
         randomUUID(),
       )
       if (ok === 1) return out
@@ -342,10 +381,15 @@ class RedisSteps implements StepApplier {
     }
   }
 
-  /** Instances seen alive, and when: asked again after ALIVE_CACHE_MS (a dead answer is never cached). */
+  /**
+   * Instances seen alive, and when: asked again after ALIVE_CACHE_MS (a dead answer is never
+   * cached).
+   */
   readonly #seenAlive = new Map<string, number>()
 
-  /** Which of `ids` have no liveness key. The compare-and-set re-checks the dead ones atomically. */
+  /**
+   * Which of `ids` have no liveness key. The compare-and-set re-checks the dead ones atomically.
+   */
   async #deadAmong(ids: readonly string[]): Promise<Set<string>> {
     const dead = new Set<string>()
     const t = performance.now()
@@ -373,9 +417,13 @@ class RedisSteps implements StepApplier {
     return guard(async () => {
       const all = await Promise.all(
         Array.from({ length: SESSION_BUCKETS }, (_, b) =>
-          this.#r.smembers(this.#byTarget(b, target))),
+          this.#r.smembers(this.#byTarget(b, target)),
+        ),
       )
-      const keys = all.flat().filter((k) => k.startsWith(keyPrefix)).slice(0, 1000)
+      const keys = all
+        .flat()
+        .filter((k) => k.startsWith(keyPrefix))
+        .slice(0, 1000)
       const recs = await Promise.all(keys.map(async (k) => (await this.#read(k)).rec))
       return recs.filter((r): r is SessionRecord => r !== null && r.target === target)
     })
@@ -394,10 +442,19 @@ class RedisSteps implements StepApplier {
     return guard(async () => {
       const [sec, usec] = (await this.#r.time()) as unknown as [string, string]
       const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) + (nowMs - Date.now())
-      const per = await Promise.all(Array.from({ length: SESSION_BUCKETS }, (_, b) =>
-        this.#r.zrangebyscore(
-          this.#byUpdated(b), '-inf', now - ttlMs, 'WITHSCORES', 'LIMIT', 0, limit,
-        )))
+      const per = await Promise.all(
+        Array.from({ length: SESSION_BUCKETS }, (_, b) =>
+          this.#r.zrangebyscore(
+            this.#byUpdated(b),
+            '-inf',
+            now - ttlMs,
+            'WITHSCORES',
+            'LIMIT',
+            0,
+            limit,
+          ),
+        ),
+      )
       // The oldest first, over every bucket.
       const found: { key: string; at: number }[] = []
       for (const flat of per) {
@@ -405,7 +462,10 @@ class RedisSteps implements StepApplier {
           found.push({ key: flat[i]!, at: Number(flat[i + 1]) })
         }
       }
-      return found.sort((x, y) => x.at - y.at).slice(0, limit).map((f) => f.key)
+      return found
+        .sort((x, y) => x.at - y.at)
+        .slice(0, limit)
+        .map((f) => f.key)
     })
   }
   async close() {}
@@ -414,7 +474,10 @@ class RedisSteps implements StepApplier {
 /** The SessionStore over Redis; several instances may share one prefix. */
 export class RedisSessionStore extends StepSessionStore {
   constructor(
-    redis: RedisClient, prefix: string, self: string = randomUUID(), opts: RedisStateOptions = {},
+    redis: RedisClient,
+    prefix: string,
+    self: string = randomUUID(),
+    opts: RedisStateOptions = {},
   ) {
     super(new RedisSteps(redis, prefix, self, opts))
   }
@@ -521,7 +584,8 @@ export class RedisBus implements Bus {
   async publish(channel: string, message: string) {
     const full = `${this.#p}${channel}`
     await guard(() =>
-      this.#sharded ? this.#pub.spublish(full, message) : this.#pub.publish(full, message))
+      this.#sharded ? this.#pub.spublish(full, message) : this.#pub.publish(full, message),
+    )
   }
 
   /**
@@ -604,13 +668,16 @@ export async function migrateLegacyKeys(redis: Redis, prefix: string): Promise<n
 }
 
 export async function createRedisState(
-  url: string, prefix: string, opts: RedisStateOptions = {},
+  url: string,
+  prefix: string,
+  opts: RedisStateOptions = {},
 ): Promise<StateBackend & { redis: RedisClient }> {
   const redis = await connectRedis(url, 10_000, opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS)
   // A cluster's subscriber keeps one connection per node that owns a subscribed channel's slot.
-  const sub: RedisClient = redis instanceof Cluster
-    ? redis.duplicate(undefined, { shardedSubscribers: true })
-    : redis.duplicate()
+  const sub: RedisClient =
+    redis instanceof Cluster
+      ? redis.duplicate(undefined, { shardedSubscribers: true })
+      : redis.duplicate()
   sub.on('error', () => {})
   // A cluster refuses commands until it is connected (no offline queue; lazyConnect is copied).
   if (sub instanceof Cluster) await sub.connect()
@@ -628,7 +695,8 @@ export async function createRedisState(
     peers: bus,
     describe: () => `redis at ${maskUrl(url)}, key prefix ${prefix}`,
     instanceId,
-    isAlive: (id) => guard(async () => id === instanceId || (await redis.exists(`${prefix}alive:${id}`)) === 1),
+    isAlive: (id) =>
+      guard(async () => id === instanceId || (await redis.exists(`${prefix}alive:${id}`)) === 1),
     redis,
     sessions,
     locker,

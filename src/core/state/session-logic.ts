@@ -3,14 +3,29 @@
  * the same functions: the embedded store in memory, the Redis store inside a compare-and-set on a
  * version that never repeats. So the rules live in one place and one contract suite checks both.
  */
-import { addRange, containsRange, missingRanges, overlapsAny, subtractRanges, type ByteRange } from './range-set.js'
+import {
+  addRange,
+  containsRange,
+  missingRanges,
+  overlapsAny,
+  subtractRanges,
+  type ByteRange,
+} from './range-set.js'
 import { UploadError } from '../errors.js'
 import type {
-  CancelOutcome, CommitOutcome, DeclareLengthOutcome, NewSession, OwedRanges, ReserveOutcome,
-  SessionRecord, StateLimits,
+  CancelOutcome,
+  CommitOutcome,
+  DeclareLengthOutcome,
+  NewSession,
+  OwedRanges,
+  ReserveOutcome,
+  SessionRecord,
+  StateLimits,
 } from './types.js'
 
-/** A transition's answer: the new record (null removes it; `same` keeps it untouched) and an output. */
+/**
+ * A transition's answer: the new record (null removes it; `same` keeps it untouched) and an output.
+ */
 export interface Step<T> {
   readonly next: SessionRecord | null | 'same'
   readonly out: T
@@ -54,8 +69,14 @@ export function settleOwed(cur: SessionRecord, c: StepContext): SessionRecord {
   return changed ? { ...cur, received, owed } : cur
 }
 
-/** Runs `step` on the settled record; writes the settled record even when the step changes nothing. */
-export function settled<T>(cur: SessionRecord | null, c: StepContext, step: (cur: SessionRecord | null) => Step<T>): Step<T> {
+/**
+ * Runs `step` on the settled record; writes the settled record even when the step changes nothing.
+ */
+export function settled<T>(
+  cur: SessionRecord | null,
+  c: StepContext,
+  step: (cur: SessionRecord | null) => Step<T>,
+): Step<T> {
   if (cur === null) return step(null)
   const s = settleOwed(cur, c)
   const r = step(s)
@@ -65,11 +86,14 @@ export function settled<T>(cur: SessionRecord | null, c: StepContext, step: (cur
 /** The member of the chunk set for a range. */
 export const chunkId = (r: ByteRange) => `${r.start}-${r.end}`
 
-const liveRes = (r: SessionRecord, c: StepContext) => r.reservations.filter((x) => x.expiresAtMs > c.now && !c.dead.has(x.holder))
+const liveRes = (r: SessionRecord, c: StepContext) =>
+  r.reservations.filter((x) => x.expiresAtMs > c.now && !c.dead.has(x.holder))
 
 /** The commit holds a lease that is neither expired nor held by a dead instance. */
 const liveCommit = (r: SessionRecord, c: StepContext) =>
-  r.state === 'committing' && r.commitLeaseUntilMs > c.now && !(r.commitHolder !== null && c.dead.has(r.commitHolder))
+  r.state === 'committing' &&
+  r.commitLeaseUntilMs > c.now &&
+  !(r.commitHolder !== null && c.dead.has(r.commitHolder))
 
 /** Holders whose liveness matters to a step on `r`: those of live-looking leases, not ourselves. */
 export function holdersToCheck(r: SessionRecord | null, now: number, self: string): string[] {
@@ -77,7 +101,13 @@ export function holdersToCheck(r: SessionRecord | null, now: number, self: strin
   const out = new Set<string>()
   for (const x of r.reservations) if (x.expiresAtMs > now && x.holder !== self) out.add(x.holder)
   for (const o of r.owed) if (o.holder !== self) out.add(o.holder)
-  if (r.state === 'committing' && r.commitLeaseUntilMs > now && r.commitHolder !== null && r.commitHolder !== self) out.add(r.commitHolder)
+  if (
+    r.state === 'committing' &&
+    r.commitLeaseUntilMs > now &&
+    r.commitHolder !== null &&
+    r.commitHolder !== self
+  )
+    out.add(r.commitHolder)
   return [...out]
 }
 
@@ -121,7 +151,11 @@ const isLength = (n: unknown): n is number =>
   typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
 const NOT_A_LENGTH = 'the total length must be a non-negative integer'
 
-export function openStep(cur: SessionRecord | null, init: NewSession, c: StepContext): Step<{ created: boolean; session: SessionRecord }> {
+export function openStep(
+  cur: SessionRecord | null,
+  init: NewSession,
+  c: StepContext,
+): Step<{ created: boolean; session: SessionRecord }> {
   if (cur !== null) return { next: 'same', out: { created: false, session: cur } }
   if (init.totalBytes !== null && !isLength(init.totalBytes)) {
     throw new UploadError('ERR_INVALID_ARGUMENT', NOT_A_LENGTH)
@@ -166,34 +200,58 @@ export function reserveStep(
   isChunk: boolean,
   c: StepContext,
 ): Step<ReserveOutcome> {
-  if (cur === null || (incarnation !== undefined && cur.incarnation !== incarnation)) return { next: 'same', out: { status: 'missing' } }
+  if (cur === null || (incarnation !== undefined && cur.incarnation !== incarnation))
+    return { next: 'same', out: { status: 'missing' } }
   if (cur.state !== 'open') return { next: 'same', out: { status: 'closed', session: cur } }
   const empty = range.end < range.start
   if (!empty && containsRange(cur.received, range) && isChunk) {
     return { next: 'same', out: { status: 'received', session: cur } }
   }
-  if (!empty && overlapsAny(cur.received, range)) return { next: 'same', out: { status: 'straddles', session: cur } }
+  if (!empty && overlapsAny(cur.received, range))
+    return { next: 'same', out: { status: 'straddles', session: cur } }
   const holders = liveRes(cur, c)
   if (overlapsAny(holders, range)) return { next: 'same', out: { status: 'busy', session: cur } }
   const { maxChunksPerSession, maxRangesPerSession } = c.limits
   if (maxChunksPerSession > 0 && cur.chunks + holders.length >= maxChunksPerSession) {
-    return { next: 'same', out: { status: 'limit', session: cur, reason: `a session takes at most ${maxChunksPerSession} chunks` } }
+    return {
+      next: 'same',
+      out: {
+        status: 'limit',
+        session: cur,
+        reason: `a session takes at most ${maxChunksPerSession} chunks`,
+      },
+    }
   }
   if (!empty && maxRangesPerSession > 0) {
     let ranges = cur.received
     for (const h of [...holders, range]) ranges = addRange(ranges, h)
     if (ranges.length > maxRangesPerSession) {
-      return { next: 'same', out: { status: 'limit', session: cur, reason: `a session may hold at most ${maxRangesPerSession} separate ranges; send the gaps first` } }
+      return {
+        next: 'same',
+        out: {
+          status: 'limit',
+          session: cur,
+          reason: `a session may hold at most ${maxRangesPerSession} separate ranges; send the gaps first`,
+        },
+      }
     }
   }
   const next: SessionRecord = {
     ...cur,
-    reservations: [...holders, { start: range.start, end: range.end, token, expiresAtMs: c.now + leaseMs, holder: c.self }],
+    reservations: [
+      ...holders,
+      { start: range.start, end: range.end, token, expiresAtMs: c.now + leaseMs, holder: c.self },
+    ],
   }
   return { next, out: { status: 'reserved', session: next } }
 }
 
-export function renewStep(cur: SessionRecord | null, token: string, leaseMs: number, c: StepContext): Step<boolean> {
+export function renewStep(
+  cur: SessionRecord | null,
+  token: string,
+  leaseMs: number,
+  c: StepContext,
+): Step<boolean> {
   if (cur === null || cur.state !== 'open') return { next: 'same', out: false }
   const mine = cur.reservations.find((x) => x.token === token)
   if (mine === undefined) return { next: 'same', out: false }
@@ -207,13 +265,22 @@ export function renewStep(cur: SessionRecord | null, token: string, leaseMs: num
   return { next, out: true }
 }
 
-export function markDurableStep(cur: SessionRecord | null, incarnation: string, ranges: readonly ByteRange[], c: StepContext): Step<void> {
-  if (cur === null || cur.incarnation !== incarnation || cur.state === 'committed') return { next: 'same', out: undefined }
+export function markDurableStep(
+  cur: SessionRecord | null,
+  incarnation: string,
+  ranges: readonly ByteRange[],
+  c: StepContext,
+): Step<void> {
+  if (cur === null || cur.incarnation !== incarnation || cur.state === 'committed')
+    return { next: 'same', out: undefined }
   const mine = cur.owed.find((o) => o.holder === c.self)
   if (mine === undefined) return { next: 'same', out: undefined }
   const left = subtractRanges(mine.ranges, ranges)
   const owed = cur.owed.filter((o) => o !== mine)
-  return { next: { ...cur, owed: left.length > 0 ? [...owed, { ...mine, ranges: left }] : owed }, out: undefined }
+  return {
+    next: { ...cur, owed: left.length > 0 ? [...owed, { ...mine, ranges: left }] : owed },
+    out: undefined,
+  }
 }
 
 /**
@@ -237,7 +304,10 @@ export function applyComplete(cur: SessionRecord, d: CompleteDelta): SessionReco
   if (!empty && d.owedBy !== null) {
     const { holder, boot } = d.owedBy
     const mine = owed.find((o) => o.holder === holder && o.boot === boot)
-    owed = [...owed.filter((o) => o !== mine), { holder, boot, ranges: addRange(mine?.ranges ?? [], range) }]
+    owed = [
+      ...owed.filter((o) => o !== mine),
+      { holder, boot, ranges: addRange(mine?.ranges ?? [], range) },
+    ]
   }
   return {
     ...cur,
@@ -271,7 +341,13 @@ export function completeStep(
   }
   // Someone else's live reservation overlaps ours: ours was broken (expired or judged dead) and
   // taken; our bytes may have been overwritten, so they do not count.
-  if (overlapsAny(liveRes(cur, c).filter((x) => x.token !== token), mine)) return { next: 'same', out: null }
+  if (
+    overlapsAny(
+      liveRes(cur, c).filter((x) => x.token !== token),
+      mine,
+    )
+  )
+    return { next: 'same', out: null }
   const kept = { start: mine.start, end: end ?? mine.end }
   const owedBy = durable ? null : { holder: c.self, boot: c.boot }
   const delta: CompleteDelta = { token, start: kept.start, end: kept.end, at: c.now, owedBy }
@@ -308,8 +384,12 @@ export function declareLengthStep(
 }
 
 export function releaseStep(cur: SessionRecord | null, token: string): Step<void> {
-  if (cur === null || !cur.reservations.some((x) => x.token === token)) return { next: 'same', out: undefined }
-  return { next: { ...cur, reservations: cur.reservations.filter((x) => x.token !== token) }, out: undefined }
+  if (cur === null || !cur.reservations.some((x) => x.token === token))
+    return { next: 'same', out: undefined }
+  return {
+    next: { ...cur, reservations: cur.reservations.filter((x) => x.token !== token) },
+    out: undefined,
+  }
 }
 
 /** Every byte of a declared length is received (never true while the length is unknown). */
@@ -318,12 +398,20 @@ export function isComplete(rec: SessionRecord): boolean {
 }
 
 /** `fence`: the store's next version, which only grows. */
-export function beginCommitStep(cur: SessionRecord | null, owner: string, leaseMs: number, fence: number, c: StepContext): Step<CommitOutcome> {
+export function beginCommitStep(
+  cur: SessionRecord | null,
+  owner: string,
+  leaseMs: number,
+  fence: number,
+  c: StepContext,
+): Step<CommitOutcome> {
   if (cur === null) return { next: 'same', out: { status: 'missing' } }
   if (cur.state === 'committed') return { next: 'same', out: { status: 'committed', session: cur } }
-  if (liveCommit(cur, c) && cur.commitOwner !== owner) return { next: 'same', out: { status: 'busy', session: cur } }
+  if (liveCommit(cur, c) && cur.commitOwner !== owner)
+    return { next: 'same', out: { status: 'busy', session: cur } }
   if (!isComplete(cur)) return { next: 'same', out: { status: 'incomplete', session: cur } }
-  const takenOverFrom = cur.state === 'committing' && cur.commitOwner !== owner ? cur.commitOwner : null
+  const takenOverFrom =
+    cur.state === 'committing' && cur.commitOwner !== owner ? cur.commitOwner : null
   const next: SessionRecord = {
     ...cur,
     state: 'committing',
@@ -338,16 +426,31 @@ export function beginCommitStep(cur: SessionRecord | null, owner: string, leaseM
 const ownsCommit = (cur: SessionRecord | null, owner: string): cur is SessionRecord =>
   cur !== null && cur.state === 'committing' && cur.commitOwner === owner
 
-export function renewCommitStep(cur: SessionRecord | null, owner: string, leaseMs: number, c: StepContext): Step<boolean> {
+export function renewCommitStep(
+  cur: SessionRecord | null,
+  owner: string,
+  leaseMs: number,
+  c: StepContext,
+): Step<boolean> {
   if (!ownsCommit(cur, owner)) return { next: 'same', out: false }
   return { next: { ...cur, commitLeaseUntilMs: c.now + leaseMs }, out: true }
 }
 
-export function checkCommitStep(cur: SessionRecord | null, owner: string, marginMs: number, c: StepContext): Step<boolean> {
+export function checkCommitStep(
+  cur: SessionRecord | null,
+  owner: string,
+  marginMs: number,
+  c: StepContext,
+): Step<boolean> {
   return { next: 'same', out: ownsCommit(cur, owner) && cur.commitLeaseUntilMs > c.now + marginMs }
 }
 
-export function finishCommitStep(cur: SessionRecord | null, owner: string, result: string, c: StepContext): Step<boolean> {
+export function finishCommitStep(
+  cur: SessionRecord | null,
+  owner: string,
+  result: string,
+  c: StepContext,
+): Step<boolean> {
   if (!ownsCommit(cur, owner)) return { next: 'same', out: false }
   const next: SessionRecord = {
     ...cur,
@@ -365,7 +468,10 @@ export function finishCommitStep(cur: SessionRecord | null, owner: string, resul
 
 export function abortCommitStep(cur: SessionRecord | null, owner: string): Step<void> {
   if (!ownsCommit(cur, owner)) return { next: 'same', out: undefined }
-  return { next: { ...cur, state: 'open', commitOwner: null, commitHolder: null, commitLeaseUntilMs: 0 }, out: undefined }
+  return {
+    next: { ...cur, state: 'open', commitOwner: null, commitHolder: null, commitLeaseUntilMs: 0 },
+    out: undefined,
+  }
 }
 
 export function cancelStep(cur: SessionRecord | null, c: StepContext): Step<CancelOutcome> {
@@ -382,7 +488,11 @@ export function isExpired(rec: SessionRecord, nowMs: number, ttlMs: number): boo
   return rec.updatedAtMs + ttlMs <= nowMs
 }
 
-export function removeIfExpiredStep(cur: SessionRecord | null, ttlMs: number, c: StepContext): Step<SessionRecord | null> {
+export function removeIfExpiredStep(
+  cur: SessionRecord | null,
+  ttlMs: number,
+  c: StepContext,
+): Step<SessionRecord | null> {
   if (cur === null || !isExpired(cur, c.now, ttlMs)) return { next: 'same', out: null }
   if (liveRes(cur, c).length > 0) return { next: 'same', out: null }
   if (liveCommit(cur, c)) return { next: 'same', out: null }
@@ -404,7 +514,9 @@ export function parseRecord(text: string): SessionRecord {
     metadata: isStringMap(r.metadata) ? r.metadata : {},
     received: Array.isArray(r.received) ? r.received : [],
     chunks: typeof r.chunks === 'number' ? r.chunks : 0,
-    reservations: Array.isArray(r.reservations) ? r.reservations.map((x) => ({ ...x, holder: typeof x.holder === 'string' ? x.holder : '' })) : [],
+    reservations: Array.isArray(r.reservations)
+      ? r.reservations.map((x) => ({ ...x, holder: typeof x.holder === 'string' ? x.holder : '' }))
+      : [],
     commitHolder: typeof r.commitHolder === 'string' ? r.commitHolder : null,
     commitFence: typeof r.commitFence === 'number' ? r.commitFence : 0,
     owed: Array.isArray(r.owed) ? r.owed : [],

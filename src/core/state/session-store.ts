@@ -5,9 +5,24 @@
  * and a journal line; Redis: a Lua compare-and-set on a version) and what "now" and "dead" mean.
  */
 import {
-  abortCommitStep, beginCommitStep, cancelStep, checkCommitStep, chunkId, completeStep, declareLengthStep,
-  finishCommitStep, markDurableStep, openStep, releaseStep, removeIfExpiredStep, removeStep,
-  renewCommitStep, renewStep, reserveStep, type Step, type StepContext,
+  abortCommitStep,
+  beginCommitStep,
+  cancelStep,
+  checkCommitStep,
+  chunkId,
+  completeStep,
+  declareLengthStep,
+  finishCommitStep,
+  markDurableStep,
+  openStep,
+  releaseStep,
+  removeIfExpiredStep,
+  removeStep,
+  renewCommitStep,
+  renewStep,
+  reserveStep,
+  type Step,
+  type StepContext,
 } from './session-logic.js'
 import type { NewSession, ReserveOutcome, SessionRecord, SessionStore } from './types.js'
 
@@ -47,8 +62,12 @@ export class StepSessionStore implements SessionStore {
     return this.#a.read(key)
   }
   reserve(
-    key: string, range: { start: number; end: number }, token: string, nowMs: number,
-    leaseMs: number, incarnation?: string,
+    key: string,
+    range: { start: number; end: number },
+    token: string,
+    nowMs: number,
+    leaseMs: number,
+    incarnation?: string,
   ) {
     const step: StepFn<ReserveOutcome> = (cur, c, isChunk) =>
       reserveStep(cur, range, token, leaseMs, incarnation, isChunk, c)
@@ -64,7 +83,9 @@ export class StepSessionStore implements SessionStore {
     return this.#a.apply(key, nowMs, (cur, c) => declareLengthStep(cur, totalBytes, c))
   }
   markDurable(
-    key: string, incarnation: string, ranges: readonly { start: number; end: number }[],
+    key: string,
+    incarnation: string,
+    ranges: readonly { start: number; end: number }[],
     nowMs: number,
   ) {
     return this.#a.apply(key, nowMs, (cur, c) => markDurableStep(cur, incarnation, ranges, c))

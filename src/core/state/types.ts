@@ -6,7 +6,10 @@ export type SessionState = 'open' | 'committing' | 'committed'
 export interface Reservation extends ByteRange {
   readonly token: string
   readonly expiresAtMs: number
-  /** The instance whose request holds it (`StateBackend.instanceId`): a dead holder's lease may be broken early. */
+  /**
+   * The instance whose request holds it (`StateBackend.instanceId`): a dead holder's lease may be
+   * broken early.
+   */
   readonly holder: string
 }
 
@@ -86,7 +89,10 @@ export interface NewSession {
 
 /** Bounds on what one client can make the store hold (0 = no bound). */
 export interface StateLimits {
-  /** Sessions the store holds at once, committed tombstones included; `open` beyond is ERR_UNAVAILABLE. */
+  /**
+   * Sessions the store holds at once, committed tombstones included; `open` beyond is
+   * ERR_UNAVAILABLE.
+   */
   readonly maxSessions: number
   /** Separate received ranges (gaps) one session may have. */
   readonly maxRangesPerSession: number
@@ -94,11 +100,17 @@ export interface StateLimits {
   readonly maxChunksPerSession: number
 }
 
-export const DEFAULT_STATE_LIMITS: StateLimits = Object.freeze({ maxSessions: 10_000, maxRangesPerSession: 256, maxChunksPerSession: 100_000 })
+export const DEFAULT_STATE_LIMITS: StateLimits = Object.freeze({
+  maxSessions: 10_000,
+  maxRangesPerSession: 256,
+  maxChunksPerSession: 100_000,
+})
 
 export type ReserveOutcome =
   | { readonly status: 'reserved'; readonly session: SessionRecord }
-  /** The range is exactly one chunk received before: the caller may compare and answer as a no-op. */
+  /**
+   * The range is exactly one chunk received before: the caller may compare and answer as a no-op.
+   */
   | { readonly status: 'received'; readonly session: SessionRecord }
   /** The range touches received bytes without being exactly one received chunk. */
   | { readonly status: 'straddles'; readonly session: SessionRecord }
@@ -111,7 +123,11 @@ export type ReserveOutcome =
   | { readonly status: 'missing' }
 
 export type CommitOutcome =
-  | { readonly status: 'begun'; readonly session: SessionRecord; readonly takenOverFrom: string | null }
+  | {
+      readonly status: 'begun'
+      readonly session: SessionRecord
+      readonly takenOverFrom: string | null
+    }
   | { readonly status: 'committed'; readonly session: SessionRecord }
   | { readonly status: 'incomplete'; readonly session: SessionRecord }
   | { readonly status: 'busy'; readonly session: SessionRecord }
@@ -151,14 +167,21 @@ export interface SessionStore {
    * received bytes or a live reservation; ignores expired reservations and those of dead
    * instances. With `incarnation`, answers `missing` unless the session is that incarnation.
    */
-  reserve(key: string, range: { start: number; end: number }, token: string, nowMs: number, leaseMs: number, incarnation?: string): Promise<ReserveOutcome>
+  reserve(
+    key: string,
+    range: { start: number; end: number },
+    token: string,
+    nowMs: number,
+    leaseMs: number,
+    incarnation?: string,
+  ): Promise<ReserveOutcome>
   /** Extends a live reservation; false when it is gone (expired and taken, or session removed). */
   renew(key: string, token: string, nowMs: number, leaseMs: number): Promise<boolean>
   /**
    * Marks the reserved range received and drops the reservation; null when it is gone. Unless
-   * `durable` (the bytes were fsynced), the range is also owed by this instance until `markDurable`.
-   * With `end` (inside the reservation): only its prefix `[start, end]` is marked, what a body
-   * cut short left in the file; the rest of the reservation is freed.
+   * `durable` (the bytes were fsynced), the range is also owed by this instance until
+   * `markDurable`. With `end` (inside the reservation): only its prefix `[start, end]` is marked,
+   * what a body cut short left in the file; the rest of the reservation is freed.
    */
   complete(
     key: string,
@@ -168,7 +191,12 @@ export interface SessionStore {
     end?: number,
   ): Promise<SessionRecord | null>
   /** These ranges, written by this instance into this incarnation, are now on disk. */
-  markDurable(key: string, incarnation: string, ranges: readonly { start: number; end: number }[], nowMs: number): Promise<void>
+  markDurable(
+    key: string,
+    incarnation: string,
+    ranges: readonly { start: number; end: number }[],
+    nowMs: number,
+  ): Promise<void>
   /**
    * Declares the total size of a session opened without one: once, never below the bytes
    * received or reserved, never changed afterwards (declaring the same value again is a no-op).
@@ -194,7 +222,10 @@ export interface SessionStore {
   abortCommit(key: string, owner: string): Promise<void>
   /** A client's cancel: removes the session unless a live commit holds it. */
   cancel(key: string, nowMs: number): Promise<CancelOutcome>
-  /** Removes the session whatever its state; answers what was removed (to delete its temp file) or null. */
+  /**
+   * Removes the session whatever its state; answers what was removed (to delete its temp file) or
+   * null.
+   */
   remove(key: string): Promise<SessionRecord | null>
   /** Sessions whose target equals `target` exactly (keys of one family share a prefix). */
   listByTarget(keyPrefix: string, target: string): Promise<SessionRecord[]>
@@ -299,7 +330,10 @@ export interface StateBackend {
   describe(): string
   /** This process's name in leases; unique per start. */
   readonly instanceId: string
-  /** Whether the instance of that id is running (its liveness key is fresh; embedded: it is this one). */
+  /**
+   * Whether the instance of that id is running (its liveness key is fresh; embedded: it is this
+   * one).
+   */
   isAlive(instanceId: string): Promise<boolean>
   readonly sessions: SessionStore
   readonly locker: Locker

@@ -68,9 +68,11 @@ class PositionalWriter extends Writable {
     for (const c of chunks) n += c.chunk.length
     if (this.#accepted + n > this.#limit) {
       const message = `body is longer than the ${this.#limit} bytes expected`
-      cb(new UploadError('ERR_SIZE_MISMATCH', message, {
-        detail: { kind: 'size', expectedBytes: this.#limit, receivedBytes: null, overflow: true },
-      }))
+      cb(
+        new UploadError('ERR_SIZE_MISMATCH', message, {
+          detail: { kind: 'size', expectedBytes: this.#limit, receivedBytes: null, overflow: true },
+        }),
+      )
       return
     }
     this.#accepted += n
@@ -188,7 +190,12 @@ export interface WriteAtOptions {
 
 function isAbort(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code
-  return code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'ABORT_ERR' || (err as Error)?.name === 'AbortError'
+  return (
+    code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    code === 'ECONNRESET' ||
+    code === 'ABORT_ERR' ||
+    (err as Error)?.name === 'AbortError'
+  )
 }
 
 /** Opens (creating, never truncating) a file for positional writes. */
@@ -201,12 +208,23 @@ export async function openForWrite(path: string): Promise<FileHandle> {
  * the size. Answers the bytes written; throws ERR_SIZE_MISMATCH for a body shorter or longer
  * than expected, ERR_BODY_TOO_LARGE past maxBytes, ERR_CLIENT_ABORTED when the client went away.
  */
-export async function writeStreamAt(path: string, position: number, source: Readable, opts: WriteAtOptions = {}): Promise<number> {
+export async function writeStreamAt(
+  path: string,
+  position: number,
+  source: Readable,
+  opts: WriteAtOptions = {},
+): Promise<number> {
   const limit = opts.expectedBytes ?? opts.maxBytes ?? Number.MAX_SAFE_INTEGER
   const fh = opts.mustExist ? await open(path, constants.O_WRONLY) : await openForWrite(path)
   try {
     const writer = new PositionalWriter(
-      fh, position, limit, opts.onProgress, opts.hashes, opts.guard, opts.keepCutBatch,
+      fh,
+      position,
+      limit,
+      opts.onProgress,
+      opts.hashes,
+      opts.guard,
+      opts.keepCutBatch,
     )
     try {
       await pipeline(source, writer, opts.signal ? { signal: opts.signal } : {})
@@ -219,15 +237,23 @@ export async function writeStreamAt(path: string, position: number, source: Read
         }
         throw err
       }
-      if (isAbort(err)) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away mid-body', { cause: err })
+      if (isAbort(err))
+        throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away mid-body', { cause: err })
       throw err
     }
     if (opts.expectedBytes !== undefined && writer.written !== opts.expectedBytes) {
-      throw new UploadError('ERR_SIZE_MISMATCH', `body has ${writer.written} bytes, the range needs ${opts.expectedBytes}`, {
-        detail: {
-          kind: 'size', expectedBytes: opts.expectedBytes, receivedBytes: writer.written, overflow: false,
+      throw new UploadError(
+        'ERR_SIZE_MISMATCH',
+        `body has ${writer.written} bytes, the range needs ${opts.expectedBytes}`,
+        {
+          detail: {
+            kind: 'size',
+            expectedBytes: opts.expectedBytes,
+            receivedBytes: writer.written,
+            overflow: false,
+          },
         },
-      })
+      )
     }
     if (opts.durable) await fh.datasync()
     return writer.written
@@ -240,7 +266,12 @@ export async function writeStreamAt(path: string, position: number, source: Read
  * Reads `source` to its end and tells whether it equals `expectedBytes` bytes of `path` from
  * `position` (an exact re-send of received bytes). Memory stays bounded.
  */
-export async function streamEqualsFile(path: string, position: number, expectedBytes: number, source: Readable): Promise<boolean> {
+export async function streamEqualsFile(
+  path: string,
+  position: number,
+  expectedBytes: number,
+  source: Readable,
+): Promise<boolean> {
   const fh = await open(path, 'r')
   let pos = position
   let same = true
@@ -266,7 +297,8 @@ export async function streamEqualsFile(path: string, position: number, expectedB
       }
     }
   } catch (err) {
-    if (isAbort(err)) throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away mid-body', { cause: err })
+    if (isAbort(err))
+      throw new UploadError('ERR_CLIENT_ABORTED', 'the client went away mid-body', { cause: err })
     throw err
   } finally {
     await fh.close()
@@ -294,7 +326,10 @@ export async function fsyncFile(path: string): Promise<void> {
 }
 
 export interface PublishOptions {
-  /** true: replace what is there (rename); false: create-if-absent (link + unlink), else ERR_ALREADY_EXISTS. */
+  /**
+   * true: replace what is there (rename); false: create-if-absent (link + unlink), else
+   * ERR_ALREADY_EXISTS.
+   */
   readonly overwrite: boolean
   /** The temp file was already fsynced (durable chunks); skip that flush. */
   readonly alreadySynced?: boolean
@@ -304,7 +339,11 @@ export interface PublishOptions {
  * Publishes a finished temp file at `target` atomically: a reader sees the old file or the whole
  * new one, never a part. fsync the data, rename (or link), fsync the directory.
  */
-export async function publishFile(tempPath: string, target: string, opts: PublishOptions): Promise<void> {
+export async function publishFile(
+  tempPath: string,
+  target: string,
+  opts: PublishOptions,
+): Promise<void> {
   if (!opts.alreadySynced) await fsyncFile(tempPath)
   const dir = dirname(target)
   await mkdir(dir, { recursive: true })
@@ -358,8 +397,8 @@ export async function statOrNull(path: string): Promise<Stats | null> {
 
 /**
  * Flushes files in the background while their bodies still arrive, so the fsync at commit only
- * waits for the tail (notes/perf-baselines.md: 1.33× for a 1 GiB PUT). One flush runs at a time
- * in the process, for the file with the most unflushed bytes once it has `everyBytes`: with a
+ * waits for the tail (measured on the 2-core machine: 1.33× for a 1 GiB PUT). One flush runs at a
+ * time in the process, for the file with the most unflushed bytes once it has `everyBytes`: with a
  * flush per file at once, 8 uploads of 1 GiB side by side reached 600-650 MB/s; one at a time,
  * 790-830 (bench/probe.js --sessions 8), as concurrent fdatasyncs queue on the journal.
  */

@@ -8,8 +8,23 @@
  * folder on the same filesystem, so the rename and the link are atomic.
  */
 import {
-  chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readlink, rename, rm, rmdir, stat,
-  symlink, utimes, writeFile, type FileHandle,
+  chmod,
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readlink,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+  type FileHandle,
 } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import { Readable } from 'node:stream'
@@ -71,7 +86,13 @@ function infoOf(key: string, st: BigStats): ObjectInfo {
 
 export class FsObjectStore
   implements
-    ObjectStore, LocalPaths, Toucher, HardLinkSnapshots, FolderSync, Appendable, AtomicFolders,
+    ObjectStore,
+    LocalPaths,
+    Toucher,
+    HardLinkSnapshots,
+    FolderSync,
+    Appendable,
+    AtomicFolders,
     SymlinkTrees
 {
   readonly #root: string
@@ -154,7 +175,13 @@ export class FsObjectStore
     let dir = dirname(path)
     for (let i = 0; gone && i < (opts.pruneEmptyParents ?? 0) && dir !== this.#root; i++) {
       // rmdir refuses a folder that is not empty (another object landed): that is fine.
-      if (!(await rmdir(dir).then(() => true, () => false))) break
+      if (
+        !(await rmdir(dir).then(
+          () => true,
+          () => false,
+        ))
+      )
+        break
       dir = dirname(dir)
     }
     return gone

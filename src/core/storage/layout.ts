@@ -3,7 +3,9 @@ import { join } from 'node:path'
 import { FsObjectStore } from './fs-object-store.js'
 import { TempFiles } from './temp-files.js'
 
-/** Where everything lives inside the data directory (one filesystem, so rename and link are atomic). */
+/**
+ * Where everything lives inside the data directory (one filesystem, so rename and link are atomic).
+ */
 export interface DataLayout {
   readonly root: string
   /** Temp files of open sessions (`s-*.part`) and whole-file streams (`w-*.part`). */

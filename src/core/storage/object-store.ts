@@ -284,6 +284,8 @@ export function checkObjectRange(range: ObjectRange, size: number): void {
   }
   if (end >= size || start > size) {
     const msg = `byte range ${start}-${end} is outside an object of ${size} bytes`
-    throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', msg, { detail: { kind: 'unsatisfiable', size } })
+    throw new UploadError('ERR_RANGE_NOT_SATISFIABLE', msg, {
+      detail: { kind: 'unsatisfiable', size },
+    })
   }
 }

@@ -80,9 +80,12 @@ export class PeerDigest {
       return
     }
     if (
-      typeof req.key !== 'string' || typeof req.reply !== 'string' ||
-      !Number.isSafeInteger(req.size) || typeof req.incarnation !== 'string'
-    ) return
+      typeof req.key !== 'string' ||
+      typeof req.reply !== 'string' ||
+      !Number.isSafeInteger(req.size) ||
+      typeof req.incarnation !== 'string'
+    )
+      return
     const hasher = this.#hashes.take(req.key, req.incarnation)
     if (hasher === null) return
     await this.#bus.publish(req.reply, JSON.stringify({ type: 'ack' } satisfies PeerHashReply))

@@ -13,7 +13,12 @@ import { metadataProblem } from '../state/session-logic.js'
 import type { SessionRecord } from '../state/types.js'
 import { isNotFound } from '../storage/errno.js'
 import {
-  createEmptyExclusive, fileSize, fsyncFile, linkFile, removeQuietly, streamEqualsFile,
+  createEmptyExclusive,
+  fileSize,
+  fsyncFile,
+  linkFile,
+  removeQuietly,
+  streamEqualsFile,
   writeStreamAt,
 } from '../storage/files.js'
 import { sessionTempName } from '../storage/temp-files.js'
@@ -21,7 +26,12 @@ import type { OwedFlusher } from './flush.js'
 import { PEER_HASH_MIN_BYTES, type PeerDigest } from './peer-digest.js'
 import type { RunningHashes } from './running-hash.js'
 import type {
-  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, NewUpload, UploadServiceOptions,
+  ChunkInput,
+  ChunkResult,
+  CommitContext,
+  CommitHashCounts,
+  NewUpload,
+  UploadServiceOptions,
 } from './types.js'
 
 export interface SessionDeps {
@@ -83,7 +93,8 @@ export class ChunkSessions {
       const token = randomUUID()
       const lease = this.#o.reserveLeaseMs
       const { incarnation } = session
-      const got = await this.#o.sessions.reserve(key, range, token, Date.now(), lease, incarnation)
+      const got = await this.#o.sessions
+        .reserve(key, range, token, Date.now(), lease, incarnation)
         .catch((err: unknown) => {
           // The reservation may have landed with its answer lost (a Redis failover, a timeout):
           // free it once the store answers again, or the client's retry waits out the lease.
@@ -216,7 +227,11 @@ export class ChunkSessions {
       // file; exclusively, so it is never a file of another incarnation.
       await createEmptyExclusive(tempPath)
       const init = {
-        key, incarnation, target: input.target, totalBytes, tempName,
+        key,
+        incarnation,
+        target: input.target,
+        totalBytes,
+        tempName,
         ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
       }
       const opened = await this.#o.sessions.open(init, Date.now()).catch(async (err: unknown) => {
@@ -279,15 +294,22 @@ export class ChunkSessions {
         mustExist: true, // a cancelled incarnation's file is not brought back
         ...(input.signal ? { signal: input.signal } : {}),
         ...(input.keepPartial
-          ? { onProgress: (pos: number) => {
-              landed = pos
-            }, keepCutBatch: true }
+          ? {
+              onProgress: (pos: number) => {
+                landed = pos
+              },
+              keepCutBatch: true,
+            }
           : {}),
         // Checked before each batch reaches the disk: never write on a lease that may be gone.
-        guard: () => lost ?? (renewal.fresh ? null : new UploadError(
-          'ERR_SESSION_BUSY',
-          'the range reservation ran out while the chunk was written; send it again',
-        )),
+        guard: () =>
+          lost ??
+          (renewal.fresh
+            ? null
+            : new UploadError(
+                'ERR_SESSION_BUSY',
+                'the range reservation ran out while the chunk was written; send it again',
+              )),
       })
       if (input.openEnded) end = range.start + written - 1
       refusable = true
@@ -490,10 +512,18 @@ export class ChunkSessions {
       this.#flusher.committed(tempPath)
       await removeQuietly(tempPath)
       this.hashCounts[source]++
-      this.#o.log.info({
-        key, bytes: total, sha256: digests['sha256'], hashedBy: source, fence: session.commitFence,
-        hashMs: Math.round(hashedAt - t0), publishMs: Math.round(performance.now() - hashedAt),
-      }, 'session committed')
+      this.#o.log.info(
+        {
+          key,
+          bytes: total,
+          sha256: digests['sha256'],
+          hashedBy: source,
+          fence: session.commitFence,
+          hashMs: Math.round(hashedAt - t0),
+          publishMs: Math.round(performance.now() - hashedAt),
+        },
+        'session committed',
+      )
       return result
     } catch (err) {
       await removeQuietly(handoff).catch(() => {})

@@ -39,17 +39,19 @@ export async function sweepUploads(
     const keys = await d.sessions.listExpired(nowMs, ttl, 100)
     let removedAny = false
     // A batch at once: the embedded journal syncs each removal, and concurrent ones share a sync.
-    await Promise.all(keys.map(async (key) => {
-      const gone = await d.sessions.removeIfExpired(key, nowMs, ttl)
-      if (gone === null) return
-      removedAny = true
-      sessions++
-      d.hashes.drop(key, gone.incarnation)
-      await d.hooks?.afterRecordRemoved?.(key)
-      const path = d.temps.path(gone.tempName)
-      d.flusher.forget(path)
-      await removeQuietly(path)
-    }))
+    await Promise.all(
+      keys.map(async (key) => {
+        const gone = await d.sessions.removeIfExpired(key, nowMs, ttl)
+        if (gone === null) return
+        removedAny = true
+        sessions++
+        d.hashes.drop(key, gone.incarnation)
+        await d.hooks?.afterRecordRemoved?.(key)
+        const path = d.temps.path(gone.tempName)
+        d.flusher.forget(path)
+        await removeQuietly(path)
+      }),
+    )
     if (keys.length < 100 || !removedAny) break
   }
   const facts: SweepFacts = {

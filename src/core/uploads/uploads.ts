@@ -23,16 +23,29 @@ import { ChunkSessions } from './sessions.js'
 import { sweepUploads } from './sweep.js'
 import type { UploadObserver } from './observer.js'
 import type {
-  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, FinishedFile, NewUpload,
-  UploadServiceOptions, WholeFile,
+  ChunkInput,
+  ChunkResult,
+  CommitContext,
+  CommitHashCounts,
+  FinishedFile,
+  NewUpload,
+  UploadServiceOptions,
+  WholeFile,
 } from './types.js'
 
 export type { UploadObserver } from './observer.js'
 export { PEER_HASH_MIN_BYTES } from './peer-digest.js'
 export { INLINE_HASH_MAX_BYTES } from './receive.js'
 export type {
-  ChunkInput, ChunkResult, CommitContext, CommitHashCounts, FinishedFile, NewUpload, UploadHooks,
-  UploadServiceOptions, WholeFile,
+  ChunkInput,
+  ChunkResult,
+  CommitContext,
+  CommitHashCounts,
+  FinishedFile,
+  NewUpload,
+  UploadHooks,
+  UploadServiceOptions,
+  WholeFile,
 } from './types.js'
 
 /** The parts every view of one UploadService shares (see `observedBy`). */
@@ -58,7 +71,10 @@ export class UploadService {
     this.#obs = view?.observer ?? null
     if (view) {
       ;({
-        hashes: this.#hashes, flusher: this.#flusher, files: this.#files, peers: this.#peers,
+        hashes: this.#hashes,
+        flusher: this.#flusher,
+        files: this.#files,
+        peers: this.#peers,
         sessions: this.#sessions,
       } = view.shared)
       return
@@ -68,7 +84,10 @@ export class UploadService {
     this.#files = new StreamFiles(options.temps)
     this.#peers = options.peers ? new PeerDigest(options.peers, this.#hashes, options.log) : null
     this.#sessions = new ChunkSessions({
-      o: options, hashes: this.#hashes, flusher: this.#flusher, peers: this.#peers,
+      o: options,
+      hashes: this.#hashes,
+      flusher: this.#flusher,
+      peers: this.#peers,
     })
   }
 
@@ -80,7 +99,10 @@ export class UploadService {
    */
   observedBy(observer: UploadObserver): UploadService {
     const shared: Shared = {
-      hashes: this.#hashes, flusher: this.#flusher, files: this.#files, peers: this.#peers,
+      hashes: this.#hashes,
+      flusher: this.#flusher,
+      files: this.#files,
+      peers: this.#peers,
       sessions: this.#sessions,
     }
     return new UploadService(this.#o, { shared, observer })
@@ -107,10 +129,12 @@ export class UploadService {
     const obs = this.#obs
     if (obs === null) return this.#sessions.writeChunk(input)
     const t0 = performance.now()
-    return this.#sessions.writeChunk(input, () => obs.created()).then((r) => {
-      obs.chunk((performance.now() - t0) / 1000)
-      return r
-    })
+    return this.#sessions
+      .writeChunk(input, () => obs.created())
+      .then((r) => {
+        obs.chunk((performance.now() - t0) / 1000)
+        return r
+      })
   }
 
   /**
@@ -235,17 +259,20 @@ export class UploadService {
   /** Removes expired sessions and temp files nothing needs any more (sweep.ts). */
   sweep(nowMs = Date.now()): Promise<{ sessions: number; orphans: number }> {
     const { isAlive } = this.#o
-    return sweepUploads({
-      sessions: this.#o.sessions,
-      temps: this.#o.temps,
-      sessionTtlMs: this.#o.sessionTtlMs,
-      hashes: this.#hashes,
-      flusher: this.#flusher,
-      files: this.#files,
-      ...(isAlive ? { isAlive } : {}),
-      ...(this.#o.hooks ? { hooks: this.#o.hooks } : {}),
-      log: this.#o.log,
-    }, nowMs)
+    return sweepUploads(
+      {
+        sessions: this.#o.sessions,
+        temps: this.#o.temps,
+        sessionTtlMs: this.#o.sessionTtlMs,
+        hashes: this.#hashes,
+        flusher: this.#flusher,
+        files: this.#files,
+        ...(isAlive ? { isAlive } : {}),
+        ...(this.#o.hooks ? { hooks: this.#o.hooks } : {}),
+        log: this.#o.log,
+      },
+      nowMs,
+    )
   }
 
   async close(): Promise<void> {

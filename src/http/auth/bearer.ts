@@ -43,7 +43,9 @@ export function challengeOf(err: UploadError): string {
 }
 
 function refuse(message: string, tokenSent: boolean): UploadError {
-  const challenge = tokenSent ? 'Bearer realm="ferry", error="invalid_token"' : 'Bearer realm="ferry"'
+  const challenge = tokenSent
+    ? 'Bearer realm="ferry", error="invalid_token"'
+    : 'Bearer realm="ferry"'
   return bearerRefusals.error('ERR_UNAUTHORIZED', message, { challenge })
 }
 
@@ -67,7 +69,9 @@ export function createBearerCheck(config: BearerAuthConfig): BearerCheck {
         ...(config.jwt.audience !== null ? { audience: config.jwt.audience } : {}),
         requiredClaims: config.jwt.requireExp ? ['exp'] : [],
       })
-      return { subject: typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : 'jwt' }
+      return {
+        subject: typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : 'jwt',
+      }
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw refuse('the token has expired', true)
       return null
@@ -75,7 +79,8 @@ export function createBearerCheck(config: BearerAuthConfig): BearerCheck {
   }
 
   return async (authorization) => {
-    if (authorization === undefined || authorization.trim() === '') throw refuse('authentication required: send Authorization: Bearer <token>', false)
+    if (authorization === undefined || authorization.trim() === '')
+      throw refuse('authentication required: send Authorization: Bearer <token>', false)
     const m = /^Bearer +(\S+)\s*$/i.exec(authorization)
     if (!m) throw refuse('authentication required: send Authorization: Bearer <token>', false)
     const token = m[1]!

@@ -12,7 +12,11 @@ export type ImageStoreObjects = ObjectStore & AtomicFolders
 
 export interface FileInfo {
   StoreRelativePath: string
-  FileVersion: { VersionNumber: string; EpochDataLossNumber: string; EpochConfigurationNumber: string }
+  FileVersion: {
+    VersionNumber: string
+    EpochDataLossNumber: string
+    EpochConfigurationNumber: string
+  }
   FileSize: string
   ModifiedDate: string
 }
@@ -121,7 +125,9 @@ async function copyOne(store: ImageStoreObjects, from: string, to: string): Prom
     await store.copy(from, to, { mode: 'overwrite' })
   } catch (err) {
     if (isInTheWay(err) && errnoOf(err) !== 'ENOTEMPTY') {
-      throw new UploadError('ERR_ALREADY_EXISTS', 'a file or folder is in the way of the copy', { cause: err })
+      throw new UploadError('ERR_ALREADY_EXISTS', 'a file or folder is in the way of the copy', {
+        cause: err,
+      })
     }
     throw err
   }

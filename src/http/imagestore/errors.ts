@@ -4,7 +4,9 @@ import type { RequestContext } from '../context.js'
 import { classifyFailure, defineRefusals } from '../errors.js'
 import { sendJson } from '../respond.js'
 
-/** Fabric error codes in the seed's FabricErrorCodes enum (servicefabric-imagestore-subset.json). */
+/**
+ * Fabric error codes in the seed's FabricErrorCodes enum (servicefabric-imagestore-subset.json).
+ */
 export type FabricCode =
   | 'E_INVALIDARG'
   | 'E_ACCESSDENIED'
@@ -21,7 +23,8 @@ export type FabricCode =
 
 /**
  * Core code → (HTTP status, Fabric code). Statuses follow the runtime's ErrorCodeToHttpStatus
- * (notes/shaman-imagestore.md 2.3); where the runtime has no matching condition we say why.
+ * (microsoft/service-fabric imagestorehandler.cpp); where the runtime has no matching condition we
+ * say why.
  */
 export const IMAGESTORE_ERRORS: Readonly<Record<ErrorCode, readonly [number, FabricCode]>> = {
   ERR_INVALID_ARGUMENT: [400, 'E_INVALIDARG'],
@@ -29,7 +32,8 @@ export const IMAGESTORE_ERRORS: Readonly<Record<ErrorCode, readonly [number, Fab
   ERR_PATH_TOO_LONG: [400, 'FABRIC_E_PATH_TOO_LONG'],
   ERR_INVALID_RANGE: [400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'],
   ERR_RANGE_NOT_SATISFIABLE: [400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'],
-  // The runtime reports a total that differs from the session's, and a bad merge size, as E_INVALIDARG.
+  // The runtime reports a total that differs from the session's, and a bad merge size, as
+  // E_INVALIDARG.
   ERR_SIZE_MISMATCH: [400, 'E_INVALIDARG'],
   ERR_CHECKSUM_MISMATCH: [400, 'E_INVALIDARG'],
   // The runtime has no size limit of its own; 413 is ours, with the generic code.
@@ -38,7 +42,8 @@ export const IMAGESTORE_ERRORS: Readonly<Record<ErrorCode, readonly [number, Fab
   ERR_SESSION_NOT_FOUND: [404, 'FABRIC_E_FILE_NOT_FOUND'],
   ERR_SESSION_ID_CONFLICT: [409, 'FABRIC_E_UPLOAD_SESSION_ID_CONFLICT'],
   ERR_SESSION_INCOMPLETE: [400, 'E_INVALIDARG'],
-  // The runtime's "operations pending" (FileUpdateInProgress) has no public code; ours is 409 + E_FAIL.
+  // The runtime's "operations pending" (FileUpdateInProgress) has no public code; ours is 409 +
+  // E_FAIL.
   ERR_SESSION_BUSY: [409, 'E_FAIL'],
   ERR_SESSION_CLOSED: [400, 'FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE'],
   ERR_NOT_FOUND: [404, 'FABRIC_E_FILE_NOT_FOUND'],
@@ -60,7 +65,12 @@ export const IMAGESTORE_ERRORS: Readonly<Record<ErrorCode, readonly [number, Fab
   ERR_BODY_TIMEOUT: [408, 'FABRIC_E_TIMEOUT'],
 }
 
-export function sendFabricError(ctx: RequestContext, status: number, code: FabricCode, message: string): void {
+export function sendFabricError(
+  ctx: RequestContext,
+  status: number,
+  code: FabricCode,
+  message: string,
+): void {
   sendJson(ctx.res, status, { Error: { Code: code, Message: message } })
 }
 

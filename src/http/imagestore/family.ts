@@ -1,8 +1,9 @@
 /**
- * Service Fabric ImageStore REST API (shared/specs/servicefabric-imagestore-subset.json,
- * notes/shaman-imagestore.md part 2): upload sessions of Content-Range chunks, commit, cancel,
- * whole-file PUT, content listing, copy and delete. PascalCase JSON, 64-bit numbers as strings,
- * errors as {"Error":{"Code","Message"}}.
+ * Service Fabric ImageStore REST API (Azure/azure-rest-api-specs servicefabric.json 9.1;
+ * runtime: microsoft/service-fabric: httpgateway/imagestorehandler.cpp,
+ * Management/FileStoreService): upload sessions of Content-Range chunks, commit, cancel, whole-file
+ * PUT, content listing, copy and delete. PascalCase JSON, 64-bit numbers as strings, errors as
+ * {"Error":{"Code","Message"}}.
  */
 import { UploadError } from '../../core/errors.js'
 import { checkRelativePath, type PathRules } from '../../core/paths.js'
@@ -41,25 +42,39 @@ const RESERVED = new Set(['store', 'windowsfabricstore'])
 // `bytes a-b/total` (inclusive), or `bytes */0` for an empty file. Anything else is refused.
 export function parseContentRange(header: string | undefined): { range: ByteRange; total: number } {
   if (header === undefined || header.trim() === '') {
-    throw new UploadError('ERR_INVALID_RANGE', 'Content-Range is required: bytes <first>-<last>/<length>')
+    throw new UploadError(
+      'ERR_INVALID_RANGE',
+      'Content-Range is required: bytes <first>-<last>/<length>',
+    )
   }
   const empty = /^bytes\s+\*\/0$/i.exec(header.trim())
   if (empty) return { range: { start: 0, end: -1 }, total: 0 }
   const m = /^bytes\s+(\d{1,16})-(\d{1,16})\/(\d{1,16})$/i.exec(header.trim())
-  if (!m) throw new UploadError('ERR_INVALID_RANGE', `malformed Content-Range "${header}"; expected bytes <first>-<last>/<length>`)
+  if (!m)
+    throw new UploadError(
+      'ERR_INVALID_RANGE',
+      `malformed Content-Range "${header}"; expected bytes <first>-<last>/<length>`,
+    )
   const [start, end, total] = [Number(m[1]), Number(m[2]), Number(m[3])]
-  if (![start, end, total].every(Number.isSafeInteger)) throw new UploadError('ERR_INVALID_RANGE', 'Content-Range numbers are too large')
+  if (![start, end, total].every(Number.isSafeInteger))
+    throw new UploadError('ERR_INVALID_RANGE', 'Content-Range numbers are too large')
   if (start > end) throw new UploadError('ERR_INVALID_RANGE', 'Content-Range starts after it ends')
-  if (end >= total) throw new UploadError('ERR_INVALID_RANGE', `Content-Range ends at ${end}, beyond a file of ${total} bytes`)
+  if (end >= total)
+    throw new UploadError(
+      'ERR_INVALID_RANGE',
+      `Content-Range ends at ${end}, beyond a file of ${total} bytes`,
+    )
   return { range: { start, end }, total }
 }
 
 /** api-version is required and must be a number (a `-preview` suffix is allowed). */
 function checkApiVersion(url: URL): void {
   const v = url.searchParams.get('api-version')
-  if (v === null || v === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'api-version is required')
+  if (v === null || v === '')
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'api-version is required')
   const m = /^(\d+(?:\.\d+)?)(?:-preview)?$/.exec(v)
-  if (!m || Number(m[1]) < 1) throw new UploadError('ERR_INVALID_ARGUMENT', `unsupported api-version "${v}"`)
+  if (!m || Number(m[1]) < 1)
+    throw new UploadError('ERR_INVALID_ARGUMENT', `unsupported api-version "${v}"`)
 }
 
 type IdRule = 'chunk' | 'commit'
@@ -85,7 +100,9 @@ function sessionInfo(uploads: UploadService, s: SessionRecord) {
     SessionId: s.key.slice(KEY_PREFIX.length),
     FileSize: String(s.totalBytes),
     ModifiedDate: new Date(s.updatedAtMs).toISOString(),
-    ExpectedRanges: uploads.missing(s).map((r) => ({ StartPosition: String(r.start), EndPosition: String(r.end) })),
+    ExpectedRanges: uploads
+      .missing(s)
+      .map((r) => ({ StartPosition: String(r.start), EndPosition: String(r.end) })),
   }
 }
 
@@ -122,15 +139,28 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     const { rel } = storePath(content)
     const { range, total } = parseContentRange(ctx.req.headers['content-range'])
     if (total > opts.maxUploadBytes) {
-      throw new UploadError('ERR_BODY_TOO_LARGE', `a file of ${total} bytes is over the limit of ${opts.maxUploadBytes}`)
+      throw new UploadError(
+        'ERR_BODY_TOO_LARGE',
+        `a file of ${total} bytes is over the limit of ${opts.maxUploadBytes}`,
+      )
     }
     const want = range.end - range.start + 1
     const declared = isMultipart(ctx.req) ? null : checkDeclaredSize(ctx.req, opts.maxUploadBytes)
     if (declared !== null && declared !== Math.max(0, want)) {
-      throw new UploadError('ERR_SIZE_MISMATCH', `Content-Length ${declared} does not match the range's ${Math.max(0, want)} bytes`)
+      throw new UploadError(
+        'ERR_SIZE_MISMATCH',
+        `Content-Length ${declared} does not match the range's ${Math.max(0, want)} bytes`,
+      )
     }
     const body = await uploadBody(ctx.req, Math.max(0, want))
-    await uploads.writeChunk({ key: KEY_PREFIX + id, target: rel, totalBytes: total, range, body: body.stream, signal: ctx.signal })
+    await uploads.writeChunk({
+      key: KEY_PREFIX + id,
+      target: rel,
+      totalBytes: total,
+      range,
+      body: body.stream,
+      signal: ctx.signal,
+    })
     await body.done
     sendEmpty(ctx.res, 200)
   }
@@ -179,7 +209,10 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
         const rel = storePath(session.target).rel
         await publishInStore(tempPath, rel, true) // commit fsynced it
         uploads.announceFinished({
-          family: 'imagestore', id: rel, size: session.totalBytes, sha256: digests.sha256 ?? null,
+          family: 'imagestore',
+          id: rel,
+          size: session.totalBytes,
+          sha256: digests.sha256 ?? null,
         })
         return JSON.stringify({ sha256: digests.sha256, bytes: session.totalBytes })
       })
@@ -205,14 +238,17 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
 
   async function getSessionByPath(ctx: RequestContext, content: string) {
     const { rel } = storePath(content)
-    const found = (await uploads.listByTarget(KEY_PREFIX, rel)).filter((s) => s.state !== 'committed')
+    const found = (await uploads.listByTarget(KEY_PREFIX, rel)).filter(
+      (s) => s.state !== 'committed',
+    )
     if (found.length === 0) return sendEmpty(ctx.res, 204)
     sendJson(ctx.res, 200, { UploadSessions: found.map((s) => sessionInfo(uploads, s)) })
   }
 
   async function deleteSession(ctx: RequestContext) {
     const id = sessionIdOf(ctx.url, 'commit')
-    if (!(await uploads.abort(KEY_PREFIX + id))) throw new UploadError('ERR_SESSION_NOT_FOUND', `no upload session ${id}`)
+    if (!(await uploads.abort(KEY_PREFIX + id)))
+      throw new UploadError('ERR_SESSION_NOT_FOUND', `no upload session ${id}`)
     sendEmpty(ctx.res, 200)
   }
 
@@ -220,37 +256,49 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     const path = content === null ? '' : storePath(content).rel
     // The runtime reads `ContinuationToken` from the query (UriArgumentParser) and unescapes it.
     const token = ctx.url.searchParams.get('ContinuationToken')
-    if (token !== null && token.length > 4096) throw new UploadError('ERR_INVALID_ARGUMENT', 'ContinuationToken is too long')
+    if (token !== null && token.length > 4096)
+      throw new UploadError('ERR_INVALID_ARGUMENT', 'ContinuationToken is too long')
     const pageSize = opts.listPageSize ?? 1000
     const continuationToken = token === '' ? null : token
     const listed = await listContent(objects, path, { pageSize, continuationToken })
     // Runtime: empty listings are a bare 204 (path exists) or 404 (it does not), with no body.
     if (listed === null) return sendEmpty(ctx.res, content === null ? 204 : 404)
-    if (listed.StoreFiles.length === 0 && listed.StoreFolders.length === 0) return sendEmpty(ctx.res, 204)
+    if (listed.StoreFiles.length === 0 && listed.StoreFolders.length === 0)
+      return sendEmpty(ctx.res, 204)
     sendJson(ctx.res, 200, listed)
   }
 
   async function copy(ctx: RequestContext) {
     const body = await readJson(ctx.req, opts.maxJsonBytes)
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', 'ImageStoreCopyDescription must be a JSON object')
+      throw new UploadError(
+        'ERR_INVALID_ARGUMENT',
+        'ImageStoreCopyDescription must be a JSON object',
+      )
     }
     const d = body as Record<string, unknown>
     const src = d['RemoteSource']
     const dst = d['RemoteDestination']
     if (typeof src !== 'string' || typeof dst !== 'string') {
-      throw new UploadError('ERR_INVALID_ARGUMENT', 'RemoteSource and RemoteDestination are required strings')
+      throw new UploadError(
+        'ERR_INVALID_ARGUMENT',
+        'RemoteSource and RemoteDestination are required strings',
+      )
     }
     const skip = d['SkipFiles'] ?? []
     if (!Array.isArray(skip) || !skip.every((s) => typeof s === 'string') || skip.length > 10_000) {
       throw new UploadError('ERR_INVALID_ARGUMENT', 'SkipFiles must be an array of strings')
     }
     const check = d['CheckMarkFile'] ?? false
-    if (typeof check !== 'boolean') throw new UploadError('ERR_INVALID_ARGUMENT', 'CheckMarkFile must be a boolean')
+    if (typeof check !== 'boolean')
+      throw new UploadError('ERR_INVALID_ARGUMENT', 'CheckMarkFile must be a boolean')
     const from = storePath(src)
     const to = storePath(dst)
     if (to.rel === from.rel || to.rel.startsWith(`${from.rel}/`)) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', 'RemoteDestination must not be inside RemoteSource')
+      throw new UploadError(
+        'ERR_INVALID_ARGUMENT',
+        'RemoteDestination must not be inside RemoteSource',
+      )
     }
     const n = await copyContent(objects, {
       source: from.rel,
@@ -290,11 +338,15 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       } else if (content === null) {
         if (op === 'Copy' && method === 'POST') return copy(ctx).then(() => true)
         if (op === 'CommitUploadSession' && method === 'POST') return commit(ctx).then(() => true)
-        if (op === 'DeleteUploadSession' && method === 'DELETE') return deleteSession(ctx).then(() => true)
-        if (op === 'GetUploadSession' && method === 'GET') return getSessionById(ctx).then(() => true)
+        if (op === 'DeleteUploadSession' && method === 'DELETE')
+          return deleteSession(ctx).then(() => true)
+        if (op === 'GetUploadSession' && method === 'GET')
+          return getSessionById(ctx).then(() => true)
       } else {
-        if (op === 'UploadChunk' && method === 'PUT') return uploadChunk(ctx, content).then(() => true)
-        if (op === 'GetUploadSession' && method === 'GET') return getSessionByPath(ctx, content).then(() => true)
+        if (op === 'UploadChunk' && method === 'PUT')
+          return uploadChunk(ctx, content).then(() => true)
+        if (op === 'GetUploadSession' && method === 'GET')
+          return getSessionByPath(ctx, content).then(() => true)
       }
       // The runtime's route matcher answers an unknown route or method with 400 "Invalid URL".
       throw new UploadError('ERR_INVALID_ARGUMENT', 'Invalid URL')

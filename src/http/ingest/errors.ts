@@ -1,6 +1,6 @@
 /**
  * Error answers of the bulk-ingest family, in dsp-ingest's shapes (BaseEndpoints'
- * defaultErrorOutputs; notes/lakefs-dspingest.md §2.2): the status picks the body.
+ * defaultErrorOutputs; dasch-swiss/dsp-ingest v0.21.1): the status picks the body.
  */
 import type { ErrorCode, ErrorDetail } from '../../core/errors.js'
 import type { RequestContext } from '../context.js'
@@ -58,7 +58,7 @@ export const ingestRefusals = defineRefusals<IngestFields>()
 
 /** dsp-ingest's NotFound `type` per thing looked for. */
 const NOT_FOUND_TYPE = {
-  'project': 'project',
+  project: 'project',
   'import-folder': 'Import folder not found.',
 } as const
 
@@ -91,7 +91,12 @@ export function ingestErrorBody(
 }
 
 export function sendIngestError(ctx: RequestContext, err: unknown): void {
-  const { status, error } = classifyFailure(ctx, err, (code) => INGEST_STATUS[code], 'bulk-ingest request')
+  const { status, error } = classifyFailure(
+    ctx,
+    err,
+    (code) => INGEST_STATUS[code],
+    'bulk-ingest request',
+  )
   // ingestErrorBody(500, …) hides the message: nothing of a non-UploadError reaches the client.
   if (!error) {
     sendJson(ctx.res, 500, ingestErrorBody(500, '', null, null))

@@ -1,6 +1,6 @@
 /**
- * DaSCH dsp-ingest bulk-ingest routes (notes/lakefs-dspingest.md part 2; the 2024-05 OpenAPI file
- * for the three routes it has, the tapir code for the upload route):
+ * DaSCH dsp-ingest bulk-ingest routes (dasch-swiss/dsp-ingest v0.21.1 BulkIngestService; the
+ * 2024-05 OpenAPI file for the three routes it has, the tapir code for the upload route):
  *
  *   POST /projects/{shortcode}/bulk-ingest/ingest/{file}  200 {"status":"ok"}   upload one file
  *   POST /projects/{shortcode}/bulk-ingest                202 {"id":sc}         start the ingest
@@ -41,12 +41,18 @@ const FILENAME_ARGUMENT = "Path variable: 'filename''"
 const SHORTCODE_ARGUMENT = "Path variable: 'shortcode'"
 
 type Route = 'upload' | 'start' | 'mapping' | 'finalize'
-const METHOD: Readonly<Record<Route, string>> = { upload: 'POST', start: 'POST', mapping: 'GET', finalize: 'POST' }
+const METHOD: Readonly<Record<Route, string>> = {
+  upload: 'POST',
+  start: 'POST',
+  mapping: 'GET',
+  finalize: 'POST',
+}
 
 /** Matches the raw (still percent-encoded) path; `{file}` is exactly one segment. */
 function matchRoute(rawPath: string): { route: Route; sc: string; file: string | null } | null {
   const parts = rawPath.split('/')
-  if (parts.length < 4 || parts[0] !== '' || parts[1] !== 'projects' || parts[3] !== 'bulk-ingest') return null
+  if (parts.length < 4 || parts[0] !== '' || parts[1] !== 'projects' || parts[3] !== 'bulk-ingest')
+    return null
   const sc = parts[2]!
   const rest = parts.slice(4)
   if (rest.length === 0) return { route: 'start', sc, file: null }
@@ -61,7 +67,9 @@ function decode(raw: string, argument: string): string {
     return decodeURIComponent(raw)
   } catch {
     throw ingestRefusals.error('ERR_INVALID_ARGUMENT', 'bad percent-encoding', {
-      kind: 'argument', argument, reason: `'${raw}' is not valid percent-encoding`,
+      kind: 'argument',
+      argument,
+      reason: `'${raw}' is not valid percent-encoding`,
     })
   }
 }
@@ -101,18 +109,30 @@ export function createIngestFamily(deps: IngestDeps): Family {
       if (isInTheWay(err)) {
         const reason = `'${file}' is invalid: a file or folder is in the way`
         const message = 'a file or folder is in the way of this path'
-        throw ingestRefusals.error('ERR_ALREADY_EXISTS', message, {
-          kind: 'argument', argument: FILENAME_ARGUMENT, reason,
-        }, { cause: err })
+        throw ingestRefusals.error(
+          'ERR_ALREADY_EXISTS',
+          message,
+          {
+            kind: 'argument',
+            argument: FILENAME_ARGUMENT,
+            reason,
+          },
+          { cause: err },
+        )
       }
       throw err
     }
     await uploads.discard(got.tempPath) // published (the temp file is gone): forget it
     uploads.announceFinished({
-      family: 'ingest', id: `${sc}/${target.relPath}`, size: got.bytes,
+      family: 'ingest',
+      id: `${sc}/${target.relPath}`,
+      size: got.bytes,
       sha256: got.digests.sha256 ?? null,
     })
-    ctx.log.info({ project: sc, file: target.relPath, bytes: got.bytes, sha256: got.digests.sha256 }, 'bulk-ingest file uploaded')
+    ctx.log.info(
+      { project: sc, file: target.relPath, bytes: got.bytes, sha256: got.digests.sha256 },
+      'bulk-ingest file uploaded',
+    )
     sendJson(ctx.res, 200, { status: 'ok' })
   }
 

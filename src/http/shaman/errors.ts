@@ -8,7 +8,7 @@ import { sendJson } from '../respond.js'
  * Core code → HTTP status for the Shaman API. The body is always the spec's
  * `Error {code, message}` with `code` = the HTTP status (flamenco-openapi.yaml `Error`).
  * Where Flamenco's Go server differs from its spec (500 for every checkout error, a random suffix
- * instead of 409), we follow the spec (notes/shaman-imagestore.md 1.11).
+ * instead of 409), we follow the spec (Flamenco pkg/shaman/fileserver).
  */
 export const SHAMAN_STATUS: StatusTable = {
   // Bad path parameters, headers and JSON: the Manager's request validator answers 400.
@@ -52,12 +52,22 @@ export const SHAMAN_STATUS: StatusTable = {
   ERR_BODY_TIMEOUT: 408,
 }
 
-export function sendShamanErrorBody(ctx: RequestContext, status: number, message: string, headers: Record<string, string> = {}): void {
+export function sendShamanErrorBody(
+  ctx: RequestContext,
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   sendJson(ctx.res, status, { code: status, message }, headers)
 }
 
 export function sendShamanError(ctx: RequestContext, err: unknown): void {
-  const { status, error } = classifyFailure(ctx, err, (code) => SHAMAN_STATUS[code], 'shaman request')
+  const { status, error } = classifyFailure(
+    ctx,
+    err,
+    (code) => SHAMAN_STATUS[code],
+    'shaman request',
+  )
   if (!error) {
     sendShamanErrorBody(ctx, 500, 'internal error')
     return

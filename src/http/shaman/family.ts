@@ -1,6 +1,6 @@
 /**
- * Flamenco Shaman (shared/specs/flamenco-openapi.yaml, paths /api/v3/shaman/…;
- * notes/shaman-imagestore.md part 1): files by sha256 + size, requirements, checkouts of
+ * Flamenco Shaman (Flamenco pkg/api/flamenco-openapi.yaml, v3.9-dev, paths /api/v3/shaman/…;
+ * server behaviour from Flamenco pkg/shaman): files by sha256 + size, requirements, checkouts of
  * relative symlinks, and garbage collection of the store.
  *
  * Choices where the spec leaves room (or Flamenco's server differs from it), written down:
@@ -74,7 +74,10 @@ export interface ShamanSettings {
 
 function parseObjectPath(checksum: string, filesize: string): CasKey {
   if (!SHA256_HEX.test(checksum)) {
-    throw new UploadError('ERR_INVALID_ARGUMENT', 'checksum must be a SHA256 checksum: 64 lowercase hexadecimal digits')
+    throw new UploadError(
+      'ERR_INVALID_ARGUMENT',
+      'checksum must be a SHA256 checksum: 64 lowercase hexadecimal digits',
+    )
   }
   if (!/^\d{1,16}$/.test(filesize) || !Number.isSafeInteger(Number(filesize))) {
     throw new UploadError('ERR_INVALID_ARGUMENT', 'filesize must be a non-negative integer')
@@ -88,7 +91,11 @@ const OUTPUT_SLICE = 4000
 const yieldLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 /** Runs `fn` over `items`, at most `n` at once. */
-async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+async function eachLimit<T>(
+  items: readonly T[],
+  n: number,
+  fn: (item: T, i: number) => Promise<void>,
+): Promise<void> {
   let next = 0
   const run = async () => {
     while (next < items.length) {
@@ -102,7 +109,8 @@ async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T, i: num
 export function createShamanFamily(deps: ShamanDeps): Family {
   const { cas, lists, checkouts, locker, uploads, settings } = deps
   const { lockTtlMs, maxUploadBytes } = settings
-  // Flamenco leaves Shaman open (notes 1.1); FERRY_CONFIG `shaman.auth` puts a bearer token in front.
+  // Flamenco leaves Shaman open (notes 1.1); FERRY_CONFIG `shaman.auth` puts a bearer token in
+  // front.
   const authenticate = settings.auth ? createBearerCheck(settings.auth) : null
 
   const hashModeFor = (size: number): HashMode =>
@@ -116,8 +124,8 @@ export function createShamanFamily(deps: ShamanDeps): Family {
     req.unpipe()
     if (req.complete || req.destroyed) return
     // urllib3 does not retry a POST whose connection is reset, so let the client finish sending
-    // (notes/clients.md). A chunked body has no declared end: past the object's size plus
-    // some slack we stop listening and close.
+    // (the Blender add-on's addon/flamenco/bat/shaman.py). A chunked body has no declared end: past
+    // the object's size plus some slack we stop listening and close.
     const cap = key.size + 1024 * 1024
     let n = 0
     req.on('data', (d: Buffer) => {
@@ -136,7 +144,11 @@ export function createShamanFamily(deps: ShamanDeps): Family {
     const canDefer = parseDeferHeader(req.headers['x-shaman-can-defer-upload'])
     const filename = decodeOriginalFilename(req.headers['x-shaman-original-filename'])
     const rlog = ctx.log.child({ sha256: key.sha256, size: key.size, filename })
-    if (key.size > maxUploadBytes) throw new UploadError('ERR_BODY_TOO_LARGE', `a file of ${key.size} bytes is over the limit of ${maxUploadBytes}`)
+    if (key.size > maxUploadBytes)
+      throw new UploadError(
+        'ERR_BODY_TOO_LARGE',
+        `a file of ${key.size} bytes is over the limit of ${maxUploadBytes}`,
+      )
     const declared = checkDeclaredSize(req, maxUploadBytes)
     // The root started the bus subscription; a failed start fails the uploads that need it.
     await cas.start()
@@ -154,7 +166,8 @@ export function createShamanFamily(deps: ShamanDeps): Family {
         log: rlog,
       })
     } catch (err) {
-      if (err instanceof UploadError && err.code === 'ERR_CLIENT_ABORTED') rlog.info('shaman upload: client went away')
+      if (err instanceof UploadError && err.code === 'ERR_CLIENT_ABORTED')
+        rlog.info('shaman upload: client went away')
       throw err
     }
     switch (outcome.status) {
@@ -162,9 +175,12 @@ export function createShamanFamily(deps: ShamanDeps): Family {
         // Spec: 208 "The file was already known to the server", answered before reading the
         // body when possible. node:http reads the unread body away after the answer, so a
         // client still sending sees it.
-        rlog.info({ status: 208 }, outcome.beforeBody
-          ? 'shaman upload: already stored'
-          : 'shaman upload: verified, already stored')
+        rlog.info(
+          { status: 208 },
+          outcome.beforeBody
+            ? 'shaman upload: already stored'
+            : 'shaman upload: verified, already stored',
+        )
         return sendEmpty(res, 208)
       case 'deferred':
         // Spec: 425 "The file is currently in the process of being uploaded by someone else, and
@@ -176,7 +192,10 @@ export function createShamanFamily(deps: ShamanDeps): Family {
         return sendEmpty(res, 208)
       case 'stored':
         uploads.announceFinished({
-          family: 'shaman', id: `${key.sha256}/${key.size}`, size: key.size, sha256: key.sha256,
+          family: 'shaman',
+          id: `${key.sha256}/${key.size}`,
+          size: key.size,
+          sha256: key.sha256,
         })
         rlog.info({ status: 204 }, 'shaman upload: stored')
         return sendEmpty(res, 204)
@@ -245,7 +264,10 @@ export function createShamanFamily(deps: ShamanDeps): Family {
     }
     const json = await lists.renderRequirements(files, stored, claimed)
     ctx.log.info({ files: list.listed, needed: unknown.length }, 'shaman requirements')
-    ctx.res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': json.length })
+    ctx.res.writeHead(200, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': json.length,
+    })
     ctx.res.end(json)
   }
 
@@ -261,13 +283,24 @@ export function createShamanFamily(deps: ShamanDeps): Family {
     const made = await createPlannedCheckout(
       { cas, checkouts, locker, lockTtlMs, log: ctx.log, signal: ctx.signal },
       list.checkoutPath,
-      { linkCount: list.links.count, linkPath: (i) => paths[i]!, linkKey: (i) => list.links.keyIndex[i]!, keys, dirs: splitList(list.dirs) },
+      {
+        linkCount: list.links.count,
+        linkPath: (i) => paths[i]!,
+        linkKey: (i) => list.links.keyIndex[i]!,
+        keys,
+        dirs: splitList(list.dirs),
+      },
     )
     sendJson(ctx.res, 200, { checkoutPath: made })
   }
 
   function methodNotAllowed(ctx: RequestContext, allow: string) {
-    sendShamanErrorBody(ctx, 405, `method ${ctx.req.method ?? ''} is not allowed here; use ${allow}`, { Allow: allow })
+    sendShamanErrorBody(
+      ctx,
+      405,
+      `method ${ctx.req.method ?? ''} is not allowed here; use ${allow}`,
+      { Allow: allow },
+    )
   }
 
   return {

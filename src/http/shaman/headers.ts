@@ -1,6 +1,6 @@
 /**
  * The two request headers of `POST /api/v3/shaman/files/{checksum}/{filesize}`
- * (shared/specs/flamenco-openapi.yaml, notes/shaman-imagestore.md 1.2, notes/clients.md).
+ * (Flamenco pkg/api/flamenco-openapi.yaml, v3.9-dev; the add-on's addon/flamenco/bat/shaman.py).
  */
 import { UploadError } from '../../core/errors.js'
 
@@ -13,11 +13,18 @@ import { UploadError } from '../../core/errors.js'
  */
 export function parseDeferHeader(value: string | string[] | undefined): boolean {
   if (value === undefined) return false
-  if (Array.isArray(value)) throw new UploadError('ERR_INVALID_ARGUMENT', 'X-Shaman-Can-Defer-Upload was sent more than once')
+  if (Array.isArray(value))
+    throw new UploadError(
+      'ERR_INVALID_ARGUMENT',
+      'X-Shaman-Can-Defer-Upload was sent more than once',
+    )
   const v = value.trim().toLowerCase()
   if (v === '1' || v === 't' || v === 'true') return true
   if (v === '0' || v === 'f' || v === 'false') return false
-  throw new UploadError('ERR_INVALID_ARGUMENT', `X-Shaman-Can-Defer-Upload must be a boolean, not "${value.slice(0, 40)}"`)
+  throw new UploadError(
+    'ERR_INVALID_ARGUMENT',
+    `X-Shaman-Can-Defer-Upload must be a boolean, not "${value.slice(0, 40)}"`,
+  )
 }
 
 // =?charset?encoding?encoded-text?= (RFC 2047 section 2); a charset may carry an RFC 2231 `*lang`.
@@ -29,7 +36,8 @@ function decodeQ(text: string): Buffer {
   const out: number[] = []
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (c === 0x5f) out.push(0x20) // "_" stands for a space (RFC 2047 4.2 (2))
+    if (c === 0x5f)
+      out.push(0x20) // "_" stands for a space (RFC 2047 4.2 (2))
     else if (c === 0x3d) {
       const hex = text.slice(i + 1, i + 3)
       if (!/^[0-9A-Fa-f]{2}$/.test(hex)) throw new Error('bad =XX escape')
@@ -52,10 +60,17 @@ function decodeQ(text: string): Buffer {
  */
 export function decodeOriginalFilename(value: string | string[] | undefined): string | null {
   if (value === undefined) return null
-  if (Array.isArray(value)) throw new UploadError('ERR_INVALID_ARGUMENT', 'X-Shaman-Original-Filename was sent more than once')
+  if (Array.isArray(value))
+    throw new UploadError(
+      'ERR_INVALID_ARGUMENT',
+      'X-Shaman-Original-Filename was sent more than once',
+    )
   // Node hands header bytes over as latin1, so anything outside printable ASCII was not ASCII.
   if (/[^\x20-\x7e\t]/.test(value)) {
-    throw new UploadError('ERR_INVALID_ARGUMENT', 'X-Shaman-Original-Filename must be ASCII or RFC 2047 encoded')
+    throw new UploadError(
+      'ERR_INVALID_ARGUMENT',
+      'X-Shaman-Original-Filename must be ASCII or RFC 2047 encoded',
+    )
   }
   let out = ''
   let last = 0
@@ -69,7 +84,10 @@ export function decodeOriginalFilename(value: string | string[] | undefined): st
     const enc = (m[2] ?? '').toLowerCase()
     const text = m[3] ?? ''
     if (charset !== 'utf-8' && charset !== 'utf8' && charset !== 'us-ascii') {
-      throw new UploadError('ERR_INVALID_ARGUMENT', `X-Shaman-Original-Filename: charset "${charset.slice(0, 40)}" is not UTF-8`)
+      throw new UploadError(
+        'ERR_INVALID_ARGUMENT',
+        `X-Shaman-Original-Filename: charset "${charset.slice(0, 40)}" is not UTF-8`,
+      )
     }
     let bytes: Buffer
     try {
@@ -79,7 +97,11 @@ export function decodeOriginalFilename(value: string | string[] | undefined): st
       } else bytes = decodeQ(text)
       out += utf8.decode(bytes)
     } catch (err) {
-      throw new UploadError('ERR_INVALID_ARGUMENT', 'X-Shaman-Original-Filename is not a valid RFC 2047 encoded word', { cause: err })
+      throw new UploadError(
+        'ERR_INVALID_ARGUMENT',
+        'X-Shaman-Original-Filename is not a valid RFC 2047 encoded word',
+        { cause: err },
+      )
     }
     last = start + m[0].length
     prevWordEnd = last

@@ -1,5 +1,6 @@
 /**
- * lakeFS API authentication (notes/lakefs-dspingest.md 1.5), tried in the spec's order:
+ * lakeFS API authentication (treeverse/lakeFS pkg/api/auth_middleware.go, v1.84), tried in the
+ * spec's order:
  * - `jwt_token`: `Authorization: Bearer <jwt>`, HMAC-signed (HS256, and HS384/HS512 as lakeFS
  *   accepts) with `jwtSecret`; `exp` required; `aud`, when present, must be "login"; `sub` names
  *   the user.
@@ -41,7 +42,8 @@ export function authorizeRepository(p: Principal, repository: string): void {
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest()
 
 export function createAuthenticator(
-  config: Pick<LakeFsConfig, 'jwtSecret' | 'credentials'> & Partial<Pick<LakeFsConfig, 'jwtSubjects'>>,
+  config: Pick<LakeFsConfig, 'jwtSecret' | 'credentials'> &
+    Partial<Pick<LakeFsConfig, 'jwtSubjects'>>,
 ): (req: IncomingMessage) => Promise<Principal> {
   const jwtKey = new TextEncoder().encode(config.jwtSecret)
   const creds = config.credentials.map((c) => ({
@@ -53,7 +55,8 @@ export function createAuthenticator(
   const subjects = config.jwtSubjects ?? null
   const repositoriesOf = (sub: string): ReadonlySet<string> | null => {
     if (subjects === null) return null
-    // Own properties only: a subject named "constructor" or "__proto__" must not match Object.prototype.
+    // Own properties only: a subject named "constructor" or "__proto__" must not match
+    // Object.prototype.
     return new Set(Object.hasOwn(subjects, sub) ? subjects[sub] : [])
   }
   const fail = () => new UploadError('ERR_UNAUTHORIZED', AUTH_FAILED)
@@ -77,9 +80,16 @@ export function createAuthenticator(
 
   async function bearer(token: string): Promise<Principal> {
     try {
-      const { payload } = await jwtVerify(token, jwtKey, { algorithms: ['HS256', 'HS384', 'HS512'], requiredClaims: ['exp'] })
+      const { payload } = await jwtVerify(token, jwtKey, {
+        algorithms: ['HS256', 'HS384', 'HS512'],
+        requiredClaims: ['exp'],
+      })
       const aud = payload.aud
-      const audOk = aud === undefined || aud === '' || aud === 'login' || (Array.isArray(aud) && aud.length === 1 && aud[0] === 'login')
+      const audOk =
+        aud === undefined ||
+        aud === '' ||
+        aud === 'login' ||
+        (Array.isArray(aud) && aud.length === 1 && aud[0] === 'login')
       if (!audOk || typeof payload.sub !== 'string' || payload.sub === '') throw fail()
       return { user: payload.sub, scheme: 'jwt_token', repositories: repositoriesOf(payload.sub) }
     } catch {

@@ -5,8 +5,8 @@ import { classifyFailure, defineRefusals } from '../errors.js'
 
 /**
  * Core code → HTTP status for the lakeFS API (`{"message": …}` bodies). Statuses follow lakeFS's
- * handleApiErrorCallback where it has the condition (notes/lakefs-dspingest.md 1.4); where it
- * does not, the comment says why we chose ours.
+ * handleApiErrorCallback where it has the condition (treeverse/lakeFS pkg/api/controller.go,
+ * v1.84); where it does not, the comment says why we chose ours.
  */
 export const LAKEFS_STATUS: StatusTable = {
   ERR_INVALID_ARGUMENT: 400,
@@ -47,7 +47,12 @@ export const LAKEFS_STATUS: StatusTable = {
 }
 
 /** lakeFS writes JSON with Go's json.Encoder (trailing newline) and `nosniff`. */
-export function sendLakeFsJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendLakeFsJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = `${JSON.stringify(body)}\n`
   res.writeHead(status, {
     'Content-Type': 'application/json',
@@ -62,7 +67,10 @@ export function statusOf(code: ErrorCode): number {
   return LAKEFS_STATUS[code]
 }
 
-/** The error answer of the lakeFS API routes. Anything not an UploadError is a 500 with no internals. */
+/**
+ * The error answer of the lakeFS API routes. Anything not an UploadError is a 500 with no
+ * internals.
+ */
 export function sendLakeFsError(ctx: RequestContext, err: unknown): void {
   const { status, error } = classifyFailure(ctx, err, statusOf, 'lakefs request')
   if (status === 499) {
@@ -130,13 +138,17 @@ export function sendS3Error(ctx: RequestContext, err: unknown): void {
   let code = 'InternalError'
   let message = 'We encountered an internal error. Please try again.'
   if (error) {
-    code = s3Refusals.fieldsOf(error)?.s3Code
-      ?? S3_CODE_BY_ERROR[error.code]
-      ?? S3_CODE_BY_STATUS[status]
-      ?? (status >= 500 ? 'InternalError' : 'InvalidRequest')
+    code =
+      s3Refusals.fieldsOf(error)?.s3Code ??
+      S3_CODE_BY_ERROR[error.code] ??
+      S3_CODE_BY_STATUS[status] ??
+      (status >= 500 ? 'InternalError' : 'InvalidRequest')
     message = error.message
   }
   const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message><RequestId>${xmlEscape(ctx.reqId)}</RequestId></Error>`
-  ctx.res.writeHead(status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(xml) })
+  ctx.res.writeHead(status, {
+    'Content-Type': 'application/xml',
+    'Content-Length': Buffer.byteLength(xml),
+  })
   ctx.res.end(xml)
 }

@@ -1,14 +1,14 @@
 /**
- * lakeFS staging front door under `/api/v1` (shared/specs/lakefs-swagger.yml, operations
- * getPhysicalAddress and linkPhysicalAddress; notes/lakefs-dspingest.md part 1). Ferry is a
- * staging and upload service, not a version-control system: repositories, their storage
+ * lakeFS staging front door under `/api/v1` (treeverse/lakeFS api/swagger.yml, v1.84, operations
+ * getPhysicalAddress and linkPhysicalAddress; server behaviour from pkg/api/controller.go). Ferry
+ * is a staging and upload service, not a version-control system: repositories, their storage
  * namespaces and branches come from FERRY_CONFIG.
  *
  *   GET  /healthcheck                                         204, no auth
  *   GET  /config                                              Config (pre_sign_support: true)
  *   GET  /repositories/{r}/branches/{b}/staging/backing       StagingLocation (+ presigned URL)
  *   PUT  /repositories/{r}/branches/{b}/staging/backing       StagingMetadata → ObjectStats
- *   PUT  /_ferry/presigned/{r}/data/{partition}/{id},{sig}    the presigned upload (S3-style answers)
+ * PUT  /_ferry/presigned/{r}/data/{partition}/{id},{sig}    the presigned upload (S3-style answers)
  *   POST /repositories/{r}/branches/{b}/staging/pmpu          start a presigned multipart upload
  *   PUT  /repositories/{r}/branches/{b}/staging/pmpu/{id}     complete it → ObjectStats
  *   DELETE …/staging/pmpu/{id}                                abort it (204)
@@ -45,11 +45,19 @@
 import type { LakeFsConfig } from '../../config/config.js'
 import { UploadError } from '../../core/errors.js'
 import {
-  MAX_PART_BYTES, MAX_PARTS, type CompletedPart, type StagingMultipart,
+  MAX_PART_BYTES,
+  MAX_PARTS,
+  type CompletedPart,
+  type StagingMultipart,
 } from '../../core/staging/multipart.js'
 import {
-  AMZ_DATE_PARAM, AMZ_EXPIRES_PARAM, PART_NUMBER_PARAM, PRESIGN_EXPIRES_PARAM,
-  PRESIGN_SIGNATURE_PARAM, UPLOAD_ID_PARAM, type PresignRefusal,
+  AMZ_DATE_PARAM,
+  AMZ_EXPIRES_PARAM,
+  PART_NUMBER_PARAM,
+  PRESIGN_EXPIRES_PARAM,
+  PRESIGN_SIGNATURE_PARAM,
+  UPLOAD_ID_PARAM,
+  type PresignRefusal,
 } from '../../core/staging/signing.js'
 import type { StagingStore } from '../../core/staging/store.js'
 import { checkDeclaredSize, readJson, uploadBody } from '../body.js'
@@ -93,7 +101,8 @@ interface LinkBody {
   readonly mtimeSec: number | null
 }
 
-const bodyError = (msg: string) => new UploadError('ERR_INVALID_ARGUMENT', `request body has an error: doesn't match schema: ${msg}`)
+const bodyError = (msg: string) =>
+  new UploadError('ERR_INVALID_ARGUMENT', `request body has an error: doesn't match schema: ${msg}`)
 
 function isInt64(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v)
@@ -101,41 +110,55 @@ function isInt64(v: unknown): v is number {
 
 /** StagingMetadata, checked against the spec's schema (required: staging, checksum, size_bytes). */
 export function parseStagingMetadata(raw: unknown): LinkBody {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bodyError('value must be an object')
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw bodyError('value must be an object')
   const o = raw as Record<string, unknown>
   for (const k of ['staging', 'checksum', 'size_bytes']) {
     if (o[k] === undefined) throw bodyError(`property "${k}" is missing`)
   }
   const staging = o['staging']
-  if (typeof staging !== 'object' || staging === null || Array.isArray(staging)) throw bodyError('property "staging": value must be an object')
+  if (typeof staging !== 'object' || staging === null || Array.isArray(staging))
+    throw bodyError('property "staging": value must be an object')
   const st = staging as Record<string, unknown>
   // presigned_url and presigned_url_expiry are echoed back by clients: accepted and ignored.
-  if (st['presigned_url'] !== undefined && st['presigned_url'] !== null && typeof st['presigned_url'] !== 'string') {
+  if (
+    st['presigned_url'] !== undefined &&
+    st['presigned_url'] !== null &&
+    typeof st['presigned_url'] !== 'string'
+  ) {
     throw bodyError('property "staging.presigned_url": value must be a string')
   }
   if (st['presigned_url_expiry'] !== undefined && !isInt64(st['presigned_url_expiry'])) {
     throw bodyError('property "staging.presigned_url_expiry": value must be an integer')
   }
   const addr = st['physical_address']
-  if (typeof addr !== 'string' || addr === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'physical_address is required')
-  if (typeof o['checksum'] !== 'string') throw bodyError('property "checksum": value must be a string')
+  if (typeof addr !== 'string' || addr === '')
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'physical_address is required')
+  if (typeof o['checksum'] !== 'string')
+    throw bodyError('property "checksum": value must be a string')
   if (!isInt64(o['size_bytes'])) throw bodyError('property "size_bytes": value must be an integer')
-  if (o['size_bytes'] < 0) throw new UploadError('ERR_INVALID_ARGUMENT', 'size_bytes must not be negative')
+  if (o['size_bytes'] < 0)
+    throw new UploadError('ERR_INVALID_ARGUMENT', 'size_bytes must not be negative')
   const meta: Record<string, string> = {}
   const um = o['user_metadata']
   if (um !== undefined && um !== null) {
-    if (typeof um !== 'object' || Array.isArray(um)) throw bodyError('property "user_metadata": value must be an object')
+    if (typeof um !== 'object' || Array.isArray(um))
+      throw bodyError('property "user_metadata": value must be an object')
     for (const [k, v] of Object.entries(um)) {
-      if (typeof v !== 'string') throw bodyError(`property "user_metadata.${k}": value must be a string`)
+      if (typeof v !== 'string')
+        throw bodyError(`property "user_metadata.${k}": value must be a string`)
       meta[k] = v
     }
   }
   const ct = o['content_type']
-  if (ct !== undefined && ct !== null && typeof ct !== 'string') throw bodyError('property "content_type": value must be a string')
+  if (ct !== undefined && ct !== null && typeof ct !== 'string')
+    throw bodyError('property "content_type": value must be a string')
   const mtime = o['mtime']
-  if (mtime !== undefined && mtime !== null && !isInt64(mtime)) throw bodyError('property "mtime": value must be an integer')
+  if (mtime !== undefined && mtime !== null && !isInt64(mtime))
+    throw bodyError('property "mtime": value must be an integer')
   const force = o['force']
-  if (force !== undefined && typeof force !== 'boolean') throw bodyError('property "force": value must be a boolean')
+  if (force !== undefined && typeof force !== 'boolean')
+    throw bodyError('property "force": value must be a boolean')
   return {
     physicalAddress: addr,
     checksum: o['checksum'],
@@ -234,12 +257,19 @@ function parseBool(name: string, raw: string | null): boolean {
   if (raw === null) return false
   if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(raw)) return true
   if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(raw)) return false
-  throw new UploadError('ERR_INVALID_ARGUMENT', `parameter "${name}" in query has an error: value ${raw}: an invalid boolean: invalid syntax`)
+  throw new UploadError(
+    'ERR_INVALID_ARGUMENT',
+    `parameter "${name}" in query has an error: value ${raw}: an invalid boolean: invalid syntax`,
+  )
 }
 
 function requiredQuery(url: URL, name: string): string {
   const v = url.searchParams.get(name)
-  if (v === null) throw new UploadError('ERR_INVALID_ARGUMENT', `parameter "${name}" in query has an error: value is required but missing`)
+  if (v === null)
+    throw new UploadError(
+      'ERR_INVALID_ARGUMENT',
+      `parameter "${name}" in query has an error: value is required but missing`,
+    )
   return v
 }
 
@@ -259,7 +289,11 @@ function decodeSegment(s: string): string {
 function originOf(ctx: RequestContext, publicUrl: string | null): string {
   if (publicUrl !== null) return publicUrl
   const host = ctx.req.headers.host
-  if (typeof host === 'string' && /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host)) return `http://${host}`
+  if (
+    typeof host === 'string' &&
+    /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host)
+  )
+    return `http://${host}`
   const addr = ctx.req.socket.localAddress ?? '127.0.0.1'
   const port = ctx.req.socket.localPort ?? 80
   return `http://${addr.includes(':') ? `[${addr}]` : addr}:${port}`
@@ -273,7 +307,7 @@ function blockstoreType(lakefs: LakeFsConfig): string {
 /** …/staging/pmpu, …/pmpu/{uploadId}, …/pmpu/{uploadId}/parts/{n}, …/parts/{n}/copy */
 const PMPU_ROUTE = new RegExp(
   '^/repositories/([^/]+)/branches/([^/]+)/staging/pmpu' +
-  '(?:/([^/]+)(?:/parts/([^/]+)(/copy)?)?)?$',
+    '(?:/([^/]+)(?:/parts/([^/]+)(/copy)?)?)?$',
 )
 
 /** A route under one multipart upload. */
@@ -290,8 +324,7 @@ function presignRefusal(refusal: PresignRefusal, missingParams: string): UploadE
     return s3Refusals.error('ERR_FORBIDDEN', message, { s3Code: 'AccessDenied' })
   }
   if (refusal === 'mismatch') {
-    const message =
-      'The request signature we calculated does not match the signature you provided.'
+    const message = 'The request signature we calculated does not match the signature you provided.'
     return s3Refusals.error('ERR_FORBIDDEN', message, { s3Code: 'SignatureDoesNotMatch' })
   }
   return s3Refusals.error('ERR_FORBIDDEN', 'Request has expired', { s3Code: 'AccessDenied' })
@@ -328,14 +361,21 @@ export function createStagingFamily(deps: StagingDeps): Family {
     return true
   }
 
-  async function getPhysicalAddress(ctx: RequestContext, repo: string, branch: string): Promise<void> {
+  async function getPhysicalAddress(
+    ctx: RequestContext,
+    repo: string,
+    branch: string,
+  ): Promise<void> {
     authorizeRepository(await authenticate(ctx.req), repo)
     store.repository(repo)
     const path = requiredQuery(ctx.url, 'path')
     const presign = parseBool('presign', ctx.url.searchParams.get('presign'))
     const a = store.newAddress(repo, branch, path, presign)
     // Go emits presigned_url always (null when not asked for), presigned_url_expiry only when set.
-    const body: Record<string, unknown> = { physical_address: a.physicalAddress, presigned_url: null }
+    const body: Record<string, unknown> = {
+      physical_address: a.physicalAddress,
+      presigned_url: null,
+    }
     if (a.presign !== null) {
       const origin = originOf(ctx, publicUrl)
       body['presigned_url'] =
@@ -345,14 +385,20 @@ export function createStagingFamily(deps: StagingDeps): Family {
     sendLakeFsJson(ctx.res, 200, body)
   }
 
-  async function linkPhysicalAddress(ctx: RequestContext, repo: string, branch: string): Promise<void> {
+  async function linkPhysicalAddress(
+    ctx: RequestContext,
+    repo: string,
+    branch: string,
+  ): Promise<void> {
     authorizeRepository(await authenticate(ctx.req), repo)
     store.repository(repo)
     const path = requiredQuery(ctx.url, 'path')
     // lakeFS (v1.71+): any If-Match, and any If-None-Match but `*`, is 501.
-    if (ctx.req.headers['if-match'] !== undefined) throw new UploadError('ERR_NOT_IMPLEMENTED', 'Not Implemented')
+    if (ctx.req.headers['if-match'] !== undefined)
+      throw new UploadError('ERR_NOT_IMPLEMENTED', 'Not Implemented')
     const inm = ctx.req.headers['if-none-match']
-    if (inm !== undefined && inm.trim() !== '*') throw new UploadError('ERR_NOT_IMPLEMENTED', 'Not Implemented')
+    if (inm !== undefined && inm.trim() !== '*')
+      throw new UploadError('ERR_NOT_IMPLEMENTED', 'Not Implemented')
     const body = parseStagingMetadata(await readJson(ctx.req, maxJsonBytes))
     const stats = await store.link({
       repository: repo,
@@ -367,7 +413,10 @@ export function createStagingFamily(deps: StagingDeps): Family {
       createOnly: inm !== undefined,
     })
     deps.announce?.({
-      family: 'lakefs', id: `${repo}/${branch}/${path}`, size: stats.size_bytes, sha256: null,
+      family: 'lakefs',
+      id: `${repo}/${branch}/${path}`,
+      size: stats.size_bytes,
+      sha256: null,
       metadata: body.userMetadata,
     })
     sendLakeFsJson(ctx.res, 200, stats)
@@ -451,11 +500,14 @@ export function createStagingFamily(deps: StagingDeps): Family {
     }
     const partNumber = Number(partRaw)
     store.repository(repo)
-    const refusal = mp.checkPartUrl({ repository: repo, relative, uploadId, partNumber }, {
-      date: q.get(AMZ_DATE_PARAM),
-      expires: q.get(AMZ_EXPIRES_PARAM),
-      signature: q.get(PRESIGN_SIGNATURE_PARAM),
-    })
+    const refusal = mp.checkPartUrl(
+      { repository: repo, relative, uploadId, partNumber },
+      {
+        date: q.get(AMZ_DATE_PARAM),
+        expires: q.get(AMZ_EXPIRES_PARAM),
+        signature: q.get(PRESIGN_SIGNATURE_PARAM),
+      },
+    )
     if (refusal !== null) {
       const params = `${AMZ_DATE_PARAM}, ${AMZ_EXPIRES_PARAM} and ${PRESIGN_SIGNATURE_PARAM}`
       throw presignRefusal(refusal, params)
@@ -463,13 +515,20 @@ export function createStagingFamily(deps: StagingDeps): Family {
     const length = checkDeclaredSize(ctx.req, Math.min(maxUploadBytes, MAX_PART_BYTES))
     const md5Header = ctx.req.headers['content-md5']
     // Raw bytes whatever the Content-Type says: lakectl sends the object's own type on every part.
-    const got = await mp.receivePart(repo, relative, uploadId, partNumber, {
-      stream: ctx.req,
-      length,
-    }, {
-      contentMd5: typeof md5Header === 'string' ? md5Header : null,
-      signal: ctx.signal,
-    })
+    const got = await mp.receivePart(
+      repo,
+      relative,
+      uploadId,
+      partNumber,
+      {
+        stream: ctx.req,
+        length,
+      },
+      {
+        contentMd5: typeof md5Header === 'string' ? md5Header : null,
+        signal: ctx.signal,
+      },
+    )
     // S3 UploadPart: the part's ETag is its quoted MD5 (what the completion lists).
     sendEmpty(ctx.res, 200, { ETag: `"${got.md5}"` })
   }
@@ -492,7 +551,10 @@ export function createStagingFamily(deps: StagingDeps): Family {
     }
     const body = await uploadBody(ctx.req, maxUploadBytes)
     const md5Header = ctx.req.headers['content-md5']
-    const got = await store.receive(repo, relative, body, { contentMd5: typeof md5Header === 'string' ? md5Header : null, signal: ctx.signal })
+    const got = await store.receive(repo, relative, body, {
+      contentMd5: typeof md5Header === 'string' ? md5Header : null,
+      signal: ctx.signal,
+    })
     // S3 single-part: ETag is the quoted md5 hex; Content-MD5 the base64 md5. lakectl takes
     // either as the checksum it links with.
     sendEmpty(ctx.res, 200, {

@@ -309,11 +309,8 @@ export function parseUploadMetadata(
         `${H} key ${quote(key)} must be non-empty ASCII without spaces or commas`,
       )
     }
-    if (seen.has(key)) return fail(
-      'ERR_INVALID_METADATA',
-      H,
-      `${H} key ${quote(key)} appears twice`,
-    )
+    if (seen.has(key))
+      return fail('ERR_INVALID_METADATA', H, `${H} key ${quote(key)} appears twice`)
     seen.add(key)
     const bytes = decodeStrictBase64(encoded)
     if (bytes === null) {
@@ -362,11 +359,8 @@ export function parseUploadChecksum(value: HeaderValue): Parsed<ExpectedChecksum
   if (!one.ok) return one as Parsed<never>
   if (one.value === undefined) return ok(undefined)
   const m = /^([A-Za-z0-9-]+) ([^ ]*)$/.exec(one.value.trim())
-  if (m === null) return fail(
-    'ERR_INVALID_CHECKSUM',
-    H,
-    `${H} must be "<algorithm> <base64 digest>"`,
-  )
+  if (m === null)
+    return fail('ERR_INVALID_CHECKSUM', H, `${H} must be "<algorithm> <base64 digest>"`)
   const name = m[1]!.toLowerCase()
   if (!isChecksumAlgorithm(name)) {
     return fail(
@@ -440,7 +434,11 @@ export function parseUploadConcat(
       `${H} must be "partial" or "final;<url> <url>…", not ${quote(text)}`,
     )
   }
-  const refs = text.slice('final;'.length).trim().split(/[ \t]+/).filter((r) => r !== '')
+  const refs = text
+    .slice('final;'.length)
+    .trim()
+    .split(/[ \t]+/)
+    .filter((r) => r !== '')
   if (refs.length === 0) return fail('ERR_INVALID_CONCAT', H, `${H} final names no partial uploads`)
   const maxPartials = options.maxPartials ?? 1000
   if (refs.length > maxPartials) {
@@ -587,11 +585,12 @@ export function parseSfBoolean(header: string, value: HeaderValue): Parsed<boole
   if (!one.ok) return one as Parsed<never>
   if (one.value === undefined) return ok(undefined)
   const m = SF_BOOLEAN.exec(one.value.trim())
-  if (m === null) return fail(
-    'ERR_INVALID_BOOLEAN',
-    header,
-    `${header} must be ?1 or ?0, not ${quote(one.value)}`,
-  )
+  if (m === null)
+    return fail(
+      'ERR_INVALID_BOOLEAN',
+      header,
+      `${header} must be ?1 or ?0, not ${quote(one.value)}`,
+    )
   return ok(m[1] === '1')
 }
 
