@@ -300,6 +300,7 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       sendText(res, 400, 'bad request target')
       return
     }
+    let metricsLabel: string = NO_FAMILY
     const family =
       families.find(
         (f) =>
@@ -309,9 +310,12 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       ) ?? null
     if (metrics) {
       const own = rawPath === '/healthz' || rawPath === '/readyz' || rawPath === '/metrics'
-      const label = family?.name ?? (own ? EDGE_FAMILY : NO_FAMILY)
+      // The server's own routes are the edge's even under a family mounted at `/` (the
+      // uploader page); a request its family does not take is nobody's (see `took` below).
+      metricsLabel = own ? EDGE_FAMILY : (family?.name ?? NO_FAMILY)
       res.once('close', () => {
-        metrics.request(label, req.method, res.writableFinished ? res.statusCode : 'aborted')
+        const status = res.writableFinished ? res.statusCode : 'aborted'
+        metrics.request(metricsLabel, req.method, status)
       })
       if (family !== null && !req.complete) countBody(req, metrics.family(family.name).bytes)
       if (rawPath === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -393,6 +397,7 @@ export function createHttpServer(opts: HttpServerOptions): Server {
     }
     try {
       const took = await family.handle(ctx)
+      if (!took) metricsLabel = NO_FAMILY
       if (!took && !res.headersSent) sendJson(res, 404, { message: 'not found' })
     } catch (err) {
       if (res.headersSent || inflight.answeredByEdge) {

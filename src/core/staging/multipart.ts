@@ -42,7 +42,7 @@ import type { Logger } from 'pino'
 import type { LakeFsConfig } from '../../config/config.js'
 import { UploadError } from '../errors.js'
 import type { HashPool } from '../hashing/hash-pool.js'
-import { putSmallObject, readSmallObject } from '../storage/atomic.js'
+import { putSmallObject, readSmallJson } from '../storage/atomic.js'
 import type { AtomicFolders, LocalPaths, ObjectStore } from '../storage/object-store.js'
 import type { UploadService } from '../uploads/uploads.js'
 import {
@@ -476,13 +476,13 @@ export class StagingMultipart {
   }
 
   async #manifest(dir: string): Promise<Manifest | null> {
-    const m = parseJson<Manifest>(await readSmallObject(this.#objects, `${dir}/upload.json`))
+    const m = await readSmallJson<Manifest>(this.#objects, `${dir}/upload.json`)
     return m !== null && m.v === 1 ? m : null
   }
 
   /** The first completion's answer when it was for the same parts; null when not completed. */
   async #completed(dir: string, etag: string): Promise<ObjectStats | null> {
-    const c = parseJson<Completed>(await readSmallObject(this.#objects, `${dir}/completed.json`))
+    const c = await readSmallJson<Completed>(this.#objects, `${dir}/completed.json`)
     if (c === null) return null
     if (c.etag !== etag) throw noSuchUpload()
     return c.stats
@@ -543,14 +543,4 @@ function partKey(dir: string, partNumber: number): string {
 
 function noSuchUpload(): UploadError {
   return new UploadError('ERR_SESSION_NOT_FOUND', NO_SUCH_UPLOAD)
-}
-
-/** Parsed JSON, or null for no object or one that does not parse (treated as absent). */
-function parseJson<T>(text: string | null): T | null {
-  if (text === null) return null
-  try {
-    return JSON.parse(text) as T
-  } catch {
-    return null
-  }
 }

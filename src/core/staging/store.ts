@@ -27,7 +27,7 @@ import type { LakeFsConfig, LakeFsRepository } from '../../config/config.js'
 import { UploadError } from '../errors.js'
 import type { HashPool } from '../hashing/hash-pool.js'
 import { checkRelativePath, type PathRules } from '../paths.js'
-import { putSmallObject, readSmallObject } from '../storage/atomic.js'
+import { putSmallObject, readSmallJson } from '../storage/atomic.js'
 import type {
   FolderSync,
   HardLinkSnapshots,
@@ -406,7 +406,7 @@ export class StagingStore {
         throw new UploadError('ERR_SIZE_MISMATCH', msg)
       }
       let d: { md5: string; sha256: string; etag?: string } | null = null
-      const side = parseJson<Digests>(await readSmallObject(this.#objects, `${dataKey}.digests`))
+      const side = await readSmallJson<Digests>(this.#objects, `${dataKey}.digests`)
       if (side !== null && etagOf(side) === snap.etag) {
         const etag = side.multipartEtag !== undefined ? { etag: side.multipartEtag } : {}
         d = { md5: side.md5, sha256: side.sha256, ...etag }
@@ -453,7 +453,7 @@ export class StagingStore {
   }
 
   async #readEntry(key: string): Promise<Entry | null> {
-    const e = parseJson<Entry>(await readSmallObject(this.#objects, key))
+    const e = await readSmallJson<Entry>(this.#objects, key)
     return e !== null && e.v === 1 ? e : null
   }
 
@@ -484,14 +484,4 @@ export function checksumMatches(
   const c = checksum.toLowerCase()
   if (c === d.md5 || c === d.sha256 || (d.etag !== undefined && c === d.etag)) return true
   return checksum === Buffer.from(d.md5, 'hex').toString('base64')
-}
-
-/** Parsed JSON, or null for no text or a file cut by a crash (treated as absent). */
-function parseJson<T>(text: string | null): T | null {
-  if (text === null) return null
-  try {
-    return JSON.parse(text) as T
-  } catch {
-    return null
-  }
 }

@@ -54,3 +54,17 @@ export async function readSmallObject(store: ObjectStore, key: string): Promise<
   for await (const c of stream as AsyncIterable<Buffer>) parts.push(c)
   return Buffer.concat(parts).toString('utf8')
 }
+
+/**
+ * A small JSON object, or null when it is absent or does not parse: a file cut by a crash
+ * counts as absent, as if its write never happened.
+ */
+export async function readSmallJson<T>(store: ObjectStore, key: string): Promise<T | null> {
+  const text = await readSmallObject(store, key)
+  if (text === null) return null
+  try {
+    return JSON.parse(text) as T
+  } catch {
+    return null
+  }
+}

@@ -434,11 +434,26 @@ export function createStagingFamily(deps: StagingDeps): Family {
     throw new UploadError('ERR_NOT_IMPLEMENTED', 'presign multipart upload API is not supported')
   }
 
-  async function createMultipart(ctx: RequestContext, repo: string, branch: string): Promise<void> {
+  /**
+   * What every multipart route checks first, in lakeFS's order: the caller may reach the
+   * repository, the repository exists, the feature is on; then the `path` query (`nonEmpty`:
+   * complete and abort refuse an empty one).
+   */
+  async function multipartRequest(
+    ctx: RequestContext,
+    repo: string,
+    nonEmpty = false,
+  ): Promise<{ mp: StagingMultipart; path: string }> {
     authorizeRepository(await authenticate(ctx.req), repo)
     store.repository(repo)
     const mp = multipartOn()
     const path = requiredQuery(ctx.url, 'path')
+    if (nonEmpty && path === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'path is required')
+    return { mp, path }
+  }
+
+  async function createMultipart(ctx: RequestContext, repo: string, branch: string): Promise<void> {
+    const { mp, path } = await multipartRequest(ctx, repo)
     // The range (0..10000) is the handler's check, with lakeFS's words.
     const parts = intParam('parts', 'query', ctx.url.searchParams.get('parts')) ?? 0
     const up = await mp.create(repo, branch, path, parts)
@@ -453,10 +468,7 @@ export function createStagingFamily(deps: StagingDeps): Family {
 
   async function freshPartUrl(ctx: RequestContext, ref: PmpuRoute, partRaw: string): Promise<void> {
     const { repo, branch, uploadId } = ref
-    authorizeRepository(await authenticate(ctx.req), repo)
-    store.repository(repo)
-    const mp = multipartOn()
-    const path = requiredQuery(ctx.url, 'path')
+    const { mp, path } = await multipartRequest(ctx, repo)
     const partNumber = intParam('partNumber', 'path', partRaw, { min: 1, max: MAX_PARTS })!
     const { physicalAddress } = physicalAddressBody(await readJson(ctx.req, maxJsonBytes))
     const upload = { repository: repo, branch, path, uploadId, physicalAddress }
@@ -466,11 +478,7 @@ export function createStagingFamily(deps: StagingDeps): Family {
 
   async function completeMultipart(ctx: RequestContext, ref: PmpuRoute): Promise<void> {
     const { repo, branch, uploadId } = ref
-    authorizeRepository(await authenticate(ctx.req), repo)
-    store.repository(repo)
-    const mp = multipartOn()
-    const path = requiredQuery(ctx.url, 'path')
-    if (path === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'path is required')
+    const { mp, path } = await multipartRequest(ctx, repo, true)
     const body = parseCompleteBody(await readJson(ctx.req, maxJsonBytes))
     const stats = await mp.complete({ repository: repo, branch, path, uploadId, ...body })
     sendLakeFsJson(ctx.res, 200, stats)
@@ -478,11 +486,7 @@ export function createStagingFamily(deps: StagingDeps): Family {
 
   async function abortMultipart(ctx: RequestContext, ref: PmpuRoute): Promise<void> {
     const { repo, branch, uploadId } = ref
-    authorizeRepository(await authenticate(ctx.req), repo)
-    store.repository(repo)
-    const mp = multipartOn()
-    const path = requiredQuery(ctx.url, 'path')
-    if (path === '') throw new UploadError('ERR_INVALID_ARGUMENT', 'path is required')
+    const { mp, path } = await multipartRequest(ctx, repo, true)
     const { physicalAddress } = physicalAddressBody(await readJson(ctx.req, maxJsonBytes))
     await mp.abort({ repository: repo, branch, path, uploadId, physicalAddress })
     sendEmpty(ctx.res, 204)

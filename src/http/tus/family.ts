@@ -253,6 +253,18 @@ export function createTusFamily(deps: TusDeps): Family {
     return upload
   }
 
+  /** The pre-create hook (when configured) may refuse a creation with its own status. */
+  async function askPreCreate(
+    ctx: RequestContext,
+    id: string,
+    total: number | null,
+    metadata: UploadMetadata,
+  ): Promise<void> {
+    if (hooks === null) return
+    const decision = await hooks.preCreate(hookUpload(id, total, metadata.header, null), ctx.signal)
+    if (!decision.allow) throw refuse(decision.status, decision.message)
+  }
+
   /**
    * Appends the request body at `offset`. Without a checksum, the bytes that arrived count even
    * when the body is cut; with one, nothing counts unless the whole body matched.
@@ -391,13 +403,7 @@ export function createTusFamily(deps: TusDeps): Family {
       throw refuse(413, `the upload is larger than Tus-Max-Size (${settings.maxSizeBytes} bytes)`)
     }
     const id = newId()
-    if (hooks !== null) {
-      const decision = await hooks.preCreate(
-        hookUpload(id, total, metadata.header, null),
-        ctx.signal,
-      )
-      if (!decision.allow) throw refuse(decision.status, decision.message)
-    }
+    await askPreCreate(ctx, id, total, metadata)
     const hasBody = mediaType(req) === OCTET_STREAM
     const checksum = hasBody
       ? value(parseUploadChecksum(headerOf(req, 'Upload-Checksum')))
@@ -444,13 +450,7 @@ export function createTusFamily(deps: TusDeps): Family {
     metadata: UploadMetadata,
   ): Promise<void> {
     const id = newId()
-    if (hooks !== null) {
-      const decision = await hooks.preCreate(
-        hookUpload(id, null, metadata.header, null),
-        ctx.signal,
-      )
-      if (!decision.allow) throw refuse(decision.status, decision.message)
-    }
+    await askPreCreate(ctx, id, null, metadata)
     // Each distinct partial once, in sorted order, so two finals sharing partials cannot deadlock.
     const distinct = [...new Set(ids)].sort()
     const held: Lock[] = []
@@ -747,13 +747,7 @@ export function createTusFamily(deps: TusDeps): Family {
     }
     const metadata: UploadMetadata = value(parseUploadMetadata(headerOf(req, 'Upload-Metadata')))
     const id = newId()
-    if (hooks !== null) {
-      const decision = await hooks.preCreate(
-        hookUpload(id, total, metadata.header, null),
-        ctx.signal,
-      )
-      if (!decision.allow) throw refuse(decision.status, decision.message)
-    }
+    await askPreCreate(ctx, id, total, metadata)
     const protocol = protocolOfVersion(version)
     await withLock(ctx, id, async (signal) => {
       let s = await uploads.openSession({
