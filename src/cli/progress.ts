@@ -43,18 +43,22 @@ function formatEta(sec: number): string {
 }
 
 /** Rate over what this run sent (resumed bytes are not "speed"), and the time left at it. */
-class Meter {
-  readonly #startMs = Date.now()
+export class Meter {
+  readonly #startMs: number
   readonly #from: number
-  constructor(from: number) {
+  constructor(from: number, startMs = Date.now()) {
     this.#from = from
+    this.#startMs = startMs
   }
-  stats(bytes: number, total: number): { rate: string; eta: string } {
-    const sec = (Date.now() - this.#startMs) / 1000
-    const bps = sec > 0.05 ? Math.max(0, bytes - this.#from) / sec : 0
+  stats(bytes: number, total: number, nowMs = Date.now()): { rate: string; eta: string } {
+    const sec = (nowMs - this.#startMs) / 1000
+    // Done: the average over the whole run, however short (an upload finished between two
+    // redraws, under 50 ms, once showed "0 B/s | ETA --" on its final bar).
+    const done = bytes >= total
+    const bps = sec > 0.05 || done ? Math.max(0, bytes - this.#from) / Math.max(sec, 0.001) : 0
     return {
       rate: `${formatBytes(Math.round(bps))}/s`,
-      eta: formatEta(bps > 0 ? (total - bytes) / bps : Infinity),
+      eta: done ? '0s' : formatEta(bps > 0 ? (total - bytes) / bps : Infinity),
     }
   }
 }

@@ -6,6 +6,7 @@ import { describe, expect, test } from '@jest/globals'
 import { homedir } from 'node:os'
 import { imageStoreUrl, splitRanges, stillMissing } from '../../src/cli/imagestore.js'
 import { parseSize } from '../../src/cli/options.js'
+import { Meter } from '../../src/cli/progress.js'
 import { stateDir, stateKey } from '../../src/cli/state.js'
 import { tusEndpoint } from '../../src/cli/tus.js'
 
@@ -106,5 +107,18 @@ describe('URLs', () => {
     expect(u.href).toBe(
       'http://h/ferry/ImageStore/a%20b/c%23d.bin/$/UploadChunk?api-version=6.0&session-id=x',
     )
+  })
+})
+
+describe('progress meter', () => {
+  test('a finished upload shows its average rate and ETA 0s, even when it took under 50 ms', () => {
+    const mib3 = 3 * 1024 * 1024
+    const done = new Meter(0, 1000).stats(mib3, mib3, 1010)
+    expect(done.eta).toBe('0s')
+    expect(done.rate).not.toBe('0 B/s')
+    // Half way after 1 s: 1.5 MiB/s, one more second to go.
+    expect(new Meter(0, 1000).stats(mib3 / 2, mib3, 2000)).toEqual({ rate: '1.5 MiB/s', eta: '1s' })
+    // Too early to tell while running.
+    expect(new Meter(0, 1000).stats(10, mib3, 1010)).toEqual({ rate: '0 B/s', eta: '--' })
   })
 })
