@@ -12,6 +12,7 @@ const LAYOUT_MODULE = 'src/core/storage/layout.js'
 const CAS_MODULE = 'src/core/cas/cas-store.js'
 // FinishedUploads#dataPath(id): a finished tus upload's bytes (builds with the tus family only).
 const TUS_MODULE = 'src/http/tus/finished.js'
+const FS_STORE_MODULE = 'src/core/storage/fs-object-store.js'
 
 async function ferryLayout(distDir) {
   const load = (m) => import(pathToFileURL(path.join(distDir, m)).href)
@@ -42,12 +43,19 @@ async function ferryLayout(distDir) {
 async function withTus(distDir, layoutOf) {
   const load = (m) => import(pathToFileURL(path.join(distDir, m)).href)
   const hasTus = fs.existsSync(path.join(distDir, TUS_MODULE))
-  const [{ createLayout }, { FinishedUploads }] = await Promise.all([
-    load(LAYOUT_MODULE),
-    hasTus ? load(TUS_MODULE) : {},
-  ])
+  const [{ createLayout, createStores }, { FinishedUploads }, { FsObjectStore }] =
+    await Promise.all([
+      load(LAYOUT_MODULE),
+      hasTus ? load(TUS_MODULE) : {},
+      hasTus ? load(FS_STORE_MODULE) : {},
+    ])
+  // As the composition root builds it: an FsObjectStore over the data directory's tus folder.
+  const finishedOf = (layout) => {
+    const { temps } = createStores(layout)
+    return new FinishedUploads(new FsObjectStore({ root: layout.tus, temps }), temps)
+  }
   return (dataDir) => {
-    const tus = FinishedUploads ? new FinishedUploads(createLayout(dataDir).tus) : null
+    const tus = FinishedUploads ? finishedOf(createLayout(dataDir)) : null
     const tusFile = (id) => {
       if (!tus) throw new Error(`this Ferry build (${distDir}) has no ${TUS_MODULE}`)
       return tus.dataPath(id)
