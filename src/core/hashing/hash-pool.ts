@@ -26,6 +26,10 @@ import type {
   JoinPartsTask,
   StreamMessage,
 } from '../../../workers/protocol.js'
+import { workerExecArgv } from './worker-argv.js'
+
+const execArgv = workerExecArgv()
+const execArgvOption = execArgv ? { execArgv } : {}
 
 export type { HashAlgo, HashResult, JoinPartsResult }
 
@@ -101,12 +105,14 @@ export class HashPool {
     const filename = opts.workerFile instanceof URL ? opts.workerFile.href : opts.workerFile
     this.#tasks = new Piscina({
       filename,
+      ...execArgvOption,
       minThreads: 1,
       maxThreads: opts.threads,
       idleTimeout: 30_000,
     })
     this.#streams = new Piscina({
       filename,
+      ...execArgvOption,
       minThreads: 0,
       maxThreads: opts.streamThreads,
       concurrentTasksPerWorker: opts.streamsPerThread,

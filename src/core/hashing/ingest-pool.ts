@@ -5,6 +5,10 @@
  */
 import { Piscina } from 'piscina'
 import type { ConcatFilesTask, CopyFileResult, CopyFileTask } from '../../../workers/protocol.js'
+import { workerExecArgv } from './worker-argv.js'
+
+const execArgv = workerExecArgv()
+const execArgvOption = execArgv ? { execArgv } : {}
 
 export type { CopyFileResult }
 
@@ -23,6 +27,7 @@ export class IngestPool {
     const filename = opts.workerFile instanceof URL ? opts.workerFile.href : opts.workerFile
     this.#pool = new Piscina({
       filename,
+      ...execArgvOption,
       minThreads: 0,
       maxThreads: opts.threads,
       idleTimeout: 30_000,
