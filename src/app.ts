@@ -309,6 +309,8 @@ export async function createApp(
         uploads: lakefsUploads,
         pool,
         store,
+        locker: state.locker,
+        lockTtlMs: config.locks.ttlMs,
         maxUploadBytes,
         idleTtlMs: config.sessions.ttlSec * 1000,
         log: log.child({ family: 'lakefs' }),

@@ -620,7 +620,7 @@ describe('sweep rules (the clock passed in)', () => {
   let mp: StagingMultipart
   let pmpuDir: string
   beforeAll(() => {
-    const { config, layout, stores, uploads, pool, log } = srv.app.engine
+    const { config, layout, stores, state, uploads, pool, log } = srv.app.engine
     const lakefs = config.lakefs!
     const store = new StagingStore({
       config: lakefs,
@@ -635,6 +635,8 @@ describe('sweep rules (the clock passed in)', () => {
       uploads,
       pool,
       store,
+      locker: state.locker,
+      lockTtlMs: 10_000,
       maxUploadBytes: MAX_UPLOAD,
       idleTtlMs: 600 * T,
       log,

@@ -42,6 +42,7 @@ import type { Logger } from 'pino'
 import type { LakeFsConfig } from '../../config/config.js'
 import { UploadError } from '../errors.js'
 import type { HashPool } from '../hashing/hash-pool.js'
+import type { Locker } from '../state/types.js'
 import { putSmallObject, readSmallJson } from '../storage/atomic.js'
 import type { AtomicFolders, LocalPaths, ObjectStore } from '../storage/object-store.js'
 import type { UploadService } from '../uploads/uploads.js'
@@ -140,6 +141,13 @@ export interface StagingMultipartOptions {
   readonly uploads: UploadService
   readonly pool: HashPool
   readonly store: StagingStore
+  /**
+   * One completion per upload at a time, fleet-wide: two completes racing on two instances would
+   * each stage the joined file over the other's and link against a sidecar the other replaced.
+   */
+  readonly locker: Locker
+  /** The completion lock's lease, ms (renewed while held; FERRY_LOCK_TTL_MS). */
+  readonly lockTtlMs: number
   readonly maxUploadBytes: number
   /** An upload with no part PUT for this long is removed by `sweep`, ms (FERRY_SESSION_TTL_SEC). */
   readonly idleTtlMs: number
@@ -149,6 +157,9 @@ export interface StagingMultipartOptions {
 }
 
 /** S3's multipart ETag: MD5 of the parts' binary MD5s, `-`, the number of parts. */
+/** How long a complete waits for another complete of the same upload (a join of GiBs). */
+const COMPLETE_WAIT_MS = 120_000
+
 export function multipartEtag(partMd5s: readonly string[]): string {
   const h = createHash('md5')
   for (const m of partMd5s) h.update(Buffer.from(m, 'hex'))
@@ -321,6 +332,26 @@ export class StagingMultipart {
       md5s.push(etag)
     }
     const etag = multipartEtag(md5s)
+    // A second complete waits for the first and then answers what it recorded (S3 answers a
+    // retried CompleteMultipartUpload alike).
+    const lock = await this.#o.locker.acquire(`pmpu:${input.repository}:${input.uploadId}`, {
+      ttlMs: this.#o.lockTtlMs,
+      waitMs: COMPLETE_WAIT_MS,
+    })
+    try {
+      return await this.#completeHeld(input, dir, relative, md5s, etag)
+    } finally {
+      await lock.release().catch(() => {})
+    }
+  }
+
+  async #completeHeld(
+    input: CompleteInput,
+    dir: string,
+    relative: string,
+    md5s: readonly string[],
+    etag: string,
+  ): Promise<ObjectStats> {
     const done = await this.#completed(dir, etag)
     if (done !== null) return done
     const sources: { path: string; expectedMd5: string }[] = []
