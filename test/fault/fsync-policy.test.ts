@@ -6,6 +6,7 @@
  */
 import { beforeAll, describe, expect, test } from '@jest/globals'
 import { spawn } from 'node:child_process'
+import http from 'node:http'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from '../helpers/http.js'
@@ -39,7 +40,7 @@ async function traced(
   const trace = join(dir, 'trace.txt')
   const dataDir = join(dir, 'data')
   const port = await freePort()
-  const syscalls = 'fsync,fdatasync,rename,renameat,renameat2,link,linkat,write,writev'
+  const syscalls = 'fsync,fdatasync,rename,renameat,renameat2,link,linkat,read,write,writev'
   const proc = spawn(
     'strace',
     [
@@ -167,6 +168,77 @@ function publishedDurably(calls: Call[], name: string): void {
   ])
 }
 
+/** A PUT on a connection of its own (so its socket in the trace carries only this request). */
+function putAlone(url: string, path: string, body: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${url}/ImageStore/${path}?${API}`,
+      {
+        method: 'PUT',
+        agent: false,
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length },
+      },
+      (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode ?? 0))
+      },
+    )
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+const CONCURRENT = 12
+const bodyOf = (i: number) => Buffer.alloc(64 * 1024, i + 1)
+
+/** `CONCURRENT` whole-file PUTs into one folder at once. */
+async function concurrentPuts(url: string): Promise<void> {
+  const statuses = await Promise.all(
+    Array.from({ length: CONCURRENT }, (_, i) => putAlone(url, `d/c${i}.bin`, bodyOf(i))),
+  )
+  expect(statuses.every((s) => s >= 200 && s < 300)).toBe(true)
+}
+
+/**
+ * For the PUT of `d/<name>` among concurrent ones: its temp file fdatasynced before its rename,
+ * and an fsync of the folder that began after the rename returned before its response was written.
+ */
+function eachPublishedDurably(calls: Call[], name: string): void {
+  const got = calls.find(
+    (c) =>
+      c.name === 'read' && /<socket:/.test(c.args) && c.args.includes(`/ImageStore/d/${name}?`),
+  )
+  expect([name, 'request read', got !== undefined]).toEqual([name, 'request read', true])
+  const socket = /<(socket:\[\d+\])>/.exec(got!.args)![1]!
+  const answered = calls.find(
+    (c) => isResponse(c) && c.args.includes(`<${socket}>`) && c.start > got!.end,
+  )
+  const pub = calls.find(
+    (c) => isRename(c) && ok(c) && c.args.includes(`/store/d/${name}"`) && c.start > got!.end,
+  )
+  expect([name, answered !== undefined, pub !== undefined]).toEqual([name, true, true])
+  const temp = /^\d+<([^>]+)>|"([^"]+)"/.exec(pub!.args)
+  const tempPath = temp?.[1] ?? temp?.[2]
+  const dataSynced = calls.some(
+    (c) =>
+      c.name === 'fdatasync' && ok(c) && c.args.includes(`<${tempPath}>`) && c.end < pub!.start,
+  )
+  const dirSynced = calls.some(
+    (c) =>
+      c.name === 'fsync' &&
+      ok(c) &&
+      /<[^>]*\/store\/d>/.test(c.args) &&
+      c.start > pub!.end &&
+      c.end < answered!.start,
+  )
+  expect([name, pub!.end < answered!.start, dataSynced, dirSynced]).toEqual([
+    name,
+    true,
+    true,
+    true,
+  ])
+}
+
 beforeAll(() => ensureStrace(), 600_000)
 
 describe('FERRY_FSYNC', () => {
@@ -195,6 +267,18 @@ describe('FERRY_FSYNC', () => {
       publishedDurably(t.calls, 'chunked.bin')
       expect(t.output).not.toContain('FERRY_FSYNC=none')
       expect(readFileSync(join(t.dataDir, 'store/d/chunked.bin')).equals(CHUNKED)).toBe(true)
+    } finally {
+      removeDir(t.dir)
+    }
+  }, 180_000)
+
+  test('commit: concurrent PUTs into one folder each answer only after their data and the folder were synced; all are there', async () => {
+    const t = await traced({}, concurrentPuts)
+    try {
+      for (let i = 0; i < CONCURRENT; i++) {
+        eachPublishedDurably(t.calls, `c${i}.bin`)
+        expect(readFileSync(join(t.dataDir, `store/d/c${i}.bin`)).equals(bodyOf(i))).toBe(true)
+      }
     } finally {
       removeDir(t.dir)
     }
