@@ -5,7 +5,12 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
-import { ConfigError, type Config, type FsyncPolicy, type S3StorageConfig } from './config/config.js'
+import {
+  ConfigError,
+  type Config,
+  type FsyncPolicy,
+  type S3StorageConfig,
+} from './config/config.js'
 import { CasStore } from './core/cas/cas-store.js'
 import { FileListPool } from './core/cas/file-list-pool.js'
 import { createGcSweepTask } from './core/cas/gc-task.js'
