@@ -40,6 +40,8 @@ ${servers.join('\n')}
                           with their ferry-* twins; the report gives B/A per row
                           e.g. --scenarios b,c --servers ferry-embedded,ferry-b-embedded
                                --ferry-main-b /path/to/other/dist/src/main.js --reps 3
+  --batch-window-ms N     goal 4: the group commit's batching window; with --ferry-main-b, the
+                          p99 growth B − A of c and d-store is judged against it
   --help`
 }
 
@@ -75,6 +77,7 @@ export function parseCli(argv, { benchDir, rootDir }) {
         keep: { type: 'boolean', default: false },
         'ferry-main': { type: 'string', default: path.join(rootDir, 'dist', 'src', 'main.js') },
         'ferry-main-b': { type: 'string' },
+        'batch-window-ms': { type: 'string' },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -128,6 +131,9 @@ export function parseCli(argv, { benchDir, rootDir }) {
   if (cfg.commitSizes.some((s) => !(s > 0))) usage('--commit-sizes-mib must list positive numbers')
   if (!withB && cfg.servers.some((s) => s.startsWith('ferry-b-')))
     usage('the ferry-b-* servers need --ferry-main-b PATH')
+  if (args['batch-window-ms'] !== undefined) cfg.batchWindowMs = Number(args['batch-window-ms'])
+  if (cfg.batchWindowMs !== undefined && !(cfg.batchWindowMs >= 0))
+    usage('--batch-window-ms must be a number ≥ 0')
   // Only recorded when given, so a run without it writes the same config as before.
   if (withB)
     Object.assign(cfg, {
