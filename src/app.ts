@@ -5,7 +5,7 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
-import type { Config } from './config/config.js'
+import type { Config, FsyncPolicy } from './config/config.js'
 import { CasStore } from './core/cas/cas-store.js'
 import { FileListPool } from './core/cas/file-list-pool.js'
 import { createGcSweepTask } from './core/cas/gc-task.js'
@@ -16,6 +16,7 @@ import { BulkIngestService } from './core/ingest/bulk-ingest.js'
 import { StagingMultipart } from './core/staging/multipart.js'
 import { StagingStore } from './core/staging/store.js'
 import { createEmbeddedState } from './core/state/embedded.js'
+import type { JournalMode } from './core/state/journal.js'
 import { createRedisState } from './core/state/redis.js'
 import type { StateBackend } from './core/state/types.js'
 import {
@@ -35,6 +36,7 @@ import { createHttpServer, edgeOptionsFrom, type ReadyCheck } from './http/serve
 import { createHttpHooks, type HttpHooks } from './core/hooks/index.js'
 import { createCorsPolicy } from './http/cors.js'
 import { FinishedUploads } from './http/tus/finished.js'
+import { DiskSync } from './core/storage/disk-sync.js'
 import { FsObjectStore } from './core/storage/fs-object-store.js'
 import { createTusFamily } from './http/tus/family.js'
 import { FerryMetrics } from './observability/metrics.js'
@@ -114,6 +116,13 @@ export interface AppOptions {
   readonly readyChecks?: readonly ReadyCheck[]
 }
 
+/** The embedded state journal's durability per FERRY_FSYNC. */
+const JOURNAL_MODES: Readonly<Record<FsyncPolicy, JournalMode>> = {
+  commit: 'background',
+  chunk: 'sync',
+  none: 'none',
+}
+
 export async function createApp(
   config: Config,
   log: Logger,
@@ -137,13 +146,14 @@ export async function createApp(
     redisState ??
     createEmbeddedState(layout.state, {
       limits,
-      journalMode: config.storage.fsync === 'chunk' ? 'sync' : 'background',
+      journalMode: JOURNAL_MODES[config.storage.fsync],
       log,
       ...(options.bootId ? { bootId: options.bootId } : {}),
     })
   // One set of stores for every service: one TempFiles names all temp files with this
   // instance's id, so the uploads sweep tells this instance's streams from a dead one's.
-  const stores = createStores(layout, state.instanceId)
+  const sync = config.storage.fsync === 'none' ? DiskSync.off : DiskSync.on
+  const stores = createStores(layout, state.instanceId, sync)
   const workers = config.pool.workers
   const pool = new HashPool({
     workerFile: DEFAULT_WORKER_FILE,
@@ -151,6 +161,7 @@ export async function createApp(
     streamThreads: workers,
     streamsPerThread: config.pool.streamsPerThread,
     streamIdleMs: config.pool.streamIdleMs,
+    sync: sync.enabled,
   })
   const hooks: HttpHooks | null =
     config.hooks.url === null
@@ -165,6 +176,7 @@ export async function createApp(
     temps: stores.temps,
     log,
     durableChunks: config.storage.fsync === 'chunk',
+    sync,
     sessionTtlMs: config.sessions.ttlSec * 1000,
     reserveLeaseMs: config.sessions.reserveLeaseMs,
     commitLeaseMs: config.sessions.commitLeaseMs,
@@ -209,11 +221,15 @@ export async function createApp(
   const cors = createCorsPolicy(config.cors)
   if (config.tus.enabled) {
     const finished = new FinishedUploads(
-      new FsObjectStore({ root: layout.tus, temps: stores.temps }),
+      new FsObjectStore({ root: layout.tus, temps: stores.temps, sync }),
       stores.temps,
     )
     // Concatenation copies on its own worker thread (started on first use).
-    const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
+    const concat = new IngestPool({
+      workerFile: DEFAULT_INGEST_WORKER_FILE,
+      threads: 1,
+      sync: sync.enabled,
+    })
     familyServices.push(concat)
     families.push(
       createTusFamily({
@@ -268,6 +284,7 @@ export async function createApp(
     const ingestPool = new IngestPool({
       workerFile: DEFAULT_INGEST_WORKER_FILE,
       threads: Math.min(workers, ingest.maxParallel),
+      sync: sync.enabled,
     })
     const ingestUploads = uploadsOf('ingest')
     const service = new BulkIngestService({
@@ -435,6 +452,12 @@ export async function createApp(
         },
         `ferry listening on http://${addr.address}:${addr.port}`,
       )
+      if (config.storage.fsync === 'none') {
+        log.warn(
+          { fsync: 'none' },
+          'FERRY_FSYNC=none: nothing is fsynced (files, folders, the state journal); publication is still atomic, but a power loss or kernel crash may lose or empty files answered as stored',
+        )
+      }
       const open = openFamilies(config)
       if (open.length > 0 && !isLoopback(config.http.host)) {
         log.warn(

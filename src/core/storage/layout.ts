@@ -1,3 +1,4 @@
+import { DiskSync } from './disk-sync.js'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { FsObjectStore } from './fs-object-store.js'
@@ -50,9 +51,13 @@ export interface DataStores {
   readonly ingest: FsObjectStore
 }
 
-export function createStores(layout: DataLayout, instanceId?: string): DataStores {
+export function createStores(
+  layout: DataLayout,
+  instanceId?: string,
+  sync: DiskSync = DiskSync.on,
+): DataStores {
   const temps = new TempFiles(layout.tmp, instanceId)
-  const at = (root: string) => new FsObjectStore({ root, temps })
+  const at = (root: string) => new FsObjectStore({ root, temps, sync })
   return Object.freeze({
     temps,
     store: at(layout.store),
