@@ -490,15 +490,25 @@ export function formatTable(result) {
 
 /** The report's chart groups: one SVG each, rows of one unit. */
 export const CHART_GROUPS = [
-  { id: 'large', title: 'Large files', match: (id) => id === 'a' || /^[bf]\d*$/.test(id) },
-  { id: 'small', title: 'Small files', match: (id) => id === 'c' || id.startsWith('d-') },
-  { id: 'tus', title: 'tus-js-client', match: (id) => /^g\d*$/.test(id) },
+  {
+    id: 'large',
+    title: 'Large files',
+    match: (id) => id === 'a' || /^[bf]\d*$/.test(id),
+    base: ['disk', 'minimal-durable', 'minimal'],
+  },
+  {
+    id: 'small',
+    title: 'Small files',
+    match: (id) => id === 'c' || id.startsWith('d-'),
+    base: ['minimal-durable', 'disk', 'minimal'],
+  },
+  { id: 'tus', title: 'tus-js-client', match: (id) => /^g\d*$/.test(id), base: ['tus'] },
 ]
 
 /**
  * Hand-written SVG for one group of rows: per row, one bar per server, length = its median
  * (MB/s or uploads/s), ceilings and Ferry side by side; the label gives the value and, for
- * Ferry, its ratio to the row's first ceiling (disk, else minimal-durable, else minimal).
+ * Ferry, its ratio to the group's yardstick (`base`: the first of its ceilings the row has).
  * Null when no row of the group ran.
  */
 export function svgGroupChart(result, group) {
@@ -514,12 +524,11 @@ export function svgGroupChart(result, group) {
   const plotW = 520
   const maxV = Math.max(...rows.flatMap((r) => Object.values(r.servers).map((v) => v.value ?? 0)))
   const x = (v) => left + (v / maxV) * plotW
-  const ceilingsFirst = ['disk', 'minimal-durable', 'minimal']
   let y = 44
   const parts = []
   for (const r of rows) {
     const present = servers.filter((s) => Number.isFinite(r.servers[s]?.value))
-    const base = ceilingsFirst.find((s) => Number.isFinite(r.servers[s]?.value))
+    const base = group.base.find((s) => Number.isFinite(r.servers[s]?.value))
     const groupH = present.length * barH
     parts.push(
       `<text x="${left - 8}" y="${y + groupH / 2 + 4}" text-anchor="end" font-size="12">${r.row}</text>`,
@@ -531,7 +540,7 @@ export function svgGroupChart(result, group) {
         base && serverByName(s)?.proto === 'ferry'
           ? ` (${fx(v / r.servers[base].value)} ${base})`
           : ''
-      const label = `${f1(v, unit === 'MB/s' ? 0 : 0)}${ratio}`
+      const label = `${f1(v, 0)}${ratio}`
       parts.push(
         `<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH - 2}" fill="${COLORS[s]}"><title>${s} ${r.row}: ${f1(v)} ${unit}${ratio}</title></rect>`,
       )
@@ -556,7 +565,7 @@ export function svgGroupChart(result, group) {
   })
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${left + plotW + 190}" height="${height}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="#fff"/>
-<text x="8" y="14" font-size="12" font-weight="bold">${group.title}: ${unit}, medians (${result.config.quick ? 'quick' : 'full'} run); Ferry's ratio to the first ceiling present</text>
+<text x="8" y="14" font-size="12" font-weight="bold">${group.title}: ${unit}, medians (${result.config.quick ? 'quick' : 'full'} run); Ferry's ratio to ${group.base.join(', else ')}</text>
 ${ticks.join('\n')}
 ${parts.join('\n')}
 ${legend.join('\n')}
