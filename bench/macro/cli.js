@@ -13,7 +13,8 @@ function help() {
   const pairs = []
   for (let i = 0; i < scen.length; i += 2)
     pairs.push(`                            ${scen[i].padEnd(39)}${scen[i + 1] ?? ''}`.trimEnd())
-  const servers = SERVERS.map((s) => `                            ${s.name.padEnd(17)}${s.what}`)
+  const w = Math.max(...SERVERS.map((s) => s.name.length)) + 2
+  const servers = SERVERS.map((s) => `                            ${s.name.padEnd(w)}${s.what}`)
   return `usage: node bench/run.js [options]
   --quick                 small sizes, one rep (CI): 64 MiB, 100 files, commit sizes 16,32,64, RSS 8x32 MiB
   --scenarios LIST        ${SCENARIO_NAMES.join(',')} (default all)

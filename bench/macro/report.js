@@ -1,5 +1,6 @@
-// Turns a results JSON into medians, ratios, a console table and results/report.md with an
-// inline hand-written SVG bar chart. Also usable alone: `node bench/macro/report.js
+// Turns a results JSON into medians, ratios, issue 14's goals (macro/goals.js), a console table
+// and results/report.md with one inline hand-written SVG bar chart per scenario group (also
+// written as results/chart-<group>.svg). Also usable alone: `node bench/macro/report.js
 // results/x.json`.
 import fs from 'node:fs'
 import path from 'node:path'
