@@ -45,7 +45,9 @@ const fx = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '–')
  * latency when a build B ran). `opts.parallelRow` names b's parallel row (default b4),
  * `opts.batchWindowMs` the group commit's window. Each entry: {goal, what, server, row, measured,
  * target, met (true | false | null when the run lacks a figure it needs), figures}. A goal whose
- * rows did not run at all gives one entry with met null saying what is missing.
+ * rows did not run at all gives one entry with met null saying what is missing. `against` and
+ * `metric` ('value': throughput ÷ against's; 'cpu': CPU per unit ÷ against's; 'cpu+sha': CPU per
+ * GiB ÷ (against's + the sha256 pass)) let the report redo a ratio per repetition.
  */
 export function evaluateGoals(rows, { sha256CpuPerGiB, compare = [], ...opts } = {}) {
   const parallelRow = opts.parallelRow ?? 'b4'
@@ -66,6 +68,8 @@ export function evaluateGoals(rows, { sha256CpuPerGiB, compare = [], ...opts } =
       const r = v.value / disk.value
       judge({
         goal: 1,
+        against: 'disk',
+        metric: 'value',
         what: `${row} ≥ ${TARGETS.disk}× disk`,
         server: s,
         row,
@@ -90,6 +94,8 @@ export function evaluateGoals(rows, { sha256CpuPerGiB, compare = [], ...opts } =
       const r = v.value / minB1.value
       judge({
         goal: 2,
+        against: 'minimal',
+        metric: 'value',
         what: `b1 with FERRY_FSYNC=none ≥ ${TARGETS.nofsyncMinimal}× minimal`,
         server: s,
         row: 'b1',
@@ -103,6 +109,8 @@ export function evaluateGoals(rows, { sha256CpuPerGiB, compare = [], ...opts } =
       const r = v.value / tusB1.value
       judge({
         goal: 2,
+        against: 'tus',
+        metric: 'value',
         what: `b1 with FERRY_FSYNC=none ≥ ${TARGETS.nofsyncTus}× tus`,
         server: s,
         row: 'b1',
@@ -126,6 +134,8 @@ export function evaluateGoals(rows, { sha256CpuPerGiB, compare = [], ...opts } =
     const g4r = has(g4) ? g4.value / tusG.value : NaN
     judge({
       goal: 3,
+      against: 'tus',
+      metric: 'value',
       what: `g (tus-js-client) ≥ ${TARGETS.tusClient}× tus`,
       server: s,
       row: 'g',
@@ -149,6 +159,8 @@ export function evaluateGoals(rows, { sha256CpuPerGiB, compare = [], ...opts } =
       const r = v.value / dur.value
       judge({
         goal: 4,
+        against: 'minimal-durable',
+        metric: 'value',
         what: `${row} ≥ ${TARGETS.smallDurable}× minimal-durable`,
         server: s,
         row,
@@ -191,6 +203,8 @@ export function evaluateGoals(rows, { sha256CpuPerGiB, compare = [], ...opts } =
       const r = v.cpuPer / bound
       judge({
         goal: 5,
+        against: 'minimal',
+        metric: 'cpu+sha',
         what: `${row} CPU-s/GiB ≤ ${TARGETS.cpu}× (minimal + sha256)`,
         server: s,
         row,
@@ -213,6 +227,8 @@ export function evaluateGoals(rows, { sha256CpuPerGiB, compare = [], ...opts } =
     const unit = row === 'b1' || row === 'f' ? 'CPU-s/GiB' : 'CPU-s per 1k uploads'
     judge({
       goal: 6,
+      against: 'ferry-redis',
+      metric: 'cpu',
       what: `${row} two instances' CPU ≤ ${TARGETS.scaleOut}× one's`,
       server: 'ferry-redis-x2',
       row,
@@ -224,6 +240,26 @@ export function evaluateGoals(rows, { sha256CpuPerGiB, compare = [], ...opts } =
   }
   if (out.length === n) missing(6, 'scale-out CPU', 'needs ferry-redis and ferry-redis-x2')
   return out
+}
+
+/**
+ * One goal entry's ratio within each repetition: `perRep(server)` = Map rep → {value, cpuPer},
+ * `shaByRep` = Map rep → sha256 CPU-s/GiB. Only repetitions where both sides ran.
+ */
+export function repRatios(entry, perRep, shaByRep = new Map()) {
+  if (!entry.against) return []
+  const mine = perRep(entry.server)
+  const theirs = perRep(entry.against)
+  const out = []
+  for (const [rep, m] of [...mine].sort(([a], [b]) => a - b)) {
+    const t = theirs.get(rep)
+    if (!t) continue
+    if (entry.metric === 'value') out.push(m.value / t.value)
+    else if (entry.metric === 'cpu') out.push(m.cpuPer / t.cpuPer)
+    else if (entry.metric === 'cpu+sha')
+      out.push(m.cpuPer / (t.cpuPer + (shaByRep.get(rep) ?? NaN)))
+  }
+  return out.filter(Number.isFinite)
 }
 
 /** Per goal: met when every judged entry is met, not met when one is not, else null. */

@@ -5,7 +5,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { evaluateGoals, goalVerdicts, median } from './goals.js'
+import { evaluateGoals, goalVerdicts, median, repRatios } from './goals.js'
 import { SERVERS, SERVER_NAMES, serverByName } from './servers.js'
 
 const MiB = 1024 * 1024
@@ -134,6 +134,24 @@ export function summarize(result) {
     parallelRow: `b${c.parallel}`,
     ...(c.batchWindowMs !== undefined ? { batchWindowMs: c.batchWindowMs } : {}),
   })
+  // Each goal figure per repetition too: its spread is the noise the median hides.
+  const perRep = (row) => (server) =>
+    new Map(
+      result.runs
+        .filter((run) => run.ok && run.server === server)
+        .flatMap((run) =>
+          run.rows.filter((x) => x.row === row && !x.unsupported).map((x) => [run, x]),
+        )
+        .map(([run, x]) => [
+          run.rep,
+          {
+            value: x.mbps ?? x.ups,
+            cpuPer: x.bytes ? x.serverCpuS / (x.bytes / GiB) : x.serverCpuS / (x.count / 1000),
+          },
+        ]),
+    )
+  const shaByRep = new Map((result.sha256 ?? []).map((x) => [x.rep, x.cpuS / (x.bytes / GiB)]))
+  for (const g of goals14) g.repRatios = repRatios(g, perRep(g.row), shaByRep)
   return {
     rows,
     sha256,
@@ -483,7 +501,9 @@ export function formatTable(result) {
     out += `\n  goal ${n}: ${word(v[n])}`
     for (const x of (result.summary.goals14 ?? []).filter((e) => String(e.goal) === n)) {
       const m = x.unit === 'ms' ? `${f1(x.measured)} ms` : fx(x.measured)
-      out += `\n    ${x.met === null ? '?  ' : x.met ? 'ok ' : 'no '} ${x.what}: ${x.server} ${m} (${x.figures})`
+      const reps =
+        x.repRatios?.length > 1 ? `; per rep ${x.repRatios.map((r) => r.toFixed(2)).join(' ')}` : ''
+      out += `\n    ${x.met === null ? '?  ' : x.met ? 'ok ' : 'no '} ${x.what}: ${x.server} ${m} (${x.figures}${reps})`
     }
   }
   return out
@@ -600,7 +620,7 @@ function ceilingRows(result) {
 
 /** The goals section's table: one line per judged figure. */
 function goalRows(result) {
-  const head = ['goal', 'what', 'server', 'measured', 'target', 'met', 'figures']
+  const head = ['goal', 'what', 'server', 'measured', 'target', 'met', 'per rep', 'figures']
   const body = (result.summary.goals14 ?? []).map((g) => [
     String(g.goal),
     g.what,
@@ -608,6 +628,7 @@ function goalRows(result) {
     g.unit === 'ms' ? `${f1(g.measured)} ms` : fx(g.measured),
     g.target === undefined ? '–' : g.unit === 'ms' ? `${g.target} ms` : `${g.target}×`,
     g.met === null ? 'not judged' : g.met ? 'yes' : '**no**',
+    (g.repRatios ?? []).map((x) => x.toFixed(2)).join(' ') || '–',
     g.figures,
   ])
   return { head, body }

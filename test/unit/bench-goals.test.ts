@@ -38,6 +38,11 @@ interface GoalsModule {
     },
   ): Entry[]
   goalVerdicts(entries: Entry[]): Map<number, boolean | null>
+  repRatios(
+    entry: Entry,
+    perRep: (server: string) => Map<number, { value: number; cpuPer: number }>,
+    shaByRep?: Map<number, number>,
+  ): number[]
 }
 
 const goals = (await import(
@@ -195,5 +200,37 @@ describe('issue 14 goals', () => {
       { sha256CpuPerGiB: 0.7 },
     )
     expect(goals.goalVerdicts(good).get(1)).toBe(true)
+  })
+
+  test('per repetition: the same ratio within each repetition both sides ran', () => {
+    const runs: Record<string, [number, number, number][]> = {
+      // [rep, value, cpuPer]
+      'ferry-embedded': [
+        [1, 90, 2.0],
+        [2, 120, 1.8],
+        [3, 100, 1.9],
+      ],
+      disk: [
+        [1, 100, 0.5],
+        [3, 80, 0.5],
+      ],
+      minimal: [
+        [1, 100, 1.0],
+        [2, 100, 1.2],
+        [3, 100, 1.1],
+      ],
+    }
+    const perRep = (server: string) =>
+      new Map((runs[server] ?? []).map(([rep, value, cpuPer]) => [rep, { value, cpuPer }]))
+    const g1 = pick(1, 'b1', 'ferry-embedded')!
+    expect(goals.repRatios(g1, perRep)).toEqual([0.9, 1.25])
+    const g5 = pick(5, 'b1', 'ferry-embedded')!
+    const sha = new Map([
+      [1, 1.0],
+      [2, 0.6],
+      [3, 0.9],
+    ])
+    const r5 = goals.repRatios(g5, perRep, sha)
+    expect(r5.map((x) => x.toFixed(3))).toEqual(['1.000', '1.000', '0.950'])
   })
 })
