@@ -87,6 +87,15 @@ if (needRedis && spawnSync('redis-server', ['--version']).status !== 0) {
   )
   process.exit(1)
 }
+// deploy/cluster spawns haproxy for the two-instance servers; without it the spawn error ends
+// the driver before it can stop the instances it already started (seen: orphans left running).
+const needHaproxy = [...SERVERS.values()].some((s) => s.instances > 1 && !s.redisCluster)
+if (needHaproxy && spawnSync('haproxy', ['-v']).status !== 0) {
+  console.error(
+    'bench: haproxy not found (apt-get install haproxy), or drop the ferry-*redis-x2 servers',
+  )
+  process.exit(1)
+}
 const runKinds = runKindsOf(cfg.scenarios, cfg)
 
 // ---- the load generator, expected digests (computed here, independently of it) ---------------
