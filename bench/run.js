@@ -5,7 +5,9 @@
 //          ──spawn──▶ server under test (own process, free port, fresh data dir), per run
 //          ──fork───▶ macro/load.js (load generator, long-lived, keep-alive node:http)
 //          reads /proc/<server>/stat + status around each run, verifies every stored file's
-//          sha256 afterwards, writes results/*.json + results/report.md + results/chart.svg.
+//          sha256 afterwards, writes results/*.json + results/report.md + results/chart-*.svg.
+//   run.js ──spawn──▶ macro/disk.js (the disk row: no HTTP, Ferry's write size and fsync cadence)
+//          ──spawn──▶ macro/sha-pass.js (one sha256 pass per repetition: goal 5's yardstick)
 //
 // Runs are interleaved: for each repetition, for each scenario, every server in turn (the server
 // order rotates per repetition), so machine noise hits all servers alike. Medians when reps > 1.
@@ -57,7 +59,7 @@ const { startLoad } = await import('./macro/load-client.js')
 const { freePort, redisPing, startProcess, stopProcess } = await import('./macro/procs.js')
 const { writeReport, summarize, formatTable } = await import('./macro/report.js')
 const { createRunner } = await import('./macro/runner.js')
-const { runKindsOf } = await import('./macro/scenarios.js')
+const { runKindsOf, runs: takes } = await import('./macro/scenarios.js')
 const { bindServers, serverByName } = await import('./macro/servers.js')
 
 const MiB = 1024 * 1024
@@ -82,6 +84,15 @@ const needRedis = [...SERVERS.values()].some((s) => s.redis)
 if (needRedis && spawnSync('redis-server', ['--version']).status !== 0) {
   console.error(
     'bench: redis-server not found (apt-get install redis-server), or drop the ferry-*redis* servers',
+  )
+  process.exit(1)
+}
+// deploy/cluster spawns haproxy for the two-instance servers; without it the spawn error ends
+// the driver before it can stop the instances it already started (seen: orphans left running).
+const needHaproxy = [...SERVERS.values()].some((s) => s.instances > 1 && !s.redisCluster)
+if (needHaproxy && spawnSync('haproxy', ['-v']).status !== 0) {
+  console.error(
+    'bench: haproxy not found (apt-get install haproxy), or drop the ferry-*redis-x2 servers',
   )
   process.exit(1)
 }
@@ -224,7 +235,7 @@ const runs = []
 const plan = []
 for (let rep = 1; rep <= cfg.reps; rep++) {
   for (const rk of runKinds) {
-    const servers = cfg.servers.filter((s) => rk.can(SERVERS.get(s)))
+    const servers = cfg.servers.filter((s) => takes(rk, SERVERS.get(s)))
     const k = servers.length ? (rep - 1) % servers.length : 0
     for (const s of [...servers.slice(k), ...servers.slice(0, k)]) plan.push([rep, rk, s])
   }
@@ -232,7 +243,24 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
 console.log(
   `bench: ${plan.length} runs (${cfg.reps} rep(s); scenarios ${runKinds.map((r) => r.id).join(',')}; servers ${cfg.servers.join(',')}); data in ${runRoot}`,
 )
+// Goal 5's yardstick, once per repetition (before its first run): one sha256 pass of the run's
+// file size from memory, in a child process (macro/sha-pass.js).
+const sha256 = []
+function shaPass(rep) {
+  const r = spawnSync(
+    process.execPath,
+    [path.join(benchDir, 'macro', 'sha-pass.js'), cfg.seed, String(cfg.sizeBytes)],
+    { encoding: 'utf8' },
+  )
+  if (r.status !== 0) throw new Error(`sha-pass.js: ${r.stderr}`)
+  const x = JSON.parse(r.stdout)
+  sha256.push({ rep, ...x })
+  console.log(
+    `bench: rep ${rep} sha256 pass ${((x.cpuS * 2 ** 30) / x.bytes).toFixed(2)} CPU-s/GiB (${((x.bytes / x.wallS) * 1e-6).toFixed(0)} MB/s)`,
+  )
+}
 for (const [i, [rep, rk, s]] of plan.entries()) {
+  if (i === 0 || plan[i - 1][0] !== rep) shaPass(rep)
   process.stdout.write(
     `[${String(i + 1).padStart(String(plan.length).length)}/${plan.length}] rep ${rep} ${rk.id.padEnd(3)} ${s.padEnd(17)} `,
   )
@@ -278,6 +306,7 @@ const result = {
   },
   config: { ...cfg, bigBytes },
   runs,
+  sha256,
   startRetries,
   ok: failed.length === 0,
 }

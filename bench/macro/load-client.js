@@ -1,5 +1,5 @@
-// The driver's side of the load generator (macro/load.js): fork it once, then one IPC round trip
-// per command, each bounded by a timeout.
+// The driver's side of the load generator (macro/load.js) and of the disk process
+// (macro/disk.js): fork it, then one IPC round trip per command, each bounded by a timeout.
 import { fork } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -7,9 +7,13 @@ import { track } from './procs.js'
 
 const macroDir = path.dirname(fileURLToPath(import.meta.url))
 
-export function startLoad() {
-  const load = fork(path.join(macroDir, 'load.js'), [], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+export const startLoad = () => startIpcChild('load.js')
+
+/** Forks `macro/<script>` with `env` added; returns {ask, close, pid}. */
+export function startIpcChild(script, env = {}, stdio = ['ignore', 'inherit', 'inherit', 'ipc']) {
+  const load = fork(path.join(macroDir, script), [], {
+    stdio,
+    env: { ...process.env, ...env },
   })
   track(load)
   let loadExit = null
@@ -43,5 +47,13 @@ export function startLoad() {
       load.send(msg)
     })
   }
-  return { ask, close: () => ask({ cmd: 'exit' }, 5000).catch(() => {}) }
+  const exited = new Promise((resolve) => load.once('exit', resolve))
+  return {
+    ask,
+    pid: load.pid,
+    close: async () => {
+      await ask({ cmd: 'exit' }, 5000).catch(() => {})
+      if (loadExit === null) await exited
+    },
+  }
 }

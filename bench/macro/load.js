@@ -235,9 +235,11 @@ async function commits(targets, proto, p) {
 async function smallUploads(targets, proto, p) {
   const files = small.slice(0, p.count)
   const uploads = new Array(files.length)
+  const latencyNs = new Array(files.length)
   const t0 = process.hrtime.bigint()
   await pool(files.length, p.conc, async (i) => {
     const f = files[i]
+    const s0 = process.hrtime.bigint()
     if (proto === 'tus') {
       const { id } = await tusCreate(targets.pick(), f.buf.length, f.buf)
       uploads[i] = { kind: 'tus', id, size: f.buf.length, file: i }
@@ -246,16 +248,20 @@ async function smallUploads(targets, proto, p) {
       await request(targets.pick(), 'PUT', `/ImageStore/${enc(path)}?${ISQ}`, {}, f.buf, [200, 201])
       uploads[i] = { kind: 'store', path, size: f.buf.length, file: i }
     }
+    latencyNs[i] = Number(process.hrtime.bigint() - s0)
   })
-  return { elapsedNs: Number(process.hrtime.bigint() - t0), count: files.length, uploads }
+  const elapsedNs = Number(process.hrtime.bigint() - t0)
+  return { elapsedNs, count: files.length, uploads, latencyNs }
 }
 
 async function shaman(targets, _proto, p) {
   const files = small.slice(0, p.count)
   const statuses = {}
   const t0 = process.hrtime.bigint()
+  const latencyNs = new Array(files.length)
   await pool(files.length, p.conc, async (i) => {
     const f = files[i]
+    const s0 = process.hrtime.bigint()
     const r = await request(
       targets.pick(),
       'POST',
@@ -264,11 +270,12 @@ async function shaman(targets, _proto, p) {
       f.buf,
       p.expect,
     )
+    latencyNs[i] = Number(process.hrtime.bigint() - s0)
     statuses[r.status] = (statuses[r.status] ?? 0) + 1
   })
   const elapsedNs = Number(process.hrtime.bigint() - t0)
   const uploads = files.map((f, i) => ({ kind: 'cas', sha: f.sha, size: f.buf.length, file: i }))
-  return { elapsedNs, count: files.length, statuses, uploads }
+  return { elapsedNs, count: files.length, statuses, uploads, latencyNs }
 }
 
 // ---- tus-js-client (scenario g): the same client against every tus server ----------------------

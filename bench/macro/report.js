@@ -1,9 +1,11 @@
-// Turns a results JSON into medians, ratios, a console table and results/report.md with an
-// inline hand-written SVG bar chart. Also usable alone: `node bench/macro/report.js
+// Turns a results JSON into medians, ratios, issue 14's goals (macro/goals.js), a console table
+// and results/report.md with one inline hand-written SVG bar chart per scenario group (also
+// written as results/chart-<group>.svg). Also usable alone: `node bench/macro/report.js
 // results/x.json`.
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { evaluateGoals, goalVerdicts, median, repRatios } from './goals.js'
 import { SERVERS, SERVER_NAMES, serverByName } from './servers.js'
 
 const MiB = 1024 * 1024
@@ -11,12 +13,7 @@ const GiB = 1024 * MiB
 const SERVER_ORDER = SERVER_NAMES
 const COLORS = Object.fromEntries(SERVERS.map((s) => [s.name, s.color]))
 
-export function median(xs) {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
-  if (!v.length) return NaN
-  const m = v.length >> 1
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
-}
+export { median }
 
 function describeRow(row, c) {
   const mib = (b) => `${b / MiB} MiB`
@@ -98,6 +95,10 @@ export function summarize(result) {
           cpuPer: per,
           clientCpuS: median(xs.map((x) => x.clientCpuS)),
           rssMiB: median(xs.map((x) => x.rss)),
+          // Small files: the median over repetitions of each run's per-upload percentiles.
+          ...(xs.some((x) => Number.isFinite(x.p99Ms))
+            ? { p50Ms: median(xs.map((x) => x.p50Ms)), p99Ms: median(xs.map((x) => x.p99Ms)) }
+            : {}),
         }
       }
     }
@@ -105,6 +106,7 @@ export function summarize(result) {
     const unit = isCommit ? 'ms' : sample?.mbps || /^g\d*$/.test(id) ? 'MB/s' : 'uploads/s'
     const min = servers.minimal?.value
     const dur = servers['minimal-durable']?.value
+    const disk = servers.disk?.value
     // tus has no parallel chunks: compare parallel rows with its sequential PATCHes (b1); nor
     // concatenation: tus-js-client's parallelUploads (g4) compares with its one upload (g).
     const seqRow = /^b\d+$/.test(id) ? 'b1' : /^g\d+$/.test(id) ? 'g' : id
@@ -115,6 +117,7 @@ export function summarize(result) {
         : median((byKey.get(`${tusRow}\u0000tus`) ?? []).map((x) => x.mbps))
     if (!isCommit) {
       for (const v of Object.values(servers)) {
+        v.xDisk = disk ? v.value / disk : NaN
         v.xMinimal = min ? v.value / min : NaN
         v.xDurable = dur ? v.value / dur : NaN
         v.xTus = tus ? v.value / tus : NaN
@@ -123,7 +126,55 @@ export function summarize(result) {
     rows.push({ row: id, desc: describeRow(id, c), unit, tusFrom: tusRow, servers })
   }
   const tusClientRatios = tusClient(result, rows)
-  return { rows, goals: goals(rows), compare: compare(result, rows), tusClient: tusClientRatios }
+  const cmp = compare(result, rows)
+  const sha256 = sha256Figure(result)
+  const goals14 = evaluateGoals(rows, {
+    sha256CpuPerGiB: sha256.cpuPerGiB,
+    compare: cmp,
+    parallelRow: `b${c.parallel}`,
+    ...(c.batchWindowMs !== undefined ? { batchWindowMs: c.batchWindowMs } : {}),
+  })
+  // Each goal figure per repetition too: its spread is the noise the median hides.
+  const perRep = (row) => (server) =>
+    new Map(
+      result.runs
+        .filter((run) => run.ok && run.server === server)
+        .flatMap((run) =>
+          run.rows.filter((x) => x.row === row && !x.unsupported).map((x) => [run, x]),
+        )
+        .map(([run, x]) => [
+          run.rep,
+          {
+            value: x.mbps ?? x.ups,
+            cpuPer: x.bytes ? x.serverCpuS / (x.bytes / GiB) : x.serverCpuS / (x.count / 1000),
+          },
+        ]),
+    )
+  const shaByRep = new Map((result.sha256 ?? []).map((x) => [x.rep, x.cpuS / (x.bytes / GiB)]))
+  for (const g of goals14) g.repRatios = repRatios(g, perRep(g.row), shaByRep)
+  return {
+    rows,
+    sha256,
+    goals14,
+    verdicts: Object.fromEntries(goalVerdicts(goals14)),
+    goals: goals(rows),
+    compare: cmp,
+    tusClient: tusClientRatios,
+  }
+}
+
+/**
+ * One sha256 pass per GiB, measured in the run (run.js: a child process hashing the run's data
+ * from memory, once per repetition): the median CPU-s/GiB and its spread.
+ */
+function sha256Figure(result) {
+  const per = (result.sha256 ?? []).map((x) => x.cpuS / (x.bytes / GiB))
+  return {
+    n: per.length,
+    cpuPerGiB: median(per),
+    min: per.length ? Math.min(...per) : NaN,
+    max: per.length ? Math.max(...per) : NaN,
+  }
 }
 
 /**
@@ -195,6 +246,7 @@ function compare(result, rows) {
         row: r.row,
         a,
         b,
+        ...(Number.isFinite(va.p99Ms) ? { p99A: va.p99Ms, p99B: vb.p99Ms } : {}),
         unit: r.unit,
         lowerIsBetter: r.row.startsWith('e-'),
         valueA: va.value,
@@ -212,55 +264,11 @@ function compare(result, rows) {
   return out
 }
 
+/** Earlier issues' checks, kept beside issue 14's goals: peak RSS, commit time vs size. */
 function goals(rows) {
   const get = (id) => rows.find((r) => r.row === id)
   const out = []
   const ferries = SERVERS.filter((s) => s.proto === 'ferry').map((s) => s.name)
-  for (const r of rows.filter((x) => /^b\d+$/.test(x.row))) {
-    for (const s of ferries) {
-      const v = r.servers[s]
-      if (!v) continue
-      out.push({
-        goal: `chunked (${r.row}) ≥ 0.85× ceiling`,
-        server: s,
-        measured: v.xMinimal,
-        met: v.xMinimal >= 0.85,
-      })
-      if (Number.isFinite(v.xDurable))
-        out.push({
-          goal: `chunked (${r.row}) ≥ 0.85× durable ceiling (informative)`,
-          server: s,
-          measured: v.xDurable,
-          met: v.xDurable >= 0.85,
-        })
-      out.push({
-        goal: `chunked (${r.row}) ≥ 1.5× tus${r.tusFrom !== r.row ? ' (tus b1)' : ''}`,
-        server: s,
-        measured: v.xTus,
-        met: v.xTus >= 1.5,
-      })
-    }
-  }
-  const c = get('c')
-  for (const s of ferries)
-    if (c?.servers[s])
-      out.push({
-        goal: 'small files ≥ 1.5× tus uploads/s',
-        server: s,
-        measured: c.servers[s].xTus,
-        met: c.servers[s].xTus >= 1.5,
-      })
-  for (const r of rows.filter((x) => !x.row.startsWith('e-'))) {
-    const one = r.servers['ferry-redis']?.value
-    const two = r.servers['ferry-redis-x2']?.value
-    if (one && two)
-      out.push({
-        goal: `two instances on Redis no slower than one (${r.row})`,
-        server: 'ferry-redis-x2',
-        measured: two / one,
-        met: two / one >= 1,
-      })
-  }
   const f = get('f')
   for (const s of ferries)
     if (f?.servers[s])
@@ -322,18 +330,20 @@ function tableRows(result) {
     'scenario',
     'server',
     'result',
+    '× disk',
     '× minimal',
     '× durable',
     '× tus',
     'server CPU s',
     'CPU s per GiB or per 1k uploads',
     'peak RSS MiB',
+    'p50 / p99 ms per upload',
   ]
   const body = []
   for (const r of rows.filter((x) => !x.row.startsWith('e-'))) {
     for (const [s, v] of Object.entries(r.servers)) {
       if (v.unsupported) {
-        body.push([r.row, r.desc, s, v.unsupported, '–', '–', '–', '–', '–', '–'])
+        body.push([r.row, r.desc, s, v.unsupported, ...head.slice(4).map(() => '–')])
         continue
       }
       body.push([
@@ -341,12 +351,15 @@ function tableRows(result) {
         r.desc,
         s,
         `${f1(v.value, r.unit === 'MB/s' ? 1 : 0)} ${r.unit}`,
+        fx(v.xDisk),
         fx(v.xMinimal),
         fx(v.xDurable),
         fx(v.xTus),
         f1(v.cpuS, 2),
         f1(v.cpuPer, 2),
-        f1(v.rssMiB, 0),
+        // The disk row is the writing process itself, not a server: no RSS figure to compare.
+        s === 'disk' ? '–' : f1(v.rssMiB, 0),
+        Number.isFinite(v.p99Ms) ? `${f1(v.p50Ms)} / ${f1(v.p99Ms)}` : '–',
       ])
     }
   }
@@ -478,95 +491,208 @@ export function formatTable(result) {
     out += `\n\nbuild B against build A (throughput rows: B/A > 1 is B faster; e-* commit ms: < 1):\n${textTable(cmp.head, cmp.body)}`
   const g = result.summary.goals
   if (g.length) {
-    out += `\n\ngoals (informative, not asserted):\n${g.map((x) => `  ${x.met ? 'met    ' : 'NOT met'}  ${x.goal}: ${x.server} ${x.unit ? `${f1(x.measured, 0)} ${x.unit}` : fx(x.measured)}`).join('\n')}`
+    out += `\n\nother checks (informative, not asserted):\n${g.map((x) => `  ${x.met ? 'met    ' : 'NOT met'}  ${x.goal}: ${x.server} ${x.unit ? `${f1(x.measured, 0)} ${x.unit}` : fx(x.measured)}`).join('\n')}`
+  }
+  const sha = result.summary.sha256
+  const v = result.summary.verdicts ?? {}
+  const word = (x) => (x === true ? 'met' : x === false ? 'NOT met' : 'not judged')
+  out += `\n\nissue 14 goals (sha256 pass: ${f1(sha?.cpuPerGiB, 2)} CPU-s/GiB, this run):`
+  for (const n of Object.keys(GOAL_TITLES)) {
+    out += `\n  goal ${n}: ${word(v[n])}`
+    for (const x of (result.summary.goals14 ?? []).filter((e) => String(e.goal) === n)) {
+      const m = x.unit === 'ms' ? `${f1(x.measured)} ms` : fx(x.measured)
+      const reps =
+        x.repRatios?.length > 1 ? `; per rep ${x.repRatios.map((r) => r.toFixed(2)).join(' ')}` : ''
+      out += `\n    ${x.met === null ? '?  ' : x.met ? 'ok ' : 'no '} ${x.what}: ${x.server} ${m} (${x.figures}${reps})`
+    }
   }
   return out
 }
 
-/** Hand-written SVG: per row, one bar per server, length = ratio to the minimal server. */
-export function svgChart(result) {
-  const rows = result.summary.rows.filter((r) => !r.row.startsWith('e-') && r.servers.minimal)
-  const servers = SERVER_ORDER.filter((s) => rows.some((r) => r.servers[s]))
+/** The report's chart groups: one SVG each, rows of one unit. */
+export const CHART_GROUPS = [
+  {
+    id: 'large',
+    title: 'Large files',
+    match: (id) => id === 'a' || /^[bf]\d*$/.test(id),
+    base: ['disk', 'minimal-durable', 'minimal'],
+  },
+  {
+    id: 'small',
+    title: 'Small files',
+    match: (id) => id === 'c' || id.startsWith('d-'),
+    base: ['minimal-durable', 'disk', 'minimal'],
+  },
+  { id: 'tus', title: 'tus-js-client', match: (id) => /^g\d*$/.test(id), base: ['tus'] },
+]
+
+/**
+ * Hand-written SVG for one group of rows: per row, one bar per server, length = its median
+ * (MB/s or uploads/s), ceilings and Ferry side by side; the label gives the value and, for
+ * Ferry, its ratio to the group's yardstick (`base`: the first of its ceilings the row has).
+ * Null when no row of the group ran.
+ */
+export function svgGroupChart(result, group) {
+  const rows = result.summary.rows.filter(
+    (r) => group.match(r.row) && Object.values(r.servers).some((v) => Number.isFinite(v.value)),
+  )
+  if (!rows.length) return null
+  const servers = SERVER_ORDER.filter((s) => rows.some((r) => Number.isFinite(r.servers[s]?.value)))
+  const unit = rows[0].unit
   const barH = 14
   const gap = 10
-  const left = 90
+  const left = 60
   const plotW = 520
-  const maxX = Math.max(
-    1.2,
-    ...rows.flatMap((r) =>
-      Object.values(r.servers)
-        .map((v) => v.xMinimal)
-        .filter(Number.isFinite),
-    ),
-  )
-  const x = (v) => left + (v / maxX) * plotW
+  const maxV = Math.max(...rows.flatMap((r) => Object.values(r.servers).map((v) => v.value ?? 0)))
+  const x = (v) => left + (v / maxV) * plotW
   let y = 44
   const parts = []
   for (const r of rows) {
-    const present = servers.filter((s) => r.servers[s])
+    const present = servers.filter((s) => Number.isFinite(r.servers[s]?.value))
+    const base = group.base.find((s) => Number.isFinite(r.servers[s]?.value))
     const groupH = present.length * barH
     parts.push(
       `<text x="${left - 8}" y="${y + groupH / 2 + 4}" text-anchor="end" font-size="12">${r.row}</text>`,
     )
     for (const s of present) {
-      const v = r.servers[s].xMinimal
-      const w = Number.isFinite(v) ? Math.max(1, x(v) - left) : 0
+      const v = r.servers[s].value
+      const w = Math.max(1, x(v) - left)
+      const ratio =
+        base && serverByName(s)?.proto === 'ferry'
+          ? ` (${fx(v / r.servers[base].value)} ${base})`
+          : ''
+      const label = `${f1(v, 0)}${ratio}`
       parts.push(
-        `<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH - 2}" fill="${COLORS[s]}"><title>${s} ${r.row}: ${f1(r.servers[s].value)} ${r.unit} (${fx(v)} minimal)</title></rect>`,
+        `<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH - 2}" fill="${COLORS[s]}"><title>${s} ${r.row}: ${f1(v)} ${unit}${ratio}</title></rect>`,
       )
       parts.push(
-        `<text x="${(left + w + 4).toFixed(1)}" y="${y + barH - 4}" font-size="10">${fx(v)}</text>`,
+        `<text x="${(left + w + 4).toFixed(1)}" y="${y + barH - 4}" font-size="10">${label}</text>`,
       )
       y += barH
     }
     y += gap
   }
   const height = y + 20 + 18 * Math.ceil(servers.length / 3)
+  const step = niceStep(maxV / 5)
   const ticks = []
-  for (let t = 0; t <= maxX + 1e-9; t += 0.25) {
-    ticks.push(
-      `<line x1="${x(t)}" y1="38" x2="${x(t)}" y2="${y}" stroke="${t === 1 ? '#000' : '#ddd'}" stroke-width="${t === 1 ? 1.5 : 1}"/>`,
-    )
-    if (Math.abs(t * 2 - Math.round(t * 2)) < 1e-9)
-      ticks.push(
-        `<text x="${x(t)}" y="32" text-anchor="middle" font-size="10">${t.toFixed(1)}×</text>`,
-      )
+  for (let t = 0; t <= maxV + 1e-9; t += step) {
+    ticks.push(`<line x1="${x(t)}" y1="38" x2="${x(t)}" y2="${y}" stroke="#ddd" stroke-width="1"/>`)
+    ticks.push(`<text x="${x(t)}" y="32" text-anchor="middle" font-size="10">${t}</text>`)
   }
   const legend = servers.map((s, i) => {
-    const lx = left + (i % 3) * 180
+    const lx = left + (i % 3) * 200
     const ly = y + 14 + Math.floor(i / 3) * 18
     return `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${COLORS[s]}"/><text x="${lx + 16}" y="${ly}" font-size="12">${s}</text>`
   })
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${left + plotW + 60}" height="${height}" font-family="sans-serif">
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${left + plotW + 190}" height="${height}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="#fff"/>
-<text x="8" y="14" font-size="12" font-weight="bold">Throughput as a ratio of the minimal server (${result.config.quick ? 'quick' : 'full'} run, medians)</text>
+<text x="8" y="14" font-size="12" font-weight="bold">${group.title}: ${unit}, medians (${result.config.quick ? 'quick' : 'full'} run); Ferry's ratio to ${group.base.join(', else ')}</text>
 ${ticks.join('\n')}
 ${parts.join('\n')}
 ${legend.join('\n')}
 </svg>`
 }
 
-/** Writes results/report.md (with the SVG inline) and results/chart.svg. */
+/** 1, 2 or 5 × a power of ten, at least `x`. */
+function niceStep(x) {
+  if (!(x > 0)) return 1
+  const p = 10 ** Math.floor(Math.log10(x))
+  return [1, 2, 5, 10].map((m) => m * p).find((v) => v >= x)
+}
+
+/** All ceilings side by side per row: disk, minimal, minimal-durable, tus. */
+function ceilingRows(result) {
+  const ceilings = SERVERS.filter((s) => s.ceiling).map((s) => s.name)
+  const head = ['row', 'scenario', ...ceilings, 'unit']
+  const body = []
+  for (const r of result.summary.rows.filter((x) => !x.row.startsWith('e-'))) {
+    if (!ceilings.some((c) => Number.isFinite(r.servers[c]?.value))) continue
+    const cellOf = (c) => {
+      const v = r.servers[c]
+      if (v?.unsupported) return v.unsupported
+      const d = r.unit === 'MB/s' ? 1 : 0
+      return v && Number.isFinite(v.value) ? `${f1(v.value, d)} (${f1(v.cpuPer, 2)} CPU)` : '–'
+    }
+    body.push([r.row, r.desc, ...ceilings.map(cellOf), r.unit])
+  }
+  return { head, body }
+}
+
+/** The goals section's table: one line per judged figure. */
+function goalRows(result) {
+  const head = ['goal', 'what', 'server', 'measured', 'target', 'met', 'per rep', 'figures']
+  const body = (result.summary.goals14 ?? []).map((g) => [
+    String(g.goal),
+    g.what,
+    g.server,
+    g.unit === 'ms' ? `${f1(g.measured)} ms` : fx(g.measured),
+    g.target === undefined ? '–' : g.unit === 'ms' ? `${g.target} ms` : `${g.target}×`,
+    g.met === null ? 'not judged' : g.met ? 'yes' : '**no**',
+    (g.repRatios ?? []).map((x) => x.toFixed(2)).join(' ') || '–',
+    g.figures,
+  ])
+  return { head, body }
+}
+
+const GOAL_TITLES = {
+  1: 'The physical limit, durable: b1, b4 ≥ 0.9× disk (embedded and Redis)',
+  2: 'Like for like with tus: FERRY_FSYNC=none, b1 ≥ 0.85× minimal and ≥ 1.5× tus',
+  3: 'Same protocol, same client: g ≥ 1.5× @tus/server (g4 beside)',
+  4: 'Small files at one journal commit: c, d-store ≥ 0.9× minimal-durable; p99 growth ≤ window',
+  5: 'CPU per byte: b1, f ≤ 1.15× (minimal + one sha256 pass) CPU-s/GiB',
+  6: "Scale-out as efficiency: two instances' CPU per GiB / per 1k uploads ≤ 1.1× one's",
+}
+
+/** The goals section of report.md. */
+function goalsSection(result) {
+  const v = result.summary.verdicts ?? {}
+  const sha = result.summary.sha256
+  const word = (x) => (x === true ? 'met' : x === false ? '**not met**' : 'not judged')
+  const t = goalRows(result)
+  return [
+    '## Goals (issue 14)',
+    '',
+    'Each goal is judged on the medians of this run (interleaved repetitions); a goal is met when ' +
+      'every figure listed under it is, "not judged" when the run lacks a row it needs. The ' +
+      `sha256 pass of goal 5 was measured in this run: ${f1(sha?.cpuPerGiB, 2)} CPU-s/GiB ` +
+      `(median of ${sha?.n ?? 0}; ${f1(sha?.min, 2)}–${f1(sha?.max, 2)}), a child process hashing ` +
+      "the run's data from memory in 1 MiB updates.",
+    '',
+    ...Object.entries(GOAL_TITLES).map(([n, title]) => `- Goal ${n}, ${title}: ${word(v[n])}`),
+    '',
+    mdTable(t.head, t.body),
+    '',
+  ]
+}
+
+/** Writes results/report.md (the SVGs inline) and results/chart-<group>.svg. */
 export function writeReport(result, outDir) {
   const t = tableRows(result)
   const e = result.env
   const c = result.config
-  const svg = svgChart(result)
+  const charts = CHART_GROUPS.map((g) => [g, svgGroupChart(result, g)]).filter(([, svg]) => svg)
+  const ceil = ceilingRows(result)
   const md = [
     '# Ferry benchmark report',
     '',
     `${result.date} · node ${e.node} · ${e.cpu} × ${e.cores} · ${e.memGiB} GiB · git ${e.gitRev ?? '(no commit)'} · @tus/server ${e.tusServer}`,
     `${c.quick ? 'quick' : 'full'} run, ${c.reps} rep(s), medians; seed \`${c.seed}\`; ${result.ok ? 'every upload verified (sha256)' : '**some runs FAILED**'}; MB = 10^6 bytes.`,
     '',
+    ...goalsSection(result),
+    '## Ceilings side by side',
+    '',
+    "`disk`: no HTTP, the same bytes written with Ferry's write size and fdatasync cadence (the physical limit, durable); `minimal`: node:http to files, no hash, no fsync; `minimal-durable`: the same, fdatasync + directory fsync before answering; `tus`: @tus/server + @tus/file-store (no fsync). Medians, with the server CPU-s per GiB or per 1k uploads in brackets.",
+    '',
+    mdTable(ceil.head, ceil.body),
+    '',
+    ...charts.flatMap(([g, svg]) => [`### ${g.title}`, '', svg, '']),
     '## Throughput, CPU and memory',
     '',
-    '"× minimal" is the ratio to the minimal node:http-to-file server (the ceiling; it never fsyncs), "× durable" to the same server fdatasyncing before it answers a commit or whole-file PUT (the durable ceiling, as Ferry must be), "× tus" to @tus/server + @tus/file-store, both measured in the same run. Chunked rows with more than one chunk in flight compare with tus\'s sequential PATCHes (b1), and g4 (parallelUploads, which tus answers 501) with its g. Server CPU is utime+stime of the server process(es) during the timed window; peak RSS is VmHWM (max over instances).',
+    '"× disk" is the ratio to the disk row, "× minimal" is the ratio to the minimal node:http-to-file server (the ceiling; it never fsyncs), "× durable" to the same server fdatasyncing before it answers a commit or whole-file PUT (the durable ceiling, as Ferry must be), "× tus" to @tus/server + @tus/file-store, both measured in the same run. Chunked rows with more than one chunk in flight compare with tus\'s sequential PATCHes (b1), and g4 (parallelUploads, which tus answers 501) with its g. Server CPU is utime+stime of the server process(es) during the timed window; peak RSS is VmHWM (max over instances).',
     '',
     mdTable(t.head, t.body),
     '',
-    'Ratio to the minimal server (longer is faster; the black line is the ceiling):',
-    '',
-    svg,
+    'p50 / p99: per-upload time (request sent to response ended, as the client sees it) of the small-file rows, median over repetitions.',
     '',
     ...(t.commitBody.length
       ? [
@@ -591,7 +717,7 @@ export function writeReport(result, outDir) {
       : []),
     ...(result.summary.goals.length
       ? [
-          '## Goals (informative)',
+          '## Other checks (earlier issues, informative)',
           '',
           mdTable(
             ['goal', 'server', 'measured', 'met'],
@@ -629,7 +755,7 @@ export function writeReport(result, outDir) {
   fs.mkdirSync(outDir, { recursive: true })
   const mdFile = path.join(outDir, 'report.md')
   fs.writeFileSync(mdFile, md)
-  fs.writeFileSync(path.join(outDir, 'chart.svg'), svg)
+  for (const [g, svg] of charts) fs.writeFileSync(path.join(outDir, `chart-${g.id}.svg`), svg)
   return { mdFile }
 }
 

@@ -3,6 +3,8 @@
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import { percentile } from './goals.js'
+import { startIpcChild } from './load-client.js'
 import { cpuSeconds, peakRssMiB } from './procstat.js'
 import { freePort, httpStatus, startProcess, stopProcess } from './procs.js'
 import { SCENARIOS } from './scenarios.js'
@@ -41,6 +43,7 @@ export function createRunner({
     const redisEnv = { redisUrl, redisPrefix: `ferrybench:${runId}:${n}:` }
     const children = []
     const targets = []
+    if (sv.proto === 'disk') return startDisk(dataDir)
     // deploy/cluster brings its own single redis-server: a Redis Cluster server starts its
     // instances here instead, and the load generator alternates between them.
     if (sv.proto === 'ferry' && sv.instances > 1 && !sv.redisCluster) {
@@ -85,6 +88,30 @@ export function createRunner({
   }
 
   /**
+   * The disk row (macro/disk.js): no HTTP; the same process writes the run's data, so it gets
+   * the data first (not timed) and then the steps the load generator would get.
+   */
+  async function startDisk(dataDir) {
+    const disk = startIpcChild('disk.js', { BENCH_DATA_DIR: dataDir })
+    try {
+      await disk.ask(
+        {
+          cmd: 'prepare',
+          seed: cfg.seed,
+          bigBytes: big.length,
+          smallCount: cfg.files,
+          smallBytes: cfg.fileBytes,
+        },
+        600_000,
+      )
+    } catch (err) {
+      await disk.close()
+      throw err
+    }
+    return { children: [{ pid: disk.pid }], targets: [], driver: disk, stop: () => disk.close() }
+  }
+
+  /**
    * Several Ferry instances as operators run them: deploy/cluster (this checkout's build) starts
    * its own redis-server, the instances of the build under test and haproxy in front; the load
    * goes through haproxy's front.
@@ -117,13 +144,26 @@ export function createRunner({
     const rec = { rep, scenario: rk.id, kind: rk.kind, server: name, ok: false, rows: [] }
     let server = null
     try {
-      server = await startServer(name, dataDir)
+      try {
+        server = await startServer(name, dataDir)
+      } catch (err) {
+        // A build from before FERRY_FSYNC=none (goal 2's rows) refuses the policy at start: a
+        // cell saying so, not a failed run. Any other start failure fails the run.
+        const policy = sv.env?.FERRY_FSYNC
+        if (!policy || !/FERRY_FSYNC must be one of/.test(err.message)) throw err
+        const why = `this build refuses FERRY_FSYNC=${policy}`
+        rec.rows = scenario.steps(rk, sv, cfg).map((st) => ({ row: st.row, unsupported: why }))
+        rec.ok = true
+        rec.verified = 0
+        rec.peakRssMiB = []
+        return rec
+      }
       const pids = server.children.map((c) => c.pid)
       const uploads = new Map()
       let commits = null
       for (const step of scenario.steps(rk, sv, cfg)) {
         const cpu0 = pids.map(cpuSeconds)
-        const res = await load.ask(
+        const res = await (server.driver ?? load).ask(
           {
             cmd: 'run',
             kind: step.kind,
@@ -151,6 +191,15 @@ export function createRunner({
           Object.assign(row, { bytes: res.bytes, mbps: res.bytes / 1e6 / row.elapsedS })
         if (res.count) Object.assign(row, { count: res.count, ups: res.count / row.elapsedS })
         if (res.statuses) row.statuses = res.statuses
+        // Per-upload latency (small files): the client's time from request to response.
+        if (res.latencyNs?.length) {
+          const ms = res.latencyNs.map((n) => n / 1e6)
+          Object.assign(row, {
+            p50Ms: percentile(ms, 50),
+            p99Ms: percentile(ms, 99),
+            maxMs: Math.max(...ms),
+          })
+        }
         if (res.commitNs) row.commitMs = res.commitNs.map((n) => n / 1e6)
         if (res.commits) commits = res.commits
         rec.rows.push(row)
@@ -189,10 +238,11 @@ export function createRunner({
       const v = x.mbps ? `${x.mbps.toFixed(1)} MB/s` : `${x.ups.toFixed(0)} uploads/s`
       return `${x.row} ${v} cpu ${x.serverCpuS.toFixed(2)} s`
     })
-    parts.push(
-      `peak rss ${r.peakRssMiB.map((m) => m.toFixed(0)).join('+')} MiB`,
-      `verified ${r.verified}`,
-    )
+    if (r.peakRssMiB.length)
+      parts.push(
+        `peak rss ${r.peakRssMiB.map((m) => m.toFixed(0)).join('+')} MiB`,
+        `verified ${r.verified}`,
+      )
     return parts.join(', ')
   }
 

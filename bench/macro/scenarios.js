@@ -73,13 +73,18 @@ export const SCENARIOS = {
     runs: () => [{ id: 'd', kind: 'shaman', can: notTus }],
     steps: (rk, sv, cfg) => [
       { row: 'd-store', kind: 'shaman', params: { ...base(rk, cfg), expect: [204] } },
-      // Ferry knows every file now and answers 208 before reading the body; the ceiling just
-      // writes the file again.
-      {
-        row: 'd-dedup',
-        kind: 'shaman',
-        params: { ...base(rk, cfg), expect: sv.proto === 'ferry' ? [208] : [204] },
-      },
+      // The disk row stores each file once: dedup is a server's answer, not a disk's work.
+      ...(sv.proto === 'disk'
+        ? []
+        : [
+            // Ferry knows every file now and answers 208 before reading the body; the ceiling just
+            // writes the file again.
+            {
+              row: 'd-dedup',
+              kind: 'shaman',
+              params: { ...base(rk, cfg), expect: sv.proto === 'ferry' ? [208] : [204] },
+            },
+          ]),
     ],
   },
   e: {
@@ -116,6 +121,12 @@ export const SCENARIOS = {
 }
 
 export const SCENARIO_NAMES = Object.keys(SCENARIOS)
+
+/**
+ * Whether server `sv` (bound registry entry) runs run kind `rk`: the scenario can take it, and
+ * the server takes the scenario (`takes`, when the registry limits it).
+ */
+export const runs = (rk, sv) => rk.can(sv) && (!sv.takes || sv.takes.includes(rk.scenario))
 
 /** The run kinds of the chosen scenarios, each knowing its scenario. */
 export const runKindsOf = (names, cfg) =>

@@ -2,7 +2,10 @@
 // run.js, the report and the README table all read it.
 //
 //   name           the --servers name and the results' `server` field
-//   proto          what the load generator speaks to it: 'ferry' | 'minimal' | 'tus'
+//   proto          what the load generator speaks to it: 'ferry' | 'minimal' | 'tus'; 'disk' is
+//                  no server (macro/disk.js does the writing itself)
+//   takes          the scenario letters it runs (all that can take it when absent)
+//   ceiling        a ceiling of the report (disk, minimal, minimal-durable, tus)
 //   build          Ferry only: 'a' (--ferry-main) or 'b' (--ferry-main-b, compare runs)
 //   comparesWith   a build-b server: its build-a twin, for the B/A ratios of the report
 //   instances      processes sharing one data directory (requests round-robin over them)
@@ -47,9 +50,22 @@ function ferry(build, colors) {
       { redis: true, instances: 2 },
       `two Ferry${of} instances on one data directory behind haproxy, as deploy/cluster runs them`,
     ),
-    // Build A only: against redis-x2, the cost of a 3-primary Redis Cluster.
+    // Build A only: Ferry with FERRY_FSYNC=none (goal 2: like for like with the servers that
+    // never fsync), and against redis-x2, the cost of a 3-primary Redis Cluster.
     ...(build === 'a'
       ? [
+          entry(
+            'embedded-nofsync',
+            '#aec7e8',
+            { env: { FERRY_FSYNC: 'none' }, takes: NOFSYNC_TAKES },
+            'Ferry, embedded state, FERRY_FSYNC=none (no fsync at all; publish still by rename)',
+          ),
+          entry(
+            'redis-nofsync',
+            '#98df8a',
+            { redis: true, env: { FERRY_FSYNC: 'none' }, takes: NOFSYNC_TAKES },
+            'Ferry on Redis, FERRY_FSYNC=none',
+          ),
           entry(
             'redis-cluster-x2',
             '#d62728',
@@ -61,15 +77,41 @@ function ferry(build, colors) {
   ]
 }
 
+/**
+ * FERRY_FSYNC=none rows: chunked (goal 2 needs b1) and the small files (what fsync costs them:
+ * the room group commit has, goal 4).
+ */
+const NOFSYNC_TAKES = ['b', 'c', 'd']
+
 /** The bench's own servers (macro/servers/): the minimal ceiling and the tus peer. */
 const own = (name, script, color, more, what) => {
   const proto = script === 'tus.js' ? 'tus' : 'minimal'
-  return { name, proto, readyPath: '/healthz', instances: 1, script, color, ...more, what }
+  return {
+    name,
+    proto,
+    readyPath: '/healthz',
+    instances: 1,
+    script,
+    color,
+    ceiling: true,
+    ...more,
+    what,
+  }
 }
 
 export const SERVERS = [
   ...ferry('a', ['#1f77b4', '#2ca02c', '#17becf']),
   ...ferry('b', ['#9467bd', '#8c564b', '#e377c2']),
+  // No HTTP: macro/disk.js writes the bytes itself with Ferry's write size and fsync cadence.
+  {
+    name: 'disk',
+    proto: 'disk',
+    instances: 1,
+    color: '#393b79',
+    ceiling: true,
+    takes: ['a', 'b', 'c', 'd', 'f'],
+    what: "no HTTP: the same bytes written with Ferry's write size and fdatasync cadence — the physical limit, durable",
+  },
   own(
     'minimal',
     'minimal.js',
@@ -118,7 +160,9 @@ export async function bindServers(names, mains) {
     names.map((name) => {
       const sv = serverByName(name)
       const ferry = sv.proto === 'ferry'
-      const script = ferry ? mains[sv.build] : path.join(macroDir, 'servers', sv.script)
+      const script = ferry
+        ? mains[sv.build]
+        : sv.script && path.join(macroDir, 'servers', sv.script)
       const layoutOf = ferry ? layouts[sv.build] : minimalLayout
       return [
         name,
