@@ -674,6 +674,21 @@ export class ChunkSessions {
     return true
   }
 
+  /**
+   * Forgets what this instance kept for grid sessions that are gone, committed (by any instance)
+   * or another incarnation now: their local ranges and running hashes. Run by the sweep.
+   */
+  async pruneGridSessions(): Promise<void> {
+    for (const [key, l] of [...this.#local]) {
+      const cur = await this.#o.sessions.get(key).catch(() => undefined)
+      if (cur === undefined) continue
+      if (cur === null || cur.incarnation !== l.incarnation || cur.state === 'committed') {
+        this.#local.delete(key)
+        this.#hashes.drop(key, l.incarnation)
+      }
+    }
+  }
+
   /** A removed grid session (cancelled, expired): its bytes leave the bucket. Never throws. */
   async dropGrid(session: SessionRecord): Promise<void> {
     const grid = this.#gridOf(session.key)

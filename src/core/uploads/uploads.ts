@@ -278,6 +278,7 @@ export class UploadService {
       nowMs,
     )
     if (grid) {
+      await this.#sessions.pruneGridSessions()
       const bucket = await grid.sweep(nowMs)
       return { ...got, orphans: got.orphans + bucket.uploads + bucket.objects }
     }
