@@ -323,7 +323,8 @@ export class ChunkSessions {
       const span = empty ? 0 : range.end - range.start + 1
       const written = await writeStreamAt(tempPath, range.start, input.body, {
         ...(input.openEnded ? { maxBytes: span } : { expectedBytes: span }),
-        durable: this.#o.durableChunks,
+        // A grid session's chunk counts once it is in the bucket: no local fdatasync for it.
+        durable: this.#o.durableChunks && this.#gridOf(key) === null,
         // A cancelled incarnation's file is not brought back; a grid session's file is this
         // instance's own buffer, made on its first chunk here (the sweep removes it as ever).
         mustExist: this.#gridOf(key) === null,
