@@ -26,6 +26,7 @@ import {
 } from './core/storage/layout.js'
 import { checkSpace, freeBytes } from './core/storage/space.js'
 import { UploadService, type FinishedFile, type UploadHooks } from './core/uploads/uploads.js'
+import { createSessionGrid } from './core/uploads/grid-setup.js'
 import type { Family } from './http/context.js'
 import { createImageStoreFamily } from './http/imagestore/family.js'
 import { createIngestFamily } from './http/ingest/family.js'
@@ -159,7 +160,9 @@ export async function createApp(
           url: config.hooks.url,
           logger: log.child({ component: 'hooks' }),
         })
+  const grid = createSessionGrid(config, state, log)
   const uploads = new UploadService({
+    ...(grid !== null ? { grid: grid.grid } : {}),
     sessions: state.sessions,
     pool,
     temps: stores.temps,
@@ -201,6 +204,7 @@ export async function createApp(
   ]
   // Services of the families, closed in this order after the server has drained.
   const familyServices: Closeable[] = []
+  if (grid !== null) familyServices.push(grid)
   const { maxUploadBytes, maxJsonBytes } = config.limits
   // A family is mounted when it is enabled (FERRY_FAMILIES, FERRY_CONFIG `<family>.enabled`, or
   // for lakeFS and bulk ingest, their FERRY_CONFIG section).

@@ -153,6 +153,18 @@ export interface Config {
      * bytes (FERRY_MIN_FREE_BYTES, or its older name FERRY_READY_MIN_FREE_BYTES); 0 disables.
      */
     readonly readyMinFreeBytes: number
+    /** FERRY_STORAGE: `fs` (default) or `s3`. */
+    readonly backend: 'fs' | 's3'
+    /** With `s3`: the bucket (credentials only from the AWS SDK's default chain). */
+    readonly s3: {
+      readonly endpoint: string | null
+      readonly bucket: string
+      readonly region: string
+      readonly prefix: string
+      readonly forcePathStyle: boolean
+      /** FERRY_S3_PART_BYTES: the smallest cell of the chunked sessions' part grid. */
+      readonly partBytes: number
+    } | null
   }
   readonly redis: {
     /**
@@ -284,7 +296,13 @@ export const DEFAULTS: Config = deepFreeze({
     drainDelayMs: 0,
     metricsToken: null,
   },
-  storage: { dataDir: './data', fsync: 'commit', readyMinFreeBytes: 64 * 1024 * 1024 },
+  storage: {
+    dataDir: './data',
+    fsync: 'commit',
+    readyMinFreeBytes: 64 * 1024 * 1024,
+    backend: 'fs',
+    s3: null,
+  },
   redis: { url: null, prefix: 'ferry:' },
   // 8 running hashes per stream thread: on 2 threads all of 8 parallel uploads hash as they
   // arrive (see hash-pool.ts).
@@ -368,6 +386,37 @@ function intFrom(
     throw new ConfigError(`${key} must be between ${min} and ${max}, got ${raw}`)
   }
   return n
+}
+
+function s3From(
+  env: Record<string, string | undefined>,
+): Pick<Config['storage'], 'backend' | 's3'> {
+  const backend = oneOf('FERRY_STORAGE', env['FERRY_STORAGE'], 'fs', ['fs', 's3'] as const)
+  if (backend === 'fs') return { backend, s3: null }
+  const bucket = env['FERRY_S3_BUCKET']
+  if (!bucket) throw new ConfigError('FERRY_S3_BUCKET is required with FERRY_STORAGE=s3')
+  const prefix = env['FERRY_S3_PREFIX'] ?? ''
+  return {
+    backend,
+    s3: {
+      endpoint: env['FERRY_S3_ENDPOINT'] || null,
+      bucket,
+      region: env['FERRY_S3_REGION'] || 'us-east-1',
+      prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`,
+      forcePathStyle:
+        oneOf('FERRY_S3_FORCE_PATH_STYLE', env['FERRY_S3_FORCE_PATH_STYLE'], 'true', [
+          'true',
+          'false',
+        ]) === 'true',
+      partBytes: intFrom(
+        'FERRY_S3_PART_BYTES',
+        env['FERRY_S3_PART_BYTES'],
+        8 * 1024 * 1024,
+        5 * 1024 * 1024,
+        5 * 1024 ** 3,
+      ),
+    },
+  }
 }
 
 function oneOf<T extends string>(
@@ -842,6 +891,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       dataDir: resolve(flags['data-dir'] ?? env['FERRY_DATA_DIR'] ?? DEFAULTS.storage.dataDir),
       fsync: oneOf('FERRY_FSYNC', env['FERRY_FSYNC'], DEFAULTS.storage.fsync, ['commit', 'chunk']),
       readyMinFreeBytes: minFreeBytesFrom(env),
+      ...s3From(env),
     },
     redis: { url: redisUrl === undefined || redisUrl === '' ? null : redisUrl, prefix },
     pool: {

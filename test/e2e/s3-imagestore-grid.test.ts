@@ -118,7 +118,15 @@ async function sendChunks(
       const start = i * chunk
       const end = Math.min(data.length, start + chunk) - 1
       const body = data.subarray(start, end + 1)
-      const r = await putChunk(servers[i % servers.length]!.url, path, id, start, end, data.length, body)
+      const r = await putChunk(
+        servers[i % servers.length]!.url,
+        path,
+        id,
+        start,
+        end,
+        data.length,
+        body,
+      )
       expect([i, r.status, r.text()]).toEqual([i, 200, ''])
     }),
   )
@@ -193,7 +201,15 @@ describe('ImageStore chunked sessions on S3 (the part grid)', () => {
       `0-${2 * MiB - 1}`,
     ])
     // The rest of the file: cell 0 is whole now, its fragments become its part and go.
-    r = await putChunk(s.url, path, id, 2 * MiB, data.length - 1, data.length, data.subarray(2 * MiB))
+    r = await putChunk(
+      s.url,
+      path,
+      id,
+      2 * MiB,
+      data.length - 1,
+      data.length,
+      data.subarray(2 * MiB),
+    )
     expect(r.status).toBe(200)
     expect(await stagingObjects(id)).toEqual([])
     expect((await commit(s.url, id)).status).toBe(200)
@@ -260,7 +276,15 @@ describe('ImageStore chunked sessions on S3 (the part grid)', () => {
     const data = seededBytes(CELL + 2 * MiB, 'abandoned')
     const id = newSessionId()
     // One whole cell (a part of the multipart upload) and a fragment, then the client is gone.
-    const r = await putChunk(s.url, 'e/gone.bin', id, 0, CELL + MiB - 1, data.length, data.subarray(0, CELL + MiB))
+    const r = await putChunk(
+      s.url,
+      'e/gone.bin',
+      id,
+      0,
+      CELL + MiB - 1,
+      data.length,
+      data.subarray(0, CELL + MiB),
+    )
     expect(r.status).toBe(200)
     expect((await pendingUploads()).filter((u) => u.key.includes(id))).toHaveLength(1)
     expect(await stagingObjects(id)).toHaveLength(1)
@@ -275,9 +299,9 @@ describe('ImageStore chunked sessions on S3 (the part grid)', () => {
     // the orphan upload is aborted too.
     await s.app.engine.uploads.sweep(Date.now() + 3600_000)
     await sleep(0)
-    expect((await pendingUploads()).filter((u) => u.key.includes(id) || u.key === orphanKey)).toEqual(
-      [],
-    )
+    expect(
+      (await pendingUploads()).filter((u) => u.key.includes(id) || u.key === orphanKey),
+    ).toEqual([])
     expect(await stagingObjects(id)).toEqual([])
     expect(await head(objectKey('e/gone.bin'))).toBeNull()
   }, 120_000)

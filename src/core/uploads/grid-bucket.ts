@@ -54,7 +54,9 @@ export class GridBucket {
   }
 
   async createUpload(key: string): Promise<string> {
-    const r = await this.#s3.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }))
+    const r = await this.#s3.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }),
+    )
     if (!r.UploadId) throw new Error('CreateMultipartUpload answered no UploadId')
     return r.UploadId
   }
@@ -81,7 +83,12 @@ export class GridBucket {
     return r.ETag
   }
 
-  async put(key: string, body: Readable | Uint8Array, bytes: number, meta?: Record<string, string>) {
+  async put(
+    key: string,
+    body: Readable | Uint8Array,
+    bytes: number,
+    meta?: Record<string, string>,
+  ) {
     await this.#s3.send(
       new PutObjectCommand({
         Bucket: this.bucket,

@@ -372,7 +372,9 @@ export class SessionGrid {
 
   async #mark(session: SessionRecord, phase: 'completing' | 'completed'): Promise<void> {
     await this.#o.sessions.updateGrid(session.key, session.incarnation, (g) =>
-      g === null ? { grid: 'same', out: undefined } : { grid: { ...g, commit: phase }, out: undefined },
+      g === null
+        ? { grid: 'same', out: undefined }
+        : { grid: { ...g, commit: phase }, out: undefined },
     )
   }
 
@@ -399,7 +401,9 @@ export class SessionGrid {
     const grace = this.#o.orphanGraceMs ?? 10 * 60_000
     const bucket = this.#o.bucket
     const prefix = this.#o.stagingPrefix
-    const owner = async (key: string): Promise<{ rec: SessionRecord | null; inc: string } | null> => {
+    const owner = async (
+      key: string,
+    ): Promise<{ rec: SessionRecord | null; inc: string } | null> => {
       const rest = key.slice(prefix.length).split('/')
       if (rest.length < 3) return null
       let sessionKey: string

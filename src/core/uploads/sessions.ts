@@ -599,7 +599,9 @@ export class ChunkSessions {
     const ctl = new AbortController()
     const renew = () => this.#o.sessions.renewCommit(key, owner, Date.now(), lease)
     const renewal = new LeaseRenewal(lease, renew, (why) => {
-      ctl.abort(new UploadError('ERR_SESSION_BUSY', `the commit lost its lease (${why}); commit again`))
+      ctl.abort(
+        new UploadError('ERR_SESSION_BUSY', `the commit lost its lease (${why}); commit again`),
+      )
     })
     const fence = async () => {
       if (ctl.signal.aborted) throw ctl.signal.reason
@@ -623,7 +625,12 @@ export class ChunkSessions {
       }
       await this.#o.hooks?.beforePublish?.(key)
       const done = await grid.commit(session, algos, local, fence)
-      const result = await publish({ session, tempPath: '', digests: done.digests, published: true })
+      const result = await publish({
+        session,
+        tempPath: '',
+        digests: done.digests,
+        published: true,
+      })
       if (!(await this.#o.sessions.finishCommit(key, owner, result, Date.now()))) {
         throw new UploadError('ERR_SESSION_BUSY', 'the session changed while it was committed')
       }
