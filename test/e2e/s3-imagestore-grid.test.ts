@@ -54,7 +54,10 @@ beforeAll(async () => {
     FERRY_S3_BUCKET: t.bucket,
     FERRY_S3_REGION: t.region,
     FERRY_S3_FORCE_PATH_STYLE: 'true',
+    FERRY_S3_PREFIX: 'ferry',
     FERRY_S3_PART_BYTES: String(CELL),
+    // The families that need a filesystem are refused with FERRY_STORAGE=s3 (for now).
+    FERRY_FAMILIES: 'imagestore',
   }
 }, 180_000)
 
@@ -75,7 +78,7 @@ async function instance(prefix: string | null, env: Record<string, string> = {})
   return s
 }
 
-const objectKey = (path: string) => `imagestore/${path}`
+const objectKey = (path: string) => `ferry/store/${path}`
 
 async function head(key: string) {
   try {
@@ -99,7 +102,7 @@ async function pendingUploads(): Promise<{ key: string; id: string }[]> {
 
 /** Staging objects of one session (fragments, the completed staging object). */
 async function stagingObjects(id: string): Promise<string[]> {
-  const prefix = `uploads/${encodeURIComponent(`imagestore:${id}`)}/`
+  const prefix = `ferry/uploads/${encodeURIComponent(`imagestore:${id}`)}/`
   const r = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }))
   return (r.Contents ?? []).map((o) => o.Key!)
 }
@@ -289,7 +292,7 @@ describe('ImageStore chunked sessions on S3 (the part grid)', () => {
     expect((await pendingUploads()).filter((u) => u.key.includes(id))).toHaveLength(1)
     expect(await stagingObjects(id)).toHaveLength(1)
     // An upload no session names at all (an instance died between creating it and recording it).
-    const orphanKey = `uploads/${encodeURIComponent(`imagestore:${newSessionId()}`)}/x/object`
+    const orphanKey = `ferry/uploads/${encodeURIComponent(`imagestore:${newSessionId()}`)}/x/object`
     await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: orphanKey }))
     // Before the session expires, the sweep leaves everything alone.
     await s.app.engine.uploads.sweep(Date.now())

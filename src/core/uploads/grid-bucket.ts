@@ -19,6 +19,7 @@ import {
   UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3'
+import { isMissing } from './grid.js'
 
 /** An upload under way, as ListMultipartUploads answers it. */
 export interface PendingUpload {
@@ -35,14 +36,6 @@ export interface BucketObject {
 
 /** Largest object one CopyObject may copy (S3's limit; larger ones are copied part by part). */
 export const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3
-
-const errName = (err: unknown) => (err as { name?: string } | null)?.name ?? ''
-const status = (err: unknown) =>
-  (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode ?? 0
-
-/** The bucket answered that the key or upload does not exist. */
-export const isMissing = (err: unknown): boolean =>
-  ['NoSuchKey', 'NoSuchUpload', 'NotFound'].includes(errName(err)) || status(err) === 404
 
 export class GridBucket {
   readonly #s3: S3Client

@@ -30,7 +30,15 @@ import { UploadError } from '../errors.js'
 import type { HashAlgo } from '../hashing/hash-pool.js'
 import { addRange, containsRange, type ByteRange } from '../state/range-set.js'
 import type { GridState, Locker, SessionRecord, SessionStore } from '../state/types.js'
-import { type GridBucket, isMissing } from './grid-bucket.js'
+import type { GridBucket } from './grid-bucket.js'
+
+const errName = (err: unknown) => (err as { name?: string } | null)?.name ?? ''
+const status = (err: unknown) =>
+  (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode ?? 0
+
+/** The bucket answered that the key or upload does not exist. */
+export const isMissing = (err: unknown): boolean =>
+  ['NoSuchKey', 'NoSuchUpload', 'NotFound'].includes(errName(err)) || status(err) === 404
 
 const MiB = 1024 * 1024
 /** S3's smallest part (except the last) and most parts per upload. */
