@@ -75,6 +75,7 @@ const ferry = fork(MAIN, [], {
     FERRY_S3_REGION: swift.region,
     FERRY_S3_FORCE_PATH_STYLE: 'true',
     FERRY_S3_PART_BYTES: String(cell),
+    FERRY_FAMILIES: 'imagestore',
     AWS_ACCESS_KEY_ID: swift.accessKeyId,
     AWS_SECRET_ACCESS_KEY: swift.secretAccessKey,
   },
