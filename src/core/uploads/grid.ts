@@ -391,10 +391,13 @@ export class SessionGrid {
    * made it an object) and deletes its staging objects. For a cancelled, expired or committed
    * session; best effort, the sweeper's bucket pass finds what this misses.
    */
-  async discard(session: SessionRecord): Promise<void> {
+  async discard(session: SessionRecord, committed = false): Promise<void> {
     const bucket = this.#o.bucket
     const objectKey = this.#objectKey(session)
-    if (session.grid) await bucket.abort(objectKey, session.grid.uploadId)
+    // A completed upload is an object now: aborting it would only fail (and be logged).
+    if (session.grid && !committed && session.grid.commit !== 'completed') {
+      await bucket.abort(objectKey, session.grid.uploadId)
+    }
     for await (const o of bucket.objects(this.#dir(session.key, session.incarnation))) {
       await bucket.delete(o.key)
     }

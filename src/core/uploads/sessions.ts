@@ -637,7 +637,7 @@ export class ChunkSessions {
       this.hashCounts[done.hashedBy === 'local' ? 'local' : 'fullPass']++
       this.#local.delete(key)
       await removeQuietly(this.tempPathOf(session))
-      await grid.discard(session).catch((err: unknown) => {
+      await grid.discard(session, true).catch((err: unknown) => {
         this.#o.log.warn({ err, key }, 'could not remove the staging objects of a commit')
       })
       this.#o.log.info(
