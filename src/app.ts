@@ -267,7 +267,19 @@ export async function createApp(
           url: config.hooks.url,
           logger: log.child({ component: 'hooks' }),
         })
+  // FERRY_STORAGE=s3: ImageStore's chunked sessions go to the bucket as they arrive (grid.ts).
+  const grid =
+    s3 === null
+      ? null
+      : (await import('./core/uploads/grid-setup.js')).createSessionGrid({
+          s3: config.storage.s3!,
+          client: s3.client,
+          imagestore: stores.store as S3ObjectStore,
+          state,
+          log,
+        })
   const uploads = new UploadService({
+    ...(grid !== null ? { grid } : {}),
     sessions: state.sessions,
     pool,
     temps: stores.temps,

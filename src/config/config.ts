@@ -72,6 +72,11 @@ export interface S3StorageConfig {
    * `bucket.endpoint/key`. Default true when FERRY_S3_ENDPOINT is set, else false.
    */
   readonly forcePathStyle: boolean
+  /**
+   * FERRY_S3_PART_BYTES: the smallest cell of a chunked session's part grid (uploads/grid.ts),
+   * 5 MiB to 5 GiB. Default 8 MiB.
+   */
+  readonly partBytes: number
 }
 
 export interface IngestConfig {
@@ -430,6 +435,7 @@ const S3_KEYS = [
   'FERRY_S3_REGION',
   'FERRY_S3_PREFIX',
   'FERRY_S3_FORCE_PATH_STYLE',
+  'FERRY_S3_PART_BYTES',
 ] as const
 
 /** FERRY_STORAGE and, with `s3`, the FERRY_S3_* settings. */
@@ -506,7 +512,14 @@ function storageBackendFrom(env: Env): Pick<Config['storage'], 'backend' | 's3'>
   else if (rawStyle !== '') {
     throw new ConfigError(`FERRY_S3_FORCE_PATH_STYLE must be true or false, got "${rawStyle}"`)
   }
-  return { backend, s3: { endpoint, bucket, region, prefix, forcePathStyle } }
+  const partBytes = intFrom(
+    'FERRY_S3_PART_BYTES',
+    env['FERRY_S3_PART_BYTES']?.trim(),
+    8 * 1024 * 1024,
+    5 * 1024 * 1024,
+    5 * 1024 ** 3,
+  )
+  return { backend, s3: { endpoint, bucket, region, prefix, forcePathStyle, partBytes } }
 }
 
 /** FERRY_TUS_PATH: an absolute path of safe characters, with one `/` at each end. */

@@ -391,6 +391,39 @@ describe.each(makers)('state backend: $name', (maker) => {
     expect((await h.state.sessions.get(key))?.received).toEqual([{ start: 0, end: 9 }])
   })
 
+  test('updateGrid: atomic changes of the grid, only for its incarnation; kept across chunks and restarts', async () => {
+    const key = k()
+    const { session } = await h.state.sessions.open(newSession(key), T0)
+    const empty = { cell: 10, uploadId: 'u1', parts: {}, frags: {} }
+    const set = await h.state.sessions.updateGrid(key, session.incarnation, (g) =>
+      g === null ? { grid: empty, out: 'created' } : { grid: 'same', out: 'had' },
+    )
+    expect(set?.out).toBe('created')
+    expect(set?.session.grid).toEqual(empty)
+    // Another incarnation (or none) changes nothing.
+    expect(await h.state.sessions.updateGrid(key, 'other', () => ({ grid: empty, out: 1 }))).toBe(
+      null,
+    )
+    expect(await h.state.sessions.updateGrid(k(), 'x', () => ({ grid: empty, out: 1 }))).toBe(null)
+    // Concurrent changes from many callers: none is lost.
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        h.state.sessions.updateGrid(key, session.incarnation, (g) => ({
+          grid: { ...g!, parts: { ...g!.parts, [String(i)]: `e${i}` } },
+          out: undefined,
+        })),
+      ),
+    )
+    await h.state.sessions.reserve(key, { start: 0, end: 9 }, 'a', T0, LEASE)
+    const done = await h.state.sessions.complete(key, 'a', T0)
+    expect(Object.keys(done!.grid!.parts)).toHaveLength(12)
+    h.state = await h.reopen()
+    const again = await h.state.sessions.get(key)
+    expect(again?.grid?.parts['11']).toBe('e11')
+    expect(again?.grid?.uploadId).toBe('u1')
+    expect(again?.received).toEqual([{ start: 0, end: 9 }])
+  })
+
   test('locker: one holder at a time; release frees; expiry frees; isHeld tells', async () => {
     const key = `lk:${randomUUID()}`
     const a = await h.state.locker.tryAcquire(key, 300)

@@ -264,6 +264,7 @@ describe('FERRY_STORAGE and FERRY_S3_*', () => {
         region: 'us-east-1',
         prefix: '',
         forcePathStyle: false,
+        partBytes: 8 * 1024 * 1024,
       },
     })
     const c = s3({
@@ -277,6 +278,7 @@ describe('FERRY_STORAGE and FERRY_S3_*', () => {
       region: 'eu-central-1',
       prefix: 'prod/ferry/',
       forcePathStyle: true,
+      partBytes: 8 * 1024 * 1024,
     })
     expect(s3({ FERRY_S3_PREFIX: 'x' }).s3?.prefix).toBe('x/')
     expect(
@@ -304,6 +306,15 @@ describe('FERRY_STORAGE and FERRY_S3_*', () => {
       expect(() => s3({ FERRY_S3_PREFIX: bad })).toThrow(/FERRY_S3_PREFIX/)
     }
     expect(() => s3({ FERRY_S3_FORCE_PATH_STYLE: 'maybe' })).toThrow(/FERRY_S3_FORCE_PATH_STYLE/)
+  })
+
+  test('FERRY_S3_PART_BYTES: the grid cell, 5 MiB to 5 GiB', () => {
+    expect(s3({ FERRY_S3_PART_BYTES: String(5 * 1024 * 1024) }).s3?.partBytes).toBe(5 * 1024 * 1024)
+    expect(() => s3({ FERRY_S3_PART_BYTES: String(5 * 1024 * 1024 - 1) })).toThrow(
+      /FERRY_S3_PART_BYTES must be between/,
+    )
+    expect(() => s3({ FERRY_S3_PART_BYTES: '8MiB' })).toThrow(/FERRY_S3_PART_BYTES/)
+    expect(() => loadConfig({ FERRY_S3_PART_BYTES: '8388608' })).toThrow(/FERRY_STORAGE is fs/)
   })
 
   test('FERRY_S3_* without FERRY_STORAGE=s3 is refused (it would write locally unnoticed)', () => {

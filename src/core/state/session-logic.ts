@@ -16,6 +16,8 @@ import type {
   CancelOutcome,
   CommitOutcome,
   DeclareLengthOutcome,
+  GridState,
+  GridUpdate,
   NewSession,
   OwedRanges,
   ReserveOutcome,
@@ -478,6 +480,19 @@ export function cancelStep(cur: SessionRecord | null, c: StepContext): Step<Canc
   if (cur === null) return { next: 'same', out: { status: 'missing' } }
   if (liveCommit(cur, c)) return { next: 'same', out: { status: 'busy', session: cur } }
   return { next: null, out: { status: 'removed', session: cur } }
+}
+
+/** See `SessionStore.updateGrid`. */
+export function updateGridStep<T>(
+  cur: SessionRecord | null,
+  incarnation: string,
+  fn: (grid: GridState | null, session: SessionRecord) => GridUpdate<T>,
+): Step<{ out: T; session: SessionRecord } | null> {
+  if (cur === null || cur.incarnation !== incarnation) return { next: 'same', out: null }
+  const { grid, out } = fn(cur.grid ?? null, cur)
+  if (grid === 'same') return { next: 'same', out: { out, session: cur } }
+  const next: SessionRecord = { ...cur, grid }
+  return { next, out: { out, session: next } }
 }
 
 export function removeStep(cur: SessionRecord | null): Step<SessionRecord | null> {

@@ -21,10 +21,18 @@ import {
   renewCommitStep,
   renewStep,
   reserveStep,
+  updateGridStep,
   type Step,
   type StepContext,
 } from './session-logic.js'
-import type { NewSession, ReserveOutcome, SessionRecord, SessionStore } from './types.js'
+import type {
+  GridState,
+  GridUpdate,
+  NewSession,
+  ReserveOutcome,
+  SessionRecord,
+  SessionStore,
+} from './types.js'
 
 /** A transition of the current record; `isChunk`: the `chunk` asked about was received before. */
 export type StepFn<T> = (cur: SessionRecord | null, c: StepContext, isChunk: boolean) => Step<T>
@@ -111,6 +119,13 @@ export class StepSessionStore implements SessionStore {
   }
   abortCommit(key: string, owner: string) {
     return this.#a.apply(key, null, (cur) => abortCommitStep(cur, owner))
+  }
+  updateGrid<T>(
+    key: string,
+    incarnation: string,
+    fn: (grid: GridState | null, session: SessionRecord) => GridUpdate<T>,
+  ) {
+    return this.#a.apply(key, null, (cur) => updateGridStep(cur, incarnation, fn))
   }
   cancel(key: string, nowMs: number) {
     return this.#a.apply(key, nowMs, (cur, c) => cancelStep(cur, c))

@@ -67,6 +67,37 @@ export interface SessionRecord {
    * `received` and the client is asked for them again: a power cut never publishes zeros.
    */
   readonly owed: readonly OwedRanges[]
+  /**
+   * The session's part grid in the bucket (FERRY_STORAGE=s3, uploads/grid.ts); absent until its
+   * first chunk is staged there, and for every session kept on a filesystem.
+   */
+  readonly grid?: GridState
+}
+
+/**
+ * Where a session's received bytes are in the bucket: cell `i` of the grid is bytes
+ * `[i*cell, min((i+1)*cell, total) - 1]`; it is a part of the multipart upload once whole, or
+ * fragments (edge pieces of chunks) until then.
+ */
+export interface GridState {
+  /** Cell size in bytes, fixed when the multipart upload was created. */
+  readonly cell: number
+  readonly uploadId: string
+  /** Part ETags by cell index (the part number is the index + 1). */
+  readonly parts: Readonly<Record<string, string>>
+  /** Fragment objects by cell index, as the inclusive file ranges they hold. */
+  readonly frags: Readonly<Record<string, readonly ByteRange[]>>
+  /**
+   * The commit record: `completing` is written before CompleteMultipartUpload, `completed` once
+   * it answered; a later commit (after a crash) skips what is done and redoes the rest.
+   */
+  readonly commit?: 'completing' | 'completed'
+}
+
+/** What `SessionStore.updateGrid`'s function answers: the new grid (or `same`) and an output. */
+export interface GridUpdate<T> {
+  readonly grid: GridState | 'same'
+  readonly out: T
 }
 
 export interface OwedRanges {
@@ -220,6 +251,16 @@ export interface SessionStore {
   finishCommit(key: string, owner: string, result: string, nowMs: number): Promise<boolean>
   /** Gives a failed commit back: the session is open again. */
   abortCommit(key: string, owner: string): Promise<void>
+  /**
+   * Changes the grid of this incarnation of the session, atomically: `fn` gets the current grid
+   * (null: none yet) and may run more than once (it must be pure). Null when the session is gone
+   * or another incarnation.
+   */
+  updateGrid<T>(
+    key: string,
+    incarnation: string,
+    fn: (grid: GridState | null, session: SessionRecord) => GridUpdate<T>,
+  ): Promise<{ readonly out: T; readonly session: SessionRecord } | null>
   /** A client's cancel: removes the session unless a live commit holds it. */
   cancel(key: string, nowMs: number): Promise<CancelOutcome>
   /**

@@ -5,10 +5,16 @@
  * resend from the missing ranges.
  */
 import { randomUUID } from 'node:crypto'
+import { finished } from 'node:stream/promises'
 import { UploadError } from '../errors.js'
 import type { HashAlgo, HashResult } from '../hashing/hash-pool.js'
 import { LeaseRenewal } from '../state/lock-handle.js'
-import { contiguousPrefix, missingRanges, type ByteRange } from '../state/range-set.js'
+import {
+  containsRange,
+  contiguousPrefix,
+  missingRanges,
+  type ByteRange,
+} from '../state/range-set.js'
 import { metadataProblem } from '../state/session-logic.js'
 import type { SessionRecord } from '../state/types.js'
 import { DiskSync } from '../storage/disk-sync.js'
@@ -24,6 +30,7 @@ import {
 } from '../storage/files.js'
 import { sessionTempName } from '../storage/temp-files.js'
 import type { OwedFlusher } from './flush.js'
+import { addLocal, type SessionGrid } from './grid.js'
 import { PEER_HASH_MIN_BYTES, type PeerDigest } from './peer-digest.js'
 import type { RunningHashes } from './running-hash.js'
 import type {
@@ -53,12 +60,31 @@ export class ChunkSessions {
   readonly #flusher: OwedFlusher
   readonly #peers: PeerDigest | null
   readonly hashCounts: CommitHashCounts = { local: 0, peer: 0, fullPass: 0 }
+  /** FERRY_STORAGE=s3: the part grid of the sessions it covers (grid.ts); null: none. */
+  readonly #grid: SessionGrid | null
+  /**
+   * Grid sessions: the ranges this instance received into its own temp file. Another instance's
+   * chunks are in the bucket, not here: the running hash follows only this instance's prefix.
+   */
+  readonly #local = new Map<string, { incarnation: string; ranges: ByteRange[] }>()
 
   constructor(deps: SessionDeps) {
     this.#o = deps.o
     this.#hashes = deps.hashes
     this.#flusher = deps.flusher
     this.#peers = deps.peers
+    this.#grid = deps.o.grid ?? null
+  }
+
+  /** The grid that holds `key`'s session, or null (kept on the filesystem as ever). */
+  #gridOf(key: string): SessionGrid | null {
+    return this.#grid?.covers(key) ? this.#grid : null
+  }
+
+  /** This instance's ranges of exactly this incarnation of a grid session. */
+  #localOf(session: SessionRecord): ByteRange[] {
+    const l = this.#local.get(session.key)
+    return l !== undefined && l.incarnation === session.incarnation ? l.ranges : []
   }
 
   tempPathOf(session: SessionRecord): string {
@@ -129,6 +155,13 @@ export class ChunkSessions {
           // chunks only, so no answer tells whether a few guessed bytes matched.
           const len = range.end - range.start + 1
           const path = this.tempPathOf(got.session)
+          if (this.#gridOf(key) && !containsRange(this.#localOf(got.session), range)) {
+            // Received on another instance: its bytes are in the bucket, not in this temp file.
+            // Answered like a match, so the answer tells nothing about the bytes either way.
+            input.body.resume()
+            await finished(input.body).catch(() => {})
+            return { status: 'duplicate', session: got.session }
+          }
           const same = await streamEqualsFile(path, range.start, len, input.body)
           if (!same) {
             throw new UploadError(
@@ -291,8 +324,11 @@ export class ChunkSessions {
       const span = empty ? 0 : range.end - range.start + 1
       const written = await writeStreamAt(tempPath, range.start, input.body, {
         ...(input.openEnded ? { maxBytes: span } : { expectedBytes: span }),
-        durable: this.#o.durableChunks,
-        mustExist: true, // a cancelled incarnation's file is not brought back
+        // A grid session's chunk counts once it is in the bucket: no local fdatasync for it.
+        durable: this.#o.durableChunks && this.#gridOf(key) === null,
+        // A cancelled incarnation's file is not brought back; a grid session's file is this
+        // instance's own buffer, made on its first chunk here (the sweep removes it as ever).
+        mustExist: this.#gridOf(key) === null,
         ...(input.signal ? { signal: input.signal } : {}),
         ...(input.keepPartial
           ? {
@@ -317,6 +353,8 @@ export class ChunkSessions {
       // Checked with the whole body on disk and before it counts: a refusal leaves the range
       // unreceived, so the next write overwrites these bytes.
       await input.verify?.()
+      // The chunk counts only once every instance can reach its bytes.
+      await this.#gridOf(key)?.stage(session, { start: range.start, end }, tempPath)
     } catch (err) {
       renewal.stop()
       const gone = isNotFound(err)
@@ -346,7 +384,8 @@ export class ChunkSessions {
       return { status: 'duplicate', session }
     }
     const now = Date.now()
-    const durable = this.#o.durableChunks
+    // A grid session's bytes are in the bucket already: nothing is owed to the local disk.
+    const durable = this.#o.durableChunks || this.#gridOf(key) !== null
     const done = await (end === range.end
       ? this.#o.sessions.complete(key, token, now, durable)
       : this.#o.sessions.complete(key, token, now, durable, end)
@@ -363,6 +402,7 @@ export class ChunkSessions {
       )
     }
     this.#received(tempPath, session, done, empty ? null : { start: range.start, end })
+    await this.#gridOf(key)?.settle(done, { start: range.start, end })
     return { status: 'written', session: done }
   }
 
@@ -378,8 +418,10 @@ export class ChunkSessions {
     kept: ByteRange,
   ): Promise<SessionRecord | null> {
     const tempPath = this.tempPathOf(session)
-    if (this.#o.durableChunks) await fsyncFile(tempPath)
-    const durable = this.#o.durableChunks
+    const grid = this.#gridOf(key)
+    if (this.#o.durableChunks && grid === null) await fsyncFile(tempPath)
+    await grid?.stage(session, kept, tempPath)
+    const durable = this.#o.durableChunks || grid !== null
     const done = await this.#o.sessions.complete(key, token, Date.now(), durable, kept.end)
     if (done !== null) this.#received(tempPath, session, done, kept)
     const marked = done !== null
@@ -389,6 +431,12 @@ export class ChunkSessions {
 
   /** After `complete`: what this instance now owes, and the running hash's progress. */
   #received(path: string, session: SessionRecord, done: SessionRecord, range: ByteRange | null) {
+    if (this.#gridOf(session.key) !== null) {
+      const ranges = addLocal(this.#localOf(done), range ?? { start: 0, end: -1 })
+      this.#local.set(done.key, { incarnation: done.incarnation, ranges })
+      this.#hashes.of(done)?.advance(contiguousPrefix(ranges))
+      return
+    }
     if (!this.#o.durableChunks && range !== null) {
       this.#flusher.owe(path, session.key, session.incarnation, range)
     }
@@ -434,6 +482,7 @@ export class ChunkSessions {
         break
     }
     const session = got.session
+    if (this.#gridOf(key) !== null) return this.#commitOnGrid(got.session, owner, publish, algos)
     // A commit begins only once every byte of a declared length is received.
     const total = session.totalBytes ?? 0
     const tempPath = this.tempPathOf(session)
@@ -536,6 +585,84 @@ export class ChunkSessions {
   }
 
   /**
+   * The commit of a grid session (grid.ts): the file is made whole and published in the bucket;
+   * `publish` then gets `published: true` and only answers the family's result.
+   */
+  async #commitOnGrid(
+    session: SessionRecord,
+    owner: string,
+    publish: (ctx: CommitContext) => Promise<string>,
+    algos: readonly HashAlgo[],
+  ): Promise<string> {
+    const { key } = session
+    const grid = this.#gridOf(key)!
+    const lease = this.#o.commitLeaseMs
+    const ctl = new AbortController()
+    const renew = () => this.#o.sessions.renewCommit(key, owner, Date.now(), lease)
+    const renewal = new LeaseRenewal(lease, renew, (why) => {
+      ctl.abort(
+        new UploadError('ERR_SESSION_BUSY', `the commit lost its lease (${why}); commit again`),
+      )
+    })
+    const fence = async () => {
+      if (ctl.signal.aborted) throw ctl.signal.reason
+      const margin = Math.min(5000, lease / 3)
+      if (!(await this.#o.sessions.checkCommit(key, owner, Date.now(), margin))) {
+        throw new UploadError('ERR_SESSION_BUSY', 'the commit lost its lease; commit again')
+      }
+    }
+    const total = session.totalBytes ?? 0
+    const t0 = performance.now()
+    try {
+      // The running hash counts only when this instance received every byte itself.
+      const h = this.#hashes.of(session)
+      this.#hashes.forget(key)
+      let local: HashResult['digests'] | null = null
+      const whole = containsRange(this.#localOf(session), { start: 0, end: total - 1 })
+      if (h !== null && whole && algos.length === 1 && algos[0] === 'sha256') {
+        local = (await h.finish(total))?.digests ?? null
+      } else {
+        h?.cancel()
+      }
+      await this.#o.hooks?.beforePublish?.(key)
+      const done = await grid.commit(session, algos, local, fence)
+      const result = await publish({
+        session,
+        tempPath: '',
+        digests: done.digests,
+        published: true,
+      })
+      if (!(await this.#o.sessions.finishCommit(key, owner, result, Date.now()))) {
+        throw new UploadError('ERR_SESSION_BUSY', 'the session changed while it was committed')
+      }
+      this.hashCounts[done.hashedBy === 'local' ? 'local' : 'fullPass']++
+      this.#local.delete(key)
+      await removeQuietly(this.tempPathOf(session))
+      await grid.discard(session, true).catch((err: unknown) => {
+        this.#o.log.warn({ err, key }, 'could not remove the staging objects of a commit')
+      })
+      this.#o.log.info(
+        {
+          key,
+          bytes: total,
+          sha256: done.digests['sha256'],
+          hashedBy: done.hashedBy,
+          object: done.key,
+          fence: session.commitFence,
+          commitMs: Math.round(performance.now() - t0),
+        },
+        'session committed',
+      )
+      return result
+    } catch (err) {
+      await this.#o.sessions.abortCommit(key, owner).catch(() => {})
+      throw err
+    } finally {
+      renewal.stop()
+    }
+  }
+
+  /**
    * Cancels a session and removes its temp file; false when there was none. Refused while a commit
    * runs.
    */
@@ -552,6 +679,34 @@ export class ChunkSessions {
     await this.#o.hooks?.afterRecordRemoved?.(key)
     this.#flusher.forget(this.tempPathOf(got.session))
     await removeQuietly(this.tempPathOf(got.session))
+    await this.dropGrid(got.session)
     return true
+  }
+
+  /**
+   * Forgets what this instance kept for grid sessions that are gone, committed (by any instance)
+   * or another incarnation now: their local ranges and running hashes. Run by the sweep.
+   */
+  async pruneGridSessions(): Promise<void> {
+    for (const [key, l] of [...this.#local]) {
+      const cur = await this.#o.sessions.get(key).catch(() => undefined)
+      if (cur === undefined) continue
+      if (cur === null || cur.incarnation !== l.incarnation || cur.state === 'committed') {
+        this.#local.delete(key)
+        this.#hashes.drop(key, l.incarnation)
+      }
+    }
+  }
+
+  /** A removed grid session (cancelled, expired): its bytes leave the bucket. Never throws. */
+  async dropGrid(session: SessionRecord): Promise<void> {
+    const grid = this.#gridOf(session.key)
+    if (grid === null) return
+    if (this.#local.get(session.key)?.incarnation === session.incarnation) {
+      this.#local.delete(session.key)
+    }
+    await grid.discard(session).catch((err: unknown) => {
+      this.#o.log.warn({ err, key: session.key }, 'could not remove a session from the bucket')
+    })
   }
 }

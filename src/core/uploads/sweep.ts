@@ -3,7 +3,7 @@
  * nothing needs any more, judged by the orphan rules of storage's TempFiles (temp-files.ts).
  */
 import type { Logger } from 'pino'
-import type { SessionStore } from '../state/types.js'
+import type { SessionRecord, SessionStore } from '../state/types.js'
 import { removeQuietly } from '../storage/files.js'
 import { isOrphan, type SweepFacts, type TempFiles } from '../storage/temp-files.js'
 import type { OwedFlusher } from './flush.js'
@@ -22,6 +22,8 @@ export interface SweepDeps {
   /** Whether another instance still runs; absent: assume it does. */
   readonly isAlive?: (id: string) => Promise<boolean>
   readonly hooks?: UploadHooks
+  /** After an expired session's record and temp file are gone (its bucket objects: grid.ts). */
+  readonly onRemoved?: (session: SessionRecord) => Promise<void>
   readonly log: Logger
 }
 
@@ -50,6 +52,7 @@ export async function sweepUploads(
         const path = d.temps.path(gone.tempName)
         d.flusher.forget(path)
         await removeQuietly(path)
+        await d.onRemoved?.(gone)
       }),
     )
     if (keys.length < 100 || !removedAny) break

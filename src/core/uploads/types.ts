@@ -6,6 +6,7 @@ import type { ByteRange } from '../state/range-set.js'
 import type { Bus, SessionRecord, SessionStore } from '../state/types.js'
 import type { DiskSync } from '../storage/disk-sync.js'
 import type { TempFiles } from '../storage/temp-files.js'
+import type { SessionGrid } from './grid.js'
 
 export interface UploadServiceOptions {
   readonly sessions: SessionStore
@@ -47,6 +48,11 @@ export interface UploadServiceOptions {
    * hands these to the post-finish hook. Must not throw or block.
    */
   readonly onFinished?: (file: FinishedFile) => void
+  /**
+   * FERRY_STORAGE=s3: the part grid that keeps the sessions of its key prefix in the bucket
+   * (grid.ts); their commit publishes there itself. Absent: every session is a local file.
+   */
+  readonly grid?: SessionGrid
 }
 
 /** A file a family finished (published, stored, linked): what the post-finish hook hears. */
@@ -128,6 +134,11 @@ export interface CommitContext {
   /** A hard link to the session's file, already fsynced: publish it with `alreadySynced`. */
   readonly tempPath: string
   readonly digests: HashResult['digests']
+  /**
+   * The file is published already (a grid session, in the bucket): `publish` only answers the
+   * family's result; `tempPath` is empty.
+   */
+  readonly published?: boolean
 }
 
 export interface WholeFile {

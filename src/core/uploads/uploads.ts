@@ -258,10 +258,13 @@ export class UploadService {
     }
   }
 
-  /** Removes expired sessions and temp files nothing needs any more (sweep.ts). */
-  sweep(nowMs = Date.now()): Promise<{ sessions: number; orphans: number }> {
-    const { isAlive } = this.#o
-    return sweepUploads(
+  /**
+   * Removes expired sessions and temp files nothing needs any more (sweep.ts), then, with a part
+   * grid, multipart uploads and staging objects of the bucket no open session names (grid.ts).
+   */
+  async sweep(nowMs = Date.now()): Promise<{ sessions: number; orphans: number }> {
+    const { isAlive, grid } = this.#o
+    const got = await sweepUploads(
       {
         sessions: this.#o.sessions,
         temps: this.#o.temps,
@@ -271,10 +274,17 @@ export class UploadService {
         files: this.#files,
         ...(isAlive ? { isAlive } : {}),
         ...(this.#o.hooks ? { hooks: this.#o.hooks } : {}),
+        ...(grid ? { onRemoved: (s: SessionRecord) => this.#sessions.dropGrid(s) } : {}),
         log: this.#o.log,
       },
       nowMs,
     )
+    if (grid) {
+      await this.#sessions.pruneGridSessions()
+      const bucket = await grid.sweep(nowMs)
+      return { ...got, orphans: got.orphans + bucket.uploads + bucket.objects }
+    }
+    return got
   }
 
   async close(): Promise<void> {

@@ -215,9 +215,11 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
     const id = sessionIdOf(ctx.url, 'commit')
     let result: string
     try {
-      result = await uploads.commit(KEY_PREFIX + id, async ({ session, tempPath, digests }) => {
+      result = await uploads.commit(KEY_PREFIX + id, async (c) => {
+        const { session, tempPath, digests } = c
         const rel = storePath(session.target).rel
-        await publishInStore(tempPath, rel, true) // commit fsynced it
+        // A grid session (FERRY_STORAGE=s3) is in the bucket already; else commit fsynced it.
+        if (!c.published) await publishInStore(tempPath, rel, true, digests.sha256 ?? null)
         uploads.announceFinished({
           family: 'imagestore',
           id: rel,
