@@ -28,36 +28,10 @@ export interface HashStreamTask {
   readonly algos: readonly HashAlgo[]
   readonly port: MessagePort
   readonly idleMs: number
-  /**
-   * One BigInt64 slot: the worker adds the byte count of every `data` message it is done with
-   * (hashed or dropped), so the main thread knows how much handed-over memory is still queued.
-   */
-  readonly consumed: BigInt64Array
 }
 
-/**
- * `data`: bytes `[at, at + bytes)` as the writer `writer` wrote them to the file, handed over
- * (transferred, not copied) so the worker need not read them back. They are hashed ahead, on a
- * copy of the running hash, and count only once an `advance` from the same writer confirms them
- * (`writer` and `writerEnd`: that writer's bytes were recorded up to `writerEnd`); otherwise the
- * worker reads the file as before.
- *
- * `advance`: bytes `[0, upTo)` are on disk and final: hash them now.
- */
 export type StreamMessage =
-  | {
-      readonly type: 'data'
-      readonly writer: string
-      readonly at: number
-      readonly bytes: number
-      readonly buffers: readonly ArrayBuffer[]
-    }
-  | {
-      readonly type: 'advance'
-      readonly upTo: number
-      readonly writer?: string
-      readonly writerEnd?: number
-    }
+  | { readonly type: 'advance'; readonly upTo: number }
   | { readonly type: 'finish'; readonly size: number }
   | { readonly type: 'cancel' }
 

@@ -1,10 +1,9 @@
 /**
  * The one importer of piscina. Two pools over the compiled `workers/hash.js`:
  *
- *   main thread ──take(buffers)─▶ MessagePort ──▶ stream pool: one long task per session,
- *   (receives bytes, ─advance(upTo)─▶                hashes the written buffers it was handed
- *    writes the temp file)                           (moved, not copied) and reads from page
- *                                                    cache only what it was not handed
+ *   main thread ──advance(upTo)──▶ MessagePort ──▶ stream pool: one long task per session,
+ *   (receives bytes,                                 reads each newly contiguous stretch from
+ *    writes the temp file)                           page cache while later chunks arrive
  *                ──hashFile(path, range)──────────▶ task pool: short whole-file passes
  *
  * A stream task lasts as long as its upload, mostly waiting for its port, so stream tasks get
@@ -49,49 +48,16 @@ export interface HashPoolOptions {
 
 export const DEFAULT_WORKER_FILE = new URL('../../../workers/hash.js', import.meta.url)
 
-/**
- * Request bytes handed to running hashes (`StreamHasher.take`) and not yet hashed, across the
- * pool, stay under this: a worker that falls behind reads the rest back instead, so a slow
- * thread never makes the main thread's memory grow.
- */
-export const HANDOVER_BUDGET_BYTES = 32 * 1024 * 1024
-
-/** Memory handed over and not yet consumed, shared by a pool's running hashes. */
-class HandoverBudget {
-  queued = 0
-  /** Every byte ever handed over (metrics, tests). */
-  total = 0
-}
-
-/** True when `b` is the only view of its memory, so moving that memory moves nothing else. */
-function ownsItsMemory(b: Buffer): boolean {
-  return (
-    b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer
-  )
-}
-
 /** A running hash over a file that grows; advance it as bytes become contiguous. */
 export class StreamHasher {
   readonly #port: MessagePort
   readonly #result: Promise<HashStreamResult>
-  readonly #consumed: BigInt64Array
-  readonly #budget: HandoverBudget
   #sent = 0
   #closed = false
-  /** Bytes handed over, and of those the ones the worker was seen done with. */
-  #handed = 0
-  #seenConsumed = 0
 
-  constructor(
-    port: MessagePort,
-    result: Promise<HashStreamResult>,
-    consumed: BigInt64Array = new BigInt64Array(1),
-    budget: HandoverBudget = new HandoverBudget(),
-  ) {
+  constructor(port: MessagePort, result: Promise<HashStreamResult>) {
     this.#port = port
     this.#result = result
-    this.#consumed = consumed
-    this.#budget = budget
     result.then(
       () => this.#close(),
       () => this.#close(),
@@ -102,61 +68,17 @@ export class StreamHasher {
     if (this.#closed) return
     this.#closed = true
     this.#port.close()
-    // Whatever is still queued is dropped with the worker's port.
-    this.#budget.queued -= this.#handed - this.#seenConsumed
-    this.#seenConsumed = this.#handed
   }
 
   get closed(): boolean {
     return this.#closed
   }
 
-  /** The end of the prefix this running hash has been told is final. */
-  get sent(): number {
-    return this.#sent
-  }
-
-  /**
-   * Hands over `buffers`, bytes `[at, …)` exactly as `writer` wrote them to the file, so the
-   * worker need not read them back. The buffers are moved to the worker (unusable here
-   * afterwards) only when each is the sole view of its memory and the pool's budget allows;
-   * answers whether they were. They count once `advance` names the same writer.
-   */
-  take(writer: string, at: number, buffers: readonly Buffer[]): boolean {
-    if (this.#closed) return false
-    let bytes = 0
-    for (const b of buffers) {
-      if (!ownsItsMemory(b)) return false
-      bytes += b.length
-    }
-    const consumed = Number(Atomics.load(this.#consumed, 0))
-    this.#budget.queued -= consumed - this.#seenConsumed
-    this.#seenConsumed = consumed
-    if (bytes === 0 || this.#budget.queued + bytes > HANDOVER_BUDGET_BYTES) return false
-    const moved = buffers.map((b) => b.buffer as ArrayBuffer)
-    try {
-      const msg: StreamMessage = { type: 'data', writer, at, bytes, buffers: moved }
-      this.#port.postMessage(msg, moved)
-    } catch {
-      return false
-    }
-    this.#handed += bytes
-    this.#budget.queued += bytes
-    this.#budget.total += bytes
-    return true
-  }
-
-  /**
-   * Bytes `[0, upTo)` are on disk: hash them now. `writer` (with `writerEnd`, the end of what it
-   * recorded) confirms the bytes it handed over.
-   */
-  advance(upTo: number, writer?: { readonly id: string; readonly end: number }): void {
+  /** Bytes `[0, upTo)` are on disk: hash them now. */
+  advance(upTo: number): void {
     if (this.#closed || upTo <= this.#sent) return
     this.#sent = upTo
-    const msg: StreamMessage = writer
-      ? { type: 'advance', upTo, writer: writer.id, writerEnd: writer.end }
-      : { type: 'advance', upTo }
-    this.#port.postMessage(msg)
+    this.#port.postMessage({ type: 'advance', upTo } satisfies StreamMessage)
   }
 
   /** The digest of exactly `size` bytes, or null when this running hash was lost. */
@@ -177,7 +99,6 @@ export class HashPool {
   readonly #streams: Piscina
   readonly #streamSlots: number
   readonly #idleMs: number
-  readonly #budget = new HandoverBudget()
   #activeStreams = 0
 
   constructor(opts: HashPoolOptions) {
@@ -250,8 +171,7 @@ export class HashPool {
     if (this.#activeStreams >= this.#streamSlots) return null
     this.#activeStreams++
     const { port1, port2 } = new MessageChannel()
-    const consumed = new BigInt64Array(new SharedArrayBuffer(8))
-    const task: HashStreamTask = { path, algos, port: port2, idleMs: this.#idleMs, consumed }
+    const task: HashStreamTask = { path, algos, port: port2, idleMs: this.#idleMs }
     const result = (
       this.#streams.run(task, {
         name: 'hashStream',
@@ -260,12 +180,7 @@ export class HashPool {
     ).finally(() => {
       this.#activeStreams--
     })
-    return new StreamHasher(port1, result, consumed, this.#budget)
-  }
-
-  /** Request bytes moved to running hashes instead of being read back from their files. */
-  get handedOverBytes(): number {
-    return this.#budget.total
+    return new StreamHasher(port1, result)
   }
 
   /** Tasks waiting for a free worker thread (metrics). */

@@ -32,9 +32,6 @@ class PositionalWriter extends Writable {
   readonly #onProgress: ((pos: number) => void) | undefined
   readonly #hashes: readonly Hash[]
   readonly #guard: (() => Error | null) | undefined
-  readonly #onWritten: ((at: number, buffers: Buffer[]) => void) | undefined
-  /** The batch being written, for `onWritten` (only when it is set). */
-  #batch: { readonly at: number; readonly bufs: Buffer[] } | null = null
   #pos: number
   #pending: Buffer[] = []
   #pendingBytes = 0
@@ -55,10 +52,8 @@ class PositionalWriter extends Writable {
     hashes: readonly Hash[] = [],
     guard?: () => Error | null,
     keepCutBatch = false,
-    onWritten?: (at: number, buffers: Buffer[]) => void,
   ) {
     super({ highWaterMark: 1024 * 1024 })
-    this.#onWritten = onWritten
     this.#keepCutBatch = keepCutBatch
     this.#guard = guard
     this.#fh = fh
@@ -138,7 +133,6 @@ class PositionalWriter extends Writable {
     }
     // The callback API on the raw fd, as fs.WriteStream uses: measurably cheaper on the main
     // thread than FileHandle.writev's promise per call.
-    if (this.#onWritten !== undefined) this.#batch = { at: this.#pos, bufs }
     this.#writeAll(bufs, n, cb)
   }
 
@@ -153,12 +147,6 @@ class PositionalWriter extends Writable {
       if (err) return cb(err)
       this.#pos += bytesWritten
       this.written += bytesWritten
-      const batch = bytesWritten === n ? this.#batch : null
-      if (batch !== null) {
-        // Handed over before the progress that makes these bytes count.
-        this.#batch = null
-        this.#onWritten?.(batch.at, batch.bufs)
-      }
       this.#onProgress?.(this.#pos)
       if (bytesWritten === n) return cb()
       if (bytesWritten === 0) return cb(new UploadError('ERR_IO', `short write: 0 of ${n} bytes`))
@@ -191,11 +179,6 @@ export interface WriteAtOptions {
    * prefix (tus PATCH). Default: the waiting batch is dropped with the body.
    */
   readonly keepCutBatch?: boolean
-  /**
-   * Told of each batch once all of it is written, with its buffers: the callee may keep them (the
-   * writer no longer uses them). Not told of the cut batch `keepCutBatch` writes.
-   */
-  readonly onWritten?: (at: number, buffers: Buffer[]) => void
   /** Hashes fed with every byte, in order, on this thread (small bodies only). */
   readonly hashes?: readonly Hash[]
   readonly signal?: AbortSignal
@@ -242,7 +225,6 @@ export async function writeStreamAt(
       opts.hashes,
       opts.guard,
       opts.keepCutBatch,
-      opts.onWritten,
     )
     try {
       await pipeline(source, writer, opts.signal ? { signal: opts.signal } : {})

@@ -28,11 +28,6 @@ export interface ReceiveWholeOptions {
   readonly signal?: AbortSignal
   /** Hash on this thread as bytes arrive; default: when the length is known and small. */
   readonly hashInline?: boolean
-  /**
-   * Nothing else uses the body's buffers once read (node:http's request stream): the pool thread
-   * that hashes it may take the written buffers instead of reading them back (ChunkInput).
-   */
-  readonly ownedBody?: boolean
 }
 
 export interface ReceiveDeps {
@@ -60,14 +55,8 @@ export async function receiveWhole(
   const hashes = inline ? algos.map((a) => createHash(a)) : []
   const h = inline ? null : pool.openStream(tempPath, algos)
   let last = 0
-  // One writer, in order: each written batch is handed over, then confirmed by its progress.
-  const writer = 'whole'
-  let handing = h !== null && opts.ownedBody === true
-  const onWritten = (at: number, buffers: Buffer[]) => {
-    if (handing) handing = h?.take(writer, at, buffers) ?? false
-  }
   const onProgress = (pos: number) => {
-    h?.advance(pos, { id: writer, end: pos })
+    h?.advance(pos)
     flusher.wrote(tempPath, pos - last)
     last = pos
   }
@@ -79,7 +68,6 @@ export async function receiveWhole(
       ...(opts.signal ? { signal: opts.signal } : {}),
       onProgress,
       hashes,
-      ...(handing ? { onWritten } : {}),
     })
     await flusher.settle(tempPath)
     if (inline) {

@@ -287,13 +287,6 @@ export class ChunkSessions {
     let end = range.end
     // Set once the body is whole: a failure after it is a refusal, and nothing is kept.
     let refusable = false
-    // A chunk that continues the prefix the running hash was told of hands its written buffers
-    // over, so the hash need not read them back (they count once this chunk is recorded).
-    const running = input.ownedBody === true && !empty ? this.#hashes.of(session) : null
-    let handing = running !== null && running.sent === range.start
-    const onWritten = (at: number, buffers: Buffer[]) => {
-      if (handing) handing = running?.take(token, at, buffers) ?? false
-    }
     try {
       await this.#o.hooks?.afterReserve?.(key)
       const span = empty ? 0 : range.end - range.start + 1
@@ -302,7 +295,6 @@ export class ChunkSessions {
         durable: this.#o.durableChunks,
         mustExist: true, // a cancelled incarnation's file is not brought back
         ...(input.signal ? { signal: input.signal } : {}),
-        ...(handing ? { onWritten } : {}),
         ...(input.keepPartial
           ? {
               onProgress: (pos: number) => {
@@ -371,7 +363,7 @@ export class ChunkSessions {
         'the session changed while the chunk was written; send it again',
       )
     }
-    this.#received(tempPath, session, done, empty ? null : { start: range.start, end }, token)
+    this.#received(tempPath, session, done, empty ? null : { start: range.start, end })
     return { status: 'written', session: done }
   }
 
@@ -396,24 +388,13 @@ export class ChunkSessions {
     return done
   }
 
-  /**
-   * After `complete`: what this instance now owes, and the running hash's progress. `writer`: the
-   * reservation that recorded `range` (it confirms the bytes it handed to the running hash).
-   */
-  #received(
-    path: string,
-    session: SessionRecord,
-    done: SessionRecord,
-    range: ByteRange | null,
-    writer?: string,
-  ) {
+  /** After `complete`: what this instance now owes, and the running hash's progress. */
+  #received(path: string, session: SessionRecord, done: SessionRecord, range: ByteRange | null) {
     if (!this.#o.durableChunks && range !== null) {
       this.#flusher.owe(path, session.key, session.incarnation, range)
     }
     const running = this.#hashes.of(done)
-    const by =
-      writer !== undefined && range !== null ? { id: writer, end: range.end + 1 } : undefined
-    running?.advance(contiguousPrefix(done.received), by)
+    running?.advance(contiguousPrefix(done.received))
   }
 
   /**

@@ -96,12 +96,6 @@ export interface ChunkInput {
    * checksum mismatch) leaves the range unreceived and is rethrown.
    */
   readonly verify?: () => void | Promise<void>
-  /**
-   * Nothing else uses the body's buffers once they are read (node:http's request stream itself:
-   * every body chunk is a fresh copy). They may then be moved to the running hash's thread after
-   * they are written, instead of it reading those bytes back from the file.
-   */
-  readonly ownedBody?: boolean
 }
 
 /** A session opened before its first chunk (a creation request). */

@@ -160,8 +160,6 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       range,
       body: body.stream,
       signal: ctx.signal,
-      // The request itself (not a multipart part): node:http's body chunks are ours to move.
-      ownedBody: body.stream === ctx.req,
     })
     await body.done
     sendEmpty(ctx.res, 200)
@@ -174,7 +172,6 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       maxBytes: opts.maxUploadBytes,
       ...(body.length !== null ? { expectedBytes: body.length } : {}),
       signal: ctx.signal,
-      ownedBody: body.stream === ctx.req,
     })
     try {
       await body.done

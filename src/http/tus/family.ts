@@ -326,8 +326,6 @@ export function createTusFamily(deps: TusDeps): Family {
       signal,
       keepPartial: checksum === undefined,
       openEnded: true,
-      // Unless a checksum transform sits between: node:http's body chunks are ours to move.
-      ownedBody: body === ctx.req,
       ...(verify ? { verify } : {}),
     })
     return got.session
