@@ -156,6 +156,11 @@ async function once() {
       server: a.server,
       MBs: +((total * sessions) / 1e6 / ((t1 - t0) / 1000)).toFixed(1),
       commitMs: Math.round(commitMs),
+      // The server's peak resident set since it started (VmHWM), MiB.
+      hwmMiB: Math.round(
+        Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) /
+          1024,
+      ),
       cpuPerGiB: +per.reduce((s, [, v]) => s + v, 0).toFixed(2),
       threads: per
         .filter(([, v]) => v >= 0.005)

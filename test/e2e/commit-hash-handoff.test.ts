@@ -62,15 +62,42 @@ test('a commit on the other instance gets the running hash from the instance tha
   expect(uploadsOf(b).hashCounts).toEqual({ local: 0, peer: 1, fullPass: 0 })
 })
 
-test('when the instance with the running hash is gone, the commit hashes the file itself', async () => {
+/** Counts the peer-hash requests published on `s`'s bus (every instance's, this one's too). */
+async function hashRequests(s: TestServer): Promise<{ readonly count: () => number }> {
+  let n = 0
+  const stop = await s.app.engine.state.bus.subscribe('uploads:hash-request', () => n++)
+  cleanups.push(() => stop().catch(() => {}))
+  return { count: () => n }
+}
+
+test('when the instance with the running hash is gone, the commit hashes the file at once', async () => {
   const [a, b] = await pair()
   const data = seededBytes(PEER_HASH_MIN_BYTES, 'handoff-gone')
   const key = `t:${randomUUID()}`
   await chunk(uploadsOf(a), key, data, 0)
   await a.close()
+  const asked = await hashRequests(b)
   for (let i = 1; i < data.length / CHUNK; i++) await chunk(uploadsOf(b), key, data, i)
   expect(await commitDigest(uploadsOf(b), key)).toBe(sha256(data))
   expect(uploadsOf(b).hashCounts).toEqual({ local: 0, peer: 0, fullPass: 1 })
+  // The record names a as the session's hasher and a is not alive: nobody to ask, no wait.
+  expect(asked.count()).toBe(0)
+})
+
+test('an instance that lost the running hash it ran (idle timeout) does not ask the others', async () => {
+  // Running hashes that hear nothing for 300 ms give up.
+  const cluster = await startCluster(2, { FERRY_POOL_STREAM_IDLE_MS: '300' })
+  cleanups.push(() => cluster.close())
+  const [a, b] = cluster.servers
+  const data = seededBytes(PEER_HASH_MIN_BYTES, 'handoff-lost')
+  const key = `t:${randomUUID()}`
+  for (let i = 0; i < data.length / CHUNK; i++) await chunk(uploadsOf(a), key, data, i)
+  expect((await uploadsOf(a).getSession(key))?.hasher).toBe(a.app.engine.state.instanceId)
+  await new Promise((r) => setTimeout(r, 1500)) // a's running hash times out; a stays alive
+  const asked = await hashRequests(b)
+  expect(await commitDigest(uploadsOf(a), key)).toBe(sha256(data))
+  expect(uploadsOf(a).hashCounts).toEqual({ local: 0, peer: 0, fullPass: 1 })
+  expect(asked.count()).toBe(0)
 })
 
 test('a running hash left by an aborted session of the same id never answers for its successor', async () => {

@@ -293,6 +293,9 @@ export class CasStore {
   }
 
   async #onStored(id: string): Promise<void> {
+    // Every instance hears every stored object: the disk is looked at only where an upload of
+    // it is running here (a look per message and instance was pure cost for the others).
+    if (!this.#watchers.has(id)) return
     const k = keyOf(id)
     if (k === null) return
     this.#stored.delete(id) // re-proven below, from the disk

@@ -165,6 +165,11 @@ export class HashPool {
     return (await run) as JoinPartsResult
   }
 
+  /** Whether `openStream` would start a running hash now. */
+  get streamSlotFree(): boolean {
+    return this.#activeStreams < this.#streamSlots
+  }
+
   /** Starts a running hash of a growing file, or null when every stream slot is taken. */
   openStream(path: string, algos: readonly HashAlgo[] = ['sha256']): StreamHasher | null {
     if (this.#activeStreams >= this.#streamSlots) return null

@@ -201,12 +201,14 @@ export class BusLocker implements Locker {
     o: WaitOptions,
     look: () => Promise<{ done: T } | { leaseMs: number }>,
   ): Promise<T> {
-    const closed = this.#closed.signal
-    const signal = o.signal === undefined ? closed : AbortSignal.any([o.signal, closed])
-    const aborted = () => new LockAbortedError(key, signal.reason)
     const until = performance.now() + o.waitMs
     let seen = await look()
     if ('done' in seen) return seen.done
+    // Made only for a wait: the usual first look answers without it, and AbortSignal.any on the
+    // locker's long-lived signal is not free (it registers with both signals).
+    const closed = this.#closed.signal
+    const signal = o.signal === undefined ? closed : AbortSignal.any([o.signal, closed])
+    const aborted = () => new LockAbortedError(key, signal.reason)
     if (signal.aborted) throw aborted()
     if (o.waitMs <= 0) throw new LockTimeoutError(key, o.waitMs)
     await this.#listen()

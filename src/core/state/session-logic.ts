@@ -170,6 +170,7 @@ export function openStep(
     target: init.target,
     totalBytes: init.totalBytes,
     tempName: init.tempName,
+    ...(init.hasher !== undefined ? { hasher: init.hasher } : {}),
     // A copy: the record must not change when the caller's object does.
     metadata: init.metadata === undefined ? {} : { ...init.metadata },
     createdAtMs: c.now,

@@ -35,6 +35,12 @@ export interface SessionRecord {
   /** Temp file name inside `<dataDir>/tmp/`; unique to this incarnation. */
   readonly tempName: string
   /**
+   * The instance that set out to run the session's running hash (it opened the session with a
+   * free stream slot); null: none did. A commit elsewhere asks the other instances for the hash
+   * only while this instance is alive. Absent in records written before it existed: unknown.
+   */
+  readonly hasher?: string | null
+  /**
    * Opaque client metadata given at open (string → string, bounded: see `checkMetadata`); `{}`
    * for none and for records written before it existed.
    */
@@ -116,6 +122,8 @@ export interface NewSession {
   readonly tempName: string
   /** Checked by `open` (ERR_INVALID_ARGUMENT past its bounds); absent: none. */
   readonly metadata?: Readonly<Record<string, string>>
+  /** See `SessionRecord.hasher`. */
+  readonly hasher?: string | null
 }
 
 /** Bounds on what one client can make the store hold (0 = no bound). */

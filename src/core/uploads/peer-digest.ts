@@ -16,8 +16,10 @@ import type { RunningHashes } from './running-hash.js'
 /**
  * A commit without the running hash asks the other instances for it only from this size on.
  * Asking costs two Redis round trips when an instance has the hash (the common case: a load
- * balancer sent the commit elsewhere) and `PEER_ACK_MS` when none has (after a restart or an
- * idle timeout); a full pass on the pool costs ~0.7 ms per MiB (45 ms at 64 MiB, 0.8 s at 1 GiB).
+ * balancer sent the commit elsewhere) and `PEER_ACK_MS` when none has; a full pass on the pool
+ * costs ~0.7 ms per MiB (45 ms at 64 MiB, 0.8 s at 1 GiB). The session record names the instance
+ * that runs the hash (`SessionRecord.hasher`), so a commit does not ask at all when that instance
+ * is gone (a restart), is itself (an idle timeout), or none ran one.
  */
 export const PEER_HASH_MIN_BYTES = 64 * 1024 * 1024
 /** How long a commit waits for an instance to say it has the running hash, ms. */

@@ -266,6 +266,8 @@ export class ChunkSessions {
         target: input.target,
         totalBytes,
         tempName,
+        // Who will run its hash, so a commit elsewhere knows whether anyone can answer for it.
+        hasher: this.#o.pool.streamSlotFree ? this.#o.temps.instanceId : null,
         ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
       }
       const opened = await this.#o.sessions.open(init, Date.now()).catch(async (err: unknown) => {
@@ -444,6 +446,21 @@ export class ChunkSessions {
     running?.advance(contiguousPrefix(done.received))
   }
 
+  /**
+   * Whether another instance may hold the session's running hash: the one named in the record,
+   * while it is alive. Not when none ran one, or this instance did and lost it (a commit after
+   * an idle timeout or a restart then hashes the file at once instead of waiting for an answer
+   * nobody can give). Records from before `hasher` existed: maybe.
+   */
+  async #hasherMayBeAlive(session: SessionRecord): Promise<boolean> {
+    const holder = session.hasher
+    if (holder === null) return false
+    if (typeof holder !== 'string') return true
+    if (holder === this.#o.temps.instanceId) return false
+    const isAlive = this.#o.isAlive
+    return isAlive === undefined ? true : await isAlive(holder).catch(() => true)
+  }
+
   /** Gaps to send; with the length unknown, only those below the last byte received. */
   missing(session: SessionRecord): ByteRange[] {
     return missingRanges(session.received, session.totalBytes ?? contiguousEnd(session))
@@ -523,7 +540,8 @@ export class ChunkSessions {
         if (digests !== null) source = 'local'
       } else {
         h?.cancel()
-        if (h === null && sha256Only && this.#peers !== null && total >= PEER_HASH_MIN_BYTES) {
+        const askPeers = h === null && sha256Only && this.#peers !== null
+        if (askPeers && total >= PEER_HASH_MIN_BYTES && (await this.#hasherMayBeAlive(session))) {
           const sha256 = await this.#peers.ask(session, total)
           if (sha256 !== null) {
             digests = { sha256 }
