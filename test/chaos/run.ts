@@ -307,11 +307,19 @@ class Phase {
 
   async #stallLoop(): Promise<void> {
     const rng = this.rng.fork('stalls')
+    let retry = false
     while (this.#shared.faultsOn) {
-      await sleep(between(rng, this.#o.stallEveryMs))
+      // Until this group's first stall, a try that found its instance busy (killed, restarting)
+      // comes again soon instead of a whole interval later: on a loaded machine the instances
+      // restart slowly, and a short run could otherwise end with no stall at all.
+      await sleep(retry ? 250 : between(rng, this.#o.stallEveryMs))
       if (!this.#shared.faultsOn) break
       const inst = rng.pick(this.instances)
-      if (this.#busy.has(inst) || !inst.pause()) continue
+      retry = false
+      if (this.#busy.has(inst) || !inst.pause()) {
+        retry = this.stalls.length === 0
+        continue
+      }
       const sec = between(rng, this.#o.stallSec)
       const iv: Interval = {
         startMs: Date.now(),
