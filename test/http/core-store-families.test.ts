@@ -1,0 +1,256 @@
+/**
+ * The tus and lakeFS families on a store with only the core ObjectStore operations (what a bucket
+ * offers): the fallbacks for LocalPaths, HardLinkSnapshots, FolderSync and AtomicFolders, run on
+ * the filesystem store seen through `coreOnly`. The same paths on the real S3 (Swift) are
+ * test/s3/families-s3.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { createHash } from 'node:crypto'
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { multipartEtag, StagingMultipart } from '../../src/core/staging/multipart.js'
+import { StagingStore } from '../../src/core/staging/store.js'
+import type { ObjectStore } from '../../src/core/storage/object-store.js'
+import { FinishedUploads, type FinishedInfo } from '../../src/http/tus/finished.js'
+import { coreOnly } from '../helpers/core-store.js'
+import { seededBytes, sha256 } from '../helpers/http.js'
+import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
+import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
+
+const MIB = 1024 * 1024
+const LAKEFS = {
+  signingSecret: 'core-signing',
+  jwtSecret: 'core-jwt',
+  credentials: [{ accessKeyId: 'AKIACORE', secretAccessKey: 'core-key' }],
+  repositories: [{ name: 'repo1', storageNamespace: 'local://repo1', branches: ['main'] }],
+}
+
+let srv: TestServer
+let cfgDir: string
+let objects: ObjectStore
+let store: StagingStore
+let mp: StagingMultipart
+
+beforeAll(async () => {
+  cfgDir = tempDir('ferry-core-cfg-')
+  const cfg = join(cfgDir, 'c.json')
+  writeFileSync(cfg, JSON.stringify({ lakefs: LAKEFS }))
+  srv = await startFerry({
+    REDIS_URL: testRedisUrl(),
+    FERRY_REDIS_PREFIX: uniquePrefix(),
+    FERRY_CONFIG: cfg,
+    FERRY_MAX_UPLOAD_BYTES: String(64 * MIB),
+  })
+  const { config, stores, state, uploads, pool, log } = srv.app.engine
+  objects = coreOnly(stores.staging)
+  const common = { config: config.lakefs!, objects, uploads, pool, maxUploadBytes: 64 * MIB }
+  store = new StagingStore(common)
+  mp = new StagingMultipart({
+    ...common,
+    store,
+    locker: state.locker,
+    lockTtlMs: 10_000,
+    idleTtlMs: 600_000,
+    log,
+  })
+})
+afterAll(async () => {
+  await srv.close()
+  removeDir(srv.dataDir)
+  removeDir(cfgDir)
+})
+
+const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex')
+const signal = new AbortController().signal
+
+async function putAt(relative: string, data: Buffer): Promise<void> {
+  const body = { stream: Readable.from([data]), length: data.length, done: Promise.resolve() }
+  await store.receive('repo1', relative, body, { contentMd5: null, signal })
+}
+
+async function read(key: string): Promise<Buffer> {
+  const parts: Buffer[] = []
+  for await (const c of (await objects.get(key)) as AsyncIterable<Buffer>) parts.push(c)
+  return Buffer.concat(parts)
+}
+
+const link = (path: string, physicalAddress: string, data: Buffer, checksum = md5(data)) =>
+  store.link({
+    repository: 'repo1',
+    branch: 'main',
+    path,
+    physicalAddress,
+    checksum,
+    sizeBytes: data.length,
+    userMetadata: {},
+    contentType: null,
+    mtimeSec: null,
+    createOnly: false,
+  })
+
+/** The blob key of a linked path (its entry names it). */
+async function blobOf(path: string): Promise<string> {
+  const entry = JSON.parse((await read(`repo1/branches/main/objects/${path}.o`)).toString()) as {
+    blob: string
+  }
+  return `repo1/${entry.blob}`
+}
+
+describe('lakeFS link without hard links', () => {
+  test('the blob is a copy: a later PUT to the address does not change the linked object', async () => {
+    const a = store.newAddress('repo1', 'main', 'copy.bin', false)
+    const first = seededBytes(300_000, 's1')
+    await putAt(a.relative, first)
+    const stats = await link('copy.bin', a.physicalAddress, first)
+    expect(stats.size_bytes).toBe(first.length)
+    const blob = await blobOf('copy.bin')
+    const data = join(srv.dataDir, 'staging', 'repo1', a.relative)
+    // A copy, not a second name of the address's file.
+    expect(statSync(join(srv.dataDir, 'staging', blob)).ino).not.toBe(statSync(data).ino)
+    await putAt(a.relative, seededBytes(300_000, 's2'))
+    expect(sha256(await read(blob))).toBe(sha256(first))
+  })
+
+  test('without a sidecar the blob is hashed from the store; a wrong checksum leaves no blob', async () => {
+    const a = store.newAddress('repo1', 'main', 'nosidecar.bin', false)
+    const data = seededBytes(100_000, 's3')
+    await putAt(a.relative, data)
+    expect(await objects.delete(`repo1/${a.relative}.digests`)).toBe(true)
+    const blobs = () => {
+      const dir = join(srv.dataDir, 'staging', 'repo1', 'blobs')
+      if (!existsSync(dir)) return 0
+      return readdirSync(dir).reduce((n, d) => n + readdirSync(join(dir, d)).length, 0)
+    }
+    const before = blobs()
+    await expect(
+      link('nosidecar.bin', a.physicalAddress, data, md5(Buffer.from('x'))),
+    ).rejects.toMatchObject({
+      code: 'ERR_CHECKSUM_MISMATCH',
+    })
+    expect(blobs()).toBe(before)
+    // The sha256 works as the checksum too: the hash pass made both.
+    await link('nosidecar.bin', a.physicalAddress, data, sha256(data))
+    expect(blobs()).toBe(before + 1)
+  })
+
+  test('a changed object (another etag) is checked on the bytes copied, not the old sidecar', async () => {
+    const a = store.newAddress('repo1', 'main', 'changed.bin', false)
+    const first = seededBytes(50_000, 's4')
+    await putAt(a.relative, first)
+    // The sidecar now names an upload the address no longer holds.
+    const side = await read(`repo1/${a.relative}.digests`)
+    await putAt(a.relative, seededBytes(50_000, 's5'))
+    const tmp = srv.app.engine.uploads.streamTempPath()
+    writeFileSync(tmp, side)
+    await objects.put(`repo1/${a.relative}.digests`, tmp, { mode: 'overwrite' })
+    await expect(link('changed.bin', a.physicalAddress, first)).rejects.toMatchObject({
+      code: 'ERR_CHECKSUM_MISMATCH',
+    })
+  })
+
+  test('nothing at the address: ERR_DEPENDENCY_MISSING', async () => {
+    const a = store.newAddress('repo1', 'main', 'none.bin', false)
+    await expect(link('none.bin', a.physicalAddress, Buffer.from('x'))).rejects.toMatchObject({
+      code: 'ERR_DEPENDENCY_MISSING',
+    })
+  })
+})
+
+describe('lakeFS multipart without local paths or atomic folders', () => {
+  const partOf = (data: Buffer) => ({
+    stream: Readable.from([data]),
+    length: data.length,
+  })
+
+  test('parts are joined from the store; the link checks the multipart ETag', async () => {
+    const c = await mp.create('repo1', 'main', 'mp.bin', 2)
+    const p1 = seededBytes(5 * MIB, 's6')
+    const p2 = seededBytes(MIB + 7, 's7')
+    for (const [n, d] of [
+      [2, p2],
+      [1, p1],
+    ] as const) {
+      await mp.receivePart('repo1', c.relative, c.uploadId, n, partOf(d), {
+        contentMd5: null,
+        signal,
+      })
+    }
+    const ref = {
+      repository: 'repo1',
+      branch: 'main',
+      path: 'mp.bin',
+      uploadId: c.uploadId,
+      physicalAddress: c.physicalAddress,
+    }
+    const parts = [
+      { partNumber: 1, etag: md5(p1) },
+      { partNumber: 2, etag: `"${md5(p2)}"` },
+    ]
+    const stats = await mp.complete({ ...ref, parts, userMetadata: {}, contentType: null })
+    expect(stats.checksum).toBe(multipartEtag([md5(p1), md5(p2)]))
+    expect(sha256(await read(await blobOf('mp.bin')))).toBe(sha256(Buffer.concat([p1, p2])))
+  })
+
+  test('a wrong part ETag is refused; an abort removes the upload, manifest first', async () => {
+    const c = await mp.create('repo1', 'main', 'bad.bin', 1)
+    const p1 = seededBytes(1000, 's8')
+    await mp.receivePart('repo1', c.relative, c.uploadId, 1, partOf(p1), {
+      contentMd5: null,
+      signal,
+    })
+    const ref = {
+      repository: 'repo1',
+      branch: 'main',
+      path: 'bad.bin',
+      uploadId: c.uploadId,
+      physicalAddress: c.physicalAddress,
+    }
+    const wrong = [{ partNumber: 1, etag: md5(Buffer.from('other')) }]
+    await expect(
+      mp.complete({ ...ref, parts: wrong, userMetadata: {}, contentType: null }),
+    ).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+    await mp.abort(ref)
+    const left: string[] = []
+    for await (const e of objects.list(`repo1/pmpu/${c.uploadId}/`)) left.push(e.key)
+    expect(left).toEqual([])
+    await expect(mp.abort(ref)).rejects.toMatchObject({ code: 'ERR_SESSION_NOT_FOUND' })
+  })
+})
+
+describe('tus finished uploads without local paths', () => {
+  const info = (id: string, length: number): FinishedInfo => ({
+    id,
+    length,
+    metadata: '',
+    concat: 'partial',
+    sha256: 'x',
+    createdAtMs: 0,
+    finishedAtMs: 0,
+  })
+
+  test('concatenation streams the partials from the store; dataPath is refused', async () => {
+    const { stores } = srv.app.engine
+    const finished = new FinishedUploads(coreOnly(stores.staging), stores.temps)
+    const a = seededBytes(200_000, 's9')
+    const b = seededBytes(70_001, 's10')
+    for (const [id, d] of [
+      ['AAAAAAAAAAAAAAAAAAAAAA', a],
+      ['BBBBBBBBBBBBBBBBBBBBBB', b],
+    ] as const) {
+      const tmp = stores.temps.streamPath()
+      writeFileSync(tmp, d)
+      await finished.publish(tmp, info(id, d.length))
+    }
+    expect(() => finished.dataPath('AAAAAAAAAAAAAAAAAAAAAA')).toThrow('not local files')
+    const target = stores.temps.streamPath()
+    const never = {
+      concatFiles: () => Promise.reject(new Error('the worker reads local files only')),
+    }
+    const ids = ['BBBBBBBBBBBBBBBBBBBBBB', 'AAAAAAAAAAAAAAAAAAAAAA', 'BBBBBBBBBBBBBBBBBBBBBB']
+    const got = await finished.concatenate(ids, target, never)
+    const want = Buffer.concat([b, a, b])
+    expect(got).toEqual({ bytes: want.length, sha256: sha256(want) })
+    expect(statSync(target).size).toBe(want.length)
+  })
+})
