@@ -1,5 +1,5 @@
 /**
- * The tus and lakeFS families on a store with only the core ObjectStore operations (what a bucket
+ * The tus, lakeFS and bulk-ingest families on a store with only the core ObjectStore operations (what a bucket
  * offers): the fallbacks for LocalPaths, HardLinkSnapshots, FolderSync and AtomicFolders, run on
  * the filesystem store seen through `coreOnly`. The same paths on the real S3 (Swift) are
  * test/s3/families-s3.test.ts.
@@ -9,12 +9,15 @@ import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
+import { DEFAULT_INGEST_WORKER_FILE, IngestPool } from '../../src/core/hashing/ingest-pool.js'
+import { BulkIngestService, type IngestSummary } from '../../src/core/ingest/bulk-ingest.js'
 import { multipartEtag, StagingMultipart } from '../../src/core/staging/multipart.js'
 import { StagingStore } from '../../src/core/staging/store.js'
 import type { ObjectStore } from '../../src/core/storage/object-store.js'
 import { FinishedUploads, type FinishedInfo } from '../../src/http/tus/finished.js'
 import { coreOnly } from '../helpers/core-store.js'
 import { seededBytes, sha256 } from '../helpers/http.js'
+import { waitFor } from '../helpers/wait.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
 
@@ -69,11 +72,13 @@ async function putAt(relative: string, data: Buffer): Promise<void> {
   await store.receive('repo1', relative, body, { contentMd5: null, signal })
 }
 
-async function read(key: string): Promise<Buffer> {
+async function readFrom(store: ObjectStore, key: string): Promise<Buffer> {
   const parts: Buffer[] = []
-  for await (const c of (await objects.get(key)) as AsyncIterable<Buffer>) parts.push(c)
+  for await (const c of (await store.get(key)) as AsyncIterable<Buffer>) parts.push(c)
   return Buffer.concat(parts)
 }
+
+const read = (key: string) => readFrom(objects, key)
 
 const link = (path: string, physicalAddress: string, data: Buffer, checksum = md5(data)) =>
   store.link({
@@ -252,5 +257,87 @@ describe('tus finished uploads without local paths', () => {
     const want = Buffer.concat([b, a, b])
     expect(got).toEqual({ bytes: want.length, sha256: sha256(want) })
     expect(statSync(target).size).toBe(want.length)
+  })
+})
+
+describe('bulk ingest without appends, folders or local paths', () => {
+  test('mapping rewritten whole, assets copied and hashed from the store, finalize removes the keys', async () => {
+    const { stores, state, log } = srv.app.engine
+    const ingestStore = coreOnly(stores.ingest)
+    const pool = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
+    const svc = new BulkIngestService({
+      objects: ingestStore,
+      temps: stores.temps,
+      locker: state.locker,
+      pool,
+      log,
+      lockTtlMs: 5000,
+      lockWaitMs: 400,
+      publishWaitMs: 1000,
+      maxParallel: 2,
+    })
+    try {
+      const sc = '0c0e'
+      const files = new Map<string, Buffer>([
+        ['a.txt', seededBytes(3000, 'ia')],
+        ['sub/b.tif', seededBytes(70_000, 'ib')],
+        ['sub/deep/c.pdf', seededBytes(10, 'ic')],
+      ])
+      for (const [rel, data] of files) {
+        const tmp = stores.temps.streamPath()
+        writeFileSync(tmp, data)
+        await svc.withPublishLock(sc, () => svc.publishUpload(sc, rel, tmp))
+      }
+      const keysUnder = async (prefix: string) => {
+        const out: string[] = []
+        for await (const e of ingestStore.list(prefix)) out.push(e.key)
+        return out.sort()
+      }
+      let summary: IngestSummary | null = null
+      await svc.start(sc, (s) => {
+        summary = s
+      })
+      await waitFor('the ingest to end', () => summary !== null)
+      expect(summary).toMatchObject({ ingested: 3, failed: 0 })
+      const mapping = await svc.readMapping(sc)
+      const lines = mapping.split('\n')
+      expect(lines[0]).toBe('original,derivative')
+      expect(
+        lines
+          .slice(1)
+          .map((l) => l.slice(0, l.lastIndexOf(',')))
+          .sort(),
+      ).toEqual([...files.keys()].sort())
+      // The sources went; the folder's mark keeps the import folder for finalize.
+      expect(await keysUnder(`${sc}/import/`)).toEqual([`${sc}/import/.ferry-folder`])
+      for (const line of lines.slice(1)) {
+        const deriv = line.slice(line.lastIndexOf(',') + 1)
+        const id = deriv.slice(0, 23)
+        const dir = `${sc}/assets/${id.slice(0, 2).toLowerCase()}/${id.slice(2, 4).toLowerCase()}`
+        const info = JSON.parse((await readFrom(ingestStore, `${dir}/${id}.info`)).toString()) as {
+          checksumOriginal: string
+          checksumDerivative: string
+        }
+        const want = sha256(files.get(line.slice(0, line.lastIndexOf(',')))!)
+        expect(info).toMatchObject({ checksumOriginal: want, checksumDerivative: want })
+        expect(sha256(await readFrom(ingestStore, `${dir}/${deriv}`))).toBe(want)
+      }
+      await svc.finalize(sc)
+      await waitFor('finalize to end', async () => {
+        try {
+          await svc.readMapping(sc)
+          return false
+        } catch (err) {
+          return (err as { code?: string }).code === 'ERR_NOT_FOUND'
+        }
+      })
+      expect(await keysUnder(`${sc}/import/`)).toEqual([])
+      expect(await keysUnder(`${sc}/journal/`)).toEqual([])
+      expect((await keysUnder(`${sc}/assets/`)).filter((k) => k.endsWith('.info'))).toHaveLength(3)
+      await expect(svc.start(sc)).rejects.toMatchObject({ code: 'ERR_NOT_FOUND' })
+    } finally {
+      await svc.close()
+      await pool.close()
+    }
   })
 })
