@@ -25,6 +25,11 @@ export interface PutOptions {
   readonly mode: PutMode
   /** The temp file was fsynced already (a commit's hand-off, a worker's copy): skip that flush. */
   readonly alreadySynced?: boolean
+  /**
+   * The bytes' sha256 (hex), when the caller knows it: a store that keeps metadata stores it
+   * with the object (the S3 store: user metadata `sha256`); the filesystem store ignores it.
+   */
+  readonly sha256?: string
 }
 
 export interface ObjectInfo {
