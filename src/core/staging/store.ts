@@ -266,7 +266,7 @@ export class StagingStore {
           'The Content-MD5 you specified did not match what we received.',
         )
       }
-      const published = await this.#publish(target, got.tempPath)
+      const published = await this.#publish(target, got.tempPath, sha256)
       const digests: Digests = { etag: published.etag, md5, sha256 }
       await this.#writeSmall(`${target}.digests`, JSON.stringify(digests), true)
       return { bytes: got.bytes, md5, sha256 }
@@ -287,7 +287,7 @@ export class StagingStore {
       throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
     }
     const target = this.#dataKey(repository, relative)
-    const published = await this.#publish(target, file.tempPath)
+    const published = await this.#publish(target, file.tempPath, file.sha256)
     const digests: Digests = {
       etag: published.etag,
       md5: file.md5,
@@ -473,9 +473,9 @@ export class StagingStore {
   }
 
   /** Publishes an upload's temp file at `key` (the last PUT wins); uploads forget its name. */
-  async #publish(key: string, tempPath: string) {
+  async #publish(key: string, tempPath: string, sha256: string) {
     try {
-      return await this.#objects.put(key, tempPath, { mode: 'overwrite' })
+      return await this.#objects.put(key, tempPath, { mode: 'overwrite', sha256 })
     } finally {
       await this.#o.uploads.discard(tempPath)
     }

@@ -129,7 +129,11 @@ export class FinishedUploads {
    */
   async publish(tempPath: string, info: FinishedInfo): Promise<void> {
     const key = this.#key(info.id)
-    await this.#objects.put(key, tempPath, { mode: 'if-absent', alreadySynced: true })
+    await this.#objects.put(key, tempPath, {
+      mode: 'if-absent',
+      alreadySynced: true,
+      sha256: info.sha256,
+    })
     await putSmallObject(this.#objects, key + INFO, `${JSON.stringify(info)}\n`, {
       tempPath: this.#temps.streamPath(),
       overwrite: true,
