@@ -5,7 +5,7 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
-import type { Config } from './config/config.js'
+import { ConfigError, type Config, type S3StorageConfig } from './config/config.js'
 import { CasStore } from './core/cas/cas-store.js'
 import { FileListPool } from './core/cas/file-list-pool.js'
 import { createGcSweepTask } from './core/cas/gc-task.js'
@@ -17,7 +17,7 @@ import { StagingMultipart } from './core/staging/multipart.js'
 import { StagingStore } from './core/staging/store.js'
 import { createEmbeddedState } from './core/state/embedded.js'
 import { createRedisState } from './core/state/redis.js'
-import type { StateBackend } from './core/state/types.js'
+import type { Locker, StateBackend } from './core/state/types.js'
 import {
   createLayout,
   createStores,
@@ -35,7 +35,16 @@ import { createHttpServer, edgeOptionsFrom, type ReadyCheck } from './http/serve
 import { createHttpHooks, type HttpHooks } from './core/hooks/index.js'
 import { createCorsPolicy } from './http/cors.js'
 import { FinishedUploads } from './http/tus/finished.js'
-import { FsObjectStore } from './core/storage/fs-object-store.js'
+import type { FsObjectStore } from './core/storage/fs-object-store.js'
+import {
+  hasAppendable,
+  hasAtomicFolders,
+  hasFolderSync,
+  hasHardLinkSnapshots,
+  hasLocalPaths,
+  hasToucher,
+} from './core/storage/object-store.js'
+import type { S3ObjectStore } from './core/storage/s3-object-store.js'
 import { createTusFamily } from './http/tus/family.js'
 import { FerryMetrics } from './observability/metrics.js'
 import { loadUi } from './http/ui/family.js'
@@ -47,8 +56,11 @@ import { loadUi } from './http/ui/family.js'
 export interface AppServices {
   readonly config: Config
   readonly layout: DataLayout
-  /** The data directory's object stores and its one TempFiles (this instance's id). */
-  readonly stores: DataStores
+  /**
+   * The families' object stores (the data directory's, or FERRY_STORAGE=s3's bucket) and the
+   * one TempFiles (this instance's id).
+   */
+  readonly stores: DataStores<FsObjectStore | S3ObjectStore>
   readonly state: StateBackend
   readonly pool: HashPool
   readonly uploads: UploadService
@@ -104,6 +116,60 @@ export function isLoopback(host: string): boolean {
   )
 }
 
+/**
+ * Families that cannot run on FERRY_STORAGE=s3 yet, and the store capabilities they lack there
+ * (the S3 store has none of the filesystem's: object-store.ts).
+ */
+const NOT_ON_S3: Readonly<Record<string, string>> = {
+  tus: 'LocalPaths (finished uploads are served by path)',
+  lakefs: 'HardLinkSnapshots, FolderSync and LocalPaths',
+  ingest: 'LocalPaths, Appendable, FolderSync and AtomicFolders',
+  shaman: 'Toucher and LocalPaths',
+}
+
+/**
+ * Refuses, before anything starts, a configuration that mounts a family the storage backend
+ * cannot hold: the message names each family, what it needs, and how to leave it out.
+ */
+export function refuseUnsupportedStorage(config: Config): void {
+  if (config.storage.backend !== 's3') return
+  const mounted = {
+    tus: config.tus.enabled,
+    lakefs: config.lakefs !== null,
+    ingest: config.ingest !== null,
+    shaman: config.shaman.enabled,
+  }
+  const refused = Object.entries(mounted).filter(([f, on]) => on && f in NOT_ON_S3)
+  if (refused.length === 0) return
+  const why = refused.map(([f]) => `${f} needs ${NOT_ON_S3[f]}`).join('; ')
+  throw new ConfigError(
+    `FERRY_STORAGE=s3 cannot hold every mounted family: ${why}, which the S3 store lacks. ` +
+      'Mount only the families it holds, e.g. FERRY_FAMILIES=imagestore, or use FERRY_STORAGE=fs',
+  )
+}
+
+/** The S3 store of each area, all in one bucket under `<FERRY_S3_PREFIX><area>/`. */
+async function s3Stores(s3: S3StorageConfig, locker: Locker, lockTtlMs: number, log: Logger) {
+  // Loaded only with FERRY_STORAGE=s3: the SDK costs the filesystem backend nothing.
+  const { createS3Client } = await import('./core/storage/s3-client.js')
+  const { S3ObjectStore } = await import('./core/storage/s3-object-store.js')
+  const client = createS3Client({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: s3.forcePathStyle,
+    log: log.child({ component: 's3' }),
+  })
+  const area = (name: string) =>
+    new S3ObjectStore({
+      client,
+      bucket: s3.bucket,
+      prefix: `${s3.prefix}${name}/`,
+      locker,
+      lockTtlMs,
+    })
+  return { client, area }
+}
+
 /** What tests may add to an app (never set by configuration). */
 export interface AppOptions {
   /** Pauses injected into the data path, to reproduce races deterministically. */
@@ -119,6 +185,7 @@ export async function createApp(
   log: Logger,
   options: AppOptions = {},
 ): Promise<App> {
+  refuseUnsupportedStorage(config)
   const layout = createLayout(config.storage.dataDir)
   const limits = {
     maxSessions: config.sessions.maxSessions,
@@ -143,7 +210,20 @@ export async function createApp(
     })
   // One set of stores for every service: one TempFiles names all temp files with this
   // instance's id, so the uploads sweep tells this instance's streams from a dead one's.
-  const stores = createStores(layout, state.instanceId)
+  const s3 =
+    config.storage.s3 === null
+      ? null
+      : await s3Stores(config.storage.s3, state.locker, config.locks.ttlMs, log)
+  const stores: DataStores<FsObjectStore | S3ObjectStore> =
+    s3 === null
+      ? createStores(layout, state.instanceId)
+      : createStores(layout, state.instanceId, s3.area)
+  if (s3 !== null) {
+    log.info(
+      { storage: `s3://${config.storage.s3!.bucket}/${config.storage.s3!.prefix}` },
+      'families keep their files in the bucket',
+    )
+  }
   const workers = config.pool.workers
   const pool = new HashPool({
     workerFile: DEFAULT_WORKER_FILE,
@@ -208,10 +288,9 @@ export async function createApp(
   const { imagestore, shaman, lakefs, ingest } = config
   const cors = createCorsPolicy(config.cors)
   if (config.tus.enabled) {
-    const finished = new FinishedUploads(
-      new FsObjectStore({ root: layout.tus, temps: stores.temps }),
-      stores.temps,
-    )
+    const tusObjects = stores.tus
+    if (!hasLocalPaths(tusObjects)) throw new ConfigError(`tus: ${NOT_ON_S3['tus']}`)
+    const finished = new FinishedUploads(tusObjects, stores.temps)
     // Concatenation copies on its own worker thread (started on first use).
     const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
     familyServices.push(concat)
@@ -270,8 +349,19 @@ export async function createApp(
       threads: Math.min(workers, ingest.maxParallel),
     })
     const ingestUploads = uploadsOf('ingest')
+    const ingestObjects = stores.ingest
+    if (
+      !(
+        hasLocalPaths(ingestObjects) &&
+        hasAppendable(ingestObjects) &&
+        hasFolderSync(ingestObjects) &&
+        hasAtomicFolders(ingestObjects)
+      )
+    ) {
+      throw new ConfigError(`ingest: ${NOT_ON_S3['ingest']}`)
+    }
     const service = new BulkIngestService({
-      objects: stores.ingest,
+      objects: ingestObjects,
       temps: stores.temps,
       locker: state.locker,
       pool: ingestPool,
@@ -293,9 +383,20 @@ export async function createApp(
   }
   if (lakefs) {
     const lakefsUploads = uploadsOf('lakefs')
+    const staging = stores.staging
+    if (
+      !(
+        hasLocalPaths(staging) &&
+        hasHardLinkSnapshots(staging) &&
+        hasFolderSync(staging) &&
+        hasAtomicFolders(staging)
+      )
+    ) {
+      throw new ConfigError(`lakefs: ${NOT_ON_S3['lakefs']}`)
+    }
     const store = new StagingStore({
       config: lakefs,
-      objects: stores.staging,
+      objects: staging,
       uploads: lakefsUploads,
       pool,
       maxUploadBytes,
@@ -305,7 +406,7 @@ export async function createApp(
       multipart = new StagingMultipart({
         config: lakefs,
         // The staging area's store: the uploads' folders sit beside the addresses they fill.
-        objects: stores.staging,
+        objects: staging,
         uploads: lakefsUploads,
         pool,
         store,
@@ -336,8 +437,12 @@ export async function createApp(
   if (shaman.enabled) {
     const shamanLog = log.child({ family: 'shaman' })
     const lockTtlMs = config.locks.ttlMs
+    const casObjects = stores.cas
+    if (!(hasToucher(casObjects) && hasLocalPaths(casObjects))) {
+      throw new ConfigError(`shaman: ${NOT_ON_S3['shaman']}`)
+    }
     cas = new CasStore({
-      objects: stores.cas,
+      objects: casObjects,
       locker: state.locker,
       bus: state.bus,
       claimTtlMs: lockTtlMs,
@@ -378,6 +483,8 @@ export async function createApp(
       }),
     )
   }
+  // Closed last: its sockets serve the families' requests until then.
+  if (s3 !== null) familyServices.push({ close: async () => s3.client.destroy() })
   const engine: AppServices = { config, layout, stores, state, pool, uploads, log, cas, metrics }
   let ready = false
   const server = createHttpServer({

@@ -4,7 +4,7 @@
  */
 import { setFlagsFromString } from 'node:v8'
 import { ConfigError, loadConfig, type Config } from '../config/config.js'
-import { createApp } from '../app.js'
+import { createApp, refuseUnsupportedStorage } from '../app.js'
 import { parseRedisUrl } from '../core/state/redis-url.js'
 import { createLogger } from '../observability/logger.js'
 import { maskUrlsIn, scrubSecrets } from '../observability/redact.js'
@@ -42,6 +42,8 @@ function secretsOf(config: Config | null, env: NodeJS.ProcessEnv): string[] {
   if (config?.ingest) out.push(config.ingest.jwt.secret)
   const metricsToken = config?.http.metricsToken ?? env['FERRY_METRICS_TOKEN']
   if (metricsToken) out.push(metricsToken)
+  // FERRY_STORAGE=s3: the AWS SDK reads these itself; a start-up error must not print them.
+  for (const k of ['AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']) if (env[k]) out.push(env[k])
   return out
 }
 
@@ -78,6 +80,7 @@ async function main(argv: readonly string[]): Promise<void> {
   knownSecrets = secretsOf(null, process.env)
   try {
     config = loadConfig(process.env, argv)
+    refuseUnsupportedStorage(config)
   } catch (err) {
     if (
       err instanceof ConfigError ||

@@ -49,6 +49,31 @@ export interface LakeFsConfig {
   readonly presignMultipart: boolean
 }
 
+/** Where the families keep their files: the data directory, or an S3-compatible bucket. */
+export type StorageBackend = 'fs' | 's3'
+
+/**
+ * FERRY_STORAGE=s3: the bucket every family keeps its objects in, each under its own key prefix.
+ * Credentials are not configuration: the AWS SDK's default provider chain finds them
+ * (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared files, web identity,
+ * instance metadata), so they never pass through Ferry's config or logs.
+ */
+export interface S3StorageConfig {
+  /** FERRY_S3_ENDPOINT: `http(s)://host[:port]` of an S3-compatible store; null: AWS S3. */
+  readonly endpoint: string | null
+  /** FERRY_S3_BUCKET (required with FERRY_STORAGE=s3). */
+  readonly bucket: string
+  /** FERRY_S3_REGION. Default us-east-1. */
+  readonly region: string
+  /** FERRY_S3_PREFIX: Ferry's keys start with it (`''`, or normalised to end in `/`). */
+  readonly prefix: string
+  /**
+   * FERRY_S3_FORCE_PATH_STYLE (true/false): `endpoint/bucket/key` rather than
+   * `bucket.endpoint/key`. Default true when FERRY_S3_ENDPOINT is set, else false.
+   */
+  readonly forcePathStyle: boolean
+}
+
 export interface IngestConfig {
   /**
    * Bearer JWT checks: HS256 with `secret`; `iss` must equal `issuer`, `aud` must contain
@@ -153,6 +178,13 @@ export interface Config {
      * bytes (FERRY_MIN_FREE_BYTES, or its older name FERRY_READY_MIN_FREE_BYTES); 0 disables.
      */
     readonly readyMinFreeBytes: number
+    /**
+     * FERRY_STORAGE: `fs` (default) keeps published files in the data directory; `s3` keeps them
+     * in `s3`'s bucket (the data directory still holds temp files, staging and checkouts).
+     */
+    readonly backend: StorageBackend
+    /** The bucket, with FERRY_STORAGE=s3; null otherwise. */
+    readonly s3: S3StorageConfig | null
   }
   readonly redis: {
     /**
@@ -284,7 +316,13 @@ export const DEFAULTS: Config = deepFreeze({
     drainDelayMs: 0,
     metricsToken: null,
   },
-  storage: { dataDir: './data', fsync: 'commit', readyMinFreeBytes: 64 * 1024 * 1024 },
+  storage: {
+    dataDir: './data',
+    fsync: 'commit',
+    readyMinFreeBytes: 64 * 1024 * 1024,
+    backend: 'fs',
+    s3: null,
+  },
   redis: { url: null, prefix: 'ferry:' },
   // 8 running hashes per stream thread: on 2 threads all of 8 parallel uploads hash as they
   // arrive (see hash-pool.ts).
@@ -381,6 +419,91 @@ function oneOf<T extends string>(
     throw new ConfigError(`${key} must be one of ${allowed.join(', ')}, got "${raw}"`)
   }
   return raw as T
+}
+
+const S3_KEYS = [
+  'FERRY_S3_ENDPOINT',
+  'FERRY_S3_BUCKET',
+  'FERRY_S3_REGION',
+  'FERRY_S3_PREFIX',
+  'FERRY_S3_FORCE_PATH_STYLE',
+] as const
+
+/** FERRY_STORAGE and, with `s3`, the FERRY_S3_* settings. */
+function storageBackendFrom(env: Env): Pick<Config['storage'], 'backend' | 's3'> {
+  const backend = oneOf<StorageBackend>(
+    'FERRY_STORAGE',
+    env['FERRY_STORAGE']?.trim(),
+    DEFAULTS.storage.backend,
+    ['fs', 's3'],
+  )
+  const given = S3_KEYS.filter((k) => (env[k] ?? '').trim() !== '')
+  if (backend === 'fs') {
+    if (given.length > 0) {
+      throw new ConfigError(
+        `${given.join(', ')} set, but FERRY_STORAGE is fs: set FERRY_STORAGE=s3`,
+      )
+    }
+    return { backend, s3: null }
+  }
+  const bucket = (env['FERRY_S3_BUCKET'] ?? '').trim()
+  if (bucket === '') throw new ConfigError('FERRY_STORAGE=s3 needs FERRY_S3_BUCKET')
+  // S3's bucket names, with the upper case and underscores older stores (and Swift) allow.
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/.test(bucket)) {
+    throw new ConfigError(`FERRY_S3_BUCKET is not a bucket name: "${bucket}"`)
+  }
+  const rawEndpoint = (env['FERRY_S3_ENDPOINT'] ?? '').trim()
+  let endpoint: string | null = null
+  if (rawEndpoint !== '') {
+    let u: URL
+    try {
+      u = new URL(rawEndpoint)
+    } catch {
+      throw new ConfigError(
+        `FERRY_S3_ENDPOINT must be an http(s) URL, got "${maskUrl(rawEndpoint)}"`,
+      )
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      throw new ConfigError(
+        `FERRY_S3_ENDPOINT must be an http(s) URL, got "${maskUrl(rawEndpoint)}"`,
+      )
+    }
+    if (u.username !== '' || u.password !== '') {
+      throw new ConfigError(
+        'FERRY_S3_ENDPOINT must not hold credentials: Ferry takes them from the AWS SDK ' +
+          'default chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE)',
+      )
+    }
+    if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '') {
+      throw new ConfigError(`FERRY_S3_ENDPOINT must be scheme://host[:port], got "${rawEndpoint}"`)
+    }
+    endpoint = u.origin
+  }
+  const region = (env['FERRY_S3_REGION'] ?? '').trim() || 'us-east-1'
+  if (!/^[a-z0-9-]{1,64}$/.test(region)) {
+    throw new ConfigError(`FERRY_S3_REGION must be a region name like us-east-1, got "${region}"`)
+  }
+  const rawPrefix = (env['FERRY_S3_PREFIX'] ?? '').trim().replace(/\/+$/, '')
+  let prefix = ''
+  if (rawPrefix !== '') {
+    if (
+      !/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(rawPrefix) ||
+      /(^|\/)\.\.?(\/|$)/.test(rawPrefix)
+    ) {
+      throw new ConfigError(
+        `FERRY_S3_PREFIX must be segments of letters, digits and ._- separated by /, got "${rawPrefix}"`,
+      )
+    }
+    prefix = `${rawPrefix}/`
+  }
+  const rawStyle = (env['FERRY_S3_FORCE_PATH_STYLE'] ?? '').trim().toLowerCase()
+  let forcePathStyle = endpoint !== null
+  if (rawStyle === 'true' || rawStyle === '1') forcePathStyle = true
+  else if (rawStyle === 'false' || rawStyle === '0') forcePathStyle = false
+  else if (rawStyle !== '') {
+    throw new ConfigError(`FERRY_S3_FORCE_PATH_STYLE must be true or false, got "${rawStyle}"`)
+  }
+  return { backend, s3: { endpoint, bucket, region, prefix, forcePathStyle } }
 }
 
 /** FERRY_TUS_PATH: an absolute path of safe characters, with one `/` at each end. */
@@ -842,6 +965,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       dataDir: resolve(flags['data-dir'] ?? env['FERRY_DATA_DIR'] ?? DEFAULTS.storage.dataDir),
       fsync: oneOf('FERRY_FSYNC', env['FERRY_FSYNC'], DEFAULTS.storage.fsync, ['commit', 'chunk']),
       readyMinFreeBytes: minFreeBytesFrom(env),
+      ...storageBackendFrom(env),
     },
     redis: { url: redisUrl === undefined || redisUrl === '' ? null : redisUrl, prefix },
     pool: {

@@ -20,6 +20,7 @@ import { PassThrough } from 'node:stream'
 import { multipartEtag, StagingMultipart } from '../../src/core/staging/multipart.js'
 import { makeSignedAddress, presignPartQuery } from '../../src/core/staging/signing.js'
 import { StagingStore } from '../../src/core/staging/store.js'
+import type { FsObjectStore } from '../../src/core/storage/fs-object-store.js'
 import { request, seededBytes, sha256, type Reply } from '../helpers/http.js'
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.js'
 import { removeDir, startFerry, tempDir, type TestServer } from '../helpers/server.js'
@@ -622,16 +623,18 @@ describe('sweep rules (the clock passed in)', () => {
   beforeAll(() => {
     const { config, layout, stores, state, uploads, pool, log } = srv.app.engine
     const lakefs = config.lakefs!
+    // The data directory's store (this server runs with FERRY_STORAGE=fs).
+    const staging = stores.staging as FsObjectStore
     const store = new StagingStore({
       config: lakefs,
-      objects: stores.staging,
+      objects: staging,
       uploads,
       pool,
       maxUploadBytes: MAX_UPLOAD,
     })
     mp = new StagingMultipart({
       config: lakefs,
-      objects: stores.staging,
+      objects: staging,
       uploads,
       pool,
       store,

@@ -233,3 +233,75 @@ describe('tus, CORS and hooks keys', () => {
     expect(() => loadConfig(env)).toThrow(message)
   })
 })
+
+describe('FERRY_STORAGE and FERRY_S3_*', () => {
+  const s3 = (env: Record<string, string>) =>
+    loadConfig({ FERRY_STORAGE: 's3', FERRY_S3_BUCKET: 'ferry-data', ...env }).storage
+
+  test('default fs, no bucket', () => {
+    const c = loadConfig({})
+    expect(c.storage.backend).toBe('fs')
+    expect(c.storage.s3).toBeNull()
+  })
+
+  test('s3: bucket required; region us-east-1; path-style on with an endpoint, off without', () => {
+    expect(() => loadConfig({ FERRY_STORAGE: 's3' })).toThrow(/FERRY_S3_BUCKET/)
+    expect(s3({})).toEqual({
+      dataDir: expect.any(String),
+      fsync: 'commit',
+      readyMinFreeBytes: DEFAULTS.storage.readyMinFreeBytes,
+      backend: 's3',
+      s3: {
+        endpoint: null,
+        bucket: 'ferry-data',
+        region: 'us-east-1',
+        prefix: '',
+        forcePathStyle: false,
+      },
+    })
+    const c = s3({
+      FERRY_S3_ENDPOINT: 'http://127.0.0.1:9000/',
+      FERRY_S3_REGION: 'eu-central-1',
+      FERRY_S3_PREFIX: 'prod/ferry/',
+    })
+    expect(c.s3).toEqual({
+      endpoint: 'http://127.0.0.1:9000',
+      bucket: 'ferry-data',
+      region: 'eu-central-1',
+      prefix: 'prod/ferry/',
+      forcePathStyle: true,
+    })
+    expect(s3({ FERRY_S3_PREFIX: 'x' }).s3?.prefix).toBe('x/')
+    expect(
+      s3({ FERRY_S3_ENDPOINT: 'https://s3.example', FERRY_S3_FORCE_PATH_STYLE: 'false' }).s3,
+    ).toMatchObject({ endpoint: 'https://s3.example', forcePathStyle: false })
+    expect(s3({ FERRY_S3_FORCE_PATH_STYLE: 'true' }).s3?.forcePathStyle).toBe(true)
+  })
+
+  test('bad values are refused by name; credentials never in the endpoint (nor echoed)', () => {
+    expect(() => loadConfig({ FERRY_STORAGE: 'gcs' })).toThrow(/FERRY_STORAGE must be one of/)
+    expect(() => s3({ FERRY_S3_BUCKET: 'a' })).toThrow(/FERRY_S3_BUCKET/)
+    expect(() => s3({ FERRY_S3_BUCKET: 'has space' })).toThrow(/FERRY_S3_BUCKET/)
+    expect(() => s3({ FERRY_S3_ENDPOINT: 'ftp://x' })).toThrow(/FERRY_S3_ENDPOINT/)
+    expect(() => s3({ FERRY_S3_ENDPOINT: 'http://x/some/path' })).toThrow(/FERRY_S3_ENDPOINT/)
+    let msg = ''
+    try {
+      s3({ FERRY_S3_ENDPOINT: 'http://AKIAKEY:supersecret@host:9000' })
+    } catch (err) {
+      msg = (err as Error).message
+    }
+    expect(msg).toMatch(/must not hold credentials/)
+    expect(msg).not.toContain('supersecret')
+    expect(() => s3({ FERRY_S3_REGION: 'US East' })).toThrow(/FERRY_S3_REGION/)
+    for (const bad of ['../x', 'a/../b', '/abs', 'a//b', 'sp ace', 'a/./b']) {
+      expect(() => s3({ FERRY_S3_PREFIX: bad })).toThrow(/FERRY_S3_PREFIX/)
+    }
+    expect(() => s3({ FERRY_S3_FORCE_PATH_STYLE: 'maybe' })).toThrow(/FERRY_S3_FORCE_PATH_STYLE/)
+  })
+
+  test('FERRY_S3_* without FERRY_STORAGE=s3 is refused (it would write locally unnoticed)', () => {
+    expect(() => loadConfig({ FERRY_S3_BUCKET: 'ferry-data' })).toThrow(
+      /FERRY_S3_BUCKET set, but FERRY_STORAGE is fs/,
+    )
+  })
+})

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { FsObjectStore } from './fs-object-store.js'
+import type { ObjectStore } from './object-store.js'
 import { TempFiles } from './temp-files.js'
 
 /**
@@ -39,26 +40,50 @@ export function createLayout(root: string): DataLayout {
   return Object.freeze(layout)
 }
 
-/** The object stores of a data directory, one per area, sharing its tmp/ through one TempFiles. */
-export interface DataStores {
+/** The areas whose objects may live elsewhere than the data directory (FERRY_STORAGE=s3). */
+export type StoreArea = 'store' | 'cas' | 'staging' | 'ingest' | 'tus'
+
+/**
+ * The object stores of the families, one per area, sharing the data directory's tmp/ through one
+ * TempFiles. `S` is the store of the areas: the data directory's (FsObjectStore), or a remote one
+ * (FERRY_STORAGE=s3: an S3ObjectStore per area, each under its own key prefix). Shaman checkouts
+ * are symlink trees and stay local whatever the backend.
+ */
+export interface DataStores<S extends ObjectStore = FsObjectStore> {
   readonly temps: TempFiles
   /** ImageStore files. */
-  readonly store: FsObjectStore
-  readonly cas: FsObjectStore
+  readonly store: S
+  readonly cas: S
   readonly checkouts: FsObjectStore
-  readonly staging: FsObjectStore
-  readonly ingest: FsObjectStore
+  readonly staging: S
+  readonly ingest: S
+  /** Finished tus uploads. */
+  readonly tus: S
 }
 
-export function createStores(layout: DataLayout, instanceId?: string): DataStores {
+/** The data directory's stores (FERRY_STORAGE=fs). */
+export function createStores(layout: DataLayout, instanceId?: string): DataStores
+/** Local temp files and checkouts; every other area from `remote` (FERRY_STORAGE=s3). */
+export function createStores<S extends ObjectStore>(
+  layout: DataLayout,
+  instanceId: string | undefined,
+  remote: (area: StoreArea) => S,
+): DataStores<S>
+export function createStores(
+  layout: DataLayout,
+  instanceId?: string,
+  remote?: (area: StoreArea) => ObjectStore,
+): DataStores<ObjectStore> {
   const temps = new TempFiles(layout.tmp, instanceId)
-  const at = (root: string) => new FsObjectStore({ root, temps })
+  const local = (root: string) => new FsObjectStore({ root, temps })
+  const at = (area: StoreArea) => (remote ? remote(area) : local(layout[area]))
   return Object.freeze({
     temps,
-    store: at(layout.store),
-    cas: at(layout.cas),
-    checkouts: at(layout.checkouts),
-    staging: at(layout.staging),
-    ingest: at(layout.ingest),
+    store: at('store'),
+    cas: at('cas'),
+    checkouts: local(layout.checkouts),
+    staging: at('staging'),
+    ingest: at('ingest'),
+    tus: at('tus'),
   })
 }

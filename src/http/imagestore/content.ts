@@ -1,14 +1,30 @@
 /**
  * ImageStore content: listing, copy and delete in the store area, by store-relative path (the
- * ObjectStore key). Folders are real here (an empty one lists as 204, a folder is deleted in one
- * atomic step), so the store must have the AtomicFolders capability.
+ * ObjectStore key). On a store with the AtomicFolders capability (the data directory) folders
+ * are real: an empty one lists as 204, a folder is deleted in one atomic step. On a store
+ * without it (FERRY_STORAGE=s3) a folder is a key prefix: it exists while an object is below it,
+ * and its delete removes the `_.dir` mark first, then object by object (a reader may see it
+ * partly deleted, never as a complete folder to copy).
  */
 import { UploadError } from '../../core/errors.js'
 import { errnoOf, isInTheWay } from '../../core/storage/errno.js'
-import type { AtomicFolders, ObjectInfo, ObjectStore } from '../../core/storage/object-store.js'
+import {
+  type AtomicFolders,
+  hasAtomicFolders,
+  type ObjectInfo,
+  type ObjectStore,
+} from '../../core/storage/object-store.js'
 
-/** What ImageStore needs of its ObjectStore. */
-export type ImageStoreObjects = ObjectStore & AtomicFolders
+/** What ImageStore needs of its ObjectStore (AtomicFolders when it has them). */
+export type ImageStoreObjects = ObjectStore & Partial<AtomicFolders>
+
+/** Whether `path` is a folder: the store's own, or (no folders) a prefix some object has. */
+async function hasFolder(store: ImageStoreObjects, path: string): Promise<boolean> {
+  if (hasAtomicFolders(store)) return store.hasFolder(path)
+  if (path === '') return true
+  for await (const _ of store.list(`${path}/`)) return true
+  return false
+}
 
 export interface FileInfo {
   StoreRelativePath: string
@@ -91,7 +107,7 @@ export async function listContent(
     const file = await store.head(path)
     if (file !== null) return { StoreFiles: [fileInfo(file)], StoreFolders: [] }
   }
-  if (!(await store.hasFolder(path))) return null
+  if (!(await hasFolder(store, path))) return null
   const after = opts.continuationToken === null ? null : keyOf(opts.continuationToken)
   const entries: { kind: 'object' | 'prefix'; path: string; key: string }[] = []
   for await (const e of store.list(below(path), { delimiter: true })) {
@@ -148,7 +164,7 @@ export async function copyContent(store: ImageStoreObjects, req: CopyRequest): P
     await copyOne(store, req.source, req.destination)
     return 1
   }
-  if (!(await store.hasFolder(req.source))) {
+  if (!(await hasFolder(store, req.source))) {
     throw new UploadError('ERR_NOT_FOUND', 'no file or completed directory at RemoteSource')
   }
   if ((await store.head(`${req.source}/${MARK_FILE}`)) === null) {
@@ -176,5 +192,14 @@ export async function deleteContent(store: ImageStoreObjects, path: string): Pro
     await store.delete(path)
     return
   }
-  await store.removeFolder(path)
+  if (hasAtomicFolders(store)) {
+    await store.removeFolder(path)
+    return
+  }
+  if (path === '') throw new UploadError('ERR_INVALID_PATH', 'the store root cannot be deleted')
+  const keys: string[] = []
+  for await (const e of store.list(`${path}/`)) if (e.kind === 'object') keys.push(e.key)
+  // The mark first: from then on a copy refuses the folder as incomplete.
+  keys.sort((a, b) => Number(baseName(b) === MARK_FILE) - Number(baseName(a) === MARK_FILE))
+  for (const key of keys) await store.delete(key)
 }

@@ -179,16 +179,26 @@ export function createImageStoreFamily(opts: ImageStoreOptions): Family {
       await uploads.discard(got.tempPath)
       throw err
     }
-    await publishInStore(got.tempPath, rel)
     const sha256 = got.digests.sha256 ?? null
+    await publishInStore(got.tempPath, rel, false, sha256)
     uploads.announceFinished({ family: 'imagestore', id: rel, size: got.bytes, sha256 })
     ctx.log.info({ path: content, bytes: got.bytes, sha256: got.digests.sha256 }, 'file stored')
     sendEmpty(ctx.res, 200, sha256 ? { [SHA256_HEADER]: sha256 } : {})
   }
 
-  async function publishInStore(tempPath: string, rel: string, alreadySynced = false) {
+  async function publishInStore(
+    tempPath: string,
+    rel: string,
+    alreadySynced = false,
+    sha256: string | null = null,
+  ) {
     try {
-      await objects.put(rel, tempPath, { mode: 'overwrite', alreadySynced })
+      // The sha256 rides along as the object's metadata where the store keeps any (S3).
+      await objects.put(rel, tempPath, {
+        mode: 'overwrite',
+        alreadySynced,
+        ...(sha256 !== null ? { sha256 } : {}),
+      })
     } catch (err) {
       if (isInTheWay(err)) {
         const msg = 'a file or folder is in the way of this path'
