@@ -167,6 +167,7 @@ async function main() {
       FERRY_PORT: String(port),
       FERRY_DATA_DIR: dataDir,
       FERRY_MAX_UPLOAD_BYTES: String(Math.max(size, 64 * MiB)),
+      FERRY_FAMILIES: 'imagestore',
       FERRY_STORAGE: 's3',
       FERRY_S3_ENDPOINT: swift.endpoint,
       FERRY_S3_REGION: swift.region,
