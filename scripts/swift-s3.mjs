@@ -262,7 +262,7 @@ export async function startSwift(opts = {}) {
     }
     children.push(launch('proxy', 'swift-proxy-server', [join(dir, 'proxy-server.conf')]))
     const endpoint = `http://127.0.0.1:${ports.proxy}`
-    const until = Date.now() + (opts.timeoutMs ?? 60_000)
+    const until = Date.now() + (opts.timeoutMs ?? 120_000)
     let lastErr = null
     for (;;) {
       const dead = children.find((c) => c.exitCode !== null || c.signalCode !== null)

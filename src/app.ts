@@ -179,7 +179,19 @@ async function s3Stores(s3: S3StorageConfig, locker: Locker, lockTtlMs: number, 
       locker,
       lockTtlMs,
     })
-  return { client, area }
+  const { HeadBucketCommand } = await import('@aws-sdk/client-s3')
+  /** Readiness: the bucket answers (reachable, exists, the credentials may use it). */
+  const ready: ReadyCheck = async () => {
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: s3.bucket }))
+      return { ok: true }
+    } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
+      const why = status === undefined ? (err as Error).name : `HTTP ${status}`
+      return { ok: false, reason: `the bucket s3://${s3.bucket} does not answer (${why})` }
+    }
+  }
+  return { client, area, ready }
 }
 
 /** What tests may add to an app (never set by configuration). */
@@ -496,6 +508,7 @@ export async function createApp(
         }
       },
       () => checkSpace(layout.root, config.storage.readyMinFreeBytes, state.instanceId),
+      ...(s3 !== null ? [s3.ready] : []),
       ...(options.readyChecks ?? []),
     ],
   })

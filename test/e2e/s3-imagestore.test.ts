@@ -123,6 +123,22 @@ describe('ImageStore with FERRY_STORAGE=s3', () => {
     expect(readdirSync(join(srv.dataDir, 'store'))).toEqual([])
   })
 
+  test('/readyz asks the bucket: ready on it, not ready (naming it) on a missing one', async () => {
+    expect((await request(`${srv.url}/readyz`)).status).toBe(200)
+    const missing = `${t.bucket}-missing`
+    const other = await startFerry({ ...env, FERRY_S3_BUCKET: missing })
+    try {
+      const r = await request(`${other.url}/readyz`)
+      expect(r.status).toBe(503)
+      expect(r.json<{ reasons: string[] }>().reasons).toEqual([
+        `the bucket s3://${missing} does not answer (HTTP 404)`,
+      ])
+    } finally {
+      await other.close()
+      removeDir(other.dataDir)
+    }
+  })
+
   test('a family the S3 store cannot hold is refused at start, by name, secrets unprinted', () => {
     const secret = 'do-not-print-this-secret-0123456789'
     const r = spawnSync(process.execPath, [MAIN], {

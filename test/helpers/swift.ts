@@ -78,7 +78,13 @@ async function shared(run: string): Promise<SwiftEndpoint> {
       const again = readState(run)
       if (again) return again
       const mod = await swiftModule()
-      const s = await mod.startSwift({ dir: join(run, 'swift'), detached: true, keep: true })
+      // A loaded 2-core machine has taken 70 s to bring Swift up; the callers wait 180 s.
+      const s = await mod.startSwift({
+        dir: join(run, 'swift'),
+        detached: true,
+        keep: true,
+        timeoutMs: 150_000,
+      })
       const info: SwiftEndpoint & { dir: string; startMs: number } = {
         endpoint: s.endpoint,
         region: s.region,
