@@ -5,7 +5,12 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
-import { ConfigError, type Config, type S3StorageConfig } from './config/config.js'
+import {
+  ConfigError,
+  type Config,
+  type FsyncPolicy,
+  type S3StorageConfig,
+} from './config/config.js'
 import { CasStore } from './core/cas/cas-store.js'
 import { FileListPool } from './core/cas/file-list-pool.js'
 import { createGcSweepTask } from './core/cas/gc-task.js'
@@ -16,6 +21,7 @@ import { BulkIngestService } from './core/ingest/bulk-ingest.js'
 import { StagingMultipart } from './core/staging/multipart.js'
 import { StagingStore } from './core/staging/store.js'
 import { createEmbeddedState } from './core/state/embedded.js'
+import type { JournalMode } from './core/state/journal.js'
 import { createRedisState } from './core/state/redis.js'
 import type { Locker, StateBackend } from './core/state/types.js'
 import {
@@ -38,6 +44,7 @@ import { FinishedUploads } from './http/tus/finished.js'
 import type { FsObjectStore } from './core/storage/fs-object-store.js'
 import { hasLocalPaths, hasToucher } from './core/storage/object-store.js'
 import type { S3ObjectStore } from './core/storage/s3-object-store.js'
+import { DiskSync } from './core/storage/disk-sync.js'
 import { createTusFamily } from './http/tus/family.js'
 import { FerryMetrics } from './observability/metrics.js'
 import { loadUi } from './http/ui/family.js'
@@ -204,6 +211,13 @@ export interface AppOptions {
   readonly readyChecks?: readonly ReadyCheck[]
 }
 
+/** The embedded state journal's durability per FERRY_FSYNC. */
+const JOURNAL_MODES: Readonly<Record<FsyncPolicy, JournalMode>> = {
+  commit: 'background',
+  chunk: 'sync',
+  none: 'none',
+}
+
 export async function createApp(
   config: Config,
   log: Logger,
@@ -228,20 +242,21 @@ export async function createApp(
     redisState ??
     createEmbeddedState(layout.state, {
       limits,
-      journalMode: config.storage.fsync === 'chunk' ? 'sync' : 'background',
+      journalMode: JOURNAL_MODES[config.storage.fsync],
       log,
       ...(options.bootId ? { bootId: options.bootId } : {}),
     })
   // One set of stores for every service: one TempFiles names all temp files with this
   // instance's id, so the uploads sweep tells this instance's streams from a dead one's.
+  const sync = config.storage.fsync === 'none' ? DiskSync.off : DiskSync.on
   const s3 =
     config.storage.s3 === null
       ? null
       : await s3Stores(config.storage.s3, state.locker, config.locks.ttlMs, log)
   const stores: DataStores<FsObjectStore | S3ObjectStore> =
     s3 === null
-      ? createStores(layout, state.instanceId)
-      : createStores(layout, state.instanceId, s3.area)
+      ? createStores(layout, state.instanceId, undefined, sync)
+      : createStores(layout, state.instanceId, s3.area, sync)
   if (s3 !== null) {
     log.info(
       { storage: `s3://${config.storage.s3!.bucket}/${config.storage.s3!.prefix}` },
@@ -255,6 +270,7 @@ export async function createApp(
     streamThreads: workers,
     streamsPerThread: config.pool.streamsPerThread,
     streamIdleMs: config.pool.streamIdleMs,
+    sync: sync.enabled,
   })
   const hooks: HttpHooks | null =
     config.hooks.url === null
@@ -269,6 +285,7 @@ export async function createApp(
     temps: stores.temps,
     log,
     durableChunks: config.storage.fsync === 'chunk',
+    sync,
     sessionTtlMs: config.sessions.ttlSec * 1000,
     reserveLeaseMs: config.sessions.reserveLeaseMs,
     commitLeaseMs: config.sessions.commitLeaseMs,
@@ -314,7 +331,11 @@ export async function createApp(
   if (config.tus.enabled) {
     const finished = new FinishedUploads(stores.tus, stores.temps)
     // Concatenation copies on its own worker thread (started on first use).
-    const concat = new IngestPool({ workerFile: DEFAULT_INGEST_WORKER_FILE, threads: 1 })
+    const concat = new IngestPool({
+      workerFile: DEFAULT_INGEST_WORKER_FILE,
+      threads: 1,
+      sync: sync.enabled,
+    })
     familyServices.push(concat)
     families.push(
       createTusFamily({
@@ -369,6 +390,7 @@ export async function createApp(
     const ingestPool = new IngestPool({
       workerFile: DEFAULT_INGEST_WORKER_FILE,
       threads: Math.min(workers, ingest.maxParallel),
+      sync: sync.enabled,
     })
     const ingestUploads = uploadsOf('ingest')
     const service = new BulkIngestService({
@@ -544,6 +566,12 @@ export async function createApp(
         },
         `ferry listening on http://${addr.address}:${addr.port}`,
       )
+      if (config.storage.fsync === 'none') {
+        log.warn(
+          { fsync: 'none' },
+          'FERRY_FSYNC=none: nothing is fsynced (files, folders, the state journal); publication is still atomic, but a power loss or kernel crash may lose or empty files answered as stored',
+        )
+      }
       const open = openFamilies(config)
       if (open.length > 0 && !isLoopback(config.http.host)) {
         log.warn(

@@ -27,7 +27,7 @@ export function copyFile(task: CopyFileTask): CopyFileResult {
         hash.update(buf.subarray(0, n))
         bytes += n
       }
-      fsyncSync(dst)
+      if (task.sync !== false) fsyncSync(dst)
       return { bytes, sha256: hash.digest('hex') }
     } finally {
       closeSync(dst)
@@ -64,7 +64,7 @@ export function concatFiles(task: ConcatFilesTask): CopyFileResult {
         closeSync(src)
       }
     }
-    fsyncSync(dst)
+    if (task.sync !== false) fsyncSync(dst)
     return { bytes, sha256: hash.digest('hex') }
   } finally {
     closeSync(dst)

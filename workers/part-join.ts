@@ -58,7 +58,7 @@ export function joinParts(task: JoinPartsTask): JoinPartsResult {
       if (partMd5.digest('hex') !== source.expectedMd5) return { status: 'mismatch', index }
       sourceBytes.push(partBytes)
     }
-    fsyncSync(dst)
+    if (task.sync !== false) fsyncSync(dst)
     const digests = { md5: md5.digest('hex'), sha256: sha256.digest('hex') }
     return { status: 'joined', bytes: written, ...digests, sourceBytes }
   } finally {

@@ -44,12 +44,16 @@ export type HashStreamResult = (HashResult & { readonly lost: false }) | { reado
 export interface CopyFileTask {
   readonly source: string
   readonly target: string
+  /** false (FERRY_FSYNC=none): the worker does not fsync `target`. Default true. */
+  readonly sync?: boolean
 }
 
 /** Several whole files, in order, into one new file (tus concatenation). */
 export interface ConcatFilesTask {
   readonly sources: readonly string[]
   readonly target: string
+  /** false (FERRY_FSYNC=none): the worker does not fsync `target`. Default true. */
+  readonly sync?: boolean
 }
 
 export interface CopyFileResult {
@@ -68,6 +72,8 @@ export interface CopyFileResult {
 export interface JoinPartsTask {
   readonly sources: readonly { readonly path: string; readonly expectedMd5: string }[]
   readonly target: string
+  /** false (FERRY_FSYNC=none): the worker does not fsync `target`. Default true. */
+  readonly sync?: boolean
 }
 
 /**

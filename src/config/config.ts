@@ -6,7 +6,7 @@ import { CorsConfigError, parseCorsOrigins, type CorsOrigins } from '../http/cor
 import { parseRedisUrl } from '../core/state/redis-url.js'
 import { maskUrl } from '../observability/redact.js'
 
-export type FsyncPolicy = 'commit' | 'chunk'
+export type FsyncPolicy = 'commit' | 'chunk' | 'none'
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
 export interface LakeFsRepository {
@@ -170,7 +170,10 @@ export interface Config {
     /** Root of tmp/, store/, cas/, checkouts/, staging/, ingest/, state/ (one filesystem). */
     readonly dataDir: string
     /**
-     * `commit`: fsync once at commit (default); `chunk`: fdatasync every chunk before it counts.
+     * `commit`: fsync once at commit (default); `chunk`: fdatasync every chunk before it counts;
+     * `none` (opt-in): no fdatasync or fsync in the data path or the embedded state journal, for
+     * benchmarks and storage already durable below the filesystem (publication stays atomic by
+     * rename; a crash of the host may lose recent files).
      */
     readonly fsync: FsyncPolicy
     /**
@@ -963,7 +966,11 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     },
     storage: {
       dataDir: resolve(flags['data-dir'] ?? env['FERRY_DATA_DIR'] ?? DEFAULTS.storage.dataDir),
-      fsync: oneOf('FERRY_FSYNC', env['FERRY_FSYNC'], DEFAULTS.storage.fsync, ['commit', 'chunk']),
+      fsync: oneOf('FERRY_FSYNC', env['FERRY_FSYNC'], DEFAULTS.storage.fsync, [
+        'commit',
+        'chunk',
+        'none',
+      ]),
       readyMinFreeBytes: minFreeBytesFrom(env),
       ...storageBackendFrom(env),
     },

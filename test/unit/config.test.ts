@@ -54,6 +54,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig(env)).toThrow(re)
   })
 
+  test('FERRY_FSYNC: commit by default; chunk and none on request', () => {
+    expect(loadConfig({}).storage.fsync).toBe('commit')
+    expect(loadConfig({ FERRY_FSYNC: 'chunk' }).storage.fsync).toBe('chunk')
+    expect(loadConfig({ FERRY_FSYNC: 'none' }).storage.fsync).toBe('none')
+    expect(() => loadConfig({ FERRY_FSYNC: 'never' })).toThrow(/FERRY_FSYNC/)
+  })
+
   test('an unknown flag is refused', () => {
     expect(() => loadConfig({}, ['--bogus'])).toThrow()
   })

@@ -44,6 +44,8 @@ export interface HashPoolOptions {
   readonly streamsPerThread: number
   /** A running hash that hears nothing this long gives its thread back, ms. */
   readonly streamIdleMs: number
+  /** false (FERRY_FSYNC=none): joined files are not fsynced. Default true. */
+  readonly sync?: boolean
 }
 
 export const DEFAULT_WORKER_FILE = new URL('../../../workers/hash.js', import.meta.url)
@@ -99,9 +101,11 @@ export class HashPool {
   readonly #streams: Piscina
   readonly #streamSlots: number
   readonly #idleMs: number
+  readonly #syncJoins: boolean
   #activeStreams = 0
 
   constructor(opts: HashPoolOptions) {
+    this.#syncJoins = opts.sync ?? true
     const filename = opts.workerFile instanceof URL ? opts.workerFile.href : opts.workerFile
     this.#tasks = new Piscina({
       filename,
@@ -156,7 +160,7 @@ export class HashPool {
     target: string,
     signal?: AbortSignal,
   ): Promise<JoinPartsResult> {
-    const task: JoinPartsTask = { sources, target }
+    const task: JoinPartsTask = { sources, target, sync: this.#syncJoins }
     const run = this.#tasks.run(task, { name: 'joinParts', ...(signal ? { signal } : {}) })
     return (await run) as JoinPartsResult
   }

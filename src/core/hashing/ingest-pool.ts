@@ -18,12 +18,16 @@ export interface IngestPoolOptions {
   /** Compiled worker file (dist/workers/ingest.js). */
   readonly workerFile: string | URL
   readonly threads: number
+  /** false (FERRY_FSYNC=none): written files are not fsynced. Default true. */
+  readonly sync?: boolean
 }
 
 export class IngestPool {
   readonly #pool: Piscina
+  readonly #sync: boolean
 
   constructor(opts: IngestPoolOptions) {
+    this.#sync = opts.sync ?? true
     const filename = opts.workerFile instanceof URL ? opts.workerFile.href : opts.workerFile
     this.#pool = new Piscina({
       filename,
@@ -39,7 +43,7 @@ export class IngestPool {
    * SHA-256 of the bytes written. Aborting the signal stops the task (the caller removes `target`).
    */
   async copyFile(source: string, target: string, signal?: AbortSignal): Promise<CopyFileResult> {
-    const task: CopyFileTask = { source, target }
+    const task: CopyFileTask = { source, target, sync: this.#sync }
     return (await this.#pool.run(task, {
       name: 'copyFile',
       ...(signal ? { signal } : {}),
@@ -51,7 +55,7 @@ export class IngestPool {
    * answers its length and SHA-256 (tus concatenation). The caller removes `target` on failure.
    */
   async concatFiles(sources: readonly string[], target: string): Promise<CopyFileResult> {
-    const task: ConcatFilesTask = { sources, target }
+    const task: ConcatFilesTask = { sources, target, sync: this.#sync }
     return (await this.#pool.run(task, { name: 'concatFiles' })) as CopyFileResult
   }
 

@@ -64,7 +64,12 @@ const ftruncateAsync = promisify(ftruncate)
 const renameAsync = promisify(rename)
 const unlinkAsync = promisify(unlink)
 
-export type JournalMode = 'sync' | 'background'
+/**
+ * `sync`: every batch is fdatasynced; `background`: durable lines at once, the rest within
+ * `syncIntervalMs`; `none` (FERRY_FSYNC=none): never fdatasynced (compaction still replaces the
+ * file atomically).
+ */
+export type JournalMode = 'sync' | 'background' | 'none'
 
 /** What the journal logs through (pino's Logger fits). */
 export interface JournalLog {
@@ -364,7 +369,8 @@ class LineJournal implements Journal {
 
   async #writeBatch(batch: Pending[]): Promise<void> {
     const buf = Buffer.from(batch.map((p) => p.text).join(''))
-    const sync = this.#o.mode === 'sync' || batch.some((p) => p.durable)
+    const mode = this.#o.mode
+    const sync = mode === 'sync' || (mode === 'background' && batch.some((p) => p.durable))
     try {
       if (this.#tailDirty) await this.#cutTo(this.#size)
       try {
@@ -435,6 +441,7 @@ class LineJournal implements Journal {
   }
 
   #markDirty(): void {
+    if (this.#o.mode === 'none') return
     this.#dirty = true
     if (this.#timer !== null || this.#closed) return
     this.#timer = setTimeout(() => {

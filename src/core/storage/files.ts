@@ -9,6 +9,7 @@ import { dirname } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { UploadError } from '../errors.js'
+import { DiskSync } from './disk-sync.js'
 import { isAbsent, isExists } from './errno.js'
 import { removeIfPresent } from './remove.js'
 
@@ -333,6 +334,8 @@ export interface PublishOptions {
   readonly overwrite: boolean
   /** The temp file was already fsynced (durable chunks); skip that flush. */
   readonly alreadySynced?: boolean
+  /** Flushes the file and the folder; default DiskSync.on (FERRY_FSYNC=none: DiskSync.off). */
+  readonly sync?: DiskSync
 }
 
 /**
@@ -344,7 +347,8 @@ export async function publishFile(
   target: string,
   opts: PublishOptions,
 ): Promise<void> {
-  if (!opts.alreadySynced) await fsyncFile(tempPath)
+  const sync = opts.sync ?? DiskSync.on
+  if (!opts.alreadySynced) await sync.file(tempPath)
   const dir = dirname(target)
   await mkdir(dir, { recursive: true })
   if (opts.overwrite) {
@@ -360,7 +364,7 @@ export async function publishFile(
     }
     await unlink(tempPath)
   }
-  await fsyncDir(dir)
+  await sync.dir(dir)
 }
 
 /**

@@ -31,7 +31,8 @@ import { Readable } from 'node:stream'
 import { UploadError } from '../errors.js'
 import { resolveUnder } from '../paths.js'
 import { errnoOf, isAbsent, isExists, isNotFound } from './errno.js'
-import { fsyncDir, publishFile } from './files.js'
+import { DiskSync } from './disk-sync.js'
+import { publishFile } from './files.js'
 import {
   type Appendable,
   type AppendHandle,
@@ -64,6 +65,8 @@ export interface FsObjectStoreOptions {
   readonly root: string
   /** Names temp files in the data directory's tmp/ (same filesystem as `root`). */
   readonly temps: TempFiles
+  /** Flushes files and folders (default); DiskSync.off for FERRY_FSYNC=none. */
+  readonly sync?: DiskSync
 }
 
 /**
@@ -97,10 +100,12 @@ export class FsObjectStore
 {
   readonly #root: string
   readonly #temps: TempFiles
+  readonly #sync: DiskSync
 
   constructor(o: FsObjectStoreOptions) {
     this.#root = resolve(o.root)
     this.#temps = o.temps
+    this.#sync = o.sync ?? DiskSync.on
   }
 
   #path(key: string): string {
@@ -120,6 +125,7 @@ export class FsObjectStore
         await publishFile(tempPath, target, {
           overwrite: opts.mode === 'overwrite',
           alreadySynced: (opts.alreadySynced ?? false) || attempt > 0,
+          sync: this.#sync,
         })
         return infoOf(key, st)
       } catch (err) {
@@ -284,7 +290,7 @@ export class FsObjectStore
   // ---- FolderSync ----
 
   async syncFolderOf(key: string): Promise<void> {
-    await fsyncDir(dirname(this.#path(key)))
+    await this.#sync.dir(dirname(this.#path(key)))
   }
 
   // ---- Appendable ----
@@ -296,7 +302,7 @@ export class FsObjectStore
     return {
       append: async (data) => {
         await fh.appendFile(data)
-        await fh.datasync()
+        await this.#sync.handle(fh)
       },
       close: () => fh.close(),
     }
@@ -306,7 +312,7 @@ export class FsObjectStore
     const fh = await open(this.#path(key), 'r+')
     try {
       await fh.truncate(bytes)
-      await fh.datasync()
+      await this.#sync.handle(fh)
     } finally {
       await fh.close()
     }
@@ -380,7 +386,7 @@ export class FsObjectStore
       publish: async () => {
         await rename(tmp, final)
         done = true
-        await fsyncDir(parent)
+        await this.#sync.dir(parent)
       },
       abandon: async () => {
         if (!done) await rm(tmp, { recursive: true, force: true })

@@ -1,3 +1,4 @@
+import { DiskSync } from './disk-sync.js'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { FsObjectStore } from './fs-object-store.js'
@@ -62,20 +63,27 @@ export interface DataStores<S extends ObjectStore = FsObjectStore> {
 }
 
 /** The data directory's stores (FERRY_STORAGE=fs). */
-export function createStores(layout: DataLayout, instanceId?: string): DataStores
+export function createStores(
+  layout: DataLayout,
+  instanceId?: string,
+  remote?: undefined,
+  sync?: DiskSync,
+): DataStores
 /** Local temp files and checkouts; every other area from `remote` (FERRY_STORAGE=s3). */
 export function createStores<S extends ObjectStore>(
   layout: DataLayout,
   instanceId: string | undefined,
   remote: (area: StoreArea) => S,
+  sync?: DiskSync,
 ): DataStores<S>
 export function createStores(
   layout: DataLayout,
   instanceId?: string,
   remote?: (area: StoreArea) => ObjectStore,
+  sync: DiskSync = DiskSync.on,
 ): DataStores<ObjectStore> {
   const temps = new TempFiles(layout.tmp, instanceId)
-  const local = (root: string) => new FsObjectStore({ root, temps })
+  const local = (root: string) => new FsObjectStore({ root, temps, sync })
   const at = (area: StoreArea) => (remote ? remote(area) : local(layout[area]))
   return Object.freeze({
     temps,

@@ -1,11 +1,14 @@
 /**
  * Background flushing of temp files and the owed ranges it settles (FERRY_FSYNC=commit): chunks
  * written without an fdatasync are owed by this instance in the session record until a flush of
- * their file; after each flush, the ranges completed before it began are marked durable.
+ * their file; after each flush, the ranges completed before it began are marked durable. With
+ * FERRY_FSYNC=none (DiskSync.off) nothing is flushed: the ranges stay owed until the commit, so
+ * after a reboot of this host the client is asked for them again.
  */
 import { addRange, type ByteRange } from '../state/range-set.js'
 import type { SessionStore } from '../state/types.js'
-import { BackgroundFlusher, fsyncFile } from '../storage/files.js'
+import type { DiskSync } from '../storage/disk-sync.js'
+import { BackgroundFlusher } from '../storage/files.js'
 
 export class OwedFlusher {
   readonly #sessions: SessionStore
@@ -18,20 +21,24 @@ export class OwedFlusher {
   /** Ranges this instance completed in a session's temp file and has not flushed yet, by path. */
   readonly #unflushed = new Map<string, { key: string; incarnation: string; ranges: ByteRange[] }>()
 
-  constructor(sessions: SessionStore) {
+  readonly #sync: DiskSync
+
+  constructor(sessions: SessionStore, sync: DiskSync) {
     this.#sessions = sessions
+    this.#sync = sync
   }
 
   async #flushAndSettle(path: string): Promise<void> {
     const owed = this.#unflushed.get(path)
     this.#unflushed.delete(path)
-    await fsyncFile(path)
+    await this.#sync.file(path)
     if (owed === undefined) return
     await this.#sessions.markDurable(owed.key, owed.incarnation, owed.ranges, Date.now())
   }
 
   /** Bytes written to `path` that no range is owed for (a whole-file stream). */
   wrote(path: string, bytes: number): void {
+    if (!this.#sync.enabled) return
     this.#flusher.wrote(path, bytes)
   }
 
@@ -40,6 +47,7 @@ export class OwedFlusher {
    * the flush that follows covers it.
    */
   owe(path: string, key: string, incarnation: string, range: ByteRange): void {
+    if (!this.#sync.enabled) return
     let u = this.#unflushed.get(path)
     if (u === undefined || u.incarnation !== incarnation) {
       u = { key, incarnation, ranges: [] }

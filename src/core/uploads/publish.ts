@@ -2,6 +2,7 @@
  * Whole-file temp files of this instance (`w-` names from storage's TempFiles) from creation to
  * publish or discard. The sweep asks `inUse` before it removes one of this instance's files.
  */
+import type { DiskSync } from '../storage/disk-sync.js'
 import { publishFile, removeQuietly, type PublishOptions } from '../storage/files.js'
 import type { TempFiles } from '../storage/temp-files.js'
 
@@ -10,8 +11,11 @@ export class StreamFiles {
   /** Stream temp files of this instance not yet published or discarded. */
   readonly #streaming = new Set<string>()
 
-  constructor(temps: TempFiles) {
+  readonly #sync: DiskSync
+
+  constructor(temps: TempFiles, sync: DiskSync) {
     this.#temps = temps
+    this.#sync = sync
   }
 
   /**
@@ -31,7 +35,11 @@ export class StreamFiles {
 
   async publish(tempPath: string, target: string, opts: PublishOptions): Promise<void> {
     try {
-      await publishFile(tempPath, target, { ...opts, alreadySynced: opts.alreadySynced ?? false })
+      await publishFile(tempPath, target, {
+        ...opts,
+        alreadySynced: opts.alreadySynced ?? false,
+        sync: opts.sync ?? this.#sync,
+      })
     } catch (err) {
       await removeQuietly(tempPath)
       throw err

@@ -11,6 +11,7 @@ import { LeaseRenewal } from '../state/lock-handle.js'
 import { contiguousPrefix, missingRanges, type ByteRange } from '../state/range-set.js'
 import { metadataProblem } from '../state/session-logic.js'
 import type { SessionRecord } from '../state/types.js'
+import { DiskSync } from '../storage/disk-sync.js'
 import { isNotFound } from '../storage/errno.js'
 import {
   createEmptyExclusive,
@@ -493,7 +494,7 @@ export class ChunkSessions {
       }
       hashedAt = performance.now()
       await this.#flusher.settle(tempPath)
-      await fsyncFile(tempPath)
+      await (this.#o.sync ?? DiskSync.on).file(tempPath)
       await this.#o.hooks?.beforePublish?.(key)
       stillOurs()
       // The fence, on the store's clock, right before the irreversible step.

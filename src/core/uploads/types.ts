@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { HashPool, HashResult } from '../hashing/hash-pool.js'
 import type { ByteRange } from '../state/range-set.js'
 import type { Bus, SessionRecord, SessionStore } from '../state/types.js'
+import type { DiskSync } from '../storage/disk-sync.js'
 import type { TempFiles } from '../storage/temp-files.js'
 
 export interface UploadServiceOptions {
@@ -17,6 +18,12 @@ export interface UploadServiceOptions {
   readonly log: Logger
   /** fdatasync every chunk before it counts as received. */
   readonly durableChunks: boolean
+  /**
+   * Flushes temp files (background flush, commit) and publications: DiskSync.on (default);
+   * DiskSync.off for FERRY_FSYNC=none (with `durableChunks` false), then no fdatasync or fsync
+   * at all, and chunk ranges stay owed to this instance until the commit.
+   */
+  readonly sync?: DiskSync
   readonly sessionTtlMs: number
   readonly reserveLeaseMs: number
   /** How long one commit may hold a session before another instance may take it over, ms. */

@@ -14,6 +14,7 @@ import type { HashAlgo } from '../hashing/hash-pool.js'
 import type { ByteRange } from '../state/range-set.js'
 import type { SessionRecord } from '../state/types.js'
 import type { PublishOptions } from '../storage/files.js'
+import { DiskSync } from '../storage/disk-sync.js'
 import { OwedFlusher } from './flush.js'
 import { PeerDigest } from './peer-digest.js'
 import { StreamFiles } from './publish.js'
@@ -80,8 +81,9 @@ export class UploadService {
       return
     }
     this.#hashes = new RunningHashes()
-    this.#flusher = new OwedFlusher(options.sessions)
-    this.#files = new StreamFiles(options.temps)
+    const sync = options.sync ?? DiskSync.on
+    this.#flusher = new OwedFlusher(options.sessions, sync)
+    this.#files = new StreamFiles(options.temps, sync)
     this.#peers = options.peers ? new PeerDigest(options.peers, this.#hashes, options.log) : null
     this.#sessions = new ChunkSessions({
       o: options,
