@@ -42,14 +42,7 @@ import { createHttpHooks, type HttpHooks } from './core/hooks/index.js'
 import { createCorsPolicy } from './http/cors.js'
 import { FinishedUploads } from './http/tus/finished.js'
 import type { FsObjectStore } from './core/storage/fs-object-store.js'
-import {
-  hasAppendable,
-  hasAtomicFolders,
-  hasFolderSync,
-  hasHardLinkSnapshots,
-  hasLocalPaths,
-  hasToucher,
-} from './core/storage/object-store.js'
+import { hasLocalPaths, hasToucher } from './core/storage/object-store.js'
 import type { S3ObjectStore } from './core/storage/s3-object-store.js'
 import { DiskSync } from './core/storage/disk-sync.js'
 import { createTusFamily } from './http/tus/family.js'
@@ -125,13 +118,11 @@ export function isLoopback(host: string): boolean {
 
 /**
  * Families that cannot run on FERRY_STORAGE=s3 yet, and the store capabilities they lack there
- * (the S3 store has none of the filesystem's: object-store.ts).
+ * (the S3 store has none of the filesystem's: object-store.ts). tus, lakeFS staging and bulk
+ * ingest need only the core operations (each says how it does without the others).
  */
 const NOT_ON_S3: Readonly<Record<string, string>> = {
-  tus: 'LocalPaths (finished uploads are served by path)',
-  lakefs: 'HardLinkSnapshots, FolderSync and LocalPaths',
-  ingest: 'LocalPaths, Appendable, FolderSync and AtomicFolders',
-  shaman: 'Toucher and LocalPaths',
+  shaman: 'Toucher and LocalPaths (checkouts are symlink trees into the CAS)',
 }
 
 /**
@@ -147,12 +138,33 @@ export function refuseUnsupportedStorage(config: Config): void {
     shaman: config.shaman.enabled,
   }
   const refused = Object.entries(mounted).filter(([f, on]) => on && f in NOT_ON_S3)
-  if (refused.length === 0) return
-  const why = refused.map(([f]) => `${f} needs ${NOT_ON_S3[f]}`).join('; ')
-  throw new ConfigError(
-    `FERRY_STORAGE=s3 cannot hold every mounted family: ${why}, which the S3 store lacks. ` +
-      'Mount only the families it holds, e.g. FERRY_FAMILIES=imagestore, or use FERRY_STORAGE=fs',
-  )
+  if (refused.length > 0) {
+    const why = refused.map(([f]) => `${f} needs ${NOT_ON_S3[f]}`).join('; ')
+    throw new ConfigError(
+      `FERRY_STORAGE=s3 cannot hold every mounted family: ${why}, which the S3 store lacks. ` +
+        'Mount only the families it holds (FERRY_FAMILIES=imagestore,tus,lakefs,ingest), or ' +
+        'use FERRY_STORAGE=fs',
+    )
+  }
+  const s3 = config.storage.s3
+  if (config.lakefs !== null && s3 !== null) {
+    // Physical addresses name the objects in the bucket: a repository's namespace must be where
+    // its staging objects are, so an address is the object's own s3:// URI.
+    for (const repo of config.lakefs.repositories) {
+      const want = lakeFsNamespaceOnS3(s3, repo.name)
+      if (repo.storageNamespace.replace(/\/+$/, '') !== want) {
+        throw new ConfigError(
+          `lakefs.repositories ${repo.name}: with FERRY_STORAGE=s3 its storageNamespace must be ` +
+            `${want} (where its staging objects are in the bucket), not ${repo.storageNamespace}`,
+        )
+      }
+    }
+  }
+}
+
+/** The storage namespace of a lakeFS repository whose staging area is in the bucket. */
+export function lakeFsNamespaceOnS3(s3: S3StorageConfig, repository: string): string {
+  return `s3://${s3.bucket}/${s3.prefix}staging/${repository}`
 }
 
 /** The S3 store of each area, all in one bucket under `<FERRY_S3_PREFIX><area>/`. */
@@ -329,9 +341,7 @@ export async function createApp(
   const { imagestore, shaman, lakefs, ingest } = config
   const cors = createCorsPolicy(config.cors)
   if (config.tus.enabled) {
-    const tusObjects = stores.tus
-    if (!hasLocalPaths(tusObjects)) throw new ConfigError(`tus: ${NOT_ON_S3['tus']}`)
-    const finished = new FinishedUploads(tusObjects, stores.temps)
+    const finished = new FinishedUploads(stores.tus, stores.temps)
     // Concatenation copies on its own worker thread (started on first use).
     const concat = new IngestPool({
       workerFile: DEFAULT_INGEST_WORKER_FILE,
@@ -395,19 +405,8 @@ export async function createApp(
       sync: sync.enabled,
     })
     const ingestUploads = uploadsOf('ingest')
-    const ingestObjects = stores.ingest
-    if (
-      !(
-        hasLocalPaths(ingestObjects) &&
-        hasAppendable(ingestObjects) &&
-        hasFolderSync(ingestObjects) &&
-        hasAtomicFolders(ingestObjects)
-      )
-    ) {
-      throw new ConfigError(`ingest: ${NOT_ON_S3['ingest']}`)
-    }
     const service = new BulkIngestService({
-      objects: ingestObjects,
+      objects: stores.ingest,
       temps: stores.temps,
       locker: state.locker,
       pool: ingestPool,
@@ -430,16 +429,6 @@ export async function createApp(
   if (lakefs) {
     const lakefsUploads = uploadsOf('lakefs')
     const staging = stores.staging
-    if (
-      !(
-        hasLocalPaths(staging) &&
-        hasHardLinkSnapshots(staging) &&
-        hasFolderSync(staging) &&
-        hasAtomicFolders(staging)
-      )
-    ) {
-      throw new ConfigError(`lakefs: ${NOT_ON_S3['lakefs']}`)
-    }
     const store = new StagingStore({
       config: lakefs,
       objects: staging,

@@ -30,8 +30,21 @@
  *      entry whose source is gone is finished (mapped) or abandoned (its asset files removed).
  * A source replaced by a new upload after a crash (another inode, size or mtime) is a new file:
  * the old entry is settled as in 5/6 and the new content gets a new asset.
+ *
+ * On a store with only the core operations (a bucket, FERRY_STORAGE=s3):
+ * - the mapping has no appends: it is one object, rewritten whole (put, overwrite) for each line
+ *   by the run holding the project lock, so any instance reads it and step 4 keeps its order
+ *   (the line is in the bucket before the source goes). Each line costs a rewrite of the object
+ *   so far: quadratic in the lines of one project, fine for thousands of files per project;
+ * - `.orig` and the derivative are server-side copies (CopyObject), their sha256 read back by
+ *   streaming the copy from the store;
+ * - a folder is its keys: the import folder exists while it holds an object, so an upload also
+ *   writes the hidden `.ferry-folder` mark there (the walk skips hidden names) and the folder
+ *   outlives its ingested files until finalize deletes every key under it;
+ * - deletes are durable as they answer: there is no folder to sync.
  */
 import { createHash } from 'node:crypto'
+import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import { UploadError } from '../errors.js'
 import type { IngestPool } from '../hashing/ingest-pool.js'
@@ -39,13 +52,14 @@ import { LockTimeoutError } from '../state/locker.js'
 import type { Lock, Locker } from '../state/types.js'
 import { putSmallObject, readSmallObject } from '../storage/atomic.js'
 import { fsIdentityOf } from '../storage/fs-object-store.js'
-import type {
-  Appendable,
-  AtomicFolders,
-  FolderSync,
-  LocalPaths,
-  ObjectInfo,
-  ObjectStore,
+import {
+  hasAppendable,
+  hasAtomicFolders,
+  hasFolderSync,
+  hasLocalPaths,
+  type AppendHandle,
+  type ObjectInfo,
+  type ObjectStore,
 } from '../storage/object-store.js'
 import { removeIfPresent } from '../storage/remove.js'
 import type { TempFiles } from '../storage/temp-files.js'
@@ -59,11 +73,15 @@ import {
 } from './names.js'
 
 /**
- * What bulk ingest needs of its ObjectStore: local paths (the copy workers read and write by
- * path), appends (the mapping), folder syncs (a source is gone before its journal entry goes)
- * and folders (the import folder, removed whole by finalize).
+ * What bulk ingest needs of its ObjectStore: the core operations. On the filesystem it uses
+ * local paths (the copy workers read and write by path), appends (the mapping), folder syncs (a
+ * source is gone before its journal entry goes) and folders (the import folder, removed whole by
+ * finalize); without them, the ways of the header comment.
  */
-export type IngestObjects = ObjectStore & LocalPaths & Appendable & FolderSync & AtomicFolders
+export type IngestObjects = ObjectStore
+
+/** The hidden mark that keeps an import folder in a store without folders (see above). */
+const FOLDER_MARK = '.ferry-folder'
 
 export interface BulkIngestOptions {
   /**
@@ -204,6 +222,10 @@ export class BulkIngestService {
    * caller.
    */
   async publishUpload(sc: string, relPath: string, tempPath: string): Promise<void> {
+    if (!hasAtomicFolders(this.#objects)) {
+      const mark = `${this.importDir(sc)}/${FOLDER_MARK}`
+      if ((await this.#objects.head(mark)) === null) await this.#writeAtomic(mark, '')
+    }
     await this.#objects.put(`${this.importDir(sc)}/${relPath}`, tempPath, { mode: 'overwrite' })
   }
 
@@ -275,7 +297,7 @@ export class BulkIngestService {
   }
 
   async #requireImportDir(sc: string): Promise<void> {
-    if (!(await this.#objects.hasFolder(this.importDir(sc)))) {
+    if (!(await this.#hasFolder(this.importDir(sc)))) {
       throw new UploadError('ERR_NOT_FOUND', `no import folder for project ${sc}`, {
         detail: { kind: 'not-found', resource: 'import-folder', id: sc },
       })
@@ -371,7 +393,7 @@ export class BulkIngestService {
     await this.#settleJournal(sc, mapped, log, true)
     const { files, skipped } = await this.#walk(sc, log)
     log.info({ files: files.length, skipped }, 'bulk ingest started')
-    const fh = await this.#objects.openAppend(this.mappingPath(sc))
+    const fh = await this.#openMapping(this.mappingPath(sc))
     let appends: Promise<void> = Promise.resolve()
     const append = (line: string) => {
       // One writer per run: appends are chained so lines never interleave and each is synced in
@@ -446,7 +468,12 @@ export class BulkIngestService {
       return new Set()
     }
     if (cut < text.length) {
-      await this.#objects.truncate(path, Buffer.byteLength(text.slice(0, cut)))
+      const objects = this.#objects
+      if (hasAppendable(objects)) {
+        await objects.truncate(path, Buffer.byteLength(text.slice(0, cut)))
+      } else {
+        await this.#writeAtomic(path, text.slice(0, cut))
+      }
     }
     return derivativesIn(text.slice(0, cut))
   }
@@ -522,7 +549,7 @@ export class BulkIngestService {
       throw err
     }
     await this.#objects.delete(source)
-    await this.#objects.syncFolderOf(source)
+    await this.#syncFolderOf(source)
     await this.#objects.delete(jPath)
     return true
   }
@@ -540,7 +567,7 @@ export class BulkIngestService {
     const a = this.#assetFiles(sc, entry.id, entry.ext)
     if (!mapped.has(a.derivativeName)) {
       for (const f of [a.info, a.derivative, a.orig]) await this.#objects.delete(f)
-      await this.#objects.syncFolderOf(a.info).catch(() => {})
+      await this.#syncFolderOf(a.info).catch(() => {})
     }
     await this.#objects.delete(jPath)
   }
@@ -576,11 +603,24 @@ export class BulkIngestService {
     if (settled > 0) log.info({ settled }, 'journal entries of an earlier run settled')
   }
 
-  /** A worker copies `source` to a temp file (fsynced there), published at `target` (overwrite). */
-  async #copyIn(source: string, target: string, signal: AbortSignal) {
+  /**
+   * A worker copies `source` to a temp file (fsynced there), published at `target` (overwrite).
+   * Without local files: a server-side copy, then its sha256 read back from the store.
+   */
+  async #copyIn(
+    source: string,
+    target: string,
+    signal: AbortSignal,
+  ): Promise<{ readonly sha256: string }> {
+    const objects = this.#objects
+    if (!hasLocalPaths(objects)) {
+      await objects.copy(source, target, { mode: 'overwrite' })
+      stopped(signal)
+      return { sha256: await sha256Of(await objects.get(target), signal) }
+    }
     const tmp = this.#temps.ingestPath()
     try {
-      const r = await this.#o.pool.copyFile(this.#objects.localPath(source), tmp, signal)
+      const r = await this.#o.pool.copyFile(objects.localPath(source), tmp, signal)
       await this.#objects.put(target, tmp, { mode: 'overwrite', alreadySynced: true })
       return r
     } catch (err) {
@@ -610,12 +650,69 @@ export class BulkIngestService {
     await this.#settleJournal(sc, mapped, log, false)
     // Mapping before the import folder: a crash in between leaves the folder, so finalize can run
     // again.
-    await this.#objects.removeFolder(this.#journalDir(sc))
+    await this.#removeFolder(this.#journalDir(sc))
     await this.#objects.delete(this.mappingPath(sc))
-    await this.#objects.removeFolder(this.importDir(sc))
-    await this.#objects.syncFolderOf(this.mappingPath(sc)).catch(() => {})
+    await this.#removeFolder(this.importDir(sc))
+    await this.#syncFolderOf(this.mappingPath(sc)).catch(() => {})
     log.info('bulk ingest finalized: import folder and mapping removed')
   }
+
+  // ---- stores without the filesystem capabilities (see the header) ----
+
+  async #hasFolder(prefix: string): Promise<boolean> {
+    const objects = this.#objects
+    if (hasAtomicFolders(objects)) return objects.hasFolder(prefix)
+    for await (const e of objects.list(`${prefix}/`)) if (e.kind === 'object') return true
+    return false
+  }
+
+  /** Removes a folder whole; without folders, every key under it (the mark last). */
+  async #removeFolder(prefix: string): Promise<void> {
+    const objects = this.#objects
+    if (hasAtomicFolders(objects)) {
+      await objects.removeFolder(prefix)
+      return
+    }
+    const keys: string[] = []
+    for await (const e of objects.list(`${prefix}/`)) if (e.kind === 'object') keys.push(e.key)
+    const mark = `${prefix}/${FOLDER_MARK}`
+    for (const key of keys) if (key !== mark) await objects.delete(key)
+    await objects.delete(mark)
+  }
+
+  async #syncFolderOf(key: string): Promise<void> {
+    const objects = this.#objects
+    if (hasFolderSync(objects)) await objects.syncFolderOf(key)
+  }
+
+  /** The mapping opened for appends; without them, rewritten whole per line (see the header). */
+  async #openMapping(key: string): Promise<AppendHandle> {
+    const objects = this.#objects
+    if (hasAppendable(objects)) return objects.openAppend(key)
+    let text = (await readSmallObject(objects, key)) ?? ''
+    return {
+      append: async (data) => {
+        const next = text + (typeof data === 'string' ? data : Buffer.from(data).toString('utf8'))
+        await this.#writeAtomic(key, next)
+        text = next
+      },
+      close: async () => {},
+    }
+  }
+}
+
+/** The sha256 (hex) of a stream's bytes. */
+async function sha256Of(stream: Readable, signal: AbortSignal): Promise<string> {
+  const h = createHash('sha256')
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      stopped(signal)
+      h.update(chunk)
+    }
+  } finally {
+    stream.destroy()
+  }
+  return h.digest('hex')
 }
 
 /** Derivative names (last field) of complete mapping lines after the header. */

@@ -23,12 +23,14 @@
  *
  * Everything is an object of the staging area's ObjectStore (keys `<repo>/pmpu/<id>/…`, the
  * folder above on a filesystem), beside the addresses the parts are joined into; the join reads
- * the parts by path on a pool thread, so the store must have LocalPaths. Any instance may take
+ * the parts by path on a pool thread when the store has LocalPaths; on a store without (a
+ * bucket) it streams them from the store, hashing on the event loop. Any instance may take
  * any request: the upload id and address are checked against `upload.json`, not against memory.
  * An abort (or the sweeper) removes the folder in one step (AtomicFolders: renamed into tmp/,
- * then deleted), so no request sees half an upload. A part that lands after that (its put makes
- * the folder again) finds no `upload.json` when it looks again, removes itself and is answered
- * NoSuchUpload.
+ * then deleted), so no request sees half an upload; on a store without folders `upload.json`
+ * goes first, so every later request sees no upload, then the parts. A part that lands after
+ * that (its put makes the folder again) finds no `upload.json` when it looks again, removes
+ * itself and is answered NoSuchUpload.
  *
  * Limits: at most 10,000 parts (S3's and lakeFS's), each at most 5 GiB and FERRY_MAX_UPLOAD_BYTES,
  * all but the last at least 5 MiB (S3 EntityTooSmall, checked at completion as S3 does), and the
@@ -37,6 +39,7 @@
  * presigned PUT addresses, and abandoned uploads are swept (`sweep`).
  */
 import { createHash, randomBytes } from 'node:crypto'
+import { open } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import type { LakeFsConfig } from '../../config/config.js'
@@ -44,7 +47,8 @@ import { UploadError } from '../errors.js'
 import type { HashPool } from '../hashing/hash-pool.js'
 import type { Locker } from '../state/types.js'
 import { putSmallObject, readSmallJson } from '../storage/atomic.js'
-import type { AtomicFolders, LocalPaths, ObjectStore } from '../storage/object-store.js'
+import { hasAtomicFolders, hasLocalPaths, type ObjectStore } from '../storage/object-store.js'
+import type { JoinPartsResult } from '../../../workers/protocol.js'
 import type { UploadService } from '../uploads/uploads.js'
 import {
   checkPresignedPart,
@@ -129,10 +133,11 @@ export interface PartBody {
 }
 
 /**
- * What the uploads need of their store: local paths (the join reads parts by path on a pool
- * thread) and atomic folder removal (an abort takes the whole upload away in one step).
+ * What the uploads need of their store: the core operations. Local paths let a pool thread join
+ * the parts by path, atomic folders let an abort take the whole upload away in one step; a store
+ * without them (a bucket) streams the parts and removes `upload.json` first (see above).
  */
-export type MultipartObjects = ObjectStore & LocalPaths & AtomicFolders
+export type MultipartObjects = ObjectStore
 
 export interface StagingMultipartOptions {
   readonly config: LakeFsConfig
@@ -354,7 +359,7 @@ export class StagingMultipart {
   ): Promise<ObjectStats> {
     const done = await this.#completed(dir, etag)
     if (done !== null) return done
-    const sources: { path: string; expectedMd5: string }[] = []
+    const sources: { key: string; expectedMd5: string }[] = []
     let total = 0
     for (const [i, p] of input.parts.entries()) {
       const key = partKey(dir, p.partNumber)
@@ -368,14 +373,13 @@ export class StagingMultipart {
         throw new UploadError('ERR_INVALID_ARGUMENT', message)
       }
       total += st.size
-      // The join runs on a pool thread, which opens the parts by path.
-      sources.push({ path: this.#objects.localPath(key), expectedMd5: md5s[i]! })
+      sources.push({ key, expectedMd5: md5s[i]! })
     }
     this.#checkTotal(total)
     const tempPath = this.#o.uploads.streamTempPath()
     let staged = false
     try {
-      const joined = await this.#o.pool.joinParts(sources, tempPath)
+      const joined = await this.#join(sources, tempPath)
       if (joined.status === 'missing') return await this.#afterLostPart(dir, etag)
       if (joined.status === 'mismatch') throw new UploadError('ERR_INVALID_ARGUMENT', INVALID_PART)
       // A part replaced between the size check and the join: its ETag still matched, so its bytes
@@ -416,7 +420,7 @@ export class StagingMultipart {
     const dir = this.#uploadDir(ref.repository, ref.uploadId)
     await this.#ownManifest(dir, ref, relative)
     if ((await this.#objects.head(`${dir}/completed.json`)) !== null) throw noSuchUpload()
-    if (!(await this.#objects.removeFolder(dir))) throw noSuchUpload()
+    if (!(await this.#removeUpload(dir))) throw noSuchUpload()
   }
 
   /**
@@ -435,7 +439,7 @@ export class StagingMultipart {
         const dir = e.key.slice(0, -1)
         seen.add(dir)
         try {
-          if ((await this.#abandoned(dir, nowMs)) && (await this.#objects.removeFolder(dir))) {
+          if ((await this.#abandoned(dir, nowMs)) && (await this.#removeUpload(dir))) {
             removed++
           }
         } catch (err) {
@@ -538,6 +542,39 @@ export class StagingMultipart {
     throw new UploadError('ERR_BODY_TOO_LARGE', message, { detail })
   }
 
+  /**
+   * Joins the parts into the new local file `target`, checking each part's MD5: on a pool thread
+   * by path when the store has local files, else streamed from the store.
+   */
+  async #join(
+    sources: readonly { key: string; expectedMd5: string }[],
+    target: string,
+  ): Promise<JoinPartsResult> {
+    const objects = this.#objects
+    if (hasLocalPaths(objects)) {
+      const paths = sources.map((s) => ({
+        path: objects.localPath(s.key),
+        expectedMd5: s.expectedMd5,
+      }))
+      return this.#o.pool.joinParts(paths, target)
+    }
+    return joinStreamed(objects, sources, target)
+  }
+
+  /**
+   * Removes an upload's objects; false when there were none. In one step with AtomicFolders;
+   * else `upload.json` first (from then on the upload is gone for every request), then the rest.
+   */
+  async #removeUpload(dir: string): Promise<boolean> {
+    const objects = this.#objects
+    if (hasAtomicFolders(objects)) return objects.removeFolder(dir)
+    let any = await objects.delete(`${dir}/upload.json`)
+    const keys: string[] = []
+    for await (const e of objects.list(`${dir}/`)) if (e.kind === 'object') keys.push(e.key)
+    for (const key of keys) any = (await objects.delete(key)) || any
+    return any
+  }
+
   async #removeParts(dir: string): Promise<void> {
     for await (const e of this.#objects.list(`${dir}/`, { delimiter: true })) {
       if (e.kind === 'object' && e.key.endsWith('.part')) await this.#objects.delete(e.key)
@@ -560,6 +597,61 @@ export class StagingMultipart {
     // Ids are ours (32 hex); anything else names no upload, and never a key outside pmpu/.
     if (!UPLOAD_ID_RE.test(uploadId)) throw noSuchUpload()
     return `${pmpuPrefix(this.#o.store.repository(repository).name)}/${uploadId}`
+  }
+}
+
+/**
+ * Writes the parts, streamed from `objects`, into the new file `target` (fsynced), checking
+ * each one's MD5 (JoinPartsResult, as the pool's join answers).
+ */
+async function joinStreamed(
+  objects: ObjectStore,
+  sources: readonly { key: string; expectedMd5: string }[],
+  target: string,
+): Promise<JoinPartsResult> {
+  const md5 = createHash('md5')
+  const sha256 = createHash('sha256')
+  const sourceBytes: number[] = []
+  let bytes = 0
+  const fh = await open(target, 'wx', 0o644)
+  try {
+    for (const [index, s] of sources.entries()) {
+      let stream: Readable
+      try {
+        stream = await objects.get(s.key)
+      } catch (err) {
+        if (err instanceof UploadError && err.code === 'ERR_NOT_FOUND') {
+          return { status: 'missing', index }
+        }
+        throw err
+      }
+      const partMd5 = createHash('md5')
+      let n = 0
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        partMd5.update(chunk)
+        md5.update(chunk)
+        sha256.update(chunk)
+        let off = 0
+        while (off < chunk.length) {
+          const w = await fh.write(chunk, off, chunk.length - off, bytes + n + off)
+          off += w.bytesWritten
+        }
+        n += chunk.length
+      }
+      if (partMd5.digest('hex') !== s.expectedMd5) return { status: 'mismatch', index }
+      sourceBytes.push(n)
+      bytes += n
+    }
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  return {
+    status: 'joined',
+    bytes,
+    md5: md5.digest('hex'),
+    sha256: sha256.digest('hex'),
+    sourceBytes,
   }
 }
 

@@ -12,6 +12,15 @@
  * replaces the address by rename, i.e. with a new inode. The linked object keeps the inode it was
  * checked against, so its bytes never change under it.
  *
+ * On a store without hard links (a bucket, FERRY_STORAGE=s3) the blob is a server-side copy of
+ * the address (ObjectStore.copy: CopyObject, no byte through Ferry), equally immutable once
+ * made. The address's etag is read before and after the copy: when both equal the sidecar's,
+ * the copy is of the upload the sidecar describes and its digests are used; otherwise the blob
+ * (which nothing writes again) is hashed by streaming it from the store. Either way what is
+ * checked is what the blob holds, short of an A-B-A replacement of the address inside the copy
+ * (two PUTs by the URL's holder within one link, the second restoring bytes with the first's
+ * etag), which the etag cannot tell.
+ *
  * Why `.d` and `.o`: lakeFS keys may have both `a` and `a/b`; as plain files and folders they would
  * collide. Folder names end in `.d`, entry names in `.o`, so no name can be both.
  *
@@ -21,19 +30,22 @@
  * it replaced. Two overwrites racing on one path may leave one unreferenced blob (never a missing
  * one: each blob belongs to exactly one entry, and only the entry's replacer removes it).
  */
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import type { LakeFsConfig, LakeFsRepository } from '../../config/config.js'
 import { UploadError } from '../errors.js'
 import type { HashPool } from '../hashing/hash-pool.js'
 import { checkRelativePath, type PathRules } from '../paths.js'
 import { putSmallObject, readSmallJson } from '../storage/atomic.js'
-import type {
-  FolderSync,
-  HardLinkSnapshots,
-  LocalPaths,
-  ObjectInfo,
-  ObjectStore,
+import {
+  hasFolderSync,
+  hasHardLinkSnapshots,
+  hasLocalPaths,
+  type FolderSync,
+  type HardLinkSnapshots,
+  type LocalPaths,
+  type ObjectInfo,
+  type ObjectStore,
 } from '../storage/object-store.js'
 import type { UploadService } from '../uploads/uploads.js'
 import {
@@ -99,10 +111,17 @@ export interface StagedFile {
 const etagOf = (d: Digests) => d.etag ?? `${d.ino}:${d.size}:${d.mtimeNs}`
 
 /**
- * What staging needs of its ObjectStore: hard-link snapshots (a linked object keeps the bytes
- * it was checked against) and local paths (the hash pool reads a snapshot by path).
+ * What staging needs of its ObjectStore: the core operations. With hard-link snapshots, folder
+ * syncs and local paths (the data directory) a link takes a hard link and the hash pool reads it
+ * by path; without them (a bucket) it takes a server-side copy and streams it to hash it.
  */
-export type StagingObjects = ObjectStore & HardLinkSnapshots & FolderSync & LocalPaths
+export type StagingObjects = ObjectStore
+
+type LinkingObjects = ObjectStore & HardLinkSnapshots & FolderSync & LocalPaths
+
+function canHardLink(s: ObjectStore): s is LinkingObjects {
+  return hasHardLinkSnapshots(s) && hasFolderSync(s) && hasLocalPaths(s)
+}
 
 export interface NewAddress {
   /** `<storage namespace>/data/<partition>/<id>,<sig>` */
@@ -247,7 +266,7 @@ export class StagingStore {
           'The Content-MD5 you specified did not match what we received.',
         )
       }
-      const published = await this.#publish(target, got.tempPath)
+      const published = await this.#publish(target, got.tempPath, sha256)
       const digests: Digests = { etag: published.etag, md5, sha256 }
       await this.#writeSmall(`${target}.digests`, JSON.stringify(digests), true)
       return { bytes: got.bytes, md5, sha256 }
@@ -268,7 +287,7 @@ export class StagingStore {
       throw new UploadError('ERR_INVALID_PATH', 'not a staging address')
     }
     const target = this.#dataKey(repository, relative)
-    const published = await this.#publish(target, file.tempPath)
+    const published = await this.#publish(target, file.tempPath, file.sha256)
     const digests: Digests = {
       etag: published.etag,
       md5: file.md5,
@@ -378,9 +397,9 @@ export class StagingStore {
   }
 
   /**
-   * Takes a hard link of the staged file (so later PUTs cannot change what was checked), then
-   * checks its size and checksum. Digests come from the upload's sidecar when it describes this
-   * very inode, else from a pool pass over the file.
+   * Takes a snapshot of the staged file (so later PUTs cannot change what was checked), then
+   * checks its size and checksum. Digests come from the upload's sidecar when it describes the
+   * very upload snapshotted, else from a pass over the snapshot.
    */
   async #snapshot(
     dataKey: string,
@@ -388,9 +407,20 @@ export class StagingStore {
     sizeBytes: number,
     checksum: string,
   ): Promise<{ md5: string; sha256: string }> {
+    const objects = this.#objects
+    const linking = canHardLink(objects)
+    // Without hard links: the address's etag before the copy, compared again after it.
+    let before: ObjectInfo | null = null
     let snap: ObjectInfo
     try {
-      snap = await this.#objects.snapshot(dataKey, blobKey)
+      if (linking) {
+        snap = await objects.snapshot(dataKey, blobKey)
+      } else {
+        before = await objects.head(dataKey)
+        if (before === null) throw new UploadError('ERR_NOT_FOUND', 'no object')
+        // The blob key is a new UUID: no lock round trip for create-if-absent is needed.
+        snap = await objects.copy(dataKey, blobKey, { mode: 'overwrite' })
+      }
     } catch (err) {
       if (err instanceof UploadError && err.code === 'ERR_NOT_FOUND') {
         throw new UploadError(
@@ -406,18 +436,27 @@ export class StagingStore {
         throw new UploadError('ERR_SIZE_MISMATCH', msg)
       }
       let d: { md5: string; sha256: string; etag?: string } | null = null
-      const side = await readSmallJson<Digests>(this.#objects, `${dataKey}.digests`)
-      if (side !== null && etagOf(side) === snap.etag) {
+      const side = await readSmallJson<Digests>(objects, `${dataKey}.digests`)
+      // The etag of the upload snapshotted: the link's own; for a copy, the address's when it
+      // did not change across the copy.
+      let snapEtag: string | null = snap.etag
+      if (!linking) {
+        const after = await objects.head(dataKey)
+        snapEtag = after !== null && after.etag === before?.etag ? after.etag : null
+      }
+      if (side !== null && snapEtag !== null && etagOf(side) === snapEtag) {
         const etag = side.multipartEtag !== undefined ? { etag: side.multipartEtag } : {}
         d = { md5: side.md5, sha256: side.sha256, ...etag }
-      } else {
-        const path = this.#objects.localPath(blobKey)
+      } else if (linking) {
+        const path = objects.localPath(blobKey)
         const h = await this.#o.pool.hashFile(path, { algos: ['md5', 'sha256'] })
         const md5 = h.digests.md5
         const sha256 = h.digests.sha256
         if (md5 === undefined || sha256 === undefined)
           throw new Error('hash pool answered without md5 or sha256')
         d = { md5, sha256 }
+      } else {
+        d = await hashObject(objects, blobKey, sizeBytes)
       }
       if (!checksumMatches(checksum, d)) {
         throw new UploadError(
@@ -425,18 +464,18 @@ export class StagingStore {
           'checksum does not match the object staged at this address',
         )
       }
-      await this.#objects.syncFolderOf(blobKey)
+      if (linking) await objects.syncFolderOf(blobKey)
       return { md5: d.md5, sha256: d.sha256 }
     } catch (err) {
-      await this.#objects.delete(blobKey)
+      await objects.delete(blobKey)
       throw err
     }
   }
 
   /** Publishes an upload's temp file at `key` (the last PUT wins); uploads forget its name. */
-  async #publish(key: string, tempPath: string) {
+  async #publish(key: string, tempPath: string, sha256: string) {
     try {
-      return await this.#objects.put(key, tempPath, { mode: 'overwrite' })
+      return await this.#objects.put(key, tempPath, { mode: 'overwrite', sha256 })
     } finally {
       await this.#o.uploads.discard(tempPath)
     }
@@ -465,6 +504,29 @@ export class StagingStore {
     const names = segments.map((s, i) => (i === segments.length - 1 ? `${s}.o` : `${s}.d`))
     return [repo, 'branches', branch, 'objects', ...names].join('/')
   }
+}
+
+/**
+ * MD5 and SHA-256 of an object, streamed from its store (a blob in a bucket, which has no local
+ * file for the hash pool); ERR_SIZE_MISMATCH when it is not `size` bytes long.
+ */
+async function hashObject(
+  objects: ObjectStore,
+  key: string,
+  size: number,
+): Promise<{ md5: string; sha256: string }> {
+  const md5 = createHash('md5')
+  const sha256 = createHash('sha256')
+  let n = 0
+  for await (const chunk of (await objects.get(key)) as AsyncIterable<Buffer>) {
+    md5.update(chunk)
+    sha256.update(chunk)
+    n += chunk.length
+  }
+  if (n !== size) {
+    throw new UploadError('ERR_SIZE_MISMATCH', `the object staged has ${n} bytes, not ${size}`)
+  }
+  return { md5: md5.digest('hex'), sha256: sha256.digest('hex') }
 }
 
 /** The namespace without a trailing slash. */

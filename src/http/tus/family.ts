@@ -29,7 +29,7 @@ import { sendEmpty } from '../respond.js'
 import { ChecksumTransform, emptyBodyMatches, type ExpectedChecksum } from './checksum.js'
 import { refuse, sendTusError, tusRefusals } from './errors.js'
 import { SHA256_HEADER } from '../digest-header.js'
-import type { FinishedInfo, FinishedUploads } from './finished.js'
+import type { ConcatWorker, FinishedInfo, FinishedUploads } from './finished.js'
 import { sendUploadResumptionSupported } from './informational.js'
 import {
   completedUploadProblem,
@@ -69,13 +69,8 @@ import {
   type HeaderMap,
 } from './responses.js'
 
-/** Concatenation runs here: a worker-thread copy (IngestPool.concatFiles). */
-export interface ConcatWorker {
-  concatFiles(
-    sources: readonly string[],
-    target: string,
-  ): Promise<{ bytes: number; sha256: string }>
-}
+/** Concatenation of local files runs here: a worker-thread copy (IngestPool.concatFiles). */
+export type { ConcatWorker }
 
 /** What the tus family uses; the composition root builds it. */
 export interface TusDeps {
@@ -483,10 +478,7 @@ export function createTusFamily(deps: TusDeps): Family {
       if (total > settings.maxSizeBytes) {
         throw refuse(413, `the final upload is larger than Tus-Max-Size (${settings.maxSizeBytes})`)
       }
-      const got = await deps.concat.concatFiles(
-        ids.map((p) => finished.dataPath(p)),
-        tmp,
-      )
+      const got = await finished.concatenate(ids, tmp, deps.concat)
       if (got.bytes !== total) {
         throw new UploadError('ERR_IO', `concatenation wrote ${got.bytes} bytes, not ${total}`)
       }

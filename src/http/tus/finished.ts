@@ -3,15 +3,19 @@
  * at `<id[0:2]>/<id>`, `<id>.info.json` beside them (what HEAD and GET answer once the session is
  * gone), and `<id>.gone`, the tombstone a DELETE leaves so the upload answers 410 afterwards. The
  * info object is written after the bytes are in place, so an info object always names bytes that
- * exist. Concatenation reads partials by path on a worker thread, hence `LocalPaths`.
+ * exist. The store needs only the core operations: on a store with `LocalPaths` (the data
+ * directory) concatenation reads the partials by path on a worker thread; on one without (a
+ * bucket) it streams them from the store into the local temp file, hashing on the way.
  */
+import { createHash } from 'node:crypto'
+import { open } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { putSmallObject, readSmallObject } from '../../core/storage/atomic.js'
-import type {
-  LocalPaths,
-  ObjectInfo,
-  ObjectRange,
-  ObjectStore,
+import {
+  hasLocalPaths,
+  type ObjectInfo,
+  type ObjectRange,
+  type ObjectStore,
 } from '../../core/storage/object-store.js'
 import type { TempFiles } from '../../core/storage/temp-files.js'
 
@@ -32,11 +36,19 @@ export interface FinishedInfo {
 const INFO = '.info.json'
 const GONE = '.gone'
 
+/** Copies files by path into a new file on a worker thread (IngestPool.concatFiles). */
+export interface ConcatWorker {
+  concatFiles(
+    sources: readonly string[],
+    target: string,
+  ): Promise<{ bytes: number; sha256: string }>
+}
+
 export class FinishedUploads {
-  readonly #objects: ObjectStore & LocalPaths
+  readonly #objects: ObjectStore
   readonly #temps: TempFiles
 
-  constructor(objects: ObjectStore & LocalPaths, temps: TempFiles) {
+  constructor(objects: ObjectStore, temps: TempFiles) {
     this.#objects = objects
     this.#temps = temps
   }
@@ -45,9 +57,53 @@ export class FinishedUploads {
     return `${id.slice(0, 2)}/${id}`
   }
 
-  /** The local file of the upload's bytes (worker threads read it by path). */
+  /**
+   * The local file of the upload's bytes (worker threads read it by path); only on a store with
+   * `LocalPaths`.
+   */
   dataPath(id: string): string {
+    if (!hasLocalPaths(this.#objects)) throw new Error('finished uploads are not local files')
     return this.#objects.localPath(this.#key(id))
+  }
+
+  /**
+   * Writes the finished uploads `ids`, in order, into the new local file `target`, fsynced, and
+   * answers its length and SHA-256 (tus concatenation). Local files are copied by `worker`;
+   * objects of a store without local paths are streamed from it. The caller removes `target`
+   * on failure.
+   */
+  async concatenate(
+    ids: readonly string[],
+    target: string,
+    worker: ConcatWorker,
+  ): Promise<{ bytes: number; sha256: string }> {
+    if (hasLocalPaths(this.#objects)) {
+      return worker.concatFiles(
+        ids.map((id) => this.dataPath(id)),
+        target,
+      )
+    }
+    const hash = createHash('sha256')
+    let bytes = 0
+    const fh = await open(target, 'wx', 0o644)
+    try {
+      for (const id of ids) {
+        for await (const chunk of (await this.read(id)) as AsyncIterable<Buffer>) {
+          hash.update(chunk)
+          // write() may write less than asked: loop until the chunk is all out.
+          let off = 0
+          while (off < chunk.length) {
+            const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, bytes + off)
+            off += bytesWritten
+          }
+          bytes += chunk.length
+        }
+      }
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    return { bytes, sha256: hash.digest('hex') }
   }
 
   async info(id: string): Promise<FinishedInfo | null> {
@@ -73,7 +129,11 @@ export class FinishedUploads {
    */
   async publish(tempPath: string, info: FinishedInfo): Promise<void> {
     const key = this.#key(info.id)
-    await this.#objects.put(key, tempPath, { mode: 'if-absent', alreadySynced: true })
+    await this.#objects.put(key, tempPath, {
+      mode: 'if-absent',
+      alreadySynced: true,
+      sha256: info.sha256,
+    })
     await putSmallObject(this.#objects, key + INFO, `${JSON.stringify(info)}\n`, {
       tempPath: this.#temps.streamPath(),
       overwrite: true,
