@@ -86,6 +86,11 @@ function parseObjectPath(checksum: string, filesize: string): CasKey {
 }
 
 /** Entries handled between two yields of the event loop (~1-3 ms of work each). */
+/** A body up to this size is read to its end before an early answer (letSmallBodyArrive). */
+const SMALL_BODY_BYTES = 1024 * 1024
+/** How long an early answer waits for such a body. */
+const SMALL_BODY_WAIT_MS = 10_000
+
 const OUTPUT_SLICE = 4000
 
 const yieldLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
@@ -135,6 +140,36 @@ export function createShamanFamily(deps: ShamanDeps): Family {
     req.resume()
   }
 
+  /**
+   * Before an answer that needs no body (208, 425), a small body still on its way is read to its
+   * end. Answering early is what the spec allows and what saves a large upload, but a proxy that
+   * gets the answer while the client is still sending may close the client's connection with
+   * bytes unread, and the kernel's reset then throws away the answer the client had not yet
+   * read: through haproxy, 1 to 2 of 8 runs of 1,000 dedup POSTs of 64 KiB lost one answer as
+   * "socket hang up". A body of up to SMALL_BODY_BYTES costs less to take than that; a larger one
+   * (or one of no declared length) is answered at once, as before. Waits at most
+   * SMALL_BODY_WAIT_MS for a slow client.
+   */
+  async function letSmallBodyArrive(ctx: RequestContext, key: CasKey, declared: number | null) {
+    const { req } = ctx
+    if (req.complete || req.destroyed) return
+    if (declared === null || declared > SMALL_BODY_BYTES) return
+    releaseBody(ctx, key)
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        req.off('end', done)
+        req.off('close', done)
+        req.off('error', done)
+        resolve()
+      }
+      const timer = setTimeout(done, SMALL_BODY_WAIT_MS)
+      req.once('end', done)
+      req.once('close', done)
+      req.once('error', done)
+    })
+  }
+
   async function fileStatus(ctx: RequestContext, key: CasKey) {
     sendJson(ctx.res, 200, { status: await cas.status(key) })
   }
@@ -181,14 +216,17 @@ export function createShamanFamily(deps: ShamanDeps): Family {
             ? 'shaman upload: already stored'
             : 'shaman upload: verified, already stored',
         )
+        await letSmallBodyArrive(ctx, key, declared)
         return sendEmpty(res, 208)
       case 'deferred':
         // Spec: 425 "The file is currently in the process of being uploaded by someone else, and
         // `X-Shaman-Can-Defer-Upload: true` was sent in the request."
         rlog.info({ status: 425 }, 'shaman upload: deferred, another upload is in flight')
+        await letSmallBodyArrive(ctx, key, declared)
         return sendEmpty(res, 425)
       case 'cut-short':
         rlog.info({ status: 208 }, 'shaman upload: cut short, stored by another upload')
+        await letSmallBodyArrive(ctx, key, declared)
         return sendEmpty(res, 208)
       case 'stored':
         uploads.announceFinished({
